@@ -24,7 +24,7 @@ import ctypes
 import errno
 import functools
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import _structs as S
 
@@ -216,10 +216,17 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
+def _wide(args: Sequence[object]) -> Tuple[object, ...]:
+    # syscall(3) is variadic: ctypes would pass a Python int as a 32-bit int
+    # and leave the upper half of the register undefined.
+    return tuple(ctypes.c_long(a) if isinstance(a, int) else a for a in args)
+
+
 def _call(name: str, *args: object) -> int:
     """syscall(2) by name; returns the result, raises OSError, retries EINTR."""
-    number = nr(name)
+    number = ctypes.c_long(nr(name))
     fn = _libc().syscall
+    args = _wide(args)
     while True:
         ret = fn(number, *args)
         if ret != -1:
@@ -236,12 +243,13 @@ def bound(name: str) -> Callable[..., int]:
     nothing and touches no lock, so it can be called in a forked child of a
     multi-threaded program.  Arguments must already be ctypes-compatible.
     """
-    number = nr(name)
+    number = ctypes.c_long(nr(name))
     fn = _libc().syscall
     get_errno = ctypes.get_errno
+    long = ctypes.c_long
 
     def call(*args: object) -> int:
-        ret = fn(number, *args)
+        ret = fn(number, *[long(a) if a.__class__ is int else a for a in args])
         return -get_errno() if ret == -1 else ret
 
     return call
@@ -249,6 +257,10 @@ def bound(name: str) -> Callable[..., int]:
 
 def c_ulong(value: int) -> ctypes.c_ulong:
     return ctypes.c_ulong(value)
+
+
+def c_uint(value: int) -> ctypes.c_uint:
+    return ctypes.c_uint(value)
 
 
 def buffer_address(buf: object) -> int:
@@ -260,12 +272,15 @@ def buffer_address(buf: object) -> int:
 
 # seccomp(2) -------------------------------------------------------------------
 
-def seccomp_filter_args(program: bytes) -> Tuple[object, object]:
-    """(sock_fprog, keep-alive) ready for seccomp(SECCOMP_SET_MODE_FILTER, ...)."""
+def seccomp_filter_pointer(program: bytes) -> Tuple[object, object]:
+    """(pointer to a sock_fprog, keep-alive) for seccomp(SECCOMP_SET_MODE_FILTER, ...).
+
+    The caller keeps the second item alive as long as the pointer is used.
+    """
     count = len(program) // ctypes.sizeof(S.sock_filter)
     insns = (S.sock_filter * count).from_buffer_copy(program)
     prog = S.sock_fprog(count, ctypes.cast(insns, ctypes.POINTER(S.sock_filter)))
-    return prog, insns
+    return ctypes.byref(prog), (prog, insns)
 
 
 def seccomp(operation: int, flags: int, args: object) -> int:
@@ -324,6 +339,18 @@ def statx(dirfd: int, path: bytes, flags: int, mask: int) -> bytes:
     return buf.raw
 
 
+def utimensat(dirfd: int, path: bytes, times: Optional[bytes], flags: int) -> None:
+    """utimensat(2) with times as two raw struct timespec (None: now)."""
+    buf = ctypes.create_string_buffer(times, len(times)) if times is not None else None
+    _call("utimensat", dirfd, ctypes.c_char_p(path), buf, flags)
+
+
+def connect(fd: int, address: bytes) -> None:
+    """connect(2) with a raw struct sockaddr."""
+    buf = ctypes.create_string_buffer(address, len(address))
+    _call("connect", fd, buf, ctypes.c_uint(len(address)))
+
+
 def statfs(fd: int) -> bytes:
     """fstatfs(2) returning the raw struct statfs (120 bytes on both arches)."""
     buf = ctypes.create_string_buffer(120)
@@ -373,11 +400,11 @@ def capget() -> Tuple[int, int, int]:
     return join("effective"), join("permitted"), join("inheritable")
 
 
-def capset_empty_args() -> Tuple[object, object]:
-    """(header, data) for a capset(2) that clears effective, permitted and inheritable."""
+def capset_empty() -> None:
+    """capset(2) clearing effective, permitted and inheritable of this thread."""
     header = S.cap_user_header(S._LINUX_CAPABILITY_VERSION_3, 0)
     data = (S.cap_user_data * S._LINUX_CAPABILITY_U32S_3)()
-    return header, data
+    _call("capset", ctypes.byref(header), data)
 
 
 # --- probes ----------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Exceptions of sandlock.
+
+A leaf module: under ``python -m sandlock`` the file sandlock.py runs as
+``__main__``, so the classes live here, imported by everything else, and
+there is only ever one copy of each.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Optional
+
+
+class SandlockError(Exception):
+    """Base class of every error sandlock raises itself."""
+
+
+class PolicyError(SandlockError, ValueError):
+    """A policy value is wrong; raised before anything is forked.
+
+    The message names the field (API keyword or CLI flag) and the value.
+    """
+
+
+class SetupError(SandlockError, OSError):
+    """The sandbox could not be set up (kernel feature missing, a step failed).
+
+    Attributes:
+        step: which launch step failed (e.g. "landlock_restrict_self").
+        hint: an optional line telling the user what to do.
+    """
+
+    def __init__(self, errno_: int, message: str, step: str = "", hint: str = "") -> None:
+        super().__init__(errno_, message)
+        self.step = step
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+class ExecError(SandlockError, OSError):
+    """The command could not be executed (not found: 127, not executable: 126)."""
+
+    def __init__(self, errno_: int, message: str, command: str) -> None:
+        super().__init__(errno_, message, command)
+        self.command = command
+
+    @property
+    def exit_code(self) -> int:
+        import errno
+        return 127 if self.errno == errno.ENOENT else 126
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+class SandboxCalledProcessError(SandlockError, subprocess.CalledProcessError):
+    """Raised by ``run(check=True)`` when the command does not exit 0."""
+
+    def __init__(self, returncode: int, cmd: object, output: Optional[bytes] = None,
+                 stderr: Optional[bytes] = None, reason: str = "") -> None:
+        subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        text = subprocess.CalledProcessError.__str__(self)
+        return f"{text} ({self.reason})" if self.reason else text

@@ -1,0 +1,269 @@
+"""The seccomp-bpf filter of a policy (SPEC sections 1.7 and 1.8).
+
+Every syscall the architecture's table knows is classified here explicitly:
+ALLOW, DENY (EPERM), ENOSYS, or an argument rule.  Numbers the table does not
+know (syscalls of newer kernels) get ENOSYS, so they fail closed.  The
+syscalls the supervisor handles come in as `traps` from the handler table:
+the filter notifies exactly those (optionally only when register values say
+the call needs a decision) and nothing else.
+
+Program shape (assembled by _bpf):
+
+    ld arch; jeq AUDIT_ARCH, or ret KILL_PROCESS  wrong arch (i386 int 0x80)
+    ld nr;   jset X32_SYSCALL_BIT: ret EPERM       x86_64 only
+    binary search over the number ranges          each leaf: ret or ja block
+    blocks: argument tests, first match wins      ld args[i]; jeq/jset; ret
+
+The decisions that depend on the number only never load an argument, so the
+kernel's seccomp action cache (Linux 5.11) learns them and an allowed syscall
+such as getppid costs nothing (see bench/).  ioctl commands are compared on
+their low 32 bits (the kernel truncates them).
+"""
+
+from __future__ import annotations
+
+import errno
+import termios
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import _bpf as B
+import _syscalls
+
+# --- classification ---------------------------------------------------------------
+
+# SPEC 1.8 default deny list, and a few more that only administer the host.
+DENY = frozenset("""
+mount umount2 pivot_root chroot swapon swapoff reboot sethostname setdomainname kexec_load
+kexec_file_load init_module finit_module delete_module unshare setns perf_event_open bpf
+userfaultfd keyctl add_key request_key ptrace process_vm_readv process_vm_writev open_by_handle_at
+name_to_handle_at ioperm iopl modify_ldt quotactl quotactl_fd acct lookup_dcookie io_uring_setup
+io_uring_enter io_uring_register fsopen fsmount fsconfig fspick move_mount open_tree
+open_tree_attr mount_setattr fanotify_init uselib statmount listmount syslog vhangup
+lsm_set_self_attr file_getattr file_setattr
+""".split())
+
+# Never implemented, obsolete, or refused so that libc falls back: clone3 to
+# clone, the *xattrat family (Linux 6.13) to the older xattr calls.
+ENOSYS = frozenset("""
+clone3 afs_syscall tuxcall security vserver getpmsg putpmsg create_module get_kernel_syms
+query_module nfsservctl _sysctl epoll_ctl_old epoll_wait_old
+setxattrat getxattrat listxattrat removexattrat
+""".split())
+
+# Allowed on the number alone.  A name here may still be trapped by a policy
+# (it then appears in `traps`), e.g. stat under every policy.
+ALLOW = frozenset("""
+read write open close stat fstat lstat poll lseek mmap mprotect munmap brk rt_sigaction
+rt_sigprocmask rt_sigreturn pread64 pwrite64 readv writev access pipe select sched_yield
+mremap msync mincore madvise shmget shmat shmctl dup dup2 pause nanosleep getitimer alarm
+setitimer getpid sendfile connect accept sendto recvfrom sendmsg recvmsg shutdown bind
+listen getsockname getpeername socketpair setsockopt getsockopt fork vfork execve exit wait4
+kill uname semget semop semctl shmdt msgget msgsnd msgrcv msgctl fcntl flock fsync fdatasync
+truncate ftruncate getdents getcwd chdir fchdir rename mkdir rmdir creat link unlink symlink
+readlink chmod fchmod chown fchown lchown umask gettimeofday getrlimit getrusage sysinfo times
+getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid setreuid
+setregid getgroups setgroups setresuid getresuid setresgid getresgid getpgid setfsuid setfsgid
+getsid capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend sigaltstack
+utime mknod ustat statfs fstatfs sysfs getpriority setpriority sched_setparam sched_getparam
+sched_setscheduler sched_getscheduler sched_get_priority_max sched_get_priority_min
+sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl adjtimex setrlimit sync
+settimeofday gettid readahead setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr
+listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr tkill time futex
+sched_setaffinity sched_getaffinity set_thread_area io_setup io_destroy io_getevents io_submit
+io_cancel get_thread_area epoll_create remap_file_pages getdents64 set_tid_address
+restart_syscall semtimedop fadvise64 timer_create timer_settime timer_gettime timer_getoverrun
+timer_delete clock_settime clock_gettime clock_getres clock_nanosleep exit_group epoll_wait
+epoll_ctl tgkill utimes mbind set_mempolicy get_mempolicy mq_open mq_unlink mq_timedsend
+mq_timedreceive mq_notify mq_getsetattr waitid ioprio_set ioprio_get inotify_init
+inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat mknodat fchownat futimesat
+newfstatat unlinkat renameat linkat symlinkat readlinkat fchmodat faccessat pselect6 ppoll
+set_robust_list get_robust_list splice tee sync_file_range vmsplice move_pages utimensat
+epoll_pwait signalfd timerfd_create eventfd fallocate timerfd_settime timerfd_gettime accept4
+signalfd4 eventfd2 epoll_create1 dup3 pipe2 inotify_init1 preadv pwritev rt_tgsigqueueinfo
+recvmmsg fanotify_mark prlimit64 clock_adjtime syncfs sendmmsg getcpu kcmp sched_setattr
+sched_getattr renameat2 getrandom memfd_create membarrier mlock2 copy_file_range preadv2
+pwritev2 pkey_mprotect pkey_alloc pkey_free statx io_pgetevents rseq pidfd_send_signal
+pidfd_open close_range openat2 pidfd_getfd faccessat2 process_madvise epoll_pwait2
+landlock_create_ruleset landlock_add_rule landlock_restrict_self memfd_secret process_mrelease
+futex_waitv set_mempolicy_home_node cachestat fchmodat2 map_shadow_stack futex_wake futex_wait
+futex_requeue lsm_get_self_attr lsm_list_modules mseal execveat
+""".split())
+
+
+class Test(NamedTuple):
+    """One argument test of a block: if it matches, the block returns `action`.
+
+    op: "eq" / "ne" (the 32-bit word equals / differs from k), "set" (word & k
+    is non-zero), "maskeq" ((word & mask) == k).  `high` picks the upper half
+    of the 64-bit argument.
+    """
+    arg: int
+    op: str
+    k: int
+    action: str
+    mask: int = 0
+    high: bool = False
+
+
+Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default action)
+
+PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x59616D61
+CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
+CLONE_THREAD = 0x00010000
+AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 16, 17, 4, 3, 0xF
+ADDR_NO_RANDOMIZE = 0x0040000
+SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER = 1, 8
+
+ARGUMENT_RULES: Dict[str, Rule] = {
+    # Namespaces are refused; threads and plain forks go on.
+    "clone": ([Test(0, "set", CLONE_NEW_MASK, "eperm")], "allow"),
+    # Faking terminal input or console control.
+    "ioctl": ([Test(1, "eq", termios.TIOCSTI, "eperm"), Test(1, "eq", termios.TIOCLINUX, "eperm")], "allow"),
+    "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
+               Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
+    # Raw and packet sockets, and the socket-diag netlink family.
+    "socket": ([Test(0, "eq", AF_PACKET, "eperm"), Test(1, "maskeq", SOCK_RAW, "eperm", mask=SOCK_TYPE_MASK),
+                Test(0, "ne", AF_NETLINK, "allow"), Test(2, "eq", NETLINK_SOCK_DIAG, "eperm")], "allow"),
+    "personality": ([Test(0, "eq", 0, "allow"), Test(0, "eq", 0xFFFFFFFF, "allow"),
+                     Test(0, "eq", ADDR_NO_RANDOMIZE, "allow")], "eperm"),
+    # A listener of the child's own would receive the notifications meant for
+    # the supervisor (the newest filter wins ties) and could CONTINUE them.
+    "seccomp": ([Test(0, "ne", SECCOMP_SET_MODE_FILTER, "allow"),
+                 Test(1, "set", SECCOMP_FILTER_FLAG_NEW_LISTENER, "eperm")], "allow"),
+}
+
+_RET = {
+    "allow": B.SECCOMP_RET_ALLOW,
+    "eperm": B.SECCOMP_RET_ERRNO | errno.EPERM,
+    "enosys": B.SECCOMP_RET_ERRNO | errno.ENOSYS,
+    "notify": B.SECCOMP_RET_USER_NOTIF,
+    "kill": B.SECCOMP_RET_KILL_PROCESS,
+}
+
+
+def classify(name: str) -> Rule:
+    """The base rule of a syscall (before the policy's traps and denials)."""
+    if name in DENY:
+        return "eperm"
+    if name in ENOSYS:
+        return "enosys"
+    if name in ARGUMENT_RULES:
+        return ARGUMENT_RULES[name]
+    if name in ALLOW:
+        return "allow"
+    raise KeyError(f"syscall {name!r} is not classified")
+
+
+Trap = Optional[Sequence[Test]]  # None: always notify; else tests whose action is "notify"
+
+
+def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = (),
+              deny_more: Sequence[str] = ()) -> Dict[int, Rule]:
+    """Syscall number -> rule for one architecture and one policy."""
+    table = _syscalls.table(arch)
+    unknown = [n for n in list(traps) + list(extra_deny) if n not in table and n not in _ANY_ARCH]
+    if unknown:
+        raise KeyError(f"unknown syscall name(s): {', '.join(sorted(unknown))}")
+    out: Dict[int, Rule] = {}
+    for name, number in table.items():
+        rule: Rule = classify(name)
+        if name in extra_deny or name in deny_more:
+            rule = "eperm"
+        elif name in traps and rule != "eperm" and rule != "enosys":
+            rule = _with_trap(rule, traps[name])
+        out[number] = rule
+    return out
+
+
+_ANY_ARCH = frozenset(ALLOW | DENY | ENOSYS | set(ARGUMENT_RULES))
+
+
+def _with_trap(rule: Rule, trap: Trap) -> Rule:
+    if trap is None:
+        if isinstance(rule, tuple):  # keep the refusals, notify the rest
+            return ([t for t in rule[0] if t.action == "eperm"], "notify")
+        return "notify"
+    if isinstance(rule, tuple):
+        refusals = [t for t in rule[0] if t.action == "eperm"]
+        return (refusals + list(trap) + [t for t in rule[0] if t.action != "eperm"], rule[1])
+    return (list(trap), rule)
+
+
+# --- assembly -------------------------------------------------------------------------
+
+def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
+    """Assemble the filter program for `arch` from number -> rule."""
+    prog: List[object] = [
+        B.ld_abs(B.SECCOMP_DATA_ARCH),
+        B.jeq(_syscalls.AUDIT_ARCH[arch], jt=1, jf=None),
+        B.ret(_RET["kill"]),
+        B.ld_abs(B.SECCOMP_DATA_NR),
+    ]
+    if arch == "x86_64":
+        prog += [B.jset(_syscalls.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
+    blocks: List[object] = []
+    _tree(_ranges(rules), prog, blocks)
+    prog.extend(blocks)
+    return B.assemble(prog)
+
+
+def _ranges(rules: Mapping[int, Rule]) -> List[Tuple[int, int, Rule]]:
+    """Contiguous [lo, hi] number ranges with one rule each; gaps are ENOSYS."""
+    out: List[Tuple[int, int, Rule]] = []
+    top = max(rules)
+    for number in range(top + 1):
+        rule = rules.get(number, "enosys")
+        if out and isinstance(rule, str) and out[-1][2] == rule:
+            out[-1] = (out[-1][0], number, rule)
+        else:
+            out.append((number, number, rule))
+    out.append((top + 1, 0xFFFFFFFF, "enosys"))
+    return out
+
+
+def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: List[object]) -> None:
+    if len(ranges) == 1:
+        lo, _, rule = ranges[0]
+        if isinstance(rule, str):
+            prog.append(B.ret(_RET[rule]))
+        else:
+            label = f"block_{lo}"
+            prog.append(B.ja(label))
+            blocks.append(B.label(label))
+            blocks.extend(_block(rule))
+        return
+    mid = len(ranges) // 2
+    right = f"ge_{ranges[mid][0]}"
+    # nr >= k falls through to the jump to the right half; else skip it.
+    prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(right)]
+    _tree(ranges[:mid], prog, blocks)
+    prog.append(B.label(right))
+    _tree(ranges[mid:], prog, blocks)
+
+
+def _block(rule: Tuple[Sequence[Test], str]) -> List[object]:
+    tests, default = rule
+    out: List[object] = []
+    for t in tests:
+        out.append(B.ld_abs(B.seccomp_data_arg(t.arg, high=t.high)))
+        if t.op == "maskeq":
+            out.append(B.and_(t.mask))
+        if t.op == "ne":
+            out.append(B.jeq(t.k, jt=1, jf=None))
+        elif t.op == "set":
+            out.append(B.jset(t.k, jt=None, jf=1))
+        else:
+            out.append(B.jeq(t.k, jt=None, jf=1))
+        out.append(B.ret(_RET[t.action]))
+    out.append(B.ret(_RET[default]))
+    return out
+
+
+def summary(rules: Mapping[int, Rule], arch: str) -> Dict[str, List[str]]:
+    """Syscall names by action, for --verbose."""
+    names = _syscalls.names(arch)
+    out: Dict[str, List[str]] = {}
+    for number, rule in sorted(rules.items()):
+        key = rule if isinstance(rule, str) else ("notify-if" if any(t.action == "notify" for t in rule[0]) or rule[1] == "notify" else "checked")
+        out.setdefault(key, []).append(names.get(number, str(number)))
+    return out

@@ -1,0 +1,186 @@
+"""Landlock rulesets for a policy: the hard wall (landlock(7)).
+
+Two rulesets are built in the parent before anything is forked:
+
+- the child's: exactly the policy.  Read rules get EXECUTE | READ_FILE |
+  READ_DIR, write rules every filesystem right of the ABI, device files the
+  file rights they need.  Landlock has no deny rule, so a ``--fs-deny`` path
+  inside a granted tree is cut out by granting the tree's other entries one
+  by one, down the path to the denied object ("hole punching"); the
+  directories on that path get no right at all.
+- the supervisor thread's: the same, plus reading /proc (to reach the
+  children's memory and fds) and listing the directories on the way to a
+  denied path (so it can open them for the child on its behalf).  Its own
+  file operations can never exceed that (SPEC section 1.4).
+
+Every ABI from 1 to 7 is handled: rights an ABI lacks are not asked for, and
+the supervisor traps what they would have covered (truncate below ABI 3,
+signals and abstract sockets below ABI 6), so no policy silently loses a
+guarantee.  ABI 0 (no Landlock) is an error unless best_effort.
+
+Kernel docs: Documentation/userspace-api/landlock.rst; samples/landlock.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+
+import _structs as S
+import _syscalls
+from _errors import SetupError
+from _policy import DEVICES_RO, DEVICES_RW, Policy
+
+READ = S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_READ_DIR
+FILE_ONLY = (S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_WRITE_FILE | S.LANDLOCK_ACCESS_FS_READ_FILE
+             | S.LANDLOCK_ACCESS_FS_TRUNCATE | S.LANDLOCK_ACCESS_FS_IOCTL_DEV)
+DEVICE_RW = (S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_WRITE_FILE
+             | S.LANDLOCK_ACCESS_FS_TRUNCATE | S.LANDLOCK_ACCESS_FS_IOCTL_DEV)
+DEVICE_RO = S.LANDLOCK_ACCESS_FS_READ_FILE
+
+_FS_BITS_BY_ABI = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16, 6: 16, 7: 16}
+
+RIGHT_NAMES = {
+    S.LANDLOCK_ACCESS_FS_EXECUTE: "execute", S.LANDLOCK_ACCESS_FS_WRITE_FILE: "write_file",
+    S.LANDLOCK_ACCESS_FS_READ_FILE: "read_file", S.LANDLOCK_ACCESS_FS_READ_DIR: "read_dir",
+    S.LANDLOCK_ACCESS_FS_REMOVE_DIR: "remove_dir", S.LANDLOCK_ACCESS_FS_REMOVE_FILE: "remove_file",
+    S.LANDLOCK_ACCESS_FS_MAKE_CHAR: "make_char", S.LANDLOCK_ACCESS_FS_MAKE_DIR: "make_dir",
+    S.LANDLOCK_ACCESS_FS_MAKE_REG: "make_reg", S.LANDLOCK_ACCESS_FS_MAKE_SOCK: "make_sock",
+    S.LANDLOCK_ACCESS_FS_MAKE_FIFO: "make_fifo", S.LANDLOCK_ACCESS_FS_MAKE_BLOCK: "make_block",
+    S.LANDLOCK_ACCESS_FS_MAKE_SYM: "make_sym", S.LANDLOCK_ACCESS_FS_REFER: "refer",
+    S.LANDLOCK_ACCESS_FS_TRUNCATE: "truncate", S.LANDLOCK_ACCESS_FS_IOCTL_DEV: "ioctl_dev",
+}
+
+
+def fs_rights(abi: int) -> int:
+    """Every filesystem right Landlock ABI `abi` knows."""
+    return (1 << _FS_BITS_BY_ABI[abi]) - 1 if abi > 0 else 0
+
+
+def scopes(abi: int) -> int:
+    return S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | S.LANDLOCK_SCOPE_SIGNAL if abi >= 6 else 0
+
+
+class Rule(NamedTuple):
+    path: str
+    access: int
+
+
+class Plan(NamedTuple):
+    """A ruleset to build: what it handles and which paths it grants."""
+    abi: int
+    handled_fs: int
+    scoped: int
+    rules: Tuple[Rule, ...]
+
+
+def describe(access: int) -> str:
+    """'read_file|read_dir|...' for --verbose."""
+    return "|".join(name for bit, name in RIGHT_NAMES.items() if access & bit) or "none"
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancestors: List[str]) -> None:
+    """Grant `top` minus the `denied` paths inside it, entry by entry."""
+    if any(d == top for d in denied):
+        return
+    inside = [d for d in denied if _under(d, top)]
+    if not inside:
+        out.append(Rule(top, access if os.path.isdir(top) else access & FILE_ONLY))
+        return
+    ancestors.append(top)
+    try:
+        entries = sorted(os.listdir(top))
+    except OSError as exc:
+        raise SetupError(exc.errno, f"{top}: cannot list to cut out a denied path: {exc.strerror}") from None
+    for name in entries:
+        child = os.path.join(top, name)
+        if stat.S_ISLNK(os.lstat(child).st_mode):
+            continue  # a link grants nothing itself; its target has its own rules
+        _punch(child, access, inside, out, ancestors)
+
+
+def plan(policy: Policy, abi: int, supervisor: bool = False) -> Plan:
+    """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
+    everything = fs_rights(abi)
+    rules: List[Rule] = []
+    ancestors: List[str] = []
+    for path in policy.readable_paths():
+        if path not in policy.fs_writable:
+            _punch(path, READ & everything, policy.fs_denied, rules, ancestors)
+    for path in policy.fs_writable:
+        _punch(path, everything, policy.fs_denied, rules, ancestors)
+    for path in DEVICES_RW + DEVICES_RO:
+        if os.path.exists(path) and not any(_under(path, d) for d in policy.fs_denied):
+            rules.append(Rule(path, (DEVICE_RW if path in DEVICES_RW else DEVICE_RO) & everything))
+    if supervisor:
+        rules.append(Rule("/proc", READ & everything))
+        rules.extend(Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors)
+    return Plan(abi, everything, 0 if supervisor else scopes(abi), tuple(rules))
+
+
+def create_ruleset(p: Plan) -> int:
+    """Build the ruleset fd for a plan (close-on-exec); the caller restricts with it.
+
+    Raises:
+        SetupError: naming the path whose rule the kernel refused.
+    """
+    attr = S.landlock_ruleset_attr(p.handled_fs, 0, p.scoped)
+    try:
+        fd = _syscalls.landlock_create_ruleset(attr, S.LANDLOCK_RULESET_ATTR_SIZE[p.abi], 0)
+    except OSError as exc:
+        raise SetupError(exc.errno, f"landlock_create_ruleset: {exc.strerror}",
+                         step="landlock_create_ruleset", hint="run python -m sandlock --check") from None
+    try:
+        for rule in p.rules:
+            _add_path_rule(fd, rule)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _add_path_rule(ruleset_fd: int, rule: Rule) -> None:
+    try:
+        parent = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SetupError(exc.errno, f"{rule.path}: {exc.strerror}", step="landlock_add_rule") from None
+    try:
+        attr = S.landlock_path_beneath_attr(rule.access, parent)
+        _syscalls.landlock_add_rule(ruleset_fd, S.LANDLOCK_RULE_PATH_BENEATH, attr)
+    except OSError as exc:
+        raise SetupError(exc.errno, f"{rule.path}: landlock_add_rule: {exc.strerror}", step="landlock_add_rule") from None
+    finally:
+        os.close(parent)
+
+
+def check_kernel(policy: Policy) -> int:
+    """The ABI to use for `policy`; SetupError if Landlock is missing (unless best_effort)."""
+    abi = _syscalls.landlock_abi()
+    if abi == 0 and not policy.best_effort:
+        raise SetupError(95, "Landlock is not available on this kernel (needs Linux >= 5.13 with lsm=landlock)",
+                         step="landlock", hint="run python -m sandlock --check, or pass --best-effort")
+    return abi
+
+
+def gaps(abi: int) -> Dict[str, str]:
+    """What this ABI lacks and how sandlock covers it (for --verbose and --check)."""
+    out = {}
+    if abi < 2:
+        out["refer"] = "renames and links across directories are refused by Landlock ABI 1"
+    if abi < 3:
+        out["truncate"] = "truncate and O_TRUNC opens are decided by the supervisor"
+    if abi < 5:
+        out["ioctl_dev"] = "device ioctls are not restricted beyond the BPF filter"
+    if abi < 6:
+        out["scopes"] = "signals and abstract unix sockets are decided by the supervisor"
+    return out
+
+
+def rule_lines(p: Plan) -> Iterable[str]:
+    for rule in p.rules:
+        yield f"  {rule.path}: {describe(rule.access)}"

@@ -1,0 +1,296 @@
+"""Launching the sandboxed command (SPEC section 2).
+
+Everything is prepared before fork(): argv, environment, PATH candidates,
+Landlock ruleset fds, the BPF program, pipes.  Three parties take part:
+
+    supervisor thread   drops its capabilities, NO_NEW_PRIVS, restricts
+                        itself with the supervisor ruleset, then forks
+    stub                (not confined by the policy, runs only this module's
+                        code) own process group, PDEATHSIG, child subreaper,
+                        a Landlock scope-only layer, then forks the command
+                        and reaps; when the command ends, or the supervisor
+                        dies, it kills every process of the sandbox
+    command             cwd, rlimits, Landlock, seccomp with a listener,
+                        reports (pid, listener fd), waits for "go", closes
+                        fds >= 3, execs
+
+The stub exists so that every sandboxed process stays inside one tree
+(orphans are reparented to it) and so that the sandbox dies with the
+supervisor even when the supervisor is SIGKILLed: the stub gets PDEATHSIG and
+kills everything with kill(-1) — which the Landlock signal scope limits to
+the sandbox's own domain (ABI >= 6), or with killpg when the kernel has no
+scopes (setsid and setpgid are then refused by the filter, so nobody leaves
+the group).  The command's own domain is nested in the stub's, so sandboxed
+processes cannot signal the stub.
+
+The code between fork and exec is straight-line calls of prepared
+functions: no import, no logging, no lock.  A failure there travels to the
+supervisor over a close-on-exec pipe as b"step:errno:message" and becomes a
+SetupError (or ExecError for the exec itself).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import struct
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import _structs as S
+import _syscalls
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECUREBITS = 28
+# SECBIT_NOROOT | _LOCKED | NO_SETUID_FIXUP | _LOCKED | KEEP_CAPS_LOCKED |
+# NO_CAP_AMBIENT_RAISE | _LOCKED  (linux/securebits.h)
+LOCKED_SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
+
+DOOM_SIGNAL = signal.SIGRTMAX  # supervisor -> stub, and PDEATHSIG: kill the sandbox
+READY = struct.Struct("=iii")  # command pid, listener fd, 0
+
+# Signals whose disposition the command must get back to default: the
+# classic ones (the stub ignores the forwarded ones) and the stub's own.
+_RESET_SIGNALS = [s for s in range(1, 32) if s not in (signal.SIGKILL, signal.SIGSTOP)] + [DOOM_SIGNAL]
+
+
+class Prepared(NamedTuple):
+    """Everything the stub and the command need, built before fork()."""
+    candidates: Tuple[bytes, ...]   # executable paths to try, in PATH order
+    argv: Tuple[bytes, ...]
+    envp: Dict[bytes, bytes]
+    cwd: Optional[str]
+    rlimits: Tuple[Tuple[int, int], ...]   # (resource, limit)
+    child_ruleset: int                   # -1: no Landlock (best effort)
+    scope_ruleset: int                   # -1: no scopes (ABI < 6)
+    filter_ptr: object                   # byref(sock_fprog); its buffers kept alive by the caller
+    filter_flags: int
+    stdio: Tuple[int, int, int]          # fds to become 0, 1, 2 (-1: inherit)
+    own_group: bool
+    foreground_tty: int                  # fd of the terminal to hand over, or -1
+    umask: int                           # the caller's umask (the supervisor thread runs with 0)
+
+
+class Pipes(NamedTuple):
+    err_r: int
+    err_w: int
+    ready_r: int
+    ready_w: int
+    go_r: int
+    go_w: int
+    status_r: int
+    status_w: int
+
+
+def make_pipes() -> Pipes:
+    fds: List[int] = []
+    for _ in range(4):
+        fds.extend(os.pipe2(os.O_CLOEXEC))
+    return Pipes(*fds)
+
+
+def exec_candidates(command: bytes, env_path: Optional[bytes]) -> Tuple[bytes, ...]:
+    """Where execvp(3) would look for `command`."""
+    if b"/" in command:
+        return (command,)
+    path = env_path if env_path is not None else b"/usr/local/bin:/usr/bin:/bin"
+    return tuple(os.path.join(d or b".", command) for d in path.split(b":"))
+
+
+def confine_supervisor(ruleset_fd: int) -> None:
+    """Restrict the calling thread: no capabilities, NO_NEW_PRIVS, the supervisor ruleset.
+
+    Only this thread changes (capabilities, no_new_privs and Landlock are
+    per-thread); the stub and the command inherit all of it.
+    """
+    _syscalls.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if ruleset_fd >= 0:
+        _syscalls.landlock_restrict_self(ruleset_fd)
+    effective, permitted, inheritable = _syscalls.capget()
+    if effective or permitted or inheritable:
+        drop_capabilities()
+
+
+def drop_capabilities() -> None:
+    """Empty bounding, ambient, inheritable, permitted, effective; lock securebits."""
+    cap = 0
+    while True:
+        try:
+            _syscalls.prctl(PR_CAPBSET_DROP, cap)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                break
+            raise
+        cap += 1
+    _syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    _syscalls.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS)
+    _syscalls.capset_empty()
+
+
+class ChildCalls(NamedTuple):
+    """Raw syscalls bound before fork (see _syscalls.bound)."""
+    prctl: object
+    restrict: object
+    seccomp: object
+    close_range: object
+    all_fds: object   # ~0 as a C unsigned int, for close_range
+
+
+def bind_calls() -> ChildCalls:
+    return ChildCalls(_syscalls.bound("prctl"), _syscalls.bound("landlock_restrict_self"),
+                      _syscalls.bound("seccomp"), _syscalls.bound("close_range"),
+                      _syscalls.c_uint(0xFFFFFFFF))
+
+
+# --- after fork: the stub ---------------------------------------------------------------
+
+def _report(fd: int, step: str, err: int, message: str = "") -> None:
+    try:
+        os.write(fd, f"{step}:{err}:{message}".encode("utf-8", "surrogateescape"))
+    except OSError:
+        pass
+
+
+def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: int) -> None:
+    """The stub's whole life; never returns."""
+    step = "stub"
+    try:
+        os.close(pipes.err_r); os.close(pipes.ready_r); os.close(pipes.go_w); os.close(pipes.status_r)
+        if prep.own_group:
+            step = "setpgid"
+            os.setpgid(0, 0)
+            if prep.foreground_tty >= 0:
+                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+                os.tcsetpgrp(prep.foreground_tty, os.getpgrp())
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                    signal.SIGUSR2, signal.SIGWINCH, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(DOOM_SIGNAL, lambda *_: _doom(prep))
+        step = "prctl(PR_SET_PDEATHSIG)"
+        _check(calls.prctl(PR_SET_PDEATHSIG, DOOM_SIGNAL, 0, 0, 0))
+        if os.getppid() != supervisor_pid:
+            _doom(prep)
+        step = "prctl(PR_SET_CHILD_SUBREAPER)"
+        _check(calls.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+        if prep.scope_ruleset >= 0:
+            step = "landlock_restrict_self(scopes)"
+            _check(calls.restrict(prep.scope_ruleset, 0))
+        step = "fork"
+        pid = os.fork()
+        if pid == 0:
+            run_command(prep, pipes, calls)
+        step = "close_range"
+        _check(calls.close_range(3, pipes.status_w - 1, 0) if pipes.status_w > 3 else 0)
+        _check(calls.close_range(pipes.status_w + 1, calls.all_fds, 0))
+        _reap(prep, pid, pipes.status_w)
+    except BaseException as exc:  # report, never unwind into the caller's code
+        _report(pipes.err_w, step, getattr(exc, "errno", 0) or errno.EIO, str(exc))
+    os._exit(125)
+
+
+def _check(ret: int) -> None:
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+
+
+def _doom(prep: Prepared) -> None:
+    """Kill every process of the sandbox, then leave."""
+    if prep.scope_ruleset >= 0:
+        try:
+            os.kill(-1, signal.SIGKILL)  # the signal scope keeps this inside the sandbox
+        except OSError:
+            pass
+    else:
+        try:
+            os.killpg(0, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(137)
+
+
+def _reap(prep: Prepared, command: int, status_fd: int) -> None:
+    """Reap until the command ends; report its wait status; kill the rest."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == command:
+            os.write(status_fd, struct.pack("=i", status))
+            break
+    _doom(prep)
+
+
+# --- after the second fork: the command ------------------------------------------------
+
+def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
+    """Confine this process and exec the command; never returns."""
+    step = "setup"
+    try:
+        os.close(pipes.status_w)
+        for sig in _RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        step = "dup2"
+        for target, fd in enumerate(prep.stdio):
+            if fd >= 0 and fd != target:
+                os.dup2(fd, target)
+            elif fd == target:
+                os.set_inheritable(fd, True)
+        os.umask(prep.umask)
+        if prep.cwd is not None:
+            step = "chdir"
+            os.chdir(prep.cwd)
+        step = "setrlimit"
+        for resource, limit in prep.rlimits:
+            _set_rlimit(resource, limit)
+        if prep.child_ruleset >= 0:
+            step = "landlock_restrict_self"
+            _check(calls.restrict(prep.child_ruleset, 0))
+        step = "seccomp"
+        listener = calls.seccomp(S.SECCOMP_SET_MODE_FILTER, prep.filter_flags, prep.filter_ptr)
+        _check(listener)
+        os.write(pipes.ready_w, READY.pack(os.getpid(), listener, 0))
+        step = "wait for the supervisor"
+        if os.read(pipes.go_r, 1) != b"g":
+            os._exit(125)
+        os.close(listener)
+        step = "close_range"
+        keep = pipes.err_w
+        _check(calls.close_range(3, keep - 1, 0) if keep > 3 else 0)
+        _check(calls.close_range(keep + 1, calls.all_fds, 0))
+        step = "exec"
+        _exec(prep, pipes.err_w)
+    except BaseException as exc:
+        _report(pipes.err_w, step, getattr(exc, "errno", 0) or errno.EIO, str(exc))
+    os._exit(125)
+
+
+def _set_rlimit(which: int, limit: int) -> None:
+    _, hard = resource.getrlimit(which)
+    new_hard = limit if hard == resource.RLIM_INFINITY or hard > limit else hard
+    resource.setrlimit(which, (min(limit, new_hard), new_hard))
+
+
+def _exec(prep: Prepared, err_fd: int) -> None:
+    """execve the first candidate that exists, as execvp(3) does."""
+    saved = errno.ENOENT
+    for path in prep.candidates:
+        try:
+            os.execve(path, prep.argv, prep.envp)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            if exc.errno == errno.EACCES:
+                saved = errno.EACCES
+                continue
+            saved = exc.errno
+            break
+    _report(err_fd, "exec", saved, "")
+    os._exit(127 if saved == errno.ENOENT else 126)

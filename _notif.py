@@ -1,0 +1,268 @@
+"""What every handler works with: decoded calls, replies, the tracee's memory and fds.
+
+A handler receives a `Call` whose arguments were decoded once (paths read as
+bytes, page by page, up to PATH_MAX) and returns a reply value:
+
+    Errno(n)    fail the syscall with errno n
+    Value(v)    return v without running it
+    Fd(fd)      install fd in the caller (SECCOMP_IOCTL_NOTIF_ADDFD with
+                SECCOMP_ADDFD_FLAG_SEND) as the syscall's result
+    CONTINUE    let the kernel run it; every use carries a comment saying why
+                the kernel itself enforces the policy on what it re-reads
+
+Handlers raise OSError for an errno and never touch raw `args` except
+through `decode`.  Memory is reached with process_vm_readv/writev, which
+check ptrace access for each call, so a thread that died (and whose tid was
+reused) cannot be read by mistake; the supervisor confirms the notification
+is still valid after decoding (SECCOMP_IOCTL_NOTIF_ID_VALID).
+
+Man pages: seccomp_unotify(2), process_vm_readv(2), pidfd_getfd(2).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+
+import _syscalls
+
+PATH_MAX = 4096
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EACCESS = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_EMPTY_PATH = 0x1000
+PIDFD_THREAD = os.O_EXCL
+
+
+class Errno(NamedTuple):
+    errno: int
+
+
+class Value(NamedTuple):
+    value: int
+
+
+class Fd(NamedTuple):
+    fd: int          # the supervisor's fd; closed after it is installed
+    cloexec: bool
+
+
+class _Continue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CONTINUE"
+
+
+CONTINUE = _Continue()
+
+
+class Call:
+    """One trapped syscall, its arguments decoded by its table row's layout."""
+
+    __slots__ = ("id", "tid", "nr", "args", "dirfd", "path", "dirfd2", "path2", "flags", "mode",
+                 "ptr", "ptr2", "size", "fd", "uid", "gid", "name", "mask", "pid", "pid2", "sig", "which")
+
+    def __init__(self, id_: int, tid: int, nr: int, args: Sequence[int]) -> None:
+        self.id = id_
+        self.tid = tid
+        self.nr = nr
+        self.args = args
+        self.dirfd = AT_FDCWD
+        self.dirfd2 = AT_FDCWD
+        self.path: Optional[bytes] = None
+        self.path2: Optional[bytes] = None
+        self.flags = 0
+        self.mode = 0
+        self.ptr = 0
+        self.ptr2 = 0
+        self.size = 0
+        self.fd = -1
+        self.uid = -1
+        self.gid = -1
+        self.name: Optional[bytes] = None
+        self.mask = 0
+        self.pid = 0
+        self.pid2 = 0
+        self.sig = 0
+        self.which = 0
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def read_mem(tid: int, address: int, size: int) -> bytes:
+    """Exactly `size` bytes of the tracee's memory, else EFAULT."""
+    if address == 0:
+        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+    data = _syscalls.process_vm_readv(tid, address, size)
+    if len(data) != size:
+        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+    return data
+
+
+def write_mem(tid: int, address: int, data: bytes) -> None:
+    """Write to the tracee's memory, or EFAULT."""
+    if address == 0 or _syscalls.process_vm_writev(tid, address, data) != len(data):
+        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+
+
+def read_string(tid: int, address: int, limit: int = PATH_MAX) -> bytes:
+    """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
+    if address == 0:
+        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+    out = b""
+    while len(out) < limit:
+        chunk = PAGE - (address % PAGE)
+        data = _syscalls.process_vm_readv(tid, address, min(chunk, limit - len(out)))
+        if not data:
+            raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+        end = data.find(b"\0")
+        if end >= 0:
+            return out + data[:end]
+        out += data
+        address += len(data)
+    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+def _path(tid: int, raw: int) -> bytes:
+    return read_string(tid, raw)
+
+
+def _optpath(tid: int, raw: int) -> Optional[bytes]:
+    return None if raw == 0 else read_string(tid, raw)
+
+
+def _xattr_name(tid: int, raw: int) -> bytes:
+    return read_string(tid, raw, 256)
+
+
+# layout kind -> (attribute, converter(tid, raw))
+_KINDS: Dict[str, Tuple[str, Callable[[int, int], object]]] = {
+    "dirfd": ("dirfd", lambda tid, raw: _s32(raw)),
+    "dirfd2": ("dirfd2", lambda tid, raw: _s32(raw)),
+    "fd": ("fd", lambda tid, raw: _s32(raw)),
+    "path": ("path", _path),
+    "path2": ("path2", _path),
+    "optpath": ("path", _optpath),
+    "flags": ("flags", lambda tid, raw: raw & 0xFFFFFFFF),
+    "lflags": ("flags", lambda tid, raw: raw),
+    "mode": ("mode", lambda tid, raw: raw & 0xFFFFFFFF),
+    "ptr": ("ptr", lambda tid, raw: raw),
+    "ptr2": ("ptr2", lambda tid, raw: raw),
+    "size": ("size", lambda tid, raw: raw),
+    "uid": ("uid", lambda tid, raw: _s32(raw)),
+    "gid": ("gid", lambda tid, raw: _s32(raw)),
+    "name": ("name", _xattr_name),
+    "mask": ("mask", lambda tid, raw: raw & 0xFFFFFFFF),
+    "xflags": ("mode", lambda tid, raw: raw & 0xFFFFFFFF),
+    "pid": ("pid", lambda tid, raw: _s32(raw)),
+    "pid2": ("pid2", lambda tid, raw: _s32(raw)),
+    "sig": ("sig", lambda tid, raw: raw & 0xFFFFFFFF),
+    "which": ("which", lambda tid, raw: raw & 0xFFFFFFFF),
+    "_": ("", lambda tid, raw: None),
+}
+
+
+def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[int, int], object]], ...]:
+    """Precompute (arg index, attribute, converter) for a table row's layout."""
+    out = []
+    for index, kind in enumerate(layout):
+        attr, convert = _KINDS[kind]
+        if attr:
+            out.append((index, attr, convert))
+    return tuple(out)
+
+
+def decode(call: Call, layout: Sequence[Tuple[int, str, Callable[[int, int], object]]],
+           fixed: Dict[str, object]) -> Call:
+    """Fill `call` from its raw arguments: the only place that reads args[i]."""
+    args, tid = call.args, call.tid
+    for index, attr, convert in layout:
+        setattr(call, attr, convert(tid, args[index]))
+    for attr, value in fixed.items():
+        setattr(call, attr, value)
+    return call
+
+
+# --- the tracee's fds ------------------------------------------------------------------------
+
+class Tracees:
+    """pidfds of the threads that notified, to fetch their fds with pidfd_getfd(2).
+
+    A cached pidfd always refers to the task it was opened for: if that
+    task is gone (and its tid reused) pidfd_getfd fails with ESRCH and the
+    pidfd is opened anew, so a reused tid can never reach a stale task.
+    """
+
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self._pidfds: Dict[int, int] = {}
+        self._thread_flag = PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0
+
+    def _open(self, tid: int) -> int:
+        if len(self._pidfds) >= self.LIMIT:
+            self.close()
+        pid = tid if self._thread_flag else tgid_of(tid)
+        pidfd = os.pidfd_open(pid, self._thread_flag)
+        self._pidfds[tid] = pidfd
+        return pidfd
+
+    def getfd(self, tid: int, fd: int) -> int:
+        """A duplicate (close-on-exec) of the tracee's fd, or EBADF."""
+        if fd < 0:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        pidfd = self._pidfds.get(tid)
+        if pidfd is not None:
+            try:
+                return _syscalls.pidfd_getfd(pidfd, fd)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+                os.close(self._pidfds.pop(tid))
+        return _syscalls.pidfd_getfd(self._open(tid), fd)
+
+    def forget(self, tid: int) -> None:
+        pidfd = self._pidfds.pop(tid, None)
+        if pidfd is not None:
+            os.close(pidfd)
+
+    def close(self) -> None:
+        for pidfd in self._pidfds.values():
+            os.close(pidfd)
+        self._pidfds.clear()
+
+
+def proc_status_field(pid: int, key: bytes) -> bytes:
+    """A field of /proc/PID/status (e.g. b"Tgid", b"Umask"); ESRCH if gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(key + b":"):
+                    return line.split(b":", 1)[1].strip()
+    except FileNotFoundError:
+        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
+    raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+
+
+def tgid_of(tid: int) -> int:
+    return int(proc_status_field(tid, b"Tgid"))
+
+
+def parent_of(pid: int) -> int:
+    """The parent pid from /proc/PID/stat (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    # the comm field may hold spaces and parentheses: ppid follows the last ')'
+    return int(data[data.rindex(b")") + 2:].split()[1])

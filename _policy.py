@@ -1,0 +1,247 @@
+"""The sandbox policy: validated, normalised, immutable.
+
+Everything a user can ask for is checked here, before anything is forked:
+a wrong type, a negative limit, a size that does not parse, a path that does
+not exist, an unknown field each raise PolicyError naming the field (the API
+keyword, or the CLI flag when the CLI passes its flag names).
+
+Paths are made absolute and resolved (os.path.realpath) once, so the
+supervisor's decisions and the Landlock rules speak about the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+from _errors import PolicyError
+
+PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+# The documented default view (README "Default filesystem view"): used for
+# reading and executing when the policy names no readable path.
+DEFAULT_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc")
+# Device files every policy can use (SPEC section 3).
+DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
+DEVICES_RO = ("/dev/random", "/dev/urandom")
+
+# Environment kept by --clean-env (SPEC section 7).
+CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a sandbox may do.  Build it with make_policy(), never directly."""
+
+    fs_readable: Tuple[str, ...] = ()
+    fs_writable: Tuple[str, ...] = ()
+    fs_denied: Tuple[str, ...] = ()
+    default_view: bool = True
+    max_memory: Optional[int] = None
+    max_processes: Optional[int] = None
+    max_open_files: Optional[int] = None
+    timeout: Optional[float] = None
+    env: Tuple[Tuple[str, str], ...] = ()
+    clean_env: bool = False
+    cwd: Optional[str] = None
+    best_effort: bool = False
+    extra_deny_syscalls: Tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def readable_paths(self) -> Tuple[str, ...]:
+        """Paths readable and executable: the user's, or the default view."""
+        if self.fs_readable or not self.default_view:
+            return self.fs_readable
+        return tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
+
+    def with_timeout(self, timeout: Optional[float]) -> "Policy":
+        if timeout is None:
+            return self
+        return replace(self, timeout=_positive_number("timeout", timeout, self.labels))
+
+
+def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
+    """Parse a size: an int of bytes, or a string like '512M', '1.5G', '64MiB'."""
+    if isinstance(value, bool):
+        raise _err(name, labels, f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise _err(name, labels, f"must be positive, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise _err(name, labels, f"invalid size {value!r} (use a number with an optional K, M, G or T suffix)")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise _err(name, labels, f"must be positive, got {value!r}")
+    return size
+
+
+def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) -> Policy:
+    """Validate keyword arguments into a Policy.
+
+    Args:
+        labels: how to name each field in messages (the CLI passes flag names).
+        **kwargs: the policy fields (see Policy); `root` is an alias of `chroot`.
+
+    Raises:
+        PolicyError: naming the first wrong field.
+    """
+    labels = dict(labels or {})
+    known = {f for f in Policy.__dataclass_fields__ if f != "labels"}
+    for key in kwargs:
+        if key not in known:
+            raise PolicyError(f"unknown policy field {key!r}")
+    readable = _paths("fs_readable", kwargs.get("fs_readable", ()), labels)
+    writable = _paths("fs_writable", kwargs.get("fs_writable", ()), labels)
+    denied = _paths("fs_denied", kwargs.get("fs_denied", ()), labels)
+    values = dict(
+        fs_readable=readable,
+        fs_writable=writable,
+        fs_denied=denied,
+        default_view=_bool("default_view", kwargs.get("default_view", True), labels),
+        max_memory=_optional(kwargs.get("max_memory"), lambda v: parse_size("max_memory", v, labels)),
+        max_processes=_optional(kwargs.get("max_processes"), lambda v: _positive_int("max_processes", v, labels)),
+        max_open_files=_optional(kwargs.get("max_open_files"), lambda v: _positive_int("max_open_files", v, labels)),
+        timeout=_optional(kwargs.get("timeout"), lambda v: _positive_number("timeout", v, labels)),
+        env=_env(kwargs.get("env", ()), labels),
+        clean_env=_bool("clean_env", kwargs.get("clean_env", False), labels),
+        cwd=_optional(kwargs.get("cwd"), lambda v: _directory("cwd", v, labels)),
+        best_effort=_bool("best_effort", kwargs.get("best_effort", False), labels),
+        extra_deny_syscalls=_names("extra_deny_syscalls", kwargs.get("extra_deny_syscalls", ()), labels),
+    )
+    return Policy(labels=labels, **values)  # type: ignore[arg-type]
+
+
+# --- field validators ------------------------------------------------------------
+
+def _err(name: str, labels: Mapping[str, str], message: str) -> PolicyError:
+    return PolicyError(f"{labels.get(name, name)}: {message}")
+
+
+def _optional(value: object, convert) -> object:  # type: ignore[no-untyped-def]
+    return None if value is None else convert(value)
+
+
+def _bool(name: str, value: object, labels: Mapping[str, str]) -> bool:
+    if not isinstance(value, bool):
+        raise _err(name, labels, f"expected True or False, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: object, labels: Mapping[str, str]) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _err(name, labels, f"expected a positive integer, got {value!r}")
+    if value <= 0:
+        raise _err(name, labels, f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_number(name: str, value: object, labels: Mapping[str, str]) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _err(name, labels, f"expected a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _err(name, labels, f"expected a number of seconds, got {value!r}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise _err(name, labels, f"must be a positive number of seconds, got {value}")
+    return float(value)
+
+
+def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
+    try:
+        raw = os.fspath(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise _err(name, labels, f"expected a path, got {value!r}") from None
+    text = os.fsdecode(raw)
+    if not text or "\0" in text:
+        raise _err(name, labels, f"invalid path {text!r}")
+    resolved = os.path.realpath(os.path.abspath(text))
+    if not os.path.lexists(text) or not os.path.exists(resolved):
+        raise _err(name, labels, f"{text}: No such file or directory")
+    return resolved
+
+
+def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise _err(name, labels, f"expected a list of paths, got {value!r}")
+    out = []
+    for item in value:
+        path = _one_path(name, item, labels)
+        if path not in out:
+            out.append(path)
+    return tuple(out)
+
+
+def _directory(name: str, value: object, labels: Mapping[str, str]) -> str:
+    path = _one_path(name, value, labels)
+    if not os.path.isdir(path):
+        raise _err(name, labels, f"{os.fsdecode(os.fspath(value))}: Not a directory")  # type: ignore[arg-type]
+    return path
+
+
+def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for entry in value:
+            if not isinstance(entry, str) or "=" not in entry:
+                raise _err("env", labels, f"expected KEY=VALUE, got {entry!r}")
+            key, _, val = entry.partition("=")
+            items.append((key, val))
+    else:
+        raise _err("env", labels, f"expected a mapping or KEY=VALUE strings, got {value!r}")
+    for key, val in items:
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise _err("env", labels, f"invalid variable name {key!r}")
+        if not isinstance(val, str) or "\0" in val:
+            raise _err("env", labels, f"invalid value for {key}: {val!r}")
+    return tuple(items)
+
+
+def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _err(name, labels, f"expected a list of syscall names, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
+            raise _err(name, labels, f"invalid syscall name {item!r}")
+    return tuple(value)
+
+
+def child_environment(policy: Policy, base: Mapping[str, str], overrides: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The environment the command gets: base (or its clean subset) plus --env."""
+    if policy.clean_env:
+        env = {k: base[k] for k in CLEAN_ENV_KEEP if k in base}
+    else:
+        env = dict(base)
+    env.update(policy.env)
+    if overrides:
+        env.update(overrides)
+    return env
+
+
+def normalise_argv(argv: Sequence[object]) -> Tuple[bytes, ...]:
+    """argv as bytes, refusing what execve(2) cannot take."""
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise PolicyError(f"argv: expected a non-empty list of strings, got {argv!r}")
+    out = []
+    for arg in argv:
+        raw = os.fsencode(os.fspath(arg))  # type: ignore[arg-type]
+        if b"\0" in raw:
+            raise PolicyError(f"argv: embedded NUL in {arg!r}")
+        out.append(raw)
+    return tuple(out)

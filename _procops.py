@@ -1,0 +1,234 @@
+"""Decisions about other processes: membership, process count, signals (SPEC 1.6, 7).
+
+The sandbox is the tree below the stub (see _launch): every process the
+command starts stays in it, orphans included, because the stub is their
+child subreaper.  A pid is a member when its ancestry reaches the stub.
+
+- prlimit64, sched_set*, setpriority, ioprio_set aimed at another pid (the
+  filter lets pid 0, "myself", through): allowed only on members.  Landlock
+  does not cover them (it hooks ptrace access, not these).
+- kill and friends when Landlock has no signal scope (ABI < 6): performed on
+  behalf, through a pidfd taken after the membership check, on members only.
+- fork, vfork and clone without CLONE_THREAD when --max-processes is set:
+  EAGAIN once the sandbox holds that many processes.
+
+Man pages: pidfd_open(2), pidfd_send_signal(2), proc(5) (/proc/PID/task/TID/children).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from typing import Dict, List, Set
+
+from _notif import CONTINUE, Call, Errno, Value, parent_of, tgid_of
+
+PRIO_PROCESS = 0
+IOPRIO_WHO_PROCESS = 1
+
+
+class Members:
+    """The sandbox's processes, as the tree below the stub."""
+
+    def __init__(self, stub: int) -> None:
+        self.stub = stub
+        self.pending: Dict[int, float] = {}  # tid -> when its fork was let through
+
+    def contains(self, pid: int) -> bool:
+        """Whether pid (a process or thread id) belongs to the sandbox."""
+        if pid <= 0 or pid == self.stub:
+            return False
+        for _ in range(4096):
+            parent = parent_of(pid)
+            if parent == self.stub:
+                return True
+            if parent <= 1:
+                return False
+            pid = parent
+        return False
+
+    def processes(self) -> List[int]:
+        """Every process of the sandbox (walking /proc/PID/task/TID/children)."""
+        out: List[int] = []
+        todo = [self.stub]
+        seen: Set[int] = set()
+        while todo:
+            pid = todo.pop()
+            for child in _children(pid):
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+                    todo.append(child)
+        return out
+
+    def settle(self, tid: int) -> None:
+        """A thread that notifies again has finished any fork it was let through."""
+        self.pending.pop(tid, None)
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: List[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def do_fork(ctx, call: Call):
+    """fork/vfork/clone of a new process under --max-processes."""
+    members: Members = ctx.members
+    now = time.monotonic()
+    for tid, since in list(members.pending.items()):
+        if now - since > 0.5:
+            del members.pending[tid]
+    if len(members.processes()) + len(members.pending) >= ctx.policy.max_processes:
+        return Errno(errno.EAGAIN)
+    members.pending[call.tid] = now
+    # CONTINUE: the decision used register values (the clone flags) and the
+    # supervisor's own count only; nothing the kernel re-reads can change it.
+    return CONTINUE
+
+
+def do_pid_target(ctx, call: Call):
+    """prlimit64 / sched_set* (args[0] = pid): only on the sandbox's own processes."""
+    return _on_member(ctx, call, call.pid)
+
+
+def do_which_who(ctx, call: Call):
+    """setpriority / ioprio_set (which, who): one process of the sandbox, or EPERM."""
+    process = IOPRIO_WHO_PROCESS if ctx.names[call.nr] == "ioprio_set" else PRIO_PROCESS
+    if call.which != process:
+        return Errno(errno.EPERM)  # a process group or a user reaches beyond the sandbox
+    return _on_member(ctx, call, call.pid)
+
+
+def _on_member(ctx, call: Call, pid: int):
+    if pid == 0 or pid == call.tid:
+        return _continue_self()
+    pidfd = _pidfd(pid)
+    try:
+        if not ctx.members.contains(pid):
+            return Errno(errno.ESRCH if not _alive(pid) else errno.EPERM)
+        # CONTINUE: the target is a register value, checked to be a process of
+        # the sandbox while we hold a pidfd on it; the kernel also applies its
+        # own permission checks.
+        return CONTINUE
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _continue_self():
+    # CONTINUE: the call acts on the caller itself (pid 0 or its own tid), a
+    # register value the kernel reads again unchanged.
+    return CONTINUE
+
+
+def _pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+# --- signals without Landlock scopes ---------------------------------------------------
+
+def do_kill(ctx, call: Call):
+    pid, sig = call.pid, call.sig
+    if pid > 0:
+        return _signal_one(ctx, pid, sig, thread=False)
+    sender = tgid_of(call.tid)
+    if pid == 0:
+        group = os.getpgid(sender)
+        targets = [p for p in ctx.members.processes() if _pgid(p) == group]
+    elif pid == -1:
+        targets = [p for p in ctx.members.processes() if p != sender]
+    else:
+        targets = [p for p in ctx.members.processes() if _pgid(p) == -pid]
+    if not targets:
+        return Errno(errno.ESRCH)
+    for target in targets:
+        _send(target, sig, thread=False)
+    return Value(0)
+
+
+def do_tkill(ctx, call: Call):
+    return _signal_one(ctx, call.pid, call.sig, thread=True)
+
+
+def do_tgkill(ctx, call: Call):
+    tgid, tid = call.pid, call.pid2
+    if tgid <= 0 or tid <= 0:
+        return Errno(errno.EINVAL)
+    try:
+        if tgid_of(tid) != tgid:
+            return Errno(errno.ESRCH)
+    except OSError:
+        return Errno(errno.ESRCH)
+    return _signal_one(ctx, tid, call.sig, thread=True)
+
+
+def do_sigqueue(ctx, call: Call):
+    """rt_sigqueueinfo / rt_tgsigqueueinfo: only to the sandbox's own processes."""
+    if call.pid <= 0 or not ctx.members.contains(call.pid):
+        return Errno(errno.EPERM)
+    # CONTINUE: the target pid is a register value checked above; the siginfo
+    # the kernel re-reads is data, and the kernel refuses forged si_code.
+    return CONTINUE
+
+
+def do_pidfd_send_signal(ctx, call: Call):
+    pidfd = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        pid = _pidfd_pid(pidfd)
+        if pid <= 0 or not ctx.members.contains(pid):
+            return Errno(errno.EPERM)
+        if call.ptr:
+            return Errno(errno.EPERM)  # a forged siginfo on behalf is not supported
+        signal.pidfd_send_signal(pidfd, call.sig, None, call.flags)
+    finally:
+        os.close(pidfd)
+    return Value(0)
+
+
+def _signal_one(ctx, pid: int, sig: int, thread: bool):
+    if not ctx.members.contains(pid):
+        return Errno(errno.ESRCH if not _alive(pid) else errno.EPERM)
+    _send(pid, sig, thread)
+    return Value(0)
+
+
+def _send(pid: int, sig: int, thread: bool) -> None:
+    pidfd = os.pidfd_open(pid, os.O_EXCL if thread else 0)
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    finally:
+        os.close(pidfd)
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"Pid:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _pgid(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -2

@@ -1,0 +1,562 @@
+"""One sandboxed run: prepare, launch, supervise, collect (SPEC sections 1, 2).
+
+`Session.run()` is called in the thread that will supervise (a fresh thread
+in the Python API, the main thread in the CLI).  That thread first confines
+itself (see _launch.confine_supervisor), then forks the stub, takes the
+command's seccomp listener with pidfd_getfd(2) and runs a single-threaded
+`selectors` loop over:
+
+    the listener          trapped syscalls, answered by the handler table
+    the stub's pidfd      the sandbox is over (the stub outlives every process)
+    the status pipe       the command's wait status, sent by the stub
+    the error pipe        a setup or exec failure of the command
+    capture pipes         stdout/stderr of the API's captured mode, stdin input
+    a signal wakeup fd    signals to forward (CLI)
+
+and timers for --timeout and the memory limit.  Notifications: the receive
+buffer is zeroed before every RECV; ENOENT from ID_VALID, SEND or ADDFD means
+the caller went away and is not an error; a handler's OSError becomes its
+errno and any other exception EPERM (logged with --debug): nothing fails open.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import _filter
+import _landlock
+import _launch
+import _structs as S
+import _syscalls
+import _table
+from _errors import ExecError, SetupError
+from _notif import CONTINUE, Call, Errno, Fd, Tracees, Value, decode
+from _policy import Policy
+from _procops import Members
+from _resolve import FsRules, Resolver
+
+CLONE_FS = 0x200
+_ZERO_NOTIF = bytes(S.NOTIF.size)
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+MEMORY_POLL = 0.05
+
+
+class Outcome(NamedTuple):
+    status: Optional[int]      # the command's wait status (None: killed by sandlock)
+    timed_out: bool
+    reason: str                # why sandlock ended it ("" if it ended by itself)
+    stdout: Optional[bytes]
+    stderr: Optional[bytes]
+
+
+class Prepared(NamedTuple):
+    """Everything built from a policy before the supervisor confines itself."""
+    abi: int
+    arch: str
+    child_plan: _landlock.Plan
+    supervisor_plan: _landlock.Plan
+    traps: Dict[str, _filter.Trap]
+    program: bytes
+
+
+def prepare(policy: Policy) -> Prepared:
+    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
+    arch = _syscalls.machine()
+    if not _syscalls.has_user_notif():
+        raise SetupError(errno.ENOSYS, "seccomp user notification is not available (needs Linux >= 5.0)",
+                         step="seccomp", hint="run python -m sandlock --check")
+    if not _syscalls.has_openat2() or not _syscalls.has_pidfd():
+        raise SetupError(errno.ENOSYS, "openat2 and pidfd are needed (Linux >= 5.6)", step="probe",
+                         hint="run python -m sandlock --check")
+    abi = _landlock.check_kernel(policy)
+    child_plan = _landlock.plan(policy, abi) if abi else _landlock.Plan(0, 0, 0, ())
+    supervisor_plan = _landlock.plan(policy, abi, supervisor=True) if abi else child_plan
+    traps = _table.traps_for(policy, abi, arch)
+    rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
+    return Prepared(abi, arch, child_plan, supervisor_plan, traps, _filter.build(arch, rules))
+
+
+class Session:
+    """One run of one command under one policy."""
+
+    def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
+                 *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
+                 forward_signals: bool = False, debug: bool = False, verbose: bool = False) -> None:
+        self.policy = policy
+        self.prepared = prepared
+        self.argv = tuple(argv)
+        self.env = env
+        self.capture = capture
+        self.input = input
+        self.interactive = interactive
+        self.forward_signals = forward_signals
+        self.debug = debug
+        self.verbose = verbose
+        self.names = _syscalls.names(prepared.arch)
+        self.handlers = _table.handlers_for(prepared.traps, prepared.arch)
+        self.abstract_scoped = prepared.abi >= 6
+        self.listener = -1
+        self.stub = -1
+        self.stub_pidfd = -1
+        self.members: Optional[Members] = None
+        self.tracees = Tracees()
+        self.resolver: Optional[Resolver] = None
+        self._send_lock = threading.Lock()
+
+    # --- the whole run ----------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Launch and supervise; returns when every process of the sandbox is gone."""
+        fds: List[int] = []
+        try:
+            launch, pipes, stdio_parent = self._launch_plan(fds)
+            self._confine(fds)
+            self.resolver = Resolver(FsRules(self.policy.readable_paths(), self.policy.fs_writable,
+                                             self.policy.fs_denied), self.tracees, self._is_member)
+            calls = _launch.bind_calls()
+            supervisor_pid = os.getpid()
+            self.stub = os.fork()
+            if self.stub == 0:
+                _launch.run_stub(launch, pipes, calls, supervisor_pid)
+            self.stub_pidfd = os.pidfd_open(self.stub)
+            self.members = Members(self.stub)
+            for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
+                fds.remove(fd)
+                os.close(fd)
+            return self._supervise(pipes, stdio_parent[0], fds)
+        finally:
+            for fd in fds:
+                _close(fd)
+            if self.resolver is not None:
+                self.resolver.close()
+            self.tracees.close()
+            for fd in (self.listener, self.stub_pidfd):
+                if fd >= 0:
+                    _close(fd)
+
+    def _launch_plan(self, fds: List[int]):
+        policy, prep = self.policy, self.prepared
+        child_ruleset = _landlock.create_ruleset(prep.child_plan) if prep.abi else -1
+        if child_ruleset >= 0:
+            fds.append(child_ruleset)
+        scope_ruleset = -1
+        if prep.abi >= 6:
+            scope_ruleset = _landlock.create_ruleset(_landlock.Plan(prep.abi, 0, _landlock.scopes(prep.abi), ()))
+            fds.append(scope_ruleset)
+        self._supervisor_ruleset = _landlock.create_ruleset(prep.supervisor_plan) if prep.abi else -1
+        if self._supervisor_ruleset >= 0:
+            fds.append(self._supervisor_ruleset)
+        filter_ptr, self._keep_filter = _syscalls.seccomp_filter_pointer(prep.program)
+        flags = S.SECCOMP_FILTER_FLAG_NEW_LISTENER
+        if _syscalls.has_wait_killable_recv():
+            flags |= S.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        pipes = _launch.make_pipes()
+        fds.extend(pipes)
+        stdio, parent_ends, child_ends = self._stdio(fds)
+        rlimits = []
+        if policy.max_open_files is not None:
+            rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
+        if policy.max_memory is not None:
+            rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
+        own_group = not self.interactive or prep.abi < 6
+        tty = 0 if self.interactive and own_group else -1
+        launch = _launch.Prepared(
+            candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
+            argv=self.argv, envp=self.env, cwd=policy.cwd, rlimits=tuple(rlimits),
+            child_ruleset=child_ruleset, scope_ruleset=scope_ruleset, filter_ptr=filter_ptr,
+            filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
+            umask=_current_umask())
+        self.own_group = own_group
+        return launch, pipes, (parent_ends, child_ends)
+
+    def _stdio(self, fds: List[int]):
+        """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
+        stdio = [-1, -1, -1]
+        parent: Dict[str, int] = {}
+        child: List[int] = []
+        if self.input is not None:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            stdio[0], parent["stdin"] = r, w
+            child.append(r)
+            fds.extend((r, w))
+        if self.capture:
+            for index, name in ((1, "stdout"), (2, "stderr")):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                stdio[index], parent[name] = w, r
+                child.append(w)
+                fds.extend((r, w))
+        return tuple(stdio), parent, child
+
+    def _confine(self, fds: List[int]) -> None:
+        """Confine the supervising thread (and so everything it forks)."""
+        try:
+            os.unshare(CLONE_FS) if hasattr(os, "unshare") else _syscalls._call("unshare", CLONE_FS)
+            os.umask(0)  # on-behalf creations apply the tracee's umask themselves
+            _launch.confine_supervisor(self._supervisor_ruleset)
+        except OSError as exc:
+            raise SetupError(exc.errno or errno.EPERM, f"cannot confine the supervisor: {exc.strerror}",
+                             step="confine") from None
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _supervise(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> Outcome:
+        sel = selectors.DefaultSelector()
+        self._out: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._status: Optional[int] = None
+        self._error = b""
+        self._timed_out = False
+        self._reason = ""
+        self._stub_gone = False
+        wakeup = self._install_signal_wakeup()
+        try:
+            self._fds = fds
+            self._start(pipes, sel)
+            sel.register(self.stub_pidfd, selectors.EVENT_READ, "stub")
+            sel.register(pipes.status_r, selectors.EVENT_READ, "status")
+            sel.register(pipes.err_r, selectors.EVENT_READ, "error")
+            for name, fd in ends.items():
+                if name == "stdin":
+                    os.set_blocking(fd, False)
+                    self._pending_input = memoryview(self.input or b"")
+                    sel.register(fd, selectors.EVENT_WRITE, "stdin")
+                else:
+                    sel.register(fd, selectors.EVENT_READ, name)
+            if wakeup is not None:
+                sel.register(wakeup[0], selectors.EVENT_READ, "signal")
+            self._loop(sel)
+        finally:
+            sel.close()
+            self._restore_signals(wakeup)
+        if self._error:
+            self._raise_child_error(self._error)
+        return Outcome(self._status, self._timed_out, self._reason,
+                       bytes(self._out["stdout"]) if self.capture else None,
+                       bytes(self._out["stderr"]) if self.capture else None)
+
+    def _start(self, pipes: _launch.Pipes, sel: selectors.BaseSelector) -> None:
+        """Wait for the command's listener, take it, and say go."""
+        data = _read_all_until(pipes.ready_r, _launch.READY.size, pipes.err_r)
+        if len(data) != _launch.READY.size:
+            error = _drain(pipes.err_r)
+            self._reap_stub()
+            self._raise_child_error(error or b"launch:5:the sandbox process died during setup")
+        pid, listener_fd, _ = _launch.READY.unpack(data)
+        pidfd = os.pidfd_open(pid)
+        try:
+            self.listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
+        finally:
+            os.close(pidfd)
+        if _syscalls.has_sync_wake_up():
+            try:
+                fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SET_FLAGS, S.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+            except OSError:
+                pass  # older kernel: the default wake-up works, only slower
+        os.write(pipes.go_w, b"g")
+        self._recv_buf = bytearray(S.NOTIF.size)
+        sel.register(self.listener, selectors.EVENT_READ, "notify")
+        self._deadline = (time.monotonic() + self.policy.timeout) if self.policy.timeout else None
+        self._next_memory_poll = time.monotonic() + MEMORY_POLL if self.policy.max_memory else None
+
+    def _loop(self, sel: selectors.BaseSelector) -> None:
+        handlers = {"notify": self._on_notify, "stub": self._on_stub, "status": self._on_status,
+                    "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
+                    "stdin": self._on_input, "signal": self._on_signal}
+        while not self._stub_gone or self._open_outputs(sel):
+            for key, _ in sel.select(self._wait_time()):
+                handlers[key.data](sel, key)
+            self._on_timers()
+
+    def _open_outputs(self, sel: selectors.BaseSelector) -> bool:
+        return any(k.data in ("stdout", "stderr") for k in sel.get_map().values())
+
+    def _wait_time(self) -> Optional[float]:
+        now = time.monotonic()
+        times = [t for t in (self._deadline, self._next_memory_poll) if t is not None]
+        if self._stub_gone:
+            times.append(now + 0.05)
+        return max(0.0, min(times) - now) if times else None
+
+    def _on_timers(self) -> None:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline and not self._stub_gone:
+            self._deadline = None
+            self._timed_out = True
+            self._reason = f"timeout after {_seconds(self.policy.timeout)}s"
+            self.kill_all()
+        if self._next_memory_poll is not None and now >= self._next_memory_poll:
+            self._next_memory_poll = now + MEMORY_POLL
+            self._check_memory()
+
+    def _check_memory(self) -> None:
+        if self._stub_gone or self.members is None:
+            return
+        total = 0
+        page = os.sysconf("SC_PAGE_SIZE")
+        for pid in self.members.processes():
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                continue
+        if total > (self.policy.max_memory or 0):
+            limit = self.policy.max_memory or 0
+            self._reason = f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)"
+            self._next_memory_poll = None
+            self.kill_all()
+
+    def kill_all(self) -> None:
+        """Kill every process of the sandbox (the stub does it, see _launch._doom)."""
+        try:
+            signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
+        except OSError:
+            pass
+        if self.own_group:
+            try:
+                os.killpg(self.stub, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_stub(self, sel, key) -> None:
+        sel.unregister(key.fd)
+        self._reap_stub()
+        self._stub_gone = True
+        for other in list(sel.get_map().values()):
+            if other.data in ("notify", "stdin", "signal"):
+                sel.unregister(other.fd)
+        # the command's status may still sit in the pipe
+        if self._status is None:
+            for k in list(sel.get_map().values()):
+                if k.data == "status":
+                    self._on_status(sel, k)
+
+    def _reap_stub(self) -> None:
+        try:
+            os.waitpid(self.stub, 0)
+        except ChildProcessError:
+            pass
+
+    def _on_status(self, sel, key) -> None:
+        data = _drain(key.fd)
+        sel.unregister(key.fd)
+        if len(data) >= 4:
+            self._status = struct.unpack("=i", data[:4])[0]
+
+    def _on_error(self, sel, key) -> None:
+        data = _drain(key.fd)
+        sel.unregister(key.fd)
+        if data:
+            self._error = data
+
+    def _on_output(self, sel, key) -> None:
+        try:
+            chunk = os.read(key.fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if chunk:
+            self._out[key.data] += chunk
+        else:
+            sel.unregister(key.fd)
+
+    def _on_input(self, sel, key) -> None:
+        try:
+            written = os.write(key.fd, self._pending_input[:1 << 16])
+        except BrokenPipeError:
+            written = len(self._pending_input)
+        except BlockingIOError:
+            return
+        self._pending_input = self._pending_input[written:]
+        if not self._pending_input:
+            sel.unregister(key.fd)
+            self._fds.remove(key.fd)
+            os.close(key.fd)
+
+    def _on_signal(self, sel, key) -> None:
+        try:
+            data = os.read(key.fd, 512)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if self.own_group:
+                try:
+                    os.killpg(self.stub, signum)
+                except OSError:
+                    pass
+
+    # --- notifications -----------------------------------------------------------------------
+
+    def _on_notify(self, sel, key) -> None:
+        buf = self._recv_buf
+        buf[:] = _ZERO_NOTIF
+        try:
+            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EINTR, errno.EAGAIN):
+                return  # the caller went away before we received it
+            sel.unregister(key.fd)  # the listener is dead: every process has gone
+            return
+        notif_id, tid, _, nr, _, _, *args = S.NOTIF.unpack(buf)
+        call = Call(notif_id, tid, nr, args)
+        reply = self.handle(call)
+        if reply is not None:
+            self.send(call, reply)
+
+    def handle(self, call: Call):
+        """Decode, check, act: the reply for one notification (None if answered elsewhere)."""
+        handler = self.handlers.get(call.nr)
+        if handler is None:
+            return Errno(errno.ENOSYS)  # cannot happen: the filter notifies table rows only
+        if self.members is not None and self.members.pending:
+            self.members.settle(call.tid)
+        try:
+            decode(call, handler.layout, handler.fixed)
+            if not self._still_valid(call.id):
+                return None
+            return handler.op(self, call)
+        except OSError as exc:
+            return Errno(exc.errno or errno.EPERM)
+        except Exception:  # fail closed: a handler bug refuses the syscall
+            if self.debug:
+                sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{traceback.format_exc()}")
+            return Errno(errno.EPERM)
+
+    def _still_valid(self, notif_id: int) -> bool:
+        try:
+            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(notif_id))
+            return True
+        except OSError:
+            return False
+
+    def send(self, call: Call, reply) -> None:
+        """Answer one notification; a vanished caller (ENOENT) is not an error."""
+        if isinstance(reply, Fd):
+            self._send_fd(call, reply)
+            return
+        if reply is CONTINUE:
+            resp = S.NOTIF_RESP.pack(call.id, 0, 0, S.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+        elif isinstance(reply, Value):
+            resp = S.NOTIF_RESP.pack(call.id, reply.value, 0, 0)
+        else:
+            resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)
+        try:
+            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+    def _send_fd(self, call: Call, reply: Fd) -> None:
+        addfd = S.NOTIF_ADDFD.pack(call.id, S.SECCOMP_ADDFD_FLAG_SEND, reply.fd, 0,
+                                   os.O_CLOEXEC if reply.cloexec else 0)
+        try:
+            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                self.send(call, Errno(exc.errno or errno.EMFILE))
+        finally:
+            os.close(reply.fd)
+
+    def reply_later(self, call: Call, reply) -> None:
+        """send() for worker threads (blocking operations done on behalf)."""
+        with self._send_lock:
+            try:
+                self.send(call, reply)
+            except OSError:
+                pass
+
+    def _is_member(self, pid: int) -> bool:
+        return self.members is not None and self.members.contains(pid)
+
+    # --- signals and errors --------------------------------------------------------------------
+
+    def _install_signal_wakeup(self):
+        if not self.forward_signals:
+            return None
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        previous = {}
+        ignore = (signal.SIGINT, signal.SIGQUIT) if not self.own_group else ()
+        for signum in FORWARDED:
+            previous[signum] = signal.signal(signum, signal.SIG_IGN if signum in ignore else _noop)
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        return r, w, previous, old_fd
+
+    def _restore_signals(self, wakeup) -> None:
+        if wakeup is None:
+            return
+        r, w, previous, old_fd = wakeup
+        signal.set_wakeup_fd(old_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(r)
+        os.close(w)
+
+    def _raise_child_error(self, data: bytes) -> None:
+        step, _, rest = data.decode("utf-8", "replace").partition(":")
+        code, _, message = rest.partition(":")
+        err = int(code) if code.isdigit() else errno.EIO
+        if step == "exec":
+            name = os.fsdecode(self.argv[0])
+            reason = "not found" if err == errno.ENOENT else os.strerror(err)
+            raise ExecError(err, f"{name}: {reason}", name)
+        raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
+
+
+def _noop(signum: int, frame: object) -> None:
+    pass
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _drain(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _read_all_until(fd: int, size: int, err_fd: int) -> bytes:
+    """Read `size` bytes from fd, or stop early when it reaches EOF."""
+    out = b""
+    while len(out) < size:
+        chunk = os.read(fd, size - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def _seconds(value: Optional[float]) -> str:
+    if value is None:
+        return "0"
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,168 @@
+"""The handler table: each trapped syscall, its argument layout and its operation.
+
+One row per syscall name.  Legacy spellings (stat, lstat, open, creat, chmod,
+utimes, ...) are rows with a different layout or fixed values, not
+functions of their own.  `traps_for` picks the rows a policy needs and, for
+each, the register tests that decide whether the filter must notify at all;
+the BPF filter is built from its result, so a syscall is never trapped
+without a handler nor handled without being trapped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+
+import _fsops as F
+import _netops as N
+import _procops as P
+import _syscalls
+from _filter import Test, Trap
+from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
+from _policy import Policy
+
+NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
+
+
+class Row(NamedTuple):
+    op: Callable
+    layout: Tuple[str, ...]
+    fixed: Dict[str, object]
+
+
+def _row(op: Callable, layout: Sequence[str], **fixed: object) -> Row:
+    return Row(op, tuple(layout), dict(fixed))
+
+
+ROWS: Dict[str, Row] = {
+    # metadata reads Landlock does not cover
+    "stat": _row(F.do_stat, ("path", "ptr")),
+    "lstat": _row(F.do_stat, ("path", "ptr"), **NOFOLLOW),
+    "newfstatat": _row(F.do_stat, ("dirfd", "path", "ptr", "flags")),
+    "statx": _row(F.do_statx, ("dirfd", "path", "flags", "mask", "ptr")),
+    "statfs": _row(F.do_statfs, ("path", "ptr")),
+    "access": _row(F.do_access, ("path", "mode")),
+    "faccessat": _row(F.do_access, ("dirfd", "path", "mode")),
+    "faccessat2": _row(F.do_access, ("dirfd", "path", "mode", "flags")),
+    "readlink": _row(F.do_readlink, ("path", "ptr", "size")),
+    "readlinkat": _row(F.do_readlink, ("dirfd", "path", "ptr", "size")),
+    "chdir": _row(F.do_chdir, ("path",)),
+    "getxattr": _row(F.do_getxattr, ("path", "name", "ptr", "size")),
+    "lgetxattr": _row(F.do_getxattr, ("path", "name", "ptr", "size"), **NOFOLLOW),
+    "listxattr": _row(F.do_listxattr, ("path", "ptr", "size")),
+    "llistxattr": _row(F.do_listxattr, ("path", "ptr", "size"), **NOFOLLOW),
+    "inotify_add_watch": _row(F.do_inotify_add_watch, ("fd", "path", "mask")),
+    # opens: O_PATH always, everything under --fs-deny or without TRUNCATE
+    "open": _row(F.do_open, ("path", "flags", "mode")),
+    "openat": _row(F.do_open, ("dirfd", "path", "flags", "mode")),
+    "creat": _row(F.do_open, ("path", "mode"), flags=os.O_CREAT | os.O_WRONLY | os.O_TRUNC),
+    "openat2": _row(F.do_openat2, ("dirfd", "path", "ptr", "size")),
+    "truncate": _row(F.do_truncate, ("path", "size")),
+    "execve": _row(F.do_exec_check, ("path",)),
+    "execveat": _row(F.do_exec_check, ("dirfd", "path", "_", "_", "flags")),
+    # metadata writes Landlock does not cover
+    "chmod": _row(F.do_chmod, ("path", "mode")),
+    "fchmodat": _row(F.do_chmod, ("dirfd", "path", "mode")),
+    "fchmodat2": _row(F.do_chmod, ("dirfd", "path", "mode", "flags")),
+    "chown": _row(F.do_chown, ("path", "uid", "gid")),
+    "lchown": _row(F.do_chown, ("path", "uid", "gid"), **NOFOLLOW),
+    "fchownat": _row(F.do_chown, ("dirfd", "path", "uid", "gid", "flags")),
+    "setxattr": _row(F.do_setxattr, ("path", "name", "ptr", "size", "xflags")),
+    "lsetxattr": _row(F.do_setxattr, ("path", "name", "ptr", "size", "xflags"), **NOFOLLOW),
+    "removexattr": _row(F.do_removexattr, ("path", "name")),
+    "lremovexattr": _row(F.do_removexattr, ("path", "name"), **NOFOLLOW),
+    "utime": _row(F.do_utimes, ("path", "ptr"), mask=F.TIMES_UTIMBUF),
+    "utimes": _row(F.do_utimes, ("path", "ptr"), mask=F.TIMES_TIMEVAL),
+    "futimesat": _row(F.do_utimes, ("dirfd", "path", "ptr"), mask=F.TIMES_TIMEVAL),
+    "utimensat": _row(F.do_utimes, ("dirfd", "optpath", "ptr", "flags"), mask=F.TIMES_TIMESPEC),
+    "fchmod": _row(F.do_fchmod, ("fd", "mode")),
+    "fchown": _row(F.do_fchown, ("fd", "uid", "gid")),
+    "fsetxattr": _row(F.do_fsetxattr, ("fd", "name", "ptr", "size", "xflags")),
+    "fremovexattr": _row(F.do_fremovexattr, ("fd", "name")),
+    # sockets
+    "connect": _row(N.do_connect, ("fd", "ptr", "size")),
+    # other processes
+    "prlimit64": _row(P.do_pid_target, ("pid",)),
+    "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
+    "sched_setparam": _row(P.do_pid_target, ("pid",)),
+    "sched_setscheduler": _row(P.do_pid_target, ("pid",)),
+    "sched_setattr": _row(P.do_pid_target, ("pid",)),
+    "setpriority": _row(P.do_which_who, ("which", "pid")),
+    "ioprio_set": _row(P.do_which_who, ("which", "pid")),
+    "fork": _row(P.do_fork, ()),
+    "vfork": _row(P.do_fork, ()),
+    "clone": _row(P.do_fork, ()),
+    "kill": _row(P.do_kill, ("pid", "sig")),
+    "tkill": _row(P.do_tkill, ("pid", "sig")),
+    "tgkill": _row(P.do_tgkill, ("pid", "pid2", "sig")),
+    "rt_sigqueueinfo": _row(P.do_sigqueue, ("pid",)),
+    "rt_tgsigqueueinfo": _row(P.do_sigqueue, ("pid",)),
+    "pidfd_send_signal": _row(P.do_pidfd_send_signal, ("fd", "sig", "ptr", "flags")),
+}
+
+ALWAYS = ("stat lstat newfstatat statx statfs access faccessat faccessat2 readlink readlinkat chdir "
+          "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
+          "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
+          "utimensat fchmod fchown fsetxattr fremovexattr connect").split()
+OTHER_PID = "prlimit64 sched_setaffinity sched_setparam sched_setscheduler sched_setattr".split()
+SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal".split()
+
+_ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true for every call
+
+
+def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
+    """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
+    table = _syscalls.table(arch)
+    deny_mode = bool(policy.fs_denied)
+    traps: Dict[str, Trap] = {name: None for name in ALWAYS}
+    for name, flags_arg in (("open", 1), ("openat", 2)):
+        if deny_mode:
+            traps[name] = None
+        else:
+            tests = [Test(flags_arg, "set", os.O_PATH, "notify")]
+            if abi < 3:
+                tests.append(Test(flags_arg, "set", os.O_TRUNC, "notify"))
+            traps[name] = tests
+    if deny_mode or abi < 3:
+        traps["creat"] = None
+    if abi < 3:
+        traps["truncate"] = None
+    if deny_mode:
+        traps["execve"] = None
+        traps["execveat"] = None
+    for name in OTHER_PID:
+        traps[name] = [Test(0, "ne", 0, "notify")]
+    traps["setpriority"] = [Test(0, "ne", P.PRIO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]
+    traps["ioprio_set"] = [Test(0, "ne", P.IOPRIO_WHO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]
+    if policy.max_processes is not None:
+        traps["fork"] = None
+        traps["vfork"] = None
+        traps["clone"] = [Test(0, "set", P_CLONE_THREAD, "allow"), _ALWAYS_NOTIFY]
+    if abi < 6:
+        for name in SIGNALS:
+            traps[name] = None
+    return {name: trap for name, trap in traps.items() if name in table}
+
+
+P_CLONE_THREAD = 0x00010000
+
+
+def extra_denials(abi: int) -> Tuple[str, ...]:
+    """Without the signal scope the sandbox's process group must stay whole (see _launch)."""
+    return ("setsid", "setpgid") if abi < 6 else ()
+
+
+class Handler(NamedTuple):
+    op: Callable
+    layout: Tuple
+    fixed: Dict[str, object]
+
+
+def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None) -> Dict[int, Handler]:
+    """Syscall number -> compiled handler, for exactly the trapped names."""
+    table = _syscalls.table(arch)
+    out = {}
+    for name in traps:
+        row = ROWS[name]
+        out[table[name]] = Handler(row.op, compile_layout(row.layout), row.fixed)
+    return out

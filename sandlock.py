@@ -1,0 +1,415 @@
+"""sandlock: a lightweight, unprivileged process sandbox for Linux, in pure Python.
+
+Confines a command with Landlock (the wall), a seccomp-bpf filter and a
+seccomp user-notification supervisor, without root, namespaces or a
+compiled helper.
+
+    python -m sandlock [OPTIONS] [--] COMMAND [ARGS...]
+
+    import sandlock
+    result = sandlock.Sandbox(fs_writable=["/tmp/x"]).run(["echo", "hi"])
+
+This file is the public API and the CLI.  Nothing imports it (under
+``python -m sandlock`` it runs as ``__main__``); the exceptions live in
+_errors.py so there is one copy of each class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import _errors
+from _errors import ExecError, PolicyError, SandboxCalledProcessError, SandlockError, SetupError
+from _policy import Policy, child_environment, make_policy, normalise_argv
+
+__version__ = "0.1.0"
+__all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
+           "SandboxCalledProcessError", "__version__"]
+
+PathLike = Union[str, bytes, "os.PathLike[str]"]
+
+
+class Result(subprocess.CompletedProcess):
+    """What a sandboxed run gave: a CompletedProcess plus sandlock's view.
+
+    returncode is as subprocess gives it (-N for a death by signal N);
+    exit_code is the shell's view (128+N), 124 on timeout.
+    """
+
+    def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes], stderr: Optional[bytes],
+                 *, exit_code: int, signal: Optional[int], timed_out: bool, reason: str) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.exit_code = exit_code
+        self.signal = signal
+        self.timed_out = timed_out
+        self.reason = reason
+        self.changes: List[str] = []
+
+    @property
+    def success(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def check_returncode(self) -> None:
+        if not self.success:
+            raise SandboxCalledProcessError(self.returncode, self.args, self.stdout, self.stderr, self.reason)
+
+
+class Sandbox:
+    """A policy, validated at construction; run() any number of commands under it.
+
+    Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
+    fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
+    clean_env, cwd, timeout, extra_deny_syscalls, best_effort.
+
+    Raises:
+        PolicyError: a field is unknown or its value is wrong (before any fork).
+    """
+
+    def __init__(self, **policy: Any) -> None:
+        self.policy: Policy = make_policy(**policy)
+
+    def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
+            capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
+            check: bool = False) -> Result:
+        """Run argv in the sandbox and wait for every process of it to end.
+
+        Args:
+            argv: the command and its arguments (PATH is searched).
+            timeout: seconds before the whole sandbox is killed (exit_code 124).
+            input: bytes fed to the command's stdin.
+            capture_output: collect stdout and stderr into the Result.
+            cwd: the command's working directory.
+            env: the base environment (default: os.environ), before the policy's.
+            check: raise SandboxCalledProcessError unless the command succeeds.
+
+        Raises:
+            PolicyError, SetupError, ExecError (127/126 cases).
+        """
+        policy = self.policy.with_timeout(timeout)
+        if cwd is not None:
+            policy = _with_cwd(policy, cwd)
+        if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
+            raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
+        args = normalise_argv(argv)
+        environment = child_environment(policy, env if env is not None else os.environ)
+        outcome = _run_in_thread(policy, args, _env_bytes(environment), capture=capture_output,
+                                 input=bytes(input) if input is not None else None)
+        result = _result(list(argv), outcome)
+        if check:
+            result.check_returncode()
+        return result
+
+
+def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
+    from dataclasses import replace
+    checked = make_policy(labels=policy.labels, cwd=cwd).cwd
+    return replace(policy, cwd=checked)
+
+
+def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
+    return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+
+
+def _run_in_thread(policy: Policy, argv: Sequence[bytes], env: Dict[bytes, bytes], **options: Any):
+    """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
+    import _supervisor
+    prepared = _supervisor.prepare(policy)
+    box: Dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["outcome"] = _supervisor.Session(policy, prepared, argv, env, **options).run()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["outcome"]
+
+
+def _result(args: Sequence[object], outcome) -> Result:
+    status = outcome.status
+    sig: Optional[int] = None
+    if outcome.timed_out:
+        code, returncode, sig = 124, 124, signal.SIGKILL
+    elif status is None:
+        sig = signal.SIGKILL
+        code, returncode = 128 + sig, -sig
+    elif os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        code, returncode = 128 + sig, -sig
+    else:
+        code = returncode = os.WEXITSTATUS(status)
+    if outcome.reason and not outcome.timed_out and status is not None and os.WIFSIGNALED(status):
+        pass
+    return Result(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
+                  timed_out=outcome.timed_out, reason=outcome.reason)
+
+
+def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
+            best_effort: bool = False) -> None:
+    """Apply Landlock filesystem rules to the calling thread, for good.
+
+    Landlock restricts the thread that asks (and what it starts later);
+    call it before starting other threads to cover the whole program.
+    """
+    import _landlock
+    import _launch
+    policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort)
+    abi = _landlock.check_kernel(policy)
+    if abi == 0:
+        return
+    fd = _landlock.create_ruleset(_landlock.plan(policy, abi))
+    try:
+        import _syscalls
+        _syscalls.prctl(_launch.PR_SET_NO_NEW_PRIVS, 1)
+        _syscalls.landlock_restrict_self(fd)
+    finally:
+        os.close(fd)
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+EXAMPLES = """\
+examples:
+  python -m sandlock -- ls /usr
+      run with the default view: system directories read-only, nothing writable
+  python -m sandlock -r /usr -r /lib -r /bin -r /etc -w /tmp/out -- sh -c 'echo hi > /tmp/out/f'
+      only these paths; writes only under /tmp/out
+  python -m sandlock --fs-deny /etc/shadow --fs-deny ~/.ssh -- make
+      the default view minus secrets (the denial wins over every rule)
+  python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
+      at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --clean-env --env HOME=/tmp -- env
+      a minimal environment
+  python -m sandlock --check
+      what this kernel supports
+
+exit status:
+  the command's exit status; 128+N if it died of signal N; 124 on timeout;
+  125 if sandlock itself failed (bad option, unsupported kernel, setup error);
+  126 if the command was found but could not be executed; 127 if not found.
+"""
+EXIT_STATUS_HEADER = "EXIT STATUS"
+
+LABELS = {
+    "fs_readable": "--fs-read", "fs_writable": "--fs-write", "fs_denied": "--fs-deny",
+    "max_memory": "--max-memory", "max_processes": "--max-processes", "max_open_files": "--max-open-files",
+    "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m sandlock", allow_abbrev=False, add_help=False,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Run COMMAND confined by Landlock, a seccomp-bpf filter and a supervisor.",
+                epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":"))
+    fs = p.add_argument_group("filesystem")
+    fs.add_argument("-r", "--fs-read", action="append", default=[], metavar="PATH",
+                    help="allow reading and executing PATH (repeatable); replaces the default view")
+    fs.add_argument("-w", "--fs-write", action="append", default=[], metavar="PATH",
+                    help="allow reading, writing, creating and removing under PATH (repeatable)")
+    fs.add_argument("--fs-deny", action="append", default=[], metavar="PATH",
+                    help="refuse PATH whatever else allows it (repeatable)")
+    res = p.add_argument_group("resources")
+    res.add_argument("-t", "--timeout", metavar="SECONDS", help="kill the sandbox after SECONDS (exit 124)")
+    res.add_argument("-m", "--max-memory", metavar="SIZE", help="memory of all processes together, e.g. 512M")
+    res.add_argument("-P", "--max-processes", metavar="N", help="at most N processes at once (fork gets EAGAIN)")
+    res.add_argument("--max-open-files", metavar="N", help="RLIMIT_NOFILE of every process")
+    env = p.add_argument_group("environment")
+    env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
+    env.add_argument("--clean-env", action="store_true", help="start from PATH, HOME, USER, TERM, LANG only")
+    env.add_argument("--cwd", metavar="DIR", help="working directory of the command")
+    other = p.add_argument_group("other")
+    other.add_argument("--deny-syscall", action="append", default=[], metavar="NAME",
+                       help="refuse this syscall with EPERM too (repeatable)")
+    other.add_argument("--best-effort", action="store_true",
+                       help="run even if the kernel cannot enforce part of the policy")
+    other.add_argument("-v", "--verbose", action="store_true", help="print the effective rules to stderr")
+    other.add_argument("--debug", action="store_true", help="tracebacks and handler failures on stderr")
+    other.add_argument("--dump-filter", action="store_true", help="print the BPF program and exit")
+    other.add_argument("--check", action="store_true", help="report what this kernel supports and exit")
+    other.add_argument("--json", action="store_true", help="with --check: machine-readable output")
+    other.add_argument("--version", action="store_true", help="print the version and exit")
+    other.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    return p
+
+
+def _policy_from_args(ns: argparse.Namespace) -> Policy:
+    kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
+                                  env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
+                                  extra_deny_syscalls=ns.deny_syscall)
+    for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
+                       ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
+                       ("cwd", ns.cwd)):
+        if value is not None:
+            kwargs[key] = value
+    return make_policy(labels=LABELS, **kwargs)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The CLI; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("SANDLOCK_DEBUG") == "1" or "--debug" in argv
+    try:
+        return _main(argv, debug)
+    except _UsageError as exc:
+        return _fail(f"{exc} (see python -m sandlock --help)")
+    except ExecError as exc:
+        _say(str(exc))
+        return exc.exit_code
+    except SandlockError as exc:
+        if debug:
+            import traceback
+            traceback.print_exc()
+        hint = getattr(exc, "hint", "")
+        return _fail(f"{exc}" + (f" ({hint})" if hint else ""))
+    except OSError as exc:
+        if debug:
+            import traceback
+            traceback.print_exc()
+        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _main(argv: List[str], debug: bool) -> int:
+    ns = _parser().parse_args(argv)
+    if ns.help:
+        _parser().print_help()
+        return 0
+    if ns.version:
+        print(_version_line())
+        return 0
+    if ns.check:
+        return _check(ns.json)
+    command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    policy = _policy_from_args(ns)
+    import _supervisor
+    prepared = _supervisor.prepare(policy)
+    if ns.dump_filter:
+        import _bpf
+        import _syscalls
+        print(_bpf.disassemble(prepared.program, _syscalls.names(prepared.arch)))
+        return 0
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+    if ns.verbose:
+        _verbose(policy, prepared)
+    args = normalise_argv(command)
+    env = _env_bytes(child_environment(policy, os.environ))
+    interactive = _interactive()
+    session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
+                                  forward_signals=True, debug=debug, verbose=ns.verbose)
+    outcome = session.run()
+    result = _result(command, outcome)
+    if outcome.reason:
+        _say(outcome.reason)
+    return result.exit_code
+
+
+def _interactive() -> bool:
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"sandlock: {message}\n")
+    sys.stderr.flush()
+
+
+def _fail(message: str) -> int:
+    _say(message)
+    return 125
+
+
+def _version_line() -> str:
+    import _syscalls
+    try:
+        abi = _syscalls.landlock_abi()
+    except OSError:
+        abi = 0
+    return (f"sandlock {__version__} (Python {platform.python_version()}, Linux {platform.release()}, "
+            f"Landlock ABI {abi})")
+
+
+def _verbose(policy: Policy, prepared) -> None:
+    import _filter
+    import _landlock
+    out = [f"sandlock: Landlock ABI {prepared.abi}, architecture {prepared.arch}", "sandlock: Landlock rules:"]
+    out += [f"sandlock: {line}" for line in _landlock.rule_lines(prepared.child_plan)]
+    for right, how in _landlock.gaps(prepared.abi).items():
+        out.append(f"sandlock: ABI lacks {right}: {how}")
+    out.append(f"sandlock: trapped syscalls: {' '.join(sorted(prepared.traps))}")
+    out.append(f"sandlock: BPF program: {len(prepared.program) // 8} instructions")
+    sys.stderr.write("\n".join(out) + "\n")
+
+
+def _check(as_json: bool) -> int:
+    import _landlock
+    import _syscalls
+    abi = _syscalls.kernel_landlock_abi()
+    features = {
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "landlock_abi": abi,
+        "landlock_rights": _landlock.describe(_landlock.fs_rights(min(abi, _syscalls.LANDLOCK_ABI_MAX))) if abi else "none",
+        "landlock_scopes": abi >= 6,
+        "landlock_net": abi >= 4,
+        "seccomp_user_notif": _syscalls.has_user_notif(),
+        "seccomp_addfd": _syscalls.has_addfd(),
+        "seccomp_addfd_send": _syscalls.has_addfd_send(),
+        "seccomp_sync_wake_up": _syscalls.has_sync_wake_up(),
+        "seccomp_wait_killable_recv": _syscalls.has_wait_killable_recv(),
+        "openat2": _syscalls.has_openat2(),
+        "pidfd": _syscalls.has_pidfd(),
+        "close_range": _syscalls.has_close_range(),
+        "legacy_tiocsti": _syscalls.legacy_tiocsti(),
+    }
+    try:
+        _syscalls.machine()
+        arch_ok = True
+    except OSError:
+        arch_ok = False
+    core = arch_ok and abi >= 1 and features["seccomp_user_notif"] and features["openat2"] and features["pidfd"]
+    features["verdict"] = "ok" if core else "unsupported"
+    if as_json:
+        print(json.dumps(features, indent=2))
+    else:
+        width = max(len(k) for k in features)
+        for key, value in features.items():
+            mark = "ok" if value not in (False, 0, None, "none", "unsupported") else "missing"
+            if key in ("kernel", "arch", "landlock_rights", "verdict"):
+                mark = ""
+            elif key == "legacy_tiocsti":
+                mark = "(TIOCSTI refused by the filter either way)"
+            print(f"{key.ljust(width)}  {value}  {mark}".rstrip())
+    return 0 if core else 125
+
+
+if __name__ == "__main__":
+    sys.exit(main())
