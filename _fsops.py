@@ -46,13 +46,13 @@ def _proc_fd(fd: int) -> bytes:
     return b"/proc/self/fd/%d" % fd
 
 
-def _object(ctx, call: Call, need: str, nofollow: Optional[bool] = None, extra: int = 0) -> Tuple[int, os.stat_result]:
-    """Look up call.dirfd/call.path, decide `need`, return (O_PATH fd, stat)."""
+def _object(ctx, call: Call, need: str, nofollow: Optional[bool] = None, extra: int = 0) -> Tuple[int, _syscalls.Stat]:
+    """Look up call.dirfd/call.path, decide `need`, return (O_PATH fd, its stat)."""
     if nofollow is None:
         nofollow = bool(call.flags & AT_SYMLINK_NOFOLLOW)
     fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", nofollow, call.flags, extra)
     try:
-        st = os.stat(fd)
+        st = ctx.hot.fstat(fd)
         if call.path or need != "meta" or call.dirfd == AT_FDCWD:
             ctx.resolver.check(fd, name, need, st)
         # else: metadata of an fd the tracee already holds (fstat and friends)
@@ -76,12 +76,9 @@ def _fd_object(ctx, call: Call, need: str) -> int:
 # --- metadata reads -----------------------------------------------------------------
 
 def do_stat(ctx, call: Call):
-    fd, _ = _object(ctx, call, "meta")
-    try:
-        raw = _syscalls.newfstatat(fd, b"", AT_EMPTY_PATH)
-    finally:
-        os.close(fd)
-    write_mem(call.tid, call.ptr, raw)
+    fd, st = _object(ctx, call, "meta")
+    os.close(fd)
+    write_mem(ctx.hot, call.tid, call.ptr, st.raw)
     return Value(0)
 
 
@@ -91,7 +88,7 @@ def do_statx(ctx, call: Call):
         raw = _syscalls.statx(fd, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask)
     finally:
         os.close(fd)
-    write_mem(call.tid, call.ptr, raw)
+    write_mem(ctx.hot, call.tid, call.ptr, raw)
     return Value(0)
 
 
@@ -101,7 +98,7 @@ def do_statfs(ctx, call: Call):
         raw = _syscalls.statfs(fd)
     finally:
         os.close(fd)
-    write_mem(call.tid, call.ptr, raw)
+    write_mem(ctx.hot, call.tid, call.ptr, raw)
     return Value(0)
 
 
@@ -118,10 +115,10 @@ def do_access(ctx, call: Call):
     return Value(0)
 
 
-def _dac_allows(fd: int, st: os.stat_result, mode: int, flags: int) -> bool:
+def _dac_allows(fd: int, st: _syscalls.Stat, mode: int, flags: int) -> bool:
     # The supervisor thread has the tracee's credentials (and no capabilities),
     # so the kernel's own answer for it is the tracee's answer.
-    if stat.S_ISLNK(st.st_mode):
+    if stat.S_ISLNK(st.mode):
         return True
     try:
         return os.access(_proc_fd(fd), mode, effective_ids=bool(flags & AT_EACCESS))
@@ -134,20 +131,20 @@ def do_readlink(ctx, call: Call):
         return Errno(errno.EINVAL)
     fd, st = _object(ctx, call, "meta", nofollow=True)
     try:
-        if not stat.S_ISLNK(st.st_mode):
+        if not stat.S_ISLNK(st.mode):
             return Errno(errno.EINVAL)
         target = os.readlink(b"", dir_fd=fd)
     finally:
         os.close(fd)
     data = target[: call.size]
-    write_mem(call.tid, call.ptr, data)
+    write_mem(ctx.hot, call.tid, call.ptr, data)
     return Value(len(data))
 
 
 def do_chdir(ctx, call: Call):
     fd, st = _object(ctx, call, "meta", nofollow=False)
     os.close(fd)
-    if not stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.mode):
         return Errno(errno.ENOTDIR)
     # CONTINUE: the kernel re-reads the path and may land in another directory
     # if a thread rewrote it, but a cwd grants nothing: every later access
@@ -178,7 +175,7 @@ def _write_sized(call: Call, data: bytes):
         return Value(len(data))
     if len(data) > call.size:
         return Errno(errno.ERANGE)
-    write_mem(call.tid, call.ptr, data)
+    write_mem(ctx.hot, call.tid, call.ptr, data)
     return Value(len(data))
 
 
@@ -205,7 +202,7 @@ def do_open(ctx, call: Call):
 def do_openat2(ctx, call: Call):
     if call.size < 24 or call.size > 4096:
         return Errno(errno.EINVAL if call.size < 24 else errno.E2BIG)
-    raw = read_mem(call.tid, call.ptr, call.size)
+    raw = read_mem(ctx.hot, call.tid, call.ptr, call.size)
     if any(raw[24:]):
         return Errno(errno.E2BIG)
     flags, mode, resolve = struct.unpack_from("=QQQ", raw)
@@ -272,7 +269,7 @@ def do_truncate(ctx, call: Call):
 def do_chmod(ctx, call: Call):
     fd, st = _object(ctx, call, "write")
     try:
-        if stat.S_ISLNK(st.st_mode):
+        if stat.S_ISLNK(st.mode):
             return Errno(errno.EOPNOTSUPP)
         os.chmod(_proc_fd(fd), call.mode & 0o7777)
     finally:
@@ -310,20 +307,20 @@ def _read_times(call: Call) -> Optional[bytes]:
     if call.ptr == 0:
         return None
     if call.mask == TIMES_UTIMBUF:
-        atime, mtime = _UTIMBUF.unpack(read_mem(call.tid, call.ptr, _UTIMBUF.size))
+        atime, mtime = _UTIMBUF.unpack(read_mem(ctx.hot, call.tid, call.ptr, _UTIMBUF.size))
         return _TIMESPEC2.pack(atime, 0, mtime, 0)
     if call.mask == TIMES_TIMEVAL:
-        a_s, a_us, m_s, m_us = _TIMEVAL2.unpack(read_mem(call.tid, call.ptr, _TIMEVAL2.size))
+        a_s, a_us, m_s, m_us = _TIMEVAL2.unpack(read_mem(ctx.hot, call.tid, call.ptr, _TIMEVAL2.size))
         if not (0 <= a_us < 1000000 and 0 <= m_us < 1000000):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         return _TIMESPEC2.pack(a_s, a_us * 1000, m_s, m_us * 1000)
-    return read_mem(call.tid, call.ptr, _TIMESPEC2.size)
+    return read_mem(ctx.hot, call.tid, call.ptr, _TIMESPEC2.size)
 
 
 def do_setxattr(ctx, call: Call):
     if call.size > 65536:
         return Errno(errno.E2BIG)
-    value = read_mem(call.tid, call.ptr, call.size) if call.size else b""
+    value = read_mem(ctx.hot, call.tid, call.ptr, call.size) if call.size else b""
     fd, _ = _object(ctx, call, "write")
     try:
         os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode)
@@ -362,7 +359,7 @@ def do_fchown(ctx, call: Call):
 def do_fsetxattr(ctx, call: Call):
     if call.size > 65536:
         return Errno(errno.E2BIG)
-    value = read_mem(call.tid, call.ptr, call.size) if call.size else b""
+    value = read_mem(ctx.hot, call.tid, call.ptr, call.size) if call.size else b""
     fd = _fd_object(ctx, call, "write")
     try:
         os.setxattr(fd, call.name or b"", value, call.mode)

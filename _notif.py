@@ -61,34 +61,36 @@ CONTINUE = _Continue()
 
 
 class Call:
-    """One trapped syscall, its arguments decoded by its table row's layout."""
+    """One trapped syscall, its arguments decoded by its table row's layout.
 
-    __slots__ = ("id", "tid", "nr", "args", "dirfd", "path", "dirfd2", "path2", "flags", "mode",
-                 "ptr", "ptr2", "size", "fd", "uid", "gid", "name", "mask", "pid", "pid2", "sig", "which")
+    Decoded fields default to the class attributes below; decode() sets the
+    ones the row's layout names (cheaper than initialising all of them).
+    """
+
+    dirfd = AT_FDCWD
+    dirfd2 = AT_FDCWD
+    path: Optional[bytes] = None
+    path2: Optional[bytes] = None
+    flags = 0
+    mode = 0
+    ptr = 0
+    ptr2 = 0
+    size = 0
+    fd = -1
+    uid = -1
+    gid = -1
+    name: Optional[bytes] = None
+    mask = 0
+    pid = 0
+    pid2 = 0
+    sig = 0
+    which = 0
 
     def __init__(self, id_: int, tid: int, nr: int, args: Sequence[int]) -> None:
         self.id = id_
         self.tid = tid
         self.nr = nr
         self.args = args
-        self.dirfd = AT_FDCWD
-        self.dirfd2 = AT_FDCWD
-        self.path: Optional[bytes] = None
-        self.path2: Optional[bytes] = None
-        self.flags = 0
-        self.mode = 0
-        self.ptr = 0
-        self.ptr2 = 0
-        self.size = 0
-        self.fd = -1
-        self.uid = -1
-        self.gid = -1
-        self.name: Optional[bytes] = None
-        self.mask = 0
-        self.pid = 0
-        self.pid2 = 0
-        self.sig = 0
-        self.which = 0
 
 
 def _s32(value: int) -> int:
@@ -96,32 +98,42 @@ def _s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def read_mem(tid: int, address: int, size: int) -> bytes:
+def _efault() -> OSError:
+    return OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+
+
+def read_mem(hot: "_syscalls.HotCalls", tid: int, address: int, size: int) -> bytes:
     """Exactly `size` bytes of the tracee's memory, else EFAULT."""
     if address == 0:
-        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
-    data = _syscalls.process_vm_readv(tid, address, size)
-    if len(data) != size:
-        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
-    return data
+        raise _efault()
+    out = b""
+    while len(out) < size:
+        data = hot.readv(tid, address + len(out), min(size - len(out), hot.READ_MAX))
+        if not data:
+            raise _efault()
+        out += data
+    return out
 
 
-def write_mem(tid: int, address: int, data: bytes) -> None:
+def write_mem(hot: "_syscalls.HotCalls", tid: int, address: int, data: bytes) -> None:
     """Write to the tracee's memory, or EFAULT."""
-    if address == 0 or _syscalls.process_vm_writev(tid, address, data) != len(data):
-        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+    if address == 0 or hot.writev(tid, address, data) != len(data):
+        raise _efault()
 
 
-def read_string(tid: int, address: int, limit: int = PATH_MAX) -> bytes:
+def read_string(hot: "_syscalls.HotCalls", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
     if address == 0:
-        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+        raise _efault()
     out = b""
     while len(out) < limit:
         chunk = PAGE - (address % PAGE)
-        data = _syscalls.process_vm_readv(tid, address, min(chunk, limit - len(out)))
+        try:
+            data = hot.readv(tid, address, min(chunk, limit - len(out)))
+        except OSError as exc:
+            raise _efault() if exc.errno in (errno.EFAULT, errno.EIO) else exc
         if not data:
-            raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+            raise _efault()
         end = data.find(b"\0")
         if end >= 0:
             return out + data[:end]
@@ -132,46 +144,44 @@ def read_string(tid: int, address: int, limit: int = PATH_MAX) -> bytes:
 
 # --- decoding ----------------------------------------------------------------------------
 
-def _path(tid: int, raw: int) -> bytes:
-    return read_string(tid, raw)
+def _path(hot, tid: int, raw: int) -> bytes:
+    return read_string(hot, tid, raw)
 
 
-def _optpath(tid: int, raw: int) -> Optional[bytes]:
-    return None if raw == 0 else read_string(tid, raw)
+def _optpath(hot, tid: int, raw: int) -> Optional[bytes]:
+    return None if raw == 0 else read_string(hot, tid, raw)
 
 
-def _xattr_name(tid: int, raw: int) -> bytes:
-    return read_string(tid, raw, 256)
+def _xattr_name(hot, tid: int, raw: int) -> bytes:
+    return read_string(hot, tid, raw, 256)
 
 
-# layout kind -> (attribute, converter(tid, raw))
-_KINDS: Dict[str, Tuple[str, Callable[[int, int], object]]] = {
-    "dirfd": ("dirfd", lambda tid, raw: _s32(raw)),
-    "dirfd2": ("dirfd2", lambda tid, raw: _s32(raw)),
-    "fd": ("fd", lambda tid, raw: _s32(raw)),
-    "path": ("path", _path),
-    "path2": ("path2", _path),
-    "optpath": ("path", _optpath),
-    "flags": ("flags", lambda tid, raw: raw & 0xFFFFFFFF),
-    "lflags": ("flags", lambda tid, raw: raw),
-    "mode": ("mode", lambda tid, raw: raw & 0xFFFFFFFF),
-    "ptr": ("ptr", lambda tid, raw: raw),
-    "ptr2": ("ptr2", lambda tid, raw: raw),
-    "size": ("size", lambda tid, raw: raw),
-    "uid": ("uid", lambda tid, raw: _s32(raw)),
-    "gid": ("gid", lambda tid, raw: _s32(raw)),
+def _int32(hot, tid: int, raw: int) -> int:
+    return _s32(raw)
+
+
+def _uint32(hot, tid: int, raw: int) -> int:
+    return raw & 0xFFFFFFFF
+
+
+def _raw(hot, tid: int, raw: int) -> int:
+    return raw
+
+
+# layout kind -> (attribute, converter(hot, tid, raw))
+_KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
+    "dirfd": ("dirfd", _int32), "dirfd2": ("dirfd2", _int32), "fd": ("fd", _int32),
+    "path": ("path", _path), "path2": ("path2", _path), "optpath": ("path", _optpath),
+    "flags": ("flags", _uint32), "mode": ("mode", _uint32), "mask": ("mask", _uint32),
+    "xflags": ("mode", _uint32), "sig": ("sig", _uint32), "which": ("which", _uint32),
+    "ptr": ("ptr", _raw), "ptr2": ("ptr2", _raw), "size": ("size", _raw),
+    "uid": ("uid", _int32), "gid": ("gid", _int32), "pid": ("pid", _int32), "pid2": ("pid2", _int32),
     "name": ("name", _xattr_name),
-    "mask": ("mask", lambda tid, raw: raw & 0xFFFFFFFF),
-    "xflags": ("mode", lambda tid, raw: raw & 0xFFFFFFFF),
-    "pid": ("pid", lambda tid, raw: _s32(raw)),
-    "pid2": ("pid2", lambda tid, raw: _s32(raw)),
-    "sig": ("sig", lambda tid, raw: raw & 0xFFFFFFFF),
-    "which": ("which", lambda tid, raw: raw & 0xFFFFFFFF),
-    "_": ("", lambda tid, raw: None),
+    "_": ("", _raw),
 }
 
 
-def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[int, int], object]], ...]:
+def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[object, int, int], object]], ...]:
     """Precompute (arg index, attribute, converter) for a table row's layout."""
     out = []
     for index, kind in enumerate(layout):
@@ -181,12 +191,12 @@ def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[int
     return tuple(out)
 
 
-def decode(call: Call, layout: Sequence[Tuple[int, str, Callable[[int, int], object]]],
+def decode(hot: "_syscalls.HotCalls", call: Call, layout: Sequence[Tuple[int, str, Callable[[object, int, int], object]]],
            fixed: Dict[str, object]) -> Call:
     """Fill `call` from its raw arguments: the only place that reads args[i]."""
     args, tid = call.args, call.tid
     for index, attr, convert in layout:
-        setattr(call, attr, convert(tid, args[index]))
+        setattr(call, attr, convert(hot, tid, args[index]))
     for attr, value in fixed.items():
         setattr(call, attr, value)
     return call

@@ -104,7 +104,9 @@ def d_path(fd: int) -> bytes:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
-    def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool]) -> None:
+    def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
+                 hot: "_syscalls.HotCalls") -> None:
+        self.hot = hot
         self.rules = rules
         self.tracees = tracees
         self.is_member = is_member
@@ -161,7 +163,7 @@ class Resolver:
             path = self._rewrite_self(call, path)
             if _clean(path) and not path.startswith(b"/proc/") and not resolve:
                 try:
-                    fd = _syscalls.openat2(self.root, path, flags, mode, S.RESOLVE_NO_SYMLINKS)
+                    fd = self.hot.openat2(self.root, path, flags, mode, S.RESOLVE_NO_SYMLINKS)
                     return fd, path
                 except OSError as exc:
                     if exc.errno != errno.ELOOP:
@@ -174,7 +176,7 @@ class Resolver:
             match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
             if match and self.is_member(int(match.group(1))):
                 magic = 0  # a magic link of the sandbox's own process
-            fd = _syscalls.openat2(base, path, flags, mode, resolve | magic)
+            fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         finally:
             if owned:
                 os.close(base)
@@ -190,17 +192,17 @@ class Resolver:
 
     # -- decisions ---------------------------------------------------------------------
 
-    def check(self, fd: int, name: Optional[bytes], need: str, st: Optional[os.stat_result] = None) -> None:
+    def check(self, fd: int, name: Optional[bytes], need: str, st: Optional[_syscalls.Stat] = None) -> None:
         """Raise EACCES unless the object behind fd may be used for `need`."""
         if name is None:
             return  # a pipe, socket or anon inode the sandbox already holds
         if st is None:
-            st = os.stat(fd)
-        if st.st_dev == self.proc_dev:
+            st = self.hot.fstat(fd)
+        if st.dev == self.proc_dev:
             self._check_proc(name)
         self.rules.check(name, need)
         if self.rules.denied_inodes:
-            self.rules.check_inode(st.st_dev, st.st_ino)
+            self.rules.check_inode(st.dev, st.ino)
 
     def _check_proc(self, name: bytes) -> None:
         match = _PROC_PID.match(name)

@@ -61,13 +61,26 @@ class Outcome(NamedTuple):
 
 
 class Prepared(NamedTuple):
-    """Everything built from a policy before the supervisor confines itself."""
+    """Everything built from a policy before any run; reusable by many runs.
+
+    The ruleset fds stay open as long as the Prepared is used: a Sandbox
+    closes them when it is collected (close_prepared), the CLI at exit.
+    """
     abi: int
     arch: str
     child_plan: _landlock.Plan
     supervisor_plan: _landlock.Plan
     traps: Dict[str, _filter.Trap]
     program: bytes
+    child_ruleset: int
+    scope_ruleset: int
+    supervisor_ruleset: int
+
+
+def close_prepared(prepared: Prepared) -> None:
+    for fd in (prepared.child_ruleset, prepared.scope_ruleset, prepared.supervisor_ruleset):
+        if fd >= 0:
+            _close(fd)
 
 
 def prepare(policy: Policy) -> Prepared:
@@ -84,7 +97,18 @@ def prepare(policy: Policy) -> Prepared:
     supervisor_plan = _landlock.plan(policy, abi, supervisor=True) if abi else child_plan
     traps = _table.traps_for(policy, abi, arch)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
-    return Prepared(abi, arch, child_plan, supervisor_plan, traps, _filter.build(arch, rules))
+    program = _filter.build(arch, rules)
+    fds: List[int] = []
+    try:
+        for plan in ((child_plan, _landlock.Plan(abi, 0, _landlock.scopes(abi), ()), supervisor_plan)
+                     if abi else ()):
+            fds.append(_landlock.create_ruleset(plan) if plan.handled_fs or plan.scoped else -1)
+    except BaseException:
+        for fd in fds:
+            _close(fd) if fd >= 0 else None
+        raise
+    child, scope, supervisor = fds if fds else (-1, -1, -1)
+    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor)
 
 
 class Session:
@@ -122,8 +146,9 @@ class Session:
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             self._confine(fds)
+            self.hot = _syscalls.HotCalls()
             self.resolver = Resolver(FsRules(self.policy.readable_paths(), self.policy.fs_writable,
-                                             self.policy.fs_denied), self.tracees, self._is_member)
+                                             self.policy.fs_denied), self.tracees, self._is_member, self.hot)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
             self.stub = os.fork()
@@ -147,16 +172,8 @@ class Session:
 
     def _launch_plan(self, fds: List[int]):
         policy, prep = self.policy, self.prepared
-        child_ruleset = _landlock.create_ruleset(prep.child_plan) if prep.abi else -1
-        if child_ruleset >= 0:
-            fds.append(child_ruleset)
-        scope_ruleset = -1
-        if prep.abi >= 6:
-            scope_ruleset = _landlock.create_ruleset(_landlock.Plan(prep.abi, 0, _landlock.scopes(prep.abi), ()))
-            fds.append(scope_ruleset)
-        self._supervisor_ruleset = _landlock.create_ruleset(prep.supervisor_plan) if prep.abi else -1
-        if self._supervisor_ruleset >= 0:
-            fds.append(self._supervisor_ruleset)
+        child_ruleset, scope_ruleset = prep.child_ruleset, prep.scope_ruleset
+        self._supervisor_ruleset = prep.supervisor_ruleset
         filter_ptr, self._keep_filter = _syscalls.seccomp_filter_pointer(prep.program)
         flags = S.SECCOMP_FILTER_FLAG_NEW_LISTENER
         if _syscalls.has_wait_killable_recv():
@@ -421,7 +438,7 @@ class Session:
         if self.members is not None and self.members.pending:
             self.members.settle(call.tid)
         try:
-            decode(call, handler.layout, handler.fixed)
+            decode(self.hot, call, handler.layout, handler.fixed)
             if not self._still_valid(call.id):
                 return None
             return handler.op(self, call)

@@ -24,7 +24,8 @@ import ctypes
 import errno
 import functools
 import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+import struct
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import _structs as S
 
@@ -166,6 +167,21 @@ X32_SYSCALL_BIT = 0x40000000
 # Size of struct stat as written by newfstatat(2) (arch/*/include/uapi/asm/stat.h).
 STAT_SIZE = {"x86_64": 144, "aarch64": 128}
 STATX_SIZE = 256
+# (st_dev, st_ino, st_mode) inside the raw struct stat of each architecture.
+_STAT_IDS = {"x86_64": (struct.Struct("=QQ8xI"),), "aarch64": (struct.Struct("=QQI"),)}
+
+
+class Stat(NamedTuple):
+    """The parts of a raw struct stat sandlock decides on, and the raw bytes."""
+    dev: int
+    ino: int
+    mode: int
+    raw: bytes
+
+
+def parse_stat(raw: bytes, arch: Optional[str] = None) -> Stat:
+    dev, ino, mode = _STAT_IDS[arch or machine()][0].unpack_from(raw)
+    return Stat(dev, ino, mode, raw)
 
 
 def _parse_table(text: str) -> Dict[str, int]:
@@ -523,3 +539,90 @@ def legacy_tiocsti() -> Optional[int]:
             return int(f.read().strip())
     except OSError:
         return None
+
+
+# --- the supervisor's hot path --------------------------------------------------------
+
+class HotCalls:
+    """Prepared raw calls for one supervising thread: no allocation per call.
+
+    process_vm_readv/writev, openat2 and newfstatat are what every trapped
+    stat costs; ctypes argument conversion and buffer creation would
+    otherwise dominate (see bench/).  Not thread-safe: one per thread.
+    """
+
+    READ_MAX = 4096
+
+    def __init__(self) -> None:
+        libc = _libc()
+        fn = libc.syscall
+        long_p = ctypes.c_long
+        self._syscall = fn
+        self._long = long_p
+        self._nr_readv = long_p(nr("process_vm_readv"))
+        self._nr_writev = long_p(nr("process_vm_writev"))
+        self._nr_openat2 = long_p(nr("openat2"))
+        self._nr_fstatat = long_p(nr("newfstatat"))
+        self._buf = ctypes.create_string_buffer(self.READ_MAX)
+        self._local = _iovec(ctypes.addressof(self._buf), 0)
+        self._remote = _iovec(0, 0)
+        self._local_ref = ctypes.byref(self._local)
+        self._remote_ref = ctypes.byref(self._remote)
+        self._one = long_p(1)
+        self._zero = long_p(0)
+        self._how = S.open_how()
+        self._how_ref = ctypes.byref(self._how)
+        self._how_size = long_p(ctypes.sizeof(S.open_how))
+        self._stat = ctypes.create_string_buffer(STAT_SIZE[machine()])
+        self._empty = ctypes.c_char_p(b"")
+        self._at_empty = long_p(0x1000)
+        self._ids = _STAT_IDS[machine()][0]
+
+    def _fail(self) -> OSError:
+        err = ctypes.get_errno()
+        return OSError(err, os.strerror(err))
+
+    def readv(self, pid: int, address: int, size: int) -> bytes:
+        """Up to `size` (<= READ_MAX) bytes of another process's memory."""
+        self._local.iov_len = size
+        self._remote.iov_base = address
+        self._remote.iov_len = size
+        got = self._syscall(self._nr_readv, self._long(pid), self._local_ref, self._one,
+                            self._remote_ref, self._one, self._zero)
+        if got < 0:
+            raise self._fail()
+        return self._buf.raw[:got]
+
+    def writev(self, pid: int, address: int, data: bytes) -> int:
+        buf = ctypes.create_string_buffer(data, len(data))
+        self._local.iov_base = ctypes.addressof(buf)
+        self._local.iov_len = len(data)
+        self._remote.iov_base = address
+        self._remote.iov_len = len(data)
+        try:
+            got = self._syscall(self._nr_writev, self._long(pid), self._local_ref, self._one,
+                                self._remote_ref, self._one, self._zero)
+        finally:
+            self._local.iov_base = ctypes.addressof(self._buf)
+        if got < 0:
+            raise self._fail()
+        return got
+
+    def openat2(self, dirfd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
+        how = self._how
+        how.flags, how.mode, how.resolve = flags, mode, resolve
+        while True:
+            fd = self._syscall(self._nr_openat2, self._long(dirfd), path, self._how_ref, self._how_size)
+            if fd >= 0:
+                return fd
+            err = self._fail()
+            if err.errno != errno.EINTR:
+                raise err
+
+    def fstat(self, fd: int) -> Stat:
+        """newfstatat(fd, "", AT_EMPTY_PATH): the raw struct stat, parsed."""
+        if self._syscall(self._nr_fstatat, self._long(fd), self._empty, self._stat, self._at_empty) < 0:
+            raise self._fail()
+        raw = self._stat.raw
+        dev, ino, mode = self._ids.unpack_from(raw)
+        return Stat(dev, ino, mode, raw)

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import _errors
@@ -76,6 +77,20 @@ class Sandbox:
 
     def __init__(self, **policy: Any) -> None:
         self.policy: Policy = make_policy(**policy)
+        self._prepared: Dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def _prepare(self, policy: Policy):
+        """Filter and Landlock rulesets, built once per policy and kept (see _supervisor.Prepared)."""
+        import _supervisor
+        key = (policy.cwd, policy.timeout)
+        with self._lock:
+            prepared = self._prepared.get(key)
+            if prepared is None:
+                prepared = _supervisor.prepare(policy)
+                self._prepared[key] = prepared
+                weakref.finalize(self, _supervisor.close_prepared, prepared)
+        return prepared
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
@@ -101,8 +116,8 @@ class Sandbox:
             raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
         args = normalise_argv(argv)
         environment = child_environment(policy, env if env is not None else os.environ)
-        outcome = _run_in_thread(policy, args, _env_bytes(environment), capture=capture_output,
-                                 input=bytes(input) if input is not None else None)
+        outcome = _run_in_thread(policy, self._prepare(policy), args, _env_bytes(environment),
+                                 capture=capture_output, input=bytes(input) if input is not None else None)
         result = _result(list(argv), outcome)
         if check:
             result.check_returncode()
@@ -119,10 +134,9 @@ def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _run_in_thread(policy: Policy, argv: Sequence[bytes], env: Dict[bytes, bytes], **options: Any):
+def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes], **options: Any):
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
     import _supervisor
-    prepared = _supervisor.prepare(policy)
     box: Dict[str, Any] = {}
 
     def worker() -> None:
