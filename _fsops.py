@@ -76,9 +76,21 @@ def _fd_object(ctx, call: Call, need: str) -> int:
 # --- metadata reads -----------------------------------------------------------------
 
 def do_stat(ctx, call: Call):
+    path = call.path
+    if path and path[0] == 47 and not (ctx.resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
+        # The hot path: an absolute path openat2 proves symlink-free is its own real path.
+        fd = ctx.resolver.open_plain(path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
+        if fd >= 0:
+            try:
+                st = ctx.hot.fstat(fd)
+            finally:
+                os.close(fd)
+            ctx.resolver.rules.check(path, "meta")
+            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+            return Value(0)
     fd, st = _object(ctx, call, "meta")
     os.close(fd)
-    write_mem(ctx.hot, call.tid, call.ptr, st.raw)
+    write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
     return Value(0)
 
 
@@ -88,7 +100,7 @@ def do_statx(ctx, call: Call):
         raw = _syscalls.statx(fd, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask)
     finally:
         os.close(fd)
-    write_mem(ctx.hot, call.tid, call.ptr, raw)
+    write_mem(ctx.tracees, call.tid, call.ptr, raw)
     return Value(0)
 
 
@@ -98,7 +110,7 @@ def do_statfs(ctx, call: Call):
         raw = _syscalls.statfs(fd)
     finally:
         os.close(fd)
-    write_mem(ctx.hot, call.tid, call.ptr, raw)
+    write_mem(ctx.tracees, call.tid, call.ptr, raw)
     return Value(0)
 
 
@@ -137,7 +149,7 @@ def do_readlink(ctx, call: Call):
     finally:
         os.close(fd)
     data = target[: call.size]
-    write_mem(ctx.hot, call.tid, call.ptr, data)
+    write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(len(data))
 
 
@@ -175,7 +187,7 @@ def _write_sized(call: Call, data: bytes):
         return Value(len(data))
     if len(data) > call.size:
         return Errno(errno.ERANGE)
-    write_mem(ctx.hot, call.tid, call.ptr, data)
+    write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(len(data))
 
 
@@ -202,7 +214,7 @@ def do_open(ctx, call: Call):
 def do_openat2(ctx, call: Call):
     if call.size < 24 or call.size > 4096:
         return Errno(errno.EINVAL if call.size < 24 else errno.E2BIG)
-    raw = read_mem(ctx.hot, call.tid, call.ptr, call.size)
+    raw = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     if any(raw[24:]):
         return Errno(errno.E2BIG)
     flags, mode, resolve = struct.unpack_from("=QQQ", raw)
@@ -307,20 +319,20 @@ def _read_times(call: Call) -> Optional[bytes]:
     if call.ptr == 0:
         return None
     if call.mask == TIMES_UTIMBUF:
-        atime, mtime = _UTIMBUF.unpack(read_mem(ctx.hot, call.tid, call.ptr, _UTIMBUF.size))
+        atime, mtime = _UTIMBUF.unpack(read_mem(ctx.tracees, call.tid, call.ptr, _UTIMBUF.size))
         return _TIMESPEC2.pack(atime, 0, mtime, 0)
     if call.mask == TIMES_TIMEVAL:
-        a_s, a_us, m_s, m_us = _TIMEVAL2.unpack(read_mem(ctx.hot, call.tid, call.ptr, _TIMEVAL2.size))
+        a_s, a_us, m_s, m_us = _TIMEVAL2.unpack(read_mem(ctx.tracees, call.tid, call.ptr, _TIMEVAL2.size))
         if not (0 <= a_us < 1000000 and 0 <= m_us < 1000000):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         return _TIMESPEC2.pack(a_s, a_us * 1000, m_s, m_us * 1000)
-    return read_mem(ctx.hot, call.tid, call.ptr, _TIMESPEC2.size)
+    return read_mem(ctx.tracees, call.tid, call.ptr, _TIMESPEC2.size)
 
 
 def do_setxattr(ctx, call: Call):
     if call.size > 65536:
         return Errno(errno.E2BIG)
-    value = read_mem(ctx.hot, call.tid, call.ptr, call.size) if call.size else b""
+    value = read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
     fd, _ = _object(ctx, call, "write")
     try:
         os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode)
@@ -359,7 +371,7 @@ def do_fchown(ctx, call: Call):
 def do_fsetxattr(ctx, call: Call):
     if call.size > 65536:
         return Errno(errno.E2BIG)
-    value = read_mem(ctx.hot, call.tid, call.ptr, call.size) if call.size else b""
+    value = read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
     fd = _fd_object(ctx, call, "write")
     try:
         os.setxattr(fd, call.name or b"", value, call.mode)

@@ -39,7 +39,7 @@ SUN_PATH_OFFSET = 2
 def do_connect(ctx, call: Call):
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
-    address = read_mem(ctx.hot, call.tid, call.ptr, call.size)
+    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     dup = ctx.tracees.getfd(call.tid, call.fd)
     try:
         sock = socket.socket(fileno=dup)

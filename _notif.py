@@ -11,10 +11,12 @@ bytes, page by page, up to PATH_MAX) and returns a reply value:
                 the kernel itself enforces the policy on what it re-reads
 
 Handlers raise OSError for an errno and never touch raw `args` except
-through `decode`.  Memory is reached with process_vm_readv/writev, which
-check ptrace access for each call, so a thread that died (and whose tid was
-reused) cannot be read by mistake; the supervisor confirms the notification
-is still valid after decoding (SECCOMP_IOCTL_NOTIF_ID_VALID).
+through `decode`.  Memory is reached with process_vm_readv/writev(2), which
+find the thread's current address space at each call (an execve replaces
+it) and honour page protections, so a read-only result buffer gets EFAULT
+as it would from the kernel.  The supervisor confirms the notification is
+still valid after decoding (SECCOMP_IOCTL_NOTIF_ID_VALID), so a thread that
+died, and whose tid was reused, in between is never acted on.
 
 Man pages: seccomp_unotify(2), process_vm_readv(2), pidfd_getfd(2).
 """
@@ -102,36 +104,50 @@ def _efault() -> OSError:
     return OSError(errno.EFAULT, os.strerror(errno.EFAULT))
 
 
-def read_mem(hot: "_syscalls.HotCalls", tid: int, address: int, size: int) -> bytes:
+def read_mem(tracees: "Tracees", tid: int, address: int, size: int) -> bytes:
     """Exactly `size` bytes of the tracee's memory, else EFAULT."""
     if address == 0:
         raise _efault()
+    hot = tracees.hot
     out = b""
     while len(out) < size:
-        data = hot.readv(tid, address + len(out), min(size - len(out), hot.READ_MAX))
+        try:
+            data = hot.readv(tid, address + len(out), min(size - len(out), hot.READ_MAX))
+        except OSError:
+            raise _efault() from None
         if not data:
             raise _efault()
         out += data
     return out
 
 
-def write_mem(hot: "_syscalls.HotCalls", tid: int, address: int, data: bytes) -> None:
+def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
     """Write to the tracee's memory, or EFAULT."""
-    if address == 0 or hot.writev(tid, address, data) != len(data):
+    if address == 0:
         raise _efault()
+    hot = tracees.hot
+    step = hot.READ_MAX
+    for start in range(0, len(data), step):
+        chunk = data[start:start + step]
+        try:
+            if hot.writev(tid, address + start, chunk) != len(chunk):
+                raise _efault()
+        except OSError:
+            raise _efault() from None
 
 
-def read_string(hot: "_syscalls.HotCalls", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
+def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
     if address == 0:
         raise _efault()
+    hot = tracees.hot
     out = b""
     while len(out) < limit:
         chunk = PAGE - (address % PAGE)
         try:
             data = hot.readv(tid, address, min(chunk, limit - len(out)))
-        except OSError as exc:
-            raise _efault() if exc.errno in (errno.EFAULT, errno.EIO) else exc
+        except OSError:
+            raise _efault() from None
         if not data:
             raise _efault()
         end = data.find(b"\0")
@@ -144,16 +160,16 @@ def read_string(hot: "_syscalls.HotCalls", tid: int, address: int, limit: int = 
 
 # --- decoding ----------------------------------------------------------------------------
 
-def _path(hot, tid: int, raw: int) -> bytes:
-    return read_string(hot, tid, raw)
+def _path(tracees, tid: int, raw: int) -> bytes:
+    return read_string(tracees, tid, raw)
 
 
-def _optpath(hot, tid: int, raw: int) -> Optional[bytes]:
-    return None if raw == 0 else read_string(hot, tid, raw)
+def _optpath(tracees, tid: int, raw: int) -> Optional[bytes]:
+    return None if raw == 0 else read_string(tracees, tid, raw)
 
 
-def _xattr_name(hot, tid: int, raw: int) -> bytes:
-    return read_string(hot, tid, raw, 256)
+def _xattr_name(tracees, tid: int, raw: int) -> bytes:
+    return read_string(tracees, tid, raw, 256)
 
 
 def _int32(hot, tid: int, raw: int) -> int:
@@ -191,12 +207,12 @@ def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[obj
     return tuple(out)
 
 
-def decode(hot: "_syscalls.HotCalls", call: Call, layout: Sequence[Tuple[int, str, Callable[[object, int, int], object]]],
+def decode(tracees: "Tracees", call: Call, layout: Sequence[Tuple[int, str, Callable[[object, int, int], object]]],
            fixed: Dict[str, object]) -> Call:
     """Fill `call` from its raw arguments: the only place that reads args[i]."""
     args, tid = call.args, call.tid
     for index, attr, convert in layout:
-        setattr(call, attr, convert(hot, tid, args[index]))
+        setattr(call, attr, convert(tracees, tid, args[index]))
     for attr, value in fixed.items():
         setattr(call, attr, value)
     return call
@@ -207,14 +223,17 @@ def decode(hot: "_syscalls.HotCalls", call: Call, layout: Sequence[Tuple[int, st
 class Tracees:
     """pidfds of the threads that notified, to fetch their fds with pidfd_getfd(2).
 
-    A cached pidfd always refers to the task it was opened for: if that
-    task is gone (and its tid reused) pidfd_getfd fails with ESRCH and the
-    pidfd is opened anew, so a reused tid can never reach a stale task.
+    A cached pidfd always refers to the task (struct pid) it was opened for:
+    if that task is gone and its tid reused, pidfd_getfd fails with ESRCH and
+    the pidfd is opened anew, so a reused tid never reaches a stale task.
+    Memory is not cached at all: process_vm_readv/writev(2) find the
+    thread's current address space at each call (an execve replaces it).
     """
 
     LIMIT = 512
 
-    def __init__(self) -> None:
+    def __init__(self, hot: "_syscalls.HotCalls") -> None:
+        self.hot = hot
         self._pidfds: Dict[int, int] = {}
         self._thread_flag = PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0
 
@@ -237,7 +256,7 @@ class Tracees:
             except OSError as exc:
                 if exc.errno != errno.ESRCH:
                     raise
-                os.close(self._pidfds.pop(tid))
+                self.forget(tid)
         return _syscalls.pidfd_getfd(self._open(tid), fd)
 
     def forget(self, tid: int) -> None:
@@ -246,9 +265,8 @@ class Tracees:
             os.close(pidfd)
 
     def close(self) -> None:
-        for pidfd in self._pidfds.values():
-            os.close(pidfd)
-        self._pidfds.clear()
+        for tid in list(self._pidfds):
+            self.forget(tid)
 
 
 def proc_status_field(pid: int, key: bytes) -> bytes:

@@ -30,6 +30,8 @@ import _structs as S
 import _syscalls
 from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
+_O_PATH = os.O_PATH | os.O_CLOEXEC
+_O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
 _MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root)(?:/|$)")
 _PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
 
@@ -151,6 +153,22 @@ class Resolver:
                 raise
         open_flags = os.O_PATH | os.O_CLOEXEC | extra | (os.O_NOFOLLOW if nofollow else 0)
         return self.open(call, dirfd, path, open_flags, 0, 0)
+
+    def open_plain(self, path: bytes, nofollow: bool) -> int:
+        """O_PATH fd of an absolute, clean, symlink-free path outside /proc, else -1.
+
+        A path that passes is its own real path, so the caller may decide on
+        it without asking the kernel for the object's name.
+        """
+        if not _clean(path) or path.startswith(b"/proc/"):
+            return -1
+        flags = _O_PATH_NOFOLLOW if nofollow else _O_PATH
+        try:
+            return self.hot.openat2(self.root, path, flags, 0, S.RESOLVE_NO_SYMLINKS)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return -1
+            raise
 
     def open(self, call: Call, dirfd: int, path: bytes, flags: int, mode: int,
              resolve: int) -> Tuple[int, Optional[bytes]]:

@@ -134,7 +134,7 @@ class Session:
         self.stub = -1
         self.stub_pidfd = -1
         self.members: Optional[Members] = None
-        self.tracees = Tracees()
+        self.tracees: Optional[Tracees] = None
         self.resolver: Optional[Resolver] = None
         self._send_lock = threading.Lock()
 
@@ -147,6 +147,7 @@ class Session:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             self._confine(fds)
             self.hot = _syscalls.HotCalls()
+            self.tracees = Tracees(self.hot)
             self.resolver = Resolver(FsRules(self.policy.readable_paths(), self.policy.fs_writable,
                                              self.policy.fs_denied), self.tracees, self._is_member, self.hot)
             calls = _launch.bind_calls()
@@ -165,7 +166,8 @@ class Session:
                 _close(fd)
             if self.resolver is not None:
                 self.resolver.close()
-            self.tracees.close()
+            if self.tracees is not None:
+                self.tracees.close()
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
@@ -289,10 +291,14 @@ class Session:
         handlers = {"notify": self._on_notify, "stub": self._on_stub, "status": self._on_status,
                     "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
                     "stdin": self._on_input, "signal": self._on_signal}
+        select = sel.select
+        timed = self._deadline is not None or self._next_memory_poll is not None
         while not self._stub_gone or self._open_outputs(sel):
-            for key, _ in sel.select(self._wait_time()):
+            events = select(self._wait_time() if timed or self._stub_gone else None)
+            for key, _ in events:
                 handlers[key.data](sel, key)
-            self._on_timers()
+            if timed:
+                self._on_timers()
 
     def _open_outputs(self, sel: selectors.BaseSelector) -> bool:
         return any(k.data in ("stdout", "stderr") for k in sel.get_map().values())
@@ -424,8 +430,8 @@ class Session:
                 return  # the caller went away before we received it
             sel.unregister(key.fd)  # the listener is dead: every process has gone
             return
-        notif_id, tid, _, nr, _, _, *args = S.NOTIF.unpack(buf)
-        call = Call(notif_id, tid, nr, args)
+        fields = S.NOTIF.unpack(buf)
+        call = Call(fields[0], fields[1], fields[3], fields[6:])
         reply = self.handle(call)
         if reply is not None:
             self.send(call, reply)
@@ -438,7 +444,7 @@ class Session:
         if self.members is not None and self.members.pending:
             self.members.settle(call.tid)
         try:
-            decode(self.hot, call, handler.layout, handler.fixed)
+            decode(self.tracees, call, handler.layout, handler.fixed)
             if not self._still_valid(call.id):
                 return None
             return handler.op(self, call)

@@ -594,16 +594,14 @@ class HotCalls:
         return self._buf.raw[:got]
 
     def writev(self, pid: int, address: int, data: bytes) -> int:
-        buf = ctypes.create_string_buffer(data, len(data))
-        self._local.iov_base = ctypes.addressof(buf)
-        self._local.iov_len = len(data)
+        """Write `data` (<= READ_MAX bytes) into another process's memory."""
+        size = len(data)
+        ctypes.memmove(self._buf, data, size)
+        self._local.iov_len = size
         self._remote.iov_base = address
-        self._remote.iov_len = len(data)
-        try:
-            got = self._syscall(self._nr_writev, self._long(pid), self._local_ref, self._one,
-                                self._remote_ref, self._one, self._zero)
-        finally:
-            self._local.iov_base = ctypes.addressof(self._buf)
+        self._remote.iov_len = size
+        got = self._syscall(self._nr_writev, self._long(pid), self._local_ref, self._one,
+                            self._remote_ref, self._one, self._zero)
         if got < 0:
             raise self._fail()
         return got
