@@ -18,6 +18,7 @@ have no fd form); no host path string is rebuilt and resolved again.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 import struct
@@ -34,6 +35,7 @@ _OPEN_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC 
                | os.O_NONBLOCK | os.O_DSYNC | os.O_DIRECT | os.O_DIRECTORY | os.O_NOFOLLOW
                | os.O_NOATIME | os.O_CLOEXEC | os.O_SYNC | os.O_PATH | getattr(os, "O_TMPFILE", 0)
                | 0o20000)  # FASYNC
+_O_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
 IN_DONT_FOLLOW = 0x02000000
 TIMES_TIMESPEC, TIMES_TIMEVAL, TIMES_UTIMBUF = 0, 1, 2
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
@@ -53,13 +55,19 @@ def _object(ctx, call: Call, need: str, nofollow: Optional[bool] = None, extra: 
     fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", nofollow, call.flags, extra)
     try:
         st = ctx.hot.fstat(fd)
-        if call.path or need != "meta" or call.dirfd == AT_FDCWD:
+        if call.path or need != "meta" or call.dirfd == AT_FDCWD or _is_o_path(fd):
             ctx.resolver.check(fd, name, need, st)
-        # else: metadata of an fd the tracee already holds (fstat and friends)
+        # else: metadata of a file the tracee opened (Landlock checked that
+        # open) or inherited: fstat and friends need no rule
         return fd, st
     except BaseException:
         os.close(fd)
         raise
+
+
+def _is_o_path(fd: int) -> bool:
+    """An O_PATH fd was opened with a CONTINUE (see _open): decide on its object again."""
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH)
 
 
 def _fd_object(ctx, call: Call, need: str) -> int:
@@ -114,6 +122,18 @@ def do_statfs(ctx, call: Call):
     return Value(0)
 
 
+def do_fstatfs(ctx, call: Call):
+    fd = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        if _is_o_path(fd):
+            ctx.resolver.check(fd, ctx.resolver._name_of(fd), "meta")
+        raw = _syscalls.statfs(fd)
+    finally:
+        os.close(fd)
+    write_mem(ctx.tracees, call.tid, call.ptr, raw)
+    return Value(0)
+
+
 def do_access(ctx, call: Call):
     if call.mode & ~7:
         return Errno(errno.EINVAL)
@@ -141,6 +161,8 @@ def _dac_allows(fd: int, st: _syscalls.Stat, mode: int, flags: int) -> bool:
 def do_readlink(ctx, call: Call):
     if call.size <= 0 or call.size > 0x7FFFFFFF:
         return Errno(errno.EINVAL)
+    if call.path == b"":
+        call.flags |= AT_EMPTY_PATH  # readlinkat(fd, "") reads the link fd itself
     fd, st = _object(ctx, call, "meta", nofollow=True)
     try:
         if not stat.S_ISLNK(st.mode):
@@ -170,7 +192,7 @@ def do_getxattr(ctx, call: Call):
         value = os.getxattr(_proc_fd(fd), call.name or b"")
     finally:
         os.close(fd)
-    return _write_sized(call, value)
+    return _write_sized(ctx, call, value)
 
 
 def do_listxattr(ctx, call: Call):
@@ -179,10 +201,10 @@ def do_listxattr(ctx, call: Call):
         names = os.listxattr(_proc_fd(fd))
     finally:
         os.close(fd)
-    return _write_sized(call, b"".join(os.fsencode(n) + b"\0" for n in names))
+    return _write_sized(ctx, call, b"".join(os.fsencode(n) + b"\0" for n in names))
 
 
-def _write_sized(call: Call, data: bytes):
+def _write_sized(ctx, call: Call, data: bytes):
     if call.size == 0:
         return Value(len(data))
     if len(data) > call.size:
@@ -227,7 +249,7 @@ def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
     if flags & os.O_PATH:
-        need = "meta"
+        return _open_path_only(ctx, call, flags, resolve)
     else:
         accmode = flags & os.O_ACCMODE
         writes = accmode in (os.O_WRONLY, os.O_RDWR) or flags & (os.O_TRUNC | os.O_CREAT)
@@ -236,13 +258,34 @@ def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
         mode &= ~_umask(call.tid) & 0o7777
     else:
         mode = 0
-    fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags | os.O_NOCTTY, mode, resolve)
+    if not flags & os.O_PATH:
+        flags |= os.O_NOCTTY  # the supervisor must never gain a controlling terminal
+    fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags, mode, resolve)
     try:
         ctx.resolver.check(fd, name, need)
     except BaseException:
         os.close(fd)
         raise
     return Fd(fd, bool(flags & os.O_CLOEXEC))
+
+
+def _open_path_only(ctx, call: Call, flags: int, resolve: int):
+    """O_PATH: decided on our own lookup, then opened by the kernel.
+
+    SECCOMP_IOCTL_NOTIF_ADDFD refuses O_PATH files (fget skips them), so
+    this open cannot be done on behalf.
+    """
+    fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags & _O_PATH_FLAGS, 0, resolve)
+    try:
+        ctx.resolver.check(fd, name, "meta")
+    finally:
+        os.close(fd)
+    # CONTINUE: the kernel re-reads the path, and a racing thread could make
+    # it name another object; but an O_PATH fd carries no access of its own:
+    # every metadata call on it (stat, statfs, readlink, xattrs) is trapped
+    # and decided on its object again (_is_o_path), and opening content
+    # through it is checked by Landlock.
+    return CONTINUE
 
 
 def _umask(tid: int) -> int:
@@ -299,12 +342,10 @@ def do_chown(ctx, call: Call):
 
 
 def do_utimes(ctx, call: Call):
-    times = _read_times(call)
+    times = _read_times(ctx, call)
     if call.path is None:  # utimensat(fd, NULL, ...): the fd itself
-        fd = _fd_object(ctx, call, "write") if call.fd >= 0 else None
-        if fd is None:
-            call.fd = call.dirfd
-            fd = _fd_object(ctx, call, "write")
+        call.fd = call.dirfd
+        fd = _fd_object(ctx, call, "write")
     else:
         fd, _ = _object(ctx, call, "write")
     try:
@@ -314,7 +355,7 @@ def do_utimes(ctx, call: Call):
     return Value(0)
 
 
-def _read_times(call: Call) -> Optional[bytes]:
+def _read_times(ctx, call: Call) -> Optional[bytes]:
     """The new times as two struct timespec, or None for "now"."""
     if call.ptr == 0:
         return None

@@ -248,8 +248,8 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
             step = "chdir"
             os.chdir(prep.cwd)
         step = "setrlimit"
-        for resource, limit in prep.rlimits:
-            _set_rlimit(resource, limit)
+        for which, limit in prep.rlimits:
+            _set_rlimit(which, limit)
         if prep.child_ruleset >= 0:
             step = "landlock_restrict_self"
             _check(calls.restrict(prep.child_ruleset, 0))

@@ -198,6 +198,11 @@ class Resolver:
         finally:
             if owned:
                 os.close(base)
+        if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW:
+            # What a process of the sandbox holds (its fd, cwd, exe): like
+            # fstat, no rule decides; opening its content again is still
+            # checked by the supervisor's own Landlock domain.
+            return fd, None
         try:
             return fd, self._name_of(fd)
         except BaseException:

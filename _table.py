@@ -41,6 +41,7 @@ ROWS: Dict[str, Row] = {
     "newfstatat": _row(F.do_stat, ("dirfd", "path", "ptr", "flags")),
     "statx": _row(F.do_statx, ("dirfd", "path", "flags", "mask", "ptr")),
     "statfs": _row(F.do_statfs, ("path", "ptr")),
+    "fstatfs": _row(F.do_fstatfs, ("fd", "ptr")),
     "access": _row(F.do_access, ("path", "mode")),
     "faccessat": _row(F.do_access, ("dirfd", "path", "mode")),
     "faccessat2": _row(F.do_access, ("dirfd", "path", "mode", "flags")),
@@ -100,7 +101,7 @@ ROWS: Dict[str, Row] = {
     "pidfd_send_signal": _row(P.do_pidfd_send_signal, ("fd", "sig", "ptr", "flags")),
 }
 
-ALWAYS = ("stat lstat newfstatat statx statfs access faccessat faccessat2 readlink readlinkat chdir "
+ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
           "utimensat fchmod fchown fsetxattr fremovexattr connect").split()
