@@ -1,0 +1,184 @@
+"""The policy's BPF filter, run through the test-only interpreter (no kernel needed)."""
+
+import errno
+import os
+import termios
+
+import pytest
+
+import _filter
+import _policy
+import _syscalls
+import _table
+from bpfinterp import action, run
+
+ARCHES = ("x86_64", "aarch64")
+
+
+def program(arch, abi=7, **policy):
+    pol = _policy.make_policy(**policy)
+    traps = _table.traps_for(pol, abi, arch)
+    rules = _filter.rules_for(arch, traps, pol.extra_deny_syscalls, _table.extra_denials(abi))
+    return _filter.build(arch, rules)
+
+
+def verdict(code, arch, name, *args, nr=None):
+    number = _syscalls.table(arch)[name] if nr is None else nr
+    return action(run(code, number, _syscalls.AUDIT_ARCH[arch], list(args) + [0] * (6 - len(args))))
+
+
+@pytest.fixture(scope="module", params=ARCHES)
+def default(request):
+    return request.param, program(request.param)
+
+
+def test_every_syscall_of_both_tables_is_classified():
+    for arch in ARCHES:
+        for name in _syscalls.table(arch):
+            _filter.classify(name)  # raises for an unclassified name
+
+
+def test_no_syscall_is_in_two_classes():
+    classes = [_filter.DENY, _filter.ENOSYS, _filter.ALLOW, set(_filter.ARGUMENT_RULES)]
+    for i, a in enumerate(classes):
+        for b in classes[i + 1:]:
+            assert not (set(a) & set(b))
+
+
+def test_the_spec_deny_list_is_refused_with_eperm(default):
+    arch, code = default
+    for name in ("mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf", "ptrace",
+                 "process_vm_readv", "io_uring_setup", "keyctl", "open_by_handle_at", "init_module",
+                 "perf_event_open", "userfaultfd", "fsopen", "move_mount", "kexec_load", "reboot"):
+        if name in _syscalls.table(arch):
+            assert verdict(code, arch, name) == ("ERRNO", errno.EPERM), name
+
+
+def test_a_wrong_architecture_is_killed(default):
+    arch, code = default
+    assert action(run(code, 1, _syscalls.AUDIT_ARCH_I386, [0] * 6)) == ("KILL_PROCESS", 0)
+
+
+def test_x32_syscall_numbers_are_refused():
+    code = program("x86_64")
+    assert verdict(code, "x86_64", "getpid", nr=39 | 0x40000000) == ("ERRNO", errno.EPERM)
+
+
+def test_numbers_the_table_does_not_know_fail_with_enosys(default):
+    arch, code = default
+    assert verdict(code, arch, "x", nr=470) == ("ERRNO", errno.ENOSYS)
+    assert verdict(code, arch, "x", nr=100000) == ("ERRNO", errno.ENOSYS)
+    assert verdict(code, arch, "clone3") == ("ERRNO", errno.ENOSYS)
+
+
+def test_ordinary_syscalls_are_allowed_on_the_number_alone(default):
+    arch, code = default
+    for name in ("read", "write", "getppid", "mmap", "exit_group", "futex", "execve", "close"):
+        assert verdict(code, arch, name) == ("ALLOW", 0), name
+
+
+def test_stat_family_is_notified_under_the_default_policy(default):
+    arch, code = default
+    for name in ("newfstatat", "statx", "readlinkat", "faccessat2", "fchmodat", "fchownat", "connect"):
+        assert verdict(code, arch, name) == ("USER_NOTIF", 0), name
+
+
+def test_openat_is_notified_only_for_o_path_without_a_deny_rule(default):
+    arch, code = default
+    assert verdict(code, arch, "openat", -100, 0x1000, os.O_RDONLY) == ("ALLOW", 0)
+    assert verdict(code, arch, "openat", -100, 0x1000, os.O_PATH) == ("USER_NOTIF", 0)
+
+
+def test_openat_is_always_notified_with_a_deny_rule(tmp_path):
+    (tmp_path / "secret").write_text("x")
+    code = program("x86_64", fs_denied=[str(tmp_path / "secret")])
+    assert verdict(code, "x86_64", "openat", -100, 0x1000, os.O_RDONLY) == ("USER_NOTIF", 0)
+    assert verdict(code, "x86_64", "execve") == ("USER_NOTIF", 0)
+
+
+def test_o_trunc_opens_are_notified_below_landlock_abi_3():
+    code = program("x86_64", abi=2)
+    assert verdict(code, "x86_64", "openat", -100, 0x1000, os.O_WRONLY | os.O_TRUNC) == ("USER_NOTIF", 0)
+    assert verdict(code, "x86_64", "truncate") == ("USER_NOTIF", 0)
+    assert verdict(code, "x86_64", "openat", -100, 0x1000, os.O_WRONLY) == ("ALLOW", 0)
+
+
+def test_signals_are_left_to_landlock_scopes_from_abi_6_and_trapped_below():
+    assert verdict(program("x86_64", abi=6), "x86_64", "kill", 1, 9) == ("ALLOW", 0)
+    old = program("x86_64", abi=5)
+    assert verdict(old, "x86_64", "kill", 1, 9) == ("USER_NOTIF", 0)
+    assert verdict(old, "x86_64", "setsid") == ("ERRNO", errno.EPERM)
+
+
+def test_clone_with_namespace_flags_is_refused(default):
+    arch, code = default
+    for flag in (0x10000000, 0x20000000, 0x40000000, 0x00020000, 0x08000000, 0x04000000, 0x02000000):
+        assert verdict(code, arch, "clone", flag | 17) == ("ERRNO", errno.EPERM), hex(flag)
+    assert verdict(code, arch, "clone", 17) == ("ALLOW", 0)
+
+
+def test_max_processes_notifies_forks_but_not_threads():
+    code = program("x86_64", max_processes=5)
+    assert verdict(code, "x86_64", "clone", 17) == ("USER_NOTIF", 0)
+    assert verdict(code, "x86_64", "clone", 0x3D0F00) == ("ALLOW", 0)  # pthread_create's flags
+    assert verdict(code, "x86_64", "fork") == ("USER_NOTIF", 0)
+    assert verdict(code, "x86_64", "clone", 0x10000000 | 17) == ("ERRNO", errno.EPERM)
+
+
+def test_ioctl_tiocsti_and_tioclinux_are_refused_on_the_low_32_bits(default):
+    arch, code = default
+    assert verdict(code, arch, "ioctl", 0, termios.TIOCSTI) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "ioctl", 0, (1 << 32) | termios.TIOCSTI) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "ioctl", 0, termios.TIOCLINUX) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "ioctl", 0, termios.TCGETS) == ("ALLOW", 0)
+
+
+def test_prctl_options_that_reach_out_are_refused(default):
+    arch, code = default
+    for option in (4, 28, 35, 0x59616D61):
+        assert verdict(code, arch, "prctl", option) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "prctl", 15) == ("ALLOW", 0)  # PR_SET_NAME
+
+
+def test_raw_packet_and_sock_diag_sockets_are_refused(default):
+    arch, code = default
+    assert verdict(code, arch, "socket", 2, 3, 0) == ("ERRNO", errno.EPERM)      # AF_INET SOCK_RAW
+    assert verdict(code, arch, "socket", 17, 2, 0) == ("ERRNO", errno.EPERM)     # AF_PACKET
+    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG
+    assert verdict(code, arch, "socket", 16, 3, 0) == ("ALLOW", 0)               # NETLINK_ROUTE
+    assert verdict(code, arch, "socket", 2, 1 | 0x80000, 0) == ("ALLOW", 0)      # TCP, CLOEXEC
+
+
+def test_a_nested_seccomp_listener_is_refused(default):
+    arch, code = default
+    assert verdict(code, arch, "seccomp", 1, 8) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "seccomp", 1, 0) == ("ALLOW", 0)
+    assert verdict(code, arch, "seccomp", 2, 8) == ("ALLOW", 0)
+
+
+def test_personality_allows_only_the_default_persona(default):
+    arch, code = default
+    assert verdict(code, arch, "personality", 0xFFFFFFFF) == ("ALLOW", 0)
+    assert verdict(code, arch, "personality", 0) == ("ALLOW", 0)
+    assert verdict(code, arch, "personality", 0x0400000) == ("ERRNO", errno.EPERM)  # READ_IMPLIES_EXEC
+
+
+def test_other_process_targets_are_notified_and_self_is_not(default):
+    arch, code = default
+    assert verdict(code, arch, "prlimit64", 0) == ("ALLOW", 0)
+    assert verdict(code, arch, "prlimit64", 1) == ("USER_NOTIF", 0)
+    assert verdict(code, arch, "setpriority", 0, 0, 10) == ("ALLOW", 0)
+    assert verdict(code, arch, "setpriority", 2, 0, 10) == ("USER_NOTIF", 0)   # PRIO_USER
+
+
+def test_user_denied_syscalls_are_refused():
+    code = program("x86_64", extra_deny_syscalls=["getppid"])
+    assert verdict(code, "x86_64", "getppid") == ("ERRNO", errno.EPERM)
+
+
+def test_the_program_fits_the_kernel_limit_and_every_trap_has_a_handler(default):
+    arch, code = default
+    assert len(code) // 8 <= 4096
+    traps = _table.traps_for(_policy.make_policy(max_processes=3), 5, arch)
+    for name in traps:
+        assert name in _table.ROWS
