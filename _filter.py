@@ -95,7 +95,8 @@ class Test(NamedTuple):
 
     op: "eq" / "ne" (the 32-bit word equals / differs from k), "set" (word & k
     is non-zero), "maskeq" ((word & mask) == k).  `high` picks the upper half
-    of the 64-bit argument.
+    of the 64-bit argument.  `also`, another Test (its action unused), must
+    match too.
     """
     arg: int
     op: str
@@ -103,6 +104,7 @@ class Test(NamedTuple):
     action: str
     mask: int = 0
     high: bool = False
+    also: Optional["Test"] = None
 
 
 Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default action)
@@ -110,7 +112,7 @@ Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default a
 PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x59616D61
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
 CLONE_THREAD = 0x00010000
-AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 16, 17, 4, 3, 0xF
+AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 2, 10, 16, 17, 4, 3, 0xF
 ADDR_NO_RANDOMIZE = 0x0040000
 SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER = 1, 8
 
@@ -121,9 +123,13 @@ ARGUMENT_RULES: Dict[str, Rule] = {
     "ioctl": ([Test(1, "eq", termios.TIOCSTI, "eperm"), Test(1, "eq", termios.TIOCLINUX, "eperm")], "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
-    # Raw and packet sockets, and the socket-diag netlink family.
-    "socket": ([Test(0, "eq", AF_PACKET, "eperm"), Test(1, "maskeq", SOCK_RAW, "eperm", mask=SOCK_TYPE_MASK),
-                Test(0, "ne", AF_NETLINK, "allow"), Test(2, "eq", NETLINK_SOCK_DIAG, "eperm")], "allow"),
+    # Packet sockets, raw IP sockets, and the socket-diag netlink family
+    # (netlink's own SOCK_RAW sockets, e.g. NETLINK_ROUTE, stay allowed).
+    "socket": ([Test(0, "eq", AF_PACKET, "eperm"),
+                Test(0, "eq", AF_NETLINK, "eperm", also=Test(2, "eq", NETLINK_SOCK_DIAG, "")),
+                Test(0, "eq", AF_INET, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK)),
+                Test(0, "eq", AF_INET6, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK))],
+               "allow"),
     "personality": ([Test(0, "eq", 0, "allow"), Test(0, "eq", 0xFFFFFFFF, "allow"),
                      Test(0, "eq", ADDR_NO_RANDOMIZE, "allow")], "eperm"),
     # A listener of the child's own would receive the notifications meant for
@@ -230,7 +236,7 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
             label = f"block_{lo}"
             prog.append(B.ja(label))
             blocks.append(B.label(label))
-            blocks.extend(_block(rule))
+            blocks.extend(_block(rule, label))
         return
     mid = len(ranges) // 2
     right = f"ge_{ranges[mid][0]}"
@@ -241,21 +247,29 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
     _tree(ranges[mid:], prog, blocks)
 
 
-def _block(rule: Tuple[Sequence[Test], str]) -> List[object]:
+def _block(rule: Tuple[Sequence[Test], str], name: str) -> List[object]:
     tests, default = rule
     out: List[object] = []
-    for t in tests:
-        out.append(B.ld_abs(B.seccomp_data_arg(t.arg, high=t.high)))
-        if t.op == "maskeq":
-            out.append(B.and_(t.mask))
-        if t.op == "ne":
-            out.append(B.jeq(t.k, jt=1, jf=None))
-        elif t.op == "set":
-            out.append(B.jset(t.k, jt=None, jf=1))
-        else:
-            out.append(B.jeq(t.k, jt=None, jf=1))
-        out.append(B.ret(_RET[t.action]))
+    for number, t in enumerate(tests):
+        miss = f"{name}_miss_{number}"
+        for part in (t, t.also) if t.also else (t,):
+            out.extend(_match(part, miss))
+        out += [B.ret(_RET[t.action]), B.label(miss)]
     out.append(B.ret(_RET[default]))
+    return out
+
+
+def _match(t: Test, miss: str) -> List[object]:
+    """Load the argument word and fall through when it matches, else jump to `miss`."""
+    out: List[object] = [B.ld_abs(B.seccomp_data_arg(t.arg, high=t.high))]
+    if t.op == "maskeq":
+        out.append(B.and_(t.mask))
+    if t.op == "ne":
+        out.append(B.jeq(t.k, jt=miss, jf=None))
+    elif t.op == "set":
+        out.append(B.jset(t.k, jt=None, jf=miss))
+    else:
+        out.append(B.jeq(t.k, jt=None, jf=miss))
     return out
 
 
