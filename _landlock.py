@@ -10,8 +10,9 @@ Two rulesets are built in the parent before anything is forked:
   directories on that path get no right at all.
 - the supervisor thread's: the same, plus reading /proc (to reach the
   children's memory and fds) and listing the directories on the way to a
-  denied path (so it can open them for the child on its behalf).  Its own
-  file operations can never exceed that (SPEC section 1.4).
+  denied path (so it can open them for the child on its behalf), with the
+  abstract unix socket scope (its connects on behalf reach only sockets of
+  the sandbox).  Its own operations can never exceed that (SPEC 1.4).
 
 Every ABI from 1 to 7 is handled: rights an ABI lacks are not asked for, and
 the supervisor traps what they would have covered (truncate below ABI 3,
@@ -120,7 +121,10 @@ def plan(policy: Policy, abi: int, supervisor: bool = False) -> Plan:
     if supervisor:
         rules.append(Rule("/proc", READ & everything))
         rules.extend(Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors)
-    return Plan(abi, everything, 0 if supervisor else scopes(abi), tuple(rules))
+    # The supervisor thread connects sockets on behalf of the sandbox: with the
+    # abstract-socket scope its own connects reach only the sandbox's sockets.
+    scoped = (S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET if abi >= 6 else 0) if supervisor else scopes(abi)
+    return Plan(abi, everything, scoped, tuple(rules))
 
 
 def create_ruleset(p: Plan) -> int:
