@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
 import _structs as S
 import _syscalls
 from _errors import SetupError
-from _policy import DEVICES_RO, DEVICES_RW, Policy
+from _policy import Policy, device_paths
 
 READ = S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_READ_DIR
 FILE_ONLY = (S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_WRITE_FILE | S.LANDLOCK_ACCESS_FS_READ_FILE
@@ -105,8 +105,11 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
         _punch(child, access, inside, out, ancestors)
 
 
-def plan(policy: Policy, abi: int, supervisor: bool = False) -> Plan:
-    """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
+def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
+    """The ruleset for the child (or, with supervisor=True, for the supervising thread).
+
+    `ttys` are the caller's terminal devices, granted like /dev/tty.
+    """
     everything = fs_rights(abi)
     rules: List[Rule] = []
     ancestors: List[str] = []
@@ -115,9 +118,8 @@ def plan(policy: Policy, abi: int, supervisor: bool = False) -> Plan:
             _punch(path, READ & everything, policy.fs_denied, rules, ancestors)
     for path in policy.fs_writable:
         _punch(path, everything, policy.fs_denied, rules, ancestors)
-    for path in DEVICES_RW + DEVICES_RO:
-        if os.path.exists(path) and not any(_under(path, d) for d in policy.fs_denied):
-            rules.append(Rule(path, (DEVICE_RW if path in DEVICES_RW else DEVICE_RO) & everything))
+    for path, writable in device_paths(policy, ttys):
+        rules.append(Rule(path, (DEVICE_RW if writable else DEVICE_RO) & everything))
     if supervisor:
         rules.append(Rule("/proc", READ & everything))
         rules.extend(Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors)

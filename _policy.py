@@ -27,6 +27,31 @@ DEFAULT_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbi
 DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
 DEVICES_RO = ("/dev/random", "/dev/urandom")
 
+
+
+def terminals() -> Tuple[str, ...]:
+    """The terminal devices our stdin/stdout/stderr are (usable by the command too)."""
+    out = []
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                name = os.path.realpath(os.ttyname(fd))
+                if name not in out:
+                    out.append(name)
+        except OSError:
+            continue
+    return tuple(out)
+
+
+def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[str, bool], ...]:
+    """(device, writable) pairs every sandbox gets, minus denied ones."""
+    out = []
+    for path, writable in [(p, True) for p in DEVICES_RW + ttys] + [(p, False) for p in DEVICES_RO]:
+        if os.path.exists(path) and not any(path == d or path.startswith(d + "/") for d in policy.fs_denied):
+            out.append((path, writable))
+    return tuple(out)
+
+
 # Environment kept by --clean-env (SPEC section 7).
 CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
 

@@ -41,7 +41,7 @@ import _syscalls
 import _table
 from _errors import ExecError, SetupError
 from _notif import CONTINUE, Call, Errno, Fd, Tracees, Value, decode
-from _policy import Policy
+from _policy import Policy, device_paths, terminals
 from _procops import Members
 from _resolve import FsRules, Resolver
 
@@ -75,6 +75,7 @@ class Prepared(NamedTuple):
     child_ruleset: int
     scope_ruleset: int
     supervisor_ruleset: int
+    devices: Tuple[str, ...]   # device files granted, visible to stat and friends
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -93,8 +94,9 @@ def prepare(policy: Policy) -> Prepared:
         raise SetupError(errno.ENOSYS, "openat2 and pidfd are needed (Linux >= 5.6)", step="probe",
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
-    child_plan = _landlock.plan(policy, abi) if abi else _landlock.Plan(0, 0, 0, ())
-    supervisor_plan = _landlock.plan(policy, abi, supervisor=True) if abi else child_plan
+    ttys = terminals()
+    child_plan = _landlock.plan(policy, abi, ttys=ttys) if abi else _landlock.Plan(0, 0, 0, ())
+    supervisor_plan = _landlock.plan(policy, abi, supervisor=True, ttys=ttys) if abi else child_plan
     traps = _table.traps_for(policy, abi, arch)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
     program = _filter.build(arch, rules)
@@ -108,7 +110,8 @@ def prepare(policy: Policy) -> Prepared:
             _close(fd) if fd >= 0 else None
         raise
     child, scope, supervisor = fds if fds else (-1, -1, -1)
-    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor)
+    devices = tuple(path for path, _ in device_paths(policy, ttys))
+    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices)
 
 
 class Session:
@@ -148,7 +151,8 @@ class Session:
             self._confine(fds)
             self.hot = _syscalls.HotCalls()
             self.tracees = Tracees(self.hot)
-            self.resolver = Resolver(FsRules(self.policy.readable_paths(), self.policy.fs_writable,
+            readable = self.policy.readable_paths() + self.prepared.devices
+            self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
                                              self.policy.fs_denied), self.tracees, self._is_member, self.hot)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
