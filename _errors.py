@@ -7,8 +7,7 @@ there is only ever one copy of each.
 
 from __future__ import annotations
 
-import subprocess
-from typing import Optional
+from typing import Any, Optional
 
 
 class SandlockError(Exception):
@@ -55,14 +54,30 @@ class ExecError(SandlockError, OSError):
         return self.strerror or ""
 
 
-class SandboxCalledProcessError(SandlockError, subprocess.CalledProcessError):
-    """Raised by ``run(check=True)`` when the command does not exit 0."""
+def _called_process_error() -> type:
+    import subprocess
 
-    def __init__(self, returncode: int, cmd: object, output: Optional[bytes] = None,
-                 stderr: Optional[bytes] = None, reason: str = "") -> None:
-        subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
-        self.reason = reason
+    class SandboxCalledProcessError(SandlockError, subprocess.CalledProcessError):
+        """Raised by ``run(check=True)`` when the command does not succeed."""
 
-    def __str__(self) -> str:
-        text = subprocess.CalledProcessError.__str__(self)
-        return f"{text} ({self.reason})" if self.reason else text
+        def __init__(self, returncode: int, cmd: object, output: Optional[bytes] = None,
+                     stderr: Optional[bytes] = None, reason: str = "") -> None:
+            subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
+            self.reason = reason
+
+        def __str__(self) -> str:
+            text = subprocess.CalledProcessError.__str__(self)
+            return f"{text} ({self.reason})" if self.reason else text
+
+    return SandboxCalledProcessError
+
+
+def __getattr__(name: str) -> Any:
+    # SandboxCalledProcessError subclasses subprocess.CalledProcessError;
+    # importing subprocess costs the CLI's start-up ~5 ms, so the class is
+    # made the first time the API asks for it (PEP 562).
+    if name == "SandboxCalledProcessError":
+        cls = _called_process_error()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)

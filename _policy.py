@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from _errors import PolicyError
@@ -55,28 +54,68 @@ def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[st
 # Environment kept by --clean-env (SPEC section 7).
 CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$"
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-@dataclass(frozen=True)
-class Policy:
-    """What a sandbox may do.  Build it with make_policy(), never directly."""
+_FIELDS: Tuple[Tuple[str, object], ...] = (
+    ("fs_readable", ()), ("fs_writable", ()), ("fs_denied", ()), ("default_view", True),
+    ("max_memory", None), ("max_processes", None), ("max_open_files", None), ("timeout", None),
+    ("env", ()), ("clean_env", False), ("cwd", None), ("best_effort", False), ("extra_deny_syscalls", ()),
+)
 
-    fs_readable: Tuple[str, ...] = ()
-    fs_writable: Tuple[str, ...] = ()
-    fs_denied: Tuple[str, ...] = ()
-    default_view: bool = True
-    max_memory: Optional[int] = None
-    max_processes: Optional[int] = None
-    max_open_files: Optional[int] = None
-    timeout: Optional[float] = None
-    env: Tuple[Tuple[str, str], ...] = ()
-    clean_env: bool = False
-    cwd: Optional[str] = None
-    best_effort: bool = False
-    extra_deny_syscalls: Tuple[str, ...] = ()
-    labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+class Policy:
+    """What a sandbox may do.  Build it with make_policy(), never directly.
+
+    A plain immutable record (dataclasses would cost the CLI's start-up
+    several milliseconds).
+    """
+
+    __slots__ = tuple(name for name, _ in _FIELDS) + ("labels",)
+    fs_readable: Tuple[str, ...]
+    fs_writable: Tuple[str, ...]
+    fs_denied: Tuple[str, ...]
+    default_view: bool
+    max_memory: Optional[int]
+    max_processes: Optional[int]
+    max_open_files: Optional[int]
+    timeout: Optional[float]
+    env: Tuple[Tuple[str, str], ...]
+    clean_env: bool
+    cwd: Optional[str]
+    best_effort: bool
+    extra_deny_syscalls: Tuple[str, ...]
+    labels: Mapping[str, str]
+
+    def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
+        for name, default in _FIELDS:
+            object.__setattr__(self, name, values.pop(name, default))
+        if values:
+            raise TypeError(f"unknown Policy fields {sorted(values)}")
+        object.__setattr__(self, "labels", dict(labels or {}))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Policy is immutable; use replace()")
+
+    def replace(self, **changes: object) -> "Policy":
+        values = {name: getattr(self, name) for name, _ in _FIELDS}
+        values.update(changes)
+        return Policy(self.labels, **values)
+
+    def _key(self) -> Tuple[object, ...]:
+        return tuple(getattr(self, name) for name, _ in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name, default in _FIELDS
+                           if getattr(self, name) != default)
+        return f"Policy({fields})"
 
     def readable_paths(self) -> Tuple[str, ...]:
         """Paths readable and executable: the user's, or the default view."""
@@ -87,7 +126,7 @@ class Policy:
     def with_timeout(self, timeout: Optional[float]) -> "Policy":
         if timeout is None:
             return self
-        return replace(self, timeout=_positive_number("timeout", timeout, self.labels))
+        return self.replace(timeout=_positive_number("timeout", timeout, self.labels))
 
 
 def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
@@ -100,7 +139,7 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
         return value
     if not isinstance(value, str):
         raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
-    match = _SIZE_RE.match(value)
+    match = re.match(_SIZE_RE, value, re.IGNORECASE)
     if not match:
         raise _err(name, labels, f"invalid size {value!r} (use a number with an optional K, M, G or T suffix)")
     size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
@@ -120,7 +159,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         PolicyError: naming the first wrong field.
     """
     labels = dict(labels or {})
-    known = {f for f in Policy.__dataclass_fields__ if f != "labels"}
+    known = {name for name, _ in _FIELDS}
     for key in kwargs:
         if key not in known:
             raise PolicyError(f"unknown policy field {key!r}")
@@ -142,7 +181,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         best_effort=_bool("best_effort", kwargs.get("best_effort", False), labels),
         extra_deny_syscalls=_names("extra_deny_syscalls", kwargs.get("extra_deny_syscalls", ()), labels),
     )
-    return Policy(labels=labels, **values)  # type: ignore[arg-type]
+    return Policy(labels, **values)
 
 
 # --- field validators ------------------------------------------------------------

@@ -30,7 +30,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
@@ -129,6 +128,9 @@ class Session:
         self.interactive = interactive
         self.forward_signals = forward_signals
         self.debug = debug
+        if debug:  # imported now: once confined, the supervisor may not read Python's library
+            import traceback
+            self._format_exc = traceback.format_exc
         self.verbose = verbose
         self.names = _syscalls.names(prepared.arch)
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch)
@@ -456,7 +458,7 @@ class Session:
             return Errno(exc.errno or errno.EPERM)
         except Exception:  # fail closed: a handler bug refuses the syscall
             if self.debug:
-                sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{traceback.format_exc()}")
+                sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{self._format_exc()}")
             return Errno(errno.EPERM)
 
     def _still_valid(self, notif_id: int) -> bool:

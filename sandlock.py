@@ -16,20 +16,14 @@ _errors.py so there is one copy of each class.
 
 from __future__ import annotations
 
-import argparse
-import errno
-import json
 import os
-import platform
 import signal
-import subprocess
 import sys
 import threading
-import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import _errors
-from _errors import ExecError, PolicyError, SandboxCalledProcessError, SandlockError, SetupError
+from _errors import ExecError, PolicyError, SandlockError, SetupError
 from _policy import Policy, child_environment, make_policy, normalise_argv
 
 __version__ = "0.1.0"
@@ -39,29 +33,48 @@ __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "Setu
 PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
-class Result(subprocess.CompletedProcess):
-    """What a sandboxed run gave: a CompletedProcess plus sandlock's view.
+def _result_class() -> type:
+    import subprocess
 
-    returncode is as subprocess gives it (-N for a death by signal N);
-    exit_code is the shell's view (128+N), 124 on timeout.
-    """
+    class Result(subprocess.CompletedProcess):
+        """What a sandboxed run gave: a CompletedProcess plus sandlock's view.
 
-    def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes], stderr: Optional[bytes],
-                 *, exit_code: int, signal: Optional[int], timed_out: bool, reason: str) -> None:
-        super().__init__(args, returncode, stdout, stderr)
-        self.exit_code = exit_code
-        self.signal = signal
-        self.timed_out = timed_out
-        self.reason = reason
-        self.changes: List[str] = []
+        returncode is as subprocess gives it (-N for a death by signal N);
+        exit_code is the shell's view (128+N), 124 on timeout.
+        """
 
-    @property
-    def success(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
+                     stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
+                     reason: str) -> None:
+            super().__init__(args, returncode, stdout, stderr)
+            self.exit_code = exit_code
+            self.signal = signal
+            self.timed_out = timed_out
+            self.reason = reason
+            self.changes: List[str] = []
 
-    def check_returncode(self) -> None:
-        if not self.success:
-            raise SandboxCalledProcessError(self.returncode, self.args, self.stdout, self.stderr, self.reason)
+        @property
+        def success(self) -> bool:
+            return self.exit_code == 0 and not self.timed_out
+
+        def check_returncode(self) -> None:
+            if not self.success:
+                raise _errors.SandboxCalledProcessError(self.returncode, self.args, self.stdout,
+                                                        self.stderr, self.reason)
+
+    Result.__module__ = __name__
+    return Result
+
+
+def __getattr__(name: str) -> Any:
+    # Result and SandboxCalledProcessError subclass subprocess classes, whose
+    # import the CLI does not need: made on first use (PEP 562).
+    if name == "Result":
+        globals()["Result"] = cls = _result_class()
+        return cls
+    if name == "SandboxCalledProcessError":
+        return _errors.SandboxCalledProcessError
+    raise AttributeError(name)
 
 
 class Sandbox:
@@ -89,6 +102,7 @@ class Sandbox:
             if prepared is None:
                 prepared = _supervisor.prepare(policy)
                 self._prepared[key] = prepared
+                import weakref
                 weakref.finalize(self, _supervisor.close_prepared, prepared)
         return prepared
 
@@ -125,9 +139,7 @@ class Sandbox:
 
 
 def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
-    from dataclasses import replace
-    checked = make_policy(labels=policy.labels, cwd=cwd).cwd
-    return replace(policy, cwd=checked)
+    return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd).cwd)
 
 
 def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
@@ -153,23 +165,24 @@ def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Di
     return box["outcome"]
 
 
-def _result(args: Sequence[object], outcome) -> Result:
+def _status(outcome) -> tuple:
+    """(exit_code, returncode, signal) of an outcome."""
     status = outcome.status
-    sig: Optional[int] = None
     if outcome.timed_out:
-        code, returncode, sig = 124, 124, signal.SIGKILL
-    elif status is None:
-        sig = signal.SIGKILL
-        code, returncode = 128 + sig, -sig
-    elif os.WIFSIGNALED(status):
+        return 124, 124, signal.SIGKILL
+    if status is None:
+        return 128 + signal.SIGKILL, -signal.SIGKILL, signal.SIGKILL
+    if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        code, returncode = 128 + sig, -sig
-    else:
-        code = returncode = os.WEXITSTATUS(status)
-    if outcome.reason and not outcome.timed_out and status is not None and os.WIFSIGNALED(status):
-        pass
-    return Result(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
-                  timed_out=outcome.timed_out, reason=outcome.reason)
+        return 128 + sig, -sig, sig
+    code = os.WEXITSTATUS(status)
+    return code, code, None
+
+
+def _result(args: Sequence[object], outcome) -> "Result":
+    code, returncode, sig = _status(outcome)
+    return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
+                                 timed_out=outcome.timed_out, reason=outcome.reason)
 
 
 def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
@@ -229,12 +242,13 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(message)
+def _parser():  # type: ignore[no-untyped-def]
+    import argparse
 
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise _UsageError(message)
 
-def _parser() -> _Parser:
     p = _Parser(prog="python -m sandlock", allow_abbrev=False, add_help=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Run COMMAND confined by Landlock, a seccomp-bpf filter and a supervisor.",
@@ -271,7 +285,7 @@ def _parser() -> _Parser:
     return p
 
 
-def _policy_from_args(ns: argparse.Namespace) -> Policy:
+def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall)
@@ -338,10 +352,9 @@ def _main(argv: List[str], debug: bool) -> int:
     session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
                                   forward_signals=True, debug=debug, verbose=ns.verbose)
     outcome = session.run()
-    result = _result(command, outcome)
     if outcome.reason:
         _say(outcome.reason)
-    return result.exit_code
+    return _status(outcome)[0]
 
 
 def _interactive() -> bool:
@@ -362,6 +375,7 @@ def _fail(message: str) -> int:
 
 
 def _version_line() -> str:
+    import platform
     import _syscalls
     try:
         abi = _syscalls.landlock_abi()
@@ -384,6 +398,8 @@ def _verbose(policy: Policy, prepared) -> None:
 
 
 def _check(as_json: bool) -> int:
+    import json
+    import platform
     import _landlock
     import _syscalls
     abi = _syscalls.kernel_landlock_abi()
