@@ -22,7 +22,7 @@ import fcntl
 import os
 import stat
 import struct
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import _syscalls
 from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Errno, Fd, Value,
@@ -309,50 +309,55 @@ def do_exec_check(ctx, call: Call):
     return CONTINUE
 
 
-def do_truncate(ctx, call: Call):
-    """truncate(2) when Landlock has no TRUNCATE right (ABI < 3)."""
-    fd, st = _object(ctx, call, "write", nofollow=False)
+def _on_object(ctx, call: Call, need: str, act: Callable[[int, _syscalls.Stat], object],
+               nofollow: Optional[bool] = None):
+    """Look up and decide the tracee's path, then act(fd, stat) on the object; Value(0)."""
+    fd, st = _object(ctx, call, need, nofollow)
     try:
-        os.truncate(_proc_fd(fd), call.size)
+        act(fd, st)
     finally:
         os.close(fd)
     return Value(0)
+
+
+def _on_fd(ctx, call: Call, need: str, act: Callable[[int], object]):
+    """act(fd) on a private duplicate of the tracee's fd call.fd, decided for `need`; Value(0)."""
+    fd = _fd_object(ctx, call, need)
+    try:
+        act(fd)
+    finally:
+        os.close(fd)
+    return Value(0)
+
+
+def do_truncate(ctx, call: Call):
+    """truncate(2) when Landlock has no TRUNCATE right (ABI < 3)."""
+    return _on_object(ctx, call, "write", lambda fd, st: os.truncate(_proc_fd(fd), call.size), nofollow=False)
 
 
 # --- metadata writes ----------------------------------------------------------------------
 
 def do_chmod(ctx, call: Call):
-    fd, st = _object(ctx, call, "write")
-    try:
+    def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
-            return Errno(errno.EOPNOTSUPP)
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
         os.chmod(_proc_fd(fd), call.mode & 0o7777)
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_object(ctx, call, "write", act)
 
 
 def do_chown(ctx, call: Call):
-    fd, _ = _object(ctx, call, "write")
-    try:
-        os.chown(_proc_fd(fd), call.uid, call.gid)
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_object(ctx, call, "write", lambda fd, st: os.chown(_proc_fd(fd), call.uid, call.gid))
 
 
 def do_utimes(ctx, call: Call):
     times = _read_times(ctx, call)
+
+    def act(fd: int, *_: object) -> None:
+        _syscalls.utimensat(-100, _proc_fd(fd), times, 0)
     if call.path is None:  # utimensat(fd, NULL, ...): the fd itself
         call.fd = call.dirfd
-        fd = _fd_object(ctx, call, "write")
-    else:
-        fd, _ = _object(ctx, call, "write")
-    try:
-        _syscalls.utimensat(-100, _proc_fd(fd), times, 0)
-    finally:
-        os.close(fd)
-    return Value(0)
+        return _on_fd(ctx, call, "write", act)
+    return _on_object(ctx, call, "write", act)
 
 
 def _read_times(ctx, call: Call) -> Optional[bytes]:
@@ -370,61 +375,33 @@ def _read_times(ctx, call: Call) -> Optional[bytes]:
     return read_mem(ctx.tracees, call.tid, call.ptr, _TIMESPEC2.size)
 
 
-def do_setxattr(ctx, call: Call):
+def _xattr_value(ctx, call: Call) -> bytes:
     if call.size > 65536:
-        return Errno(errno.E2BIG)
-    value = read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
-    fd, _ = _object(ctx, call, "write")
-    try:
-        os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode)
-    finally:
-        os.close(fd)
-    return Value(0)
+        raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
+    return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
+
+
+def do_setxattr(ctx, call: Call):
+    value = _xattr_value(ctx, call)
+    return _on_object(ctx, call, "write", lambda fd, st: os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode))
 
 
 def do_removexattr(ctx, call: Call):
-    fd, _ = _object(ctx, call, "write")
-    try:
-        os.removexattr(_proc_fd(fd), call.name or b"")
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_object(ctx, call, "write", lambda fd, st: os.removexattr(_proc_fd(fd), call.name or b""))
 
 
 def do_fchmod(ctx, call: Call):
-    fd = _fd_object(ctx, call, "write")
-    try:
-        os.fchmod(fd, call.mode & 0o7777)
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_fd(ctx, call, "write", lambda fd: os.fchmod(fd, call.mode & 0o7777))
 
 
 def do_fchown(ctx, call: Call):
-    fd = _fd_object(ctx, call, "write")
-    try:
-        os.fchown(fd, call.uid, call.gid)
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_fd(ctx, call, "write", lambda fd: os.fchown(fd, call.uid, call.gid))
 
 
 def do_fsetxattr(ctx, call: Call):
-    if call.size > 65536:
-        return Errno(errno.E2BIG)
-    value = read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
-    fd = _fd_object(ctx, call, "write")
-    try:
-        os.setxattr(fd, call.name or b"", value, call.mode)
-    finally:
-        os.close(fd)
-    return Value(0)
+    value = _xattr_value(ctx, call)
+    return _on_fd(ctx, call, "write", lambda fd: os.setxattr(fd, call.name or b"", value, call.mode))
 
 
 def do_fremovexattr(ctx, call: Call):
-    fd = _fd_object(ctx, call, "write")
-    try:
-        os.removexattr(fd, call.name or b"")
-    finally:
-        os.close(fd)
-    return Value(0)
+    return _on_fd(ctx, call, "write", lambda fd: os.removexattr(fd, call.name or b""))
