@@ -11,7 +11,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -88,7 +93,76 @@ static long probe(const char *op) {
         if (pid > 0) waitpid(pid, 0, 0);
         return pid > 0 ? 0 : pid;
     }
-    if (!strcmp(op, "kill_parent0")) return kill(getppid(), 0);
+    if (!strcmp(op, "pidfd_getfd_parent")) {
+        long pidfd = syscall(434 /* pidfd_open */, getppid(), 0);
+        if (pidfd < 0) return pidfd;
+        long fd = syscall(438 /* pidfd_getfd */, pidfd, 0, 0);
+        int e = errno;
+        if (fd >= 0) close(fd);
+        close(pidfd);
+        errno = e;
+        return fd;
+    }
+    if (!strcmp(op, "prctl_get_dumpable")) return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    if (!strcmp(op, "prctl_set_dumpable")) return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    if (!strcmp(op, "prctl_set_ptracer")) return prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    if (!strcmp(op, "socket_sock_diag")) {
+        int fd = socket(AF_NETLINK, SOCK_RAW, 4 /* NETLINK_SOCK_DIAG */);
+        if (fd >= 0) close(fd);
+        return fd;
+    }
+    if (!strcmp(op, "socket_unix")) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd >= 0) close(fd);
+        return fd;
+    }
+    if (!strcmp(op, "keyctl")) return syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* SESSION */, 0);
+    if (!strcmp(op, "userfaultfd")) {
+        long fd = syscall(SYS_userfaultfd, 0);
+        if (fd >= 0) close(fd);
+        return fd;
+    }
+    if (!strcmp(op, "perf_event_open")) {
+        struct perf_event_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.size = sizeof attr;
+        attr.type = PERF_TYPE_SOFTWARE;
+        attr.config = PERF_COUNT_SW_CPU_CLOCK;
+        attr.disabled = 1;
+        attr.exclude_kernel = 1;
+        long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+        if (fd >= 0) close(fd);
+        return fd;
+    }
+    if (!strcmp(op, "personality_query")) return personality(0xffffffff);
+    if (!strcmp(op, "personality_linux32")) return personality(PER_LINUX32);
+    if (!strcmp(op, "name_to_handle_at")) {
+        struct { unsigned int bytes; int type; unsigned char h[128]; } fh = {128, 0, {0}};
+        int mount_id;
+        return syscall(SYS_name_to_handle_at, AT_FDCWD, "/", &fh, &mount_id, 0);
+    }
+    if (!strcmp(op, "setns_own_uts")) {
+        int fd = open("/proc/self/ns/uts", O_RDONLY);
+        if (fd < 0) return -3;
+        long rc = setns(fd, 0);
+        int e = errno;
+        close(fd);
+        errno = e;
+        return rc;
+    }
+    if (!strcmp(op, "sethostname_same")) {
+        char name[256] = {0};
+        if (gethostname(name, sizeof name - 1) != 0) return -3;
+        return sethostname(name, strlen(name));
+    }
+    if (!strcmp(op, "clone3")) {
+        unsigned long long args[8] = {0};   /* struct clone_args, CLONE_ARGS_SIZE_VER0 */
+        args[4] = SIGCHLD;                  /* exit_signal */
+        long pid = syscall(435 /* clone3 */, args, sizeof args);
+        if (pid == 0) _exit(0);
+        if (pid > 0) waitpid(pid, 0, 0);
+        return pid > 0 ? 0 : pid;
+    }
     errno = EINVAL;
     fprintf(stderr, "syscalls: unknown op %s\n", op);
     return -2;
