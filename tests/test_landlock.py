@@ -1,0 +1,116 @@
+"""Landlock rulesets across ABIs 1..7, and what older kernels mean for a policy.
+
+The kernel here offers ABI 7; SANDLOCK_TEST_LANDLOCK_ABI lowers what sandlock
+uses, to show what happens on older kernels (SPEC section 9).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import _landlock as L
+import _policy
+import _structs as S
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("abi, bits", [(1, 13), (2, 14), (3, 15), (4, 15), (5, 16), (6, 16), (7, 16)])
+def test_each_abi_handles_exactly_its_filesystem_rights(abi, bits):
+    assert L.fs_rights(abi) == (1 << bits) - 1
+    plan = L.plan(_policy.make_policy(fs_writable=["/tmp"]), abi)
+    assert plan.handled_fs == (1 << bits) - 1
+    assert all(rule.access & ~plan.handled_fs == 0 for rule in plan.rules)
+
+
+def test_rights_missing_before_their_abi_are_not_asked_for():
+    old = L.plan(_policy.make_policy(fs_writable=["/tmp"]), 2)
+    tmp = [r for r in old.rules if r.path == "/tmp"][0]
+    assert tmp.access & S.LANDLOCK_ACCESS_FS_REFER
+    assert not tmp.access & (S.LANDLOCK_ACCESS_FS_TRUNCATE | S.LANDLOCK_ACCESS_FS_IOCTL_DEV)
+
+
+def test_scopes_start_at_abi_6_and_the_supervisor_keeps_only_the_socket_scope():
+    policy = _policy.make_policy()
+    assert L.plan(policy, 5).scoped == 0
+    assert L.plan(policy, 6).scoped == S.LANDLOCK_SCOPE_SIGNAL | S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+    assert L.plan(policy, 6, supervisor=True).scoped == S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+
+
+def test_read_rules_grant_read_and_execute_only_and_files_get_file_rights_only(tmp_path):
+    (tmp_path / "f").write_text("x")
+    plan = L.plan(_policy.make_policy(fs_readable=[tmp_path, tmp_path / "f"]), 7)
+    rules = dict(plan.rules)
+    assert rules[str(tmp_path)] == L.READ
+    assert rules[str(tmp_path / "f")] & ~L.FILE_ONLY == 0
+
+
+def test_a_denied_file_is_cut_out_of_its_tree(tmp_path):
+    for name in ("a", "b", "secret"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "sub").mkdir()
+    os.symlink("secret", tmp_path / "link")
+    plan = L.plan(_policy.make_policy(fs_writable=[tmp_path], fs_denied=[tmp_path / "secret"]), 7)
+    paths = {r.path for r in plan.rules}
+    assert {str(tmp_path / n) for n in ("a", "b", "sub")} <= paths
+    assert str(tmp_path / "secret") not in paths
+    assert str(tmp_path) not in paths          # the directory itself gets nothing
+    assert str(tmp_path / "link") not in paths  # a link grants nothing itself
+    supervisor = L.plan(_policy.make_policy(fs_writable=[tmp_path], fs_denied=[tmp_path / "secret"]), 7,
+                        supervisor=True)
+    assert (str(tmp_path), S.LANDLOCK_ACCESS_FS_READ_DIR) in supervisor.rules  # it may list it for the child
+
+
+def _cli(args, abi):
+    env = dict(os.environ, SANDLOCK_TEST_LANDLOCK_ABI=str(abi), PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "sandlock", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_a_kernel_without_landlock_is_refused_with_a_hint_unless_best_effort():
+    r = _cli(["--", "true"], 0)
+    assert r.returncode == 125
+    assert r.stderr.startswith("sandlock: Landlock is not available") and "--check" in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = _cli(["--best-effort", "--", "sh", "-c", "echo ran"], 0)
+    assert r.returncode == 0 and r.stdout == "ran\n"
+
+
+@pytest.mark.parametrize("abi", [1, 2, 3, 4, 5, 6, 7])
+def test_every_abi_still_keeps_read_only_files_read_only(abi, tmp_path):
+    target = tmp_path / "ro"
+    target.write_text("keep")
+    r = _cli(["-r", "/usr", "-r", "/lib", "-r", "/lib64", "-r", "/bin", "-r", str(tmp_path), "--",
+              "sh", "-c", f"truncate -s 0 {target}; echo x > {target}; chmod 777 {target}; cat {target}"], abi)
+    assert r.stdout == "keep", r.stderr
+    assert target.read_text() == "keep" and target.stat().st_mode & 0o777 != 0o777
+
+
+@pytest.mark.parametrize("abi", [5, 6])
+def test_signals_outside_the_sandbox_are_refused_with_or_without_scopes(abi):
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        r = _cli(["--", "sh", "-c", f"kill -TERM {sleeper.pid}; echo rc=$?"], abi)
+        assert "rc=1" in r.stdout, r.stdout + r.stderr
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_abi_1_refuses_renames_across_directories_but_abi_2_allows_them(tmp_path):
+    for abi, ok in ((1, False), (2, True)):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        (tmp_path / "b").mkdir(exist_ok=True)
+        (tmp_path / "a" / "f").write_text("x")
+        r = _cli(["-r", "/usr", "-r", "/lib", "-r", "/lib64", "-r", "/bin", "-w", str(tmp_path), "--",
+                  "/usr/bin/python3", "-c",
+                  f"import os; os.rename('{tmp_path}/a/f', '{tmp_path}/b/f')"], abi)
+        assert (r.returncode == 0) == ok, r.stderr
+        if not ok:
+            assert "Invalid cross-device link" in r.stderr
+        for leftover in (tmp_path / "a" / "f", tmp_path / "b" / "f"):
+            if leftover.exists():
+                leftover.unlink()
