@@ -1,27 +1,29 @@
-"""A classic-BPF assembler and disassembler for seccomp filters.
+"""A classic-BPF (cBPF) assembler and disassembler for seccomp filters.
 
-Programs are lists of small instruction helpers (`ld_abs`, `jeq`, `ret`, ...)
-and `label`s; conditional jumps name their targets by label or by a small
-forward offset.  `assemble` resolves the labels and packs struct sock_filter
-(linux/filter.h: u16 code, u8 jt, u8 jf, u32 k) and refuses what the kernel
-would refuse (bpf_check_classic in kernel/bpf/core.c, seccomp_check_filter
-in kernel/seccomp.c): unknown or duplicate labels, backward jumps,
-conditional offsets over 255, more than BPF_MAXINSNS instructions, a program
-that can run off its end, loads outside struct seccomp_data or not 4-aligned,
-instruction classes seccomp does not allow, scratch memory past 16 words.
-`disassemble` prints a program back, with seccomp return actions decoded.
+Programs are sequences of instruction helpers (`ld_abs`, `jeq`, `ret`, ...)
+and `label`s.  `assemble` resolves labels, packs struct sock_filter, and
+raises `BpfError` (naming the instruction) for every program the kernel would
+refuse from seccomp(2) SECCOMP_SET_MODE_FILTER, and for programming errors
+such as unknown labels or backward jumps.  `disassemble` prints a packed
+program with absolute jump targets and seccomp actions decoded.
 
-Kernel headers mirrored: linux/bpf_common.h, linux/filter.h, linux/seccomp.h.
-x86_64 and aarch64 are both little-endian: a 64-bit syscall argument's low
-half is at its offset, the high half 4 bytes above.
+Mirrors linux/bpf_common.h and linux/filter.h (opcodes, struct sock_filter),
+linux/seccomp.h (SECCOMP_RET_*, struct seccomp_data), the classic-BPF checks
+bpf_check_classic and check_load_and_stores (net/core/filter.c), and
+seccomp_check_filter (kernel/seccomp.c, the opcode whitelist); seccomp(2).
+
+struct sock_filter is packed as struct.Struct('<HBBI') (u16 code, u8 jt,
+u8 jf, u32 k; 8 bytes): the native layout on x86_64 and aarch64, sandlock's
+only architectures, both little-endian.  That is also why a 64-bit syscall
+argument's low half is at its seccomp_data offset and its high half 4 above.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-# linux/bpf_common.h
+# --- linux/bpf_common.h, linux/filter.h ---------------------------------------------------
 BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
 BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
@@ -33,7 +35,7 @@ BPF_TAX, BPF_TXA = 0x00, 0x80
 BPF_MAXINSNS = 4096
 BPF_MEMWORDS = 16
 
-# linux/seccomp.h
+# --- linux/seccomp.h ----------------------------------------------------------------------
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_KILL_THREAD = 0x00000000
 SECCOMP_RET_TRAP = 0x00030000
@@ -45,29 +47,32 @@ SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_ACTION_FULL = 0xFFFF0000
 SECCOMP_RET_DATA = 0x0000FFFF
 
-# struct seccomp_data
+# struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
 SECCOMP_DATA_NR = 0
 SECCOMP_DATA_ARCH = 4
 SECCOMP_DATA_IP = 8
 SECCOMP_DATA_SIZE = 64
 
-_SOCK_FILTER = struct.Struct("<HBBI")
+_SOCK_FILTER = struct.Struct("<HBBI")  # struct sock_filter, little-endian (see module doc)
+_U32 = 0xFFFFFFFF
+
 Target = Union[int, str, None]
-
-
-def seccomp_data_arg(i: int, high: bool = False) -> int:
-    """Offset of args[i] in struct seccomp_data (its upper half with high=True)."""
-    if not 0 <= i < 6:
-        raise BpfError(f"no syscall argument {i}")
-    return 16 + 8 * i + (4 if high else 0)
+Raw = Tuple[int, int, int, int]  # one resolved struct sock_filter: code, jt, jf, k
 
 
 class BpfError(ValueError):
     """A program the kernel would refuse, or a programming error in one."""
 
 
+def seccomp_data_arg(i: int, high: bool = False) -> int:
+    """Offset of args[i] in struct seccomp_data; high=True for its upper 32 bits."""
+    if not 0 <= i < 6:
+        raise BpfError(f"no syscall argument {i} (there are 6)")
+    return 16 + 8 * i + (4 if high else 0)
+
+
 class Insn(NamedTuple):
-    """One instruction; jt/jf (and k of BPF_JA) may name a label."""
+    """One instruction.  jt/jf: offset, label name or None (fall through); k of ja may be a label."""
     code: int
     jt: Target = None
     jf: Target = None
@@ -75,12 +80,14 @@ class Insn(NamedTuple):
 
 
 class Label(NamedTuple):
-    """A position in a program; it occupies no instruction."""
+    """A named position in a program; it occupies no instruction."""
     name: str
 
 
 Program = Sequence[Union[Insn, Label]]
 
+
+# --- helpers --------------------------------------------------------------------------------
 
 def label(name: str) -> Label:
     return Label(name)
@@ -162,33 +169,63 @@ def ret_a() -> Insn:
     return Insn(BPF_RET | BPF_A)
 
 
-# --- assembly ------------------------------------------------------------------------------
+# --- the opcodes seccomp accepts ----------------------------------------------------------
 
-_ALU_OPS = {BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR}
-_JMP_OPS = {BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET}
+_ALU_NAMES = {BPF_ADD: "add", BPF_SUB: "sub", BPF_MUL: "mul", BPF_DIV: "div", BPF_AND: "and",
+              BPF_OR: "or", BPF_XOR: "xor", BPF_LSH: "lsh", BPF_RSH: "rsh"}
+_JUMP_NAMES = {BPF_JEQ: "jeq", BPF_JGT: "jgt", BPF_JGE: "jge", BPF_JSET: "jset"}
+
+# seccomp_check_filter() accepts exactly these codes (a subset of bpf_check_classic's);
+# notably no BPF_MOD, no BPF_IND, no 8/16-bit loads.  Value: mnemonic for disassembly.
+_OPCODES: Dict[int, str] = {
+    BPF_LD | BPF_W | BPF_ABS: "ld", BPF_LD | BPF_W | BPF_LEN: "ld", BPF_LDX | BPF_W | BPF_LEN: "ldx",
+    BPF_LD | BPF_IMM: "ld", BPF_LDX | BPF_IMM: "ldx", BPF_LD | BPF_MEM: "ld", BPF_LDX | BPF_MEM: "ldx",
+    BPF_ST: "st", BPF_STX: "stx", BPF_MISC | BPF_TAX: "tax", BPF_MISC | BPF_TXA: "txa",
+    BPF_RET | BPF_K: "ret", BPF_RET | BPF_A: "ret", BPF_ALU | BPF_NEG: "neg", BPF_JMP | BPF_JA: "ja",
+}
+for _op, _name in _ALU_NAMES.items():
+    _OPCODES[BPF_ALU | _op | BPF_K] = _OPCODES[BPF_ALU | _op | BPF_X] = _name
+for _op, _name in _JUMP_NAMES.items():
+    _OPCODES[BPF_JMP | _op | BPF_K] = _OPCODES[BPF_JMP | _op | BPF_X] = _name
+
+_SCRATCH_CODES = (BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM, BPF_ST, BPF_STX)
 
 
-def _labels(program: Program) -> dict:
-    positions, index = {}, 0
+def _is_cond_jump(code: int) -> bool:
+    return code & 0x07 == BPF_JMP and code != BPF_JMP | BPF_JA
+
+
+# --- assembly -------------------------------------------------------------------------------
+
+def _layout(program: Program) -> Tuple[List[Insn], Dict[str, int]]:
+    """The instructions alone, and each label's instruction index."""
+    insns: List[Insn] = []
+    positions: Dict[str, int] = {}
     for item in program:
         if isinstance(item, Label):
             if item.name in positions:
-                raise BpfError(f"duplicate label {item.name!r}")
-            positions[item.name] = index
+                raise BpfError(f"instruction {len(insns)}: duplicate label {item.name!r}")
+            positions[item.name] = len(insns)
+        elif isinstance(item, Insn):
+            insns.append(item)
         else:
-            index += 1
-    return positions
+            raise BpfError(f"instruction {len(insns)}: {item!r} is neither an Insn nor a Label")
+    return insns, positions
 
 
-def _offset(index: int, target: Target, positions: dict, limit: int) -> int:
+def _offset(index: int, target: object, positions: Mapping[str, int], limit: int) -> int:
+    """A jump target (None, offset or label) as an offset from the next instruction."""
     if target is None:
         return 0
     if isinstance(target, str):
         if target not in positions:
             raise BpfError(f"instruction {index}: unknown label {target!r}")
         offset = positions[target] - index - 1
-    else:
+    elif isinstance(target, int):
         offset = target
+    else:
+        raise BpfError(f"instruction {index}: jump target {target!r} is not an offset or a label")
+    # cBPF jumps only forward; that is what guarantees every program terminates.
     if offset < 0:
         raise BpfError(f"instruction {index}: backward jump to {target!r}")
     if offset > limit:
@@ -196,70 +233,78 @@ def _offset(index: int, target: Target, positions: dict, limit: int) -> int:
     return offset
 
 
-def _check(index: int, insn: Insn, k: int) -> None:
-    """Refuse what seccomp_check_filter() and bpf_check_classic() refuse."""
-    cls, code = insn.code & 0x07, insn.code
-    if not 0 <= k <= 0xFFFFFFFF:
-        raise BpfError(f"instruction {index}: k={k} is not a 32-bit value")
-    if cls == BPF_LD and code & 0xE0 == BPF_ABS:
-        if code != BPF_LD | BPF_W | BPF_ABS:
-            raise BpfError(f"instruction {index}: seccomp loads 32-bit words only")
-        if k % 4 or k + 4 > SECCOMP_DATA_SIZE:
-            raise BpfError(f"instruction {index}: load at {k} is outside struct seccomp_data or unaligned")
-    elif cls in (BPF_LD, BPF_LDX):
-        mode = code & 0xE0
-        if mode == BPF_MEM and k >= BPF_MEMWORDS:
-            raise BpfError(f"instruction {index}: scratch word {k} past {BPF_MEMWORDS}")
-        if mode not in (BPF_IMM, BPF_MEM, BPF_LEN) or code & 0x18 != BPF_W:
-            raise BpfError(f"instruction {index}: load mode {code:#x} is not allowed by seccomp")
-    elif cls in (BPF_ST, BPF_STX):
-        if k >= BPF_MEMWORDS:
-            raise BpfError(f"instruction {index}: scratch word {k} past {BPF_MEMWORDS}")
-    elif cls == BPF_ALU:
-        op = code & 0xF0
-        if op not in _ALU_OPS:
-            raise BpfError(f"instruction {index}: unknown ALU operation {code:#x}")
-        if op in (BPF_DIV, BPF_MOD) and code & BPF_X == 0 and k == 0:
-            raise BpfError(f"instruction {index}: division by constant zero")
-    elif cls == BPF_JMP:
-        if code & 0xF0 not in _JMP_OPS | {BPF_JA}:
-            raise BpfError(f"instruction {index}: unknown jump {code:#x}")
-    elif cls == BPF_RET:
-        if code & 0x18 not in (BPF_K, BPF_A):
-            raise BpfError(f"instruction {index}: unknown return {code:#x}")
-    elif cls == BPF_MISC:
-        if code & 0xF8 not in (BPF_TAX, BPF_TXA):
-            raise BpfError(f"instruction {index}: unknown misc {code:#x}")
+def _resolve(index: int, insn: Insn, positions: Mapping[str, int], count: int) -> Raw:
+    """Resolve one instruction's labels; refuse unknown opcodes and jumps out of the program."""
+    code = insn.code
+    if not isinstance(code, int) or code not in _OPCODES:
+        shown = f"{code:#06x}" if isinstance(code, int) else repr(code)
+        raise BpfError(f"instruction {index}: code {shown} is not an instruction seccomp allows")
+    if code == BPF_JMP | BPF_JA:
+        if insn.jt is not None or insn.jf is not None:
+            raise BpfError(f"instruction {index}: ja takes its target in k, not jt/jf")
+        k = _offset(index, insn.k, positions, _U32)
+        jt = jf = 0
+    else:
+        if not isinstance(insn.k, int):
+            raise BpfError(f"instruction {index}: k={insn.k!r}; only ja takes a label as k")
+        k = insn.k
+        jt = _offset(index, insn.jt, positions, 255)
+        jf = _offset(index, insn.jf, positions, 255)
+        if (jt or jf) and not _is_cond_jump(code):
+            raise BpfError(f"instruction {index}: jt/jf on an instruction that does not jump")
+    if code & 0x07 == BPF_JMP and index + 1 + max(jt, jf, k if code == BPF_JMP | BPF_JA else 0) >= count:
+        raise BpfError(f"instruction {index}: jump past the end of the program")
+    return code, jt, jf, k
+
+
+def _check_operand(index: int, code: int, k: int) -> None:
+    """The per-instruction operand checks of bpf_check_classic and seccomp_check_filter."""
+    if not 0 <= k <= _U32:
+        raise BpfError(f"instruction {index}: k={k} is not an unsigned 32-bit value")
+    if code == BPF_LD | BPF_W | BPF_ABS and (k % 4 or k >= SECCOMP_DATA_SIZE):
+        raise BpfError(f"instruction {index}: load at {k} is unaligned or outside struct seccomp_data")
+    if code in _SCRATCH_CODES and k >= BPF_MEMWORDS:
+        raise BpfError(f"instruction {index}: scratch word {k} does not exist (there are {BPF_MEMWORDS})")
+    if code == BPF_ALU | BPF_DIV | BPF_K and k == 0:
+        raise BpfError(f"instruction {index}: division by constant zero")
+    if code in (BPF_ALU | BPF_LSH | BPF_K, BPF_ALU | BPF_RSH | BPF_K) and k >= 32:
+        raise BpfError(f"instruction {index}: shift by {k}, not less than 32")
+
+
+def _check_scratch(raws: Sequence[Raw]) -> None:
+    """check_load_and_stores(): a scratch word must be stored on every path before it is read."""
+    every = (1 << BPF_MEMWORDS) - 1
+    masks = [every] * len(raws)  # words known stored at each jump target
+    valid = 0
+    for pc, (code, jt, jf, k) in enumerate(raws):
+        valid &= masks[pc]
+        if code in (BPF_ST, BPF_STX):
+            valid |= 1 << k
+        elif code in (BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM) and not valid >> k & 1:
+            raise BpfError(f"instruction {pc}: reads scratch word {k} before it is stored on every path")
+        elif code == BPF_JMP | BPF_JA:
+            masks[pc + 1 + k] &= valid
+            valid = every  # like the kernel: what follows an unconditional jump is reached by jumps only
+        elif _is_cond_jump(code):
+            masks[pc + 1 + jt] &= valid
+            masks[pc + 1 + jf] &= valid
+            valid = every
 
 
 def assemble(program: Program) -> bytes:
-    """Resolve labels and pack the program as struct sock_filter[]; BpfError if invalid."""
-    positions = _labels(program)
-    insns = [item for item in program if not isinstance(item, Label)]
+    """Resolve labels and pack the program as struct sock_filter[]; BpfError if the kernel would refuse it."""
+    insns, positions = _layout(program)
     if not insns:
         raise BpfError("empty program")
     if len(insns) > BPF_MAXINSNS:
-        raise BpfError(f"{len(insns)} instructions, more than {BPF_MAXINSNS}")
-    if insns[-1].code & 0x07 != BPF_RET:
-        raise BpfError("the last instruction is not a return")
-    out = []
-    for index, insn in enumerate(insns):
-        if insn.code == BPF_JMP | BPF_JA:
-            k = _offset(index, insn.k, positions, 0xFFFFFFFF)  # type: ignore[arg-type]
-            jt = jf = 0
-        else:
-            if isinstance(insn.k, str):
-                raise BpfError(f"instruction {index}: only ja takes a label as k")
-            k = insn.k
-            jt = _offset(index, insn.jt, positions, 255)
-            jf = _offset(index, insn.jf, positions, 255)
-            if insn.code & 0x07 != BPF_JMP and (jt or jf):
-                raise BpfError(f"instruction {index}: jt/jf on an instruction that does not jump")
-        if insn.code & 0x07 == BPF_JMP and index + 1 + max(jt, jf, k if insn.code == BPF_JMP | BPF_JA else 0) >= len(insns):
-            raise BpfError(f"instruction {index}: jump past the end of the program")
-        _check(index, insn, k)
-        out.append(_SOCK_FILTER.pack(insn.code, jt, jf, k))
-    return b"".join(out)
+        raise BpfError(f"{len(insns)} instructions, more than BPF_MAXINSNS={BPF_MAXINSNS}")
+    raws = [_resolve(index, insn, positions, len(insns)) for index, insn in enumerate(insns)]
+    for index, (code, _, _, k) in enumerate(raws):
+        _check_operand(index, code, k)
+    if raws[-1][0] & 0x07 != BPF_RET:
+        raise BpfError(f"instruction {len(raws) - 1}: the last instruction is not a ret")
+    _check_scratch(raws)
+    return b"".join(_SOCK_FILTER.pack(*raw) for raw in raws)
 
 
 # --- disassembly ----------------------------------------------------------------------------
@@ -269,45 +314,77 @@ _ACTIONS = {
     SECCOMP_RET_TRAP: "TRAP", SECCOMP_RET_ERRNO: "ERRNO", SECCOMP_RET_USER_NOTIF: "USER_NOTIF",
     SECCOMP_RET_TRACE: "TRACE", SECCOMP_RET_LOG: "LOG", SECCOMP_RET_ALLOW: "ALLOW",
 }
-_JUMP_NAMES = {BPF_JEQ: "jeq", BPF_JGT: "jgt", BPF_JGE: "jge", BPF_JSET: "jset"}
-_ALU_NAMES = {BPF_ADD: "add", BPF_SUB: "sub", BPF_MUL: "mul", BPF_DIV: "div", BPF_OR: "or", BPF_AND: "and",
-              BPF_LSH: "lsh", BPF_RSH: "rsh", BPF_NEG: "neg", BPF_MOD: "mod", BPF_XOR: "xor"}
+_WITH_DATA = ("ERRNO", "TRAP", "TRACE")  # the actions whose SECCOMP_RET_DATA means something
 
 
 def describe_return(k: int) -> str:
-    """'ALLOW', 'ERRNO(1)', 'KILL_PROCESS', ... for a seccomp return value."""
-    action = k & SECCOMP_RET_ACTION_FULL
-    name = _ACTIONS.get(action, f"{action:#x}")
-    data = k & SECCOMP_RET_DATA
-    return f"{name}({data})" if name in ("ERRNO", "TRAP", "TRACE") else name
+    """'ALLOW', 'ERRNO(1)', 'TRACE(7)', 'KILL_PROCESS', ... for a seccomp return value."""
+    name = _ACTIONS.get(k & SECCOMP_RET_ACTION_FULL)
+    if name is None:
+        return f"#{k:#x}"  # the kernel treats an unknown action as KILL_PROCESS
+    return f"{name}({k & SECCOMP_RET_DATA})" if name in _WITH_DATA else name
+
+
+def _successors(pc: int, raw: Raw) -> Tuple[int, ...]:
+    code, jt, jf, k = raw
+    if code & 0x07 == BPF_RET:
+        return ()
+    if code == BPF_JMP | BPF_JA:
+        return (pc + 1 + k,)
+    return (pc + 1 + jt, pc + 1 + jf) if _is_cond_jump(code) else (pc + 1,)
+
+
+def _nr_in_a(raws: Sequence[Raw]) -> List[bool]:
+    """Whether A holds the syscall number on every path into each instruction (jumps are forward)."""
+    state: List[Optional[bool]] = [None] * len(raws)
+    if raws:
+        state[0] = False
+    for pc, raw in enumerate(raws):
+        code = raw[0]
+        writes_a = code & 0x07 in (BPF_LD, BPF_ALU) or code == BPF_MISC | BPF_TXA
+        after = raw[3] == SECCOMP_DATA_NR if code == BPF_LD | BPF_W | BPF_ABS else bool(state[pc]) and not writes_a
+        for succ in _successors(pc, raw):
+            if succ < len(raws):
+                state[succ] = after if state[succ] is None else bool(state[succ]) and after
+    return [bool(s) for s in state]
+
+
+def _jump_operand(code: int, k: int, nr: bool, names: Optional[Mapping[int, str]]) -> str:
+    if code & BPF_X:
+        return "x"
+    if not nr or code & 0xF0 == BPF_JSET:
+        return f"#{k:#x}"
+    # Comparing the syscall number: decimal, as syscall tables are, and named if known.
+    name = names.get(k) if names else None
+    return f"#{k} ({name})" if name else f"#{k}"
+
+
+def _text(pc: int, raw: Raw, nr: bool, names: Optional[Mapping[int, str]]) -> str:
+    code, jt, jf, k = raw
+    name = _OPCODES.get(code)
+    cls = code & 0x07
+    if name is None:
+        return f".insn {code:#06x}, {jt}, {jf}, {k:#x}  ; not allowed by seccomp"
+    if cls in (BPF_LD, BPF_LDX):
+        operand = {BPF_ABS: f"[{k}]", BPF_MEM: f"M[{k}]", BPF_LEN: "len"}.get(code & 0xE0, f"#{k:#x}")
+        return f"{name} {operand}"
+    if cls in (BPF_ST, BPF_STX):
+        return f"{name} M[{k}]"
+    if code == BPF_JMP | BPF_JA:
+        return f"ja {pc + 1 + k}"
+    if cls == BPF_JMP:
+        return f"{name} {_jump_operand(code, k, nr, names)} jt {pc + 1 + jt} jf {pc + 1 + jf}"
+    if cls == BPF_RET:
+        return "ret A" if code == BPF_RET | BPF_A else f"ret {describe_return(k)}"
+    if cls == BPF_ALU and code != BPF_ALU | BPF_NEG:
+        return f"{name} x" if code & BPF_X else f"{name} #{k:#x}"
+    return name  # tax, txa, neg
 
 
 def disassemble(code: bytes, names: Optional[Mapping[int, str]] = None) -> str:
-    """One line per instruction, with absolute jump targets and seccomp actions decoded."""
-    lines: List[str] = []
-    count = len(code) // _SOCK_FILTER.size
-    last_load: Optional[int] = None
-    for index in range(count):
-        op, jt, jf, k = _SOCK_FILTER.unpack_from(code, index * _SOCK_FILTER.size)
-        cls = op & 0x07
-        if cls == BPF_LD and op & 0xE0 == BPF_ABS:
-            text, last_load = f"ld [{k}]", k
-        elif cls in (BPF_LD, BPF_LDX):
-            reg = "ldx" if cls == BPF_LDX else "ld"
-            text = f"{reg} M[{k}]" if op & 0xE0 == BPF_MEM else f"{reg} #{k:#x}"
-        elif cls in (BPF_ST, BPF_STX):
-            text = f"{'stx' if cls == BPF_STX else 'st'} M[{k}]"
-        elif cls == BPF_ALU:
-            text = f"{_ALU_NAMES.get(op & 0xF0, '?')} " + ("x" if op & BPF_X else f"#{k:#x}")
-        elif cls == BPF_JMP and op & 0xF0 == BPF_JA:
-            text = f"ja {index + 1 + k}"
-        elif cls == BPF_JMP:
-            comment = f" ({names[k]})" if names and last_load == SECCOMP_DATA_NR and k in names else ""
-            operand = "x" if op & BPF_X else f"#{k:#x}"
-            text = f"{_JUMP_NAMES.get(op & 0xF0, '?')} {operand}{comment} jt {index + 1 + jt} jf {index + 1 + jf}"
-        elif cls == BPF_RET:
-            text = "ret A" if op & 0x18 == BPF_A else f"ret {describe_return(k)}"
-        else:
-            text = "tax" if op & 0xF8 == BPF_TAX else "txa"
-        lines.append(f"{index:4d}: {text}")
-    return "\n".join(lines)
+    """One line per instruction ('  12: jeq #257 (openat) jt 13 jf 14'); names: syscall number -> name."""
+    if len(code) % _SOCK_FILTER.size:
+        raise BpfError(f"{len(code)} bytes is not a whole number of {_SOCK_FILTER.size}-byte instructions")
+    raws: List[Raw] = [_SOCK_FILTER.unpack_from(code, off) for off in range(0, len(code), _SOCK_FILTER.size)]
+    nr = _nr_in_a(raws)
+    return "\n".join(f"{pc:4d}: {_text(pc, raw, nr[pc], names)}" for pc, raw in enumerate(raws))
