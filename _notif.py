@@ -184,6 +184,12 @@ def _raw(hot, tid: int, raw: int) -> int:
     return raw
 
 
+def _id(hot, tid: int, raw: int) -> int:
+    """uid_t/gid_t: (uid_t)-1 means "unchanged", every other value is unsigned."""
+    raw &= 0xFFFFFFFF
+    return -1 if raw == 0xFFFFFFFF else raw
+
+
 # layout kind -> (attribute, converter(hot, tid, raw))
 _KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
     "dirfd": ("dirfd", _int32), "dirfd2": ("dirfd2", _int32), "fd": ("fd", _int32),
@@ -191,7 +197,7 @@ _KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
     "flags": ("flags", _uint32), "mode": ("mode", _uint32), "mask": ("mask", _uint32),
     "xflags": ("mode", _uint32), "sig": ("sig", _uint32), "which": ("which", _uint32),
     "ptr": ("ptr", _raw), "ptr2": ("ptr2", _raw), "size": ("size", _raw),
-    "uid": ("uid", _int32), "gid": ("gid", _int32), "pid": ("pid", _int32), "pid2": ("pid2", _int32),
+    "uid": ("uid", _id), "gid": ("gid", _id), "pid": ("pid", _int32), "pid2": ("pid2", _int32),
     "name": ("name", _xattr_name),
     "_": ("", _raw),
 }

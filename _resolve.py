@@ -36,6 +36,12 @@ _MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root)(?:/|$)
 _PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
 
 
+class Held(bytes):
+    """The real path of an object reached through a magic link of the sandbox's
+    own process (/proc/self/fd/N, cwd, exe): its metadata may be read like
+    fstat's, but writes and content are decided on the path as usual."""
+
+
 def _eacces() -> OSError:
     return OSError(errno.EACCES, os.strerror(errno.EACCES))
 
@@ -198,16 +204,17 @@ class Resolver:
         finally:
             if owned:
                 os.close(base)
-        if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW:
-            # What a process of the sandbox holds (its fd, cwd, exe): like
-            # fstat, no rule decides; opening its content again is still
-            # checked by the supervisor's own Landlock domain.
-            return fd, None
         try:
-            return fd, self._name_of(fd)
+            name = self._name_of(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW and name:
+            # What a process of the sandbox holds (its fd, cwd, exe): reading
+            # its metadata is like fstat; anything else is decided on its
+            # real path as usual (see check).
+            return fd, Held(name)
+        return fd, name
 
     def _name_of(self, fd: int) -> Optional[bytes]:
         name = d_path(fd)
@@ -219,6 +226,8 @@ class Resolver:
         """Raise EACCES unless the object behind fd may be used for `need`."""
         if name is None:
             return  # a pipe, socket or anon inode the sandbox already holds
+        if need == "meta" and isinstance(name, Held):
+            return
         if st is None:
             st = self.hot.fstat(fd)
         if st.dev == self.proc_dev:
