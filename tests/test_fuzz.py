@@ -46,8 +46,8 @@ def arena(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "canary").write_text("canary\n")
-    shutil.copy2(sys.executable if os.path.exists("/usr/bin/python3") is False else "/usr/bin/python3.11"
-                 if os.path.exists("/usr/bin/python3.11") else "/usr/bin/python3", ro / "py")
+    # the fuzzed interpreter is a copy: /proc/self/exe leads to a watched file
+    shutil.copy2(os.path.realpath("/usr/bin/python3"), ro / "py")
     shutil.copy2(FUZZER, ro / "fuzz.py")
     w = tmp_path / "w"
     w.mkdir()
@@ -68,6 +68,7 @@ def test_random_arguments_get_an_errno_and_change_nothing_outside(arena, seed, m
         extra = ["--fs-deny", str(ro / "canary"), "-P", "20"]
     r = subprocess.run([sys.executable, "-m", "sandlock", "--debug", *extra, *SYSTEM, "-r", str(ro), "-w", str(w),
                         "--", str(ro / "py"), str(ro / "fuzz.py"), str(seed), "3000", TRAPPED],
+                       stdin=open(ro / "canary", "rb"),  # /proc/self/fd/0 must lead to a watched file
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "failed:" not in r.stderr, r.stderr[-3000:]

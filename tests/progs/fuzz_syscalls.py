@@ -43,7 +43,7 @@ def pointer():
     if kind == 4: return put(b"/" + b"a" * 4096 + b"\0")       # PATH_MAX + 1
     if kind == 5: return put(bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 40))) + b"\0")
     if kind == 6: return put(rng.choice([CANARY, b"/proc/self/fd/0", b"/proc/1/root", b".", b"..",
-                                          b"/", b"", W.encode() + b"/x", b"/proc/self/exe", b"/dev/null"]) + b"\0")
+                                          b"/", b"", W.encode() + b"/x", b"/proc/self/exe", b"/proc/self/fd/1"]) + b"\0")
     if kind == 7: return sbase + rng.randrange(0, 8192)
     return base + page - rng.randrange(1, 16)
 
