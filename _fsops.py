@@ -258,8 +258,9 @@ def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
         mode &= ~_umask(call.tid) & 0o7777
     else:
         mode = 0
-    if not flags & os.O_PATH:
-        flags |= os.O_NOCTTY  # the supervisor must never gain a controlling terminal
+    flags |= os.O_NOCTTY  # the supervisor must never gain a controlling terminal
+    if need == "write":
+        return Fd(_open_for_writing(ctx, call, flags, mode, resolve), bool(flags & os.O_CLOEXEC))
     fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags, mode, resolve)
     try:
         ctx.resolver.check(fd, name, need)
@@ -267,6 +268,46 @@ def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
         os.close(fd)
         raise
     return Fd(fd, bool(flags & os.O_CLOEXEC))
+
+
+def _open_for_writing(ctx, call: Call, flags: int, mode: int, resolve: int) -> int:
+    """An open that may change a file is decided before it happens.
+
+    (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
+    Landlock ABI 3 nothing but this check stands in the way.)  The object is
+    looked up, decided, then opened again through our own fd of it, so a
+    racing rename cannot swap it; a file to create is decided on its
+    directory and created there with O_NOFOLLOW.
+    """
+    path = call.path or b""
+    try:
+        probe, name = ctx.resolver.open(call, call.dirfd, path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_DIRECTORY)),
+                                        0, resolve)
+    except FileNotFoundError:
+        if not flags & os.O_CREAT or path.endswith(b"/"):
+            raise
+        return _create(ctx, call, path, flags, mode, resolve)
+    try:
+        if flags & os.O_CREAT and flags & os.O_EXCL:
+            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
+        ctx.resolver.check(probe, name, "write")
+        return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+    finally:
+        os.close(probe)
+
+
+def _create(ctx, call: Call, path: bytes, flags: int, mode: int, resolve: int) -> int:
+    parent, _, base = path.rpartition(b"/")
+    if not base or base in (b".", b".."):
+        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+    parent = parent or (b"/" if path.startswith(b"/") else b".")
+    directory, name = ctx.resolver.open(call, call.dirfd, parent, os.O_PATH | os.O_DIRECTORY, 0, resolve)
+    try:
+        if name is not None:
+            ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
+        return os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def _open_path_only(ctx, call: Call, flags: int, resolve: int):

@@ -114,3 +114,16 @@ def test_abi_1_refuses_renames_across_directories_but_abi_2_allows_them(tmp_path
         for leftover in (tmp_path / "a" / "f", tmp_path / "b" / "f"):
             if leftover.exists():
                 leftover.unlink()
+
+
+@pytest.mark.parametrize("abi", [2, 7])
+def test_a_read_only_truncating_open_cannot_empty_a_read_only_file(abi, tmp_path):
+    """O_RDONLY|O_TRUNC truncates at open: below ABI 3 only the supervisor's check stops it."""
+    target = tmp_path / "ro"
+    target.write_text("keep")
+    r = _cli(["-r", "/usr", "-r", "/lib", "-r", "/lib64", "-r", "/bin", "-r", str(tmp_path), "--",
+              "/usr/bin/python3", "-c",
+              f"import os\ntry:\n    os.open('{target}', os.O_RDONLY | os.O_TRUNC)\n    print('opened')\n"
+              "except OSError as e:\n    print(e.errno)"], abi)
+    assert r.stdout.strip() == "13", r.stdout + r.stderr
+    assert target.read_text() == "keep"
