@@ -27,6 +27,7 @@ import termios
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import _bpf as B
+import _structs as S
 import _syscalls
 
 # --- classification ---------------------------------------------------------------
@@ -114,13 +115,19 @@ CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWN
 CLONE_THREAD = 0x00010000
 AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 2, 10, 16, 17, 4, 3, 0xF
 ADDR_NO_RANDOMIZE = 0x0040000
+# linux/fs.h: FS_IOC_SETFLAGS and FS_IOC_SETVERSION (long and 32-bit int
+# argument spellings), FS_IOC_FSSETXATTR (struct fsxattr, 28 bytes).
+FS_IOC_SETTERS = (S._IOW(ord("f"), 2, 8), S._IOW(ord("f"), 2, 4), S._IOW(ord("v"), 2, 8), S._IOW(ord("v"), 2, 4),
+                  S._IOW(ord("X"), 32, 28))
 SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER = 1, 8
 
 ARGUMENT_RULES: Dict[str, Rule] = {
     # Namespaces are refused; threads and plain forks go on.
     "clone": ([Test(0, "set", CLONE_NEW_MASK, "eperm")], "allow"),
-    # Faking terminal input or console control.
-    "ioctl": ([Test(1, "eq", termios.TIOCSTI, "eperm"), Test(1, "eq", termios.TIOCLINUX, "eperm")], "allow"),
+    # Faking terminal input or console control; changing inode flags (chattr),
+    # which works on a file opened read-only and which Landlock does not see.
+    "ioctl": ([Test(1, "eq", code, "eperm") for code in (termios.TIOCSTI, termios.TIOCLINUX) + FS_IOC_SETTERS],
+              "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
     # Packet sockets, raw IP sockets, and the socket-diag netlink family

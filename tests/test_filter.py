@@ -182,3 +182,11 @@ def test_the_program_fits_the_kernel_limit_and_every_trap_has_a_handler(default)
     traps = _table.traps_for(_policy.make_policy(max_processes=3), 5, arch)
     for name in traps:
         assert name in _table.ROWS
+
+
+def test_inode_flag_ioctls_are_refused(default):
+    """chattr works on a read-only fd and Landlock does not see it."""
+    arch, code = default
+    for request in (0x40086602, 0x40046602, 0x40087602, 0x40047602, 0x401C5820):
+        assert verdict(code, arch, "ioctl", 3, request) == ("ERRNO", errno.EPERM), hex(request)
+    assert verdict(code, arch, "ioctl", 3, 0x80086601) == ("ALLOW", 0)  # FS_IOC_GETFLAGS
