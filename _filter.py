@@ -278,13 +278,3 @@ def _match(t: Test, miss: str) -> List[object]:
     else:
         out.append(B.jeq(t.k, jt=None, jf=miss))
     return out
-
-
-def summary(rules: Mapping[int, Rule], arch: str) -> Dict[str, List[str]]:
-    """Syscall names by action, for --verbose."""
-    names = _syscalls.names(arch)
-    out: Dict[str, List[str]] = {}
-    for number, rule in sorted(rules.items()):
-        key = rule if isinstance(rule, str) else ("notify-if" if any(t.action == "notify" for t in rule[0]) or rule[1] == "notify" else "checked")
-        out.setdefault(key, []).append(names.get(number, str(number)))
-    return out

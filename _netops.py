@@ -27,7 +27,7 @@ import fcntl
 import os
 import socket
 import threading
-from typing import Callable, Optional
+from typing import Callable
 
 import _syscalls
 from _notif import Call, Errno, Value, read_mem

@@ -30,7 +30,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
 import _landlock
@@ -271,7 +271,7 @@ class Session:
 
     def _start(self, pipes: _launch.Pipes, sel: selectors.BaseSelector) -> None:
         """Wait for the command's listener, take it, and say go."""
-        data = _read_all_until(pipes.ready_r, _launch.READY.size, pipes.err_r)
+        data = _read_all_until(pipes.ready_r, _launch.READY.size)
         if len(data) != _launch.READY.size:
             error = _drain(pipes.err_r)
             self._reap_stub()
@@ -565,7 +565,7 @@ def _drain(fd: int) -> bytes:
     return out
 
 
-def _read_all_until(fd: int, size: int, err_fd: int) -> bytes:
+def _read_all_until(fd: int, size: int) -> bytes:
     """Read `size` bytes from fd, or stop early when it reaches EOF."""
     out = b""
     while len(out) < size:

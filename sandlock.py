@@ -386,7 +386,6 @@ def _version_line() -> str:
 
 
 def _verbose(policy: Policy, prepared) -> None:
-    import _filter
     import _landlock
     out = [f"sandlock: Landlock ABI {prepared.abi}, architecture {prepared.arch}", "sandlock: Landlock rules:"]
     out += [f"sandlock: {line}" for line in _landlock.rule_lines(prepared.child_plan)]
