@@ -9,7 +9,8 @@ Prints medians of:
      pread of an open file): the filter decides these on the number alone, so
      the kernel's seccomp action cache should make them cost nothing;
   3. trapped syscalls: 20000 os.stat("/etc/passwd") (trapped under every
-     policy, SPEC 1.5), in microseconds per call, inside against outside.
+     policy, SPEC 1.5), in microseconds per call, inside against outside;
+  4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`.
 Not a test: timings never decide pass/fail.
 """
 
@@ -76,6 +77,14 @@ def main():
     boxed = median_ms(lambda: box.run(["/bin/true"], capture_output=False), args.runs)
     print(f"launch /bin/true: bare {bare:.2f} ms, sandboxed {boxed:.2f} ms, "
           f"overhead {boxed - bare:.2f} ms, ratio {boxed / bare:.2f}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", root], env=env, capture_output=True)
+    py = median_ms(lambda: subprocess.run([sys.executable, "-c", "pass"], env=env), args.runs)
+    cli = median_ms(lambda: subprocess.run([sys.executable, "-m", "sandlock", "--", "/bin/true"], env=env), args.runs)
+    print(f"CLI start: python -c pass {py:.1f} ms, python -m sandlock -- /bin/true {cli:.1f} ms, "
+          f"difference {cli - py:.1f} ms")
     for kind, n in (("getppid", 100000), ("pread", 100000), ("stat", 20000)):
         b = loop_us(kind, n, False, args.repeats)
         s = loop_us(kind, n, True, args.repeats)
