@@ -55,9 +55,18 @@ LOCKED_SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 DOOM_SIGNAL = signal.SIGRTMAX  # supervisor -> stub, and PDEATHSIG: kill the sandbox
 READY = struct.Struct("=iii")  # command pid, listener fd, 0
 
-# Signals whose disposition the command must get back to default: the
-# classic ones (the stub ignores the forwarded ones) and the stub's own.
-_RESET_SIGNALS = [s for s in range(1, 32) if s not in (signal.SIGKILL, signal.SIGSTOP)] + [DOOM_SIGNAL]
+STUB_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGWINCH, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def ignored_signals() -> Tuple[int, ...]:
+    """Signals ignored in this process: an ignored disposition survives execve,
+    so the command sets them back to default (as subprocess does for SIGPIPE)."""
+    out = []
+    for sig in range(1, 32):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) == signal.SIG_IGN:
+            out.append(sig)
+    return tuple(out)
 
 
 class Prepared(NamedTuple):
@@ -75,6 +84,7 @@ class Prepared(NamedTuple):
     own_group: bool
     foreground_tty: int                  # fd of the terminal to hand over, or -1
     umask: int                           # the caller's umask (the supervisor thread runs with 0)
+    reset_signals: Tuple[int, ...]       # ignored here, set back to default in the command
 
 
 class Pipes(NamedTuple):
@@ -168,9 +178,9 @@ def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: in
             if prep.foreground_tty >= 0:
                 signal.signal(signal.SIGTTOU, signal.SIG_IGN)
                 os.tcsetpgrp(prep.foreground_tty, os.getpgrp())
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                    signal.SIGUSR2, signal.SIGWINCH, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
-            signal.signal(sig, signal.SIG_IGN)
+        # Signals forwarded to the group, and the terminal's stop signals, stay
+        # pending in the stub (one call); the command unblocks everything.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STUB_BLOCKED)
         signal.signal(DOOM_SIGNAL, lambda *_: _doom(prep))
         step = "prctl(PR_SET_PDEATHSIG)"
         _check(calls.prctl(PR_SET_PDEATHSIG, DOOM_SIGNAL, 0, 0, 0))
@@ -234,7 +244,7 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
     step = "setup"
     try:
         os.close(pipes.status_w)
-        for sig in _RESET_SIGNALS:
+        for sig in prep.reset_signals + ((signal.SIGTTOU,) if prep.foreground_tty >= 0 else ()):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         step = "dup2"

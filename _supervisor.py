@@ -201,7 +201,7 @@ class Session:
             argv=self.argv, envp=self.env, cwd=policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=child_ruleset, scope_ruleset=scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask())
+            umask=_current_umask(), reset_signals=_launch.ignored_signals())
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 
