@@ -26,8 +26,9 @@ import errno
 import fcntl
 import os
 import socket
+import struct
 import threading
-from typing import Callable
+from typing import Callable, List, Union
 
 import _syscalls
 from _notif import Call, Errno, Value, read_mem
@@ -40,24 +41,171 @@ def do_connect(ctx, call: Call):
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    return _on_socket(ctx, call, address, True, lambda sock: _syscalls.connect(sock.fileno(), address) or 0)
+
+
+def _socket(ctx, call: Call) -> socket.socket:
+    """A socket object around a private duplicate of the tracee's fd call.fd."""
     dup = ctx.tracees.getfd(call.tid, call.fd)
     try:
-        sock = socket.socket(fileno=dup)
+        return socket.socket(fileno=dup)
     except OSError as exc:
         os.close(dup)
-        return Errno(errno.ENOTSOCK if exc.errno in (errno.ENOTSOCK, errno.EBADF) else exc.errno)
+        raise OSError(errno.ENOTSOCK if exc.errno in (errno.ENOTSOCK, errno.EBADF) else exc.errno,
+                      "not a socket") from None
+
+
+def _on_socket(ctx, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
+               act: Callable[[socket.socket], int], cleanup: Callable[[], None] = lambda: None):
+    """Decide the address on the socket's real family, then act(sock) on behalf.
+
+    An act that may block runs in a short-lived worker thread that answers
+    the notification itself (None is returned to the loop).
+    """
     try:
-        if sock.family == AF_UNIX:
-            _check_unix(ctx, call, address)
-        blocking = not (fcntl.fcntl(dup, fcntl.F_GETFL) & os.O_NONBLOCK)
+        sock = _socket(ctx, call)
+    except BaseException:
+        cleanup()
+        raise
+    try:
+        if address and sock.family == AF_UNIX:
+            for one in (address if isinstance(address, list) else [address]):
+                _check_unix(ctx, call, one)
+        blocking = may_block and not (fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
     except BaseException:
         sock.close()
+        cleanup()
         raise
     if blocking:
-        threading.Thread(target=_connect_and_reply, args=(ctx.reply_later, call, sock, address),
+        threading.Thread(target=_act_and_reply, args=(ctx.reply_later, call, sock, act, cleanup),
                          daemon=True).start()
         return None  # the worker answers
-    return _connect(sock, address)
+    return _act(sock, act, cleanup)
+
+
+def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Callable[[], None]):
+    try:
+        return Value(act(sock))
+    except OSError as exc:
+        return Errno(exc.errno or errno.EIO)
+    finally:
+        sock.close()
+        cleanup()
+
+
+def _act_and_reply(reply_later, call: Call, sock: socket.socket, act, cleanup) -> None:
+    try:
+        reply = _act(sock, act, cleanup)
+    except BaseException:  # fail closed, never leave the tracee waiting
+        reply = Errno(errno.EPERM)
+    reply_later(call, reply)
+
+
+# --- sends with an address ----------------------------------------------------------------
+
+MSG_DONTWAIT = 0x40
+SEND_MAX = 1 << 20          # bytes sent on behalf per call (a stream send may be partial)
+SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
+_MSGHDR = struct.Struct("=QI4xQQQQi4x")
+_IOVEC = struct.Struct("=QQ")
+_CMSGHDR = struct.Struct("=Qii")
+
+
+def do_sendto(ctx, call: Call):
+    """sendto(fd, buf, len, flags, addr, addrlen) with an address: decided and sent on behalf."""
+    if call.mask > 128:
+        return Errno(errno.EINVAL)
+    address = read_mem(ctx.tracees, call.tid, call.ptr2, call.mask) if call.ptr2 else None
+    data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
+    flags = call.flags
+    return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
+                      lambda sock: _syscalls.sendmsg(sock.fileno(), address, data, b"", flags))
+
+
+def do_sendmsg(ctx, call: Call):
+    """sendmsg: the address, data and ancillary data are read once and sent on behalf."""
+    name, data, control, fds = _read_msghdr(ctx, call, call.ptr)
+    flags = call.flags
+    return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
+                      lambda sock: _syscalls.sendmsg(sock.fileno(), name, data, control, flags),
+                      lambda: [os.close(fd) for fd in fds] and None)
+
+
+def do_sendmmsg(ctx, call: Call):
+    """sendmmsg: every message read and decided first, then sent on behalf in order."""
+    messages, fds = [], []
+    try:
+        for index in range(min(call.size, 1024)):
+            entry = call.ptr + index * _syscalls.MMSGHDR_SIZE
+            name, data, control, more = _read_msghdr(ctx, call, entry)
+            fds.extend(more)
+            messages.append((entry, name, data, control))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    names = [m[1] for m in messages if m[1]]
+
+    def act(sock: socket.socket) -> int:
+        sent = 0
+        for entry, name, data, control in messages:
+            try:
+                count = _syscalls.sendmsg(sock.fileno(), name, data, control, call.flags)
+            except OSError:
+                if sent:
+                    break
+                raise
+            # process_vm_writev, not the loop's HotCalls: this may run in a worker thread
+            _syscalls.process_vm_writev(call.tid, entry + _syscalls.MSGHDR_SIZE, struct.pack("=I", count))
+            sent += 1
+        return sent
+    return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, act,
+                      lambda: [os.close(fd) for fd in fds] and None)
+
+
+def _read_msghdr(ctx, call: Call, address: int):
+    """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr."""
+    name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
+        read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
+    if namelen > 128 or iovlen > 1024 or controllen > 65536:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    name = read_mem(ctx.tracees, call.tid, name_ptr, namelen) if name_ptr and namelen else None
+    data = b""
+    if iovlen:
+        raw = read_mem(ctx.tracees, call.tid, iov_ptr, iovlen * _IOVEC.size)
+        for base, length in _IOVEC.iter_unpack(raw):
+            take = min(length, SEND_MAX - len(data))
+            if take:
+                data += read_mem(ctx.tracees, call.tid, base, take)
+    control, fds = b"", []
+    if control_ptr and controllen:
+        control, fds = _translate_control(ctx, call, read_mem(ctx.tracees, call.tid, control_ptr, controllen))
+    return name, data, control, fds
+
+
+def _translate_control(ctx, call: Call, raw: bytes):
+    """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
+    out, fds, offset = b"", [], 0
+    try:
+        while offset + _CMSGHDR.size <= len(raw):
+            length, level, kind = _CMSGHDR.unpack_from(raw, offset)
+            if length < _CMSGHDR.size or offset + length > len(raw):
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            body = raw[offset + _CMSGHDR.size: offset + length]
+            if level == SOL_SOCKET and kind == SCM_CREDENTIALS:
+                raise OSError(errno.EPERM, "credentials cannot be sent on behalf")
+            if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
+                fds.extend(ours)
+                body = b"".join(struct.pack("=i", fd) for fd in ours)
+            item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
+            out += item + bytes(-len(item) % 8)
+            offset += length + (-length % 8)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return out, fds
 
 
 def _check_unix(ctx, call: Call, address: bytes) -> None:
@@ -73,29 +221,3 @@ def _check_unix(ctx, call: Call, address: bytes) -> None:
         ctx.resolver.check(fd, name, "write")
     finally:
         os.close(fd)
-
-
-def _connect(sock: socket.socket, address: bytes):
-    try:
-        err = _raw_connect(sock, address)
-    finally:
-        sock.close()
-    return Errno(err) if err else Value(0)
-
-
-def _raw_connect(sock: socket.socket, address: bytes) -> int:
-    """connect(2) with the tracee's exact raw sockaddr; returns 0 or an errno."""
-    try:
-        _syscalls.connect(sock.fileno(), address)
-        return 0
-    except OSError as exc:
-        return exc.errno or errno.EIO
-
-
-def _connect_and_reply(reply_later: Callable[[Call, object], None], call: Call,
-                       sock: socket.socket, address: bytes) -> None:
-    try:
-        reply = _connect(sock, address)
-    except BaseException:  # fail closed, never leave the tracee waiting
-        reply = Errno(errno.EPERM)
-    reply_later(call, reply)

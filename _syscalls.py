@@ -624,3 +624,27 @@ class HotCalls:
         raw = self._stat.raw
         dev, ino, mode = self._ids.unpack_from(raw)
         return Stat(dev, ino, mode, raw)
+
+
+class _msghdr(ctypes.Structure):
+    """struct msghdr (sys/socket.h, 64-bit layout)."""
+    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int)]
+
+
+MSGHDR_SIZE = 56   # checked by tests/test_structs.py against ctypes.sizeof(_msghdr)
+MMSGHDR_SIZE = 64  # struct mmsghdr: msghdr, unsigned msg_len, padding
+
+
+def sendmsg(fd: int, name: Optional[bytes], data: bytes, control: bytes, flags: int) -> int:
+    """sendmsg(2) with a raw sockaddr (or None), one buffer and raw control bytes."""
+    name_buf = ctypes.create_string_buffer(name, len(name)) if name else None
+    data_buf = ctypes.create_string_buffer(data, len(data))
+    control_buf = ctypes.create_string_buffer(control, len(control)) if control else None
+    iov = _iovec(ctypes.addressof(data_buf), len(data))
+    msg = _msghdr(ctypes.addressof(name_buf) if name_buf else None, len(name) if name else 0,
+                  ctypes.addressof(iov), 1, ctypes.addressof(control_buf) if control_buf else None,
+                  len(control) if control else 0, 0)
+    return _call("sendmsg", fd, ctypes.byref(msg), flags)

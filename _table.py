@@ -82,6 +82,9 @@ ROWS: Dict[str, Row] = {
     "fremovexattr": _row(F.do_fremovexattr, ("fd", "name")),
     # sockets
     "connect": _row(N.do_connect, ("fd", "ptr", "size")),
+    "sendto": _row(N.do_sendto, ("fd", "ptr", "size", "flags", "ptr2", "mask")),
+    "sendmsg": _row(N.do_sendmsg, ("fd", "ptr", "flags")),
+    "sendmmsg": _row(N.do_sendmmsg, ("fd", "ptr", "size", "flags")),
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -104,7 +107,7 @@ ROWS: Dict[str, Row] = {
 ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
-          "utimensat fchmod fchown fsetxattr fremovexattr connect").split()
+          "utimensat fchmod fchown fsetxattr fremovexattr connect sendmsg sendmmsg").split()
 OTHER_PID = "prlimit64 sched_setaffinity sched_setparam sched_setscheduler sched_setattr".split()
 SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal".split()
 
@@ -131,6 +134,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if deny_mode:
         traps["execve"] = None
         traps["execveat"] = None
+    # sendto with a destination address (a non-NULL pointer in args[4])
+    traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:
         traps[name] = [Test(0, "ne", 0, "notify")]
     traps["setpriority"] = [Test(0, "ne", P.PRIO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]

@@ -190,3 +190,12 @@ def test_inode_flag_ioctls_are_refused(default):
     for request in (0x40086602, 0x40046602, 0x40087602, 0x40047602, 0x401C5820):
         assert verdict(code, arch, "ioctl", 3, request) == ("ERRNO", errno.EPERM), hex(request)
     assert verdict(code, arch, "ioctl", 3, 0x80086601) == ("ALLOW", 0)  # FS_IOC_GETFLAGS
+
+
+def test_sendto_is_notified_only_with_a_destination_and_sendmsg_always(default):
+    arch, code = default
+    assert verdict(code, arch, "sendto", 3, 0x1000, 5, 0, 0, 0) == ("ALLOW", 0)
+    assert verdict(code, arch, "sendto", 3, 0x1000, 5, 0, 0x7FFF0000, 16) == ("USER_NOTIF", 0)
+    assert verdict(code, arch, "sendto", 3, 0x1000, 5, 0, 1 << 40, 16) == ("USER_NOTIF", 0)
+    assert verdict(code, arch, "sendmsg", 3, 0x1000, 0) == ("USER_NOTIF", 0)
+    assert verdict(code, arch, "sendmmsg", 3, 0x1000, 1, 0) == ("USER_NOTIF", 0)

@@ -7,6 +7,7 @@ Runs as root and as the unprivileged test user; both must agree.
 """
 
 import json
+import os
 
 from conftest import SYSTEM_PYTHON
 
@@ -140,6 +141,63 @@ EXPECTED = {
     "readlink_proc_1_cwd": ["err", "EACCES"],
     "readlink_proc_parent_exe": ["err", "EACCES"],
 }
+
+
+DGRAM = r'''
+import socket, os, sys, array, json
+W, OUT = sys.argv[1], sys.argv[2]
+res = {}
+def t(name, fn):
+    try: res[name] = ["ok", fn()]
+    except OSError as e: res[name] = ["err", e.errno]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); srv.bind(W + "/in")
+c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+t("sendto_w", lambda: c.sendto(b"hello", W + "/in"))
+t("recv_w", lambda: srv.recv(100).decode())
+t("sendto_out", lambda: c.sendto(b"x", OUT))
+t("sendmsg_out", lambda: c.sendmsg([b"x"], [], 0, OUT))
+t("sendmsg_w_fds", lambda: c.sendmsg([b"fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))], 0, W + "/in"))
+t("recv_fds", lambda: (lambda m: [m[0].decode(), len(m[1])])(socket.recv_fds(srv, 100, 4)))
+a, b = socket.socketpair()
+t("sendmsg_pair", lambda: a.sendmsg([b"p", b"q"]))
+t("recv_pair", lambda: b.recv(10).decode())
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t("udp_sendto", lambda: v.sendto(b"udp", u.getsockname()))
+t("udp_recv", lambda: u.recv(10).decode())
+print(json.dumps(res))
+'''
+
+
+def test_datagrams_reach_only_sockets_under_a_write_rule(who, scratch):
+    """sendto/sendmsg name their destination: decided and sent on behalf like connect."""
+    import socket
+    w = who.make_dir(scratch / "w", 0o755)
+    outside = scratch / "outside"
+    outside.mkdir()
+    host = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    host.bind(str(outside / "sock"))
+    os.chmod(outside / "sock", 0o777)
+    probe = scratch / "dgram.py"
+    probe.write_text(DGRAM)
+    probe.chmod(0o644)
+    try:
+        r = who.run(SYSTEM_RO + ["-r", str(probe), "-w", str(w), "--", SYSTEM_PYTHON, str(probe), str(w),
+                                 str(outside / "sock")])
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        host.setblocking(False)
+        try:
+            leaked = host.recv(10)
+        except BlockingIOError:
+            leaked = None
+    finally:
+        host.close()
+    assert got == {"sendto_w": ["ok", 5], "recv_w": ["ok", "hello"], "sendto_out": ["err", 13],
+                   "sendmsg_out": ["err", 13], "sendmsg_w_fds": ["ok", 2], "recv_fds": ["ok", ["fd", 1]],
+                   "sendmsg_pair": ["ok", 2], "recv_pair": ["ok", "pq"], "udp_sendto": ["ok", 3],
+                   "udp_recv": ["ok", "udp"]}, got
+    assert leaked is None
 
 
 def _probe(who, scratch, env=None):
