@@ -84,3 +84,10 @@ def test_aarch64_has_no_legacy_path_syscalls():
 
 def test_audit_arch_values():
     assert _syscalls.AUDIT_ARCH == {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+
+
+def test_msghdr_layout_matches_the_64_bit_abi():
+    assert ctypes.sizeof(_syscalls._msghdr) == _syscalls.MSGHDR_SIZE == 56
+    assert _syscalls._msghdr.msg_iov.offset == 16 and _syscalls._msghdr.msg_control.offset == 32
+    import _netops
+    assert _netops._MSGHDR.size == 56
