@@ -89,6 +89,9 @@ def prepare(policy: Policy) -> Prepared:
     if not _syscalls.has_user_notif():
         raise SetupError(errno.ENOSYS, "seccomp user notification is not available (needs Linux >= 5.0)",
                          step="seccomp", hint="run python -m sandlock --check")
+    if not _syscalls.has_addfd_send():
+        raise SetupError(errno.ENOSYS, "seccomp fd injection (SECCOMP_ADDFD_FLAG_SEND) is not available "
+                         "(needs Linux >= 5.14)", step="seccomp", hint="run python -m sandlock --check")
     if not _syscalls.has_openat2() or not _syscalls.has_pidfd():
         raise SetupError(errno.ENOSYS, "openat2 and pidfd are needed (Linux >= 5.6)", step="probe",
                          hint="run python -m sandlock --check")

@@ -424,7 +424,8 @@ def _check(as_json: bool) -> int:
         arch_ok = True
     except OSError:
         arch_ok = False
-    core = arch_ok and abi >= 1 and features["seccomp_user_notif"] and features["openat2"] and features["pidfd"]
+    core = (arch_ok and abi >= 1 and features["seccomp_user_notif"] and features["seccomp_addfd_send"]
+            and features["openat2"] and features["pidfd"])
     features["verdict"] = "ok" if core else "unsupported"
     if as_json:
         print(json.dumps(features, indent=2))
