@@ -32,6 +32,14 @@ import _syscalls
 
 # --- classification ---------------------------------------------------------------
 
+# SysV IPC and POSIX message queues: their objects are found by a number or a
+# name, not by a path or a process Landlock knows, so a sandboxed process
+# could attach to a host process's shared memory, semaphores or queues.
+IPC = frozenset("""
+shmget shmat shmctl shmdt msgget msgsnd msgrcv msgctl semget semop semctl semtimedop mq_open mq_unlink
+mq_timedsend mq_timedreceive mq_notify mq_getsetattr
+""".split())
+
 # SPEC 1.8 default deny list, and a few more that only administer the host.
 DENY = frozenset("""
 mount umount2 pivot_root chroot swapon swapoff reboot sethostname setdomainname kexec_load
@@ -41,7 +49,7 @@ name_to_handle_at ioperm iopl modify_ldt quotactl quotactl_fd acct lookup_dcooki
 io_uring_enter io_uring_register fsopen fsmount fsconfig fspick move_mount open_tree
 open_tree_attr mount_setattr fanotify_init uselib statmount listmount syslog vhangup
 lsm_set_self_attr file_getattr file_setattr
-""".split())
+""".split()) | IPC
 
 # Never implemented, obsolete, or refused so that libc falls back: clone3 to
 # clone, the *xattrat family (Linux 6.13) to the older xattr calls.
@@ -55,30 +63,28 @@ setxattrat getxattrat listxattrat removexattrat
 # (it then appears in `traps`), e.g. stat under every policy.
 ALLOW = frozenset("""
 read write open close stat fstat lstat poll lseek mmap mprotect munmap brk rt_sigaction
-rt_sigprocmask rt_sigreturn pread64 pwrite64 readv writev access pipe select sched_yield
-mremap msync mincore madvise shmget shmat shmctl dup dup2 pause nanosleep getitimer alarm
-setitimer getpid sendfile connect accept sendto recvfrom sendmsg recvmsg shutdown bind
-listen getsockname getpeername socketpair setsockopt getsockopt fork vfork execve exit wait4
-kill uname semget semop semctl shmdt msgget msgsnd msgrcv msgctl fcntl flock fsync fdatasync
-truncate ftruncate getdents getcwd chdir fchdir rename mkdir rmdir creat link unlink symlink
-readlink chmod fchmod chown fchown lchown umask gettimeofday getrlimit getrusage sysinfo times
-getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid setreuid
-setregid getgroups setgroups setresuid getresuid setresgid getresgid getpgid setfsuid setfsgid
-getsid capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend sigaltstack
-utime mknod ustat statfs fstatfs sysfs getpriority setpriority sched_setparam sched_getparam
-sched_setscheduler sched_getscheduler sched_get_priority_max sched_get_priority_min
-sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl adjtimex setrlimit sync
-settimeofday gettid readahead setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr
-listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr tkill time futex
-sched_setaffinity sched_getaffinity set_thread_area io_setup io_destroy io_getevents io_submit
-io_cancel get_thread_area epoll_create remap_file_pages getdents64 set_tid_address
-restart_syscall semtimedop fadvise64 timer_create timer_settime timer_gettime timer_getoverrun
+rt_sigprocmask rt_sigreturn pread64 pwrite64 readv writev access pipe select sched_yield mremap
+msync mincore madvise dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile
+connect accept sendto recvfrom sendmsg recvmsg shutdown bind listen getsockname getpeername
+socketpair setsockopt getsockopt fork vfork execve exit wait4 kill uname fcntl flock
+fsync fdatasync truncate ftruncate getdents getcwd chdir fchdir rename mkdir rmdir creat link
+unlink symlink readlink chmod fchmod chown fchown lchown umask gettimeofday getrlimit getrusage
+sysinfo times getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid
+setreuid setregid getgroups setgroups setresuid getresuid setresgid getresgid getpgid setfsuid
+setfsgid getsid capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend
+sigaltstack utime mknod ustat statfs fstatfs sysfs getpriority setpriority sched_setparam
+sched_getparam sched_setscheduler sched_getscheduler sched_get_priority_max
+sched_get_priority_min sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl
+adjtimex setrlimit sync settimeofday gettid readahead setxattr lsetxattr fsetxattr getxattr
+lgetxattr fgetxattr listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr tkill
+time futex sched_setaffinity sched_getaffinity set_thread_area io_setup io_destroy io_getevents
+io_submit io_cancel get_thread_area epoll_create remap_file_pages getdents64 set_tid_address
+restart_syscall fadvise64 timer_create timer_settime timer_gettime timer_getoverrun
 timer_delete clock_settime clock_gettime clock_getres clock_nanosleep exit_group epoll_wait
-epoll_ctl tgkill utimes mbind set_mempolicy get_mempolicy mq_open mq_unlink mq_timedsend
-mq_timedreceive mq_notify mq_getsetattr waitid ioprio_set ioprio_get inotify_init
-inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat mknodat fchownat futimesat
-newfstatat unlinkat renameat linkat symlinkat readlinkat fchmodat faccessat pselect6 ppoll
-set_robust_list get_robust_list splice tee sync_file_range vmsplice move_pages utimensat
+epoll_ctl tgkill utimes mbind set_mempolicy get_mempolicy waitid ioprio_set ioprio_get
+inotify_init inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat mknodat fchownat
+futimesat newfstatat unlinkat renameat linkat symlinkat readlinkat fchmodat faccessat pselect6
+ppoll set_robust_list get_robust_list splice tee sync_file_range vmsplice move_pages utimensat
 epoll_pwait signalfd timerfd_create eventfd fallocate timerfd_settime timerfd_gettime accept4
 signalfd4 eventfd2 epoll_create1 dup3 pipe2 inotify_init1 preadv pwritev rt_tgsigqueueinfo
 recvmmsg fanotify_mark prlimit64 clock_adjtime syncfs sendmmsg getcpu kcmp sched_setattr

@@ -199,3 +199,10 @@ def test_sendto_is_notified_only_with_a_destination_and_sendmsg_always(default):
     assert verdict(code, arch, "sendto", 3, 0x1000, 5, 0, 1 << 40, 16) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "sendmsg", 3, 0x1000, 0) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "sendmmsg", 3, 0x1000, 1, 0) == ("USER_NOTIF", 0)
+
+
+def test_sysv_ipc_and_message_queues_are_refused(default):
+    """Found by number or name, not by path: Landlock cannot keep them inside."""
+    arch, code = default
+    for name in ("shmget", "shmat", "shmctl", "msgget", "semget", "semop", "mq_open", "mq_unlink"):
+        assert verdict(code, arch, name) == ("ERRNO", errno.EPERM), name

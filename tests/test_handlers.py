@@ -226,3 +226,20 @@ def test_on_behalf_operations_agree_on_older_landlock_abis(who, scratch):
     expected = dict(EXPECTED, connect_abstract_self=["err", "EPERM"])
     wrong = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
     assert not wrong, wrong
+
+
+def test_host_shared_memory_cannot_be_reached(who, scratch):
+    """A segment the host made (SysV IPC, found by its number) is out of reach inside."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    shmid = libc.shmget(0, 4096, 0o1666)  # IPC_PRIVATE, readable and writable by everyone
+    assert shmid >= 0
+    try:
+        code = (f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                f"r = libc.shmat({shmid}, None, 0)\nprint(ctypes.c_long(r).value, ctypes.get_errno())\n"
+                "print(libc.shmget(0, 4096, 0o1600), ctypes.get_errno())")
+        r = who.run(SYSTEM_RO + ["--", SYSTEM_PYTHON, "-c", code])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["-1", "1", "-1", "1"], r.stdout
+    finally:
+        libc.shmctl(shmid, 0, None)  # IPC_RMID
