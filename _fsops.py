@@ -102,24 +102,24 @@ def do_stat(ctx, call: Call):
     return Value(0)
 
 
-def do_statx(ctx, call: Call):
-    fd, _ = _object(ctx, call, "meta")
+def _write_back(ctx, call: Call, fd: int, fetch: Callable[[int], bytes]):
+    """fetch(fd) (then close fd) and write the bytes to the tracee's result buffer."""
     try:
-        raw = _syscalls.statx(fd, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask)
+        raw = fetch(fd)
     finally:
         os.close(fd)
     write_mem(ctx.tracees, call.tid, call.ptr, raw)
     return Value(0)
+
+
+def do_statx(ctx, call: Call):
+    fd, _ = _object(ctx, call, "meta")
+    return _write_back(ctx, call, fd, lambda f: _syscalls.statx(f, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask))
 
 
 def do_statfs(ctx, call: Call):
     fd, _ = _object(ctx, call, "meta", nofollow=False)
-    try:
-        raw = _syscalls.statfs(fd)
-    finally:
-        os.close(fd)
-    write_mem(ctx.tracees, call.tid, call.ptr, raw)
-    return Value(0)
+    return _write_back(ctx, call, fd, _syscalls.statfs)
 
 
 def do_fstatfs(ctx, call: Call):
@@ -127,11 +127,10 @@ def do_fstatfs(ctx, call: Call):
     try:
         if _is_o_path(fd):
             ctx.resolver.check(fd, ctx.resolver._name_of(fd), "meta")
-        raw = _syscalls.statfs(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    write_mem(ctx.tracees, call.tid, call.ptr, raw)
-    return Value(0)
+        raise
+    return _write_back(ctx, call, fd, _syscalls.statfs)
 
 
 def do_access(ctx, call: Call):
