@@ -75,6 +75,7 @@ class Prepared(NamedTuple):
     scope_ruleset: int
     supervisor_ruleset: int
     devices: Tuple[str, ...]   # device files granted, visible to stat and friends
+    filter_counts: Dict[str, int]  # syscalls per filter action, for --verbose
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -113,7 +114,12 @@ def prepare(policy: Policy) -> Prepared:
         raise
     child, scope, supervisor = fds if fds else (-1, -1, -1)
     devices = tuple(path for path, _ in device_paths(policy, ttys))
-    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices)
+    counts: Dict[str, int] = {}
+    for rule in rules.values():
+        key = rule if isinstance(rule, str) else "decided on arguments"
+        counts[key] = counts.get(key, 0) + 1
+    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
+                    counts)
 
 
 class Session:

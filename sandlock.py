@@ -392,7 +392,9 @@ def _verbose(policy: Policy, prepared) -> None:
     for right, how in _landlock.gaps(prepared.abi).items():
         out.append(f"sandlock: ABI lacks {right}: {how}")
     out.append(f"sandlock: trapped syscalls: {' '.join(sorted(prepared.traps))}")
-    out.append(f"sandlock: BPF program: {len(prepared.program) // 8} instructions")
+    counts = ", ".join(f"{n} {action}" for action, n in sorted(prepared.filter_counts.items()))
+    out.append(f"sandlock: BPF program: {len(prepared.program) // 8} instructions; syscalls: {counts}; "
+               f"unknown numbers: enosys")
     sys.stderr.write("\n".join(out) + "\n")
 
 
