@@ -25,7 +25,7 @@ import struct
 from typing import Callable, Optional, Tuple
 
 import _syscalls
-from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Errno, Fd, Value,
+from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
                     proc_status_field, read_mem, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
@@ -48,7 +48,7 @@ def _proc_fd(fd: int) -> bytes:
     return b"/proc/self/fd/%d" % fd
 
 
-def _object(ctx, call: Call, need: str, nofollow: Optional[bool] = None, extra: int = 0) -> Tuple[int, _syscalls.Stat]:
+def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None, extra: int = 0) -> Tuple[int, _syscalls.Stat]:
     """Look up call.dirfd/call.path, decide `need`, return (O_PATH fd, its stat)."""
     if nofollow is None:
         nofollow = bool(call.flags & AT_SYMLINK_NOFOLLOW)
@@ -70,7 +70,7 @@ def _is_o_path(fd: int) -> bool:
     return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH)
 
 
-def _fd_object(ctx, call: Call, need: str) -> int:
+def _fd_object(ctx: Context, call: Call, need: str) -> int:
     """A private duplicate of the tracee's fd call.fd, decided for `need`."""
     fd = ctx.tracees.getfd(call.tid, call.fd)
     try:
@@ -83,7 +83,7 @@ def _fd_object(ctx, call: Call, need: str) -> int:
 
 # --- metadata reads -----------------------------------------------------------------
 
-def do_stat(ctx, call: Call):
+def do_stat(ctx: Context, call: Call) -> Reply:
     path = call.path
     if path and path[0] == 47 and not (ctx.resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
         # The hot path: an absolute path openat2 proves symlink-free is its own real path.
@@ -102,7 +102,7 @@ def do_stat(ctx, call: Call):
     return Value(0)
 
 
-def _write_back(ctx, call: Call, fd: int, fetch: Callable[[int], bytes]):
+def _write_back(ctx: Context, call: Call, fd: int, fetch: Callable[[int], bytes]) -> Reply:
     """fetch(fd) (then close fd) and write the bytes to the tracee's result buffer."""
     try:
         raw = fetch(fd)
@@ -112,17 +112,17 @@ def _write_back(ctx, call: Call, fd: int, fetch: Callable[[int], bytes]):
     return Value(0)
 
 
-def do_statx(ctx, call: Call):
+def do_statx(ctx: Context, call: Call) -> Reply:
     fd, _ = _object(ctx, call, "meta")
     return _write_back(ctx, call, fd, lambda f: _syscalls.statx(f, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask))
 
 
-def do_statfs(ctx, call: Call):
+def do_statfs(ctx: Context, call: Call) -> Reply:
     fd, _ = _object(ctx, call, "meta", nofollow=False)
     return _write_back(ctx, call, fd, _syscalls.statfs)
 
 
-def do_fstatfs(ctx, call: Call):
+def do_fstatfs(ctx: Context, call: Call) -> Reply:
     fd = ctx.tracees.getfd(call.tid, call.fd)
     try:
         if _is_o_path(fd):
@@ -133,7 +133,7 @@ def do_fstatfs(ctx, call: Call):
     return _write_back(ctx, call, fd, _syscalls.statfs)
 
 
-def do_access(ctx, call: Call):
+def do_access(ctx: Context, call: Call) -> Reply:
     if call.mode & ~7:
         return Errno(errno.EINVAL)
     need = "write" if call.mode & W_OK else "read" if call.mode & (R_OK | X_OK) else "meta"
@@ -157,7 +157,7 @@ def _dac_allows(fd: int, st: _syscalls.Stat, mode: int, flags: int) -> bool:
         return os.access(_proc_fd(fd), mode)
 
 
-def do_readlink(ctx, call: Call):
+def do_readlink(ctx: Context, call: Call) -> Reply:
     if call.size <= 0 or call.size > 0x7FFFFFFF:
         return Errno(errno.EINVAL)
     if call.path == b"":
@@ -174,7 +174,7 @@ def do_readlink(ctx, call: Call):
     return Value(len(data))
 
 
-def do_chdir(ctx, call: Call):
+def do_chdir(ctx: Context, call: Call) -> Reply:
     fd, st = _object(ctx, call, "meta", nofollow=False)
     os.close(fd)
     if not stat.S_ISDIR(st.mode):
@@ -185,7 +185,7 @@ def do_chdir(ctx, call: Call):
     return CONTINUE
 
 
-def do_getxattr(ctx, call: Call):
+def do_getxattr(ctx: Context, call: Call) -> Reply:
     fd, _ = _object(ctx, call, "meta")
     try:
         value = os.getxattr(_proc_fd(fd), call.name or b"")
@@ -194,7 +194,7 @@ def do_getxattr(ctx, call: Call):
     return _write_sized(ctx, call, value)
 
 
-def do_listxattr(ctx, call: Call):
+def do_listxattr(ctx: Context, call: Call) -> Reply:
     fd, _ = _object(ctx, call, "meta")
     try:
         names = os.listxattr(_proc_fd(fd))
@@ -203,7 +203,7 @@ def do_listxattr(ctx, call: Call):
     return _write_sized(ctx, call, b"".join(os.fsencode(n) + b"\0" for n in names))
 
 
-def _write_sized(ctx, call: Call, data: bytes):
+def _write_sized(ctx: Context, call: Call, data: bytes) -> Reply:
     if call.size == 0:
         return Value(len(data))
     if len(data) > call.size:
@@ -212,7 +212,7 @@ def _write_sized(ctx, call: Call, data: bytes):
     return Value(len(data))
 
 
-def do_inotify_add_watch(ctx, call: Call):
+def do_inotify_add_watch(ctx: Context, call: Call) -> Reply:
     fd, _ = _object(ctx, call, "meta", nofollow=bool(call.mask & IN_DONT_FOLLOW))
     try:
         inotify = ctx.tracees.getfd(call.tid, call.fd)
@@ -227,12 +227,12 @@ def do_inotify_add_watch(ctx, call: Call):
 
 # --- opens ----------------------------------------------------------------------------
 
-def do_open(ctx, call: Call):
+def do_open(ctx: Context, call: Call) -> Reply:
     """open/openat/creat: O_PATH opens, and every open under --fs-deny or without TRUNCATE."""
     return _open(ctx, call, call.flags, call.mode, 0)
 
 
-def do_openat2(ctx, call: Call):
+def do_openat2(ctx: Context, call: Call):
     if call.size < 24 or call.size > 4096:
         return Errno(errno.EINVAL if call.size < 24 else errno.E2BIG)
     raw = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
@@ -244,7 +244,7 @@ def do_openat2(ctx, call: Call):
     return _open(ctx, call, flags, mode, resolve)
 
 
-def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
+def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
     if flags & os.O_PATH:
@@ -269,7 +269,7 @@ def _open(ctx, call: Call, flags: int, mode: int, resolve: int):
     return Fd(fd, bool(flags & os.O_CLOEXEC))
 
 
-def _open_for_writing(ctx, call: Call, flags: int, mode: int, resolve: int) -> int:
+def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
     """An open that may change a file is decided before it happens.
 
     (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
@@ -295,7 +295,7 @@ def _open_for_writing(ctx, call: Call, flags: int, mode: int, resolve: int) -> i
         os.close(probe)
 
 
-def _create(ctx, call: Call, path: bytes, flags: int, mode: int, resolve: int) -> int:
+def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolve: int) -> int:
     parent, _, base = path.rpartition(b"/")
     if not base or base in (b".", b".."):
         raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
@@ -309,7 +309,7 @@ def _create(ctx, call: Call, path: bytes, flags: int, mode: int, resolve: int) -
         os.close(directory)
 
 
-def _open_path_only(ctx, call: Call, flags: int, resolve: int):
+def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
     """O_PATH: decided on our own lookup, then opened by the kernel.
 
     SECCOMP_IOCTL_NOTIF_ADDFD refuses O_PATH files (fget skips them), so
@@ -332,7 +332,7 @@ def _umask(tid: int) -> int:
     return int(proc_status_field(tid, b"Umask"), 8)
 
 
-def do_exec_check(ctx, call: Call):
+def do_exec_check(ctx: Context, call: Call) -> Reply:
     """execve/execveat under --fs-deny: refuse a denied file reached by a hard link."""
     if call.path == b"" and call.flags & AT_EMPTY_PATH:
         fd = ctx.tracees.getfd(call.tid, call.dirfd)
@@ -349,7 +349,7 @@ def do_exec_check(ctx, call: Call):
     return CONTINUE
 
 
-def _on_object(ctx, call: Call, need: str, act: Callable[[int, _syscalls.Stat], object],
+def _on_object(ctx: Context, call: Call, need: str, act: Callable[[int, _syscalls.Stat], object],
                nofollow: Optional[bool] = None):
     """Look up and decide the tracee's path, then act(fd, stat) on the object; Value(0)."""
     fd, st = _object(ctx, call, need, nofollow)
@@ -360,7 +360,7 @@ def _on_object(ctx, call: Call, need: str, act: Callable[[int, _syscalls.Stat], 
     return Value(0)
 
 
-def _on_fd(ctx, call: Call, need: str, act: Callable[[int], object]):
+def _on_fd(ctx: Context, call: Call, need: str, act: Callable[[int], object]) -> Reply:
     """act(fd) on a private duplicate of the tracee's fd call.fd, decided for `need`; Value(0)."""
     fd = _fd_object(ctx, call, need)
     try:
@@ -370,14 +370,14 @@ def _on_fd(ctx, call: Call, need: str, act: Callable[[int], object]):
     return Value(0)
 
 
-def do_truncate(ctx, call: Call):
+def do_truncate(ctx: Context, call: Call) -> Reply:
     """truncate(2) when Landlock has no TRUNCATE right (ABI < 3)."""
     return _on_object(ctx, call, "write", lambda fd, st: os.truncate(_proc_fd(fd), call.size), nofollow=False)
 
 
 # --- metadata writes ----------------------------------------------------------------------
 
-def do_chmod(ctx, call: Call):
+def do_chmod(ctx: Context, call: Call) -> Reply:
     def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
@@ -385,11 +385,11 @@ def do_chmod(ctx, call: Call):
     return _on_object(ctx, call, "write", act)
 
 
-def do_chown(ctx, call: Call):
+def do_chown(ctx: Context, call: Call) -> Reply:
     return _on_object(ctx, call, "write", lambda fd, st: os.chown(_proc_fd(fd), call.uid, call.gid))
 
 
-def do_utimes(ctx, call: Call):
+def do_utimes(ctx: Context, call: Call) -> Reply:
     times = _read_times(ctx, call)
 
     def act(fd: int, *_: object) -> None:
@@ -400,7 +400,7 @@ def do_utimes(ctx, call: Call):
     return _on_object(ctx, call, "write", act)
 
 
-def _read_times(ctx, call: Call) -> Optional[bytes]:
+def _read_times(ctx: Context, call: Call) -> Optional[bytes]:
     """The new times as two struct timespec, or None for "now"."""
     if call.ptr == 0:
         return None
@@ -415,33 +415,33 @@ def _read_times(ctx, call: Call) -> Optional[bytes]:
     return read_mem(ctx.tracees, call.tid, call.ptr, _TIMESPEC2.size)
 
 
-def _xattr_value(ctx, call: Call) -> bytes:
+def _xattr_value(ctx: Context, call: Call) -> bytes:
     if call.size > 65536:
         raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
     return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
 
 
-def do_setxattr(ctx, call: Call):
+def do_setxattr(ctx: Context, call: Call) -> Reply:
     value = _xattr_value(ctx, call)
     return _on_object(ctx, call, "write", lambda fd, st: os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode))
 
 
-def do_removexattr(ctx, call: Call):
+def do_removexattr(ctx: Context, call: Call) -> Reply:
     return _on_object(ctx, call, "write", lambda fd, st: os.removexattr(_proc_fd(fd), call.name or b""))
 
 
-def do_fchmod(ctx, call: Call):
+def do_fchmod(ctx: Context, call: Call) -> Reply:
     return _on_fd(ctx, call, "write", lambda fd: os.fchmod(fd, call.mode & 0o7777))
 
 
-def do_fchown(ctx, call: Call):
+def do_fchown(ctx: Context, call: Call) -> Reply:
     return _on_fd(ctx, call, "write", lambda fd: os.fchown(fd, call.uid, call.gid))
 
 
-def do_fsetxattr(ctx, call: Call):
+def do_fsetxattr(ctx: Context, call: Call) -> Reply:
     value = _xattr_value(ctx, call)
     return _on_fd(ctx, call, "write", lambda fd: os.setxattr(fd, call.name or b"", value, call.mode))
 
 
-def do_fremovexattr(ctx, call: Call):
+def do_fremovexattr(ctx: Context, call: Call) -> Reply:
     return _on_fd(ctx, call, "write", lambda fd: os.removexattr(fd, call.name or b""))

@@ -28,23 +28,26 @@ import os
 import socket
 import struct
 import threading
-from typing import Callable, List, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import _syscalls
-from _notif import Call, Errno, Value, read_mem
+from _notif import Call, Context, Errno, Reply, Value, read_mem
 
 AF_UNIX = socket.AF_UNIX
 SUN_PATH_OFFSET = 2
 
 
-def do_connect(ctx, call: Call):
+def do_connect(ctx: Context, call: Call) -> Reply:
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
-    return _on_socket(ctx, call, address, True, lambda sock: _syscalls.connect(sock.fileno(), address) or 0)
+    def act(sock: socket.socket) -> int:
+        _syscalls.connect(sock.fileno(), address)
+        return 0
+    return _on_socket(ctx, call, address, True, act)
 
 
-def _socket(ctx, call: Call) -> socket.socket:
+def _socket(ctx: Context, call: Call) -> socket.socket:
     """A socket object around a private duplicate of the tracee's fd call.fd."""
     dup = ctx.tracees.getfd(call.tid, call.fd)
     try:
@@ -55,7 +58,7 @@ def _socket(ctx, call: Call) -> socket.socket:
                       "not a socket") from None
 
 
-def _on_socket(ctx, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
+def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
                act: Callable[[socket.socket], int], cleanup: Callable[[], None] = lambda: None):
     """Decide the address on the socket's real family, then act(sock) on behalf.
 
@@ -83,7 +86,7 @@ def _on_socket(ctx, call: Call, address: Union[None, bytes, List[bytes]], may_bl
     return _act(sock, act, cleanup)
 
 
-def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Callable[[], None]):
+def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Callable[[], None]) -> Reply:
     try:
         return Value(act(sock))
     except OSError as exc:
@@ -111,7 +114,7 @@ _IOVEC = struct.Struct("=QQ")
 _CMSGHDR = struct.Struct("=Qii")
 
 
-def do_sendto(ctx, call: Call):
+def do_sendto(ctx: Context, call: Call) -> Reply:
     """sendto(fd, buf, len, flags, addr, addrlen) with an address: decided and sent on behalf."""
     if call.mask > 128:
         return Errno(errno.EINVAL)
@@ -122,18 +125,19 @@ def do_sendto(ctx, call: Call):
                       lambda sock: _syscalls.sendmsg(sock.fileno(), address, data, b"", flags))
 
 
-def do_sendmsg(ctx, call: Call):
+def do_sendmsg(ctx: Context, call: Call) -> Reply:
     """sendmsg: the address, data and ancillary data are read once and sent on behalf."""
     name, data, control, fds = _read_msghdr(ctx, call, call.ptr)
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       lambda sock: _syscalls.sendmsg(sock.fileno(), name, data, control, flags),
-                      lambda: [os.close(fd) for fd in fds] and None)
+                      _closer(fds))
 
 
-def do_sendmmsg(ctx, call: Call):
+def do_sendmmsg(ctx: Context, call: Call) -> Reply:
     """sendmmsg: every message read and decided first, then sent on behalf in order."""
-    messages, fds = [], []
+    messages: List[Tuple[int, Optional[bytes], bytes, bytes]] = []
+    fds: List[int] = []
     try:
         for index in range(min(call.size, 1024)):
             entry = call.ptr + index * _syscalls.MMSGHDR_SIZE
@@ -160,10 +164,18 @@ def do_sendmmsg(ctx, call: Call):
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, act,
-                      lambda: [os.close(fd) for fd in fds] and None)
+                      _closer(fds))
 
 
-def _read_msghdr(ctx, call: Call, address: int):
+def _closer(fds: List[int]) -> Callable[[], None]:
+    """A cleanup that closes our duplicates of the fds a message passes on."""
+    def close() -> None:
+        for fd in fds:
+            os.close(fd)
+    return close
+
+
+def _read_msghdr(ctx: Context, call: Call, address: int) -> Tuple[Optional[bytes], bytes, bytes, List[int]]:
     """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr."""
     name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
         read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
@@ -177,13 +189,13 @@ def _read_msghdr(ctx, call: Call, address: int):
             take = min(length, SEND_MAX - len(data))
             if take:
                 data += read_mem(ctx.tracees, call.tid, base, take)
-    control, fds = b"", []
+    control, fds = b"", []  # type: Tuple[bytes, List[int]]
     if control_ptr and controllen:
         control, fds = _translate_control(ctx, call, read_mem(ctx.tracees, call.tid, control_ptr, controllen))
     return name, data, control, fds
 
 
-def _translate_control(ctx, call: Call, raw: bytes):
+def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, List[int]]:
     """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
     out, fds, offset = b"", [], 0
     try:
@@ -208,7 +220,7 @@ def _translate_control(ctx, call: Call, raw: bytes):
     return out, fds
 
 
-def _check_unix(ctx, call: Call, address: bytes) -> None:
+def _check_unix(ctx: Context, call: Call, address: bytes) -> None:
     if len(address) <= SUN_PATH_OFFSET:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
     if address[SUN_PATH_OFFSET] == 0:

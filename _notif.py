@@ -25,7 +25,12 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover -- Python 3.7 has no Protocol; 3.9 is the floor
+    Protocol = object  # type: ignore[assignment,misc]
 
 import _syscalls
 
@@ -60,6 +65,23 @@ class _Continue:
 
 
 CONTINUE = _Continue()
+
+# What a handler returns; None when a worker thread will answer later.
+Reply = Union[Errno, Value, Fd, _Continue, None]
+
+
+class Context(Protocol):
+    """What handlers see of the supervisor (implemented by _supervisor.Session)."""
+
+    tracees: "Tracees"
+    hot: "_syscalls.HotCalls"
+    resolver: Any      # _resolve.Resolver (handler modules do not import each other)
+    members: Any       # _procops.Members
+    policy: Any        # _policy.Policy
+    names: Dict[int, str]
+    abstract_scoped: bool
+
+    def reply_later(self, call: "Call", reply: Reply) -> None: ...
 
 
 class Call:

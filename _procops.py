@@ -23,7 +23,7 @@ import signal
 import time
 from typing import Dict, List, Set
 
-from _notif import CONTINUE, Call, Errno, Value, parent_of, tgid_of
+from _notif import CONTINUE, Call, Context, Errno, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1
@@ -83,7 +83,7 @@ def _children(pid: int) -> List[int]:
     return out
 
 
-def do_fork(ctx, call: Call):
+def do_fork(ctx: Context, call: Call) -> Reply:
     """fork/vfork/clone of a new process under --max-processes."""
     members: Members = ctx.members
     now = time.monotonic()
@@ -98,12 +98,12 @@ def do_fork(ctx, call: Call):
     return CONTINUE
 
 
-def do_pid_target(ctx, call: Call):
+def do_pid_target(ctx: Context, call: Call) -> Reply:
     """prlimit64 / sched_set* (args[0] = pid): only on the sandbox's own processes."""
     return _on_member(ctx, call, call.pid)
 
 
-def do_which_who(ctx, call: Call):
+def do_which_who(ctx: Context, call: Call) -> Reply:
     """setpriority / ioprio_set (which, who): one process of the sandbox, or EPERM."""
     process = IOPRIO_WHO_PROCESS if ctx.names[call.nr] == "ioprio_set" else PRIO_PROCESS
     if call.which != process:
@@ -111,7 +111,7 @@ def do_which_who(ctx, call: Call):
     return _on_member(ctx, call, call.pid)
 
 
-def _on_member(ctx, call: Call, pid: int):
+def _on_member(ctx: Context, call: Call, pid: int) -> Reply:
     if pid == 0 or pid == call.tid:
         return _continue_self()
     pidfd = _pidfd(pid)
@@ -127,7 +127,7 @@ def _on_member(ctx, call: Call, pid: int):
             os.close(pidfd)
 
 
-def _continue_self():
+def _continue_self() -> Reply:
     # CONTINUE: the call acts on the caller itself (pid 0 or its own tid), a
     # register value the kernel reads again unchanged.
     return CONTINUE
@@ -146,7 +146,7 @@ def _alive(pid: int) -> bool:
 
 # --- signals without Landlock scopes ---------------------------------------------------
 
-def do_kill(ctx, call: Call):
+def do_kill(ctx: Context, call: Call) -> Reply:
     pid, sig = call.pid, call.sig
     if pid > 0:
         return _signal_one(ctx, pid, sig, thread=False)
@@ -165,11 +165,11 @@ def do_kill(ctx, call: Call):
     return Value(0)
 
 
-def do_tkill(ctx, call: Call):
+def do_tkill(ctx: Context, call: Call) -> Reply:
     return _signal_one(ctx, call.pid, call.sig, thread=True)
 
 
-def do_tgkill(ctx, call: Call):
+def do_tgkill(ctx: Context, call: Call) -> Reply:
     tgid, tid = call.pid, call.pid2
     if tgid <= 0 or tid <= 0:
         return Errno(errno.EINVAL)
@@ -181,7 +181,7 @@ def do_tgkill(ctx, call: Call):
     return _signal_one(ctx, tid, call.sig, thread=True)
 
 
-def do_sigqueue(ctx, call: Call):
+def do_sigqueue(ctx: Context, call: Call) -> Reply:
     """rt_sigqueueinfo / rt_tgsigqueueinfo: only to the sandbox's own processes."""
     if call.pid <= 0 or not ctx.members.contains(call.pid):
         return Errno(errno.EPERM)
@@ -190,7 +190,7 @@ def do_sigqueue(ctx, call: Call):
     return CONTINUE
 
 
-def do_pidfd_send_signal(ctx, call: Call):
+def do_pidfd_send_signal(ctx: Context, call: Call) -> Reply:
     pidfd = ctx.tracees.getfd(call.tid, call.fd)
     try:
         pid = _pidfd_pid(pidfd)
@@ -204,7 +204,7 @@ def do_pidfd_send_signal(ctx, call: Call):
     return Value(0)
 
 
-def _signal_one(ctx, pid: int, sig: int, thread: bool):
+def _signal_one(ctx: Context, pid: int, sig: int, thread: bool) -> Reply:
     if not ctx.members.contains(pid):
         return Errno(errno.ESRCH if not _alive(pid) else errno.EPERM)
     _send(pid, sig, thread)

@@ -39,7 +39,7 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError
-from _notif import CONTINUE, Call, Errno, Fd, Tracees, Value, decode
+from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode
 from _policy import Policy, device_paths, terminals
 from _procops import Members
 from _resolve import FsRules, Resolver
@@ -187,7 +187,7 @@ class Session:
                 if fd >= 0:
                     _close(fd)
 
-    def _launch_plan(self, fds: List[int]):
+    def _launch_plan(self, fds: List[int]) -> Tuple[_launch.Prepared, _launch.Pipes, Tuple[Dict[str, int], List[int]]]:
         policy, prep = self.policy, self.prepared
         child_ruleset, scope_ruleset = prep.child_ruleset, prep.scope_ruleset
         self._supervisor_ruleset = prep.supervisor_ruleset
@@ -214,7 +214,7 @@ class Session:
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 
-    def _stdio(self, fds: List[int]):
+    def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
         """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
         stdio = [-1, -1, -1]
         parent: Dict[str, int] = {}
@@ -451,7 +451,7 @@ class Session:
         if reply is not None:
             self.send(call, reply)
 
-    def handle(self, call: Call):
+    def handle(self, call: Call) -> Reply:
         """Decode, check, act: the reply for one notification (None if answered elsewhere)."""
         handler = self.handlers.get(call.nr)
         if handler is None:
@@ -477,7 +477,7 @@ class Session:
         except OSError:
             return False
 
-    def send(self, call: Call, reply) -> None:
+    def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
         if isinstance(reply, Fd):
             self._send_fd(call, reply)
@@ -505,7 +505,7 @@ class Session:
         finally:
             os.close(reply.fd)
 
-    def reply_later(self, call: Call, reply) -> None:
+    def reply_later(self, call: Call, reply: Reply) -> None:
         """send() for worker threads (blocking operations done on behalf)."""
         with self._send_lock:
             try:
@@ -518,7 +518,7 @@ class Session:
 
     # --- signals and errors --------------------------------------------------------------------
 
-    def _install_signal_wakeup(self):
+    def _install_signal_wakeup(self) -> Optional[Tuple[int, int, Dict[int, object], int]]:
         if not self.forward_signals:
             return None
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -529,7 +529,7 @@ class Session:
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return r, w, previous, old_fd
 
-    def _restore_signals(self, wakeup) -> None:
+    def _restore_signals(self, wakeup: Optional[Tuple[int, int, Dict[int, object], int]]) -> None:
         if wakeup is None:
             return
         r, w, previous, old_fd = wakeup

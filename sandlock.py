@@ -93,7 +93,7 @@ class Sandbox:
         self._prepared: Dict[Any, Any] = {}
         self._lock = threading.Lock()
 
-    def _prepare(self, policy: Policy):
+    def _prepare(self, policy: Policy) -> Any:
         """Filter and Landlock rulesets, built once per policy and kept (see _supervisor.Prepared)."""
         import _supervisor
         key = (policy.cwd, policy.timeout)
@@ -146,7 +146,8 @@ def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes], **options: Any):
+def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
+                   **options: Any) -> Any:
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
     import _supervisor
     box: Dict[str, Any] = {}
