@@ -265,6 +265,7 @@ class Session:
                     self._pending_input = memoryview(self.input or b"")
                     sel.register(fd, selectors.EVENT_WRITE, "stdin")
                 else:
+                    os.set_blocking(fd, False)
                     sel.register(fd, selectors.EVENT_READ, name)
             if wakeup is not None:
                 sel.register(wakeup[0], selectors.EVENT_READ, "signal")
@@ -306,12 +307,13 @@ class Session:
         handlers = {"notify": self._on_notify, "stub": self._on_stub, "status": self._on_status,
                     "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
                     "stdin": self._on_input, "signal": self._on_signal}
-        select = sel.select
+        select, registered = sel.select, sel.get_map()
         timed = self._deadline is not None or self._next_memory_poll is not None
         while not self._stub_gone or self._open_outputs(sel):
-            events = select(self._wait_time() if timed or self._stub_gone else None)
+            events = select(self._wait_time() if timed else None)
             for key, _ in events:
-                handlers[key.data](sel, key)
+                if key.fd in registered:  # an earlier event of this batch may have closed it
+                    handlers[key.data](sel, key)
             if timed:
                 self._on_timers()
 
@@ -321,8 +323,6 @@ class Session:
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
         times = [t for t in (self._deadline, self._next_memory_poll) if t is not None]
-        if self._stub_gone:
-            times.append(now + 0.05)
         return max(0.0, min(times) - now) if times else None
 
     def _on_timers(self) -> None:
@@ -374,11 +374,15 @@ class Session:
         for other in list(sel.get_map().values()):
             if other.data in ("notify", "stdin", "signal"):
                 sel.unregister(other.fd)
-        # the command's status may still sit in the pipe
-        if self._status is None:
-            for k in list(sel.get_map().values()):
-                if k.data == "status":
-                    self._on_status(sel, k)
+        for k in list(sel.get_map().values()):
+            if k.data == "status" and self._status is None:
+                self._on_status(sel, k)  # the command's status may still sit in the pipe
+            elif k.data in ("stdout", "stderr"):
+                # Every process of the sandbox is gone, so all it wrote is in
+                # the pipe: read that and stop, without waiting for an EOF that
+                # a process forked elsewhere in this program could delay.
+                self._out[k.data] += _drain(k.fd)
+                sel.unregister(k.fd)
 
     def _reap_stub(self) -> None:
         try:
