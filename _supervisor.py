@@ -255,7 +255,7 @@ class Session:
         wakeup = self._install_signal_wakeup()
         try:
             self._fds = fds
-            self._start(pipes, sel)
+            self._start(pipes, sel, wakeup[0] if wakeup else -1)
             sel.register(self.stub_pidfd, selectors.EVENT_READ, "stub")
             sel.register(pipes.status_r, selectors.EVENT_READ, "status")
             sel.register(pipes.err_r, selectors.EVENT_READ, "error")
@@ -279,8 +279,21 @@ class Session:
                        bytes(self._out["stdout"]) if self.capture else None,
                        bytes(self._out["stderr"]) if self.capture else None)
 
-    def _start(self, pipes: _launch.Pipes, sel: selectors.BaseSelector) -> None:
-        """Wait for the command's listener, take it, and say go."""
+    def _start(self, pipes: _launch.Pipes, sel: selectors.BaseSelector, wakeup_fd: int) -> None:
+        """Wait for the command's listener, take it, and say go.
+
+        Signals are forwarded while waiting, so a stuck setup can still be
+        interrupted (the stub dies with its parent, and the command with it).
+        """
+        waiting = selectors.DefaultSelector()
+        try:
+            waiting.register(pipes.ready_r, selectors.EVENT_READ, "ready")
+            if wakeup_fd >= 0:
+                waiting.register(wakeup_fd, selectors.EVENT_READ, "signal")
+            while not any(key.data == "ready" for key, _ in waiting.select()):
+                self._on_signal(waiting, waiting.get_key(wakeup_fd))
+        finally:
+            waiting.close()
         data = _read_all_until(pipes.ready_r, _launch.READY.size)
         if len(data) != _launch.READY.size:
             error = _drain(pipes.err_r)
