@@ -10,7 +10,9 @@ Prints medians of:
      the kernel's seccomp action cache should make them cost nothing;
   3. trapped syscalls: 20000 os.stat("/etc/passwd") (trapped under every
      policy, SPEC 1.5), in microseconds per call, inside against outside;
-  4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`.
+  4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`;
+  5. real programs: python3 -c pass, and python3 importing json, email,
+     http.client and sqlite3 (hundreds of trapped stats between pauses).
 Not a test: timings never decide pass/fail.
 """
 
@@ -85,6 +87,11 @@ def main():
     cli = median_ms(lambda: subprocess.run([sys.executable, "-m", "sandlock", "--", "/bin/true"], env=env), args.runs)
     print(f"CLI start: python -c pass {py:.1f} ms, python -m sandlock -- /bin/true {cli:.1f} ms, "
           f"difference {cli - py:.1f} ms")
+    for label, code in (("python3 -c pass", "pass"), ("python3 imports", "import json, email, http.client, sqlite3")):
+        argv = [PYTHON, "-c", code]
+        b = median_ms(lambda: subprocess.run(argv), args.runs)
+        s = median_ms(lambda: box.run(argv, capture_output=False), args.runs)
+        print(f"{label}: bare {b:.1f} ms, sandboxed {s:.1f} ms, ratio {s / b:.2f}")
     for kind, n in (("getppid", 100000), ("pread", 100000), ("stat", 20000)):
         b = loop_us(kind, n, False, args.repeats)
         s = loop_us(kind, n, True, args.repeats)
