@@ -168,7 +168,7 @@ X32_SYSCALL_BIT = 0x40000000
 STAT_SIZE = {"x86_64": 144, "aarch64": 128}
 STATX_SIZE = 256
 # (st_dev, st_ino, st_mode) inside the raw struct stat of each architecture.
-_STAT_IDS = {"x86_64": (struct.Struct("=QQ8xI"),), "aarch64": (struct.Struct("=QQI"),)}
+_STAT_IDS = {"x86_64": struct.Struct("=QQ8xI"), "aarch64": struct.Struct("=QQI")}
 
 
 class Stat(NamedTuple):
@@ -177,11 +177,6 @@ class Stat(NamedTuple):
     ino: int
     mode: int
     raw: bytes
-
-
-def parse_stat(raw: bytes, arch: Optional[str] = None) -> Stat:
-    dev, ino, mode = _STAT_IDS[arch or machine()][0].unpack_from(raw)
-    return Stat(dev, ino, mode, raw)
 
 
 def _parse_table(text: str) -> Dict[str, int]:
@@ -279,13 +274,6 @@ def c_uint(value: int) -> ctypes.c_uint:
     return ctypes.c_uint(value)
 
 
-def buffer_address(buf: object) -> int:
-    """Address of a bytes-like buffer kept alive by the caller (ctypes object or bytearray)."""
-    if isinstance(buf, bytearray):
-        return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
-    return ctypes.addressof(buf)  # type: ignore[arg-type]
-
-
 # seccomp(2) -------------------------------------------------------------------
 
 def seccomp_filter_pointer(program: bytes) -> Tuple[object, object]:
@@ -341,13 +329,6 @@ def close_range(first: int, last: int, flags: int = 0) -> None:
     _call("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
 
 
-def newfstatat(dirfd: int, path: bytes, flags: int) -> bytes:
-    """newfstatat(2) returning the raw struct stat of this architecture."""
-    buf = ctypes.create_string_buffer(STAT_SIZE[machine()])
-    _call("newfstatat", dirfd, ctypes.c_char_p(path), buf, flags)
-    return buf.raw
-
-
 def statx(dirfd: int, path: bytes, flags: int, mask: int) -> bytes:
     """statx(2) returning the raw struct statx."""
     buf = ctypes.create_string_buffer(STATX_SIZE)
@@ -383,15 +364,6 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
 
 class _iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-def process_vm_readv(pid: int, address: int, size: int) -> bytes:
-    """process_vm_readv(2) of one range; may return fewer bytes at an unmapped page."""
-    buf = ctypes.create_string_buffer(size)
-    local = _iovec(ctypes.addressof(buf), size)
-    remote = _iovec(address, size)
-    got = _call("process_vm_readv", pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
-    return buf.raw[:got]
 
 
 def process_vm_writev(pid: int, address: int, data: bytes) -> int:
@@ -576,35 +548,32 @@ class HotCalls:
         self._stat = ctypes.create_string_buffer(STAT_SIZE[machine()])
         self._empty = ctypes.c_char_p(b"")
         self._at_empty = long_p(0x1000)
-        self._ids = _STAT_IDS[machine()][0]
+        self._ids = _STAT_IDS[machine()]
 
     def _fail(self) -> OSError:
         err = ctypes.get_errno()
         return OSError(err, os.strerror(err))
 
-    def readv(self, pid: int, address: int, size: int) -> bytes:
-        """Up to `size` (<= READ_MAX) bytes of another process's memory."""
+    def _transfer(self, number: object, pid: int, address: int, size: int) -> int:
+        """process_vm_readv/writev of `size` bytes between our buffer and `address`."""
         self._local.iov_len = size
         self._remote.iov_base = address
         self._remote.iov_len = size
-        got = self._syscall(self._nr_readv, self._long(pid), self._local_ref, self._one,
-                            self._remote_ref, self._one, self._zero)
-        if got < 0:
-            raise self._fail()
-        return self._buf.raw[:got]
-
-    def writev(self, pid: int, address: int, data: bytes) -> int:
-        """Write `data` (<= READ_MAX bytes) into another process's memory."""
-        size = len(data)
-        ctypes.memmove(self._buf, data, size)
-        self._local.iov_len = size
-        self._remote.iov_base = address
-        self._remote.iov_len = size
-        got = self._syscall(self._nr_writev, self._long(pid), self._local_ref, self._one,
+        got = self._syscall(number, self._long(pid), self._local_ref, self._one,
                             self._remote_ref, self._one, self._zero)
         if got < 0:
             raise self._fail()
         return got
+
+    def readv(self, pid: int, address: int, size: int) -> bytes:
+        """Up to `size` (<= READ_MAX) bytes of another process's memory."""
+        got = self._transfer(self._nr_readv, pid, address, size)  # before .raw is taken
+        return self._buf.raw[:got]
+
+    def writev(self, pid: int, address: int, data: bytes) -> int:
+        """Write `data` (<= READ_MAX bytes) into another process's memory."""
+        ctypes.memmove(self._buf, data, len(data))
+        return self._transfer(self._nr_writev, pid, address, len(data))
 
     def openat2(self, dirfd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
         how = self._how
