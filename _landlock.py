@@ -105,8 +105,8 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
         _punch(child, access, inside, out, ancestors)
 
 
-def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
-    """The ruleset for the child (or, with supervisor=True, for the supervising thread).
+def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, Plan]:
+    """(the child's ruleset, the supervising thread's), from one walk of the rules.
 
     `ttys` are the caller's terminal devices, granted like /dev/tty.
     """
@@ -120,13 +120,19 @@ def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ..
         _punch(path, everything, policy.fs_denied, rules, ancestors)
     for path, writable in device_paths(policy, ttys):
         rules.append(Rule(path, (DEVICE_RW if writable else DEVICE_RO) & everything))
-    if supervisor:
-        rules.append(Rule("/proc", READ & everything))
-        rules.extend(Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors)
-    # The supervisor thread connects sockets on behalf of the sandbox: with the
-    # abstract-socket scope its own connects reach only the sandbox's sockets.
-    scoped = (S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET if abi >= 6 else 0) if supervisor else scopes(abi)
-    return Plan(abi, everything, scoped, tuple(rules))
+    child = Plan(abi, everything, scopes(abi), tuple(rules))
+    # The supervisor thread reads /proc, lists the directories on the way to
+    # a denied path for the child, and connects sockets on behalf of the
+    # sandbox: with the abstract-socket scope those reach only the sandbox.
+    extra = [Rule("/proc", READ & everything)] + [Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors]
+    supervisor = Plan(abi, everything, S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET if abi >= 6 else 0,
+                      tuple(rules + extra))
+    return child, supervisor
+
+
+def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
+    """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
+    return plans(policy, abi, ttys)[1 if supervisor else 0]
 
 
 def create_ruleset(p: Plan) -> int:

@@ -102,8 +102,10 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    child_plan = _landlock.plan(policy, abi, ttys=ttys) if abi else _landlock.Plan(0, 0, 0, ())
-    supervisor_plan = _landlock.plan(policy, abi, supervisor=True, ttys=ttys) if abi else child_plan
+    if abi:
+        child_plan, supervisor_plan = _landlock.plans(policy, abi, ttys)
+    else:
+        child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
     traps = _table.traps_for(policy, abi, arch)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
     program = _filter.build(arch, rules)

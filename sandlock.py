@@ -90,21 +90,22 @@ class Sandbox:
 
     def __init__(self, **policy: Any) -> None:
         self.policy: Policy = make_policy(**policy)
-        self._prepared: Dict[Any, Any] = {}
+        self._prepared: Any = None
         self._lock = threading.Lock()
 
-    def _prepare(self, policy: Policy) -> Any:
-        """Filter and Landlock rulesets, built once per policy and kept (see _supervisor.Prepared)."""
+    def _prepare(self) -> Any:
+        """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
+
+        Only the policy given at construction shapes them: a run's timeout
+        or cwd does not.
+        """
         import _supervisor
-        key = (policy.cwd, policy.timeout)
         with self._lock:
-            prepared = self._prepared.get(key)
-            if prepared is None:
-                prepared = _supervisor.prepare(policy)
-                self._prepared[key] = prepared
+            if self._prepared is None:
                 import weakref
-                weakref.finalize(self, _supervisor.close_prepared, prepared)
-        return prepared
+                self._prepared = _supervisor.prepare(self.policy)
+                weakref.finalize(self, _supervisor.close_prepared, self._prepared)
+        return self._prepared
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
@@ -130,7 +131,7 @@ class Sandbox:
             raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
         args = normalise_argv(argv)
         environment = child_environment(policy, env if env is not None else os.environ)
-        outcome = _run_in_thread(policy, self._prepare(policy), args, _env_bytes(environment),
+        outcome = _run_in_thread(policy, self._prepare(), args, _env_bytes(environment),
                                  capture=capture_output, input=bytes(input) if input is not None else None)
         result = _result(list(argv), outcome)
         if check:
