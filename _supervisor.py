@@ -133,7 +133,7 @@ class Session:
 
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False, verbose: bool = False) -> None:
+                 forward_signals: bool = False, debug: bool = False) -> None:
         self.policy = policy
         self.prepared = prepared
         self.argv = tuple(argv)
@@ -146,7 +146,6 @@ class Session:
         if debug:  # imported now: once confined, the supervisor may not read Python's library
             import traceback
             self._format_exc = traceback.format_exc
-        self.verbose = verbose
         self.names = _syscalls.names(prepared.arch)
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch)
         self.abstract_scoped = prepared.abi >= 6
@@ -156,7 +155,6 @@ class Session:
         self.members: Optional[Members] = None
         self.tracees: Optional[Tracees] = None
         self.resolver: Optional[Resolver] = None
-        self._send_lock = threading.Lock()
 
     # --- the whole run ----------------------------------------------------------------
 
@@ -331,16 +329,13 @@ class Session:
                     "stdin": self._on_input, "signal": self._on_signal}
         select, registered = sel.select, sel.get_map()
         timed = self._deadline is not None or self._next_memory_poll is not None
-        while not self._stub_gone or self._open_outputs(sel):
+        while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
             events = select(self._wait_time() if timed else None)
             for key, _ in events:
                 if key.fd in registered:  # an earlier event of this batch may have closed it
                     handlers[key.data](sel, key)
             if timed:
                 self._on_timers()
-
-    def _open_outputs(self, sel: selectors.BaseSelector) -> bool:
-        return any(k.data in ("stdout", "stderr") for k in sel.get_map().values())
 
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
@@ -555,12 +550,14 @@ class Session:
             os.close(reply.fd)
 
     def reply_later(self, call: Call, reply: Reply) -> None:
-        """send() for worker threads (blocking operations done on behalf)."""
-        with self._send_lock:
-            try:
-                self.send(call, reply)
-            except OSError:
-                pass
+        """send() for worker threads (blocking operations done on behalf).
+
+        send() builds its own buffers, so threads may answer concurrently.
+        """
+        try:
+            self.send(call, reply)
+        except OSError as exc:
+            self._debug(f"answering {self.names.get(call.nr)} failed: {exc}")
 
     def _is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)

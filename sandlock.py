@@ -352,7 +352,7 @@ def _main(argv: List[str], debug: bool) -> int:
     env = _env_bytes(child_environment(policy, os.environ))
     interactive = _interactive()
     session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
-                                  forward_signals=True, debug=debug, verbose=ns.verbose)
+                                  forward_signals=True, debug=debug)
     outcome = session.run()
     if outcome.reason:
         _say(outcome.reason)
