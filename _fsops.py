@@ -247,7 +247,13 @@ def do_openat2(ctx: Context, call: Call):
 def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
-    if flags & os.O_PATH:
+    if flags & os.O_PATH and ctx.resolver.emulated_root:
+        # In a root nothing path-shaped may continue, and SECCOMP_IOCTL_NOTIF_ADDFD
+        # refuses O_PATH files: the caller gets a read-only fd of the object
+        # instead (README: needs read permission where O_PATH would not).
+        flags = (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY
+        need = "read"
+    elif flags & os.O_PATH:
         return _open_path_only(ctx, call, flags, resolve)
     else:
         accmode = flags & os.O_ACCMODE

@@ -25,6 +25,8 @@ DEFAULT_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbi
 # Device files every policy can use (SPEC section 3).
 DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
 DEVICES_RO = ("/dev/random", "/dev/urandom")
+# and, inside an emulated root, pseudo-terminals (SPEC section 4)
+DEVICES_ROOT = ("/dev/ptmx", "/dev/pts")
 
 
 
@@ -45,7 +47,8 @@ def terminals() -> Tuple[str, ...]:
 def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[str, bool], ...]:
     """(device, writable) pairs every sandbox gets, minus denied ones."""
     out = []
-    for path, writable in [(p, True) for p in DEVICES_RW + ttys] + [(p, False) for p in DEVICES_RO]:
+    extra = DEVICES_ROOT if policy.chroot is not None else ()
+    for path, writable in [(p, True) for p in DEVICES_RW + ttys + extra] + [(p, False) for p in DEVICES_RO]:
         if os.path.exists(path) and not any(path == d or path.startswith(d + "/") for d in policy.fs_denied):
             out.append((path, writable))
     return tuple(out)
@@ -62,7 +65,11 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("fs_readable", ()), ("fs_writable", ()), ("fs_denied", ()), ("default_view", True),
     ("max_memory", None), ("max_processes", None), ("max_open_files", None), ("timeout", None),
     ("env", ()), ("clean_env", False), ("cwd", None), ("best_effort", False), ("extra_deny_syscalls", ()),
+    ("chroot", None), ("fs_mount", ()),
 )
+
+# PATH inside an emulated root unless --env/--clean-env say otherwise (SPEC section 4).
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Policy:
@@ -86,6 +93,8 @@ class Policy:
     cwd: Optional[str]
     best_effort: bool
     extra_deny_syscalls: Tuple[str, ...]
+    chroot: Optional[str]                       # host path of the emulated root
+    fs_mount: Tuple[Tuple[str, str, bool], ...]  # (virtual path, host path, read-only)
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -118,7 +127,12 @@ class Policy:
         return f"Policy({fields})"
 
     def readable_paths(self) -> Tuple[str, ...]:
-        """Paths readable and executable: the user's, or the default view."""
+        """Paths readable and executable: the user's, or the default view.
+
+        With an emulated root these are virtual paths and the default is "/".
+        """
+        if self.chroot is not None:
+            return self.fs_readable or ("/",)
         if self.fs_readable or not self.default_view:
             return self.fs_readable
         return tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
@@ -160,12 +174,31 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
     """
     labels = dict(labels or {})
     known = {name for name, _ in _FIELDS}
+    if "root" in kwargs:
+        if kwargs.get("chroot") is not None:
+            raise PolicyError("root and chroot name the same thing: pass one")
+        kwargs = dict(kwargs)
+        kwargs["chroot"] = kwargs.pop("root")
     for key in kwargs:
         if key not in known:
             raise PolicyError(f"unknown policy field {key!r}")
-    readable = _paths("fs_readable", kwargs.get("fs_readable", ()), labels)
-    writable = _paths("fs_writable", kwargs.get("fs_writable", ()), labels)
-    denied = _paths("fs_denied", kwargs.get("fs_denied", ()), labels)
+    chroot = _optional(kwargs.get("chroot"), lambda v: _directory("chroot", v, labels))
+    if chroot is not None:
+        import _rootfs  # only emulated roots need it (keeps the CLI's start small)
+        mounts = _rootfs.parse_mounts("fs_mount", kwargs.get("fs_mount", ()), labels)
+
+        def guest(name: str) -> Tuple[str, ...]:
+            return _rootfs.guest_paths(chroot, mounts, name, kwargs.get(name, ()), labels)
+        readable, writable, denied = guest("fs_readable"), guest("fs_writable"), guest("fs_denied")
+        cwd = _optional(kwargs.get("cwd"), lambda v: _rootfs.guest_directory(chroot, mounts, "cwd", v, labels))
+    else:
+        if kwargs.get("fs_mount"):
+            raise _err("fs_mount", labels, "needs an emulated root (chroot)")
+        mounts = ()
+        readable = _paths("fs_readable", kwargs.get("fs_readable", ()), labels)
+        writable = _paths("fs_writable", kwargs.get("fs_writable", ()), labels)
+        denied = _paths("fs_denied", kwargs.get("fs_denied", ()), labels)
+        cwd = _optional(kwargs.get("cwd"), lambda v: _directory("cwd", v, labels))
     values = dict(
         fs_readable=readable,
         fs_writable=writable,
@@ -177,9 +210,11 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         timeout=_optional(kwargs.get("timeout"), lambda v: _positive_number("timeout", v, labels)),
         env=_env(kwargs.get("env", ()), labels),
         clean_env=_bool("clean_env", kwargs.get("clean_env", False), labels),
-        cwd=_optional(kwargs.get("cwd"), lambda v: _directory("cwd", v, labels)),
+        cwd=cwd,
         best_effort=_bool("best_effort", kwargs.get("best_effort", False), labels),
         extra_deny_syscalls=_names("extra_deny_syscalls", kwargs.get("extra_deny_syscalls", ()), labels),
+        chroot=chroot,
+        fs_mount=mounts,
     )
     return Policy(labels, **values)
 
@@ -292,6 +327,10 @@ def child_environment(policy: Policy, base: Mapping[str, str], overrides: Option
         env = {k: base[k] for k in CLEAN_ENV_KEEP if k in base}
     else:
         env = dict(base)
+    if policy.chroot is not None:
+        import _rootfs
+        env["PATH"] = GUEST_PATH
+        env["HOME"] = _rootfs.guest_home(policy.chroot, os.getuid())
     env.update(policy.env)
     if overrides:
         env.update(overrides)

@@ -112,6 +112,8 @@ def d_path(fd: int) -> bytes:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
+    emulated_root = False  # _rootfs.RootResolver: every path is virtual
+
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls") -> None:
         self.hot = hot

@@ -39,11 +39,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import _filter
 import _landlock
 import _launch
+import _policy
+import _rootfs
 import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError
-from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode
+from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, tgid_of, write_mem
 from _policy import Policy, device_paths, terminals
 from _procops import Members
 from _resolve import FsRules, Resolver
@@ -80,12 +82,40 @@ class Prepared(NamedTuple):
     supervisor_ruleset: int
     devices: Tuple[str, ...]   # device files granted, visible to stat and friends
     filter_counts: Dict[str, int]  # syscalls per filter action, for --verbose
+    root: Optional["_rootfs.Scratch"] = None   # the emulated root's scratch directory
+    host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
 
 
 def close_prepared(prepared: Prepared) -> None:
     for fd in (prepared.child_ruleset, prepared.scope_ruleset, prepared.supervisor_ruleset):
         if fd >= 0:
             _close(fd)
+    if prepared.root is not None:
+        prepared.root.close()
+
+
+def _host_policy(policy: Policy, scratch: "_rootfs.Scratch") -> Policy:
+    """An emulated root's policy in host terms, for Landlock and FsRules.
+
+    Readable: the root (or the -r paths inside it), every --fs-mount, the
+    scratch /dev; writable: -w paths, read-write mounts, the private
+    /dev/shm and pseudo-terminals; denied: --fs-deny inside the root.
+    """
+    def hosts(paths: Sequence[str]) -> List[str]:
+        out = []
+        for virt in paths:
+            if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
+                continue
+            host = _rootfs.host_path(policy.chroot or "/", policy.fs_mount, virt)
+            if host is not None and host not in out:
+                out.append(host)
+        return out
+    readable = hosts(policy.readable_paths()) + [h for _, h, _ in policy.fs_mount] + [scratch.dev]
+    writable = hosts(policy.fs_writable) + [h for _, h, ro in policy.fs_mount if not ro] + [scratch.shm]
+    writable += [d for d in _policy.DEVICES_ROOT + _policy.DEVICES_RW + terminals() if os.path.exists(d)]
+    denied = hosts(policy.fs_denied)
+    return policy.replace(chroot=None, fs_mount=(), default_view=False, fs_readable=tuple(readable),
+                          fs_writable=tuple(writable), fs_denied=tuple(denied))
 
 
 def prepare(policy: Policy) -> Prepared:
@@ -102,10 +132,23 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    if abi:
-        child_plan, supervisor_plan = _landlock.plans(policy, abi, ttys)
-    else:
-        child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
+    scratch = None
+    landlock_policy = policy
+    if policy.chroot is not None:
+        scratch = _rootfs.Scratch()
+        landlock_policy = _host_policy(policy, scratch)
+    try:
+        if abi:
+            child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
+            if scratch is not None:  # the supervisor makes the anchors (see _rootfs)
+                supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + (
+                    _landlock.Rule(scratch.cwd, _landlock.fs_rights(abi)),))
+        else:
+            child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
+    except BaseException:
+        if scratch is not None:
+            scratch.close()
+        raise
     traps = _table.traps_for(policy, abi, arch)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
     program = _filter.build(arch, rules)
@@ -117,15 +160,19 @@ def prepare(policy: Policy) -> Prepared:
     except BaseException:
         for fd in fds:
             _close(fd) if fd >= 0 else None
+        if scratch is not None:
+            scratch.close()
         raise
     child, scope, supervisor = fds if fds else (-1, -1, -1)
-    devices = tuple(path for path, _ in device_paths(policy, ttys))
+    devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
     counts: Dict[str, int] = {}
     for rule in rules.values():
         key = rule if isinstance(rule, str) else "decided on arguments"
         counts[key] = counts.get(key, 0) + 1
+    host_rules = ((landlock_policy.fs_readable, landlock_policy.fs_writable, landlock_policy.fs_denied)
+                  if scratch is not None else ((), (), ()))
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts)
+                    counts, scratch, host_rules)
 
 
 class Session:
@@ -147,7 +194,7 @@ class Session:
             import traceback
             self._format_exc = traceback.format_exc
         self.names = _syscalls.names(prepared.arch)
-        self.handlers = _table.handlers_for(prepared.traps, prepared.arch)
+        self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
         self.listener = -1
         self.stub = -1
@@ -155,6 +202,27 @@ class Session:
         self.members: Optional[Members] = None
         self.tracees: Optional[Tracees] = None
         self.resolver: Optional[Resolver] = None
+        self.execve_nr = self.names_to_numbers().get("execve", -1)
+        self._memory: Optional[_MemoryWriter] = None
+        self._run_dirs: Tuple[str, ...] = ()
+        self._cwd: Optional[_rootfs.Cwd] = None
+        if prepared.root is not None:
+            anchors, shm = prepared.root.new_run()
+            self._run_dirs = (anchors, shm)
+            self._shm = shm
+            self._cwd = _rootfs.Cwd(anchors, os.fsencode(policy.cwd or "/"), self._processes, self._is_member)
+            self._start_dir = self._cwd.anchor
+
+    def names_to_numbers(self) -> Dict[str, int]:
+        return {name: nr for nr, name in self.names.items()}
+
+    def _root_resolver(self) -> Resolver:
+        readable, writable, denied = self.prepared.host_rules
+        scratch = self.prepared.root
+        assert scratch is not None and self._cwd is not None and self.tracees is not None
+        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc"), writable, denied)
+        return _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, self.policy.chroot or "/",
+                                    self.policy.fs_mount, self._cwd, self._shm, scratch.dev)
 
     # --- the whole run ----------------------------------------------------------------
 
@@ -163,12 +231,17 @@ class Session:
         fds: List[int] = []
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
+            if self.prepared.root is not None:
+                self._memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
             self._confine(fds)
             self.hot = _syscalls.HotCalls()
             self.tracees = Tracees(self.hot)
-            readable = self.policy.readable_paths() + self.prepared.devices
-            self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
-                                             self.policy.fs_denied), self.tracees, self._is_member, self.hot)
+            if self.prepared.root is not None:
+                self.resolver = self._root_resolver()
+            else:
+                readable = self.policy.readable_paths() + self.prepared.devices
+                self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
+                                                 self.policy.fs_denied), self.tracees, self._is_member, self.hot)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
             self.stub = os.fork()
@@ -190,6 +263,12 @@ class Session:
                 self.resolver.close()
             if self.tracees is not None:
                 self.tracees.close()
+            if self._memory is not None:
+                self._memory.close()
+            if self._run_dirs:
+                import shutil
+                for path in self._run_dirs:
+                    shutil.rmtree(path, ignore_errors=True)
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
@@ -214,7 +293,8 @@ class Session:
         tty = 0 if self.interactive and own_group else -1
         launch = _launch.Prepared(
             candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
-            argv=self.argv, envp=self.env, cwd=policy.cwd, rlimits=tuple(rlimits),
+            argv=self.argv, envp=self.env,
+            cwd=os.fsdecode(self._start_dir) if prep.root is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=child_ruleset, scope_ruleset=scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
             umask=_current_umask(), reset_signals=_launch.ignored_signals())
@@ -549,6 +629,23 @@ class Session:
         finally:
             os.close(reply.fd)
 
+    def inject(self, call: Call, fd: int, cloexec: bool = True) -> int:
+        """Install a copy of our fd in the caller (close-on-exec) and return its number there."""
+        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, 0, fd, 0, os.O_CLOEXEC if cloexec else 0))
+        return fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
+
+    def force_write(self, tid: int, address: int, data: bytes) -> bool:
+        """Write the tracee's memory, read-only pages too (a path in .rodata; see
+        _MemoryWriter); True if the page was read-only."""
+        try:
+            write_mem(self.tracees, tid, address, data)
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EFAULT or self._memory is None:
+                raise
+            self._memory.write(tid, address, data)
+            return True
+
     def reply_later(self, call: Call, reply: Reply) -> None:
         """send() for worker threads (blocking operations done on behalf).
 
@@ -558,6 +655,9 @@ class Session:
             self.send(call, reply)
         except OSError as exc:
             self._debug(f"answering {self.names.get(call.nr)} failed: {exc}")
+
+    def _processes(self) -> List[int]:
+        return self.members.processes() if self.members is not None else []
 
     def _is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)
@@ -594,6 +694,59 @@ class Session:
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
             raise ExecError(err, f"{name}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
+
+
+class _MemoryWriter:
+    """Writes into a tracee's read-only pages through /proc/PID/mem.
+
+    Only exec and chdir in an emulated root need it: their path string may
+    sit in .rodata (system(3) passes "/bin/sh") and must be rewritten, then
+    restored (see _rootops).  process_vm_writev(2) honours page protections;
+    /proc/PID/mem does not, but opening it for writing needs a Landlock
+    write right on /proc that the supervisor thread must not have.  So this
+    one thread, started before the supervisor confines itself, opens
+    /proc/PID/mem of processes of the sandbox (checked) for writing, and
+    nothing else.
+    """
+
+    def __init__(self, is_member) -> None:
+        import queue
+        self._is_member = is_member
+        self._requests: "queue.Queue" = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="sandlock-memory", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            tid, address, data, answer, done = request
+            try:
+                if not self._is_member(tgid_of(tid)):
+                    raise OSError(errno.EPERM, "not a process of the sandbox")
+                fd = os.open(f"/proc/{tid}/mem", os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    if os.pwrite(fd, data, address) != len(data):
+                        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                answer.append(exc)
+            finally:
+                done.set()
+
+    def write(self, tid: int, address: int, data: bytes) -> None:
+        answer: List[OSError] = []
+        done = threading.Event()
+        self._requests.put((tid, address, data, answer, done))
+        if not done.wait(5.0):
+            raise OSError(errno.ETIMEDOUT, "memory writer did not answer")
+        if answer:
+            raise answer[0]
+
+    def close(self) -> None:
+        self._requests.put(None)
 
 
 def _hung_up(poller: "select.poll") -> bool:

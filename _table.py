@@ -16,6 +16,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import _fsops as F
 import _netops as N
 import _procops as P
+import _rootops as RO
 import _syscalls
 from _filter import Test, Trap
 from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
@@ -104,6 +105,32 @@ ROWS: Dict[str, Row] = {
     "pidfd_send_signal": _row(P.do_pidfd_send_signal, ("fd", "sig", "ptr", "flags")),
 }
 
+# With an emulated root, every path syscall is trapped; these rows are added
+# and these handlers replace the ones above (SPEC section 4).
+ROOT_ROWS: Dict[str, Row] = {
+    "mkdir": _row(RO.do_mkdir, ("path", "mode")),
+    "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
+    "mknod": _row(RO.do_mknod, ("path", "mode", "_")),
+    "mknodat": _row(RO.do_mknod, ("dirfd", "path", "mode", "_")),
+    "unlink": _row(RO.do_unlink, ("path",)),
+    "unlinkat": _row(RO.do_unlink, ("dirfd", "path", "flags")),
+    "rmdir": _row(RO.do_unlink, ("path",), flags=RO.AT_REMOVEDIR),
+    "rename": _row(RO.do_rename, ("path", "path2")),
+    "renameat": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2")),
+    "renameat2": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
+    "link": _row(RO.do_link, ("path", "path2")),
+    "linkat": _row(RO.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
+    "symlink": _row(RO.do_symlink, ("path", "path2")),
+    "symlinkat": _row(RO.do_symlink, ("path", "dirfd2", "path2")),
+    "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
+    "chdir": _row(RO.do_chdir, ("path",)),
+    "fchdir": _row(RO.do_chdir, ("fd",)),
+    "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
+    "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
+    "execve": _row(RO.do_execve, ("path",)),
+    "execveat": _row(RO.do_execve, ("dirfd", "path", "_", "_", "flags")),
+}
+
 ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
@@ -117,8 +144,12 @@ _ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true fo
 def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
     """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
     table = _syscalls.table(arch)
-    deny_mode = bool(policy.fs_denied)
+    deny_mode = bool(policy.fs_denied) or policy.chroot is not None
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
+    if policy.chroot is not None:
+        for name in ROOT_ROWS:
+            traps[name] = None
+        traps["truncate"] = None
     for name, flags_arg in (("open", 1), ("openat", 2)):
         if deny_mode:
             traps[name] = None
@@ -164,11 +195,11 @@ class Handler(NamedTuple):
     fixed: Dict[str, object]
 
 
-def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None) -> Dict[int, Handler]:
+def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False) -> Dict[int, Handler]:
     """Syscall number -> compiled handler, for exactly the trapped names."""
     table = _syscalls.table(arch)
     out = {}
     for name in traps:
-        row = ROWS[name]
+        row = ROOT_ROWS[name] if root and name in ROOT_ROWS else ROWS[name]
         out[table[name]] = Handler(row.op, compile_layout(row.layout), row.fixed)
     return out

@@ -140,7 +140,8 @@ class Sandbox:
 
 
 def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
-    return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd).cwd)
+    return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd, chroot=policy.chroot,
+                                          fs_mount=[f"{v}:{h}" for v, h, _ in policy.fs_mount]).cwd)
 
 
 def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
@@ -219,6 +220,8 @@ examples:
       only these paths; writes only under /tmp/out
   python -m sandlock --fs-deny /etc/shadow --fs-deny ~/.ssh -- make
       the default view minus secrets (the denial wins over every rule)
+  python -m sandlock --root ./rootfs -w /tmp -- /bin/sh -c 'cat /etc/os-release; echo hi > /tmp/f'
+      a distribution's programs in ./rootfs, seen as /; only its /tmp writable
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
   python -m sandlock --clean-env --env HOME=/tmp -- env
@@ -237,6 +240,7 @@ LABELS = {
     "fs_readable": "--fs-read", "fs_writable": "--fs-write", "fs_denied": "--fs-deny",
     "max_memory": "--max-memory", "max_processes": "--max-processes", "max_open_files": "--max-open-files",
     "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
+    "chroot": "--root", "fs_mount": "--fs-mount",
 }
 
 
@@ -262,6 +266,10 @@ def _parser():  # type: ignore[no-untyped-def]
                     help="allow reading, writing, creating and removing under PATH (repeatable)")
     fs.add_argument("--fs-deny", action="append", default=[], metavar="PATH",
                     help="refuse PATH whatever else allows it (repeatable)")
+    fs.add_argument("--root", "--chroot", dest="root", metavar="DIR",
+                    help="emulated root: the command sees DIR as / (paths of -r/-w/--fs-deny/--cwd are inside it)")
+    fs.add_argument("--fs-mount", action="append", default=[], metavar="VIRT:HOST[:ro]",
+                    help="with --root: show host directory HOST at VIRT (writable unless :ro; repeatable)")
     res = p.add_argument_group("resources")
     res.add_argument("-t", "--timeout", metavar="SECONDS", help="kill the sandbox after SECONDS (exit 124)")
     res.add_argument("-m", "--max-memory", metavar="SIZE", help="memory of all processes together, e.g. 512M")
@@ -290,10 +298,10 @@ def _parser():  # type: ignore[no-untyped-def]
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
-                                  extra_deny_syscalls=ns.deny_syscall)
+                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
-                       ("cwd", ns.cwd)):
+                       ("cwd", ns.cwd), ("chroot", ns.root)):
         if value is not None:
             kwargs[key] = value
     return make_policy(labels=LABELS, **kwargs)
@@ -339,13 +347,21 @@ def _main(argv: List[str], debug: bool) -> int:
     policy = _policy_from_args(ns)
     import _supervisor
     prepared = _supervisor.prepare(policy)
+    try:
+        return _run_cli(ns, command, policy, prepared, debug)
+    finally:
+        _supervisor.close_prepared(prepared)
+
+
+def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
+    import _supervisor
     if ns.dump_filter:
         import _bpf
         import _syscalls
         print(_bpf.disassemble(prepared.program, _syscalls.names(prepared.arch)))
         return 0
     if not command:
-        command = [os.environ.get("SHELL") or "/bin/sh"]
+        command = [_default_shell(policy)]
     if ns.verbose:
         _verbose(policy, prepared)
     args = normalise_argv(command)
@@ -357,6 +373,16 @@ def _main(argv: List[str], debug: bool) -> int:
     if outcome.reason:
         _say(outcome.reason)
     return _status(outcome)[0]
+
+
+def _default_shell(policy: Policy) -> str:
+    """$SHELL (inside the root: if it exists there), else /bin/sh."""
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    if policy.chroot is not None:
+        import _rootfs
+        if not shell.startswith("/") or _rootfs.host_path(policy.chroot, policy.fs_mount, shell) is None:
+            return "/bin/sh"
+    return shell
 
 
 def _interactive() -> bool:

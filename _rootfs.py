@@ -1,0 +1,564 @@
+"""The emulated root (SPEC section 4): the child sees a directory as "/".
+
+No namespace, no chroot(2): every path syscall of the child is trapped and
+resolved here, by the supervisor, in *virtual* terms:
+
+- an absolute path names the guest tree; a relative one is joined to the
+  virtual directory of its dirfd or of the caller's cwd (see `Cwd`);
+- `/proc` is the host's procfs (only the sandbox's own /proc/<pid> are
+  reachable; /proc/self is the caller), `/dev` offers a fixed set of host
+  devices, /dev/fd and /dev/std* (as links into /proc/self/fd) and a private
+  /dev/shm; `--fs-mount` directories appear at their virtual paths;
+- anything else is opened with openat2(RESOLVE_IN_ROOT) from an fd of the
+  root, so `..`, absolute and relative symlinks stay inside it; the
+  supervisor thread also runs under a Landlock domain no wider than the
+  policy (SPEC 1.4).
+
+The kernel itself resolves only two things for the child: execve, whose
+path is rewritten to name an fd the supervisor injected (see _rootexec), and
+chdir, whose path is rewritten to a one-byte name in the caller's *anchor*
+directory.  An anchor is a private directory (one per virtual directory a
+process changed to) in a scratch directory of the run, holding one-byte
+symbolic links the supervisor points where it needs: the real cwd of a
+process is its anchor, so fork and CLONE_FS carry the virtual cwd exactly as
+the kernel carries a cwd, and a one-byte name always fits in the caller's
+string (no write past it).  Landlock grants nothing in the anchors.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import posixpath
+import stat
+import threading
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import _structs as S
+import _syscalls
+from _errors import PolicyError
+from _notif import AT_FDCWD, Call, Tracees, tgid_of
+
+_ENOENT = errno.ENOENT
+IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
+# /dev inside the root: name -> host device (SPEC section 4)
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
+DEV_LINKS = {b"fd": b"/proc/self/fd", b"stdin": b"/proc/self/fd/0", b"stdout": b"/proc/self/fd/1",
+             b"stderr": b"/proc/self/fd/2"}
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+# --- policy time ----------------------------------------------------------------------------
+
+def _err(name: str, labels: Mapping[str, str], message: str) -> PolicyError:
+    return PolicyError(f"{labels.get(name, name)}: {message}")
+
+
+def _virtual(name: str, value: object, labels: Mapping[str, str]) -> str:
+    try:
+        text = os.fsdecode(os.fspath(value))  # type: ignore[arg-type]
+    except TypeError:
+        raise _err(name, labels, f"expected a path, got {value!r}") from None
+    if not text or "\0" in text:
+        raise _err(name, labels, f"invalid path {text!r}")
+    if not text.startswith("/"):
+        raise _err(name, labels, f"{text}: must be an absolute path inside the root")
+    return posixpath.normpath(text).replace("//", "/")
+
+
+def parse_mounts(name: str, value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str, bool], ...]:
+    """--fs-mount VIRT:HOST[:ro] (or a {virt: host} mapping) -> ((virt, host realpath, ro), ...)."""
+    if isinstance(value, Mapping):
+        entries = [f"{os.fsdecode(os.fspath(k))}:{os.fsdecode(os.fspath(v))}" for k, v in value.items()]
+    elif isinstance(value, (str, bytes)):
+        entries = [os.fsdecode(value)]
+    elif isinstance(value, (list, tuple)):
+        entries = [os.fsdecode(os.fspath(v)) for v in value]
+    else:
+        raise _err(name, labels, f"expected VIRT:HOST[:ro] strings, got {value!r}")
+    out: List[Tuple[str, str, bool]] = []
+    for entry in entries:
+        virt, sep, rest = entry.partition(":")
+        readonly = False
+        if rest.endswith(":ro"):
+            rest, readonly = rest[:-3], True
+        elif rest.endswith(":rw"):
+            rest = rest[:-3]
+        if not sep or not virt or not rest:
+            raise _err(name, labels, f"expected VIRT:HOST[:ro], got {entry!r}")
+        virt = _virtual(name, virt, labels)
+        if virt == "/" or virt == "/proc" or virt.startswith(("/proc/", "/dev/")) or virt == "/dev":
+            raise _err(name, labels, f"{virt}: cannot mount over / , /proc or /dev")
+        host = os.path.realpath(os.path.abspath(rest))
+        if not os.path.isdir(host):
+            raise _err(name, labels, f"{rest}: No such directory")
+        if any(v == virt for v, _, _ in out):
+            raise _err(name, labels, f"{virt}: mounted twice")
+        out.append((virt, host, readonly))
+    return tuple(out)
+
+
+def host_path(root: str, mounts: Sequence[Tuple[str, str, bool]], virt: str) -> Optional[str]:
+    """The host path of the existing guest path `virt` (symlinks resolved inside the root), or None."""
+    for v, host, _ in sorted(mounts, key=lambda m: -len(m[0])):
+        if virt == v or virt.startswith(v + "/"):
+            base, rest = host, virt[len(v):].lstrip("/") or "."
+            break
+    else:
+        base, rest = root, virt.lstrip("/") or "."
+    try:
+        dirfd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = _syscalls.openat2(dirfd, os.fsencode(rest), os.O_PATH | os.O_CLOEXEC, 0, IN_ROOT)
+    except OSError:
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return os.fsdecode(os.readlink(f"/proc/self/fd/{fd}"))
+    finally:
+        os.close(fd)
+
+
+def guest_paths(root: str, mounts: Sequence[Tuple[str, str, bool]], name: str, value: object,
+                labels: Mapping[str, str]) -> Tuple[str, ...]:
+    """-r/-w/--fs-deny inside a root: virtual paths that must exist there."""
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise _err(name, labels, f"expected a list of paths, got {value!r}")
+    out: List[str] = []
+    for item in value:
+        virt = _virtual(name, item, labels)
+        if not _is_special(virt) and host_path(root, mounts, virt) is None:
+            raise _err(name, labels, f"{virt}: No such file or directory inside the root")
+        if virt not in out:
+            out.append(virt)
+    return tuple(out)
+
+
+def guest_directory(root: str, mounts: Sequence[Tuple[str, str, bool]], name: str, value: object,
+                    labels: Mapping[str, str]) -> str:
+    virt = _virtual(name, value, labels)
+    host = host_path(root, mounts, virt)
+    if host is None:
+        raise _err(name, labels, f"{virt}: No such file or directory inside the root")
+    if not os.path.isdir(host):
+        raise _err(name, labels, f"{virt}: Not a directory")
+    return virt
+
+
+def guest_home(root: str, uid: int) -> str:
+    """HOME inside the root: the guest's passwd entry for uid if that directory exists, else "/"."""
+    path = host_path(root, (), "/etc/passwd")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    fields = line.rstrip(b"\n").split(b":")
+                    if len(fields) >= 6 and fields[2] == str(uid).encode():
+                        home = os.fsdecode(fields[5])
+                        if home.startswith("/") and host_path(root, (), home):
+                            return home
+                        break
+        except OSError:
+            pass
+    return "/"
+
+
+def _is_special(virt: str) -> bool:
+    return virt == "/proc" or virt.startswith("/proc/") or virt == "/dev" or virt.startswith("/dev/")
+
+
+# --- run time ---------------------------------------------------------------------------------
+
+def normalise(path: bytes) -> bytes:
+    """Lexical normal form of an absolute path ('.', '..', '//' folded; '..' stops at '/')."""
+    parts: List[bytes] = []
+    for part in path.split(b"/"):
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return b"/" + b"/".join(parts)
+
+
+def join(base: bytes, path: bytes) -> bytes:
+    if path[:1] == b"/":
+        return path
+    return (base.rstrip(b"/") + b"/" + path) if path else base
+
+
+class Scratch:
+    """The run's private host directory: anchors (cwd/) and the guest's /dev/shm (shm/).
+
+    Made once per prepared policy, so the Landlock rules can name it; each
+    run gets its own subdirectories.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+        self.path = tempfile.mkdtemp(prefix="sandlock-root-")
+        os.chmod(self.path, 0o700)
+        self.cwd = os.path.join(self.path, "cwd")
+        self.shm = os.path.join(self.path, "shm")
+        self.dev = os.path.join(self.path, "dev")
+        os.mkdir(self.cwd, 0o700)
+        os.mkdir(self.shm, 0o700)
+        os.mkdir(self.dev, 0o755)
+        for name in DEVICES + ("pts", "shm"):
+            if os.path.exists("/dev/" + name):
+                os.symlink("/dev/" + name, os.path.join(self.dev, name))
+        for name, target in DEV_LINKS.items():
+            os.symlink(target, os.path.join(os.fsencode(self.dev), name))
+        self._runs = itertools.count(1)
+
+    def new_run(self) -> Tuple[str, str]:
+        """(anchor directory, /dev/shm directory) for one run."""
+        n = next(self._runs)
+        anchors = os.path.join(self.cwd, f"{os.getpid()}-{n}")
+        shm = os.path.join(self.shm, f"{os.getpid()}-{n}")
+        os.mkdir(anchors, 0o755)
+        os.mkdir(shm, 0o1777)
+        return anchors, shm
+
+    def close(self) -> None:
+        import shutil
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Cwd:
+    """The virtual cwd of every process, kept by the supervisor.
+
+    chdir and fchdir never reach the kernel: the supervisor checks the
+    directory and records it for the caller's process.  A process it has
+    not seen yet inherits its parent's entry (a child forked before its
+    parent changed directory is given the old one at that moment, see
+    `set`), as the kernel's fork would.  Entries are keyed by pid and the
+    process's start time, so a reused pid never inherits a stale entry.
+
+    The real cwd of every process is the run's *anchor* directory, a
+    private directory holding one-byte symbolic links the supervisor points
+    where an exec must go (`link`, see _rootops).  Landlock grants nothing
+    there.
+    """
+
+    NAMES = [bytes([c]) for c in range(0x21, 0x7F) if c not in (0x2E, 0x2F)]  # not "." nor "/"
+
+    def __init__(self, top: str, initial: bytes, processes, is_member) -> None:
+        self.top = os.fsencode(top)
+        self.anchor = self.top  # everyone's real cwd
+        self.anchor_fd = os.open(self.top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.initial = initial
+        self._processes = processes   # () -> pids of the sandbox
+        self._is_member = is_member
+        self._entries: Dict[int, Tuple[bytes, bytes]] = {}
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        os.close(self.anchor_fd)
+
+    def get(self, pid: int) -> bytes:
+        """The virtual cwd of process `pid` (a tgid)."""
+        return self._of(pid, 0)
+
+    def _of(self, pid: int, depth: int) -> bytes:
+        start, parent = _start_and_parent(pid)
+        entry = self._entries.get(pid)
+        if entry is not None and entry[0] == start:
+            return entry[1]
+        if start and depth < 64 and parent > 1 and (parent in self._entries or self._is_member(parent)):
+            virt = self._of(parent, depth + 1)
+        else:
+            virt = self.initial
+        if start:
+            self._entries[pid] = (start, virt)
+        return virt
+
+    def set(self, pid: int, virt: bytes) -> None:
+        """Process `pid` changes directory; the others keep what they have now."""
+        for other in self._processes():
+            if other != pid:
+                self._of(other, 0)
+        start, _ = _start_and_parent(pid)
+        self._entries[pid] = (start, virt)
+
+    def named_link(self, basename: bytes, target: bytes) -> bytes:
+        """A host path ending in /basename that is now a symlink to `target`.
+
+        For a #! interpreter: the kernel passes the interpreter's path as its
+        argv[0], and multi-call programs (busybox) choose by its last name.
+        """
+        with self._lock:
+            turn = self._turn
+            self._turn += 1
+        directory = b".i%d" % (turn % 256)
+        try:
+            os.mkdir(directory, 0o755, dir_fd=self.anchor_fd)
+        except FileExistsError:
+            pass
+        sub = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
+        try:
+            temp = b".t"
+            try:
+                os.unlink(temp, dir_fd=sub)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, temp, dir_fd=sub)
+            os.rename(temp, basename, src_dir_fd=sub, dst_dir_fd=sub)
+        finally:
+            os.close(sub)
+        return self.anchor + b"/" + directory + b"/" + basename
+
+    def link(self, target: bytes) -> bytes:
+        """A one-byte name in the anchor that is now a symlink to `target`."""
+        with self._lock:
+            turn = self._turn
+            self._turn += 1
+        name = self.NAMES[turn % len(self.NAMES)]
+        temp = b".t%d" % turn
+        try:
+            os.unlink(temp, dir_fd=self.anchor_fd)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, temp, dir_fd=self.anchor_fd)
+        os.rename(temp, name, src_dir_fd=self.anchor_fd, dst_dir_fd=self.anchor_fd)
+        return name
+
+
+def _start_and_parent(pid: int) -> Tuple[bytes, int]:
+    """(start time, parent pid) from /proc/PID/stat; (b"", 0) if gone."""
+    try:
+        with open(b"/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return b"", 0
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[19], int(fields[1])
+
+
+class Mount:
+    __slots__ = ("virt", "host", "fd", "readonly")
+
+    def __init__(self, virt: bytes, host: bytes, readonly: bool) -> None:
+        self.virt = virt
+        self.host = host
+        self.readonly = readonly
+        self.fd = os.open(host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+# --- the resolver -----------------------------------------------------------------------------
+
+from _resolve import Resolver, d_path  # noqa: E402  (after the policy-time helpers, which the CLI imports alone)
+
+
+class RootResolver(Resolver):
+    """Resolver for an emulated root: every path is virtual (see the module docstring).
+
+    Names returned by `open` are still host names (d_path), so FsRules decides
+    on host paths of the granted trees exactly as Landlock would.
+    """
+
+    emulated_root = True
+
+    def __init__(self, rules, tracees: Tracees, is_member, hot, root: str,
+                 mounts: Sequence[Tuple[str, str, bool]], cwd: Cwd, shm: str, dev: str) -> None:
+        super().__init__(rules, tracees, is_member, hot)
+        self.root_host = os.fsencode(root)
+        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.mounts = sorted((Mount(os.fsencode(v), os.fsencode(h), ro) for v, h, ro in mounts),
+                             key=lambda m: -len(m.virt))
+        self.cwd = cwd
+        self.shm_host = os.fsencode(shm)
+        self.shm_fd = os.open(shm, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dev_fd = os.open(dev, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dev_host = os.fsencode(dev)
+        # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
+        self.scripts: Dict[int, Dict[bytes, bytes]] = {}
+
+    def close(self) -> None:
+        for fd in [self.root_fd, self.shm_fd, self.dev_fd] + [m.fd for m in self.mounts]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.cwd.close()
+        super().close()
+
+    # -- virtual <-> host ---------------------------------------------------------------
+
+    def virtual_of_host(self, host: bytes) -> Optional[bytes]:
+        """The guest's name for a host path the sandbox can reach (None if none)."""
+        for top, virt in ((self.root_host, b"/"),):
+            if host == top:
+                return virt
+        for m in self.mounts:
+            if host == m.host or host.startswith(m.host + b"/"):
+                return m.virt + host[len(m.host):]
+        if host.startswith(self.shm_host + b"/") or host == self.shm_host:
+            return b"/dev/shm" + host[len(self.shm_host):]
+        if host.startswith(self.root_host + b"/"):
+            return host[len(self.root_host):]
+        if host == b"/proc" or host.startswith(b"/proc/") or host.startswith(b"/dev/pts"):
+            return host
+        if host.startswith(b"/dev/") and host[5:] in (d.encode() for d in DEVICES):
+            return host
+        if host == self.dev_host:
+            return b"/dev"
+        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
+            name = host[len(b"/memfd:sandlock:"):]
+            return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
+        return None
+
+    def link_target(self, target: bytes) -> bytes:
+        """What readlink of a /proc magic link shows: the virtual path where there is one."""
+        if target[:1] != b"/":
+            return target  # pipe:[N], socket:[N], anon_inode:...
+        deleted = target.endswith(b" (deleted)")
+        virt = self.virtual_of_host(target[:-10] if deleted else target)
+        if virt is None:
+            return b"/"  # never show a host path (SPEC section 4)
+        return virt + (b" (deleted)" if deleted and not target.startswith(b"/memfd:") else b"")
+
+    def virtual_cwd(self, tid: int) -> bytes:
+        return self.cwd.get(tgid_of(tid))
+
+    def virtual_dir(self, call: Call, dirfd: int) -> bytes:
+        if dirfd == AT_FDCWD:
+            return self.virtual_cwd(call.tid)
+        fd = self.tracees.getfd(call.tid, dirfd)
+        try:
+            name = d_path(fd)
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise _oserror(errno.ENOTDIR)
+        finally:
+            os.close(fd)
+        virt = self.virtual_of_host(name)
+        if virt is None:
+            raise _oserror(errno.EACCES)  # a directory outside the guest's view
+        return virt
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def base(self, call: Call, dirfd: int) -> int:
+        if dirfd == AT_FDCWD:
+            fd, _ = self._open_virtual(call, self.virtual_cwd(call.tid), os.O_PATH | os.O_DIRECTORY, 0, 0)
+            return fd
+        return self.tracees.getfd(call.tid, dirfd)
+
+    def open_plain(self, path: bytes, nofollow: bool) -> int:
+        return -1  # no host fast path: every path is virtual
+
+    def open(self, call: Call, dirfd: int, path: bytes, flags: int, mode: int,
+             resolve: int) -> Tuple[int, Optional[bytes]]:
+        if not path:
+            raise _oserror(_ENOENT)
+        flags |= os.O_CLOEXEC
+        if resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT) and path[:1] != b"/" or (
+                resolve & S.RESOLVE_IN_ROOT and dirfd != AT_FDCWD):
+            # the caller's own scoping, relative to its own directory fd
+            base = self.base(call, dirfd)
+            try:
+                fd = self.hot.openat2(base, path, flags, mode, resolve | S.RESOLVE_NO_MAGICLINKS)
+            finally:
+                os.close(base)
+            return fd, self._checked_name(fd)
+        if path[:1] != b"/":
+            alias = self.scripts.get(tgid_of(call.tid)) if self.scripts else None
+            if alias and path in alias:
+                path = alias[path]
+            else:
+                path = join(self.virtual_dir(call, dirfd), path)
+        elif self.scripts:
+            alias = self.scripts.get(tgid_of(call.tid))
+            if alias and path in alias:
+                path = alias[path]
+        return self._open_virtual(call, path, flags, mode, resolve)
+
+    def _checked_name(self, fd: int) -> Optional[bytes]:
+        try:
+            return self._name_of(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _open_virtual(self, call: Call, path: bytes, flags: int, mode: int,
+                      resolve: int) -> Tuple[int, Optional[bytes]]:
+        """Open the absolute virtual `path` (see the module docstring for the routes)."""
+        flags |= os.O_CLOEXEC
+        norm = normalise(path)
+        extra = resolve & (S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_XDEV)
+        if norm.startswith(b"/proc/") or norm == b"/proc":
+            return self._open_proc(call, norm, flags, mode, resolve)
+        if norm.startswith(b"/dev/") or norm == b"/dev":
+            return self._open_dev(call, norm, flags, mode, resolve)
+        for m in self.mounts:
+            if norm == m.virt or norm.startswith(m.virt + b"/"):
+                rest = norm[len(m.virt):].lstrip(b"/") or b"."
+                fd = self.hot.openat2(m.fd, rest, flags, mode, IN_ROOT | extra)
+                return fd, self._checked_name(fd)
+        rest = path.lstrip(b"/") or b"."
+        fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | extra)
+        return fd, self._checked_name(fd)
+
+    def _open_proc(self, call: Call, norm: bytes, flags: int, mode: int,
+                   resolve: int) -> Tuple[int, Optional[bytes]]:
+        host = self._rewrite_self(call, norm)
+        parts = host.split(b"/")  # ['', 'proc', pid, what, ...]
+        if len(parts) >= 4 and parts[2].isdigit() and parts[3] in (b"root", b"cwd"):
+            pid = int(parts[2])
+            if not self.is_member(pid):
+                raise _oserror(errno.EACCES)
+            rest = b"/".join(parts[4:])
+            if len(parts) == 4 and flags & os.O_NOFOLLOW:
+                return super().open(call, AT_FDCWD, host, flags, mode, 0)  # the link itself
+            top = b"/" if parts[3] == b"root" else self.virtual_cwd(pid)
+            return self._open_virtual(call, join(top, rest) if rest else top, flags, mode, resolve)
+        return super().open(call, AT_FDCWD, host, flags, mode, resolve & S.RESOLVE_NO_SYMLINKS)
+
+    def _open_dev(self, call: Call, norm: bytes, flags: int, mode: int,
+                  resolve: int) -> Tuple[int, Optional[bytes]]:
+        parts = norm.split(b"/", 3)  # ['', 'dev', name, rest]
+        name = parts[2] if len(parts) > 2 else b""
+        rest = parts[3] if len(parts) > 3 else b""
+        if not name:
+            fd = self.hot.openat2(self.dev_fd, b".", flags, mode, 0)
+            return fd, self._checked_name(fd)
+        if name == b"shm":
+            fd = self.hot.openat2(self.shm_fd, rest or b".", flags, mode, IN_ROOT)
+            return fd, self._checked_name(fd)
+        if name in DEV_LINKS:
+            if not rest and flags & os.O_NOFOLLOW:
+                fd = self.hot.openat2(self.dev_fd, name, flags, mode, S.RESOLVE_NO_SYMLINKS)
+                return fd, self._checked_name(fd)
+            return self._open_proc(call, join(DEV_LINKS[name], rest) if rest else DEV_LINKS[name], flags, mode, resolve)
+        if name == b"pts" or (name.decode("latin-1") in DEVICES and not rest):
+            fd = self.hot.openat2(self.root, b"dev/" + name + (b"/" + rest if rest else b""), flags, mode,
+                                  S.RESOLVE_NO_SYMLINKS | S.RESOLVE_BENEATH)
+            return fd, self._checked_name(fd)
+        raise _oserror(_ENOENT)
+
+    def parent(self, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes, Optional[bytes]]:
+        """(O_PATH fd of the parent directory, last component, host name of the parent) for
+        namespace operations (mkdir, unlink, rename, ...).  The caller closes the fd."""
+        if not path:
+            raise _oserror(_ENOENT)
+        stripped = path.rstrip(b"/") or b"/"
+        head, _, last = stripped.rpartition(b"/")
+        if stripped == b"/" or last in (b".", b".."):
+            last = b"." if stripped == b"/" else last
+            head = stripped if stripped == b"/" else head
+        if not head:
+            head = b"/" if stripped.startswith(b"/") else b"."
+        fd, name = self.open(call, dirfd, head, os.O_PATH | os.O_DIRECTORY, 0, 0)
+        return fd, last, name

@@ -1,0 +1,430 @@
+"""Path syscalls of an emulated root, performed on behalf of the child (SPEC 1.2, 4).
+
+With --root nothing path-shaped may CONTINUE (the kernel would resolve it
+against the host's "/"), so besides the handlers of _fsops (which work
+through RootResolver) this module does the namespace operations (mkdir,
+mknod, unlink, rmdir, rename, link, symlink) with *at calls on directory fds
+the supervisor resolved, plus getcwd, chdir and execve.
+
+chdir and execve cannot be done on behalf: the kernel must do them.  Their
+path string is rewritten, in the caller's memory, to a one-byte name in the
+caller's anchor directory (see _rootfs.Cwd) that is a symbolic link to the
+target (the anchor of the new directory, or /proc/self/fd/N for an
+executable the supervisor injected as fd N).  One byte and its NUL always
+fit in the caller's string; the original bytes are put back when the
+kernel is done with them (chdir: once the cwd moved; exec from a vfork
+child, whose memory is its parent's: once the child has its own).  Landlock
+grants execute only inside the root, so a thread racing the rewrite cannot
+make the kernel run a host binary.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import _elf
+import _syscalls
+from _fsops import X_OK, _object, _proc_fd, _umask
+from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
+    tgid_of, parent_of, write_mem
+from _resolve import d_path
+
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+KCMP_VM = 1
+MAX_INTERP_DEPTH = 4  # the kernel allows 5 binfmt levels (BINPRM_MAX_RECURSION + 1)
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes]:
+    """(parent dir fd, last name) of a name to create or remove, decided for writing."""
+    fd, last, name = ctx.resolver.parent(call, dirfd, path)
+    try:
+        if name is None:
+            raise _oserror(errno.ENOTDIR)
+        ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + last if last != b"." else name, "write")
+        return fd, last
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def do_mkdir(ctx: Context, call: Call) -> Reply:
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    try:
+        if last in (b".", b".."):
+            raise _oserror(errno.EEXIST)
+        os.mkdir(last, call.mode & 0o7777 & ~_umask(call.tid), dir_fd=fd)
+    finally:
+        os.close(fd)
+    return Value(0)
+
+
+def do_mknod(ctx: Context, call: Call) -> Reply:
+    kind = stat.S_IFMT(call.mode) or stat.S_IFREG
+    if kind not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+        return Errno(errno.EINVAL)
+    if kind in (stat.S_IFCHR, stat.S_IFBLK):
+        return Errno(errno.EPERM)  # no CAP_MKNOD in a sandbox
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    try:
+        if last in (b".", b".."):
+            raise _oserror(errno.EEXIST)
+        os.mknod(last, kind | (call.mode & 0o7777 & ~_umask(call.tid)), 0, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return Value(0)
+
+
+def do_unlink(ctx: Context, call: Call) -> Reply:
+    """unlink, unlinkat (AT_REMOVEDIR too) and rmdir (a row with flags=AT_REMOVEDIR)."""
+    if call.flags & ~AT_REMOVEDIR:
+        return Errno(errno.EINVAL)
+    path = call.path or b""
+    removing_dir = bool(call.flags & AT_REMOVEDIR)
+    fd, last = _parent_for_write(ctx, call, call.dirfd, path)
+    try:
+        if removing_dir:
+            if last == b".":
+                raise _oserror(errno.EINVAL)
+            if last == b"..":
+                raise _oserror(errno.ENOTEMPTY)
+            os.rmdir(last, dir_fd=fd)
+        else:
+            if last in (b".", b".."):
+                raise _oserror(errno.EISDIR)
+            if path.endswith(b"/"):
+                st = os.stat(last, dir_fd=fd, follow_symlinks=False)
+                raise _oserror(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.ENOTDIR)
+            os.unlink(last, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return Value(0)
+
+
+def do_rename(ctx: Context, call: Call) -> Reply:
+    if call.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+        return Errno(errno.EINVAL)
+    if call.flags & RENAME_WHITEOUT:
+        return Errno(errno.EPERM)
+    old, old_last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    try:
+        new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+        try:
+            if b"." in (old_last, new_last) or b".." in (old_last, new_last):
+                raise _oserror(errno.EBUSY if old_last in (b".", b"..") else errno.EISDIR)
+            if call.flags:
+                _syscalls._call("renameat2", old, old_last, new, new_last, call.flags)
+            else:
+                os.rename(old_last, new_last, src_dir_fd=old, dst_dir_fd=new)
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+    return Value(0)
+
+
+def do_link(ctx: Context, call: Call) -> Reply:
+    if call.flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        return Errno(errno.EINVAL)
+    follow = bool(call.flags & AT_SYMLINK_FOLLOW)
+    source, st = _object(ctx, call, "write", nofollow=not follow)
+    try:
+        if stat.S_ISDIR(st.mode):
+            raise _oserror(errno.EPERM)
+        new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+        try:
+            if new_last in (b".", b".."):
+                raise _oserror(errno.EEXIST)
+            # linkat(source fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
+            # /proc/self/fd spelling with AT_SYMLINK_FOLLOW does not.
+            _syscalls._call("linkat", AT_FDCWD, _proc_fd(source), new, new_last, AT_SYMLINK_FOLLOW)
+        finally:
+            os.close(new)
+    finally:
+        os.close(source)
+    return Value(0)
+
+
+def do_symlink(ctx: Context, call: Call) -> Reply:
+    target = call.path or b""
+    if not target:
+        return Errno(errno.ENOENT)
+    fd, last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+    try:
+        if last in (b".", b".."):
+            raise _oserror(errno.EEXIST)
+        os.symlink(target, last, dir_fd=fd)  # the target is stored as written: a guest path
+    finally:
+        os.close(fd)
+    return Value(0)
+
+
+def do_getcwd(ctx: Context, call: Call) -> Reply:
+    path = ctx.resolver.virtual_cwd(call.tid) + b"\0"
+    if call.size < len(path):
+        return Errno(errno.ERANGE)
+    write_mem(ctx.tracees, call.tid, call.ptr, path)
+    return Value(len(path))
+
+
+def do_readlink(ctx: Context, call: Call) -> Reply:
+    """readlink/readlinkat: /proc magic links show virtual paths."""
+    if call.size <= 0 or call.size > 0x7FFFFFFF:
+        return Errno(errno.EINVAL)
+    if call.path == b"":
+        call.flags |= AT_EMPTY_PATH
+    fd, st = _object(ctx, call, "meta", nofollow=True)
+    try:
+        if not stat.S_ISLNK(st.mode):
+            return Errno(errno.EINVAL)
+        target = os.readlink(b"", dir_fd=fd)
+        if st.dev == ctx.resolver.proc_dev:
+            target = ctx.resolver.link_target(target)
+    finally:
+        os.close(fd)
+    data = target[: call.size]
+    write_mem(ctx.tracees, call.tid, call.ptr, data)
+    return Value(len(data))
+
+
+# --- chdir and exec: the kernel acts on a rewritten path --------------------------------------
+
+def do_chdir(ctx: Context, call: Call) -> Reply:
+    """chdir and fchdir (a row with an fd): recorded by the supervisor, see _rootfs.Cwd."""
+    resolver = ctx.resolver
+    if call.path is None:
+        fd = ctx.tracees.getfd(call.tid, call.fd)
+        st = os.fstat(fd)
+        name = resolver._checked_name(fd)
+    else:
+        fd, st_ = _object(ctx, call, "meta", nofollow=False)
+        st, name = os.fstat(fd), d_path(fd)
+    try:
+        if not stat.S_ISDIR(st.st_mode):
+            return Errno(errno.ENOTDIR)
+        if not os.access(_proc_fd(fd), X_OK):
+            return Errno(errno.EACCES)
+    finally:
+        os.close(fd)
+    virt = resolver.virtual_of_host(name or b"")
+    if virt is None:
+        return Errno(errno.EACCES)
+    resolver.cwd.set(tgid_of(call.tid), virt)
+    return Value(0)
+
+
+class _Target(NamedTuple):
+    fd: int              # what the kernel executes (a file of the root or a memfd copy)
+    host: bytes          # its host name when it is a plain file of the root, else b""
+
+
+def do_execve(ctx: Context, call: Call) -> Reply:
+    resolver = ctx.resolver
+    path = call.path or b""
+    if call.flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        return Errno(errno.EINVAL)
+    if not path:
+        if not call.flags & AT_EMPTY_PATH:
+            return Errno(errno.ENOENT)
+        return _fexecve(ctx, call)
+    probe, name = resolver.lookup(call, call.dirfd, path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
+    try:
+        st = os.fstat(probe)
+        if stat.S_ISLNK(st.st_mode):
+            return Errno(errno.ELOOP)
+        if not stat.S_ISREG(st.st_mode):
+            return Errno(errno.EACCES)
+        resolver.check(probe, name, "read")
+        if not os.access(_proc_fd(probe), X_OK):
+            return Errno(errno.EACCES)
+        virt = resolver.virtual_of_host(name or b"") or path
+        fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(probe)
+    try:
+        target, script = _plan(ctx, call, fd, virt, 0)
+    finally:
+        os.close(fd)
+    try:
+        number = ctx.inject(call, target.fd)
+    finally:
+        os.close(target.fd)
+    tgid = tgid_of(call.tid)
+    link = b"/proc/self/fd/%d" % number
+    address = call.args[1] if call.nr != ctx.execve_nr else call.args[0]
+    relative_ok = call.dirfd == AT_FDCWD or path[:1] == b"/"
+    shared = _shares_memory_with_parent(tgid)
+    if script:
+        # the interpreter gets our name for the script as its argument: map it back
+        resolver.scripts[tgid] = {}
+    else:
+        resolver.scripts.pop(tgid, None)
+    if shared:
+        parent = parent_of(tgid)
+        done = _vfork_done(tgid, parent)
+    else:
+        parent, done = 0, None
+    reply = _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, parent, done)
+    return reply
+
+
+def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, parent, done) -> Reply:
+    resolver = ctx.resolver
+    if relative_ok:
+        name = resolver.cwd.link(link)
+    elif len(link) <= len(path):
+        name = link
+    else:
+        return Errno(errno.ENAMETOOLONG)  # README: execveat(dirfd, short relative path)
+    if script:
+        resolver.scripts[tgid] = {name: virt}
+    new = name + b"\0"
+    saved = read_mem(ctx.tracees, call.tid, address, len(new))
+    read_only = ctx.force_write(call.tid, address, new)
+    ctx.send(call, CONTINUE)
+    if done is not None and read_only:
+        # A vfork child runs in its parent's memory.  A path in read-only
+        # memory (system(3)'s "/bin/sh") stays there: put the parent's bytes
+        # back once the child has its own memory (exec done) or is gone.  A
+        # writable buffer is left as it is: the parent may have freed and
+        # reused it by then (README: known limits).
+        threading.Thread(target=_restore_later, args=(ctx, parent, address, saved, done), daemon=True).start()
+    return None
+
+
+def _restore_later(ctx, pid: int, address: int, saved: bytes, done) -> None:
+    deadline = time.monotonic() + 5.0
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.00005)
+    try:
+        ctx.force_write(pid, address, saved)
+    except OSError:
+        pass
+
+
+def _shares_memory_with_parent(pid: int) -> bool:
+    parent = parent_of(pid)
+    if parent <= 1:
+        return False
+    try:
+        return _syscalls._call("kcmp", pid, parent, KCMP_VM, 0, 0) == 0
+    except OSError:
+        return False
+
+
+def _vfork_done(child: int, parent: int):
+    def done() -> bool:
+        try:
+            return _syscalls._call("kcmp", child, parent, KCMP_VM, 0, 0) != 0
+        except OSError:
+            return True  # one of them is gone
+    return done
+
+
+def _fexecve(ctx: Context, call: Call) -> Reply:
+    """execveat(fd, "", AT_EMPTY_PATH): the fd is the child's; a static ELF runs as is."""
+    fd = ctx.tracees.getfd(call.tid, call.dirfd)
+    try:
+        name = ctx.resolver._name_of(fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Errno(errno.EACCES)
+        head = os.pread(fd, _elf.HEADER_SIZE, 0)
+        if head[:4] == b"\x7fELF":
+            elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())
+            if elf.interp is None:
+                # CONTINUE: the kernel runs the fd the child holds, no path is read,
+                # and Landlock's EXECUTE right decides whether it may
+                return CONTINUE
+    finally:
+        os.close(fd)
+    return Errno(errno.ENOSYS)  # README: fexecve of dynamic programs and scripts in a root
+
+
+def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_Target, bool]:
+    """What the kernel must execute for the file `fd` (virtual path virt): (target, is a script)."""
+    head = os.pread(fd, _elf.HEADER_SIZE, 0)
+    if head[:4] == b"\x7fELF":
+        return _plan_elf(ctx, call, fd, virt), False
+    if head[:2] == b"#!":
+        if depth >= MAX_INTERP_DEPTH:
+            raise _oserror(errno.ELOOP)
+        bang = _elf.parse_shebang(head)
+        if bang is None:
+            raise _oserror(errno.ENOEXEC)
+        interp_fd, interp_virt = _open_executable(ctx, call, bang.interp)
+        try:
+            inner, _ = _plan(ctx, call, interp_fd, interp_virt, depth + 1)
+        finally:
+            os.close(interp_fd)
+        if inner.host:
+            target = inner.host
+            os.close(inner.fd)
+        else:
+            try:
+                target = b"/proc/self/fd/%d" % ctx.inject(call, inner.fd)
+            finally:
+                os.close(inner.fd)
+        basename = bang.interp.rstrip(b"/").rpartition(b"/")[2] or b"interpreter"
+        interp_name = ctx.resolver.cwd.named_link(basename, target)
+        size = os.fstat(fd).st_size
+        script = os.pread(fd, size, 0)
+        copy = _elf.rewrite_shebang(script, interp_name, bang.arg)
+        return _Target(_elf.sealed_memfd("sandlock:" + os.fsdecode(virt), copy), b""), True
+    raise _oserror(errno.ENOEXEC)
+
+
+def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]:
+    """Open an interpreter named by a #! line or PT_INTERP, as execve would check it."""
+    resolver = ctx.resolver
+    fd, name = resolver.open(call, AT_FDCWD, path, os.O_RDONLY, 0, 0)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _oserror(errno.EACCES)
+        resolver.check(fd, name, "read")
+        if not os.access(_proc_fd(fd), X_OK):
+            raise _oserror(errno.EACCES)
+        return fd, resolver.virtual_of_host(name or b"") or path
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_COPIES: Dict[Tuple[int, int, int, int, bytes], int] = {}
+_COPIES_LOCK = threading.Lock()
+
+
+def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
+    elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())
+    if elf.interp is None:
+        return _Target(os.dup(fd), d_path(fd))
+    loader, _ = _open_executable(ctx, call, elf.interp)
+    try:
+        _elf.parse_elf(lambda off, size: os.pread(loader, size, off), _syscalls.machine())
+        loader_host = d_path(loader)
+    finally:
+        os.close(loader)
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, loader_host)
+    with _COPIES_LOCK:
+        cached = _COPIES.get(key)
+        if cached is None:
+            data = os.pread(fd, st.st_size, 0)
+            cached = _elf.sealed_memfd("sandlock:" + os.fsdecode(virt), _elf.patch_interp(data, loader_host))
+            if len(_COPIES) >= 256:
+                for old in _COPIES.values():
+                    os.close(old)
+                _COPIES.clear()
+            _COPIES[key] = cached
+        return _Target(os.dup(cached), b"")
