@@ -179,11 +179,16 @@ def _is_special(virt: str) -> bool:
 # --- run time ---------------------------------------------------------------------------------
 
 def normalise(path: bytes) -> bytes:
-    """Lexical normal form of an absolute path ('.', '..', '//' folded; '..' stops at '/')."""
+    """Lexical normal form of an absolute path, to choose its route ('.', '//' folded,
+    '..' too except after /proc/PID/cwd or /proc/PID/root, which are not lexical)."""
     parts: List[bytes] = []
-    for part in path.split(b"/"):
+    items = path.split(b"/")
+    for index, part in enumerate(items):
         if part in (b"", b"."):
             continue
+        if len(parts) >= 3 and parts[0] == b"proc" and parts[2] in (b"cwd", b"root"):
+            parts.extend(p for p in items[index:] if p not in (b"", b"."))
+            break
         if part == b"..":
             if parts:
                 parts.pop()
@@ -320,20 +325,38 @@ class Cwd:
             os.close(sub)
         return self.anchor + b"/" + directory + b"/" + basename
 
-    def link(self, target: bytes) -> bytes:
-        """A one-byte name in the anchor that is now a symlink to `target`."""
+    def link(self, target: bytes, basename: bytes = b"", room: int = 1) -> bytes:
+        """A relative name (at most `room` bytes) in the anchor that is now a symlink to `target`.
+
+        With room for it the name is C/basename (C one byte, a directory of
+        the anchor): the kernel names a process after the last component of
+        the path it executed (comm, /proc/PID/status).  Else it is one byte.
+        """
         with self._lock:
             turn = self._turn
             self._turn += 1
-        name = self.NAMES[turn % len(self.NAMES)]
-        temp = b".t%d" % turn
+        char = self.NAMES[turn % len(self.NAMES)]
+        if basename and b"/" not in basename and len(basename) + 2 <= room:
+            try:
+                os.mkdir(char, 0o755, dir_fd=self.anchor_fd)
+            except FileExistsError:
+                pass
+            directory = os.open(char, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
+            prefix, name = char + b"/", basename
+        else:
+            directory, prefix, name = self.anchor_fd, b"", char
         try:
-            os.unlink(temp, dir_fd=self.anchor_fd)
-        except FileNotFoundError:
-            pass
-        os.symlink(target, temp, dir_fd=self.anchor_fd)
-        os.rename(temp, name, src_dir_fd=self.anchor_fd, dst_dir_fd=self.anchor_fd)
-        return name
+            temp = b".t%d" % turn
+            try:
+                os.unlink(temp, dir_fd=directory)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, temp, dir_fd=directory)
+            os.rename(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        finally:
+            if directory != self.anchor_fd:
+                os.close(directory)
+        return prefix + name
 
 
 def _start_and_parent(pid: int) -> Tuple[bytes, int]:

@@ -281,7 +281,8 @@ def do_execve(ctx: Context, call: Call) -> Reply:
 def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, parent, done) -> Reply:
     resolver = ctx.resolver
     if relative_ok:
-        name = resolver.cwd.link(link)
+        name = resolver.cwd.link(link, virt.rpartition(b"/")[2] if not script else path.rpartition(b"/")[2],
+                                 len(path))
     elif len(link) <= len(path):
         name = link
     else:
