@@ -504,8 +504,6 @@ def system_python() -> str:
 # (README "Known limits of the emulated root").  Not strict while issue 3 is open:
 # some of these fail only now and then (races); remove an entry when its cause is fixed.
 KNOWN_ROOT_FAILURES = {
-    "test_path_syscalls_behave_as_in_a_real_root": "some path syscalls differ from a real chroot (see the test's output)",
-    "test_no_follow_calls_act_on_the_link_not_its_target": "a no-follow call still differs from a real chroot",
     "test_argv0_is_what_the_caller_passed": "argv[0] of a busybox applet run under another name",
     "test_shebang_scripts_run_the_roots_interpreter": "#! scripts get the rewritten name as $0",
     "test_pwd_and_getcwd_print_virtual_paths_short_and_long": "cwd of a shell's subshells after cd",
