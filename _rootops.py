@@ -263,26 +263,27 @@ def do_execve(ctx: Context, call: Call) -> Reply:
     link = b"/proc/self/fd/%d" % number
     address = call.args[1] if call.nr != ctx.execve_nr else call.args[0]
     relative_ok = call.dirfd == AT_FDCWD or path[:1] == b"/"
-    shared = _shares_memory_with_parent(tgid)
+    parent = parent_of(tgid)
+    shared = _shares_memory_with(tgid, parent)
     if script:
         # the interpreter gets our name for the script as its argument: map it back
         resolver.scripts[tgid] = {}
     else:
         resolver.scripts.pop(tgid, None)
-    if shared:
-        parent = parent_of(tgid)
-        done = _vfork_done(tgid, parent)
-    else:
-        parent, done = 0, None
-    reply = _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, parent, done)
+    held = ctx.vfork.hold(parent) if shared else None
+    try:
+        return _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, held)
+    except BaseException:
+        if held is not None:
+            ctx.vfork.release(held, ())
+        raise
     return reply
 
 
-def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, parent, done) -> Reply:
+def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, held) -> Reply:
     resolver = ctx.resolver
     if relative_ok:
-        name = resolver.cwd.link(link, virt.rpartition(b"/")[2] if not script else path.rpartition(b"/")[2],
-                                 len(path))
+        name = resolver.cwd.link(link, path.rpartition(b"/")[2], len(path))
     elif len(link) <= len(path):
         name = link
     else:
@@ -290,46 +291,67 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
     if script:
         resolver.scripts[tgid] = {name: virt}
     new = name + b"\0"
-    saved = read_mem(ctx.tracees, call.tid, address, len(new))
-    read_only = ctx.force_write(call.tid, address, new)
+    patches = [(address, new, read_mem(ctx.tracees, call.tid, address, len(new)))]
+    argv = call.args[2] if call.nr != ctx.execve_nr else call.args[1]
+    moved = _keep_argv0(ctx, call, argv, address, len(new))
+    if moved is not None:
+        patches.append(moved)
+    for where, ours, _ in patches:
+        ctx.force_write(call.tid, where, ours)
     ctx.send(call, CONTINUE)
-    if done is not None and read_only:
-        # A vfork child runs in its parent's memory.  A path in read-only
-        # memory (system(3)'s "/bin/sh") stays there: put the parent's bytes
-        # back once the child has its own memory (exec done) or is gone.  A
-        # writable buffer is left as it is: the parent may have freed and
-        # reused it by then (README: known limits).
-        threading.Thread(target=_restore_later, args=(ctx, parent, address, saved, done), daemon=True).start()
+    if held is not None:
+        # A vfork child runs in its parent's memory, and the parent thread is
+        # held (ptrace) until the child has its own: put its bytes back first.
+        ctx.vfork.release(held, patches)
     return None
 
 
-def _restore_later(ctx, pid: int, address: int, saved: bytes, done) -> None:
-    deadline = time.monotonic() + 5.0
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.00005)
+def _keep_argv0(ctx, call, argv: int, address: int, size: int):
+    """When argv[0] is the path string itself (busybox's shell passes one pointer
+    for both), copy it below the caller's stack pointer and point argv[0] there,
+    so the program still gets the name it was called by.  Returns the patch
+    (slot address, new pointer bytes, old pointer bytes) or None."""
+    if not argv:
+        return None
     try:
-        ctx.force_write(pid, address, saved)
+        raw = read_mem(ctx.tracees, call.tid, argv, 8)
     except OSError:
-        pass
+        return None
+    first = int.from_bytes(raw, "little")
+    if not address <= first < address + size:
+        return None
+    text = _read_cstring(ctx, call.tid, first)
+    sp = _stack_pointer(call.tid)
+    if sp is None:
+        return None
+    copy = (sp - 2048 - len(text) - 1) & ~15  # below the red zone and any signal frame in flight
+    ctx.force_write(call.tid, copy, text + b"\0")
+    return argv, copy.to_bytes(8, "little"), raw
 
 
-def _shares_memory_with_parent(pid: int) -> bool:
-    parent = parent_of(pid)
+def _read_cstring(ctx, tid: int, address: int) -> bytes:
+    from _notif import read_string
+    return read_string(ctx.tracees, tid, address, 131072)
+
+
+def _stack_pointer(tid: int):
+    """The thread's user stack pointer while it waits in the syscall (/proc/TID/syscall)."""
+    try:
+        with open(b"/proc/%d/syscall" % tid, "rb") as f:
+            fields = f.read().split()
+        return int(fields[-2], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _shares_memory_with(pid: int, parent: int) -> bool:
+    """Is pid a vfork child (CLONE_VM without CLONE_THREAD) of parent?"""
     if parent <= 1:
         return False
     try:
         return _syscalls._call("kcmp", pid, parent, KCMP_VM, 0, 0) == 0
     except OSError:
         return False
-
-
-def _vfork_done(child: int, parent: int):
-    def done() -> bool:
-        try:
-            return _syscalls._call("kcmp", child, parent, KCMP_VM, 0, 0) != 0
-        except OSError:
-            return True  # one of them is gone
-    return done
 
 
 def _fexecve(ctx: Context, call: Call) -> Reply:
@@ -429,3 +451,146 @@ def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
                 _COPIES.clear()
             _COPIES[key] = cached
         return _Target(os.dup(cached), b"")
+
+
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WALL = 0x40000000
+_FORK_CALLS = ("clone", "vfork", "clone3", "fork")
+
+
+class VforkHolder:
+    """Keeps a vfork parent thread from running until its child's exec is done.
+
+    The exec of a vfork child rewrites a path string in memory it shares with
+    its parent (see _redirect_exec); the parent must find its bytes as they
+    were when it resumes.  So the parent thread is seized with ptrace(2)
+    and interrupted while it waits for the child: it stops the moment it
+    would return to its code, the bytes are put back, and it is let go.
+    A ptrace stop is not reported to the parent's own parent (a shell sees
+    nothing).  One thread does all of it (ptrace requests come from the
+    tracer thread), polling the held threads, so no request waits for one.
+    """
+
+    def __init__(self, ctx) -> None:
+        import queue
+        self._ctx = ctx
+        self._requests: "queue.Queue" = queue.Queue()
+        self._held: Dict[int, list] = {}    # tid -> patches to put back (None: not released yet)
+        self._thread = threading.Thread(target=self._serve, name="sandlock-vfork", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+    def hold(self, parent: int) -> Optional[int]:
+        """Seize and interrupt the thread of `parent` that waits in vfork; its tid or None."""
+        tid = _vfork_thread(parent, self._ctx.names_to_numbers())
+        if tid is None:
+            return None
+        answer: list = []
+        done = threading.Event()
+        self._requests.put(("hold", tid, answer, done))
+        done.wait(2.0)
+        return tid if answer == [True] else None
+
+    def release(self, tid: int, patches) -> None:
+        self._requests.put(("release", tid, list(patches), None))
+
+    def _serve(self) -> None:
+        import queue
+        while True:
+            try:
+                request = self._requests.get(timeout=0.0002 if self._waiting() else None)
+            except queue.Empty:
+                request = ()
+            if request is None:
+                for tid in list(self._held):
+                    self._let_go(tid, 0)
+                return
+            if request:
+                kind, tid, payload, done = request
+                if kind == "hold":
+                    payload.append(self._seize(tid))
+                    done.set()
+                else:
+                    self._held[tid] = payload
+            self._poll()
+
+    def _waiting(self) -> bool:
+        return any(p is not None for p in self._held.values())
+
+    def _seize(self, tid: int) -> bool:
+        try:
+            _syscalls._call("ptrace", PTRACE_SEIZE, tid, 0, 0)
+        except OSError:
+            return False
+        try:
+            _syscalls._call("ptrace", PTRACE_INTERRUPT, tid, 0, 0)
+        except OSError:
+            self._detach(tid, 0)
+            return False
+        self._held[tid] = None
+        return True
+
+    def _poll(self) -> None:
+        for tid, patches in list(self._held.items()):
+            if patches is None:
+                continue
+            try:
+                pid, status = os.waitpid(tid, os.WNOHANG | WALL)
+            except ChildProcessError:
+                del self._held[tid]  # gone
+                continue
+            if pid == 0:
+                continue
+            if os.WIFSTOPPED(status):
+                for address, ours, saved in patches:
+                    self._write(tid, address, saved)
+                stop = os.WSTOPSIG(status)
+                self._let_go(tid, 0 if stop == 5 or status >> 16 else stop)
+            else:
+                del self._held[tid]  # it died
+
+    def _write(self, tid: int, address: int, data: bytes) -> None:
+        # Not ctx.force_write: the notification thread's HotCalls buffers are its own.
+        try:
+            if _syscalls.process_vm_writev(tid, address, data) == len(data):
+                return
+        except OSError as exc:
+            if exc.errno != errno.EFAULT:
+                return
+        memory = self._ctx._memory
+        if memory is not None:
+            try:
+                memory.write(tid, address, data)
+            except OSError:
+                pass
+
+    def _let_go(self, tid: int, signum: int) -> None:
+        self._held.pop(tid, None)
+        self._detach(tid, signum)
+
+    @staticmethod
+    def _detach(tid: int, signum: int) -> None:
+        try:
+            _syscalls._call("ptrace", PTRACE_DETACH, tid, 0, signum)
+        except OSError:
+            pass
+
+
+def _vfork_thread(pid: int, numbers: Dict[str, int]) -> Optional[int]:
+    """The thread of process pid that sits in a fork-like syscall (the vfork parent)."""
+    wanted = {numbers[n] for n in _FORK_CALLS if n in numbers}
+    try:
+        tids = os.listdir(b"/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for name in tids:
+        try:
+            with open(b"/proc/%d/task/%s/syscall" % (pid, name), "rb") as f:
+                first = f.read().split(b" ", 1)[0]
+        except OSError:
+            continue
+        if first.isdigit() and int(first) in wanted:
+            return int(name)
+    return None

@@ -204,6 +204,7 @@ class Session:
         self.resolver: Optional[Resolver] = None
         self.execve_nr = self.names_to_numbers().get("execve", -1)
         self._memory: Optional[_MemoryWriter] = None
+        self.vfork = None   # _rootops.VforkHolder with an emulated root
         self._run_dirs: Tuple[str, ...] = ()
         self._cwd: Optional[_rootfs.Cwd] = None
         if prepared.root is not None:
@@ -238,6 +239,8 @@ class Session:
             self.tracees = Tracees(self.hot)
             if self.prepared.root is not None:
                 self.resolver = self._root_resolver()
+                import _rootops
+                self.vfork = _rootops.VforkHolder(self)
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices
                 self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
@@ -265,6 +268,8 @@ class Session:
                 self.tracees.close()
             if self._memory is not None:
                 self._memory.close()
+            if self.vfork is not None:
+                self.vfork.close()
             if self._run_dirs:
                 import shutil
                 for path in self._run_dirs:

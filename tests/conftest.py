@@ -504,12 +504,9 @@ def system_python() -> str:
 # (README "Known limits of the emulated root").  Not strict while issue 3 is open:
 # some of these fail only now and then (races); remove an entry when its cause is fixed.
 KNOWN_ROOT_FAILURES = {
-    "test_argv0_is_what_the_caller_passed": "argv[0] of a busybox applet run under another name",
     "test_shebang_scripts_run_the_roots_interpreter": "#! scripts get the rewritten name as $0",
     "test_pwd_and_getcwd_print_virtual_paths_short_and_long": "cwd of a shell's subshells after cd",
     "test_cwd_option_and_proc_self_links_show_virtual_paths": "/proc/self links in some spellings",
-    "test_system_and_subprocess_work_again_and_again_in_one_process":
-        "an exec path in a vfork parent's writable memory is not restored",
     "test_an_absolute_symlink_in_a_mounted_directory_resolves_in_the_guest_root":
         "symlinks inside --fs-mount resolve relative to the mount's top",
     "test_proc_lists_only_the_sandboxs_processes": "ls /proc shows every host pid (listing not filtered)",
