@@ -197,6 +197,16 @@ def normalise(path: bytes) -> bytes:
     return b"/" + b"/".join(parts)
 
 
+def _memfd(name: bytes, data: bytes) -> int:
+    import _elf
+    return _elf.sealed_memfd("sandlock-proc-" + os.fsdecode(name), data)
+
+
+def _remove_tree(path: bytes) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def join(base: bytes, path: bytes) -> bytes:
     if path[:1] == b"/":
         return path
@@ -408,6 +418,9 @@ class RootResolver(Resolver):
         self.dev_host = os.fsencode(dev)
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
+        self._lock = threading.Lock()
+        self._listings = 0
+        self._members = cwd._processes
 
     def close(self) -> None:
         for fd in [self.root_fd, self.shm_fd, self.dev_fd] + [m.fd for m in self.mounts]:
@@ -438,6 +451,9 @@ class RootResolver(Resolver):
             return host
         if host == self.dev_host:
             return b"/dev"
+        if host.startswith(self.cwd.top + b"/.proc"):  # a /proc listing (_proc_listing)
+            rest = host[len(self.cwd.top) + 6:].lstrip(b"0123456789")
+            return b"/proc" + rest
         if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
@@ -516,7 +532,7 @@ class RootResolver(Resolver):
             raise
 
     def _open_virtual(self, call: Call, path: bytes, flags: int, mode: int,
-                      resolve: int) -> Tuple[int, Optional[bytes]]:
+                      resolve: int, depth: int = 0) -> Tuple[int, Optional[bytes]]:
         """Open the absolute virtual `path` (see the module docstring for the routes)."""
         flags |= os.O_CLOEXEC
         norm = normalise(path)
@@ -528,11 +544,69 @@ class RootResolver(Resolver):
         for m in self.mounts:
             if norm == m.virt or norm.startswith(m.virt + b"/"):
                 rest = norm[len(m.virt):].lstrip(b"/") or b"."
-                fd = self.hot.openat2(m.fd, rest, flags, mode, IN_ROOT | extra)
+                try:
+                    fd = self.hot.openat2(m.fd, rest, flags, mode, S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS
+                                          | S.RESOLVE_NO_MAGICLINKS | extra)
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP or extra & S.RESOLVE_NO_SYMLINKS:
+                        raise
+                    return self._walk(call, norm, flags, mode, resolve, depth)
                 return fd, self._checked_name(fd)
         rest = path.lstrip(b"/") or b"."
-        fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | extra)
+        try:
+            fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | extra)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR) or extra & S.RESOLVE_NO_SYMLINKS:
+                raise
+            if b"/.." in path and depth == 0:
+                return self._walk(call, path, flags, mode, resolve, depth)  # ".." out of /proc, /dev or a mount
+            # A symlink on the way may lead into /proc, /dev or a mount, which
+            # RESOLVE_IN_ROOT cannot see: walk it by hand (only when there is one).
+            try:
+                os.close(self.hot.openat2(self.root_fd, rest, os.O_PATH | os.O_CLOEXEC, 0,
+                                          IN_ROOT | S.RESOLVE_NO_SYMLINKS))
+            except OSError as again:
+                if again.errno == errno.ELOOP:
+                    return self._walk(call, path, flags, mode, resolve, depth)
+            raise
         return fd, self._checked_name(fd)
+
+    def _walk(self, call: Call, path: bytes, flags: int, mode: int, resolve: int,
+              depth: int) -> Tuple[int, Optional[bytes]]:
+        """Resolve `path` component by component, following symlinks in virtual terms."""
+        if depth >= 40:
+            raise _oserror(errno.ELOOP)
+        parts = [c for c in path.split(b"/") if c and c != b"."]
+        here = b"/"
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if part == b"..":
+                here = here.rpartition(b"/")[0] or b"/"
+                continue
+            candidate = join(here, part)
+            if last and flags & os.O_NOFOLLOW:
+                break
+            try:
+                fd, _ = self._open_virtual(call, candidate, os.O_PATH | os.O_NOFOLLOW, 0, S.RESOLVE_NO_SYMLINKS,
+                                           depth + 1)
+            except FileNotFoundError:
+                if last:
+                    break
+                raise
+            try:
+                if stat.S_ISLNK(os.fstat(fd).st_mode):
+                    target = os.readlink(b"", dir_fd=fd)
+                    remaining = b"/".join(parts[index + 1:])
+                    new = target if target[:1] == b"/" else join(here, target)
+                    return self._walk(call, join(new, remaining) if remaining else new, flags, mode, resolve,
+                                      depth + 1)
+            finally:
+                os.close(fd)
+            if last:
+                break
+            here = candidate
+        final = join(here, parts[-1]) if parts and parts[-1] != b".." else here
+        return self._open_virtual(call, final, flags, mode, resolve | S.RESOLVE_NO_SYMLINKS, depth + 1)
 
     def _open_proc(self, call: Call, norm: bytes, flags: int, mode: int,
                    resolve: int) -> Tuple[int, Optional[bytes]]:
@@ -547,7 +621,103 @@ class RootResolver(Resolver):
                 return super().open(call, AT_FDCWD, host, flags, mode, 0)  # the link itself
             top = b"/" if parts[3] == b"root" else self.virtual_cwd(pid)
             return self._open_virtual(call, join(top, rest) if rest else top, flags, mode, resolve)
+        if not flags & os.O_PATH:
+            if host == b"/proc" or host == b"/proc/":
+                return self._proc_listing(call, flags)
+            generated = self._proc_file(parts)
+            if generated is not None:
+                if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
+                    raise _oserror(errno.EACCES)
+                return generated, None
         return super().open(call, AT_FDCWD, host, flags, mode, resolve & S.RESOLVE_NO_SYMLINKS)
+
+    # -- generated /proc content ----------------------------------------------------------
+
+    def _proc_file(self, parts: List[bytes]) -> Optional[int]:
+        """An fd of generated content for maps, smaps, mountinfo, mounts (guest names), else None."""
+        if len(parts) == 3 and parts[2] == b"mounts":
+            return _memfd(b"mounts", self._mounts())
+        if len(parts) < 4 or not parts[2].isdigit():
+            return None
+        what = parts[5] if len(parts) == 6 and parts[3] == b"task" else parts[3] if len(parts) == 4 else b""
+        if what not in (b"maps", b"smaps", b"mountinfo", b"mounts"):
+            return None
+        pid = int(parts[2])
+        if not self.is_member(pid):
+            raise _oserror(errno.EACCES)
+        if what == b"mountinfo":
+            return _memfd(what, self._mountinfo())
+        if what == b"mounts":
+            return _memfd(what, self._mounts())
+        with open(b"/".join(parts), "rb") as f:
+            data = f.read()
+        return _memfd(what, self._rewrite_maps(data))
+
+    def _rewrite_maps(self, data: bytes) -> bytes:
+        out = []
+        for line in data.split(b"\n"):
+            slash = line.find(b" /")
+            if slash > 0 and line[:slash].count(b" ") >= 4:
+                path = line[slash + 1:]
+                line = line[:slash + 1] + self.link_target(path)
+            out.append(line)
+        return b"\n".join(out)
+
+    def _mount_points(self) -> List[Tuple[bytes, bytes, bytes, bytes]]:
+        """(source, mount point, type, options) the guest sees."""
+        points = [(b"rootfs", b"/", b"rootfs", b"rw"), (b"proc", b"/proc", b"proc", b"rw,nosuid,nodev,noexec"),
+                  (b"dev", b"/dev", b"tmpfs", b"rw,nosuid"), (b"shm", b"/dev/shm", b"tmpfs", b"rw,nosuid,nodev"),
+                  (b"devpts", b"/dev/pts", b"devpts", b"rw,nosuid,noexec")]
+        for m in sorted(self.mounts, key=lambda m: m.virt):
+            points.append((b"none", m.virt, b"bind", b"ro" if m.readonly else b"rw"))
+        return points
+
+    def _mounts(self) -> bytes:
+        return b"".join(b"%s %s %s %s 0 0\n" % point for point in self._mount_points())
+
+    def _mountinfo(self) -> bytes:
+        lines = []
+        for index, (source, point, kind, options) in enumerate(self._mount_points(), 1):
+            parent = 1 if index > 1 else 0
+            lines.append(b"%d %d 0:%d / %s %s - %s %s %s\n" % (index, parent, index, point, options, kind, source,
+                                                              options))
+        return b"".join(lines)
+
+    def _proc_listing(self, call: Call, flags: int) -> Tuple[int, Optional[bytes]]:
+        """/proc as a directory: the host's entries, but only the sandbox's processes.
+
+        A fresh private directory per open (the guest's view at that moment);
+        the supervisor maps it back to /proc for lookups relative to it.
+        """
+        with self._lock:
+            self._listings += 1
+            number = self._listings
+        top = os.fsencode(self.cwd.top) + b"/.proc%d" % number
+        os.mkdir(top, 0o555 | 0o200)
+        tgid = tgid_of(call.tid)
+        try:
+            for entry in os.scandir(b"/proc"):
+                name = entry.name
+                if name.isdigit():
+                    continue
+                if name == b"self":
+                    os.symlink(b"%d" % tgid, top + b"/self")
+                elif name == b"thread-self":
+                    os.symlink(b"%d/task/%d" % (tgid, call.tid), top + b"/thread-self")
+                elif entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), top + b"/" + name)
+                elif entry.is_dir(follow_symlinks=False):
+                    os.mkdir(top + b"/" + name, 0o555)
+                else:
+                    os.close(os.open(top + b"/" + name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
+            for pid in self._members():
+                os.mkdir(top + b"/%d" % pid, 0o555)
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            old = os.fsencode(self.cwd.top) + b"/.proc%d" % (number - 8)
+            if number > 8:
+                _remove_tree(old)
+        return fd, None
 
     def _open_dev(self, call: Call, norm: bytes, flags: int, mode: int,
                   resolve: int) -> Tuple[int, Optional[bytes]]:

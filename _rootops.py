@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import threading
 import time
@@ -34,6 +35,7 @@ from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call,
     tgid_of, parent_of, write_mem
 from _resolve import d_path
 
+_PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")
 AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
@@ -183,15 +185,26 @@ def do_readlink(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if call.path == b"":
         call.flags |= AT_EMPTY_PATH
-    fd, st = _object(ctx, call, "meta", nofollow=True)
-    try:
-        if not stat.S_ISLNK(st.mode):
-            return Errno(errno.EINVAL)
-        target = os.readlink(b"", dir_fd=fd)
-        if st.dev == ctx.resolver.proc_dev:
-            target = ctx.resolver.link_target(target)
-    finally:
-        os.close(fd)
+    resolver = ctx.resolver
+    if call.path and call.path.rstrip(b"/") in (b"/proc/self", b"/proc/thread-self"):
+        tgid = tgid_of(call.tid)
+        target = b"%d" % tgid if call.path.rstrip(b"/") == b"/proc/self" else b"%d/task/%d" % (tgid, call.tid)
+    else:
+        fd, st = _object(ctx, call, "meta", nofollow=True)
+        try:
+            if not stat.S_ISLNK(st.mode):
+                return Errno(errno.EINVAL)
+            target = os.readlink(b"", dir_fd=fd)
+            if st.dev == resolver.proc_dev:
+                link = _PROC_LINK.match(d_path(fd))
+                if link and link.group(2) == b"cwd":
+                    target = resolver.virtual_cwd(int(link.group(1)))
+                elif link and link.group(2) == b"root":
+                    target = b"/"
+                else:
+                    target = resolver.link_target(target)
+        finally:
+            os.close(fd)
     data = target[: call.size]
     write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(len(data))

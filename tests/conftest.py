@@ -504,13 +504,8 @@ def system_python() -> str:
 # (README "Known limits of the emulated root").  Not strict while issue 3 is open:
 # some of these fail only now and then (races); remove an entry when its cause is fixed.
 KNOWN_ROOT_FAILURES = {
-    "test_shebang_scripts_run_the_roots_interpreter": "#! scripts get the rewritten name as $0",
-    "test_pwd_and_getcwd_print_virtual_paths_short_and_long": "cwd of a shell's subshells after cd",
-    "test_cwd_option_and_proc_self_links_show_virtual_paths": "/proc/self links in some spellings",
-    "test_an_absolute_symlink_in_a_mounted_directory_resolves_in_the_guest_root":
-        "symlinks inside --fs-mount resolve relative to the mount's top",
-    "test_proc_lists_only_the_sandboxs_processes": "ls /proc shows every host pid (listing not filtered)",
-    "test_proc_self_status_maps_and_mountinfo_show_guest_names": "/proc/self/maps and mountinfo still show host paths",
+    "test_shebang_scripts_run_the_roots_interpreter":
+        "a #! script's $0 is the name the supervisor rewrote the exec path to (README)",
 }
 
 
