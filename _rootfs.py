@@ -308,6 +308,39 @@ class Cwd:
         start, _ = _start_and_parent(pid)
         self._entries[pid] = (start, virt)
 
+    def same_length_link(self, target: bytes, original: bytes) -> Optional[bytes]:
+        """A relative name as long as `original`, ending in its last component, that is now
+        a symlink (in the anchor) to `target`; None if original is too short or too long.
+
+        The kernel hands a #! interpreter the path of its script and its own path
+        as written: with names of the same length the originals can be put back
+        into the new program's argv (see _rootops.fix_argv).
+        """
+        base = original.rpartition(b"/")[2]
+        room = len(original) - 1 - len(base)
+        if b"/" not in original or not base or base in (b".", b"..") or not 1 <= room <= 200 or len(base) > 255:
+            return None
+        with self._lock:
+            turn = self._turn
+            self._turn += 1
+        prefix = self.NAMES[turn % len(self.NAMES)] + b"~" * (room - 1)
+        try:
+            os.mkdir(prefix, 0o755, dir_fd=self.anchor_fd)
+        except FileExistsError:
+            pass
+        sub = os.open(prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
+        try:
+            temp = b".t%d" % turn
+            try:
+                os.unlink(temp, dir_fd=sub)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, temp, dir_fd=sub)
+            os.rename(temp, base, src_dir_fd=sub, dst_dir_fd=sub)
+        finally:
+            os.close(sub)
+        return prefix + b"/" + base
+
     def named_link(self, basename: bytes, target: bytes) -> bytes:
         """A host path ending in /basename that is now a symlink to `target`.
 

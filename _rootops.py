@@ -295,7 +295,11 @@ def do_execve(ctx: Context, call: Call) -> Reply:
 
 def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, held) -> Reply:
     resolver = ctx.resolver
-    if relative_ok:
+    same = resolver.cwd.same_length_link(link, path) if script and relative_ok else None
+    if same:
+        name = same
+        ctx.argv_fixups[tgid] = [(a, b) for a, b in script if a] + [(same, path)]
+    elif relative_ok:
         name = resolver.cwd.link(link, path.rpartition(b"/")[2], len(path))
     elif len(link) <= len(path):
         name = link
@@ -387,11 +391,15 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
     return Errno(errno.ENOSYS)  # README: fexecve of dynamic programs and scripts in a root
 
 
-def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_Target, bool]:
-    """What the kernel must execute for the file `fd` (virtual path virt): (target, is a script)."""
+def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_Target, list]:
+    """What the kernel must execute for the file `fd` (virtual path virt): (target, argv fixups).
+
+    A #! script yields fixups: (our name, the script's) pairs of equal length
+    to write back into the interpreter's argv (see fix_argv); an ELF none.
+    """
     head = os.pread(fd, _elf.HEADER_SIZE, 0)
     if head[:4] == b"\x7fELF":
-        return _plan_elf(ctx, call, fd, virt), False
+        return _plan_elf(ctx, call, fd, virt), []
     if head[:2] == b"#!":
         if depth >= MAX_INTERP_DEPTH:
             raise _oserror(errno.ELOOP)
@@ -411,12 +419,15 @@ def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_
                 target = b"/proc/self/fd/%d" % ctx.inject(call, inner.fd)
             finally:
                 os.close(inner.fd)
-        basename = bang.interp.rstrip(b"/").rpartition(b"/")[2] or b"interpreter"
-        interp_name = ctx.resolver.cwd.named_link(basename, target)
+        interp_name = ctx.resolver.cwd.same_length_link(target, bang.interp)
+        fixups = [(interp_name, bang.interp)] if interp_name else []
+        if not interp_name:
+            basename = bang.interp.rstrip(b"/").rpartition(b"/")[2] or b"interpreter"
+            interp_name = ctx.resolver.cwd.named_link(basename, target)
         size = os.fstat(fd).st_size
         script = os.pread(fd, size, 0)
         copy = _elf.rewrite_shebang(script, interp_name, bang.arg)
-        return _Target(_elf.sealed_memfd("sandlock:" + os.fsdecode(virt), copy), b""), True
+        return _Target(_elf.sealed_memfd("sandlock:" + os.fsdecode(virt), copy), b""), fixups or [(b"", b"")]
     raise _oserror(errno.ENOEXEC)
 
 
@@ -607,3 +618,40 @@ def _vfork_thread(pid: int, numbers: Dict[str, int]) -> Optional[int]:
         if first.isdigit() and int(first) in wanted:
             return int(name)
     return None
+
+
+def fix_argv(ctx, tid: int) -> None:
+    """Put the names a #! exec was given back into the new program's argv.
+
+    Called at the first trapped syscall of the process (its only thread then,
+    so tid is its pid), before that syscall is decoded: the interpreter got
+    our same-length names for its own path and the script's (see
+    _redirect_exec); they are replaced in place in its argument strings,
+    which the kernel copied to its stack ([arg_start, arg_end) of
+    /proc/PID/stat).  A process whose exec failed has no such names: nothing
+    is written.
+    """
+    pairs = ctx.argv_fixups.pop(tid, None)
+    if not pairs:
+        return
+    try:
+        with open(b"/proc/%d/stat" % tid, "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()
+        start, end = int(fields[45]), int(fields[46])
+        area = read_mem(ctx.tracees, tid, start, end - start)
+    except (OSError, ValueError, IndexError):
+        return
+    offset = 0
+    strings = []
+    for text in area.split(b"\0"):
+        strings.append((offset, text))
+        offset += len(text) + 1
+    for ours, original in pairs:
+        for at, text in strings[:4]:  # interpreter, its argument, the script
+            if text == ours and len(original) == len(ours):
+                try:
+                    write_mem(ctx.tracees, tid, start + at, original)
+                except OSError:
+                    pass
+                break

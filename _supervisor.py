@@ -205,6 +205,7 @@ class Session:
         self.execve_nr = self.names_to_numbers().get("execve", -1)
         self._memory: Optional[_MemoryWriter] = None
         self.vfork = None   # _rootops.VforkHolder with an emulated root
+        self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
         self._cwd: Optional[_rootfs.Cwd] = None
         if prepared.root is not None:
@@ -583,6 +584,9 @@ class Session:
             return Errno(errno.ENOSYS)  # cannot happen: the filter notifies table rows only
         if self.members is not None and self.members.pending:
             self.members.settle(call.tid)
+        if self.argv_fixups and call.tid in self.argv_fixups:
+            import _rootops
+            _rootops.fix_argv(self, call.tid)
         try:
             decode(self.tracees, call, handler.layout, handler.fixed)
             if not self._still_valid(call.id):

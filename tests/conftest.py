@@ -497,20 +497,3 @@ def system_python() -> str:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip(f"{SYSTEM_PYTHON} is missing (Debian package python3)")
     return SYSTEM_PYTHON
-
-
-# --- known failures of the emulated root (issue 3 is not resolved) ----------------------------------
-# Each is a behaviour the suite requires and the implementation does not give yet
-# (README "Known limits of the emulated root").  Not strict while issue 3 is open:
-# some of these fail only now and then (races); remove an entry when its cause is fixed.
-KNOWN_ROOT_FAILURES = {
-    "test_shebang_scripts_run_the_roots_interpreter":
-        "a #! script's $0 is the name the supervisor rewrote the exec path to (README)",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    for item in items:
-        reason = KNOWN_ROOT_FAILURES.get(getattr(item, "originalname", item.name))
-        if reason and item.module.__name__.endswith("test_root"):
-            item.add_marker(pytest.mark.xfail(strict=False, reason=f"issue 3, not done: {reason}"))
