@@ -85,6 +85,22 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
 
 def do_stat(ctx: Context, call: Call) -> Reply:
     path = call.path
+    if not path and call.flags & AT_EMPTY_PATH and call.dirfd >= 0:
+        # fstat of an fd the caller holds: the kernel checked its open; an O_PATH
+        # fd (opened by a CONTINUE) is decided again on its object (_object)
+        fd = ctx.tracees.getfd(call.tid, call.dirfd)
+        try:
+            if not _is_o_path(fd):
+                write_mem(ctx.tracees, call.tid, call.ptr, ctx.hot.fstat(fd).raw)
+                return Value(0)
+        finally:
+            os.close(fd)
+    if (ctx.resolver.emulated_root and call.flags & AT_SYMLINK_NOFOLLOW and call.dirfd >= 0 and path
+            and b"/" not in path and path != b"." and path != b".."):
+        st = ctx.resolver.stat_entry(call, call.dirfd, path)
+        if st is not None:
+            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+            return Value(0)
     if path and path[0] == 47 and not (ctx.resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
         # The hot path: an absolute path openat2 proves symlink-free is its own real path.
         fd = ctx.resolver.open_plain(path, bool(call.flags & AT_SYMLINK_NOFOLLOW))

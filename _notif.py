@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 try:
@@ -262,6 +263,7 @@ class Tracees:
     def __init__(self, hot: "_syscalls.HotCalls") -> None:
         self.hot = hot
         self._pidfds: Dict[int, int] = {}
+        self._owner = threading.get_ident()  # self.hot's buffers belong to this thread
         self._thread_flag = PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0
 
     def _open(self, tid: int) -> int:
@@ -272,12 +274,23 @@ class Tracees:
         self._pidfds[tid] = pidfd
         return pidfd
 
+    def claim(self) -> None:
+        """The calling thread is the one that uses self.hot (see getfd)."""
+        self._owner = threading.get_ident()
+
     def getfd(self, tid: int, fd: int) -> int:
         """A duplicate (close-on-exec) of the tracee's fd, or EBADF."""
         if fd < 0:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         pidfd = self._pidfds.get(tid)
-        if pidfd is not None:
+        if pidfd is not None and threading.get_ident() == self._owner:
+            try:
+                return self.hot.getfd(pidfd, fd)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+                self.forget(tid)
+        elif pidfd is not None:
             try:
                 return _syscalls.pidfd_getfd(pidfd, fd)
             except OSError as exc:

@@ -197,6 +197,15 @@ def normalise(path: bytes) -> bytes:
     return b"/" + b"/".join(parts)
 
 
+_BELOW = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
+
+
+def _clean_relative(path: bytes) -> bool:
+    """A relative path with no '.', '..' or empty component."""
+    return (path[:1] != b"/" and b"//" not in path and not path.endswith(b"/")
+            and (b"." not in path or all(c not in (b".", b"..") for c in path.split(b"/"))))
+
+
 def _memfd(name: bytes, data: bytes) -> int:
     import _elf
     return _elf.sealed_memfd("sandlock-proc-" + os.fsdecode(name), data)
@@ -441,6 +450,7 @@ class RootResolver(Resolver):
                  mounts: Sequence[Tuple[str, str, bool]], cwd: Cwd, shm: str, dev: str) -> None:
         super().__init__(rules, tracees, is_member, hot)
         self.root_host = os.fsencode(root)
+        self.root_prefix = self.root_host.rstrip(b"/") + b"/"
         self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.mounts = sorted((Mount(os.fsencode(v), os.fsencode(h), ro) for v, h, ro in mounts),
                              key=lambda m: -len(m.virt))
@@ -454,6 +464,16 @@ class RootResolver(Resolver):
         self._lock = threading.Lock()
         self._listings = 0
         self._members = cwd._processes
+        self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
+        # All of the root readable, nothing denied: a read or metadata check of an
+        # object found below the root always passes (see check).
+        self._all_readable = self.root_host in rules.readable and not rules.denied
+
+    def check(self, fd: int, name: Optional[bytes], need: str, st=None) -> None:
+        if (need != "write" and self._all_readable and name is not None
+                and (name.startswith(self.root_prefix) or name == self.root_host)):
+            return
+        super().check(fd, name, need, st)
 
     def close(self) -> None:
         for fd in [self.root_fd, self.shm_fd, self.dev_fd] + [m.fd for m in self.mounts]:
@@ -545,17 +565,51 @@ class RootResolver(Resolver):
             finally:
                 os.close(base)
             return fd, self._checked_name(fd)
-        if path[:1] != b"/":
-            alias = self.scripts.get(tgid_of(call.tid)) if self.scripts else None
-            if alias and path in alias:
-                path = alias[path]
-            else:
-                path = join(self.virtual_dir(call, dirfd), path)
-        elif self.scripts:
-            alias = self.scripts.get(tgid_of(call.tid))
-            if alias and path in alias:
-                path = alias[path]
+        alias = self.scripts.get(call.tid) if self.scripts else None  # after exec: one thread, tid == pid
+        if alias and path in alias:
+            path = alias[path]
+        elif path[:1] != b"/":
+            if dirfd != AT_FDCWD and not resolve and _clean_relative(path):
+                found = self._open_below(call, dirfd, path, flags, mode)
+                if found is not None:
+                    return found
+            path = join(self.virtual_dir(call, dirfd), path)
         return self._open_virtual(call, path, flags, mode, resolve)
+
+    def stat_entry(self, call: Call, dirfd: int, name: bytes) -> Optional[_syscalls.Stat]:
+        """lstat of one entry `name` of a directory fd of the root tree (find, ls -l):
+        a single component without following it crosses nothing, so the kernel's
+        own fstatat is exact.  None: take the general way."""
+        base = self.tracees.getfd(call.tid, dirfd)
+        try:
+            top = d_path(base)
+            if not top.startswith(self.root_prefix) and top != self.root_host or self._mount_inside:
+                return None
+            if not self._all_readable:
+                self.rules.check(top.rstrip(b"/") + b"/" + name, "meta")
+            return self.hot.fstatat(base, name, 0x100)  # AT_SYMLINK_NOFOLLOW
+        finally:
+            os.close(base)
+
+    def _open_below(self, call: Call, dirfd: int, path: bytes, flags: int,
+                    mode: int) -> Optional[Tuple[int, Optional[bytes]]]:
+        """The fast way for a clean relative path under a directory fd of the root tree:
+        openat2 from that fd with no symlink and no '..' is exactly what the kernel
+        would open (None: take the general way)."""
+        base = self.tracees.getfd(call.tid, dirfd)
+        try:
+            top = d_path(base)
+            if not top.startswith(self.root_prefix) and top != self.root_host or self._mount_inside:
+                return None
+            try:
+                fd = self.hot.openat2(base, path, flags, mode, _BELOW)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.EXDEV):
+                    return None
+                raise
+            return fd, top.rstrip(b"/") + b"/" + path
+        finally:
+            os.close(base)
 
     def _checked_name(self, fd: int) -> Optional[bytes]:
         try:
@@ -586,6 +640,14 @@ class RootResolver(Resolver):
                     return self._walk(call, norm, flags, mode, resolve, depth)
                 return fd, self._checked_name(fd)
         rest = path.lstrip(b"/") or b"."
+        if norm == path and not depth:
+            # a clean path without symlinks is its own real path: no d_path needed
+            try:
+                fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | S.RESOLVE_NO_SYMLINKS)
+                return fd, self.root_host + path if path != b"/" else self.root_host
+            except OSError as exc:
+                if exc.errno != errno.ELOOP or extra & S.RESOLVE_NO_SYMLINKS:
+                    raise
         try:
             fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | extra)
         except OSError as exc:

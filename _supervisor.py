@@ -555,6 +555,8 @@ class Session:
         """
         buf = bytearray(S.NOTIF.size)
         listener = self.listener
+        if self.tracees is not None:
+            self.tracees.claim()  # this thread uses the HotCalls buffers from now on
         recv = S.SECCOMP_IOCTL_NOTIF_RECV
         poller = select.poll()
         poller.register(listener, select.POLLIN)
@@ -628,10 +630,13 @@ class Session:
                 raise
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
-        addfd = S.NOTIF_ADDFD.pack(call.id, S.SECCOMP_ADDFD_FLAG_SEND, reply.fd, 0,
-                                   os.O_CLOEXEC if reply.cloexec else 0)
+        # Two steps (ADDFD, then SEND the number) rather than SECCOMP_ADDFD_FLAG_SEND:
+        # measured ~25 us faster per open on 6.18 (the SEND gets the synchronous
+        # wake-up).  If the caller is interrupted in between, the fd stays in it
+        # unannounced, as if the open had raced a signal (README).
         try:
-            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd)
+            number = self.inject(call, reply.fd, reply.cloexec)
+            self.send(call, Value(number))
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self.send(call, Errno(exc.errno or errno.EMFILE))

@@ -535,6 +535,7 @@ class HotCalls:
         self._nr_writev = long_p(nr("process_vm_writev"))
         self._nr_openat2 = long_p(nr("openat2"))
         self._nr_fstatat = long_p(nr("newfstatat"))
+        self._nr_getfd = long_p(nr("pidfd_getfd"))
         self._buf = ctypes.create_string_buffer(self.READ_MAX)
         self._local = _iovec(ctypes.addressof(self._buf), 0)
         self._remote = _iovec(0, 0)
@@ -585,6 +586,21 @@ class HotCalls:
             err = self._fail()
             if err.errno != errno.EINTR:
                 raise err
+
+    def getfd(self, pidfd: int, targetfd: int) -> int:
+        """pidfd_getfd(2) (see pidfd_getfd)."""
+        fd = self._syscall(self._nr_getfd, self._long(pidfd), self._long(targetfd), self._zero)
+        if fd < 0:
+            raise self._fail()
+        return fd
+
+    def fstatat(self, dirfd: int, name: bytes, flags: int) -> Stat:
+        """newfstatat(dirfd, name, flags), parsed like fstat."""
+        if self._syscall(self._nr_fstatat, self._long(dirfd), name, self._stat, self._long(flags)) < 0:
+            raise self._fail()
+        raw = self._stat.raw
+        dev, ino, mode = self._ids.unpack_from(raw)
+        return Stat(dev, ino, mode, raw)
 
     def fstat(self, fd: int) -> Stat:
         """newfstatat(fd, "", AT_EMPTY_PATH): the raw struct stat, parsed."""
