@@ -41,8 +41,8 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
-    def act(sock: socket.socket) -> int:
-        _syscalls.connect(sock.fileno(), address)
+    def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
+        _syscalls.connect(sock.fileno(), route(address))
         return 0
     return _on_socket(ctx, call, address, True, act)
 
@@ -59,9 +59,12 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
-               act: Callable[[socket.socket], int], cleanup: Callable[[], None] = lambda: None):
-    """Decide the address on the socket's real family, then act(sock) on behalf.
+               act: Callable, cleanup: Callable[[], None] = lambda: None):
+    """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
+    route(address) is the address to use: itself, or with an emulated root
+    the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
+    file the supervisor looked up (the fd is held until the act is done).
     An act that may block runs in a short-lived worker thread that answers
     the notification itself (None is returned to the loop).
     """
@@ -70,20 +73,29 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     except BaseException:
         cleanup()
         raise
+    routes: dict = {}
+    held: List[int] = []
+    outer = cleanup
+
+    def cleanup() -> None:
+        for fd in held:
+            os.close(fd)
+        outer()
     try:
         if address and sock.family == AF_UNIX:
             for one in (address if isinstance(address, list) else [address]):
-                _check_unix(ctx, call, one)
+                routes[one] = _check_unix(ctx, call, one, held)
         blocking = may_block and not (fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
     except BaseException:
         sock.close()
         cleanup()
         raise
+    bound = lambda s: act(s, lambda a: routes.get(a, a) if a else a)  # noqa: E731
     if blocking:
-        threading.Thread(target=_act_and_reply, args=(ctx.reply_later, call, sock, act, cleanup),
+        threading.Thread(target=_act_and_reply, args=(ctx.reply_later, call, sock, bound, cleanup),
                          daemon=True).start()
         return None  # the worker answers
-    return _act(sock, act, cleanup)
+    return _act(sock, bound, cleanup)
 
 
 def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Callable[[], None]) -> Reply:
@@ -122,7 +134,7 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
-                      lambda sock: _syscalls.sendmsg(sock.fileno(), address, data, b"", flags))
+                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags))
 
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
@@ -130,7 +142,7 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     name, data, control, fds = _read_msghdr(ctx, call, call.ptr)
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
-                      lambda sock: _syscalls.sendmsg(sock.fileno(), name, data, control, flags),
+                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
                       _closer(fds))
 
 
@@ -150,11 +162,11 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
         raise
     names = [m[1] for m in messages if m[1]]
 
-    def act(sock: socket.socket) -> int:
+    def act(sock: socket.socket, route) -> int:
         sent = 0
         for entry, name, data, control in messages:
             try:
-                count = _syscalls.sendmsg(sock.fileno(), name, data, control, call.flags)
+                count = _syscalls.sendmsg(sock.fileno(), route(name), data, control, call.flags)
             except OSError:
                 if sent:
                     break
@@ -220,16 +232,84 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
     return out, fds
 
 
-def _check_unix(ctx: Context, call: Call, address: bytes) -> None:
+def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> bytes:
+    """Decide a unix socket address; the address to use (see _on_socket)."""
     if len(address) <= SUN_PATH_OFFSET:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
     if address[SUN_PATH_OFFSET] == 0:
         if not ctx.abstract_scoped:
             raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-        return  # the supervisor thread's own scope decides
+        return address  # the supervisor thread's own scope decides
     path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
     fd, name = ctx.resolver.lookup(call, -100, path, False)
     try:
         ctx.resolver.check(fd, name, "write")
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    if not ctx.resolver.emulated_root:
+        os.close(fd)
+        return address
+    held.append(fd)  # the guest's path means nothing to the kernel: name the object itself
+    return address[:SUN_PATH_OFFSET] + b"/proc/self/fd/%d\0" % fd
+
+
+def do_sockname(ctx: Context, call: Call) -> Reply:
+    """getsockname/getpeername in an emulated root: a unix socket bound by do_bind
+    shows the guest's path, not the /proc/self/fd name it was bound with."""
+    sock = _socket(ctx, call)
+    try:
+        raw_len = read_mem(ctx.tracees, call.tid, call.ptr2, 4)
+        size = struct.unpack("=I", raw_len)[0]
+        getter = "getpeername" if call.nr == ctx.names_to_numbers().get("getpeername") else "getsockname"
+        address = _syscalls.sockname(sock.fileno(), getter)
+    finally:
+        sock.close()
+    if address[:SUN_PATH_OFFSET] == struct.pack("=H", AF_UNIX) and len(address) > SUN_PATH_OFFSET:
+        path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
+        virtual = ctx.resolver.socket_names.get(path)
+        if virtual is not None:
+            address = address[:SUN_PATH_OFFSET] + virtual + b"\0"
+    if size > 0x7FFFFFFF:
+        return Errno(errno.EINVAL)
+    from _notif import write_mem
+    write_mem(ctx.tracees, call.tid, call.ptr, address[:size]) if size else None
+    write_mem(ctx.tracees, call.tid, call.ptr2, struct.pack("=I", len(address)))
+    return Value(0)
+
+
+def do_bind(ctx: Context, call: Call) -> Reply:
+    """bind(2) in an emulated root: a unix socket's pathname is created in the guest tree.
+
+    The parent directory is looked up and decided for writing like a mkdir,
+    and the socket bound to /proc/self/fd/DIR/NAME (the kernel creates it
+    there, with the caller's umask).  Other addresses are bound as given,
+    on behalf too, so the address is read once.
+    """
+    if call.size > 128 or call.size < 2:
+        return Errno(errno.EINVAL)
+    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    sock = _socket(ctx, call)
+    try:
+        if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
+            _syscalls.bind(sock.fileno(), address)
+            return Value(0)
+        import _rootops
+        path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
+        directory, last = _rootops._parent_for_write(ctx, call, -100, path)
+        try:
+            target = b"/proc/self/fd/%d/%s" % (directory, last)
+            if len(target) >= 108:
+                return Errno(errno.ENAMETOOLONG)
+            old = os.umask(_rootops._umask(call.tid))
+            try:
+                _syscalls.bind(sock.fileno(), address[:SUN_PATH_OFFSET] + target + b"\0")
+            finally:
+                os.umask(old)
+            virtual = path if path[:1] == b"/" else ctx.resolver.virtual_cwd(call.tid).rstrip(b"/") + b"/" + path
+            ctx.resolver.socket_names[target] = virtual
+        finally:
+            os.close(directory)
+        return Value(0)
+    finally:
+        sock.close()

@@ -463,6 +463,7 @@ class RootResolver(Resolver):
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
         self._lock = threading.Lock()
         self._listings = 0
+        self.socket_names: Dict[bytes, bytes] = {}  # /proc/self/fd/N/name a socket was bound as -> guest path
         self._members = cwd._processes
         self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
         # All of the root readable, nothing denied: a read or metadata check of an

@@ -216,7 +216,10 @@ class Session:
             self._start_dir = self._cwd.anchor
 
     def names_to_numbers(self) -> Dict[str, int]:
-        return {name: nr for nr, name in self.names.items()}
+        numbers = getattr(self, "_numbers", None)
+        if numbers is None:
+            numbers = self._numbers = {name: nr for nr, name in self.names.items()}
+        return numbers
 
     def _root_resolver(self) -> Resolver:
         readable, writable, denied = self.prepared.host_rules

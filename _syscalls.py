@@ -374,6 +374,20 @@ def process_vm_writev(pid: int, address: int, data: bytes) -> int:
     return _call("process_vm_writev", pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
 
 
+def sockname(fd: int, which: str) -> bytes:
+    """getsockname(2) or getpeername(2): the raw struct sockaddr."""
+    buf = ctypes.create_string_buffer(128)
+    size = ctypes.c_uint(128)
+    _call(which, fd, buf, ctypes.byref(size))
+    return buf.raw[:min(size.value, 128)]
+
+
+def bind(fd: int, address: bytes) -> int:
+    """bind(2) with a raw sockaddr."""
+    buf = ctypes.create_string_buffer(address, len(address))
+    return _call("bind", fd, buf, ctypes.c_uint(len(address)))
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2)."""
     return _call("prctl", option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))

@@ -129,6 +129,9 @@ ROOT_ROWS: Dict[str, Row] = {
     "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
     "execve": _row(RO.do_execve, ("path",)),
     "execveat": _row(RO.do_execve, ("dirfd", "path", "_", "_", "flags")),
+    "bind": _row(N.do_bind, ("fd", "ptr", "size")),
+    "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+    "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
 }
 
 ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "

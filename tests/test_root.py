@@ -1137,3 +1137,42 @@ def test_a_root_symlink_to_slash_lists_the_guest_root(who, bb: Path) -> None:
     assert (r.returncode, r.stdout.split()) == (0, sorted(os.listdir(bb))), show(r)
     r = in_root(who, bb, ["sh", "-c", "cat /host/etc/passwd"])
     assert (r.returncode, r.stdout) == (0, guest_file(bb, "/etc/passwd")), show(r)
+
+
+UNIX_SOCKET_CODE = r'''
+import os, socket, stat, threading
+os.umask(0o027)
+server = socket.socket(socket.AF_UNIX)
+server.bind("/work/sock")
+server.listen()
+print("mode", oct(stat.S_IMODE(os.stat("/work/sock").st_mode)), stat.S_ISSOCK(os.stat("/work/sock").st_mode))
+print("name", server.getsockname())
+def serve():
+    conn, _ = server.accept()
+    conn.sendall(conn.recv(16).upper())
+    conn.close()
+threading.Thread(target=serve).start()
+os.chdir("/work")
+client = socket.socket(socket.AF_UNIX)
+client.connect("sock")                       # relative to the virtual cwd
+client.sendall(b"ping")
+print("reply", client.recv(16), "peer", client.getpeername())
+dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+dgram.bind("dg")
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"datagram", "/work/dg")
+print("dgram", dgram.recv(16))
+try:
+    socket.socket(socket.AF_UNIX).bind("/etc/sock")
+except OSError as e:
+    print("etc", e.errno)
+'''
+
+
+def test_unix_sockets_with_pathnames_live_in_the_guest_tree(who, deb: Path, work: Path) -> None:
+    r = in_root(who, deb, [PY, "-c", UNIX_SOCKET_CODE], "--fs-mount", f"/work:{work}")
+    assert r.returncode == 0, show(r)
+    assert r.stdout.splitlines() == ["mode 0o750 True", "name /work/sock", "reply b'PING' peer /work/sock",
+                                     "dgram b'datagram'", "etc 13"], show(r)
+    assert stat.S_ISSOCK((work / "sock").lstat().st_mode) and stat.S_ISSOCK((work / "dg").lstat().st_mode)
+    assert not (deb / "etc/sock").exists()
+    assert_no_host_path(r, deb, work)
