@@ -21,6 +21,7 @@ make the kernel run a host binary.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -29,6 +30,7 @@ import time
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import _elf
+import _structs as S
 import _syscalls
 from _fsops import X_OK, _object, _proc_fd, _umask
 from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
@@ -372,12 +374,19 @@ def _shares_memory_with(pid: int, parent: int) -> bool:
 
 
 def _fexecve(ctx: Context, call: Call) -> Reply:
-    """execveat(fd, "", AT_EMPTY_PATH): the fd is the child's; a static ELF runs as is."""
+    """execveat(fd, "", AT_EMPTY_PATH) (fexecve): the fd is the child's own.
+
+    A static ELF runs as it is.  For a dynamic ELF or a #! script, the
+    child's fd is replaced (SECCOMP_ADDFD_FLAG_SETFD, same number, same
+    close-on-exec flag) by what the kernel must run, then the exec goes on
+    with no path to read.
+    """
     fd = ctx.tracees.getfd(call.tid, call.dirfd)
     try:
-        name = ctx.resolver._name_of(fd)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
+            return Errno(errno.EACCES)
+        if not os.access(_proc_fd(fd), X_OK):
             return Errno(errno.EACCES)
         head = os.pread(fd, _elf.HEADER_SIZE, 0)
         if head[:4] == b"\x7fELF":
@@ -386,9 +395,30 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
                 # CONTINUE: the kernel runs the fd the child holds, no path is read,
                 # and Landlock's EXECUTE right decides whether it may
                 return CONTINUE
+        virt = ctx.resolver.virtual_of_host(ctx.resolver._name_of(fd) or b"") or b"/dev/fd/%d" % call.dirfd
+        target, _ = _plan(ctx, call, fd, virt, 0)
     finally:
         os.close(fd)
-    return Errno(errno.ENOSYS)  # README: fexecve of dynamic programs and scripts in a root
+    try:
+        cloexec = _child_cloexec(call.tid, call.dirfd)
+        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, S.SECCOMP_ADDFD_FLAG_SETFD, target.fd, call.dirfd,
+                                             os.O_CLOEXEC if cloexec else 0))
+        fcntl.ioctl(ctx.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
+    finally:
+        os.close(target.fd)
+    # CONTINUE: as above, the kernel runs the fd, now our copy; nothing is re-read
+    return CONTINUE
+
+
+def _child_cloexec(tid: int, fd: int) -> bool:
+    try:
+        with open(b"/proc/%d/fdinfo/%d" % (tid, fd), "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return bool(int(line.split()[1], 8) & os.O_CLOEXEC)
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_Target, list]:
