@@ -231,7 +231,8 @@ class Scratch:
 
     def __init__(self) -> None:
         import tempfile
-        self.path = tempfile.mkdtemp(prefix="sandlock-root-")
+        _remove_stale(tempfile.gettempdir())
+        self.path = tempfile.mkdtemp(prefix=f"sandlock-root-{os.getpid()}-")
         os.chmod(self.path, 0o700)
         self.cwd = os.path.join(self.path, "cwd")
         self.shm = os.path.join(self.path, "shm")
@@ -258,6 +259,27 @@ class Scratch:
     def close(self) -> None:
         import shutil
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _remove_stale(top: str) -> None:
+    """Remove scratch directories of ours left by a sandlock that was killed."""
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[:2] != ["sandlock", "root"] or not parts[2].isdigit():
+            continue
+        path = os.path.join(top, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            _remove_tree(os.fsencode(path))
+        except OSError:
+            continue
 
 
 class Cwd:
