@@ -47,7 +47,7 @@ kexec_file_load init_module finit_module delete_module unshare setns perf_event_
 userfaultfd keyctl add_key request_key ptrace process_vm_readv process_vm_writev open_by_handle_at
 name_to_handle_at ioperm iopl modify_ldt quotactl quotactl_fd acct lookup_dcookie io_uring_setup
 io_uring_enter io_uring_register fsopen fsmount fsconfig fspick move_mount open_tree
-open_tree_attr mount_setattr fanotify_init uselib statmount listmount syslog vhangup
+open_tree_attr mount_setattr fanotify_init fanotify_mark uselib statmount listmount syslog vhangup
 lsm_set_self_attr file_getattr file_setattr
 """.split()) | IPC
 
@@ -87,7 +87,7 @@ futimesat newfstatat unlinkat renameat linkat symlinkat readlinkat fchmodat facc
 ppoll set_robust_list get_robust_list splice tee sync_file_range vmsplice move_pages utimensat
 epoll_pwait signalfd timerfd_create eventfd fallocate timerfd_settime timerfd_gettime accept4
 signalfd4 eventfd2 epoll_create1 dup3 pipe2 inotify_init1 preadv pwritev rt_tgsigqueueinfo
-recvmmsg fanotify_mark prlimit64 clock_adjtime syncfs sendmmsg getcpu kcmp sched_setattr
+recvmmsg prlimit64 clock_adjtime syncfs sendmmsg getcpu kcmp sched_setattr
 sched_getattr renameat2 getrandom memfd_create membarrier mlock2 copy_file_range preadv2
 pwritev2 pkey_mprotect pkey_alloc pkey_free statx io_pgetevents rseq pidfd_send_signal
 pidfd_open close_range openat2 pidfd_getfd faccessat2 process_madvise epoll_pwait2
