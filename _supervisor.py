@@ -204,7 +204,7 @@ class Session:
         self.resolver: Optional[Resolver] = None
         self.execve_nr = self.names_to_numbers().get("execve", -1)
         self._memory: Optional[_MemoryWriter] = None
-        self.vfork = None   # _rootops.VforkHolder with an emulated root
+        self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
         self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
         self._cwd: Optional[_rootfs.Cwd] = None
@@ -214,6 +214,13 @@ class Session:
             self._shm = shm
             self._cwd = _rootfs.Cwd(anchors, os.fsencode(policy.cwd or "/"), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
+
+    @property
+    def vfork(self):
+        if self._vfork is None:
+            import _rootops
+            self._vfork = _rootops.VforkHolder(self)
+        return self._vfork
 
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)
@@ -243,8 +250,6 @@ class Session:
             self.tracees = Tracees(self.hot)
             if self.prepared.root is not None:
                 self.resolver = self._root_resolver()
-                import _rootops
-                self.vfork = _rootops.VforkHolder(self)
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices
                 self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
@@ -272,8 +277,8 @@ class Session:
                 self.tracees.close()
             if self._memory is not None:
                 self._memory.close()
-            if self.vfork is not None:
-                self.vfork.close()
+            if self._vfork is not None:
+                self._vfork.close()
             if self._run_dirs:
                 import shutil
                 for path in self._run_dirs:
