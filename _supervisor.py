@@ -40,7 +40,6 @@ import _filter
 import _landlock
 import _launch
 import _policy
-import _rootfs
 import _structs as S
 import _syscalls
 import _table
@@ -101,6 +100,8 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch") -> Policy:
     scratch /dev; writable: -w paths, read-write mounts, the private
     /dev/shm and pseudo-terminals; denied: --fs-deny inside the root.
     """
+    import _rootfs
+
     def hosts(paths: Sequence[str]) -> List[str]:
         out = []
         for virt in paths:
@@ -135,6 +136,7 @@ def prepare(policy: Policy) -> Prepared:
     scratch = None
     landlock_policy = policy
     if policy.chroot is not None:
+        import _rootfs
         scratch = _rootfs.Scratch()
         landlock_policy = _host_policy(policy, scratch)
     try:
@@ -207,8 +209,9 @@ class Session:
         self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
         self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
-        self._cwd: Optional[_rootfs.Cwd] = None
+        self._cwd = None   # _rootfs.Cwd with an emulated root
         if prepared.root is not None:
+            import _rootfs
             anchors, shm = prepared.root.new_run()
             self._run_dirs = (anchors, shm)
             self._shm = shm
@@ -233,6 +236,7 @@ class Session:
         scratch = self.prepared.root
         assert scratch is not None and self._cwd is not None and self.tracees is not None
         rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc"), writable, denied)
+        import _rootfs
         return _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, self.policy.chroot or "/",
                                     self.policy.fs_mount, self._cwd, self._shm, scratch.dev)
 

@@ -16,7 +16,6 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import _fsops as F
 import _netops as N
 import _procops as P
-import _rootops as RO
 import _syscalls
 from _filter import Test, Trap
 from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
@@ -106,33 +105,46 @@ ROWS: Dict[str, Row] = {
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
-# and these handlers replace the ones above (SPEC section 4).
-ROOT_ROWS: Dict[str, Row] = {
-    "mkdir": _row(RO.do_mkdir, ("path", "mode")),
-    "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
-    "mknod": _row(RO.do_mknod, ("path", "mode", "_")),
-    "mknodat": _row(RO.do_mknod, ("dirfd", "path", "mode", "_")),
-    "unlink": _row(RO.do_unlink, ("path",)),
-    "unlinkat": _row(RO.do_unlink, ("dirfd", "path", "flags")),
-    "rmdir": _row(RO.do_unlink, ("path",), flags=RO.AT_REMOVEDIR),
-    "rename": _row(RO.do_rename, ("path", "path2")),
-    "renameat": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2")),
-    "renameat2": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
-    "link": _row(RO.do_link, ("path", "path2")),
-    "linkat": _row(RO.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
-    "symlink": _row(RO.do_symlink, ("path", "path2")),
-    "symlinkat": _row(RO.do_symlink, ("path", "dirfd2", "path2")),
-    "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
-    "chdir": _row(RO.do_chdir, ("path",)),
-    "fchdir": _row(RO.do_chdir, ("fd",)),
-    "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
-    "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
-    "execve": _row(RO.do_execve, ("path",)),
-    "execveat": _row(RO.do_execve, ("dirfd", "path", "_", "_", "flags")),
-    "bind": _row(N.do_bind, ("fd", "ptr", "size")),
-    "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
-    "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
-}
+# and these handlers replace the ones above (SPEC section 4).  Built on first
+# use: _rootops is not imported by runs without a root (CLI start-up).
+ROOT_NAMES = ("mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
+              "symlinkat getcwd chdir fchdir readlink readlinkat execve execveat bind getsockname "
+              "getpeername").split()
+_ROOT_ROWS: Dict[str, Row] = {}
+
+
+def root_rows() -> Dict[str, Row]:
+    if not _ROOT_ROWS:
+        import _rootops as RO
+        _ROOT_ROWS.update({
+            "mkdir": _row(RO.do_mkdir, ("path", "mode")),
+            "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
+            "mknod": _row(RO.do_mknod, ("path", "mode", "_")),
+            "mknodat": _row(RO.do_mknod, ("dirfd", "path", "mode", "_")),
+            "unlink": _row(RO.do_unlink, ("path",)),
+            "unlinkat": _row(RO.do_unlink, ("dirfd", "path", "flags")),
+            "rmdir": _row(RO.do_unlink, ("path",), flags=RO.AT_REMOVEDIR),
+            "rename": _row(RO.do_rename, ("path", "path2")),
+            "renameat": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2")),
+            "renameat2": _row(RO.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
+            "link": _row(RO.do_link, ("path", "path2")),
+            "linkat": _row(RO.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
+            "symlink": _row(RO.do_symlink, ("path", "path2")),
+            "symlinkat": _row(RO.do_symlink, ("path", "dirfd2", "path2")),
+            "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
+            "chdir": _row(RO.do_chdir, ("path",)),
+            "fchdir": _row(RO.do_chdir, ("fd",)),
+            "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
+            "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
+            "execve": _row(RO.do_execve, ("path",)),
+            "execveat": _row(RO.do_execve, ("dirfd", "path", "_", "_", "flags")),
+            "bind": _row(N.do_bind, ("fd", "ptr", "size")),
+            "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+            "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+        })
+        assert sorted(_ROOT_ROWS) == sorted(ROOT_NAMES)
+    return _ROOT_ROWS
+
 
 ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
@@ -150,7 +162,7 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     deny_mode = bool(policy.fs_denied) or policy.chroot is not None
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
     if policy.chroot is not None:
-        for name in ROOT_ROWS:
+        for name in ROOT_NAMES:
             traps[name] = None
         traps["truncate"] = None
         # fstatfs is trapped for O_PATH fds opened by a CONTINUE; in a root no
@@ -206,6 +218,6 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
     table = _syscalls.table(arch)
     out = {}
     for name in traps:
-        row = ROOT_ROWS[name] if root and name in ROOT_ROWS else ROWS[name]
+        row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
         out[table[name]] = Handler(row.op, compile_layout(row.layout), row.fixed)
     return out
