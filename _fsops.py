@@ -57,6 +57,10 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
         st = ctx.hot.fstat(fd)
         if call.path or need != "meta" or call.dirfd == AT_FDCWD or _is_o_path(fd):
             ctx.resolver.check(fd, name, need, st)
+        if need == "write":
+            fresh = ctx.resolver.writable(fd, name)
+            if fresh != fd:
+                fd, st = fresh, ctx.hot.fstat(fresh)
         # else: metadata of a file the tracee opened (Landlock checked that
         # open) or inherited: fstat and friends need no rule
         return fd, st
@@ -74,8 +78,9 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
     """A private duplicate of the tracee's fd call.fd, decided for `need`."""
     fd = ctx.tracees.getfd(call.tid, call.fd)
     try:
-        ctx.resolver.check(fd, ctx.resolver._name_of(fd), need)
-        return fd
+        name = ctx.resolver._name_of(fd)
+        ctx.resolver.check(fd, name, need)
+        return ctx.resolver.writable(fd, name) if need == "write" else fd
     except BaseException:
         os.close(fd)
         raise
@@ -312,6 +317,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
+        probe = ctx.resolver.writable(probe, name)
         return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
     finally:
         os.close(probe)

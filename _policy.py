@@ -66,7 +66,9 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("max_memory", None), ("max_processes", None), ("max_open_files", None), ("timeout", None),
     ("env", ()), ("clean_env", False), ("cwd", None), ("best_effort", False), ("extra_deny_syscalls", ()),
     ("chroot", None), ("fs_mount", ()),
+    ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False),
 )
+END_ACTIONS = ("commit", "abort", "keep")
 
 # PATH inside an emulated root unless --env/--clean-env say otherwise (SPEC section 4).
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -95,6 +97,10 @@ class Policy:
     extra_deny_syscalls: Tuple[str, ...]
     chroot: Optional[str]                       # host path of the emulated root
     fs_mount: Tuple[Tuple[str, str, bool], ...]  # (virtual path, host path, read-only)
+    workdir: Optional[str]                      # host path of the copy-on-write directory
+    on_exit: Optional[str]                      # commit/abort/keep after exit 0 (default commit)
+    on_error: Optional[str]                     # ... after any other end (default abort)
+    dry_run: bool
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -215,7 +221,17 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         extra_deny_syscalls=_names("extra_deny_syscalls", kwargs.get("extra_deny_syscalls", ()), labels),
         chroot=chroot,
         fs_mount=mounts,
+        workdir=_optional(kwargs.get("workdir"), lambda v: _workdir(v, chroot, labels)),
+        on_exit=_optional(kwargs.get("on_exit"), lambda v: _choice("on_exit", v, END_ACTIONS, labels)),
+        on_error=_optional(kwargs.get("on_error"), lambda v: _choice("on_error", v, END_ACTIONS, labels)),
+        dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
     )
+    if values["workdir"] is None:
+        for name in ("on_exit", "on_error"):
+            if values[name] is not None:
+                raise _err(name, labels, "needs a workdir")
+        if values["dry_run"]:
+            raise _err("dry_run", labels, "needs a workdir")
     return Policy(labels, **values)
 
 
@@ -290,6 +306,23 @@ def _directory(name: str, value: object, labels: Mapping[str, str]) -> str:
     if not os.path.isdir(path):
         raise _err(name, labels, f"{os.fsdecode(os.fspath(value))}: Not a directory")  # type: ignore[arg-type]
     return path
+
+
+def _workdir(value: object, chroot: Optional[str], labels: Mapping[str, str]) -> str:
+    """The copy-on-write directory: an existing directory the caller may write;
+    with an emulated root, the root itself or a directory inside it (host path)."""
+    path = _directory("workdir", value, labels)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _err("workdir", labels, f"{os.fsdecode(os.fspath(value))}: Permission denied (not writable)")  # type: ignore[arg-type]
+    if chroot is not None and not (path == chroot or path.startswith(chroot.rstrip("/") + "/")):
+        raise _err("workdir", labels, f"{path}: not inside the root {chroot}")
+    return path
+
+
+def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:
+    if value not in choices:
+        raise _err(name, labels, f"expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:

@@ -218,6 +218,10 @@ class Resolver:
             return fd, Held(name)
         return fd, name
 
+    def writable(self, fd: int, name: Optional[bytes]) -> int:
+        """The fd to modify the object through (see _rootfs.RootResolver.writable)."""
+        return fd
+
     def _name_of(self, fd: int) -> Optional[bytes]:
         name = d_path(fd)
         return name if name[:1] == b"/" else None

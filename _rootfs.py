@@ -485,12 +485,34 @@ class RootResolver(Resolver):
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
         self._lock = threading.Lock()
         self._listings = 0
-        self.socket_names: Dict[bytes, bytes] = {}  # /proc/self/fd/N/name a socket was bound as -> guest path
+        self.socket_names: Dict[bytes, bytes] = {}
+        self.upper = None  # _cow.Upper with a workdir (copy-up before writes, see writable)  # /proc/self/fd/N/name a socket was bound as -> guest path
         self._members = cwd._processes
         self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
         # All of the root readable, nothing denied: a read or metadata check of an
         # object found below the root always passes (see check).
         self._all_readable = self.root_host in rules.readable and not rules.denied
+
+    def writable(self, fd: int, name: Optional[bytes]) -> int:
+        """The fd to modify the object behind fd through: with a workdir, a file still
+        shared with the lower directory is copied up first (fd is then closed)."""
+        upper = self.upper
+        if upper is None or name is None:
+            return fd
+        tree = os.fsencode(upper.tree)
+        if not name.startswith(tree + b"/"):
+            return fd
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not upper.is_shared(st.st_dev, st.st_ino):
+            return fd
+        upper.copy_up(name)
+        top = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fresh = self.hot.openat2(top, name[len(tree) + 1:], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0, _BELOW)
+        finally:
+            os.close(top)
+        os.close(fd)
+        return fresh
 
     def check(self, fd: int, name: Optional[bytes], need: str, st=None) -> None:
         if (need != "write" and self._all_readable and name is not None
@@ -599,6 +621,17 @@ class RootResolver(Resolver):
             path = join(self.virtual_dir(call, dirfd), path)
         return self._open_virtual(call, path, flags, mode, resolve)
 
+    def _fast_below(self, top: bytes) -> bool:
+        """May entries below the host directory `top` be reached straight from it?"""
+        if not (top.startswith(self.root_prefix) or top == self.root_host):
+            return False
+        if top == b"/proc" or top.startswith(b"/proc/"):
+            return False  # /proc is decided per process (_open_proc)
+        for private in (self.dev_host, self.cwd.top):  # /dev and /proc listings are made up
+            if top == private or top.startswith(private + b"/"):
+                return False
+        return True
+
     def stat_entry(self, call: Call, dirfd: int, name: bytes) -> Optional[_syscalls.Stat]:
         """lstat of one entry `name` of a directory fd of the root tree (find, ls -l):
         a single component without following it crosses nothing, so the kernel's
@@ -606,7 +639,7 @@ class RootResolver(Resolver):
         base = self.tracees.getfd(call.tid, dirfd)
         try:
             top = d_path(base)
-            if not top.startswith(self.root_prefix) and top != self.root_host or self._mount_inside:
+            if not self._fast_below(top):
                 return None
             if not self._all_readable:
                 self.rules.check(top.rstrip(b"/") + b"/" + name, "meta")
@@ -622,7 +655,7 @@ class RootResolver(Resolver):
         base = self.tracees.getfd(call.tid, dirfd)
         try:
             top = d_path(base)
-            if not top.startswith(self.root_prefix) and top != self.root_host or self._mount_inside:
+            if not self._fast_below(top):
                 return None
             try:
                 fd = self.hot.openat2(base, path, flags, mode, _BELOW)

@@ -62,6 +62,8 @@ class Outcome(NamedTuple):
     reason: str                # why sandlock ended it ("" if it ended by itself)
     stdout: Optional[bytes]
     stderr: Optional[bytes]
+    changes: Tuple = ()        # with a workdir: the _cow.Change list (applied, kept or previewed)
+    workdir_note: str = ""     # with a workdir: what happened to the changes, for the user
 
 
 class Prepared(NamedTuple):
@@ -83,6 +85,8 @@ class Prepared(NamedTuple):
     filter_counts: Dict[str, int]  # syscalls per filter action, for --verbose
     root: Optional["_rootfs.Scratch"] = None   # the emulated root's scratch directory
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
+    layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
+    leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -91,32 +95,59 @@ def close_prepared(prepared: Prepared) -> None:
             _close(fd)
     if prepared.root is not None:
         prepared.root.close()
+    if prepared.layers is not None:
+        prepared.layers.close()
 
 
-def _host_policy(policy: Policy, scratch: "_rootfs.Scratch") -> Policy:
-    """An emulated root's policy in host terms, for Landlock and FsRules.
+def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
+    """Host paths of the policy's virtual paths (outside /proc and /dev), existing ones only."""
+    import _rootfs
+    out = []
+    for virt in paths:
+        if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
+            continue
+        host = _rootfs.host_path(policy.chroot or "/", policy.fs_mount, virt)
+        if host is not None and host not in out:
+            out.append(host)
+    return out
+
+
+def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"]) -> Policy:
+    """An emulated root's policy in host terms, for Landlock.
 
     Readable: the root (or the -r paths inside it), every --fs-mount, the
     scratch /dev; writable: -w paths, read-write mounts, the private
-    /dev/shm and pseudo-terminals; denied: --fs-deny inside the root.
+    /dev/shm and pseudo-terminals; denied: --fs-deny inside the root.  With
+    a workdir, what lies in it is granted on the upper layers' directory
+    instead, and the workdir itself is cut out of any wider grant: the
+    command never reaches it (the supervisor commits).
     """
-    import _rootfs
-
-    def hosts(paths: Sequence[str]) -> List[str]:
+    def cow(paths: List[str]) -> List[str]:
+        if layers is None:
+            return paths
         out = []
-        for virt in paths:
-            if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
-                continue
-            host = _rootfs.host_path(policy.chroot or "/", policy.fs_mount, virt)
-            if host is not None and host not in out:
-                out.append(host)
+        for host in paths:
+            inside = host == layers.workdir or host.startswith(layers.workdir.rstrip("/") + "/")
+            mapped = layers.path if inside else host
+            if mapped not in out:
+                out.append(mapped)
         return out
-    readable = hosts(policy.readable_paths()) + [h for _, h, _ in policy.fs_mount] + [scratch.dev]
-    writable = hosts(policy.fs_writable) + [h for _, h, ro in policy.fs_mount if not ro] + [scratch.shm]
+    readable = cow(_host_paths(policy, policy.readable_paths())) + [h for _, h, _ in policy.fs_mount]
+    readable.append(scratch.dev)
+    writable = cow(_host_paths(policy, policy.fs_writable)) + [h for _, h, ro in policy.fs_mount if not ro]
+    writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_ROOT + _policy.DEVICES_RW + terminals() if os.path.exists(d)]
-    denied = hosts(policy.fs_denied)
+    denied = cow(_host_paths(policy, policy.fs_denied))
+    if layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
+                                  for top in readable + writable):
+        denied.append(layers.workdir)
     return policy.replace(chroot=None, fs_mount=(), default_view=False, fs_readable=tuple(readable),
-                          fs_writable=tuple(writable), fs_denied=tuple(denied))
+                          fs_writable=tuple(writable), fs_denied=tuple(denied), workdir=None, on_exit=None,
+                          on_error=None, dry_run=False)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def prepare(policy: Policy) -> Prepared:
@@ -134,22 +165,34 @@ def prepare(policy: Policy) -> Prepared:
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
     scratch = None
+    layers = None
+    leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
-    if policy.chroot is not None:
+    if policy.chroot is not None or policy.workdir is not None:
         import _rootfs
+        if policy.workdir is not None:
+            import _cow
+            leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
+            try:
+                layers = _cow.Layers(policy.workdir, policy.chroot)
+            except OSError as exc:
+                raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
         scratch = _rootfs.Scratch()
-        landlock_policy = _host_policy(policy, scratch)
+        landlock_policy = _host_policy(policy, scratch, layers)
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs)
-                supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + (
-                    _landlock.Rule(scratch.cwd, _landlock.fs_rights(abi)),))
+                extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
+                supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
+                    _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
     except BaseException:
         if scratch is not None:
             scratch.close()
+        if layers is not None:
+            layers.close()
         raise
     traps = _table.traps_for(policy, abi, arch)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
@@ -164,6 +207,8 @@ def prepare(policy: Policy) -> Prepared:
             _close(fd) if fd >= 0 else None
         if scratch is not None:
             scratch.close()
+        if layers is not None:
+            layers.close()
         raise
     child, scope, supervisor = fds if fds else (-1, -1, -1)
     devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
@@ -171,10 +216,12 @@ def prepare(policy: Policy) -> Prepared:
     for rule in rules.values():
         key = rule if isinstance(rule, str) else "decided on arguments"
         counts[key] = counts.get(key, 0) + 1
-    host_rules = ((landlock_policy.fs_readable, landlock_policy.fs_writable, landlock_policy.fs_denied)
-                  if scratch is not None else ((), (), ()))
+    host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
+    if scratch is not None:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
+        plain = _host_policy(policy, scratch, None)
+        host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch, host_rules)
+                    counts, scratch, host_rules, layers, leftovers)
 
 
 class Session:
@@ -205,6 +252,7 @@ class Session:
         self.tracees: Optional[Tracees] = None
         self.resolver: Optional[Resolver] = None
         self.execve_nr = self.names_to_numbers().get("execve", -1)
+        self.upper = None   # _cow.Upper of this run, with a workdir
         self._memory: Optional[_MemoryWriter] = None
         self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
         self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
@@ -215,7 +263,8 @@ class Session:
             anchors, shm = prepared.root.new_run()
             self._run_dirs = (anchors, shm)
             self._shm = shm
-            self._cwd = _rootfs.Cwd(anchors, os.fsencode(policy.cwd or "/"), self._processes, self._is_member)
+            start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
+            self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
 
     @property
@@ -235,10 +284,27 @@ class Session:
         readable, writable, denied = self.prepared.host_rules
         scratch = self.prepared.root
         assert scratch is not None and self._cwd is not None and self.tracees is not None
-        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc"), writable, denied)
+        root = self.policy.chroot or "/"
+        mounts = self.policy.fs_mount
+        upper = self.upper
+        if upper is not None:  # what lies in the workdir is in this run's upper layer
+            workdir = upper.lower.rstrip("/")
+
+            def cow(paths: Tuple[str, ...]) -> Tuple[str, ...]:
+                return tuple(upper.tree + p[len(workdir):] if p == workdir or p.startswith(workdir + "/") else p
+                             for p in paths)
+            readable, writable, denied = cow(readable), cow(writable), cow(denied)
+            if self.policy.chroot is not None and workdir == self.policy.chroot.rstrip("/"):
+                root = upper.tree
+            else:
+                virtual = workdir[len(self.policy.chroot.rstrip("/")):] if self.policy.chroot else workdir
+                mounts = mounts + ((virtual, upper.tree, False),)
+        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev), writable, denied)
         import _rootfs
-        return _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, self.policy.chroot or "/",
-                                    self.policy.fs_mount, self._cwd, self._shm, scratch.dev)
+        resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
+                                        self._shm, scratch.dev)
+        resolver.upper = upper
+        return resolver
 
     # --- the whole run ----------------------------------------------------------------
 
@@ -247,6 +313,14 @@ class Session:
         fds: List[int] = []
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
+            if self.prepared.layers is not None:
+                self.upper = self.prepared.layers.new_run()
+                try:
+                    self.upper.build()
+                except OSError as exc:
+                    self.upper.discard()
+                    raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
+                                     step="workdir") from None
             if self.prepared.root is not None:
                 self._memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
             self._confine(fds)
@@ -268,7 +342,10 @@ class Session:
             for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
                 fds.remove(fd)
                 os.close(fd)
-            return self._supervise(pipes, stdio_parent[0], fds)
+            outcome = self._supervise(pipes, stdio_parent[0], fds)
+            if self.upper is not None:
+                outcome = self._end_workdir(outcome)
+            return outcome
         finally:
             receiver = getattr(self, "_receiver", None)
             if receiver is not None:
@@ -283,6 +360,8 @@ class Session:
                 self._memory.close()
             if self._vfork is not None:
                 self._vfork.close()
+            if self.upper is not None:  # the run failed before it ended: nothing to keep
+                self.upper.discard()
             if self._run_dirs:
                 import shutil
                 for path in self._run_dirs:
@@ -290,6 +369,36 @@ class Session:
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
+
+    def _end_workdir(self, outcome: Outcome) -> Outcome:
+        """Commit, abort or keep this run's upper layer (SPEC section 5); a dry run only lists."""
+        upper, policy = self.upper, self.policy
+        assert upper is not None
+        self.upper = None
+        try:
+            changes = tuple(upper.changes())
+        except OSError as exc:
+            upper.keep()
+            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
+                                                 f"kept at {upper.tree}")
+        ok = (outcome.status is not None and os.WIFEXITED(outcome.status) and os.WEXITSTATUS(outcome.status) == 0
+              and not outcome.timed_out)
+        action = "abort" if policy.dry_run else (policy.on_exit or "commit") if ok else (policy.on_error or "abort")
+        note = ""
+        if action == "commit" and changes:
+            try:
+                upper.commit(list(changes))
+            except OSError as exc:
+                upper.keep()
+                return outcome._replace(changes=changes, workdir_note=(
+                    f"commit to {upper.lower} failed ({exc.strerror}); the upper layer is kept at {upper.tree}"))
+        elif action == "keep":
+            upper.keep()
+            return outcome._replace(changes=changes, workdir_note=f"changes kept at {upper.tree} (not applied)")
+        elif action == "abort" and changes and not policy.dry_run:
+            note = f"{len(changes)} change(s) to {upper.lower} discarded"
+        upper.discard()
+        return outcome._replace(changes=changes, workdir_note=note)
 
     def _launch_plan(self, fds: List[int]) -> Tuple[_launch.Prepared, _launch.Pipes, Tuple[Dict[str, int], List[int]]]:
         policy, prep = self.policy, self.prepared

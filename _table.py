@@ -159,9 +159,10 @@ _ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true fo
 def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
     """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
     table = _syscalls.table(arch)
-    deny_mode = bool(policy.fs_denied) or policy.chroot is not None
+    emulated = policy.chroot is not None or policy.workdir is not None
+    deny_mode = bool(policy.fs_denied) or emulated
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
-    if policy.chroot is not None:
+    if emulated:
         for name in ROOT_NAMES:
             traps[name] = None
         traps["truncate"] = None

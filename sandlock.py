@@ -45,13 +45,16 @@ def _result_class() -> type:
 
         def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
                      stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
-                     reason: str) -> None:
+                     reason: str, changes: Sequence[str] = (), workdir_note: str = "") -> None:
             super().__init__(args, returncode, stdout, stderr)
             self.exit_code = exit_code
             self.signal = signal
             self.timed_out = timed_out
             self.reason = reason
-            self.changes: List[str] = []
+            # with a workdir: "A path", "M path", "D path" (relative to it, sorted), and
+            # what became of them (empty when they were committed)
+            self.changes: List[str] = list(changes)
+            self.workdir_note = workdir_note
 
         @property
         def success(self) -> bool:
@@ -185,7 +188,8 @@ def _status(outcome) -> tuple:
 def _result(args: Sequence[object], outcome) -> "Result":
     code, returncode, sig = _status(outcome)
     return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
-                                 timed_out=outcome.timed_out, reason=outcome.reason)
+                                 timed_out=outcome.timed_out, reason=outcome.reason,
+                                 changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
 
 
 def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
@@ -222,6 +226,8 @@ examples:
       the default view minus secrets (the denial wins over every rule)
   python -m sandlock --root ./rootfs -w /tmp -- /bin/sh -c 'cat /etc/os-release; echo hi > /tmp/f'
       a distribution's programs in ./rootfs, seen as /; only its /tmp writable
+  python -m sandlock --workdir ./project -w ./project --dry-run -- sh -c 'cd project && make'
+      build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
   python -m sandlock --clean-env --env HOME=/tmp -- env
@@ -240,7 +246,8 @@ LABELS = {
     "fs_readable": "--fs-read", "fs_writable": "--fs-write", "fs_denied": "--fs-deny",
     "max_memory": "--max-memory", "max_processes": "--max-processes", "max_open_files": "--max-open-files",
     "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
-    "chroot": "--root", "fs_mount": "--fs-mount",
+    "chroot": "--root", "fs_mount": "--fs-mount", "workdir": "--workdir", "on_exit": "--on-exit",
+    "on_error": "--on-error", "dry_run": "--dry-run",
 }
 
 
@@ -270,6 +277,15 @@ def _parser():  # type: ignore[no-untyped-def]
                     help="emulated root: the command sees DIR as / (paths of -r/-w/--fs-deny/--cwd are inside it)")
     fs.add_argument("--fs-mount", action="append", default=[], metavar="VIRT:HOST[:ro]",
                     help="with --root: show host directory HOST at VIRT (writable unless :ro; repeatable)")
+    cow = p.add_argument_group("copy-on-write workdir")
+    cow.add_argument("--workdir", metavar="DIR",
+                     help="writes under DIR go to a private upper layer, applied at the end (see --on-exit)")
+    cow.add_argument("--on-exit", choices=("commit", "abort", "keep"),
+                     help="what to do with the changes after exit status 0 (default commit)")
+    cow.add_argument("--on-error", choices=("commit", "abort", "keep"),
+                     help="... after any other end, timeout included (default abort)")
+    cow.add_argument("--dry-run", action="store_true",
+                     help="run, print the changes (A/M/D path, on stderr) and discard them")
     res = p.add_argument_group("resources")
     res.add_argument("-t", "--timeout", metavar="SECONDS", help="kill the sandbox after SECONDS (exit 124)")
     res.add_argument("-m", "--max-memory", metavar="SIZE", help="memory of all processes together, e.g. 512M")
@@ -298,10 +314,11 @@ def _parser():  # type: ignore[no-untyped-def]
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
-                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount)
+                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
-                       ("cwd", ns.cwd), ("chroot", ns.root)):
+                       ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
+                       ("on_exit", ns.on_exit), ("on_error", ns.on_error)):
         if value is not None:
             kwargs[key] = value
     return make_policy(labels=LABELS, **kwargs)
@@ -347,10 +364,17 @@ def _main(argv: List[str], debug: bool) -> int:
     policy = _policy_from_args(ns)
     import _supervisor
     prepared = _supervisor.prepare(policy)
+    # The run confines this thread (Landlock); the scratch and upper-layer
+    # directories are removed at the end by a thread that is not confined.
+    done = threading.Event()
+    janitor = threading.Thread(target=lambda: (done.wait(), _supervisor.close_prepared(prepared)),
+                               name="sandlock-cleanup")
+    janitor.start()
     try:
         return _run_cli(ns, command, policy, prepared, debug)
     finally:
-        _supervisor.close_prepared(prepared)
+        done.set()
+        janitor.join()
 
 
 def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
@@ -369,9 +393,15 @@ def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: 
     interactive = _interactive()
     session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
                                   forward_signals=True, debug=debug)
+    for leftover in prepared.leftovers:
+        _say(f"an earlier run's upper layer is left at {leftover}: inspect it, then remove it")
     outcome = session.run()
     if outcome.reason:
         _say(outcome.reason)
+    if policy.dry_run:
+        sys.stderr.write("".join(f"{change}\n" for change in outcome.changes))
+    if outcome.workdir_note:
+        _say(outcome.workdir_note)
     return _status(outcome)[0]
 
 

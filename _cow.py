@@ -1,0 +1,522 @@
+"""Copy-on-write workdir (SPEC section 5): the upper layer, the change list, the commit.
+
+The upper layer of a run is a *farm*: a private directory tree made at start
+with the lower directory's shape, whose regular files are hard links to the
+lower ones (a copy where a link is not possible).  The child sees the farm
+at the workdir's path (the emulated-root resolver mounts it there), so reads,
+listings, renames, unlinks, mkdir and rmdir are the kernel's own, on a real
+filesystem.  The only thing to emulate is that a file still shared with the
+lower directory must be *copied up* (a new inode in the farm, renamed over
+the link) before anything writes it or its metadata; every such operation is
+performed on behalf in an emulated root, and `Upper.writable` is asked first.
+
+At the end, `changes` compares the farm with the lower directory (a shared
+inode is unchanged; a copied-up one is compared by type, content, mode,
+owner, times) and `commit` applies them: each file is linked into the
+lower directory under a temporary name and renamed over its old one (never
+a torn file), directories are made before and removed after.  The upper
+layer is kept if a commit fails, with a state file saying how far it went.
+Every supervisor-side operation walks the two trees with
+openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and acts on the last component
+with *at calls that do not follow it (SPEC 1.4).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+
+import _structs as S
+import _syscalls
+
+BENEATH = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
+STATE = "state"          # in the run's directory: building, running, committing, committed, kept
+TREE = "tree"            # the farm, in the run's directory
+
+
+class Change(NamedTuple):
+    kind: str   # "A", "M" or "D"
+    path: str   # relative to the workdir
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+def _open_dir(top: int, rel: str) -> int:
+    """O_PATH fd of directory rel under the fd top, refusing any symlink on the way."""
+    if rel in ("", "."):
+        return os.dup(top)
+    return _syscalls.openat2(top, os.fsencode(rel), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, BENEATH)
+
+
+def _split(rel: str) -> Tuple[str, str]:
+    head, _, tail = rel.rpartition("/")
+    return head, tail
+
+
+class Layers:
+    """Where the upper layers of one prepared policy live: next to the workdir, on its filesystem.
+
+    A hard link needs the same filesystem; the parent directory of the
+    workdir is tried first, then a cache directory of the user.
+    """
+
+    def __init__(self, workdir: str, outside: Optional[str] = None) -> None:
+        self.workdir = workdir
+        self.path = ""
+        wanted = os.stat(workdir).st_dev
+        name = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-{os.getpid()}-"
+        # next to the workdir, or next to the emulated root it is in (never inside the guest's view)
+        near = os.path.dirname((outside or workdir).rstrip("/")) or "/"
+        candidates = [near,
+                      os.path.join(os.path.expanduser("~"), ".cache", "sandlock")]
+        import tempfile
+        candidates.append(tempfile.gettempdir())
+        errors = []
+        for parent in candidates:
+            try:
+                if not os.path.isdir(parent):
+                    os.makedirs(parent, 0o700, exist_ok=True)
+                if os.stat(parent).st_dev != wanted and parent != candidates[-1]:
+                    continue
+                self.path = tempfile.mkdtemp(prefix=name, dir=parent)
+                break
+            except OSError as exc:
+                errors.append(f"{parent}: {exc.strerror}")
+        if not self.path:
+            raise OSError(errno.EACCES, "no place for the upper layer (" + "; ".join(errors) + ")")
+        self.same_fs = os.stat(self.path).st_dev == wanted
+        self._runs = 0
+
+    def new_run(self) -> "Upper":
+        self._runs += 1
+        run = os.path.join(self.path, str(self._runs))
+        os.mkdir(run, 0o700)
+        return Upper(self.workdir, run)
+
+    def close(self) -> None:
+        """Remove the directory unless a kept upper layer is in it."""
+        try:
+            for name in os.listdir(self.path):
+                with open(os.path.join(self.path, name, STATE)) as f:
+                    if f.read().strip() == "kept":
+                        return
+        except OSError:
+            pass
+        _remove_tree(self.path)
+
+
+class Upper:
+    """The upper layer of one run (see the module docstring)."""
+
+    def __init__(self, lower: str, run: str) -> None:
+        self.lower = lower
+        self.run = run
+        self.tree = os.path.join(run, TREE)
+        self.shared: Set[Tuple[int, int]] = set()   # (dev, ino) of farm files that are lower files
+        self.hidden: List[str] = []                  # lower files the farm could not show (unreadable)
+        self._state("building")
+
+    def _state(self, value: str) -> None:
+        with open(os.path.join(self.run, STATE), "w") as f:
+            f.write(value + "\n")
+
+    # -- building -----------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Make the farm: directories, hard links (or copies), symlinks, FIFOs."""
+        os.mkdir(self.tree, 0o700)
+        low = os.open(self.lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dirs: List[Tuple[str, os.stat_result]] = [("", os.stat(low))]
+            self._fill(low, top, "", dirs)
+            for rel, st in reversed(dirs):  # directory modes and times last, deepest first
+                fd = _open_dir(top, rel)
+                try:
+                    _copy_meta(fd, st, is_dir=True)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(low)
+            os.close(top)
+        self._state("running")
+
+    def _fill(self, low: int, top: int, rel: str, dirs: List[Tuple[str, os.stat_result]]) -> None:
+        src = _open_dir(low, rel)
+        dst = _open_dir(top, rel)
+        try:
+            for entry in os.scandir(f"/proc/self/fd/{src}"):
+                name = entry.name
+                path = f"{rel}/{name}" if rel else name
+                st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.mkdir(name, 0o700, dir_fd=dst)
+                    dirs.append((path, st))
+                    self._fill(low, top, path, dirs)
+                elif stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                    _lchown(dst, name, st)
+                elif stat.S_ISREG(st.st_mode):
+                    self._link_or_copy(src, dst, name, path, st)
+                elif stat.S_ISFIFO(st.st_mode):
+                    os.mkfifo(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
+                else:
+                    self.hidden.append(path)  # devices and sockets are not carried over
+        finally:
+            os.close(src)
+            os.close(dst)
+
+    def _link_or_copy(self, src: int, dst: int, name: str, path: str, st: os.stat_result) -> None:
+        try:
+            os.link(name, name, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+            self.shared.add((st.st_dev, st.st_ino))
+            return
+        except OSError:
+            pass  # another filesystem, or fs.protected_hardlinks: copy it
+        try:
+            _copy_file(src, name, dst, name, st)
+        except OSError:
+            self.hidden.append(path)
+
+    # -- during the run -------------------------------------------------------------------
+
+    def is_shared(self, st_dev: int, st_ino: int) -> bool:
+        return (st_dev, st_ino) in self.shared
+
+    def copy_up(self, host_path: bytes) -> None:
+        """Give the farm entry at host_path (a file shared with the lower directory) its own inode."""
+        tree = os.fsencode(self.tree)
+        if not host_path.startswith(tree + b"/"):
+            raise OSError(errno.EXDEV, "not in the upper layer")
+        rel = os.fsdecode(host_path[len(tree) + 1:])
+        head, name = _split(rel)
+        top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            parent = _open_dir(top, head)
+        finally:
+            os.close(top)
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or not self.is_shared(st.st_dev, st.st_ino):
+                return
+            temp = f".sandlock-up-{os.getpid()}-{name}"[:250]
+            _copy_file(parent, name, parent, temp, st)
+            os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    # -- at the end ----------------------------------------------------------------------------
+
+    def changes(self) -> List[Change]:
+        out: List[Change] = []
+        low = os.open(self.lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._compare(low, top, "", out)
+        finally:
+            os.close(low)
+            os.close(top)
+        hidden = set(self.hidden)
+        return sorted((c for c in out if not (c.kind == "D" and c.path in hidden)), key=lambda c: c.path)
+
+    def _compare(self, low: int, top: int, rel: str, out: List[Change]) -> None:
+        lower = _entries(low, rel)
+        upper = _entries(top, rel)
+        for name in sorted(set(lower) | set(upper)):
+            path = f"{rel}/{name}" if rel else name
+            a, b = lower.get(name), upper.get(name)
+            if b is None:
+                out.append(Change("D", path))
+                if a is not None and stat.S_ISDIR(a.st_mode):
+                    self._all(low, path, "D", out)
+            elif a is None:
+                out.append(Change("A", path))
+                if stat.S_ISDIR(b.st_mode):
+                    self._all(top, path, "A", out)
+            elif stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
+                out.append(Change("M", path))
+                if stat.S_ISDIR(a.st_mode):
+                    self._all(low, path, "D", out)
+                if stat.S_ISDIR(b.st_mode):
+                    self._all(top, path, "A", out)
+            elif stat.S_ISDIR(a.st_mode):
+                if _meta_differs(a, b, times=False):
+                    out.append(Change("M", path))
+                self._compare(low, top, path, out)
+            elif self._modified(low, top, rel, name, a, b):
+                out.append(Change("M", path))
+
+    def _all(self, top: int, rel: str, kind: str, out: List[Change]) -> None:
+        for name, st in sorted(_entries(top, rel).items()):
+            path = f"{rel}/{name}"
+            out.append(Change(kind, path))
+            if stat.S_ISDIR(st.st_mode):
+                self._all(top, path, kind, out)
+
+    def _modified(self, low: int, top: int, rel: str, name: str, a: os.stat_result, b: os.stat_result) -> bool:
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+            return False  # still the lower file itself
+        if stat.S_ISLNK(a.st_mode):
+            return _readlink(low, rel, name) != _readlink(top, rel, name)
+        if _meta_differs(a, b, times=True) or a.st_size != b.st_size:
+            return True
+        if stat.S_ISREG(a.st_mode):
+            return not _same_content(low, top, rel, name)
+        return False
+
+    def commit(self, changes: List[Change]) -> None:
+        """Apply `changes` to the lower directory, each file atomically (see the module docstring)."""
+        self._state("committing")
+        low = os.open(self.lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            gone: List[str] = []
+            for change in changes:  # sorted: a directory comes before what is in it
+                if any(change.path.startswith(g + "/") for g in gone):
+                    continue  # inside a directory already removed or replaced as a whole
+                head, name = _split(change.path)
+                if change.kind == "D":
+                    _remove_entry(low, head, name)
+                    gone.append(change.path)
+                    continue
+                src = _open_dir(top, head)
+                dst = _open_dir(low, head)
+                try:
+                    st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        try:
+                            old = os.stat(name, dir_fd=dst, follow_symlinks=False)
+                        except FileNotFoundError:
+                            old = None
+                        if old is not None and not stat.S_ISDIR(old.st_mode):
+                            os.unlink(name, dir_fd=dst)
+                            old = None
+                        if old is None:
+                            os.mkdir(name, 0o700, dir_fd=dst)
+                        fd = _open_dir(dst, name)
+                        try:
+                            _copy_meta(fd, st, is_dir=True)
+                        finally:
+                            os.close(fd)
+                    else:
+                        _place(src, dst, name, st, self)
+                finally:
+                    os.close(src)
+                    os.close(dst)
+            self._fix_directory_times(low, top, changes)
+        finally:
+            os.close(low)
+            os.close(top)
+        self._state("committed")
+
+    def _fix_directory_times(self, low: int, top: int, changes: List[Change]) -> None:
+        """Directories whose entries changed get the farm's modification time."""
+        touched = sorted({_split(c.path)[0] for c in changes}, key=len, reverse=True)
+        for rel in touched:
+            try:
+                src, dst = _open_dir(top, rel), _open_dir(low, rel)
+            except OSError:
+                continue
+            try:
+                st = os.stat(src)
+                os.utime(f"/proc/self/fd/{dst}", ns=(st.st_atime_ns, st.st_mtime_ns))
+            except OSError:
+                pass
+            finally:
+                os.close(src)
+                os.close(dst)
+
+    def keep(self) -> None:
+        self._state("kept")
+
+    def discard(self) -> None:
+        _remove_tree(self.run)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _entries(top: int, rel: str) -> Dict[str, os.stat_result]:
+    fd = _open_dir(top, rel)
+    try:
+        listing = os.listdir(f"/proc/self/fd/{fd}")
+        return {name: os.stat(name, dir_fd=fd, follow_symlinks=False) for name in listing}
+    finally:
+        os.close(fd)
+
+
+def _readlink(top: int, rel: str, name: str) -> str:
+    fd = _open_dir(top, rel)
+    try:
+        return os.readlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _meta_differs(a: os.stat_result, b: os.stat_result, times: bool) -> bool:
+    if stat.S_IMODE(a.st_mode) != stat.S_IMODE(b.st_mode) and not stat.S_ISLNK(a.st_mode):
+        return True
+    if (a.st_uid, a.st_gid) != (b.st_uid, b.st_gid):
+        return True
+    return times and not stat.S_ISLNK(a.st_mode) and a.st_mtime_ns != b.st_mtime_ns
+
+
+def _same_content(low: int, top: int, rel: str, name: str) -> bool:
+    a = _open_file(low, rel, name)
+    try:
+        b = _open_file(top, rel, name)
+        try:
+            while True:
+                x, y = os.read(a, 1 << 16), os.read(b, 1 << 16)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+        finally:
+            os.close(b)
+    finally:
+        os.close(a)
+
+
+def _open_file(top: int, rel: str, name: str) -> int:
+    path = f"{rel}/{name}" if rel else name
+    return _syscalls.openat2(top, os.fsencode(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0, BENEATH)
+
+
+def _copy_file(src_dir: int, src: str, dst_dir: int, dst: str, st: os.stat_result) -> None:
+    """A new file dst with src's content, mode, owner (where allowed) and times."""
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=dst_dir)
+        try:
+            while True:
+                chunk = os.read(fin, 1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fout, view):]
+            _copy_meta(fout, st, is_dir=False)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _copy_meta(fd: int, st: os.stat_result, is_dir: bool) -> None:
+    path = f"/proc/self/fd/{fd}"
+    try:
+        os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass  # an unprivileged user keeps its own ids
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _lchown(dir_fd: int, name: str, st: os.stat_result) -> None:
+    try:
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        pass
+
+
+def _place(src: int, dst: int, name: str, st: os.stat_result, upper: Upper) -> None:
+    """Put the farm's entry `name` into the lower directory, replacing atomically."""
+    temp = f".sandlock-new-{os.getpid()}-{name}"[:250]
+    try:
+        os.unlink(temp, dir_fd=dst)
+    except FileNotFoundError:
+        pass
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src), temp, dir_fd=dst)
+        _lchown(dst, temp, st)
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            os.link(name, temp, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+        except OSError:
+            _copy_file(src, name, dst, temp, st)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(temp, stat.S_IMODE(st.st_mode), dir_fd=dst)
+    else:
+        return
+    try:
+        old = os.stat(name, dir_fd=dst, follow_symlinks=False)
+        if stat.S_ISDIR(old.st_mode):
+            _remove_entry(dst, "", name)
+    except FileNotFoundError:
+        pass
+    os.rename(temp, name, src_dir_fd=dst, dst_dir_fd=dst)
+
+
+def _remove_entry(top: int, head: str, name: str) -> None:
+    """Remove `name` (a whole directory too) in directory head under top, following no symlink."""
+    parent = _open_dir(top, head)
+    try:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            inner = _open_dir(parent, name)
+            try:
+                children = os.listdir(f"/proc/self/fd/{inner}")
+            finally:
+                os.close(inner)
+            for child in children:
+                _remove_entry(parent, name, child)
+            os.rmdir(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
+    """Upper layers of earlier runs on this workdir whose commit did not finish or were kept."""
+    out = []
+    parent = os.path.dirname((outside or workdir).rstrip("/")) or "/"
+    prefix = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-"
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return out
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        base = os.path.join(parent, name)
+        for run in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+            try:
+                with open(os.path.join(base, run, STATE)) as f:
+                    state = f.read().strip()
+            except OSError:
+                continue
+            if state in ("committing", "kept"):
+                out.append(f"{os.path.join(base, run)} ({state})")
+            else:
+                _remove_tree(os.path.join(base, run))
+        try:
+            os.rmdir(base)
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
