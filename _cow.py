@@ -117,6 +117,8 @@ class Upper:
         self.tree = os.path.join(run, TREE)
         self.shared: Set[Tuple[int, int]] = set()   # (dev, ino) of farm files that are lower files
         self.hidden: List[str] = []                  # lower files the farm could not show (unreadable)
+        self.limit: Optional[int] = None             # --max-disk: bytes the farm's own files may use
+        self.used = 0                                # as last measured (see measure), plus copy-ups since
         self._state("building")
 
     def _state(self, value: str) -> None:
@@ -183,6 +185,32 @@ class Upper:
 
     # -- during the run -------------------------------------------------------------------
 
+    def measure(self) -> int:
+        """Bytes the farm's own files (not shared with the lower directory) use on disk."""
+        total = 0
+        stack = [self.tree]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+                elif (st.st_dev, st.st_ino) not in self.shared:
+                    total += st.st_blocks * 512
+        self.used = total
+        return total
+
+    def need_space(self, more: int = 0) -> None:
+        """ENOSPC if the layer is full (--max-disk): nothing new may be allocated in it."""
+        if self.limit is not None and self.used + more >= self.limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     def is_shared(self, st_dev: int, st_ino: int) -> bool:
         return (st_dev, st_ino) in self.shared
 
@@ -202,6 +230,8 @@ class Upper:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or not self.is_shared(st.st_dev, st.st_ino):
                 return
+            self.need_space(st.st_blocks * 512)
+            self.used += st.st_blocks * 512
             temp = f".sandlock-up-{os.getpid()}-{name}"[:250]
             _copy_file(parent, name, parent, temp, st)
             os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)

@@ -332,6 +332,7 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     try:
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
+            ctx.resolver.need_space(name)
         return os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
     finally:
         os.close(directory)

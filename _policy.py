@@ -66,7 +66,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("max_memory", None), ("max_processes", None), ("max_open_files", None), ("timeout", None),
     ("env", ()), ("clean_env", False), ("cwd", None), ("best_effort", False), ("extra_deny_syscalls", ()),
     ("chroot", None), ("fs_mount", ()),
-    ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False),
+    ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -101,6 +101,7 @@ class Policy:
     on_exit: Optional[str]                      # commit/abort/keep after exit 0 (default commit)
     on_error: Optional[str]                     # ... after any other end (default abort)
     dry_run: bool
+    max_disk: Optional[int]                     # bytes the upper layer may hold
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -225,9 +226,10 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         on_exit=_optional(kwargs.get("on_exit"), lambda v: _choice("on_exit", v, END_ACTIONS, labels)),
         on_error=_optional(kwargs.get("on_error"), lambda v: _choice("on_error", v, END_ACTIONS, labels)),
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
+        max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
     )
     if values["workdir"] is None:
-        for name in ("on_exit", "on_error"):
+        for name in ("on_exit", "on_error", "max_disk"):
             if values[name] is not None:
                 raise _err(name, labels, "needs a workdir")
         if values["dry_run"]:

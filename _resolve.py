@@ -222,6 +222,9 @@ class Resolver:
         """The fd to modify the object through (see _rootfs.RootResolver.writable)."""
         return fd
 
+    def need_space(self, name: Optional[bytes]) -> None:
+        """ENOSPC when the upper layer is full (see _rootfs.RootResolver.need_space)."""
+
     def _name_of(self, fd: int) -> Optional[bytes]:
         name = d_path(fd)
         return name if name[:1] == b"/" else None

@@ -493,12 +493,20 @@ class RootResolver(Resolver):
         # object found below the root always passes (see check).
         self._all_readable = self.root_host in rules.readable and not rules.denied
 
+    def need_space(self, name: Optional[bytes]) -> None:
+        """ENOSPC when something new would be made in a full upper layer (--max-disk)."""
+        upper = self.upper
+        if upper is not None and upper.limit is not None and name is not None and (
+                name.startswith(os.fsencode(upper.tree) + b"/") or name == os.fsencode(upper.tree)):
+            upper.need_space()
+
     def writable(self, fd: int, name: Optional[bytes]) -> int:
         """The fd to modify the object behind fd through: with a workdir, a file still
         shared with the lower directory is copied up first (fd is then closed)."""
         upper = self.upper
         if upper is None or name is None:
             return fd
+        self.need_space(name)
         tree = os.fsencode(upper.tree)
         if not name.startswith(tree + b"/"):
             return fd

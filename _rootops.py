@@ -49,13 +49,16 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes]:
-    """(parent dir fd, last name) of a name to create or remove, decided for writing."""
+def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: bool = False) -> Tuple[int, bytes]:
+    """(parent dir fd, last name) of a name to create or remove, decided for writing
+    (grows: making something new, refused in a full upper layer)."""
     fd, last, name = ctx.resolver.parent(call, dirfd, path)
     try:
         if name is None:
             raise _oserror(errno.ENOTDIR)
         ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + last if last != b"." else name, "write")
+        if grows:
+            ctx.resolver.need_space(name)
         return fd, last
     except BaseException:
         os.close(fd)
@@ -63,7 +66,7 @@ def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tupl
 
 
 def do_mkdir(ctx: Context, call: Call) -> Reply:
-    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True)
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)
@@ -79,7 +82,7 @@ def do_mknod(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if kind in (stat.S_IFCHR, stat.S_IFBLK):
         return Errno(errno.EPERM)  # no CAP_MKNOD in a sandbox
-    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True)
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)
@@ -163,7 +166,7 @@ def do_symlink(ctx: Context, call: Call) -> Reply:
     target = call.path or b""
     if not target:
         return Errno(errno.ENOENT)
-    fd, last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+    fd, last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"", grows=True)
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)

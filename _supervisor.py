@@ -54,6 +54,7 @@ _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 MEMORY_POLL = 0.05
+DISK_POLL = 0.2   # at least; longer when measuring the upper layer takes long
 
 
 class Outcome(NamedTuple):
@@ -315,6 +316,7 @@ class Session:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             if self.prepared.layers is not None:
                 self.upper = self.prepared.layers.new_run()
+                self.upper.limit = self.policy.max_disk
                 try:
                     self.upper.build()
                 except OSError as exc:
@@ -529,13 +531,16 @@ class Session:
         self._receiver.start()
         self._deadline = (time.monotonic() + self.policy.timeout) if self.policy.timeout else None
         self._next_memory_poll = time.monotonic() + MEMORY_POLL if self.policy.max_memory else None
+        self._next_disk_poll = (time.monotonic() + DISK_POLL
+                                if self.policy.max_disk is not None and self.upper is not None else None)
 
     def _loop(self, sel: selectors.BaseSelector) -> None:
         handlers = {"stub": self._on_stub, "status": self._on_status,
                     "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
                     "stdin": self._on_input, "signal": self._on_signal}
         select, registered = sel.select, sel.get_map()
-        timed = self._deadline is not None or self._next_memory_poll is not None
+        timed = (self._deadline is not None or self._next_memory_poll is not None
+                 or self._next_disk_poll is not None)
         while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
             events = select(self._wait_time() if timed else None)
             for key, _ in events:
@@ -546,7 +551,7 @@ class Session:
 
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
-        times = [t for t in (self._deadline, self._next_memory_poll) if t is not None]
+        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
         return max(0.0, min(times) - now) if times else None
 
     def _on_timers(self) -> None:
@@ -559,6 +564,22 @@ class Session:
         if self._next_memory_poll is not None and now >= self._next_memory_poll:
             self._next_memory_poll = now + MEMORY_POLL
             self._check_memory()
+        if self._next_disk_poll is not None and now >= self._next_disk_poll:
+            self._check_disk(now)
+
+    def _check_disk(self, now: float) -> None:
+        """--max-disk: measure the upper layer; past the limit (written through an fd opened
+        before it was full), the sandbox is killed like on the memory limit."""
+        upper, limit = self.upper, self.policy.max_disk or 0
+        if self._stub_gone or upper is None:
+            self._next_disk_poll = None
+            return
+        used = upper.measure()
+        self._next_disk_poll = time.monotonic() + max(DISK_POLL, 5 * (time.monotonic() - now))
+        if used > limit:
+            self._reason = f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)"
+            self._next_disk_poll = None
+            self.kill_all()
 
     def _check_memory(self) -> None:
         if self._stub_gone or self.members is None:

@@ -247,7 +247,7 @@ LABELS = {
     "max_memory": "--max-memory", "max_processes": "--max-processes", "max_open_files": "--max-open-files",
     "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
     "chroot": "--root", "fs_mount": "--fs-mount", "workdir": "--workdir", "on_exit": "--on-exit",
-    "on_error": "--on-error", "dry_run": "--dry-run",
+    "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
 }
 
 
@@ -284,6 +284,8 @@ def _parser():  # type: ignore[no-untyped-def]
                      help="what to do with the changes after exit status 0 (default commit)")
     cow.add_argument("--on-error", choices=("commit", "abort", "keep"),
                      help="... after any other end, timeout included (default abort)")
+    cow.add_argument("--max-disk", metavar="SIZE",
+                     help="the upper layer may hold at most SIZE (ENOSPC, or the run is killed past it)")
     cow.add_argument("--dry-run", action="store_true",
                      help="run, print the changes (A/M/D path, on stderr) and discard them")
     res = p.add_argument_group("resources")
@@ -318,7 +320,7 @@ def _policy_from_args(ns: Any) -> Policy:
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
-                       ("on_exit", ns.on_exit), ("on_error", ns.on_error)):
+                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk)):
         if value is not None:
             kwargs[key] = value
     return make_policy(labels=LABELS, **kwargs)
