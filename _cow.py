@@ -332,6 +332,11 @@ class Upper:
                         finally:
                             os.close(fd)
                     else:
+                        try:
+                            if stat.S_ISDIR(os.stat(name, dir_fd=dst, follow_symlinks=False).st_mode):
+                                gone.append(change.path)  # a directory replaced by a file: its entries go with it
+                        except FileNotFoundError:
+                            pass
                         _place(src, dst, name, st, self)
                 finally:
                     os.close(src)

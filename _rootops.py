@@ -495,6 +495,10 @@ def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
         loader_host = d_path(loader)
     finally:
         os.close(loader)
+    if loader_host == elf.interp:
+        # the kernel would find this very loader by the program's own PT_INTERP
+        # (a workdir without --root: the guest's root is the host's)
+        return _Target(os.dup(fd), d_path(fd))
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, loader_host)
     with _COPIES_LOCK:
