@@ -708,7 +708,7 @@ class RootResolver(Resolver):
             # a clean path without symlinks is its own real path: no d_path needed
             try:
                 fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | S.RESOLVE_NO_SYMLINKS)
-                return fd, self.root_host + path if path != b"/" else self.root_host
+                return fd, self.root_prefix[:-1] + path if path != b"/" else self.root_host
             except OSError as exc:
                 if exc.errno != errno.ELOOP or extra & S.RESOLVE_NO_SYMLINKS:
                     raise
