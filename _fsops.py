@@ -78,6 +78,12 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
     """A private duplicate of the tracee's fd call.fd, decided for `need`."""
     fd = ctx.tracees.getfd(call.tid, call.fd)
     try:
+        if (need == "write" and fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_PATH) in (os.O_WRONLY, os.O_RDWR)
+                and stat.S_ISREG(ctx.hot.fstat(fd).mode)):
+            # a regular file open for writing: that open was decided for writing (a
+            # write rule covers it; with a workdir it is the layer's own copy), which
+            # covers its metadata.  Devices are not: /dev/null is writable, not chmod-able.
+            return fd
         name = ctx.resolver._name_of(fd)
         ctx.resolver.check(fd, name, need)
         return ctx.resolver.writable(fd, name) if need == "write" else fd
