@@ -1,0 +1,160 @@
+"""The copy-on-write layer on its own (_cow.py): farm, changes, commit, symlink safety.
+
+No sandbox is started: these drive Layers/Upper directly on temporary trees,
+as the supervisor does, and compare what lands on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+
+import _cow
+
+
+def tree(top: Path) -> Dict[str, Tuple[str, str]]:
+    """{relative path: (kind, content or target)} without following symlinks."""
+    out = {}
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = Path(root) / name
+            rel = str(path.relative_to(top))
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(mode):
+                out[rel] = ("dir", oct(stat.S_IMODE(mode)))
+            else:
+                out[rel] = ("file", path.read_text() + oct(stat.S_IMODE(mode)))
+    return out
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    lower = tmp_path / "proj"
+    (lower / "sub").mkdir(parents=True)
+    (lower / "a").write_text("a")
+    (lower / "sub" / "b").write_text("b")
+    (lower / "gone").mkdir()
+    (lower / "gone" / "x").write_text("x")
+    os.symlink("a", lower / "l")
+    return lower
+
+
+def upper_for(lower: Path) -> Tuple[_cow.Layers, _cow.Upper]:
+    layers = _cow.Layers(str(lower))
+    upper = layers.new_run()
+    upper.build()
+    return layers, upper
+
+
+def test_the_farm_shows_the_lower_tree_and_shares_its_files(work: Path) -> None:
+    layers, upper = upper_for(work)
+    try:
+        assert tree(Path(upper.tree)) == tree(work)
+        farm_a, lower_a = os.stat(Path(upper.tree) / "a"), os.stat(work / "a")
+        assert (farm_a.st_dev, farm_a.st_ino) == (lower_a.st_dev, lower_a.st_ino)
+        assert upper.changes() == []
+        assert not str(layers.path).startswith(str(work) + "/")
+    finally:
+        upper.discard()
+        layers.close()
+    assert not Path(layers.path).exists()
+
+
+def test_changes_are_listed_then_committed_exactly(work: Path, tmp_path: Path) -> None:
+    before = tree(work)
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    upper.copy_up(os.fsencode(farm / "a"))
+    assert os.stat(farm / "a").st_ino != os.stat(work / "a").st_ino
+    (farm / "a").write_text("a2")
+    (farm / "new").write_text("n")
+    (farm / "gone" / "x").unlink()
+    (farm / "gone").rmdir()
+    os.unlink(farm / "l")
+    os.symlink("new", farm / "l")
+    (farm / "d" / "e").mkdir(parents=True)
+    assert tree(work) == before  # nothing reached the lower tree yet
+    changes = [str(c) for c in upper.changes()]
+    assert changes == ["M a", "A d", "A d/e", "D gone", "D gone/x", "M l", "A new"]
+    expected = tree(farm)
+    upper.commit(upper.changes())
+    assert tree(work) == expected
+    assert not [p for p in os.listdir(work) if p.startswith(".sandlock-")]
+    upper.discard()
+    layers.close()
+
+
+def test_a_copy_up_never_changes_the_lower_file(work: Path) -> None:
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    upper.copy_up(os.fsencode(farm / "sub" / "b"))
+    (farm / "sub" / "b").write_text("changed")
+    os.chmod(farm / "sub" / "b", 0o600)
+    assert (work / "sub" / "b").read_text() == "b"
+    assert stat.S_IMODE(os.stat(work / "sub" / "b").st_mode) == 0o644
+    upper.discard()
+    layers.close()
+
+
+def test_a_planted_symlink_is_committed_as_a_symlink_and_never_followed(work: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    os.symlink(str(outside), farm / "abs")
+    os.symlink("../../outside", farm / "rel")
+    # a directory of the lower tree replaced by a symlink to the outside, with a
+    # removal of what was in it: the commit must not reach through the link
+    (farm / "gone" / "x").unlink()
+    (farm / "gone").rmdir()
+    os.symlink(str(outside), farm / "gone")
+    upper.commit(upper.changes())
+    assert os.readlink(work / "abs") == str(outside) and os.readlink(work / "gone") == str(outside)
+    assert sorted(os.listdir(outside)) == ["secret"] and (outside / "secret").read_text() == "s"
+    upper.discard()
+    layers.close()
+
+
+def test_a_directory_replaced_by_a_file_takes_its_entries_with_it(work: Path) -> None:
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    (farm / "sub" / "b").unlink()
+    (farm / "sub").rmdir()
+    (farm / "sub").write_text("now a file")
+    upper.commit(upper.changes())
+    assert (work / "sub").read_text() == "now a file"
+    upper.discard()
+    layers.close()
+
+
+def test_an_interrupted_commit_is_reported_by_the_next_run(work: Path) -> None:
+    layers, upper = upper_for(work)
+    (Path(upper.tree) / "new").write_text("n")
+    upper._state("committing")  # as if killed here
+    left = _cow.leftovers(str(work))
+    # the layer's owner (this process) is alive: not a leftover yet
+    assert left == []
+    upper.keep()
+    layers_path = layers.path
+    os.rename(layers_path, layers_path.replace(f"-{os.getpid()}-", "-999999999-"))
+    left = _cow.leftovers(str(work))
+    assert len(left) == 1 and left[0].endswith("(kept)")
+
+
+def test_full_layer_refuses_new_space(work: Path) -> None:
+    layers, upper = upper_for(work)
+    upper.limit = 4096
+    (Path(upper.tree) / "big").write_bytes(b"x" * 65536)
+    upper.measure()
+    with pytest.raises(OSError) as info:
+        upper.need_space()
+    assert info.value.errno == 28  # ENOSPC
+    upper.discard()
+    layers.close()
