@@ -39,6 +39,7 @@ def work(tmp_path: Path) -> Path:
     (lower / "sub").mkdir(parents=True)
     (lower / "a").write_text("a")
     (lower / "sub" / "b").write_text("b")
+    os.chmod(lower / "sub" / "b", 0o644)
     (lower / "gone").mkdir()
     (lower / "gone" / "x").write_text("x")
     os.symlink("a", lower / "l")
