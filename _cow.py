@@ -69,11 +69,8 @@ class Layers:
         wanted = os.stat(workdir).st_dev
         name = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-{os.getpid()}-"
         # next to the workdir, or next to the emulated root it is in (never inside the guest's view)
-        near = os.path.dirname((outside or workdir).rstrip("/")) or "/"
-        candidates = [near,
-                      os.path.join(os.path.expanduser("~"), ".cache", "sandlock")]
         import tempfile
-        candidates.append(tempfile.gettempdir())
+        candidates = _places(workdir, outside)
         errors = []
         for parent in candidates:
             try:
@@ -116,7 +113,11 @@ class Upper:
         self.run = run
         self.tree = os.path.join(run, TREE)
         self.shared: Set[Tuple[int, int]] = set()   # (dev, ino) of farm files that are lower files
-        self.hidden: List[str] = []                  # lower files the farm could not show (unreadable)
+        self.hidden: List[str] = []                  # lower entries the farm does not show (devices, sockets)
+        self.snapshot: Dict[str, Tuple[int, int]] = {}  # lower path -> (dev, ino) when the farm was made
+        self.names: Dict[Tuple[int, int], List[str]] = {}  # shared inode -> its names in the farm
+        self.foreign: Set[Tuple[int, int]] = set()  # farm copies of files of another owner (not ours to change)
+        self.copies: Dict[Tuple[int, int], Tuple[int, int]] = {}  # farm copy made at start -> its lower file
         self.limit: Optional[int] = None             # --max-disk: bytes the farm's own files may use
         self.used = 0                                # as last measured (see measure), plus copy-ups since
         self._state("building")
@@ -154,6 +155,7 @@ class Upper:
                 name = entry.name
                 path = f"{rel}/{name}" if rel else name
                 st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                self.snapshot[path] = (st.st_dev, st.st_ino)
                 if stat.S_ISDIR(st.st_mode):
                     os.mkdir(name, 0o700, dir_fd=dst)
                     dirs.append((path, st))
@@ -161,6 +163,7 @@ class Upper:
                 elif stat.S_ISLNK(st.st_mode):
                     os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
                     _lchown(dst, name, st)
+                    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
                 elif stat.S_ISREG(st.st_mode):
                     self._link_or_copy(src, dst, name, path, st)
                 elif stat.S_ISFIFO(st.st_mode):
@@ -172,16 +175,24 @@ class Upper:
             os.close(dst)
 
     def _link_or_copy(self, src: int, dst: int, name: str, path: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
         try:
             os.link(name, name, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
-            self.shared.add((st.st_dev, st.st_ino))
+            self.shared.add(key)
+            self.names.setdefault(key, []).append(path)
             return
         except OSError:
             pass  # another filesystem, or fs.protected_hardlinks: copy it
         try:
             _copy_file(src, name, dst, name, st)
         except OSError:
-            self.hidden.append(path)
+            # unreadable too: a placeholder nobody may open (mode 000), as the file is to us
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0, dir_fd=dst)
+            os.close(fd)
+        copy = os.stat(name, dir_fd=dst, follow_symlinks=False)
+        if st.st_uid != os.geteuid() or copy.st_size != st.st_size:
+            self.foreign.add((copy.st_dev, copy.st_ino))
+        self.copies[(copy.st_dev, copy.st_ino)] = key
 
     # -- during the run -------------------------------------------------------------------
 
@@ -234,6 +245,29 @@ class Upper:
             self.used += st.st_blocks * 512
             temp = f".sandlock-up-{os.getpid()}-{name}"[:250]
             _copy_file(parent, name, parent, temp, st)
+            # every other name of this file in the farm follows (a hard link stays one file)
+            key = (st.st_dev, st.st_ino)
+            for other in self.names.get(key, ()):
+                if other == rel:
+                    continue
+                ohead, oname = _split(other)
+                tree_fd = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    odir = _open_dir(tree_fd, ohead)
+                except OSError:
+                    continue
+                finally:
+                    os.close(tree_fd)
+                try:
+                    ost = os.stat(oname, dir_fd=odir, follow_symlinks=False)
+                    if (ost.st_dev, ost.st_ino) == key:
+                        otemp = f".sandlock-up-{os.getpid()}-{oname}"[:250]
+                        os.link(temp, otemp, src_dir_fd=parent, dst_dir_fd=odir, follow_symlinks=False)
+                        os.rename(otemp, oname, src_dir_fd=odir, dst_dir_fd=odir)
+                except OSError:
+                    pass
+                finally:
+                    os.close(odir)
             os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         finally:
             os.close(parent)
@@ -253,7 +287,10 @@ class Upper:
         return sorted((c for c in out if not (c.kind == "D" and c.path in hidden)), key=lambda c: c.path)
 
     def _compare(self, low: int, top: int, rel: str, out: List[Change]) -> None:
-        lower = _entries(low, rel)
+        # Only what this run did counts: an entry of the workdir the farm was not
+        # made from (created by someone else since) is not ours to remove.
+        prefix = f"{rel}/" if rel else ""
+        lower = {n: st for n, st in _entries(low, rel).items() if prefix + n in self.snapshot}
         upper = _entries(top, rel)
         for name in sorted(set(lower) | set(upper)):
             path = f"{rel}/{name}" if rel else name
@@ -263,6 +300,9 @@ class Upper:
                 if a is not None and stat.S_ISDIR(a.st_mode):
                     self._all(low, path, "D", out)
             elif a is None:
+                if path in self.snapshot and (stat.S_ISDIR(b.st_mode)
+                                              or (b.st_dev, b.st_ino) == self.snapshot[path]):
+                    continue  # removed from the workdir by someone else during the run: not ours
                 out.append(Change("A", path))
                 if stat.S_ISDIR(b.st_mode):
                     self._all(top, path, "A", out)
@@ -287,8 +327,12 @@ class Upper:
                 self._all(top, path, kind, out)
 
     def _modified(self, low: int, top: int, rel: str, name: str, a: os.stat_result, b: os.stat_result) -> bool:
-        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
-            return False  # still the lower file itself
+        path = f"{rel}/{name}" if rel else name
+        farm = (b.st_dev, b.st_ino)
+        if farm == self.snapshot.get(path):
+            return False  # still the lower file itself (as it was when the run began)
+        if farm in self.copies and self.copies[farm] == self.snapshot.get(path) and farm in self.foreign:
+            return False  # our copy of a file we may not change, so unchanged
         if stat.S_ISLNK(a.st_mode):
             return _readlink(low, rel, name) != _readlink(top, rel, name)
         if _meta_differs(a, b, times=True) or a.st_size != b.st_size:
@@ -468,6 +512,7 @@ def _place(src: int, dst: int, name: str, st: os.stat_result, upper: Upper) -> N
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(name, dir_fd=src), temp, dir_fd=dst)
         _lchown(dst, temp, st)
+        os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
     elif stat.S_ISREG(st.st_mode):
         try:
             os.link(name, temp, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
@@ -514,10 +559,23 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _places(workdir: str, outside: Optional[str]) -> List[str]:
+    """Where Layers may put upper layers for this workdir, in its order."""
+    import tempfile
+    return [os.path.dirname((outside or workdir).rstrip("/")) or "/",
+            os.path.join(os.path.expanduser("~"), ".cache", "sandlock"), tempfile.gettempdir()]
+
+
 def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
     """Upper layers of earlier runs on this workdir whose commit did not finish or were kept."""
-    out = []
-    parent = os.path.dirname((outside or workdir).rstrip("/")) or "/"
+    out: List[str] = []
+    for parent in dict.fromkeys(_places(workdir, outside)):
+        out += _leftovers_in(parent, workdir)
+    return out
+
+
+def _leftovers_in(parent: str, workdir: str) -> List[str]:
+    out: List[str] = []
     prefix = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-"
     try:
         names = os.listdir(parent)

@@ -58,7 +58,7 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
         if call.path or need != "meta" or call.dirfd == AT_FDCWD or _is_o_path(fd):
             ctx.resolver.check(fd, name, need, st)
         if need == "write":
-            fresh = ctx.resolver.writable(fd, name)
+            fresh = ctx.resolver.writable(fd, name, meta=True)
             if fresh != fd:
                 fd, st = fresh, ctx.hot.fstat(fresh)
         # else: metadata of a file the tracee opened (Landlock checked that
@@ -86,7 +86,7 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
             return fd
         name = ctx.resolver._name_of(fd)
         ctx.resolver.check(fd, name, need)
-        return ctx.resolver.writable(fd, name) if need == "write" else fd
+        return ctx.resolver.writable(fd, name, meta=True) if need == "write" else fd
     except BaseException:
         os.close(fd)
         raise
@@ -278,6 +278,16 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
         # In a root nothing path-shaped may continue, and SECCOMP_IOCTL_NOTIF_ADDFD
         # refuses O_PATH files: the caller gets a read-only fd of the object
         # instead (README: needs read permission where O_PATH would not).
+        if flags & os.O_NOFOLLOW and not flags & os.O_DIRECTORY:
+            probe, _ = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | os.O_NOFOLLOW, 0, resolve)
+            try:
+                if stat.S_ISLNK(ctx.hot.fstat(probe).mode):
+                    # no fd of a symlink can be handed over; glibc opens one to
+                    # chmod a symlink (fchmodat AT_SYMLINK_NOFOLLOW), which Linux
+                    # refuses with EOPNOTSUPP: give that answer (README)
+                    raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+            finally:
+                os.close(probe)
         flags = (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY
         need = "read"
     elif flags & os.O_PATH:
@@ -312,6 +322,8 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
     directory and created there with O_NOFOLLOW.
     """
     path = call.path or b""
+    if flags & os.O_CREAT and path.endswith(b"/"):
+        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
     try:
         probe, name = ctx.resolver.open(call, call.dirfd, path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_DIRECTORY)),
                                         0, resolve)
@@ -427,7 +439,15 @@ def do_chown(ctx: Context, call: Call) -> Reply:
 def do_utimes(ctx: Context, call: Call) -> Reply:
     times = _read_times(ctx, call)
 
-    def act(fd: int, *_: object) -> None:
+    def act(fd: int, st: Optional[_syscalls.Stat] = None) -> None:
+        if st is not None and stat.S_ISLNK(st.mode):
+            # the times of the link itself: /proc/self/fd/N would follow it
+            directory, last, _ = ctx.resolver.parent(call, call.dirfd, call.path or b"")
+            try:
+                _syscalls.utimensat(directory, last, times, AT_SYMLINK_NOFOLLOW)
+            finally:
+                os.close(directory)
+            return
         _syscalls.utimensat(-100, _proc_fd(fd), times, 0)
     if call.path is None:  # utimensat(fd, NULL, ...): the fd itself
         call.fd = call.dirfd
@@ -465,18 +485,21 @@ def do_removexattr(ctx: Context, call: Call) -> Reply:
     return _on_object(ctx, call, "write", lambda fd, st: os.removexattr(_proc_fd(fd), call.name or b""))
 
 
+# The fd acted on may be an O_PATH fd of a copied-up file (see _fd_object): act
+# through /proc/self/fd/N, which works for both.
+
 def do_fchmod(ctx: Context, call: Call) -> Reply:
-    return _on_fd(ctx, call, "write", lambda fd: os.fchmod(fd, call.mode & 0o7777))
+    return _on_fd(ctx, call, "write", lambda fd: os.chmod(_proc_fd(fd), call.mode & 0o7777))
 
 
 def do_fchown(ctx: Context, call: Call) -> Reply:
-    return _on_fd(ctx, call, "write", lambda fd: os.fchown(fd, call.uid, call.gid))
+    return _on_fd(ctx, call, "write", lambda fd: os.chown(_proc_fd(fd), call.uid, call.gid))
 
 
 def do_fsetxattr(ctx: Context, call: Call) -> Reply:
     value = _xattr_value(ctx, call)
-    return _on_fd(ctx, call, "write", lambda fd: os.setxattr(fd, call.name or b"", value, call.mode))
+    return _on_fd(ctx, call, "write", lambda fd: os.setxattr(_proc_fd(fd), call.name or b"", value, call.mode))
 
 
 def do_fremovexattr(ctx: Context, call: Call) -> Reply:
-    return _on_fd(ctx, call, "write", lambda fd: os.removexattr(fd, call.name or b""))
+    return _on_fd(ctx, call, "write", lambda fd: os.removexattr(_proc_fd(fd), call.name or b""))

@@ -314,6 +314,8 @@ def _workdir(value: object, chroot: Optional[str], labels: Mapping[str, str]) ->
     """The copy-on-write directory: an existing directory the caller may write;
     with an emulated root, the root itself or a directory inside it (host path)."""
     path = _directory("workdir", value, labels)
+    if chroot is None and (path in ("/", "/dev", "/proc") or path.startswith(("/dev/", "/proc/"))):
+        raise _err("workdir", labels, f"{path}: / , /dev and /proc cannot be a workdir without --root")
     if not os.access(path, os.W_OK | os.X_OK):
         raise _err("workdir", labels, f"{os.fsdecode(os.fspath(value))}: Permission denied (not writable)")  # type: ignore[arg-type]
     if chroot is not None and not (path == chroot or path.startswith(chroot.rstrip("/") + "/")):

@@ -218,7 +218,22 @@ class Resolver:
             return fd, Held(name)
         return fd, name
 
-    def writable(self, fd: int, name: Optional[bytes]) -> int:
+    def parent(self, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes, Optional[bytes]]:
+        """(O_PATH fd of the parent directory, last component, host name of the parent) for
+        namespace operations (mkdir, unlink, rename, ...).  The caller closes the fd."""
+        if not path:
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+        stripped = path.rstrip(b"/") or b"/"
+        head, _, last = stripped.rpartition(b"/")
+        if stripped == b"/" or last in (b".", b".."):
+            last = b"." if stripped == b"/" else last
+            head = stripped if stripped == b"/" else head
+        if not head:
+            head = b"/" if stripped.startswith(b"/") else b"."
+        fd, name = self.open(call, dirfd, head, os.O_PATH | os.O_DIRECTORY, 0, 0)
+        return fd, last, name
+
+    def writable(self, fd: int, name: Optional[bytes], meta: bool = False) -> int:
         """The fd to modify the object through (see _rootfs.RootResolver.writable)."""
         return fd
 

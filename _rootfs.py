@@ -500,9 +500,15 @@ class RootResolver(Resolver):
                 name.startswith(os.fsencode(upper.tree) + b"/") or name == os.fsencode(upper.tree)):
             upper.need_space()
 
-    def writable(self, fd: int, name: Optional[bytes]) -> int:
+    def writable(self, fd: int, name: Optional[bytes], meta: bool = False) -> int:
         """The fd to modify the object behind fd through: with a workdir, a file still
-        shared with the lower directory is copied up first (fd is then closed)."""
+        shared with the lower directory is copied up first (fd is then closed).
+
+        meta: a metadata change (chmod, chown, utimes, xattrs) rather than content.
+        A file of another owner is never copied up: the copy would be ours, so
+        its owner's rules could not hold; the change is refused as the kernel
+        refuses a non-owner (EPERM) or, for content, EACCES (README).
+        """
         upper = self.upper
         if upper is None or name is None:
             return fd
@@ -511,8 +517,12 @@ class RootResolver(Resolver):
         if not name.startswith(tree + b"/"):
             return fd
         st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in upper.foreign:
+            raise _oserror(errno.EPERM if meta else errno.EACCES)  # our copy of someone else's file
         if not stat.S_ISREG(st.st_mode) or not upper.is_shared(st.st_dev, st.st_ino):
             return fd
+        if st.st_uid != os.geteuid():
+            raise _oserror(errno.EPERM if meta else errno.EACCES)
         upper.copy_up(name)
         top = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -695,6 +705,8 @@ class RootResolver(Resolver):
         for m in self.mounts:
             if norm == m.virt or norm.startswith(m.virt + b"/"):
                 rest = norm[len(m.virt):].lstrip(b"/") or b"."
+                if path.endswith((b"/", b"/.")) and rest != b".":
+                    rest += b"/"  # "file/" and "file/." name a directory: ENOTDIR (EISDIR to create)
                 try:
                     fd = self.hot.openat2(m.fd, rest, flags, mode, S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS
                                           | S.RESOLVE_NO_MAGICLINKS | extra)
@@ -899,18 +911,3 @@ class RootResolver(Resolver):
                                   S.RESOLVE_NO_SYMLINKS | S.RESOLVE_BENEATH)
             return fd, self._checked_name(fd)
         raise _oserror(_ENOENT)
-
-    def parent(self, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes, Optional[bytes]]:
-        """(O_PATH fd of the parent directory, last component, host name of the parent) for
-        namespace operations (mkdir, unlink, rename, ...).  The caller closes the fd."""
-        if not path:
-            raise _oserror(_ENOENT)
-        stripped = path.rstrip(b"/") or b"/"
-        head, _, last = stripped.rpartition(b"/")
-        if stripped == b"/" or last in (b".", b".."):
-            last = b"." if stripped == b"/" else last
-            head = stripped if stripped == b"/" else head
-        if not head:
-            head = b"/" if stripped.startswith(b"/") else b"."
-        fd, name = self.open(call, dirfd, head, os.O_PATH | os.O_DIRECTORY, 0, 0)
-        return fd, last, name
