@@ -1048,3 +1048,20 @@ def test_signals_to_sandlock_reach_the_sandboxed_command(who, sig: signal.Signal
             proc.kill()
             proc.communicate()
         kill_marked(marker)
+
+
+def test_times_set_on_a_symlink_change_the_link_not_a_target_outside_the_rules(who, scratch: Path) -> None:
+    # utimensat(AT_SYMLINK_NOFOLLOW) is done on behalf (Landlock does not cover it): it must act
+    # on the link in the writable directory, never on what it points to
+    outside = who.make_dir(scratch / "outside")
+    canary = who.make_file(outside / "canary", "c\n")
+    os.utime(canary, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    inside = who.make_dir(scratch / "inside")
+    os.symlink(str(canary), inside / "link")
+    if who.is_user:
+        os.lchown(inside / "link", who.uid, who.gid)
+    before = tree_snapshot(outside)
+    r = who.run(["-w", str(inside), "--", "touch", "-h", "-d", "@1500000000", str(inside / "link")])
+    assert r.returncode == 0, r.stderr
+    assert os.lstat(inside / "link").st_mtime == 1500000000
+    assert tree_snapshot(outside) == before
