@@ -1044,3 +1044,37 @@ def test_a_commit_killed_halfway_leaves_no_torn_file_and_is_reported(who, base: 
     assert r.returncode == 0, show(r)
     notes = [line for line in r.stderr.splitlines() if LEFTOVER in line]
     assert notes == [f"sandlock: {LEFTOVER}{run_dir} (committing): inspect it, then remove it"], show(r)
+
+
+MAX_DISK = r"""
+cd "$1"
+head -c 300000 /dev/zero > a || echo "a failed"
+sleep 0.6
+head -c 300000 /dev/zero > b 2> /dev/null && echo "b made" || echo "b ENOSPC"
+mkdir c 2> /dev/null && echo "c made" || echo "c ENOSPC"
+echo more >> keep.txt 2> /dev/null && echo "keep written" || echo "keep ENOSPC"
+rm a && echo "a removed"
+"""
+
+
+def test_max_disk_gives_enospc_once_the_layer_is_full(who, wd: Path) -> None:
+    before = snapshot(wd)
+    r = cow(who, wd, ["sh", "-c", MAX_DISK, "sh", str(wd)], "--max-disk", "200K", "--on-exit", "abort")
+    # 300 kB were written through one fd before anything could refuse them: the
+    # next check finds the layer over the limit and ends the run
+    assert r.returncode == 137 and "sandlock: disk limit exceeded" in r.stderr, show(r)
+    assert snapshot(wd) == before, "an ended run must not change the workdir"
+
+
+def test_max_disk_refuses_a_copy_up_that_would_not_fit(who, wd: Path) -> None:
+    who.make_file(wd / "big", b"x" * 300_000)
+    before = snapshot(wd)
+    r = cow(who, wd, ["sh", "-c", 'cd "$1"; echo more >> big; echo "append $?"; echo small > s; echo "new $?"',
+                      "sh", str(wd)], "--max-disk", "200K")
+    assert r.returncode == 0, show(r)
+    assert "append 0" not in r.stdout and "No space left on device" in r.stderr, show(r)
+    assert "new 0" in r.stdout, show(r)
+    after = snapshot(wd)
+    assert after.pop("s", None) is not None and after.pop(".", None) is not None, show(r)
+    before.pop(".", None)
+    assert after == before, "the refused append must not reach the workdir"
