@@ -57,6 +57,8 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
         st = ctx.hot.fstat(fd)
         if call.path or need != "meta" or call.dirfd == AT_FDCWD or _is_o_path(fd):
             ctx.resolver.check(fd, name, need, st)
+        if need == "write" and _is_device(st.mode):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))  # see _is_device
         if need == "write":
             fresh = ctx.resolver.writable(fd, name, meta=True)
             if fresh != fd:
@@ -67,6 +69,13 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
     except BaseException:
         os.close(fd)
         raise
+
+
+def _is_device(mode: int) -> bool:
+    """Device files are granted for reading and writing their content only: their mode,
+    owner, times and xattrs are the host's (a sandboxed root must never chmod the
+    host's /dev/null; the supervisor acting for it would have the uid to)."""
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def _is_o_path(fd: int) -> bool:
@@ -86,6 +95,8 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
             return fd
         name = ctx.resolver._name_of(fd)
         ctx.resolver.check(fd, name, need)
+        if need == "write" and _is_device(ctx.hot.fstat(fd).mode):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
         return ctx.resolver.writable(fd, name, meta=True) if need == "write" else fd
     except BaseException:
         os.close(fd)

@@ -230,7 +230,7 @@ class Session:
 
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False) -> None:
+                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
         self.policy = policy
         self.prepared = prepared
         self.argv = tuple(argv)
@@ -239,6 +239,10 @@ class Session:
         self.input = input
         self.interactive = interactive
         self.forward_signals = forward_signals
+        # The CLI is about to exit when the run ends: a forwarded signal arriving
+        # after that must not kill it with its default action (restore_signals=False
+        # leaves them ignored instead of putting the old handlers back).
+        self.restore_signals = restore_signals
         self.debug = debug
         if debug:  # imported now: once confined, the supervisor may not read Python's library
             import traceback
@@ -835,9 +839,9 @@ class Session:
         if wakeup is None:
             return
         r, w, previous, old_fd = wakeup
-        signal.set_wakeup_fd(old_fd)
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, handler if self.restore_signals else signal.SIG_IGN)
+        signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
         os.close(w)
 

@@ -394,7 +394,7 @@ def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: 
     env = _env_bytes(child_environment(policy, os.environ))
     interactive = _interactive()
     session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
-                                  forward_signals=True, debug=debug)
+                                  forward_signals=True, debug=debug, restore_signals=False)
     for leftover in prepared.leftovers:
         _say(f"an earlier run's upper layer is left at {leftover}: inspect it, then remove it")
     outcome = session.run()
