@@ -429,7 +429,9 @@ def _on_fd(ctx: Context, call: Call, need: str, act: Callable[[int], object]) ->
 
 
 def do_truncate(ctx: Context, call: Call) -> Reply:
-    """truncate(2) when Landlock has no TRUNCATE right (ABI < 3)."""
+    """truncate(2) when Landlock has no TRUNCATE right (ABI < 3), and in an emulated root."""
+    if call.size >= 1 << 63:
+        return Errno(errno.EINVAL)  # a negative length
     return _on_object(ctx, call, "write", lambda fd, st: os.truncate(_proc_fd(fd), call.size), nofollow=False)
 
 
@@ -482,6 +484,8 @@ def _read_times(ctx: Context, call: Call) -> Optional[bytes]:
 
 
 def _xattr_value(ctx: Context, call: Call) -> bytes:
+    if call.mode & ~3:  # XATTR_CREATE | XATTR_REPLACE
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
     if call.size > 65536:
         raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
     return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
