@@ -1,0 +1,125 @@
+"""Shared fixtures of the security tests (tests/security).
+
+tests/conftest.py applies here too (pytest layers conftest files by
+directory): ``who``, ``scratch``, ``session_dir`` and strict mode come from it.
+
+- ``secprogs``: every tests/security/progs/*.c compiled twice, once with gcc
+  for the host (dynamic, in the default view) and once with ``musl-gcc
+  -static`` for use inside a busybox root, plus the variants in ``VARIANTS``;
+  cached under ``~/.cache/sandlock-tests/security-progs-<hash of sources and
+  flags>`` and copied into the session directory so the unprivileged user can
+  run them.
+- ``busybox_root``: a private copy of the cached busybox rootfs (tests/rootfs.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+import rootfs
+from conftest import STRICT, tree_snapshot
+
+SECURITY = Path(__file__).resolve().parent
+PROGS_SRC = SECURITY / "progs"
+
+# What the exec racer's forbidden program prints: a canary of its own.
+SECRET = "CANARY-security-5b2e90"
+
+# Extra builds: output name -> (source stem, extra compiler flags).
+VARIANTS: Dict[str, Tuple[str, List[str]]] = {
+    "say_ok": ("say", ['-DWORD="ALLOWED"']),
+    "say_secret": ("say", [f'-DWORD="{SECRET}"']),
+}
+
+
+class SecProgs:
+    """Paths of the compiled helpers: .host(name) (gcc) and .musl(name) (musl-gcc -static)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.host_dir = directory / "host"
+        self.musl_dir = directory / "musl"
+
+    def host(self, name: str) -> Path:
+        path = self.host_dir / name
+        assert path.exists(), f"helper {name!r} of tests/security/progs was not built"
+        return path
+
+    def musl(self, name: str) -> Path:
+        path = self.musl_dir / name
+        assert path.exists(), f"static musl helper {name!r} of tests/security/progs was not built"
+        return path
+
+
+def _builds() -> Dict[str, Tuple[Path, List[str]]]:
+    builds = {src.stem: (src, []) for src in sorted(PROGS_SRC.glob("*.c"))}
+    for name, (stem, flags) in VARIANTS.items():
+        builds[name] = (PROGS_SRC / f"{stem}.c", flags)
+    return builds
+
+
+def _compile(cache: Path, builds: Dict[str, Tuple[Path, List[str]]], musl_gcc: str) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".tmp-", dir=cache.parent))
+    try:
+        for sub, cc, extra in (("host", "gcc", []), ("musl", musl_gcc, ["-static"])):
+            (tmp / sub).mkdir()
+            for name, (src, flags) in builds.items():
+                cmd = [cc, "-O1", "-Wall", "-pthread", *extra, *flags, "-o", str(tmp / sub / name), str(src)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stderr}")
+        tmp.rename(cache)
+    except OSError:  # another session won the race to the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@pytest.fixture(scope="session")
+def secprogs(session_dir: Path) -> SecProgs:
+    for tool, package in (("gcc", "gcc"), ("musl-gcc", "musl-tools")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is missing (Debian package {package}): tests/security/progs cannot be built")
+    musl_gcc = shutil.which("musl-gcc")
+    builds = _builds()
+    digest = hashlib.sha256(platform.machine().encode())
+    for name, (src, flags) in sorted(builds.items()):
+        digest.update(f"{name} {src.name} {' '.join(flags)}\0".encode() + src.read_bytes() + b"\0")
+    cache = Path.home() / ".cache" / "sandlock-tests" / f"security-progs-{digest.hexdigest()[:16]}"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if not cache.is_dir():
+        _compile(cache, builds, str(musl_gcc))
+    target = session_dir / "security-progs"
+    shutil.copytree(cache, target)
+    for p in [target, *target.rglob("*")]:
+        p.chmod(0o755)
+    return SecProgs(target)
+
+
+@pytest.fixture(scope="session")
+def busybox_shared_root() -> Path:
+    try:
+        return rootfs.busybox_rootfs()
+    except rootfs.MissingPackage as e:
+        if STRICT:
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def busybox_root(busybox_shared_root: Path, scratch: Path) -> Iterator[Path]:
+    """A private copy of the busybox rootfs (cp -a) in the scratch directory."""
+    before = tree_snapshot(busybox_shared_root)
+    dest = scratch / "bbroot"
+    subprocess.run(["cp", "-a", str(busybox_shared_root), str(dest)], check=True)
+    yield dest
+    assert tree_snapshot(busybox_shared_root) == before, "the test changed the shared busybox rootfs"
