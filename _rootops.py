@@ -320,6 +320,9 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
         patches.append(moved)
     for where, ours, _ in patches:
         ctx.force_write(call.tid, where, ours)
+    # CONTINUE: the kernel re-reads the rewritten path; if a thread changes it
+    # again, Landlock grants execute only inside the root (and the layers), so
+    # no host program can be run that way (module docstring)
     ctx.send(call, CONTINUE)
     if held is not None:
         # A vfork child runs in its parent's memory, and the parent thread is
