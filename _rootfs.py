@@ -351,25 +351,9 @@ class Cwd:
         room = len(original) - 1 - len(base)
         if b"/" not in original or not base or base in (b".", b"..") or not 1 <= room <= 200 or len(base) > 255:
             return None
-        with self._lock:
-            turn = self._turn
-            self._turn += 1
+        turn = self._next_turn()
         prefix = self.NAMES[turn % len(self.NAMES)] + b"~" * (room - 1)
-        try:
-            os.mkdir(prefix, 0o755, dir_fd=self.anchor_fd)
-        except FileExistsError:
-            pass
-        sub = os.open(prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
-        try:
-            temp = b".t%d" % turn
-            try:
-                os.unlink(temp, dir_fd=sub)
-            except FileNotFoundError:
-                pass
-            os.symlink(target, temp, dir_fd=sub)
-            os.rename(temp, base, src_dir_fd=sub, dst_dir_fd=sub)
-        finally:
-            os.close(sub)
+        self._place(prefix, base, target, turn)
         return prefix + b"/" + base
 
     def named_link(self, basename: bytes, target: bytes) -> bytes:
@@ -378,25 +362,9 @@ class Cwd:
         For a #! interpreter: the kernel passes the interpreter's path as its
         argv[0], and multi-call programs (busybox) choose by its last name.
         """
-        with self._lock:
-            turn = self._turn
-            self._turn += 1
+        turn = self._next_turn()
         directory = b".i%d" % (turn % 256)
-        try:
-            os.mkdir(directory, 0o755, dir_fd=self.anchor_fd)
-        except FileExistsError:
-            pass
-        sub = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
-        try:
-            temp = b".t"
-            try:
-                os.unlink(temp, dir_fd=sub)
-            except FileNotFoundError:
-                pass
-            os.symlink(target, temp, dir_fd=sub)
-            os.rename(temp, basename, src_dir_fd=sub, dst_dir_fd=sub)
-        finally:
-            os.close(sub)
+        self._place(directory, basename, target, turn)
         return self.anchor + b"/" + directory + b"/" + basename
 
     def link(self, target: bytes, basename: bytes = b"", room: int = 1) -> bytes:
@@ -406,19 +374,31 @@ class Cwd:
         the anchor): the kernel names a process after the last component of
         the path it executed (comm, /proc/PID/status).  Else it is one byte.
         """
+        turn = self._next_turn()
+        char = self.NAMES[turn % len(self.NAMES)]
+        if basename and b"/" not in basename and len(basename) + 2 <= room:
+            self._place(char, basename, target, turn)
+            return char + b"/" + basename
+        self._place(None, char, target, turn)
+        return char
+
+    def _next_turn(self) -> int:
         with self._lock:
             turn = self._turn
             self._turn += 1
-        char = self.NAMES[turn % len(self.NAMES)]
-        if basename and b"/" not in basename and len(basename) + 2 <= room:
+        return turn
+
+    def _place(self, subdir: Optional[bytes], name: bytes, target: bytes, turn: int) -> None:
+        """Make `name` (in the anchor, or in its directory `subdir`) a symlink to `target`,
+        replacing it atomically (a rename over it)."""
+        if subdir is None:
+            directory = self.anchor_fd
+        else:
             try:
-                os.mkdir(char, 0o755, dir_fd=self.anchor_fd)
+                os.mkdir(subdir, 0o755, dir_fd=self.anchor_fd)
             except FileExistsError:
                 pass
-            directory = os.open(char, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
-            prefix, name = char + b"/", basename
-        else:
-            directory, prefix, name = self.anchor_fd, b"", char
+            directory = os.open(subdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
         try:
             temp = b".t%d" % turn
             try:
@@ -430,7 +410,6 @@ class Cwd:
         finally:
             if directory != self.anchor_fd:
                 os.close(directory)
-        return prefix + name
 
 
 def _start_and_parent(pid: int) -> Tuple[bytes, int]:
