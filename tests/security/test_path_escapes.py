@@ -29,6 +29,12 @@ cannot see an escape would make the real run meaningless.
 
 Budget: every racer stops at RACE_ATTEMPTS attempts or RACE_SECONDS seconds;
 SANDLOCK_SECURITY_RACE_SECONDS raises the time bound for a longer soak.
+Exec is raced twice: "exec" forks and runs the program the kernel picked
+(proof that a program ran; a sandboxed fork+exec costs ~6 ms here, so ~500
+attempts in the budget), and "exec_inplace" execs in place without a fork:
+the allowed program is kept open for writing (ETXTBSY once the kernel opened
+it) and the forbidden one is garbage (ENOEXEC once the kernel opened it), so
+every attempt fails and the errno names the file; it makes the 10^4 attempts.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ RUN_TIMEOUT = 60
 
 # Probe classes of escape_probe (the first word after ESCAPED/HELD).
 CLASSES = ("direct", "dotdot", "symlink", "dirfd", "proc_self", "proc_fd", "openat2", "fdpass")
-RACES = ("open", "stat", "rename", "rename_dst", "exec", "connect", "symswap")
+RACES = ("open", "stat", "rename", "rename_dst", "exec", "exec_inplace", "connect", "symswap")
 
 
 def show(r: subprocess.CompletedProcess) -> str:
@@ -274,12 +280,17 @@ def race_command(env: Env, op: str, control: bool) -> List[str]:
         relative = "CANARY" if control else f"../{env.o.name}/canary"
         return [env.prog("race_symswap"), str(env.w), str(env.w / "canary"),
                 str(forbidden_path(env, "canary", control)), relative, SECRET, devino(target), *flags]
-    name = {"exec": "say", "connect": "sock"}.get(op, "canary")
+    name = {"exec": "say", "exec_inplace": "run", "connect": "sock"}.get(op, "canary")
     if op == "exec":
         bad = forbidden_path(env, "say", control)
         for path, prog in ((w / "say", "say_ok"), (env.host(bad) if control else bad, "say_secret")):
             shutil.copy(env.binary(prog), path)
             env.who.own(path).chmod(0o755)
+    if op == "exec_inplace":  # the allowed program (kept busy by the racer) and garbage to execute
+        shutil.copy(env.binary("say_ok"), w / "run")
+        env.who.own(w / "run").chmod(0o755)
+        bad = forbidden_path(env, "run", control)
+        env.who.make_file(env.host(bad) if control else bad, "JUNK\n\x01\x02\x03\n", 0o755)
     allowed, forbidden = env.w / name, forbidden_path(env, name, control)
     assert len(str(allowed)) == len(str(forbidden))
     return [env.prog("race_flip"), op, str(allowed), str(forbidden), SECRET, devino(target), *flags]

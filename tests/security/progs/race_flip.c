@@ -3,13 +3,17 @@
  * buffer in one syscall, again and again.
  *
  * usage: race_flip OP ALLOWED FORBIDDEN SECRET DEV:INO N SECONDS STOP_EARLY
- *   OP         open | stat | rename | rename_dst | exec | connect
+ *   OP         open | stat | rename | rename_dst | exec | exec_inplace | connect
  *   ALLOWED    open/stat/rename: a file the policy allows (not SECRET inside);
  *              rename_dst: ALLOWED.p is the allowed destination, ALLOWED.s the
  *              source (created here); exec: a program printing something else
- *              than SECRET; connect: a unix socket path this program binds.
+ *              than SECRET; exec_inplace: a program this racer keeps open for
+ *              writing, so that executing it fails with ETXTBSY *after* the
+ *              kernel opened it; connect: a unix socket path this program binds.
  *   FORBIDDEN  the same length as ALLOWED: the canary (holds SECRET), a
- *              program printing SECRET, or a listening socket that sends SECRET.
+ *              program printing SECRET, a listening socket that sends SECRET, or
+ *              (exec_inplace) an executable file of garbage: ENOEXEC from execve
+ *              means the kernel opened it for execution, past the policy.
  *   DEV:INO    of FORBIDDEN (stat verdicts).
  *   N SECONDS  stop after N attempts (once both sides were hit) or SECONDS seconds;
  *   STOP_EARLY 1: stop as soon as both sides were reached (control runs).
@@ -154,6 +158,23 @@ static int try_exec(void) {
     return classify(buf);
 }
 
+/* exec without a fork, so that 10^4 attempts fit in seconds: no attempt can
+ * succeed (ALLOWED is busy, FORBIDDEN is garbage), and the errno says which
+ * file the kernel opened for execution: ETXTBSY the allowed one, ENOEXEC the
+ * forbidden one (a leak), EACCES/ENOENT neither. */
+static int first_free_fd;
+
+static int try_exec_inplace(void) {
+    char *av[] = {path, NULL}, *ev[] = {NULL};
+    execve(path, av, ev);
+    int e = errno;
+    /* an emulated root leaves the fd it injected for an exec that failed late */
+    for (int fd = first_free_fd; fd < first_free_fd + 16; fd++) close(fd);
+    if (e == ETXTBSY) return 1;
+    if (e == ENOEXEC) return 2;
+    return -e;
+}
+
 static void *serve(void *arg) {
     int ls = *(int *)arg;
     for (;;) {
@@ -215,6 +236,12 @@ int main(int argc, char **argv) {
         snprintf(flip[1], sizeof flip[1], "%s", dst_bad);
         if (write_file(src, "MOVED\n") != 0) { perror(src); return 2; }
     } else if (!strcmp(op, "exec")) attempt = try_exec;
+    else if (!strcmp(op, "exec_inplace")) {
+        attempt = try_exec_inplace;
+        if (open(argv[2], O_WRONLY | O_CLOEXEC) < 0) { perror(argv[2]); return 2; }
+        first_free_fd = dup(0);
+        close(first_free_fd);
+    }
     else if (!strcmp(op, "connect")) {
         attempt = try_connect;
         if (strlen(argv[2]) >= sizeof caddr.sun_path) { fprintf(stderr, "socket path too long\n"); return 2; }
@@ -270,8 +297,12 @@ int main(int argc, char **argv) {
     int top = 0;
     for (int e = 1; e < 1100; e++)
         if (errcount[e] > errcount[top]) top = e;
-    printf("RESULT race-%s attempts=%ld allowed=%ld leaked=%ld failed=%ld top=%d secs=%.2f\n", op, attempts, allowed,
-           leaked, failed, top, secs);
+    char errs[256] = "";
+    size_t used = 0;
+    for (int e = 1; e < 1100 && used < sizeof errs - 24; e++)
+        if (errcount[e]) used += snprintf(errs + used, sizeof errs - used, "%s%d:%ld", used ? "," : "", e, errcount[e]);
+    printf("RESULT race-%s attempts=%ld allowed=%ld leaked=%ld failed=%ld top=%d secs=%.2f errnos=%s\n", op, attempts,
+           allowed, leaked, failed, top, secs, used ? errs : "-");
     if (!leaked) printf("HELD race-%s %d\n", op, top);
     fflush(stdout);
     _exit(0);  /* the server thread of connect may be blocked in accept */
