@@ -130,6 +130,22 @@ def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, P
     return child, supervisor
 
 
+def stub_plan(child: Plan) -> Plan:
+    """The stub's layer: the signal and abstract-socket scopes, nothing else.
+
+    Every Landlock layer denies reparenting (a rename or link into another
+    directory: EXDEV) unless a rule of that layer grants REFER, handled or
+    not, so this layer handles REFER and grants it wherever the child's
+    ruleset does; the child's own layer still decides everything.  Below
+    ABI 6 there is nothing to scope and no layer is made.
+    """
+    if not scopes(child.abi):
+        return Plan(child.abi, 0, 0, ())
+    refer = S.LANDLOCK_ACCESS_FS_REFER
+    return Plan(child.abi, refer, scopes(child.abi),
+                tuple(Rule(rule.path, refer) for rule in child.rules if rule.access & refer))
+
+
 def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
     """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
     return plans(policy, abi, ttys)[1 if supervisor else 0]

@@ -200,7 +200,7 @@ def prepare(policy: Policy) -> Prepared:
     program = _filter.build(arch, rules)
     fds: List[int] = []
     try:
-        for plan in ((child_plan, _landlock.Plan(abi, 0, _landlock.scopes(abi), ()), supervisor_plan)
+        for plan in ((child_plan, _landlock.stub_plan(child_plan), supervisor_plan)
                      if abi else ()):
             fds.append(_landlock.create_ruleset(plan) if plan.handled_fs or plan.scoped else -1)
     except BaseException:

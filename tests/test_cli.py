@@ -891,6 +891,37 @@ def test_a_write_rule_allows_mkdir_rename_truncate_link_and_remove(who, scratch:
     assert (w / "b" / "h").read_bytes() == b"he"
 
 
+def test_rename_and_link_between_directories_of_a_write_rule_are_the_kernels(who, scratch: Path) -> None:
+    """rename(2)/link(2) into another directory, without mv's copy fallback: Landlock's
+    REFER must be granted in every layer of the sandbox (EXDEV otherwise), and only there."""
+    w, other = who.make_dir(scratch / "w", 0o777), who.make_dir(scratch / "w2", 0o777)
+    who.make_file(who.make_dir(w / "a") / "f", "moved\n")
+    who.make_file(other / "g", "linked\n")
+    ro = who.make_file(who.make_dir(scratch / "ro") / "r", "stays\n").parent
+    script = (
+        "import os\n"
+        f"w, o, ro = {str(w)!r}, {str(other)!r}, {str(ro)!r}\n"
+        "os.mkdir(w + '/b')\n"
+        "os.rename(w + '/a/f', w + '/b/f')\n"
+        "os.link(w + '/b/f', w + '/a/hard')\n"
+        "os.rename(w + '/a', w + '/b/a')\n"
+        "os.rename(o + '/g', w + '/g')\n"  # between two write rules
+        "for src, dst in ((w + '/g', ro + '/g'), (ro + '/r', w + '/r')):\n"
+        "    try:\n"
+        "        os.rename(src, dst)\n"
+        "        print('renamed', dst)\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
+        "print('done')\n")
+    r = who.run([*SYSTEM_READ, "-r", str(ro), "-w", str(w), "-w", str(other), "--", "python3", "-c", script])
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "done", r.stdout + r.stderr
+    assert "renamed" not in r.stdout, r.stdout
+    assert (w / "b" / "f").read_text() == "moved\n"
+    assert os.stat(w / "b" / "f").st_ino == os.stat(w / "b" / "a" / "hard").st_ino
+    assert (w / "g").read_text() == "linked\n" and not (other / "g").exists()
+    assert sorted(p.name for p in ro.iterdir()) == ["r"] and (ro / "r").read_text() == "stays\n"
+
+
 def test_moving_a_file_out_of_a_read_only_dir_fails_and_changes_nothing(who, data: Path) -> None:
     w = data.parent / "w"
     before = tree_snapshot(data.parent)

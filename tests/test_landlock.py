@@ -39,6 +39,27 @@ def test_scopes_start_at_abi_6_and_the_supervisor_keeps_only_the_socket_scope():
     assert L.plan(policy, 6, supervisor=True).scoped == S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
 
 
+@pytest.mark.parametrize("abi", [5, 6, 7])
+def test_the_stubs_layer_scopes_and_lets_through_only_the_childs_reparenting(abi, tmp_path):
+    """Every layer denies reparenting unless it grants REFER, so the stub's layer grants it
+    exactly where the child's does (a write rule), and is not made where nothing is scoped."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "rw" / "f").write_text("x")
+    (tmp_path / "rw" / "d").mkdir()
+    child = L.plan(_policy.make_policy(fs_readable=[tmp_path / "ro"], fs_writable=[tmp_path / "rw"],
+                                       fs_denied=[tmp_path / "rw" / "f"]), abi)
+    stub = L.stub_plan(child)
+    if abi < 6:
+        assert stub == L.Plan(abi, 0, 0, ())
+        return
+    assert stub.handled_fs == S.LANDLOCK_ACCESS_FS_REFER
+    assert stub.scoped == S.LANDLOCK_SCOPE_SIGNAL | S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+    assert set(stub.rules) == {L.Rule(str(tmp_path / "rw" / "d"), S.LANDLOCK_ACCESS_FS_REFER)}
+    assert all(not r.path.startswith(str(tmp_path / "ro")) for r in stub.rules)
+    os.close(L.create_ruleset(stub))  # the kernel takes it
+
+
 def test_read_rules_grant_read_and_execute_only_and_files_get_file_rights_only(tmp_path):
     (tmp_path / "f").write_text("x")
     plan = L.plan(_policy.make_policy(fs_readable=[tmp_path, tmp_path / "f"]), 7)

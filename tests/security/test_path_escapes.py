@@ -24,8 +24,8 @@ entries).  Each probe class has a control run in which the same probe must
 report ESCAPED, because what it targets is allowed: the canary made readable
 with `-r o` (host), a twin at the canary's path inside the root (root), or
 for the races the same racer against the allowed twins in w/ (the same
-directory: without --root a rename between directories fails with EXDEV).  A control that
-cannot see an escape would make the real run meaningless.
+directory as the allowed side).  A control that cannot see an escape would
+make the real run meaningless.
 
 Budget: every racer stops at RACE_ATTEMPTS attempts or RACE_SECONDS seconds;
 SANDLOCK_SECURITY_RACE_SECONDS raises the time bound for a longer soak.
