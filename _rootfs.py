@@ -186,7 +186,8 @@ def normalise(path: bytes) -> bytes:
     for index, part in enumerate(items):
         if part in (b"", b"."):
             continue
-        if len(parts) >= 3 and parts[0] == b"proc" and parts[2] in (b"cwd", b"root"):
+        if parts[:1] == [b"proc"] and (len(parts) >= 3 and parts[2] in (b"cwd", b"root")
+                                       or len(parts) >= 5 and parts[2] == b"task" and parts[4] in (b"cwd", b"root")):
             parts.extend(p for p in items[index:] if p not in (b"", b"."))
             break
         if part == b"..":
@@ -761,15 +762,20 @@ class RootResolver(Resolver):
     def _open_proc(self, call: Call, norm: bytes, flags: int, mode: int,
                    resolve: int) -> Tuple[int, Optional[bytes]]:
         host = self._rewrite_self(call, norm)
-        parts = host.split(b"/")  # ['', 'proc', pid, what, ...]
-        if len(parts) >= 4 and parts[2].isdigit() and parts[3] in (b"root", b"cwd"):
+        parts = host.split(b"/")  # ['', 'proc', pid, what, ...] or ['', 'proc', pid, 'task', tid, what, ...]
+        at = 3 if len(parts) >= 4 else 0
+        if at and parts[3] == b"task" and len(parts) >= 6 and parts[4].isdigit():
+            at = 5
+        if at and parts[2].isdigit() and parts[at] in (b"root", b"cwd"):
             pid = int(parts[2])
             if not self.is_member(pid):
                 raise _oserror(errno.EACCES)
-            rest = b"/".join(parts[4:])
-            if len(parts) == 4 and flags & os.O_NOFOLLOW:
+            if at == 5 and not os.path.isdir(b"/".join(parts[:5])):
+                raise _oserror(errno.ENOENT)  # not a thread of that process
+            rest = b"/".join(parts[at + 1:])
+            if len(parts) == at + 1 and flags & os.O_NOFOLLOW:
                 return super().open(call, AT_FDCWD, host, flags, mode, 0)  # the link itself
-            top = b"/" if parts[3] == b"root" else self.virtual_cwd(pid)
+            top = b"/" if parts[at] == b"root" else self.virtual_cwd(pid)
             return self._open_virtual(call, join(top, rest) if rest else top, flags, mode, resolve)
         if not flags & os.O_PATH:
             if host == b"/proc" or host == b"/proc/":

@@ -279,9 +279,13 @@ paths = {
     "absolute": p, "relative": "../../.." + p, "dotdot": "/../../../.." + p,
     "proc_root": "/proc/self/root" + p, "proc_cwd": "/proc/self/cwd/../../../.." + p,
     "proc_pid_root": "/proc/%d/root%s" % (os.getpid(), p),
+    "proc_thread_root": "/proc/thread-self/root" + p,
+    "proc_task_cwd": "/proc/self/task/%d/cwd/../../.." % os.getpid() + p,
     "good_dotdot": "/../../../.." + good, "good_relative": "../../../../.." + good,
     "good_proc_root": "/proc/self/root" + good, "good_proc_cwd": "/proc/self/cwd/../.." + good,
     "good_proc_pid_root": "/proc/%d/root%s" % (os.getpid(), good),
+    "good_proc_thread_root": "/proc/thread-self/root" + good,
+    "good_proc_task_cwd": "/proc/%d/task/%d/cwd/../.." % (os.getpid(), os.getpid()) + good,
 }
 root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
 lib_fd = os.open("/usr/lib", os.O_RDONLY | os.O_DIRECTORY)
@@ -320,13 +324,13 @@ def test_no_path_spelling_reaches_a_host_file_outside_the_root(who, deb: Path, c
     size = (deb / "etc/debian_version").stat().st_size
     lines = dict((" ".join(line.split()[:2]), " ".join(line.split()[2:])) for line in r.stdout.splitlines()
                  if len(line.split()) >= 3)
-    for name in ("absolute", "relative", "dotdot", "proc_root", "proc_cwd", "proc_pid_root", "dirfd_root",
-                 "dirfd_dotdot"):
+    for name in ("absolute", "relative", "dotdot", "proc_root", "proc_cwd", "proc_pid_root", "proc_thread_root",
+                 "proc_task_cwd", "dirfd_root", "dirfd_dotdot"):
         for op in ("open", "stat"):
             assert lines.get(f"{name} {op}") in ("ENOENT", "EACCES"), f"{name} {op}:\n{show(r)}"
         assert lines[f"{name} open"] == "ENOENT", f"{name}: the host file exists, but not in the root:\n{show(r)}"
     for name in ("good_dotdot", "good_relative", "good_proc_root", "good_proc_cwd", "good_proc_pid_root",
-                 "good_dirfd_root", "good_dirfd_dotdot"):
+                 "good_proc_thread_root", "good_proc_task_cwd", "good_dirfd_root", "good_dirfd_dotdot"):
         assert lines.get(f"{name} open") == f"READ {version}", f"{name}:\n{show(r)}"
         assert lines.get(f"{name} stat") == f"READ {size}", f"{name}:\n{show(r)}"
     assert lines.get("parent listdir") == "ENOENT", show(r)
