@@ -599,9 +599,11 @@ class RootResolver(Resolver):
         if not path:
             raise _oserror(_ENOENT)
         flags |= os.O_CLOEXEC
-        if resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT) and path[:1] != b"/" or (
-                resolve & S.RESOLVE_IN_ROOT and dirfd != AT_FDCWD):
-            # the caller's own scoping, relative to its own directory fd
+        if resolve & S.RESOLVE_BENEATH and path[:1] == b"/":
+            raise _oserror(errno.EXDEV)  # as the kernel: an absolute path is never beneath
+        if resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT):
+            # the caller's own scoping, relative to its own directory fd (IN_ROOT with
+            # AT_FDCWD: the cwd is the root, "/" in the path means it)
             base = self.base(call, dirfd)
             try:
                 fd = self.hot.openat2(base, path, flags, mode, resolve | S.RESOLVE_NO_MAGICLINKS)

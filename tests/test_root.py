@@ -451,6 +451,12 @@ probe("readlink_bin", lambda: os.readlink("/bin"))
 probe("readlink_not_a_link", lambda: os.readlink("/etc/debian_version"))
 probe("openat2", lambda: openat2_read("/etc/debian_version"))
 probe("openat2_beneath_escape", lambda: openat2_read("../etc/debian_version", 0x08))  # RESOLVE_BENEATH
+probe("openat2_beneath_absolute", lambda: openat2_read("/etc/debian_version", 0x08))
+here = os.getcwd()
+os.chdir("/etc")
+probe("openat2_in_root_cwd", lambda: openat2_read("/debian_version", 0x10))  # RESOLVE_IN_ROOT: the cwd is "/"
+probe("openat2_in_root_cwd_up", lambda: openat2_read("/../../etc/debian_version", 0x10))
+os.chdir(here)
 # access (faccessat2 with AT_EACCESS through effective_ids)
 probe("access_r", lambda: os.access("/etc/debian_version", os.R_OK))
 probe("access_w_of_a_read_only_file", lambda: os.access("/etc/debian_version", os.W_OK))
@@ -523,7 +529,8 @@ def test_path_syscalls_behave_as_in_a_real_root(who, deb: Path, work: Path) -> N
         "stat_size": len(version.encode()), "lstat_bin_is_link": True, "stat_bin_is_dir": True,
         "stat_missing": "ENOENT", "stat_missing_parent": "ENOENT", "stat_through_a_file": "ENOTDIR",
         "readlink_bin": "usr/bin", "readlink_not_a_link": "EINVAL",
-        "openat2": version, "openat2_beneath_escape": "EXDEV",
+        "openat2": version, "openat2_beneath_escape": "EXDEV", "openat2_beneath_absolute": "EXDEV",
+        "openat2_in_root_cwd": version, "openat2_in_root_cwd_up": "ENOENT",
         "access_r": True, "access_w_of_a_read_only_file": False, "access_x_sh": True,
         "access_x_plain_file": False, "access_missing": False,
         # no capabilities in the sandbox, not even for root: mode 0200 is unreadable for both
