@@ -122,6 +122,7 @@ class Resolver:
         self.is_member = is_member
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.proc_dev = os.stat("/proc").st_dev
+        self.dev_links = _dev_links()
 
     def close(self) -> None:
         os.close(self.root)
@@ -135,6 +136,13 @@ class Resolver:
         return self.tracees.getfd(call.tid, dirfd)
 
     def _rewrite_self(self, call: Call, path: bytes) -> bytes:
+        if path.startswith(b"/dev/") and self.dev_links:
+            # /dev/fd/N, /dev/stdin: links into /proc/self, which the supervisor
+            # must not resolve as itself (it would get ELOOP: no magic links)
+            for link, target in self.dev_links:
+                if path.startswith(link) and path[len(link):len(link) + 1] in (b"", b"/"):
+                    path = target + path[len(link):]
+                    break
         if path.startswith(b"/proc/self") and (len(path) == 10 or path[10:11] == b"/"):
             return b"/proc/%d" % tgid_of(call.tid) + path[10:]
         if path.startswith(b"/proc/thread-self") and (len(path) == 17 or path[17:18] == b"/"):
@@ -264,6 +272,20 @@ class Resolver:
         match = _PROC_PID.match(name)
         if match and match.group(2) and not self.is_member(int(match.group(1))):
             raise _eacces()  # inside another process's /proc directory
+
+
+def _dev_links() -> Tuple[Tuple[bytes, bytes], ...]:
+    """The host's /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr links that point into
+    /proc/self (as made by udev/systemd), with their targets."""
+    links = []
+    for name in (b"/dev/fd", b"/dev/stdin", b"/dev/stdout", b"/dev/stderr"):
+        try:
+            target = os.readlink(name)
+        except OSError:
+            continue
+        if target.startswith(b"/proc/self/") and _clean(target):
+            links.append((name, target))
+    return tuple(links)
 
 
 def _clean(path: bytes) -> bool:

@@ -976,6 +976,30 @@ def test_fs_deny_holds_through_proc_self_cwd_and_proc_self_fd(who, data: Path) -
     assert r.stderr.count("Permission denied") == 2, r.stderr
 
 
+def test_dev_fd_paths_are_the_callers_own_fds_and_the_rules_still_hold(who, data: Path, scratch: Path) -> None:
+    """/dev/fd/N and /dev/stdin lead through /proc/self, which the supervisor resolves for the
+    caller: the same answers as /proc/self/fd/N (were ELOOP for stat), and no way out."""
+    outside = who.make_file(scratch / "outside" / "canary", SECRET + "\n")
+    code = ("import errno, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "def t(name, f):\n"
+            "    try:\n"
+            "        print(name, f())\n"
+            "    except OSError as e:\n"
+            "        print(name, errno.errorcode[e.errno])\n"
+            "for top in ('/dev/fd/%d' % fd, '/proc/self/fd/%d' % fd):\n"
+            "    t('stat', lambda: os.stat(top + '/pub').st_size)\n"
+            "    t('read', lambda: open(top + '/pub').read().strip())\n"
+            "    t('stat_out', lambda: os.stat(top + '/../outside/canary').st_size)\n"
+            "    t('read_out', lambda: open(top + '/../outside/canary').read().strip())\n"
+            "t('stdin', lambda: os.stat('/dev/stdin').st_ino == os.fstat(0).st_ino)\n")
+    r = who.run([*SYSTEM_READ, "-r", str(data), "--", "python3", "-c", code, str(data)], input="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert SECRET not in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines == ["stat 7", "read PUBLIC", "stat_out EACCES", "read_out EACCES"] * 2 + ["stdin True"], r.stdout
+
+
 METADATA_CODE = """
 import os, sys
 def attempt(name, call):
