@@ -117,6 +117,20 @@ def process_state(pid: int) -> str:
         return ""
 
 
+def runs_sandlock(argv: List[str]) -> bool:
+    """Is this the argv of sandlock itself (or of what launched it, e.g. setpriv), whose
+    argv also holds the command?  `python3 -m sandlock` or a sandlock/sandlock.py
+    program; an argument that merely mentions sandlock (a scratch path) is not."""
+    for index, arg in enumerate(argv):
+        if arg == "-m" and argv[index + 1:index + 2] == ["sandlock"]:
+            return True
+        if os.path.basename(arg) in ("sandlock", "sandlock.py"):
+            return True
+        if arg == "--":
+            break  # the command starts here
+    return False
+
+
 def find_processes(marker: str) -> List[int]:
     """Live, non-zombie processes having `marker` as one whole argument.
 
@@ -127,7 +141,7 @@ def find_processes(marker: str) -> List[int]:
         if not entry.isdigit():
             continue
         argv = process_argv(int(entry))
-        if not argv or marker not in argv or any("sandlock" in a for a in argv):
+        if not argv or marker not in argv or runs_sandlock(argv):
             continue
         if process_state(int(entry)) in ("Z", "X", ""):
             continue

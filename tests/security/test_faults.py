@@ -64,8 +64,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 def box(mode: str, who, scratch: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """(sandlock options, python, the writable directory as the command names it, its host path).
 
-    The command finds the directory in $W: its argv holds only the marker, because
-    find_processes ignores any argv mentioning "sandlock" (the scratch path does).
+    The command finds the directory in $W: its argv holds only the marker.
     """
     wdir = who.make_dir(scratch / "w", 0o777)
     if mode == "host":

@@ -403,8 +403,7 @@ def test_random_arguments_in_a_debian_root_get_an_errno_and_reach_nothing_outsid
            "exit_code": EXIT_CODE}
     before = _host_state(deb_root, outside)
     try:
-        # the configuration goes in the environment: find_processes ignores an argv
-        # mentioning "sandlock", and the host paths in it do
+        # the configuration goes in the environment, the argv holds only the token
         r = who.run(["--debug", "--root", str(deb_root), "--fs-mount", f"/fz:{wdir}",
                      "--env", f"FUZZ_CFG={json.dumps(cfg)}", "--", "/usr/bin/python3", "-c", FUZZER, token],
                     input="", timeout=SECONDS + 60)
