@@ -7,7 +7,13 @@ there is only ever one copy of each.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
+
+
+def os_error(code: int) -> OSError:
+    """OSError(code) with the C library's message, as the kernel's own errors come."""
+    return OSError(code, os.strerror(code))
 
 
 class SandlockError(Exception):

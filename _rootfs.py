@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import _structs as S
 import _syscalls
-from _errors import PolicyError
+from _errors import PolicyError, os_error as _oserror
 from _notif import AT_FDCWD, Call, Tracees, tgid_of
 
 _ENOENT = errno.ENOENT
@@ -46,10 +46,6 @@ IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 DEV_LINKS = {b"fd": b"/proc/self/fd", b"stdin": b"/proc/self/fd/0", b"stdout": b"/proc/self/fd/1",
              b"stderr": b"/proc/self/fd/2"}
-
-
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
 
 
 # --- policy time ----------------------------------------------------------------------------

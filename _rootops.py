@@ -26,12 +26,12 @@ import os
 import re
 import stat
 import threading
-import time
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import _elf
 import _structs as S
 import _syscalls
+from _errors import os_error as _oserror
 from _fsops import X_OK, _object, _proc_fd, _umask
 from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
     tgid_of, parent_of, write_mem
@@ -43,10 +43,6 @@ AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 KCMP_VM = 1
 MAX_INTERP_DEPTH = 4  # the kernel allows 5 binfmt levels (BINPRM_MAX_RECURSION + 1)
-
-
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
 
 
 def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: bool = False) -> Tuple[int, bytes]:
@@ -295,7 +291,6 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         if held is not None:
             ctx.vfork.release(held, ())
         raise
-    return reply
 
 
 def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tgid, held) -> Reply:

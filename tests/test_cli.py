@@ -979,7 +979,7 @@ def test_fs_deny_holds_through_proc_self_cwd_and_proc_self_fd(who, data: Path) -
 def test_dev_fd_paths_are_the_callers_own_fds_and_the_rules_still_hold(who, data: Path, scratch: Path) -> None:
     """/dev/fd/N and /dev/stdin lead through /proc/self, which the supervisor resolves for the
     caller: the same answers as /proc/self/fd/N (were ELOOP for stat), and no way out."""
-    outside = who.make_file(scratch / "outside" / "canary", SECRET + "\n")
+    who.make_file(scratch / "outside" / "canary", SECRET + "\n")
     code = ("import errno, os, sys\n"
             "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
             "def t(name, f):\n"

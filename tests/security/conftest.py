@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -105,14 +105,50 @@ def secprogs(session_dir: Path) -> SecProgs:
     return SecProgs(target)
 
 
-@pytest.fixture(scope="session")
-def busybox_shared_root() -> Path:
+def _cached_root(build: Callable[[], Path]) -> Path:
     try:
-        return rootfs.busybox_rootfs()
+        return build()
     except rootfs.MissingPackage as e:
         if STRICT:
             pytest.fail(str(e))
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def busybox_shared_root() -> Path:
+    return _cached_root(rootfs.busybox_rootfs)
+
+
+@pytest.fixture(scope="session")
+def deb_root() -> Path:
+    """The cached Debian rootfs (with python3), shared: tests must not change it."""
+    return _cached_root(rootfs.debian_rootfs)
+
+
+class Guest:
+    """Where a security probe runs: the host's view (guest None) or a private root.
+
+    In a root the probes (static musl builds) are copied to /probe, and a
+    path the sandbox names has its host twin below the root (`host`).
+    """
+
+    def __init__(self, who, scratch: Path, progs: SecProgs, guest: Optional[Path],  # type: ignore[no-untyped-def]
+                 probes: Sequence[str]) -> None:
+        self.who, self.scratch, self.progs, self.guest = who, scratch, progs, guest
+        if guest is not None:
+            probe_dir = guest / "probe"
+            probe_dir.mkdir(mode=0o755)
+            for name in probes:
+                shutil.copy(progs.musl(name), probe_dir / name)
+                (probe_dir / name).chmod(0o755)
+
+    def host(self, virtual: Path) -> Path:
+        """Host path of a path as the sandbox names it (the same string without --root)."""
+        if self.guest is None:
+            return virtual
+        path = self.guest / str(virtual).lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 @pytest.fixture

@@ -39,20 +39,9 @@ from typing import List, Tuple
 
 import pytest
 
-import rootfs
-from conftest import STRICT, SYSTEM_PYTHON, find_processes, kill_marked, process_state, unique_marker, wait_for
+from conftest import SYSTEM_PYTHON, find_processes, kill_marked, process_state, unique_marker, wait_for
 
 GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
-
-
-@pytest.fixture(scope="session")
-def deb_root() -> Path:
-    try:
-        return rootfs.debian_rootfs()
-    except rootfs.MissingPackage as e:
-        if STRICT:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
 
 
 @pytest.fixture(params=["host", "root"])

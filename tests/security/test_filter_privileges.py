@@ -54,7 +54,7 @@ import pytest
 
 from conftest import IS_ROOT, SYSTEM_READ, process_state
 
-from .conftest import SecProgs
+from .conftest import Guest, SecProgs
 
 RUN_TIMEOUT = 30
 OTHER_UID = 4242
@@ -81,27 +81,15 @@ def lines_starting(stdout: str, word: str) -> List[str]:
     return [line for line in stdout.splitlines() if line.startswith(word)]
 
 
-class Box:
+class Box(Guest):
     """One sandbox configuration: host (no --root) or root (a private busybox root)."""
 
     def __init__(self, mode: str, who, scratch: Path, progs: SecProgs,  # type: ignore[no-untyped-def]
                  guest: Optional[Path]) -> None:
-        self.mode, self.who, self.scratch, self.progs, self.guest = mode, who, scratch, progs, guest
+        super().__init__(who, scratch, progs, guest, (PROBE,))
+        self.mode = mode
         self.w = scratch / "w"  # the sandbox's name of the writable directory
         who.make_dir(self.host(self.w), 0o755)
-        if guest is not None:
-            probe_dir = guest / "probe"
-            probe_dir.mkdir(mode=0o755)
-            shutil.copy(progs.musl(PROBE), probe_dir / PROBE)
-            (probe_dir / PROBE).chmod(0o755)
-
-    def host(self, virtual: Path) -> Path:
-        """Host path of a path as the sandbox names it (the same string without --root)."""
-        if self.guest is None:
-            return virtual
-        path = self.guest / str(virtual).lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
 
     def binary(self) -> Path:
         """Host path of the probe built for where it runs."""

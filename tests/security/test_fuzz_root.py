@@ -51,8 +51,7 @@ from typing import Dict, Tuple
 
 import pytest
 
-import rootfs
-from conftest import STRICT, find_processes, kill_marked
+from conftest import find_processes, kill_marked
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="the fuzzer uses x86_64 syscall numbers")
 
@@ -335,16 +334,6 @@ print(json.dumps({"calls": calls, "seconds": round(time.monotonic() - start, 2),
                   "leaks": leaks, "per_syscall": seen}))
 sys.exit(cfg["exit_code"])
 '''
-
-
-@pytest.fixture(scope="session")
-def deb_root() -> Path:
-    try:
-        return rootfs.debian_rootfs()
-    except rootfs.MissingPackage as e:
-        if STRICT:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
 
 
 def _meta(path: Path) -> Tuple:

@@ -52,7 +52,7 @@ import pytest
 
 from conftest import SYSTEM_READ, tree_snapshot
 
-from .conftest import SECRET, SecProgs
+from .conftest import SECRET, Guest, SecProgs
 
 RACE_ATTEMPTS = 10_000
 RACE_SECONDS = float(os.environ.get("SANDLOCK_SECURITY_RACE_SECONDS", "3"))
@@ -112,30 +112,17 @@ class Listener:
         self.sock.close()
 
 
-class Env:
+class Env(Guest):
     """One sandbox configuration: host (no --root) or root (a private busybox root)."""
 
     def __init__(self, mode: str, who, scratch: Path, progs: SecProgs,  # type: ignore[no-untyped-def]
                  guest: Optional[Path]) -> None:
-        self.mode, self.who, self.scratch, self.progs, self.guest = mode, who, scratch, progs, guest
+        super().__init__(who, scratch, progs, guest, ("escape_probe", "race_flip", "race_symswap"))
+        self.mode = mode
         self.w, self.o = scratch / "w", scratch / "o"
         self.canary = who.make_file(who.make_dir(self.o) / "canary", SECRET + "\n", 0o644)
         who.make_dir(self.host(self.w))
         self.listeners: List[Listener] = []
-        if guest is not None:
-            probe_dir = guest / "probe"
-            probe_dir.mkdir(mode=0o755)
-            for name in ("escape_probe", "race_flip", "race_symswap"):
-                shutil.copy(progs.musl(name), probe_dir / name)
-                (probe_dir / name).chmod(0o755)
-
-    def host(self, virtual: Path) -> Path:
-        """Host path of a path as the sandbox names it (the same string without --root)."""
-        if self.guest is None:
-            return virtual
-        path = self.guest / str(virtual).lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
 
     def binary(self, name: str) -> Path:
         """A helper built for where it runs: gcc on the host, static musl in a busybox root."""
