@@ -35,8 +35,8 @@ loses the others):
   py-cli      python3 -m sandlock --workdir DIR -w DIR -r ... -- sh -c ...
               (PYTHONPATH=repo root), wall time of the subprocess;
   rust        the Rust sandlock's PyPI wheel in its own venv
-              (~/.cache/sandlock-bench/rust-venv, made on first use as in
-              bench_peers.py): Sandbox(workdir=DIR, fs_writable=[DIR, /dev/null],
+              (~/.cache/sandlock-bench/rust-venv, made on first use by
+              bench/_rustpeer.py): Sandbox(workdir=DIR, fs_writable=[DIR, /dev/null],
               fs_readable=[...]).run(argv) (on_exit defaults to COMMIT), timed
               inside a driver process running that venv's python.  /dev/null
               is in its fs_writable because it does not grant it by default
@@ -52,7 +52,6 @@ status is 0 unless the archive or the bare runs fail.
 import argparse
 import gc
 import io
-import json
 import os
 import random
 import shlex
@@ -64,9 +63,12 @@ import tarfile
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(os.path.expanduser("~"), ".cache", "sandlock-bench", "rust-venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # for _rustpeer, also when not run as a script
+from _rustpeer import ENV as RUST_ENV, RustPeer, Skip, import_ours, tail  # noqa: E402
+
 TIMEOUT = 300  # seconds, one run
 FILES, DIRS = 5000, 50
 TARGET = 3.0  # ratio to bare, for this project's runners
@@ -77,16 +79,6 @@ SYSTEM_DIRS = [d for d in ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin"
 BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 RUNNERS = ["bare", "py-api", "py-abort", "py-cli", "rust"]
 OURS = ("py-api", "py-cli")
-
-
-class Skip(Exception):
-    """This runner cannot be measured."""
-
-
-def tail(data, n=400):
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")
-    return " ".join((data or "").strip()[-n:].split())
 
 
 def ends(text, n=300):
@@ -164,15 +156,7 @@ class Bare:
 class PyApi:
     def __init__(self, ctx, on_exit="commit"):
         self.ctx, self.on_exit = ctx, on_exit
-        if ROOT not in sys.path:
-            sys.path.insert(0, ROOT)  # kept: sandlock imports its _modules lazily
-        try:
-            import sandlock
-        except Exception as e:  # noqa: BLE001
-            raise Skip(f"cannot import this project's sandlock: {type(e).__name__}: {e}")
-        if os.path.dirname(os.path.abspath(sandlock.__file__)) != ROOT:
-            raise Skip(f"imported sandlock from {sandlock.__file__}, not from {ROOT}")
-        self.sandlock = sandlock
+        self.sandlock = import_ours(ROOT)
 
     def run(self, workdir):
         try:
@@ -217,67 +201,6 @@ class PyCli:
         pass
 
 
-# Runs with the venv's python in isolated mode (-I: neither the cwd nor
-# PYTHONPATH on sys.path), so `import sandlock` is the wheel, never this
-# checkout.  Requests (one JSON line each: {"kwargs": {...}, "argv": [...]})
-# come on fd 0 and replies go to fd 1; both are moved off 0 and 1 first so
-# that neither the sandboxed commands nor the library can touch the channel.
-# The Sandbox is built per request (its policy names the run's workdir),
-# outside the timing.
-RUST_DRIVER = r"""
-import json, os, sys, time
-ctl_in = os.fdopen(os.dup(0), "r")
-ctl_out = os.fdopen(os.dup(1), "w")
-os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-os.dup2(2, 1)
-
-def reply(obj):
-    ctl_out.write(json.dumps(obj) + "\n")
-    ctl_out.flush()
-
-timeout = float(sys.argv[1])
-try:
-    import sandlock
-except Exception as e:
-    reply({"error": "import sandlock: %s: %s" % (type(e).__name__, e)})
-    raise SystemExit(0)
-reply({"version": getattr(sandlock, "__version__", "?"), "file": sandlock.__file__})
-for line in ctl_in:
-    req = json.loads(line)
-    try:
-        box = sandlock.Sandbox(**req["kwargs"])
-        t = time.perf_counter()
-        r = box.run(req["argv"], timeout=timeout)
-        ms = (time.perf_counter() - t) * 1000
-        rc = r.exit_code if r.success or r.exit_code not in (0, None) else -1
-        del box
-        reply({"ms": ms, "rc": rc, "changes": len(r.changes or []),
-               "stderr": (r.stderr or b"").decode(errors="replace")[:20000] + (r.error or "")})
-    except Exception as e:
-        reply({"ms": 0, "rc": -1, "stderr": "%s: %s" % (type(e).__name__, e)})
-"""
-
-
-def rust_venv():
-    """The venv holding the PyPI sandlock wheel, made on first use; returns its python."""
-    probe = [VENV_PY, "-I", "-c", "import sandlock, sys; sys.exit(0 if hasattr(sandlock.Sandbox, 'run') else 1)"]
-    if os.path.exists(VENV_PY) and subprocess.run(probe, capture_output=True, cwd="/").returncode == 0:
-        return VENV_PY
-    print(f"# making {VENV} and installing the PyPI sandlock wheel there (once)...", flush=True)
-    try:
-        if not os.path.exists(VENV_PY):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True, capture_output=True, timeout=300)
-        p = subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "sandlock"],
-                           capture_output=True, timeout=600)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        raise Skip(f"cannot make the venv {VENV}: {e}")
-    if p.returncode != 0:
-        raise Skip("pip install sandlock failed: " + tail(p.stderr))
-    if subprocess.run(probe, capture_output=True, cwd="/").returncode != 0:
-        raise Skip("the PyPI sandlock installed but its Sandbox has no run()")
-    return VENV_PY
-
-
 RUST_HAS_WORKDIR = r"""
 import dataclasses, inspect, sys
 import sandlock
@@ -294,49 +217,25 @@ sys.exit(0 if "workdir" in fields else 3)
 class Rust:
     def __init__(self, ctx):
         self.ctx = ctx
-        py = rust_venv()
-        env = {k: v for k, v in BASE_ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        p = subprocess.run([py, "-I", "-c", RUST_HAS_WORKDIR], capture_output=True, cwd="/", env=env)
-        if p.returncode == 3:
-            raise Skip("the PyPI sandlock's Sandbox has no workdir= parameter")
+        self.peer = RustPeer(timeout=TIMEOUT, tail_n=400)  # a Sandbox per run: its policy names the workdir
+        p = subprocess.run([self.peer.python, "-I", "-c", RUST_HAS_WORKDIR], capture_output=True, cwd="/",
+                           env=RUST_ENV)
         if p.returncode != 0:
-            raise Skip("cannot inspect the PyPI sandlock's Sandbox: " + tail(p.stderr))
-        self.proc = subprocess.Popen([py, "-I", "-c", RUST_DRIVER, str(TIMEOUT)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env, text=True)
-        hello = self._read()
-        if "error" in hello:
-            self.close()
-            raise Skip(hello["error"])
-        if not hello["file"].startswith(VENV):
-            self.close()
-            raise Skip(f"the driver imported sandlock from {hello['file']}, not from the venv")
-        self.version = hello["version"]
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.kill()
-            err = self.proc.stderr.read()
-            raise Skip("the Rust sandlock driver died: " + tail(err))
-        return json.loads(line)
+            self.peer.close()
+            if p.returncode == 3:
+                raise Skip("the PyPI sandlock's Sandbox has no workdir= parameter")
+            raise Skip("cannot inspect the PyPI sandlock's Sandbox: " + tail(p.stderr, 400))
+        self.version = self.peer.version
 
     def kwargs(self, workdir):
         return {"workdir": workdir, "fs_writable": [workdir, "/dev/null"], "fs_readable": self.ctx.readable}
 
     def run(self, workdir):
-        self.proc.stdin.write(json.dumps({"kwargs": self.kwargs(workdir), "argv": self.ctx.argv(workdir)}) + "\n")
-        self.proc.stdin.flush()
-        r = self._read()
+        r = self.peer.run(self.ctx.argv(workdir), kwargs=self.kwargs(workdir))
         return r["ms"], r["rc"], r["stderr"]
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        self.peer.close()
 
 
 SETUPS = {"bare": Bare, "py-api": PyApi, "py-abort": lambda ctx: PyApi(ctx, on_exit="abort"),

@@ -9,8 +9,8 @@ Sandboxes (each skipped, with the reason printed, when it cannot be had):
   py-cli      this project's CLI: python3 -m sandlock -- CMD (PYTHONPATH=repo root);
   rust        the Rust sandlock's Python wheel from PyPI (same import name as this
               project, so it lives in its own venv, ~/.cache/sandlock-bench/rust-venv,
-              made on first use; a driver run with that venv's python times
-              Sandbox(fs_readable=[system dirs]).run(argv) itself and prints JSON);
+              made on first use by bench/_rustpeer.py; a driver run with that venv's
+              python times Sandbox(fs_readable=[system dirs]).run(argv) itself);
   bwrap       bubblewrap with read-only binds of the system dirs and --unshare-all.
 
 Workloads:
@@ -24,7 +24,6 @@ Not a test: timings are noisy and never decide pass/fail.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -32,10 +31,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # for _rustpeer, also when not run as a script
+from _rustpeer import RustPeer, Skip, import_ours  # noqa: E402
+
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else (shutil.which("python3") or sys.executable)
-VENV = os.path.join(os.path.expanduser("~"), ".cache", "sandlock-bench", "rust-venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
 TIMEOUT = 300
 
 # The system directories this project's default policy makes readable.
@@ -52,49 +54,24 @@ WORKLOADS = {
 UNITS = {"true": "ms", "stat": "us/stat", "loop": "ms"}
 TITLES = {"true": "(a) /bin/true launch", "stat": "(b) os.stat in python3", "loop": "(c) sh: 200 x fork+exec /bin/true"}
 
-# Run with the venv's python in isolated mode (-I: neither the cwd nor PYTHONPATH
-# on sys.path), so `import sandlock` is the wheel, never this checkout.
-RUST_DRIVER = r"""
-import json, statistics, sys, time
-import sandlock
-spec = json.loads(sys.argv[1])
-box = sandlock.Sandbox(fs_readable=spec["readable"])
-
-def run(argv):
-    t = time.perf_counter()
-    r = box.run(argv)
-    dt = (time.perf_counter() - t) * 1000
-    if not r.success:
-        raise SystemExit("rust sandlock: %r failed: exit %s, error %r, stderr %r"
-                         % (argv, r.exit_code, r.error, r.stderr[-300:]))
-    return dt, r.stdout
-
-run(["/bin/true"])  # warm up: native policy object, library
-out = {"version": getattr(sandlock, "__version__", "?"), "file": sandlock.__file__}
-out["true"] = [run(spec["workloads"]["true"])[0] for _ in range(spec["runs"])]
-out["stat"] = [float(run(spec["workloads"]["stat"])[1]) for _ in range(spec["repeats"])]
-out["loop"] = [run(spec["workloads"]["loop"])[0] for _ in range(spec["repeats"])]
-print(json.dumps(out))
-"""
-
-
-class Skip(Exception):
-    pass
-
-
 def timed(fn):
     t = time.perf_counter()
     out = fn()
     return (time.perf_counter() - t) * 1000, out
 
 
-def measure(launch, runs, repeats):
-    """launch(argv) -> stdout bytes; raises on failure.  Returns {workload: [samples]}."""
-    launch(WORKLOADS["true"])  # warm up
-    res = {"true": [timed(lambda: launch(WORKLOADS["true"]))[0] for _ in range(runs)]}
-    res["stat"] = [float(launch(WORKLOADS["stat"])) for _ in range(repeats)]
-    res["loop"] = [timed(lambda: launch(WORKLOADS["loop"]))[0] for _ in range(repeats)]
+def measure(run, runs, repeats):
+    """run(argv) -> (ms, stdout); raises on failure.  Returns {workload: [samples]}."""
+    run(WORKLOADS["true"])  # warm up
+    res = {"true": [run(WORKLOADS["true"])[0] for _ in range(runs)]}
+    res["stat"] = [float(run(WORKLOADS["stat"])[1]) for _ in range(repeats)]
+    res["loop"] = [run(WORKLOADS["loop"])[0] for _ in range(repeats)]
     return res
+
+
+def host_timed(launch):
+    """launch(argv) -> stdout, timed here around the whole call: a run() for measure()."""
+    return lambda argv: timed(lambda: launch(argv))
 
 
 def checked(proc, what):
@@ -109,14 +86,7 @@ def bare_launch(argv):
 
 
 def py_api():
-    sys.path.insert(0, ROOT)  # kept: sandlock imports its _modules lazily
-    try:
-        import sandlock
-    except Exception as e:  # noqa: BLE001
-        raise Skip(f"cannot import this project's sandlock: {e}")
-    if not os.path.dirname(os.path.abspath(sandlock.__file__)) == ROOT:
-        raise Skip(f"imported sandlock from {sandlock.__file__}, not from {ROOT}")
-    box = sandlock.Sandbox()
+    box = import_ours(ROOT).Sandbox()
 
     def launch(argv):
         r = box.run(argv, timeout=TIMEOUT)
@@ -156,41 +126,14 @@ def bwrap():
     return launch
 
 
-def rust_venv():
-    """The venv holding the PyPI sandlock wheel, made on first use; returns its python."""
-    probe = [VENV_PY, "-I", "-c", "import sandlock, sys; sys.exit(0 if hasattr(sandlock.Sandbox, 'run') else 1)"]
-    if os.path.exists(VENV_PY) and subprocess.run(probe, capture_output=True, cwd="/").returncode == 0:
-        return VENV_PY
-    print(f"# making {VENV} and installing the PyPI sandlock wheel there (once)...", flush=True)
-    try:
-        if not os.path.exists(VENV_PY):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True, capture_output=True, timeout=300)
-        p = subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "sandlock"],
-                           capture_output=True, timeout=600)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        raise Skip(f"cannot make the venv {VENV}: {e}")
-    if p.returncode != 0:
-        raise Skip("pip install sandlock failed: " + p.stderr.decode(errors="replace").strip()[-300:])
-    if subprocess.run(probe, capture_output=True, cwd="/").returncode != 0:
-        raise Skip("the PyPI sandlock installed but its Sandbox has no run()")
-    return VENV_PY
-
-
-def rust(runs, repeats):
-    py = rust_venv()
-    spec = {"readable": SYSTEM_DIRS, "workloads": WORKLOADS, "runs": runs, "repeats": repeats}
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    try:
-        p = subprocess.run([py, "-I", "-c", RUST_DRIVER, json.dumps(spec)], capture_output=True,
-                           cwd="/", env=env, timeout=TIMEOUT * 2)
-    except subprocess.TimeoutExpired:
-        raise Skip("the Rust sandlock driver timed out")
-    if p.returncode != 0:
-        raise Skip("driver failed: " + (p.stderr or p.stdout).decode(errors="replace").strip()[-400:])
-    out = json.loads(p.stdout.decode().strip().splitlines()[-1])
-    if not out["file"].startswith(VENV):
-        raise Skip(f"the driver imported sandlock from {out['file']}, not from the venv")
-    return out
+def rust_timed(peer):
+    """A run() for measure() from the Rust driver: ms as the driver timed Sandbox.run()."""
+    def run(argv):
+        r = peer.run(argv)
+        if not r["success"]:
+            raise Skip("rust sandlock: %r failed: exit %s, stderr %r" % (argv, r["rc"], r["stderr"][-300:]))
+        return r["ms"], r["stdout"]
+    return run
 
 
 def main():
@@ -209,12 +152,16 @@ def main():
         t = time.perf_counter()
         try:
             if name == "rust":
-                out = rust(runs, repeats)
-                notes.append(f"rust = PyPI sandlock {out['version']}, Sandbox(fs_readable={SYSTEM_DIRS}).run(argv), "
+                # one Sandbox for every run, no timeout on a run; the driver as a whole gets 2 x TIMEOUT
+                peer = RustPeer(kwargs={"fs_readable": SYSTEM_DIRS}, deadline=TIMEOUT * 2)
+                try:
+                    results[name] = measure(rust_timed(peer), runs, repeats)
+                finally:
+                    peer.close()
+                notes.append(f"rust = PyPI sandlock {peer.version}, Sandbox(fs_readable={SYSTEM_DIRS}).run(argv), "
                              f"timed inside the venv's driver")
-                results[name] = {w: out[w] for w in WORKLOADS}
             else:
-                results[name] = measure(setup(), runs, repeats)
+                results[name] = measure(host_timed(setup()), runs, repeats)
         except Exception as e:  # noqa: BLE001 -- one failing sandbox must not lose the others
             skipped[name] = str(e) if isinstance(e, Skip) else f"{type(e).__name__}: {e}"
             print(f"# {name}: skipped: {e}", flush=True)

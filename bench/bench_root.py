@@ -17,8 +17,8 @@ loses the others):
   proot    `proot -r ROOTFS CMD` (Debian package proot; apt-get installs it
            when missing and we are root);
   rust     the Rust sandlock's PyPI wheel in its own venv
-           (~/.cache/sandlock-bench/rust-venv, made on first use as in
-           bench_peers.py): Sandbox(chroot=ROOTFS, fs_readable=["/"]).run(argv),
+           (~/.cache/sandlock-bench/rust-venv, made on first use by
+           bench/_rustpeer.py): Sandbox(chroot=ROOTFS, fs_readable=["/"]).run(argv),
            timed inside a driver process running that venv's python (its
            fs_readable paths are inside the chroot; without one, exec is EACCES);
   py-api   this project in process: sandlock.Sandbox(chroot=ROOTFS).run(argv),
@@ -35,7 +35,6 @@ status is 0 unless the rootfs cannot be had.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -43,9 +42,12 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(os.path.expanduser("~"), ".cache", "sandlock-bench", "rust-venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # for _rustpeer, also when not run as a script
+from _rustpeer import RustPeer, Skip, import_ours, tail  # noqa: E402
+
 TIMEOUT = 300  # seconds, one run
 
 STAT_CODE = ('import os,time; t=time.perf_counter(); [os.stat("/etc/passwd") for _ in range(20000)]; '
@@ -64,16 +66,6 @@ OURS = ("py-api", "py-cli")  # the runners the targets are for
 # The environment every runner passes on: no PYTHONPATH/PYTHONHOME of the host
 # reaching the rootfs's python.
 BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-
-
-class Skip(Exception):
-    """This runner (or this runner on this workload) cannot be measured."""
-
-
-def tail(data, n=300):
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")
-    return " ".join((data or "").strip()[-n:].split())
 
 
 # ---------------------------------------------------------------- runners
@@ -132,14 +124,7 @@ def setup_py_cli(rootfs):
 
 class PyApi:
     def __init__(self, rootfs):
-        if ROOT not in sys.path:
-            sys.path.insert(0, ROOT)  # kept: sandlock imports its _modules lazily
-        try:
-            import sandlock
-        except Exception as e:  # noqa: BLE001
-            raise Skip(f"cannot import this project's sandlock: {type(e).__name__}: {e}")
-        if os.path.dirname(os.path.abspath(sandlock.__file__)) != ROOT:
-            raise Skip(f"imported sandlock from {sandlock.__file__}, not from {ROOT}")
+        sandlock = import_ours(ROOT)
         try:
             self.box = sandlock.Sandbox(chroot=rootfs)
         except Exception as e:  # noqa: BLE001
@@ -157,103 +142,17 @@ class PyApi:
         pass
 
 
-# Runs with the venv's python in isolated mode (-I: neither the cwd nor
-# PYTHONPATH on sys.path), so `import sandlock` is the wheel, never this
-# checkout.  Requests (one JSON line each: {"argv": [...]}) come on fd 0 and
-# replies go to fd 1; both are moved off 0 and 1 first so that neither the
-# sandboxed commands nor the library can read or write the control channel.
-RUST_DRIVER = r"""
-import json, os, sys, time
-ctl_in = os.fdopen(os.dup(0), "r")
-ctl_out = os.fdopen(os.dup(1), "w")
-os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-os.dup2(2, 1)
-
-def reply(obj):
-    ctl_out.write(json.dumps(obj) + "\n")
-    ctl_out.flush()
-
-spec = json.loads(sys.argv[1])
-try:
-    import sandlock
-    box = sandlock.Sandbox(**spec["kwargs"])
-except Exception as e:
-    reply({"error": "%s: %s" % (type(e).__name__, e)})
-    raise SystemExit(0)
-reply({"version": getattr(sandlock, "__version__", "?"), "file": sandlock.__file__})
-for line in ctl_in:
-    req = json.loads(line)
-    try:
-        t = time.perf_counter()
-        r = box.run(req["argv"], timeout=spec["timeout"])
-        ms = (time.perf_counter() - t) * 1000
-        rc = r.exit_code if r.success or r.exit_code not in (0, None) else -1
-        reply({"ms": ms, "rc": rc, "stdout": (r.stdout or b"").decode(errors="replace"),
-               "stderr": (r.stderr or b"").decode(errors="replace")[-2000:] + (r.error or "")})
-    except Exception as e:
-        reply({"ms": 0, "rc": -1, "stdout": "", "stderr": "%s: %s" % (type(e).__name__, e)})
-"""
-
-
-def rust_venv():
-    """The venv holding the PyPI sandlock wheel, made on first use; returns its python."""
-    probe = [VENV_PY, "-I", "-c", "import sandlock, sys; sys.exit(0 if hasattr(sandlock.Sandbox, 'run') else 1)"]
-    if os.path.exists(VENV_PY) and subprocess.run(probe, capture_output=True, cwd="/").returncode == 0:
-        return VENV_PY
-    print(f"# making {VENV} and installing the PyPI sandlock wheel there (once)...", flush=True)
-    try:
-        if not os.path.exists(VENV_PY):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True, capture_output=True, timeout=300)
-        p = subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "sandlock"],
-                           capture_output=True, timeout=600)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        raise Skip(f"cannot make the venv {VENV}: {e}")
-    if p.returncode != 0:
-        raise Skip("pip install sandlock failed: " + tail(p.stderr))
-    if subprocess.run(probe, capture_output=True, cwd="/").returncode != 0:
-        raise Skip("the PyPI sandlock installed but its Sandbox has no run()")
-    return VENV_PY
-
-
 class Rust:
     def __init__(self, rootfs):
-        py = rust_venv()
-        self.kwargs = {"chroot": rootfs, "fs_readable": ["/"]}
-        spec = {"kwargs": self.kwargs, "timeout": TIMEOUT}
-        env = {k: v for k, v in BASE_ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        self.proc = subprocess.Popen([py, "-I", "-c", RUST_DRIVER, json.dumps(spec)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env, text=True)
-        hello = self._read()
-        if "error" in hello:
-            self.close()
-            raise Skip(f"Sandbox({self.kwargs}): {hello['error']}")
-        if not hello["file"].startswith(VENV):
-            self.close()
-            raise Skip(f"the driver imported sandlock from {hello['file']}, not from the venv")
-        self.version = hello["version"]
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.kill()
-            err = self.proc.stderr.read()
-            raise Skip("the Rust sandlock driver died: " + tail(err))
-        return json.loads(line)
+        self.peer = RustPeer(kwargs={"chroot": rootfs, "fs_readable": ["/"]}, timeout=TIMEOUT)  # one Sandbox
+        self.version = self.peer.version
 
     def run(self, argv):
-        self.proc.stdin.write(json.dumps({"argv": list(argv)}) + "\n")
-        self.proc.stdin.flush()
-        r = self._read()
+        r = self.peer.run(argv)
         return r["ms"], r["rc"], r["stdout"], r["stderr"]
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        self.peer.close()
 
 
 SETUPS = {"chroot": setup_chroot, "proot": setup_proot, "rust": Rust, "py-api": PyApi, "py-cli": setup_py_cli}
