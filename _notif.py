@@ -24,6 +24,7 @@ Man pages: seccomp_unotify(2), process_vm_readv(2), pidfd_getfd(2).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import threading
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
@@ -33,6 +34,7 @@ try:
 except ImportError:  # pragma: no cover -- Python 3.7 has no Protocol; 3.9 is the floor
     Protocol = object  # type: ignore[assignment,misc]
 
+import _structs as S
 import _syscalls
 
 PATH_MAX = 4096
@@ -254,6 +256,12 @@ class Tracees:
     A cached pidfd always refers to the task (struct pid) it was opened for:
     if that task is gone and its tid reused, pidfd_getfd fails with ESRCH and
     the pidfd is opened anew, so a reused tid never reaches a stale task.
+    A pidfd opened while a notification is handled is kept only if that
+    notification is still valid afterwards (SECCOMP_IOCTL_NOTIF_ID_VALID on
+    `listener` for `current`): the caller was alive after the open, so the
+    pidfd is the caller's and not that of a task that got its tid after it
+    died (seccomp_unotify(2)).  `confirm` is the same check for the other
+    handles taken by tid (/proc/TID/cwd).
     Memory is not cached at all: process_vm_readv/writev(2) find the
     thread's current address space at each call (an execve replaces it).
     """
@@ -265,12 +273,28 @@ class Tracees:
         self._pidfds: Dict[int, int] = {}
         self._owner = threading.get_ident()  # self.hot's buffers belong to this thread
         self._thread_flag = PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0
+        self.listener = -1   # set by the supervisor once it holds the listener
+        self.current = 0     # the id of the notification being handled
+
+    def confirm(self) -> None:
+        """ESRCH unless the notification being handled is still pending (its caller alive)."""
+        if self.listener < 0:
+            return
+        try:
+            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
+        except OSError:
+            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
 
     def _open(self, tid: int) -> int:
         if len(self._pidfds) >= self.LIMIT:
             self.close()
         pid = tid if self._thread_flag else tgid_of(tid)
         pidfd = os.pidfd_open(pid, self._thread_flag)
+        try:
+            self.confirm()
+        except OSError:
+            os.close(pidfd)
+            raise
         self._pidfds[tid] = pidfd
         return pidfd
 

@@ -132,7 +132,13 @@ class Resolver:
     def base(self, call: Call, dirfd: int) -> int:
         """An fd for the directory a relative path starts from (caller closes it)."""
         if dirfd == AT_FDCWD:
-            return os.open(f"/proc/{call.tid}/cwd", os.O_PATH | os.O_CLOEXEC)
+            fd = os.open(f"/proc/{call.tid}/cwd", os.O_PATH | os.O_CLOEXEC)
+            try:
+                self.tracees.confirm()  # the caller's cwd, not that of a task with its tid
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
         return self.tracees.getfd(call.tid, dirfd)
 
     def _rewrite_self(self, call: Call, path: bytes) -> bytes:

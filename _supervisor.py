@@ -523,6 +523,8 @@ class Session:
         pidfd = os.pidfd_open(pid)
         try:
             self.listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
+            if self.tracees is not None:
+                self.tracees.listener = self.listener
         finally:
             os.close(pidfd)
         if _syscalls.has_sync_wake_up():
@@ -736,6 +738,7 @@ class Session:
             import _rootops
             _rootops.fix_argv(self, call.tid)
         try:
+            self.tracees.current = call.id
             decode(self.tracees, call, handler.layout, handler.fixed)
             if not self._still_valid(call.id):
                 return None

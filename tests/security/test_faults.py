@@ -15,6 +15,9 @@ are in flight:
   a connect performed on behalf): sandlock exits 137 promptly, nothing left;
 - thread and process churn, so notifying tids are reused between a
   notification and its reply: every stat answered correctly, per process cwd;
+- a tid reused between a notification and its handling, made certain with
+  ns_last_pid in a private namespace (progs/tid_reuse.py, not sandboxed): the
+  supervisor's pidfds and /proc/TID handles never reach the successor;
 - 1000 threads issuing trapped syscalls at once;
 - signal storms (SIGWINCH, SIGCONT, SIGUSR1) at sandlock, which forwards them
   to the child (the child counts or ignores them): no error, correct results;
@@ -40,6 +43,8 @@ from typing import List, Tuple
 import pytest
 
 from conftest import SYSTEM_PYTHON, find_processes, kill_marked, process_state, unique_marker, wait_for
+
+from .conftest import SECURITY
 
 GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
 
@@ -314,6 +319,23 @@ def test_short_lived_threads_and_processes_each_get_their_own_answer(who, box) -
     assert report["nbad"] == 0 and report["badprocs"] == 0, show(r)
     assert report["threads"] >= 500 and report["procs"] >= 100, show(r)
     assert_nothing_left(marker)
+
+
+def test_a_tid_reused_after_its_caller_died_is_never_reached_by_the_supervisor(who, scratch: Path) -> None:
+    """Pid reuse between notification and reply, forced (ns_last_pid), on the supervisor's own
+    objects: a pidfd or /proc/TID handle taken for a dead caller must not be its successor's."""
+    workdir = who.make_dir(scratch / "reuse", 0o755)
+    r = who.python((SECURITY / "progs" / "tid_reuse.py").read_text(), args=[str(workdir)], timeout=60)
+    where = f"exit {r.returncode}\n--- stdout\n{r.stdout.decode()}\n--- stderr\n{r.stderr.decode()}"
+    assert r.returncode == 0, where
+    got = json.loads(r.stdout)
+    # the scenario happened: A's notification, the control read A's fd, B got A's pid
+    assert got["notified_by_a"] and got["reused"], where
+    assert got["control"] == str(workdir / "A"), where
+    assert got["cached_pidfd"] == "ESRCH", f"the supervisor reached the successor's fd: {where}"
+    assert got["fresh_pidfd"] == "ESRCH", f"the supervisor reached the successor's fd: {where}"
+    assert got["cwd"] == "ESRCH", f"the supervisor reached the successor's cwd: {where}"
+    assert (got["id_valid"], got["send"]) == ("ENOENT", "ENOENT"), where
 
 
 # --- 1000 threads at once --------------------------------------------------------------------------
