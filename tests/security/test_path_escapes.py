@@ -30,7 +30,7 @@ make the real run meaningless.
 Budget: every racer stops at RACE_ATTEMPTS attempts or RACE_SECONDS seconds;
 SANDLOCK_SECURITY_RACE_SECONDS raises the time bound for a longer soak.
 Exec is raced twice: "exec" forks and runs the program the kernel picked
-(proof that a program ran; a sandboxed fork+exec costs ~6 ms here, so ~500
+(proof that a program ran; a sandboxed fork+exec costs ~6 ms here, so ~1000
 attempts in the budget), and "exec_inplace" execs in place without a fork:
 the allowed program is kept open for writing (ETXTBSY once the kernel opened
 it) and the forbidden one is garbage (ENOEXEC once the kernel opened it), so
@@ -55,7 +55,7 @@ from conftest import SYSTEM_READ, tree_snapshot
 from .conftest import SECRET, Guest, SecProgs
 
 RACE_ATTEMPTS = 10_000
-RACE_SECONDS = float(os.environ.get("SANDLOCK_SECURITY_RACE_SECONDS", "3"))
+RACE_SECONDS = float(os.environ.get("SANDLOCK_SECURITY_RACE_SECONDS", "6"))
 RUN_TIMEOUT = 60
 
 # Probe classes of escape_probe (the first word after ESCAPED/HELD).
