@@ -767,6 +767,8 @@ class Session:
             self._send_fd(call, reply)
             return
         if reply is CONTINUE:
+            if self.debug:
+                self._debug(f"continue {self.names.get(call.nr)}")
             resp = S.NOTIF_RESP.pack(call.id, 0, 0, S.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
         elif isinstance(reply, Value):
             resp = S.NOTIF_RESP.pack(call.id, reply.value, 0, 0)
