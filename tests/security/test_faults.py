@@ -21,6 +21,8 @@ are in flight:
 - 1000 threads issuing trapped syscalls at once;
 - signal storms (SIGWINCH, SIGCONT, SIGUSR1) at sandlock, which forwards them
   to the child (the child counts or ignores them): no error, correct results;
+  and storms of default-ignored signals from sandlock's start to its exit
+  (every blocking call of the launch and the end of the run interrupted);
 - a fork bomb under -P 50, 64 MiB of memory spread over processes under -m 64M,
   10^5 open attempts under --max-open-files 256.
 
@@ -466,6 +468,47 @@ def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) 
     assert report["rounds"] >= 200, where
     assert report["got"]["USR1"] > 0 and report["got"]["WINCH"] > 0, f"signals were not forwarded: {where}"
     assert sent > 500, where
+    assert_nothing_left(marker)
+
+
+SHORT_WORK = r"""
+import os, sys
+marker, wdir = sys.argv[1], os.environ["W"]
+with open(f"{wdir}/f", "w") as f:
+    f.write("x" * 7)
+n = sum(os.stat(f"{wdir}/f").st_size == 7 for _ in range(2000))
+print("stats", n, flush=True)
+"""
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_a_signal_storm_from_launch_to_exit_changes_nothing(who, box, run: int) -> None:
+    """Signals whose default is to be ignored (so they may come before sandlock installs its
+    handlers), from the moment sandlock starts until it exits: every blocking call of the
+    launch, the supervision loop and the end of the run is interrupted again and again."""
+    options, python, _, _ = box
+    marker = unique_marker(400)
+    proc = who.popen([*options, "--", python, "-c", SHORT_WORK, marker])
+    sent = 0
+    try:
+        storm = (signal.SIGWINCH, signal.SIGCONT, signal.SIGCHLD, signal.SIGURG)
+        while proc.poll() is None:
+            try:
+                os.kill(proc.pid, storm[sent % len(storm)])
+            except ProcessLookupError:
+                break
+            sent += 1
+            if sent % 50 == 0:
+                time.sleep(0.0005)
+        out, err = finish(proc, marker, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_marked(marker)
+    where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
+    assert (proc.returncode, out, err) == (0, "stats 2000\n", ""), where
+    assert sent > 100, where
     assert_nothing_left(marker)
 
 
