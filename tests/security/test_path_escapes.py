@@ -225,6 +225,42 @@ def test_the_escape_probes_see_a_canary_the_policy_allows(env: Env) -> None:
         assert f"ESCAPED symlink read {label}" in escaped, f"{label}:\n{show(r)}"
 
 
+MOVES = ("link", "link_follow", "exchange", "rename")
+
+
+def run_moves(env: Env, target: Path, *extra: str) -> subprocess.CompletedProcess:
+    plant_symlinks(env)
+    return env.run([env.prog("escape_probe"), "moves", SECRET, devino(target), str(env.w), str(env.o), "canary"],
+                   *extra)
+
+
+def test_no_link_or_rename_brings_the_canary_into_a_writable_directory(env: Env) -> None:
+    """Hard links (also through a planted symlink, AT_SYMLINK_FOLLOW), rename and
+    RENAME_EXCHANGE of the canary into w/, then read and stat it there."""
+    before = tree_snapshot(env.o)
+    r = run_moves(env, env.canary)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("DONE"), show(r)
+    assert not escaped_lines(r), f"ESCAPE: the canary was brought into w/:\n{show(r)}"
+    assert SECRET not in r.stdout + r.stderr, show(r)
+    assert tree_snapshot(env.o) == before, f"the canary's directory changed:\n{show(r)}"
+    held = {(v[2], v[3]) for v in verdicts(r) if v[0] == "HELD" and v[1] == "move"}
+    assert held == {(op, way) for op in ("read", "stat") for way in MOVES}, show(r)
+
+
+def test_the_move_probes_bring_in_a_canary_the_policy_lets_them_move(env: Env) -> None:
+    """Control: o/ writable (host: -w o; root: a twin at the canary's path inside the root)."""
+    if env.guest is None:
+        target, extra = env.canary, ("-w", str(env.o))
+    else:
+        target, extra = env.who.make_file(env.host(env.o) / "canary", SECRET + "\n", 0o644), ()
+        env.who.own(target.parent)
+        extra = ("-w", str(env.o))
+    r = run_moves(env, target, *extra)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("DONE"), show(r)
+    escaped = {(v[2], v[3]) for v in verdicts(r) if v[0] == "ESCAPED" and v[1] == "move"}
+    assert escaped == {(op, way) for op in ("read", "stat") for way in MOVES}, show(r)
+
+
 def test_open_by_handle_at_the_shocker_pattern_is_refused(env: Env) -> None:
     r = env.run([env.prog("escape_probe"), "shocker", SECRET, str(env.canary)])
     assert r.returncode == 0 and r.stdout.rstrip().endswith("DONE"), show(r)

@@ -6,6 +6,10 @@
  *          DEV:INO identify the canary file (stat verdicts compare them).
  *        escape_probe shocker SECRET PATH
  *          name_to_handle_at + open_by_handle_at (the "shocker" pattern).
+ *        escape_probe moves SECRET DEV:INO W O CANARY
+ *          bring the canary into W (hard link, link through W/abs, a symlink
+ *          to it, with AT_SYMLINK_FOLLOW, rename, RENAME_EXCHANGE), then read
+ *          and stat it there: class "move", one line per way and op.
  *
  * Every probe prints one verdict line:
  *   "ESCAPED <class> <op> <spelling>"       the canary was read / stat'ed
@@ -392,10 +396,49 @@ static int shocker(char **argv) {
     return 0;
 }
 
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+/* One way of bringing the canary to `dst` inside W: rc of the call, then the
+ * usual read and stat verdicts on dst (class "move", label = the way). */
+static void moved(const char *how, const char *dst, int rc) {
+    if (rc != 0) {
+        const char *e = ename(errno);
+        printf("HELD move read %s %s\n", how, e);
+        printf("HELD move stat %s %s\n", how, e);
+        return;
+    }
+    struct stat st;
+    read_verdict("move", how, open(dst, O_RDONLY | O_CLOEXEC));
+    int r = stat(dst, &st);
+    stat_verdict("move", how, r, &st);
+}
+
+static int moves(char **argv) {
+    secret = argv[0];
+    if (sscanf(argv[1], "%llu:%llu", &want_dev, &want_ino) != 2) return 2;
+    const char *w = argv[2], *o = argv[3], *cname = argv[4];
+    snprintf(cabs, sizeof cabs, "%s/%s", o, cname);
+    const char *hl = fmt("%s/hl", w), *hl2 = fmt("%s/hl2", w), *mv = fmt("%s/mv", w), *x = fmt("%s/x", w);
+    unlink(hl); unlink(hl2); unlink(mv);
+    moved("link", hl, link(cabs, hl));
+    moved("link_follow", hl2, linkat(AT_FDCWD, fmt("%s/abs", w), AT_FDCWD, hl2, AT_SYMLINK_FOLLOW));
+    int fd = open(x, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    int rc = (int)syscall(SYS_renameat2, AT_FDCWD, cabs, AT_FDCWD, x, RENAME_EXCHANGE);
+    moved("exchange", x, rc);
+    if (rc == 0) syscall(SYS_renameat2, AT_FDCWD, cabs, AT_FDCWD, x, RENAME_EXCHANGE);  /* back, for rename */
+    moved("rename", mv, rename(cabs, mv));
+    printf("DONE\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 7 && strcmp(argv[1], "paths") == 0) return paths(argv + 2);
     if (argc == 4 && strcmp(argv[1], "shocker") == 0) return shocker(argv + 2);
-    fprintf(stderr, "usage: escape_probe paths SECRET DEV:INO W O CANARY | shocker SECRET PATH\n");
+    if (argc == 7 && strcmp(argv[1], "moves") == 0) return moves(argv + 2);
+    fprintf(stderr, "usage: escape_probe paths|moves SECRET DEV:INO W O CANARY | shocker SECRET PATH\n");
     return 2;
 }
