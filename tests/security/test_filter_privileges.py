@@ -306,7 +306,8 @@ def host_process(who) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-
     p.wait()
 
 
-REACH_TARGET_OPS = ("ptrace_seize", "ptrace_attach", "vm_readv", "kill0", "kcmp", "prlimit_read")
+REACH_TARGET_OPS = ("ptrace_seize", "ptrace_attach", "vm_readv", "kill0", "kcmp", "prlimit_read", "proc_environ",
+                    "proc_mem", "proc_fd0", "proc_cwd")
 REACH_DESTRUCTIVE_OPS = ("prlimit_set", "setpriority", "sched_setaffinity", "sigstop", "sigkill")
 
 
@@ -358,7 +359,8 @@ def test_the_reach_probe_sees_its_own_children_and_sockets(box: Box) -> None:
     assert r.returncode == 0 and r.stdout.rstrip().endswith("DONE"), show(r)
     found = parse(r.stdout)
     for name in ("abstract_connect_own", "abstract_sendto_own", "abstract_dgram_connect_own", "kill0_child",
-                 "sigstop_child", "sigkill_child"):
+                 "sigstop_child", "sigkill_child", "proc_environ_child", "proc_mem_child", "proc_fd0_child",
+                 "proc_cwd_child"):
         assert found.get(name, ("?",))[0] == "ESCAPED", f"control {name}: {found.get(name)}\n{show(r)}"
     # ptrace and process_vm_* are refused by the filter even on the sandbox's own processes
     assert found["ptrace_seize_child"] == ("HELD", "EPERM"), show(r)

@@ -9,7 +9,8 @@
  *        filt_probe int80                   an i386 syscall from 64-bit code
  *        filt_probe reach PIDFILE HOSTPID STREAM DGRAM
  *                                          ptrace, process_vm_readv, kill, pidfd,
- *                                          kcmp, prlimit, setpriority, affinity
+ *                                          kcmp, /proc/PID/{environ,mem,fd/0,cwd},
+ *                                          prlimit, setpriority, affinity
  *                                          of the supervisor (pid read from
  *                                          PIDFILE), pid 1 and a host process;
  *                                          abstract unix STREAM/DGRAM names
@@ -349,6 +350,31 @@ static void target_ops(const char *label, pid_t pid, int destructive, void *read
         printf("INFO pidfd_open_%s %s\n", label, ename(errno));
     }
     TRY(N("kcmp"), syscall(NR_KCMP, (long)getpid(), (long)pid, (long)KCMP_FILE, 0L, 0L));
+    /* its /proc entries that need ptrace access: environment, memory, an fd, the cwd */
+    {
+        char path[64];
+        char buf[64];
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+        errno = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        r = fd < 0 ? -1 : read(fd, buf, sizeof buf);
+        verdict(N("proc_environ"), r, errno);
+        if (fd >= 0) close(fd);
+        snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+        errno = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        r = fd < 0 ? -1 : pread(fd, buf, sizeof(long), (off_t)(uintptr_t)readaddr);
+        verdict(N("proc_mem"), r, errno);
+        if (fd >= 0) close(fd);
+        snprintf(path, sizeof path, "/proc/%d/fd/0", (int)pid);
+        errno = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        verdict(N("proc_fd0"), fd, errno);
+        if (fd >= 0) close(fd);
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%d/cwd/.", (int)pid);
+        TRY(N("proc_cwd"), stat(path, &st));
+    }
     {
         struct { uint64_t cur, max; } old;
         TRY(N("prlimit_read"), syscall(SYS_prlimit64, (long)pid, (long)RLIMIT_CORE, NULL, &old));
