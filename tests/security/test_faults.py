@@ -438,28 +438,37 @@ os._exit(0)
 """
 
 
-def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) -> None:
-    options, python, _, _ = box
-    marker = unique_marker(400)
-    proc = who.popen([*options, "--", python, "-c", STORM_CHILD, marker])
+def storm_until_exit(proc: subprocess.Popen, marker: str, storm: Tuple[int, ...], every: int, pause: float,
+                     timeout: float, wait_ready: bool) -> Tuple[int, str, str]:
+    """Send sandlock the signals of `storm` in turn until it exits (pausing `pause` s every
+    `every` signals), after the command's first line if wait_ready: (signals sent, stdout, stderr)."""
     sent = 0
     try:
-        read_line(proc, marker)
-        storm = (signal.SIGWINCH, signal.SIGCONT, signal.SIGUSR1)
+        if wait_ready:
+            read_line(proc, marker)
         while proc.poll() is None:
             try:
-                os.kill(proc.pid, storm[sent % 3])
+                os.kill(proc.pid, storm[sent % len(storm)])
             except ProcessLookupError:
                 break
             sent += 1
-            if sent % 20 == 0:
-                time.sleep(0.001)
-        out, err = finish(proc, marker, 30)
+            if sent % every == 0:
+                time.sleep(pause)
+        out, err = finish(proc, marker, timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
         kill_marked(marker)
+    return sent, out, err
+
+
+def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) -> None:
+    options, python, _, _ = box
+    marker = unique_marker(400)
+    proc = who.popen([*options, "--", python, "-c", STORM_CHILD, marker])
+    sent, out, err = storm_until_exit(proc, marker, (signal.SIGWINCH, signal.SIGCONT, signal.SIGUSR1), 20, 0.001,
+                                      30, wait_ready=True)
     where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
     assert proc.returncode == 0, where
     assert err == "", where
@@ -489,23 +498,8 @@ def test_a_signal_storm_from_launch_to_exit_changes_nothing(who, box, run: int) 
     options, python, _, _ = box
     marker = unique_marker(400)
     proc = who.popen([*options, "--", python, "-c", SHORT_WORK, marker])
-    sent = 0
-    try:
-        storm = (signal.SIGWINCH, signal.SIGCONT, signal.SIGCHLD, signal.SIGURG)
-        while proc.poll() is None:
-            try:
-                os.kill(proc.pid, storm[sent % len(storm)])
-            except ProcessLookupError:
-                break
-            sent += 1
-            if sent % 50 == 0:
-                time.sleep(0.0005)
-        out, err = finish(proc, marker, 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+    sent, out, err = storm_until_exit(proc, marker, (signal.SIGWINCH, signal.SIGCONT, signal.SIGCHLD, signal.SIGURG),
+                                      50, 0.0005, 60, wait_ready=False)
     where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
     assert (proc.returncode, out, err) == (0, "stats 2000\n", ""), where
     assert sent > 100, where
