@@ -223,6 +223,70 @@ def test_a_read_only_fs_mount_can_be_read_but_not_written(who, deb: Path, work: 
     assert_no_host_path(r, work)
 
 
+READ_ONLY_MOUNT_CODE = r'''
+import os, errno, ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def t(name, fn):
+    try:
+        fn(); print("ESCAPED", name)
+    except OSError as e:
+        print("HELD", name, errno.errorcode[e.errno])
+R, W = "/ro", "/rw"
+def exch(a, b):
+    if libc.syscall(316, -100, a.encode(), -100, b.encode(), 2) != 0:
+        e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+ops = {
+ "open_w": lambda: os.close(os.open(R+"/f", os.O_WRONLY)),
+ "open_trunc": lambda: os.close(os.open(R+"/f", os.O_RDONLY|os.O_TRUNC)),
+ "open_creat": lambda: os.close(os.open(R+"/new", os.O_WRONLY|os.O_CREAT, 0o644)),
+ "open_w_via_link": lambda: os.close(os.open(R+"/lnk", os.O_WRONLY)),
+ "truncate": lambda: os.truncate(R+"/f", 0),
+ "chmod": lambda: os.chmod(R+"/f", 0o600),
+ "chown": lambda: os.chown(R+"/f", os.getuid(), os.getgid()),
+ "utime": lambda: os.utime(R+"/f", (1, 1)),
+ "setxattr": lambda: os.setxattr(R+"/f", "user.x", b"1"),
+ "mkdir": lambda: os.mkdir(R+"/d"),
+ "mkfifo": lambda: os.mkfifo(R+"/p"),
+ "symlink": lambda: os.symlink("x", R+"/s"),
+ "unlink": lambda: os.unlink(R+"/f"),
+ "rmdir": lambda: os.rmdir(R+"/sub"),
+ "rename_within": lambda: os.rename(R+"/f", R+"/f2"),
+ "rename_out": lambda: os.rename(R+"/f", W+"/f"),
+ "rename_in": lambda: os.rename(W+"/g", R+"/g"),
+ "link_out": lambda: os.link(R+"/f", W+"/hl"),
+ "link_in": lambda: os.link(W+"/g", R+"/hl"),
+ "exchange": lambda: exch(R+"/f", W+"/g"),
+ "fd_fchmod": lambda: (lambda fd: (os.fchmod(fd, 0o600), os.close(fd)))(os.open(R+"/f", os.O_RDONLY)),
+ "fd_fchown": lambda: (lambda fd: (os.fchown(fd, os.getuid(), os.getgid()), os.close(fd)))(os.open(R+"/f", os.O_RDONLY)),
+ "fd_utime": lambda: (lambda fd: (os.utime(fd, (1, 1)), os.close(fd)))(os.open(R+"/f", os.O_RDONLY)),
+ "fd_setxattr": lambda: (lambda fd: (os.setxattr(fd, "user.x", b"1"), os.close(fd)))(os.open(R+"/f", os.O_RDONLY)),
+ "fd_ftruncate": lambda: (lambda fd: (os.ftruncate(fd, 0), os.close(fd)))(os.open(R+"/f", os.O_RDONLY)),
+ "dirfd_mkdir": lambda: (lambda fd: os.mkdir("d2", dir_fd=fd))(os.open(R, os.O_RDONLY)),
+ "proc_fd_open_w": lambda: (lambda fd: os.close(os.open("/proc/self/fd/%d" % fd, os.O_WRONLY)))(os.open(R+"/f", os.O_RDONLY)),
+ "opath_reopen_w": lambda: (lambda fd: os.close(os.open("/proc/self/fd/%d" % fd, os.O_WRONLY)))(os.open(R+"/f", os.O_PATH)),
+}
+for k, fn in ops.items():
+    t(k, fn)
+'''
+
+
+def test_a_read_only_fs_mount_refuses_every_kind_of_write(who, deb: Path, work: Path) -> None:
+    """Every way of changing a :ro mount, through paths, a symlink, fds, a dirfd and
+    /proc/self/fd re-opens, and moves between it and a writable mount."""
+    ro, rw = who.make_dir(work / "ro"), who.make_dir(work / "rw")
+    who.make_file(ro / "f", "data\n")
+    who.make_dir(ro / "sub")
+    os.symlink("f", ro / "lnk")
+    who.own(ro / "lnk")
+    who.make_file(rw / "g", "x\n")
+    before = tree_snapshot(work)
+    r = in_root(who, deb, [PY, "-c", READ_ONLY_MOUNT_CODE], "--fs-mount", f"/ro:{ro}:ro", "--fs-mount", f"/rw:{rw}")
+    assert r.returncode == 0, show(r)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 28 and all(line.startswith("HELD ") for line in lines), show(r)
+    assert tree_snapshot(work) == before
+
+
 def test_proc_self_and_dev_null_work_and_show_guest_paths(who, deb: Path) -> None:
     r = in_root(who, deb, ["sh", "-c", "ls /proc/self/fd; readlink /proc/self/exe; cat /dev/null; "
                                        "echo ok > /dev/null"])
