@@ -248,6 +248,21 @@ def decode(tracees: "Tracees", call: Call, layout: Sequence[Tuple[int, str, Call
     return call
 
 
+def listener_ioctl(listener: int, request: int, arg, mutate: bool = False):  # type: ignore[no-untyped-def]
+    """fcntl.ioctl on the seccomp listener, again while a signal interrupts it.
+
+    Every listener ioctl can fail with EINTR (the filter's lock is taken
+    interruptibly; ADDFD waits for the target interruptibly and withdraws an
+    unserved request), and none has acted when it does, so retrying is exact.
+    Giving up instead would leave a notification unanswered: a hang.
+    """
+    while True:
+        try:
+            return fcntl.ioctl(listener, request, arg, mutate) if mutate else fcntl.ioctl(listener, request, arg)
+        except InterruptedError:
+            continue
+
+
 # --- the tracee's fds ------------------------------------------------------------------------
 
 class Tracees:
@@ -281,7 +296,7 @@ class Tracees:
         if self.listener < 0:
             return
         try:
-            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
         except OSError:
             raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
 

@@ -21,7 +21,6 @@ make the kernel run a host binary.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import stat
@@ -34,7 +33,7 @@ import _syscalls
 from _errors import os_error as _oserror
 from _fsops import X_OK, _object, _proc_fd, _umask
 from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
-    tgid_of, parent_of, write_mem
+    listener_ioctl, tgid_of, parent_of, write_mem
 from _resolve import d_path
 
 _PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")
@@ -404,7 +403,7 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
         cloexec = _child_cloexec(call.tid, call.dirfd)
         addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, S.SECCOMP_ADDFD_FLAG_SETFD, target.fd, call.dirfd,
                                              os.O_CLOEXEC if cloexec else 0))
-        fcntl.ioctl(ctx.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
+        listener_ioctl(ctx.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
     finally:
         os.close(target.fd)
     # CONTINUE: as above, the kernel runs the fd, now our copy; nothing is re-read

@@ -44,7 +44,7 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError
-from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, tgid_of, write_mem
+from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, listener_ioctl, tgid_of, write_mem
 from _policy import Policy, device_paths, terminals
 from _procops import Members
 from _resolve import FsRules, Resolver
@@ -529,7 +529,7 @@ class Session:
             os.close(pidfd)
         if _syscalls.has_sync_wake_up():
             try:
-                fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SET_FLAGS, S.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+                listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SET_FLAGS, S.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
             except OSError:
                 pass  # older kernel: the default wake-up works, only slower
         os.write(pipes.go_w, b"g")
@@ -756,7 +756,7 @@ class Session:
 
     def _still_valid(self, notif_id: int) -> bool:
         try:
-            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(notif_id))
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(notif_id))
             return True
         except OSError:
             return False
@@ -775,7 +775,7 @@ class Session:
         else:
             resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)
         try:
-            fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
@@ -797,7 +797,7 @@ class Session:
     def inject(self, call: Call, fd: int, cloexec: bool = True) -> int:
         """Install a copy of our fd in the caller (close-on-exec) and return its number there."""
         addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, 0, fd, 0, os.O_CLOEXEC if cloexec else 0))
-        return fcntl.ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
+        return listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
 
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
         """Write the tracee's memory, read-only pages too (a path in .rodata; see
