@@ -1,0 +1,159 @@
+"""EINTR injected into the blocking calls of sandlock itself (issue 5, faults).
+
+A signal storm (test_faults.py) interrupts whichever call a signal happens to
+land on; here strace's fault injection makes every other call of one syscall
+fail with EINTR, in every thread and process of sandlock (the supervisor,
+its notification and worker threads, the stub), from the launch to the exit:
+
+    strace -f -e inject=SYSCALL:error=EINTR:when=1+2 -p <sandlock>
+
+sandlock runs in-process in a small wrapper that imports all of it first and
+then lets strace attach, so the dynamic loader (whose reads of a shared
+library do not survive EINTR, a glibc matter) is done before the first
+injection.  The command (progs/eintr_work.c, static musl, retrying its own
+calls on EINTR) makes trapped calls of every kind the supervisor answers:
+stats, an open, a connect on behalf to a unix socket.  Asserted: sandlock
+exits with the command's status and output, and strace injected EINTR into
+sandlock's own calls (not only the command's) at least once.
+
+Not injected: futex (glibc aborts on an EINTR the kernel never gives to a
+wake), process_vm_readv/writev (the kernel fails them with EINTR only in a
+process being killed; sandlock answers EFAULT, failing closed).
+
+Found by it: an EINTR from SECCOMP_IOCTL_NOTIF_ID_VALID read as "the caller
+is gone", so the call was never answered and the command hung.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+
+from conftest import STRICT, find_processes, wait_for
+
+from .conftest import Guest, SecProgs
+
+SYSCALLS = ("ioctl", "read", "write", "wait4", "epoll_wait", "poll", "clock_nanosleep", "connect", "pread64")
+ROOT_ONLY = ("pread64",)  # reading programs' headers for an exec in a root
+CASES = [(mode, syscall) for mode in ("host", "root") for syscall in SYSCALLS
+         if mode == "root" or syscall not in ROOT_ONLY]
+STATS = 200
+
+WRAPPER = r"""
+import glob, os, runpy, subprocess, sys, time
+import sandlock
+here = os.path.dirname(os.path.abspath(sandlock.__file__))
+for path in sorted(glob.glob(os.path.join(here, "_*.py"))):  # all sandlock may import later
+    __import__(os.path.basename(path)[:-3])
+import fcntl, queue, select, selectors, shutil, signal, socket, struct, tempfile, termios, threading  # noqa
+syscall, when, trace = sys.argv[1:4]
+tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
+                           "-e", "inject=%s:error=EINTR:when=%s" % (syscall, when), "-p", str(os.getpid())])
+def traced():
+    with open("/proc/self/status") as f:
+        return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
+deadline = time.monotonic() + 20
+while not traced():
+    if time.monotonic() > deadline or tracer.poll() is not None:
+        sys.exit("strace did not attach")
+    time.sleep(0.01)
+sys.argv = ["sandlock", *sys.argv[4:]]
+runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
+"""
+
+
+class Greeter:
+    """A unix socket that says hello to every connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        path.chmod(0o777)
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                conn.sendall(b"hello\n")
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+class Box(Guest):
+    """host: -r the probes, -w w/; root: a private busybox root with w/ writable, the socket
+    directory mounted at /s."""
+
+    def __init__(self, mode: str, who, scratch: Path, progs: SecProgs,  # type: ignore[no-untyped-def]
+                 guest: Optional[Path]) -> None:
+        super().__init__(who, scratch, progs, guest, ("eintr_work",))
+        self.mode = mode
+        self.w = scratch / "w"
+        who.make_file(who.make_dir(self.host(self.w), 0o755) / "f", "data\n")
+        self.sockdir = who.make_dir(scratch / "s", 0o755)
+        self.greeter = Greeter(self.sockdir / "sock")
+
+    def sandlock_args(self) -> List[str]:
+        if self.guest is None:
+            return ["-r", str(self.progs.musl_dir), "-w", str(self.w), "-w", str(self.sockdir), "--",
+                    str(self.progs.musl("eintr_work")), str(self.w / "f"), str(STATS), str(self.sockdir / "sock")]
+        return ["--root", str(self.guest), "-w", str(self.w), "--fs-mount", f"/s:{self.sockdir}", "--",
+                "/probe/eintr_work", str(self.w / "f"), str(STATS), "/s/sock"]
+
+
+@pytest.fixture
+def box(request: pytest.FixtureRequest, mode: str, who, scratch: Path,  # type: ignore[no-untyped-def]
+        secprogs: SecProgs) -> Iterator[Box]:
+    if shutil.which("strace") is None:
+        if STRICT:
+            pytest.fail("strace is missing (Debian package strace): EINTR cannot be injected")
+        pytest.skip("strace is missing (Debian package strace)")
+    guest = request.getfixturevalue("busybox_root") if mode == "root" else None
+    b = Box(mode, who, scratch, secprogs, guest)
+    try:
+        yield b
+    finally:
+        b.greeter.close()
+
+
+@pytest.mark.parametrize("when", ["1+2", "2+2"])
+@pytest.mark.parametrize("mode, syscall", CASES)
+def test_eintr_in_sandlocks_own_calls_changes_nothing(box: Box, mode: str, syscall: str, when: str) -> None:
+    trace = box.scratch / f"trace-{syscall}"
+    box.who.make_file(trace, "", 0o644)
+    try:
+        r = box.who.python(WRAPPER, args=[syscall, when, str(trace), *box.sandlock_args()], timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"HANG: sandlock did not finish within 30 s with EINTR injected into its {syscall} at {when}")
+    wait_for(lambda: not find_processes(str(trace)), 10)  # strace has written everything
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    where = f"EINTR into {syscall} at {when}: exit {r.returncode}\n--- stdout\n{out}\n--- stderr\n{err[-3000:]}"
+    assert r.returncode == 0, where
+    m = re.fullmatch(rf"pid=(\d+) ok={STATS} open=yes greeting=hello\n", out)
+    assert m, where
+    injected = [line for line in trace.read_text().splitlines() if "(INJECTED)" in line]
+    ours = [line for line in injected if line.split()[0] != m.group(1)]
+    if when == "1+2":  # every syscall here is one sandlock makes at least once in a run
+        assert ours, f"strace never injected EINTR into sandlock's own {syscall}: {where}\n" + "\n".join(injected[:5])
