@@ -480,12 +480,13 @@ class Session:
             sel.register(pipes.status_r, selectors.EVENT_READ, "status")
             sel.register(pipes.err_r, selectors.EVENT_READ, "error")
             for name, fd in ends.items():
+                # O_NONBLOCK by fcntl: os.set_blocking is an ioctl (FIONBIO), and the
+                # tests inject EINTR into every ioctl of sandlock (tests/security/test_eintr.py)
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
                 if name == "stdin":
-                    os.set_blocking(fd, False)
                     self._pending_input = memoryview(self.input or b"")
                     sel.register(fd, selectors.EVENT_WRITE, "stdin")
                 else:
-                    os.set_blocking(fd, False)
                     sel.register(fd, selectors.EVENT_READ, name)
             if wakeup is not None:
                 sel.register(wakeup[0], selectors.EVENT_READ, "signal")

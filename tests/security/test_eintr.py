@@ -16,9 +16,13 @@ stats, an open, a connect on behalf to a unix socket.  Asserted: sandlock
 exits with the command's status and output, and strace injected EINTR into
 sandlock's own calls (not only the command's) at least once.
 
-Not injected: futex (glibc aborts on an EINTR the kernel never gives to a
-wake), process_vm_readv/writev (the kernel fails them with EINTR only in a
-process being killed; sandlock answers EFAULT, failing closed).
+Not injected: calls that never block (fcntl, stat, open of regular files:
+an EINTR there fails the trapped call with EINTR, closed, but the kernel
+never gives one), futex (glibc aborts on an EINTR the kernel never gives to
+a wake), process_vm_readv/writev (the kernel fails them with EINTR only in a
+process being killed; sandlock answers EFAULT, failing closed).  ioctl is
+injected whatever its request, so sandlock sets O_NONBLOCK with fcntl
+rather than os.set_blocking (FIONBIO).
 
 Found by it: an EINTR from SECCOMP_IOCTL_NOTIF_ID_VALID read as "the caller
 is gone", so the call was never answered and the command hung.
@@ -26,13 +30,14 @@ is gone", so the call was never answered and the command hung.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
 import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -67,6 +72,34 @@ while not traced():
 sys.argv = ["sandlock", *sys.argv[4:]]
 runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
 """
+
+# The API: one run first (sandlock imports a little more on its first run), then
+# strace attaches and a second run captures output and feeds 100 kB of input.
+API_WRAPPER = r"""
+import glob, json, os, subprocess, sys, time
+import sandlock
+here = os.path.dirname(os.path.abspath(sandlock.__file__))
+for path in sorted(glob.glob(os.path.join(here, "_*.py"))):
+    __import__(os.path.basename(path)[:-3])
+syscall, when, trace, policy, argv = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5:]
+box = sandlock.Sandbox(**policy)
+box.run(argv[:1] + [argv[1], "1", argv[3]], capture_output=True)
+tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
+                           "-e", "inject=%s:error=EINTR:when=%s" % (syscall, when), "-p", str(os.getpid())])
+def traced():
+    with open("/proc/self/status") as f:
+        return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
+deadline = time.monotonic() + 20
+while not traced():
+    if time.monotonic() > deadline or tracer.poll() is not None:
+        sys.exit("strace did not attach")
+    time.sleep(0.01)
+r = box.run(argv, capture_output=True, input=b"x" * 100000)
+sys.stdout.write(r.stdout.decode(errors="replace"))
+sys.stderr.write(r.stderr.decode(errors="replace"))
+sys.exit(r.returncode)
+"""
+API_SYSCALLS = ("ioctl", "read", "write", "wait4", "epoll_wait", "poll")
 
 
 class Greeter:
@@ -115,12 +148,22 @@ class Box(Guest):
         self.sockdir = who.make_dir(scratch / "s", 0o755)
         self.greeter = Greeter(self.sockdir / "sock")
 
+    def command(self) -> List[str]:
+        if self.guest is None:
+            return [str(self.progs.musl("eintr_work")), str(self.w / "f"), str(STATS), str(self.sockdir / "sock")]
+        return ["/probe/eintr_work", str(self.w / "f"), str(STATS), "/s/sock"]
+
     def sandlock_args(self) -> List[str]:
         if self.guest is None:
-            return ["-r", str(self.progs.musl_dir), "-w", str(self.w), "-w", str(self.sockdir), "--",
-                    str(self.progs.musl("eintr_work")), str(self.w / "f"), str(STATS), str(self.sockdir / "sock")]
+            return ["-r", str(self.progs.musl_dir), "-w", str(self.w), "-w", str(self.sockdir), "--", *self.command()]
         return ["--root", str(self.guest), "-w", str(self.w), "--fs-mount", f"/s:{self.sockdir}", "--",
-                "/probe/eintr_work", str(self.w / "f"), str(STATS), "/s/sock"]
+                *self.command()]
+
+    def policy(self) -> Dict[str, object]:
+        """The same policy as sandlock_args, as Sandbox keywords."""
+        if self.guest is None:
+            return {"fs_readable": [str(self.progs.musl_dir)], "fs_writable": [str(self.w), str(self.sockdir)]}
+        return {"chroot": str(self.guest), "fs_writable": [str(self.w)], "fs_mount": [f"/s:{self.sockdir}"]}
 
 
 @pytest.fixture
@@ -141,10 +184,21 @@ def box(request: pytest.FixtureRequest, mode: str, who, scratch: Path,  # type: 
 @pytest.mark.parametrize("when", ["1+2", "2+2"])
 @pytest.mark.parametrize("mode, syscall", CASES)
 def test_eintr_in_sandlocks_own_calls_changes_nothing(box: Box, mode: str, syscall: str, when: str) -> None:
+    check_injected(box, syscall, when, WRAPPER, box.sandlock_args())
+
+
+@pytest.mark.parametrize("when", ["1+2", "2+2"])
+@pytest.mark.parametrize("mode, syscall", [(mode, syscall) for mode in ("host", "root") for syscall in API_SYSCALLS])
+def test_eintr_in_the_apis_calls_changes_nothing(box: Box, mode: str, syscall: str, when: str) -> None:
+    """The API's own loop: captured stdout/stderr and 100 kB of input through pipes."""
+    check_injected(box, syscall, when, API_WRAPPER, [json.dumps(box.policy()), *box.command()])
+
+
+def check_injected(box: Box, syscall: str, when: str, wrapper: str, args: List[str]) -> None:
     trace = box.scratch / f"trace-{syscall}"
     box.who.make_file(trace, "", 0o644)
     try:
-        r = box.who.python(WRAPPER, args=[syscall, when, str(trace), *box.sandlock_args()], timeout=30)
+        r = box.who.python(wrapper, args=[syscall, when, str(trace), *args], timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail(f"HANG: sandlock did not finish within 30 s with EINTR injected into its {syscall} at {when}")
     wait_for(lambda: not find_processes(str(trace)), 10)  # strace has written everything
