@@ -718,15 +718,24 @@ class Session:
                     continue
                 if exc.errno == errno.ENOENT and not _hung_up(poller):
                     continue  # the caller went away before we received it
-                return  # no process left (or the listener broke): nothing more to answer
+                if not _hung_up(poller):  # processes are left whose calls nobody would answer
+                    self.fail(f"cannot receive trapped calls: {exc.strerror}")
+                return  # no process left: nothing more to answer
             fields = S.NOTIF.unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             reply = self.handle(call)
             if reply is not None:
                 try:
                     self.send(call, reply)
-                except OSError as exc:  # e.g. the tracee's fd table is full for ADDFD
-                    self._debug(f"answering {self.names.get(call.nr)} failed: {exc}")
+                except OSError as exc:  # the caller would wait for ever
+                    self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+
+    def fail(self, reason: str) -> None:
+        """The supervisor cannot go on answering (an error the kernel should never give):
+        fail closed, so nothing waits for ever: kill the sandbox and say why."""
+        if not self._reason:
+            self._reason = f"{reason}; the sandbox was killed"
+        self.kill_all()
 
     def handle(self, call: Call) -> Reply:
         """Decode, check, act: the reply for one notification (None if answered elsewhere)."""
@@ -756,11 +765,15 @@ class Session:
             sys.stderr.write(f"sandlock: {message}\n")
 
     def _still_valid(self, notif_id: int) -> bool:
+        """False when the caller is gone (ENOENT); any other error is raised, so the
+        call is answered with it rather than left waiting."""
         try:
             listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(notif_id))
             return True
-        except OSError:
-            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
@@ -820,7 +833,7 @@ class Session:
         try:
             self.send(call, reply)
         except OSError as exc:
-            self._debug(f"answering {self.names.get(call.nr)} failed: {exc}")
+            self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
 
     def _processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []

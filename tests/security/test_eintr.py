@@ -1,4 +1,4 @@
-"""EINTR injected into the blocking calls of sandlock itself (issue 5, faults).
+"""EINTR, and errors that should never come, injected into sandlock's own calls (issue 5, faults).
 
 A signal storm (test_faults.py) interrupts whichever call a signal happens to
 land on; here strace's fault injection makes every other call of one syscall
@@ -24,8 +24,15 @@ process being killed; sandlock answers EFAULT, failing closed).  ioctl is
 injected whatever its request, so sandlock sets O_NONBLOCK with fcntl
 rather than os.set_blocking (FIONBIO).
 
+Other errors (ENOMEM, EMFILE, EINVAL, EFAULT) injected into the listener's
+ioctls, the supervisor's openat2, process_vm_* and pidfd_open must fail
+closed: the trapped call gets an errno, or sandlock stops the run with a
+one-line reason; never a hang, a traceback or a process left behind.
+
 Found by it: an EINTR from SECCOMP_IOCTL_NOTIF_ID_VALID read as "the caller
-is gone", so the call was never answered and the command hung.
+is gone", so the call was never answered and the command hung; an error of
+RECV or SEND ended the notification loop or dropped the answer, so the
+command waited for ever (now the sandbox is killed with the reason).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -58,9 +65,9 @@ here = os.path.dirname(os.path.abspath(sandlock.__file__))
 for path in sorted(glob.glob(os.path.join(here, "_*.py"))):  # all sandlock may import later
     __import__(os.path.basename(path)[:-3])
 import fcntl, queue, select, selectors, shutil, signal, socket, struct, tempfile, termios, threading  # noqa
-syscall, when, trace = sys.argv[1:4]
+syscall, error, when, trace = sys.argv[1:5]
 tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
-                           "-e", "inject=%s:error=EINTR:when=%s" % (syscall, when), "-p", str(os.getpid())])
+                           "-e", "inject=%s:error=%s:when=%s" % (syscall, error, when), "-p", str(os.getpid())])
 def traced():
     with open("/proc/self/status") as f:
         return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
@@ -69,7 +76,7 @@ while not traced():
     if time.monotonic() > deadline or tracer.poll() is not None:
         sys.exit("strace did not attach")
     time.sleep(0.01)
-sys.argv = ["sandlock", *sys.argv[4:]]
+sys.argv = ["sandlock", *sys.argv[5:]]
 runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
 """
 
@@ -81,11 +88,11 @@ import sandlock
 here = os.path.dirname(os.path.abspath(sandlock.__file__))
 for path in sorted(glob.glob(os.path.join(here, "_*.py"))):
     __import__(os.path.basename(path)[:-3])
-syscall, when, trace, policy, argv = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5:]
+syscall, when, trace, policy, argv = sys.argv[1], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), sys.argv[6:]
 box = sandlock.Sandbox(**policy)
 box.run(argv[:1] + [argv[1], "1", argv[3]], capture_output=True)
 tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
-                           "-e", "inject=%s:error=EINTR:when=%s" % (syscall, when), "-p", str(os.getpid())])
+                           "-e", "inject=%s:error=%s:when=%s" % (syscall, sys.argv[2], when), "-p", str(os.getpid())])
 def traced():
     with open("/proc/self/status") as f:
         return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
@@ -195,19 +202,58 @@ def test_eintr_in_the_apis_calls_changes_nothing(box: Box, mode: str, syscall: s
 
 
 def check_injected(box: Box, syscall: str, when: str, wrapper: str, args: List[str]) -> None:
-    trace = box.scratch / f"trace-{syscall}"
-    box.who.make_file(trace, "", 0o644)
-    try:
-        r = box.who.python(wrapper, args=[syscall, when, str(trace), *args], timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"HANG: sandlock did not finish within 30 s with EINTR injected into its {syscall} at {when}")
-    wait_for(lambda: not find_processes(str(trace)), 10)  # strace has written everything
-    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
-    where = f"EINTR into {syscall} at {when}: exit {r.returncode}\n--- stdout\n{out}\n--- stderr\n{err[-3000:]}"
+    r, where, injected = inject(box, syscall, "EINTR", when, wrapper, args)
+    out = r.stdout.decode(errors="replace")
     assert r.returncode == 0, where
     m = re.fullmatch(rf"pid=(\d+) ok={STATS} open=yes greeting=hello\n", out)
     assert m, where
-    injected = [line for line in trace.read_text().splitlines() if "(INJECTED)" in line]
     ours = [line for line in injected if line.split()[0] != m.group(1)]
     if when == "1+2":  # every syscall here is one sandlock makes at least once in a run
         assert ours, f"strace never injected EINTR into sandlock's own {syscall}: {where}\n" + "\n".join(injected[:5])
+
+
+def inject(box: Box, syscall: str, error: str, when: str, wrapper: str,
+           args: List[str]) -> Tuple[subprocess.CompletedProcess, str, List[str]]:
+    """Run the wrapper with `error` injected into `syscall` at `when`: (result, description,
+    the trace's injected lines).  A run that does not end within 30 s fails the test (a hang),
+    and nothing of the sandbox may be left running."""
+    trace = box.scratch / f"trace-{syscall}"
+    box.who.make_file(trace, "", 0o644)
+    try:
+        r = box.who.python(wrapper, args=[syscall, error, when, str(trace), *args], timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"HANG: sandlock did not finish within 30 s with {error} injected into its {syscall} at {when}")
+    finally:
+        wait_for(lambda: not find_processes(str(trace)), 10)  # strace has written everything
+    assert wait_for(lambda: not find_processes(str(box.w / "f")), 2), "a process of the sandbox was left running"
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    where = f"{error} into {syscall} at {when}: exit {r.returncode}\n--- stdout\n{out}\n--- stderr\n{err[-3000:]}"
+    return r, where, [line for line in trace.read_text().splitlines() if "(INJECTED)" in line]
+
+
+# Errors the kernel should never give these calls (or only under memory pressure): the
+# supervisor must fail closed, never hang: the trapped call gets an errno, or sandlock
+# stops the run with a one-line reason (exit 125/126 at the launch or exec, 137 with
+# "the sandbox was killed" when it can no longer answer).
+FAULTS = [("ioctl", "ENOMEM", "1"), ("ioctl", "ENOMEM", "3+5"), ("ioctl", "EINVAL", "4+7"),
+          ("openat2", "ENOMEM", "3+5"), ("openat2", "EMFILE", "5+9"), ("process_vm_readv", "ENOMEM", "3+5"),
+          ("process_vm_writev", "EFAULT", "3+5"), ("pidfd_open", "EMFILE", "1")]
+
+
+@pytest.mark.parametrize("mode", ["host", "root"])
+@pytest.mark.parametrize("syscall, error, when", FAULTS)
+def test_other_errors_in_sandlocks_own_calls_fail_closed(box: Box, mode: str, syscall: str, error: str,
+                                                         when: str) -> None:
+    r, where, injected = inject(box, syscall, error, when, WRAPPER, box.sandlock_args())
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    assert injected, f"nothing was injected: {where}"
+    assert "Traceback" not in err, where
+    if r.returncode == 137:
+        assert err.startswith("sandlock: ") and err.rstrip().endswith("the sandbox was killed"), where
+    elif r.returncode in (125, 126):
+        assert err.startswith("sandlock: ") and len(err.splitlines()) == 1, where
+    else:
+        # the command ran: the injected errors reached it as errnos of its calls
+        m = re.fullmatch(r"pid=(\d+) ok=(\d+) open=(yes|no) greeting=(\w+)\n", out)
+        assert m and r.returncode in (0, 1), where
+        assert r.returncode == (0 if (m.group(2), m.group(3), m.group(4)) == (str(STATS), "yes", "hello") else 1), where
