@@ -22,6 +22,7 @@ import fcntl
 import os
 import stat
 import struct
+import threading
 from typing import Callable, Optional, Tuple
 
 import _syscalls
@@ -299,7 +300,8 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
                     raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
             finally:
                 os.close(probe)
-        flags = (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY
+        # (O_NONBLOCK: an O_PATH open never waits, not even for a FIFO's writer)
+        flags = (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY | os.O_NONBLOCK
         need = "read"
     elif flags & os.O_PATH:
         return _open_path_only(ctx, call, flags, resolve)
@@ -313,7 +315,14 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
         mode = 0
     flags |= os.O_NOCTTY  # the supervisor must never gain a controlling terminal
     if need == "write":
-        return Fd(_open_for_writing(ctx, call, flags, mode, resolve), bool(flags & os.O_CLOEXEC))
+        fd = _open_for_writing(ctx, call, flags, mode, resolve)
+        return Fd(fd, bool(flags & os.O_CLOEXEC)) if fd >= 0 else None
+    if flags & (os.O_ACCMODE | os.O_NONBLOCK | os.O_DIRECTORY) == os.O_RDONLY:
+        # A read that would block if the object is a FIFO: look it up first
+        # (opening a FIFO, even without blocking, wakes a writer waiting for it)
+        found = _open_maybe_fifo(ctx, call, flags, resolve)
+        if found is not _NOT_PLAIN:
+            return found
     fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags, mode, resolve)
     try:
         ctx.resolver.check(fd, name, need)
@@ -323,8 +332,63 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
     return Fd(fd, bool(flags & os.O_CLOEXEC))
 
 
+_NOT_PLAIN = Errno(0)  # _open_maybe_fifo: open it the usual way
+
+
+def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
+    """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker thread
+    (_fifo_later); a file or device is opened again through our fd of it;
+    directories and /proc files of a root (made-up listings and maps) the usual way."""
+    probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
+                                    resolve)
+    try:
+        ctx.resolver.check(probe, name, "read")
+        st = ctx.hot.fstat(probe)
+        kind = stat.S_IFMT(st.mode)
+        if kind == stat.S_IFLNK:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
+        if kind == stat.S_IFIFO:
+            return _fifo_later(ctx, call, os.dup(probe), flags)
+        if kind == stat.S_IFDIR or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
+            return _NOT_PLAIN
+        return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
+    finally:
+        os.close(probe)
+
+
+def _waits_for_a_peer(ctx: Context, fd: int, flags: int) -> bool:
+    """Would a blocking open of this object wait (a FIFO opened for reading or writing only)?"""
+    return flags & os.O_ACCMODE != os.O_RDWR and stat.S_ISFIFO(ctx.hot.fstat(fd).mode)
+
+
+def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> None:
+    """A blocking open of a FIFO waits until the other end is opened, maybe by another
+    process of the sandbox whose open the notification loop must answer first: so it
+    is done by a worker thread, which answers the notification itself (None to the
+    loop).  `held` is our O_PATH fd of the FIFO (decided already; the worker closes
+    it).  The end of the run releases a worker still waiting (Session.release_waits)."""
+    reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_DIRECTORY) | os.O_CLOEXEC
+    with ctx.waits_lock:
+        ctx.waits.add(held)
+
+    def work() -> None:
+        try:
+            reply: Reply = Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
+        except OSError as exc:
+            reply = Errno(exc.errno or errno.EIO)
+        finally:
+            with ctx.waits_lock:
+                ctx.waits.discard(held)
+                os.close(held)
+        ctx.reply_later(call, reply)
+
+    threading.Thread(target=work, name="sandlock-fifo", daemon=True).start()
+    return None
+
+
 def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
-    """An open that may change a file is decided before it happens.
+    """An open that may change a file is decided before it happens (-1: a FIFO's open
+    is left to a worker thread that answers by itself, see _fifo_later).
 
     (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
     Landlock ABI 3 nothing but this check stands in the way.)  The object is
@@ -347,6 +411,9 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
         probe = ctx.resolver.writable(probe, name)
+        if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
+            _fifo_later(ctx, call, os.dup(probe), flags)
+            return -1  # answered by the worker
         return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
     finally:
         os.close(probe)

@@ -82,6 +82,8 @@ class Context(Protocol):
     policy: Any        # _policy.Policy
     names: Dict[int, str]
     abstract_scoped: bool
+    waits: "set"       # O_PATH fds of FIFOs whose blocking open a worker thread is doing
+    waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
 

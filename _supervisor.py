@@ -251,6 +251,10 @@ class Session:
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
         self.listener = -1
+        self.waits: set = set()  # FIFOs a worker thread is opening (_fsops._fifo_later)
+        self.waits_lock = threading.Lock()
+        self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
+        self._over = False                     # the run is over: workers must not answer
         self.stub = -1
         self.stub_pidfd = -1
         self.members: Optional[Members] = None
@@ -356,6 +360,9 @@ class Session:
             receiver = getattr(self, "_receiver", None)
             if receiver is not None:
                 receiver.join(2.0)  # it ends by itself once no process is left
+            with self._replies_lock:  # from now on a late worker answers nobody
+                self._over = True
+            self.release_waits()
             for fd in fds:
                 _close(fd)
             if self.resolver is not None:
@@ -825,15 +832,31 @@ class Session:
             self._memory.write(tid, address, data)
             return True
 
+    def release_waits(self) -> None:
+        """End the blocking FIFO opens still waiting for their other end (the sandbox
+        is over): an open for reading and writing is that other end, and never waits."""
+        with self.waits_lock:
+            for held in self.waits:
+                try:
+                    os.close(os.open(f"/proc/self/fd/{held}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+                except OSError:
+                    pass
+
     def reply_later(self, call: Call, reply: Reply) -> None:
         """send() for worker threads (blocking operations done on behalf).
 
-        send() builds its own buffers, so threads may answer concurrently.
+        send() builds its own buffers, so threads may answer concurrently;
+        once the run is over (the listener closed) an answer is dropped.
         """
-        try:
-            self.send(call, reply)
-        except OSError as exc:
-            self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+        with self._replies_lock:
+            if self._over:
+                if isinstance(reply, Fd):
+                    os.close(reply.fd)
+                return
+            try:
+                self.send(call, reply)
+            except OSError as exc:
+                self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
 
     def _processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []

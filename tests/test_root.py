@@ -40,7 +40,7 @@ from typing import Callable, Dict, Iterator, List, Sequence, TypeVar
 import pytest
 
 import rootfs
-from conftest import STRICT, tree_snapshot
+from conftest import STRICT, SYSTEM_READ, tree_snapshot
 
 T = TypeVar("T")
 
@@ -199,6 +199,60 @@ def test_a_write_to_tmp_of_a_private_root_lands_in_its_tmp_on_the_host(who, bb: 
     assert (bb / "tmp/f").read_text() == "x\n"
     assert (bb / "tmp/f").stat().st_uid == who.uid
     assert_no_host_path(r, bb)
+
+
+FIFO_THREADS = r"""
+import os, threading, time
+p = "/tmp/fifo"
+os.mkfifo(p)
+got = []
+t = threading.Thread(target=lambda: got.append(os.read(os.open(p, os.O_RDONLY), 10)))
+t.start()
+time.sleep(0.3)          # the reader's open is waiting for a writer: other calls go on
+t0 = time.monotonic()
+os.stat("/etc/hostname")
+print("stat answered", time.monotonic() - t0 < 1, flush=True)
+fd = os.open(p, os.O_WRONLY)
+os.write(fd, b"hi")
+os.close(fd)
+t.join(10)
+print("read", got)
+"""
+
+
+def test_fifo_opens_wait_for_their_other_end_without_holding_up_the_sandbox(who, bb: Path, deb: Path,
+                                                                             work: Path) -> None:
+    """A blocking open of a FIFO is done on behalf in a root: it must wait for the other
+    end like in the kernel, while every other process and thread goes on (it held up the
+    whole sandbox: a reader waiting for a writer whose open was never answered)."""
+    for script in ("mkfifo /tmp/p; cat /tmp/p & sleep 0.2; echo hello > /tmp/p; wait",
+                   "mkfifo /tmp/p; echo hello > /tmp/p & sleep 0.2; cat /tmp/p; wait",
+                   "mkfifo /tmp/p; exec 3<>/tmp/p; echo hello >&3; head -n1 <&3"):
+        shutil.rmtree(bb / "tmp", ignore_errors=True)
+        (bb / "tmp").mkdir(mode=0o777)
+        (bb / "tmp").chmod(0o1777)
+        r = in_root(who, bb, ["sh", "-c", script], "-w", "/tmp", "--timeout", "20")
+        assert (r.returncode, r.stdout) == (0, "hello\n"), f"{script}\n{show(r)}"
+    r = in_root(who, deb, [PY, "-c", FIFO_THREADS], "--fs-mount", f"/tmp:{work}", "--timeout", "20")
+    assert (r.returncode, r.stdout) == (0, "stat answered True\nread [b'hi']\n"), show(r)
+    # the same without a root: a workdir, and --fs-deny (every open done on behalf)
+    for index, extra in enumerate((["--workdir"], ["--fs-deny"])):
+        d, e = who.make_dir(work / f"plain{index}"), who.make_dir(work / f"other{index}")
+        options = ["-w", str(d), "-w", str(e), extra[0],
+                   str(who.make_file(e / "x", "x\n") if extra == ["--fs-deny"] else d)]
+        script = f"cd {d}; mkfifo p; cat p & sleep 0.2; echo hello > p; wait"
+        r = who.run([*SYSTEM_READ, *options, "--timeout", "20", "--", "sh", "-c", script])
+        assert (r.returncode, r.stdout) == (0, "hello\n"), f"{options}\n{show(r)}"
+
+
+def test_a_fifo_open_still_waiting_when_the_run_ends_leaves_no_thread_behind(who, bb: Path) -> None:
+    code = ("import sys, threading, sandlock\n"
+            "box = sandlock.Sandbox(chroot=sys.argv[1], fs_writable=['/tmp'])\n"
+            "r = box.run(['sh', '-c', 'mkfifo /tmp/q; cat /tmp/q'], timeout=1)\n"
+            "threading.Event().wait(0.5)\n"
+            "print(r.returncode, [t.name for t in threading.enumerate() if t.name.startswith('sandlock')])\n")
+    r = who.python(code, args=[str(bb)], timeout=60)
+    assert (r.returncode, r.stdout.decode()) == (0, "124 []\n"), r.stdout.decode() + r.stderr.decode()
 
 
 def test_fs_mount_shows_a_host_directory_inside_the_root(who, deb: Path, work: Path) -> None:
