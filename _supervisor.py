@@ -723,11 +723,13 @@ class Session:
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
-                if exc.errno == errno.ENOENT and not _hung_up(poller):
+                if _hung_up(poller):
+                    return  # no process left: nothing more to answer
+                if exc.errno == errno.ENOENT:
                     continue  # the caller went away before we received it
-                if not _hung_up(poller):  # processes are left whose calls nobody would answer
-                    self.fail(f"cannot receive trapped calls: {exc.strerror}")
-                return  # no process left: nothing more to answer
+                # processes are left whose calls nobody would answer
+                self.fail(f"cannot receive trapped calls: {exc.strerror}")
+                return
             fields = S.NOTIF.unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             reply = self.handle(call)

@@ -15,10 +15,13 @@ directory): ``who``, ``scratch``, ``session_dir`` and strict mode come from it.
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -159,3 +162,44 @@ def busybox_root(busybox_shared_root: Path, scratch: Path) -> Iterator[Path]:
     subprocess.run(["cp", "-a", str(busybox_shared_root), str(dest)], check=True)
     yield dest
     assert tree_snapshot(busybox_shared_root) == before, "the test changed the shared busybox rootfs"
+
+
+class Greeter:
+    """A unix socket in `directory` that sends `greeting` to every connection and counts them."""
+
+    def __init__(self, directory: Path, name: str, greeting: bytes) -> None:
+        self.path = directory / name
+        self.greeting = greeting
+        self.accepted = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+        try:  # through /proc/self/fd: the host path may be longer than sun_path
+            self.sock.bind(f"/proc/self/fd/{dfd}/{name}")
+        finally:
+            os.close(dfd)
+        os.chmod(self.path, 0o777)
+        self.sock.listen(128)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                conn.sendall(self.greeting)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()

@@ -40,9 +40,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
-import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -50,96 +48,62 @@ import pytest
 
 from conftest import STRICT, find_processes, wait_for
 
-from .conftest import Guest, SecProgs
+from .conftest import Greeter, Guest, SecProgs
 
-SYSCALLS = ("ioctl", "read", "write", "wait4", "epoll_wait", "poll", "clock_nanosleep", "connect", "pread64")
+SYSCALLS = ("ioctl", "read", "write", "wait4", "epoll_wait", "poll", "connect", "pread64")
 ROOT_ONLY = ("pread64",)  # reading programs' headers for an exec in a root
+# Made in some runs only, as timing has it: the notification loop's check that the
+# listener hung up, often after the wrapper has exited
+SOMETIMES = ("poll",)
 CASES = [(mode, syscall) for mode in ("host", "root") for syscall in SYSCALLS
          if mode == "root" or syscall not in ROOT_ONLY]
 STATS = 200
 
-WRAPPER = r"""
-import glob, os, runpy, subprocess, sys, time
+# Imports everything sandlock may import later, and attach(): strace attaches to this
+# process (all its threads and the processes it starts from then on) and injects
+# ERROR into every call of SYSCALL matching WHEN.
+PREAMBLE = r"""
+import glob, json, os, runpy, subprocess, sys, time
 import sandlock
 here = os.path.dirname(os.path.abspath(sandlock.__file__))
-for path in sorted(glob.glob(os.path.join(here, "_*.py"))):  # all sandlock may import later
+for path in sorted(glob.glob(os.path.join(here, "_*.py"))):
     __import__(os.path.basename(path)[:-3])
 import fcntl, queue, select, selectors, shutil, signal, socket, struct, tempfile, termios, threading  # noqa
 syscall, error, when, trace = sys.argv[1:5]
-tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
-                           "-e", "inject=%s:error=%s:when=%s" % (syscall, error, when), "-p", str(os.getpid())])
-def traced():
-    with open("/proc/self/status") as f:
-        return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
-deadline = time.monotonic() + 20
-while not traced():
-    if time.monotonic() > deadline or tracer.poll() is not None:
-        sys.exit("strace did not attach")
-    time.sleep(0.01)
+
+def attach():
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
+                               "-e", "inject=%s:error=%s:when=%s" % (syscall, error, when), "-p", str(os.getpid())])
+    def traced():
+        with open("/proc/self/status") as f:
+            return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
+    deadline = time.monotonic() + 20
+    while not traced():
+        if time.monotonic() > deadline or tracer.poll() is not None:
+            sys.exit("strace did not attach")
+        time.sleep(0.01)
+"""
+
+# The CLI, run in this process: sandlock ARGS...
+WRAPPER = PREAMBLE + r"""
+attach()
 sys.argv = ["sandlock", *sys.argv[5:]]
 runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
 """
 
 # The API: one run first (sandlock imports a little more on its first run), then
 # strace attaches and a second run captures output and feeds 100 kB of input.
-API_WRAPPER = r"""
-import glob, json, os, subprocess, sys, time
-import sandlock
-here = os.path.dirname(os.path.abspath(sandlock.__file__))
-for path in sorted(glob.glob(os.path.join(here, "_*.py"))):
-    __import__(os.path.basename(path)[:-3])
-syscall, when, trace, policy, argv = sys.argv[1], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), sys.argv[6:]
+API_WRAPPER = PREAMBLE + r"""
+policy, argv = json.loads(sys.argv[5]), sys.argv[6:]
 box = sandlock.Sandbox(**policy)
 box.run(argv[:1] + [argv[1], "1", argv[3]], capture_output=True)
-tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "-e", "trace=" + syscall,
-                           "-e", "inject=%s:error=%s:when=%s" % (syscall, sys.argv[2], when), "-p", str(os.getpid())])
-def traced():
-    with open("/proc/self/status") as f:
-        return any(line.split()[:1] == ["TracerPid:"] and line.split()[1] != "0" for line in f)
-deadline = time.monotonic() + 20
-while not traced():
-    if time.monotonic() > deadline or tracer.poll() is not None:
-        sys.exit("strace did not attach")
-    time.sleep(0.01)
+attach()
 r = box.run(argv, capture_output=True, input=b"x" * 100000)
 sys.stdout.write(r.stdout.decode(errors="replace"))
-sys.stderr.write(r.stderr.decode(errors="replace"))
+sys.stderr.write(r.stderr.decode(errors="replace") + (r.reason or ""))
 sys.exit(r.returncode)
 """
 API_SYSCALLS = ("ioctl", "read", "write", "wait4", "epoll_wait", "poll")
-
-
-class Greeter:
-    """A unix socket that says hello to every connection."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        path.chmod(0o777)
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                conn.sendall(b"hello\n")
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
 
 
 class Box(Guest):
@@ -153,7 +117,7 @@ class Box(Guest):
         self.w = scratch / "w"
         who.make_file(who.make_dir(self.host(self.w), 0o755) / "f", "data\n")
         self.sockdir = who.make_dir(scratch / "s", 0o755)
-        self.greeter = Greeter(self.sockdir / "sock")
+        self.greeter = Greeter(self.sockdir, "sock", b"hello\n")
 
     def command(self) -> List[str]:
         if self.guest is None:
@@ -204,11 +168,11 @@ def test_eintr_in_the_apis_calls_changes_nothing(box: Box, mode: str, syscall: s
 def check_injected(box: Box, syscall: str, when: str, wrapper: str, args: List[str]) -> None:
     r, where, injected = inject(box, syscall, "EINTR", when, wrapper, args)
     out = r.stdout.decode(errors="replace")
-    assert r.returncode == 0, where
+    assert r.returncode == 0 and r.stderr == b"", where
     m = re.fullmatch(rf"pid=(\d+) ok={STATS} open=yes greeting=hello\n", out)
     assert m, where
     ours = [line for line in injected if line.split()[0] != m.group(1)]
-    if when == "1+2":  # every syscall here is one sandlock makes at least once in a run
+    if when == "1+2" and syscall not in SOMETIMES:  # sandlock makes these at least once in a run
         assert ours, f"strace never injected EINTR into sandlock's own {syscall}: {where}\n" + "\n".join(injected[:5])
 
 

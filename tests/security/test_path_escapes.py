@@ -42,9 +42,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -52,7 +50,7 @@ import pytest
 
 from conftest import SYSTEM_READ, tree_snapshot
 
-from .conftest import SECRET, Guest, SecProgs
+from .conftest import SECRET, Greeter, Guest, SecProgs
 
 RACE_ATTEMPTS = 10_000
 RACE_SECONDS = float(os.environ.get("SANDLOCK_SECURITY_RACE_SECONDS", "6"))
@@ -72,46 +70,6 @@ def devino(path: Path) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-class Listener:
-    """A host unix socket that answers every connection with SECRET and counts them."""
-
-    def __init__(self, directory: Path, name: str = "sock") -> None:
-        self.path = directory / name
-        self.accepted = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
-        try:  # through /proc/self/fd: the host path may be longer than sun_path
-            self.sock.bind(f"/proc/self/fd/{dfd}/{name}")
-        finally:
-            os.close(dfd)
-        os.chmod(self.path, 0o777)
-        self.sock.listen(128)
-        self.sock.settimeout(0.1)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            try:
-                conn.sendall(SECRET.encode() + b"\n")
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
-
-
 class Env(Guest):
     """One sandbox configuration: host (no --root) or root (a private busybox root)."""
 
@@ -122,7 +80,7 @@ class Env(Guest):
         self.w, self.o = scratch / "w", scratch / "o"
         self.canary = who.make_file(who.make_dir(self.o) / "canary", SECRET + "\n", 0o644)
         who.make_dir(self.host(self.w))
-        self.listeners: List[Listener] = []
+        self.listeners: List[Greeter] = []
 
     def binary(self, name: str) -> Path:
         """A helper built for where it runs: gcc on the host, static musl in a busybox root."""
@@ -145,8 +103,8 @@ class Env(Guest):
         self.who.make_file(w / "CANARY", SECRET + "\n", 0o644)
         return w
 
-    def listen(self, directory: Path, name: str = "sock") -> Listener:
-        listener = Listener(directory, name)
+    def listen(self, directory: Path, name: str = "sock") -> Greeter:
+        listener = Greeter(directory, name, SECRET.encode() + b"\n")
         self.listeners.append(listener)
         return listener
 
