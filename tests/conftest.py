@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
 
 import pytest
 
@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 STRICT = os.environ.get("SANDLOCK_TEST_STRICT") == "1"
+T = TypeVar("T")
 TEST_USER = "sandlock-test"
 SYSTEM_PYTHON = "/usr/bin/python3"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -115,6 +116,18 @@ def process_state(pid: int) -> str:
             return f.read().rsplit(b")", 1)[1].split()[0].decode()
     except (OSError, IndexError):
         return ""
+
+
+def build_fixture(build: "Callable[[], T]") -> "T":
+    """A cached fixture of tests/rootfs.py: a missing Debian package skips the test,
+    or fails it under SANDLOCK_TEST_STRICT."""
+    import rootfs
+    try:
+        return build()
+    except rootfs.MissingPackage as e:
+        if STRICT:
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 def runs_sandlock(argv: List[str]) -> bool:

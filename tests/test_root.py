@@ -35,14 +35,13 @@ import stat
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, TypeVar
+from typing import Dict, Iterator, List, Sequence
 
 import pytest
 
 import rootfs
-from conftest import STRICT, SYSTEM_READ, tree_snapshot
+from conftest import SYSTEM_READ, build_fixture, tree_snapshot
 
-T = TypeVar("T")
 
 SECRET = "CANARY-root-4e1d7b"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,19 +52,9 @@ NR = {"x86_64": {"renameat2": 316, "openat2": 437}, "aarch64": {"renameat2": 276
 
 # --- fixtures -----------------------------------------------------------------------------------
 
-def build(fixture: Callable[[], T]) -> T:
-    """Build a cached rootfs fixture; a missing Debian package skips (fails when strict)."""
-    try:
-        return fixture()
-    except rootfs.MissingPackage as e:
-        if STRICT:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-
-
 @pytest.fixture(scope="session")
 def deb_shared() -> Path:
-    return build(rootfs.debian_rootfs)
+    return build_fixture(rootfs.debian_rootfs)
 
 
 # Directories of the shared Debian rootfs a stray write would change (mtime and entries).
@@ -96,12 +85,12 @@ def deb(deb_shared: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def busybox_shared() -> Path:
-    return build(rootfs.busybox_rootfs)
+    return build_fixture(rootfs.busybox_rootfs)
 
 
 @pytest.fixture(scope="session")
 def musl() -> Dict[str, Path]:
-    return build(rootfs.musl_programs)
+    return build_fixture(rootfs.musl_programs)
 
 
 def copy_root(src: Path, dest: Path) -> Path:

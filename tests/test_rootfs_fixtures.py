@@ -10,23 +10,9 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import Callable, TypeVar
-
-import pytest
 
 import rootfs
-
-T = TypeVar("T")
-STRICT = os.environ.get("SANDLOCK_TEST_STRICT") == "1"
-
-
-def build(fixture: Callable[[], T]) -> T:
-    try:
-        return fixture()
-    except rootfs.MissingPackage as e:
-        if STRICT:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+from conftest import build_fixture
 
 
 def test_apt_mirror_is_a_url() -> None:
@@ -34,7 +20,7 @@ def test_apt_mirror_is_a_url() -> None:
 
 
 def test_debian_rootfs() -> None:
-    root = build(rootfs.debian_rootfs)
+    root = build_fixture(rootfs.debian_rootfs)
     assert root.parent == rootfs.shared_cache_dir()
     assert root.name == "debian-bookworm-minbase-python3-procps-v1"
     assert (root / "etc/debian_version").read_text().startswith("12")
@@ -50,7 +36,7 @@ def test_debian_rootfs() -> None:
 
 
 def test_busybox_rootfs() -> None:
-    root = build(rootfs.busybox_rootfs)
+    root = build_fixture(rootfs.busybox_rootfs)
     assert os.readlink(root / "bin/sh") == "busybox"
     assert os.readlink(root / "bin/ls") == "busybox"
     assert rootfs.elf_interpreter(root / "bin/busybox") is None
@@ -65,7 +51,7 @@ def test_busybox_rootfs() -> None:
 
 
 def test_musl_legacy_static(tmp_path: Path) -> None:
-    progs = build(rootfs.musl_programs)
+    progs = build_fixture(rootfs.musl_programs)
     assert rootfs.elf_interpreter(progs["legacy-static"]) is None
     out = subprocess.run([str(progs["legacy-static"]), str(tmp_path)], capture_output=True,
                          text=True, timeout=30)
@@ -87,7 +73,7 @@ def test_musl_legacy_static(tmp_path: Path) -> None:
 
 
 def test_musl_hello_dynamic() -> None:
-    progs = build(rootfs.musl_programs)
+    progs = build_fixture(rootfs.musl_programs)
     assert rootfs.elf_interpreter(progs["hello-dynamic"]) == "/lib/ld-musl-x86_64.so.1"
     assert rootfs.musl_loader() == Path("/lib/ld-musl-x86_64.so.1")
     assert rootfs.libc_musl().is_file() and not rootfs.libc_musl().is_symlink()

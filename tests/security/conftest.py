@@ -23,12 +23,12 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
 import rootfs
-from conftest import STRICT, tree_snapshot
+from conftest import build_fixture, tree_snapshot
 
 SECURITY = Path(__file__).resolve().parent
 PROGS_SRC = SECURITY / "progs"
@@ -108,24 +108,15 @@ def secprogs(session_dir: Path) -> SecProgs:
     return SecProgs(target)
 
 
-def _cached_root(build: Callable[[], Path]) -> Path:
-    try:
-        return build()
-    except rootfs.MissingPackage as e:
-        if STRICT:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-
-
 @pytest.fixture(scope="session")
 def busybox_shared_root() -> Path:
-    return _cached_root(rootfs.busybox_rootfs)
+    return build_fixture(rootfs.busybox_rootfs)
 
 
 @pytest.fixture(scope="session")
 def deb_root() -> Path:
     """The cached Debian rootfs (with python3), shared: tests must not change it."""
-    return _cached_root(rootfs.debian_rootfs)
+    return build_fixture(rootfs.debian_rootfs)
 
 
 class Guest:

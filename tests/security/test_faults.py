@@ -110,6 +110,15 @@ def assert_nothing_left(marker: str, within: float = 1.0) -> None:
     assert gone, f"left running or stopped {within} s later: {left}"
 
 
+def clean_up(proc: subprocess.Popen, marker: str) -> None:
+    """After a test, passed or not: sandlock (continued if stopped) and everything marked are gone."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+    proc.communicate()
+    kill_marked(marker)
+
+
 # --- sandlock killed mid-run ----------------------------------------------------------------------
 
 HAMMER = r"""
@@ -150,10 +159,7 @@ def test_killing_sandlock_mid_syscalls_kills_running_sleeping_and_stopped_proces
         proc.wait(5)
         assert_nothing_left(marker, 1.0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
 
 
 # --- the child killed while its trapped syscall is pending ----------------------------------------
@@ -192,11 +198,7 @@ def test_the_child_killed_while_sandlock_holds_its_syscall_gives_137_and_leaves_
         assert "Traceback" not in err, err
         assert_nothing_left(marker, 1.0)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
 
 
 BLOCKED_CONNECT = r"""
@@ -248,10 +250,7 @@ def test_the_child_killed_during_a_blocked_connect_on_behalf_gives_137_promptly(
         assert "Traceback" not in err, err
         assert_nothing_left(marker, 1.0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
 
 
 # --- tid reuse between notification and reply -----------------------------------------------------
@@ -456,10 +455,7 @@ def storm_until_exit(proc: subprocess.Popen, marker: str, storm: Tuple[int, ...]
                 time.sleep(pause)
         out, err = finish(proc, marker, timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
     return sent, out, err
 
 
@@ -553,10 +549,7 @@ def test_a_fork_bomb_under_p50_gets_eagain_and_leaves_nothing(who) -> None:
             time.sleep(0.02)
         out, err = finish(proc, marker, 60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
     assert proc.returncode == 0, f"{out}\n{err}"
     m = re.search(r"eagain (\d+) other (\d+)", out)
     assert m, f"{out}\n{err}"
@@ -588,10 +581,7 @@ def test_memory_spread_over_processes_beyond_m64m_kills_the_sandbox_with_the_mes
     try:
         out, err = finish(proc, marker, 40)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
     assert "survived" not in out, out
     assert proc.returncode != 0, err
     assert re.search(r"^sandlock: memory limit exceeded", err, re.M), f"exit {proc.returncode}\n{err}"
@@ -638,10 +628,7 @@ def test_1e5_open_attempts_under_max_open_files_256_get_emfile(who, box, mode: s
             time.sleep(0.05)
         out, err = finish(proc, marker, 120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        kill_marked(marker)
+        clean_up(proc, marker)
     assert proc.returncode == 0, f"{out}\n{err}"
     assert err == "", err
     report = json.loads(out)
