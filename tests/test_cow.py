@@ -34,8 +34,8 @@ from typing import Dict, List, Optional, Sequence
 import pytest
 
 import rootfs
-from conftest import IS_ROOT, SYSTEM_PATH, SYSTEM_PYTHON, tree_snapshot, wait_for
-from test_root import build, copy_root, show
+from conftest import IS_ROOT, SYSTEM_PATH, SYSTEM_PYTHON, build_fixture, tree_snapshot, wait_for
+from test_root import copy_root, show
 
 SECRET = "CANARY-cow-2b9e51"
 LEFTOVER = "an earlier run's upper layer is left at "
@@ -78,7 +78,7 @@ def signals(base: Path, who) -> Path:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def busybox_shared() -> Path:
-    return build(rootfs.busybox_rootfs)
+    return build_fixture(rootfs.busybox_rootfs)
 
 
 @pytest.fixture
