@@ -293,14 +293,22 @@ class Tracees:
         self.listener = -1   # set by the supervisor once it holds the listener
         self.current = 0     # the id of the notification being handled
 
-    def confirm(self) -> None:
-        """ESRCH unless the notification being handled is still pending (its caller alive)."""
-        if self.listener < 0:
-            return
+    def still_valid(self) -> bool:
+        """Is the notification being handled still pending?  False once its caller is
+        gone (ENOENT); any other error is raised, so the call is answered with it
+        rather than left waiting."""
         try:
             listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
-        except OSError:
-            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
+            return True
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+
+    def confirm(self) -> None:
+        """ESRCH unless the notification being handled is still pending (its caller alive)."""
+        if self.listener >= 0 and not self.still_valid():
+            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
 
     def _open(self, tid: int) -> int:
         if len(self._pidfds) >= self.LIMIT:

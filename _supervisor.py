@@ -759,7 +759,7 @@ class Session:
         try:
             self.tracees.current = call.id
             decode(self.tracees, call, handler.layout, handler.fixed)
-            if not self._still_valid(call.id):
+            if not self.tracees.still_valid():
                 return None
             return handler.op(self, call)
         except OSError as exc:
@@ -772,17 +772,6 @@ class Session:
     def _debug(self, message: str) -> None:
         if self.debug:
             sys.stderr.write(f"sandlock: {message}\n")
-
-    def _still_valid(self, notif_id: int) -> bool:
-        """False when the caller is gone (ENOENT); any other error is raised, so the
-        call is answered with it rather than left waiting."""
-        try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(notif_id))
-            return True
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
