@@ -284,6 +284,26 @@ def do_openat2(ctx: Context, call: Call):
 
 
 def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
+    reply = _open_object(ctx, call, flags, mode, resolve)
+    if isinstance(reply, Fd):
+        _handing_over(ctx, reply.fd)
+    return reply
+
+
+def _handing_over(ctx: Context, fd: int) -> None:
+    """The last look at an fd the sandbox is about to get: a device must be one it may
+    use (decided before opening where the object was looked up first, and here again
+    on what was opened); a /dev/ptmx master makes its pseudo-terminal the sandbox's."""
+    try:
+        kind = ctx.hot.fstat(fd).mode
+        ctx.resolver.devices.check(fd, kind)
+        ctx.resolver.devices.allocated(fd, kind)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_object(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
     if flags & os.O_PATH and ctx.resolver.emulated_root:
@@ -317,9 +337,10 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
     if need == "write":
         fd = _open_for_writing(ctx, call, flags, mode, resolve)
         return Fd(fd, bool(flags & os.O_CLOEXEC)) if fd >= 0 else None
-    if flags & (os.O_ACCMODE | os.O_NONBLOCK | os.O_DIRECTORY) == os.O_RDONLY:
+    if flags & (os.O_ACCMODE | os.O_DIRECTORY) == os.O_RDONLY:
         # A read that would block if the object is a FIFO: look it up first
-        # (opening a FIFO, even without blocking, wakes a writer waiting for it)
+        # (opening a FIFO, even without blocking, wakes a writer waiting for it;
+        # opening a device may do something: it is decided before it is opened)
         found = _open_maybe_fifo(ctx, call, flags, resolve)
         if found is not _NOT_PLAIN:
             return found
@@ -347,10 +368,11 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
-        if kind == stat.S_IFIFO:
+        if kind == stat.S_IFIFO and not flags & os.O_NONBLOCK:
             return _fifo_later(ctx, call, os.dup(probe), flags)
-        if kind == stat.S_IFDIR or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
+        if kind in (stat.S_IFDIR, stat.S_IFIFO) or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
             return _NOT_PLAIN
+        ctx.resolver.devices.check(probe, st.mode)
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
     finally:
         os.close(probe)
@@ -410,6 +432,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
+        ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             _fifo_later(ctx, call, os.dup(probe), flags)
@@ -443,13 +466,15 @@ def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply
     fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags & _O_PATH_FLAGS, 0, resolve)
     try:
         ctx.resolver.check(fd, name, "meta")
+        ctx.resolver.devices.check(fd, ctx.hot.fstat(fd).mode)
     finally:
         os.close(fd)
     # CONTINUE: the kernel re-reads the path, and a racing thread could make
     # it name another object; but an O_PATH fd carries no access of its own:
     # every metadata call on it (stat, statfs, readlink, xattrs) is trapped
     # and decided on its object again (_is_o_path), and opening content
-    # through it is checked by Landlock.
+    # through it (/proc/self/fd/N) is an open done on behalf, decided on the
+    # object, and checked by Landlock.
     return CONTINUE
 
 

@@ -20,10 +20,14 @@ loses everything, including through a hard link (same device and inode).
 
 from __future__ import annotations
 
+import collections
 import errno
+import fcntl
 import os
 import re
 import stat
+import sys
+import threading
 from typing import Callable, Iterable, Optional, Set, Tuple
 
 import _structs as S
@@ -109,6 +113,71 @@ def d_path(fd: int) -> bytes:
     return name
 
 
+class Devices:
+    """The device nodes the sandbox may open (README "What the sandbox allows").
+
+    Decided on the object itself (fstat of the fd the supervisor holds, so
+    no name can be swapped): the host's allowed nodes by (st_dev, st_ino),
+    which a copy made with mknod (in a root image, a workdir, any granted
+    tree) never has; and a pseudo-terminal of /dev/pts only if the sandbox
+    allocated it through /dev/ptmx during this run (`allocated`), recorded
+    with the ctime of its node: a number freed and given to another session
+    later has a new node.  At most KEPT allocations are remembered (the
+    oldest is forgotten first, and can then no longer be opened by name).
+    """
+
+    KEPT = 1024
+    PTMX_RDEV = os.makedev(5, 2)      # TTYAUX_MAJOR, minor 2: /dev/ptmx
+    PTS_MAJORS = range(136, 144)      # UNIX98_PTY_SLAVE_MAJOR, 8 majors of 256 minors
+
+    def __init__(self, paths: Iterable[str], ptys: str) -> None:
+        self.nodes: Set[Tuple[int, int]] = set()
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                self.nodes.add((st.st_dev, st.st_ino))
+        self.ptys_dir = os.fsencode(ptys)
+        try:
+            self.pts_dev = os.stat(ptys).st_dev
+        except OSError:
+            self.pts_dev = -1
+        self._ptys: "collections.OrderedDict[int, int]" = collections.OrderedDict()  # number -> ctime_ns
+        self._lock = threading.Lock()
+
+    def check(self, fd: int, mode: int) -> None:
+        """EACCES unless fd (of file type `mode`) is no device or an allowed one."""
+        if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in self.nodes:
+            return
+        if stat.S_ISCHR(st.st_mode) and st.st_dev == self.pts_dev and os.major(st.st_rdev) in self.PTS_MAJORS:
+            number = (os.major(st.st_rdev) - 136) * 256 + os.minor(st.st_rdev)
+            with self._lock:
+                if self._ptys.get(number) == st.st_ctime_ns:
+                    return
+        raise _eacces()
+
+    def allocated(self, fd: int, mode: int) -> None:
+        """fd is about to be handed to the sandbox: if it is a /dev/ptmx master, its
+        pseudo-terminal is the sandbox's (the master keeps the number taken until
+        we have seen its node)."""
+        if not stat.S_ISCHR(mode) or os.fstat(fd).st_rdev != self.PTMX_RDEV:
+            return
+        raw = bytearray(4)
+        fcntl.ioctl(fd, S.TIOCGPTN, raw)
+        number = int.from_bytes(raw, sys.byteorder)
+        ctime = os.stat(self.ptys_dir + b"/%d" % number).st_ctime_ns
+        with self._lock:
+            self._ptys.pop(number, None)
+            self._ptys[number] = ctime
+            while len(self._ptys) > self.KEPT:
+                self._ptys.popitem(last=False)
+
+
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
@@ -123,6 +192,7 @@ class Resolver:
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
+        self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
 
     def close(self) -> None:
         os.close(self.root)
