@@ -5,7 +5,7 @@ supervisor: relative paths start from the tracee's own cwd or dirfd (fetched
 as fds, never as strings), absolute ones from "/".  The kernel resolves with
 openat2(2) under the supervisor thread's own Landlock domain and
 RESOLVE_NO_MAGICLINKS, so a magic link of the supervisor itself can never be
-followed; the only magic links followed are /proc/<pid>/{fd/N,cwd,exe,root}
+followed; the only magic links followed are /proc/<pid>/{fd/N,cwd,exe,root,ns/*}
 of processes of the sandbox, recognised lexically (with /proc/self and
 /proc/thread-self rewritten to the tracee).
 
@@ -36,7 +36,7 @@ from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
-_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root)(?:/|$)")
+_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
 _PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
 
 

@@ -4,12 +4,15 @@
  * "/"), openat2, rdwr (char devices only: never opens a block device for
  * writing), o_path, reopen (/proc/self/fd/N of the O_PATH fd), exec.
  * Reads are non-blocking and at most 16 bytes; nothing is ever written.
+ * The argument "+pty" stands for a pseudo-terminal this program allocates
+ * first (posix_openpt, then the ways above on the name ptsname gives).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -38,9 +41,18 @@ static void report(const char *way, const char *path, int fd, int err) {
 
 int main(int argc, char **argv) {
     const int rd = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-    int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     for (int i = 1; i < argc; i++) {
         const char *path = argv[i];
+        if (strcmp(path, "+pty") == 0) {
+            int master = posix_openpt(O_RDWR | O_NOCTTY);
+            if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 || !ptsname(master)) {
+                printf("openpty - err %d\n", errno);
+                continue;
+            }
+            path = strdup(ptsname(master));
+            printf("openpty %s ok 0\n", path);
+        }
         struct stat st;
         int is_block = stat(path, &st) == 0 && S_ISBLK(st.st_mode);
         TRY("open", path, open(path, rd));
