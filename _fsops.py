@@ -37,7 +37,9 @@ _OPEN_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC 
                | os.O_NOATIME | os.O_CLOEXEC | os.O_SYNC | os.O_PATH | getattr(os, "O_TMPFILE", 0)
                | 0o20000)  # FASYNC
 _O_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0o20200000)
 IN_DONT_FOLLOW = 0x02000000
+SETID = stat.S_ISUID | stat.S_ISGID
 TIMES_TIMESPEC, TIMES_TIMEVAL, TIMES_UTIMBUF = 0, 1, 2
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 _TIMESPEC2 = struct.Struct("=qqqq")
@@ -77,6 +79,14 @@ def _is_device(mode: int) -> bool:
     owner, times and xattrs are the host's (a sandboxed root must never chmod the
     host's /dev/null; the supervisor acting for it would have the uid to)."""
     return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def no_new_setid(new: int, current: int = 0) -> None:
+    """EPERM if a file would become set-user-id or set-group-id (README "What the
+    sandbox allows"); a directory may keep the S_ISGID it has (`current`: its mode)."""
+    keep = current & stat.S_ISGID if stat.S_ISDIR(current) else 0
+    if new & SETID & ~keep:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
 
 def _is_o_path(fd: int) -> bool:
@@ -437,6 +447,8 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             _fifo_later(ctx, call, os.dup(probe), flags)
             return -1  # answered by the worker
+        if flags & _O_TMPFILE == _O_TMPFILE:
+            no_new_setid(mode)
         return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
     finally:
         os.close(probe)
@@ -447,6 +459,7 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     if not base or base in (b".", b".."):
         raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
     parent = parent or (b"/" if path.startswith(b"/") else b".")
+    no_new_setid(mode)
     directory, name = ctx.resolver.open(call, call.dirfd, parent, os.O_PATH | os.O_DIRECTORY, 0, resolve)
     try:
         if name is not None:
@@ -533,6 +546,7 @@ def do_chmod(ctx: Context, call: Call) -> Reply:
     def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        no_new_setid(call.mode, st.mode)
         os.chmod(_proc_fd(fd), call.mode & 0o7777)
     return _on_object(ctx, call, "write", act)
 
@@ -578,6 +592,10 @@ def _read_times(ctx: Context, call: Call) -> Optional[bytes]:
 def _xattr_value(ctx: Context, call: Call) -> bytes:
     if call.mode & ~3:  # XATTR_CREATE | XATTR_REPLACE
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    if call.name == b"security.capability":
+        # file capabilities are set-id by another name (README); the supervisor
+        # thread has no CAP_SETFCAP, so the kernel says so too
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
     if call.size > 65536:
         raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
     return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
@@ -596,7 +614,10 @@ def do_removexattr(ctx: Context, call: Call) -> Reply:
 # through /proc/self/fd/N, which works for both.
 
 def do_fchmod(ctx: Context, call: Call) -> Reply:
-    return _on_fd(ctx, call, "write", lambda fd: os.chmod(_proc_fd(fd), call.mode & 0o7777))
+    def act(fd: int) -> None:
+        no_new_setid(call.mode, ctx.hot.fstat(fd).mode)
+        os.chmod(_proc_fd(fd), call.mode & 0o7777)
+    return _on_fd(ctx, call, "write", act)
 
 
 def do_fchown(ctx: Context, call: Call) -> Reply:
