@@ -309,3 +309,39 @@ def test_landlock_itself_refuses_other_devices_under_a_grant_of_slash(who, other
     if os.path.exists("/dev/loop0"):
         assert result["/dev/loop0"] == str(errno.EACCES), result
     assert result["/dev/null"] == "opened" and result["/dev/shm"] == "opened", result  # controls
+
+
+def test_the_ptys_a_run_remembers_are_bounded_and_a_freed_number_is_not_the_sandboxs() -> None:
+    import _resolve
+    devices = _resolve.Devices(["/dev/null"], "/dev/pts")
+    devices.KEPT = 2
+    ptys = [os.openpty() for _ in range(3)]
+    try:
+        for master, slave in ptys:
+            with pytest.raises(PermissionError):
+                devices.check(slave, os.fstat(slave).st_mode)  # not allocated by the sandbox
+            devices.allocated(master, os.fstat(master).st_mode)
+        allowed = []
+        for _, slave in ptys:
+            try:
+                devices.check(slave, os.fstat(slave).st_mode)
+                allowed.append(True)
+            except PermissionError:
+                allowed.append(False)
+        assert allowed == [False, True, True]  # the oldest was forgotten
+        # a pty that goes frees its number; whoever gets it next is not the sandbox
+        master, slave = ptys.pop()
+        name = os.ttyname(slave)
+        held = os.open(name, os.O_PATH)
+        os.close(slave)
+        os.close(master)
+        assert os.fstat(held).st_nlink == 0  # what Devices relies on
+        os.close(held)
+        ptys.append(os.openpty())
+        with pytest.raises(PermissionError):
+            devices.check(ptys[-1][1], os.fstat(ptys[-1][1]).st_mode)
+    finally:
+        devices.close()
+        for master, slave in ptys:
+            os.close(master)
+            os.close(slave)
