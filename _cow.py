@@ -514,6 +514,8 @@ def _place(src: int, dst: int, name: str, st: os.stat_result, upper: Upper) -> N
         _lchown(dst, temp, st)
         os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
     elif stat.S_ISREG(st.st_mode):
+        if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            st = _without_setid(src, name)
         try:
             os.link(name, temp, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
         except OSError:
@@ -529,6 +531,20 @@ def _place(src: int, dst: int, name: str, st: os.stat_result, upper: Upper) -> N
     except FileNotFoundError:
         pass
     os.rename(temp, name, src_dir_fd=dst, dst_dir_fd=dst)
+
+
+def _without_setid(src: int, name: str) -> os.stat_result:
+    """A commit never installs a set-user-id or set-group-id file (README): the
+    farm's file loses those bits before it is linked or copied (an error if it
+    cannot, so that file is not committed)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_entry(top: int, head: str, name: str) -> None:

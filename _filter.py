@@ -72,7 +72,7 @@ unlink symlink readlink chmod fchmod chown fchown lchown umask gettimeofday getr
 sysinfo times getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid
 setreuid setregid getgroups setgroups setresuid getresuid setresgid getresgid getpgid setfsuid
 setfsgid getsid capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend
-sigaltstack utime mknod ustat statfs fstatfs sysfs getpriority setpriority sched_setparam
+sigaltstack utime ustat statfs fstatfs sysfs getpriority setpriority sched_setparam
 sched_getparam sched_setscheduler sched_getscheduler sched_get_priority_max
 sched_get_priority_min sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl
 adjtimex setrlimit sync settimeofday gettid readahead setxattr lsetxattr fsetxattr getxattr
@@ -82,7 +82,7 @@ io_submit io_cancel get_thread_area epoll_create remap_file_pages getdents64 set
 restart_syscall fadvise64 timer_create timer_settime timer_gettime timer_getoverrun
 timer_delete clock_settime clock_gettime clock_getres clock_nanosleep exit_group epoll_wait
 epoll_ctl tgkill utimes mbind set_mempolicy get_mempolicy waitid ioprio_set ioprio_get
-inotify_init inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat mknodat fchownat
+inotify_init inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat fchownat
 futimesat newfstatat unlinkat renameat linkat symlinkat readlinkat fchmodat faccessat pselect6
 ppoll set_robust_list get_robust_list splice tee sync_file_range vmsplice move_pages utimensat
 epoll_pwait signalfd timerfd_create eventfd fallocate timerfd_settime timerfd_gettime accept4
@@ -119,6 +119,7 @@ Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default a
 PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x59616D61
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
 CLONE_THREAD = 0x00010000
+S_SETID = 0o6000  # S_ISUID | S_ISGID
 AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 2, 10, 16, 17, 4, 3, 0xF
 ADDR_NO_RANDOMIZE = 0x0040000
 # linux/fs.h: FS_IOC_SETFLAGS and FS_IOC_SETVERSION (long and 32-bit int
@@ -143,6 +144,10 @@ ARGUMENT_RULES: Dict[str, Rule] = {
                 Test(0, "eq", AF_INET, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK)),
                 Test(0, "eq", AF_INET6, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK))],
                "allow"),
+    # No set-user-id or set-group-id file (README "What the sandbox allows");
+    # device nodes need CAP_MKNOD, which the sandbox never has.
+    "mknod": ([Test(1, "set", S_SETID, "eperm")], "allow"),
+    "mknodat": ([Test(2, "set", S_SETID, "eperm")], "allow"),
     "personality": ([Test(0, "eq", 0, "allow"), Test(0, "eq", 0xFFFFFFFF, "allow"),
                      Test(0, "eq", ADDR_NO_RANDOMIZE, "allow")], "eperm"),
     # A listener of the child's own would receive the notifications meant for

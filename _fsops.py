@@ -37,7 +37,9 @@ _OPEN_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC 
                | os.O_NOATIME | os.O_CLOEXEC | os.O_SYNC | os.O_PATH | getattr(os, "O_TMPFILE", 0)
                | 0o20000)  # FASYNC
 _O_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0o20200000)
 IN_DONT_FOLLOW = 0x02000000
+SETID = stat.S_ISUID | stat.S_ISGID
 TIMES_TIMESPEC, TIMES_TIMEVAL, TIMES_UTIMBUF = 0, 1, 2
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 _TIMESPEC2 = struct.Struct("=qqqq")
@@ -77,6 +79,14 @@ def _is_device(mode: int) -> bool:
     owner, times and xattrs are the host's (a sandboxed root must never chmod the
     host's /dev/null; the supervisor acting for it would have the uid to)."""
     return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def no_new_setid(new: int, current: int = 0) -> None:
+    """EPERM if a file would become set-user-id or set-group-id (README "What the
+    sandbox allows"); a directory may keep the S_ISGID it has (`current`: its mode)."""
+    keep = current & stat.S_ISGID if stat.S_ISDIR(current) else 0
+    if new & SETID & ~keep:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
 
 def _is_o_path(fd: int) -> bool:
@@ -284,6 +294,26 @@ def do_openat2(ctx: Context, call: Call):
 
 
 def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
+    reply = _open_object(ctx, call, flags, mode, resolve)
+    if isinstance(reply, Fd):
+        _handing_over(ctx, reply.fd)
+    return reply
+
+
+def _handing_over(ctx: Context, fd: int) -> None:
+    """The last look at an fd the sandbox is about to get: a device must be one it may
+    use (decided before opening where the object was looked up first, and here again
+    on what was opened); a /dev/ptmx master makes its pseudo-terminal the sandbox's."""
+    try:
+        kind = ctx.hot.fstat(fd).mode
+        ctx.resolver.devices.check(fd, kind)
+        ctx.resolver.devices.allocated(fd, kind)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_object(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
     if flags & os.O_PATH and ctx.resolver.emulated_root:
@@ -317,9 +347,10 @@ def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Repl
     if need == "write":
         fd = _open_for_writing(ctx, call, flags, mode, resolve)
         return Fd(fd, bool(flags & os.O_CLOEXEC)) if fd >= 0 else None
-    if flags & (os.O_ACCMODE | os.O_NONBLOCK | os.O_DIRECTORY) == os.O_RDONLY:
+    if flags & (os.O_ACCMODE | os.O_DIRECTORY) == os.O_RDONLY:
         # A read that would block if the object is a FIFO: look it up first
-        # (opening a FIFO, even without blocking, wakes a writer waiting for it)
+        # (opening a FIFO, even without blocking, wakes a writer waiting for it;
+        # opening a device may do something: it is decided before it is opened)
         found = _open_maybe_fifo(ctx, call, flags, resolve)
         if found is not _NOT_PLAIN:
             return found
@@ -347,10 +378,11 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
-        if kind == stat.S_IFIFO:
+        if kind == stat.S_IFIFO and not flags & os.O_NONBLOCK:
             return _fifo_later(ctx, call, os.dup(probe), flags)
-        if kind == stat.S_IFDIR or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
+        if kind in (stat.S_IFDIR, stat.S_IFIFO) or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
             return _NOT_PLAIN
+        ctx.resolver.devices.check(probe, st.mode)
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
     finally:
         os.close(probe)
@@ -410,10 +442,13 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
+        ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             _fifo_later(ctx, call, os.dup(probe), flags)
             return -1  # answered by the worker
+        if flags & _O_TMPFILE == _O_TMPFILE:
+            no_new_setid(mode)
         return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
     finally:
         os.close(probe)
@@ -424,6 +459,7 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     if not base or base in (b".", b".."):
         raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
     parent = parent or (b"/" if path.startswith(b"/") else b".")
+    no_new_setid(mode)
     directory, name = ctx.resolver.open(call, call.dirfd, parent, os.O_PATH | os.O_DIRECTORY, 0, resolve)
     try:
         if name is not None:
@@ -443,13 +479,15 @@ def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply
     fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags & _O_PATH_FLAGS, 0, resolve)
     try:
         ctx.resolver.check(fd, name, "meta")
+        ctx.resolver.devices.check(fd, ctx.hot.fstat(fd).mode)
     finally:
         os.close(fd)
     # CONTINUE: the kernel re-reads the path, and a racing thread could make
     # it name another object; but an O_PATH fd carries no access of its own:
     # every metadata call on it (stat, statfs, readlink, xattrs) is trapped
     # and decided on its object again (_is_o_path), and opening content
-    # through it is checked by Landlock.
+    # through it (/proc/self/fd/N) is an open done on behalf, decided on the
+    # object, and checked by Landlock.
     return CONTINUE
 
 
@@ -508,6 +546,7 @@ def do_chmod(ctx: Context, call: Call) -> Reply:
     def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        no_new_setid(call.mode, st.mode)
         os.chmod(_proc_fd(fd), call.mode & 0o7777)
     return _on_object(ctx, call, "write", act)
 
@@ -553,6 +592,10 @@ def _read_times(ctx: Context, call: Call) -> Optional[bytes]:
 def _xattr_value(ctx: Context, call: Call) -> bytes:
     if call.mode & ~3:  # XATTR_CREATE | XATTR_REPLACE
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    if call.name == b"security.capability":
+        # file capabilities are set-id by another name (README); the supervisor
+        # thread has no CAP_SETFCAP, so the kernel says so too
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
     if call.size > 65536:
         raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
     return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
@@ -571,7 +614,10 @@ def do_removexattr(ctx: Context, call: Call) -> Reply:
 # through /proc/self/fd/N, which works for both.
 
 def do_fchmod(ctx: Context, call: Call) -> Reply:
-    return _on_fd(ctx, call, "write", lambda fd: os.chmod(_proc_fd(fd), call.mode & 0o7777))
+    def act(fd: int) -> None:
+        no_new_setid(call.mode, ctx.hot.fstat(fd).mode)
+        os.chmod(_proc_fd(fd), call.mode & 0o7777)
+    return _on_fd(ctx, call, "write", act)
 
 
 def do_fchown(ctx: Context, call: Call) -> Reply:

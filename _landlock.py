@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
 import _structs as S
 import _syscalls
 from _errors import SetupError
-from _policy import Policy, device_paths
+from _policy import PTYS, Policy, device_paths
 
 READ = S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_READ_DIR
 FILE_ONLY = (S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_WRITE_FILE | S.LANDLOCK_ACCESS_FS_READ_FILE
@@ -85,12 +85,24 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
+DEV = "/dev"
+
+
 def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancestors: List[str]) -> None:
-    """Grant `top` minus the `denied` paths inside it, entry by entry."""
+    """Grant `top` minus the `denied` paths inside it, entry by entry.
+
+    /dev is always cut like a denied path: a grant that covers it (`-r /`,
+    `-w /dev`) reaches its directories, files and other mounts (/dev/shm,
+    /dev/mqueue) but no device node; the devices a sandbox may use get rules
+    of their own (device_paths).  See _punch_dev.
+    """
     if any(d == top for d in denied):
         return
+    if _under(top, DEV):
+        _punch_dev(top, access, denied, out, ancestors)
+        return
     inside = [d for d in denied if _under(d, top)]
-    if not inside:
+    if not inside and not _under(DEV, top):
         out.append(Rule(top, access if os.path.isdir(top) else access & FILE_ONLY))
         return
     ancestors.append(top)
@@ -103,6 +115,42 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
         if stat.S_ISLNK(os.lstat(child).st_mode):
             continue  # a link grants nothing itself; its target has its own rules
         _punch(child, access, inside, out, ancestors)
+
+
+def _punch_dev(top: str, access: int, denied: Sequence[str], out: List[Rule], ancestors: List[str]) -> None:
+    """`top` at or below /dev, without its device nodes: a directory of the /dev
+    filesystem or of devpts (where device nodes come and go) is walked and gets
+    no right itself, like the directories above a denied path; another
+    filesystem mounted there (/dev/shm) is granted as usual."""
+    try:
+        st = os.lstat(top)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return
+    if not stat.S_ISDIR(st.st_mode) or st.st_dev not in _device_filesystems():
+        inside = [d for d in denied if _under(d, top)]
+        if not inside:
+            out.append(Rule(top, access if stat.S_ISDIR(st.st_mode) else access & FILE_ONLY))
+            return
+    ancestors.append(top)
+    try:
+        entries = sorted(os.listdir(top))
+    except OSError as exc:
+        raise SetupError(exc.errno, f"{top}: cannot list to cut out its devices: {exc.strerror}") from None
+    for name in entries:
+        _punch(os.path.join(top, name), access, denied, out, ancestors)
+
+
+def _device_filesystems() -> Tuple[int, ...]:
+    """st_dev of /dev and of /dev/pts: the filesystems whose device nodes change."""
+    out = []
+    for path in (DEV, PTYS):
+        try:
+            out.append(os.stat(path).st_dev)
+        except OSError:
+            continue
+    return tuple(out)
 
 
 def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, Plan]:
@@ -124,7 +172,11 @@ def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, P
     # The supervisor thread reads /proc, lists the directories on the way to
     # a denied path for the child, and connects sockets on behalf of the
     # sandbox: with the abstract-socket scope those reach only the sandbox.
+    # It also opens, for the sandbox, the pseudo-terminals the sandbox allocated
+    # itself (the child's ruleset grants no other: see _resolve.Devices).
     extra = [Rule("/proc", READ & everything)] + [Rule(a, S.LANDLOCK_ACCESS_FS_READ_DIR) for a in ancestors]
+    if os.path.isdir(PTYS):
+        extra.append(Rule(PTYS, DEVICE_RW & everything))
     supervisor = Plan(abi, everything, S.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET if abi >= 6 else 0,
                       tuple(rules + extra))
     return child, supervisor

@@ -22,11 +22,13 @@ PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 # The documented default view (README "Default filesystem view"): used for
 # reading and executing when the policy names no readable path.
 DEFAULT_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc")
-# Device files every policy can use (SPEC section 3).
-DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
+# Device files every policy can use (SPEC section 3), and no other device
+# (README "What the sandbox allows"): the terminals sandlock's stdin, stdout
+# and stderr are (terminals()) and the pseudo-terminals the sandbox allocates
+# through /dev/ptmx, which the supervisor opens for it in PTYS.
+DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx")
 DEVICES_RO = ("/dev/random", "/dev/urandom")
-# and, inside an emulated root, pseudo-terminals (SPEC section 4)
-DEVICES_ROOT = ("/dev/ptmx", "/dev/pts")
+PTYS = "/dev/pts"
 
 
 
@@ -47,8 +49,7 @@ def terminals() -> Tuple[str, ...]:
 def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[str, bool], ...]:
     """(device, writable) pairs every sandbox gets, minus denied ones."""
     out = []
-    extra = DEVICES_ROOT if policy.chroot is not None else ()
-    for path, writable in [(p, True) for p in DEVICES_RW + ttys + extra] + [(p, False) for p in DEVICES_RO]:
+    for path, writable in [(p, True) for p in DEVICES_RW + ttys] + [(p, False) for p in DEVICES_RO]:
         if os.path.exists(path) and not any(path == d or path.startswith(d + "/") for d in policy.fs_denied):
             out.append((path, writable))
     return tuple(out)

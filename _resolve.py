@@ -5,7 +5,7 @@ supervisor: relative paths start from the tracee's own cwd or dirfd (fetched
 as fds, never as strings), absolute ones from "/".  The kernel resolves with
 openat2(2) under the supervisor thread's own Landlock domain and
 RESOLVE_NO_MAGICLINKS, so a magic link of the supervisor itself can never be
-followed; the only magic links followed are /proc/<pid>/{fd/N,cwd,exe,root}
+followed; the only magic links followed are /proc/<pid>/{fd/N,cwd,exe,root,ns/*}
 of processes of the sandbox, recognised lexically (with /proc/self and
 /proc/thread-self rewritten to the tracee).
 
@@ -20,10 +20,14 @@ loses everything, including through a hard link (same device and inode).
 
 from __future__ import annotations
 
+import collections
 import errno
+import fcntl
 import os
 import re
 import stat
+import sys
+import threading
 from typing import Callable, Iterable, Optional, Set, Tuple
 
 import _structs as S
@@ -32,7 +36,7 @@ from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
-_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root)(?:/|$)")
+_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
 _PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
 
 
@@ -109,6 +113,113 @@ def d_path(fd: int) -> bytes:
     return name
 
 
+class Devices:
+    """The device nodes the sandbox may open (README "What the sandbox allows").
+
+    Decided on the object itself (fstat of the fd the supervisor holds, so
+    no name can be swapped):
+
+    - the host's allowed nodes by (st_dev, st_ino), which a copy made with
+      mknod (in a root image, a workdir, any granted tree) never has;
+    - sandlock's own terminals: the ptys its stdin, stdout, stderr are now
+      (it holds them open, so their numbers stay theirs for the whole run);
+    - the ptys the sandbox allocated through /dev/ptmx in this run
+      (`allocated`): the supervisor keeps an O_PATH fd of each one's node.
+      When a pty goes, the kernel unlinks its node (st_nlink 0), and only
+      then may its number be given to another session: so a number is the
+      sandbox's while the node we hold is still linked.  At most KEPT are
+      kept (gone ones are dropped first, then the oldest, which can then no
+      longer be opened by name).
+    """
+
+    KEPT = 64
+    PTMX_RDEV = os.makedev(5, 2)      # TTYAUX_MAJOR, minor 2: /dev/ptmx
+    PTS_MAJORS = range(136, 144)      # UNIX98_PTY_SLAVE_MAJOR, 8 majors of 256 minors
+
+    def __init__(self, paths: Iterable[str], ptys: str) -> None:
+        self.ptys_dir = os.fsencode(ptys)
+        try:
+            self.pts_dev = os.stat(ptys).st_dev
+        except OSError:
+            self.pts_dev = -1
+        ours = set()
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            number = self._pty_number(st)
+            if number is not None:
+                ours.add(number)
+        self.nodes: Set[Tuple[int, int]] = set()
+        self._terminals: Set[int] = set()
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            number = self._pty_number(st)
+            if number is not None:
+                if number in ours:  # (a pty of the prepared policy sandlock no longer holds: not ours)
+                    self._terminals.add(number)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                self.nodes.add((st.st_dev, st.st_ino))
+        self._ptys: "collections.OrderedDict[int, int]" = collections.OrderedDict()  # number -> O_PATH fd
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            while self._ptys:
+                os.close(self._ptys.popitem()[1])
+
+    def _pty_number(self, st: os.stat_result) -> Optional[int]:
+        """The number of a /dev/pts/N node, else None."""
+        if stat.S_ISCHR(st.st_mode) and st.st_dev == self.pts_dev and os.major(st.st_rdev) in self.PTS_MAJORS:
+            return (os.major(st.st_rdev) - self.PTS_MAJORS[0]) * 256 + os.minor(st.st_rdev)
+        return None
+
+    def check(self, fd: int, mode: int) -> None:
+        """EACCES unless fd (of file type `mode`) is no device or an allowed one."""
+        if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in self.nodes:
+            return
+        number = self._pty_number(st)
+        if number is not None:
+            if number in self._terminals:
+                return
+            with self._lock:
+                held = self._ptys.get(number)
+                # fd was opened before this check: if our node is still linked now,
+                # the number was ours all along, so fd is our pty
+                if held is not None and os.fstat(held).st_nlink > 0:
+                    return
+        raise _eacces()
+
+    def allocated(self, fd: int, mode: int) -> None:
+        """fd is about to be handed to the sandbox: if it is a /dev/ptmx master, its
+        pseudo-terminal is the sandbox's (the master we hold keeps the number ours
+        while we take its node)."""
+        if not stat.S_ISCHR(mode) or os.fstat(fd).st_rdev != self.PTMX_RDEV:
+            return
+        raw = bytearray(4)
+        fcntl.ioctl(fd, S.TIOCGPTN, raw)
+        number = int.from_bytes(raw, sys.byteorder)
+        node = os.open(self.ptys_dir + b"/%d" % number, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with self._lock:
+            old = self._ptys.pop(number, None)
+            if old is not None:
+                os.close(old)
+            self._ptys[number] = node
+            for gone in [n for n, held in self._ptys.items() if os.fstat(held).st_nlink == 0]:
+                if len(self._ptys) <= self.KEPT:
+                    break
+                os.close(self._ptys.pop(gone))
+            while len(self._ptys) > self.KEPT:
+                os.close(self._ptys.popitem(last=False)[1])
+
+
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
@@ -123,9 +234,11 @@ class Resolver:
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
+        self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
 
     def close(self) -> None:
         os.close(self.root)
+        self.devices.close()
 
     # -- bases ----------------------------------------------------------------------
 

@@ -653,6 +653,8 @@ class RootResolver(Resolver):
             top = d_path(base)
             if not self._fast_below(top):
                 return None
+            if top == self.root_host and path.split(b"/", 1)[0] in (b"dev", b"proc"):
+                return None  # the emulated /dev and /proc, not the root's own directories
             try:
                 fd = self.hot.openat2(base, path, flags, mode, _BELOW)
             except OSError as exc:

@@ -75,8 +75,8 @@ def do_mknod(ctx: Context, call: Call) -> Reply:
     kind = stat.S_IFMT(call.mode) or stat.S_IFREG
     if kind not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
         return Errno(errno.EINVAL)
-    if kind in (stat.S_IFCHR, stat.S_IFBLK):
-        return Errno(errno.EPERM)  # no CAP_MKNOD in a sandbox
+    if kind in (stat.S_IFCHR, stat.S_IFBLK) or call.mode & (stat.S_ISUID | stat.S_ISGID):
+        return Errno(errno.EPERM)  # no CAP_MKNOD in a sandbox; no set-id file (README)
     fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True)
     try:
         if last in (b".", b".."):

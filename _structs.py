@@ -43,8 +43,17 @@ def _IOW(type_: int, nr: int, size: int) -> int:
     return _IOC(_IOC_WRITE, type_, nr, size)
 
 
+def _IOR(type_: int, nr: int, size: int) -> int:
+    return _IOC(_IOC_READ, type_, nr, size)
+
+
 def _IOWR(type_: int, nr: int, size: int) -> int:
     return _IOC(_IOC_READ | _IOC_WRITE, type_, nr, size)
+
+
+# --- asm-generic/ioctls.h: the pty number of a /dev/ptmx fd (an unsigned int) ---
+
+TIOCGPTN = _IOR(ord("T"), 0x30, 4)
 
 
 # --- linux/seccomp.h -----------------------------------------------------------

@@ -45,9 +45,9 @@ import _syscalls
 import _table
 from _errors import ExecError, SetupError
 from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, listener_ioctl, tgid_of, write_mem
-from _policy import Policy, device_paths, terminals
+from _policy import PTYS, Policy, device_paths, terminals
 from _procops import Members
-from _resolve import FsRules, Resolver
+from _resolve import Devices, FsRules, Resolver
 
 CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
@@ -88,6 +88,7 @@ class Prepared(NamedTuple):
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
+    devices_rw: Tuple[str, ...] = ()           # the devices granted for writing too
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -118,7 +119,8 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
 
     Readable: the root (or the -r paths inside it), every --fs-mount, the
     scratch /dev; writable: -w paths, read-write mounts, the private
-    /dev/shm and pseudo-terminals; denied: --fs-deny inside the root.  With
+    /dev/shm and the devices (the supervisor opens the sandbox's own
+    pseudo-terminals in /dev/pts for it, see _landlock.plans); denied: --fs-deny inside the root.  With
     a workdir, what lies in it is granted on the upper layers' directory
     instead, and the workdir itself is cut out of any wider grant: the
     command never reaches it (the supervisor commits).
@@ -137,7 +139,7 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     readable.append(scratch.dev)
     writable = cow(_host_paths(policy, policy.fs_writable)) + [h for _, h, ro in policy.fs_mount if not ro]
     writable.append(scratch.shm)
-    writable += [d for d in _policy.DEVICES_ROOT + _policy.DEVICES_RW + terminals() if os.path.exists(d)]
+    writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
     denied = cow(_host_paths(policy, policy.fs_denied))
     if layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
                                   for top in readable + writable):
@@ -213,6 +215,7 @@ def prepare(policy: Policy) -> Prepared:
         raise
     child, scope, supervisor = fds if fds else (-1, -1, -1)
     devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
+    devices_rw = tuple(path for path, writable in device_paths(landlock_policy, ttys) if writable)
     counts: Dict[str, int] = {}
     for rule in rules.values():
         key = rule if isinstance(rule, str) else "decided on arguments"
@@ -222,7 +225,7 @@ def prepare(policy: Policy) -> Prepared:
         plain = _host_policy(policy, scratch, None)
         host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch, host_rules, layers, leftovers)
+                    counts, scratch, host_rules, layers, leftovers, devices_rw)
 
 
 class Session:
@@ -308,7 +311,8 @@ class Session:
             else:
                 virtual = workdir[len(self.policy.chroot.rstrip("/")):] if self.policy.chroot else workdir
                 mounts = mounts + ((virtual, upper.tree, False),)
-        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev), writable, denied)
+        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev, PTYS),
+                        writable + (PTYS,), denied)
         import _rootfs
         resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
                                         self._shm, scratch.dev)
@@ -339,9 +343,12 @@ class Session:
             if self.prepared.root is not None:
                 self.resolver = self._root_resolver()
             else:
-                readable = self.policy.readable_paths() + self.prepared.devices
-                self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
-                                                 self.policy.fs_denied), self.tracees, self._is_member, self.hot)
+                readable = self.policy.readable_paths() + self.prepared.devices + (PTYS,)
+                writable = self.policy.fs_writable + self.prepared.devices_rw + (PTYS,)
+                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied), self.tracees,
+                                         self._is_member, self.hot)
+            # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
+            self.resolver.devices = Devices(self.prepared.devices, PTYS)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
             self.stub = os.fork()

@@ -160,7 +160,10 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
-    deny_mode = bool(policy.fs_denied) or emulated
+    # Opens and execs are trapped and done on behalf under every policy: the
+    # supervisor refuses device nodes the sandbox may not use wherever they
+    # lie (README "What the sandbox allows"), which Landlock cannot tell apart.
+    deny_mode = True
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
     if emulated:
         for name in ROOT_NAMES:

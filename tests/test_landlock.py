@@ -5,6 +5,7 @@ uses, to show what happens on older kernels (SPEC section 9).
 """
 
 import os
+import stat
 import subprocess
 import sys
 
@@ -148,3 +149,34 @@ def test_a_read_only_truncating_open_cannot_empty_a_read_only_file(abi, tmp_path
               "except OSError as e:\n    print(e.errno)"], abi)
     assert r.stdout.strip() == "13", r.stdout + r.stderr
     assert target.read_text() == "keep"
+
+
+def _device_nodes(top):
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                yield path
+
+
+@pytest.mark.parametrize("rules", [dict(fs_readable=["/"]), dict(fs_writable=["/dev"]),
+                                   dict(fs_readable=["/dev/pts"]), dict(fs_readable=["/"], fs_denied=["/etc/shadow"])])
+def test_a_grant_covering_dev_reaches_no_device_but_the_allowed_ones(rules):
+    policy = _policy.make_policy(**rules)
+    allowed = {path for path, _ in _policy.device_paths(policy)}
+    child, supervisor = L.plans(policy, 7)
+    nodes = list(_device_nodes("/dev"))
+    assert nodes and "/dev/null" in nodes
+    for node in nodes:
+        covering = [r.path for r in child.rules if L._under(node, r.path)]
+        assert covering == ([node] if node in allowed else []), (node, covering)
+    # the supervisor thread opens the sandbox's own pseudo-terminals there (see _resolve.Devices)
+    assert any(r.path == "/dev/pts" for r in supervisor.rules)
+    granted = tuple(policy.readable_paths()) + tuple(policy.fs_writable)
+    if (any(L._under("/dev/shm", top) for top in granted)
+            and os.path.isdir("/dev/shm") and os.stat("/dev/shm").st_dev != os.stat("/dev").st_dev):
+        assert any(r.path == "/dev/shm" for r in child.rules)  # another filesystem: granted as usual

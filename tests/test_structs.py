@@ -46,6 +46,10 @@ def test_seccomp_ioctl_numbers_are_the_kernels():
     assert S.SECCOMP_IOCTL_NOTIF_SET_FLAGS == 0x40082104
 
 
+def test_tiocgptn_is_the_kernels():
+    assert S.TIOCGPTN == 0x80045430
+
+
 def test_hot_path_layouts_agree_with_the_ctypes_structs():
     assert S.NOTIF.size == ctypes.sizeof(S.seccomp_notif)
     assert S.NOTIF_RESP.size == ctypes.sizeof(S.seccomp_notif_resp)
