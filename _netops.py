@@ -221,6 +221,10 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
+                if any(_is_inotify(fd) for fd in ours):
+                    # in flight, an instance is in no process's fd table, where the
+                    # sandbox's inotify cap counts them (_fsops.count_inotify)
+                    raise OSError(errno.EPERM, "inotify instances cannot be passed")
                 body = b"".join(struct.pack("=i", fd) for fd in ours)
             item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
             out += item + bytes(-len(item) % 8)
@@ -230,6 +234,13 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             os.close(fd)
         raise
     return out, fds
+
+
+def _is_inotify(fd: int) -> bool:
+    try:
+        return os.readlink(b"/proc/self/fd/%d" % fd) == b"anon_inode:inotify"
+    except OSError:
+        return False
 
 
 def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> bytes:

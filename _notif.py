@@ -87,6 +87,8 @@ class Context(Protocol):
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
 
+    def pending(self, call: "Call") -> bool: ...
+
 
 class Call:
     """One trapped syscall, its arguments decoded by its table row's layout.

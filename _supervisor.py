@@ -849,6 +849,18 @@ class Session:
             except OSError as exc:
                 self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
 
+    def pending(self, call: Call) -> bool:
+        """Is `call` still waiting for its answer?  For worker threads that wait on
+        behalf of a caller (_fsops._lock_later): False once the caller was
+        interrupted or died, or the run is over (any error of the check)."""
+        if self._over:
+            return False
+        try:
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(call.id))
+            return True
+        except OSError:
+            return False
+
     def _processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []
 
