@@ -250,6 +250,8 @@ class Session:
         self.names = _syscalls.names(prepared.arch)
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
+        # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
+        self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
         self.listener = -1
         self.waits: set = set()  # FIFOs a worker thread is opening (_fsops._fifo_later)
         self.waits_lock = threading.Lock()

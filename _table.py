@@ -85,6 +85,9 @@ ROWS: Dict[str, Row] = {
     "sendto": _row(N.do_sendto, ("fd", "ptr", "size", "flags", "ptr2", "mask")),
     "sendmsg": _row(N.do_sendmsg, ("fd", "ptr", "flags")),
     "sendmmsg": _row(N.do_sendmmsg, ("fd", "ptr", "size", "flags")),
+    "bind": _row(N.do_bind_host, ("fd", "ptr", "size")),
+    "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+    "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -156,7 +159,7 @@ ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
           "utimensat fchmod fchown fsetxattr fremovexattr connect sendmsg sendmmsg pidfd_open inotify_init "
-          "inotify_init1").split()
+          "inotify_init1 bind getsockname getpeername").split()
 OTHER_PID = "prlimit64 sched_setaffinity sched_setparam sched_setscheduler sched_setattr".split()
 SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal".split()
 
