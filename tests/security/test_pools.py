@@ -202,6 +202,19 @@ def test_a_blocking_flock_waits_for_the_host_without_stopping_the_rest_of_the_sa
     assert out.split() == ["LOCKED", "DONE"] and p.returncode == 0, f"{out!r} {err!r}"
 
 
+def test_a_lock_still_waiting_when_the_run_ends_leaves_no_worker_behind(who, scratch: Path) -> None:
+    target = who.make_file(who.make_dir(scratch / "w", 0o777) / "f", "x\n", 0o666)
+    code = ("import fcntl, os, sys, threading, sandlock\n"
+            "host = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(host, fcntl.LOCK_EX)\n"
+            "box = sandlock.Sandbox(fs_writable=[os.path.dirname(sys.argv[1])])\n"
+            "r = box.run(['python3', '-c', 'import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), "
+            "fcntl.LOCK_EX); print(1)', sys.argv[1]], timeout=1)\n"
+            "threading.Event().wait(0.5)\n"
+            "print(r.returncode, [t.name for t in threading.enumerate() if t.name.startswith('sandlock')])\n")
+    r = who.python(code, args=[str(target)], timeout=60)
+    assert (r.returncode, r.stdout.decode()) == (0, "124 []\n"), r.stdout.decode() + r.stderr.decode()
+
+
 SQLITE = r"""
 import fcntl, os, sqlite3, sys
 path = sys.argv[1] + "/db-" + sys.argv[2]
@@ -399,6 +412,30 @@ def test_processes_in_the_sandbox_talk_over_abstract_names_and_autobind_works(wh
     r = who.run([*box.options, "--", box.python, "-c", ABSTRACT_PAIR, name], timeout=RUN_TIMEOUT)
     assert r.returncode == 0, show(r)
     assert r.stdout.splitlines() == ["child got PING peer ok True", "autobind True", "reply HELLO"], show(r)
+
+
+PATHNAMES = r"""
+import errno, os, socket, sys
+os.chdir(sys.argv[1]); os.umask(0o027)
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); srv.bind("rel.sock"); srv.listen(1)
+print("bound", srv.getsockname(), oct(os.stat("rel.sock").st_mode & 0o777))
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.connect("rel.sock")
+print("connected", c.getpeername())
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).bind(sys.argv[2] + "/out.sock"); print("outside bound")
+except OSError as e:
+    print("outside", errno.errorcode[e.errno])
+"""
+
+
+def test_pathname_unix_sockets_bound_on_behalf_keep_their_name_cwd_and_umask(who, box: Box) -> None:
+    """bind is performed on behalf (so abstract names can be moved): pathnames keep working."""
+    r = who.run([*box.options, "--", box.python, "-c", PATHNAMES, box.w, box.r], timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, show(r)
+    # in a root the name is the virtual path made absolute (README, emulated root)
+    name = f"{box.w}/rel.sock" if "--root" in box.options else "rel.sock"
+    assert r.stdout.splitlines() == [f"bound {name} 0o750", f"connected {name}", "outside EACCES"], show(r)
+    assert (box.host_w / "rel.sock").is_socket() and not (box.host_r / "out.sock").exists()
 
 
 # --- 5. SOCK_PACKET, memfd_secret, sysfs, pidfd_open -----------------------------------------
