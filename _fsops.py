@@ -696,7 +696,7 @@ def do_flock(ctx: Context, call: Call) -> Reply:
 def do_fcntl(ctx: Context, call: Call) -> Reply:
     """fcntl(2) lock commands (the filter lets every other command through): on behalf,
     as OFD locks on our duplicate of the caller's open file description."""
-    cmd = call.mask
+    cmd = call.flags
     if cmd not in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW):
         return Errno(errno.EINVAL)
     ltype, whence, start, length, pid = FLOCK.unpack(read_mem(ctx.tracees, call.tid, call.ptr, FLOCK.size))
@@ -741,7 +741,7 @@ def do_inotify_init(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if count_inotify(ctx.members.processes(), INOTIFY_MAX) >= INOTIFY_MAX:
         return Errno(errno.EMFILE)
-    fd = _syscalls._call("inotify_init1", (call.flags & IN_NONBLOCK) | IN_CLOEXEC)
+    fd = _syscalls.inotify_init1((call.flags & IN_NONBLOCK) | IN_CLOEXEC)
     return Fd(fd, bool(call.flags & IN_CLOEXEC))
 
 
@@ -761,8 +761,8 @@ def count_inotify(processes: List[int], limit: int) -> int:
         except OSError:
             continue
         for tid in tids:
-            if tid != pid and _kcmp(pid, tid, KCMP_FILES, 0, 0) == 0:
-                continue
+            if tid != pid and _kcmp(pid, tid, KCMP_FILES, 0, 0) in (0, None):
+                continue  # its leader's table (or no kcmp: threads are taken to share it)
             for fd in _inotify_fds(tid, pid):
                 if not any(_kcmp(tid, other, KCMP_FILE, fd, other_fd) == 0 for other, other_fd in found):
                     found.append((tid, fd))
@@ -787,9 +787,10 @@ def _inotify_fds(tid: int, pid: int) -> List[int]:
     return out
 
 
-def _kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int:
-    """kcmp(2): 0 when equal; -1 when it cannot say (then: not equal)."""
+def _kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> Optional[int]:
+    """kcmp(2): 0 when equal; -1 when it cannot say (a task or fd gone: not equal);
+    None on a kernel without kcmp (CONFIG_KCMP), where every fd counts apart."""
     try:
-        return _syscalls._call("kcmp", pid1, pid2, kind, idx1, idx2)
-    except OSError:
-        return -1
+        return _syscalls.kcmp(pid1, pid2, kind, idx1, idx2)
+    except OSError as exc:
+        return None if exc.errno == errno.ENOSYS else -1

@@ -414,7 +414,7 @@ def _in_callers_directory(cwd: int, umask: int, act: Callable[[], object]) -> Re
 
     def work() -> None:
         try:
-            _syscalls._call("unshare", CLONE_FS)
+            _syscalls.unshare(CLONE_FS)
             os.fchdir(cwd)
             os.umask(umask)
             act()

@@ -108,7 +108,7 @@ ROWS: Dict[str, Row] = {
     "pidfd_open": _row(P.do_pidfd_open, ("pid", "flags")),
     # locks and kernel pools (README "Locks and kernel pools")
     "flock": _row(F.do_flock, ("fd", "flags")),
-    "fcntl": _row(F.do_fcntl, ("fd", "mask", "ptr")),
+    "fcntl": _row(F.do_fcntl, ("fd", "flags", "ptr")),
     "inotify_init": _row(F.do_inotify_init, (), flags=0),
     "inotify_init1": _row(F.do_inotify_init, ("flags",)),
 }

@@ -29,11 +29,11 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 import pytest
 
-from conftest import IS_ROOT, SYSTEM_PYTHON, SYSTEM_READ, kill_marked, unique_marker
+from conftest import SYSTEM_PYTHON, SYSTEM_READ, unique_marker
 
 GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
 RUN_TIMEOUT = 60
@@ -181,6 +181,25 @@ def test_a_lease_on_a_writable_file_is_refused_but_reading_and_dropping_a_lease_
     assert r.stdout.splitlines() == ["get 2", "unlock EAGAIN", "lease 0 EACCES", "lease 1 EACCES"], show(r)
 
 
+def test_f_getlk_reports_the_host_lock_that_would_conflict(who, box: Box) -> None:
+    target = who.make_file(box.host_w / "f", "writable\n", 0o666)
+    code = ("import fcntl, os, struct, sys\n"
+            "F = struct.Struct('=hh4xqqi4x')\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "t, w, start, length, pid = F.unpack(fcntl.fcntl(fd, fcntl.F_GETLK, F.pack(fcntl.F_RDLCK, 0, 0, 0, 0)))\n"
+            "print(t == fcntl.F_WRLCK, start, length, pid)\n"
+            "t, *_ = F.unpack(fcntl.fcntl(fd, 36, F.pack(fcntl.F_RDLCK, 0, 0, 0, 0)))\n"
+            "print(t == fcntl.F_WRLCK)\n")
+    host = os.open(target, os.O_RDWR)
+    try:
+        fcntl.fcntl(host, fcntl.F_SETLK, FLOCK.pack(fcntl.F_WRLCK, 0, 2, 5, 0))
+        r = who.run([*box.options, "--", box.python, "-c", code, f"{box.w}/f"], timeout=RUN_TIMEOUT)
+    finally:
+        os.close(host)
+    assert r.returncode == 0, show(r)
+    assert r.stdout.splitlines() == [f"True 2 5 {os.getpid()}", "True"], show(r)
+
+
 def test_a_blocking_flock_waits_for_the_host_without_stopping_the_rest_of_the_sandbox(who, box: Box) -> None:
     target = who.make_file(box.host_w / "f", "writable\n", 0o666)
     code = ("import fcntl, os, sys, threading, time\n"
@@ -258,8 +277,8 @@ if r == 0:
 """
 
 
-def test_io_setup_is_refused_so_the_system_wide_aio_pool_stays_untouched(who) -> None:
-    r = who.run([*SYSTEM_READ, "--", SYSTEM_PYTHON, "-c", AIO], timeout=RUN_TIMEOUT)
+def test_io_setup_is_refused_so_the_system_wide_aio_pool_stays_untouched(who, box: Box) -> None:
+    r = who.run([*box.options, "--", box.python, "-c", AIO], timeout=RUN_TIMEOUT)
     assert r.returncode == 0, show(r)
     assert r.stdout.strip() == "io_setup -1 ENOSYS", f"ESCAPE: AIO events reserved: {show(r)}"
 
@@ -322,23 +341,22 @@ elif mode == "hide":
 """
 
 
-def test_inotify_instances_are_capped_per_sandbox(who) -> None:
-    r = who.run([*SYSTEM_READ, "--", SYSTEM_PYTHON, "-c", INOTIFY, "many"], timeout=RUN_TIMEOUT)
+def test_inotify_instances_are_capped_per_sandbox(who, box: Box) -> None:
+    r = who.run([*box.options, "--", box.python, "-c", INOTIFY, "many"], timeout=RUN_TIMEOUT)
     assert r.returncode == 0, show(r)
     assert r.stdout.strip() == "refused after 32 EMFILE", f"the sandbox took the user's inotify instances: {show(r)}"
 
 
-def test_inotify_instances_cannot_be_hidden_in_a_socket_to_escape_the_cap(who) -> None:
-    r = who.run([*SYSTEM_READ, "--", SYSTEM_PYTHON, "-c", INOTIFY, "hide"], timeout=RUN_TIMEOUT)
+def test_inotify_instances_cannot_be_hidden_in_a_socket_to_escape_the_cap(who, box: Box) -> None:
+    r = who.run([*box.options, "--", box.python, "-c", INOTIFY, "hide"], timeout=RUN_TIMEOUT)
     assert r.returncode == 0, show(r)
     assert r.stdout.strip() == "hide refused send EPERM", show(r)
 
 
-def test_a_few_inotify_instances_work_and_inherited_ones_count_once(who, scratch: Path) -> None:
-    r = who.run([*SYSTEM_READ, "-r", str(scratch), "--", SYSTEM_PYTHON, "-c", INOTIFY, "few", str(scratch)],
-                timeout=RUN_TIMEOUT)
+def test_a_few_inotify_instances_work_and_inherited_ones_count_once(who, box: Box) -> None:
+    r = who.run([*box.options, "--", box.python, "-c", INOTIFY, "few", box.r], timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and r.stdout.split("\n")[:2] == ["few 5", "watch True"], show(r)
-    r = who.run([*SYSTEM_READ, "--", SYSTEM_PYTHON, "-c", INOTIFY, "fork"], timeout=RUN_TIMEOUT)
+    r = who.run([*box.options, "--", box.python, "-c", INOTIFY, "fork"], timeout=RUN_TIMEOUT)
     assert r.returncode == 0 and r.stdout.strip() == "fork 30", show(r)
 
 
@@ -468,10 +486,10 @@ print("waitid", info.si_pid == child, info.si_status == signal.SIGTERM)
 """
 
 
-def test_sock_packet_memfd_secret_sysfs_and_pidfd_open_of_a_non_member_are_refused(who) -> None:
+def test_sock_packet_memfd_secret_sysfs_and_pidfd_open_of_a_non_member_are_refused(who, box: Box) -> None:
     outside = who.spawn_outside(["sleep", "60"])
     try:
-        r = who.run([*SYSTEM_READ, "--", SYSTEM_PYTHON, "-c", MISC, str(outside.pid)], timeout=RUN_TIMEOUT)
+        r = who.run([*box.options, "--", box.python, "-c", MISC, str(outside.pid)], timeout=RUN_TIMEOUT)
     finally:
         outside.kill()
         outside.wait()
