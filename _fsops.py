@@ -637,8 +637,8 @@ def _may_lock(ctx: Context, fd: int) -> None:
 def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> None:
     """A lock that must wait: a worker thread retries `attempt(fd)` (non-blocking, raises
     EAGAIN/EACCES/EWOULDBLOCK while another holds the lock) until it is taken or the
-    caller no longer waits (a signal, its death, the end of the run), and answers the
-    notification itself.  It closes fd (our duplicate).  Retrying instead of
+    caller no longer waits (its death, the end of the run) or has a signal to handle
+    (_signalled), and answers the notification itself.  It closes fd (our duplicate).  Retrying instead of
     blocking means no worker is ever stuck in the kernel on behalf of nobody."""
     def work() -> None:
         delay = 0.001
@@ -654,7 +654,11 @@ def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], obje
                         reply = Errno(exc.errno or errno.EIO)
                         break
                 if not ctx.pending(call):
-                    break  # interrupted or gone: nobody to answer
+                    break  # gone (or the run is over): nobody to answer
+                interrupted = _signalled(call.tid)
+                if interrupted:
+                    reply = Errno(interrupted)
+                    break
                 time.sleep(delay)
                 delay = min(delay * 2, LOCK_RETRY_MAX)
         except BaseException:  # fail closed, never leave the caller waiting
@@ -666,6 +670,41 @@ def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], obje
 
     threading.Thread(target=work, name="sandlock-lock", daemon=True).start()
     return None
+
+
+ERESTARTSYS = 512  # include/linux/errno.h: restart if the handler has SA_RESTART, else EINTR
+
+
+def _signalled(tid: int) -> int:
+    """0, or the errno for a waiting lock whose caller has a signal to handle.
+
+    A trapped call waits for its answer killably (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV),
+    so a caught signal would stay pending until the lock came, where the kernel's
+    own wait ends with ERESTARTSYS (alarm(2) or `flock -w` time a lock out that
+    way).  We answer ERESTARTSYS, which the signal code then turns into a restart
+    (SA_RESTART) or EINTR, when the signal can only be taken by this thread: its
+    own, or the process's when it has no other thread.  Another thread might take
+    a process-wide signal first, and ERESTARTSYS without a signal would reach the
+    program as errno 512: then EINTR (README)."""
+    fields: dict = {}
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                key, _, value = line.partition(b":")
+                if key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigCgt", b"Threads"):
+                    fields[key] = value.strip()
+    except OSError:
+        return 0
+    try:
+        blocked, caught = int(fields[b"SigBlk"], 16), int(fields[b"SigCgt"], 16)
+        own = int(fields[b"SigPnd"], 16) & ~blocked & caught
+        shared = int(fields[b"ShdPnd"], 16) & ~blocked & caught
+        threads = int(fields.get(b"Threads", b"1"))
+    except (KeyError, ValueError):
+        return 0
+    if own or (shared and threads == 1):
+        return ERESTARTSYS
+    return errno.EINTR if shared else 0
 
 
 def do_flock(ctx: Context, call: Call) -> Reply:

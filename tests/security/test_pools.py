@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -118,12 +119,18 @@ def host_conflicts(path: Path, kind: str) -> Optional[str]:
         os.close(fd)  # drops this process's own locks
 
 
+def first_line(p: subprocess.Popen, timeout: float = 20) -> str:
+    """The first line the sandbox prints, or '' after `timeout` seconds (no hang)."""
+    ready, _, _ = select.select([p.stdout], [], [], timeout)
+    return p.stdout.readline().strip() if ready else ""
+
+
 def run_locker(who, box: Box, directory: str, host_dir: Path, kind: str):  # type: ignore[no-untyped-def]
     """Start the locker in the sandbox on DIR/f; (popen, first line, release file)."""
     (box.host_w / "release").unlink(missing_ok=True)
     release = f"{box.w}/release"
     p = who.popen([*box.options, "--", box.python, "-c", LOCKER, f"{directory}/f", kind, release])
-    line = p.stdout.readline().strip()
+    line = first_line(p)
     return p, line, box.host_w / "release"
 
 
@@ -212,13 +219,100 @@ def test_a_blocking_flock_waits_for_the_host_without_stopping_the_rest_of_the_sa
     try:
         fcntl.flock(host, fcntl.LOCK_EX)
         p = who.popen([*box.options, "--", box.python, "-c", code, f"{box.w}/f"])
-        first = p.stdout.readline().strip()
+        first = first_line(p)
         time.sleep(0.2)
     finally:
         os.close(host)  # releases the host's lock: the sandbox's flock goes through
     out, err = p.communicate(timeout=RUN_TIMEOUT)
     assert first == "ALIVE", f"the sandbox stopped while one thread waited for a lock: {first!r} {out!r} {err!r}"
     assert out.split() == ["LOCKED", "DONE"] and p.returncode == 0, f"{out!r} {err!r}"
+
+
+INTERRUPTED = r"""
+import fcntl, os, signal, sys, time
+class Alarm(Exception): pass
+def ring(*_): raise Alarm()
+signal.signal(signal.SIGALRM, ring)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+signal.setitimer(signal.ITIMER_REAL, 0.5)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX) if sys.argv[3] == "flock" else fcntl.lockf(fd, fcntl.LOCK_SH)
+    print("LOCKED", flush=True)
+except Alarm:
+    print("INTERRUPTED", flush=True)
+deadline = time.monotonic() + 30
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("call", ["flock", "lockf"])
+def test_a_waiting_lock_interrupted_by_a_signal_is_never_taken_later(who, box: Box, call: str) -> None:
+    target = who.make_file(box.host_w / "f", "writable\n", 0o666)
+    host = os.open(target, os.O_RDWR)
+    release = box.host_w / "release"
+    try:
+        if call == "flock":
+            fcntl.flock(host, fcntl.LOCK_EX)
+        else:
+            fcntl.fcntl(host, fcntl.F_SETLK, FLOCK.pack(fcntl.F_WRLCK, 0, 0, 0, 0))
+        p = who.popen([*box.options, "--", box.python, "-c", INTERRUPTED, f"{box.w}/f", f"{box.w}/release", call])
+        line = first_line(p)
+    finally:
+        os.close(host)  # the host lets go: a worker still trying would now take the lock
+    try:
+        time.sleep(0.5)
+        held = host_conflicts(target, call)
+    finally:
+        rest = finish(p, release, who)
+    assert line == "INTERRUPTED", f"{line!r}; {rest}"
+    assert held is None, f"the lock was taken after the caller gave up ({held}); {rest}"
+
+
+def test_flock_with_a_timeout_gives_up_while_the_host_holds_the_lock(who, box: Box) -> None:
+    """util-linux `flock -w` times a lock out with a timer signal: the waiting lock must end."""
+    target = who.make_file(box.host_w / "f", "writable\n", 0o666)
+    host = os.open(target, os.O_RDWR)
+    try:
+        fcntl.flock(host, fcntl.LOCK_EX)
+        started = time.monotonic()
+        r = who.run([*box.options, "--", "flock", "-w", "1", f"{box.w}/f", "echo", "got it"], timeout=RUN_TIMEOUT)
+        took = time.monotonic() - started
+    finally:
+        os.close(host)
+    assert (r.returncode, r.stdout) == (1, ""), show(r)
+    assert took < 20, f"flock -w 1 took {took:.1f} s"
+
+
+RESTARTED = r"""
+import fcntl, os, signal, sys
+hits = []
+signal.signal(signal.SIGALRM, lambda *_: hits.append(1))
+signal.siginterrupt(signal.SIGALRM, False)   # SA_RESTART: the kernel restarts the wait
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("waiting", flush=True)
+fcntl.flock(fd, fcntl.LOCK_EX) if sys.argv[2] == "flock" else fcntl.lockf(fd, fcntl.LOCK_SH)
+print("LOCKED", len(hits), flush=True)
+"""
+
+
+@pytest.mark.parametrize("call", ["flock", "lockf"])
+def test_a_waiting_lock_restarts_after_a_sa_restart_handler_and_is_taken(who, box: Box, call: str) -> None:
+    target = who.make_file(box.host_w / "f", "writable\n", 0o666)
+    host = os.open(target, os.O_RDWR)
+    try:
+        if call == "flock":
+            fcntl.flock(host, fcntl.LOCK_EX)
+        else:
+            fcntl.fcntl(host, fcntl.F_SETLK, FLOCK.pack(fcntl.F_WRLCK, 0, 0, 0, 0))
+        p = who.popen([*box.options, "--", box.python, "-c", RESTARTED, f"{box.w}/f", call])
+        first = first_line(p)
+        time.sleep(1.0)  # the alarm rings while the lock is held
+    finally:
+        os.close(host)
+    out, err = p.communicate(timeout=RUN_TIMEOUT)
+    assert (first, out, p.returncode) == ("waiting", "LOCKED 1\n", 0), f"{first!r} {out!r} {err[-2000:]!r}"
 
 
 def test_a_lock_still_waiting_when_the_run_ends_leaves_no_worker_behind(who, scratch: Path) -> None:
@@ -386,7 +480,7 @@ def test_a_host_client_cannot_reach_an_abstract_name_the_sandbox_bound(who, box:
     release = box.host_w / "release"
     p = who.popen([*box.options, "--", box.python, "-c", ABSTRACT_SERVER, name, f"{box.w}/release"])
     try:
-        line = p.stdout.readline().strip()
+        line = first_line(p)
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.settimeout(5)
         try:
