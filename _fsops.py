@@ -635,11 +635,14 @@ def _may_lock(ctx: Context, fd: int) -> None:
 
 
 def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> None:
-    """A lock that must wait: a worker thread retries `attempt(fd)` (non-blocking, raises
-    EAGAIN/EACCES/EWOULDBLOCK while another holds the lock) until it is taken or the
-    caller no longer waits (its death, the end of the run) or has a signal to handle
-    (_signalled), and answers the notification itself.  It closes fd (our duplicate).  Retrying instead of
-    blocking means no worker is ever stuck in the kernel on behalf of nobody."""
+    """A lock that must wait: a worker thread retries `attempt(fd)` (non-blocking: EAGAIN
+    or EACCES while another holds the lock) until it is taken, the caller no longer
+    waits (its death, the end of the run) or has a signal to handle (_signalled),
+    and answers the notification itself.  It closes fd (our duplicate).  Retrying
+    instead of blocking means no worker is ever stuck in the kernel for nobody.
+
+    A lock taken in the instant its caller is interrupted stays with the open
+    file description (the caller's restarted call then finds it its own)."""
     def work() -> None:
         delay = 0.001
         reply: Reply = None
