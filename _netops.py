@@ -366,6 +366,8 @@ def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)
+    if address[:SUN_PATH_OFFSET] != struct.pack("=H", AF_UNIX):
+        return Errno(errno.EINVAL)  # as unix_validate_addr says
     if len(address) > SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), abstract_name(ctx, address))
         return Value(0)
