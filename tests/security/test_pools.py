@@ -173,6 +173,26 @@ def test_a_lock_on_a_writable_file_is_taken_and_conflicts_with_the_host(who, box
     assert host_conflicts(target, kind) is None, "the lock outlived the sandbox"
 
 
+def test_with_a_workdir_a_file_still_shared_with_it_cannot_be_locked_until_written(who, scratch: Path) -> None:
+    wd = who.make_dir(scratch / "wd", 0o755)
+    target = who.make_file(wd / "f", "shared\n", 0o644)
+    code = ("import errno, fcntl, os, sys, time\n"
+            "def lock(fd):\n"
+            "    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); return 'LOCKED'\n"
+            "    except OSError as e: return errno.errorcode[e.errno]\n"
+            "print('read-only', lock(os.open(sys.argv[1], os.O_RDONLY)), flush=True)\n"
+            "time.sleep(1)\n"
+            "print('written', lock(os.open(sys.argv[1], os.O_RDWR)), flush=True)\n")
+    p = who.popen([*SYSTEM_READ, "--workdir", str(wd), "-w", str(wd), "--dry-run", "--", SYSTEM_PYTHON, "-c", code,
+                   str(target)])
+    first = first_line(p)
+    held = host_conflicts(target, "flock")   # the workdir's own file, while the sandbox runs
+    out, err = p.communicate(timeout=RUN_TIMEOUT)
+    assert (first, held) == ("read-only EACCES", None), f"{first!r} {held!r} {err[-2000:]!r}"
+    assert out == "written LOCKED\n" and p.returncode == 0, f"{out!r} {err[-2000:]!r}"
+    assert target.read_text() == "shared\n"
+
+
 def test_a_lease_on_a_writable_file_is_refused_but_reading_and_dropping_a_lease_work(who, box: Box) -> None:
     who.make_file(box.host_w / "f", "writable\n", 0o666)
     code = ("import errno, fcntl, os, sys\n"
@@ -462,6 +482,9 @@ name, release = sys.argv[1].encode(), sys.argv[2]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(b"\0" + name)
 s.listen(8)
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d.bind(b"\0" + name + b"-dgram")
+d.setblocking(False)
 print("BOUND", s.getsockname() == b"\0" + name, flush=True)
 s.settimeout(0.05)
 deadline = time.monotonic() + 30
@@ -471,6 +494,10 @@ while not os.path.exists(release) and time.monotonic() < deadline:
         c.sendall(b"SQUATTED\n"); c.close()
     except socket.timeout:
         pass
+try:
+    print("DATAGRAM", d.recv(64), flush=True)
+except BlockingIOError:
+    pass
 print("DONE", flush=True)
 """
 
@@ -491,10 +518,19 @@ def test_a_host_client_cannot_reach_an_abstract_name_the_sandbox_bound(who, box:
             reached = errno.errorcode.get(exc.errno or 0, str(exc))
         finally:
             client.close()
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sender.sendto(b"SQUATTED", b"\0" + name.encode() + b"-dgram")
+            sent = "delivered"
+        except OSError as exc:
+            sent = errno.errorcode.get(exc.errno or 0, str(exc))
+        finally:
+            sender.close()
     finally:
         rest = finish(p, release, who)
     assert line == "BOUND True", f"{line!r}; {rest}"
     assert reached == "ECONNREFUSED", f"ESCAPE: a host client reached the sandbox's @{name}: {reached}; {rest}"
+    assert sent == "ECONNREFUSED" and "DATAGRAM" not in rest, f"ESCAPE: a host datagram reached the sandbox: {rest}"
 
 
 ABSTRACT_PAIR = r"""
