@@ -40,7 +40,9 @@ shmget shmat shmctl shmdt msgget msgsnd msgrcv msgctl semget semop semctl semtim
 mq_timedsend mq_timedreceive mq_notify mq_getsetattr
 """.split())
 
-# SPEC 1.8 default deny list, and a few more that only administer the host.
+# SPEC 1.8 default deny list, and a few more that only administer the host;
+# sysfs(2) lists the host's filesystem types; memfd_secret takes memory out of
+# the kernel's direct map (unswappable, uncounted by -m).
 DENY = frozenset("""
 mount umount2 pivot_root chroot swapon swapoff reboot sethostname setdomainname kexec_load
 kexec_file_load init_module finit_module delete_module unshare setns perf_event_open bpf
@@ -49,14 +51,18 @@ name_to_handle_at ioperm iopl modify_ldt quotactl quotactl_fd acct lookup_dcooki
 io_uring_enter io_uring_register fsopen fsmount fsconfig fspick move_mount open_tree
 open_tree_attr mount_setattr fanotify_init fanotify_mark uselib statmount listmount syslog vhangup
 lsm_set_self_attr file_getattr file_setattr
+sysfs memfd_secret
 """.split()) | IPC
 
 # Never implemented, obsolete, or refused so that libc falls back: clone3 to
-# clone, the *xattrat family (Linux 6.13) to the older xattr calls.
+# clone, the *xattrat family (Linux 6.13) to the older xattr calls; io_setup
+# as on a kernel without AIO (it reserves events of the system-wide
+# fs.aio-max-nr pool; glibc's POSIX aio uses threads and never calls it).
 ENOSYS = frozenset("""
 clone3 afs_syscall tuxcall security vserver getpmsg putpmsg create_module get_kernel_syms
 query_module nfsservctl _sysctl epoll_ctl_old epoll_wait_old
 setxattrat getxattrat listxattrat removexattrat
+io_setup
 """.split())
 
 # Allowed on the number alone.  A name here may still be trapped by a policy
@@ -66,18 +72,18 @@ read write open close stat fstat lstat poll lseek mmap mprotect munmap brk rt_si
 rt_sigprocmask rt_sigreturn pread64 pwrite64 readv writev access pipe select sched_yield mremap
 msync mincore madvise dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile
 connect accept sendto recvfrom sendmsg recvmsg shutdown bind listen getsockname getpeername
-socketpair setsockopt getsockopt fork vfork execve exit wait4 kill uname fcntl flock
+socketpair setsockopt getsockopt fork vfork execve exit wait4 kill uname flock
 fsync fdatasync truncate ftruncate getdents getcwd chdir fchdir rename mkdir rmdir creat link
 unlink symlink readlink chmod fchmod chown fchown lchown umask gettimeofday getrlimit getrusage
 sysinfo times getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid
 setreuid setregid getgroups setgroups setresuid getresuid setresgid getresgid getpgid setfsuid
 setfsgid getsid capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend
-sigaltstack utime ustat statfs fstatfs sysfs getpriority setpriority sched_setparam
+sigaltstack utime ustat statfs fstatfs getpriority setpriority sched_setparam
 sched_getparam sched_setscheduler sched_getscheduler sched_get_priority_max
 sched_get_priority_min sched_rr_get_interval mlock munlock mlockall munlockall arch_prctl
 adjtimex setrlimit sync settimeofday gettid readahead setxattr lsetxattr fsetxattr getxattr
 lgetxattr fgetxattr listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr tkill
-time futex sched_setaffinity sched_getaffinity set_thread_area io_setup io_destroy io_getevents
+time futex sched_setaffinity sched_getaffinity set_thread_area io_destroy io_getevents
 io_submit io_cancel get_thread_area epoll_create remap_file_pages getdents64 set_tid_address
 restart_syscall fadvise64 timer_create timer_settime timer_gettime timer_getoverrun
 timer_delete clock_settime clock_gettime clock_getres clock_nanosleep exit_group epoll_wait
@@ -91,7 +97,7 @@ recvmmsg prlimit64 clock_adjtime syncfs sendmmsg getcpu kcmp sched_setattr
 sched_getattr renameat2 getrandom memfd_create membarrier mlock2 copy_file_range preadv2
 pwritev2 pkey_mprotect pkey_alloc pkey_free statx io_pgetevents rseq pidfd_send_signal
 pidfd_open close_range openat2 pidfd_getfd faccessat2 process_madvise epoll_pwait2
-landlock_create_ruleset landlock_add_rule landlock_restrict_self memfd_secret process_mrelease
+landlock_create_ruleset landlock_add_rule landlock_restrict_self process_mrelease
 futex_waitv set_mempolicy_home_node cachestat fchmodat2 map_shadow_stack futex_wake futex_wait
 futex_requeue lsm_get_self_attr lsm_list_modules mseal execveat
 """.split())
@@ -121,6 +127,8 @@ CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWN
 CLONE_THREAD = 0x00010000
 S_SETID = 0o6000  # S_ISUID | S_ISGID
 AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG, SOCK_RAW, SOCK_TYPE_MASK = 2, 10, 16, 17, 4, 3, 0xF
+SOCK_PACKET = 10
+F_SETLEASE, F_UNLCK = 1024, 2  # uapi linux/fcntl.h, asm-generic/fcntl.h
 ADDR_NO_RANDOMIZE = 0x0040000
 # linux/fs.h: FS_IOC_SETFLAGS and FS_IOC_SETVERSION (long and 32-bit int
 # argument spellings), FS_IOC_FSSETXATTR (struct fsxattr, 28 bytes).
@@ -137,9 +145,11 @@ ARGUMENT_RULES: Dict[str, Rule] = {
               "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
-    # Packet sockets, raw IP sockets, and the socket-diag netlink family
-    # (netlink's own SOCK_RAW sockets, e.g. NETLINK_ROUTE, stay allowed).
+    # Packet sockets (AF_PACKET, and the obsolete SOCK_PACKET type of any family),
+    # raw IP sockets, and the socket-diag netlink family (netlink's own SOCK_RAW
+    # sockets, e.g. NETLINK_ROUTE, stay allowed).
     "socket": ([Test(0, "eq", AF_PACKET, "eperm"),
+                Test(1, "maskeq", SOCK_PACKET, "eperm", mask=SOCK_TYPE_MASK),
                 Test(0, "eq", AF_NETLINK, "eperm", also=Test(2, "eq", NETLINK_SOCK_DIAG, "")),
                 Test(0, "eq", AF_INET, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK)),
                 Test(0, "eq", AF_INET6, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK))],
@@ -148,6 +158,9 @@ ARGUMENT_RULES: Dict[str, Rule] = {
     # device nodes need CAP_MKNOD, which the sandbox never has.
     "mknod": ([Test(1, "set", S_SETID, "eperm")], "allow"),
     "mknodat": ([Test(2, "set", S_SETID, "eperm")], "allow"),
+    # Leases hold up every host process that opens the file for writing: refused
+    # (EACCES); dropping one (F_UNLCK) is fine.  Other commands: see _table (locks).
+    "fcntl": ([Test(1, "eq", F_SETLEASE, "eacces", also=Test(2, "ne", F_UNLCK, ""))], "allow"),
     "personality": ([Test(0, "eq", 0, "allow"), Test(0, "eq", 0xFFFFFFFF, "allow"),
                      Test(0, "eq", ADDR_NO_RANDOMIZE, "allow")], "eperm"),
     # A listener of the child's own would receive the notifications meant for
@@ -159,6 +172,7 @@ ARGUMENT_RULES: Dict[str, Rule] = {
 _RET = {
     "allow": B.SECCOMP_RET_ALLOW,
     "eperm": B.SECCOMP_RET_ERRNO | errno.EPERM,
+    "eacces": B.SECCOMP_RET_ERRNO | errno.EACCES,
     "enosys": B.SECCOMP_RET_ERRNO | errno.ENOSYS,
     "notify": B.SECCOMP_RET_USER_NOTIF,
     "kill": B.SECCOMP_RET_KILL_PROCESS,
@@ -202,14 +216,18 @@ def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = 
 _ANY_ARCH = frozenset(ALLOW | DENY | ENOSYS | set(ARGUMENT_RULES))
 
 
+def _refuses(t: Test) -> bool:
+    return t.action not in ("allow", "notify")
+
+
 def _with_trap(rule: Rule, trap: Trap) -> Rule:
     if trap is None:
         if isinstance(rule, tuple):  # keep the refusals, notify the rest
-            return ([t for t in rule[0] if t.action == "eperm"], "notify")
+            return ([t for t in rule[0] if _refuses(t)], "notify")
         return "notify"
     if isinstance(rule, tuple):
-        refusals = [t for t in rule[0] if t.action == "eperm"]
-        return (refusals + list(trap) + [t for t in rule[0] if t.action != "eperm"], rule[1])
+        refusals = [t for t in rule[0] if _refuses(t)]
+        return (refusals + list(trap) + [t for t in rule[0] if not _refuses(t)], rule[1])
     return (list(trap), rule)
 
 

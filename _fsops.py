@@ -23,7 +23,8 @@ import os
 import stat
 import struct
 import threading
-from typing import Callable, Optional, Tuple
+import time
+from typing import Callable, List, Optional, Tuple
 
 import _syscalls
 from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
@@ -631,3 +632,253 @@ def do_fsetxattr(ctx: Context, call: Call) -> Reply:
 
 def do_fremovexattr(ctx: Context, call: Call) -> Reply:
     return _on_fd(ctx, call, "write", lambda fd: os.removexattr(_proc_fd(fd), call.name or b""))
+
+
+# --- locks and leases (README "Locks and kernel pools") -----------------------------------------
+#
+# A lock on a file holds up everyone else who locks it, and a lease holds up
+# everyone who opens it for writing: on a host file the command may only read,
+# neither is the command's business.  Locks are taken on behalf, on the
+# supervisor's duplicate of the caller's fd (the same open file description)
+# with its private copy of struct flock, so no racing dup2 or rewrite can
+# change what was decided.  POSIX record locks belong to a process and cannot
+# be taken on its behalf: they are taken as open file description (OFD)
+# locks, which the kernel handles the same way for one process with one fd
+# (README lists the differences).  Leases (F_SETLEASE other than F_UNLCK) are
+# refused by the filter on register values (_filter.ARGUMENT_RULES).
+
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN, LOCK_MAND = 1, 2, 4, 8, 32
+F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7           # uapi asm-generic/fcntl.h (x86_64 and aarch64)
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+LOCK_COMMANDS = (F_GETLK, F_SETLK, F_SETLKW, 12, 13, 14, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+# (12-14 are F_GETLK64/F_SETLK64/F_SETLKW64 of 32-bit ABIs: the 64-bit fcntl
+# answers them EINVAL, and so does do_fcntl, should a kernel ever take them.)
+FLOCK = struct.Struct("=hh4xqqi4x")  # struct flock (asm-generic/fcntl.h): type, whence, start, len, pid
+LOCK_RETRY_MAX = 0.05  # a waiting lock is retried at most this many seconds apart
+
+
+def _may_lock(ctx: Context, fd: int) -> None:
+    """EACCES unless the policy lets the command write the file behind fd (our duplicate).
+
+    A description open for writing was decided for writing when it was
+    opened; pipes, sockets and anonymous inodes are no host file.  With a
+    workdir, a file still shared with the workdir is the host's file: EACCES
+    until the command writes it (a copy-up)."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_PATH) in (os.O_WRONLY, os.O_RDWR):
+        return
+    name = ctx.resolver._name_of(fd)
+    if name is None:
+        return
+    st = ctx.hot.fstat(fd)
+    try:
+        ctx.resolver.check(fd, name, "write", st)
+    except OSError:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
+    upper = getattr(ctx.resolver, "upper", None)
+    if upper is not None and upper.is_shared(st.dev, st.ino):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+
+def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> None:
+    """A lock that must wait: a worker thread retries `attempt(fd)` (non-blocking: EAGAIN
+    or EACCES while another holds the lock) until it is taken, the caller no longer
+    waits (its death, the end of the run) or has a signal to handle (_signalled),
+    and answers the notification itself.  It closes fd (our duplicate).  Retrying
+    instead of blocking means no worker is ever stuck in the kernel for nobody.
+
+    A lock taken in the instant its caller is interrupted stays with the open
+    file description (the caller's restarted call then finds it its own)."""
+    def work() -> None:
+        delay = 0.001
+        reply: Reply = None
+        try:
+            while True:
+                try:
+                    attempt(fd)
+                    reply = Value(0)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        reply = Errno(exc.errno or errno.EIO)
+                        break
+                if not ctx.pending(call):
+                    break  # gone (or the run is over): nobody to answer
+                interrupted = _signalled(call.tid)
+                if interrupted:
+                    reply = Errno(interrupted)
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, LOCK_RETRY_MAX)
+        except BaseException:  # fail closed, never leave the caller waiting
+            reply = Errno(errno.EPERM)
+        finally:
+            os.close(fd)
+        if reply is not None:
+            ctx.reply_later(call, reply)
+
+    threading.Thread(target=work, name="sandlock-lock", daemon=True).start()
+    return None
+
+
+ERESTARTSYS = 512  # include/linux/errno.h: restart if the handler has SA_RESTART, else EINTR
+
+
+def _signalled(tid: int) -> int:
+    """0, or the errno for a waiting lock whose caller has a signal to handle.
+
+    A trapped call waits for its answer killably (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV),
+    so a caught signal would stay pending until the lock came, where the kernel's
+    own wait ends with ERESTARTSYS (alarm(2) or `flock -w` time a lock out that
+    way).  We answer ERESTARTSYS, which the signal code then turns into a restart
+    (SA_RESTART) or EINTR, when the signal can only be taken by this thread: its
+    own, or the process's when it has no other thread.  Another thread might take
+    a process-wide signal first, and ERESTARTSYS without a signal would reach the
+    program as errno 512: then EINTR (README)."""
+    fields: dict = {}
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                key, _, value = line.partition(b":")
+                if key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigCgt", b"Threads"):
+                    fields[key] = value.strip()
+    except OSError:
+        return 0
+    try:
+        blocked, caught = int(fields[b"SigBlk"], 16), int(fields[b"SigCgt"], 16)
+        own = int(fields[b"SigPnd"], 16) & ~blocked & caught
+        shared = int(fields[b"ShdPnd"], 16) & ~blocked & caught
+        threads = int(fields.get(b"Threads", b"1"))
+    except (KeyError, ValueError):
+        return 0
+    if own or (shared and threads == 1):
+        return ERESTARTSYS
+    return errno.EINTR if shared else 0
+
+
+def do_flock(ctx: Context, call: Call) -> Reply:
+    """flock(2) other than LOCK_UN (the filter lets that through): on behalf."""
+    op = call.flags
+    if op & LOCK_MAND:
+        return Value(0)  # Linux >= 5.15 ignores LOCK_MAND (and takes no lock)
+    kind = op & ~LOCK_NB
+    if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
+        return Errno(errno.EINVAL)
+    fd = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        if kind != LOCK_UN:
+            _may_lock(ctx, fd)
+        try:
+            fcntl.flock(fd, kind | LOCK_NB)
+            return Value(0)
+        except BlockingIOError:
+            if op & LOCK_NB:
+                raise
+        held, fd = fd, -1
+        return _lock_later(ctx, call, held, lambda f: fcntl.flock(f, kind | LOCK_NB))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def do_fcntl(ctx: Context, call: Call) -> Reply:
+    """fcntl(2) lock commands (the filter lets every other command through): on behalf,
+    as OFD locks on our duplicate of the caller's open file description."""
+    cmd = call.flags
+    if cmd not in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW):
+        return Errno(errno.EINVAL)
+    ltype, whence, start, length, pid = FLOCK.unpack(read_mem(ctx.tracees, call.tid, call.ptr, FLOCK.size))
+    if cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW) and pid != 0:
+        return Errno(errno.EINVAL)
+    if ltype not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        return Errno(errno.EINVAL)
+    mine = FLOCK.pack(ltype, whence, start, length, 0)
+    fd = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        if cmd in (F_GETLK, F_OFD_GETLK):
+            result = fcntl.fcntl(fd, F_OFD_GETLK, mine)
+            write_mem(ctx.tracees, call.tid, call.ptr, result)
+            return Value(0)
+        if ltype != F_UNLCK:
+            _may_lock(ctx, fd)
+        try:
+            fcntl.fcntl(fd, F_OFD_SETLK, mine)
+            return Value(0)
+        except OSError as exc:
+            if cmd in (F_SETLK, F_OFD_SETLK) or exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        held, fd = fd, -1
+        return _lock_later(ctx, call, held, lambda f: fcntl.fcntl(f, F_OFD_SETLK, mine))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+# --- inotify instances (README "Locks and kernel pools") ------------------------------------------
+
+INOTIFY_MAX = 32  # live inotify instances per sandbox (the user's own limit is usually 128)
+IN_CLOEXEC, IN_NONBLOCK = os.O_CLOEXEC, os.O_NONBLOCK
+KCMP_FILE, KCMP_FILES = 0, 2
+_INOTIFY_LINK = b"anon_inode:inotify"
+
+
+def do_inotify_init(ctx: Context, call: Call) -> Reply:
+    """inotify_init/inotify_init1: made on behalf while the sandbox holds fewer than
+    INOTIFY_MAX instances, else EMFILE (as the kernel's per-user limit says)."""
+    if call.flags & ~(IN_CLOEXEC | IN_NONBLOCK):
+        return Errno(errno.EINVAL)
+    if count_inotify(ctx.members.processes(), INOTIFY_MAX) >= INOTIFY_MAX:
+        return Errno(errno.EMFILE)
+    fd = _syscalls.inotify_init1((call.flags & IN_NONBLOCK) | IN_CLOEXEC)
+    return Fd(fd, bool(call.flags & IN_CLOEXEC))
+
+
+def count_inotify(processes: List[int], limit: int) -> int:
+    """The inotify instances the fd tables of `processes` hold (up to `limit`).
+
+    Every instance links to the same anonymous inode, so instances are told
+    apart with kcmp(KCMP_FILE) against one holder of each instance found;
+    threads sharing their leader's fd table are skipped (kcmp KCMP_FILES).
+    An instance that cannot be compared (gone meanwhile) counts as new, so a
+    race only ever counts too many.  Instances in flight in a unix socket are
+    in no table: _netops refuses to send them."""
+    found: List[Tuple[int, int]] = []  # (tid, fd) holding each instance seen
+    for pid in processes:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            if tid != pid and _kcmp(pid, tid, KCMP_FILES, 0, 0) in (0, None):
+                continue  # its leader's table (or no kcmp: threads are taken to share it)
+            for fd in _inotify_fds(tid, pid):
+                if not any(_kcmp(tid, other, KCMP_FILE, fd, other_fd) == 0 for other, other_fd in found):
+                    found.append((tid, fd))
+                    if len(found) >= limit:
+                        return len(found)
+    return len(found)
+
+
+def _inotify_fds(tid: int, pid: int) -> List[int]:
+    directory = f"/proc/{pid}/task/{tid}/fd"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        try:
+            if os.readlink(f"{directory}/{name}".encode()) == _INOTIFY_LINK:
+                out.append(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def _kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> Optional[int]:
+    """kcmp(2): 0 when equal; -1 when it cannot say (a task or fd gone: not equal);
+    None on a kernel without kcmp (CONFIG_KCMP), where every fd counts apart."""
+    try:
+        return _syscalls.kcmp(pid1, pid2, kind, idx1, idx2)
+    except OSError as exc:
+        return None if exc.errno == errno.ENOSYS else -1

@@ -31,7 +31,7 @@ import threading
 from typing import Callable, List, Optional, Tuple, Union
 
 import _syscalls
-from _notif import Call, Context, Errno, Reply, Value, read_mem
+from _notif import Call, Context, Errno, Reply, Value, proc_status_field, read_mem
 
 AF_UNIX = socket.AF_UNIX
 SUN_PATH_OFFSET = 2
@@ -221,6 +221,10 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
+                if any(_is_inotify(fd) for fd in ours):
+                    # in flight, an instance is in no process's fd table, where the
+                    # sandbox's inotify cap counts them (_fsops.count_inotify)
+                    raise OSError(errno.EPERM, "inotify instances cannot be passed")
                 body = b"".join(struct.pack("=i", fd) for fd in ours)
             item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
             out += item + bytes(-len(item) % 8)
@@ -232,6 +236,13 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
     return out, fds
 
 
+def _is_inotify(fd: int) -> bool:
+    try:
+        return os.readlink(b"/proc/self/fd/%d" % fd) == b"anon_inode:inotify"
+    except OSError:
+        return False
+
+
 def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> bytes:
     """Decide a unix socket address; the address to use (see _on_socket)."""
     if len(address) <= SUN_PATH_OFFSET:
@@ -239,7 +250,9 @@ def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> by
     if address[SUN_PATH_OFFSET] == 0:
         if not ctx.abstract_scoped:
             raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-        return address  # the supervisor thread's own scope decides
+        # the sandbox's own names live under the run's prefix (abstract_name);
+        # the supervisor thread's own scope keeps everything else out of reach
+        return abstract_name(ctx, address)
     path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
     fd, name = ctx.resolver.lookup(call, -100, path, False)
     try:
@@ -247,16 +260,18 @@ def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> by
     except BaseException:
         os.close(fd)
         raise
-    if not ctx.resolver.emulated_root:
-        os.close(fd)
-        return address
-    held.append(fd)  # the guest's path means nothing to the kernel: name the object itself
+    # Name the object itself: the guest's path means nothing to the kernel in a
+    # root, a relative path would start from the supervisor's cwd, and the
+    # path, walked again, could lead to another socket by then (a renamed
+    # directory, a swapped symlink).
+    held.append(fd)
     return address[:SUN_PATH_OFFSET] + b"/proc/self/fd/%d\0" % fd
 
 
 def do_sockname(ctx: Context, call: Call) -> Reply:
-    """getsockname/getpeername in an emulated root: a unix socket bound by do_bind
-    shows the guest's path, not the /proc/self/fd name it was bound with."""
+    """getsockname/getpeername: an abstract name shows without the run's prefix
+    (abstract_name); in an emulated root, a unix socket bound by do_bind shows the
+    guest's path, not the /proc/self/fd name it was bound with."""
     sock = _socket(ctx, call)
     try:
         raw_len = read_mem(ctx.tracees, call.tid, call.ptr2, 4)
@@ -267,9 +282,12 @@ def do_sockname(ctx: Context, call: Call) -> Reply:
         sock.close()
     if address[:SUN_PATH_OFFSET] == struct.pack("=H", AF_UNIX) and len(address) > SUN_PATH_OFFSET:
         path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
-        virtual = ctx.resolver.socket_names.get(path)
+        virtual = getattr(ctx.resolver, "socket_names", {}).get(path)
         if virtual is not None:
             address = address[:SUN_PATH_OFFSET] + virtual + b"\0"
+        prefix = ctx.abstract_prefix
+        if address[SUN_PATH_OFFSET] == 0 and address[SUN_PATH_OFFSET + 1:].startswith(prefix):
+            address = address[:SUN_PATH_OFFSET + 1] + address[SUN_PATH_OFFSET + 1 + len(prefix):]
     if size > 0x7FFFFFFF:
         return Errno(errno.EINVAL)
     from _notif import write_mem
@@ -292,8 +310,7 @@ def do_bind(ctx: Context, call: Call) -> Reply:
     sock = _socket(ctx, call)
     try:
         if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            _syscalls.bind(sock.fileno(), address)
-            return Value(0)
+            return _bind_other(ctx, sock, address)
         import _rootops
         path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
         directory, last = _rootops._parent_for_write(ctx, call, -100, path)
@@ -313,3 +330,103 @@ def do_bind(ctx: Context, call: Call) -> Reply:
         return Value(0)
     finally:
         sock.close()
+
+
+# --- abstract unix names (README "Locks and kernel pools") ------------------------------------------
+#
+# Abstract names are not files: Landlock's scope keeps the sandbox from
+# connecting to the host's, but nothing keeps host clients from connecting to
+# a name the sandbox binds (@/tmp/.X11-unix/X0, @some-service).  So every
+# abstract name the sandbox binds, connects or sends to is moved under a
+# per-run prefix no host client uses (Session.abstract_prefix): bind and
+# autobind are done on behalf under it, connect/sendto/sendmsg/sendmmsg
+# destinations get it (_check_unix), getsockname/getpeername take it off.
+# A name that already carries the prefix (as received by recvfrom, which is
+# not translated) keeps it, so answering a sender works.
+
+SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
+CLONE_FS = 0x00000200
+
+
+def abstract_name(ctx: Context, address: bytes) -> bytes:
+    """The address of an abstract name in the run's private namespace (EINVAL if too long)."""
+    prefix = ctx.abstract_prefix
+    name = address[SUN_PATH_OFFSET + 1:]
+    if name.startswith(prefix):
+        return address
+    out = address[:SUN_PATH_OFFSET + 1] + prefix + name
+    if len(out) > SUN_LEN_MAX:
+        raise OSError(errno.EINVAL, "abstract name too long for the sandbox's namespace")
+    return out
+
+
+def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+    """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
+    autobind (only the family) as an abstract name under the prefix, the rest as given."""
+    if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
+        _syscalls.bind(sock.fileno(), address)
+        return Value(0)
+    if address[:SUN_PATH_OFFSET] != struct.pack("=H", AF_UNIX):
+        return Errno(errno.EINVAL)  # as unix_validate_addr says
+    if len(address) > SUN_PATH_OFFSET:
+        _syscalls.bind(sock.fileno(), abstract_name(ctx, address))
+        return Value(0)
+    # autobind: the kernel's five hex digits, under the prefix
+    for _ in range(64):
+        name = b"%05x" % (int.from_bytes(os.urandom(3), "little") & 0xFFFFF)
+        try:
+            _syscalls.bind(sock.fileno(), address + b"\0" + ctx.abstract_prefix + name)
+            return Value(0)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    return Errno(errno.ENOSPC)  # what the kernel's autobind says when it finds no free name
+
+
+def do_bind_host(ctx: Context, call: Call) -> Reply:
+    """bind(2) without an emulated root, on behalf (the address is read once).
+
+    A pathname is bound by a short-lived thread with its own cwd and umask
+    (unshare(CLONE_FS)), set to the caller's: the kernel resolves the caller's
+    string as for the caller and the socket keeps that string as its name,
+    under the supervisor thread's Landlock domain (no wider than the policy),
+    which refuses a socket outside the write rules as it would the caller's."""
+    if call.size > 128 or call.size < 2:
+        return Errno(errno.EINVAL)
+    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    sock = _socket(ctx, call)
+    try:
+        if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
+            return _bind_other(ctx, sock, address)
+        cwd = ctx.resolver.base(call, -100)
+        try:
+            umask = int(proc_status_field(call.tid, b"Umask"), 8)
+            return _in_callers_directory(cwd, umask, lambda: _syscalls.bind(sock.fileno(), address))
+        finally:
+            os.close(cwd)
+    finally:
+        sock.close()
+
+
+def _in_callers_directory(cwd: int, umask: int, act: Callable[[], object]) -> Reply:
+    """act() in a thread whose cwd is `cwd` and umask `umask` (unshare(CLONE_FS) keeps
+    both private to it); its errno or Value(0).  The notification thread waits: a bind
+    does not block."""
+    result: List[Reply] = []
+
+    def work() -> None:
+        try:
+            _syscalls.unshare(CLONE_FS)
+            os.fchdir(cwd)
+            os.umask(umask)
+            act()
+            result.append(Value(0))
+        except OSError as exc:
+            result.append(Errno(exc.errno or errno.EPERM))
+        except BaseException:  # fail closed
+            result.append(Errno(errno.EPERM))
+
+    worker = threading.Thread(target=work, name="sandlock-bind", daemon=True)
+    worker.start()
+    worker.join()
+    return result[0] if result else Errno(errno.EPERM)

@@ -82,10 +82,13 @@ class Context(Protocol):
     policy: Any        # _policy.Policy
     names: Dict[int, str]
     abstract_scoped: bool
+    abstract_prefix: bytes  # the run's private namespace of abstract unix names (_netops)
     waits: "set"       # O_PATH fds of FIFOs whose blocking open a worker thread is doing
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
+
+    def pending(self, call: "Call") -> bool: ...
 
 
 class Call:

@@ -23,7 +23,7 @@ import signal
 import time
 from typing import Dict, List, Set
 
-from _notif import CONTINUE, Call, Context, Errno, Reply, Value, parent_of, tgid_of
+from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1
@@ -217,6 +217,35 @@ def _send(pid: int, sig: int, thread: bool) -> None:
         signal.pidfd_send_signal(pidfd, sig)
     finally:
         os.close(pidfd)
+
+
+PIDFD_NONBLOCK, PIDFD_THREAD = os.O_NONBLOCK, os.O_EXCL
+
+
+def do_pidfd_open(ctx: Context, call: Call) -> Reply:
+    """pidfd_open(2) of the sandbox's own processes only (EPERM for any other).
+
+    The pidfd is opened first, then the process it pins is checked: a pid
+    that dies and is reused between the two is seen as gone (its pidfd then
+    names a dead process) rather than checked under one identity and opened
+    under another.  The caller gets our pidfd (pidfds are close-on-exec)."""
+    if call.flags & ~(PIDFD_NONBLOCK | PIDFD_THREAD):
+        return Errno(errno.EINVAL)
+    if call.pid <= 0:
+        return Errno(errno.EINVAL)
+    pidfd = os.pidfd_open(call.pid, call.flags)
+    try:
+        if _pidfd_pid(pidfd) != call.pid:
+            return Errno(errno.ESRCH)  # already reaped: the pid may be another's now
+        member = ctx.members.contains(call.pid)
+        if _pidfd_pid(pidfd) != call.pid:
+            return Errno(errno.ESRCH)  # it died while we looked: the walk may have seen its successor
+        if not member:
+            return Errno(errno.EPERM)
+    except BaseException:
+        os.close(pidfd)
+        raise
+    return Fd(pidfd, True)
 
 
 def _pidfd_pid(pidfd: int) -> int:

@@ -253,6 +253,8 @@ class Session:
         self.names = _syscalls.names(prepared.arch)
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
+        # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
+        self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
         self.listener = -1
         self.waits: set = set()  # FIFOs a worker thread is opening (_fsops._fifo_later)
         self.waits_lock = threading.Lock()
@@ -855,6 +857,18 @@ class Session:
                 self.send(call, reply)
             except OSError as exc:
                 self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+
+    def pending(self, call: Call) -> bool:
+        """Is `call` still waiting for its answer?  For worker threads that wait on
+        behalf of a caller (_fsops._lock_later): False once the caller was
+        interrupted or died, or the run is over (any error of the check)."""
+        if self._over:
+            return False
+        try:
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(call.id))
+            return True
+        except OSError:
+            return False
 
     def _processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []

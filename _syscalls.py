@@ -362,6 +362,21 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     return _call("pidfd_getfd", pidfd, targetfd, 0)
 
 
+def kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int:
+    """kcmp(2): 0 when the two kernel objects are the same one."""
+    return _call("kcmp", pid1, pid2, kind, idx1, idx2)
+
+
+def inotify_init1(flags: int) -> int:
+    """inotify_init1(2)."""
+    return _call("inotify_init1", flags)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) (here only CLONE_FS: a thread's own cwd and umask)."""
+    _call("unshare", flags)
+
+
 class _iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 

@@ -85,6 +85,9 @@ ROWS: Dict[str, Row] = {
     "sendto": _row(N.do_sendto, ("fd", "ptr", "size", "flags", "ptr2", "mask")),
     "sendmsg": _row(N.do_sendmsg, ("fd", "ptr", "flags")),
     "sendmmsg": _row(N.do_sendmmsg, ("fd", "ptr", "size", "flags")),
+    "bind": _row(N.do_bind_host, ("fd", "ptr", "size")),
+    "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+    "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -102,6 +105,12 @@ ROWS: Dict[str, Row] = {
     "rt_sigqueueinfo": _row(P.do_sigqueue, ("pid",)),
     "rt_tgsigqueueinfo": _row(P.do_sigqueue, ("pid",)),
     "pidfd_send_signal": _row(P.do_pidfd_send_signal, ("fd", "sig", "ptr", "flags")),
+    "pidfd_open": _row(P.do_pidfd_open, ("pid", "flags")),
+    # locks and kernel pools (README "Locks and kernel pools")
+    "flock": _row(F.do_flock, ("fd", "flags")),
+    "fcntl": _row(F.do_fcntl, ("fd", "flags", "ptr")),
+    "inotify_init": _row(F.do_inotify_init, (), flags=0),
+    "inotify_init1": _row(F.do_inotify_init, ("flags",)),
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -149,7 +158,8 @@ def root_rows() -> Dict[str, Row]:
 ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat chdir "
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
-          "utimensat fchmod fchown fsetxattr fremovexattr connect sendmsg sendmmsg").split()
+          "utimensat fchmod fchown fsetxattr fremovexattr connect sendmsg sendmmsg pidfd_open inotify_init "
+          "inotify_init1 bind getsockname getpeername").split()
 OTHER_PID = "prlimit64 sched_setaffinity sched_setparam sched_setscheduler sched_setattr".split()
 SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal".split()
 
@@ -193,6 +203,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         traps[name] = [Test(0, "ne", 0, "notify")]
     traps["setpriority"] = [Test(0, "ne", P.PRIO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]
     traps["ioprio_set"] = [Test(0, "ne", P.IOPRIO_WHO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]
+    # locks: every flock but an unlock, and fcntl's lock commands only (args[1])
+    traps["flock"] = [Test(1, "maskeq", F.LOCK_UN, "allow", mask=0xFFFFFFFF & ~F.LOCK_NB), _ALWAYS_NOTIFY]
+    traps["fcntl"] = [Test(1, "eq", cmd, "notify") for cmd in F.LOCK_COMMANDS]
     if policy.max_processes is not None:
         traps["fork"] = None
         traps["vfork"] = None

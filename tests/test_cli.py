@@ -847,7 +847,8 @@ def test_connect_to_an_abstract_socket_outside_the_sandbox_is_refused(who) -> No
         r = who.run(["--", SYSTEM_PYTHON, "-c", CONNECT_CODE, "own-abstract", "@" + name])
         results = dict(line.split() for line in r.stdout.splitlines())
         assert results.get("own-abstract") == "0", r.stdout + r.stderr
-        assert results.get("@" + name) == str(errno.EPERM), r.stdout + r.stderr
+        # the sandbox's abstract names are a namespace of their own (README): the host's is not in it
+        assert results.get("@" + name) == str(errno.ECONNREFUSED), r.stdout + r.stderr
         with pytest.raises(BlockingIOError):
             server.accept()
     finally:

@@ -208,3 +208,63 @@ def test_sysv_ipc_and_message_queues_are_refused(default):
     arch, code = default
     for name in ("shmget", "shmat", "shmctl", "msgget", "semget", "semop", "mq_open", "mq_unlink"):
         assert verdict(code, arch, name) == ("ERRNO", errno.EPERM), name
+
+
+# --- kernel pools and locks (README "Locks and kernel pools") ------------------------------------------
+
+F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 1, 2, 3, 4, 1030
+F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 5, 6, 7, 36, 37, 38
+F_SETLEASE, F_GETLEASE, F_RDLCK, F_WRLCK, F_UNLCK = 1024, 1025, 0, 1, 2
+
+
+def test_fcntl_lock_commands_are_notified_and_every_other_command_is_allowed(default):
+    arch, code = default
+    for cmd in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, 12, 13, 14):
+        assert verdict(code, arch, "fcntl", 3, cmd, 0x7000) == ("USER_NOTIF", 0), cmd
+        # the kernel reads cmd as an unsigned int: the upper half does not hide it
+        assert verdict(code, arch, "fcntl", 3, cmd | 1 << 32, 0x7000) == ("USER_NOTIF", 0), cmd
+    for cmd in (F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, F_GETLEASE):
+        assert verdict(code, arch, "fcntl", 3, cmd, 1) == ("ALLOW", 0), cmd
+
+
+def test_leases_are_refused_with_eacces_but_dropping_one_is_allowed(default):
+    arch, code = default
+    for kind in (F_RDLCK, F_WRLCK, 7, F_RDLCK | 1 << 32):
+        assert verdict(code, arch, "fcntl", 3, F_SETLEASE, kind) == ("ERRNO", errno.EACCES), kind
+    assert verdict(code, arch, "fcntl", 3, F_SETLEASE, F_UNLCK) == ("ALLOW", 0)
+
+
+def test_flock_is_notified_unless_it_unlocks(default):
+    arch, code = default
+    LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+    for op in (LOCK_SH, LOCK_EX, LOCK_SH | LOCK_NB, LOCK_EX | LOCK_NB, 0, 3, 32 | LOCK_SH):
+        assert verdict(code, arch, "flock", 3, op) == ("USER_NOTIF", 0), op
+    assert verdict(code, arch, "flock", 3, LOCK_UN) == ("ALLOW", 0)
+    assert verdict(code, arch, "flock", 3, LOCK_UN | LOCK_NB) == ("ALLOW", 0)
+
+
+def test_io_setup_gets_enosys_and_memfd_secret_and_sysfs_get_eperm(default):
+    arch, code = default
+    assert verdict(code, arch, "io_setup", 60000, 0x7000) == ("ERRNO", errno.ENOSYS)
+    assert verdict(code, arch, "memfd_secret", 0) == ("ERRNO", errno.EPERM)
+    if "sysfs" in _syscalls.table(arch):
+        assert verdict(code, arch, "sysfs", 3) == ("ERRNO", errno.EPERM)
+    for name in ("io_destroy", "io_submit", "io_getevents"):  # harmless without a context
+        assert verdict(code, arch, name) == ("ALLOW", 0), name
+
+
+def test_sock_packet_sockets_of_any_family_are_refused(default):
+    arch, code = default
+    SOCK_PACKET, SOCK_CLOEXEC = 10, 0o2000000
+    for family in (2, 10, 17, 1):
+        assert verdict(code, arch, "socket", family, SOCK_PACKET, 0x300) == ("ERRNO", errno.EPERM), family
+        assert verdict(code, arch, "socket", family, SOCK_PACKET | SOCK_CLOEXEC, 0) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "socket", 2, 1, 0) == ("ALLOW", 0)  # SOCK_STREAM
+    assert verdict(code, arch, "socket", 1, 2 | SOCK_CLOEXEC, 0) == ("ALLOW", 0)  # unix SOCK_DGRAM
+
+
+def test_pidfd_open_inotify_init_bind_and_socket_names_are_notified(default):
+    arch, code = default
+    for name in ("pidfd_open", "inotify_init1", "inotify_init", "bind", "getsockname", "getpeername"):
+        if name in _syscalls.table(arch):
+            assert verdict(code, arch, name, 1, 0) == ("USER_NOTIF", 0), name
