@@ -356,7 +356,6 @@ def _keep_argv0(ctx, call, argv: int, address: int, size: int):
 MAX_ARG_STRLEN = 32 * 4096          # one argument or environment string, its NUL included
 ARG_MAX = 32 * 4096                 # the least the kernel grants all of them together
 STK_LIM = 8 << 20                   # _STK_LIM
-MAX_ARG_STRINGS = 0x7FFFFFFF
 
 
 def arguments_fit(ctx, call: Call, filename_len: int) -> None:
@@ -378,9 +377,10 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     execve = call.nr == ctx.execve_nr
     argv = call.args[1] if execve else call.args[2]
     envp = call.args[2] if execve else call.args[3]
-    argc = _count(ctx, tid, argv)
-    envc = _count(ctx, tid, envp)
     limit = max(min(STK_LIM // 4 * 3, _stack_rlimit(tid) // 4), ARG_MAX)
+    most = limit // 8  # more pointers than that can never fit: E2BIG without reading on
+    argc = _count(ctx, tid, argv, most)
+    envc = _count(ctx, tid, envp, most - max(argc, 1))
     pointers = (max(argc, 1) + envc) * 8
     if limit <= pointers:
         raise _oserror(errno.E2BIG)
@@ -396,21 +396,22 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
         raise _oserror(errno.E2BIG)  # the kernel adds an empty argv[0]
 
 
-def _count(ctx, tid: int, array: int) -> int:
-    """count(): the pointers before the NULL one; EFAULT if one cannot be read."""
+def _count(ctx, tid: int, array: int, most: int) -> int:
+    """count(): the pointers before the NULL one; EFAULT if one cannot be read, E2BIG
+    past `most` (the kernel would read on, up to 2^31 pointers, to say E2BIG or EFAULT)."""
     if array == 0:
         return 0
     count = 0
     address = array
     while True:
-        chunk = min(PAGE_SIZE - address % PAGE_SIZE, ctx.tracees.hot.READ_MAX) or 8
+        chunk = min(PAGE_SIZE - address % PAGE_SIZE, ctx.tracees.hot.READ_MAX)
         raw = read_mem(ctx.tracees, tid, address, max(chunk - chunk % 8, 8))
-        for i in range(0, len(raw), 8):
-            if raw[i:i + 8] == b"\0" * 8:
-                return count
-            count += 1
-            if count >= MAX_ARG_STRINGS:
-                raise _oserror(errno.E2BIG)
+        words = memoryview(raw).cast("Q")
+        if 0 in words:
+            return count + words.tolist().index(0)
+        count += len(words)
+        if count > most:
+            raise _oserror(errno.E2BIG)
         address += len(raw)
 
 

@@ -11,7 +11,7 @@ written.
 
 The probe (progs/exec_fail.c, static musl, mounted at /probe) calls execve
 with argv[0] the path string's own pointer and: (a) argv on an unmapped page,
-argv[1] on one; (b) a string of 128 KiB + 1; (c) 70 strings of 100,000 bytes;
+argv[1] on one; (b) a string of 128 KiB + 1; (c) 70 strings of 100,000 bytes, a million pointers;
 (d) strings that fill the room the stack limit gives to the byte, plus one
 (and exactly, the control: the exec runs); (e) a program on a tmpfs mounted
 noexec (root only: the test mounts it).  It prints its errno and whether its
@@ -38,7 +38,7 @@ from .conftest import SecProgs
 PROBE = "exec_fail"
 INTACT = "path=same argv=same fds=same"
 FAILURES = [("efault-array", "EFAULT"), ("efault-string", "EFAULT"), ("long", "E2BIG"), ("total", "E2BIG"),
-            ("edge 1", "E2BIG")]
+            ("many", "E2BIG"), ("edge 1", "E2BIG")]
 
 
 def _bare(progs: SecProgs, *args: str) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@
      efault-string  argv[1] points to an unmapped page
      long           argv[1] is 128 KiB + 1 byte long (MAX_ARG_STRLEN is 128 KiB with the NUL)
      total          argv holds 70 strings of 100,000 bytes (more than 3/4 of _STK_LIM)
+     many           argv holds 1,000,000 pointers (8 MB of pointers alone)
      edge           RLIMIT_STACK 1 MiB (so the strings get 256 KiB): argv filled to
                     exactly what fits plus N bytes (0: the exec runs PROGRAM)
      plain          argv = {path, NULL}: only the file can make it fail (noexec mount)
@@ -84,6 +85,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "total")) {
         while (n <= 70)
             args[n++] = filled(100000);
+    } else if (!strcmp(mode, "many")) {
+        use = calloc(1000001, sizeof(char *));
+        if (!use) { perror("calloc"); return 2; }
+        use[0] = path;
+        for (int i = 1; i < 1000000; i++)
+            use[i] = "";
     } else if (!strcmp(mode, "edge")) {
         struct rlimit small = {1 << 20, 1 << 20};
         if (setrlimit(RLIMIT_STACK, &small)) { perror("setrlimit"); return 2; }
