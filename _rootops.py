@@ -313,8 +313,7 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
         resolver.scripts[tgid] = {name: virt}
     new = name + b"\0"
     patches = [(address, new, read_mem(ctx.tracees, call.tid, address, len(new)))]
-    argv = call.args[2] if call.nr != ctx.execve_nr else call.args[1]
-    moved = _keep_argv0(ctx, call, argv, address, len(new))
+    moved = _keep_argv0(ctx, call, call.ptr, address, len(new))
     if moved is not None:
         patches.append(moved)
     for where, ours, _ in patches:
@@ -373,10 +372,7 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     this check can still make the exec fail; then only the caller's own
     memory holds the rewritten bytes (README, SECURITY.md).
     """
-    tid = call.tid
-    execve = call.nr == ctx.execve_nr
-    argv = call.args[1] if execve else call.args[2]
-    envp = call.args[2] if execve else call.args[3]
+    tid, argv, envp = call.tid, call.ptr, call.ptr2
     limit = max(min(STK_LIM // 4 * 3, _stack_rlimit(tid) // 4), ARG_MAX)
     most = limit // 8  # more pointers than that can never fit: E2BIG without reading on
     argc = _count(ctx, tid, argv, most)
