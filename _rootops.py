@@ -352,8 +352,8 @@ def _keep_argv0(ctx, call, argv: int, address: int, size: int):
     return argv, copy.to_bytes(8, "little"), raw
 
 
-MAX_ARG_STRLEN = 32 * 4096          # one argument or environment string, its NUL included
-ARG_MAX = 32 * 4096                 # the least the kernel grants all of them together
+MAX_ARG_STRLEN = 32 * PAGE_SIZE     # one argument or environment string, its NUL included
+ARG_MAX = 32 * PAGE_SIZE            # the least the kernel grants all of them together
 STK_LIM = 8 << 20                   # _STK_LIM
 
 
