@@ -270,6 +270,8 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         # format), foreseen before anything is injected or written
         relative_at = call.dirfd != AT_FDCWD and path[:1] != b"/"
         arguments_fit(ctx, call, len(b"/dev/fd/%d/" % call.dirfd) + len(path) if relative_at else len(path))
+        if relative_at and not _fd_name_fits(call.tid, len(path) - len(b"/proc/self/fd/")):
+            return Errno(errno.ENAMETOOLONG)  # README: execveat(dirfd, short relative path)
         target, script = _plan(ctx, call, fd, virt, 0)
     finally:
         os.close(fd)
@@ -454,6 +456,22 @@ def _stack_rlimit(tid: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     raise _oserror(errno.EFAULT)  # fail closed: the caller is gone or unreadable
+
+
+def _fd_name_fits(tid: int, digits: int) -> bool:
+    """Will the number of the next fd injected into the caller (its lowest free
+    one) have at most `digits` digits?  Streamed: the caller may hold many fds."""
+    if digits < 1:
+        return False
+    if digits >= 10:
+        return True
+    bound = 10 ** digits
+    used = 0
+    with os.scandir(b"/proc/%d/fd" % tid) as entries:
+        for entry in entries:
+            if int(entry.name) < bound:
+                used += 1
+    return used < bound
 
 
 def _read_cstring(ctx, tid: int, address: int) -> bytes:

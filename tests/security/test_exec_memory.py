@@ -131,3 +131,17 @@ def test_a_program_on_a_noexec_mount_is_refused_and_changes_nothing(who, secprog
     for name, output in outputs.items():
         r = _in_root(who, guest_root, secprogs, "plain", f"/x/{name}", extra=["--fs-mount", f"/x:{ok}"])
         assert (r.returncode, r.stdout) == (0, output), (name, r)
+
+
+def test_an_execveat_name_too_short_for_the_rewrite_is_refused_before_any_fd_is_injected(
+        who, secprogs: SecProgs, guest_root: Path, scratch: Path) -> None:
+    # README: in a root, execveat(dirfd, NAME) with NAME shorter than /proc/self/fd/N
+    # is ENAMETOOLONG; it used to be refused only after the fd was injected
+    r = _in_root(who, guest_root, secprogs, "at-short", "/bin/true")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"errno=ENAMETOOLONG {INTACT}\n", ""), r
+    # control: a name long enough for the rewrite runs
+    x = who.make_dir(scratch / "x", 0o755)
+    shutil.copy2(secprogs.musl("say_ok"), x / "a-program-with-a-long-name")
+    r = _in_root(who, guest_root, secprogs, "at-short", "/x/a-program-with-a-long-name",
+                 extra=["--fs-mount", f"/x:{x}"])
+    assert (r.returncode, r.stdout) == (0, "ALLOWED\n"), r

@@ -14,6 +14,8 @@
      edge           RLIMIT_STACK 1 MiB (so the strings get 256 KiB): argv filled to
                     exactly what fits plus N bytes (0: the exec runs PROGRAM)
      plain          argv = {path, NULL}: only the file can make it fail (noexec mount)
+     at-short       execveat(fd of dirname(PROGRAM), basename(PROGRAM)): in a root a
+                    relative name shorter than /proc/self/fd/N is refused (README)
      valid          argv = {path, "-c", "echo \"$0\" ran"}: the exec runs (a shell)
      named          argv = {"named-sh", "-c", "echo \"$0\" ran"}
    After a failure it prints one line:
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define NFDS 1024
@@ -106,7 +109,7 @@ int main(int argc, char **argv) {
             args[0] = "named-sh";
         args[n++] = "-c";
         args[n++] = "echo \"$0\" ran";
-    } else if (strcmp(mode, "plain")) {
+    } else if (strcmp(mode, "plain") && strcmp(mode, "at-short")) {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
     }
@@ -121,7 +124,18 @@ int main(int argc, char **argv) {
     static int fds_before[NFDS], fds_after[NFDS];
     fd_table(fds_before);
 
-    execve(path, use, envp);
+    if (!strcmp(mode, "at-short")) {
+        char *slash = strrchr(path, '/');
+        if (!slash) { fprintf(stderr, "at-short needs a path with a slash\n"); return 2; }
+        char dir[sizeof path];
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        int dfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY);
+        if (dfd < 0) { perror("open"); return 2; }
+        fd_table(fds_before);
+        syscall(SYS_execveat, dfd, slash + 1, use, envp, 0);
+    } else {
+        execve(path, use, envp);
+    }
     int e = errno;
 
     fd_table(fds_after);
