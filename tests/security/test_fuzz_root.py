@@ -322,6 +322,10 @@ while calls < cfg["max_calls"] and time.monotonic() - start < cfg["seconds"]:
     name = rng.choice(order)
     args = [arg(kind, name) for kind in SIG[name]]
     args += [rng.randrange(1 << 64) for _ in range(6 - len(args))]
+    if name in ("mknod", "mknodat"):  # never a FIFO, even from a random mode: the next
+        at = SIG[name].index("M")     # creat of it would wait for a reader, kernel or not
+        if args[at] & 0o170000 == 0o010000:
+            args[at] = args[at] & ~0o170000 | 0o100000
     r, e = syscall(name, args)
     calls += 1
     record(name, r, e)
@@ -400,7 +404,9 @@ def _token_hits(token: str, *dirs: Path) -> list:
 # aborted with "double free or corruption"); the kernel refuses that flag (EINVAL).
 # The next four, from 273 random seeds run by hand, saw stat, statx, fchmodat2 and
 # utimensat succeed with flags the kernel refuses (before the fix; clean since).
-SEEDS = (2231370973, 1257879498, 1629840322, 3290133763, 1702865596)
+# 1410403012 made a FIFO by mknodat with a random mode and then hung in creat of it,
+# as it would without sandlock (now the fuzzer never makes a FIFO).
+SEEDS = (2231370973, 1257879498, 1629840322, 3290133763, 1702865596, 1410403012)
 
 
 def _seeds() -> Tuple[int, ...]:
