@@ -20,8 +20,11 @@ unreadable.
 Every 64 calls it probes the canary with valid buffers (open + read, stat
 and statx compared with the canary's device and inode, readlink of the
 magic links and getcwd compared with the host path of the root) and
-records a leak if any reaches the host.  It prints a JSON summary (calls,
-errnos seen per syscall, leaks) and exits with its own code (42).
+records a leak if any reaches the host; a call that succeeds with AT_*
+flags the kernel refuses (EINVAL there, so done on behalf by mistake) is
+recorded as a leak too.  It never makes a FIFO (a creat of one would wait
+for a reader).  It prints a JSON summary (calls, errnos seen per syscall,
+leaks) and exits with its own code (42).
 
 Asserted: sandlock exits with the program's code (no crash, no kill),
 stderr has no traceback and no "handler ... failed" (--debug prints every
