@@ -419,7 +419,10 @@ def _seeds() -> Tuple[int, ...]:
         return SEEDS
     if wanted == "random":
         return (random.SystemRandom().randrange(1 << 32),)
-    return tuple(int(x) for x in wanted.split(","))
+    try:
+        return tuple(int(x) for x in wanted.split(","))
+    except ValueError:
+        raise pytest.UsageError(f"SANDLOCK_FUZZ_SEED={wanted!r}: 'random' or seeds N[,M...]") from None
 
 
 @pytest.mark.parametrize("seed", _seeds())
