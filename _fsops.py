@@ -48,6 +48,19 @@ _TIMEVAL2 = struct.Struct("=qqqq")
 _UTIMBUF = struct.Struct("=qq")
 
 
+# The AT_* flags the kernel accepts per call (fs/stat.c, open.c, utimes.c); any other
+# bit is EINVAL there, before anything is looked up or written.
+AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, STATX__RESERVED = 0x800, 0x6000, 0x80000000
+STAT_FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
+NOFOLLOW_OR_EMPTY = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
+
+
+def _check_flags(call: Call, valid: int) -> None:
+    """EINVAL for a flag the kernel refuses: the call must not be done on behalf."""
+    if call.flags & ~valid:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+
 def _proc_fd(fd: int) -> bytes:
     return b"/proc/self/fd/%d" % fd
 
@@ -118,6 +131,7 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
 # --- metadata reads -----------------------------------------------------------------
 
 def do_stat(ctx: Context, call: Call) -> Reply:
+    _check_flags(call, STAT_FLAGS)
     path = call.path
     if not path and call.flags & AT_EMPTY_PATH and call.dirfd >= 0:
         # fstat of an fd the caller holds: the kernel checked its open; an O_PATH
@@ -163,6 +177,9 @@ def _write_back(ctx: Context, call: Call, fd: int, fetch: Callable[[int], bytes]
 
 
 def do_statx(ctx: Context, call: Call) -> Reply:
+    _check_flags(call, STAT_FLAGS)
+    if call.flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or call.mask & STATX__RESERVED:
+        return Errno(errno.EINVAL)
     fd, _ = _object(ctx, call, "meta")
     return _write_back(ctx, call, fd, lambda f: _syscalls.statx(f, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask))
 
@@ -186,6 +203,7 @@ def do_fstatfs(ctx: Context, call: Call) -> Reply:
 def do_access(ctx: Context, call: Call) -> Reply:
     if call.mode & ~7:
         return Errno(errno.EINVAL)
+    _check_flags(call, AT_EACCESS | NOFOLLOW_OR_EMPTY)
     need = "write" if call.mode & W_OK else "read" if call.mode & (R_OK | X_OK) else "meta"
     fd, st = _object(ctx, call, need)
     try:
@@ -544,6 +562,7 @@ def do_truncate(ctx: Context, call: Call) -> Reply:
 # --- metadata writes ----------------------------------------------------------------------
 
 def do_chmod(ctx: Context, call: Call) -> Reply:
+    _check_flags(call, NOFOLLOW_OR_EMPTY)
     def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
@@ -553,11 +572,13 @@ def do_chmod(ctx: Context, call: Call) -> Reply:
 
 
 def do_chown(ctx: Context, call: Call) -> Reply:
+    _check_flags(call, NOFOLLOW_OR_EMPTY)
     return _on_object(ctx, call, "write", lambda fd, st: os.chown(_proc_fd(fd), call.uid, call.gid))
 
 
 def do_utimes(ctx: Context, call: Call) -> Reply:
-    times = _read_times(ctx, call)
+    times = _read_times(ctx, call)  # the kernel reads the times first (EFAULT before EINVAL)
+    _check_flags(call, NOFOLLOW_OR_EMPTY if call.path is not None or call.dirfd == AT_FDCWD else 0)
 
     def act(fd: int, st: Optional[_syscalls.Stat] = None) -> None:
         if st is not None and stat.S_ISLNK(st.mode):

@@ -41,6 +41,7 @@ AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 KCMP_VM = 1
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_INTERP_DEPTH = 4  # the kernel allows 5 binfmt levels (BINPRM_MAX_RECURSION + 1)
 
 
@@ -265,6 +266,12 @@ def do_execve(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(probe)
     try:
+        # what the kernel refuses next (it reads argv and envp before the file's
+        # format), foreseen before anything is injected or written
+        relative_at = call.dirfd != AT_FDCWD and path[:1] != b"/"
+        arguments_fit(ctx, call, len(b"/dev/fd/%d/" % call.dirfd) + len(path) if relative_at else len(path))
+        if relative_at and not _fd_name_fits(call.tid, len(path) - len(b"/proc/self/fd/")):
+            return Errno(errno.ENAMETOOLONG)  # README: execveat(dirfd, short relative path)
         target, script = _plan(ctx, call, fd, virt, 0)
     finally:
         os.close(fd)
@@ -308,8 +315,7 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
         resolver.scripts[tgid] = {name: virt}
     new = name + b"\0"
     patches = [(address, new, read_mem(ctx.tracees, call.tid, address, len(new)))]
-    argv = call.args[2] if call.nr != ctx.execve_nr else call.args[1]
-    moved = _keep_argv0(ctx, call, argv, address, len(new))
+    moved = _keep_argv0(ctx, call, call.ptr, address, len(new))
     if moved is not None:
         patches.append(moved)
     for where, ours, _ in patches:
@@ -346,6 +352,126 @@ def _keep_argv0(ctx, call, argv: int, address: int, size: int):
     copy = (sp - 2048 - len(text) - 1) & ~15  # below the red zone and any signal frame in flight
     ctx.force_write(call.tid, copy, text + b"\0")
     return argv, copy.to_bytes(8, "little"), raw
+
+
+MAX_ARG_STRLEN = 32 * PAGE_SIZE     # one argument or environment string, its NUL included
+ARG_MAX = 32 * PAGE_SIZE            # the least the kernel grants all of them together
+STK_LIM = 8 << 20                   # _STK_LIM
+
+
+def arguments_fit(ctx, call: Call, filename_len: int) -> None:
+    """Raise what the kernel's exec would for the caller's argv and envp (EFAULT, E2BIG).
+
+    The exec is continued after the caller's path string is rewritten and an
+    fd injected (_redirect_exec), which the caller keeps if the kernel then
+    refuses the exec: so every refusal the kernel makes before it loads the
+    program is foreseen here, on the supervisor's own reading of the
+    arguments, in the kernel's order (fs/exec.c: count(), bprm_stack_limits(),
+    then copy_strings() from the last environment string to the first
+    argument, the program's name copied first).  Memory stays bounded: the
+    pointer arrays are read again by chunks instead of kept, and no string is
+    kept (only its length).  A thread of the caller changing the arrays after
+    this check can still make the exec fail; then only the caller's own
+    memory holds the rewritten bytes (README, SECURITY.md).
+    """
+    tid, argv, envp = call.tid, call.ptr, call.ptr2
+    limit = max(min(STK_LIM // 4 * 3, _stack_rlimit(tid) // 4), ARG_MAX)
+    most = limit // 8  # more pointers than that can never fit: E2BIG without reading on
+    argc = _count(ctx, tid, argv, most)
+    envc = _count(ctx, tid, envp, most - max(argc, 1))
+    pointers = (max(argc, 1) + envc) * 8
+    if limit <= pointers:
+        raise _oserror(errno.E2BIG)
+    room = limit - pointers - (filename_len + 1)
+    if room < 0:
+        raise _oserror(errno.E2BIG)
+    for base, count in ((envp, envc), (argv, argc)):
+        for address in _pointers_backwards(ctx, tid, base, count):
+            room -= _arg_length(ctx, tid, address)
+            if room < 0:
+                raise _oserror(errno.E2BIG)
+    if argc == 0 and room < 1:
+        raise _oserror(errno.E2BIG)  # the kernel adds an empty argv[0]
+
+
+def _count(ctx, tid: int, array: int, most: int) -> int:
+    """count(): the pointers before the NULL one; EFAULT if one cannot be read, E2BIG
+    past `most` (the kernel would read on, up to 2^31 pointers, to say E2BIG or EFAULT)."""
+    if array == 0:
+        return 0
+    count = 0
+    address = array
+    while True:
+        chunk = min(PAGE_SIZE - address % PAGE_SIZE, ctx.tracees.hot.READ_MAX)
+        raw = read_mem(ctx.tracees, tid, address, max(chunk - chunk % 8, 8))
+        words = memoryview(raw).cast("Q")
+        if 0 in words:
+            return count + words.tolist().index(0)
+        count += len(words)
+        if count > most:
+            raise _oserror(errno.E2BIG)
+        address += len(raw)
+
+
+def _pointers_backwards(ctx, tid: int, array: int, count: int):
+    """The `count` pointers of an array counted before, from the last one."""
+    end = count
+    while end > 0:
+        start = max(0, end - 512)
+        raw = read_mem(ctx.tracees, tid, array + start * 8, (end - start) * 8)
+        for i in range(end - start - 1, -1, -1):
+            yield int.from_bytes(raw[i * 8:i * 8 + 8], "little")
+        end = start
+
+
+def _arg_length(ctx, tid: int, address: int) -> int:
+    """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit."""
+    if address == 0:
+        raise _oserror(errno.EFAULT)
+    length = 0
+    hot = ctx.tracees.hot
+    while length < MAX_ARG_STRLEN:
+        want = min(PAGE_SIZE - (address + length) % PAGE_SIZE, MAX_ARG_STRLEN - length)
+        try:
+            data = hot.readv(tid, address + length, want)
+        except OSError:
+            data = b""
+        if not data:
+            raise _oserror(errno.EFAULT)
+        end = data.find(b"\0")
+        if end >= 0:
+            return length + end + 1
+        length += len(data)
+    raise _oserror(errno.E2BIG)
+
+
+def _stack_rlimit(tid: int) -> int:
+    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it)."""
+    try:
+        with open(b"/proc/%d/limits" % tid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Max stack size"):
+                    soft = line.split()[3]
+                    return 1 << 64 if soft == b"unlimited" else int(soft)
+    except (OSError, ValueError, IndexError):
+        pass
+    raise _oserror(errno.EFAULT)  # fail closed: the caller is gone or unreadable
+
+
+def _fd_name_fits(tid: int, digits: int) -> bool:
+    """Will the number of the next fd injected into the caller (its lowest free
+    one) have at most `digits` digits?  Streamed: the caller may hold many fds."""
+    if digits < 1:
+        return False
+    if digits >= 10:
+        return True
+    bound = 10 ** digits
+    used = 0
+    with os.scandir(b"/proc/%d/fd" % tid) as entries:
+        for entry in entries:
+            if int(entry.name) < bound:
+                used += 1
+    return used < bound
 
 
 def _read_cstring(ctx, tid: int, address: int) -> bytes:
@@ -388,6 +514,7 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
             return Errno(errno.EACCES)
         if not os.access(_proc_fd(fd), X_OK):
             return Errno(errno.EACCES)
+        arguments_fit(ctx, call, len(b"/dev/fd/%d" % call.dirfd))  # before the fd is replaced
         head = os.pread(fd, _elf.HEADER_SIZE, 0)
         if head[:4] == b"\x7fELF":
             elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())

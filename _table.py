@@ -145,8 +145,8 @@ def root_rows() -> Dict[str, Row]:
             "fchdir": _row(RO.do_chdir, ("fd",)),
             "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
             "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
-            "execve": _row(RO.do_execve, ("path",)),
-            "execveat": _row(RO.do_execve, ("dirfd", "path", "_", "_", "flags")),
+            "execve": _row(RO.do_execve, ("path", "ptr", "ptr2")),  # argv, envp
+            "execveat": _row(RO.do_execve, ("dirfd", "path", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
             "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
             "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),

@@ -74,6 +74,8 @@ def test_random_arguments_get_an_errno_and_change_nothing_outside(arena, seed, m
     assert "failed:" not in r.stderr, r.stderr[-3000:]
     report = json.loads(r.stdout)
     assert report["calls"] == 3000
+    # a call the kernel refuses for its AT_* flags must not be done on behalf
+    assert report["refused_flags_accepted"] == [], report["refused_flags_accepted"][:5]
     errnos = {key.split(":")[1] for key in report["results"]}
     assert {"EFAULT", "ENAMETOOLONG", "EACCES", "ENOENT"} <= errnos, errnos
     assert _snapshot(*watched) == before

@@ -55,7 +55,21 @@ def value():
     if kind == 3: return rng.randrange(1 << 32)
     return pointer()
 
+# AT_* flags the kernel accepts (argument index, mask): any other bit is EINVAL there
+AT_FLAGS = {"newfstatat": (3, 0x7900), "statx": (2, 0x7900), "faccessat2": (3, 0x1300), "fchownat": (4, 0x1100),
+            "utimensat": (3, 0x1100), "fchmodat2": (3, 0x1100)}
+
+def bad_flags(name, args):
+    if name not in AT_FLAGS:
+        return False
+    index, valid = AT_FLAGS[name]
+    flags = args[index] & 0xFFFFFFFF
+    if name == "statx" and ((flags & 0x6000) == 0x6000 or args[3] & 0x80000000):
+        return True
+    return bool(flags & ~valid)
+
 results = {}
+refused_flags_accepted = []
 t0 = time.time()
 for i in range(count):
     name = rng.choice(names)
@@ -73,6 +87,9 @@ for i in range(count):
     e = ctypes.get_errno()
     key = f"{name}:{'ok' if r >= 0 else errno.errorcode.get(e, e)}"
     results[key] = results.get(key, 0) + 1
+    if r >= 0 and bad_flags(name, args):
+        refused_flags_accepted.append([name] + [hex(a & 0xFFFFFFFFFFFFFFFF) for a in args])
     if r >= 0 and name in ("open", "openat", "creat", "openat2"):
         os.close(r)
-print(json.dumps({"calls": count, "seconds": round(time.time() - t0, 2), "results": results}))
+print(json.dumps({"calls": count, "seconds": round(time.time() - t0, 2), "results": results,
+                  "refused_flags_accepted": refused_flags_accepted}))
