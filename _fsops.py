@@ -338,7 +338,7 @@ _NOT_PLAIN = Errno(0)  # _open_maybe_fifo: open it the usual way
 def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
     """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker thread
     (_fifo_later); a file or device is opened again through our fd of it;
-    directories and /proc files of a root (made-up listings and maps) the usual way."""
+    directories and /proc files (made-up listings and content, _procfs) the usual way."""
     probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
                                     resolve)
     try:
@@ -349,7 +349,7 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
         if kind == stat.S_IFIFO:
             return _fifo_later(ctx, call, os.dup(probe), flags)
-        if kind == stat.S_IFDIR or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
+        if kind == stat.S_IFDIR or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
     finally:

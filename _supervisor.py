@@ -88,6 +88,7 @@ class Prepared(NamedTuple):
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
+    proc_scratch: Optional["_rootfs.Scratch"] = None  # without a root: where /proc listings go (_procfs)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -96,6 +97,8 @@ def close_prepared(prepared: Prepared) -> None:
             _close(fd)
     if prepared.root is not None:
         prepared.root.close()
+    if prepared.proc_scratch is not None:
+        prepared.proc_scratch.close()
     if prepared.layers is not None:
         prepared.layers.close()
 
@@ -180,6 +183,10 @@ def prepare(policy: Policy) -> Prepared:
                 raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
         scratch = _rootfs.Scratch()
         landlock_policy = _host_policy(policy, scratch, layers)
+    else:
+        import _rootfs
+        scratch = _rootfs.Scratch()  # the private listings of /proc (_procfs)
+    emulated = policy.chroot is not None or policy.workdir is not None
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
@@ -218,11 +225,12 @@ def prepare(policy: Policy) -> Prepared:
         key = rule if isinstance(rule, str) else "decided on arguments"
         counts[key] = counts.get(key, 0) + 1
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
-    if scratch is not None:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
+    if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
         plain = _host_policy(policy, scratch, None)
         host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch, host_rules, layers, leftovers)
+                    counts, scratch if emulated else None, host_rules, layers, leftovers,
+                    None if emulated else scratch)
 
 
 class Session:
@@ -275,6 +283,8 @@ class Session:
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
             self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
+        elif prepared.proc_scratch is not None:
+            self._run_dirs = prepared.proc_scratch.new_run()  # (listings of /proc, unused /dev/shm)
 
     @property
     def vfork(self):
@@ -340,8 +350,9 @@ class Session:
                 self.resolver = self._root_resolver()
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices
-                self.resolver = Resolver(FsRules(readable, self.policy.fs_writable,
-                                                 self.policy.fs_denied), self.tracees, self._is_member, self.hot)
+                self.resolver = Resolver(FsRules(readable, self.policy.fs_writable, self.policy.fs_denied),
+                                         self.tracees, self._is_member, self.hot, self._processes,
+                                         self._run_dirs[0] if self._run_dirs else None)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
             self.stub = os.fork()

@@ -160,7 +160,10 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
-    deny_mode = bool(policy.fs_denied) or emulated
+    # Every open and exec is trapped and done on behalf in every mode: the
+    # command's Landlock domain grants nothing in /proc, the supervisor opens it
+    # for the command (_procfs).
+    deny_mode = True
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
     if emulated:
         for name in ROOT_NAMES:
