@@ -34,7 +34,7 @@ from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
-_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root)(?:/|$)")
+_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
 _PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
 
 

@@ -350,7 +350,11 @@ class Session:
                 self.resolver = self._root_resolver()
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices
-                self.resolver = Resolver(FsRules(readable, self.policy.fs_writable, self.policy.fs_denied),
+                # opens are done on behalf (_table.traps_for): /dev/null and the other
+                # read-write devices must be writable for the supervisor's decision too
+                writable = self.policy.fs_writable + tuple(d for d in self.prepared.devices
+                                                           if d not in _policy.DEVICES_RO)
+                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied),
                                          self.tracees, self._is_member, self.hot, self._processes,
                                          self._run_dirs[0] if self._run_dirs else None)
             calls = _launch.bind_calls()
