@@ -342,8 +342,8 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
     probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
                                     resolve)
     try:
-        ctx.resolver.check(probe, name, "read")
         st = ctx.hot.fstat(probe)
+        ctx.resolver.check(probe, name, "read", st)
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
