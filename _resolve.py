@@ -235,7 +235,7 @@ class Resolver:
                         return self._proc_view(call, fd, name, flags)
                     return fd, name
                 except OSError as exc:
-                    if scoped or exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    if scoped or exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                         raise
                     top = self._proc_dir(base)
                     if top is None:
@@ -253,7 +253,9 @@ class Resolver:
                    scoped: int) -> Tuple[int, Optional[bytes]]:
         magic = S.RESOLVE_NO_MAGICLINKS
         match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
-        if match and self.is_member(int(match.group(1))):
+        if match:
+            if not self.is_member(int(match.group(1))):
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process (_procfs)
             magic = 0  # a magic link of the sandbox's own process
         fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         try:
@@ -374,8 +376,8 @@ class Resolver:
 
     def _check_proc(self, name: bytes) -> None:
         match = _PROC_PID.match(name)
-        if match and match.group(2) and not self.is_member(int(match.group(1))):
-            raise _eacces()  # inside another process's /proc directory
+        if match and not self.is_member(int(match.group(1))):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process's /proc directory (_procfs)
 
 
 def _dev_links() -> Tuple[Tuple[bytes, bytes], ...]:

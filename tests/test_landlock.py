@@ -148,3 +148,18 @@ def test_a_read_only_truncating_open_cannot_empty_a_read_only_file(abi, tmp_path
               "except OSError as e:\n    print(e.errno)"], abi)
     assert r.stdout.strip() == "13", r.stdout + r.stderr
     assert target.read_text() == "keep"
+
+
+@pytest.mark.parametrize("rules", [{}, {"fs_readable": ["/"]}, {"fs_writable": ["/"]}, {"fs_readable": ["/proc/self"]}])
+def test_no_rule_of_the_command_reaches_into_proc_but_the_supervisor_reads_it(rules):
+    """/proc is opened on behalf (README, /proc): the command's own domain grants nothing there."""
+    child, supervisor = L.plans(_policy.make_policy(**rules), 7)
+    inside = [r.path for r in child.rules if r.path == "/proc" or r.path.startswith("/proc/")]
+    assert inside == [], inside
+    assert any(r.path == "/proc" for r in supervisor.rules)
+    if rules.get("fs_readable") == ["/"]:  # the rest of / is still granted, entry by entry
+        assert {"/usr", "/etc"} <= {r.path for r in child.rules}
+
+
+def test_procfs_mounts_names_proc():
+    assert L.procfs_mounts()[0] == "/proc"
