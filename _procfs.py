@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from typing import Callable, Iterable, Optional, Tuple
 
 from _errors import os_error
@@ -69,15 +70,28 @@ def classify(name: bytes, is_member: Callable[[int], bool]) -> Tuple[Optional[in
 def rewrite_links(path: bytes, tgid: int, tid: int) -> bytes:
     """/proc/self, /proc/thread-self, /proc/net and /proc/mounts name the caller's own
     (the supervisor opening them would get its own): rewritten to its pid.
-    Empty and "." components are dropped first ("/proc//self/./fd")."""
+    Empty and "." components are dropped first ("/proc//self/./fd"), and
+    "D/.." after it (so the path names its pid where the kernel would find it)."""
     if b"//" in path or b"/./" in path or path.endswith(b"/."):
         trailing = path.endswith((b"/", b"/."))
         path = b"/" + b"/".join(c for c in path.split(b"/") if c and c != b".") + (b"/" if trailing else b"")
     for link, target in ((b"/proc/self", b"/proc/%d" % tgid), (b"/proc/thread-self", b"/proc/%d/task/%d" % (tgid, tid)),
                          (b"/proc/net", b"/proc/%d/net" % tgid), (b"/proc/mounts", b"/proc/%d/mounts" % tgid)):
         if path.startswith(link) and path[len(link):len(link) + 1] in (b"", b"/"):
-            return target + path[len(link):]
-    return path
+            path = target + path[len(link):]
+            break
+    while True:  # "/proc/D/.." is /proc when D is a directory (a process's, sys, ...), not a link
+        parts = path.split(b"/", 4)
+        if len(parts) < 4 or parts[3] != b".." or not (parts[2].isdigit() or _plain_dir(b"/proc/" + parts[2])):
+            return path
+        path = b"/proc" + (b"/" + parts[4] if len(parts) > 4 else b"")
+
+
+def _plain_dir(path: bytes) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def listing_of(name: bytes, top: Optional[bytes]) -> Optional[bytes]:

@@ -41,7 +41,9 @@ def test_other_processes_and_host_wide_files_do_not_exist(name):
     (b"/proc/self/status", b"/proc/100/status"), (b"/proc//self/./fd/3", b"/proc/100/fd/3"),
     (b"/proc/thread-self/comm", b"/proc/100/task/101/comm"), (b"/proc/net/unix", b"/proc/100/net/unix"),
     (b"/proc/mounts", b"/proc/100/mounts"), (b"/proc/selfish", b"/proc/selfish"),
-    (b"/proc/self/../1/cmdline", b"/proc/100/../1/cmdline"),
+    (b"/proc/self/../1/cmdline", b"/proc/1/cmdline"), (b"/proc/1/../../etc", b"/proc/../etc"),
+    (b"/proc/self/fd/3/../x", b"/proc/100/fd/3/../x"), (b"/proc/self/..", b"/proc"),
+    (b"/proc/sys/../1/exe", b"/proc/1/exe"), (b"/proc/meminfo/../1", b"/proc/meminfo/../1"),
 ])
 def test_links_to_the_caller_are_rewritten_to_its_pid(path, expected):
     assert P.rewrite_links(path, 100, 101) == expected

@@ -66,6 +66,7 @@ def attempt(fn, *args, **kw):
     except OSError as e:
         return err(e)
 
+QUIET = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)]
 out = {}
 out["listing"] = sorted(e for e in os.listdir("/proc") if e.isdigit())
 out["listing_names"] = sorted(os.listdir("/proc"))
@@ -83,6 +84,8 @@ for spelling in ("/proc/%d", "/proc//%d", "/proc/./%d", "/proc/self/../%d", "/pr
     host["lstat " + p] = attempt(os.lstat, p)
     host["access " + p] = attempt(os.access, p, os.F_OK)
     host["chdir " + p] = attempt(os.chdir, p)
+    host["O_PATH " + p] = attempt(os.open, p, os.O_PATH)
+    host["exec " + p + "/exe"] = attempt(lambda: os.waitpid(os.posix_spawn(p + "/exe", ["x", "--version"], {}, file_actions=QUIET), 0))
     os.chdir("/")
 d = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
 host["dirfd cmdline"] = read("%d/cmdline" % pid, dir_fd=d)
