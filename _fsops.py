@@ -267,7 +267,7 @@ def do_inotify_add_watch(ctx: Context, call: Call) -> Reply:
 # --- opens ----------------------------------------------------------------------------
 
 def do_open(ctx: Context, call: Call) -> Reply:
-    """open/openat/creat: O_PATH opens, and every open under --fs-deny or without TRUNCATE."""
+    """open/openat/creat, done on behalf under every policy (/proc is opened only so: _procfs)."""
     return _open(ctx, call, call.flags, call.mode, 0)
 
 
@@ -458,7 +458,7 @@ def _umask(tid: int) -> int:
 
 
 def do_exec_check(ctx: Context, call: Call) -> Reply:
-    """execve/execveat under --fs-deny: refuse a denied file reached by a hard link."""
+    """execve/execveat: refuse a denied file reached by a hard link, or a host pid's /proc/PID/exe."""
     if call.path == b"" and call.flags & AT_EMPTY_PATH:
         fd = ctx.tracees.getfd(call.tid, call.dirfd)
         name = ctx.resolver._name_of(fd)
@@ -470,7 +470,10 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so
     # the kernel refuses the exec itself whatever path it re-reads; this check
-    # only adds the hard-link (device, inode) test Landlock cannot make.
+    # only adds the hard-link (device, inode) test Landlock cannot make.  A
+    # re-read path through a host pid's /proc/PID/exe fails in the kernel too:
+    # following another process's magic link needs ptrace access, which
+    # Landlock refuses outside the sandbox's domain.
     return CONTINUE
 
 

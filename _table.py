@@ -53,7 +53,7 @@ ROWS: Dict[str, Row] = {
     "listxattr": _row(F.do_listxattr, ("path", "ptr", "size")),
     "llistxattr": _row(F.do_listxattr, ("path", "ptr", "size"), **NOFOLLOW),
     "inotify_add_watch": _row(F.do_inotify_add_watch, ("fd", "path", "mask")),
-    # opens: O_PATH always, everything under --fs-deny or without TRUNCATE
+    # opens and execs: trapped under every policy (traps_for)
     "open": _row(F.do_open, ("path", "flags", "mode")),
     "openat": _row(F.do_open, ("dirfd", "path", "flags", "mode")),
     "creat": _row(F.do_open, ("path", "mode"), flags=os.O_CREAT | os.O_WRONLY | os.O_TRUNC),
