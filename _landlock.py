@@ -132,18 +132,19 @@ def _unescape(field: bytes) -> bytes:
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
 
 
-def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, Plan]:
+def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool = False) -> Tuple[Plan, Plan]:
     """(the child's ruleset, the supervising thread's), from one walk of the rules.
 
     `ttys` are the caller's terminal devices, granted like /dev/tty.  No rule of
     the child reaches into procfs, whatever the policy grants: a grant that
     covers /proc (the default view, `-r /`) is cut around it like a denied path.
-    The supervisor opens /proc for the command (_procfs).
+    The supervisor opens /proc for the command (_procfs).  keep_proc: grant it
+    as the policy says (sandlock.confine, where no supervisor opens anything).
     """
     everything = fs_rights(abi)
     rules: List[Rule] = []
     ancestors: List[str] = []
-    procfs = procfs_mounts()
+    procfs = procfs_mounts() if not keep_proc else ()
     cut = tuple(policy.fs_denied) + procfs
     for path in policy.readable_paths():
         if path not in policy.fs_writable and not any(_under(path, p) for p in procfs):
@@ -179,9 +180,10 @@ def stub_plan(child: Plan) -> Plan:
                 tuple(Rule(rule.path, refer) for rule in child.rules if rule.access & refer))
 
 
-def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
+def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = (),
+         keep_proc: bool = False) -> Plan:
     """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
-    return plans(policy, abi, ttys)[1 if supervisor else 0]
+    return plans(policy, abi, ttys, keep_proc)[1 if supervisor else 0]
 
 
 def create_ruleset(p: Plan) -> int:
