@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Optional, Tuple
 
 from _errors import os_error
 
-HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline"))
+HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
 BOOT_ID = b"sys/kernel/random/boot_id"
 MADE_UP = frozenset((b"mountinfo", b"mounts", b"net/unix"))  # below /proc/PID or /proc/PID/task/TID
@@ -62,7 +62,7 @@ def classify(name: bytes, is_member: Callable[[int], bool]) -> Tuple[Optional[in
         if below in HIDDEN_PER_PROCESS:
             raise os_error(errno.ENOENT)
         return int(first), below
-    if first in HIDDEN and not below:
+    if first in HIDDEN:
         raise os_error(errno.ENOENT)
     return None, rest
 

@@ -30,7 +30,7 @@ def test_classify_names_what_the_sandbox_may_see(name, expected):
 
 @pytest.mark.parametrize("name", [b"/proc/1", b"/proc/1/cmdline", b"/proc/7/task/7/environ", b"/proc/keys",
                                   b"/proc/key-users", b"/proc/locks", b"/proc/timer_list", b"/proc/slabinfo",
-                                  b"/proc/cmdline", b"/proc/100/mountstats"])
+                                  b"/proc/cmdline", b"/proc/100/mountstats", b"/proc/sysvipc", b"/proc/sysvipc/shm"])
 def test_other_processes_and_host_wide_files_do_not_exist(name):
     with pytest.raises(OSError) as info:
         P.classify(name, member)
