@@ -25,7 +25,7 @@ import os
 import re
 import stat
 import threading
-from typing import Callable, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
 import _procfs
 import _structs as S
@@ -118,7 +118,7 @@ class Resolver:
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
-                 listing_top: Optional[bytes] = None) -> None:
+                 listing_top: "Union[bytes, Callable[[], str], None]" = None) -> None:
         self.hot = hot
         self.rules = rules
         self.tracees = tracees
@@ -127,9 +127,10 @@ class Resolver:
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
         # /proc (see _procfs): listings are made in listing_top, a directory of the
-        # run's scratch; boot_id is this run's own
+        # run's scratch (or made by it on the first listing); boot_id is this run's own
         self.processes = processes if processes is not None else lambda: []
-        self.listing_top = os.fsencode(listing_top) if listing_top is not None else None
+        self._make_listing_top = listing_top if callable(listing_top) else None
+        self.listing_top = os.fsencode(listing_top) if isinstance(listing_top, (bytes, str)) else None
         self.boot_id = _procfs.new_boot_id()
         self._listings = 0
         self._listings_lock = threading.Lock()
@@ -311,6 +312,8 @@ class Resolver:
         return made, None
 
     def _listing(self, call: Call) -> int:
+        if self.listing_top is None and self._make_listing_top is not None:
+            self.listing_top = os.fsencode(self._make_listing_top())
         if self.listing_top is None:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))  # no scratch to list /proc in
         with self._listings_lock:

@@ -190,8 +190,10 @@ def prepare(policy: Policy) -> Prepared:
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
-            if scratch is not None:  # the supervisor makes the anchors (see _rootfs)
+            if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
+                if not emulated:
+                    extra.append(scratch.shm)  # Scratch.new_run makes a /dev/shm directory too
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
         else:
@@ -283,8 +285,6 @@ class Session:
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
             self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
-        elif prepared.proc_scratch is not None:
-            self._run_dirs = prepared.proc_scratch.new_run()  # (listings of /proc, unused /dev/shm)
 
     @property
     def vfork(self):
@@ -292,6 +292,13 @@ class Session:
             import _rootops
             self._vfork = _rootops.VforkHolder(self)
         return self._vfork
+
+    def _proc_listings(self) -> str:
+        """This run's directory for /proc listings, made on the first one (most runs list
+        no /proc; the supervisor thread may write in the scratch directory)."""
+        assert self.prepared.proc_scratch is not None
+        self._run_dirs = self.prepared.proc_scratch.new_run()  # (listings, an unused /dev/shm)
+        return self._run_dirs[0]
 
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)
@@ -356,7 +363,7 @@ class Session:
                                                            if d not in _policy.DEVICES_RO)
                 self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied),
                                          self.tracees, self._is_member, self.hot, self._processes,
-                                         self._run_dirs[0] if self._run_dirs else None)
+                                         self._proc_listings if self.prepared.proc_scratch is not None else None)
             calls = _launch.bind_calls()
             supervisor_pid = os.getpid()
             self.stub = os.fork()
