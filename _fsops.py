@@ -296,7 +296,7 @@ def do_inotify_add_watch(ctx: Context, call: Call) -> Reply:
 # --- opens ----------------------------------------------------------------------------
 
 def do_open(ctx: Context, call: Call) -> Reply:
-    """open/openat/creat: O_PATH opens, and every open under --fs-deny or without TRUNCATE."""
+    """open/openat/creat, done on behalf under every policy (/proc is opened only so: _procfs)."""
     return _open(ctx, call, call.flags, call.mode, 0)
 
 
@@ -388,18 +388,18 @@ _NOT_PLAIN = Errno(0)  # _open_maybe_fifo: open it the usual way
 def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
     """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker thread
     (_fifo_later); a file or device is opened again through our fd of it;
-    directories and /proc files of a root (made-up listings and maps) the usual way."""
+    directories and /proc files (made-up listings and content, _procfs) the usual way."""
     probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
                                     resolve)
     try:
-        ctx.resolver.check(probe, name, "read")
         st = ctx.hot.fstat(probe)
+        ctx.resolver.check(probe, name, "read", st)
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
         if kind == stat.S_IFIFO and not flags & os.O_NONBLOCK:
             return _fifo_later(ctx, call, os.dup(probe), flags)
-        if kind in (stat.S_IFDIR, stat.S_IFIFO) or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
+        if kind in (stat.S_IFDIR, stat.S_IFIFO) or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         ctx.resolver.devices.check(probe, st.mode)
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
@@ -515,7 +515,7 @@ def _umask(tid: int) -> int:
 
 
 def do_exec_check(ctx: Context, call: Call) -> Reply:
-    """execve/execveat under --fs-deny: refuse a denied file reached by a hard link."""
+    """execve/execveat: refuse a denied file reached by a hard link, or a host pid's /proc/PID/exe."""
     if call.path == b"" and call.flags & AT_EMPTY_PATH:
         fd = ctx.tracees.getfd(call.tid, call.dirfd)
         name = ctx.resolver._name_of(fd)
@@ -527,7 +527,10 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so
     # the kernel refuses the exec itself whatever path it re-reads; this check
-    # only adds the hard-link (device, inode) test Landlock cannot make.
+    # only adds the hard-link (device, inode) test Landlock cannot make.  A
+    # re-read path through a host pid's /proc/PID/exe fails in the kernel too:
+    # following another process's magic link needs ptrace access, which
+    # Landlock refuses outside the sandbox's domain.
     return CONTINUE
 
 

@@ -25,6 +25,7 @@ Kernel docs: Documentation/userspace-api/landlock.rst; samples/landlock.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
@@ -153,19 +154,52 @@ def _device_filesystems() -> Tuple[int, ...]:
     return tuple(out)
 
 
-def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = ()) -> Tuple[Plan, Plan]:
+def procfs_mounts() -> Tuple[str, ...]:
+    """Where procfs is mounted (/proc, and any other mount of it), outermost first."""
+    points: List[str] = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            data = f.read()
+    except OSError:
+        data = b""
+    for line in data.splitlines():
+        left, _, right = line.partition(b" - ")
+        fields = left.split(b" ")
+        if right.split(b" ", 1)[0] == b"proc" and len(fields) > 4:
+            points.append(os.fsdecode(_unescape(fields[4])))
+    points.append("/proc")
+    out: List[str] = []
+    for point in sorted(set(points), key=len):
+        if not any(_under(point, top) for top in out):
+            out.append(point)
+    return tuple(out)
+
+
+def _unescape(field: bytes) -> bytes:
+    """A mount point as mountinfo escapes it (octal \\NNN for space, tab, newline, backslash)."""
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
+
+
+def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool = False) -> Tuple[Plan, Plan]:
     """(the child's ruleset, the supervising thread's), from one walk of the rules.
 
-    `ttys` are the caller's terminal devices, granted like /dev/tty.
+    `ttys` are the caller's terminal devices, granted like /dev/tty.  No rule of
+    the child reaches into procfs, whatever the policy grants: a grant that
+    covers /proc (the default view, `-r /`) is cut around it like a denied path.
+    The supervisor opens /proc for the command (_procfs).  keep_proc: grant it
+    as the policy says (sandlock.confine, where no supervisor opens anything).
     """
     everything = fs_rights(abi)
     rules: List[Rule] = []
     ancestors: List[str] = []
+    procfs = procfs_mounts() if not keep_proc else ()
+    cut = tuple(policy.fs_denied) + procfs
     for path in policy.readable_paths():
-        if path not in policy.fs_writable:
-            _punch(path, READ & everything, policy.fs_denied, rules, ancestors)
+        if path not in policy.fs_writable and not any(_under(path, p) for p in procfs):
+            _punch(path, READ & everything, cut, rules, ancestors)
     for path in policy.fs_writable:
-        _punch(path, everything, policy.fs_denied, rules, ancestors)
+        if not any(_under(path, p) for p in procfs):
+            _punch(path, everything, cut, rules, ancestors)
     for path, writable in device_paths(policy, ttys):
         rules.append(Rule(path, (DEVICE_RW if writable else DEVICE_RO) & everything))
     child = Plan(abi, everything, scopes(abi), tuple(rules))
@@ -198,9 +232,10 @@ def stub_plan(child: Plan) -> Plan:
                 tuple(Rule(rule.path, refer) for rule in child.rules if rule.access & refer))
 
 
-def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = ()) -> Plan:
+def plan(policy: Policy, abi: int, supervisor: bool = False, ttys: Tuple[str, ...] = (),
+         keep_proc: bool = False) -> Plan:
     """The ruleset for the child (or, with supervisor=True, for the supervising thread)."""
-    return plans(policy, abi, ttys)[1 if supervisor else 0]
+    return plans(policy, abi, ttys, keep_proc)[1 if supervisor else 0]
 
 
 def create_ruleset(p: Plan) -> int:

@@ -28,8 +28,9 @@ import re
 import stat
 import sys
 import threading
-from typing import Callable, Iterable, Optional, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
+import _procfs
 import _structs as S
 import _syscalls
 from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
@@ -226,7 +227,8 @@ class Resolver:
     emulated_root = False  # _rootfs.RootResolver: every path is virtual
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
-                 hot: "_syscalls.HotCalls") -> None:
+                 hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
+                 listing_top: "Union[bytes, Callable[[], str], None]" = None) -> None:
         self.hot = hot
         self.rules = rules
         self.tracees = tracees
@@ -235,6 +237,14 @@ class Resolver:
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
         self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
+        # /proc (see _procfs): listings are made in listing_top, a directory of the
+        # run's scratch (or made by it on the first listing); boot_id is this run's own
+        self.processes = processes if processes is not None else lambda: []
+        self._make_listing_top = listing_top if callable(listing_top) else None
+        self.listing_top = os.fsencode(listing_top) if isinstance(listing_top, (bytes, str)) else None
+        self.boot_id = _procfs.new_boot_id()
+        self._listings = 0
+        self._listings_lock = threading.Lock()
 
     def close(self) -> None:
         os.close(self.root)
@@ -262,10 +272,8 @@ class Resolver:
                 if path.startswith(link) and path[len(link):len(link) + 1] in (b"", b"/"):
                     path = target + path[len(link):]
                     break
-        if path.startswith(b"/proc/self") and (len(path) == 10 or path[10:11] == b"/"):
-            return b"/proc/%d" % tgid_of(call.tid) + path[10:]
-        if path.startswith(b"/proc/thread-self") and (len(path) == 17 or path[17:18] == b"/"):
-            return b"/proc/%d/task/%d" % (tgid_of(call.tid), call.tid) + path[17:]
+        if path.startswith(b"/proc/"):
+            return _procfs.rewrite_links(path, tgid_of(call.tid), call.tid)
         return path
 
     # -- lookup -----------------------------------------------------------------------
@@ -307,32 +315,62 @@ class Resolver:
 
     def open(self, call: Call, dirfd: int, path: bytes, flags: int, mode: int,
              resolve: int) -> Tuple[int, Optional[bytes]]:
-        """openat2(2) of the tracee's (dirfd, path) by the supervisor: (fd, real path or None)."""
+        """openat2(2) of the tracee's (dirfd, path) by the supervisor: (fd, real path or None).
+
+        What lies in /proc is what the sandbox may see of it (_procfs): a path of
+        another process is ENOENT, /proc itself a listing of the sandbox's processes.
+        """
         if not path:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
         flags |= os.O_CLOEXEC
         scoped = resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT)
         if path[:1] == b"/" and not scoped:
             path = self._rewrite_self(call, path)
-            if _clean(path) and not path.startswith(b"/proc/") and not resolve:
+            if _clean(path) and not _procfs.is_proc(path) and not resolve:
                 try:
                     fd = self.hot.openat2(self.root, path, flags, mode, S.RESOLVE_NO_SYMLINKS)
                     return fd, path
                 except OSError as exc:
                     if exc.errno != errno.ELOOP:
                         raise
-            base, owned = self.root, False
+            fd, name = self._open_from(self.root, path, flags, mode, resolve, scoped)
         else:
-            base, owned = self.base(call, dirfd), True
-        try:
-            magic = S.RESOLVE_NO_MAGICLINKS
-            match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
-            if match and self.is_member(int(match.group(1))):
-                magic = 0  # a magic link of the sandbox's own process
-            fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
-        finally:
-            if owned:
+            base = self.base(call, dirfd)
+            try:
+                try:
+                    fd, name = self._open_from(base, path, flags, mode, resolve, scoped)
+                    if name is not None and not scoped and self.listing_top is not None:
+                        mapped = _procfs.listing_of(name, self.listing_top)
+                        if mapped is not None and not (flags & os.O_NOFOLLOW and stat.S_ISLNK(os.fstat(fd).st_mode)):
+                            os.close(fd)  # an entry of a listing: the /proc object it stands for
+                            return self.open(call, AT_FDCWD, mapped, flags, mode, resolve)
+                    if name is not None and _procfs.is_proc(name):
+                        return self._proc_view(call, fd, name, flags)
+                    return fd, name
+                except OSError as exc:
+                    if scoped or exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    top = self._proc_dir(base)
+                    if top is None:
+                        raise
+                    # relative to a directory of /proc or of a listing: "self", "net" and
+                    # the pids must be the caller's, so the path is made absolute
+                    return self.open(call, AT_FDCWD, top + b"/" + path, flags, mode, resolve)
+            finally:
                 os.close(base)
+        if name is not None and _procfs.is_proc(name):
+            return self._proc_view(call, fd, name, flags)
+        return fd, name
+
+    def _open_from(self, base: int, path: bytes, flags: int, mode: int, resolve: int,
+                   scoped: int) -> Tuple[int, Optional[bytes]]:
+        magic = S.RESOLVE_NO_MAGICLINKS
+        match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
+        if match:
+            if not self.is_member(int(match.group(1))):
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process (_procfs)
+            magic = 0  # a magic link of the sandbox's own process
+        fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         try:
             name = self._name_of(fd)
         except BaseException:
@@ -344,6 +382,70 @@ class Resolver:
             # real path as usual (see check).
             return fd, Held(name)
         return fd, name
+
+    def _proc_dir(self, base: int) -> Optional[bytes]:
+        """The /proc path of a directory fd in /proc or in a listing, else None."""
+        name = self._name_of(base)
+        if name is None:
+            return None
+        if _procfs.is_proc(name) and os.fstat(base).st_dev == self.proc_dev:
+            return name
+        return _procfs.listing_of(name, self.listing_top)
+
+    # -- /proc ------------------------------------------------------------------------------
+
+    def _proc_view(self, call: Call, fd: int, name: bytes, flags: int) -> Tuple[int, Optional[bytes]]:
+        """What the command gets for `fd`, our fd of the /proc object `name` (see _procfs).
+
+        ENOENT for what it may not see; a listing for /proc itself and made-up
+        content for a few files, when opened for reading; else fd itself.
+        """
+        try:
+            if self.hot.fstat(fd).dev != self.proc_dev:
+                return fd, name
+            pid, what = _procfs.classify(name, self.is_member)
+            self.rules.check(name, "meta" if flags & os.O_PATH else "read")
+            if flags & os.O_PATH or flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
+                return fd, name  # a lookup, or a write the rules decide
+            if pid is None and not what:
+                made = self._listing(call)
+            elif pid is None and what == _procfs.BOOT_ID:
+                made = _procfs.memfd(b"boot_id", self.boot_id)
+            elif pid is not None:
+                made = self._made_up(what, fd)
+                if made is None:
+                    return fd, name
+            else:
+                return fd, name
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return made, None
+
+    def _listing(self, call: Call) -> int:
+        if self.listing_top is None and self._make_listing_top is not None:
+            self.listing_top = os.fsencode(self._make_listing_top())
+        if self.listing_top is None:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))  # no scratch to list /proc in
+        with self._listings_lock:
+            self._listings += 1
+            number = self._listings
+        return _procfs.make_listing(self.listing_top, number, self.processes(), tgid_of(call.tid), call.tid)
+
+    def _made_up(self, what: bytes, fd: int) -> Optional[int]:
+        """Content of /proc/PID/`what` made from our fd of the real file, or None to keep it."""
+        if what == b"net/unix":
+            return _procfs.memfd(b"unix", _procfs.UNIX_HEADER)
+        if what in (b"mountinfo", b"mounts"):
+            data = _procfs.filter_mounts(_procfs.read_fd(fd), 4 if what == b"mountinfo" else 1, self._reachable)
+            return _procfs.memfd(what, data)
+        return None
+
+    def _reachable(self, point: bytes) -> bool:
+        """A mount point the command can reach: under a rule, or a directory above one."""
+        rules = self.rules
+        return point in rules.ancestors or rules._covered(point, rules.readable)
 
     def parent(self, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes, Optional[bytes]]:
         """(O_PATH fd of the parent directory, last component, host name of the parent) for
@@ -389,8 +491,8 @@ class Resolver:
 
     def _check_proc(self, name: bytes) -> None:
         match = _PROC_PID.match(name)
-        if match and match.group(2) and not self.is_member(int(match.group(1))):
-            raise _eacces()  # inside another process's /proc directory
+        if match and not self.is_member(int(match.group(1))):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process's /proc directory (_procfs)
 
 
 def _dev_links() -> Tuple[Tuple[bytes, bytes], ...]:

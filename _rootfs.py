@@ -35,6 +35,7 @@ import stat
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import _procfs
 import _structs as S
 import _syscalls
 from _errors import PolicyError, os_error as _oserror
@@ -201,11 +202,6 @@ def _clean_relative(path: bytes) -> bool:
     """A relative path with no '.', '..' or empty component."""
     return (path[:1] != b"/" and b"//" not in path and not path.endswith(b"/")
             and (b"." not in path or all(c not in (b".", b"..") for c in path.split(b"/"))))
-
-
-def _memfd(name: bytes, data: bytes) -> int:
-    import _elf
-    return _elf.sealed_memfd("sandlock-proc-" + os.fsdecode(name), data)
 
 
 def _remove_tree(path: bytes) -> None:
@@ -446,7 +442,7 @@ class RootResolver(Resolver):
 
     def __init__(self, rules, tracees: Tracees, is_member, hot, root: str,
                  mounts: Sequence[Tuple[str, str, bool]], cwd: Cwd, shm: str, dev: str) -> None:
-        super().__init__(rules, tracees, is_member, hot)
+        super().__init__(rules, tracees, is_member, hot, cwd._processes, cwd.top)  # /proc listings in the anchors
         self.root_host = os.fsencode(root)
         self.root_prefix = self.root_host.rstrip(b"/") + b"/"
         self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -459,8 +455,6 @@ class RootResolver(Resolver):
         self.dev_host = os.fsencode(dev)
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
-        self._lock = threading.Lock()
-        self._listings = 0
         self.socket_names: Dict[bytes, bytes] = {}
         self.upper = None  # _cow.Upper with a workdir (copy-up before writes, see writable)  # /proc/self/fd/N/name a socket was bound as -> guest path
         self._members = cwd._processes
@@ -543,9 +537,9 @@ class RootResolver(Resolver):
             return host
         if host == self.dev_host:
             return b"/dev"
-        if host.startswith(self.cwd.top + b"/.proc"):  # a /proc listing (_proc_listing)
-            rest = host[len(self.cwd.top) + 6:].lstrip(b"0123456789")
-            return b"/proc" + rest
+        listed = _procfs.listing_of(host, self.cwd.top)  # a /proc listing (_procfs.make_listing)
+        if listed is not None:
+            return listed
         if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
@@ -769,7 +763,7 @@ class RootResolver(Resolver):
         if at and parts[2].isdigit() and parts[at] in (b"root", b"cwd"):
             pid = int(parts[2])
             if not self.is_member(pid):
-                raise _oserror(errno.EACCES)
+                raise _oserror(errno.ENOENT)  # a process outside the sandbox (_procfs)
             if at == 5 and not os.path.isdir(b"/".join(parts[:5])):
                 raise _oserror(errno.ENOENT)  # not a thread of that process
             rest = b"/".join(parts[at + 1:])
@@ -777,37 +771,20 @@ class RootResolver(Resolver):
                 return super().open(call, AT_FDCWD, host, flags, mode, 0)  # the link itself
             top = b"/" if parts[at] == b"root" else self.virtual_cwd(pid)
             return self._open_virtual(call, join(top, rest) if rest else top, flags, mode, resolve)
-        if not flags & os.O_PATH:
-            if host == b"/proc" or host == b"/proc/":
-                return self._proc_listing(call, flags)
-            generated = self._proc_file(parts)
-            if generated is not None:
-                if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
-                    raise _oserror(errno.EACCES)
-                return generated, None
+        # the listing of /proc, hidden and made-up files: Resolver._proc_view
         return super().open(call, AT_FDCWD, host, flags, mode, resolve & S.RESOLVE_NO_SYMLINKS)
 
     # -- generated /proc content ----------------------------------------------------------
 
-    def _proc_file(self, parts: List[bytes]) -> Optional[int]:
-        """An fd of generated content for maps, smaps, mountinfo, mounts (guest names), else None."""
-        if len(parts) == 3 and parts[2] == b"mounts":
-            return _memfd(b"mounts", self._mounts())
-        if len(parts) < 4 or not parts[2].isdigit():
-            return None
-        what = parts[5] if len(parts) == 6 and parts[3] == b"task" else parts[3] if len(parts) == 4 else b""
-        if what not in (b"maps", b"smaps", b"mountinfo", b"mounts"):
-            return None
-        pid = int(parts[2])
-        if not self.is_member(pid):
-            raise _oserror(errno.EACCES)
+    def _made_up(self, what: bytes, fd: int) -> Optional[int]:
+        """maps, smaps, mountinfo, mounts with guest names (see Resolver._made_up)."""
         if what == b"mountinfo":
-            return _memfd(what, self._mountinfo())
+            return _procfs.memfd(what, self._mountinfo())
         if what == b"mounts":
-            return _memfd(what, self._mounts())
-        with open(b"/".join(parts), "rb") as f:
-            data = f.read()
-        return _memfd(what, self._rewrite_maps(data))
+            return _procfs.memfd(what, self._mounts())
+        if what in (b"maps", b"smaps"):
+            return _procfs.memfd(what, self._rewrite_maps(_procfs.read_fd(fd)))
+        return super()._made_up(what, fd)
 
     def _rewrite_maps(self, data: bytes) -> bytes:
         out = []
@@ -838,42 +815,6 @@ class RootResolver(Resolver):
             lines.append(b"%d %d 0:%d / %s %s - %s %s %s\n" % (index, parent, index, point, options, kind, source,
                                                               options))
         return b"".join(lines)
-
-    def _proc_listing(self, call: Call, flags: int) -> Tuple[int, Optional[bytes]]:
-        """/proc as a directory: the host's entries, but only the sandbox's processes.
-
-        A fresh private directory per open (the guest's view at that moment);
-        the supervisor maps it back to /proc for lookups relative to it.
-        """
-        with self._lock:
-            self._listings += 1
-            number = self._listings
-        top = os.fsencode(self.cwd.top) + b"/.proc%d" % number
-        os.mkdir(top, 0o555 | 0o200)
-        tgid = tgid_of(call.tid)
-        try:
-            for entry in os.scandir(b"/proc"):
-                name = entry.name
-                if name.isdigit():
-                    continue
-                if name == b"self":
-                    os.symlink(b"%d" % tgid, top + b"/self")
-                elif name == b"thread-self":
-                    os.symlink(b"%d/task/%d" % (tgid, call.tid), top + b"/thread-self")
-                elif entry.is_symlink():
-                    os.symlink(os.readlink(entry.path), top + b"/" + name)
-                elif entry.is_dir(follow_symlinks=False):
-                    os.mkdir(top + b"/" + name, 0o555)
-                else:
-                    os.close(os.open(top + b"/" + name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
-            for pid in self._members():
-                os.mkdir(top + b"/%d" % pid, 0o555)
-            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        finally:
-            old = os.fsencode(self.cwd.top) + b"/.proc%d" % (number - 8)
-            if number > 8:
-                _remove_tree(old)
-        return fd, None
 
     def _open_dev(self, call: Call, norm: bytes, flags: int, mode: int,
                   resolve: int) -> Tuple[int, Optional[bytes]]:

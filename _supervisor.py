@@ -89,6 +89,7 @@ class Prepared(NamedTuple):
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
     devices_rw: Tuple[str, ...] = ()           # the devices granted for writing too
+    proc_scratch: Optional["_rootfs.Scratch"] = None  # without a root: where /proc listings go (_procfs)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -97,6 +98,8 @@ def close_prepared(prepared: Prepared) -> None:
             _close(fd)
     if prepared.root is not None:
         prepared.root.close()
+    if prepared.proc_scratch is not None:
+        prepared.proc_scratch.close()
     if prepared.layers is not None:
         prepared.layers.close()
 
@@ -182,11 +185,17 @@ def prepare(policy: Policy) -> Prepared:
                 raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
         scratch = _rootfs.Scratch()
         landlock_policy = _host_policy(policy, scratch, layers)
+    else:
+        import _rootfs
+        scratch = _rootfs.Scratch()  # the private listings of /proc (_procfs)
+    emulated = policy.chroot is not None or policy.workdir is not None
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
-            if scratch is not None:  # the supervisor makes the anchors (see _rootfs)
+            if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
+                if not emulated:
+                    extra.append(scratch.shm)  # Scratch.new_run makes a /dev/shm directory too
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
         else:
@@ -221,11 +230,12 @@ def prepare(policy: Policy) -> Prepared:
         key = rule if isinstance(rule, str) else "decided on arguments"
         counts[key] = counts.get(key, 0) + 1
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
-    if scratch is not None:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
+    if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
         plain = _host_policy(policy, scratch, None)
         host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch, host_rules, layers, leftovers, devices_rw)
+                    counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
+                    None if emulated else scratch)
 
 
 class Session:
@@ -288,6 +298,13 @@ class Session:
             self._vfork = _rootops.VforkHolder(self)
         return self._vfork
 
+    def _proc_listings(self) -> str:
+        """This run's directory for /proc listings, made on the first one (most runs list
+        no /proc; the supervisor thread may write in the scratch directory)."""
+        assert self.prepared.proc_scratch is not None
+        self._run_dirs = self.prepared.proc_scratch.new_run()  # (listings, an unused /dev/shm)
+        return self._run_dirs[0]
+
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)
         if numbers is None:
@@ -347,8 +364,9 @@ class Session:
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices + (PTYS,)
                 writable = self.policy.fs_writable + self.prepared.devices_rw + (PTYS,)
-                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied), self.tracees,
-                                         self._is_member, self.hot)
+                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied),
+                                         self.tracees, self._is_member, self.hot, self._processes,
+                                         self._proc_listings if self.prepared.proc_scratch is not None else None)
             # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
             self.resolver.devices = Devices(self.prepared.devices, PTYS)
             calls = _launch.bind_calls()

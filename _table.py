@@ -53,7 +53,7 @@ ROWS: Dict[str, Row] = {
     "listxattr": _row(F.do_listxattr, ("path", "ptr", "size")),
     "llistxattr": _row(F.do_listxattr, ("path", "ptr", "size"), **NOFOLLOW),
     "inotify_add_watch": _row(F.do_inotify_add_watch, ("fd", "path", "mask")),
-    # opens: O_PATH always, everything under --fs-deny or without TRUNCATE
+    # opens and execs: trapped under every policy (traps_for)
     "open": _row(F.do_open, ("path", "flags", "mode")),
     "openat": _row(F.do_open, ("dirfd", "path", "flags", "mode")),
     "creat": _row(F.do_open, ("path", "mode"), flags=os.O_CREAT | os.O_WRONLY | os.O_TRUNC),
@@ -172,7 +172,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     emulated = policy.chroot is not None or policy.workdir is not None
     # Opens and execs are trapped and done on behalf under every policy: the
     # supervisor refuses device nodes the sandbox may not use wherever they
-    # lie (README "What the sandbox allows"), which Landlock cannot tell apart.
+    # lie (README "What the sandbox allows"), which Landlock cannot tell apart,
+    # and the command's Landlock domain grants nothing in /proc: the supervisor
+    # opens it for the command (_procfs).
     deny_mode = True
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
     if emulated:

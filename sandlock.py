@@ -205,7 +205,7 @@ def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathL
     abi = _landlock.check_kernel(policy)
     if abi == 0:
         return
-    fd = _landlock.create_ruleset(_landlock.plan(policy, abi))
+    fd = _landlock.create_ruleset(_landlock.plan(policy, abi, keep_proc=True))  # no supervisor: /proc as given
     try:
         import _syscalls
         _syscalls.prctl(_launch.PR_SET_NO_NEW_PRIVS, 1)

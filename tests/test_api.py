@@ -9,6 +9,7 @@ that the test process was not confined by accident.  The tests named
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -289,3 +290,18 @@ def test_the_api_behaves_the_same_as_root_and_as_the_user(who, scratch: Path) ->
     assert out["timeout"] == [True, 124]
     assert out["input"] == "in"
     assert out["validation"] is True
+
+
+def test_each_run_lists_its_own_proc_and_leaves_no_listing_behind() -> None:
+    """Listings of /proc are private directories of the run (README, /proc), removed at its end."""
+    box = sandlock.Sandbox()
+    seen = []
+    for _ in range(2):
+        r = box.run(["sh", "-c", "echo $$; ls /proc"])
+        assert r.returncode == 0, r.stderr
+        shell, *names = r.stdout.decode().split()
+        assert shell in names and "self" in names, r.stdout
+        seen.append([n for n in names if n.isdigit()])
+        scratch = box._prepare().proc_scratch
+        assert scratch is not None and os.listdir(scratch.cwd) == [], os.listdir(scratch.cwd)
+    assert seen[0] != seen[1] and all(len(pids) == 2 for pids in seen), seen  # sh and ls, new each run

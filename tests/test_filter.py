@@ -83,12 +83,14 @@ def test_stat_family_is_notified_under_the_default_policy(default):
         assert verdict(code, arch, name) == ("USER_NOTIF", 0), name
 
 
-def test_opens_and_execs_are_notified_under_the_default_policy(default):
-    # the supervisor refuses device nodes the sandbox may not use (tests/security/test_devices.py)
+def test_every_open_and_exec_is_notified_under_the_default_policy(default):
+    """Device nodes are decided on the object opened (tests/security/test_devices.py) and the
+    command's Landlock domain grants nothing in /proc: the supervisor opens both (README)."""
     arch, code = default
     assert verdict(code, arch, "openat", -100, 0x1000, os.O_RDONLY) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "openat", -100, 0x1000, os.O_PATH) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "execve") == ("USER_NOTIF", 0)
+    assert verdict(code, arch, "execveat") == ("USER_NOTIF", 0)
 
 
 def test_openat_is_always_notified_with_a_deny_rule(tmp_path):

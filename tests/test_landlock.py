@@ -180,3 +180,46 @@ def test_a_grant_covering_dev_reaches_no_device_but_the_allowed_ones(rules):
     if (any(L._under("/dev/shm", top) for top in granted)
             and os.path.isdir("/dev/shm") and os.stat("/dev/shm").st_dev != os.stat("/dev").st_dev):
         assert any(r.path == "/dev/shm" for r in child.rules)  # another filesystem: granted as usual
+
+
+@pytest.mark.parametrize("rules", [{}, {"fs_readable": ["/"]}, {"fs_writable": ["/"]}, {"fs_readable": ["/proc/self"]}])
+def test_no_rule_of_the_command_reaches_into_proc_but_the_supervisor_reads_it(rules):
+    """/proc is opened on behalf (README, /proc): the command's own domain grants nothing there."""
+    child, supervisor = L.plans(_policy.make_policy(**rules), 7)
+    inside = [r.path for r in child.rules if r.path == "/proc" or r.path.startswith("/proc/")]
+    assert inside == [], inside
+    assert any(r.path == "/proc" for r in supervisor.rules)
+    if rules.get("fs_readable") == ["/"]:  # the rest of / is still granted, entry by entry
+        assert {"/usr", "/etc"} <= {r.path for r in child.rules}
+
+
+def test_procfs_mounts_names_proc():
+    assert L.procfs_mounts()[0] == "/proc"
+
+
+WALL = r"""
+import errno, os, sys
+sys.path.insert(0, sys.argv[1])
+import _landlock, _policy, _syscalls, _launch
+policy = _policy.make_policy(fs_readable=["/"])
+keep = sys.argv[2] == "keep"
+fd = _landlock.create_ruleset(_landlock.plan(policy, _syscalls.landlock_abi(), keep_proc=keep))
+_syscalls.prctl(_launch.PR_SET_NO_NEW_PRIVS, 1)
+_syscalls.landlock_restrict_self(fd)
+for path in ("/proc/self/status", "/proc/1/cmdline", "/proc", "/etc/hostname"):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        print(path, "ok")
+    except OSError as e:
+        print(path, errno.errorcode[e.errno])
+"""
+
+
+def test_the_kernel_refuses_proc_to_the_command_even_under_a_grant_of_slash():
+    """The wall behind the supervisor (README, /proc): the command's own ruleset, with -r /."""
+    r = subprocess.run([sys.executable, "-c", WALL, ROOT, "cut"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:4] == ["/proc/self/status EACCES", "/proc/1/cmdline EACCES", "/proc EACCES",
+                                        "/etc/hostname ok"], r.stdout
+    control = subprocess.run([sys.executable, "-c", WALL, ROOT, "keep"], capture_output=True, text=True)
+    assert "/proc/self/status ok" in control.stdout and "/proc ok" in control.stdout, control.stdout + control.stderr

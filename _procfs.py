@@ -1,0 +1,245 @@
+"""/proc as the sandbox sees it, with or without an emulated root (README, "What the sandbox allows").
+
+The command's Landlock domain grants nothing in any procfs mount
+(_landlock.procfs_mounts), and every open, stat, readlink and chdir of a
+path is trapped: the supervisor opens /proc for the command and decides
+here, on the kernel's name of what it opened (d_path), never on the spelling
+(`/proc//1`, `/proc/self/../1`, a dirfd of /proc, a cwd in /proc):
+
+- /proc/PID and everything below it exist only for the sandbox's own
+  processes (and their threads): any other pid is ENOENT, as with
+  hidepid=invisible, for opens, stats, readlink, chdir and listings;
+- host-wide files that name other users' objects are absent (ENOENT, not
+  listed): HIDDEN at the top, HIDDEN_PER_PROCESS in a process directory;
+- some files are made up (the resolver builds them, see MADE_UP): boot_id
+  is a random UUID per run, mountinfo/mounts list only what the command can
+  reach, net/unix has its header line and no socket;
+- /proc itself, opened to be listed, is a private directory in the run's
+  scratch directory holding only the sandbox's processes (`make_listing`);
+  lookups relative to it are mapped back to /proc by the resolver.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from typing import Callable, Iterable, Optional, Tuple
+
+from _errors import os_error
+
+HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
+HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
+BOOT_ID = b"sys/kernel/random/boot_id"
+MADE_UP = frozenset((b"mountinfo", b"mounts", b"net/unix"))  # below /proc/PID or /proc/PID/task/TID
+UNIX_HEADER = b"Num       RefCount Protocol Flags    Type St Inode Path\n"
+LISTING = b"/.proc"   # listings are <top>/.proc<N>
+KEEP_LISTINGS = 8     # older listings are removed (a listing fd still works after)
+READ_CAP = 16 << 20   # the most the supervisor reads of a /proc file it rewrites
+
+
+def is_proc(name: bytes) -> bool:
+    return name == b"/proc" or name.startswith(b"/proc/")
+
+
+def classify(name: bytes, is_member: Callable[[int], bool]) -> Tuple[Optional[int], bytes]:
+    """(pid or None, what) for the kernel's name of an object of /proc.
+
+    `what` is the path below /proc/PID (or /proc/PID/task/TID), or below /proc
+    when pid is None (b"" for /proc itself).
+
+    Raises:
+        OSError(ENOENT): a process outside the sandbox, or a hidden file.
+    """
+    rest = name[6:]
+    first, _, below = rest.partition(b"/")
+    if first.isdigit():
+        if not is_member(int(first)):
+            raise os_error(errno.ENOENT)
+        if below.startswith(b"task/"):
+            below = below[5:].partition(b"/")[2]  # the kernel found the thread in that process
+        if below in HIDDEN_PER_PROCESS:
+            raise os_error(errno.ENOENT)
+        return int(first), below
+    if first in HIDDEN:
+        raise os_error(errno.ENOENT)
+    return None, rest
+
+
+def rewrite_links(path: bytes, tgid: int, tid: int) -> bytes:
+    """/proc/self, /proc/thread-self, /proc/net and /proc/mounts name the caller's own
+    (the supervisor opening them would get its own): rewritten to its pid.
+    Empty and "." components are dropped first ("/proc//self/./fd"), and
+    "D/.." after it (so the path names its pid where the kernel would find it)."""
+    if b"//" in path or b"/./" in path or path.endswith(b"/."):
+        trailing = path.endswith((b"/", b"/."))
+        path = b"/" + b"/".join(c for c in path.split(b"/") if c and c != b".") + (b"/" if trailing else b"")
+    for link, target in ((b"/proc/self", b"/proc/%d" % tgid), (b"/proc/thread-self", b"/proc/%d/task/%d" % (tgid, tid)),
+                         (b"/proc/net", b"/proc/%d/net" % tgid), (b"/proc/mounts", b"/proc/%d/mounts" % tgid)):
+        if path.startswith(link) and path[len(link):len(link) + 1] in (b"", b"/"):
+            path = target + path[len(link):]
+            break
+    while True:  # "/proc/D/.." is /proc when D is a directory (a process's, sys, ...), not a link
+        parts = path.split(b"/", 4)
+        if len(parts) < 4 or parts[3] != b".." or not (parts[2].isdigit() or _plain_dir(b"/proc/" + parts[2])):
+            return path
+        path = b"/proc" + (b"/" + parts[4] if len(parts) > 4 else b"")
+
+
+def _plain_dir(path: bytes) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def listing_of(name: bytes, top: Optional[bytes]) -> Optional[bytes]:
+    """The /proc path a name inside a listing directory stands for (None: not in one)."""
+    if top is None or not name.startswith(top + LISTING):
+        return None
+    rest = name[len(top) + len(LISTING):]
+    digits = len(rest) - len(rest.lstrip(b"0123456789"))
+    if not digits or rest[digits:digits + 1] not in (b"", b"/"):
+        return None
+    return b"/proc" + rest[digits:]
+
+
+def make_listing(top: bytes, number: int, members: Iterable[int], tgid: int, tid: int) -> int:
+    """A private directory standing for /proc: its entries but only the sandbox's processes
+    (empty directories), no HIDDEN file; an O_RDONLY fd of it for the caller.
+
+    Made with *at calls on our fd of it.  Listing number - KEEP_LISTINGS is removed.
+    """
+    path = top + LISTING + b"%d" % number
+    os.mkdir(path, 0o755)
+    try:
+        here = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            with os.scandir(b"/proc") as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.isdigit() or name in HIDDEN:
+                        continue
+                    if name == b"self":
+                        os.symlink(b"%d" % tgid, name, dir_fd=here)
+                    elif name == b"thread-self":
+                        os.symlink(b"%d/task/%d" % (tgid, tid), name, dir_fd=here)
+                    elif entry.is_symlink():
+                        os.symlink(os.readlink(entry.path), name, dir_fd=here)
+                    elif entry.is_dir(follow_symlinks=False):
+                        os.mkdir(name, 0o555, dir_fd=here)
+                    else:
+                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o444, dir_fd=here))
+            for pid in members:
+                os.mkdir(b"%d" % pid, 0o555, dir_fd=here)
+        except BaseException:
+            os.close(here)
+            raise
+        return here
+    finally:
+        if number > KEEP_LISTINGS:
+            remove_listing(top + LISTING + b"%d" % (number - KEEP_LISTINGS))
+
+
+def remove_listing(path: bytes) -> None:
+    """Remove a listing: one level of empty directories, files and links (never followed)."""
+    try:
+        here = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for name in os.listdir(here):
+            try:
+                os.unlink(name, dir_fd=here)
+            except IsADirectoryError:
+                os.rmdir(name, dir_fd=here)
+            except OSError:
+                pass
+    except OSError:
+        pass
+    finally:
+        os.close(here)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def new_boot_id() -> bytes:
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40   # version 4
+    raw[8] = raw[8] & 0x3F | 0x80   # RFC 4122 variant
+    h = raw.hex().encode()
+    return b"%s-%s-%s-%s-%s\n" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+def read_fd(fd: int) -> bytes:
+    """What a /proc file of ours holds (at most READ_CAP bytes: EFBIG beyond)."""
+    chunks = []
+    size = 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > READ_CAP:
+            raise os_error(errno.EFBIG)
+        chunks.append(chunk)
+
+
+def memfd(name: bytes, data: bytes) -> int:
+    """A read-only, sealed, close-on-exec fd holding `data` (made-up /proc content).
+
+    (Not _elf.sealed_memfd: the supervisor thread is confined by now and may
+    not read Python's library to import a module.)
+    """
+    label = "sandlock-proc-" + os.fsdecode(name).replace("/", "-")
+    try:
+        fd = os.memfd_create(label, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | _MFD_NOEXEC_SEAL)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        fd = os.memfd_create(label, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)  # before Linux 6.3
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
+        return os.open(b"/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+
+
+_MFD_NOEXEC_SEAL = 0x0008
+_F_ADD_SEALS = 1033
+_SEALS = 0x0001 | 0x0002 | 0x0004 | 0x0008  # F_SEAL_SEAL | SHRINK | GROW | WRITE (fcntl(2))
+
+
+def unescape(field: bytes) -> bytes:
+    """A mount point as the kernel escapes it in mountinfo (\\040 for a space, ...)."""
+    if b"\\" not in field:
+        return field
+    out, i = bytearray(), 0
+    while i < len(field):
+        if field[i:i + 1] == b"\\" and field[i + 1:i + 4].isdigit():
+            out.append(int(field[i + 1:i + 4], 8) & 0xFF)
+            i += 4
+        else:
+            out += field[i:i + 1]
+            i += 1
+    return bytes(out)
+
+
+def filter_mounts(data: bytes, field: int, reachable: Callable[[bytes], bool]) -> bytes:
+    """The lines of a host mountinfo (field 4) or mounts (field 1) table whose mount point
+    the command can reach, and /proc itself; nothing mounted inside /proc."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        fields = line.split(b" ")
+        if len(fields) <= field:
+            continue
+        point = unescape(fields[field])
+        if point == b"/proc" or (not point.startswith(b"/proc/") and reachable(point)):
+            out.append(line)
+    return b"".join(out)
