@@ -535,8 +535,6 @@ class RootResolver(Resolver):
                 return m.virt + host[len(m.host):]
         if host.startswith(self.shm_host + b"/") or host == self.shm_host:
             return b"/dev/shm" + host[len(self.shm_host):]
-        if host.startswith(self.root_host + b"/"):
-            return host[len(self.root_host):]
         if host == b"/proc" or host.startswith(b"/proc/") or host.startswith(b"/dev/pts"):
             return host
         if host.startswith(b"/dev/") and host[5:] in (d.encode() for d in DEVICES):
@@ -549,6 +547,8 @@ class RootResolver(Resolver):
         if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
+        if host.startswith(self.root_prefix):  # last: with "/" as the root, every path is below it
+            return b"/" + host[len(self.root_prefix):]
         return None
 
     def link_target(self, target: bytes) -> bytes:
