@@ -401,7 +401,7 @@ def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: 
     if outcome.reason:
         _say(outcome.reason)
     if policy.dry_run:
-        sys.stderr.write("".join(f"{change}\n" for change in outcome.changes))
+        sys.stderr.write("".join(f"{change.line()}\n" for change in outcome.changes))  # quoted: README
     if outcome.workdir_note:
         _say(outcome.workdir_note)
     return _status(outcome)[0]
