@@ -376,9 +376,9 @@ class Session:
             if self.upper is not None:  # the run failed before it ended: nothing to keep
                 self.upper.discard()
             if self._run_dirs:
-                import shutil
+                import _scratch
                 for path in self._run_dirs:
-                    shutil.rmtree(path, ignore_errors=True)
+                    _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
@@ -388,15 +388,19 @@ class Session:
         upper, policy = self.upper, self.policy
         assert upper is not None
         self.upper = None
-        try:
-            changes = tuple(upper.changes())
-        except OSError as exc:
-            upper.keep()
-            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
-                                                 f"kept at {upper.tree}")
         ok = (outcome.status is not None and os.WIFEXITED(outcome.status) and os.WEXITSTATUS(outcome.status) == 0
               and not outcome.timed_out)
         action = "abort" if policy.dry_run else (policy.on_exit or "commit") if ok else (policy.on_error or "abort")
+        try:
+            changes = tuple(upper.changes())
+        except OSError as exc:
+            if action == "abort":  # nothing to apply: the layer goes, what was lost is said
+                upper.discard()
+                return outcome._replace(workdir_note=f"cannot list the changes ({exc.strerror}); "
+                                                     f"the upper layer is discarded, {upper.lower} is unchanged")
+            upper.keep()
+            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
+                                                 f"kept at {upper.tree}")
         note = ""
         if action == "commit" and changes:
             try:
