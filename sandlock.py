@@ -159,13 +159,16 @@ def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Di
 
     def worker() -> None:
         try:
-            box["outcome"] = _supervisor.Session(policy, prepared, argv, env, **options).run()
+            box["session"] = _supervisor.Session(policy, prepared, argv, env, **options)
+            box["outcome"] = box["session"].run()
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
     thread.start()
     thread.join()
+    if "session" in box:
+        box["session"].clean_up()  # here: this thread is not confined (see Session.clean_up)
     if "error" in box:
         raise box["error"]
     return box["outcome"]
