@@ -13,7 +13,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import List
 
 from conftest import SYSTEM_PATH, SYSTEM_PYTHON
 
