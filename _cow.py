@@ -28,12 +28,14 @@ import os
 import stat
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
+import _scratch
 import _structs as S
 import _syscalls
 
 BENEATH = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
 STATE = "state"          # in the run's directory: building, running, committing, committed, kept
 TREE = "tree"            # the farm, in the run's directory
+PATH_MAX = 4096          # linux/limits.h: the longest path openat2 takes, with its NUL
 
 
 class Change(NamedTuple):
@@ -42,6 +44,38 @@ class Change(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.path}"
+
+    def line(self) -> str:
+        """The --dry-run line: the path quoted (see quote_path), so no name forges a line."""
+        return f"{self.kind} {quote_path(self.path)}"
+
+
+_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f", 0x0D: "\\r",
+            0x22: '\\"', 0x5C: "\\\\"}
+
+
+def quote_path(path: str) -> str:
+    """A path as one line of printable ASCII, the way git's core.quotePath prints it.
+
+    A name of printable ASCII (0x20-0x7E) without a double quote or a backslash,
+    and not starting or ending with a space, is printed as it is.  Any other
+    name is wrapped in double quotes, with \\a \\b \\t \\n \\v \\f \\r, \\" and \\\\ for
+    those bytes and \\ooo (three octal digits) for every other byte below 0x20,
+    0x7F and above: control characters, escape sequences and non-UTF-8 bytes
+    (the name's bytes, os.fsencode) never reach the terminal raw.
+    """
+    raw = os.fsencode(path)
+    if raw and all(0x20 <= b < 0x7F and b not in _ESCAPES for b in raw) and raw[:1] != b" " and raw[-1:] != b" ":
+        return path
+    out = []
+    for b in raw:
+        if b in _ESCAPES:
+            out.append(_ESCAPES[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def _open_dir(top: int, rel: str) -> int:
@@ -57,19 +91,20 @@ def _split(rel: str) -> Tuple[str, str]:
 
 
 class Layers:
-    """Where the upper layers of one prepared policy live: next to the workdir, on its filesystem.
+    """Where the upper layers of one prepared policy live: on the workdir's filesystem.
 
-    A hard link needs the same filesystem; the parent directory of the
-    workdir is tried first, then a cache directory of the user.
+    A hard link needs the same filesystem.  The layers of a run go in a
+    directory `cow-<pid>-<random>` (its marker names the workdir) of a
+    verified per-user container (see _scratch) in the workdir's parent (or the
+    emulated root's parent: never in the guest's view); else in one in
+    ~/.cache, else in the temporary directory (then files are copied).
     """
 
     def __init__(self, workdir: str, outside: Optional[str] = None) -> None:
         self.workdir = workdir
         self.path = ""
+        self.container = ""
         wanted = os.stat(workdir).st_dev
-        name = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-{os.getpid()}-"
-        # next to the workdir, or next to the emulated root it is in (never inside the guest's view)
-        import tempfile
         candidates = _places(workdir, outside)
         errors = []
         for parent in candidates:
@@ -78,7 +113,12 @@ class Layers:
                     os.makedirs(parent, 0o700, exist_ok=True)
                 if os.stat(parent).st_dev != wanted and parent != candidates[-1]:
                     continue
-                self.path = tempfile.mkdtemp(prefix=name, dir=parent)
+                box, path = _scratch.new_dir(parent, f"cow-{os.getpid()}-", os.fsencode(workdir))
+                if os.stat(path).st_dev != wanted and parent != candidates[-1]:
+                    _scratch.remove_tree(path)
+                    _scratch.release(box)
+                    continue
+                self.path, self.container = path, box
                 break
             except OSError as exc:
                 errors.append(f"{parent}: {exc.strerror}")
@@ -95,14 +135,10 @@ class Layers:
 
     def close(self) -> None:
         """Remove the directory unless a kept upper layer is in it."""
-        try:
-            for name in os.listdir(self.path):
-                with open(os.path.join(self.path, name, STATE)) as f:
-                    if f.read().strip() == "kept":
-                        return
-        except OSError:
-            pass
+        if _kept_runs(self.path):
+            return
         _remove_tree(self.path)
+        _scratch.release(self.container)
 
 
 class Upper:
@@ -135,7 +171,7 @@ class Upper:
         top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             dirs: List[Tuple[str, os.stat_result]] = [("", os.stat(low))]
-            self._fill(low, top, "", dirs)
+            self._fill(low, top, dirs)
             for rel, st in reversed(dirs):  # directory modes and times last, deepest first
                 fd = _open_dir(top, rel)
                 try:
@@ -147,32 +183,37 @@ class Upper:
             os.close(top)
         self._state("running")
 
-    def _fill(self, low: int, top: int, rel: str, dirs: List[Tuple[str, os.stat_result]]) -> None:
-        src = _open_dir(low, rel)
-        dst = _open_dir(top, rel)
-        try:
-            for entry in os.scandir(f"/proc/self/fd/{src}"):
-                name = entry.name
-                path = f"{rel}/{name}" if rel else name
-                st = os.stat(name, dir_fd=src, follow_symlinks=False)
-                self.snapshot[path] = (st.st_dev, st.st_ino)
-                if stat.S_ISDIR(st.st_mode):
-                    os.mkdir(name, 0o700, dir_fd=dst)
-                    dirs.append((path, st))
-                    self._fill(low, top, path, dirs)
-                elif stat.S_ISLNK(st.st_mode):
-                    os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
-                    _lchown(dst, name, st)
-                    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
-                elif stat.S_ISREG(st.st_mode):
-                    self._link_or_copy(src, dst, name, path, st)
-                elif stat.S_ISFIFO(st.st_mode):
-                    os.mkfifo(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
-                else:
-                    self.hidden.append(path)  # devices and sockets are not carried over
-        finally:
-            os.close(src)
-            os.close(dst)
+    def _fill(self, low: int, top: int, dirs: List[Tuple[str, os.stat_result]]) -> None:
+        """The farm's entries, directory by directory (a stack, not recursion: any depth
+        up to the paths openat2 accepts, ENAMETOOLONG beyond)."""
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            src = _open_dir(low, rel)
+            dst = _open_dir(top, rel)
+            try:
+                for entry in os.scandir(f"/proc/self/fd/{src}"):
+                    name = entry.name
+                    path = f"{rel}/{name}" if rel else name
+                    st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                    self.snapshot[path] = (st.st_dev, st.st_ino)
+                    if stat.S_ISDIR(st.st_mode):
+                        os.mkdir(name, 0o700, dir_fd=dst)
+                        dirs.append((path, st))
+                        pending.append(path)
+                    elif stat.S_ISLNK(st.st_mode):
+                        os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                        _lchown(dst, name, st)
+                        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
+                    elif stat.S_ISREG(st.st_mode):
+                        self._link_or_copy(src, dst, name, path, st)
+                    elif stat.S_ISFIFO(st.st_mode):
+                        os.mkfifo(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
+                    else:
+                        self.hidden.append(path)  # devices and sockets are not carried over
+            finally:
+                os.close(src)
+                os.close(dst)
 
     def _link_or_copy(self, src: int, dst: int, name: str, path: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
@@ -279,52 +320,64 @@ class Upper:
         low = os.open(self.lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self._compare(low, top, "", out)
+            self._compare(low, top, out)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise OSError(errno.ENAMETOOLONG, "directories nested too deep to compare "
+                              f"(paths over {PATH_MAX - 1} bytes)") from None
+            raise
         finally:
             os.close(low)
             os.close(top)
         hidden = set(self.hidden)
         return sorted((c for c in out if not (c.kind == "D" and c.path in hidden)), key=lambda c: c.path)
 
-    def _compare(self, low: int, top: int, rel: str, out: List[Change]) -> None:
+    def _compare(self, low: int, top: int, out: List[Change]) -> None:
         # Only what this run did counts: an entry of the workdir the farm was not
         # made from (created by someone else since) is not ours to remove.
-        prefix = f"{rel}/" if rel else ""
-        lower = {n: st for n, st in _entries(low, rel).items() if prefix + n in self.snapshot}
-        upper = _entries(top, rel)
-        for name in sorted(set(lower) | set(upper)):
-            path = f"{rel}/{name}" if rel else name
-            a, b = lower.get(name), upper.get(name)
-            if b is None:
-                out.append(Change("D", path))
-                if a is not None and stat.S_ISDIR(a.st_mode):
-                    self._all(low, path, "D", out)
-            elif a is None:
-                if path in self.snapshot and (stat.S_ISDIR(b.st_mode)
-                                              or (b.st_dev, b.st_ino) == self.snapshot[path]):
-                    continue  # removed from the workdir by someone else during the run: not ours
-                out.append(Change("A", path))
-                if stat.S_ISDIR(b.st_mode):
-                    self._all(top, path, "A", out)
-            elif stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
-                out.append(Change("M", path))
-                if stat.S_ISDIR(a.st_mode):
-                    self._all(low, path, "D", out)
-                if stat.S_ISDIR(b.st_mode):
-                    self._all(top, path, "A", out)
-            elif stat.S_ISDIR(a.st_mode):
-                if _meta_differs(a, b, times=False):
+        # Directory by directory from a stack (no recursion: any depth).
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            prefix = f"{rel}/" if rel else ""
+            lower = {n: st for n, st in _entries(low, rel).items() if prefix + n in self.snapshot}
+            upper = _entries(top, rel)
+            for name in sorted(set(lower) | set(upper)):
+                path = f"{rel}/{name}" if rel else name
+                a, b = lower.get(name), upper.get(name)
+                if b is None:
+                    out.append(Change("D", path))
+                    if a is not None and stat.S_ISDIR(a.st_mode):
+                        self._all(low, path, "D", out)
+                elif a is None:
+                    if path in self.snapshot and (stat.S_ISDIR(b.st_mode)
+                                                  or (b.st_dev, b.st_ino) == self.snapshot[path]):
+                        continue  # removed from the workdir by someone else during the run: not ours
+                    out.append(Change("A", path))
+                    if stat.S_ISDIR(b.st_mode):
+                        self._all(top, path, "A", out)
+                elif stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
                     out.append(Change("M", path))
-                self._compare(low, top, path, out)
-            elif self._modified(low, top, rel, name, a, b):
-                out.append(Change("M", path))
+                    if stat.S_ISDIR(a.st_mode):
+                        self._all(low, path, "D", out)
+                    if stat.S_ISDIR(b.st_mode):
+                        self._all(top, path, "A", out)
+                elif stat.S_ISDIR(a.st_mode):
+                    if _meta_differs(a, b, times=False):
+                        out.append(Change("M", path))
+                    pending.append(path)
+                elif self._modified(low, top, rel, name, a, b):
+                    out.append(Change("M", path))
 
     def _all(self, top: int, rel: str, kind: str, out: List[Change]) -> None:
-        for name, st in sorted(_entries(top, rel).items()):
-            path = f"{rel}/{name}"
-            out.append(Change(kind, path))
-            if stat.S_ISDIR(st.st_mode):
-                self._all(top, path, kind, out)
+        pending = [rel]
+        while pending:
+            here = pending.pop()
+            for name, st in _entries(top, here).items():
+                path = f"{here}/{name}"
+                out.append(Change(kind, path))
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(path)
 
     def _modified(self, low: int, top: int, rel: str, name: str, a: os.stat_result, b: os.stat_result) -> bool:
         path = f"{rel}/{name}" if rel else name
@@ -551,81 +604,64 @@ def _remove_entry(top: int, head: str, name: str) -> None:
     """Remove `name` (a whole directory too) in directory head under top, following no symlink."""
     parent = _open_dir(top, head)
     try:
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            inner = _open_dir(parent, name)
-            try:
-                children = os.listdir(f"/proc/self/fd/{inner}")
-            finally:
-                os.close(inner)
-            for child in children:
-                _remove_entry(parent, name, child)
-            os.rmdir(name, dir_fd=parent)
-        else:
-            os.unlink(name, dir_fd=parent)
+        _scratch.remove_at(parent, name)  # iterative: any depth
     finally:
         os.close(parent)
 
 
 def _remove_tree(path: str) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    _scratch.remove_tree(path)  # iterative: a tree of any depth (see _scratch)
 
 
 def _places(workdir: str, outside: Optional[str]) -> List[str]:
-    """Where Layers may put upper layers for this workdir, in its order."""
+    """Parents of the containers Layers may use for this workdir, in its order."""
     import tempfile
     return [os.path.dirname((outside or workdir).rstrip("/")) or "/",
-            os.path.join(os.path.expanduser("~"), ".cache", "sandlock"), tempfile.gettempdir()]
+            os.path.join(os.path.expanduser("~"), ".cache"), tempfile.gettempdir()]
 
 
 def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
-    """Upper layers of earlier runs on this workdir whose commit did not finish or were kept."""
+    """Upper layers of earlier runs on this workdir whose commit did not finish or were kept.
+
+    Only directories of ours (see _scratch: owner, mode, marker naming this
+    workdir) of a process that is gone are looked at; the others go.
+    """
     out: List[str] = []
     for parent in dict.fromkeys(_places(workdir, outside)):
-        out += _leftovers_in(parent, workdir)
+        for box in _scratch.containers(parent):
+            for path, pid, note in _scratch.entries(box, "cow-"):
+                if note != os.fsencode(workdir) or _scratch.alive(pid):
+                    continue
+                kept = _kept_runs(path)
+                out += [f"{os.path.join(path, run)} ({state})" for run, state in kept]
+                if not kept:
+                    _remove_tree(path)
     return out
 
 
-def _leftovers_in(parent: str, workdir: str) -> List[str]:
-    out: List[str] = []
-    prefix = f".sandlock-cow-{os.path.basename(workdir.rstrip('/')) or 'root'}-"
+def _kept_runs(path: str) -> List[Tuple[str, str]]:
+    """(run, state) of the runs in a layers directory whose layer must stay: kept or committing."""
+    out: List[Tuple[str, str]] = []
     try:
-        names = os.listdir(parent)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return out
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        base = os.path.join(parent, name)
-        for run in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+    try:
+        for run in sorted(os.listdir(fd)):
+            if not run.isdigit():
+                continue
             try:
-                with open(os.path.join(base, run, STATE)) as f:
-                    state = f.read().strip()
+                run_fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError:
                 continue
+            try:
+                state = _scratch.read_small(run_fd, STATE, 64).decode("ascii", "replace").strip()
+            except OSError:
+                continue
+            finally:
+                os.close(run_fd)
             if state in ("committing", "kept"):
-                out.append(f"{os.path.join(base, run)} ({state})")
-            else:
-                _remove_tree(os.path.join(base, run))
-        try:
-            os.rmdir(base)
-        except OSError:
-            pass
+                out.append((run, state))
+    finally:
+        os.close(fd)
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True

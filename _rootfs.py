@@ -205,8 +205,8 @@ def _clean_relative(path: bytes) -> bool:
 
 
 def _remove_tree(path: bytes) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    import _scratch
+    _scratch.remove_tree(os.fsdecode(path))  # iterative: any depth, no symlink followed
 
 
 def join(base: bytes, path: bytes) -> bytes:
@@ -216,17 +216,20 @@ def join(base: bytes, path: bytes) -> bytes:
 
 
 class Scratch:
-    """The run's private host directory: anchors (cwd/) and the guest's /dev/shm (shm/).
+    """The run's private host directory: anchors (cwd/), the guest's /dev (dev/) and /dev/shm (shm/).
 
     Made once per prepared policy, so the Landlock rules can name it; each
-    run gets its own subdirectories.
+    run gets its own subdirectories.  It is a directory `root-<pid>-<random>`
+    of a verified per-user container in the temporary directory (see
+    _scratch); those of dead sandlock processes are removed first.
     """
 
     def __init__(self) -> None:
         import tempfile
-        _remove_stale(tempfile.gettempdir())
-        self.path = tempfile.mkdtemp(prefix=f"sandlock-root-{os.getpid()}-")
-        os.chmod(self.path, 0o700)
+        import _scratch
+        top = tempfile.gettempdir()
+        _remove_stale(top)
+        self.container, self.path = _scratch.new_dir(top, f"root-{os.getpid()}-")
         self.cwd = os.path.join(self.path, "cwd")
         self.shm = os.path.join(self.path, "shm")
         self.dev = os.path.join(self.path, "dev")
@@ -250,29 +253,19 @@ class Scratch:
         return anchors, shm
 
     def close(self) -> None:
-        import shutil
-        shutil.rmtree(self.path, ignore_errors=True)
+        import _scratch
+        _scratch.remove_tree(self.path)
+        _scratch.release(self.container)
 
 
 def _remove_stale(top: str) -> None:
-    """Remove scratch directories of ours left by a sandlock that was killed."""
-    try:
-        names = os.listdir(top)
-    except OSError:
-        return
-    for name in names:
-        parts = name.split("-")
-        if len(parts) < 4 or parts[:2] != ["sandlock", "root"] or not parts[2].isdigit():
-            continue
-        path = os.path.join(top, name)
-        try:
-            if os.lstat(path).st_uid != os.getuid():
-                continue
-            os.kill(int(parts[2]), 0)
-        except ProcessLookupError:
-            _remove_tree(os.fsencode(path))
-        except OSError:
-            continue
+    """Remove scratch directories of ours left by a sandlock that was killed (see _scratch:
+    only verified containers, only directories with our marker, of a process that is gone)."""
+    import _scratch
+    for box in _scratch.containers(top):
+        for path, pid, _ in _scratch.entries(box, "root-"):
+            if not _scratch.alive(pid):
+                _scratch.remove_tree(path)
 
 
 class Cwd:
@@ -529,8 +522,6 @@ class RootResolver(Resolver):
                 return m.virt + host[len(m.host):]
         if host.startswith(self.shm_host + b"/") or host == self.shm_host:
             return b"/dev/shm" + host[len(self.shm_host):]
-        if host.startswith(self.root_host + b"/"):
-            return host[len(self.root_host):]
         if host == b"/proc" or host.startswith(b"/proc/") or host.startswith(b"/dev/pts"):
             return host
         if host.startswith(b"/dev/") and host[5:] in (d.encode() for d in DEVICES):
@@ -543,6 +534,8 @@ class RootResolver(Resolver):
         if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
+        if host.startswith(self.root_prefix):  # last: with "/" as the root, every path is below it
+            return b"/" + host[len(self.root_prefix):]
         return None
 
     def link_target(self, target: bytes) -> bytes:

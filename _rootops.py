@@ -125,6 +125,9 @@ def do_rename(ctx: Context, call: Call) -> Reply:
         try:
             if b"." in (old_last, new_last) or b".." in (old_last, new_last):
                 raise _oserror(errno.EBUSY if old_last in (b".", b"..") else errno.EISDIR)
+            upper = getattr(ctx.resolver, "upper", None)
+            if upper is not None:
+                _leave_layer(upper, old, old_last, new, new_last, call.flags)
             if call.flags:
                 _syscalls._call("renameat2", old, old_last, new, new_last, call.flags)
             else:
@@ -134,6 +137,31 @@ def do_rename(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(old)
     return Value(0)
+
+
+def _leave_layer(upper, old: int, old_last: bytes, new: int, new_last: bytes, flags: int) -> None:
+    """Before a rename between the upper layer and a place outside it (README "Copy-on-write
+    workdir"): what leaves the layer must not be the workdir's own inode, or writing it
+    outside would change the workdir.  A file still shared with the workdir is copied up
+    first (the copy leaves); a directory gets EXDEV, as between two filesystems (it may
+    hold shared files; mv then copies).  RENAME_EXCHANGE moves both ways."""
+    tree = os.fsencode(upper.tree)
+    where = [(fd, last, d_path(fd)) for fd, last in ((old, old_last), (new, new_last))]
+    inside = [name == tree or name.startswith(tree + b"/") for _, _, name in where]
+    if inside[0] == inside[1]:
+        return  # within the layer, or nowhere near it
+    leaving = [where[0]] if inside[0] else []
+    if flags & RENAME_EXCHANGE and inside[1]:
+        leaving.append(where[1])
+    for fd, last, name in leaving:
+        try:
+            st = os.stat(last, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # the rename itself says ENOENT
+        if stat.S_ISDIR(st.st_mode):
+            raise _oserror(errno.EXDEV)
+        if stat.S_ISREG(st.st_mode) and upper.is_shared(st.st_dev, st.st_ino):
+            upper.copy_up(name.rstrip(b"/") + b"/" + last)
 
 
 def do_link(ctx: Context, call: Call) -> Reply:

@@ -281,6 +281,10 @@ class Session:
         self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
         self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
+        # Directories of this run to remove once it is over, by clean_up from a thread
+        # that is not confined: under Landlock every step down a tree of depth d costs
+        # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
+        self._later: List[str] = []
         self._cwd = None   # _rootfs.Cwd with an emulated root
         if prepared.root is not None:
             import _rootfs
@@ -401,11 +405,8 @@ class Session:
             if self._vfork is not None:
                 self._vfork.close()
             if self.upper is not None:  # the run failed before it ended: nothing to keep
-                self.upper.discard()
-            if self._run_dirs:
-                import shutil
-                for path in self._run_dirs:
-                    shutil.rmtree(path, ignore_errors=True)
+                self._later.append(self.upper.run)
+            self._later.extend(self._run_dirs)
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
@@ -415,15 +416,19 @@ class Session:
         upper, policy = self.upper, self.policy
         assert upper is not None
         self.upper = None
-        try:
-            changes = tuple(upper.changes())
-        except OSError as exc:
-            upper.keep()
-            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
-                                                 f"kept at {upper.tree}")
         ok = (outcome.status is not None and os.WIFEXITED(outcome.status) and os.WEXITSTATUS(outcome.status) == 0
               and not outcome.timed_out)
         action = "abort" if policy.dry_run else (policy.on_exit or "commit") if ok else (policy.on_error or "abort")
+        try:
+            changes = tuple(upper.changes())
+        except OSError as exc:
+            if action == "abort":  # nothing to apply: the layer goes, what was lost is said
+                self._later.append(upper.run)
+                return outcome._replace(workdir_note=f"cannot list the changes ({exc.strerror}); "
+                                                     f"the upper layer is discarded, {upper.lower} is unchanged")
+            upper.keep()
+            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
+                                                 f"kept at {upper.tree}")
         note = ""
         if action == "commit" and changes:
             try:
@@ -437,8 +442,19 @@ class Session:
             return outcome._replace(changes=changes, workdir_note=f"changes kept at {upper.tree} (not applied)")
         elif action == "abort" and changes and not policy.dry_run:
             note = f"{len(changes)} change(s) to {upper.lower} discarded"
-        upper.discard()
+        self._later.append(upper.run)
         return outcome._replace(changes=changes, workdir_note=note)
+
+    def clean_up(self) -> None:
+        """Remove this run's directories (its anchors, /dev/shm and discarded upper layer).
+
+        Call it after run() from a thread that is not confined; where none is
+        left (the CLI), close_prepared removes them with the rest.
+        """
+        import _scratch
+        later, self._later = self._later, []
+        for path in later:
+            _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
 
     def _launch_plan(self, fds: List[int]) -> Tuple[_launch.Prepared, _launch.Pipes, Tuple[Dict[str, int], List[int]]]:
         policy, prep = self.policy, self.prepared

@@ -159,13 +159,16 @@ def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Di
 
     def worker() -> None:
         try:
-            box["outcome"] = _supervisor.Session(policy, prepared, argv, env, **options).run()
+            box["session"] = _supervisor.Session(policy, prepared, argv, env, **options)
+            box["outcome"] = box["session"].run()
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
     thread.start()
     thread.join()
+    if "session" in box:
+        box["session"].clean_up()  # here: this thread is not confined (see Session.clean_up)
     if "error" in box:
         raise box["error"]
     return box["outcome"]
@@ -401,7 +404,7 @@ def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: 
     if outcome.reason:
         _say(outcome.reason)
     if policy.dry_run:
-        sys.stderr.write("".join(f"{change}\n" for change in outcome.changes))
+        sys.stderr.write("".join(f"{change.line()}\n" for change in outcome.changes))  # quoted: README
     if outcome.workdir_note:
         _say(outcome.workdir_note)
     return _status(outcome)[0]

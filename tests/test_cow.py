@@ -174,7 +174,12 @@ def change_lines(stderr: str) -> List[str]:
 
 
 def layers(base: Path) -> List[str]:
-    return sorted(name for name in os.listdir(base) if name.startswith(".sandlock-cow-"))
+    """sandlock's upper layers in base: what its per-user containers (.sandlock-UID-XXXX) hold."""
+    out = []
+    for name in sorted(os.listdir(base)):
+        if name.startswith(".sandlock-") and (base / name).is_dir():
+            out += [f"{name}/{inner}" for inner in sorted(os.listdir(base / name)) if inner != ".sandlock"]
+    return out
 
 
 def kept_path(stderr: str) -> Path:
@@ -631,7 +636,7 @@ def test_keep_leaves_the_layer_prints_its_path_and_the_next_run_reports_it(who, 
     kept = kept_path(r.stderr)
     assert kept.is_dir() and (kept / "new.txt").read_text() == "new\n", show(r)
     assert not (kept / "gone.txt").exists() and (kept / "keep.txt").read_text() == "keep\n", show(r)
-    assert str(kept).startswith(str(wd.parent) + "/.sandlock-cow-"), f"kept outside DIR's parent:\n{show(r)}"
+    assert str(kept).startswith(f"{wd.parent}/.sandlock-{who.uid}-"), f"kept outside DIR's parent:\n{show(r)}"
     nxt = cow(who, wd, ["true"])
     assert nxt.returncode == 0, show(nxt)
     notes = [line for line in nxt.stderr.splitlines() if LEFTOVER in line]
@@ -940,7 +945,7 @@ def test_a_workdir_the_user_cannot_write_exits_125(sandlock_cli, scratch: Path) 
     assert r.returncode == 125, show(r)
     assert str(d) in r.stderr and r.stderr.startswith("sandlock: "), show(r)
     assert snapshot(d) == before
-    assert not [n for n in os.listdir(scratch) if n.startswith(".sandlock-cow-")], os.listdir(scratch)
+    assert layers(scratch) == [], os.listdir(scratch)
 
 
 @pytest.mark.parametrize("options,word", [
@@ -986,13 +991,13 @@ def kill_during_commit(who, base: Path, wd: Path, count: int) -> Optional[Path]:
     None if the commit was over first.
     """
     proc = who.popen(["--workdir", str(wd), "-w", str(wd), "--", SYSTEM_PYTHON, "-c", WRITER, str(wd), str(count)])
-    prefix = f".sandlock-cow-{wd.name}-{proc.pid}-"
+    prefix = f"cow-{proc.pid}-"
     deadline = time.monotonic() + 60
     run_dir: Optional[Path] = None
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if run_dir is None:
-                found = [n for n in os.listdir(base) if n.startswith(prefix)]
+                found = [n for n in layers(base) if n.split("/")[1].startswith(prefix)]
                 run_dir = base / found[0] / "1" if found else None
             if run_dir is not None:
                 try:

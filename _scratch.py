@@ -1,0 +1,295 @@
+"""sandlock's own directories: where they live, how they are found again, how they go.
+
+Everything sandlock makes for itself (an emulated root's anchors, private
+/dev and /dev/shm, generated /proc listings; the upper layers of a workdir)
+lives in a *container*: a directory ``.sandlock-<euid>-<random>`` in a
+parent directory (the temporary directory; for upper layers, which must be
+on the workdir's filesystem, the workdir's parent first).  The random part
+makes the name unpredictable in a shared /tmp.  A container is used only
+after checks on lstat and again on the opened directory (open O_NOFOLLOW,
+fstat: the same inode): a real directory, owned by our euid, mode exactly
+0700, holding the marker file ``.sandlock`` (a regular file of ours that
+starts with MARK).  Each directory sandlock makes in a container has a
+marker too, which may say what it is for (a layer: the workdir's path).
+
+Scans and cleanups touch only entries that pass those checks, never follow
+a symlink, and remove trees of any depth without recursion (`remove_at`:
+one directory fd at a time, going back up through ".." checked against the
+(dev, ino) recorded on the way down, so a tree moved away during the walk
+stops it instead of leading it elsewhere).  An entry that looks like ours
+but fails a check is left alone and never used: a new container is made.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import stat
+import tempfile
+from typing import List, Optional, Tuple
+
+import _structs as S
+import _syscalls
+
+MARKER = ".sandlock"
+MARK = b"sandlock's own directory\n"
+BENEATH = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def prefix() -> str:
+    return f".sandlock-{os.geteuid()}-"
+
+
+def containers(parent: str) -> List[str]:
+    """The verified containers of this user in `parent`, sorted by name."""
+    try:
+        names = sorted(n for n in os.listdir(parent) if n.startswith(prefix()))
+    except OSError:
+        return []
+    return [os.path.join(parent, n) for n in names if verify(parent, n) is not None]
+
+
+def container(parent: str) -> str:
+    """A verified container in `parent`: the first one there, else a new one."""
+    found = containers(parent)
+    if found:
+        return found[0]
+    path = tempfile.mkdtemp(prefix=prefix(), dir=parent)  # mode 0700, O_EXCL semantics
+    os.chmod(path, 0o700)  # whatever the umask
+    _write_marker(path, b"")
+    return path
+
+
+def make_dir(box: str, name_prefix: str, note: bytes = b"") -> str:
+    """A new directory of ours in the container `box`, with its marker (MARK + note)."""
+    path = tempfile.mkdtemp(prefix=name_prefix, dir=box)
+    _write_marker(path, note)
+    return path
+
+
+def new_dir(parent: str, name_prefix: str, note: bytes = b"") -> Tuple[str, str]:
+    """(container, new directory of ours in it) in `parent` (a container another run
+    empties and removes at that moment is passed over)."""
+    for _ in range(3):
+        box = container(parent)
+        try:
+            return box, make_dir(box, name_prefix, note)
+        except FileNotFoundError:
+            continue
+    raise OSError(errno.EAGAIN, "the container of sandlock's directories keeps vanishing", parent)
+
+
+def release(box: str) -> None:
+    """Remove the container if nothing but its marker is left in it."""
+    try:
+        if os.listdir(box) != [MARKER]:
+            return
+        os.unlink(os.path.join(box, MARKER))
+        os.rmdir(box)
+    except OSError:
+        try:  # someone else's run is in it now: it stays a container
+            if os.path.isdir(box) and not os.path.lexists(os.path.join(box, MARKER)):
+                _write_marker(box, b"")
+        except OSError:
+            pass
+
+
+def entries(box: str, name_prefix: str) -> List[Tuple[str, int, bytes]]:
+    """(path, pid, note) of the directories of ours named <name_prefix><pid>-... in a container."""
+    out = []
+    try:
+        names = sorted(os.listdir(box))
+    except OSError:
+        return out
+    for name in names:
+        if not name.startswith(name_prefix):
+            continue
+        pid = name[len(name_prefix):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        note = verify(box, name, exact_mode=False)
+        if note is not None:
+            out.append((os.path.join(box, name), int(pid), note))
+    return out
+
+
+def verify(parent: str, name: str, exact_mode: bool = True) -> Optional[bytes]:
+    """The note of the marker of directory parent/name if it is ours, else None.
+
+    Ours: lstat says a directory (not a symlink) owned by our euid (mode 0700
+    if exact_mode), the opened directory is the same inode, and its marker is
+    a regular file of ours that starts with MARK.
+    """
+    try:
+        st = os.lstat(os.path.join(parent, name))
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        if exact_mode and stat.S_IMODE(st.st_mode) != 0o700:
+            return None
+        fd = os.open(os.path.join(parent, name), _DIR)
+    except OSError:
+        return None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        return _read_marker(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_small(dir_fd: int, name: str, limit: int = 4096) -> bytes:
+    """At most `limit` bytes of the regular file name in dir_fd (no symlink, no FIFO wait)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _read_marker(fd: int) -> Optional[bytes]:
+    try:
+        st = os.stat(MARKER, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        data = read_small(fd, MARKER)
+    except OSError:
+        return None
+    return data[len(MARK):] if data.startswith(MARK) else None
+
+
+def _write_marker(path: str, note: bytes) -> None:
+    fd = os.open(os.path.join(path, MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.write(fd, MARK + note)
+    finally:
+        os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+
+
+# --- removal of a tree of any depth ----------------------------------------------------------
+
+def remove_tree(path: str) -> None:
+    """Remove path (a whole tree too) without following a symlink; errors are ignored."""
+    head, name = os.path.split(path.rstrip("/"))
+    try:
+        parent = os.open(head or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        remove_at(parent, name)
+    except OSError:
+        pass
+    finally:
+        os.close(parent)
+
+
+def remove_at(parent: int, name: str) -> None:
+    """Remove the entry name of the directory fd parent, a tree of any depth, iteratively.
+
+    Holds two fds at most and 16 bytes per level (the (dev, ino) of each
+    directory on the way down).  Raises OSError where it cannot go on (an
+    entry it may not remove, or a tree moved away during the walk).
+    """
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    fd = _open_child(parent, name, st)
+    ids = array.array("Q")  # (dev, ino) of the directories above fd, up to the top one
+    try:
+        while True:
+            sub = _empty_but_directories(fd)
+            if sub is not None:
+                child_st = os.stat(sub, dir_fd=fd, follow_symlinks=False)
+                child = _open_child(fd, sub, child_st)
+                me = os.fstat(fd)
+                ids.extend((me.st_dev, me.st_ino))
+                os.close(fd)
+                fd = child
+                continue
+            me = os.fstat(fd)
+            if not ids:
+                break
+            up = os.open("..", _DIR, dir_fd=fd)
+            ust = os.fstat(up)
+            ino, dev = ids.pop(), ids.pop()
+            if (ust.st_dev, ust.st_ino) != (dev, ino):
+                os.close(up)
+                raise OSError(errno.ESTALE, "the tree moved while it was being removed")
+            os.close(fd)
+            fd = up
+            _rmdir_by_inode(fd, me)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _open_child(parent: int, name: str, st: os.stat_result) -> int:
+    """A readable fd of the directory name, the inode lstat saw (made searchable if it was not)."""
+    try:
+        fd = _syscalls.openat2(parent, os.fsencode(name), _DIR, 0, BENEATH)
+    except PermissionError:
+        # a directory of ours the command made unreadable (chmod 0): make it ours to empty
+        path_fd = _syscalls.openat2(parent, os.fsencode(name), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0, BENEATH)
+        try:
+            if (os.fstat(path_fd).st_ino, os.fstat(path_fd).st_dev) != (st.st_ino, st.st_dev):
+                raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+            os.chmod(f"/proc/self/fd/{path_fd}", 0o700)
+        finally:
+            os.close(path_fd)
+        fd = _syscalls.openat2(parent, os.fsencode(name), _DIR, 0, BENEATH)
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+    if stat.S_IMODE(now.st_mode) & 0o300 != 0o300:
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(now.st_mode) | 0o700)  # to remove its entries
+    return fd
+
+
+def _empty_but_directories(fd: int) -> Optional[str]:
+    """Unlink every non-directory in fd; return the name of one subdirectory, or None if empty."""
+    with os.scandir(fd) as listing:
+        for entry in listing:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=fd)
+    return None
+
+
+def _rmdir_by_inode(fd: int, child: os.stat_result) -> None:
+    """rmdir the (now empty) subdirectory of fd that is the inode `child`."""
+    for exact in (False, True):  # d_ino first; lstat where a filesystem reports other numbers
+        with os.scandir(fd) as listing:
+            for entry in listing:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if exact:
+                    st = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                    same = (st.st_dev, st.st_ino) == (child.st_dev, child.st_ino)
+                else:
+                    same = entry.inode() == child.st_ino
+                if same:
+                    os.rmdir(entry.name, dir_fd=fd)
+                    return
+    raise OSError(errno.ESTALE, "the tree changed while it was being removed")

@@ -1,0 +1,120 @@
+"""sandlock's own directories on their own (_scratch.py): containers, markers, removal at any depth.
+
+No sandbox is started: these drive the functions on temporary trees and
+check what is left on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import _cow
+import _scratch
+
+DEPTH = 10_000
+
+
+def deep(top: Path, levels: int) -> Path:
+    """top/d/d/.../d, `levels` below top/d, made without naming a long path."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.mkdir("d", dir_fd=fd)
+        for _ in range(levels):
+            os.mkdir("n", dir_fd=fd)
+            os.rename("d", "n/d", src_dir_fd=fd, dst_dir_fd=fd)
+            os.rename("n", "d", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    return top / "d"
+
+
+def test_a_tree_ten_thousand_levels_deep_is_removed_without_recursion(tmp_path: Path) -> None:
+    top = deep(tmp_path, DEPTH)
+    (top / "file").write_text("x")
+    _scratch.remove_tree(str(top))
+    assert os.listdir(tmp_path) == []
+
+
+def test_removal_never_follows_a_symlink_and_empties_unreadable_directories(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "c").write_text("c")
+    top = tmp_path / "top"
+    (top / "a" / "b").mkdir(parents=True)
+    os.symlink(canary, top / "a" / "link")
+    os.symlink(canary / "c", top / "a" / "b" / "flink")
+    (top / "a" / "b" / "f").write_text("f")
+    (top / "a" / "b").chmod(0)
+    (top / "a").chmod(0o500)
+    _scratch.remove_tree(str(top))
+    assert sorted(os.listdir(tmp_path)) == ["canary"] and (canary / "c").read_text() == "c"
+
+
+def test_a_symlink_given_to_remove_tree_is_removed_not_its_target(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "c").write_text("c")
+    os.symlink(canary, tmp_path / "link")
+    _scratch.remove_tree(str(tmp_path / "link"))
+    assert os.listdir(tmp_path) == ["canary"] and (canary / "c").exists()
+
+
+def test_a_container_is_made_mode_0700_with_its_marker_and_found_again(tmp_path: Path) -> None:
+    box = _scratch.container(str(tmp_path))
+    st = os.lstat(box)
+    assert os.path.basename(box).startswith(f".sandlock-{os.geteuid()}-") and len(os.path.basename(box)) > 16
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert (Path(box) / ".sandlock").read_bytes() == _scratch.MARK
+    assert _scratch.container(str(tmp_path)) == box
+    box2, made = _scratch.new_dir(str(tmp_path), "root-1-", b"note")
+    assert box2 == box and _scratch.entries(box, "root-") == [(made, 1, b"note")]
+    _scratch.remove_tree(made)
+    _scratch.release(box)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("plant", ["symlink", "mode", "no-marker", "marker-symlink", "bad-marker"])
+def test_a_planted_container_is_neither_used_nor_touched(tmp_path: Path, plant: str) -> None:
+    name = tmp_path / f".sandlock-{os.geteuid()}-planted"
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    (target / ".sandlock").write_bytes(_scratch.MARK)
+    if plant == "symlink":
+        os.symlink(target, name)
+    else:
+        name.mkdir(mode=0o700)
+        if plant == "mode":
+            (name / ".sandlock").write_bytes(_scratch.MARK)
+            name.chmod(0o755)
+        elif plant == "marker-symlink":
+            os.symlink(target / ".sandlock", name / ".sandlock")
+        elif plant == "bad-marker":
+            (name / ".sandlock").write_bytes(b"not ours\n")
+    before = sorted(os.listdir(tmp_path))
+    assert _scratch.containers(str(tmp_path)) == []
+    box = _scratch.container(str(tmp_path))
+    assert box != str(name) and sorted(os.listdir(tmp_path)) == sorted(before + [os.path.basename(box)])
+    assert os.listdir(target) == [".sandlock"]
+
+
+def test_the_layer_of_a_tree_a_thousand_levels_deep_is_built_compared_and_committed(tmp_path: Path) -> None:
+    lower = tmp_path / "proj"
+    lower.mkdir()
+    deep(lower, 1100)
+    layers = _cow.Layers(str(lower))
+    upper = layers.new_run()
+    upper.build()
+    farm = Path(upper.tree)
+    leaf = "/".join(["d"] * 1101)
+    (farm / leaf / "new").write_text("n")
+    assert [str(c) for c in upper.changes()] == [f"A {leaf}/new"]
+    upper.commit(upper.changes())
+    assert (lower / leaf / "new").read_text() == "n"
+    upper.discard()
+    layers.close()
+    assert os.listdir(tmp_path) == ["proj"]
+    _scratch.remove_tree(str(lower))
