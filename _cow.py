@@ -197,18 +197,23 @@ class Upper:
     # -- during the run -------------------------------------------------------------------
 
     def measure(self) -> int:
-        """Bytes the farm's own files (not shared with the lower directory) use on disk."""
+        """Bytes the farm's own files (not shared with the lower directory) use on disk.
+
+        Raises:
+            OSError: the layer could not be walked (EMFILE, ENOMEM, EACCES): never
+                counted as 0, the run is stopped (_supervisor.Session._check_disk).
+        """
         total = 0
         stack = [self.tree]
         while stack:
             try:
                 entries = list(os.scandir(stack.pop()))
-            except OSError:
+            except FileNotFoundError:  # removed meanwhile; any other error: the caller stops the run
                 continue
             for entry in entries:
                 try:
                     st = entry.stat(follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)

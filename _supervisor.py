@@ -46,7 +46,7 @@ import _table
 from _errors import ExecError, SetupError
 from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, listener_ioctl, tgid_of, write_mem
 from _policy import Policy, device_paths, terminals
-from _procops import Members
+from _procops import MeasureError, Members, memory_devices, memory_used
 from _resolve import FsRules, Resolver
 
 CLONE_FS = 0x200
@@ -267,6 +267,8 @@ class Session:
         self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
         self._cwd = None   # _rootfs.Cwd with an emulated root
+        self._shm: Optional[str] = None   # host directory of a root's private /dev/shm
+        self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         if prepared.root is not None:
             import _rootfs
             anchors, shm = prepared.root.new_run()
@@ -588,29 +590,36 @@ class Session:
         if self._stub_gone or upper is None:
             self._next_disk_poll = None
             return
-        used = upper.measure()
+        try:
+            used = upper.measure()
+        except OSError as exc:
+            self._stop(f"cannot measure the upper layer: {exc.strerror or exc}")
+            return
         self._next_disk_poll = time.monotonic() + max(DISK_POLL, 5 * (time.monotonic() - now))
         if used > limit:
-            self._reason = f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)"
-            self._next_disk_poll = None
-            self.kill_all()
+            self._stop(f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)")
 
     def _check_memory(self) -> None:
+        """--max-memory: see _procops.memory_used; a failed measurement stops the run."""
         if self._stub_gone or self.members is None:
             return
-        total = 0
-        page = os.sysconf("SC_PAGE_SIZE")
-        for pid in self.members.processes():
-            try:
-                with open(f"/proc/{pid}/statm", "rb") as f:
-                    total += int(f.read().split()[1]) * page
-            except (OSError, IndexError, ValueError):
-                continue
-        if total > (self.policy.max_memory or 0):
-            limit = self.policy.max_memory or 0
-            self._reason = f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)"
-            self._next_memory_poll = None
-            self.kill_all()
+        limit = self.policy.max_memory or 0
+        try:
+            if self._memory_devs is None:
+                self._memory_devs = memory_devices()
+            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else ())
+        except (OSError, MeasureError) as exc:
+            self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
+            return
+        if total > limit:
+            self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
+
+    def _stop(self, reason: str) -> None:
+        """A limit is exceeded or cannot be measured: kill the sandbox with the reason."""
+        self._reason = reason
+        self._next_memory_poll = None
+        self._next_disk_poll = None
+        self.kill_all()
 
     def kill_all(self) -> None:
         """Kill every process of the sandbox (the stub does it, see _launch._doom)."""

@@ -1,0 +1,238 @@
+"""A bounded supervisor that fails closed (issue 10, item 5; README "Known limits").
+
+Nothing the command does may make sandlock's own memory, threads or fds grow
+without limit, and a limit that cannot be measured stops the run instead of
+counting 0.  Each test runs real programs under sandlock, as root and as the
+unprivileged user (`who`), and measures sandlock itself from outside:
+
+- threads: 3000 blocking FIFO opens done on behalf under -P 4 make at most
+  the worker pool's bound of supervisor threads (counted in /proc/PID/task);
+  a full pool never deadlocks a FIFO's reader and writer;
+- measuring: openat of sandlock's loop thread fails with EMFILE (strace
+  fault injection, attached to that one thread only): the run is killed
+  with the reason, never left without its memory or disk limit;
+- -m counts a memfd held only by an fd (and tmpfs files held open);
+- memory: sandlock's peak RSS (VmHWM) stays bounded while the command
+  makes it copy an executable of 1 GiB or send 1024 messages of 1 MiB;
+- files of an untrusted image that sandlock reads itself (/etc/passwd as
+  /dev/zero, a FIFO, 100 MiB) and a `#!` interpreter that is a FIFO.
+
+Every sandboxed process carries a unique marker argument; `find_processes`
+proves nothing is left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from conftest import SYSTEM_PYTHON, STRICT, find_processes, kill_marked, unique_marker, wait_for
+
+from .test_faults import assert_nothing_left, clean_up, finish, read_line, show
+
+GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
+
+
+@pytest.fixture(params=["host", "root"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def box(mode: str, who, scratch: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """(sandlock options, python, the writable directory as the command names it, its host path)."""
+    wdir = who.make_dir(scratch / "w", 0o777)
+    if mode == "host":
+        return ["-w", str(wdir), "--env", f"W={wdir}"], SYSTEM_PYTHON, str(wdir), wdir
+    deb = request.getfixturevalue("deb_root")
+    return ["--root", str(deb), "--fs-mount", f"/w:{wdir}", "--env", "W=/w"], GUEST_PYTHON, "/w", wdir
+
+
+def need_strace() -> None:
+    if shutil.which("strace") is None:
+        if STRICT:
+            pytest.fail("strace is missing (Debian package strace): errors cannot be injected")
+        pytest.skip("strace is missing (Debian package strace)")
+
+
+def threads_of(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a live process (its peak resident memory), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+# --- failing closed when a limit cannot be measured ------------------------------------------------
+
+# Waits for $W/go, then 4 processes hold 40 MiB each: 160 MiB in all, each under the
+# per-process RLIMIT_DATA of -m 64M, so only the supervisor's measurement can stop them.
+SPREAD = r"""
+import os, sys, time
+w = os.environ["W"]
+print("ready", flush=True)
+while not os.path.exists(w + "/go"):
+    time.sleep(0.02)
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        b = bytearray(40 << 20)
+        for i in range(0, len(b), 4096):
+            b[i] = 1
+        time.sleep(2)
+        os._exit(0)
+    kids.append(pid)
+for k in kids:
+    os.waitpid(k, 0)
+print("survived", flush=True)
+"""
+
+# Waits for $G/go, then writes 50 MiB into the workdir $W.
+FILL = r"""
+import os, sys, time
+w = os.environ["W"]
+print("ready", flush=True)
+while not os.path.exists(os.environ["G"] + "/go"):
+    time.sleep(0.02)
+with open(w + "/big", "wb") as f:
+    for _ in range(50):
+        f.write(b"x" * (1 << 20))
+        f.flush()
+time.sleep(1.5)
+print("survived", flush=True)
+"""
+
+
+def run_with_failing_openat(who, args: List[str], go: Path, marker: str,  # type: ignore[no-untyped-def]
+                            inject: bool, when: str = "1+") -> subprocess.CompletedProcess:
+    """Start sandlock, (inject: make the openat calls `when` of its loop thread fail with
+    EMFILE from now on, strace attached to that thread only), then let the command go."""
+    proc = who.popen(args)
+    tracer = None
+    try:
+        assert read_line(proc, marker) == "ready\n"
+        if inject:
+            tracer = subprocess.Popen(["strace", "-qq", "-o", "/dev/null", "-e", "trace=openat",
+                                       "-e", f"inject=openat:error=EMFILE:when={when}", "-p", str(proc.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert wait_for(lambda: _traced(proc.pid), 10), "strace did not attach"
+        go.write_text("")
+        out, err = finish(proc, marker)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+    finally:
+        clean_up(proc, marker)
+        if tracer is not None:
+            tracer.wait(10)
+
+
+def _traced(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        return any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in f)
+
+
+def test_memory_limit_that_cannot_be_measured_kills_the_sandbox_with_the_reason(who, scratch: Path) -> None:
+    need_strace()
+    marker = unique_marker()
+    wdir = who.make_dir(scratch / "w", 0o777)
+    args = ["-w", str(wdir), "--env", f"W={wdir}", "-m", "64M", "-t", "30", "--",
+            SYSTEM_PYTHON, "-c", SPREAD, marker]
+    r = run_with_failing_openat(who, args, wdir / "go", marker, inject=True)
+    assert r.returncode == 137, show(r)
+    assert "survived" not in r.stdout, show(r)
+    assert r.stderr.startswith("sandlock: cannot measure memory: Too many open files"), show(r)
+    assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, show(r)
+    assert_nothing_left(marker)
+
+
+def test_memory_spread_over_processes_is_stopped_when_it_can_be_measured(who, scratch: Path) -> None:
+    """The control: the same program and no injection, killed on the limit itself."""
+    need_strace()
+    marker = unique_marker()
+    wdir = who.make_dir(scratch / "w", 0o777)
+    args = ["-w", str(wdir), "--env", f"W={wdir}", "-m", "64M", "-t", "30", "--",
+            SYSTEM_PYTHON, "-c", SPREAD, marker]
+    r = run_with_failing_openat(who, args, wdir / "go", marker, inject=False)
+    assert r.returncode == 137 and r.stderr.startswith("sandlock: memory limit exceeded"), show(r)
+    args[args.index("64M")] = "1G"
+    (wdir / "go").unlink()
+    r = run_with_failing_openat(who, args, wdir / "go", marker, inject=False)
+    assert r.returncode == 0 and r.stdout == "survived\n", show(r)
+
+
+def test_disk_limit_that_cannot_be_measured_kills_the_sandbox_with_the_reason(who, scratch: Path) -> None:
+    need_strace()
+    marker = unique_marker()
+    parent = who.make_dir(scratch / "p", 0o755)
+    wdir = who.make_dir(parent / "wd", 0o777)
+    gdir = who.make_dir(scratch / "g", 0o777)
+    go = gdir / "go"
+    base = ["--workdir", str(wdir), "-w", str(wdir), "-w", str(gdir), "--env", f"W={wdir}", "--env", f"G={gdir}",
+            "-t", "30"]
+    command = ["--", SYSTEM_PYTHON, "-c", FILL, marker]
+    # the first measurement only: the end of the run (which opens files of the layer) is left alone
+    r = run_with_failing_openat(who, base + ["--max-disk", "10M"] + command, go, marker, inject=True, when="1")
+    assert r.returncode == 137, show(r)
+    # (followed by the usual line saying the changes were discarded)
+    assert r.stderr.startswith("sandlock: cannot measure the upper layer: Too many open files\n"), show(r)
+    assert "Traceback" not in r.stderr, show(r)
+    assert not (wdir / "big").exists()
+    assert_nothing_left(marker)
+    # the control: without the injection the same run stops on the limit, and under a
+    # limit it does not reach it runs to its end
+    go.unlink()
+    r = run_with_failing_openat(who, base + ["--max-disk", "10M"] + command, go, marker, inject=False)
+    assert r.returncode == 137 and r.stderr.startswith("sandlock: disk limit exceeded"), show(r)
+    go.unlink()
+    r = run_with_failing_openat(who, base + ["--max-disk", "200M"] + command, go, marker, inject=False)
+    assert r.returncode == 0 and r.stdout == "survived\n", show(r)
+    assert (wdir / "big").stat().st_size == 50 << 20
+
+
+# --- shared memory counts towards -m ---------------------------------------------------------------
+
+# 200 MiB written into a memfd (or a file of $SHM) held only by its fd, never mapped.
+HOLD = r"""
+import os, sys, time
+where = sys.argv[2]
+if where == "memfd":
+    fd = os.memfd_create("big")
+else:
+    fd = os.open(where + "/big", os.O_RDWR | os.O_CREAT, 0o600)
+    os.unlink(where + "/big")
+chunk = b"x" * (1 << 20)
+for _ in range(200):
+    os.write(fd, chunk)
+time.sleep(1.0)
+print("held", os.fstat(fd).st_size >> 20, "MiB", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["memfd", "/dev/shm"])
+def test_memory_held_in_a_memfd_or_shm_file_counts_towards_the_limit(who, box, mode: str, where: str) -> None:
+    opts, python, _, _ = box
+    marker = unique_marker()
+    if where == "/dev/shm" and mode == "host":
+        opts = opts + ["-w", "/dev/shm"]
+    r = who.run([*opts, "-m", "128M", "-t", "30", "--", python, "-c", HOLD, marker, where])
+    assert r.returncode == 137, show(r)
+    assert r.stderr.startswith("sandlock: memory limit exceeded"), show(r)
+    assert "held" not in r.stdout
+    assert_nothing_left(marker)
+    r = who.run([*opts, "-m", "512M", "-t", "30", "--", python, "-c", HOLD, marker, where])
+    assert r.returncode == 0 and r.stdout == "held 200 MiB\n", show(r)
