@@ -22,7 +22,6 @@ import fcntl
 import os
 import stat
 import struct
-import threading
 from typing import Callable, Optional, Tuple
 
 import _syscalls
@@ -348,7 +347,8 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
         if kind == stat.S_IFIFO:
-            return _fifo_later(ctx, call, os.dup(probe), flags)
+            fd = _fifo_later(ctx, call, os.dup(probe), flags)
+            return None if fd is None else Fd(fd, bool(flags & os.O_CLOEXEC))
         if kind == stat.S_IFDIR or (st.dev == ctx.resolver.proc_dev and ctx.resolver.emulated_root):
             return _NOT_PLAIN
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
@@ -361,29 +361,71 @@ def _waits_for_a_peer(ctx: Context, fd: int, flags: int) -> bool:
     return flags & os.O_ACCMODE != os.O_RDWR and stat.S_ISFIFO(ctx.hot.fstat(fd).mode)
 
 
-def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> None:
+def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Optional[int]:
     """A blocking open of a FIFO waits until the other end is opened, maybe by another
     process of the sandbox whose open the notification loop must answer first: so it
-    is done by a worker thread, which answers the notification itself (None to the
-    loop).  `held` is our O_PATH fd of the FIFO (decided already; the worker closes
-    it).  The end of the run releases a worker still waiting (Session.release_waits)."""
-    reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_DIRECTORY) | os.O_CLOEXEC
-    with ctx.waits_lock:
-        ctx.waits.add(held)
+    is done by a worker of the pool (ctx.workers), which answers the notification
+    itself (None to the loop).  `held` is our O_PATH fd of the FIFO (decided already;
+    closed here).  The end of the run releases a worker still waiting
+    (Session.release_waits).
 
-    def work() -> None:
+    An open that would not wait takes no worker: a writer is first tried without
+    blocking (it succeeds when the FIFO has a reader, and one waiting in a worker
+    counts, as the kernel counts a blocked reader), and a reader of a FIFO whose
+    writer waits in a worker is opened without blocking (an fd is returned).  So
+    a worker waiting for the other end never waits for an open refused for want
+    of a worker.  Every worker busy: EAGAIN (see _notif.Workers).
+    """
+    reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_DIRECTORY) | os.O_CLOEXEC
+    accmode = flags & os.O_ACCMODE
+    st = ctx.hot.fstat(held)
+    fifo = (st.dev, st.ino)
+    try:
+        with ctx.waits_lock:  # a reader when a writer waits in a worker: it would not wait
+            peer_waits = (fifo, os.O_WRONLY if accmode == os.O_RDONLY else os.O_RDONLY) in ctx.waits.values()
+        if accmode == os.O_WRONLY or peer_waits:
+            fd = _open_at_once(held, reopen)
+            if fd >= 0:
+                os.close(held)
+                return fd
+    except BaseException:
+        os.close(held)
+        raise
+    with ctx.waits_lock:
+        ctx.waits[held] = (fifo, accmode)
+
+    def work() -> Reply:
         try:
-            reply: Reply = Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
-        except OSError as exc:
-            reply = Errno(exc.errno or errno.EIO)
+            return Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
         finally:
             with ctx.waits_lock:
-                ctx.waits.discard(held)
+                ctx.waits.pop(held, None)
                 os.close(held)
-        ctx.reply_later(call, reply)
-
-    threading.Thread(target=work, name="sandlock-fifo", daemon=True).start()
+    try:
+        ctx.workers.submit(call, work)
+    except BaseException:
+        with ctx.waits_lock:
+            ctx.waits.pop(held, None)
+            os.close(held)
+        raise
     return None
+
+
+def _open_at_once(held: int, flags: int) -> int:
+    """Open the FIFO `held` without waiting, as a blocking open would when its other end
+    is there (then clear O_NONBLOCK); -1 when a writer finds no reader (ENXIO)."""
+    try:
+        fd = os.open(_proc_fd(held), flags | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return -1
+        raise
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
@@ -412,8 +454,8 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         ctx.resolver.check(probe, name, "write")
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
-            _fifo_later(ctx, call, os.dup(probe), flags)
-            return -1  # answered by the worker
+            fd = _fifo_later(ctx, call, os.dup(probe), flags)
+            return -1 if fd is None else fd  # -1: answered by a worker
         return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
     finally:
         os.close(probe)

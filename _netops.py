@@ -16,8 +16,9 @@ tracee's socket (pidfd_getfd), with the address read once:
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
-block runs in a short-lived worker thread (same credentials and Landlock
-domain as the supervisor thread) that answers the notification itself.
+block runs in a worker of the supervisor's bounded pool (_notif.Workers; same
+credentials and Landlock domain as the supervisor thread), which answers the
+notification itself; EAGAIN when every worker is busy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import fcntl
 import os
 import socket
 import struct
-import threading
 from typing import Callable, List, Optional, Tuple, Union
 
 import _syscalls
@@ -65,8 +65,9 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a short-lived worker thread that answers
-    the notification itself (None is returned to the loop).
+    An act that may block runs in a worker of the pool (ctx.workers), which
+    answers the notification itself (None is returned to the loop); EAGAIN
+    when every worker is busy.
     """
     try:
         sock = _socket(ctx, call)
@@ -92,8 +93,12 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         raise
     bound = lambda s: act(s, lambda a: routes.get(a, a) if a else a)  # noqa: E731
     if blocking:
-        threading.Thread(target=_act_and_reply, args=(ctx.reply_later, call, sock, bound, cleanup),
-                         daemon=True).start()
+        try:
+            ctx.workers.submit(call, lambda: _act(sock, bound, cleanup))
+        except BaseException:  # EAGAIN: every worker is busy
+            sock.close()
+            cleanup()
+            raise
         return None  # the worker answers
     return _act(sock, bound, cleanup)
 
@@ -106,14 +111,6 @@ def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Call
     finally:
         sock.close()
         cleanup()
-
-
-def _act_and_reply(reply_later, call: Call, sock: socket.socket, act, cleanup) -> None:
-    try:
-        reply = _act(sock, act, cleanup)
-    except BaseException:  # fail closed, never leave the tracee waiting
-        reply = Errno(errno.EPERM)
-    reply_later(call, reply)
 
 
 # --- sends with an address ----------------------------------------------------------------

@@ -44,7 +44,8 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError
-from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, listener_ioctl, tgid_of, write_mem
+from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
+                    write_mem)
 from _policy import Policy, device_paths, terminals
 from _procops import MeasureError, Members, memory_devices, memory_used
 from _resolve import FsRules, Resolver
@@ -251,7 +252,9 @@ class Session:
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
         self.listener = -1
-        self.waits: set = set()  # FIFOs a worker thread is opening (_fsops._fifo_later)
+        # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
+        self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
+        self.workers = Workers(self.reply_later)  # the pool for blocking operations done on behalf
         self.waits_lock = threading.Lock()
         self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False                     # the run is over: workers must not answer
@@ -365,6 +368,7 @@ class Session:
             with self._replies_lock:  # from now on a late worker answers nobody
                 self._over = True
             self.release_waits()
+            self.workers.close()
             for fd in fds:
                 _close(fd)
             if self.resolver is not None:
@@ -466,6 +470,7 @@ class Session:
         try:
             os.unshare(CLONE_FS) if hasattr(os, "unshare") else _syscalls._call("unshare", CLONE_FS)
             os.umask(0)  # on-behalf creations apply the tracee's umask themselves
+            _syscalls.load_unwinder()  # before Landlock hides the system's libraries in a root
             _launch.confine_supervisor(self._supervisor_ruleset)
         except OSError as exc:
             raise SetupError(exc.errno or errno.EPERM, f"cannot confine the supervisor: {exc.strerror}",

@@ -236,3 +236,101 @@ def test_memory_held_in_a_memfd_or_shm_file_counts_towards_the_limit(who, box, m
     assert_nothing_left(marker)
     r = who.run([*opts, "-m", "512M", "-t", "30", "--", python, "-c", HOLD, marker, where])
     assert r.returncode == 0 and r.stdout == "held 200 MiB\n", show(r)
+
+
+# --- one bounded pool of workers for blocking operations --------------------------------------------
+
+WORKERS_MAX = 64  # README, "Known limits": the pool's bound
+
+# N threads each open FIFO $W/fI for reading and block (nobody writes); "started" once every
+# open has been issued, then one line per open refused: "EAGAIN".
+MANY_FIFOS = r"""
+import errno, os, sys, threading, time
+w, n = os.environ["W"], int(sys.argv[2])
+refused = []
+def opener(i):
+    try:
+        os.open(f"{w}/f{i}", os.O_RDONLY)
+    except OSError as e:
+        refused.append(e.errno)
+for i in range(n):
+    os.mkfifo(f"{w}/f{i}")
+for i in range(n):
+    threading.Thread(target=opener, args=(i,), daemon=True).start()
+time.sleep(1)
+print("started", len(refused), set(refused), flush=True)
+time.sleep(100)
+"""
+
+
+def test_3000_blocked_fifo_opens_make_a_bounded_number_of_supervisor_threads(who, box, mode: str,
+                                                                             scratch: Path) -> None:
+    opts, python, _, wdir = box
+    if mode == "host":  # every open is done on behalf under --fs-deny
+        opts = opts + ["--fs-deny", str(who.make_dir(scratch / "denied"))]
+    marker = unique_marker()
+    proc = who.popen([*opts, "-P", "4", "-t", "25", "--", python, "-c", MANY_FIFOS, marker, "3000"])
+    try:
+        line = read_line(proc, marker, timeout=40)
+        threads = threads_of(proc.pid)
+        # the loop, the notification thread, the memory writer of a root, the workers
+        assert 0 < threads <= WORKERS_MAX + 4, f"sandlock has {threads} threads; {line}"
+        assert line == f"started {3000 - WORKERS_MAX} {{{11}}}\n", line  # EAGAIN past the bound
+        out, err = finish(proc, marker)
+        assert proc.returncode == 124 and err.startswith("sandlock: timeout"), f"{proc.returncode}\n{err}"
+        assert_nothing_left(marker)
+    finally:
+        clean_up(proc, marker)
+
+
+# The reader (or writer) of each FIFO waits in a worker of the full pool; its other end is
+# opened after: it must not need a worker (a queue behind the waiting ones would deadlock).
+PAIRS = r"""
+import errno, os, sys, threading, time
+w, n, first = os.environ["W"], int(sys.argv[2]), sys.argv[3]
+mine, theirs = (os.O_RDONLY, os.O_WRONLY) if first == "reader" else (os.O_WRONLY, os.O_RDONLY)
+refused, done = set(), []
+def opener(i):
+    try:
+        fd = os.open(f"{w}/p{i}", mine)
+    except OSError as e:
+        refused.add(i)
+        return
+    if mine == os.O_RDONLY:
+        done.append(os.read(fd, 10))
+    else:
+        os.write(fd, b"%d" % i)
+        done.append(b"w")
+    os.close(fd)
+for i in range(n):
+    os.mkfifo(f"{w}/p{i}")
+threads = [threading.Thread(target=opener, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+time.sleep(1)
+for i in range(n):
+    if i in refused:
+        continue
+    fd = os.open(f"{w}/p{i}", theirs)
+    if theirs == os.O_WRONLY:
+        os.write(fd, b"%d" % i)
+    else:
+        assert os.read(fd, 10) == b"%d" % i
+    os.close(fd)
+for t in threads:
+    t.join(10)
+print(len(refused), len(done), flush=True)
+"""
+
+
+@pytest.mark.parametrize("first", ["reader", "writer"])
+def test_a_full_worker_pool_never_deadlocks_a_fifos_two_ends(who, box, mode: str, scratch: Path,
+                                                            first: str) -> None:
+    opts, python, _, _ = box
+    if mode == "host":
+        opts = opts + ["--fs-deny", str(who.make_dir(scratch / "denied"))]
+    marker = unique_marker()
+    n = WORKERS_MAX + 20
+    r = who.run([*opts, "-t", "30", "--", python, "-c", PAIRS, marker, str(n), first], timeout=60)
+    assert (r.returncode, r.stdout) == (0, f"20 {WORKERS_MAX}\n"), show(r)
+    assert_nothing_left(marker)
