@@ -462,20 +462,24 @@ def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_
 
 
 def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]:
-    """Open an interpreter named by a #! line or PT_INTERP, as execve would check it."""
+    """Open an interpreter named by a #! line or PT_INTERP, as execve would check it.
+
+    Looked up with O_PATH and its type checked before it is opened for reading
+    (through our fd of it): an open for reading of a FIFO or a device of the
+    image would wait, or read what is not a file, in the notification thread."""
     resolver = ctx.resolver
-    fd, name = resolver.open(call, AT_FDCWD, path, os.O_RDONLY, 0, 0)
+    probe, name = resolver.lookup(call, AT_FDCWD, path, False)
     try:
-        st = os.fstat(fd)
+        st = os.fstat(probe)
         if not stat.S_ISREG(st.st_mode):
             raise _oserror(errno.EACCES)
-        resolver.check(fd, name, "read")
-        if not os.access(_proc_fd(fd), X_OK):
+        resolver.check(probe, name, "read")
+        if not os.access(_proc_fd(probe), X_OK):
             raise _oserror(errno.EACCES)
-        return fd, resolver.virtual_of_host(name or b"") or path
-    except BaseException:
-        os.close(fd)
-        raise
+        fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(probe)
+    return fd, resolver.virtual_of_host(name or b"") or path
 
 
 _COPIES: Dict[Tuple[int, int, int, int, bytes], int] = {}

@@ -334,3 +334,75 @@ def test_a_full_worker_pool_never_deadlocks_a_fifos_two_ends(who, box, mode: str
     r = who.run([*opts, "-t", "30", "--", python, "-c", PAIRS, marker, str(n), first], timeout=60)
     assert (r.returncode, r.stdout) == (0, f"20 {WORKERS_MAX}\n"), show(r)
     assert_nothing_left(marker)
+
+
+# --- files of an untrusted image that sandlock reads itself ------------------------------------------
+
+# sandlock's CLI in a process of its own that reports its own peak RSS on exit (children
+# not included: the stub and the command are other processes).
+MEASURED = r"""
+import atexit, os, resource, runpy, sys
+atexit.register(lambda: os.write(2, b"sandlock-peak-kib=%d\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+sys.argv = ["sandlock", *sys.argv[1:]]
+runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_measured(who, args: List[str], timeout: float = 60):  # type: ignore[no-untyped-def]
+    """(exit status, stdout, stderr without the report, sandlock's peak RSS in KiB)."""
+    try:
+        r = who.python(MEASURED, args=args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"HANG: sandlock {' '.join(args[:6])}... did not finish within {timeout} s")
+    err = r.stderr.decode(errors="replace")
+    lines = [line for line in err.splitlines() if not line.startswith("sandlock-peak-kib=")]
+    peaks = [int(line.split("=")[1]) for line in err.splitlines() if line.startswith("sandlock-peak-kib=")]
+    assert peaks, err
+    return r.returncode, r.stdout.decode(errors="replace"), "\n".join(lines), peaks[0]
+
+
+@pytest.mark.parametrize("passwd", ["dev-zero", "fifo", "huge", "control"])
+def test_an_image_whose_passwd_is_not_a_small_file_starts_promptly_with_home_slash(
+        who, busybox_root: Path, passwd: str) -> None:
+    etc = busybox_root / "etc"
+    home = who.make_dir(busybox_root / "home" / "u", 0o755)
+    line = f"u:x:{who.uid}:{who.gid}::/home/u:/bin/sh\n"
+    (etc / "passwd").unlink()
+    if passwd == "dev-zero":
+        if who.is_user and os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(busybox_root / "dev" / "zero", 0o666 | 0o020000, os.makedev(1, 5))
+        (etc / "passwd").symlink_to("/dev/zero")
+    elif passwd == "fifo":
+        os.mkfifo(etc / "passwd", 0o644)
+    elif passwd == "huge":  # 100 MiB without a newline, the entry at its end
+        with open(etc / "passwd", "wb") as f:
+            f.truncate(100 << 20)
+            f.seek(0, 2)
+            f.write(("\n" + line).encode())
+    else:
+        (etc / "passwd").write_text(line)
+    t0 = time.monotonic()
+    status, out, err, peak = run_measured(who, ["--root", str(busybox_root), "-t", "10", "--",
+                                                "sh", "-c", 'echo "HOME=$HOME"'], timeout=30)
+    assert (status, out) == (0, "HOME=/home/u\n" if passwd == "control" else "HOME=/\n"), err
+    assert time.monotonic() - t0 < 10
+    assert peak < 80 << 10, f"sandlock's peak RSS {peak} KiB"
+    assert home.is_dir()
+
+
+def test_a_fifo_as_script_interpreter_fails_the_exec_and_the_sandbox_goes_on(who, busybox_root: Path) -> None:
+    os.mkfifo(busybox_root / "tmp" / "fifo", 0o755)
+    script = busybox_root / "s.sh"
+    script.write_text("#!/tmp/fifo\necho never\n")
+    script.chmod(0o755)
+    marker = unique_marker()
+    r = who.run(["--root", str(busybox_root), "-t", "10", "--", "sh", "-c",
+                 '(sleep 0.5; echo alive) & /s.sh; echo "rc=$?"; wait', marker], timeout=30)
+    assert (r.returncode, r.stdout) == (0, "rc=126\nalive\n"), show(r)
+    assert "Permission denied" in r.stderr, show(r)
+    # the control: the same script with a real interpreter runs
+    script.write_text("#!/bin/sh\necho ran\n")
+    r = who.run(["--root", str(busybox_root), "-t", "10", "--", "sh", "-c",
+                 '(sleep 0.5; echo alive) & /s.sh; echo "rc=$?"; wait', marker], timeout=30)
+    assert (r.returncode, r.stdout) == (0, "ran\nrc=0\nalive\n"), show(r)
