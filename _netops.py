@@ -116,7 +116,9 @@ def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Call
 # --- sends with an address ----------------------------------------------------------------
 
 MSG_DONTWAIT = 0x40
-SEND_MAX = 1 << 20          # bytes sent on behalf per call (a stream send may be partial)
+SEND_MAX = 1 << 20          # bytes sent on behalf per call (a stream send may be partial;
+                            # sendmmsg: in all its messages together, the count sent returned)
+SCM_MAX_FD = 253            # fds per SCM_RIGHTS message (include/net/scm.h); per sendmmsg call too
 SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
 _MSGHDR = struct.Struct("=QI4xQQQQi4x")
 _IOVEC = struct.Struct("=QQ")
@@ -136,7 +138,7 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
     """sendmsg: the address, data and ancillary data are read once and sent on behalf."""
-    name, data, control, fds = _read_msghdr(ctx, call, call.ptr)
+    name, data, control, fds = _read_msghdr(ctx, call, call.ptr)  # type: ignore[misc]
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
@@ -147,10 +149,18 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
     """sendmmsg: every message read and decided first, then sent on behalf in order."""
     messages: List[Tuple[int, Optional[bytes], bytes, bytes]] = []
     fds: List[int] = []
+    budget = SEND_MAX
     try:
         for index in range(min(call.size, 1024)):
+            if messages and (budget <= 0 or len(fds) >= SCM_MAX_FD):
+                break  # the rest is left unsent: the call returns the count sent, as it may
             entry = call.ptr + index * _syscalls.MMSGHDR_SIZE
-            name, data, control, more = _read_msghdr(ctx, call, entry)
+            # after the first, only messages that fit whole (a datagram is never cut short)
+            message = _read_msghdr(ctx, call, entry, budget, whole=bool(messages))
+            if message is None:
+                break
+            name, data, control, more = message
+            budget -= len(data)
             fds.extend(more)
             messages.append((entry, name, data, control))
     except BaseException:
@@ -184,8 +194,11 @@ def _closer(fds: List[int]) -> Callable[[], None]:
     return close
 
 
-def _read_msghdr(ctx: Context, call: Call, address: int) -> Tuple[Optional[bytes], bytes, bytes, List[int]]:
-    """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr."""
+def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
+                 whole: bool = False) -> Optional[Tuple[Optional[bytes], bytes, bytes, List[int]]]:
+    """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr;
+    at most `budget` bytes of data (a stream send may then be partial), or with `whole`
+    None if its data does not fit in the budget."""
     name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
         read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
     if namelen > 128 or iovlen > 1024 or controllen > 65536:
@@ -194,8 +207,10 @@ def _read_msghdr(ctx: Context, call: Call, address: int) -> Tuple[Optional[bytes
     data = b""
     if iovlen:
         raw = read_mem(ctx.tracees, call.tid, iov_ptr, iovlen * _IOVEC.size)
+        if whole and sum(length for _, length in _IOVEC.iter_unpack(raw)) > budget:
+            return None
         for base, length in _IOVEC.iter_unpack(raw):
-            take = min(length, SEND_MAX - len(data))
+            take = min(length, budget - len(data))
             if take:
                 data += read_mem(ctx.tracees, call.tid, base, take)
     control, fds = b"", []  # type: Tuple[bytes, List[int]]
@@ -216,6 +231,8 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             if level == SOL_SOCKET and kind == SCM_CREDENTIALS:
                 raise OSError(errno.EPERM, "credentials cannot be sent on behalf")
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                if len(fds) + len(body) // 4 > SCM_MAX_FD:  # the kernel's limit per message
+                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
                 body = b"".join(struct.pack("=i", fd) for fd in ours)

@@ -839,19 +839,29 @@ class RootResolver(Resolver):
             return _memfd(what, self._mountinfo())
         if what == b"mounts":
             return _memfd(what, self._mounts())
+        import _elf
         with open(b"/".join(parts), "rb") as f:
-            data = f.read()
-        return _memfd(what, self._rewrite_maps(data))
+            # line by line into the memfd: the command decides how long its maps are
+            return _elf.sealed_memfd_filled("sandlock-proc-" + os.fsdecode(what),
+                                            lambda fd: self._rewrite_maps(f, fd))
 
-    def _rewrite_maps(self, data: bytes) -> bytes:
-        out = []
-        for line in data.split(b"\n"):
+    def _rewrite_maps(self, lines: Iterable[bytes], fd: int) -> None:
+        """Write `lines` of a maps file to fd with guest paths (a line is at most a
+        few hundred bytes plus a path of at most PATH_MAX: bounded memory)."""
+        import _elf
+        out = b""
+        for line in lines:
+            end = b"\n" if line.endswith(b"\n") else b""
+            line = line[:len(line) - len(end)]
             slash = line.find(b" /")
             if slash > 0 and line[:slash].count(b" ") >= 4:
                 path = line[slash + 1:]
                 line = line[:slash + 1] + self.link_target(path)
-            out.append(line)
-        return b"\n".join(out)
+            out += line + end
+            if len(out) >= 65536:
+                _elf.write_all(fd, out)
+                out = b""
+        _elf.write_all(fd, out)
 
     def _mount_points(self) -> List[Tuple[bytes, bytes, bytes, bytes]]:
         """(source, mount point, type, options) the guest sees."""
