@@ -456,7 +456,14 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             fd = _fifo_later(ctx, call, os.dup(probe), flags)
             return -1 if fd is None else fd  # -1: answered by a worker
-        return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+        fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            try:
+                ctx.resolver.note_written(fd, name, False)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
     finally:
         os.close(probe)
 
@@ -471,7 +478,14 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
             ctx.resolver.need_space(name)
-        return os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
+        fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
+        if name is not None:
+            try:
+                ctx.resolver.note_written(fd, name.rstrip(b"/") + b"/" + base, True)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
     finally:
         os.close(directory)
 

@@ -512,6 +512,13 @@ class RootResolver(Resolver):
                 name.startswith(os.fsencode(upper.tree) + b"/") or name == os.fsencode(upper.tree)):
             upper.need_space()
 
+    def note_written(self, fd: int, name: Optional[bytes], new: bool) -> None:
+        """fd, opened for writing at host path name, is a file --max-disk watches (_cow.Upper)."""
+        upper = self.upper
+        if upper is not None and upper.limit is not None and name is not None and \
+                name.startswith(os.fsencode(upper.tree) + b"/"):
+            upper.note_written(fd, name, new)
+
     def writable(self, fd: int, name: Optional[bytes], meta: bool = False) -> int:
         """The fd to modify the object behind fd through: with a workdir, a file still
         shared with the lower directory is copied up first (fd is then closed).

@@ -34,7 +34,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
 import _landlock
@@ -55,7 +55,9 @@ _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 MEMORY_POLL = 0.05
-DISK_POLL = 0.2   # at least; longer when measuring the upper layer takes long
+DISK_POLL = 0.2   # walks of the upper layer: at least; longer when a walk takes long
+DISK_HOT_POLL = 0.02  # the files opened for writing since the last walk (_check_disk)
+DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
 
 
 class Outcome(NamedTuple):
@@ -272,6 +274,8 @@ class Session:
         self._cwd = None   # _rootfs.Cwd with an emulated root
         self._shm: Optional[str] = None   # host directory of a root's private /dev/shm
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
+        self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         if prepared.root is not None:
             import _rootfs
             anchors, shm = prepared.root.new_run()
@@ -435,6 +439,10 @@ class Session:
             rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
         if policy.max_memory is not None:
             rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
+        if policy.max_disk is not None and self.prepared.layers is not None:
+            # no single file grows past the layer's limit, however fast it is written
+            # between two measurements (README, --max-disk)
+            rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
         own_group = not self.interactive or prep.abi < 6
         tty = 0 if self.interactive and own_group else -1
         launch = _launch.Prepared(
@@ -552,7 +560,7 @@ class Session:
         self._receiver.start()
         self._deadline = (time.monotonic() + self.policy.timeout) if self.policy.timeout else None
         self._next_memory_poll = time.monotonic() + MEMORY_POLL if self.policy.max_memory else None
-        self._next_disk_poll = (time.monotonic() + DISK_POLL
+        self._next_disk_poll = (time.monotonic() + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.upper is not None else None)
 
     def _loop(self, sel: selectors.BaseSelector) -> None:
@@ -589,18 +597,30 @@ class Session:
             self._check_disk(now)
 
     def _check_disk(self, now: float) -> None:
-        """--max-disk: measure the upper layer; past the limit (written through an fd opened
-        before it was full), the sandbox is killed like on the memory limit."""
+        """--max-disk: past the limit (written through an fd opened before it was full), the
+        sandbox is killed like on the memory limit.  Every DISK_HOT_POLL the files opened
+        for writing since the last walk are measured (a stat each, _cow.Upper.estimate),
+        after a slice of at most DISK_WALK_SLICE of the walk of the whole layer, which
+        starts again DISK_POLL after it ends."""
         upper, limit = self.upper, self.policy.max_disk or 0
         if self._stub_gone or upper is None:
             self._next_disk_poll = None
             return
         try:
-            used = upper.measure()
+            if self._disk_walk is None and now >= self._next_disk_walk:
+                self._disk_walk = upper.walk()
+            if self._disk_walk is not None:
+                for _ in self._disk_walk:  # a slice of the walk, then the files being written
+                    if time.monotonic() - now >= DISK_WALK_SLICE:
+                        break
+                else:
+                    self._disk_walk = None
+                    self._next_disk_walk = time.monotonic() + DISK_POLL
+            used = upper.estimate()
         except OSError as exc:
             self._stop(f"cannot measure the upper layer: {exc.strerror or exc}")
             return
-        self._next_disk_poll = time.monotonic() + max(DISK_POLL, 5 * (time.monotonic() - now))
+        self._next_disk_poll = time.monotonic() + DISK_HOT_POLL
         if used > limit:
             self._stop(f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)")
 
