@@ -131,7 +131,8 @@ def run_with_failing_openat(who, args: List[str], go: Path, marker: str,  # type
             tracer = subprocess.Popen(["strace", "-qq", "-o", "/dev/null", "-e", "trace=openat",
                                        "-e", f"inject=openat:error=EMFILE:when={when}", "-p", str(proc.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            assert wait_for(lambda: _traced(proc.pid), 10), "strace did not attach"
+            attached = wait_for(lambda: _traced(proc.pid) or tracer.poll() is not None, 30) and _traced(proc.pid)
+            assert attached, f"strace did not attach (its exit status: {tracer.poll()})"
             time.sleep(0.5)  # a few measurements (every 0.05 s; a walk of a layer every 0.2 s)
         go.write_text("")
         out, err = finish(proc, marker)
