@@ -335,7 +335,7 @@ _NOT_PLAIN = Errno(0)  # _open_maybe_fifo: open it the usual way
 
 
 def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
-    """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker thread
+    """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker of the pool
     (_fifo_later); a file or device is opened again through our fd of it;
     directories and /proc files of a root (made-up listings and maps) the usual way."""
     probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
@@ -430,7 +430,7 @@ def _open_at_once(held: int, flags: int) -> int:
 
 def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
     """An open that may change a file is decided before it happens (-1: a FIFO's open
-    is left to a worker thread that answers by itself, see _fifo_later).
+    is left to a worker of the pool that answers by itself, see _fifo_later).
 
     (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
     Landlock ABI 3 nothing but this check stands in the way.)  The object is
