@@ -87,7 +87,7 @@ def main() -> int:
             print(f"write speed, {label:15}: {1024 / secs:7.0f} MB/s ({secs:.2f} s, exit {status})")
         for label, files in (("empty workdir", 0), (f"{opts.files} files in it", opts.files)):
             for what, script in (("1 file", DD), ("16 files of 64M", SPREAD)):
-                w = fresh(base, f"dd-{files}-{what[:2]}", files)
+                w = fresh(base, f"dd-{files}-{what.split()[0]}", files)
                 secs, status, out, err = sandlock(w, LIMIT, script)
                 used = measured(err)
                 over = None if used is None else used - LIMIT
