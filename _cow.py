@@ -26,7 +26,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+import threading
+from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import _scratch
 import _structs as S
@@ -141,6 +142,19 @@ class Layers:
         _scratch.release(self.container)
 
 
+HOT_MAX = 256  # files of the layer opened for writing that --max-disk measures between walks
+
+
+def _blocks_of(path: bytes, key: Tuple[int, int]) -> int:
+    """Bytes allocated to the file at path if it is still the inode key, else 0 (renamed or
+    removed: the next walk finds it, or it is gone)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    return st.st_blocks * 512 if (st.st_dev, st.st_ino) == key else 0
+
+
 class Upper:
     """The upper layer of one run (see the module docstring)."""
 
@@ -156,6 +170,11 @@ class Upper:
         self.copies: Dict[Tuple[int, int], Tuple[int, int]] = {}  # farm copy made at start -> its lower file
         self.limit: Optional[int] = None             # --max-disk: bytes the farm's own files may use
         self.used = 0                                # as last measured (see measure), plus copy-ups since
+        # --max-disk between two walks of the layer (see note_written and estimate):
+        self.walked = 0                              # bytes the last walk found
+        self.extra = 0                               # copy-ups and growth of files that left `hot`, since
+        self.hot: Dict[Tuple[int, int], List] = {}   # (dev, ino) -> [host path, blocks the walk counted]
+        self.hot_lock = threading.Lock()             # note_written runs in the notification thread
         self._state("building")
 
     def _state(self, value: str) -> None:
@@ -237,26 +256,85 @@ class Upper:
 
     # -- during the run -------------------------------------------------------------------
 
-    def measure(self) -> int:
-        """Bytes the farm's own files (not shared with the lower directory) use on disk."""
-        total = 0
-        stack = [self.tree]
-        while stack:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-                elif (st.st_dev, st.st_ino) not in self.shared:
-                    total += st.st_blocks * 512
+    def note_written(self, fd: int, host_path: bytes, new: bool) -> None:
+        """The supervisor opened host_path (a file of the layer) for writing, as fd: it is
+        measured by `estimate` from now on, between walks (HOT_MAX files at most, the
+        oldest leaving first).  new: made just now, so no walk has counted it yet."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        key = (st.st_dev, st.st_ino)
+        with self.hot_lock:
+            if key in self.hot:
+                self.hot[key][0] = host_path
+                return
+            while len(self.hot) >= HOT_MAX:
+                old_key = next(iter(self.hot))
+                path, counted = self.hot.pop(old_key)
+                self.extra += max(0, _blocks_of(path, old_key) - counted)
+            self.hot[key] = [host_path, 0 if new else st.st_blocks * 512]
+
+    def estimate(self) -> int:
+        """Bytes the layer holds now, without a walk: the last walk, plus copy-ups since,
+        plus what the files opened for writing since have grown (a stat of each)."""
+        with self.hot_lock:
+            hot = list(self.hot.items())
+            total = self.walked + self.extra
+        for key, (path, counted) in hot:
+            total += max(0, _blocks_of(path, key) - counted)
         self.used = total
         return total
+
+    def measure(self) -> int:
+        """Bytes the farm's own files (not shared with the lower directory) use on disk.
+
+        Raises:
+            OSError: the layer could not be walked (EMFILE, ENOMEM, EACCES): never
+                counted as 0, the run is stopped (_supervisor.Session._check_disk).
+        """
+        for _ in self.walk():
+            pass
+        return self.estimate()
+
+    def walk(self, step: int = 256) -> Iterator[None]:
+        """measure() in steps: yields after every `step` entries, so the caller can measure
+        the files being written (estimate) while a large layer is walked; at the end the
+        walk's total replaces the last one.  Raises as measure."""
+        total = 0
+        stack = [self.tree]
+        with self.hot_lock:
+            extra_before = self.extra
+        seen: Dict[Tuple[int, int], int] = {}
+        count = 0
+        while stack:
+            try:
+                entries = os.scandir(stack.pop())
+            except FileNotFoundError:  # removed meanwhile; any other error: the caller stops the run
+                continue
+            with entries:  # read as it goes: a directory of 100,000 names is walked in steps too
+                for entry in entries:
+                    count += 1
+                    if count % step == 0:
+                        yield
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    key = (st.st_dev, st.st_ino)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    elif key not in self.shared:
+                        total += st.st_blocks * 512
+                        if key in self.hot:
+                            seen[key] = st.st_blocks * 512
+        with self.hot_lock:  # from now on the walk counts what it saw of each hot file
+            for key, item in list(self.hot.items()):
+                if key in seen:
+                    item[1] = seen[key]
+                elif _blocks_of(item[0], key) == 0:
+                    del self.hot[key]  # gone (or empty and never counted)
+            # copy-ups and evictions during the walk stay counted (maybe twice, until the next)
+            self.walked, self.extra = total, self.extra - extra_before
 
     def need_space(self, more: int = 0) -> None:
         """ENOSPC if the layer is full (--max-disk): nothing new may be allocated in it."""
@@ -284,6 +362,8 @@ class Upper:
                 return
             self.need_space(st.st_blocks * 512)
             self.used += st.st_blocks * 512
+            with self.hot_lock:
+                self.extra += st.st_blocks * 512
             temp = f".sandlock-up-{os.getpid()}-{name}"[:250]
             _copy_file(parent, name, parent, temp, st)
             # every other name of this file in the farm follows (a hard link stays one file)

@@ -357,12 +357,76 @@ def sealed_memfd(name: str, data: bytes) -> int:
             /proc/self/fd (EACCES from memfd_create when the
             vm.memfd_noexec sysctl is 2: memfds cannot be executed at all).
     """
+    return sealed_memfd_filled(name, lambda fd: write_all(fd, data))
+
+
+def sealed_memfd_filled(name: str, fill: Callable[[int], None]) -> int:
+    """sealed_memfd, its content written by fill(writable fd) (see copy_range)."""
     fd = _memfd_create(name)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        fill(fd)
         fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
         return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+COPY_STEP = 1 << 30  # bytes per sendfile(2) call
+
+
+def copy_range(src: int, dst: int, start: int, end: int, to: int) -> None:
+    """Copy bytes [start, end) of the file src to offset `to` of the file dst, in the kernel.
+
+    Nothing passes through our memory (sendfile(2) from file to file), and
+    holes stay holes (lseek(2) SEEK_DATA/SEEK_HOLE): a sparse file of 1 GiB
+    costs what it holds.  dst ends at to + end - start; a file that shrinks
+    meanwhile leaves zeros.
+    """
+    pos = start
+    while pos < end:
+        try:
+            data = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole up to the end
+                break
+            raise
+        if data >= end:
+            break
+        hole = min(os.lseek(src, data, os.SEEK_HOLE), end)
+        os.lseek(dst, to + data - start, os.SEEK_SET)
+        offset = data
+        while offset < hole:
+            sent = os.sendfile(dst, src, offset, min(hole - offset, COPY_STEP))
+            if sent == 0:  # the file shrank
+                break
+            offset += sent
+        pos = hole
+    os.ftruncate(dst, to + end - start)
+
+
+def patch_interp_in(fd: int, new_interp: bytes) -> None:
+    """patch_interp on the file fd itself (a private copy): ``new_interp + NUL`` is
+    written at its end (padded to 8 bytes) and PT_INTERP's p_offset and p_filesz
+    point at it; nothing but the headers is read into memory.
+
+    Raises:
+        ValueError, OSError: as patch_interp.
+    """
+    if not new_interp.startswith(b"/") or b"\0" in new_interp or len(new_interp) >= PATH_MAX:
+        raise ValueError(f"interpreter must be an absolute path shorter than {PATH_MAX} bytes: {new_interp!r}")
+    read_at = lambda offset, size: os.pread(fd, size, offset)  # noqa: E731
+    phdr = _interp_header(_program_headers(read_at, None))
+    if phdr is None:
+        raise ValueError("no PT_INTERP: a static program runs as it is")
+    _read_interp(read_at, phdr)
+    size = os.fstat(fd).st_size
+    end = size + (-size % 8)
+    os.pwrite(fd, struct.pack("<Q", end), phdr.at + _P_OFFSET)
+    os.pwrite(fd, struct.pack("<Q", len(new_interp) + 1), phdr.at + _P_FILESZ)
+    os.pwrite(fd, new_interp + b"\0", end)

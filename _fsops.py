@@ -22,7 +22,6 @@ import fcntl
 import os
 import stat
 import struct
-import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -386,7 +385,7 @@ _NOT_PLAIN = Errno(0)  # _open_maybe_fifo: open it the usual way
 
 
 def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:
-    """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker thread
+    """O_RDONLY open, found by an O_PATH lookup: a FIFO goes to a worker of the pool
     (_fifo_later); a file or device is opened again through our fd of it;
     directories and /proc files (made-up listings and content, _procfs) the usual way."""
     probe, name = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | (flags & os.O_NOFOLLOW), 0,
@@ -397,9 +396,10 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
-        if kind == stat.S_IFIFO and not flags & os.O_NONBLOCK:
-            return _fifo_later(ctx, call, os.dup(probe), flags)
-        if kind in (stat.S_IFDIR, stat.S_IFIFO) or st.dev == ctx.resolver.proc_dev:
+        if kind == stat.S_IFIFO:
+            fd = _fifo_later(ctx, call, os.dup(probe), flags)
+            return None if fd is None else Fd(fd, bool(flags & os.O_CLOEXEC))
+        if kind == stat.S_IFDIR or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         ctx.resolver.devices.check(probe, st.mode)
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
@@ -412,34 +412,76 @@ def _waits_for_a_peer(ctx: Context, fd: int, flags: int) -> bool:
     return flags & os.O_ACCMODE != os.O_RDWR and stat.S_ISFIFO(ctx.hot.fstat(fd).mode)
 
 
-def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> None:
+def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Optional[int]:
     """A blocking open of a FIFO waits until the other end is opened, maybe by another
     process of the sandbox whose open the notification loop must answer first: so it
-    is done by a worker thread, which answers the notification itself (None to the
-    loop).  `held` is our O_PATH fd of the FIFO (decided already; the worker closes
-    it).  The end of the run releases a worker still waiting (Session.release_waits)."""
-    reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_DIRECTORY) | os.O_CLOEXEC
-    with ctx.waits_lock:
-        ctx.waits.add(held)
+    is done by a worker of the pool (ctx.workers), which answers the notification
+    itself (None to the loop).  `held` is our O_PATH fd of the FIFO (decided already;
+    closed here).  The end of the run releases a worker still waiting
+    (Session.release_waits).
 
-    def work() -> None:
+    An open that would not wait takes no worker: a writer is first tried without
+    blocking (it succeeds when the FIFO has a reader, and one waiting in a worker
+    counts, as the kernel counts a blocked reader), and a reader of a FIFO whose
+    writer waits in a worker is opened without blocking (an fd is returned).  So
+    a worker waiting for the other end never waits for an open refused for want
+    of a worker.  Every worker busy: EAGAIN (see _notif.Workers).
+    """
+    reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC | os.O_DIRECTORY) | os.O_CLOEXEC
+    accmode = flags & os.O_ACCMODE
+    st = ctx.hot.fstat(held)
+    fifo = (st.dev, st.ino)
+    try:
+        with ctx.waits_lock:  # a reader when a writer waits in a worker: it would not wait
+            peer_waits = (fifo, os.O_WRONLY if accmode == os.O_RDONLY else os.O_RDONLY) in ctx.waits.values()
+        if accmode == os.O_WRONLY or peer_waits:
+            fd = _open_at_once(held, reopen)
+            if fd >= 0:
+                os.close(held)
+                return fd
+    except BaseException:
+        os.close(held)
+        raise
+    with ctx.waits_lock:
+        ctx.waits[held] = (fifo, accmode)
+
+    def work() -> Reply:
         try:
-            reply: Reply = Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
-        except OSError as exc:
-            reply = Errno(exc.errno or errno.EIO)
+            return Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
         finally:
             with ctx.waits_lock:
-                ctx.waits.discard(held)
+                ctx.waits.pop(held, None)
                 os.close(held)
-        ctx.reply_later(call, reply)
-
-    threading.Thread(target=work, name="sandlock-fifo", daemon=True).start()
+    try:
+        ctx.workers.submit(call, work)
+    except BaseException:
+        with ctx.waits_lock:
+            ctx.waits.pop(held, None)
+            os.close(held)
+        raise
     return None
+
+
+def _open_at_once(held: int, flags: int) -> int:
+    """Open the FIFO `held` without waiting, as a blocking open would when its other end
+    is there (then clear O_NONBLOCK); -1 when a writer finds no reader (ENXIO)."""
+    try:
+        fd = os.open(_proc_fd(held), flags | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return -1
+        raise
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
     """An open that may change a file is decided before it happens (-1: a FIFO's open
-    is left to a worker thread that answers by itself, see _fifo_later).
+    is left to a worker of the pool that answers by itself, see _fifo_later).
 
     (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
     Landlock ABI 3 nothing but this check stands in the way.)  The object is
@@ -464,11 +506,18 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
-            _fifo_later(ctx, call, os.dup(probe), flags)
-            return -1  # answered by the worker
+            fd = _fifo_later(ctx, call, os.dup(probe), flags)
+            return -1 if fd is None else fd  # -1: answered by a worker
         if flags & _O_TMPFILE == _O_TMPFILE:
             no_new_setid(mode)
-        return os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+        fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            try:
+                ctx.resolver.note_written(fd, name, False)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
     finally:
         os.close(probe)
 
@@ -484,7 +533,14 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
             ctx.resolver.need_space(name)
-        return os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
+        fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
+        if name is not None:
+            try:
+                ctx.resolver.note_written(fd, name.rstrip(b"/") + b"/" + base, True)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
     finally:
         os.close(directory)
 
@@ -713,7 +769,7 @@ def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], obje
 
     A lock taken in the instant its caller is interrupted stays with the open
     file description (the caller's restarted call then finds it its own)."""
-    def work() -> None:
+    def work() -> Reply:
         delay = 0.001
         reply: Reply = None
         try:
@@ -738,10 +794,14 @@ def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], obje
             reply = Errno(errno.EPERM)
         finally:
             os.close(fd)
-        if reply is not None:
-            ctx.reply_later(call, reply)
+        return reply  # None: nobody left to answer
 
-    threading.Thread(target=work, name="sandlock-lock", daemon=True).start()
+    try:
+        ctx.workers.submit(call, work)  # the bounded pool (_notif.Workers)
+    except OSError as exc:
+        os.close(fd)
+        # every worker busy: no lock record to wait with (flock(2), fcntl(2): ENOLCK)
+        raise OSError(errno.ENOLCK if exc.errno == errno.EAGAIN else exc.errno, exc.strerror) from None
     return None
 
 

@@ -16,8 +16,9 @@ tracee's socket (pidfd_getfd), with the address read once:
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
-block runs in a short-lived worker thread (same credentials and Landlock
-domain as the supervisor thread) that answers the notification itself.
+block runs in a worker of the supervisor's bounded pool (_notif.Workers; same
+credentials and Landlock domain as the supervisor thread), which answers the
+notification itself; EAGAIN when every worker is busy.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a short-lived worker thread that answers
-    the notification itself (None is returned to the loop).
+    An act that may block runs in a worker of the pool (ctx.workers), which
+    answers the notification itself (None is returned to the loop); EAGAIN
+    when every worker is busy.
     """
     try:
         sock = _socket(ctx, call)
@@ -92,8 +94,12 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         raise
     bound = lambda s: act(s, lambda a: routes.get(a, a) if a else a)  # noqa: E731
     if blocking:
-        threading.Thread(target=_act_and_reply, args=(ctx.reply_later, call, sock, bound, cleanup),
-                         daemon=True).start()
+        try:
+            ctx.workers.submit(call, lambda: _act(sock, bound, cleanup))
+        except BaseException:  # EAGAIN: every worker is busy
+            sock.close()
+            cleanup()
+            raise
         return None  # the worker answers
     return _act(sock, bound, cleanup)
 
@@ -108,18 +114,12 @@ def _act(sock: socket.socket, act: Callable[[socket.socket], int], cleanup: Call
         cleanup()
 
 
-def _act_and_reply(reply_later, call: Call, sock: socket.socket, act, cleanup) -> None:
-    try:
-        reply = _act(sock, act, cleanup)
-    except BaseException:  # fail closed, never leave the tracee waiting
-        reply = Errno(errno.EPERM)
-    reply_later(call, reply)
-
-
 # --- sends with an address ----------------------------------------------------------------
 
 MSG_DONTWAIT = 0x40
-SEND_MAX = 1 << 20          # bytes sent on behalf per call (a stream send may be partial)
+SEND_MAX = 1 << 20          # bytes sent on behalf per call (a stream send may be partial;
+                            # sendmmsg: in all its messages together, the count sent returned)
+SCM_MAX_FD = 253            # fds per SCM_RIGHTS message (include/net/scm.h); per sendmmsg call too
 SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS = 1, 1, 2
 _MSGHDR = struct.Struct("=QI4xQQQQi4x")
 _IOVEC = struct.Struct("=QQ")
@@ -139,7 +139,7 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
     """sendmsg: the address, data and ancillary data are read once and sent on behalf."""
-    name, data, control, fds = _read_msghdr(ctx, call, call.ptr)
+    name, data, control, fds = _read_msghdr(ctx, call, call.ptr)  # type: ignore[misc]
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
@@ -150,10 +150,18 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
     """sendmmsg: every message read and decided first, then sent on behalf in order."""
     messages: List[Tuple[int, Optional[bytes], bytes, bytes]] = []
     fds: List[int] = []
+    budget = SEND_MAX
     try:
         for index in range(min(call.size, 1024)):
+            if messages and (budget <= 0 or len(fds) >= SCM_MAX_FD):
+                break  # the rest is left unsent: the call returns the count sent, as it may
             entry = call.ptr + index * _syscalls.MMSGHDR_SIZE
-            name, data, control, more = _read_msghdr(ctx, call, entry)
+            # after the first, only messages that fit whole (a datagram is never cut short)
+            message = _read_msghdr(ctx, call, entry, budget, whole=bool(messages))
+            if message is None:
+                break
+            name, data, control, more = message
+            budget -= len(data)
             fds.extend(more)
             messages.append((entry, name, data, control))
     except BaseException:
@@ -187,8 +195,11 @@ def _closer(fds: List[int]) -> Callable[[], None]:
     return close
 
 
-def _read_msghdr(ctx: Context, call: Call, address: int) -> Tuple[Optional[bytes], bytes, bytes, List[int]]:
-    """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr."""
+def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
+                 whole: bool = False) -> Optional[Tuple[Optional[bytes], bytes, bytes, List[int]]]:
+    """(name, data, control with the tracee's fds replaced by ours, our fds) of a struct msghdr;
+    at most `budget` bytes of data (a stream send may then be partial), or with `whole`
+    None if its data does not fit in the budget."""
     name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
         read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
     if namelen > 128 or iovlen > 1024 or controllen > 65536:
@@ -197,8 +208,10 @@ def _read_msghdr(ctx: Context, call: Call, address: int) -> Tuple[Optional[bytes
     data = b""
     if iovlen:
         raw = read_mem(ctx.tracees, call.tid, iov_ptr, iovlen * _IOVEC.size)
+        if whole and sum(length for _, length in _IOVEC.iter_unpack(raw)) > budget:
+            return None
         for base, length in _IOVEC.iter_unpack(raw):
-            take = min(length, SEND_MAX - len(data))
+            take = min(length, budget - len(data))
             if take:
                 data += read_mem(ctx.tracees, call.tid, base, take)
     control, fds = b"", []  # type: Tuple[bytes, List[int]]
@@ -219,6 +232,8 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             if level == SOL_SOCKET and kind == SCM_CREDENTIALS:
                 raise OSError(errno.EPERM, "credentials cannot be sent on behalf")
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                if len(fds) + len(body) // 4 > SCM_MAX_FD:  # the kernel's limit per message
+                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
                 if any(_is_inotify(fd) for fd in ours):

@@ -27,7 +27,7 @@ import errno
 import fcntl
 import os
 import threading
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 try:
     from typing import Protocol
@@ -83,12 +83,89 @@ class Context(Protocol):
     names: Dict[int, str]
     abstract_scoped: bool
     abstract_prefix: bytes  # the run's private namespace of abstract unix names (_netops)
-    waits: "set"       # O_PATH fds of FIFOs whose blocking open a worker thread is doing
+    waits: Dict[int, Any]  # O_PATH fd of a FIFO a worker is opening -> ((dev, ino), access mode)
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
+    workers: "Workers"  # the one pool for operations that may block
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
 
     def pending(self, call: "Call") -> bool: ...
+
+
+WORKERS_MAX = 64    # threads of the pool for blocking operations done on behalf (Workers)
+WORKER_IDLE = 5.0   # seconds an idle worker waits for another job before it ends
+
+
+class Workers:
+    """The one bounded pool of threads for operations done on behalf that may block
+    (a FIFO open waiting for its other end, a connect, a send on a full socket).
+
+    A handler hands its operation over with submit() and returns None; the worker
+    runs it and answers the notification itself (answer, i.e. Session.reply_later).
+    At most `bound` operations run at once; when all workers are busy the next one
+    is refused at once with EAGAIN, never queued: a queued operation could be the
+    very one a busy worker waits for (the writer of a FIFO whose reader holds a
+    worker), so a queue could deadlock the sandbox; EAGAIN cannot.  Threads are
+    started when needed and end after WORKER_IDLE seconds without work.
+    """
+
+    def __init__(self, answer: Callable[["Call", Reply], None], bound: int = WORKERS_MAX) -> None:
+        self._answer = answer
+        self._bound = bound
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: List[Tuple["Call", Callable[[], Reply]]] = []
+        self._threads = 0
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, call: "Call", work: Callable[[], Reply]) -> None:
+        """Run work() in a worker, which answers `call` with what it returns (an
+        exception: EPERM, failing closed; None: nobody is left to answer).
+
+        Raises:
+            OSError(EAGAIN): all `bound` workers are busy, or the run is over.
+        """
+        with self._cond:
+            if self._closed or self._threads - self._idle + len(self._jobs) >= self._bound:
+                raise OSError(errno.EAGAIN, "every worker of the supervisor is busy")
+            self._jobs.append((call, work))
+            if self._idle >= len(self._jobs):
+                self._cond.notify()
+                return
+            self._threads += 1
+        try:
+            threading.Thread(target=self._serve, name="sandlock-worker", daemon=True).start()
+        except BaseException:
+            with self._cond:
+                self._threads -= 1
+                self._jobs.remove((call, work))
+            raise
+
+    def close(self) -> None:
+        """The run is over: idle workers end, busy ones end after their job."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                if not self._jobs and not self._closed:
+                    self._cond.wait(WORKER_IDLE)
+                self._idle -= 1
+                if not self._jobs:
+                    self._threads -= 1
+                    return
+                call, work = self._jobs.pop(0)
+            try:
+                reply = work()
+            except OSError as exc:
+                reply = Errno(exc.errno or errno.EIO)
+            except BaseException:  # fail closed, never leave the caller waiting
+                reply = Errno(errno.EPERM)
+            if reply is not None:  # None: the caller is gone, nobody to answer
+                self._answer(call, reply)
 
 
 class Call:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import time
-from typing import Dict, List, Set
+from typing import Dict, List, Set, Tuple
 
 from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
@@ -49,14 +50,17 @@ class Members:
             pid = parent
         return False
 
-    def processes(self) -> List[int]:
-        """Every process of the sandbox (walking /proc/PID/task/TID/children)."""
+    def processes(self, strict: bool = False) -> List[int]:
+        """Every process of the sandbox (walking /proc/PID/task/TID/children).
+
+        strict: an error other than a process exiting meanwhile raises (OSError)
+        instead of leaving that process's children out (see memory_used)."""
         out: List[int] = []
         todo = [self.stub]
         seen: Set[int] = set()
         while todo:
             pid = todo.pop()
-            for child in _children(pid):
+            for child in _children(pid, strict):
                 if child not in seen:
                     seen.add(child)
                     out.append(child)
@@ -68,19 +72,127 @@ class Members:
         self.pending.pop(tid, None)
 
 
-def _children(pid: int) -> List[int]:
+def _children(pid: int, strict: bool = False) -> List[int]:
+    """Children of every thread of pid; strict: an error other than "gone" raises."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    except OSError as exc:
+        if strict and not _gone(exc):
+            raise
         return []
     out: List[int] = []
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
                 out.extend(int(x) for x in f.read().split())
-        except OSError:
+        except OSError as exc:
+            if strict and not _gone(exc):
+                raise
             continue
     return out
+
+
+def _gone(exc: OSError) -> bool:
+    """An error that only says the process (or thread) has exited meanwhile."""
+    return exc.errno in (errno.ENOENT, errno.ESRCH)
+
+
+class MeasureError(Exception):
+    """A limit could not be measured (--max-memory): the run must be stopped, never
+    the amount counted as 0 (the reason is str(self))."""
+
+
+# Filesystems whose files live in memory: a file of one of them held by an fd
+# of the sandbox counts towards --max-memory (statfs(2) f_type names).
+_MEMORY_FS = (b"tmpfs", b"ramfs", b"hugetlbfs")
+
+
+def memory_devices() -> Set[int]:
+    """st_dev of every memory filesystem mounted in our mount namespace (proc(5) mountinfo)."""
+    devices: Set[int] = set()
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            try:
+                fstype = fields[fields.index(b"-") + 1]
+                major, minor = fields[2].split(b":")
+            except (ValueError, IndexError):
+                continue
+            if fstype in _MEMORY_FS:
+                devices.add(os.makedev(int(major), int(minor)))
+    return devices
+
+
+def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[str, ...] = ()) -> int:
+    """Bytes of memory the sandbox holds: the resident pages of every process
+    (statm: anonymous, file and shared memory it has mapped) plus every memfd
+    and file of a memory filesystem (tmpfs, /dev/shm) one of its fds holds,
+    counted once per inode by the blocks it has allocated (memory_dirs: host
+    directories whose files count too, a root's private /dev/shm).  A shared-memory
+    file both mapped and held by an fd counts twice (at most), erring on the
+    side of the limit.
+
+    Raises:
+        MeasureError: an error other than a member exiting meanwhile (EMFILE,
+            ENOMEM, an unreadable /proc file of a live process).
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    held: Set[Tuple[int, int]] = set()
+    try:
+        for pid in members.processes(strict=True):
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    fields = f.read().split()
+                if int(fields[0]) == 0:  # no memory map: exiting, its fds closed or closing
+                    continue
+                total += int(fields[1]) * page
+                total += _held_memory(pid, memory_devs, memory_dirs, held)
+            except OSError as exc:
+                if not (_gone(exc) or (exc.errno == errno.EACCES and _exited(pid))):
+                    raise
+    except OSError as exc:
+        raise MeasureError(f"cannot measure memory: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise MeasureError(f"cannot measure memory: {exc}") from None
+    return total
+
+
+def _exited(pid: int) -> bool:
+    """A process that has let go of its memory map since (the kernel refuses its /proc/PID/fd
+    with EACCES once it is a zombie)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[0]) == 0
+    except OSError as exc:
+        if _gone(exc):
+            return True
+        raise
+
+
+def _held_memory(pid: int, memory_devs: Set[int], memory_dirs: Tuple[str, ...], seen: Set[Tuple[int, int]]) -> int:
+    """Blocks of the memfds and memory-filesystem files pid's fds hold, not in seen yet."""
+    total = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        link = f"/proc/{pid}/fd/{name}"
+        try:
+            target = os.readlink(link)
+            if not target.startswith("/"):  # pipes, sockets, anon inodes
+                continue
+            st = os.stat(link)
+        except OSError as exc:
+            if _gone(exc) or exc.errno == errno.EBADF:  # closed meanwhile
+                continue
+            raise
+        in_memory = (target.startswith("/memfd:") or st.st_dev in memory_devs
+                     or any(target.startswith(d + "/") for d in memory_dirs))
+        if not in_memory or not stat.S_ISREG(st.st_mode):
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            total += st.st_blocks * 512
+    return total
 
 
 def do_fork(ctx: Context, call: Call) -> Reply:

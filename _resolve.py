@@ -469,6 +469,9 @@ class Resolver:
     def need_space(self, name: Optional[bytes]) -> None:
         """ENOSPC when the upper layer is full (see _rootfs.RootResolver.need_space)."""
 
+    def note_written(self, fd: int, name: Optional[bytes], new: bool) -> None:
+        """A file opened for writing on behalf (see _rootfs.RootResolver.note_written)."""
+
     def _name_of(self, fd: int) -> Optional[bytes]:
         name = d_path(fd)
         return name if name[:1] == b"/" else None

@@ -151,21 +151,57 @@ def guest_directory(root: str, mounts: Sequence[Tuple[str, str, bool]], name: st
     return virt
 
 
+GUEST_FILE_MAX = 1 << 20  # bytes of a file of the image sandlock reads itself (read_guest_file)
+
+
+def read_guest_file(root: str, virt: str, limit: int = GUEST_FILE_MAX) -> Optional[bytes]:
+    """The content of the image's regular file `virt`, read by sandlock itself, or None.
+
+    The image is untrusted: the file is resolved inside it (openat2
+    RESOLVE_IN_ROOT from an fd of the root, no magic links) and opened
+    O_NONBLOCK, so a FIFO cannot stall the start; anything but a regular file
+    (a device such as /dev/zero, a FIFO, a directory) and a file larger than
+    `limit` bytes give None, as does any error.
+    """
+    try:
+        top = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = _syscalls.openat2(top, os.fsencode(virt.lstrip("/") or "."),
+                               os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, 0, IN_ROOT)
+    except OSError:
+        return None
+    finally:
+        os.close(top)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                return data
+            data += chunk
+        return None  # it grew past the limit while we read
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def guest_home(root: str, uid: int) -> str:
-    """HOME inside the root: the guest's passwd entry for uid if that directory exists, else "/"."""
-    path = host_path(root, (), "/etc/passwd")
-    if path:
-        try:
-            with open(path, "rb") as f:
-                for line in f:
-                    fields = line.rstrip(b"\n").split(b":")
-                    if len(fields) >= 6 and fields[2] == str(uid).encode():
-                        home = os.fsdecode(fields[5])
-                        if home.startswith("/") and host_path(root, (), home):
-                            return home
-                        break
-        except OSError:
-            pass
+    """HOME inside the root: the guest's passwd entry for uid if that directory exists, else "/"
+    (also when /etc/passwd is not a regular file of at most GUEST_FILE_MAX bytes)."""
+    passwd = read_guest_file(root, "/etc/passwd")
+    for line in (passwd or b"").split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2] == str(uid).encode():
+            home = os.fsdecode(fields[5])
+            if home.startswith("/") and host_path(root, (), home):
+                return home
+            break
     return "/"
 
 
@@ -462,6 +498,13 @@ class RootResolver(Resolver):
         if upper is not None and upper.limit is not None and name is not None and (
                 name.startswith(os.fsencode(upper.tree) + b"/") or name == os.fsencode(upper.tree)):
             upper.need_space()
+
+    def note_written(self, fd: int, name: Optional[bytes], new: bool) -> None:
+        """fd, opened for writing at host path name, is a file --max-disk watches (_cow.Upper)."""
+        upper = self.upper
+        if upper is not None and upper.limit is not None and name is not None and \
+                name.startswith(os.fsencode(upper.tree) + b"/"):
+            upper.note_written(fd, name, new)
 
     def writable(self, fd: int, name: Optional[bytes], meta: bool = False) -> int:
         """The fd to modify the object behind fd through: with a workdir, a file still
@@ -776,18 +819,30 @@ class RootResolver(Resolver):
         if what == b"mounts":
             return _procfs.memfd(what, self._mounts())
         if what in (b"maps", b"smaps"):
-            return _procfs.memfd(what, self._rewrite_maps(_procfs.read_fd(fd)))
+            import _elf
+            with open(fd, "rb", closefd=False) as f:
+                # line by line into the memfd: the command decides how long its maps are
+                return _elf.sealed_memfd_filled("sandlock-proc-" + os.fsdecode(what),
+                                                lambda out: self._rewrite_maps(f, out))
         return super()._made_up(what, fd)
 
-    def _rewrite_maps(self, data: bytes) -> bytes:
-        out = []
-        for line in data.split(b"\n"):
+    def _rewrite_maps(self, lines: Iterable[bytes], fd: int) -> None:
+        """Write `lines` of a maps file to fd with guest paths (a line is at most a
+        few hundred bytes plus a path of at most PATH_MAX: bounded memory)."""
+        import _elf
+        out = b""
+        for line in lines:
+            end = b"\n" if line.endswith(b"\n") else b""
+            line = line[:len(line) - len(end)]
             slash = line.find(b" /")
             if slash > 0 and line[:slash].count(b" ") >= 4:
                 path = line[slash + 1:]
                 line = line[:slash + 1] + self.link_target(path)
-            out.append(line)
-        return b"\n".join(out)
+            out += line + end
+            if len(out) >= 65536:
+                _elf.write_all(fd, out)
+                out = b""
+        _elf.write_all(fd, out)
 
     def _mount_points(self) -> List[Tuple[bytes, bytes, bytes, bytes]]:
         """(source, mount point, type, options) the guest sees."""

@@ -609,31 +609,57 @@ def _plan(ctx: Context, call: Call, fd: int, virt: bytes, depth: int) -> Tuple[_
         if not interp_name:
             basename = bang.interp.rstrip(b"/").rpartition(b"/")[2] or b"interpreter"
             interp_name = ctx.resolver.cwd.named_link(basename, target)
+        line = _elf.rewrite_shebang(b"#!", interp_name, bang.arg)  # the new first line alone
         size = os.fstat(fd).st_size
-        script = os.pread(fd, size, 0)
-        copy = _elf.rewrite_shebang(script, interp_name, bang.arg)
-        return _Target(_elf.sealed_memfd("sandlock:" + os.fsdecode(virt), copy), b""), fixups or [(b"", b"")]
+        rest = _line_end(fd, size) + 1 or size  # the script after its first line (none: no newline)
+
+        def fill(copy: int) -> None:
+            os.write(copy, line)
+            _elf.copy_range(fd, copy, rest, max(rest, size), len(line))
+        return _Target(_elf.sealed_memfd_filled("sandlock:" + os.fsdecode(virt), fill), b""), fixups or [(b"", b"")]
     raise _oserror(errno.ENOEXEC)
 
 
+def _line_end(fd: int, size: int) -> int:
+    """Offset of the first newline of the file fd, -1 if none (read a page at a time)."""
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            break
+        at = chunk.find(b"\n")
+        if at >= 0:
+            return offset + at
+        offset += len(chunk)
+    return -1
+
+
 def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]:
-    """Open an interpreter named by a #! line or PT_INTERP, as execve would check it."""
+    """Open an interpreter named by a #! line or PT_INTERP, as execve would check it.
+
+    Looked up with O_PATH and its type checked before it is opened for reading
+    (through our fd of it): an open for reading of a FIFO or a device of the
+    image would wait, or read what is not a file, in the notification thread."""
     resolver = ctx.resolver
-    fd, name = resolver.open(call, AT_FDCWD, path, os.O_RDONLY, 0, 0)
+    probe, name = resolver.lookup(call, AT_FDCWD, path, False)
     try:
-        st = os.fstat(fd)
+        st = os.fstat(probe)
         if not stat.S_ISREG(st.st_mode):
             raise _oserror(errno.EACCES)
-        resolver.check(fd, name, "read")
-        if not os.access(_proc_fd(fd), X_OK):
+        resolver.check(probe, name, "read")
+        if not os.access(_proc_fd(probe), X_OK):
             raise _oserror(errno.EACCES)
-        return fd, resolver.virtual_of_host(name or b"") or path
-    except BaseException:
-        os.close(fd)
-        raise
+        fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(probe)
+    return fd, resolver.virtual_of_host(name or b"") or path
 
 
-_COPIES: Dict[Tuple[int, int, int, int, bytes], int] = {}
+# Copies of dynamic programs whose PT_INTERP names the root's loader, reused while the
+# file is unchanged: at most COPIES_MAX of them, holding at most COPIES_BYTES together.
+COPIES_MAX = 64
+COPIES_BYTES = 256 << 20
+_COPIES: Dict[Tuple[int, int, int, int, bytes], Tuple[int, int]] = {}  # key -> (memfd, bytes it holds)
 _COPIES_LOCK = threading.Lock()
 
 
@@ -655,15 +681,29 @@ def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
     key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, loader_host)
     with _COPIES_LOCK:
         cached = _COPIES.get(key)
-        if cached is None:
-            data = os.pread(fd, st.st_size, 0)
-            cached = _elf.sealed_memfd("sandlock:" + os.fsdecode(virt), _elf.patch_interp(data, loader_host))
-            if len(_COPIES) >= 256:
-                for old in _COPIES.values():
-                    os.close(old)
-                _COPIES.clear()
-            _COPIES[key] = cached
-        return _Target(os.dup(cached), b"")
+        if cached is not None:
+            return _Target(os.dup(cached[0]), b"")
+
+    def fill(copy: int) -> None:  # in the kernel, holes kept; then checked and patched on our copy
+        _elf.copy_range(fd, copy, 0, st.st_size, 0)
+        _elf.patch_interp_in(copy, loader_host)
+    made = _elf.sealed_memfd_filled("sandlock:" + os.fsdecode(virt), fill)
+    _keep_copy(key, made)
+    return _Target(made, b"")
+
+
+def _keep_copy(key: Tuple[int, int, int, int, bytes], fd: int) -> None:
+    """Cache a duplicate of the copy fd, the oldest copies evicted to stay within
+    COPIES_MAX and COPIES_BYTES (a copy larger than that is not kept)."""
+    size = os.fstat(fd).st_blocks * 512
+    if size > COPIES_BYTES:
+        return
+    with _COPIES_LOCK:
+        if key in _COPIES:
+            return
+        while _COPIES and (len(_COPIES) >= COPIES_MAX or sum(n for _, n in _COPIES.values()) + size > COPIES_BYTES):
+            os.close(_COPIES.pop(next(iter(_COPIES)))[0])
+        _COPIES[key] = (os.dup(fd), size)
 
 
 PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
@@ -828,7 +868,8 @@ def fix_argv(ctx, tid: int) -> None:
             data = f.read()
         fields = data[data.rindex(b")") + 2:].split()
         start, end = int(fields[45]), int(fields[46])
-        area = read_mem(ctx.tracees, tid, start, end - start)
+        # only the first strings matter: interpreter, its argument, the script (each < PATH_MAX)
+        area = read_mem(ctx.tracees, tid, start, min(end - start, 4 * _elf.PATH_MAX))
     except (OSError, ValueError, IndexError):
         return
     offset = 0

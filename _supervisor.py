@@ -34,7 +34,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
 import _landlock
@@ -44,9 +44,10 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError
-from _notif import CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, decode, listener_ioctl, tgid_of, write_mem
+from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
+                    write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
-from _procops import Members
+from _procops import MeasureError, Members, memory_devices, memory_used
 from _resolve import Devices, FsRules, Resolver
 
 CLONE_FS = 0x200
@@ -54,7 +55,9 @@ _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 MEMORY_POLL = 0.05
-DISK_POLL = 0.2   # at least; longer when measuring the upper layer takes long
+DISK_POLL = 0.2   # walks of the upper layer: at least; longer when a walk takes long
+DISK_HOT_POLL = 0.02  # the files opened for writing since the last walk (_check_disk)
+DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
 
 
 class Outcome(NamedTuple):
@@ -266,7 +269,9 @@ class Session:
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
         self.listener = -1
-        self.waits: set = set()  # FIFOs a worker thread is opening (_fsops._fifo_later)
+        # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
+        self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
+        self.workers = Workers(self.reply_later)  # the pool for blocking operations done on behalf
         self.waits_lock = threading.Lock()
         self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False                     # the run is over: workers must not answer
@@ -286,6 +291,10 @@ class Session:
         # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
         self._later: List[str] = []
         self._cwd = None   # _rootfs.Cwd with an emulated root
+        self._shm: Optional[str] = None   # host directory of a root's private /dev/shm
+        self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
+        self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         if prepared.root is not None:
             import _rootfs
             anchors, shm = prepared.root.new_run()
@@ -394,6 +403,7 @@ class Session:
             with self._replies_lock:  # from now on a late worker answers nobody
                 self._over = True
             self.release_waits()
+            self.workers.close()
             for fd in fds:
                 _close(fd)
             if self.resolver is not None:
@@ -472,6 +482,10 @@ class Session:
             rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
         if policy.max_memory is not None:
             rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
+        if policy.max_disk is not None and self.prepared.layers is not None:
+            # no single file grows past the layer's limit, however fast it is written
+            # between two measurements (README, --max-disk)
+            rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
         own_group = not self.interactive or prep.abi < 6
         tty = 0 if self.interactive and own_group else -1
         launch = _launch.Prepared(
@@ -507,6 +521,7 @@ class Session:
         try:
             os.unshare(CLONE_FS) if hasattr(os, "unshare") else _syscalls._call("unshare", CLONE_FS)
             os.umask(0)  # on-behalf creations apply the tracee's umask themselves
+            _syscalls.load_unwinder()  # before Landlock hides the system's libraries in a root
             _launch.confine_supervisor(self._supervisor_ruleset)
         except OSError as exc:
             raise SetupError(exc.errno or errno.EPERM, f"cannot confine the supervisor: {exc.strerror}",
@@ -588,7 +603,7 @@ class Session:
         self._receiver.start()
         self._deadline = (time.monotonic() + self.policy.timeout) if self.policy.timeout else None
         self._next_memory_poll = time.monotonic() + MEMORY_POLL if self.policy.max_memory else None
-        self._next_disk_poll = (time.monotonic() + DISK_POLL
+        self._next_disk_poll = (time.monotonic() + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.upper is not None else None)
 
     def _loop(self, sel: selectors.BaseSelector) -> None:
@@ -625,35 +640,54 @@ class Session:
             self._check_disk(now)
 
     def _check_disk(self, now: float) -> None:
-        """--max-disk: measure the upper layer; past the limit (written through an fd opened
-        before it was full), the sandbox is killed like on the memory limit."""
+        """--max-disk: past the limit (written through an fd opened before it was full), the
+        sandbox is killed like on the memory limit.  Every DISK_HOT_POLL the files opened
+        for writing since the last walk are measured (a stat each, _cow.Upper.estimate),
+        after a slice of at most DISK_WALK_SLICE of the walk of the whole layer, which
+        starts again DISK_POLL after it ends."""
         upper, limit = self.upper, self.policy.max_disk or 0
         if self._stub_gone or upper is None:
             self._next_disk_poll = None
             return
-        used = upper.measure()
-        self._next_disk_poll = time.monotonic() + max(DISK_POLL, 5 * (time.monotonic() - now))
+        try:
+            if self._disk_walk is None and now >= self._next_disk_walk:
+                self._disk_walk = upper.walk()
+            if self._disk_walk is not None:
+                for _ in self._disk_walk:  # a slice of the walk, then the files being written
+                    if time.monotonic() - now >= DISK_WALK_SLICE:
+                        break
+                else:
+                    self._disk_walk = None
+                    self._next_disk_walk = time.monotonic() + DISK_POLL
+            used = upper.estimate()
+        except OSError as exc:
+            self._stop(f"cannot measure the upper layer: {exc.strerror or exc}")
+            return
+        self._next_disk_poll = time.monotonic() + DISK_HOT_POLL
         if used > limit:
-            self._reason = f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)"
-            self._next_disk_poll = None
-            self.kill_all()
+            self._stop(f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)")
 
     def _check_memory(self) -> None:
+        """--max-memory: see _procops.memory_used; a failed measurement stops the run."""
         if self._stub_gone or self.members is None:
             return
-        total = 0
-        page = os.sysconf("SC_PAGE_SIZE")
-        for pid in self.members.processes():
-            try:
-                with open(f"/proc/{pid}/statm", "rb") as f:
-                    total += int(f.read().split()[1]) * page
-            except (OSError, IndexError, ValueError):
-                continue
-        if total > (self.policy.max_memory or 0):
-            limit = self.policy.max_memory or 0
-            self._reason = f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)"
-            self._next_memory_poll = None
-            self.kill_all()
+        limit = self.policy.max_memory or 0
+        try:
+            if self._memory_devs is None:
+                self._memory_devs = memory_devices()
+            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else ())
+        except (OSError, MeasureError) as exc:
+            self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
+            return
+        if total > limit:
+            self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
+
+    def _stop(self, reason: str) -> None:
+        """A limit is exceeded or cannot be measured: kill the sandbox with the reason."""
+        self._reason = reason
+        self._next_memory_poll = None
+        self._next_disk_poll = None
+        self.kill_all()
 
     def kill_all(self) -> None:
         """Kill every process of the sandbox (the stub does it, see _launch._doom)."""

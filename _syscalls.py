@@ -221,6 +221,23 @@ def nr(name: str) -> int:
 # --- raw calls -----------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
+def load_unwinder() -> None:
+    """Load libgcc_s now, while the supervisor may still read the system's libraries.
+
+    glibc loads it on the first thread exit that unwinds (pthread_exit, which
+    CPython calls for a daemon thread that wakes up during interpreter
+    shutdown, e.g. a worker released at the end of the run); once the thread
+    is confined by Landlock that dlopen fails and glibc aborts the process
+    ("libgcc_s.so.1 must be installed for pthread_exit to work").  Loaded
+    once, the later dlopen finds it in memory.  Absent (a static build): nothing.
+    """
+    try:
+        ctypes.CDLL("libgcc_s.so.1")
+    except OSError:
+        pass
+
+
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
