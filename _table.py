@@ -170,13 +170,15 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
+    traps: Dict[str, Trap] = {name: None for name in ALWAYS}
     # Opens and execs are trapped and done on behalf under every policy: the
     # supervisor refuses device nodes the sandbox may not use wherever they
     # lie (README "What the sandbox allows"), which Landlock cannot tell apart,
     # and the command's Landlock domain grants nothing in /proc: the supervisor
-    # opens it for the command (_procfs).
-    deny_mode = True
-    traps: Dict[str, Trap] = {name: None for name in ALWAYS}
+    # opens it for the command (_procfs).  Below ABI 3 this also decides
+    # O_TRUNC opens and creat, which Landlock cannot refuse there.
+    for name in ("open", "openat", "creat", "execve", "execveat"):
+        traps[name] = None
     if emulated:
         for name in ROOT_NAMES:
             traps[name] = None
@@ -184,21 +186,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         # fstatfs is trapped for O_PATH fds opened by a CONTINUE; in a root no
         # open continues (O_PATH opens are served read-only), so it needs no check.
         del traps["fstatfs"]
-    for name, flags_arg in (("open", 1), ("openat", 2)):
-        if deny_mode:
-            traps[name] = None
-        else:
-            tests = [Test(flags_arg, "set", os.O_PATH, "notify")]
-            if abi < 3:
-                tests.append(Test(flags_arg, "set", os.O_TRUNC, "notify"))
-            traps[name] = tests
-    if deny_mode or abi < 3:
-        traps["creat"] = None
     if abi < 3:
         traps["truncate"] = None
-    if deny_mode:
-        traps["execve"] = None
-        traps["execveat"] = None
     # sendto with a destination address (a non-NULL pointer in args[4])
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:
