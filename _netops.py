@@ -319,15 +319,8 @@ def do_bind(ctx: Context, call: Call) -> Reply:
     there, with the caller's umask).  Other addresses are bound as given,
     on behalf too, so the address is read once.
     """
-    if call.size > 128 or call.size < 2:
-        return Errno(errno.EINVAL)
-    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
-    sock = _socket(ctx, call)
-    try:
-        if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address)
+    def pathname(sock: socket.socket, address: bytes, path: bytes) -> Reply:
         import _rootops
-        path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
         directory, last = _rootops._parent_for_write(ctx, call, -100, path)
         try:
             target = b"/proc/self/fd/%d/%s" % (directory, last)
@@ -343,6 +336,21 @@ def do_bind(ctx: Context, call: Call) -> Reply:
         finally:
             os.close(directory)
         return Value(0)
+    return _bind(ctx, call, pathname)
+
+
+def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, bytes], Reply]) -> Reply:
+    """bind(2) on behalf, the address read once: a unix pathname goes to
+    pathname(our socket, the address, the path), anything else is bound as
+    given (abstract names under the run's prefix, see _bind_other)."""
+    if call.size > 128 or call.size < 2:
+        return Errno(errno.EINVAL)
+    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    sock = _socket(ctx, call)
+    try:
+        if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
+            return _bind_other(ctx, sock, address)
+        return pathname(sock, address, address[SUN_PATH_OFFSET:].split(b"\0", 1)[0])
     finally:
         sock.close()
 
@@ -406,21 +414,14 @@ def do_bind_host(ctx: Context, call: Call) -> Reply:
     string as for the caller and the socket keeps that string as its name,
     under the supervisor thread's Landlock domain (no wider than the policy),
     which refuses a socket outside the write rules as it would the caller's."""
-    if call.size > 128 or call.size < 2:
-        return Errno(errno.EINVAL)
-    address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
-    sock = _socket(ctx, call)
-    try:
-        if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address)
+    def pathname(sock: socket.socket, address: bytes, path: bytes) -> Reply:
         cwd = ctx.resolver.base(call, -100)
         try:
             umask = int(proc_status_field(call.tid, b"Umask"), 8)
             return _in_callers_directory(cwd, umask, lambda: _syscalls.bind(sock.fileno(), address))
         finally:
             os.close(cwd)
-    finally:
-        sock.close()
+    return _bind(ctx, call, pathname)
 
 
 def _in_callers_directory(cwd: int, umask: int, act: Callable[[], object]) -> Reply:
