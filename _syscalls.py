@@ -221,7 +221,6 @@ def nr(name: str) -> int:
 # --- raw calls -----------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-@functools.lru_cache(maxsize=None)
 def load_unwinder() -> None:
     """Load libgcc_s now, while the supervisor may still read the system's libraries.
 
@@ -238,6 +237,7 @@ def load_unwinder() -> None:
         pass
 
 
+@functools.lru_cache(maxsize=None)
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
