@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import array
 import errno
+import itertools
 import os
 import stat
 import tempfile
@@ -293,3 +294,34 @@ def _rmdir_by_inode(fd: int, child: os.stat_result) -> None:
                     os.rmdir(entry.name, dir_fd=fd)
                     return
     raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+
+
+class Listings:
+    """Without an emulated root: where the supervisor makes the private listings
+    of /proc (_procfs), a directory `proc-<pid>-<random>` of a verified per-user
+    container in the temporary directory.  Each run gets a directory of its own
+    in `cwd`, made on the first listing (most runs never list /proc); those of a
+    sandlock that was killed are removed first.  Lighter than an emulated root's
+    scratch (_rootfs.Scratch), which the CLI would pay for on every start.
+    """
+
+    def __init__(self) -> None:
+        top = tempfile.gettempdir()
+        for box in containers(top):
+            for path, pid, _ in entries(box, "proc-"):
+                if not alive(pid):
+                    remove_tree(path)
+        self.container, self.path = new_dir(top, f"proc-{os.getpid()}-")
+        self.cwd = os.path.join(self.path, "cwd")  # beside the marker
+        os.mkdir(self.cwd, 0o700)
+        self._runs = itertools.count(1)
+
+    def new_run(self) -> str:
+        """A new directory for one run's listings."""
+        path = os.path.join(self.cwd, f"{os.getpid()}-{next(self._runs)}")
+        os.mkdir(path, 0o700)
+        return path
+
+    def close(self) -> None:
+        remove_tree(self.path)
+        release(self.container)

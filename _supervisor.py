@@ -92,7 +92,7 @@ class Prepared(NamedTuple):
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
     devices_rw: Tuple[str, ...] = ()           # the devices granted for writing too
-    proc_scratch: Optional["_rootfs.Scratch"] = None  # without a root: where /proc listings go (_procfs)
+    proc_scratch: Optional["_scratch.Listings"] = None  # without a root: where /proc listings go (_procfs)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -189,16 +189,14 @@ def prepare(policy: Policy) -> Prepared:
         scratch = _rootfs.Scratch()
         landlock_policy = _host_policy(policy, scratch, layers)
     else:
-        import _rootfs
-        scratch = _rootfs.Scratch()  # the private listings of /proc (_procfs)
+        import _scratch
+        scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
     emulated = policy.chroot is not None or policy.workdir is not None
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
-                if not emulated:
-                    extra.append(scratch.shm)  # Scratch.new_run makes a /dev/shm directory too
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
         else:
@@ -315,8 +313,9 @@ class Session:
         """This run's directory for /proc listings, made on the first one (most runs list
         no /proc; the supervisor thread may write in the scratch directory)."""
         assert self.prepared.proc_scratch is not None
-        self._run_dirs = self.prepared.proc_scratch.new_run()  # (listings, an unused /dev/shm)
-        return self._run_dirs[0]
+        listings = self.prepared.proc_scratch.new_run()
+        self._run_dirs = (listings,)
+        return listings
 
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)
