@@ -1,0 +1,101 @@
+"""Red-team follow-up of issue 10: channels the fixes left open.
+
+sandlock's per-user scratch container (`$TMPDIR/.sandlock-<euid>-<random>`,
+README "Where sandlock keeps its own files") is verified against other users
+(owner, mode 0700, lstat), but the sandboxed command runs as that same user:
+a policy granting `-w` over `$TMPDIR` (`-w /tmp` is the common case) grants
+the command the container too.  Then one sandbox reads and writes another
+run's private /dev/shm, its anchors (the one-byte symlinks the kernel
+follows for the other run's chdir and execve) and its /dev, and a command
+writes its own run's scratch.  The probes below fail while that holds; the
+controls show the same command writes `$TMPDIR` where the policy allows it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import SYSTEM_READ
+
+SECRET = "B-SECRET-4f1d"
+
+# The attacker: a host-mode sandbox with -w $TMPDIR looks for the other run's
+# private /dev/shm file under every sandlock container of its user, reads it and
+# writes over it; and writes a control file in $TMPDIR itself.
+ATTACKER = r"""
+import glob, os, sys
+tmp = sys.argv[1]
+open(os.path.join(tmp, "control"), "w").write("control\n")
+found = []
+for path in glob.glob(os.path.join(tmp, ".sandlock-*", "**", "secret"), recursive=True):
+    found.append(path)
+    try:
+        print("READ", open(path).read().strip())
+    except OSError as e:
+        print("read refused", e.errno)
+    try:
+        open(path, "w").write("WRITTEN-BY-ANOTHER-SANDBOX\n")
+        print("WROTE", path)
+    except OSError as e:
+        print("write refused", e.errno)
+for c in glob.glob(os.path.join(tmp, ".sandlock-*")):
+    try:
+        open(os.path.join(c, "planted"), "w").write("x")
+        print("PLANTED", c)
+    except OSError as e:
+        print("plant refused", e.errno)
+print("found", len(found))
+"""
+
+
+def test_a_sandbox_with_write_over_tmpdir_cannot_reach_another_runs_private_dev_shm(
+        who, scratch: Path, busybox_root: Path) -> None:
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    env = {"TMPDIR": str(tmp)}
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c",
+                        f"echo {SECRET} > /dev/shm/secret; sleep 6; cat /dev/shm/secret"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/**/secret")):
+            time.sleep(0.1)
+        assert list(tmp.glob(".sandlock-*/root-*/shm/**/secret")), "the victim run never made its /dev/shm file"
+        attacker = who.run([*SYSTEM_READ, "-w", str(tmp), "--", "/usr/bin/python3", "-c", ATTACKER, str(tmp)],
+                           env=env)
+        out, err = victim.communicate(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert attacker.returncode == 0, attacker.stderr
+    # control: the attacker writes $TMPDIR where its policy allows it
+    assert (tmp / "control").read_text() == "control\n"
+    assert SECRET not in attacker.stdout, f"another sandbox read the victim's /dev/shm:\n{attacker.stdout}"
+    assert "WROTE" not in attacker.stdout, f"another sandbox wrote the victim's /dev/shm:\n{attacker.stdout}"
+    assert "PLANTED" not in attacker.stdout, f"a sandbox wrote in sandlock's container:\n{attacker.stdout}"
+    assert victim.returncode == 0 and out.strip() == SECRET, (victim.returncode, out, err)
+
+
+def test_a_command_with_write_over_tmpdir_cannot_write_in_its_own_runs_scratch(who, scratch: Path) -> None:
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    probe = r"""
+import os, sys
+tmp = sys.argv[1]
+open(os.path.join(tmp, "control"), "w").write("control\n")
+fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)   # the run's /proc listing, in its scratch
+where = os.readlink("/proc/self/fd/%d" % fd)
+print("listing at", where)
+for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..", "..")):
+    try:
+        open(os.path.join(path, "planted"), "w").write("x")
+        print("PLANTED", path)
+    except OSError as e:
+        print("refused", path, e.errno)
+"""
+    r = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", probe, str(tmp)],
+                env={"TMPDIR": str(tmp)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "control").read_text() == "control\n"
+    assert "PLANTED" not in r.stdout, f"the command wrote in sandlock's own scratch:\n{r.stdout}"
