@@ -99,3 +99,38 @@ for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..
     assert r.returncode == 0, r.stderr
     assert (tmp / "control").read_text() == "control\n"
     assert "PLANTED" not in r.stdout, f"the command wrote in sandlock's own scratch:\n{r.stdout}"
+
+
+def test_a_denied_workdir_cannot_be_written_through_the_hard_links_of_a_kept_layer(who, scratch: Path) -> None:
+    """A kept (or live) layer's farm holds hard links to the workdir's own inodes, in a
+    container beside the workdir: a sandbox with -w over that parent and --fs-deny on
+    the workdir must not change the workdir through them (Landlock refuses it to make
+    such a link itself: EXDEV)."""
+    parent = who.make_dir(scratch / "parent", 0o755)
+    work = who.make_dir(parent / "proj", 0o755)
+    who.make_file(work / "f", "ORIGINAL\n")
+    who.make_dir(parent / "other", 0o755)
+    kept = who.run(["--workdir", str(work), "--on-exit", "keep", "--", "/bin/true"])
+    assert kept.returncode == 0, kept.stderr
+    probe = r"""
+import glob, os, sys
+parent, work = sys.argv[1], sys.argv[2]
+open(os.path.join(parent, "other", "control"), "w").write("control\n")
+try:
+    open(os.path.join(work, "f"), "r+").write("DIRECT")
+    print("DIRECT WRITE")
+except OSError as e:
+    print("direct refused", e.errno)
+for path in glob.glob(os.path.join(parent, ".sandlock-*", "cow-*", "*", "tree", "f")):
+    try:
+        open(path, "r+").write("THROUGH-THE-LAYER")
+        print("WROTE", path)
+    except OSError as e:
+        print("refused", path, e.errno)
+"""
+    r = who.run(["-r", "/", "-w", str(parent), "--fs-deny", str(work), "--",
+                 "/usr/bin/python3", "-c", probe, str(parent), str(work)])
+    assert r.returncode == 0, r.stderr
+    assert (parent / "other" / "control").read_text() == "control\n"   # control: -w parent works
+    assert "direct refused 13" in r.stdout, r.stdout          # control: the deny holds for the path
+    assert (work / "f").read_text() == "ORIGINAL\n", f"the denied workdir changed:\n{r.stdout}"
