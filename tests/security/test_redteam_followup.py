@@ -134,3 +134,39 @@ for path in glob.glob(os.path.join(parent, ".sandlock-*", "cow-*", "*", "tree", 
     assert (parent / "other" / "control").read_text() == "control\n"   # control: -w parent works
     assert "direct refused 13" in r.stdout, r.stdout          # control: the deny holds for the path
     assert (work / "f").read_text() == "ORIGINAL\n", f"the denied workdir changed:\n{r.stdout}"
+
+
+# Memfds written one at a time, each under the limit while an fd holds it, then
+# passed over SCM_RIGHTS into a socket of the command's own and closed: the memory
+# stays held by the messages in flight, in no fd table and no mapping.
+MEMFD_IN_FLIGHT = r"""
+import array, os, socket, sys, time
+mode, chunks = sys.argv[1], int(sys.argv[2])
+size = 24 << 20
+block = b"\x01" * (1 << 20)
+a, b = socket.socketpair()
+held = []
+for k in range(chunks):
+    fd = os.memfd_create("c%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    if mode == "flight":
+        a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        os.close(fd)
+    else:
+        held.append(fd)
+time.sleep(2)
+print("ALIVE", chunks * size >> 20, "MiB")
+"""
+
+
+def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_limit(who) -> None:
+    # control: the same memory held by fds is counted and the run is killed
+    held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "held", "16"])
+    assert held.returncode != 0 and "memory limit exceeded" in held.stderr, (held.returncode, held.stderr)
+    # control: a small amount in flight is fine
+    small = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "1"])
+    assert small.returncode == 0 and "ALIVE 24 MiB" in small.stdout, (small.returncode, small.stderr)
+    probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
+    assert "ALIVE" not in probe.stdout, f"384 MiB of memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
+    assert "memory limit exceeded" in probe.stderr, probe.stderr
