@@ -170,3 +170,65 @@ def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_l
     probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
     assert "ALIVE" not in probe.stdout, f"384 MiB of memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
     assert "memory limit exceeded" in probe.stderr, probe.stderr
+
+
+# The attacker of the exec race: copies its program into every --root run's private
+# /dev/shm it finds in the user's containers, then keeps replacing the one-byte
+# anchor links that run's supervisor points at the program it is about to exec
+# (README "Emulated root": the kernel resolves the rewritten exec path through them).
+SWAPPER = r"""
+import glob, os, shutil, sys, time
+tmp, payload, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.time() + seconds
+planted, n = {}, 0
+while time.time() < end:
+    for shm in glob.glob(tmp + "/.sandlock-*/root-*/shm/*/"):
+        if shm not in planted:
+            try:
+                shutil.copy(payload, shm + "p")
+                os.chmod(shm + "p", 0o755)
+                planted[shm] = shm + "p"
+            except OSError:
+                pass
+    for shm, program in planted.items():
+        for d in glob.glob(shm.split("/shm/")[0] + "/cwd/*/*/"):
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(".x"):
+                    continue
+                n += 1
+                try:
+                    os.symlink(program, d + ".x%d" % n)
+                    os.rename(d + ".x%d" % n, d + name)
+                except OSError:
+                    pass
+print("planted", len(planted), "swaps", n)
+"""
+
+
+def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
+        who, scratch: Path, busybox_root: Path, secprogs) -> None:  # type: ignore[no-untyped-def]
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    payload = who.make_file(scratch / "payload", secprogs.musl("say_secret").read_bytes(), 0o755)
+    env = {"TMPDIR": str(tmp)}
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c",
+                        "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done; echo done"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/*")):
+            time.sleep(0.05)
+        attacker = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", SWAPPER,
+                            str(tmp), str(payload), "8"], env=env)
+        out, err = victim.communicate(timeout=120)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert attacker.returncode == 0, attacker.stderr
+    assert out.strip().endswith("done"), (out, err)   # control: the victim's loop ran to its end
+    from .conftest import SECRET as WORD
+    assert WORD not in out, (f"a sandbox made another run execute its program "
+                             f"({out.count(WORD)} times; attacker: {attacker.stdout.strip()})")
