@@ -232,3 +232,36 @@ def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
     from .conftest import SECRET as WORD
     assert WORD not in out, (f"a sandbox made another run execute its program "
                              f"({out.count(WORD)} times; attacker: {attacker.stdout.strip()})")
+
+
+MEMFD_MAPPED = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+chunks, close = int(sys.argv[1]), sys.argv[2] == "close"
+size = 24 << 20
+block = b"\x01" * (1 << 20)
+held = []
+for k in range(chunks):
+    fd = os.memfd_create("m%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    addr = libc.mmap(None, size, 1, 1, fd, 0)   # PROT_READ, MAP_SHARED; never touched
+    assert addr not in (None, ctypes.c_void_p(-1).value)
+    if close:
+        os.close(fd)
+    else:
+        held.append(fd)
+time.sleep(2)
+print("ALIVE", chunks * size >> 20, "MiB")
+"""
+
+
+def test_memfds_mapped_and_closed_still_count_against_the_memory_limit(who) -> None:
+    # control: mapped and still held by their fds, they are counted and the run is killed
+    held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_MAPPED, "16", "keep"])
+    assert held.returncode != 0 and "memory limit exceeded" in held.stderr, (held.returncode, held.stderr)
+    probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_MAPPED, "16", "close"])
+    assert "ALIVE" not in probe.stdout, f"384 MiB of mapped memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
+    assert "memory limit exceeded" in probe.stderr, probe.stderr
