@@ -1,0 +1,267 @@
+"""Red-team follow-up of issue 10: channels the fixes left open.
+
+sandlock's per-user scratch container (`$TMPDIR/.sandlock-<euid>-<random>`,
+README "Where sandlock keeps its own files") is verified against other users
+(owner, mode 0700, lstat), but the sandboxed command runs as that same user:
+a policy granting `-w` over `$TMPDIR` (`-w /tmp` is the common case) grants
+the command the container too.  Then one sandbox reads and writes another
+run's private /dev/shm, its anchors (the one-byte symlinks the kernel
+follows for the other run's chdir and execve) and its /dev, and a command
+writes its own run's scratch.  The probes below fail while that holds; the
+controls show the same command writes `$TMPDIR` where the policy allows it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import SYSTEM_READ
+
+SECRET = "B-SECRET-4f1d"
+
+# The attacker: a host-mode sandbox with -w $TMPDIR looks for the other run's
+# private /dev/shm file under every sandlock container of its user, reads it and
+# writes over it; and writes a control file in $TMPDIR itself.
+ATTACKER = r"""
+import glob, os, sys
+tmp = sys.argv[1]
+open(os.path.join(tmp, "control"), "w").write("control\n")
+found = []
+for path in glob.glob(os.path.join(tmp, ".sandlock-*", "**", "secret"), recursive=True):
+    found.append(path)
+    try:
+        print("READ", open(path).read().strip())
+    except OSError as e:
+        print("read refused", e.errno)
+    try:
+        open(path, "w").write("WRITTEN-BY-ANOTHER-SANDBOX\n")
+        print("WROTE", path)
+    except OSError as e:
+        print("write refused", e.errno)
+for c in glob.glob(os.path.join(tmp, ".sandlock-*")):
+    try:
+        open(os.path.join(c, "planted"), "w").write("x")
+        print("PLANTED", c)
+    except OSError as e:
+        print("plant refused", e.errno)
+print("found", len(found))
+"""
+
+
+def test_a_sandbox_with_write_over_tmpdir_cannot_reach_another_runs_private_dev_shm(
+        who, scratch: Path, busybox_root: Path) -> None:
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    env = {"TMPDIR": str(tmp)}
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c",
+                        f"echo {SECRET} > /dev/shm/secret; sleep 6; cat /dev/shm/secret"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/**/secret")):
+            time.sleep(0.1)
+        assert list(tmp.glob(".sandlock-*/root-*/shm/**/secret")), "the victim run never made its /dev/shm file"
+        attacker = who.run([*SYSTEM_READ, "-w", str(tmp), "--", "/usr/bin/python3", "-c", ATTACKER, str(tmp)],
+                           env=env)
+        out, err = victim.communicate(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert attacker.returncode == 0, attacker.stderr
+    # control: the attacker writes $TMPDIR where its policy allows it
+    assert (tmp / "control").read_text() == "control\n"
+    assert SECRET not in attacker.stdout, f"another sandbox read the victim's /dev/shm:\n{attacker.stdout}"
+    assert "WROTE" not in attacker.stdout, f"another sandbox wrote the victim's /dev/shm:\n{attacker.stdout}"
+    assert "PLANTED" not in attacker.stdout, f"a sandbox wrote in sandlock's container:\n{attacker.stdout}"
+    assert victim.returncode == 0 and out.strip() == SECRET, (victim.returncode, out, err)
+
+
+def test_a_command_with_write_over_tmpdir_cannot_write_in_its_own_runs_scratch(who, scratch: Path) -> None:
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    probe = r"""
+import os, sys
+tmp = sys.argv[1]
+open(os.path.join(tmp, "control"), "w").write("control\n")
+fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)   # the run's /proc listing, in its scratch
+where = os.readlink("/proc/self/fd/%d" % fd)
+print("listing at", where)
+for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..", "..")):
+    try:
+        open(os.path.join(path, "planted"), "w").write("x")
+        print("PLANTED", path)
+    except OSError as e:
+        print("refused", path, e.errno)
+"""
+    r = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", probe, str(tmp)],
+                env={"TMPDIR": str(tmp)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "control").read_text() == "control\n"
+    assert "PLANTED" not in r.stdout, f"the command wrote in sandlock's own scratch:\n{r.stdout}"
+
+
+def test_a_denied_workdir_cannot_be_written_through_the_hard_links_of_a_kept_layer(who, scratch: Path) -> None:
+    """A kept (or live) layer's farm holds hard links to the workdir's own inodes, in a
+    container beside the workdir: a sandbox with -w over that parent and --fs-deny on
+    the workdir must not change the workdir through them (Landlock refuses it to make
+    such a link itself: EXDEV)."""
+    parent = who.make_dir(scratch / "parent", 0o755)
+    work = who.make_dir(parent / "proj", 0o755)
+    who.make_file(work / "f", "ORIGINAL\n")
+    who.make_dir(parent / "other", 0o755)
+    kept = who.run(["--workdir", str(work), "--on-exit", "keep", "--", "/bin/true"])
+    assert kept.returncode == 0, kept.stderr
+    probe = r"""
+import glob, os, sys
+parent, work = sys.argv[1], sys.argv[2]
+open(os.path.join(parent, "other", "control"), "w").write("control\n")
+try:
+    open(os.path.join(work, "f"), "r+").write("DIRECT")
+    print("DIRECT WRITE")
+except OSError as e:
+    print("direct refused", e.errno)
+for path in glob.glob(os.path.join(parent, ".sandlock-*", "cow-*", "*", "tree", "f")):
+    try:
+        open(path, "r+").write("THROUGH-THE-LAYER")
+        print("WROTE", path)
+    except OSError as e:
+        print("refused", path, e.errno)
+"""
+    r = who.run(["-r", "/", "-w", str(parent), "--fs-deny", str(work), "--",
+                 "/usr/bin/python3", "-c", probe, str(parent), str(work)])
+    assert r.returncode == 0, r.stderr
+    assert (parent / "other" / "control").read_text() == "control\n"   # control: -w parent works
+    assert "direct refused 13" in r.stdout, r.stdout          # control: the deny holds for the path
+    assert (work / "f").read_text() == "ORIGINAL\n", f"the denied workdir changed:\n{r.stdout}"
+
+
+# Memfds written one at a time, each under the limit while an fd holds it, then
+# passed over SCM_RIGHTS into a socket of the command's own and closed: the memory
+# stays held by the messages in flight, in no fd table and no mapping.
+MEMFD_IN_FLIGHT = r"""
+import array, os, socket, sys, time
+mode, chunks = sys.argv[1], int(sys.argv[2])
+size = 24 << 20
+block = b"\x01" * (1 << 20)
+a, b = socket.socketpair()
+held = []
+for k in range(chunks):
+    fd = os.memfd_create("c%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    if mode == "flight":
+        a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        os.close(fd)
+    else:
+        held.append(fd)
+time.sleep(2)
+print("ALIVE", chunks * size >> 20, "MiB")
+"""
+
+
+def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_limit(who) -> None:
+    # control: the same memory held by fds is counted and the run is killed
+    held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "held", "16"])
+    assert held.returncode != 0 and "memory limit exceeded" in held.stderr, (held.returncode, held.stderr)
+    # control: a small amount in flight is fine
+    small = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "1"])
+    assert small.returncode == 0 and "ALIVE 24 MiB" in small.stdout, (small.returncode, small.stderr)
+    probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
+    assert "ALIVE" not in probe.stdout, f"384 MiB of memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
+    assert "memory limit exceeded" in probe.stderr, probe.stderr
+
+
+# The attacker of the exec race: copies its program into every --root run's private
+# /dev/shm it finds in the user's containers, then keeps replacing the one-byte
+# anchor links that run's supervisor points at the program it is about to exec
+# (README "Emulated root": the kernel resolves the rewritten exec path through them).
+SWAPPER = r"""
+import glob, os, shutil, sys, time
+tmp, payload, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.time() + seconds
+planted, n = {}, 0
+while time.time() < end:
+    for shm in glob.glob(tmp + "/.sandlock-*/root-*/shm/*/"):
+        if shm not in planted:
+            try:
+                shutil.copy(payload, shm + "p")
+                os.chmod(shm + "p", 0o755)
+                planted[shm] = shm + "p"
+            except OSError:
+                pass
+    for shm, program in planted.items():
+        for d in glob.glob(shm.split("/shm/")[0] + "/cwd/*/*/"):
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(".x"):
+                    continue
+                n += 1
+                try:
+                    os.symlink(program, d + ".x%d" % n)
+                    os.rename(d + ".x%d" % n, d + name)
+                except OSError:
+                    pass
+print("planted", len(planted), "swaps", n)
+"""
+
+
+def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
+        who, scratch: Path, busybox_root: Path, secprogs) -> None:  # type: ignore[no-untyped-def]
+    tmp = who.make_dir(scratch / "tmp", 0o1777)
+    payload = who.make_file(scratch / "payload", secprogs.musl("say_secret").read_bytes(), 0o755)
+    env = {"TMPDIR": str(tmp)}
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c",
+                        "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done; echo done"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/*")):
+            time.sleep(0.05)
+        attacker = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", SWAPPER,
+                            str(tmp), str(payload), "8"], env=env)
+        out, err = victim.communicate(timeout=120)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert attacker.returncode == 0, attacker.stderr
+    assert out.strip().endswith("done"), (out, err)   # control: the victim's loop ran to its end
+    from .conftest import SECRET as WORD
+    assert WORD not in out, (f"a sandbox made another run execute its program "
+                             f"({out.count(WORD)} times; attacker: {attacker.stdout.strip()})")
+
+
+MEMFD_MAPPED = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+chunks, close = int(sys.argv[1]), sys.argv[2] == "close"
+size = 24 << 20
+block = b"\x01" * (1 << 20)
+held = []
+for k in range(chunks):
+    fd = os.memfd_create("m%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    addr = libc.mmap(None, size, 1, 1, fd, 0)   # PROT_READ, MAP_SHARED; never touched
+    assert addr not in (None, ctypes.c_void_p(-1).value)
+    if close:
+        os.close(fd)
+    else:
+        held.append(fd)
+time.sleep(2)
+print("ALIVE", chunks * size >> 20, "MiB")
+"""
+
+
+def test_memfds_mapped_and_closed_still_count_against_the_memory_limit(who) -> None:
+    # control: mapped and still held by their fds, they are counted and the run is killed
+    held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_MAPPED, "16", "keep"])
+    assert held.returncode != 0 and "memory limit exceeded" in held.stderr, (held.returncode, held.stderr)
+    probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_MAPPED, "16", "close"])
+    assert "ALIVE" not in probe.stdout, f"384 MiB of mapped memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
+    assert "memory limit exceeded" in probe.stderr, probe.stderr
