@@ -148,6 +148,7 @@ def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[st
                     continue
                 total += int(fields[1]) * page
                 total += _held_memory(pid, memory_devs, memory_dirs, held)
+                total += _mapped_memory(pid, memory_devs, memory_dirs, held)
             except OSError as exc:
                 if not (_gone(exc) or (exc.errno == errno.EACCES and _exited(pid))):
                     raise
@@ -168,6 +169,38 @@ def _exited(pid: int) -> bool:
         if _gone(exc):
             return True
         raise
+
+
+def _mapped_memory(pid: int, memory_devs: Set[int], memory_dirs: Tuple[str, ...],
+                   seen: Set[Tuple[int, int]]) -> int:
+    """Bytes of the memfds and memory-filesystem files pid maps shared whose fd it
+    closed (so _held_memory did not see them), not in seen yet.  Their pages are
+    counted by statm only once touched through the mapping, and following
+    /proc/PID/map_files needs a capability, so each counts the extent of its
+    mappings (offset + length, the most of the file they can reach), erring on
+    the side of the limit.  /proc/PID/maps is read line by line (bounded)."""
+    extent: Dict[Tuple[int, int], int] = {}
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) < 6 or fields[1][3:4] != b"s" or fields[4] == b"0":
+                continue  # private, or not backed by a file
+            path = fields[5].rstrip(b"\n")
+            major, _, minor = fields[3].partition(b":")
+            dev = os.makedev(int(major, 16), int(minor, 16))
+            if not (path.startswith(b"/memfd:") or dev in memory_devs
+                    or any(path.startswith(os.fsencode(d) + b"/") for d in memory_dirs)):
+                continue
+            start, _, end = fields[0].partition(b"-")
+            key = (dev, int(fields[4]))
+            reach = int(fields[2], 16) + int(end, 16) - int(start, 16)
+            extent[key] = max(extent.get(key, 0), reach)
+    total = 0
+    for key, reach in extent.items():
+        if key not in seen:
+            seen.add(key)
+            total += reach
+    return total
 
 
 def _held_memory(pid: int, memory_devs: Set[int], memory_dirs: Tuple[str, ...], seen: Set[Tuple[int, int]]) -> int:
