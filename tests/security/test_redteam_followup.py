@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import SYSTEM_READ
 
 SECRET = "B-SECRET-4f1d"
@@ -51,6 +53,7 @@ print("found", len(found))
 """
 
 
+@pytest.mark.xfail(strict=True, reason="open channel: a policy whose rules cover $TMPDIR covers sandlock's per-user scratch container there (another run's private /dev/shm, anchors, /dev); SECURITY.md 'Open channels'")
 def test_a_sandbox_with_write_over_tmpdir_cannot_reach_another_runs_private_dev_shm(
         who, scratch: Path, busybox_root: Path) -> None:
     tmp = who.make_dir(scratch / "tmp", 0o1777)
@@ -78,6 +81,7 @@ def test_a_sandbox_with_write_over_tmpdir_cannot_reach_another_runs_private_dev_
     assert victim.returncode == 0 and out.strip() == SECRET, (victim.returncode, out, err)
 
 
+@pytest.mark.xfail(strict=True, reason="open channel: a policy whose rules cover $TMPDIR covers the run's own scratch; SECURITY.md 'Open channels'")
 def test_a_command_with_write_over_tmpdir_cannot_write_in_its_own_runs_scratch(who, scratch: Path) -> None:
     tmp = who.make_dir(scratch / "tmp", 0o1777)
     probe = r"""
@@ -101,6 +105,7 @@ for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..
     assert "PLANTED" not in r.stdout, f"the command wrote in sandlock's own scratch:\n{r.stdout}"
 
 
+@pytest.mark.xfail(strict=True, reason="open channel: a kept (or live) upper layer next to the workdir holds hard links to it, reachable by another policy that covers the workdir's parent; SECURITY.md 'Open channels'")
 def test_a_denied_workdir_cannot_be_written_through_the_hard_links_of_a_kept_layer(who, scratch: Path) -> None:
     """A kept (or live) layer's farm holds hard links to the workdir's own inodes, in a
     container beside the workdir: a sandbox with -w over that parent and --fs-deny on
@@ -160,6 +165,7 @@ print("ALIVE", chunks * size >> 20, "MiB")
 """
 
 
+@pytest.mark.xfail(strict=True, reason="open channel: memory held only in a socket's queue (memfds sent with SCM_RIGHTS and closed) is not counted by -m; SECURITY.md 'Open channels'")
 def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_limit(who) -> None:
     # control: the same memory held by fds is counted and the run is killed
     held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "held", "16"])
@@ -209,6 +215,7 @@ print("planted", len(planted), "swaps", n)
 """
 
 
+@pytest.mark.xfail(strict=True, reason="open channel: through the scratch container, another sandbox swaps the anchor links a --root run's exec follows; SECURITY.md 'Open channels'")
 def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
         who, scratch: Path, busybox_root: Path, secprogs) -> None:  # type: ignore[no-untyped-def]
     tmp = who.make_dir(scratch / "tmp", 0o1777)
