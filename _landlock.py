@@ -106,12 +106,7 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
     if not inside and not _under(DEV, top):
         out.append(Rule(top, access if os.path.isdir(top) else access & FILE_ONLY))
         return
-    ancestors.append(top)
-    try:
-        entries = sorted(os.listdir(top))
-    except OSError as exc:
-        raise SetupError(exc.errno, f"{top}: cannot list to cut out a denied path: {exc.strerror}") from None
-    for name in entries:
+    for name in _walked(top, "a denied path", ancestors):
         child = os.path.join(top, name)
         if stat.S_ISLNK(os.lstat(child).st_mode):
             continue  # a link grants nothing itself; its target has its own rules
@@ -134,13 +129,18 @@ def _punch_dev(top: str, access: int, denied: Sequence[str], out: List[Rule], an
         if not inside:
             out.append(Rule(top, access if stat.S_ISDIR(st.st_mode) else access & FILE_ONLY))
             return
+    for name in _walked(top, "its devices", ancestors):
+        _punch(os.path.join(top, name), access, denied, out, ancestors)
+
+
+def _walked(top: str, what: str, ancestors: List[str]) -> List[str]:
+    """The entries of `top`, a directory cut around `what`: it gets no right of its
+    own, only READ_DIR for the supervisor thread (ancestors)."""
     ancestors.append(top)
     try:
-        entries = sorted(os.listdir(top))
+        return sorted(os.listdir(top))
     except OSError as exc:
-        raise SetupError(exc.errno, f"{top}: cannot list to cut out its devices: {exc.strerror}") from None
-    for name in entries:
-        _punch(os.path.join(top, name), access, denied, out, ancestors)
+        raise SetupError(exc.errno, f"{top}: cannot list to cut out {what}: {exc.strerror}") from None
 
 
 def _device_filesystems() -> Tuple[int, ...]:
