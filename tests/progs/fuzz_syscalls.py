@@ -20,7 +20,11 @@ base = ctypes.addressof(ctypes.c_char.from_buffer(area))
 libc.munmap(ctypes.c_void_p(base + page), ctypes.c_size_t(page))
 ro = mmap.mmap(-1, page, prot=mmap.PROT_READ)
 ro_addr = ctypes.addressof(ctypes.c_char.from_buffer(ro)) if False else None
-scratch = ctypes.create_string_buffer(8192)
+# pointers go into the first 8 KiB; the 64 KiB after them are slack, so a result the
+# kernel rightly writes near the end (a stat buffer, a readlink or xattr value) lands
+# there, not in the heap (the fuzzer must not corrupt itself, which would look like
+# the supervisor corrupting it)
+scratch = ctypes.create_string_buffer(8192 + 65536)
 sbase = ctypes.addressof(scratch)
 W = os.environ.get("FUZZ_DIR", "/tmp")
 CANARY = os.environ.get("FUZZ_CANARY", "/tmp/fz/ro/canary").encode()
