@@ -138,7 +138,7 @@ class Layers:
         """Remove the directory unless a kept upper layer is in it."""
         if _kept_runs(self.path):
             return
-        _remove_tree(self.path)
+        _scratch.remove_tree(self.path)
         _scratch.release(self.container)
 
 
@@ -545,7 +545,7 @@ class Upper:
         self._state("kept")
 
     def discard(self) -> None:
-        _remove_tree(self.run)
+        _scratch.remove_tree(self.run)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -689,10 +689,6 @@ def _remove_entry(top: int, head: str, name: str) -> None:
         os.close(parent)
 
 
-def _remove_tree(path: str) -> None:
-    _scratch.remove_tree(path)  # iterative: a tree of any depth (see _scratch)
-
-
 def _places(workdir: str, outside: Optional[str]) -> List[str]:
     """Parents of the containers Layers may use for this workdir, in its order."""
     import tempfile
@@ -715,7 +711,7 @@ def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
                 kept = _kept_runs(path)
                 out += [f"{os.path.join(path, run)} ({state})" for run, state in kept]
                 if not kept:
-                    _remove_tree(path)
+                    _scratch.remove_tree(path)
     return out
 
 

@@ -27,7 +27,7 @@ from typing import Callable, List, Optional, Tuple
 
 import _syscalls
 from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
-                    proc_status_field, read_mem, write_mem)
+                    read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
 AT_SYMLINK_NOFOLLOW_FLAGS = AT_SYMLINK_NOFOLLOW
@@ -564,10 +564,6 @@ def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply
     # through it (/proc/self/fd/N) is an open done on behalf, decided on the
     # object, and checked by Landlock.
     return CONTINUE
-
-
-def _umask(tid: int) -> int:
-    return int(proc_status_field(tid, b"Umask"), 8)
 
 
 def do_exec_check(ctx: Context, call: Call) -> Reply:

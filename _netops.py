@@ -32,7 +32,7 @@ import threading
 from typing import Callable, List, Optional, Tuple, Union
 
 import _syscalls
-from _notif import Call, Context, Errno, Reply, Value, proc_status_field, read_mem
+from _notif import Call, Context, Errno, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
 SUN_PATH_OFFSET = 2
@@ -326,7 +326,7 @@ def do_bind(ctx: Context, call: Call) -> Reply:
             target = b"/proc/self/fd/%d/%s" % (directory, last)
             if len(target) >= 108:
                 return Errno(errno.ENAMETOOLONG)
-            old = os.umask(_rootops._umask(call.tid))
+            old = os.umask(umask_of(call.tid))
             try:
                 _syscalls.bind(sock.fileno(), address[:SUN_PATH_OFFSET] + target + b"\0")
             finally:
@@ -417,7 +417,7 @@ def do_bind_host(ctx: Context, call: Call) -> Reply:
     def pathname(sock: socket.socket, address: bytes, path: bytes) -> Reply:
         cwd = ctx.resolver.base(call, -100)
         try:
-            umask = int(proc_status_field(call.tid, b"Umask"), 8)
+            umask = umask_of(call.tid)
             return _in_callers_directory(cwd, umask, lambda: _syscalls.bind(sock.fileno(), address))
         finally:
             os.close(cwd)

@@ -450,6 +450,11 @@ def proc_status_field(pid: int, key: bytes) -> bytes:
     raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
 
 
+def umask_of(tid: int) -> int:
+    """The umask of thread tid (creations done on behalf apply it themselves)."""
+    return int(proc_status_field(tid, b"Umask"), 8)
+
+
 def tgid_of(tid: int) -> int:
     return int(proc_status_field(tid, b"Tgid"))
 

@@ -240,11 +240,6 @@ def _clean_relative(path: bytes) -> bool:
             and (b"." not in path or all(c not in (b".", b"..") for c in path.split(b"/"))))
 
 
-def _remove_tree(path: bytes) -> None:
-    import _scratch
-    _scratch.remove_tree(os.fsdecode(path))  # iterative: any depth, no symlink followed
-
-
 def join(base: bytes, path: bytes) -> bytes:
     if path[:1] == b"/":
         return path
