@@ -43,7 +43,7 @@ import _policy
 import _structs as S
 import _syscalls
 import _table
-from _errors import ExecError, SetupError
+from _errors import ExecError, SetupError, shown
 from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
                     write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
@@ -623,7 +623,8 @@ class Session:
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
         times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
-        return max(0.0, min(times) - now) if times else None
+        # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
+        return min(3600.0, max(0.0, min(times) - now)) if times else None
 
     def _on_timers(self) -> None:
         now = time.monotonic()
@@ -973,7 +974,7 @@ class Session:
         if step == "exec":
             name = os.fsdecode(self.argv[0])
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
-            raise ExecError(err, f"{name}: {reason}", name)
+            raise ExecError(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
 
 

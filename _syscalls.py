@@ -25,7 +25,7 @@ import errno
 import functools
 import os
 import struct
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, NamedTuple, Optional, Sequence, Tuple
 
 import _structs as S
 
@@ -208,6 +208,11 @@ def table(arch: Optional[str] = None) -> Dict[str, int]:
 
 
 @functools.lru_cache(maxsize=None)
+def any_arch_names() -> FrozenSet[str]:
+    """Every syscall name of every architecture sandlock supports."""
+    return frozenset(_parse_table(_X86_64_TABLE)) | frozenset(_parse_table(_AARCH64_TABLE))
+
+
 def names(arch: Optional[str] = None) -> Dict[int, str]:
     """Syscall number -> name for `arch` (default: this machine)."""
     return {nr: name for name, nr in table(arch).items()}

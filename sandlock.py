@@ -14,13 +14,19 @@ This file is the public API and the CLI.  Nothing imports it (under
 _errors.py so there is one copy of each class.
 """
 
-from __future__ import annotations
 
 import os
 import signal
 import sys
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
+    _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
+    if __name__ == "__main__":
+        sys.stderr.write("sandlock: " + _TOO_OLD + "\n")
+        sys.exit(125)
+    raise ImportError(_TOO_OLD)
 
 import _errors
 from _errors import ExecError, PolicyError, SandlockError, SetupError
@@ -112,7 +118,7 @@ class Sandbox:
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
-            check: bool = False) -> Result:
+            check: bool = False) -> "Result":
         """Run argv in the sandbox and wait for every process of it to end.
 
         Args:
@@ -265,10 +271,10 @@ def _parser():  # type: ignore[no-untyped-def]
         def error(self, message: str) -> None:  # type: ignore[override]
             raise _UsageError(message)
 
-    p = _Parser(prog="python -m sandlock", allow_abbrev=False, add_help=False,
+    p = _Parser(prog=_prog(), allow_abbrev=False, add_help=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Run COMMAND confined by Landlock, a seccomp-bpf filter and a supervisor.",
-                epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":"))
+                epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":").replace("python -m sandlock", _prog()))
     fs = p.add_argument_group("filesystem")
     fs.add_argument("-r", "--fs-read", action="append", default=[], metavar="PATH",
                     help="allow reading and executing PATH (repeatable); replaces the default view")
@@ -312,7 +318,8 @@ def _parser():  # type: ignore[no-untyped-def]
     other.add_argument("--json", action="store_true", help="with --check: machine-readable output")
     other.add_argument("--version", action="store_true", help="print the version and exit")
     other.add_argument("-h", "--help", action="store_true", help="show this help and exit")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="the command and its arguments (none: $SHELL, inside a root if it exists there, else /bin/sh)")
     return p
 
 
@@ -336,7 +343,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(argv, debug)
     except _UsageError as exc:
-        return _fail(f"{exc} (see python -m sandlock --help)")
+        message = str(exc)
+        if message.startswith("argument "):  # argparse's "argument -m/--max-memory: ..."
+            message = message[len("argument "):]
+        return _fail(f"{message} (see {_prog()} --help)")
     except ExecError as exc:
         _say(str(exc))
         return exc.exit_code
@@ -350,22 +360,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if debug:
             import traceback
             traceback.print_exc()
-        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
+        return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
 
 
+def _joined_values(parser: Any, argv: List[str]) -> List[str]:
+    """`-m -5M` as `--max-memory=-5M`: argparse takes a value that starts with '-'
+    for an option, so the validator (not "expected one argument") names what is wrong."""
+    takes_value = {opt: action.option_strings[-1] for action in parser._actions
+                   if action.nargs is None and action.option_strings for opt in action.option_strings}
+    flags = {opt for action in parser._actions for opt in action.option_strings}
+    out, i = [], 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--" or not item.startswith("-") or item == "-":
+            return out + argv[i:]  # the command
+        if item in takes_value and i + 1 < len(argv):
+            value = argv[i + 1]
+            if value.startswith("-") and value != "--" and value.split("=")[0] not in flags:
+                out.append(f"{takes_value[item]}={value}")
+                i += 2
+                continue
+            out += argv[i:i + 2]
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def _main(argv: List[str], debug: bool) -> int:
-    ns = _parser().parse_args(argv)
+    parser = _parser()
+    ns = parser.parse_args(_joined_values(parser, argv))
     if ns.help:
-        _parser().print_help()
+        parser.print_help()
         return 0
     if ns.version:
         print(_version_line())
         return 0
-    if ns.check:
-        return _check(ns.json)
     command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if ns.json and not ns.check:
+        raise _UsageError("--json: only with --check")
+    if ns.check:
+        if command:
+            raise _UsageError("--check: reports what this kernel supports and exits; it runs no command")
+        return _check(ns.json)
     policy = _policy_from_args(ns)
     import _supervisor
     prepared = _supervisor.prepare(policy)
@@ -425,6 +466,11 @@ def _interactive() -> bool:
         return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
     except OSError:
         return False
+
+
+def _prog() -> str:
+    """How the user ran sandlock: the installed script, or python -m sandlock."""
+    return "sandlock" if os.path.basename(sys.argv[0] or "") == "sandlock" else "python -m sandlock"
 
 
 def _say(message: str) -> None:
