@@ -137,15 +137,15 @@ class Policy:
         return f"Policy({fields})"
 
     def readable_paths(self) -> Tuple[str, ...]:
-        """Paths readable and executable: the user's, or the default view.
-
-        With an emulated root these are virtual paths and the default is "/".
-        """
-        if self.chroot is not None:
-            return self.fs_readable or ("/",)
-        if self.fs_readable or not self.default_view:
+        """Paths readable and executable: the default view (unless default_view is
+        False) plus the user's.  With an emulated root these are virtual paths and
+        the default view is "/" (the whole root)."""
+        if not self.default_view:
             return self.fs_readable
-        return tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
+        if self.chroot is not None:
+            return ("/",) + tuple(p for p in self.fs_readable if p != "/")
+        view = tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
+        return view + tuple(p for p in self.fs_readable if p not in view)
 
     def with_timeout(self, timeout: Optional[float]) -> "Policy":
         if timeout is None:

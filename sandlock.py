@@ -91,7 +91,8 @@ class Sandbox:
 
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
-    clean_env, cwd, timeout, extra_deny_syscalls, best_effort.
+    clean_env, cwd, timeout, extra_deny_syscalls, best_effort; default_view=False
+    starts from nothing instead of the system directories (README "Default filesystem view").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -202,7 +203,7 @@ def _result(args: Sequence[object], outcome) -> "Result":
 
 
 def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
-            best_effort: bool = False) -> None:
+            best_effort: bool = False, default_view: bool = True) -> None:
     """Apply Landlock filesystem rules to the calling thread, for good.
 
     Landlock restricts the thread that asks (and what it starts later);
@@ -210,7 +211,8 @@ def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathL
     """
     import _landlock
     import _launch
-    policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort)
+    policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort,
+                         default_view=default_view)
     abi = _landlock.check_kernel(policy)
     if abi == 0:
         return
@@ -277,7 +279,9 @@ def _parser():  # type: ignore[no-untyped-def]
                 epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":").replace("python -m sandlock", _prog()))
     fs = p.add_argument_group("filesystem")
     fs.add_argument("-r", "--fs-read", action="append", default=[], metavar="PATH",
-                    help="allow reading and executing PATH (repeatable); replaces the default view")
+                    help="allow reading and executing PATH too (repeatable; the default view stays)")
+    fs.add_argument("--no-default-view", action="store_true",
+                    help="start from nothing: only what -r/-w name (not the system directories, or / of a root)")
     fs.add_argument("-w", "--fs-write", action="append", default=[], metavar="PATH",
                     help="allow reading, writing, creating and removing under PATH (repeatable)")
     fs.add_argument("--fs-deny", action="append", default=[], metavar="PATH",
@@ -326,7 +330,8 @@ def _parser():  # type: ignore[no-untyped-def]
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
-                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run)
+                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
+                                  default_view=not ns.no_default_view)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
