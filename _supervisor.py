@@ -34,6 +34,7 @@ import struct
 import sys
 import threading
 import time
+import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
@@ -58,6 +59,13 @@ MEMORY_POLL = 0.05
 DISK_POLL = 0.2   # walks of the upper layer: at least; longer when a walk takes long
 DISK_HOT_POLL = 0.02  # the files opened for writing since the last walk (_check_disk)
 DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
+
+# The stub is forked while sandlock's own threads (the cleanup thread, a Sandbox's
+# other runs) wait: what it runs touches no lock they could hold (os.* calls on
+# fds and data prepared before the fork, then exec), so Python 3.12's warning
+# about fork() in a multi-threaded process is not for this call.
+warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded", category=DeprecationWarning,
+                        module="_supervisor")
 
 
 class Outcome(NamedTuple):
