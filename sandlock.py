@@ -351,6 +351,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = str(exc)
         if message.startswith("argument "):  # argparse's "argument -m/--max-memory: ..."
             message = message[len("argument "):]
+        elif message.startswith("unrecognized arguments: "):
+            message = f"{message[len('unrecognized arguments: '):]}: unknown option"
         return _fail(f"{message} (see {_prog()} --help)")
     except ExecError as exc:
         _say(str(exc))
