@@ -55,6 +55,7 @@ CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 MEMORY_POLL = 0.05
 DISK_POLL = 0.2   # walks of the upper layer: at least; longer when a walk takes long
 DISK_HOT_POLL = 0.02  # the files opened for writing since the last walk (_check_disk)
@@ -494,7 +495,8 @@ class Session:
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
         own_group = not self.interactive or prep.abi < 6
-        tty = 0 if self.interactive and own_group else -1
+        # the terminal is handed to the command's own group only from the foreground
+        tty = 0 if self.interactive and own_group and _foreground(0) else -1
         launch = _launch.Prepared(
             candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
             argv=self.argv, envp=self.env,
@@ -778,6 +780,8 @@ class Session:
             if self.own_group:
                 try:
                     os.killpg(self.stub, signum)
+                    if signum in ENDING:  # a stopped command gets it too, as kill(1) does for jobs
+                        os.killpg(self.stub, signal.SIGCONT)
                 except OSError:
                     pass
 
@@ -1085,6 +1089,13 @@ def _current_umask() -> int:
             if line.startswith(b"Umask:"):
                 return int(line.split()[1], 8)
     return 0o022
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _seconds(value: Optional[float]) -> str:

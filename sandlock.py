@@ -469,8 +469,10 @@ def _default_shell(policy: Policy) -> str:
 
 
 def _interactive() -> bool:
+    """stdin is this session's terminal, whether sandlock is the foreground job or a
+    background one (`sandlock -- cat &`): job control then reaches the command."""
     try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        return os.isatty(0) and os.tcgetpgrp(0) > 0  # ENOTTY: not our controlling terminal
     except OSError:
         return False
 
