@@ -129,7 +129,8 @@ def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
     return out
 
 
-def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"]) -> Policy:
+def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"],
+                 cut_workdir: bool = True) -> Policy:
     """An emulated root's policy in host terms, for Landlock.
 
     Readable: the root (or the -r paths inside it), every --fs-mount, the
@@ -138,7 +139,11 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     pseudo-terminals in /dev/pts for it, see _landlock.plans); denied: --fs-deny inside the root.  With
     a workdir, what lies in it is granted on the upper layers' directory
     instead, and the workdir itself is cut out of any wider grant: the
-    command never reaches it (the supervisor commits).
+    command never reaches it (the supervisor commits).  cut_workdir=False:
+    the supervisor's own rules, where that cut is not made — a cut takes the
+    create right from the directories above it (`-w /tmp` around a workdir in
+    /tmp), and the supervisor creates for the command; what it reaches stays
+    within the policy, the workdir being writable (README "Copy-on-write workdir").
     """
     def cow(paths: List[str]) -> List[str]:
         if layers is None:
@@ -156,8 +161,8 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
     denied = cow(_host_paths(policy, policy.fs_denied))
-    if layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
-                                  for top in readable + writable):
+    if cut_workdir and layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
+                                                  for top in readable + writable):
         denied.append(layers.workdir)
     return policy.replace(chroot=None, fs_mount=(), default_view=False, fs_readable=tuple(readable),
                           fs_writable=tuple(writable), fs_denied=tuple(denied), workdir=None, on_exit=None,
@@ -204,6 +209,9 @@ def prepare(policy: Policy) -> Prepared:
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
+            if layers is not None:
+                supervisor_plan = _landlock.plans(_host_policy(policy, scratch, layers, cut_workdir=False),
+                                                  abi, ttys)[1]
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
