@@ -165,7 +165,6 @@ print("ALIVE", chunks * size >> 20, "MiB")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open channel: memory held only in a socket's queue (memfds sent with SCM_RIGHTS and closed) is not counted by -m; SECURITY.md 'Open channels'")
 def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_limit(who) -> None:
     # control: the same memory held by fds is counted and the run is killed
     held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "held", "16"])
@@ -176,6 +175,75 @@ def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_l
     probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
     assert "ALIVE" not in probe.stdout, f"384 MiB of memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
     assert "memory limit exceeded" in probe.stderr, probe.stderr
+    # without -m nothing is counted and nothing changes
+    free = who.run(["-r", "/", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
+    assert free.returncode == 0 and "ALIVE 384 MiB" in free.stdout, (free.returncode, free.stderr)
+
+
+# A memfd passed to another process of the sandbox: sent `copies` times, received
+# once by the child, which holds it (the other copies stay queued), then the sender
+# closes its fd; or, with "cycle", one memfd after another received and closed by
+# the child, which answers each, and the next one sent only after the answer.
+MEMFD_PASSED = r"""
+import array, os, socket, sys, time
+mode, chunks, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+block = b"\x01" * (1 << 20)
+a, b = socket.socketpair()
+def memfd(k):
+    fd = os.memfd_create("p%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    return fd
+def send(fd):
+    a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+def receive():
+    fds = array.array("i")
+    msg, anc, flags, addr = b.recvmsg(1, socket.CMSG_LEN(fds.itemsize))
+    fds.frombytes(anc[0][2])
+    return fds[0]
+if os.fork() == 0:
+    a.close()
+    if mode == "hold":
+        fd = receive()
+        time.sleep(3)
+        print("CHILD HOLDS", os.fstat(fd).st_size >> 20, "MiB", flush=True)
+    else:
+        for _ in range(chunks):
+            os.close(receive())
+            b.send(b"k")
+    os._exit(0)
+if mode == "hold":
+    fd = memfd(0)
+    for _ in range(chunks):
+        send(fd)
+    os.close(fd)
+else:
+    for k in range(chunks):
+        fd = memfd(k)
+        send(fd)
+        os.close(fd)
+        assert a.recv(1) == b"k"
+os.wait()
+time.sleep(1)
+print("ALIVE", mode)
+"""
+
+
+def test_a_memfd_passed_to_another_process_of_the_sandbox_is_counted_once(who) -> None:
+    # 48 MiB held by the child and still queued twice: once is within -m 100M, twice is not
+    r = who.run(["-r", "/", "-m", "100M", "--", "/usr/bin/python3", "-c", MEMFD_PASSED, "hold", "3", "48"])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "CHILD HOLDS 48 MiB" in r.stdout and "ALIVE hold" in r.stdout, r.stdout
+    # control: the same memory in two memfds is over the limit
+    r = who.run(["-r", "/", "-m", "100M", "--", "/usr/bin/python3", "-c",
+                 MEMFD_IN_FLIGHT.replace("size = 24 << 20", "size = 48 << 20"), "held", "2"])
+    assert r.returncode != 0 and "memory limit exceeded" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_memfds_received_and_closed_by_another_process_of_the_sandbox_stop_counting(who) -> None:
+    # 16 memfds of 24 MiB, one at a time: never more than one held at once
+    r = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_PASSED, "cycle", "16", "24"])
+    assert r.returncode == 0 and "ALIVE cycle" in r.stdout, (r.returncode, r.stdout, r.stderr)
 
 
 # The attacker of the exec race: copies its program into every --root run's private
