@@ -260,7 +260,8 @@ class InFlight:
 
     A file is let go once every socket it was sent on has nothing queued any
     more (SIOCOUTQ 0: each message that socket sent was received, or freed
-    with the queue that held it) and no send on it is under way.  Until then
+    with the queue that held it) and no send on it is under way, checked at
+    each measurement and before each send on that socket.  Until then
     the file is counted even if no message holds it any more (the supervisor's
     own reference keeps it in memory).  The reference to a socket keeps its
     own receive queue alive after the sandbox closed it: memory files in it
