@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
+import _syscalls
 from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
@@ -242,6 +243,8 @@ def _is_memory_file(target: str, st: os.stat_result, memory_devs: Set[int], memo
 
 # --- memory in sockets' queues (--max-memory) --------------------------------------------
 
+# statfs(2) f_type of the filesystems of _MEMORY_FS (include/uapi/linux/magic.h)
+_MEMORY_MAGIC = (0x01021994, 0x858458F6, 0x958458F6)  # TMPFS_MAGIC, RAMFS_MAGIC, HUGETLBFS_MAGIC
 SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
 IN_FLIGHT_FILES = 256  # memory files the supervisor holds for the sandbox's socket queues
 IN_FLIGHT_SOCKETS = 64  # sockets they were sent on
@@ -372,14 +375,21 @@ class InFlight:
                 os.close(fd)
 
     def _memory_key(self, fd: int) -> Optional[Tuple[int, int]]:
-        """(st_dev, st_ino) of our fd if it holds a memory file, else None."""
-        if self._devs is None:
-            self._devs = memory_devices()
+        """(st_dev, st_ino) of our fd if it holds a memory file, else None.  By the
+        filesystem's f_type (statfs(2)), which also names memfds (tmpfs, or hugetlbfs
+        with MFD_HUGETLB) without a readlink; the name only for memory_dirs."""
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
+        key = (st.st_dev, st.st_ino)
+        if int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) in _MEMORY_MAGIC:
+            return key
+        if not self._dirs:
+            return None
+        if self._devs is None:
+            self._devs = memory_devices()
         target = os.readlink(f"/proc/self/fd/{fd}")
-        return (st.st_dev, st.st_ino) if _is_memory_file(target, st, self._devs, self._dirs) else None
+        return key if _is_memory_file(target, st, self._devs, self._dirs) else None
 
 
 def _queued(sock: int) -> int:
