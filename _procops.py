@@ -298,7 +298,11 @@ class InFlight:
         with self._lock:
             if self._closed:
                 raise OSError(errno.ESRCH, "the run is over")
-            if sock_key in self._sockets:  # what it sent before is out of its queue: let go first
+            entry = self._sockets.get(sock_key)
+            if entry is not None and all(sock_key in self._files.get(key, (0, ()))[1] for key, _ in memory):
+                entry[1] += 1  # the same files again on the same socket (a loop): nothing new to hold
+                return sock_key
+            if entry is not None:  # what it sent before may be out of its queue: let go first
                 self._release((sock_key,))
             new = {key for key, _ in memory if key not in self._files}
             if not self._room(len(new), sock_key):
