@@ -9,6 +9,7 @@ import errno
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -185,3 +186,34 @@ def test_the_in_flight_table_is_bounded_refuses_with_etoomanyrefs_and_closes_eve
         os.close(fd)
         a.close()
         b.close()
+
+
+def test_memory_files_are_known_by_their_filesystem_or_a_memory_directory(tmp_path: Path) -> None:
+    shm = tmp_path / "shm"             # a root's private /dev/shm, on whatever /tmp is
+    shm.mkdir()
+    in_flight, plain = InFlight((str(shm),)), InFlight()
+    a, b = socket.socketpair()
+    fds = [_memfd(4096), os.open(shm / "x", os.O_RDWR | os.O_CREAT, 0o600),
+           os.open(sys.executable, os.O_RDONLY), os.open(tmp_path, os.O_RDONLY)]
+    os.write(fds[1], b"\1" * 4096)
+    try:
+        _send_fds(a, fds, in_flight)
+        _send_fds(a, fds, plain)
+        assert len(in_flight) == 2     # the memfd and the file of the memory directory
+        assert len(plain) == 1 + _on_tmpfs(tmp_path)   # the memfd (and x if /tmp is a tmpfs)
+    finally:
+        in_flight.close()
+        plain.close()
+        for fd in fds:
+            os.close(fd)
+        a.close()
+        b.close()
+
+
+def _on_tmpfs(path: Path) -> bool:
+    import _syscalls
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) == 0x01021994
+    finally:
+        os.close(fd)
