@@ -48,7 +48,7 @@ from _errors import ExecError, SetupError, shown
 from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
                     write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
-from _procops import MeasureError, Members, memory_devices, memory_used
+from _procops import InFlight, MeasureError, Members, memory_devices, memory_used
 from _resolve import Devices, FsRules, Resolver
 
 CLONE_FS = 0x200
@@ -318,6 +318,8 @@ class Session:
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
             self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
+        # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
+        self.in_flight = InFlight((self._shm,) if self._shm else ()) if policy.max_memory else None
 
     @property
     def vfork(self):
@@ -430,6 +432,8 @@ class Session:
                 self._memory.close()
             if self._vfork is not None:
                 self._vfork.close()
+            if self.in_flight is not None:
+                self.in_flight.close()
             if self.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(self.upper.run)
             self._later.extend(self._run_dirs)
@@ -693,7 +697,7 @@ class Session:
         try:
             if self._memory_devs is None:
                 self._memory_devs = memory_devices()
-            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else ())
+            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else (), self.in_flight)
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
