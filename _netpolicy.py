@@ -22,24 +22,35 @@ Nothing here makes a syscall; the module is imported by the policy check.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from _errors import PolicyError
 
-IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+if TYPE_CHECKING:
+    import ipaddress
+    IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+    Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 Ports = Optional[Tuple[Tuple[int, int], ...]]  # None: every port
 
 PROTOS = ("tcp", "udp", "icmp")
 _SCHEMES = {"tcp": frozenset({"tcp"}), "udp": frozenset({"udp"}), "icmp": frozenset({"icmp"})}
 _DEFAULT = frozenset({"tcp", "udp"})
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-_LOOPBACK = {ipaddress.IPv4Address("0.0.0.0"): ipaddress.IPv4Address("127.0.0.1"),
-             ipaddress.IPv6Address("::"): ipaddress.IPv6Address("::1")}
+NAT64 = "64:ff9b::/96"
+_IP: dict = {}
+
+
+def _ip():  # type: ignore[no-untyped-def]
+    """The ipaddress module and our constants, on first use (its import costs the CLI's
+    start-up ~2 ms, and a run without network rules never needs it)."""
+    if not _IP:
+        import ipaddress
+        _IP.update(mod=ipaddress, nat64=ipaddress.IPv6Network(NAT64),
+                   mapped=ipaddress.IPv6Network("::ffff:0:0/96"),
+                   loopback={ipaddress.IPv4Address("0.0.0.0"): ipaddress.IPv4Address("127.0.0.1"),
+                             ipaddress.IPv6Address("::"): ipaddress.IPv6Address("::1")})
+    return _IP
 
 
 class Rule(NamedTuple):
@@ -70,6 +81,16 @@ def name_matches(host: str, wildcard: bool, name: str) -> bool:
     return name.endswith("." + host) if wildcard else name == host
 
 
+def warm() -> None:
+    """Import what matching needs now: a confined supervisor may not read Python's library later."""
+    _ip()
+
+
+def ip_from_packed(packed: bytes) -> "IP":
+    """The address of 4 or 16 bytes in network order."""
+    return _ip()["mod"].ip_address(packed)
+
+
 def unmap(ip: IP) -> IP:
     """An IPv4-mapped IPv6 address as the IPv4 address; anything else as given."""
     if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
@@ -79,10 +100,11 @@ def unmap(ip: IP) -> IP:
 
 def spellings(ip: IP) -> Tuple[IP, ...]:
     """The addresses a rule may name to mean the destination `ip` (see the module doc)."""
+    c = _ip()
     ip = unmap(ip)
-    ip = _LOOPBACK.get(ip, ip)
-    if ip.version == 6 and ip in NAT64:
-        return ip, ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    ip = c["loopback"].get(ip, ip)
+    if ip.version == 6 and ip in c["nat64"]:
+        return ip, c["mod"].IPv4Address(int(ip) & 0xFFFFFFFF)
     return (ip,)
 
 
@@ -122,14 +144,15 @@ def _split_scheme(label: str, spec: str, allowed: Sequence[str]) -> Tuple[Frozen
 
 
 def _network(label: str, spec: str, text: str) -> Network:
+    c = _ip()
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net = c["mod"].ip_network(text, strict=True)
     except ValueError as exc:
         raise _fail(label, spec, f"bad address {text!r} ({exc})") from None
-    if net.version == 6 and net.prefixlen >= 96 and net.network_address in _MAPPED:
+    if net.version == 6 and net.prefixlen >= 96 and net.network_address in c["mapped"]:
         # a v4-mapped rule is a rule about the IPv4 addresses it maps
-        first = ipaddress.IPv4Address(int(net.network_address) & 0xFFFFFFFF)
-        net = ipaddress.IPv4Network(f"{first}/{net.prefixlen - 96}")
+        first = c["mod"].IPv4Address(int(net.network_address) & 0xFFFFFFFF)
+        net = c["mod"].IPv4Network(f"{first}/{net.prefixlen - 96}")
     return net
 
 
@@ -297,6 +320,8 @@ class NetRules:
 
     def allows(self, proto: str, ip: IP, port: int, names: Iterable[str] = ()) -> bool:
         """Is `proto` to ip:port allowed?  `names`: the hostnames ip was learned for."""
+        if not self.allow and not self.deny:
+            return False
         ips = spellings(ip)
         if self.deny:
             # deny rules without a scheme cover ICMP too (denying more is the safe side)
