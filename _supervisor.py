@@ -215,7 +215,7 @@ def prepare(policy: Policy) -> Prepared:
     traps = _table.traps_for(policy, abi, arch)
     net_rules = _netpolicy.NetRules.from_policy(policy)
     rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
-                              {"socket": _filter.socket_rule(net_rules.may_use("udp"), net_rules.may_use("icmp"))})
+                              _table.argument_rules(policy, net_rules))
     program = _filter.build(arch, rules)
     fds: List[int] = []
     try:

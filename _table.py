@@ -211,6 +211,15 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 P_CLONE_THREAD = 0x00010000
 
 
+def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, object]:
+    """Filter rules on register values that the policy shapes: socket(2) admits UDP and
+    ICMP sockets only when some network rule could allow them (README "Network")."""
+    import _filter
+    import _netpolicy
+    rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
+    return {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+
+
 def extra_denials(abi: int) -> Tuple[str, ...]:
     """Without the signal scope the sandbox's process group must stay whole (see _launch)."""
     return ("setsid", "setpgid") if abi < 6 else ()
