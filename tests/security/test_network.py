@@ -434,3 +434,23 @@ def test_icmp_sockets_need_an_icmp_rule(who, box, ping_sockets):
     assert got == {"icmpsock": f"ERR {DENIED}", "icmp": f"ERR {DENIED}"}
     got = probe(who, box, ["--net-allow", "icmp://127.0.0.1"], "icmp:127.0.0.1:0", "icmp#other:127.0.0.2:0")
     assert got == {"icmp": "OK pong", "icmp#other": f"ERR {DENIED}"}
+
+
+API = r"""
+import sys, sandlock
+port, other, probe = sys.argv[1], sys.argv[2], sys.argv[3]
+box = sandlock.Sandbox(fs_readable=["/usr", "/lib", "/lib64", "/etc"], net_allow=["tcp://127.0.0.1:" + port])
+r = box.run(["/usr/bin/python3", "-c", probe, "tcp:127.0.0.1:" + port, "tcp#other:127.0.0.1:" + other])
+sys.stdout.write(r.stdout.decode())
+try:
+    sandlock.Sandbox(net_allow=["tcp://[::1"])
+except sandlock.PolicyError as exc:
+    print("PolicyError", exc)
+"""
+
+
+def test_the_api_takes_the_same_rules_as_keywords(who, echo, echo2):
+    r = who.python(API, args=[str(echo.port), str(echo2.port), PROBE])
+    assert r.stdout.decode().splitlines() == ["tcp OK ping", f"tcp#other ERR {DENIED}",
+                                               "PolicyError net_allow 'tcp://[::1': '[' without ']'"], r.stderr
+    assert echo2.received == []
