@@ -12,7 +12,12 @@ tracee's socket (pidfd_getfd), with the address read once:
   Landlock domain carries the abstract-socket scope (ABI >= 6), so sockets
   of processes outside the sandbox stay out of reach; without scopes it is
   refused;
-- other families are connected as asked (no network policy yet).
+- an IP destination (AF_INET, AF_INET6) is decided by the network policy
+  (_netpolicy.NetRules, README "Network") on the address as the kernel will
+  read it from our copy and the protocol the socket really has (SO_TYPE,
+  SO_PROTOCOL of the duplicate), and refused with EACCES, as Landlock refuses
+  a TCP connect; the same for every message of sendto/sendmsg/sendmmsg, and
+  bind (ports: --net-allow-bind) and listen (the bound port) on IP sockets.
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
@@ -29,13 +34,135 @@ import os
 import socket
 import struct
 import threading
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import _syscalls
 from _notif import Call, Context, Errno, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
+AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
 SUN_PATH_OFFSET = 2
+SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN = 16, 24   # the kernel's minimums (SIN6_LEN_RFC2133 for v6)
+SOL_SOCKET_, SO_TYPE, SO_PROTOCOL = 1, 3, 38
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
+DNS_PORT = 53
+
+
+# --- the network policy on IP sockets (README "Network") ---------------------------------------------
+
+def protocol_of(sock: socket.socket) -> str:
+    """'tcp', 'udp' or 'icmp': what the socket really is (asked of the kernel on our duplicate,
+    never taken from the command); EACCES for anything else (the filter lets nothing else be made)."""
+    kind = sock.getsockopt(SOL_SOCKET_, SO_TYPE)
+    proto = sock.getsockopt(SOL_SOCKET_, SO_PROTOCOL)
+    if kind == socket.SOCK_STREAM and proto == IPPROTO_TCP:
+        return "tcp"
+    if kind == socket.SOCK_DGRAM and proto == IPPROTO_UDP:
+        return "udp"
+    if kind == socket.SOCK_DGRAM and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        return "icmp"
+    raise OSError(errno.EACCES, "this kind of socket is not allowed by the network policy")
+
+
+def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple[bytes, int]]:
+    """(packed ip, port) the kernel will send to when given `address` on a socket of `family`;
+    None for connect(AF_UNSPEC), which dissolves the association and sends nothing.
+
+    Read as the kernel reads it: the address's own family field picks the layout (an
+    AF_INET6 UDP socket accepts a sockaddr_in), and an AF_UNSPEC destination of a send
+    on an AF_INET socket is used as a sockaddr_in (udp_sendmsg).  Anything else that
+    is not an address of the two IP families is refused (EAFNOSUPPORT)."""
+    if len(address) < 2:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    kind = struct.unpack_from("=H", address)[0]
+    if kind == AF_UNSPEC:
+        if connect:
+            return None
+        if family == AF_INET:
+            kind = AF_INET
+    if kind == AF_INET:
+        if len(address) < SOCKADDR_IN_LEN:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return address[4:8], struct.unpack_from("!H", address, 2)[0]
+    if kind == AF_INET6 and family == AF_INET6:
+        if len(address) < SOCKADDR_IN6_LEN:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return address[8:24], struct.unpack_from("!H", address, 2)[0]
+    raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+
+
+def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
+              payloads: Optional[List[bytes]]) -> Optional[Reply]:
+    """Decide every destination of a connect or a send on an IP socket; EACCES if one is
+    refused (nothing is sent then).  A destination on port 53 goes to ctx.net_dns_send
+    first (DNS policing; only when the policy allows some network); its reply, if any,
+    answers the call."""
+    import _netpolicy
+    proto = protocol_of(sock)
+    rules = ctx.net_rules
+    for address in addresses:
+        where = ip_destination(sock.family, address, connect)
+        if where is None:
+            continue
+        if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
+            raise OSError(errno.EACCES, "the network policy allows no network")
+        packed, port = where
+        ip = _netpolicy.unmap(_netpolicy.ip_from_packed(packed))
+        if port == DNS_PORT and proto != "icmp":
+            answer = ctx.net_dns_send(call, sock, proto, ip, port, payloads)
+            if answer is not None:
+                return answer
+        if not rules.allows(proto, ip, port, ctx.net_names(ip)):
+            raise OSError(errno.EACCES, "the network policy does not allow this destination")
+    return None
+
+
+# Ancillary data a send on an IP socket may carry (level, type): the common ones that
+# need no privilege.  The supervisor sends on behalf with its own credentials, so
+# options the kernel grants only with CAP_NET_RAW/CAP_NET_ADMIN (SO_MARK, SO_PRIORITY,
+# IPv6 hop-by-hop and destination options) would be granted to a command run by root;
+# routing headers (IPV6_RTHDR) and IPv4 options (IP_RETOPTS: source routes) send the
+# packet first to another address than the destination decided.  Others: EPERM.
+IP_CONTROLS = frozenset({(0, 1), (0, 2), (0, 8),                  # IP_TOS, IP_TTL, IP_PKTINFO
+                         (41, 50), (41, 52), (41, 62), (41, 67),  # IPV6_PKTINFO, _HOPLIMIT, _DONTFRAG, _TCLASS
+                         (17, 103),                               # UDP_SEGMENT
+                         (1, 37), (1, 61)})                       # SCM_TIMESTAMPING, SCM_TXTIME
+
+
+def _check_ip_control(raw: bytes) -> None:
+    """EPERM unless every control message of `raw` is in IP_CONTROLS."""
+    offset = 0
+    while offset + _CMSGHDR.size <= len(raw):
+        length, level, kind = _CMSGHDR.unpack_from(raw, offset)
+        if (level, kind) not in IP_CONTROLS:
+            raise OSError(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
+        offset += max(length, _CMSGHDR.size) + (-length % 8)
+
+
+def _bound_port(address: bytes) -> int:
+    """The port of a bind address of an IP socket (the same offset in sockaddr_in and _in6)."""
+    if len(address) < 4:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    return struct.unpack_from("!H", address, 2)[0]
+
+
+def do_listen(ctx: Context, call: Call) -> Reply:
+    """listen(2) on behalf: on an IP socket, the port it is bound to (0, unbound: the
+    kernel picks an ephemeral one) must be allowed by --net-allow-bind / --net-deny-bind.
+    The bound port can only change from 0 to one bind() allowed, so a racing thread
+    cannot make the decision stale."""
+    sock = _socket(ctx, call)
+    try:
+        if sock.family in (AF_INET, AF_INET6):
+            proto = protocol_of(sock)
+            port = _bound_port(_syscalls.sockname(sock.fileno(), "getsockname"))
+            if not ctx.net_rules.allows_bind(proto, port):
+                return Errno(errno.EACCES)
+        backlog = call.size & 0xFFFFFFFF
+        sock.listen(4096 if backlog >= 1 << 31 else min(backlog, 1 << 16))
+        return Value(0)
+    finally:
+        sock.close()
 
 
 def do_connect(ctx: Context, call: Call) -> Reply:
@@ -45,7 +172,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))
         return 0
-    return _on_socket(ctx, call, address, True, act)
+    return _on_socket(ctx, call, address, True, act, connect=True)
 
 
 def _socket(ctx: Context, call: Call) -> socket.socket:
@@ -60,7 +187,8 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
-               act: Callable, cleanup: Callable[[], None] = lambda: None):
+               act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
+               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
     route(address) is the address to use: itself, or with an emulated root
@@ -68,7 +196,9 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     file the supervisor looked up (the fd is held until the act is done).
     An act that may block runs in a worker of the pool (ctx.workers), which
     answers the notification itself (None is returned to the loop); EAGAIN
-    when every worker is busy.
+    when every worker is busy.  On an IP socket every address is decided by
+    the network policy first (_check_ip; `connect`: the call is a connect,
+    `payloads`: the datagrams of a send, for DNS policing).
     """
     try:
         sock = _socket(ctx, call)
@@ -87,6 +217,15 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         if address and sock.family == AF_UNIX:
             for one in (address if isinstance(address, list) else [address]):
                 routes[one] = _check_unix(ctx, call, one, held)
+        elif sock.family in (AF_INET, AF_INET6):
+            for control in controls:
+                _check_ip_control(control)
+            answer = _check_ip(ctx, call, sock, address if isinstance(address, list) else
+                               [address] if address else [], connect, payloads)
+            if answer is not None:
+                sock.close()
+                cleanup()
+                return answer
         blocking = may_block and not (fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
     except BaseException:
         sock.close()
@@ -134,7 +273,8 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
-                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags))
+                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags),
+                      payloads=[data])
 
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
@@ -144,7 +284,7 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       _passing(ctx, fds, lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data,
                                                                                control, flags)),
-                      _closer(fds))
+                      _closer(fds), payloads=[data], controls=[control])
 
 
 def do_sendmmsg(ctx: Context, call: Call) -> Reply:
@@ -185,7 +325,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, _passing(ctx, fds, act),
-                      _closer(fds))
+                      _closer(fds), payloads=[m[2] for m in messages if m[1]], controls=[m[3] for m in messages])
 
 
 def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:
@@ -404,7 +544,13 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
 
 def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
-    autobind (only the family) as an abstract name under the prefix, the rest as given."""
+    autobind (only the family) as an abstract name under the prefix, an IP port only if
+    --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
+    rest as given."""
+    if sock.family in (AF_INET, AF_INET6):
+        port = _bound_port(address)
+        if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
+            return Errno(errno.EACCES)
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

@@ -91,8 +91,9 @@ class Sandbox:
 
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
-    clean_env, cwd, timeout, extra_deny_syscalls, best_effort; default_view=False
-    starts from nothing instead of the system directories (README "Default filesystem view").
+    clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
+    net_allow_bind, net_deny_bind; default_view=False starts from nothing instead of
+    the system directories (README "Default filesystem view").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -241,6 +242,8 @@ examples:
       build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --net-allow pypi.org:443 --net-allow files.pythonhosted.org:443 -- pip download x
+      network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
       a minimal environment
   python -m sandlock --check
@@ -259,6 +262,8 @@ LABELS = {
     "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
     "chroot": "--root", "fs_mount": "--fs-mount", "workdir": "--workdir", "on_exit": "--on-exit",
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
+    "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
+    "net_deny_bind": "--net-deny-bind",
 }
 
 
@@ -301,6 +306,16 @@ def _parser():  # type: ignore[no-untyped-def]
                      help="the upper layer may hold at most SIZE (ENOSPC, or the run is killed past it)")
     cow.add_argument("--dry-run", action="store_true",
                      help="run, print the changes (A/M/D path, on stderr) and discard them")
+    net = p.add_argument_group("network (default: none; README \"Network\")")
+    net.add_argument("--net-allow", action="append", default=[], metavar="SPEC",
+                     help="allow [tcp://|udp://|icmp://]TARGET[:PORT[,PORT...]] (repeatable); TARGET: "
+                          "host, *.domain, IPv4, [IPv6], CIDR or *")
+    net.add_argument("--net-deny", action="append", default=[], metavar="SPEC",
+                     help="allow every destination but these literal IPs/CIDRs (repeatable; not with --net-allow)")
+    net.add_argument("--net-allow-bind", action="append", default=[], metavar="PORTS",
+                     help="allow bind/listen on these ports, e.g. 8080,9000-9005 or * (repeatable)")
+    net.add_argument("--net-deny-bind", action="append", default=[], metavar="PORTS",
+                     help="allow bind/listen on every port but these (repeatable; not with --net-allow-bind)")
     res = p.add_argument_group("resources")
     res.add_argument("-t", "--timeout", metavar="SECONDS", help="kill the sandbox after SECONDS (exit 124)")
     res.add_argument("-m", "--max-memory", metavar="SIZE", help="memory of all processes together, e.g. 512M")
@@ -331,7 +346,9 @@ def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
-                                  default_view=not ns.no_default_view)
+                                  default_view=not ns.no_default_view,
+                                  net_allow=ns.net_allow, net_deny=ns.net_deny,
+                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
@@ -507,6 +524,7 @@ def _verbose(policy: Policy, prepared) -> None:
     import _landlock
     out = [f"sandlock: Landlock ABI {prepared.abi}, architecture {prepared.arch}", "sandlock: Landlock rules:"]
     out += [f"sandlock: {line}" for line in _landlock.rule_lines(prepared.child_plan)]
+    out += [f"sandlock: network: {line}" for line in prepared.net_rules.describe()] if prepared.net_rules else []
     for right, how in _landlock.gaps(prepared.abi).items():
         out.append(f"sandlock: ABI lacks {right}: {how}")
     out.append(f"sandlock: trapped syscalls: {' '.join(sorted(prepared.traps))}")
@@ -529,6 +547,13 @@ def _check(as_json: bool) -> int:
         "landlock_rights": _landlock.describe(_landlock.fs_rights(min(abi, _syscalls.LANDLOCK_ABI_MAX))) if abi else "none",
         "landlock_scopes": abi >= 6,
         "landlock_net": abi >= 4,
+        # README "Network": who enforces the network policy on this kernel
+        "network_kernel": ("Landlock refuses the command's own TCP connect and bind; " if abi >= 4 else "")
+                          + "the seccomp filter refuses raw, packet and other socket families, and UDP/ICMP "
+                            "sockets no rule allows",
+        "network_supervisor": "decides every IP connect, sendto/sendmsg/sendmmsg message, bind and listen "
+                              "(on its own copy) and makes the allowed ones on behalf"
+                              + ("" if abi >= 4 else " (alone for TCP: Landlock ABI < 4)"),
         "seccomp_user_notif": _syscalls.has_user_notif(),
         "seccomp_addfd": _syscalls.has_addfd(),
         "seccomp_addfd_send": _syscalls.has_addfd_send(),
@@ -553,7 +578,7 @@ def _check(as_json: bool) -> int:
         width = max(len(k) for k in features)
         for key, value in features.items():
             mark = "ok" if value not in (False, 0, None, "none", "unsupported") else "missing"
-            if key in ("kernel", "arch", "landlock_rights", "verdict"):
+            if key in ("kernel", "arch", "landlock_rights", "verdict", "network_kernel", "network_supervisor"):
                 mark = ""
             elif key == "legacy_tiocsti":
                 mark = "(TIOCSTI refused by the filter either way)"
