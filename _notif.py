@@ -86,6 +86,7 @@ class Context(Protocol):
     waits: Dict[int, Any]  # O_PATH fd of a FIFO a worker is opening -> ((dev, ino), access mode)
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
     workers: "Workers"  # the one pool for operations that may block
+    netlink: Any       # _netlink.Netlink of the run, made on its first netlink socket (or None)
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
 

@@ -14,6 +14,7 @@ import os
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import _fsops as F
+import _netlink as NL
 import _netops as N
 import _procops as P
 import _syscalls
@@ -88,6 +89,7 @@ ROWS: Dict[str, Row] = {
     "bind": _row(N.do_bind_host, ("fd", "ptr", "size")),
     "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+    "socket": _row(NL.do_socket, ("which", "flags", "mode")),  # domain, type, protocol
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -188,6 +190,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         del traps["fstatfs"]
     if abi < 3:
         traps["truncate"] = None
+    # socket(AF_NETLINK, *, NETLINK_ROUTE) is emulated (_netlink); the filter refuses
+    # other netlink protocols (_filter.ARGUMENT_RULES)
+    traps["socket"] = [Test(0, "eq", NL.AF_NETLINK, "notify", also=Test(2, "eq", NL.NETLINK_ROUTE, ""))]
     # sendto with a destination address (a non-NULL pointer in args[4])
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:
@@ -227,5 +232,5 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
     out = {}
     for name in traps:
         row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
-        out[table[name]] = Handler(row.op, compile_layout(row.layout), row.fixed)
+        out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out

@@ -144,12 +144,14 @@ def test_prctl_options_that_reach_out_are_refused(default):
     assert verdict(code, arch, "prctl", 15) == ("ALLOW", 0)  # PR_SET_NAME
 
 
-def test_raw_packet_and_sock_diag_sockets_are_refused(default):
+def test_raw_packet_and_netlink_sockets_but_route_are_refused(default):
     arch, code = default
     assert verdict(code, arch, "socket", 2, 3, 0) == ("ERRNO", errno.EPERM)      # AF_INET SOCK_RAW
     assert verdict(code, arch, "socket", 17, 2, 0) == ("ERRNO", errno.EPERM)     # AF_PACKET
-    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG
-    assert verdict(code, arch, "socket", 16, 3, 0) == ("ALLOW", 0)               # NETLINK_ROUTE
+    for protocol in (4, 9, 15, 16, 2, 0x100):  # SOCK_DIAG AUDIT KOBJECT_UEVENT GENERIC USERSOCK, 0 in the low byte
+        assert verdict(code, arch, "socket", 16, 3, protocol) == ("ERRNO", errno.EPROTONOSUPPORT), protocol
+    assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)          # NETLINK_ROUTE: emulated
+    assert verdict(code, arch, "socket", 16, 2 | 0x80000, 0) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "socket", 2, 1 | 0x80000, 0) == ("ALLOW", 0)      # TCP, CLOEXEC
 
 
