@@ -17,7 +17,10 @@ one thread for all of a run's sockets, at most SOCKETS_MAX of them at once):
   socket are trapped anyway (_netops does them on behalf for real sockets):
   `hook` answers them with netlink's shapes (struct sockaddr_nl); sendmmsg
   is EOPNOTSUPP;
-- recv, recvmsg and read are not trapped: the command reads the pair.  The
+- recv, recvmsg and read are not trapped: the command reads the pair, and
+  a blocking read waits for the answer.  Only a recv with MSG_DONTWAIT
+  (musl's getifaddrs sends, then reads so) is trapped: `do_recv` answers
+  what is pending on an emulated socket first, then lets the call go on.  The
   supervisor's end is bound to an abstract name whose bytes, read as a
   struct sockaddr_nl, say nl_pid 0 (the kernel), so libraries that check
   the sender of what they receive (glibc, iproute2, busybox) accept it.
@@ -38,7 +41,7 @@ import struct
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from _notif import Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
+from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
 
 try:
     from _netpolicy import network_allowed
@@ -49,6 +52,7 @@ except ImportError:  # before the network policy (issue 11) is merged
 AF_NETLINK, NETLINK_ROUTE = 16, 0
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
+MSG_DONTWAIT = 0x40
 SOCKETS_MAX = 64          # emulated netlink sockets alive at once per run (ENOBUFS beyond)
 REQUEST_MAX = 1 << 16     # bytes of one request datagram read (the rest is cut, MSG_TRUNC)
 DATAGRAM = 3584           # bytes of messages per reply datagram (under the kernel's NLMSG_GOODSIZE)
@@ -169,6 +173,7 @@ class Netlink:
         self.sockets: Dict[int, Emulated] = {}  # inode of the command's end -> socket
         self._by_fd: Dict[int, Emulated] = {}
         self._lock = threading.Lock()
+        self._serving = threading.Lock()  # one answers at a time (the thread, or do_recv)
         self._poll = select.epoll()
         self._thread: Optional[threading.Thread] = None
         self._over = False
@@ -237,13 +242,22 @@ class Netlink:
                 with self._lock:
                     one = self._by_fd.get(fd)
                 if one is not None:
-                    self._on_request(one)
+                    self.settle(one)
 
-    def _on_request(self, one: Emulated) -> None:
+    def settle(self, one: Emulated) -> None:
+        """Answer every request pending on `one`."""
+        with self._serving:
+            while self._on_request(one):
+                pass
+
+    def _on_request(self, one: Emulated) -> bool:
+        """Answer the next request datagram; False when none is left or the socket is gone."""
+        if one.ours.fileno() < 0:
+            return False
         try:
             data = one.ours.recv(REQUEST_MAX)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # every copy of the command's end is closed
@@ -251,7 +265,7 @@ class Netlink:
                 self.sockets.pop(one.inode, None)
                 self._by_fd.pop(one.ours.fileno(), None)
                 one.ours.close()
-            return
+            return False
         for kind, flags, seq, _, body, whole in _messages(data):
             if kind < RTM_BASE:
                 continue  # NOOP, DONE, ...: nothing to answer
@@ -260,7 +274,8 @@ class Netlink:
             except OSError as exc:
                 replies = [_error(exc.errno or errno.EINVAL, seq, one.portid, whole)]
             if not _send_all(one.ours, replies):
-                return  # the command does not read: the rest is dropped
+                break  # the command does not read: the rest is dropped
+        return True
 
     def _answer(self, one: Emulated, kind: int, flags: int, seq: int, body: bytes, whole: bytes) -> List[bytes]:
         if (kind - RTM_BASE) % 4 != 2:
@@ -344,6 +359,27 @@ def do_socket(ctx: Context, call: Call) -> Reply:
         netlink = ctx.netlink = Netlink(network_allowed(ctx.policy))
     fd = netlink.create(tgid_of(call.tid), bool(call.flags & SOCK_NONBLOCK))
     return Fd(fd, bool(call.flags & SOCK_CLOEXEC))
+
+
+def do_recv(ctx: Context, call: Call) -> Reply:
+    """recvfrom/recvmsg/recvmmsg with MSG_DONTWAIT: on an emulated netlink socket, the
+    requests sent so far are answered first, as the kernel answers before send returns."""
+    netlink = ctx.netlink
+    if netlink is not None and netlink.sockets:
+        try:
+            dup = ctx.tracees.getfd(call.tid, call.fd)
+        except OSError:
+            dup = -1
+        if dup >= 0:
+            try:
+                one = netlink.find(dup)
+                if one is not None:
+                    netlink.settle(one)
+            finally:
+                os.close(dup)
+    # CONTINUE: nothing is decided here (a recv on any fd of the command is allowed by
+    # the filter); the trap only orders the answers before the read.
+    return CONTINUE
 
 
 HOOKED = ("connect", "bind", "getsockname", "getpeername", "sendto", "sendmsg", "sendmmsg")

@@ -90,6 +90,9 @@ ROWS: Dict[str, Row] = {
     "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "socket": _row(NL.do_socket, ("which", "flags", "mode")),  # domain, type, protocol
+    "recvfrom": _row(NL.do_recv, ("fd", "_", "_", "flags")),
+    "recvmsg": _row(NL.do_recv, ("fd", "_", "flags")),
+    "recvmmsg": _row(NL.do_recv, ("fd", "_", "_", "flags")),
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -193,6 +196,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # socket(AF_NETLINK, *, NETLINK_ROUTE) is emulated (_netlink); the filter refuses
     # other netlink protocols (_filter.ARGUMENT_RULES)
     traps["socket"] = [Test(0, "eq", NL.AF_NETLINK, "notify", also=Test(2, "eq", NL.NETLINK_ROUTE, ""))]
+    # ... and answered before a non-blocking read (MSG_DONTWAIT) of it; other reads are not trapped
+    for name, arg in (("recvfrom", 3), ("recvmsg", 2), ("recvmmsg", 3)):
+        traps[name] = [Test(arg, "set", NL.MSG_DONTWAIT, "notify")]
     # sendto with a destination address (a non-NULL pointer in args[4])
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:
