@@ -126,8 +126,9 @@ PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x596
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
 CLONE_THREAD = 0x00010000
 S_SETID = 0o6000  # S_ISUID | S_ISGID
-AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_ROUTE, SOCK_RAW, SOCK_TYPE_MASK = 2, 10, 16, 17, 0, 3, 0xF
-SOCK_PACKET = 10
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_ROUTE = 1, 2, 10, 16, 17, 0
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 1, 2, 3, 10, 0xF
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 F_SETLEASE, F_UNLCK = 1024, 2  # uapi linux/fcntl.h, asm-generic/fcntl.h
 ADDR_NO_RANDOMIZE = 0x0040000
 # linux/fs.h: FS_IOC_SETFLAGS and FS_IOC_SETVERSION (long and 32-bit int
@@ -145,15 +146,7 @@ ARGUMENT_RULES: Dict[str, Rule] = {
               "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
-    # Packet sockets (AF_PACKET, and the obsolete SOCK_PACKET type of any family),
-    # raw IP sockets, and every netlink protocol but NETLINK_ROUTE, whose sockets
-    # the supervisor emulates (_netlink; README "Network views").
-    "socket": ([Test(0, "eq", AF_PACKET, "eperm"),
-                Test(1, "maskeq", SOCK_PACKET, "eperm", mask=SOCK_TYPE_MASK),
-                Test(0, "eq", AF_NETLINK, "eprotonosupport", also=Test(2, "ne", NETLINK_ROUTE, "")),
-                Test(0, "eq", AF_INET, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK)),
-                Test(0, "eq", AF_INET6, "eperm", also=Test(1, "maskeq", SOCK_RAW, "", mask=SOCK_TYPE_MASK))],
-               "allow"),
+    "socket": None,  # set below to socket_rule() (no network); the policy shapes it (rules_for)
     # No set-user-id or set-group-id file (README "What the sandbox allows");
     # device nodes need CAP_MKNOD, which the sandbox never has.
     "mknod": ([Test(1, "set", S_SETID, "eperm")], "allow"),
@@ -169,12 +162,50 @@ ARGUMENT_RULES: Dict[str, Rule] = {
                  Test(1, "set", SECCOMP_FILTER_FLAG_NEW_LISTENER, "eperm")], "allow"),
 }
 
+# NETLINK_ROUTE sockets are emulated by the supervisor (_netlink; README "Network
+# views"): the one test of socket_rule that notifies (_table.traps_for traps socket).
+SOCKET_NETLINK_ROUTE = Test(0, "eq", AF_NETLINK, "notify", also=Test(2, "eq", NETLINK_ROUTE, ""))
+
+
+def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
+    """socket(2) on register values (README "Network").  Unix sockets as before;
+    NETLINK_ROUTE notified (emulated), other netlink protocols EPROTONOSUPPORT
+    (README "Network views"); of the IP families only TCP (and MPTCP,
+    policed as TCP), UDP when some rule could allow UDP, and ICMP "ping" sockets when
+    an icmp:// rule exists (EACCES otherwise); raw IP and packet sockets (and the
+    obsolete SOCK_PACKET type) EPERM, as without CAP_NET_RAW; other families
+    (AF_VSOCK, AF_SMC, AF_BLUETOOTH, ...) EAFNOSUPPORT, other protocols (SCTP,
+    UDP-Lite, DCCP) EPROTONOSUPPORT, as on a kernel without them."""
+    def kind(k: int) -> Test:
+        return Test(1, "maskeq", k, "", mask=SOCK_TYPE_MASK)
+
+    def proto(p: int, action: str, k: int) -> Test:
+        return Test(2, "eq", p, action, also=kind(k))
+    dgram = "allow" if udp else "eacces"
+    ping = "allow" if icmp else "eacces"
+    return ([Test(1, "maskeq", SOCK_PACKET, "eperm", mask=SOCK_TYPE_MASK),
+             Test(0, "eq", AF_UNIX, "allow"),
+             SOCKET_NETLINK_ROUTE,
+             Test(0, "eq", AF_NETLINK, "eprotonosupport"),
+             Test(0, "eq", AF_PACKET, "eperm"),
+             Test(0, "ne", AF_INET, "eafnosupport", also=Test(0, "ne", AF_INET6, "")),
+             Test(1, "maskeq", SOCK_RAW, "eperm", mask=SOCK_TYPE_MASK),
+             proto(0, "allow", SOCK_STREAM), proto(IPPROTO_TCP, "allow", SOCK_STREAM),
+             proto(IPPROTO_MPTCP, "allow", SOCK_STREAM),
+             proto(0, dgram, SOCK_DGRAM), proto(IPPROTO_UDP, dgram, SOCK_DGRAM),
+             proto(IPPROTO_ICMP, ping, SOCK_DGRAM), proto(IPPROTO_ICMPV6, ping, SOCK_DGRAM)],
+            "eprotonosupport")
+
+
+ARGUMENT_RULES["socket"] = socket_rule()
+
 _RET = {
     "allow": B.SECCOMP_RET_ALLOW,
     "eperm": B.SECCOMP_RET_ERRNO | errno.EPERM,
     "eacces": B.SECCOMP_RET_ERRNO | errno.EACCES,
-    "enosys": B.SECCOMP_RET_ERRNO | errno.ENOSYS,
+    "eafnosupport": B.SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT,
     "eprotonosupport": B.SECCOMP_RET_ERRNO | errno.EPROTONOSUPPORT,
+    "enosys": B.SECCOMP_RET_ERRNO | errno.ENOSYS,
     "notify": B.SECCOMP_RET_USER_NOTIF,
     "kill": B.SECCOMP_RET_KILL_PROCESS,
 }
@@ -197,15 +228,16 @@ Trap = Optional[Sequence[Test]]  # None: always notify; else tests whose action 
 
 
 def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = (),
-              deny_more: Sequence[str] = ()) -> Dict[int, Rule]:
-    """Syscall number -> rule for one architecture and one policy."""
+              deny_more: Sequence[str] = (), overrides: Mapping[str, Rule] = {}) -> Dict[int, Rule]:
+    """Syscall number -> rule for one architecture and one policy (`overrides`: argument
+    rules the policy shapes, e.g. socket_rule)."""
     table = _syscalls.table(arch)
     unknown = [n for n in list(traps) + list(extra_deny) if n not in table and n not in _ANY_ARCH]
     if unknown:
         raise KeyError(f"unknown syscall name(s): {', '.join(sorted(unknown))}")
     out: Dict[int, Rule] = {}
     for name, number in table.items():
-        rule: Rule = classify(name)
+        rule: Rule = overrides[name] if name in overrides and name in ARGUMENT_RULES else classify(name)
         if name in extra_deny or name in deny_more:
             rule = "eperm"
         elif name in traps and rule != "eperm" and rule != "enosys":
@@ -222,6 +254,8 @@ def _refuses(t: Test) -> bool:
 
 
 def _with_trap(rule: Rule, trap: Trap) -> Rule:
+    if isinstance(rule, tuple) and any(t.action == "notify" for t in rule[0]):
+        return rule  # an argument rule that places its own notify tests (socket_rule)
     if trap is None:
         if isinstance(rule, tuple):  # keep the refusals, notify the rest
             return ([t for t in rule[0] if _refuses(t)], "notify")

@@ -75,6 +75,7 @@ class Plan(NamedTuple):
     handled_fs: int
     scoped: int
     rules: Tuple[Rule, ...]
+    handled_net: int = 0      # TCP bind/connect handled with no port rule: all refused (net_rights)
 
 
 def describe(access: int) -> str:
@@ -244,7 +245,7 @@ def create_ruleset(p: Plan) -> int:
     Raises:
         SetupError: naming the path whose rule the kernel refused.
     """
-    attr = S.landlock_ruleset_attr(p.handled_fs, 0, p.scoped)
+    attr = S.landlock_ruleset_attr(p.handled_fs, p.handled_net, p.scoped)
     try:
         fd = _syscalls.landlock_create_ruleset(attr, S.LANDLOCK_RULESET_ATTR_SIZE[p.abi], 0)
     except OSError as exc:
@@ -282,6 +283,16 @@ def check_kernel(policy: Policy) -> int:
     return abi
 
 
+def net_rights(abi: int) -> int:
+    """TCP bind and connect (ABI >= 4): the command's domain handles them with no port
+    rule, so the kernel refuses every TCP bind and connect the command makes itself;
+    the supervisor, whose domain does not handle them, makes the allowed ones on
+    behalf (README "Network")."""
+    if abi < 4:
+        return 0
+    return S.LANDLOCK_ACCESS_NET_BIND_TCP | S.LANDLOCK_ACCESS_NET_CONNECT_TCP
+
+
 def gaps(abi: int) -> Dict[str, str]:
     """What this ABI lacks and how sandlock covers it (for --verbose and --check)."""
     out = {}
@@ -289,6 +300,8 @@ def gaps(abi: int) -> Dict[str, str]:
         out["refer"] = "renames and links across directories are refused by Landlock ABI 1"
     if abi < 3:
         out["truncate"] = "truncate and O_TRUNC opens are decided by the supervisor"
+    if abi < 4:
+        out["net_tcp"] = "TCP connect and bind are decided by the supervisor alone (no kernel wall)"
     if abi < 5:
         out["ioctl_dev"] = "device ioctls are not restricted beyond the BPF filter"
     if abi < 6:

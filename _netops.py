@@ -12,7 +12,12 @@ tracee's socket (pidfd_getfd), with the address read once:
   Landlock domain carries the abstract-socket scope (ABI >= 6), so sockets
   of processes outside the sandbox stay out of reach; without scopes it is
   refused;
-- other families are connected as asked (no network policy yet).
+- an IP destination (AF_INET, AF_INET6) is decided by the network policy
+  (_netpolicy.NetRules, README "Network") on the address as the kernel will
+  read it from our copy and the protocol the socket really has (SO_TYPE,
+  SO_PROTOCOL of the duplicate), and refused with EACCES, as Landlock refuses
+  a TCP connect; the same for every message of sendto/sendmsg/sendmmsg, and
+  bind (ports: --net-allow-bind) and listen (the bound port) on IP sockets.
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
@@ -35,7 +40,107 @@ import _syscalls
 from _notif import Call, Context, Errno, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
+AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
 SUN_PATH_OFFSET = 2
+SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN = 16, 24   # the kernel's minimums (SIN6_LEN_RFC2133 for v6)
+SOL_SOCKET_, SO_TYPE, SO_PROTOCOL = 1, 3, 38
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
+DNS_PORT = 53
+
+
+# --- the network policy on IP sockets (README "Network") ---------------------------------------------
+
+def protocol_of(sock: socket.socket) -> str:
+    """'tcp', 'udp' or 'icmp': what the socket really is (asked of the kernel on our duplicate,
+    never taken from the command); EACCES for anything else (the filter lets nothing else be made)."""
+    kind = sock.getsockopt(SOL_SOCKET_, SO_TYPE)
+    proto = sock.getsockopt(SOL_SOCKET_, SO_PROTOCOL)
+    if kind == socket.SOCK_STREAM and proto in (IPPROTO_TCP, IPPROTO_MPTCP):
+        return "tcp"  # MPTCP is policed as TCP (its subflows go where the first one went)
+    if kind == socket.SOCK_DGRAM and proto == IPPROTO_UDP:
+        return "udp"
+    if kind == socket.SOCK_DGRAM and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        return "icmp"
+    raise OSError(errno.EACCES, "this kind of socket is not allowed by the network policy")
+
+
+def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple[bytes, int]]:
+    """(packed ip, port) the kernel will send to when given `address` on a socket of `family`;
+    None for connect(AF_UNSPEC), which dissolves the association and sends nothing.
+
+    Read as the kernel reads it: the address's own family field picks the layout (an
+    AF_INET6 UDP socket accepts a sockaddr_in), and an AF_UNSPEC destination of a send
+    on an AF_INET socket is used as a sockaddr_in (udp_sendmsg).  Anything else that
+    is not an address of the two IP families is refused (EAFNOSUPPORT)."""
+    if len(address) < 2:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    kind = struct.unpack_from("=H", address)[0]
+    if kind == AF_UNSPEC:
+        if connect:
+            return None
+        if family == AF_INET:
+            kind = AF_INET
+    if kind == AF_INET:
+        if len(address) < SOCKADDR_IN_LEN:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return address[4:8], struct.unpack_from("!H", address, 2)[0]
+    if kind == AF_INET6 and family == AF_INET6:
+        if len(address) < SOCKADDR_IN6_LEN:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return address[8:24], struct.unpack_from("!H", address, 2)[0]
+    raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+
+
+def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
+              payloads: Optional[List[bytes]]) -> Optional[Reply]:
+    """Decide every destination of a connect or a send on an IP socket; EACCES if one is
+    refused (nothing is sent then).  A destination on port 53 goes to ctx.net_dns_send
+    first (DNS policing; only when the policy allows some network); its reply, if any,
+    answers the call."""
+    import _netpolicy
+    proto = protocol_of(sock)
+    rules = ctx.net_rules
+    for address in addresses:
+        where = ip_destination(sock.family, address, connect)
+        if where is None:
+            continue
+        if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
+            raise OSError(errno.EACCES, "the network policy allows no network")
+        packed, port = where
+        ip = _netpolicy.unmap(_netpolicy.ip_from_packed(packed))
+        if port == DNS_PORT and proto != "icmp":
+            answer = ctx.net_dns_send(call, sock, proto, ip, port, payloads)
+            if answer is not None:
+                return answer
+        if not rules.allows(proto, ip, port, ctx.net_names(ip)):
+            raise OSError(errno.EACCES, "the network policy does not allow this destination")
+    return None
+
+
+def _bound_port(address: bytes) -> int:
+    """The port of a bind address of an IP socket (the same offset in sockaddr_in and _in6)."""
+    if len(address) < 4:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    return struct.unpack_from("!H", address, 2)[0]
+
+
+def do_listen(ctx: Context, call: Call) -> Reply:
+    """listen(2) on behalf: on an IP socket, the port it is bound to (0, unbound: the
+    kernel picks an ephemeral one) must be allowed by --net-allow-bind / --net-deny-bind.
+    The bound port can only change from 0 to one bind() allowed, so a racing thread
+    cannot make the decision stale."""
+    sock = _socket(ctx, call)
+    try:
+        if sock.family in (AF_INET, AF_INET6):
+            proto = protocol_of(sock)
+            port = _bound_port(_syscalls.sockname(sock.fileno(), "getsockname"))
+            if not ctx.net_rules.allows_bind(proto, port):
+                return Errno(errno.EACCES)
+        backlog = call.size & 0xFFFFFFFF
+        sock.listen(4096 if backlog >= 1 << 31 else min(backlog, 1 << 16))
+        return Value(0)
+    finally:
+        sock.close()
 
 
 def do_connect(ctx: Context, call: Call) -> Reply:
@@ -45,7 +150,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))
         return 0
-    return _on_socket(ctx, call, address, True, act)
+    return _on_socket(ctx, call, address, True, act, connect=True)
 
 
 def _socket(ctx: Context, call: Call) -> socket.socket:
@@ -60,7 +165,8 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
-               act: Callable, cleanup: Callable[[], None] = lambda: None):
+               act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
+               payloads: Optional[List[bytes]] = None):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
     route(address) is the address to use: itself, or with an emulated root
@@ -68,7 +174,9 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     file the supervisor looked up (the fd is held until the act is done).
     An act that may block runs in a worker of the pool (ctx.workers), which
     answers the notification itself (None is returned to the loop); EAGAIN
-    when every worker is busy.
+    when every worker is busy.  On an IP socket every address is decided by
+    the network policy first (_check_ip; `connect`: the call is a connect,
+    `payloads`: the datagrams of a send, for DNS policing).
     """
     try:
         sock = _socket(ctx, call)
@@ -87,6 +195,13 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         if address and sock.family == AF_UNIX:
             for one in (address if isinstance(address, list) else [address]):
                 routes[one] = _check_unix(ctx, call, one, held)
+        elif sock.family in (AF_INET, AF_INET6):
+            answer = _check_ip(ctx, call, sock, address if isinstance(address, list) else
+                               [address] if address else [], connect, payloads)
+            if answer is not None:
+                sock.close()
+                cleanup()
+                return answer
         blocking = may_block and not (fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
     except BaseException:
         sock.close()
@@ -134,7 +249,8 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
-                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags))
+                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags),
+                      payloads=[data])
 
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
@@ -143,7 +259,7 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
-                      _closer(fds))
+                      _closer(fds), payloads=[data])
 
 
 def do_sendmmsg(ctx: Context, call: Call) -> Reply:
@@ -184,7 +300,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, act,
-                      _closer(fds))
+                      _closer(fds), payloads=[m[2] for m in messages if m[1]])
 
 
 def _closer(fds: List[int]) -> Callable[[], None]:
@@ -385,7 +501,13 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
 
 def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
-    autobind (only the family) as an abstract name under the prefix, the rest as given."""
+    autobind (only the family) as an abstract name under the prefix, an IP port only if
+    --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
+    rest as given."""
+    if sock.family in (AF_INET, AF_INET6):
+        port = _bound_port(address)
+        if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
+            return Errno(errno.EACCES)
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

@@ -68,6 +68,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("env", ()), ("clean_env", False), ("cwd", None), ("best_effort", False), ("extra_deny_syscalls", ()),
     ("chroot", None), ("fs_mount", ()),
     ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
+    ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -103,6 +104,10 @@ class Policy:
     on_error: Optional[str]                     # ... after any other end (default abort)
     dry_run: bool
     max_disk: Optional[int]                     # bytes the upper layer may hold
+    net_allow: Tuple[str, ...]                  # raw specs as given (README "Network"; _netpolicy)
+    net_deny: Tuple[str, ...]
+    net_allow_bind: Tuple[str, ...]
+    net_deny_bind: Tuple[str, ...]
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -229,6 +234,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
     )
+    values.update(_network(kwargs, labels))
     if values["workdir"] is None:
         for name in ("on_exit", "on_error", "max_disk"):
             if values[name] is not None:
@@ -236,6 +242,14 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         if values["dry_run"]:
             raise _err("dry_run", labels, "needs a workdir")
     return Policy(labels, **values)
+
+
+def _network(kwargs: Mapping[str, object], labels: Mapping[str, str]) -> Dict[str, Tuple[str, ...]]:
+    names = ("net_allow", "net_deny", "net_allow_bind", "net_deny_bind")
+    if all(kwargs.get(name) in (None, (), []) for name in names):
+        return {}
+    import _netpolicy  # only policies that name the network parse specs (CLI start-up)
+    return dict(zip(names, _netpolicy.validate(*(kwargs.get(name) or () for name in names), labels=dict(labels))))
 
 
 # --- field validators ------------------------------------------------------------

@@ -40,6 +40,7 @@ import _filter
 import _landlock
 import _launch
 import _netlink
+import _netpolicy
 import _policy
 import _structs as S
 import _syscalls
@@ -94,6 +95,7 @@ class Prepared(NamedTuple):
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
     devices_rw: Tuple[str, ...] = ()           # the devices granted for writing too
     proc_scratch: Optional["_scratch.Listings"] = None  # without a root: where /proc listings go (_procfs)
+    net_rules: Optional[_netpolicy.NetRules] = None   # the network policy, parsed once (README "Network")
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -200,6 +202,9 @@ def prepare(policy: Policy) -> Prepared:
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
+            # TCP connect and bind are done on behalf (_netops): the command's own are
+            # refused by the kernel (no port rule); the supervisor's domain does not handle them
+            child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
     except BaseException:
@@ -209,7 +214,9 @@ def prepare(policy: Policy) -> Prepared:
             layers.close()
         raise
     traps = _table.traps_for(policy, abi, arch)
-    rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi))
+    net_rules = _netpolicy.NetRules.from_policy(policy)
+    rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
+                              _table.argument_rules(policy, net_rules))
     program = _filter.build(arch, rules)
     fds: List[int] = []
     try:
@@ -237,7 +244,7 @@ def prepare(policy: Policy) -> Prepared:
         host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
                     counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                    None if emulated else scratch)
+                    None if emulated else scratch, net_rules)
 
 
 class Session:
@@ -272,6 +279,9 @@ class Session:
         # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
         self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
         self.workers = Workers(self.reply_later)  # the pool for blocking operations done on behalf
+        self.net_rules = prepared.net_rules or _netpolicy.NetRules.from_policy(policy)
+        if self.net_rules.any_network():
+            _netpolicy.warm()  # before this thread is confined (Landlock)
         self.waits_lock = threading.Lock()
         self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False                     # the run is over: workers must not answer
@@ -318,6 +328,16 @@ class Session:
         listings = self.prepared.proc_scratch.new_run()
         self._run_dirs = (listings,)
         return listings
+
+    def net_names(self, ip: object) -> Tuple[str, ...]:
+        """The hostnames `ip` was learned for (none: hostname rules match nothing yet)."""
+        return ()
+
+    def net_dns_send(self, call: Call, sock: object, proto: str, ip: object, port: int,
+                     payloads: Optional[List[bytes]]) -> Optional[Reply]:
+        """Connects and sends to port 53 (_netops._check_ip): decided like any other
+        destination (None) until DNS policing answers them here."""
+        return None
 
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)

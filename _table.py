@@ -18,7 +18,7 @@ import _netlink as NL
 import _netops as N
 import _procops as P
 import _syscalls
-from _filter import Test, Trap
+from _filter import SOCKET_NETLINK_ROUTE, Test, Trap
 from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
 from _policy import Policy
 
@@ -87,6 +87,7 @@ ROWS: Dict[str, Row] = {
     "sendmsg": _row(N.do_sendmsg, ("fd", "ptr", "flags")),
     "sendmmsg": _row(N.do_sendmmsg, ("fd", "ptr", "size", "flags")),
     "bind": _row(N.do_bind_host, ("fd", "ptr", "size")),
+    "listen": _row(N.do_listen, ("fd", "size")),
     "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "socket": _row(NL.do_socket, ("which", "flags", "mode")),  # domain, type, protocol
@@ -164,7 +165,7 @@ ALWAYS = ("stat lstat newfstatat statx statfs fstatfs access faccessat faccessat
           "getxattr lgetxattr listxattr llistxattr inotify_add_watch openat2 chmod fchmodat fchmodat2 "
           "chown lchown fchownat setxattr lsetxattr removexattr lremovexattr utime utimes futimesat "
           "utimensat fchmod fchown fsetxattr fremovexattr connect sendmsg sendmmsg pidfd_open inotify_init "
-          "inotify_init1 bind getsockname getpeername").split()
+          "inotify_init1 bind listen getsockname getpeername").split()
 OTHER_PID = "prlimit64 sched_setaffinity sched_setparam sched_setscheduler sched_setattr".split()
 SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal".split()
 
@@ -195,7 +196,7 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         traps["truncate"] = None
     # socket(AF_NETLINK, *, NETLINK_ROUTE) is emulated (_netlink); the filter refuses
     # other netlink protocols (_filter.ARGUMENT_RULES)
-    traps["socket"] = [Test(0, "eq", NL.AF_NETLINK, "notify", also=Test(2, "eq", NL.NETLINK_ROUTE, ""))]
+    traps["socket"] = [SOCKET_NETLINK_ROUTE]
     # ... and answered before a non-blocking read (MSG_DONTWAIT) of it; other reads are not trapped
     for name, arg in (("recvfrom", 3), ("recvmsg", 2), ("recvmmsg", 3)):
         traps[name] = [Test(arg, "set", NL.MSG_DONTWAIT, "notify")]
@@ -219,6 +220,15 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 
 
 P_CLONE_THREAD = 0x00010000
+
+
+def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, object]:
+    """Filter rules on register values that the policy shapes: socket(2) admits UDP and
+    ICMP sockets only when some network rule could allow them (README "Network")."""
+    import _filter
+    import _netpolicy
+    rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
+    return {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
 
 
 def extra_denials(abi: int) -> Tuple[str, ...]:

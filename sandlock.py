@@ -85,7 +85,8 @@ class Sandbox:
 
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
-    clean_env, cwd, timeout, extra_deny_syscalls, best_effort.
+    clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
+    net_allow_bind, net_deny_bind.
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -233,6 +234,8 @@ examples:
       build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --net-allow pypi.org:443 --net-allow files.pythonhosted.org:443 -- pip download x
+      network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
       a minimal environment
   python -m sandlock --check
@@ -251,6 +254,8 @@ LABELS = {
     "timeout": "--timeout", "env": "--env", "cwd": "--cwd", "extra_deny_syscalls": "--deny-syscall",
     "chroot": "--root", "fs_mount": "--fs-mount", "workdir": "--workdir", "on_exit": "--on-exit",
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
+    "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
+    "net_deny_bind": "--net-deny-bind",
 }
 
 
@@ -291,6 +296,16 @@ def _parser():  # type: ignore[no-untyped-def]
                      help="the upper layer may hold at most SIZE (ENOSPC, or the run is killed past it)")
     cow.add_argument("--dry-run", action="store_true",
                      help="run, print the changes (A/M/D path, on stderr) and discard them")
+    net = p.add_argument_group("network (default: none; README \"Network\")")
+    net.add_argument("--net-allow", action="append", default=[], metavar="SPEC",
+                     help="allow [tcp://|udp://|icmp://]TARGET[:PORT[,PORT...]] (repeatable); TARGET: "
+                          "host, *.domain, IPv4, [IPv6], CIDR or *")
+    net.add_argument("--net-deny", action="append", default=[], metavar="SPEC",
+                     help="allow every destination but these literal IPs/CIDRs (repeatable; not with --net-allow)")
+    net.add_argument("--net-allow-bind", action="append", default=[], metavar="PORTS",
+                     help="allow bind/listen on these ports, e.g. 8080,9000-9005 or * (repeatable)")
+    net.add_argument("--net-deny-bind", action="append", default=[], metavar="PORTS",
+                     help="allow bind/listen on every port but these (repeatable; not with --net-allow-bind)")
     res = p.add_argument_group("resources")
     res.add_argument("-t", "--timeout", metavar="SECONDS", help="kill the sandbox after SECONDS (exit 124)")
     res.add_argument("-m", "--max-memory", metavar="SIZE", help="memory of all processes together, e.g. 512M")
@@ -319,7 +334,9 @@ def _parser():  # type: ignore[no-untyped-def]
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
-                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run)
+                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
+                                  net_allow=ns.net_allow, net_deny=ns.net_deny,
+                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),

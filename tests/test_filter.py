@@ -18,7 +18,8 @@ ARCHES = ("x86_64", "aarch64")
 def program(arch, abi=7, **policy):
     pol = _policy.make_policy(**policy)
     traps = _table.traps_for(pol, abi, arch)
-    rules = _filter.rules_for(arch, traps, pol.extra_deny_syscalls, _table.extra_denials(abi))
+    rules = _filter.rules_for(arch, traps, pol.extra_deny_syscalls, _table.extra_denials(abi),
+                              _table.argument_rules(pol))
     return _filter.build(arch, rules)
 
 
@@ -267,8 +268,44 @@ def test_sock_packet_sockets_of_any_family_are_refused(default):
     assert verdict(code, arch, "socket", 1, 2 | SOCK_CLOEXEC, 0) == ("ALLOW", 0)  # unix SOCK_DGRAM
 
 
+SOCK_NONBLOCK_CLOEXEC = 0o4000 | 0o2000000
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_ip_sockets_follow_the_network_policy(arch):
+    none, udp, icmp = (program(arch), program(arch, net_allow=["udp://192.0.2.1:53"]),
+                       program(arch, net_allow=["icmp://192.0.2.1"]))
+    EACCES, OK = ("ERRNO", errno.EACCES), ("ALLOW", 0)
+    for family in (2, 10):
+        for code in (none, udp, icmp):
+            for proto in (0, 6, 262):                                # TCP, MPTCP: connect decides
+                assert verdict(code, arch, "socket", family, 1 | SOCK_NONBLOCK_CLOEXEC, proto) == OK
+            assert verdict(code, arch, "socket", family, 1, 132) == ("ERRNO", errno.EPROTONOSUPPORT)  # SCTP
+            assert verdict(code, arch, "socket", family, 5, 132) == ("ERRNO", errno.EPROTONOSUPPORT)
+            assert verdict(code, arch, "socket", family, 2, 136) == ("ERRNO", errno.EPROTONOSUPPORT)  # UDP-Lite
+            assert verdict(code, arch, "socket", family, 6, 33) == ("ERRNO", errno.EPROTONOSUPPORT)   # DCCP
+            assert verdict(code, arch, "socket", family, 3, 1) == ("ERRNO", errno.EPERM)              # raw
+        for proto in (0, 17):
+            assert verdict(none, arch, "socket", family, 2, proto) == EACCES
+            assert verdict(icmp, arch, "socket", family, 2 | SOCK_NONBLOCK_CLOEXEC, proto) == EACCES
+            assert verdict(udp, arch, "socket", family, 2 | SOCK_NONBLOCK_CLOEXEC, proto) == OK
+        for proto in (1, 58):
+            assert verdict(none, arch, "socket", family, 2, proto) == EACCES
+            assert verdict(udp, arch, "socket", family, 2, proto) == EACCES
+            assert verdict(icmp, arch, "socket", family, 2, proto) == OK
+    for code in (none, udp, icmp):
+        for family in (40, 43, 31, 5, 0, 46, (1 << 32) | 40):    # VSOCK, SMC, BLUETOOTH, APPLETALK, ...
+            assert verdict(code, arch, "socket", family, 1, 0) == ("ERRNO", errno.EAFNOSUPPORT), family
+        assert verdict(code, arch, "socket", 17, 3, 0x300) == ("ERRNO", errno.EPERM)  # AF_PACKET
+        assert verdict(code, arch, "socket", 1, 1, 0) == OK
+        assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)  # NETLINK_ROUTE: emulated (_netlink)
+        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPROTONOSUPPORT)  # NETLINK_SOCK_DIAG
+    assert verdict(program(arch, net_allow_bind=["udp://5353"]), arch, "socket", 2, 2, 0) == OK
+    assert verdict(program(arch, net_deny=["10.0.0.0/8"]), arch, "socket", 2, 2, 1) == OK
+
+
 def test_pidfd_open_inotify_init_bind_and_socket_names_are_notified(default):
     arch, code = default
-    for name in ("pidfd_open", "inotify_init1", "inotify_init", "bind", "getsockname", "getpeername"):
+    for name in ("pidfd_open", "inotify_init1", "inotify_init", "bind", "listen", "getsockname", "getpeername"):
         if name in _syscalls.table(arch):
             assert verdict(code, arch, name, 1, 0) == ("USER_NOTIF", 0), name
