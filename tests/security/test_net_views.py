@@ -60,8 +60,8 @@ class View:
             return ["--root", str(self.guest.guest)]
         return [*SYSTEM_READ, "-r", "/proc", "-r", self.progs_dir]
 
-    def run(self, command: List[str]) -> subprocess.CompletedProcess:
-        return self.who.run([*self.options(), *BIND, "--", *command], timeout=RUN_TIMEOUT)
+    def run(self, command: List[str], *extra: str) -> subprocess.CompletedProcess:
+        return self.who.run([*self.options(), *BIND, *extra, "--", *command], timeout=RUN_TIMEOUT)
 
 
 @pytest.fixture(params=["host", "root"])
@@ -127,8 +127,8 @@ def parse(stdout: str) -> Tuple[Dict[str, str], List[str]]:
     return files, lines
 
 
-def netview(view: View, marker: str) -> Tuple[Dict[str, str], List[str], str]:
-    r = view.run([view.probe, marker])
+def netview(view: View, marker: str, *extra: str) -> Tuple[Dict[str, str], List[str], str]:
+    r = view.run([view.probe, marker], *extra)
     assert r.returncode == 0, show(r)
     files, lines = parse(r.stdout)
     return files, lines, r.stdout
@@ -238,3 +238,20 @@ def test_ip_and_python_see_only_loopback(view: View) -> None:
         names, addresses = r.stdout.splitlines()
         assert names == "[(1, 'lo')]", show(r)
         assert "127.0.0.1" in addresses, show(r)
+
+
+def test_with_some_network_allowed_the_real_interfaces_show_and_stay_read_only(view: View,
+                                                                              host_sockets: HostSockets) -> None:
+    host_links = _names_in_ip_link(subprocess.run(["ip", "link"], capture_output=True, text=True, check=True).stdout)
+    files, lines, out = netview(view, "real", "--net-allow", "tcp://127.0.0.1:1")
+    assert [line for line in lines if line.startswith("getlink ")] == \
+        [f"getlink link {name}" for name in host_links] + ["getlink done"], out
+    assert {line.split()[1] for line in lines if line.startswith("ifaddr ")} == set(host_links), out
+    assert "newaddr error Operation not permitted" in lines, out  # still read-only
+    for name in ("audit", "generic", "uevent"):
+        assert f"nl_socket {name} {NOT_SUPPORTED}" in lines, (name, out)
+    assert f"diag socket {NOT_SUPPORTED}" in lines, out
+    dev = [line.split(":")[0].strip() for line in files["/proc/net/dev"].splitlines()[2:]]
+    assert set(dev) == set(host_links), files["/proc/net/dev"]
+    for host_port in host_sockets.ports.values():  # the socket tables stay the sandbox's own
+        assert host_port not in _local_ports(files["/proc/net/tcp"]) + _local_ports(files["/proc/net/udp"]), out
