@@ -30,7 +30,7 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Callable, Iterable, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 
 from _errors import os_error
 
@@ -268,9 +268,12 @@ _LO_DEV = b"%6s:%8d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10
 _LO_INET6 = b"00000000000000000000000000000001 01 80 10 80       lo\n"
 
 
-def net_view(what: bytes, fd: int, processes: Callable[[], Iterable[int]], network_allowed: bool) -> Optional[int]:
+def net_view(what: bytes, fd: int, processes: Callable[[], Iterable[int]], network_allowed: bool,
+             socket_names: Optional[Dict[bytes, bytes]] = None) -> Optional[int]:
     """Content of /proc/PID/net/`what` (`what` below net/) from our fd of the real file:
-    a sealed memfd, or None to hand out the real file.
+    a sealed memfd, or None to hand out the real file.  `socket_names`: the guest's
+    names of unix sockets bound on behalf in an emulated root (the kernel's name ->
+    the guest's), shown in the unix table's Path column.
 
     Raises:
         OSError(EACCES): a file that shows host state and has no view.
@@ -278,7 +281,10 @@ def net_view(what: bytes, fd: int, processes: Callable[[], Iterable[int]], netwo
     """
     if what in SOCKET_TABLES:
         inodes = socket_inodes(processes())
-        return memfd(what, b"".join(_rows(fd, lambda row: _inode(row, SOCKET_TABLES[what]) in inodes)))
+        rows = _rows(fd, lambda row: _inode(row, SOCKET_TABLES[what]) in inodes)
+        if what == b"unix" and socket_names:
+            rows = (_unix_path(row, socket_names) for row in rows)
+        return memfd(what, b"".join(rows))
     if what in INTERFACE_FILES:
         if network_allowed:
             return None
@@ -311,6 +317,15 @@ def socket_inodes(pids: Iterable[int]) -> Set[int]:
                     if len(out) > SOCKETS_CAP:
                         raise os_error(errno.EFBIG)
     return out
+
+
+def _unix_path(row: bytes, names: Dict[bytes, bytes]) -> bytes:
+    """A unix table row with the guest's name in its Path column (after the 7th field)."""
+    line = row.rstrip(b"\n")
+    parts = line.split(None, 7)
+    if len(parts) < 8 or parts[7] not in names:
+        return row
+    return line[:len(line) - len(parts[7])] + names[parts[7]] + b"\n"
 
 
 def _inode(row: bytes, index: int) -> int:

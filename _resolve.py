@@ -440,7 +440,8 @@ class Resolver:
     def _made_up(self, what: bytes, fd: int) -> Optional[int]:
         """Content of /proc/PID/`what` made from our fd of the real file, or None to keep it."""
         if what.startswith(b"net/"):
-            return _procfs.net_view(what[4:], fd, self.net_processes, self.network_allowed)
+            return _procfs.net_view(what[4:], fd, self.net_processes, self.network_allowed,
+                                    getattr(self, "socket_names", None))  # RootResolver's
         if what in (b"mountinfo", b"mounts"):
             data = _procfs.filter_mounts(_procfs.read_fd(fd), 4 if what == b"mountinfo" else 1, self._reachable)
             return _procfs.memfd(what, data)
