@@ -126,7 +126,7 @@ PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x596
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
 CLONE_THREAD = 0x00010000
 S_SETID = 0o6000  # S_ISUID | S_ISGID
-AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_ROUTE = 1, 2, 10, 16, 17, 0
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_ROUTE, NETLINK_SOCK_DIAG = 1, 2, 10, 16, 17, 0, 4
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 1, 2, 3, 10, 0xF
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 F_SETLEASE, F_UNLCK = 1024, 2  # uapi linux/fcntl.h, asm-generic/fcntl.h
@@ -169,8 +169,8 @@ SOCKET_NETLINK_ROUTE = Test(0, "eq", AF_NETLINK, "notify", also=Test(2, "eq", NE
 
 def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
     """socket(2) on register values (README "Network").  Unix sockets as before;
-    NETLINK_ROUTE notified (emulated), other netlink protocols EPROTONOSUPPORT
-    (README "Network views"); of the IP families only TCP (and MPTCP,
+    NETLINK_ROUTE notified (emulated), NETLINK_SOCK_DIAG EPERM (SPEC 1.8), other
+    netlink protocols EPROTONOSUPPORT (README "Network views"); of the IP families only TCP (and MPTCP,
     policed as TCP), UDP when some rule could allow UDP, and ICMP "ping" sockets when
     an icmp:// rule exists (EACCES otherwise); raw IP and packet sockets (and the
     obsolete SOCK_PACKET type) EPERM, as without CAP_NET_RAW; other families
@@ -185,6 +185,7 @@ def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
     ping = "allow" if icmp else "eacces"
     return ([Test(1, "maskeq", SOCK_PACKET, "eperm", mask=SOCK_TYPE_MASK),
              Test(0, "eq", AF_UNIX, "allow"),
+             Test(0, "eq", AF_NETLINK, "eperm", also=Test(2, "eq", NETLINK_SOCK_DIAG, "")),  # SPEC 1.8
              SOCKET_NETLINK_ROUTE,
              Test(0, "eq", AF_NETLINK, "eprotonosupport"),
              Test(0, "eq", AF_PACKET, "eperm"),

@@ -149,7 +149,8 @@ def test_raw_packet_and_netlink_sockets_but_route_are_refused(default):
     arch, code = default
     assert verdict(code, arch, "socket", 2, 3, 0) == ("ERRNO", errno.EPERM)      # AF_INET SOCK_RAW
     assert verdict(code, arch, "socket", 17, 2, 0) == ("ERRNO", errno.EPERM)     # AF_PACKET
-    for protocol in (4, 9, 15, 16, 2, 0x100):  # SOCK_DIAG AUDIT KOBJECT_UEVENT GENERIC USERSOCK, 0 in the low byte
+    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG (SPEC 1.8)
+    for protocol in (9, 15, 16, 2, 0x100):  # AUDIT KOBJECT_UEVENT GENERIC USERSOCK, 0 in the low byte
         assert verdict(code, arch, "socket", 16, 3, protocol) == ("ERRNO", errno.EPROTONOSUPPORT), protocol
     assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)          # NETLINK_ROUTE: emulated
     assert verdict(code, arch, "socket", 16, 2 | 0x80000, 0) == ("USER_NOTIF", 0)
@@ -299,7 +300,8 @@ def test_ip_sockets_follow_the_network_policy(arch):
         assert verdict(code, arch, "socket", 17, 3, 0x300) == ("ERRNO", errno.EPERM)  # AF_PACKET
         assert verdict(code, arch, "socket", 1, 1, 0) == OK
         assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)  # NETLINK_ROUTE: emulated (_netlink)
-        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPROTONOSUPPORT)  # NETLINK_SOCK_DIAG
+        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)  # NETLINK_SOCK_DIAG (SPEC 1.8)
+        assert verdict(code, arch, "socket", 16, 3, 9) == ("ERRNO", errno.EPROTONOSUPPORT)  # NETLINK_AUDIT
     assert verdict(program(arch, net_allow_bind=["udp://5353"]), arch, "socket", 2, 2, 0) == OK
     assert verdict(program(arch, net_deny=["10.0.0.0/8"]), arch, "socket", 2, 2, 1) == OK
 

@@ -16,8 +16,9 @@ What must hold, under the default policy (no network allowed):
 - getifaddrs(), if_nameindex(), `ip link`, `ip -4 addr`, `ip route` and a
   NETLINK_ROUTE dump see only lo with 127.0.0.1/8 and ::1/128;
 - a NETLINK_ROUTE write (RTM_NEWADDR) is refused (EPERM) while dumps work;
-- every other netlink protocol (audit, sock_diag, generic, uevent) is
-  refused with EPROTONOSUPPORT while NETLINK_ROUTE opens.
+- every other netlink protocol (audit, generic, uevent) is refused with
+  EPROTONOSUPPORT, sock_diag (which lists the host's sockets) with EPERM
+  (SPEC 1.8), while NETLINK_ROUTE opens.
 Controls: the host itself lists the test's sockets and more interfaces than
 lo; the sandbox's own sockets are listed.
 """
@@ -39,6 +40,7 @@ RUN_TIMEOUT = 120
 TABLES = ("tcp", "tcp6", "udp", "unix")
 SPELLINGS = ("/proc/net/%s", "/proc/self/net/%s", "/proc/thread-self/net/%s", "/proc/PID/net/%s")
 NOT_SUPPORTED = "Protocol not supported"
+NOT_PERMITTED = "Operation not permitted"
 BIND = ["--net-allow-bind", "*"]  # the sandbox's own listeners (still no network: no --net-allow)
 
 
@@ -208,7 +210,7 @@ def test_netlink_protocols_other_than_route_are_refused(view: View) -> None:
     assert "nl_socket route OK" in lines, out  # control
     for name in ("audit", "generic", "uevent"):
         assert f"nl_socket {name} {NOT_SUPPORTED}" in lines, (name, out)
-    assert f"diag socket {NOT_SUPPORTED}" in lines, out
+    assert f"diag socket {NOT_PERMITTED}" in lines, out
     assert not any(line.startswith("diag sockets") for line in lines), out
 
 
@@ -250,7 +252,7 @@ def test_with_some_network_allowed_the_real_interfaces_show_and_stay_read_only(v
     assert "newaddr error Operation not permitted" in lines, out  # still read-only
     for name in ("audit", "generic", "uevent"):
         assert f"nl_socket {name} {NOT_SUPPORTED}" in lines, (name, out)
-    assert f"diag socket {NOT_SUPPORTED}" in lines, out
+    assert f"diag socket {NOT_PERMITTED}" in lines, out
     dev = [line.split(":")[0].strip() for line in files["/proc/net/dev"].splitlines()[2:]]
     assert set(dev) == set(host_links), files["/proc/net/dev"]
     for host_port in host_sockets.ports.values():  # the socket tables stay the sandbox's own
