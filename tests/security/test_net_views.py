@@ -169,6 +169,19 @@ def test_proc_net_socket_tables_list_the_sandboxs_own_sockets_and_no_host_socket
             assert ports == [own[name]], (path, own, text)  # the sandbox's own socket, nothing else
 
 
+def test_proc_net_unix_names_a_socket_bound_in_the_sandbox_by_the_sandboxs_own_path(view: View,
+                                                                                    scratch: Path) -> None:
+    where = "/tmp" if view.mode == "root" else str(view.guest.scratch)
+    path = f"{where}/nv.sock"
+    r = view.run([view.probe, "named", path], "-w", where)
+    assert r.returncode == 0 and "unix path bind OK" in r.stdout, show(r)
+    files, _ = parse(r.stdout)
+    for spelling in SPELLINGS:
+        rows = files[spelling % "unix"].splitlines()[1:]
+        assert [row.split(None, 7)[7] for row in rows if not row.split(None, 7)[7].startswith("@")] == [path], rows
+    assert view.guest.host(Path(path)).exists(), "control: the socket file is where the sandbox bound it"
+
+
 def test_proc_net_interface_files_show_only_loopback_and_host_wide_files_are_refused(view: View) -> None:
     host_dev = Path("/proc/net/dev").read_text().splitlines()[2:]
     assert {line.split(":")[0].strip() for line in host_dev} - {"lo"}, "control: the host has more than lo"

@@ -1,8 +1,9 @@
 /* What a sandboxed command sees of the network (tests/security/test_net_views.py).
  *
- * netview MARKER: opens its own sockets (TCP listeners on 127.0.0.1 and ::1,
- * a UDP socket on 127.0.0.1, an abstract unix socket named "@netview-MARKER"),
- * prints their ports, then
+ * netview MARKER [PATH]: opens its own sockets (TCP listeners on 127.0.0.1 and
+ * ::1, a UDP socket on 127.0.0.1, an abstract unix socket named
+ * "@netview-MARKER", a unix socket bound to PATH if given), prints their
+ * ports, then
  *   - dumps /proc/net/{tcp,tcp6,udp,unix} and the same through self,
  *     thread-self and its pid, and /proc/net/{dev,if_inet6,route,arp,fib_trie,snmp};
  *   - lists the interfaces libc's getifaddrs() returns;
@@ -254,6 +255,13 @@ int main(int argc, char **argv) {
            bind(ux, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + 1 + n) < 0 ? strerror(errno)
                                                                                                  : "OK");
     listen(ux, 1);
+    if (argc > 2) {
+        int up = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un named = {.sun_family = AF_UNIX};
+        strncpy(named.sun_path, argv[2], sizeof named.sun_path - 1);
+        printf("unix path bind %s\n", bind(up, (struct sockaddr *)&named, sizeof named) < 0 ? strerror(errno) : "OK");
+        listen(up, 1);
+    }
     char path[64];
     static const char *tables[] = {"tcp", "tcp6", "udp", "unix", NULL};
     for (const char **t = tables; *t; t++) {
