@@ -469,6 +469,7 @@ def _verbose(policy: Policy, prepared) -> None:
     import _landlock
     out = [f"sandlock: Landlock ABI {prepared.abi}, architecture {prepared.arch}", "sandlock: Landlock rules:"]
     out += [f"sandlock: {line}" for line in _landlock.rule_lines(prepared.child_plan)]
+    out += [f"sandlock: network: {line}" for line in prepared.net_rules.describe()] if prepared.net_rules else []
     for right, how in _landlock.gaps(prepared.abi).items():
         out.append(f"sandlock: ABI lacks {right}: {how}")
     out.append(f"sandlock: trapped syscalls: {' '.join(sorted(prepared.traps))}")
@@ -491,6 +492,13 @@ def _check(as_json: bool) -> int:
         "landlock_rights": _landlock.describe(_landlock.fs_rights(min(abi, _syscalls.LANDLOCK_ABI_MAX))) if abi else "none",
         "landlock_scopes": abi >= 6,
         "landlock_net": abi >= 4,
+        # README "Network": who enforces the network policy on this kernel
+        "network_kernel": ("Landlock refuses the command's own TCP connect and bind; " if abi >= 4 else "")
+                          + "the seccomp filter refuses raw, packet and other socket families, and UDP/ICMP "
+                            "sockets no rule allows",
+        "network_supervisor": "decides every IP connect, sendto/sendmsg/sendmmsg message, bind and listen "
+                              "(on its own copy) and makes the allowed ones on behalf"
+                              + ("" if abi >= 4 else " (alone for TCP: Landlock ABI < 4)"),
         "seccomp_user_notif": _syscalls.has_user_notif(),
         "seccomp_addfd": _syscalls.has_addfd(),
         "seccomp_addfd_send": _syscalls.has_addfd_send(),
@@ -515,7 +523,7 @@ def _check(as_json: bool) -> int:
         width = max(len(k) for k in features)
         for key, value in features.items():
             mark = "ok" if value not in (False, 0, None, "none", "unsupported") else "missing"
-            if key in ("kernel", "arch", "landlock_rights", "verdict"):
+            if key in ("kernel", "arch", "landlock_rights", "verdict", "network_kernel", "network_supervisor"):
                 mark = ""
             elif key == "legacy_tiocsti":
                 mark = "(TIOCSTI refused by the filter either way)"

@@ -301,6 +301,16 @@ def test_check_json_prints_valid_json_naming_the_landlock_abi(who) -> None:
         assert any(feature in key for key in flat), f"--check --json does not report {feature}: {sorted(report)}"
 
 
+def test_check_says_who_enforces_the_network_policy(who) -> None:
+    report = json.loads(who.run(["--check", "--json"]).stdout)
+    kernel_tcp = "Landlock refuses the command's own TCP connect and bind"
+    assert (kernel_tcp in report["network_kernel"]) is (kernel_landlock_abi() >= 4), report
+    assert report["landlock_net"] is (kernel_landlock_abi() >= 4)
+    assert "connect" in report["network_supervisor"] and "on behalf" in report["network_supervisor"]
+    text = who.run(["--check"]).stdout
+    assert "network_kernel" in text and "network_supervisor" in text
+
+
 def test_version_prints_one_line_with_python_kernel_and_landlock_abi(who) -> None:
     r = who.run(["--version"])
     assert r.returncode == 0, r.stderr

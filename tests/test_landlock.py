@@ -223,3 +223,24 @@ def test_the_kernel_refuses_proc_to_the_command_even_under_a_grant_of_slash():
                                         "/etc/hostname ok"], r.stdout
     control = subprocess.run([sys.executable, "-c", WALL, ROOT, "keep"], capture_output=True, text=True)
     assert "/proc/self/status ok" in control.stdout and "/proc ok" in control.stdout, control.stdout + control.stderr
+
+
+@pytest.mark.parametrize("abi", range(1, 8))
+def test_from_abi_4_the_commands_domain_handles_tcp_bind_and_connect(abi):
+    tcp = S.LANDLOCK_ACCESS_NET_BIND_TCP | S.LANDLOCK_ACCESS_NET_CONNECT_TCP
+    assert L.net_rights(abi) == (tcp if abi >= 4 else 0)
+
+
+def test_the_commands_domain_refuses_every_tcp_bind_and_connect_and_the_supervisors_does_not():
+    # README "Network": the supervisor makes the allowed ones on behalf, so the command's
+    # domain handles TCP bind/connect with no port rule (the kernel refuses the command's own)
+    import _supervisor
+    import _syscalls
+    abi = _syscalls.landlock_abi()
+    prepared = _supervisor.prepare(_policy.make_policy(net_allow=["tcp://127.0.0.1:80"]))
+    try:
+        assert prepared.child_plan.handled_net == L.net_rights(abi)
+        assert prepared.supervisor_plan.handled_net == 0
+        assert all(rule.access for rule in prepared.child_plan.rules)  # path rules only, no port rule
+    finally:
+        _supervisor.close_prepared(prepared)

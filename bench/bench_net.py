@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""The network policy's cost (README "Network"), as ratios against bare runs.
+
+    python3 bench/bench_net.py [--rounds N] [--gib G]
+
+Servers run in this process on 127.0.0.1: one that accepts and closes, an
+http.server serving a 1 KiB file, and a sink that reads and counts.  The
+same client program runs bare (subprocess) and under
+`Sandbox(net_allow=[those ports])`, rounds interleaved so that a busy machine
+slows both alike; the program times its own loop (start-up is not counted):
+
+- connect+close: a TCP connect and close per call (each connect is trapped,
+  decided and made on behalf), microseconds per call;
+- HTTP GET: one connection and one GET per request (http.client), ms each
+  (target: <= 1.2x bare);
+- transfer: G GiB sent on one connection (sendall of 1 MiB buffers), MiB/s
+  (target: >= 0.95x bare: send/recv on a connected socket are not trapped).
+
+Not a test: timings never decide pass/fail.  Prints medians and ratios.
+"""
+
+import argparse
+import http.server
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import sandlock  # noqa: E402
+
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+CLIENT = r"""
+import http.client, socket, sys, time
+what, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = time.perf_counter()
+if what == "connect":
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port)); s.close()
+elif what == "http":
+    for _ in range(n):
+        c = http.client.HTTPConnection("127.0.0.1", port); c.request("GET", "/f")
+        assert len(c.getresponse().read()) == 1024; c.close()
+elif what == "transfer":
+    s = socket.create_connection(("127.0.0.1", port)); buf = b"x" * (1 << 20)
+    for _ in range(n):
+        s.sendall(buf)
+    s.shutdown(socket.SHUT_WR); assert s.recv(16) == b"done"
+print(time.perf_counter() - t)
+"""
+
+
+def serve(handler) -> int:  # type: ignore[no-untyped-def]
+    """A listening socket on 127.0.0.1 whose connections go to handler(conn) in threads; its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+
+    def loop() -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def close_at_once(conn: socket.socket) -> None:
+    conn.close()
+
+
+def sink(conn: socket.socket) -> None:
+    while conn.recv(1 << 20):
+        pass
+    conn.sendall(b"done")
+    conn.close()
+
+
+def http_server(directory: str) -> int:
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=directory, **k)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[assignment]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def seconds(run, what: str, port: int, n: int) -> float:  # type: ignore[no-untyped-def]
+    out = run([PYTHON, "-c", CLIENT, what, str(port), str(n)])
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gib", type=float, default=1.0)
+    args = ap.parse_args()
+    directory = tempfile.mkdtemp(prefix="sandlock-bench-net-")
+    with open(os.path.join(directory, "f"), "wb") as f:
+        f.write(b"y" * 1024)
+    ports = {"connect": serve(close_at_once), "http": http_server(directory), "transfer": serve(sink)}
+    box = sandlock.Sandbox(net_allow=[f"tcp://127.0.0.1:{p}" for p in ports.values()])
+
+    def bare(argv):  # type: ignore[no-untyped-def]
+        return subprocess.run(argv, capture_output=True, check=True, text=True).stdout
+
+    def boxed(argv):  # type: ignore[no-untyped-def]
+        r = box.run(argv)
+        if r.returncode != 0:
+            raise SystemExit(f"sandboxed run failed ({r.returncode}): {r.stderr.decode()[-500:]}")
+        return r.stdout.decode()
+
+    mib = int(args.gib * 1024)
+    work = (("connect+close", "connect", 2000, lambda s: s / 2000 * 1e6, "us/call"),
+            ("HTTP GET", "http", 300, lambda s: s / 300 * 1e3, "ms/request"),
+            (f"transfer {args.gib:g} GiB", "transfer", mib, lambda s: mib / s, "MiB/s"))
+    for label, what, n, unit, name in work:
+        seconds(boxed, what, ports[what], max(1, n // 10))  # warm up
+        b, s = [], []
+        for _ in range(args.rounds):
+            b.append(unit(seconds(bare, what, ports[what], n)))
+            s.append(unit(seconds(boxed, what, ports[what], n)))
+        mb, ms = statistics.median(b), statistics.median(s)
+        ratio = ms / mb
+        kind = "throughput, sandboxed/bare" if name == "MiB/s" else "time, sandboxed/bare"
+        print(f"{label:<22} bare {mb:10.1f} {name:<10} sandboxed {ms:10.1f} {name:<10} ratio {ratio:5.2f} ({kind})")
+
+
+if __name__ == "__main__":
+    main()
