@@ -54,7 +54,7 @@ SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 MSG_DONTWAIT = 0x40
 SOCKETS_MAX = 64          # emulated netlink sockets alive at once per run (ENOBUFS beyond)
-REQUEST_MAX = 1 << 16     # bytes of one request datagram read (the rest is cut, MSG_TRUNC)
+REQUEST_MAX = 1 << 16     # bytes of one request (EMSGSIZE beyond, as a netlink socket's send buffer says)
 DATAGRAM = 3584           # bytes of messages per reply datagram (under the kernel's NLMSG_GOODSIZE)
 REAL_TIMEOUT = 2.0        # seconds to wait for the kernel's answer (some network allowed)
 
@@ -281,7 +281,8 @@ class Netlink:
         if (kind - RTM_BASE) % 4 != 2:
             raise OSError(errno.EPERM, "netlink is read-only in the sandbox")  # NEW, DEL, SET
         if self.real:
-            return self._kernel_answer(one, flags, seq, whole)
+            self._kernel_answer(one, flags, seq, whole)
+            return []
         dump = bool(flags & NLM_F_DUMP)
         found = _virtual_dump(kind, body) if dump else _virtual_get(kind, body)
         multi = NLM_F_MULTI if dump else 0
@@ -292,25 +293,30 @@ class Netlink:
             out.append(_error(0, seq, one.portid, whole))
         return out
 
-    def _kernel_answer(self, one: Emulated, flags: int, seq: int, whole: bytes) -> List[bytes]:
-        """The kernel's answer to a GET, asked on our own socket, with the command's port id."""
+    def _kernel_answer(self, one: Emulated, flags: int, seq: int, whole: bytes) -> None:
+        """Ask the kernel on our own socket and pass its answer on with the command's port
+        id, one datagram of the kernel's at a time (a dump may be long: nothing piles up
+        here; what the command's side cannot take is dropped)."""
         if self._kernel is None:
             self._kernel = socket.socket(AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
             self._kernel.settimeout(REAL_TIMEOUT)
         kernel = self._kernel
         kernel.send(whole)
         dump = bool(flags & NLM_F_DUMP)
-        out: List[bytes] = []
+        room = True
         while True:
-            data = kernel.recv(1 << 16)
-            for kind, rflags, rseq, _, body, _ in _messages(data):
+            out, done = [], False
+            for kind, rflags, rseq, _, body, _ in _messages(kernel.recv(1 << 16)):
                 if rseq != seq:
                     continue  # a late answer to an earlier request
                 out.append(_message(kind, rflags, seq, one.portid, body))
-                if kind in (NLMSG_DONE, NLMSG_ERROR) or not (dump or rflags & NLM_F_MULTI):
-                    if kind != NLMSG_ERROR and flags & NLM_F_ACK and not dump:
-                        continue  # the ACK follows
-                    return out
+                if kind in (NLMSG_DONE, NLMSG_ERROR):
+                    done = True
+                elif not dump and not rflags & NLM_F_MULTI and not flags & NLM_F_ACK:
+                    done = True  # the one answer; with NLM_F_ACK the ACK follows
+            room = room and _send_all(one.ours, out)
+            if done:
+                return
 
 
 def _bind_as_kernel(ours: socket.socket) -> None:
@@ -475,7 +481,9 @@ def _check_destination(ctx: Context, call: Call, ptr: int, size: int) -> None:
 
 def _sendto(ctx: Context, call: Call, one: Emulated, dup: int) -> Reply:
     _check_destination(ctx, call, call.ptr2, call.mask)
-    data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, REQUEST_MAX)) if call.size else b""
+    if call.size > REQUEST_MAX:
+        return Errno(errno.EMSGSIZE)
+    data = read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
     return _send(dup, data)
 
 
@@ -490,10 +498,12 @@ def _sendmsg(ctx: Context, call: Call, one: Emulated, dup: int) -> Reply:
     _check_destination(ctx, call, name if namelen else 0, namelen)
     data = b""
     if iovlen:
-        for base, length in _IOVEC.iter_unpack(read_mem(ctx.tracees, call.tid, iov, iovlen * _IOVEC.size)):
-            take = min(length, REQUEST_MAX - len(data))
-            if take:
-                data += read_mem(ctx.tracees, call.tid, base, take)
+        vectors = list(_IOVEC.iter_unpack(read_mem(ctx.tracees, call.tid, iov, iovlen * _IOVEC.size)))
+        if sum(length for _, length in vectors) > REQUEST_MAX:
+            return Errno(errno.EMSGSIZE)
+        for base, length in vectors:
+            if length:
+                data += read_mem(ctx.tracees, call.tid, base, length)
     return _send(dup, data)
 
 
