@@ -212,6 +212,27 @@ def test_getifaddrs_and_netlink_route_dumps_see_only_loopback(view: View) -> Non
         ["getaddr addr 127.0.0.1/8", "getaddr addr ::1/128", "getaddr done"], out
 
 
+def _host_interface() -> str:
+    """A host interface other than lo (the control of the probes that name it)."""
+    host = subprocess.run(["ip", "link"], capture_output=True, text=True, check=True).stdout
+    others = [name for name in _names_in_ip_link(host) if name != "lo"]
+    assert others, f"control: the host has more than lo:\n{host}"
+    return others[0]
+
+
+def test_interface_ioctls_see_only_loopback(view: View) -> None:
+    other = _host_interface()
+    r = view.run([view.probe, "ioctl", "-", other])
+    assert r.returncode == 0, show(r)
+    lines = r.stdout.splitlines()
+    assert [line for line in lines if line.startswith("ifconf")] == ["ifconf lo 127.0.0.1", "ifconf OK"], show(r)
+    assert "ifreq lo index OK 1" in lines and "ifreq lo flags OK 49" in lines, show(r)  # UP LOOPBACK RUNNING
+    assert "ifreq lo hwaddr OK" in lines, show(r)
+    for line in (f"ifreq {other} index No such device 0", f"ifreq {other} flags No such device 0",
+                 f"ifreq {other} hwaddr No such device"):
+        assert line in lines, (line, show(r))
+
+
 def test_netlink_route_writes_are_refused_while_dumps_work(view: View) -> None:
     _, lines, out = netview(view, "write")
     assert "getlink done" in lines, out  # control: a dump on the same socket works

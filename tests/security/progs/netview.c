@@ -1,12 +1,13 @@
 /* What a sandboxed command sees of the network (tests/security/test_net_views.py).
  *
- * netview MARKER [PATH]: opens its own sockets (TCP listeners on 127.0.0.1 and
- * ::1, a UDP socket on 127.0.0.1, an abstract unix socket named
+ * netview MARKER [PATH|- [IFNAME]]: opens its own sockets (TCP listeners on
+ * 127.0.0.1 and ::1, a UDP socket on 127.0.0.1, an abstract unix socket named
  * "@netview-MARKER", a unix socket bound to PATH if given), prints their
  * ports, then
  *   - dumps /proc/net/{tcp,tcp6,udp,unix} and the same through self,
  *     thread-self and its pid, and /proc/net/{dev,if_inet6,route,arp,fib_trie,snmp};
- *   - lists the interfaces libc's getifaddrs() returns;
+ *   - lists the interfaces libc's getifaddrs() returns, and SIOCGIFCONF's;
+ *     asks SIOCGIFINDEX, SIOCGIFFLAGS and SIOCGIFHWADDR of lo and IFNAME;
  *   - dumps links and addresses over a NETLINK_ROUTE socket and tries to add
  *     an address (RTM_NEWADDR 127.0.0.77/8 on lo, harmless if it went through);
  *   - opens NETLINK_AUDIT, NETLINK_SOCK_DIAG, NETLINK_GENERIC and
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -255,7 +257,7 @@ int main(int argc, char **argv) {
            bind(ux, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + 1 + n) < 0 ? strerror(errno)
                                                                                                  : "OK");
     listen(ux, 1);
-    if (argc > 2) {
+    if (argc > 2 && strcmp(argv[2], "-") != 0) {
         int up = socket(AF_UNIX, SOCK_STREAM, 0);
         struct sockaddr_un named = {.sun_family = AF_UNIX};
         strncpy(named.sun_path, argv[2], sizeof named.sun_path - 1);
@@ -301,6 +303,30 @@ int main(int argc, char **argv) {
             printf("ifindex %u %s\n", p->if_index, p->if_name);
         if_freenameindex(names);
     }
+    int any = socket(AF_INET, SOCK_STREAM, 0);
+    struct ifreq reqs[16];
+    struct ifconf conf = {.ifc_len = sizeof reqs, .ifc_req = reqs};
+    if (ioctl(any, SIOCGIFCONF, &conf) < 0) {
+        printf("ifconf %s\n", strerror(errno));
+    } else {
+        for (int i = 0; i < conf.ifc_len / (int)sizeof(struct ifreq); i++)
+            printf("ifconf %s %s\n", reqs[i].ifr_name,
+                   inet_ntoa(((struct sockaddr_in *)&reqs[i].ifr_addr)->sin_addr));
+        printf("ifconf OK\n");
+    }
+    const char *ifnames[] = {"lo", argc > 3 ? argv[3] : "lo"};
+    for (int i = 0; i < 2; i++) {
+        struct ifreq r;
+        memset(&r, 0, sizeof r);
+        strncpy(r.ifr_name, ifnames[i], IFNAMSIZ - 1);
+        int ok = ioctl(any, SIOCGIFINDEX, &r);
+        printf("ifreq %s index %s %d\n", ifnames[i], ok < 0 ? strerror(errno) : "OK", ok < 0 ? 0 : r.ifr_ifindex);
+        ok = ioctl(any, SIOCGIFFLAGS, &r);
+        printf("ifreq %s flags %s %x\n", ifnames[i], ok < 0 ? strerror(errno) : "OK", ok < 0 ? 0 : r.ifr_flags & 0xffff);
+        ok = ioctl(any, SIOCGIFHWADDR, &r);
+        printf("ifreq %s hwaddr %s\n", ifnames[i], ok < 0 ? strerror(errno) : "OK");
+    }
+    close(any);
     route_netlink();
     nl_open("audit", NETLINK_AUDIT);
     nl_open("generic", NETLINK_GENERIC);
