@@ -25,6 +25,11 @@ one thread for all of a run's sockets, at most SOCKETS_MAX of them at once):
   struct sockaddr_nl, say nl_pid 0 (the kernel), so libraries that check
   the sender of what they receive (glibc, iproute2, busybox) accept it.
 
+Interface ioctls on any socket (SIOCGIFCONF, SIOCGIFINDEX, SIOCGIFHWADDR,
+..., the 0x89xx and wireless 0x8Bxx ranges) answer the same question; with
+no network they are trapped and answered for lo only (`do_ioctl`): other
+names ENODEV, the ARP cache empty (ENXIO), setters EPERM.
+
 Nothing queues in sandlock: replies go straight into the pair's socket
 buffer (the kernel's bound); when it is full, the rest of that reply is
 dropped, as the kernel drops netlink messages a reader leaves unread.
@@ -37,6 +42,7 @@ import errno
 import os
 import select
 import socket
+import stat
 import struct
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -386,6 +392,71 @@ def do_recv(ctx: Context, call: Call) -> Reply:
     # CONTINUE: nothing is decided here (a recv on any fd of the command is allowed by
     # the filter); the trap only orders the answers before the read.
     return CONTINUE
+
+
+# --- interface ioctls (uapi linux/sockios.h, net/if.h) ---------------------------------------
+
+SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's own (FIOSETOWN, SIOCGSTAMP, ...)
+SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
+IFREQ = 40  # sizeof(struct ifreq) on 64-bit
+_LO_IN = struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton("127.0.0.1"))
+_IN = (lambda a: struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton(a)))  # noqa: E731
+_INT = (lambda v: struct.pack("=i", v))  # noqa: E731
+_LO_ANSWERS = {  # ioctl -> what lo's struct ifreq holds after its name
+    0x8913: struct.pack("=H", 0x49),     # SIOCGIFFLAGS: UP LOOPBACK RUNNING
+    0x8915: _LO_IN,                       # SIOCGIFADDR
+    0x8917: _LO_IN,                       # SIOCGIFDSTADDR
+    0x8919: _IN("0.0.0.0"),               # SIOCGIFBRDADDR
+    0x891b: _IN("255.0.0.0"),             # SIOCGIFNETMASK
+    0x891d: _INT(0),                      # SIOCGIFMETRIC
+    0x8921: _INT(65536),                  # SIOCGIFMTU
+    0x8927: struct.pack("=H14x", 772),    # SIOCGIFHWADDR: ARPHRD_LOOPBACK, 00:00:00:00:00:00
+    0x8933: _INT(1),                      # SIOCGIFINDEX
+    0x8935: _INT(0),                      # SIOCGIFPFLAGS
+    0x8942: _INT(1000),                   # SIOCGIFTXQLEN
+    0x8970: bytes(24),                    # SIOCGIFMAP
+}
+
+
+def do_ioctl(ctx: Context, call: Call) -> Reply:
+    """An interface ioctl (0x8910-0x89ff, 0x8b00-0x8bff) on a socket when the policy allows
+    no network: answered for lo only.  Layout: flags = request, ptr = argument."""
+    request = call.flags
+    dup = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        is_socket = stat.S_ISSOCK(os.fstat(dup).st_mode)
+    finally:
+        os.close(dup)
+    if not is_socket:
+        # CONTINUE: decided on the request number and the fd's type; the kernel gives
+        # the file's own answer (ENOTTY for these numbers), nothing about interfaces
+        return CONTINUE
+    if request == SIOCGIFCONF:
+        return _ifconf(ctx, call)
+    if request in (SIOCGARP, SIOCGRARP):
+        return Errno(errno.ENXIO)  # no neighbour
+    ifreq = read_mem(ctx.tracees, call.tid, call.ptr, IFREQ)
+    if request == SIOCGIFNAME:
+        if struct.unpack_from("=i", ifreq, 16)[0] != 1:
+            return Errno(errno.ENODEV)
+        write_mem(ctx.tracees, call.tid, call.ptr, b"lo".ljust(16, b"\0"))
+        return Value(0)
+    if ifreq[:16].split(b"\0", 1)[0] != b"lo":
+        return Errno(errno.ENODEV)
+    answer = _LO_ANSWERS.get(request)
+    if answer is None:
+        return Errno(errno.EOPNOTSUPP if request & 0xFF00 == 0x8B00 or request >= 0x89E0 else errno.EPERM)
+    write_mem(ctx.tracees, call.tid, call.ptr + 16, answer)
+    return Value(0)
+
+
+def _ifconf(ctx: Context, call: Call) -> Reply:
+    """SIOCGIFCONF: struct ifconf {int ifc_len; char *ifc_buf;} and lo's one struct ifreq."""
+    length, buf = struct.unpack("=i4xQ", read_mem(ctx.tracees, call.tid, call.ptr, 16))
+    if buf and length >= IFREQ:
+        write_mem(ctx.tracees, call.tid, buf, b"lo".ljust(16, b"\0") + _LO_IN.ljust(IFREQ - 16, b"\0"))
+    write_mem(ctx.tracees, call.tid, call.ptr, _INT(IFREQ if not buf or length >= IFREQ else 0))
+    return Value(0)
 
 
 HOOKED = ("connect", "bind", "getsockname", "getpeername", "sendto", "sendmsg", "sendmmsg")

@@ -94,6 +94,7 @@ ROWS: Dict[str, Row] = {
     "recvfrom": _row(NL.do_recv, ("fd", "_", "_", "flags")),
     "recvmsg": _row(NL.do_recv, ("fd", "_", "flags")),
     "recvmmsg": _row(NL.do_recv, ("fd", "_", "_", "flags")),
+    "ioctl": _row(NL.do_ioctl, ("fd", "flags", "ptr")),  # request, argument
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -200,6 +201,12 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # ... and answered before a non-blocking read (MSG_DONTWAIT) of it; other reads are not trapped
     for name, arg in (("recvfrom", 3), ("recvmsg", 2), ("recvmmsg", 3)):
         traps[name] = [Test(arg, "set", NL.MSG_DONTWAIT, "notify")]
+    if not NL.network_allowed(policy):
+        # interface ioctls answer for lo only (README "Network views"); a socket's own
+        # (0x8900-0x890f) and every other request are not trapped
+        traps["ioctl"] = [Test(1, "maskeq", NL.SIOC_FIRST, "allow", mask=0xFFFFFFF0),
+                          Test(1, "maskeq", NL.SIOC_FIRST, "notify", mask=0xFFFFFF00),
+                          Test(1, "maskeq", 0x8B00, "notify", mask=0xFFFFFF00)]
     # sendto with a destination address (a non-NULL pointer in args[4])
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:

@@ -311,3 +311,14 @@ def test_pidfd_open_inotify_init_bind_and_socket_names_are_notified(default):
     for name in ("pidfd_open", "inotify_init1", "inotify_init", "bind", "listen", "getsockname", "getpeername"):
         if name in _syscalls.table(arch):
             assert verdict(code, arch, name, 1, 0) == ("USER_NOTIF", 0), name
+
+
+def test_interface_ioctls_are_notified_only_when_the_policy_allows_no_network(default):
+    arch, code = default
+    for request in (0x8912, 0x8933, 0x8927, 0x8954, 0x89F0, 0x8B01):  # IFCONF INDEX HWADDR GARP DEVPRIVATE GIWNAME
+        assert verdict(code, arch, "ioctl", 3, request) == ("USER_NOTIF", 0), hex(request)
+    for request in (0x8906, 0x541B, 0x5401):  # SIOCGSTAMP, FIONREAD, TCGETS: not trapped
+        assert verdict(code, arch, "ioctl", 3, request) == ("ALLOW", 0), hex(request)
+    assert verdict(code, arch, "ioctl", 0, termios.TIOCSTI) == ("ERRNO", errno.EPERM)
+    allowed = program(arch, net_allow=["tcp://127.0.0.1:1"])
+    assert verdict(allowed, arch, "ioctl", 3, 0x8912) == ("ALLOW", 0)
