@@ -39,6 +39,7 @@ Multicast groups are accepted by bind and never deliver anything.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import socket
@@ -194,8 +195,10 @@ class Netlink:
             theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 _bind_as_kernel(ours)
-                ours.setblocking(False)
-                theirs.setblocking(not nonblock)
+                # O_NONBLOCK by fcntl, not setblocking (an ioctl: see _supervisor._supervise)
+                _set_nonblocking(ours.fileno())
+                if nonblock:
+                    _set_nonblocking(theirs.fileno())
                 self._ports += 1
                 # the kernel's choice: the process id for its first socket, then negative numbers
                 portid = tgid if self._ports == 1 else (-4096 - self._ports) & 0xFFFFFFFF
@@ -305,7 +308,8 @@ class Netlink:
         here; what the command's side cannot take is dropped)."""
         if self._kernel is None:
             self._kernel = socket.socket(AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-            self._kernel.settimeout(REAL_TIMEOUT)
+            self._kernel.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                    struct.pack("=qq", int(REAL_TIMEOUT), 0))  # then EAGAIN
         kernel = self._kernel
         kernel.send(whole)
         dump = bool(flags & NLM_F_DUMP)
@@ -323,6 +327,10 @@ class Netlink:
             room = room and _send_all(one.ours, out)
             if done:
                 return
+
+
+def _set_nonblocking(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
 
 def _bind_as_kernel(ours: socket.socket) -> None:
