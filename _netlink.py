@@ -48,13 +48,8 @@ import struct
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+from _netpolicy import network_allowed
 from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
-
-try:
-    from _netpolicy import network_allowed
-except ImportError:  # before the network policy (issue 11) is merged
-    def network_allowed(policy: object) -> bool:  # type: ignore[misc]
-        return bool(getattr(policy, "net_allow", ()) or getattr(policy, "net_deny", ()))
 
 AF_NETLINK, NETLINK_ROUTE = 16, 0
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
