@@ -13,12 +13,15 @@ What must hold, under the default policy (no network allowed):
   header line;
 - /proc/net/{dev,if_inet6} show only lo, route and arp only their header;
   other host-wide files (fib_trie, snmp) are refused (EACCES);
-- getifaddrs(), if_nameindex(), `ip link`, `ip -4 addr`, `ip route` and a
-  NETLINK_ROUTE dump see only lo with 127.0.0.1/8 and ::1/128;
+- getifaddrs(), if_nameindex(), `ip link`, `ip -4 addr`, `ip route`, a
+  NETLINK_ROUTE dump and the interface ioctls (SIOCGIFCONF, SIOCGIFINDEX,
+  SIOCGIFHWADDR...) see only lo with 127.0.0.1/8 and ::1/128;
+- /proc/net/unix names a socket bound in an emulated root by the guest's path;
 - a NETLINK_ROUTE write (RTM_NEWADDR) is refused (EPERM) while dumps work;
 - every other netlink protocol (audit, generic, uevent) is refused with
   EPROTONOSUPPORT, sock_diag (which lists the host's sockets) with EPERM
   (SPEC 1.8), while NETLINK_ROUTE opens.
+With --net-allow the real interfaces show and netlink stays read-only.
 Controls: the host itself lists the test's sockets and more interfaces than
 lo; the sandbox's own sockets are listed.
 """
