@@ -87,6 +87,7 @@ class Context(Protocol):
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
     workers: "Workers"  # the one pool for operations that may block
     in_flight: Any     # _procops.InFlight under --max-memory, else None
+    netlink: Any       # _netlink.Netlink of the run, made on its first netlink socket (or None)
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
 
     def net_names(self, ip: Any) -> Tuple[str, ...]:

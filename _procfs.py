@@ -13,7 +13,12 @@ here, on the kernel's name of what it opened (d_path), never on the spelling
   listed): HIDDEN at the top, HIDDEN_PER_PROCESS in a process directory;
 - some files are made up (the resolver builds them, see MADE_UP): boot_id
   is a random UUID per run, mountinfo/mounts list only what the command can
-  reach, net/unix has its header line and no socket;
+  reach;
+- /proc/PID/net (README "Network views", `net_view`): the socket tables
+  list only the sandbox's own sockets under the kernel's header line; the
+  interface files show only lo when the policy allows no network; every
+  other file there (host-wide counters, routes, neighbours, netfilter) is
+  refused (EACCES);
 - /proc itself, opened to be listed, is a private directory in the run's
   scratch directory holding only the sandbox's processes (`make_listing`);
   lookups relative to it are mapped back to /proc by the resolver.
@@ -25,15 +30,14 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Callable, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 
 from _errors import os_error
 
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
 BOOT_ID = b"sys/kernel/random/boot_id"
-MADE_UP = frozenset((b"mountinfo", b"mounts", b"net/unix"))  # below /proc/PID or /proc/PID/task/TID
-UNIX_HEADER = b"Num       RefCount Protocol Flags    Type St Inode Path\n"
+MADE_UP = frozenset((b"mountinfo", b"mounts"))  # below /proc/PID or /proc/PID/task/TID (and net/: net_view)
 LISTING = b"/.proc"   # listings are <top>/.proc<N>
 KEEP_LISTINGS = 8     # older listings are removed (a listing fd still works after)
 READ_CAP = 16 << 20   # the most the supervisor reads of a /proc file it rewrites
@@ -243,3 +247,109 @@ def filter_mounts(data: bytes, field: int, reachable: Callable[[bytes], bool]) -
         if point == b"/proc" or (not point.startswith(b"/proc/") and reachable(point)):
             out.append(line)
     return b"".join(out)
+
+
+# --- /proc/PID/net (README "Network views") ----------------------------------------------------------
+#
+# The files below /proc/PID/net describe the whole network namespace, which
+# the sandbox shares with the host.  Socket tables: the header line and the
+# rows whose inode is a socket some process of the sandbox holds (an fd
+# linking to socket:[N]), byte for byte as the kernel wrote them.  Interface
+# files: with no network allowed, what a namespace holding only lo shows
+# (counters zero); with some network, the real file.  Anything else: EACCES.
+
+SOCKET_TABLES = {  # file -> index of the inode among a row's whitespace-separated fields
+    b"tcp": 9, b"tcp6": 9, b"udp": 9, b"udp6": 9, b"udplite": 9, b"udplite6": 9, b"raw": 9, b"raw6": 9,
+    b"icmp": 9, b"icmp6": 9, b"unix": 6, b"packet": 8, b"netlink": 9,
+}
+INTERFACE_FILES = frozenset((b"dev", b"if_inet6", b"route", b"ipv6_route", b"arp"))
+SOCKETS_CAP = 1 << 16   # socket inodes collected for one read (EFBIG beyond)
+_LO_DEV = b"%6s:%8d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d\n" % ((b"lo",) + (0,) * 16)
+_LO_INET6 = b"00000000000000000000000000000001 01 80 10 80       lo\n"
+
+
+def net_view(what: bytes, fd: int, processes: Callable[[], Iterable[int]], network_allowed: bool,
+             socket_names: Optional[Dict[bytes, bytes]] = None) -> Optional[int]:
+    """Content of /proc/PID/net/`what` (`what` below net/) from our fd of the real file:
+    a sealed memfd, or None to hand out the real file.  `socket_names`: the guest's
+    names of unix sockets bound on behalf in an emulated root (the kernel's name ->
+    the guest's), shown in the unix table's Path column.
+
+    Raises:
+        OSError(EACCES): a file that shows host state and has no view.
+        OSError(EFBIG): more than SOCKETS_CAP sockets in the sandbox.
+    """
+    if what in SOCKET_TABLES:
+        inodes = socket_inodes(processes())
+        rows = _rows(fd, lambda row: _inode(row, SOCKET_TABLES[what]) in inodes)
+        if what == b"unix" and socket_names:
+            rows = (_unix_path(row, socket_names) for row in rows)
+        return memfd(what, b"".join(rows))
+    if what in INTERFACE_FILES:
+        if network_allowed:
+            return None
+        if what == b"dev":
+            return memfd(what, b"".join(_rows(fd, lambda row: False, header=2)) + _LO_DEV)
+        if what == b"if_inet6":
+            return memfd(what, _LO_INET6)
+        if what == b"ipv6_route":
+            return memfd(what, b"")
+        return memfd(what, b"".join(_rows(fd, lambda row: False)))  # route, arp: the header line
+    raise os_error(errno.EACCES)
+
+
+def socket_inodes(pids: Iterable[int]) -> Set[int]:
+    """Inodes of the sockets the processes `pids` hold (their fds linking to socket:[N])."""
+    out = set()
+    for pid in pids:
+        try:
+            entries = os.scandir(b"/proc/%d/fd" % pid)
+        except OSError:
+            continue  # gone meanwhile
+        with entries:
+            for entry in entries:
+                try:
+                    link = os.readlink(entry.path)
+                except OSError:
+                    continue
+                if link.startswith(b"socket:[") and link.endswith(b"]") and link[8:-1].isdigit():
+                    out.add(int(link[8:-1]))
+                    if len(out) > SOCKETS_CAP:
+                        raise os_error(errno.EFBIG)
+    return out
+
+
+def _unix_path(row: bytes, names: Dict[bytes, bytes]) -> bytes:
+    """A unix table row with the guest's name in its Path column (after the 7th field)."""
+    line = row.rstrip(b"\n")
+    parts = line.split(None, 7)
+    if len(parts) < 8 or parts[7] not in names:
+        return row
+    return line[:len(line) - len(parts[7])] + names[parts[7]] + b"\n"
+
+
+def _inode(row: bytes, index: int) -> int:
+    fields = row.split(None, index + 1)
+    return int(fields[index]) if len(fields) > index and fields[index].isdigit() else -1
+
+
+def _rows(fd: int, keep: Callable[[bytes], bool], header: int = 1) -> Iterable[bytes]:
+    """The first `header` lines of the file and the other lines `keep` accepts, read in
+    pieces (a host with many sockets has a long table: only kept lines are held)."""
+    rest = b""
+    seen = 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if chunk:
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            if len(rest) > 1 << 16:
+                raise os_error(errno.EFBIG)  # no line of these files is that long
+        else:
+            lines = [rest] if rest else []
+        for line in lines:
+            seen += 1
+            if seen <= header or keep(line):
+                yield line + b"\n"
+        if not chunk:
+            return

@@ -243,6 +243,10 @@ class Resolver:
         self._make_listing_top = listing_top if callable(listing_top) else None
         self.listing_top = os.fsencode(listing_top) if isinstance(listing_top, (bytes, str)) else None
         self.boot_id = _procfs.new_boot_id()
+        # /proc/PID/net (_procfs.net_view): the sandbox's processes, and whether the
+        # policy allows some network (set by the supervisor)
+        self.net_processes: Callable[[], List[int]] = lambda: []
+        self.network_allowed = False
         self._listings = 0
         self._listings_lock = threading.Lock()
 
@@ -435,8 +439,9 @@ class Resolver:
 
     def _made_up(self, what: bytes, fd: int) -> Optional[int]:
         """Content of /proc/PID/`what` made from our fd of the real file, or None to keep it."""
-        if what == b"net/unix":
-            return _procfs.memfd(b"unix", _procfs.UNIX_HEADER)
+        if what.startswith(b"net/"):
+            return _procfs.net_view(what[4:], fd, self.net_processes, self.network_allowed,
+                                    getattr(self, "socket_names", None))  # RootResolver's
         if what in (b"mountinfo", b"mounts"):
             data = _procfs.filter_mounts(_procfs.read_fd(fd), 4 if what == b"mountinfo" else 1, self._reachable)
             return _procfs.memfd(what, data)

@@ -40,6 +40,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import _filter
 import _landlock
 import _launch
+import _netlink
 import _netpolicy
 import _policy
 import _structs as S
@@ -291,6 +292,7 @@ class Session:
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
         self.listener = -1
+        self.netlink = None  # _netlink.Netlink, made on the first netlink socket
         # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
         self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
         self.workers = Workers(self.reply_later)  # the pool for blocking operations done on behalf
@@ -418,6 +420,9 @@ class Session:
                 self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied),
                                          self.tracees, self._is_member, self.hot, self._processes,
                                          self._proc_listings if self.prepared.proc_scratch is not None else None)
+            # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
+            self.resolver.net_processes = self._processes
+            self.resolver.network_allowed = _netlink.network_allowed(self.policy)
             # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
             self.resolver.devices = Devices(self.prepared.devices, PTYS)
             calls = _launch.bind_calls()
@@ -442,6 +447,8 @@ class Session:
                 self._over = True
             self.release_waits()
             self.workers.close()
+            if self.netlink is not None:
+                self.netlink.close()
             for fd in fds:
                 _close(fd)
             if self.resolver is not None:

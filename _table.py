@@ -14,10 +14,11 @@ import os
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import _fsops as F
+import _netlink as NL
 import _netops as N
 import _procops as P
 import _syscalls
-from _filter import Test, Trap
+from _filter import SOCKET_NETLINK_ROUTE, Test, Trap
 from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
 from _policy import Policy
 
@@ -89,6 +90,11 @@ ROWS: Dict[str, Row] = {
     "listen": _row(N.do_listen, ("fd", "size")),
     "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
     "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
+    "socket": _row(NL.do_socket, ("which", "flags", "mode")),  # domain, type, protocol
+    "recvfrom": _row(NL.do_recv, ("fd", "_", "_", "flags")),
+    "recvmsg": _row(NL.do_recv, ("fd", "_", "flags")),
+    "recvmmsg": _row(NL.do_recv, ("fd", "_", "_", "flags")),
+    "ioctl": _row(NL.do_ioctl, ("fd", "flags", "ptr")),  # request, argument
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
     "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
@@ -189,6 +195,18 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         del traps["fstatfs"]
     if abi < 3:
         traps["truncate"] = None
+    # socket(AF_NETLINK, *, NETLINK_ROUTE) is emulated (_netlink); the filter refuses
+    # other netlink protocols (_filter.ARGUMENT_RULES)
+    traps["socket"] = [SOCKET_NETLINK_ROUTE]
+    # ... and answered before a non-blocking read (MSG_DONTWAIT) of it; other reads are not trapped
+    for name, arg in (("recvfrom", 3), ("recvmsg", 2), ("recvmmsg", 3)):
+        traps[name] = [Test(arg, "set", NL.MSG_DONTWAIT, "notify")]
+    if not NL.network_allowed(policy):
+        # interface ioctls answer for lo only (README "Network views"); a socket's own
+        # (0x8900-0x890f) and every other request are not trapped
+        traps["ioctl"] = [Test(1, "maskeq", NL.SIOC_FIRST, "allow", mask=0xFFFFFFF0),
+                          Test(1, "maskeq", NL.SIOC_FIRST, "notify", mask=0xFFFFFF00),
+                          Test(1, "maskeq", 0x8B00, "notify", mask=0xFFFFFF00)]
     # sendto with a destination address (a non-NULL pointer in args[4])
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     for name in OTHER_PID:
@@ -237,5 +255,5 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
     out = {}
     for name in traps:
         row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
-        out[table[name]] = Handler(row.op, compile_layout(row.layout), row.fixed)
+        out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out

@@ -553,7 +553,9 @@ def _check(as_json: bool) -> int:
                             "sockets no rule allows",
         "network_supervisor": "decides every IP connect, sendto/sendmsg/sendmmsg message, bind and listen "
                               "(on its own copy) and makes the allowed ones on behalf"
-                              + ("" if abi >= 4 else " (alone for TCP: Landlock ABI < 4)"),
+                              + ("" if abi >= 4 else " (alone for TCP: Landlock ABI < 4)")
+                              + "; it answers NETLINK_ROUTE (read-only) and, with no network, interface "
+                                "ioctls and /proc/net for lo only (README \"Network views\")",
         "seccomp_user_notif": _syscalls.has_user_notif(),
         "seccomp_addfd": _syscalls.has_addfd(),
         "seccomp_addfd_send": _syscalls.has_addfd_send(),

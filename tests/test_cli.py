@@ -307,6 +307,7 @@ def test_check_says_who_enforces_the_network_policy(who) -> None:
     assert (kernel_tcp in report["network_kernel"]) is (kernel_landlock_abi() >= 4), report
     assert report["landlock_net"] is (kernel_landlock_abi() >= 4)
     assert "connect" in report["network_supervisor"] and "on behalf" in report["network_supervisor"]
+    assert "NETLINK_ROUTE" in report["network_supervisor"], report
     text = who.run(["--check"]).stdout
     assert "network_kernel" in text and "network_supervisor" in text
 

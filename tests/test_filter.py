@@ -145,12 +145,15 @@ def test_prctl_options_that_reach_out_are_refused(default):
     assert verdict(code, arch, "prctl", 15) == ("ALLOW", 0)  # PR_SET_NAME
 
 
-def test_raw_packet_and_sock_diag_sockets_are_refused(default):
+def test_raw_packet_and_netlink_sockets_but_route_are_refused(default):
     arch, code = default
     assert verdict(code, arch, "socket", 2, 3, 0) == ("ERRNO", errno.EPERM)      # AF_INET SOCK_RAW
     assert verdict(code, arch, "socket", 17, 2, 0) == ("ERRNO", errno.EPERM)     # AF_PACKET
-    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG
-    assert verdict(code, arch, "socket", 16, 3, 0) == ("ALLOW", 0)               # NETLINK_ROUTE
+    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG (SPEC 1.8)
+    for protocol in (9, 15, 16, 2, 0x100):  # AUDIT KOBJECT_UEVENT GENERIC USERSOCK, 0 in the low byte
+        assert verdict(code, arch, "socket", 16, 3, protocol) == ("ERRNO", errno.EPROTONOSUPPORT), protocol
+    assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)          # NETLINK_ROUTE: emulated
+    assert verdict(code, arch, "socket", 16, 2 | 0x80000, 0) == ("USER_NOTIF", 0)
     assert verdict(code, arch, "socket", 2, 1 | 0x80000, 0) == ("ALLOW", 0)      # TCP, CLOEXEC
 
 
@@ -296,7 +299,10 @@ def test_ip_sockets_follow_the_network_policy(arch):
         for family in (40, 43, 31, 5, 0, 46, (1 << 32) | 40):    # VSOCK, SMC, BLUETOOTH, APPLETALK, ...
             assert verdict(code, arch, "socket", family, 1, 0) == ("ERRNO", errno.EAFNOSUPPORT), family
         assert verdict(code, arch, "socket", 17, 3, 0x300) == ("ERRNO", errno.EPERM)  # AF_PACKET
-        assert verdict(code, arch, "socket", 1, 1, 0) == OK and verdict(code, arch, "socket", 16, 3, 0) == OK
+        assert verdict(code, arch, "socket", 1, 1, 0) == OK
+        assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)  # NETLINK_ROUTE: emulated (_netlink)
+        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)  # NETLINK_SOCK_DIAG (SPEC 1.8)
+        assert verdict(code, arch, "socket", 16, 3, 9) == ("ERRNO", errno.EPROTONOSUPPORT)  # NETLINK_AUDIT
     assert verdict(program(arch, net_allow_bind=["udp://5353"]), arch, "socket", 2, 2, 0) == OK
     assert verdict(program(arch, net_deny=["10.0.0.0/8"]), arch, "socket", 2, 2, 1) == OK
 
@@ -316,3 +322,14 @@ def test_pidfd_open_inotify_init_bind_and_socket_names_are_notified(default):
     for name in ("pidfd_open", "inotify_init1", "inotify_init", "bind", "listen", "getsockname", "getpeername"):
         if name in _syscalls.table(arch):
             assert verdict(code, arch, name, 1, 0) == ("USER_NOTIF", 0), name
+
+
+def test_interface_ioctls_are_notified_only_when_the_policy_allows_no_network(default):
+    arch, code = default
+    for request in (0x8912, 0x8933, 0x8927, 0x8954, 0x89F0, 0x8B01):  # IFCONF INDEX HWADDR GARP DEVPRIVATE GIWNAME
+        assert verdict(code, arch, "ioctl", 3, request) == ("USER_NOTIF", 0), hex(request)
+    for request in (0x8906, 0x541B, 0x5401):  # SIOCGSTAMP, FIONREAD, TCGETS: not trapped
+        assert verdict(code, arch, "ioctl", 3, request) == ("ALLOW", 0), hex(request)
+    assert verdict(code, arch, "ioctl", 0, termios.TIOCSTI) == ("ERRNO", errno.EPERM)
+    allowed = program(arch, net_allow=["tcp://127.0.0.1:1"])
+    assert verdict(allowed, arch, "ioctl", 3, 0x8912) == ("ALLOW", 0)
