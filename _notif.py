@@ -87,15 +87,10 @@ class Context(Protocol):
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
     workers: "Workers"  # the one pool for operations that may block
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
+    net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
 
     def net_names(self, ip: Any) -> Tuple[str, ...]:
         """The hostnames `ip` was learned for (DNS policing), for hostname rules."""
-        ...
-
-    def net_dns_send(self, call: "Call", sock: Any, proto: str, ip: Any, port: int,
-                     payloads: Optional[List[bytes]]) -> Optional[Reply]:
-        """A connect (payloads None) or a send of datagrams to port 53: a reply that
-        answers the call, or None to decide it like any other destination."""
         ...
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
