@@ -181,6 +181,12 @@ def parse_answer(data: bytes) -> Optional[Answer]:
     return Answer(Query(ident, qname, qtype), tuple(found))
 
 
+def polices(rules) -> bool:  # type: ignore[no-untyped-def]
+    """Are DNS queries policed under `rules` (some rule could match a name, and not
+    everything is allowed: --net-deny)?"""
+    return not rules.deny_mode and any(rule.network is None for rule in rules.allow)
+
+
 def unmap(ip: IP) -> IP:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
@@ -317,6 +323,9 @@ class Dns:
                 while len(self._peers) >= PEERS_MAX:
                     self._peers.popitem(last=False)
                 self._peers[key] = address
+
+    def has_peers(self) -> bool:
+        return bool(self._peers)
 
     def is_resolver(self, ip: IP, port: int) -> bool:
         return port == DNS_PORT and unmap(ip) in self.resolvers

@@ -37,7 +37,7 @@ import threading
 from typing import Callable, List, Optional, Tuple, Union
 
 import _syscalls
-from _notif import Call, Context, Errno, Reply, Value, read_mem, umask_of
+from _notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
 AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
@@ -251,10 +251,10 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
             dns = _check_dns(ctx, sock, listed, payloads, connect)
             if dns is None:
                 answer = _check_ip(ctx, call, sock, [a for a in listed if a], connect, payloads)
-            elif isinstance(dns, tuple):  # queries sent on behalf, then their answers learned
-                answer, (routes[None], act) = None, _learning(ctx, act, *dns)
-            else:
+            elif isinstance(dns, Value):  # a virtual connect to a resolver
                 answer = dns
+            else:  # queries sent on behalf, then their answers learned
+                answer, (routes[None], act) = None, _learning(ctx, act, *dns)
             if answer is not None:
                 sock.close()
                 cleanup()
@@ -303,12 +303,30 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     """sendto(fd, buf, len, flags, addr, addrlen) with an address: decided and sent on behalf."""
     if call.mask > 128:
         return Errno(errno.EINVAL)
+    if not call.ptr2 and not _has_peer(ctx, call):
+        # A short send without address, trapped for DNS policing (_table.traps_for):
+        # CONTINUE, the kernel sends to the peer it has, which was decided at connect.
+        # Only a UDP socket "connected" to a resolver is policed here (_check_dns), and
+        # the kernel has no peer for it: if a thread swaps one in under this fd number,
+        # the kernel's send fails (EDESTADDRREQ), it does not go out unpoliced.
+        return CONTINUE
     address = read_mem(ctx.tracees, call.tid, call.ptr2, call.mask) if call.ptr2 else None
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags),
                       payloads=[data])
+
+
+def _has_peer(ctx: Context, call: Call) -> bool:
+    """Is call.fd a UDP socket "connected" to a resolver (_check_dns)?"""
+    if ctx.net_dns is None or not ctx.net_dns.has_peers():
+        return False
+    sock = _socket(ctx, call)
+    try:
+        return ctx.net_dns.peer(sock) is not None
+    finally:
+        sock.close()
 
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
