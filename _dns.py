@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import select
 import socket
 import stat
 import struct
@@ -360,15 +361,22 @@ class Dns:
                     del self._peeking[key]
 
     def _peek(self, sock: socket.socket, resolver: Tuple[IP, int], pending: set, deadline: float) -> None:
-        pause = 0.001
+        pause, seen = 0.0001, 0
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
         while pending and time.monotonic() < deadline:
             try:
                 data, source = sock.recvfrom(65535, MSG_PEEK | MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
-                time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-                pause = min(pause * 2, 0.05)
+                left = max(deadline - time.monotonic(), 0)
+                if not seen:  # nothing queued yet: poll sleeps until something is
+                    poller.poll(left * 1000)
+                else:  # the queue holds datagrams already peeked: poll would not sleep
+                    time.sleep(min(pause, left))
+                    pause = min(pause * 2, 0.02)
                 continue
-            pause = 0.001
+            seen += 1
+            pause = 0.0001
             try:
                 origin = (unmap(ipaddress.ip_address(source[0].split("%")[0])), source[1])
             except (ValueError, IndexError, TypeError):
