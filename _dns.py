@@ -34,7 +34,6 @@ Module import makes no syscall.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import select
@@ -303,7 +302,7 @@ class Dns:
                 self.learned.pin(ip, name)
         self._peers: "OrderedDict[Tuple[int, int], bytes]" = OrderedDict()
         self._peers_lock = threading.Lock()
-        self._peeking: Dict[Tuple[int, int], threading.Lock] = {}
+        self._peeking: Dict[Tuple[int, int], list] = {}  # socket -> [lock, users]: one peeks at a time
         self._peeking_lock = threading.Lock()
 
     def names(self, ip: IP) -> Tuple[str, ...]:
@@ -342,9 +341,23 @@ class Dns:
         deadline = time.monotonic() + wait
         key = _key(sock)
         with self._peeking_lock:
-            lock = self._peeking.setdefault(key, threading.Lock())
-        if not lock.acquire(timeout=wait):
-            return
+            entry = self._peeking.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        lock = entry[0]
+        try:
+            if lock.acquire(timeout=wait):
+                try:
+                    self._peek_answers(sock, resolver, pending, deadline)
+                finally:
+                    lock.release()
+        finally:
+            with self._peeking_lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._peeking[key]
+
+    def _peek_answers(self, sock: socket.socket, resolver: Tuple[IP, int], pending: set,
+                      deadline: float) -> None:
         try:
             saved = sock.getsockopt(socket.SOL_SOCKET, SO_PEEK_OFF)
             sock.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
@@ -354,11 +367,6 @@ class Dns:
                 sock.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, saved)
         except OSError:
             return  # not learned: connects to its addresses are refused (fail closed)
-        finally:
-            lock.release()
-            with self._peeking_lock:
-                if self._peeking.get(key) is lock and not lock.locked():
-                    del self._peeking[key]
 
     def _peek(self, sock: socket.socket, resolver: Tuple[IP, int], pending: set, deadline: float) -> None:
         pause, seen = 0.0001, 0
@@ -394,13 +402,3 @@ class Dns:
 def _key(sock: socket.socket) -> Tuple[int, int]:
     st = os.fstat(sock.fileno())
     return st.st_dev, st.st_ino
-
-
-def sockaddr(ip: IP, port: int, family: int) -> bytes:
-    """The sockaddr_in / sockaddr_in6 of ip:port for a socket of `family`."""
-    if family == socket.AF_INET6:
-        packed = ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
-        return struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + packed + b"\0" * 4
-    if ip.version != 4:
-        raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
-    return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + ip.packed + b"\0" * 8
