@@ -72,7 +72,7 @@ read write open close stat fstat lstat poll lseek mmap mprotect munmap brk rt_si
 rt_sigprocmask rt_sigreturn pread64 pwrite64 readv writev access pipe select sched_yield mremap
 msync mincore madvise dup dup2 pause nanosleep getitimer alarm setitimer getpid sendfile
 connect accept sendto recvfrom sendmsg recvmsg shutdown bind listen getsockname getpeername
-socketpair setsockopt getsockopt fork vfork execve exit wait4 kill uname flock
+socketpair getsockopt fork vfork execve exit wait4 kill uname flock
 fsync fdatasync truncate ftruncate getdents getcwd chdir fchdir rename mkdir rmdir creat link
 unlink symlink readlink chmod fchmod chown fchown lchown umask gettimeofday getrlimit getrusage
 sysinfo times getuid getgid setuid setgid geteuid getegid setpgid getppid getpgrp setsid
@@ -129,6 +129,7 @@ S_SETID = 0o6000  # S_ISUID | S_ISGID
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_SOCK_DIAG = 1, 2, 10, 16, 17, 4
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 1, 2, 3, 10, 0xF
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
+SOL_IP, IP_OPTIONS, SOL_IPV6, IPV6_2292RTHDR, IPV6_2292PKTOPTIONS, IPV6_RTHDR = 0, 4, 41, 5, 6, 57
 F_SETLEASE, F_UNLCK = 1024, 2  # uapi linux/fcntl.h, asm-generic/fcntl.h
 ADDR_NO_RANDOMIZE = 0x0040000
 # linux/fs.h: FS_IOC_SETFLAGS and FS_IOC_SETVERSION (long and 32-bit int
@@ -146,6 +147,14 @@ ARGUMENT_RULES: Dict[str, Rule] = {
               "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),
+    # Options that send a socket's packets first to another address than the one
+    # connect/sendto named and the policy decided: IPv4 source routing (IP_OPTIONS
+    # with LSRR/SSRR, no capability needed) and IPv6 routing headers (IPV6_RTHDR:
+    # type 2 and segment routing need none either; the 2292 spellings alike).
+    "setsockopt": ([Test(1, "eq", SOL_IP, "eperm", also=Test(2, "eq", IP_OPTIONS, "")),
+                    Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_RTHDR, "")),
+                    Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_2292RTHDR, "")),
+                    Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_2292PKTOPTIONS, ""))], "allow"),
     "socket": None,  # set below to socket_rule() (no network); the policy shapes it (rules_for)
     # No set-user-id or set-group-id file (README "What the sandbox allows");
     # device nodes need CAP_MKNOD, which the sandbox never has.
@@ -164,12 +173,13 @@ ARGUMENT_RULES: Dict[str, Rule] = {
 
 def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
     """socket(2) on register values (README "Network").  Unix and netlink sockets as
-    before (but the socket-diag family); of the IP families only TCP (and MPTCP,
-    policed as TCP), UDP when some rule could allow UDP, and ICMP "ping" sockets when
-    an icmp:// rule exists (EACCES otherwise); raw IP and packet sockets (and the
-    obsolete SOCK_PACKET type) EPERM, as without CAP_NET_RAW; other families
-    (AF_VSOCK, AF_SMC, AF_BLUETOOTH, ...) EAFNOSUPPORT, other protocols (SCTP,
-    UDP-Lite, DCCP) EPROTONOSUPPORT, as on a kernel without them."""
+    before (but the socket-diag family); of the IP families only TCP, UDP when some
+    rule could allow UDP, and ICMP "ping" sockets when an icmp:// rule exists (EACCES
+    otherwise); raw IP and packet sockets (and the obsolete SOCK_PACKET type) EPERM,
+    as without CAP_NET_RAW; other families (AF_VSOCK, AF_SMC, AF_BLUETOOTH, ...)
+    EAFNOSUPPORT, other protocols (MPTCP, whose peer may make the kernel open
+    subflows to addresses it announces; SCTP, UDP-Lite, DCCP) EPROTONOSUPPORT, as on
+    a kernel without them (programs fall back to TCP)."""
     def kind(k: int) -> Test:
         return Test(1, "maskeq", k, "", mask=SOCK_TYPE_MASK)
 
@@ -185,7 +195,6 @@ def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
              Test(0, "ne", AF_INET, "eafnosupport", also=Test(0, "ne", AF_INET6, "")),
              Test(1, "maskeq", SOCK_RAW, "eperm", mask=SOCK_TYPE_MASK),
              proto(0, "allow", SOCK_STREAM), proto(IPPROTO_TCP, "allow", SOCK_STREAM),
-             proto(IPPROTO_MPTCP, "allow", SOCK_STREAM),
              proto(0, dgram, SOCK_DGRAM), proto(IPPROTO_UDP, dgram, SOCK_DGRAM),
              proto(IPPROTO_ICMP, ping, SOCK_DGRAM), proto(IPPROTO_ICMPV6, ping, SOCK_DGRAM)],
             "eprotonosupport")

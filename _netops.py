@@ -34,7 +34,7 @@ import os
 import socket
 import struct
 import threading
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import _syscalls
 from _notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of
@@ -55,8 +55,8 @@ def protocol_of(sock: socket.socket) -> str:
     never taken from the command); EACCES for anything else (the filter lets nothing else be made)."""
     kind = sock.getsockopt(SOL_SOCKET_, SO_TYPE)
     proto = sock.getsockopt(SOL_SOCKET_, SO_PROTOCOL)
-    if kind == socket.SOCK_STREAM and proto in (IPPROTO_TCP, IPPROTO_MPTCP):
-        return "tcp"  # MPTCP is policed as TCP (its subflows go where the first one went)
+    if kind == socket.SOCK_STREAM and proto == IPPROTO_TCP:
+        return "tcp"
     if kind == socket.SOCK_DGRAM and proto == IPPROTO_UDP:
         return "udp"
     if kind == socket.SOCK_DGRAM and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
@@ -167,6 +167,28 @@ def _learning(ctx: Context, act: Callable, peer: Optional[bytes], resolver, quer
     return peer, learning
 
 
+# Ancillary data a send on an IP socket may carry (level, type): the common ones that
+# need no privilege.  The supervisor sends on behalf with its own credentials, so
+# options the kernel grants only with CAP_NET_RAW/CAP_NET_ADMIN (SO_MARK, SO_PRIORITY,
+# IPv6 hop-by-hop and destination options) would be granted to a command run by root;
+# routing headers (IPV6_RTHDR) and IPv4 options (IP_RETOPTS: source routes) send the
+# packet first to another address than the destination decided.  Others: EPERM.
+IP_CONTROLS = frozenset({(0, 1), (0, 2), (0, 8),                  # IP_TOS, IP_TTL, IP_PKTINFO
+                         (41, 50), (41, 52), (41, 62), (41, 67),  # IPV6_PKTINFO, _HOPLIMIT, _DONTFRAG, _TCLASS
+                         (17, 103),                               # UDP_SEGMENT
+                         (1, 37), (1, 61)})                       # SCM_TIMESTAMPING, SCM_TXTIME
+
+
+def _check_ip_control(raw: bytes) -> None:
+    """EPERM unless every control message of `raw` is in IP_CONTROLS."""
+    offset = 0
+    while offset + _CMSGHDR.size <= len(raw):
+        length, level, kind = _CMSGHDR.unpack_from(raw, offset)
+        if (level, kind) not in IP_CONTROLS:
+            raise OSError(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
+        offset += max(length, _CMSGHDR.size) + (-length % 8)
+
+
 def _bound_port(address: bytes) -> int:
     """The port of a bind address of an IP socket (the same offset in sockaddr_in and _in6)."""
     if len(address) < 4:
@@ -216,7 +238,7 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
                act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
-               payloads: Optional[List[bytes]] = None):
+               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
     route(address) is the address to use: itself, or with an emulated root
@@ -247,6 +269,8 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
                 if one:
                     routes[one] = _check_unix(ctx, call, one, held)
         elif sock.family in (AF_INET, AF_INET6):
+            for control in controls:
+                _check_ip_control(control)
             listed = address if isinstance(address, list) else [address]
             dns = _check_dns(ctx, sock, listed, payloads, connect)
             if dns is None:
@@ -335,7 +359,7 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
-                      _closer(fds), payloads=[data])
+                      _closer(fds), payloads=[data], controls=[control])
 
 
 def do_sendmmsg(ctx: Context, call: Call) -> Reply:
@@ -376,7 +400,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, act,
-                      _closer(fds), payloads=[m[2] for m in messages])
+                      _closer(fds), payloads=[m[2] for m in messages], controls=[m[3] for m in messages])
 
 
 def _closer(fds: List[int]) -> Callable[[], None]:

@@ -13,7 +13,8 @@ A bind spec is ``[tcp://|udp://]PORTS`` (``8080,9000-9005``, ``*``).
 
 Addresses are compared as the kernel reaches them: an IPv4-mapped IPv6
 address (``::ffff:a.b.c.d``) is the IPv4 address, ``0.0.0.0`` and ``::``
-(which connect(2) sends to the local host) are ``127.0.0.1`` and ``::1``, and
+(which connect(2) sends to the local host) are ``127.0.0.1`` and ``::1`` (``::``
+may also reach 127.0.0.1: both must be allowed), and
 the NAT64 well-known prefix ``64:ff9b::/96`` names the IPv4 address it embeds
 as well (a rule about ``a.b.c.d`` is a rule about ``64:ff9b::a.b.c.d``).
 
@@ -98,11 +99,21 @@ def unmap(ip: IP) -> IP:
     return ip
 
 
-def spellings(ip: IP) -> Tuple[IP, ...]:
-    """The addresses a rule may name to mean the destination `ip` (see the module doc)."""
+def reached(ip: IP) -> Tuple[IP, ...]:
+    """The addresses a connect or send to `ip` may reach: the unspecified address goes to
+    the local host (``::`` to ``::1``, or to 127.0.0.1 on a socket bound to a v4-mapped
+    address: tcp_v6_connect, udpv6_sendmsg)."""
     c = _ip()
     ip = unmap(ip)
-    ip = c["loopback"].get(ip, ip)
+    if ip.version == 6 and not int(ip):
+        return c["loopback"][ip], c["loopback"][c["mod"].IPv4Address(0)]
+    return (c["loopback"].get(ip, ip),)
+
+
+def spellings(ip: IP) -> Tuple[IP, ...]:
+    """The addresses a rule may name to mean the reached address `ip`: itself, and for the
+    NAT64 well-known prefix the IPv4 address it embeds (see the module doc)."""
+    c = _ip()
     if ip.version == 6 and ip in c["nat64"]:
         return ip, c["mod"].IPv4Address(int(ip) & 0xFFFFFFFF)
     return (ip,)
@@ -323,15 +334,16 @@ class NetRules:
         """Is `proto` to ip:port allowed?  `names`: the hostnames ip was learned for."""
         if not self.allow and not self.deny:
             return False
-        ips = spellings(ip)
+        # every address the call may reach must be allowed (not denied), under any spelling
+        targets = [spellings(one) for one in reached(ip)]
         if self.deny:
             # deny rules without a scheme cover ICMP too (denying more is the safe side)
             return not any((proto in rule.protos or rule.protos == _DEFAULT)
                            and rule.matches_port(proto, port) and rule.matches_target(ips, ())
-                           for rule in self.deny)
+                           for rule in self.deny for ips in targets)
         names = tuple(names) if self.hostname_rules else ()
-        return any(proto in rule.protos and rule.matches_port(proto, port)
-                   and rule.matches_target(ips, names) for rule in self.allow)
+        return all(any(proto in rule.protos and rule.matches_port(proto, port)
+                       and rule.matches_target(ips, names) for rule in self.allow) for ips in targets)
 
     def allows_name(self, name: str) -> bool:
         """Could some rule match the hostname `name` (or is every destination allowed)?"""

@@ -276,8 +276,9 @@ def test_ip_sockets_follow_the_network_policy(arch):
     EACCES, OK = ("ERRNO", errno.EACCES), ("ALLOW", 0)
     for family in (2, 10):
         for code in (none, udp, icmp):
-            for proto in (0, 6, 262):                                # TCP, MPTCP: connect decides
+            for proto in (0, 6):                                     # TCP: connect decides
                 assert verdict(code, arch, "socket", family, 1 | SOCK_NONBLOCK_CLOEXEC, proto) == OK
+            assert verdict(code, arch, "socket", family, 1, 262) == ("ERRNO", errno.EPROTONOSUPPORT)  # MPTCP
             assert verdict(code, arch, "socket", family, 1, 132) == ("ERRNO", errno.EPROTONOSUPPORT)  # SCTP
             assert verdict(code, arch, "socket", family, 5, 132) == ("ERRNO", errno.EPROTONOSUPPORT)
             assert verdict(code, arch, "socket", family, 2, 136) == ("ERRNO", errno.EPROTONOSUPPORT)  # UDP-Lite
@@ -298,6 +299,16 @@ def test_ip_sockets_follow_the_network_policy(arch):
         assert verdict(code, arch, "socket", 1, 1, 0) == OK and verdict(code, arch, "socket", 16, 3, 0) == OK
     assert verdict(program(arch, net_allow_bind=["udp://5353"]), arch, "socket", 2, 2, 0) == OK
     assert verdict(program(arch, net_deny=["10.0.0.0/8"]), arch, "socket", 2, 2, 1) == OK
+
+
+def test_source_routes_and_routing_headers_cannot_be_set(default):
+    arch, code = default
+    assert verdict(code, arch, "setsockopt", 3, 0, 4) == ("ERRNO", errno.EPERM)     # IP_OPTIONS
+    for optname in (57, 5, 6):                                                     # IPV6_RTHDR, 2292 spellings
+        assert verdict(code, arch, "setsockopt", 3, 41, optname) == ("ERRNO", errno.EPERM)
+    assert verdict(code, arch, "setsockopt", 3, 0, 1) == ("ALLOW", 0)              # IP_TOS
+    assert verdict(code, arch, "setsockopt", 3, 41, 26) == ("ALLOW", 0)            # IPV6_V6ONLY
+    assert verdict(code, arch, "setsockopt", 3, 1, 4) == ("ALLOW", 0)              # SO_REUSEADDR (level 1, 4)
 
 
 def test_pidfd_open_inotify_init_bind_and_socket_names_are_notified(default):

@@ -112,6 +112,11 @@ def test_the_unspecified_address_is_the_loopback_it_reaches():
     assert not allows(d, "tcp", "::ffff:0.0.0.0", 80)
     a = rules(net_allow=["127.0.0.1:80"])
     assert allows(a, "tcp", "0.0.0.0", 80)
+    # "::" reaches ::1, or 127.0.0.1 from a socket bound to a v4-mapped address: both must be allowed
+    assert not allows(a, "tcp", "::", 80)
+    assert not allows(rules(net_allow=["[::1]:80"]), "tcp", "::", 80)
+    assert allows(rules(net_allow=["[::1]:80", "127.0.0.1:80"]), "tcp", "::", 80)
+    assert not allows(rules(net_deny=["127.0.0.1"]), "tcp", "::", 80)
 
 
 def test_net_deny_allows_everything_else_and_a_schemeless_deny_covers_icmp():

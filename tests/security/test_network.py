@@ -61,6 +61,26 @@ def tfoc(host, port):
     s.setsockopt(socket.IPPROTO_TCP, 30, 1)                         # TCP_FASTOPEN_CONNECT
     s.connect((host, port)); s.sendall(b"ping"); return echo(s)
 def mptcp(host, port): return tcp(host, port, 262)
+def lsrr(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # loose source route via 192.0.2.1
+    s.setsockopt(socket.IPPROTO_IP, 4, bytes([1, 131, 7, 4]) + socket.inet_aton("192.0.2.1"))
+    s.sendto(b"ping", (host, port)); return echo(s)
+def rthdr(host, port):
+    # a segment routing header (type 4, no capability needed): every packet would go
+    # to 2001:db8::1 first, whatever destination connect/sendto named
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, 57, bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
+    return "set"
+def retopts(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendmsg([b"ping"], [(socket.IPPROTO_IP, 7, bytes([131, 7, 4]) + socket.inet_aton("192.0.2.1") + b"\0")], 0,
+              (host, port)); return echo(s)
+def somark(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendmsg([b"ping"], [(socket.SOL_SOCKET, 36, struct.pack("=I", 7))], 0, (host, port)); return echo(s)
+def tos(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendmsg([b"ping"], [(socket.IPPROTO_IP, 1, struct.pack("=i", 0x10))], 0, (host, port)); return echo(s)
 def icmp(host, port):
     s = socket.socket(fam(host), socket.SOCK_DGRAM, 1)
     s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"ping", (host, 0)); s.settimeout(5)
@@ -241,26 +261,26 @@ def probe(who, box: Box, net: List[str], *ops: str, **kwargs) -> Dict[str, str]:
 
 def test_with_no_network_flag_tcp_and_udp_to_host_loopback_are_refused(who, box, echo):
     h = f"127.0.0.1:{echo.port}"
-    got = probe(who, box, [], f"tcp:{h}", f"udpsock:{h}", f"udp:{h}", f"tfo:{h}", f"mptcp:{h}")
+    got = probe(who, box, [], f"tcp:{h}", f"udpsock:{h}", f"udp:{h}", f"tfo:{h}", f"tfoc:{h}")
     assert got == {"tcp": f"ERR {DENIED}", "udpsock": f"ERR {DENIED}", "udp": f"ERR {DENIED}",
-                   "tfo": f"ERR {DENIED}", "mptcp": f"ERR {DENIED}"}
+                   "tfo": f"ERR {DENIED}", "tfoc": f"ERR {DENIED}"}
     assert echo.received == []
 
 
 def test_an_allowed_address_and_port_is_reached_over_tcp_and_udp(who, box, echo):
     h = f"127.0.0.1:{echo.port}"
     got = probe(who, box, ["--net-allow", h], f"tcp:{h}", f"udp:{h}", f"udpconn:{h}", f"tfo:{h}", f"tfoc:{h}",
-                f"mptcp:{h}")
+                f"tos:{h}")
     assert got == {"tcp": "OK ping", "udp": "OK ping", "udpconn": "OK ping", "tfo": "OK ping", "tfoc": "OK ping",
-                   "mptcp": "OK ping"}
+                   "tos": "OK ping"}
 
 
 def test_another_port_of_an_allowed_address_is_refused(who, box, echo, echo2):
     got = probe(who, box, ["--net-allow", f"127.0.0.1:{echo.port}"], f"tcp:127.0.0.1:{echo2.port}",
                 f"udp:127.0.0.1:{echo2.port}", f"tfo:127.0.0.1:{echo2.port}", f"tfoc:127.0.0.1:{echo2.port}",
-                f"mptcp:127.0.0.1:{echo2.port}", f"tcp#control:127.0.0.1:{echo.port}")
-    assert got == {"tcp": f"ERR {DENIED}", "tcp#control": "OK ping", "udp": f"ERR {DENIED}", "tfo": f"ERR {DENIED}", "tfoc": f"ERR {DENIED}",
-                   "mptcp": f"ERR {DENIED}"}
+                f"tcp#control:127.0.0.1:{echo.port}")
+    assert got == {"tcp": f"ERR {DENIED}", "tcp#control": "OK ping", "udp": f"ERR {DENIED}", "tfo": f"ERR {DENIED}",
+                   "tfoc": f"ERR {DENIED}"}
     assert echo2.received == []
 
 
@@ -335,11 +355,20 @@ def test_a_udp_socket_connected_to_an_allowed_peer_sends_there_and_no_further(wh
 
 # --- sockets of other kinds -------------------------------------------------------------------------
 
-def test_raw_packet_vsock_and_sctp_sockets_are_refused_whatever_the_policy(who, box):
+def test_raw_packet_vsock_sctp_and_mptcp_sockets_are_refused_whatever_the_policy(who, box, echo):
     for net in ([], ["--net-allow", "*"]):
-        got = probe(who, box, net, "raw:x:0", "packet:x:0", "vsock:x:0", "sctp:x:0")
+        got = probe(who, box, net, "raw:x:0", "packet:x:0", "vsock:x:0", "sctp:x:0", f"mptcp:127.0.0.1:{echo.port}")
         assert got == {"raw": "ERR EPERM", "packet": "ERR EPERM", "vsock": "ERR EAFNOSUPPORT",
-                       "sctp": "ERR EPROTONOSUPPORT"}, net
+                       "sctp": "ERR EPROTONOSUPPORT", "mptcp": "ERR EPROTONOSUPPORT"}, net
+    assert echo.received == []
+
+
+def test_source_routes_and_routing_headers_that_would_send_elsewhere_are_refused(who, box, echo):
+    h = f"127.0.0.1:{echo.port}"
+    got = probe(who, box, ["--net-allow", "*"], f"lsrr:{h}", f"rthdr:[::1]:{echo.port}", f"retopts:{h}",
+                f"somark:{h}", f"tos:{h}")
+    assert got == {"lsrr": "ERR EPERM", "rthdr": "ERR EPERM", "retopts": "ERR EPERM", "somark": "ERR EPERM",
+                   "tos": "OK ping"}
 
 
 def test_a_socket_received_by_scm_rights_is_policed_like_any_other(who, box, echo, echo2):
@@ -405,3 +434,23 @@ def test_icmp_sockets_need_an_icmp_rule(who, box, ping_sockets):
     assert got == {"icmpsock": f"ERR {DENIED}", "icmp": f"ERR {DENIED}"}
     got = probe(who, box, ["--net-allow", "icmp://127.0.0.1"], "icmp:127.0.0.1:0", "icmp#other:127.0.0.2:0")
     assert got == {"icmp": "OK pong", "icmp#other": f"ERR {DENIED}"}
+
+
+API = r"""
+import sys, sandlock
+port, other, probe = sys.argv[1], sys.argv[2], sys.argv[3]
+box = sandlock.Sandbox(fs_readable=["/usr", "/lib", "/lib64", "/etc"], net_allow=["tcp://127.0.0.1:" + port])
+r = box.run(["/usr/bin/python3", "-c", probe, "tcp:127.0.0.1:" + port, "tcp#other:127.0.0.1:" + other])
+sys.stdout.write(r.stdout.decode())
+try:
+    sandlock.Sandbox(net_allow=["tcp://[::1"])
+except sandlock.PolicyError as exc:
+    print("PolicyError", exc)
+"""
+
+
+def test_the_api_takes_the_same_rules_as_keywords(who, echo, echo2):
+    r = who.python(API, args=[str(echo.port), str(echo2.port), PROBE])
+    assert r.stdout.decode().splitlines() == ["tcp OK ping", f"tcp#other ERR {DENIED}",
+                                               "PolicyError net_allow 'tcp://[::1': '[' without ']'"], r.stderr
+    assert echo2.received == []
