@@ -164,7 +164,7 @@ class DnsServer:
 
 
 class EchoServers:
-    """TCP echo on one port of each of `addresses` (a port free on all of them)."""
+    """TCP and UDP echo on one port of each of `addresses` (a port free on all of them)."""
 
     def __init__(self, addresses: Sequence[str]) -> None:
         for _ in range(50):
@@ -177,6 +177,9 @@ class EchoServers:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     sock.bind((address, port))
                     sock.listen(64)
+                    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    self.socks.append(udp)
+                    udp.bind((address, port))
             except OSError:
                 for sock in self.socks:
                     sock.close()
@@ -187,7 +190,19 @@ class EchoServers:
             raise RuntimeError("no TCP port free on every echo address")
         self.accepted: Dict[str, int] = {a: 0 for a in addresses}
         for sock in self.socks:
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            serve = self._serve if sock.type == socket.SOCK_STREAM else self._serve_udp
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+    @staticmethod
+    def _serve_udp(sock: socket.socket) -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(4096)
+                if peer is None:  # shut down
+                    return
+                sock.sendto(data, peer)
+            except OSError:
+                return
 
     def _serve(self, sock: socket.socket) -> None:
         address = sock.getsockname()[0]

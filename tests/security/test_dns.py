@@ -292,3 +292,23 @@ def test_hosts_entries_of_the_host_count_as_answers_in_host_mode(who, secprogs, 
     # control: without a rule whose name resolves there, the same address is refused
     done = who.run([*view, *allow(f"api.allowed.test:{port}"), "--", probe, "127.0.0.1", port])
     assert done.stdout.split("\n")[1] == "connect 127.0.0.1: Permission denied", done.stdout + done.stderr
+
+
+PY_UDP = r"""
+import errno, socket, sys
+ip = socket.gethostbyname(sys.argv[1]) if sys.argv[1][0].isalpha() else sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+try:
+    s.sendto(b"ping", (ip, int(sys.argv[2]))); print("udp", ip, s.recv(64).decode())
+except OSError as e:
+    print("udp", ip, errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+def test_an_address_learned_for_a_name_is_allowed_for_udp_as_for_tcp(who, glibc: Guest, net: Net) -> None:
+    rules = allow(f"api.allowed.test:{net.port}")   # no scheme: TCP and UDP
+    done = run(who, glibc, rules, [DEB_PYTHON, "-c", PY_UDP, "api.allowed.test", str(net.port)])
+    assert done.stdout.strip() == f"udp {net.ip(10)} ping", done.stdout + done.stderr
+    # control: UDP to an address no allowed name resolved to is refused
+    done = run(who, glibc, rules, [DEB_PYTHON, "-c", PY_UDP, net.ip(12), str(net.port)])
+    assert done.stdout.strip() == f"udp {net.ip(12)} EACCES", done.stdout + done.stderr
