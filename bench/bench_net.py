@@ -3,7 +3,7 @@
 
     python3 bench/bench_net.py [--rounds N] [--gib G]
 
-Servers run in this process on 127.0.0.1: one that accepts and closes, an
+Servers run in a process of their own on 127.0.0.1: one that accepts and closes, an
 http.server serving a 1 KiB file, and a sink that reads and counts.  The
 same client program runs bare (subprocess) and under
 `Sandbox(net_allow=[those ports])`, rounds interleaved so that a busy machine
@@ -20,14 +20,11 @@ Not a test: timings never decide pass/fail.  Prints medians and ratios.
 """
 
 import argparse
-import http.server
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sandlock  # noqa: E402
@@ -54,37 +51,37 @@ print(time.perf_counter() - t)
 """
 
 
-def serve(handler) -> int:  # type: ignore[no-untyped-def]
-    """A listening socket on 127.0.0.1 whose connections go to handler(conn) in threads; its port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(512)
-
-    def loop() -> None:
+SERVERS = r"""
+import http.server, os, socket, sys, threading
+def serve(handler):
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(512)
+    def loop():
         while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+            conn, _ = listener.accept(); handler(conn)
     threading.Thread(target=loop, daemon=True).start()
     return listener.getsockname()[1]
+def sink(conn):
+    def run():
+        while conn.recv(1 << 20):
+            pass
+        conn.sendall(b"done"); conn.close()
+    threading.Thread(target=run, daemon=True).start()
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args): pass
+handler = lambda *a, **k: Quiet(*a, directory=sys.argv[1], **k)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(serve(lambda conn: conn.close()), server.server_address[1], serve(sink), flush=True)
+sys.stdin.read()
+"""
 
 
-def close_at_once(conn: socket.socket) -> None:
-    conn.close()
-
-
-def sink(conn: socket.socket) -> None:
-    while conn.recv(1 << 20):
-        pass
-    conn.sendall(b"done")
-    conn.close()
-
-
-def http_server(directory: str) -> int:
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=directory, **k)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[assignment]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
+def servers(directory: str):  # type: ignore[no-untyped-def]
+    """The servers, in a process of their own (not sharing this one's GIL with the supervisor)."""
+    p = subprocess.Popen([sys.executable, "-c", SERVERS, directory], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    connect, http_, transfer = map(int, p.stdout.readline().split())  # type: ignore[union-attr]
+    return p, {"connect": connect, "http": http_, "transfer": transfer}
 
 
 def seconds(run, what: str, port: int, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -100,7 +97,7 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="sandlock-bench-net-")
     with open(os.path.join(directory, "f"), "wb") as f:
         f.write(b"y" * 1024)
-    ports = {"connect": serve(close_at_once), "http": http_server(directory), "transfer": serve(sink)}
+    server, ports = servers(directory)
     box = sandlock.Sandbox(net_allow=[f"tcp://127.0.0.1:{p}" for p in ports.values()])
 
     def bare(argv):  # type: ignore[no-untyped-def]
@@ -126,6 +123,7 @@ def main() -> None:
         ratio = ms / mb
         kind = "throughput, sandboxed/bare" if name == "MiB/s" else "time, sandboxed/bare"
         print(f"{label:<22} bare {mb:10.1f} {name:<10} sandboxed {ms:10.1f} {name:<10} ratio {ratio:5.2f} ({kind})")
+    server.kill()
 
 
 if __name__ == "__main__":
