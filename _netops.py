@@ -112,7 +112,7 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
 
 
 def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes]],
-               payloads: Optional[List[bytes]], connect: bool):
+               payloads: Optional[List[bytes]], connect: bool, flags: int = 0, controls: Sequence[bytes] = ()):
     """DNS policing (_dns, README "Domains") of a connect or a send on a UDP socket.
 
     None: no configured resolver's port 53 is involved (or a plain rule allows it):
@@ -121,7 +121,9 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     whose every datagram goes to one resolver (its address, or the remembered peer)
     and is one plain query for a name some rule allows: (resolver address, (ip, port),
     queries), sent on behalf and learned (_learning); any other send to a resolver is
-    refused with EACCES (nothing leaves the machine).
+    refused with EACCES (nothing leaves the machine), as is one that could be followed
+    by more bytes in the same datagram (MSG_MORE, a corked socket) or carries
+    ancillary data.
     """
     import _dns
     import _netpolicy
@@ -151,6 +153,8 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
         return None
     if not all(targets) or len(set(targets)) != 1 or payloads is None or len(payloads) != len(targets):
         raise OSError(errno.EACCES, "a send to the resolver mixed with other destinations")
+    if flags & _dns.MSG_MORE or any(controls) or sock.getsockopt(_dns.SOL_UDP, _dns.UDP_CORK):
+        raise OSError(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
     queries = [_dns.parse_query(p) for p in payloads]
     if not all(q is not None and dns.rules.allows_name(q.name) for q in queries):
         raise OSError(errno.EACCES, "a DNS query for a name no rule allows")
@@ -272,7 +276,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
             for control in controls:
                 _check_ip_control(control)
             listed = address if isinstance(address, list) else [address]
-            dns = _check_dns(ctx, sock, listed, payloads, connect)
+            dns = _check_dns(ctx, sock, listed, payloads, connect, call.flags if not connect else 0, controls)
             if dns is None:
                 answer = _check_ip(ctx, call, sock, [a for a in listed if a], connect, payloads)
             elif isinstance(dns, Value):  # a virtual connect to a resolver

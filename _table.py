@@ -223,7 +223,14 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     import _filter
     import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
-    return {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    out = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    if _dns.polices(rules):
+        # A corked UDP socket appends later, untrapped writes to a DNS query the
+        # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
+        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc]
+        out["setsockopt"] = ([*tests, Test(1, "eq", _dns.SOL_UDP, "eperm", also=Test(2, "eq", _dns.UDP_CORK, ""))],
+                             default)
+    return out
 
 
 def extra_denials(abi: int) -> Tuple[str, ...]:

@@ -67,6 +67,7 @@ class DnsServer:
     def __init__(self, address: str, zone: Dict[str, Name], port: int = 53) -> None:
         self.address, self.port, self.zone = address, port, zone
         self.queries: List[Tuple[str, str, int]] = []
+        self.datagrams: List[bytes] = []   # every UDP datagram received, raw
         self._lock = threading.Lock()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -133,6 +134,8 @@ class DnsServer:
                 data, peer = self.udp.recvfrom(4096)
             except OSError:
                 return
+            with self._lock:
+                self.datagrams.append(data)
             reply = self.answer(data, "udp")
             if reply is not None:
                 self.udp.sendto(reply, peer)

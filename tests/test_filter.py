@@ -334,3 +334,7 @@ def test_short_sends_without_address_are_notified_only_when_dns_is_policed(arch)
         assert verdict(named, arch, "sendto", 3, 0x1000, size, 0, 0, 0) == OK, size
     for code in (named, literal, denying):  # with an address: always
         assert verdict(code, arch, "sendto", 3, 0x1000, 1 << 20, 0, 0x2000, 16) == NOTIFY
+    # UDP_CORK (SOL_UDP) would let untrapped writes join a policed query's datagram
+    assert verdict(named, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == ("ERRNO", errno.EPERM)
+    assert verdict(named, arch, "setsockopt", 3, 17, 103, 0x1000, 4) == OK  # UDP_SEGMENT
+    assert verdict(literal, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == OK

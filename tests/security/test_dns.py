@@ -77,6 +77,20 @@ try:
                 s.send(query(what, 0x4321)); print("send", what, rcode(s.recv(512)))
             except OSError as e:
                 print("send", what, err(e))
+    elif op == "append":   # a query then more bytes in the same datagram: MSG_MORE, UDP_CORK
+        for how in ("more", "cork"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+            try:
+                if how == "cork":
+                    s.setsockopt(17, 1, 1)                        # SOL_UDP, UDP_CORK
+                s.connect((server, 53))
+                s.send(query(name), 0x8000 if how == "more" else 0)  # MSG_MORE
+                os.write(s.fileno(), b"SECRET-BYTES")
+                if how == "cork":
+                    s.setsockopt(17, 1, 0)                        # uncork: the datagram leaves
+                print(how, rcode(s.recv(512)))
+            except OSError as e:
+                print(how, err(e))
 except OSError as e:
     print(op, err(e))
 """
@@ -312,3 +326,14 @@ def test_an_address_learned_for_a_name_is_allowed_for_udp_as_for_tcp(who, glibc:
     # control: UDP to an address no allowed name resolved to is refused
     done = run(who, glibc, rules, [DEB_PYTHON, "-c", PY_UDP, net.ip(12), str(net.port)])
     assert done.stdout.strip() == f"udp {net.ip(12)} EACCES", done.stdout + done.stderr
+
+
+def test_no_bytes_can_be_appended_to_an_allowed_query(who, glibc: Guest, net: Net) -> None:
+    done = run(who, glibc, allow(f"api.allowed.test:{net.port}"),
+               [DEB_PYTHON, "-c", PY_RAW, net.ip(53), "append", "api.allowed.test"])
+    assert done.stdout.split("\n")[:2] == ["more ERR EACCES", "cork ERR EPERM"], done.stdout + done.stderr
+    assert not any(b"SECRET" in d for d in net.dns.datagrams)
+    # control: the same query sent whole is answered
+    done = run(who, glibc, allow(f"api.allowed.test:{net.port}"),
+               [DEB_PYTHON, "-c", PY_RAW, net.ip(53), "connected", "api.allowed.test", "api.allowed.test"])
+    assert "send api.allowed.test rcode=0 answers=1" in done.stdout.split("\n"), done.stdout + done.stderr
