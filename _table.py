@@ -192,11 +192,13 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if abi < 3:
         traps["truncate"] = None
     # sendto with a destination address (a non-NULL pointer in args[4]); when DNS is
-    # policed, also a short one without (len < 512 in args[2]: a DNS query on a UDP
-    # socket "connected" to a resolver, _dns; any other continues)
+    # policed, also glibc's resolver's send() without one: flags MSG_NOSIGNAL exactly
+    # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
+    # socket continues; other sends to such a socket fail, EDESTADDRREQ)
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
-        traps["sendto"].append(Test(2, "maskeq", 0, "notify", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True)))
+        traps["sendto"].append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
+            2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
         traps[name] = [Test(0, "ne", 0, "notify")]
     traps["setpriority"] = [Test(0, "ne", P.PRIO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]

@@ -72,9 +72,13 @@ try:
             os.write(s.fileno(), query(name)); print("write", rcode(s.recv(512)))
         except OSError as e:
             print("write", err(e))
+        try:  # only glibc's spelling is policed and sent: flags MSG_NOSIGNAL
+            s.send(query(name, 0x1111)); print("send-flags-0", rcode(s.recv(512)))
+        except OSError as e:
+            print("send-flags-0", err(e))
         for what in (name, sys.argv[4]):
             try:
-                s.send(query(what, 0x4321)); print("send", what, rcode(s.recv(512)))
+                s.send(query(what, 0x4321), socket.MSG_NOSIGNAL); print("send", what, rcode(s.recv(512)))
             except OSError as e:
                 print("send", what, err(e))
     elif op == "append":   # a query then more bytes in the same datagram: MSG_MORE, UDP_CORK
@@ -83,8 +87,7 @@ try:
             try:
                 if how == "cork":
                     s.setsockopt(17, 1, 1)                        # SOL_UDP, UDP_CORK
-                s.connect((server, 53))
-                s.send(query(name), 0x8000 if how == "more" else 0)  # MSG_MORE
+                s.sendto(query(name), 0x8000 if how == "more" else 0, (server, 53))  # MSG_MORE
                 os.write(s.fileno(), b"SECRET-BYTES")
                 if how == "cork":
                     s.setsockopt(17, 1, 0)                        # uncork: the datagram leaves
@@ -282,7 +285,8 @@ def test_a_write_on_a_udp_socket_connected_to_the_resolver_fails_closed(who, gli
     secret = f"secret-{uuid.uuid4().hex[:12]}.exfil.test"
     done = run(who, glibc, allow(f"api.allowed.test:{net.port}"),
                [DEB_PYTHON, "-c", PY_RAW, net.ip(53), "connected", "api.allowed.test", secret])
-    assert done.stdout.split("\n")[:4] == [f"peer {net.ip(53)} 53", "write ERR EDESTADDRREQ",
+    assert done.stdout.split("\n")[:5] == [f"peer {net.ip(53)} 53", "write ERR EDESTADDRREQ",
+                                           "send-flags-0 ERR EDESTADDRREQ",
                                            "send api.allowed.test rcode=0 answers=1",
                                            f"send {secret} ERR EACCES"], done.stdout + done.stderr
     assert net.dns.names_asked() == ["api.allowed.test"]
