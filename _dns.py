@@ -25,9 +25,10 @@ matches hostname rules on the names an address was learned for
 A connect() of a UDP socket to a resolver's port 53 does not connect the
 kernel socket (a later write() or send() is not trapped and would not be
 policed): the peer is remembered (`Dns.peers`, bounded), getpeername reports
-it, and sendmsg/sendmmsg without an address (glibc's resolver) are policed
-and sent to it.  write() and send() on such a socket fail with EDESTADDRREQ
-(fail closed: Go's pure resolver, glibc lookups of one address family).
+it, and sendmsg/sendmmsg without an address and glibc's send() (flags
+MSG_NOSIGNAL, under 512 bytes: the filter traps that spelling only) are
+policed and sent to it.  write() and any other send() on such a socket fail
+with EDESTADDRREQ (fail closed: Go's pure resolver).
 
 Module import makes no syscall.
 """

@@ -332,7 +332,7 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     if call.mask > 128:
         return Errno(errno.EINVAL)
     if not call.ptr2 and not _has_peer(ctx, call):
-        # A short send without address, trapped for DNS policing (_table.traps_for):
+        # glibc's short send() without address, trapped for DNS policing (_table.traps_for):
         # CONTINUE, the kernel sends to the peer it has, which was decided at connect.
         # Only a UDP socket "connected" to a resolver is policed here (_check_dns), and
         # the kernel has no peer for it: if a thread swaps one in under this fd number,
