@@ -128,7 +128,7 @@ def net() -> Iterator[Net]:
     }
     dns = DnsServer(base + "53", zone)
     other_port = DnsServer(base + "53", zone, port=5353)
-    yield Net(base, dns, echo, f"nameserver {base}53\noptions timeout:1 attempts:1\n",
+    yield Net(base, dns, echo, f"nameserver {base}53\noptions timeout:2 attempts:1\n",
               f"127.0.0.1 localhost\n{base}30 pinned.test\n")
     dns.close()
     other_port.close()
