@@ -109,7 +109,7 @@ class Test(NamedTuple):
     op: "eq" / "ne" (the 32-bit word equals / differs from k), "set" (word & k
     is non-zero), "maskeq" ((word & mask) == k).  `high` picks the upper half
     of the 64-bit argument.  `also`, another Test (its action unused), must
-    match too.
+    match too (and its own `also`, and so on).
     """
     arg: int
     op: str
@@ -335,8 +335,10 @@ def _block(rule: Tuple[Sequence[Test], str], name: str) -> List[object]:
     out: List[object] = []
     for number, t in enumerate(tests):
         miss = f"{name}_miss_{number}"
-        for part in (t, t.also) if t.also else (t,):
+        part: Optional[Test] = t
+        while part is not None:
             out.extend(_match(part, miss))
+            part = part.also
         out += [B.ret(_RET[t.action]), B.label(miss)]
     out.append(B.ret(_RET[default]))
     return out

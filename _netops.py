@@ -37,7 +37,7 @@ import threading
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import _syscalls
-from _notif import Call, Context, Errno, Reply, Value, read_mem, umask_of
+from _notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
 AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
@@ -94,9 +94,7 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
 def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
-    refused (nothing is sent then).  A destination on port 53 goes to ctx.net_dns_send
-    first (DNS policing; only when the policy allows some network); its reply, if any,
-    answers the call."""
+    refused (nothing is sent then).  (DNS to the configured resolvers: _check_dns, first.)"""
     import _netpolicy
     proto = protocol_of(sock)
     rules = ctx.net_rules
@@ -108,13 +106,69 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
             raise OSError(errno.EACCES, "the network policy allows no network")
         packed, port = where
         ip = _netpolicy.unmap(_netpolicy.ip_from_packed(packed))
-        if port == DNS_PORT and proto != "icmp":
-            answer = ctx.net_dns_send(call, sock, proto, ip, port, payloads)
-            if answer is not None:
-                return answer
         if not rules.allows(proto, ip, port, ctx.net_names(ip)):
             raise OSError(errno.EACCES, "the network policy does not allow this destination")
     return None
+
+
+def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes]],
+               payloads: Optional[List[bytes]], connect: bool, flags: int = 0, controls: Sequence[bytes] = ()):
+    """DNS policing (_dns, README "Domains") of a connect or a send on a UDP socket.
+
+    None: no configured resolver's port 53 is involved (or a plain rule allows it):
+    decide as any destination.  A connect to a resolver: the peer is remembered, the
+    kernel socket is not connected (a write() would not be policed), Value(0).  A send
+    whose every datagram goes to one resolver (its address, or the remembered peer)
+    and is one plain query for a name some rule allows: (resolver address, (ip, port),
+    queries), sent on behalf and learned (_learning); any other send to a resolver is
+    refused with EACCES (nothing leaves the machine), as is one that could be followed
+    by more bytes in the same datagram (MSG_MORE, a corked socket) or carries
+    ancillary data.
+    """
+    import _dns
+    import _netpolicy
+    dns = ctx.net_dns
+    if dns is None or protocol_of(sock) != "udp":
+        return None
+
+    def policed(address: bytes):
+        where = ip_destination(sock.family, address, connect)
+        if where is None:
+            return None
+        ip = _netpolicy.unmap(_netpolicy.ip_from_packed(where[0]))
+        if not dns.is_resolver(ip, where[1]) or ctx.net_rules.allows("udp", ip, where[1], ctx.net_names(ip)):
+            return None
+        return ip, where[1]
+    if connect:
+        target = policed(addresses[0]) if addresses[0] else None
+        if target is None:
+            dns.set_peer(sock, None)
+            return None
+        _syscalls.connect(sock.fileno(), struct.pack("=H", AF_UNSPEC) + bytes(14))  # dissolve a real one
+        dns.set_peer(sock, addresses[0])
+        return Value(0)
+    peer = dns.peer(sock)
+    targets = [policed(a) if a else (policed(peer) if peer else None) for a in addresses]
+    if not any(targets):
+        return None
+    if not all(targets) or len(set(targets)) != 1 or payloads is None or len(payloads) != len(targets):
+        raise OSError(errno.EACCES, "a send to the resolver mixed with other destinations")
+    if flags & _dns.MSG_MORE or any(controls) or sock.getsockopt(_dns.SOL_UDP, _dns.UDP_CORK):
+        raise OSError(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
+    queries = [_dns.parse_query(p) for p in payloads]
+    if not all(q is not None and dns.rules.allows_name(q.name) for q in queries):
+        raise OSError(errno.EACCES, "a DNS query for a name no rule allows")
+    return peer, targets[0], queries
+
+
+def _learning(ctx: Context, act: Callable, peer: Optional[bytes], resolver, queries) -> Tuple[Optional[bytes], Callable]:
+    """(route of a datagram without address, an act that sends then learns the answers)."""
+    def learning(sock: socket.socket, route: Callable) -> int:
+        count = act(sock, route)
+        if count > 0:  # bytes of one datagram, or the messages of a sendmmsg sent
+            ctx.net_dns.learn_answers(sock, resolver, queries[:count])
+        return count
+    return peer, learning
 
 
 # Ancillary data a send on an IP socket may carry (level, type): the common ones that
@@ -216,22 +270,30 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     try:
         if address and sock.family == AF_UNIX:
             for one in (address if isinstance(address, list) else [address]):
-                routes[one] = _check_unix(ctx, call, one, held)
+                if one:
+                    routes[one] = _check_unix(ctx, call, one, held)
         elif sock.family in (AF_INET, AF_INET6):
             for control in controls:
                 _check_ip_control(control)
-            answer = _check_ip(ctx, call, sock, address if isinstance(address, list) else
-                               [address] if address else [], connect, payloads)
+            listed = address if isinstance(address, list) else [address]
+            dns = _check_dns(ctx, sock, listed, payloads, connect, call.flags if not connect else 0, controls)
+            if dns is None:
+                answer = _check_ip(ctx, call, sock, [a for a in listed if a], connect, payloads)
+            elif isinstance(dns, Value):  # a virtual connect to a resolver
+                answer = dns
+            else:  # queries sent on behalf, then their answers learned
+                answer, (routes[None], act) = None, _learning(ctx, act, *dns)
             if answer is not None:
                 sock.close()
                 cleanup()
                 return answer
         blocking = may_block and not (fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        blocking = blocking or None in routes  # DNS: the worker waits for the answers
     except BaseException:
         sock.close()
         cleanup()
         raise
-    bound = lambda s: act(s, lambda a: routes.get(a, a) if a else a)  # noqa: E731
+    bound = lambda s: act(s, lambda a: routes.get(a, a))  # noqa: E731
     if blocking:
         try:
             ctx.workers.submit(call, lambda: _act(sock, bound, cleanup))
@@ -269,12 +331,30 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     """sendto(fd, buf, len, flags, addr, addrlen) with an address: decided and sent on behalf."""
     if call.mask > 128:
         return Errno(errno.EINVAL)
+    if not call.ptr2 and not _has_peer(ctx, call):
+        # glibc's short send() without address, trapped for DNS policing (_table.traps_for):
+        # CONTINUE, the kernel sends to the peer it has, which was decided at connect.
+        # Only a UDP socket "connected" to a resolver is policed here (_check_dns), and
+        # the kernel has no peer for it: if a thread swaps one in under this fd number,
+        # the kernel's send fails (EDESTADDRREQ), it does not go out unpoliced.
+        return CONTINUE
     address = read_mem(ctx.tracees, call.tid, call.ptr2, call.mask) if call.ptr2 else None
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
                       lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags),
                       payloads=[data])
+
+
+def _has_peer(ctx: Context, call: Call) -> bool:
+    """Is call.fd a UDP socket "connected" to a resolver (_check_dns)?"""
+    if ctx.net_dns is None or not ctx.net_dns.has_peers():
+        return False
+    sock = _socket(ctx, call)
+    try:
+        return ctx.net_dns.peer(sock) is not None
+    finally:
+        sock.close()
 
 
 def do_sendmsg(ctx: Context, call: Call) -> Reply:
@@ -309,7 +389,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
         for fd in fds:
             os.close(fd)
         raise
-    names = [m[1] for m in messages if m[1]]
+    names = [m[1] for m in messages]  # None: to the socket's peer
 
     def act(sock: socket.socket, route) -> int:
         sent = 0
@@ -325,7 +405,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, _passing(ctx, fds, act),
-                      _closer(fds), payloads=[m[2] for m in messages if m[1]], controls=[m[3] for m in messages])
+                      _closer(fds), payloads=[m[2] for m in messages], controls=[m[3] for m in messages])
 
 
 def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:
@@ -451,7 +531,14 @@ def do_sockname(ctx: Context, call: Call) -> Reply:
         raw_len = read_mem(ctx.tracees, call.tid, call.ptr2, 4)
         size = struct.unpack("=I", raw_len)[0]
         getter = "getpeername" if call.nr == ctx.names_to_numbers().get("getpeername") else "getsockname"
-        address = _syscalls.sockname(sock.fileno(), getter)
+        try:
+            address = _syscalls.sockname(sock.fileno(), getter)
+        except OSError as exc:  # a UDP socket "connected" to a resolver (_check_dns) has it as peer
+            peer = (ctx.net_dns.peer(sock) if exc.errno == errno.ENOTCONN and getter == "getpeername"
+                    and ctx.net_dns is not None else None)
+            if peer is None:
+                raise
+            address = peer
     finally:
         sock.close()
     if address[:SUN_PATH_OFFSET] == struct.pack("=H", AF_UNIX) and len(address) > SUN_PATH_OFFSET:

@@ -324,7 +324,8 @@ class NetRules:
             return True
         if any(proto in rule.protos for rule in self.allow):
             return True
-        return proto == "udp" and self._binds_udp()
+        # a hostname rule needs DNS, whose queries are policed (_dns)
+        return proto == "udp" and (self._binds_udp() or bool(self.hostname_rules))
 
     def _binds_udp(self) -> bool:
         return any("udp" in protos for protos, _ in self.bind_allow) or bool(self.bind_deny)

@@ -89,15 +89,10 @@ class Context(Protocol):
     in_flight: Any     # _procops.InFlight under --max-memory, else None
     netlink: Any       # _netlink.Netlink of the run, made on its first netlink socket (or None)
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
+    net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
 
     def net_names(self, ip: Any) -> Tuple[str, ...]:
         """The hostnames `ip` was learned for (DNS policing), for hostname rules."""
-        ...
-
-    def net_dns_send(self, call: "Call", sock: Any, proto: str, ip: Any, port: int,
-                     payloads: Optional[List[bytes]]) -> Optional[Reply]:
-        """A connect (payloads None) or a send of datagrams to port 53: a reply that
-        answers the call, or None to decide it like any other destination."""
         ...
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...

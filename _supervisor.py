@@ -37,6 +37,7 @@ import time
 import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+import _dns
 import _filter
 import _landlock
 import _launch
@@ -299,6 +300,7 @@ class Session:
         self.net_rules = prepared.net_rules or _netpolicy.NetRules.from_policy(policy)
         if self.net_rules.any_network():
             _netpolicy.warm()  # before this thread is confined (Landlock)
+        self.net_dns = self._dns() if self.net_rules.any_network() and not self.net_rules.deny_mode else None
         self.waits_lock = threading.Lock()
         self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False                     # the run is over: workers must not answer
@@ -348,15 +350,23 @@ class Session:
         self._run_dirs = (listings,)
         return listings
 
-    def net_names(self, ip: object) -> Tuple[str, ...]:
-        """The hostnames `ip` was learned for (none: hostname rules match nothing yet)."""
-        return ()
+    def _dns(self) -> "_dns.Dns":
+        """DNS policing (_dns): the resolvers and hosts of the command's view (the host's
+        /etc, or the root's, through a --fs-mount that covers it), read once, bounded,
+        before anything runs."""
+        def read(virt: str) -> Optional[bytes]:
+            if self.policy.chroot is None:
+                return _dns.read_host_file(virt)
+            import _rootfs
+            for v, host, _ in sorted(self.policy.fs_mount, key=lambda m: -len(m[0])):
+                if virt == v or virt.startswith(v + "/"):
+                    return _rootfs.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
+            return _rootfs.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
+        return _dns.Dns(self.net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
 
-    def net_dns_send(self, call: Call, sock: object, proto: str, ip: object, port: int,
-                     payloads: Optional[List[bytes]]) -> Optional[Reply]:
-        """Connects and sends to port 53 (_netops._check_ip): decided like any other
-        destination (None) until DNS policing answers them here."""
-        return None
+    def net_names(self, ip: object) -> Tuple[str, ...]:
+        """The hostnames `ip` was learned for (DNS answers and /etc/hosts, _dns.Learned)."""
+        return self.net_dns.names(ip) if self.net_dns is not None else ()  # type: ignore[arg-type]
 
     def names_to_numbers(self) -> Dict[str, int]:
         numbers = getattr(self, "_numbers", None)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
+import _dns
 import _fsops as F
 import _netlink as NL
 import _netops as N
+import _netpolicy
 import _procops as P
 import _syscalls
 from _filter import SOCKET_NETLINK_ROUTE, Test, Trap
@@ -207,8 +209,14 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         traps["ioctl"] = [Test(1, "maskeq", NL.SIOC_FIRST, "allow", mask=0xFFFFFFF0),
                           Test(1, "maskeq", NL.SIOC_FIRST, "notify", mask=0xFFFFFF00),
                           Test(1, "maskeq", 0x8B00, "notify", mask=0xFFFFFF00)]
-    # sendto with a destination address (a non-NULL pointer in args[4])
+    # sendto with a destination address (a non-NULL pointer in args[4]); when DNS is
+    # policed, also glibc's resolver's send() without one: flags MSG_NOSIGNAL exactly
+    # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
+    # socket continues; other sends to such a socket fail, EDESTADDRREQ)
     traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
+    if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
+        traps["sendto"].append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
+            2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
         traps[name] = [Test(0, "ne", 0, "notify")]
     traps["setpriority"] = [Test(0, "ne", P.PRIO_PROCESS, "notify"), Test(1, "ne", 0, "notify")]
@@ -235,7 +243,14 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     import _filter
     import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
-    return {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    out = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    if _dns.polices(rules):
+        # A corked UDP socket appends later, untrapped writes to a DNS query the
+        # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
+        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc]
+        out["setsockopt"] = ([*tests, Test(1, "eq", _dns.SOL_UDP, "eperm", also=Test(2, "eq", _dns.UDP_CORK, ""))],
+                             default)
+    return out
 
 
 def extra_denials(abi: int) -> Tuple[str, ...]:

@@ -333,3 +333,26 @@ def test_interface_ioctls_are_notified_only_when_the_policy_allows_no_network(de
     assert verdict(code, arch, "ioctl", 0, termios.TIOCSTI) == ("ERRNO", errno.EPERM)
     allowed = program(arch, net_allow=["tcp://127.0.0.1:1"])
     assert verdict(allowed, arch, "ioctl", 3, 0x8912) == ("ALLOW", 0)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_short_sends_without_address_are_notified_only_when_dns_is_policed(arch):
+    """A hostname rule polices DNS (_dns): send() of < 512 bytes with MSG_NOSIGNAL and no
+    address is notified (glibc's query on a socket "connected" to a resolver); others never are."""
+    NOTIFY, OK = ("USER_NOTIF", 0), ("ALLOW", 0)
+    named, literal, denying = (program(arch, net_allow=["api.example.test:443"]),
+                               program(arch, net_allow=["tcp://192.0.2.1:443"]),
+                               program(arch, net_deny=["10.0.0.0/8"]))
+    NOSIGNAL = 0x4000  # what glibc's resolver passes to send()
+    for size in (0, 40, 511):
+        assert verdict(named, arch, "sendto", 3, 0x1000, size, NOSIGNAL, 0, 0) == NOTIFY, size
+        assert verdict(named, arch, "sendto", 3, 0x1000, size, 0, 0, 0) == OK, size
+        assert verdict(named, arch, "sendto", 3, 0x1000, size, NOSIGNAL | 0x40, 0, 0) == OK, size
+        assert verdict(literal, arch, "sendto", 3, 0x1000, size, NOSIGNAL, 0, 0) == OK
+        assert verdict(denying, arch, "sendto", 3, 0x1000, size, NOSIGNAL, 0, 0) == OK
+    for size in (512, 1 << 20, (1 << 32) | 40):
+        assert verdict(named, arch, "sendto", 3, 0x1000, size, NOSIGNAL, 0, 0) == OK, size
+    for code in (named, literal, denying):  # with an address: always
+        assert verdict(code, arch, "sendto", 3, 0x1000, 1 << 20, 0, 0x2000, 16) == NOTIFY
+    # UDP_CORK (SOL_UDP) would let untrapped writes join a policed query's datagram
+    assert verdict(named, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == ("ERRNO", errno.EPERM)
+    assert verdict(named, arch, "setsockopt", 3, 17, 103, 0x1000, 4) == OK  # UDP_SEGMENT
+    assert verdict(literal, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == OK
