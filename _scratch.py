@@ -369,23 +369,25 @@ def new_scratch(kind: str) -> str:
     """A new scratch directory `kind`<pid>-<random> of this process in the user's base (see
     `base`), after removing those of sandlock processes that are gone (`remove_stale`)."""
     home = base()
-    remove_stale(home, kind)
+    remove_stale(home)
     return make_dir(home, f"{kind}{os.getpid()}-")
 
 
-def remove_stale(home: str, kind: str) -> None:
-    """Remove the scratch directories `kind`<pid>-... of sandlock processes that are gone: in
-    the base `home`, and in the containers of the temporary directory, where releases before
-    the base kept them (an emptied one of those goes too).  Only verified entries (owner, mode,
-    marker), never through a symlink."""
-    for path, pid, _ in entries(home, kind):
-        if not alive(pid):
-            remove_tree(path)
-    for box in containers(tempfile.gettempdir()):
-        for path, pid, _ in entries(box, kind):
-            if not alive(pid):
-                remove_tree(path)
-        release(box)
+SCRATCH_KINDS = ("root-", "proc-")
+
+
+def remove_stale(home: str) -> None:
+    """Remove the scratch directories (root-<pid>-..., proc-<pid>-...) of sandlock processes
+    that are gone: in the base `home`, and in the containers of the temporary directory, where
+    releases before the base kept them (an emptied one of those goes too).  Only verified
+    entries (owner, mode, marker), never through a symlink."""
+    for box in [home] + containers(tempfile.gettempdir()):
+        for kind in SCRATCH_KINDS:
+            for path, pid, _ in entries(box, kind):
+                if not alive(pid):
+                    remove_tree(path)
+        if box != home:
+            release(box)
 
 
 class Listings:

@@ -221,6 +221,22 @@ def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_l
     assert "memory limit exceeded" in probe.stderr, probe.stderr
 
 
+def test_write_over_tmp_still_creates_files_in_tmp_itself_while_a_root_run_is_live(
+        who, busybox_root: Path) -> None:
+    """sandlock's base is not in /tmp, so no cut takes /tmp's own create right (README
+    "Where sandlock keeps its own files"): -w /tmp makes, renames and removes files in /tmp."""
+    name = f"/tmp/sandlock-test-{uuid.uuid4().hex[:12]}"
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c", "sleep 3"])
+    try:
+        r = who.run([*SYSTEM_READ, "-w", "/tmp", "--", "/bin/sh", "-c",
+                     f"echo made > {name}.a && mv {name}.a {name} && mkdir {name}.d && rmdir {name}.d && cat {name}"])
+    finally:
+        victim.wait(timeout=60)
+        if os.path.exists(name):
+            os.unlink(name)
+    assert r.returncode == 0 and r.stdout == "made\n", (r.returncode, r.stdout, r.stderr)
+
+
 # The attacker of the exec race: copies its program into every --root run's private
 # /dev/shm it finds in sandlock's base of its user (and in the victim's scratch
 # directory, whose path the test found), then keeps replacing the one-byte anchor
