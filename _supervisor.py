@@ -212,6 +212,8 @@ def prepare(policy: Policy) -> Prepared:
         import _scratch
         hidden = _scratch.hidden()  # after the scratch is made: its base is among them
         own = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
+        if layers is not None:  # its upper layers, which a workdir in /var/tmp puts in a hidden container
+            own += (layers.path,)
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys, hidden=hidden, own=own)
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
@@ -362,7 +364,8 @@ class Session:
                 virtual = workdir[len(self.policy.chroot.rstrip("/")):] if self.policy.chroot else workdir
                 mounts = mounts + ((virtual, upper.tree, False),)
         rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev, PTYS),
-                        writable + (PTYS,), denied, self.prepared.hidden, (self._shm, scratch.dev))
+                        writable + (PTYS,), denied, self.prepared.hidden,
+                        (self._shm, scratch.dev) + ((upper.tree,) if upper is not None else ()))
         import _rootfs
         resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
                                         self._shm, scratch.dev)

@@ -18,7 +18,9 @@ or reported, and neither the run nor the next one crashes.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Iterator, List
 
@@ -266,3 +268,16 @@ def _layers(place: Path) -> List[str]:
         if name.startswith(".sandlock-") and (place / name).is_dir():
             out += [n for n in os.listdir(place / name) if n != _scratch.MARKER]
     return out
+
+
+def test_a_workdir_in_var_tmp_beside_the_bases_is_still_written_and_committed(who) -> None:  # type: ignore[no-untyped-def]
+    """Its layers go in a container of /var/tmp, which is cut out of every rule like a base:
+    the run's own layer is granted to it, as everywhere else."""
+    wd = who.make_dir(Path("/var/tmp") / f"sandlock-test-wd-{uuid.uuid4().hex[:12]}")
+    try:
+        who.make_file(wd / "f", "old\n")
+        r = who.run(["--workdir", str(wd), "-w", str(wd), "--", "sh", "-c", f"cat {wd}/f; echo new > {wd}/f"])
+        assert r.returncode == 0 and r.stdout == "old\n", show(r)
+        assert (wd / "f").read_text() == "new\n"
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
