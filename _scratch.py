@@ -108,6 +108,8 @@ def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
             names = os.listdir(parent)
         except OSError:
             continue
+        if not out and prefix()[:-1] not in names:
+            names.append(prefix()[:-1])  # not made yet: cut all the same, so that one made later is not covered
         out += [os.path.join(parent, n) for n in sorted(names) if _BASE_NAME.match(n)]
     return tuple(out)
 
