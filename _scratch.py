@@ -384,10 +384,16 @@ def remove_stale(home: str) -> None:
     releases before the base kept them (an emptied one of those goes too).  Only verified
     entries (owner, mode, marker), never through a symlink."""
     for box in [home] + containers(tempfile.gettempdir()):
-        for kind in SCRATCH_KINDS:
-            for path, pid, _ in entries(box, kind):
-                if not alive(pid):
-                    remove_tree(path)
+        try:
+            names = os.listdir(box)
+        except OSError:
+            continue
+        for name in names:  # a live pid first (cheap), then the checks (see entries)
+            kind, _, rest = name.partition("-")
+            pid = rest.split("-", 1)[0]
+            if kind + "-" in SCRATCH_KINDS and pid.isdigit() and not alive(int(pid)) \
+                    and verify(box, name, exact_mode=False) is not None:
+                remove_tree(os.path.join(box, name))
         if box != home:
             release(box)
 
