@@ -87,6 +87,8 @@ def _base_in(parent: str) -> str:
         if verify(parent, name) is not None:
             return path
         if os.path.lexists(path):
+            if verify(parent, name) is not None:
+                return path  # another run has just put it in place
             return container(parent)  # the name is taken by something else: never used, never touched
         # made whole under a random name, then renamed into place: nobody sees it half made
         temp = container(parent, fresh=True)

@@ -114,6 +114,18 @@ def test_the_base_is_made_once_mode_0700_with_its_marker_and_kept(tmp_path: Path
     assert os.listdir(tmp_path) == [os.path.basename(home)]  # nothing half made left beside it
 
 
+def _base_in(parent: str) -> str:
+    return _scratch.base((parent,))
+
+
+def test_runs_that_make_the_base_at_once_all_get_the_same_one(tmp_path: Path) -> None:
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        got = set(pool.map(_base_in, [str(tmp_path)] * 64))
+    assert got == {str(tmp_path / f".sandlock-{os.geteuid()}")}
+    assert os.listdir(tmp_path) == [f".sandlock-{os.geteuid()}"]  # no second base, nothing half made
+
+
 def test_the_base_goes_to_the_next_place_when_the_first_is_unusable(tmp_path: Path) -> None:
     ok = tmp_path / "ok"
     ok.mkdir()
