@@ -283,7 +283,7 @@ class Scratch:
 
     def close(self) -> None:
         import _scratch
-        _scratch.remove_tree(self.path)  # the base stays (see _scratch.base)
+        _scratch.remove_ours(self.path)  # the base stays (see _scratch.base)
 
 
 class Cwd:

@@ -274,6 +274,29 @@ def remove_tree(path: str) -> None:
         os.close(parent)
 
 
+def remove_ours(path: str) -> None:
+    """Remove a directory of ours (a scratch directory) with its marker last, so that one
+    whose removal is cut short (sandlock killed half way) keeps its marker and the next
+    run finds it and finishes; errors are ignored."""
+    try:
+        fd = os.open(path, _DIR)
+    except OSError:
+        return
+    try:
+        for name in sorted(os.listdir(fd)):
+            if name != MARKER:
+                remove_at(fd, name)
+        os.unlink(MARKER, dir_fd=fd)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def remove_at(parent: int, name: str) -> None:
     """Remove the entry name of the directory fd parent, a tree of any depth, iteratively.
 
@@ -395,7 +418,7 @@ def remove_stale(home: str) -> None:
             pid = rest.split("-", 1)[0]
             if kind + "-" in SCRATCH_KINDS and pid.isdigit() and not alive(int(pid)) \
                     and verify(box, name, exact_mode=False) is not None:
-                remove_tree(os.path.join(box, name))
+                remove_ours(os.path.join(box, name))
         if box != home:
             release(box)
 
@@ -422,4 +445,4 @@ class Listings:
         return path
 
     def close(self) -> None:
-        remove_tree(self.path)  # the base stays (see `base`)
+        remove_ours(self.path)  # the base stays (see `base`)

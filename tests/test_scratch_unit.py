@@ -126,6 +126,35 @@ def test_runs_that_make_the_base_at_once_all_get_the_same_one(tmp_path: Path) ->
     assert os.listdir(tmp_path) == [f".sandlock-{os.geteuid()}"]  # no second base, nothing half made
 
 
+def test_a_scratch_directory_loses_its_marker_last_so_a_cut_short_removal_is_finished_later(
+        tmp_path: Path) -> None:
+    home = _scratch.base((str(tmp_path),))
+    made = Path(_scratch.make_dir(home, "root-1-"))
+    deep(made, 50)
+    (made / "z").mkdir()
+    (made / "z" / "f").write_text("f")
+    os.chmod(made / "z", 0o500)  # the first removal stops here (as a kill half way would)
+    if os.geteuid() == 0:
+        import unittest.mock
+        real = _scratch.remove_at
+        with unittest.mock.patch.object(_scratch, "remove_at",
+                                        lambda fd, name: real(fd, name) if name != "z" else _raise()):
+            _scratch.remove_ours(str(made))
+    else:
+        _scratch.remove_ours(str(made))
+    assert (made / _scratch.MARKER).exists() and not (made / "d").exists()
+    assert [p for p, _, _ in _scratch.entries(home, "root-")] == [str(made)]  # still found as ours
+    os.chmod(made / "z", 0o700)
+    _scratch.remove_stale(home)  # pid 1 is alive: left alone
+    assert made.exists()
+    _scratch.remove_ours(str(made))
+    assert os.listdir(home) == [_scratch.MARKER]
+
+
+def _raise() -> None:
+    raise PermissionError(13, "cut short")
+
+
 def test_the_base_goes_to_the_next_place_when_the_first_is_unusable(tmp_path: Path) -> None:
     ok = tmp_path / "ok"
     ok.mkdir()
