@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import _structs as S
 import _syscalls
@@ -109,8 +109,11 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
         return
     for name in _walked(top, "a denied path", ancestors):
         child = os.path.join(top, name)
-        if stat.S_ISLNK(os.lstat(child).st_mode):
-            continue  # a link grants nothing itself; its target has its own rules
+        try:
+            if stat.S_ISLNK(os.lstat(child).st_mode):
+                continue  # a link grants nothing itself; its target has its own rules
+        except FileNotFoundError:
+            continue  # gone since the listing (a shared /var/tmp): nothing to grant
         _punch(child, access, inside, out, ancestors)
 
 
@@ -181,7 +184,8 @@ def _unescape(field: bytes) -> bytes:
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
 
 
-def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool = False) -> Tuple[Plan, Plan]:
+def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool = False,
+          hidden: Optional[Tuple[str, ...]] = None, own: Tuple[str, ...] = ()) -> Tuple[Plan, Plan]:
     """(the child's ruleset, the supervising thread's), from one walk of the rules.
 
     `ttys` are the caller's terminal devices, granted like /dev/tty.  No rule of
@@ -189,17 +193,29 @@ def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool 
     covers /proc (the default view, `-r /`) is cut around it like a denied path.
     The supervisor opens /proc for the command (_procfs).  keep_proc: grant it
     as the policy says (sandlock.confine, where no supervisor opens anything).
+
+    No rule reaches sandlock's own directories either: the `hidden` paths
+    (default: _scratch.hidden(), the users' bases) are cut out of every grant
+    that covers them, and a rule naming a path inside one is dropped, unless
+    it lies in one of `own` (the run's own pieces, which the caller grants).
     """
     everything = fs_rights(abi)
     rules: List[Rule] = []
     ancestors: List[str] = []
     procfs = procfs_mounts() if not keep_proc else ()
-    cut = tuple(policy.fs_denied) + procfs
+    if hidden is None:
+        import _scratch
+        hidden = _scratch.hidden()
+    cut = tuple(policy.fs_denied) + procfs + hidden
+
+    def granted(path: str) -> bool:
+        return (not any(_under(path, p) for p in procfs)
+                and (not any(_under(path, h) for h in hidden) or any(_under(path, o) for o in own)))
     for path in policy.readable_paths():
-        if path not in policy.fs_writable and not any(_under(path, p) for p in procfs):
+        if path not in policy.fs_writable and granted(path):
             _punch(path, READ & everything, cut, rules, ancestors)
     for path in policy.fs_writable:
-        if not any(_under(path, p) for p in procfs):
+        if granted(path):
             _punch(path, everything, cut, rules, ancestors)
     for path, writable in device_paths(policy, ttys):
         rules.append(Rule(path, (DEVICE_RW if writable else DEVICE_RO) & everything))

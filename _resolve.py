@@ -54,7 +54,12 @@ def _eacces() -> OSError:
 class FsRules:
     """The filesystem part of a policy, as decisions on real paths."""
 
-    def __init__(self, readable: Iterable[str], writable: Iterable[str], denied: Iterable[str]) -> None:
+    def __init__(self, readable: Iterable[str], writable: Iterable[str], denied: Iterable[str],
+                 hidden: Iterable[str] = (), own: Iterable[str] = ()) -> None:
+        # hidden: sandlock's own directories (_scratch.hidden), refused for every need
+        # whatever the rules say, except the run's own pieces in them (own)
+        self.hidden = frozenset(os.fsencode(p) for p in hidden)
+        self.own = frozenset(os.fsencode(p) for p in own)
         self.writable = frozenset(os.fsencode(p) for p in writable)
         self.readable = frozenset(os.fsencode(p) for p in readable) | self.writable
         self.denied = frozenset(os.fsencode(p) for p in denied)
@@ -85,6 +90,8 @@ class FsRules:
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
         if self.denied and self._covered(path, self.denied):
+            raise _eacces()
+        if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
             raise _eacces()
         if need == "write":
             ok = self._covered(path, self.writable)

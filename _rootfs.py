@@ -252,16 +252,14 @@ class Scratch:
 
     Made once per prepared policy, so the Landlock rules can name it; each
     run gets its own subdirectories.  It is a directory `root-<pid>-<random>`
-    of a verified per-user container in the temporary directory (see
-    _scratch); those of dead sandlock processes are removed first.
+    of the user's base (see _scratch.base), which every rule of the command is
+    cut around: only dev/ and the run's own shm/ directory are granted to it;
+    those of dead sandlock processes are removed first.
     """
 
     def __init__(self) -> None:
-        import tempfile
         import _scratch
-        top = tempfile.gettempdir()
-        _remove_stale(top)
-        self.container, self.path = _scratch.new_dir(top, f"root-{os.getpid()}-")
+        self.path = _scratch.new_scratch("root-")
         self.cwd = os.path.join(self.path, "cwd")
         self.shm = os.path.join(self.path, "shm")
         self.dev = os.path.join(self.path, "dev")
@@ -286,18 +284,7 @@ class Scratch:
 
     def close(self) -> None:
         import _scratch
-        _scratch.remove_tree(self.path)
-        _scratch.release(self.container)
-
-
-def _remove_stale(top: str) -> None:
-    """Remove scratch directories of ours left by a sandlock that was killed (see _scratch:
-    only verified containers, only directories with our marker, of a process that is gone)."""
-    import _scratch
-    for box in _scratch.containers(top):
-        for path, pid, _ in _scratch.entries(box, "root-"):
-            if not _scratch.alive(pid):
-                _scratch.remove_tree(path)
+        _scratch.remove_ours(self.path)  # the base stays (see _scratch.base)
 
 
 class Cwd:
@@ -484,9 +471,10 @@ class RootResolver(Resolver):
         self.upper = None  # _cow.Upper with a workdir (copy-up before writes, see writable)  # /proc/self/fd/N/name a socket was bound as -> guest path
         self._members = cwd._processes
         self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
-        # All of the root readable, nothing denied: a read or metadata check of an
-        # object found below the root always passes (see check).
-        self._all_readable = self.root_host in rules.readable and not rules.denied
+        # All of the root readable, nothing denied or hidden in it: a read or metadata
+        # check of an object found below the root always passes (see check).
+        self._all_readable = self.root_host in rules.readable and not rules.denied and not any(
+            h.startswith(self.root_prefix) or h == self.root_host for h in rules.hidden)
 
     def need_space(self, name: Optional[bytes]) -> None:
         """ENOSPC when something new would be made in a full upper layer (--max-disk)."""

@@ -1,11 +1,19 @@
 """sandlock's own directories: where they live, how they are found again, how they go.
 
-Everything sandlock makes for itself (an emulated root's anchors, private
-/dev and /dev/shm, generated /proc listings; the upper layers of a workdir)
-lives in a *container*: a directory ``.sandlock-<euid>-<random>`` in a
-parent directory (the temporary directory; for upper layers, which must be
-on the workdir's filesystem, the workdir's parent first).  The random part
-makes the name unpredictable in a shared /tmp.  A container is used only
+The scratch of a run (an emulated root's anchors, private /dev and
+/dev/shm, generated /proc listings) lives in the user's *base*
+``/var/tmp/.sandlock-<euid>`` (`base`): one stable directory per user, made
+once and never removed, which every command's Landlock rules are cut around
+(`hidden`, used by _landlock.plans and _resolve.FsRules), so that no policy
+(``-r /``, ``-w /tmp``, ``-w /var/tmp``) reaches another run's scratch or its
+own; each run is then granted only its own pieces.  /var/tmp rather than
+$TMPDIR: cutting a directory out of a grant takes the create right from its
+parent, and ``-w /tmp`` must keep creating in /tmp (README "Where sandlock
+keeps its own files").  The upper layers of a workdir, which must be on the
+workdir's filesystem, live in a *container*: a directory
+``.sandlock-<euid>-<random>`` in a parent directory (the workdir's parent
+first).  The random part makes the name unpredictable in a shared
+directory.  A container (and the base) is used only
 after checks on lstat and again on the opened directory (open O_NOFOLLOW,
 fstat: the same inode): a real directory, owned by our euid, mode exactly
 0700, holding the marker file ``.sandlock`` (a regular file of ours that
@@ -26,6 +34,7 @@ import array
 import errno
 import itertools
 import os
+import re
 import stat
 import tempfile
 from typing import List, Optional, Tuple
@@ -39,8 +48,72 @@ BENEATH = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+# Where the bases go, in order: the first one usable (README "Where sandlock keeps its own files").
+BASE_PARENTS = ("/var/tmp", "/dev/shm")
+_BASE_NAME = re.compile(r"\.sandlock-[0-9]+(-.*)?\Z", re.S)
+
+
 def prefix() -> str:
     return f".sandlock-{os.geteuid()}-"
+
+
+def base(parents: Tuple[str, ...] = BASE_PARENTS) -> str:
+    """The user's base for scratch directories: <parent>/.sandlock-<euid>, verified like a
+    container (made if missing, never removed, so its identity is stable).
+
+    The first parent that is a usable directory is the place.  If the name there
+    is taken by something that is not ours (another user's directory, a
+    symlink), a verified container ``.sandlock-<euid>-<random>`` in the same
+    parent is used instead (the first by name, as every run of the user picks
+    it); `hidden` cuts those too.
+    """
+    failure: Optional[OSError] = None
+    for parent in parents:
+        try:
+            st = os.stat(parent)
+            if not stat.S_ISDIR(st.st_mode) or not os.access(parent, os.W_OK | os.X_OK):
+                raise OSError(errno.EACCES, "not a directory sandlock may write in", parent)
+            return _base_in(parent)
+        except OSError as exc:
+            failure = failure or exc
+    assert failure is not None
+    raise failure
+
+
+def _base_in(parent: str) -> str:
+    name = prefix()[:-1]
+    path = os.path.join(parent, name)
+    for _ in range(3):
+        if verify(parent, name) is not None:
+            return path
+        if os.path.lexists(path):
+            if verify(parent, name) is not None:
+                return path  # another run has just put it in place
+            return container(parent)  # the name is taken by something else: never used, never touched
+        # made whole under a random name, then renamed into place: nobody sees it half made
+        temp = container(parent, fresh=True)
+        try:
+            os.rename(temp, path)
+        except OSError:
+            remove_tree(temp)
+            continue
+        return path
+    raise OSError(errno.EAGAIN, "the base of sandlock's directories keeps changing", path)
+
+
+def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
+    """Every base and base-like container (of any user) in the places bases go: what
+    every command's rules are cut around (the run's own pieces are granted apart)."""
+    out = []
+    for parent in parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        if not out and prefix()[:-1] not in names:
+            names.append(prefix()[:-1])  # not made yet: cut all the same, so that one made later is not covered
+        out += [os.path.join(parent, n) for n in sorted(names) if _BASE_NAME.match(n)]
+    return tuple(out)
 
 
 def containers(parent: str) -> List[str]:
@@ -52,9 +125,9 @@ def containers(parent: str) -> List[str]:
     return [os.path.join(parent, n) for n in names if verify(parent, n) is not None]
 
 
-def container(parent: str) -> str:
-    """A verified container in `parent`: the first one there, else a new one."""
-    found = containers(parent)
+def container(parent: str, fresh: bool = False) -> str:
+    """A verified container in `parent`: the first one there (unless fresh), else a new one."""
+    found = containers(parent) if not fresh else []
     if found:
         return found[0]
     path = tempfile.mkdtemp(prefix=prefix(), dir=parent)  # mode 0700, O_EXCL semantics
@@ -201,6 +274,29 @@ def remove_tree(path: str) -> None:
         os.close(parent)
 
 
+def remove_ours(path: str) -> None:
+    """Remove a directory of ours (a scratch directory) with its marker last, so that one
+    whose removal is cut short (sandlock killed half way) keeps its marker and the next
+    run finds it and finishes; errors are ignored."""
+    try:
+        fd = os.open(path, _DIR)
+    except OSError:
+        return
+    try:
+        for name in sorted(os.listdir(fd)):
+            if name != MARKER:
+                remove_at(fd, name)
+        os.unlink(MARKER, dir_fd=fd)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def remove_at(parent: int, name: str) -> None:
     """Remove the entry name of the directory fd parent, a tree of any depth, iteratively.
 
@@ -296,22 +392,48 @@ def _rmdir_by_inode(fd: int, child: os.stat_result) -> None:
     raise OSError(errno.ESTALE, "the tree changed while it was being removed")
 
 
+def new_scratch(kind: str) -> str:
+    """A new scratch directory `kind`<pid>-<random> of this process in the user's base (see
+    `base`), after removing those of sandlock processes that are gone (`remove_stale`)."""
+    home = base()
+    remove_stale(home)
+    return make_dir(home, f"{kind}{os.getpid()}-")
+
+
+SCRATCH_KINDS = ("root-", "proc-")
+
+
+def remove_stale(home: str) -> None:
+    """Remove the scratch directories (root-<pid>-..., proc-<pid>-...) of sandlock processes
+    that are gone: in the base `home`, and in the containers of the temporary directory, where
+    releases before the base kept them (an emptied one of those goes too).  Only verified
+    entries (owner, mode, marker), never through a symlink."""
+    for box in [home] + containers(tempfile.gettempdir()):
+        try:
+            names = os.listdir(box)
+        except OSError:
+            continue
+        for name in names:  # a live pid first (cheap), then the checks (see entries)
+            kind, _, rest = name.partition("-")
+            pid = rest.split("-", 1)[0]
+            if kind + "-" in SCRATCH_KINDS and pid.isdigit() and not alive(int(pid)) \
+                    and verify(box, name, exact_mode=False) is not None:
+                remove_ours(os.path.join(box, name))
+        if box != home:
+            release(box)
+
+
 class Listings:
     """Without an emulated root: where the supervisor makes the private listings
-    of /proc (_procfs), a directory `proc-<pid>-<random>` of a verified per-user
-    container in the temporary directory.  Each run gets a directory of its own
-    in `cwd`, made on the first listing (most runs never list /proc); those of a
-    sandlock that was killed are removed first.  Lighter than an emulated root's
-    scratch (_rootfs.Scratch), which the CLI would pay for on every start.
+    of /proc (_procfs), a directory `proc-<pid>-<random>` in the user's base
+    (see `base`).  Each run gets a directory of its own in `cwd`, made on the
+    first listing (most runs never list /proc); those of a sandlock that was
+    killed are removed first.  Lighter than an emulated root's scratch
+    (_rootfs.Scratch), which the CLI would pay for on every start.
     """
 
     def __init__(self) -> None:
-        top = tempfile.gettempdir()
-        for box in containers(top):
-            for path, pid, _ in entries(box, "proc-"):
-                if not alive(pid):
-                    remove_tree(path)
-        self.container, self.path = new_dir(top, f"proc-{os.getpid()}-")
+        self.path = new_scratch("proc-")
         self.cwd = os.path.join(self.path, "cwd")  # beside the marker
         os.mkdir(self.cwd, 0o700)
         self._runs = itertools.count(1)
@@ -323,5 +445,4 @@ class Listings:
         return path
 
     def close(self) -> None:
-        remove_tree(self.path)
-        release(self.container)
+        remove_ours(self.path)  # the base stays (see `base`)

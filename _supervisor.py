@@ -106,6 +106,7 @@ class Prepared(NamedTuple):
     devices_rw: Tuple[str, ...] = ()           # the devices granted for writing too
     proc_scratch: Optional["_scratch.Listings"] = None  # without a root: where /proc listings go (_procfs)
     net_rules: Optional[_netpolicy.NetRules] = None   # the network policy, parsed once (README "Network")
+    hidden: Tuple[str, ...] = ()               # sandlock's own directories, cut out of every rule (_scratch.hidden)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -177,6 +178,13 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
+def _scratch_error(exc: OSError) -> SetupError:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return SetupError(exc.errno or errno.EIO, f"cannot make sandlock's own directory: {where}{exc.strerror}",
+                      step="scratch", hint="sandlock keeps its own files in /var/tmp/.sandlock-<uid> "
+                      "(README \"Where sandlock keeps its own files\")")
+
+
 def prepare(policy: Policy) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
     arch = _syscalls.machine()
@@ -204,18 +212,31 @@ def prepare(policy: Policy) -> Prepared:
                 layers = _cow.Layers(policy.workdir, policy.chroot)
             except OSError as exc:
                 raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
-        scratch = _rootfs.Scratch()
+        try:
+            scratch = _rootfs.Scratch()
+        except OSError as exc:
+            if layers is not None:
+                layers.close()
+            raise _scratch_error(exc) from None
         landlock_policy = _host_policy(policy, scratch, layers)
     else:
         import _scratch
-        scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
+        try:
+            scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
+        except OSError as exc:
+            raise _scratch_error(exc) from None
     emulated = policy.chroot is not None or policy.workdir is not None
     try:
+        import _scratch
+        hidden = _scratch.hidden()  # after the scratch is made: its base is among them
+        own = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
+        if layers is not None:  # its upper layers, which a workdir in /var/tmp puts in a hidden container
+            own += (layers.path,)
         if abi:
-            child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
+            child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys, hidden=hidden, own=own)
             if layers is not None:
                 supervisor_plan = _landlock.plans(_host_policy(policy, scratch, layers, cut_workdir=False),
-                                                  abi, ttys)[1]
+                                                  abi, ttys, hidden=hidden, own=own)[1]
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
@@ -262,7 +283,7 @@ def prepare(policy: Policy) -> Prepared:
         host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
     return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
                     counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                    None if emulated else scratch, net_rules)
+                    None if emulated else scratch, net_rules, hidden)
 
 
 class Session:
@@ -394,7 +415,8 @@ class Session:
                 virtual = workdir[len(self.policy.chroot.rstrip("/")):] if self.policy.chroot else workdir
                 mounts = mounts + ((virtual, upper.tree, False),)
         rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev, PTYS),
-                        writable + (PTYS,), denied)
+                        writable + (PTYS,), denied, self.prepared.hidden,
+                        (self._shm, scratch.dev) + ((upper.tree,) if upper is not None else ()))
         import _rootfs
         resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
                                         self._shm, scratch.dev)
@@ -427,7 +449,7 @@ class Session:
             else:
                 readable = self.policy.readable_paths() + self.prepared.devices + (PTYS,)
                 writable = self.policy.fs_writable + self.prepared.devices_rw + (PTYS,)
-                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied),
+                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied, self.prepared.hidden),
                                          self.tracees, self._is_member, self.hot, self._processes,
                                          self._proc_listings if self.prepared.proc_scratch is not None else None)
             # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network

@@ -193,6 +193,33 @@ def test_no_rule_of_the_command_reaches_into_proc_but_the_supervisor_reads_it(ru
         assert {"/usr", "/etc"} <= {r.path for r in child.rules}
 
 
+def test_sandlocks_base_is_cut_out_of_every_grant_and_only_the_runs_own_pieces_are_granted(tmp_path):
+    """README "Where sandlock keeps its own files": a grant that covers the base is cut
+    around it (its siblings granted one by one), a rule naming a path inside it is
+    dropped, and the run's own pieces (`own`) are granted as asked."""
+    parent = tmp_path / "var-tmp"
+    base = parent / ".sandlock-0"
+    own = base / "root-1-x" / "shm" / "1-1"
+    other = base / "root-2-y" / "shm" / "2-1"
+    for d in (own, other, parent / "sibling"):
+        d.mkdir(parents=True)
+    (parent / "file").write_text("x")
+    policy = _policy.make_policy(fs_readable=[tmp_path], fs_writable=[parent, own, other])
+    child, supervisor = L.plans(policy, 7, hidden=(str(base),), own=(str(own),))
+    for plan in (child, supervisor):
+        paths = {r.path: r.access for r in plan.rules}
+        inside = {p for p in paths if L._under(p, str(base))}
+        assert inside == {str(own)}, inside
+        assert paths[str(own)] == L.fs_rights(7)
+        assert paths[str(parent / "sibling")] == L.fs_rights(7) and str(parent / "file") in paths
+    # the way down gets no right of its own (the supervisor lists it for the command)
+    assert {r.path for r in child.rules} & {str(parent), str(tmp_path)} == set()
+    assert {r.access for r in supervisor.rules if r.path == str(parent)} == {S.LANDLOCK_ACCESS_FS_READ_DIR}
+    # without a base in it, the same grant is one rule (nothing else is taken from it)
+    plain = L.plans(_policy.make_policy(fs_writable=[parent / "sibling"]), 7, hidden=(str(base),))[0]
+    assert L.Rule(str(parent / "sibling"), L.fs_rights(7)) in plain.rules
+
+
 def test_procfs_mounts_names_proc():
     assert L.procfs_mounts()[0] == "/proc"
 

@@ -101,6 +101,97 @@ def test_a_planted_container_is_neither_used_nor_touched(tmp_path: Path, plant: 
     assert os.listdir(target) == [".sandlock"]
 
 
+def test_the_base_is_made_once_mode_0700_with_its_marker_and_kept(tmp_path: Path) -> None:
+    places = (str(tmp_path),)
+    home = _scratch.base(places)
+    assert home == str(tmp_path / f".sandlock-{os.geteuid()}")
+    st = os.lstat(home)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert (Path(home) / ".sandlock").read_bytes() == _scratch.MARK
+    made = _scratch.make_dir(home, "root-1-")
+    _scratch.remove_tree(made)
+    assert _scratch.base(places) == home and os.lstat(home).st_ino == st.st_ino  # the same, kept
+    assert os.listdir(tmp_path) == [os.path.basename(home)]  # nothing half made left beside it
+
+
+def _base_in(parent: str) -> str:
+    return _scratch.base((parent,))
+
+
+def test_runs_that_make_the_base_at_once_all_get_the_same_one(tmp_path: Path) -> None:
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        got = set(pool.map(_base_in, [str(tmp_path)] * 64))
+    assert got == {str(tmp_path / f".sandlock-{os.geteuid()}")}
+    assert os.listdir(tmp_path) == [f".sandlock-{os.geteuid()}"]  # no second base, nothing half made
+
+
+def test_a_scratch_directory_loses_its_marker_last_so_a_cut_short_removal_is_finished_later(
+        tmp_path: Path) -> None:
+    home = _scratch.base((str(tmp_path),))
+    made = Path(_scratch.make_dir(home, "root-1-"))
+    deep(made, 50)
+    (made / "z").mkdir()
+    (made / "z" / "f").write_text("f")
+    os.chmod(made / "z", 0o500)  # the first removal stops here (as a kill half way would)
+    if os.geteuid() == 0:
+        import unittest.mock
+        real = _scratch.remove_at
+        with unittest.mock.patch.object(_scratch, "remove_at",
+                                        lambda fd, name: real(fd, name) if name != "z" else _raise()):
+            _scratch.remove_ours(str(made))
+    else:
+        _scratch.remove_ours(str(made))
+    assert (made / _scratch.MARKER).exists() and not (made / "d").exists()
+    assert [p for p, _, _ in _scratch.entries(home, "root-")] == [str(made)]  # still found as ours
+    os.chmod(made / "z", 0o700)
+    _scratch.remove_stale(home)  # pid 1 is alive: left alone
+    assert made.exists()
+    _scratch.remove_ours(str(made))
+    assert os.listdir(home) == [_scratch.MARKER]
+
+
+def _raise() -> None:
+    raise PermissionError(13, "cut short")
+
+
+def test_the_base_goes_to_the_next_place_when_the_first_is_unusable(tmp_path: Path) -> None:
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    assert _scratch.base((str(tmp_path / "missing"), str(ok))) == str(ok / f".sandlock-{os.geteuid()}")
+    with pytest.raises(OSError):
+        _scratch.base((str(tmp_path / "missing"),))
+
+
+@pytest.mark.parametrize("plant", ["symlink", "mode", "no-marker"])
+def test_a_planted_base_is_neither_used_nor_touched_and_still_hidden(tmp_path: Path, plant: str) -> None:
+    name = tmp_path / f".sandlock-{os.geteuid()}"
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    (target / ".sandlock").write_bytes(_scratch.MARK)
+    if plant == "symlink":
+        os.symlink(target, name)
+    else:
+        name.mkdir(mode=0o700)
+        if plant == "mode":
+            (name / ".sandlock").write_bytes(_scratch.MARK)
+            name.chmod(0o755)
+    home = _scratch.base((str(tmp_path),))
+    assert home != str(name) and os.path.basename(home).startswith(f".sandlock-{os.geteuid()}-")
+    assert _scratch.base((str(tmp_path),)) == home  # every run of the user picks the same one
+    assert os.listdir(target) == [".sandlock"]
+    assert set(_scratch.hidden((str(tmp_path),))) == {str(name), home}
+
+
+def test_hidden_names_the_bases_of_every_user_and_nothing_else(tmp_path: Path) -> None:
+    for n in (".sandlock-0", ".sandlock-999-x1", ".sandlock-cow-wd-1-x", ".sandlockx", ".sandlock-", "other",
+              "sandlock-root-1-x"):
+        (tmp_path / n).mkdir()
+    names = {".sandlock-0", ".sandlock-999-x1", f".sandlock-{os.geteuid()}"}  # ours even before it is made
+    assert _scratch.hidden((str(tmp_path), str(tmp_path / "missing"))) == tuple(
+        str(tmp_path / n) for n in sorted(names))
+
+
 def test_the_layer_of_a_tree_a_thousand_levels_deep_is_built_compared_and_committed(tmp_path: Path) -> None:
     lower = tmp_path / "proj"
     lower.mkdir()

@@ -1,39 +1,67 @@
 """Red-team follow-up of issue 10: channels the fixes left open.
 
-sandlock's per-user scratch container (`$TMPDIR/.sandlock-<euid>-<random>`,
-README "Where sandlock keeps its own files") is verified against other users
-(owner, mode 0700, lstat), but the sandboxed command runs as that same user:
-a policy granting `-w` over `$TMPDIR` (`-w /tmp` is the common case) grants
-the command the container too.  Then one sandbox reads and writes another
-run's private /dev/shm, its anchors (the one-byte symlinks the kernel
-follows for the other run's chdir and execve) and its /dev, and a command
-writes its own run's scratch.  The probes below fail while that holds; the
-controls show the same command writes `$TMPDIR` where the policy allows it.
+sandlock's scratch (an emulated root's anchors, private /dev and /dev/shm,
+the /proc listings) lives in the user's base `/var/tmp/.sandlock-<euid>`
+(README "Where sandlock keeps its own files").  The base is verified against
+other users (owner, mode 0700, lstat), but the sandboxed command runs as that
+same user, so every rule that covers the base (`-r /`, `-w /var/tmp`, `-w`
+naming the base) is cut around it.  The probes attack the base through each
+of those grants: one sandbox reading and writing another run's private
+/dev/shm and planting files, a command writing its own run's scratch, and a
+sandbox swapping the anchor links another --root run's exec follows.  The
+controls show the same commands write where their policy allows (a directory
+of /var/tmp under `-w /var/tmp`, $TMPDIR under `-w $TMPDIR`).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 import time
+import uuid
 from pathlib import Path
+from typing import Iterator, List
 
 import pytest
 
 from conftest import SYSTEM_READ
 
 SECRET = "B-SECRET-4f1d"
+VAR_TMP = Path("/var/tmp")
 
-# The attacker: a host-mode sandbox with -w $TMPDIR looks for the other run's
-# private /dev/shm file under every sandlock container of its user, reads it and
-# writes over it; and writes a control file in $TMPDIR itself.
+
+def base_of(who) -> Path:  # type: ignore[no-untyped-def]
+    """Where sandlock keeps the scratch of who's runs (README "Where sandlock keeps its own files")."""
+    return VAR_TMP / f".sandlock-{who.uid}"
+
+
+@pytest.fixture
+def control_dir(who) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """A directory of who's in /var/tmp, made before the run: where the controls write."""
+    path = who.make_dir(VAR_TMP / f"sandlock-test-ctl-{uuid.uuid4().hex[:12]}", 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def grant(kind: str, who, tmp: Path) -> List[str]:  # type: ignore[no-untyped-def]
+    """The rules of an attacker whose grant covers sandlock's base (or $TMPDIR, the old place)."""
+    return {"-r /": ["-r", "/"], "-w /var/tmp": ["-w", str(VAR_TMP)],
+            "-w base": ["-w", str(base_of(who))], "-w $TMPDIR": ["-w", str(tmp)]}[kind]
+
+
+GRANTS = ["-r /", "-w /var/tmp", "-w base", "-w $TMPDIR"]
+
+# The attacker: a host-mode sandbox looks for the other run's private /dev/shm file
+# under sandlock's base of its user (and tries the path the test found), reads it and
+# writes over it, plants files in the base and in the scratch directories there; and
+# writes a control file where its policy allows it.
 ATTACKER = r"""
 import glob, os, sys
-tmp = sys.argv[1]
-open(os.path.join(tmp, "control"), "w").write("control\n")
-found = []
-for path in glob.glob(os.path.join(tmp, ".sandlock-*", "**", "secret"), recursive=True):
-    found.append(path)
+controls, base, known = sys.argv[1].split(":"), sys.argv[2], sys.argv[3]
+for c in controls:
+    open(os.path.join(c, "control"), "w").write("control\n")
+found = sorted(set([known] + glob.glob(os.path.join(base, "**", "secret"), recursive=True)))
+for path in found:
     try:
         print("READ", open(path).read().strip())
     except OSError as e:
@@ -43,7 +71,7 @@ for path in glob.glob(os.path.join(tmp, ".sandlock-*", "**", "secret"), recursiv
         print("WROTE", path)
     except OSError as e:
         print("write refused", e.errno)
-for c in glob.glob(os.path.join(tmp, ".sandlock-*")):
+for c in [base, os.path.dirname(os.path.dirname(os.path.dirname(known)))] + glob.glob(os.path.join(base, "*")):
     try:
         open(os.path.join(c, "planted"), "w").write("x")
         print("PLANTED", c)
@@ -53,56 +81,70 @@ print("found", len(found))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open channel: a policy whose rules cover $TMPDIR covers sandlock's per-user scratch container there (another run's private /dev/shm, anchors, /dev); SECURITY.md 'Open channels'")
+@pytest.mark.parametrize("kind", GRANTS)
 def test_a_sandbox_with_write_over_tmpdir_cannot_reach_another_runs_private_dev_shm(
-        who, scratch: Path, busybox_root: Path) -> None:
+        who, scratch: Path, busybox_root: Path, control_dir: Path, kind: str) -> None:
     tmp = who.make_dir(scratch / "tmp", 0o1777)
     env = {"TMPDIR": str(tmp)}
     victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c",
                         f"echo {SECRET} > /dev/shm/secret; sleep 6; cat /dev/shm/secret"], env=env)
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/**/secret")):
+        pattern = "root-*/shm/*/secret"
+        while time.monotonic() < deadline and not list(base_of(who).glob(pattern)):
             time.sleep(0.1)
-        assert list(tmp.glob(".sandlock-*/root-*/shm/**/secret")), "the victim run never made its /dev/shm file"
-        attacker = who.run([*SYSTEM_READ, "-w", str(tmp), "--", "/usr/bin/python3", "-c", ATTACKER, str(tmp)],
-                           env=env)
+        secrets = list(base_of(who).glob(pattern))
+        assert secrets, "the victim run never made its /dev/shm file in sandlock's base"
+        attacker = who.run([*SYSTEM_READ, *grant(kind, who, tmp), "-w", str(control_dir), "-w", str(tmp), "--",
+                            "/usr/bin/python3", "-c", ATTACKER, f"{control_dir}:{tmp}", str(base_of(who)),
+                            str(secrets[0])], env=env)
         out, err = victim.communicate(timeout=60)
     finally:
         if victim.poll() is None:
             victim.kill()
             victim.wait()
     assert attacker.returncode == 0, attacker.stderr
-    # control: the attacker writes $TMPDIR where its policy allows it
+    # control: the attacker writes a directory of /var/tmp and $TMPDIR where its policy allows it
+    assert (control_dir / "control").read_text() == "control\n"
     assert (tmp / "control").read_text() == "control\n"
     assert SECRET not in attacker.stdout, f"another sandbox read the victim's /dev/shm:\n{attacker.stdout}"
     assert "WROTE" not in attacker.stdout, f"another sandbox wrote the victim's /dev/shm:\n{attacker.stdout}"
-    assert "PLANTED" not in attacker.stdout, f"a sandbox wrote in sandlock's container:\n{attacker.stdout}"
+    assert "PLANTED" not in attacker.stdout, f"a sandbox wrote in sandlock's base:\n{attacker.stdout}"
     assert victim.returncode == 0 and out.strip() == SECRET, (victim.returncode, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="open channel: a policy whose rules cover $TMPDIR covers the run's own scratch; SECURITY.md 'Open channels'")
-def test_a_command_with_write_over_tmpdir_cannot_write_in_its_own_runs_scratch(who, scratch: Path) -> None:
+@pytest.mark.parametrize("kind", GRANTS)
+def test_a_command_with_write_over_tmpdir_cannot_write_in_its_own_runs_scratch(
+        who, scratch: Path, control_dir: Path, kind: str) -> None:
     tmp = who.make_dir(scratch / "tmp", 0o1777)
     probe = r"""
 import os, sys
-tmp = sys.argv[1]
-open(os.path.join(tmp, "control"), "w").write("control\n")
+controls, base = sys.argv[1].split(":"), sys.argv[2]
+for c in controls:
+    open(os.path.join(c, "control"), "w").write("control\n")
 fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)   # the run's /proc listing, in its scratch
 where = os.readlink("/proc/self/fd/%d" % fd)
 print("listing at", where)
-for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..", "..")):
+for path in (where, os.path.dirname(where.rstrip("/.")), os.path.join(where, "..", ".."), base):
     try:
         open(os.path.join(path, "planted"), "w").write("x")
         print("PLANTED", path)
     except OSError as e:
         print("refused", path, e.errno)
+try:
+    print("LISTED", os.listdir(base))
+except OSError as e:
+    print("list refused", e.errno)
 """
-    r = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", probe, str(tmp)],
+    r = who.run(["-r", "/", *grant(kind, who, tmp), "-w", str(control_dir), "-w", str(tmp), "--",
+                 "/usr/bin/python3", "-c", probe, f"{control_dir}:{tmp}", str(base_of(who))],
                 env={"TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr
+    assert (control_dir / "control").read_text() == "control\n"
     assert (tmp / "control").read_text() == "control\n"
+    assert f"listing at {base_of(who)}/proc-" in r.stdout, r.stdout   # the probe aims at the real scratch
     assert "PLANTED" not in r.stdout, f"the command wrote in sandlock's own scratch:\n{r.stdout}"
+    assert "LISTED" not in r.stdout, f"the command listed sandlock's base:\n{r.stdout}"
 
 
 @pytest.mark.xfail(strict=True, reason="open channel: a kept (or live) upper layer next to the workdir holds hard links to it, reachable by another policy that covers the workdir's parent; SECURITY.md 'Open channels'")
@@ -328,17 +370,38 @@ def test_memory_files_in_flight_are_capped_with_etoomanyrefs_under_the_memory_li
     assert r.returncode == 0 and "send 0 ok\nsend 1 ok\nsend 2 ok\n" in r.stdout, (r.stdout, r.stderr)
 
 
+def test_write_over_tmp_still_creates_files_in_tmp_itself_while_a_root_run_is_live(
+        who, busybox_root: Path) -> None:
+    """sandlock's base is not in /tmp, so no cut takes /tmp's own create right (README
+    "Where sandlock keeps its own files"): -w /tmp makes, renames and removes files in /tmp."""
+    name = f"/tmp/sandlock-test-{uuid.uuid4().hex[:12]}"
+    victim = who.popen(["--root", str(busybox_root), "--", "/bin/sh", "-c", "sleep 3"])
+    try:
+        r = who.run([*SYSTEM_READ, "-w", "/tmp", "--", "/bin/sh", "-c",
+                     f"echo made > {name}.a && mv {name}.a {name} && mkdir {name}.d && rmdir {name}.d && cat {name}"])
+    finally:
+        victim.wait(timeout=60)
+        if os.path.exists(name):
+            os.unlink(name)
+    assert r.returncode == 0 and r.stdout == "made\n", (r.returncode, r.stdout, r.stderr)
+
+
 # The attacker of the exec race: copies its program into every --root run's private
-# /dev/shm it finds in the user's containers, then keeps replacing the one-byte
-# anchor links that run's supervisor points at the program it is about to exec
-# (README "Emulated root": the kernel resolves the rewritten exec path through them).
+# /dev/shm it finds in sandlock's base of its user (and in the victim's scratch
+# directory, whose path the test found), then keeps replacing the one-byte anchor
+# links that run's supervisor points at the program it is about to exec (README
+# "Emulated root": the kernel resolves the rewritten exec path through them).
 SWAPPER = r"""
 import glob, os, shutil, sys, time
-tmp, payload, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+base, victim, payload, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+try:
+    print("LISTED", os.listdir(victim))
+except OSError as e:
+    print("list refused", e.errno)
 end = time.time() + seconds
 planted, n = {}, 0
 while time.time() < end:
-    for shm in glob.glob(tmp + "/.sandlock-*/root-*/shm/*/"):
+    for shm in set(glob.glob(base + "/root-*/shm/*/") + glob.glob(victim + "/shm/*/")):
         if shm not in planted:
             try:
                 shutil.copy(payload, shm + "p")
@@ -365,9 +428,9 @@ print("planted", len(planted), "swaps", n)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open channel: through the scratch container, another sandbox swaps the anchor links a --root run's exec follows; SECURITY.md 'Open channels'")
+@pytest.mark.parametrize("kind", ["-w /var/tmp", "-w base"])
 def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
-        who, scratch: Path, busybox_root: Path, secprogs) -> None:  # type: ignore[no-untyped-def]
+        who, scratch: Path, busybox_root: Path, secprogs, kind: str) -> None:  # type: ignore[no-untyped-def]
     tmp = who.make_dir(scratch / "tmp", 0o1777)
     payload = who.make_file(scratch / "payload", secprogs.musl("say_secret").read_bytes(), 0o755)
     env = {"TMPDIR": str(tmp)}
@@ -375,10 +438,12 @@ def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
                         "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done; echo done"], env=env)
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not list(tmp.glob(".sandlock-*/root-*/shm/*")):
+        while time.monotonic() < deadline and not list(base_of(who).glob("root-*/shm/*")):
             time.sleep(0.05)
-        attacker = who.run(["-r", "/", "-w", str(tmp), "--", "/usr/bin/python3", "-c", SWAPPER,
-                            str(tmp), str(payload), "8"], env=env)
+        runs = list(base_of(who).glob("root-*/shm/*"))
+        assert runs, "the victim run never made its scratch in sandlock's base"
+        attacker = who.run(["-r", "/", *grant(kind, who, tmp), "--", "/usr/bin/python3", "-c", SWAPPER,
+                            str(base_of(who)), str(runs[0].parent.parent), str(payload), "8"], env=env)
         out, err = victim.communicate(timeout=120)
     finally:
         if victim.poll() is None:
@@ -386,6 +451,8 @@ def test_another_sandbox_cannot_make_a_root_run_execute_its_program(
             victim.wait()
     assert attacker.returncode == 0, attacker.stderr
     assert out.strip().endswith("done"), (out, err)   # control: the victim's loop ran to its end
+    assert "LISTED" not in attacker.stdout, f"another sandbox listed the victim's scratch:\n{attacker.stdout}"
+    assert "planted 0 swaps 0" in attacker.stdout, attacker.stdout
     from .conftest import SECRET as WORD
     assert WORD not in out, (f"a sandbox made another run execute its program "
                              f"({out.count(WORD)} times; attacker: {attacker.stdout.strip()})")

@@ -1,9 +1,11 @@
 """sandlock's own scratch and leftovers (README "Where sandlock keeps its own files", SECURITY.md
 "Scratch and leftovers").
 
-sandlock's directories live in per-user containers `.sandlock-<euid>-<random>`
-that it verifies (lstat: a real directory, owner = euid, mode 0700, and its
-marker file); the entries it cleans up must pass the same checks.  The
+sandlock's scratch lives in the user's base `/var/tmp/.sandlock-<euid>`, layers
+in per-user containers `.sandlock-<euid>-<random>` (and the scratch did too, in
+$TMPDIR, before the base: those are still cleaned up); sandlock verifies both
+(lstat: a real directory, owner = euid, mode 0700, and its marker file) and
+the entries it cleans up must pass the same checks.  The
 probes plant what an attacker can plant (a symlink at a container's or a
 leftover's name, a directory of another owner or mode, the names the old
 releases used) and check that nothing behind them changes; the controls are
@@ -16,7 +18,9 @@ or reported, and neither the run nor the next one crashes.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Iterator, List
 
@@ -77,6 +81,27 @@ def run(who, place: Path, args: List[str], timeout: float = 300) -> subprocess.C
     return who.run(args, env={"TMPDIR": str(place / "tmp")}, timeout=timeout)
 
 
+def base_of(who) -> Path:  # type: ignore[no-untyped-def]
+    """who's base (README "Where sandlock keeps its own files"), made by a first run if need be."""
+    path = Path("/var/tmp") / f".sandlock-{who.uid}"
+    if not path.exists():
+        r = who.run(["--", "true"])
+        assert r.returncode == 0, show(r)
+    assert path.is_dir() and not path.is_symlink() and path.stat().st_uid == who.uid
+    return path
+
+
+def left_in_base(who) -> List[str]:  # type: ignore[no-untyped-def]
+    """Scratch directories in who's base whose sandlock is gone: what a run failed to remove."""
+    out = []
+    for name in os.listdir(base_of(who)):
+        kind, _, rest = name.partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("root", "proc") and pid.isdigit() and not _scratch.alive(int(pid)):
+            out.append(name)
+    return out
+
+
 def test_planted_names_never_lead_a_cleanup_to_what_they_point_at(who, place: Path) -> None:
     wd = who.make_dir(place / "wd")
     tmp = who.make_dir(place / "tmp")
@@ -93,6 +118,8 @@ def test_planted_names_never_lead_a_cleanup_to_what_they_point_at(who, place: Pa
         (tmp / f"sandlock-root-{DEAD}-x", canary / "box"),           # the old scratch name
         (tmp / f".sandlock-{uid}-planted", canary / "box"),
     ]
+    home = base_of(who)
+    planted += [(home / f"root-{DEAD}-p", scratch_dir), (home / f"proc-{DEAD}-p", scratch_dir)]
     for link, target in planted:
         os.symlink(target, link)
         who.own(link)
@@ -125,7 +152,7 @@ def test_planted_names_never_lead_a_cleanup_to_what_they_point_at(who, place: Pa
     before = {p: tree_snapshot(p) for p in [canary, loose, *others]}
     links = {link: os.readlink(link) for link, _ in planted}
     for args in (["--workdir", str(wd), "-w", str(wd), "--", "sh", "-c", f"echo x > {wd}/x"],
-                 ["--root", "/", "--", "true"]):
+                 ["--root", "/", "--", "true"], ["--", "true"]):
         r = run(who, place, args)
         assert r.returncode == 0 and "Traceback" not in r.stderr, show(r)
         assert LEFTOVER not in r.stderr, f"a planted entry was reported as a layer:\n{show(r)}"
@@ -135,6 +162,8 @@ def test_planted_names_never_lead_a_cleanup_to_what_they_point_at(who, place: Pa
     for link, target in links.items():
         assert os.readlink(link) == target, f"{link} was touched"
     assert os.path.islink(box / f"cow-{DEAD}-y") and os.path.islink(tbox / f"root-{DEAD}-y")
+    for name in (f"root-{DEAD}-p", f"proc-{DEAD}-p"):
+        (home / name).unlink()
 
 
 def test_genuine_leftovers_of_a_dead_sandlock_are_removed_or_reported(who, place: Path) -> None:
@@ -149,6 +178,9 @@ def test_genuine_leftovers_of_a_dead_sandlock_are_removed_or_reported(who, place
     tbox = container(who, tmp, f".sandlock-{who.uid}-real")
     stale_root = mark(who, who.make_dir(tbox / f"root-{DEAD}-x", 0o700))
     who.make_file(stale_root / "f", "f\n")
+    stale_in_base = [mark(who, who.make_dir(base_of(who) / f"{kind}-{DEAD}-x", 0o700)) for kind in ("root", "proc")]
+    for path in stale_in_base:
+        who.make_file(who.make_dir(path / "cwd") / "f", "f\n")
     r = run(who, place, ["--workdir", str(wd), "-w", str(wd), "--", "true"])
     assert r.returncode == 0, show(r)
     assert not stale.exists(), f"a stale layer of a dead sandlock was left:\n{show(r)}"
@@ -157,6 +189,8 @@ def test_genuine_leftovers_of_a_dead_sandlock_are_removed_or_reported(who, place
     assert notes == [f"sandlock: {LEFTOVER}{kept}/1 (kept): inspect it, then remove it"], show(r)
     assert other_wd.exists()
     assert not stale_root.exists(), f"a stale scratch directory of a dead sandlock was left:\n{show(r)}"
+    assert not tbox.exists(), f"the emptied container of the old layout was left:\n{show(r)}"
+    assert [p for p in stale_in_base if p.exists()] == [], f"stale scratch left in the base:\n{show(r)}"
 
 
 @pytest.mark.parametrize("end", ["--dry-run", "--on-exit=commit"])  # abort takes the dry run's way
@@ -211,12 +245,14 @@ def test_a_tree_ten_thousand_levels_deep_in_dev_shm_of_a_root_crashes_no_run(
     again = run(who, place, ["--root", str(busybox_root), "--", "ls", "/dev/shm"])
     assert again.returncode == 0 and again.stdout == "" and again.stderr == "", show(again)
     assert os.listdir(tmp) == [], f"scratch left in TMPDIR: {os.listdir(tmp)}"
+    assert left_in_base(who) == [], f"scratch left in the base: {left_in_base(who)}"
 
 
+@pytest.mark.parametrize("where", ["base", "old container in TMPDIR"])
 def test_a_stale_scratch_directory_ten_thousand_levels_deep_is_removed_by_the_next_run(
-        who, place: Path, secprogs: SecProgs) -> None:
+        who, place: Path, secprogs: SecProgs, where: str) -> None:
     tmp = who.make_dir(place / "tmp")
-    box = container(who, tmp, f".sandlock-{who.uid}-old")
+    box = base_of(who) if where == "base" else container(who, tmp, f".sandlock-{who.uid}-old")
     stale = mark(who, who.make_dir(box / f"root-{DEAD}-x", 0o700))
     shm = who.make_dir(stale / "shm")
     made = who.python(DEEP, args=[str(shm), str(DEPTH)])
@@ -232,3 +268,16 @@ def _layers(place: Path) -> List[str]:
         if name.startswith(".sandlock-") and (place / name).is_dir():
             out += [n for n in os.listdir(place / name) if n != _scratch.MARKER]
     return out
+
+
+def test_a_workdir_in_var_tmp_beside_the_bases_is_still_written_and_committed(who) -> None:  # type: ignore[no-untyped-def]
+    """Its layers go in a container of /var/tmp, which is cut out of every rule like a base:
+    the run's own layer is granted to it, as everywhere else."""
+    wd = who.make_dir(Path("/var/tmp") / f"sandlock-test-wd-{uuid.uuid4().hex[:12]}")
+    try:
+        who.make_file(wd / "f", "old\n")
+        r = who.run(["--workdir", str(wd), "-w", str(wd), "--", "sh", "-c", f"cat {wd}/f; echo new > {wd}/f"])
+        assert r.returncode == 0 and r.stdout == "old\n", show(r)
+        assert (wd / "f").read_text() == "new\n"
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
