@@ -29,6 +29,7 @@ import re
 import stat
 from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
+import _scratch
 import _structs as S
 import _syscalls
 from _errors import SetupError
@@ -108,8 +109,11 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
         return
     for name in _walked(top, "a denied path", ancestors):
         child = os.path.join(top, name)
-        if stat.S_ISLNK(os.lstat(child).st_mode):
+        mode = os.lstat(child).st_mode
+        if stat.S_ISLNK(mode):
             continue  # a link grants nothing itself; its target has its own rules
+        if stat.S_ISDIR(mode) and _scratch.reserved(name):
+            continue  # sandlock's own: a workdir's layers link its files, denied ones too
         _punch(child, access, inside, out, ancestors)
 
 

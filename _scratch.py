@@ -43,6 +43,17 @@ def prefix() -> str:
     return f".sandlock-{os.geteuid()}-"
 
 
+def reserved(name: str) -> bool:
+    """A name of the containers of any user, `.sandlock-<digits>-...`: a workdir's
+    layers live in one inside it (_cow.Layers), so no farm shows such a name and
+    no commit makes one, at any depth, and no cut of a Landlock grant around a
+    denied path grants one (_landlock._punch)."""
+    if not name.startswith(".sandlock-"):
+        return False
+    uid, dash, _ = name[len(".sandlock-"):].partition("-")
+    return bool(dash) and uid.isdigit()
+
+
 def containers(parent: str) -> List[str]:
     """The verified containers of this user in `parent`, sorted by name."""
     try:

@@ -131,19 +131,22 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     instead, and the workdir itself is cut out of any wider grant: the
     command never reaches it (the supervisor commits).
     """
-    def cow(paths: List[str]) -> List[str]:
+    def cow(paths: List[str], above: bool = False) -> List[str]:
+        # above: a grant of a directory above the workdir grants its layers too (they
+        # are in the workdir, which is cut out of that grant: see README "Where
+        # sandlock keeps its own files")
         if layers is None:
             return paths
         out = []
         for host in paths:
             inside = host == layers.workdir or host.startswith(layers.workdir.rstrip("/") + "/")
-            mapped = layers.path if inside else host
-            if mapped not in out:
-                out.append(mapped)
+            mapped = [layers.path] if inside else [host] + ([layers.path] if above and _under(layers.workdir, host)
+                                                            else [])
+            out += [path for path in mapped if path not in out]
         return out
-    readable = cow(_host_paths(policy, policy.readable_paths())) + [h for _, h, _ in policy.fs_mount]
+    readable = cow(_host_paths(policy, policy.readable_paths()), above=True) + [h for _, h, _ in policy.fs_mount]
     readable.append(scratch.dev)
-    writable = cow(_host_paths(policy, policy.fs_writable)) + [h for _, h, ro in policy.fs_mount if not ro]
+    writable = cow(_host_paths(policy, policy.fs_writable), above=True) + [h for _, h, ro in policy.fs_mount if not ro]
     writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
     denied = cow(_host_paths(policy, policy.fs_denied))
@@ -183,7 +186,7 @@ def prepare(policy: Policy) -> Prepared:
             import _cow
             leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
             try:
-                layers = _cow.Layers(policy.workdir, policy.chroot)
+                layers = _cow.Layers(policy.workdir)
             except OSError as exc:
                 raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
         scratch = _rootfs.Scratch()
