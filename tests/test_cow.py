@@ -156,7 +156,7 @@ def snapshot(top: Path) -> Dict[str, tuple]:
     """tree_snapshot plus the top directory itself: 'byte for byte unchanged', but for
     sandlock's own containers at the top (a run's layers: see layers)."""
     st = os.lstat(top)
-    snap = {k: v for k, v in tree_snapshot(top).items() if not sandlocks(k.split("/")[0])}
+    snap = tree_snapshot(top, skip=sandlocks)
     snap["."] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(n for n in os.listdir(top)
                                                                           if not sandlocks(n)))
     return snap
