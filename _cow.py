@@ -254,7 +254,7 @@ class Upper:
             try:
                 for entry in os.scandir(f"/proc/self/fd/{src}"):
                     name = entry.name
-                    if _scratch.reserved(name):
+                    if name.startswith(".sandlock-") and _scratch.reserved(name):
                         continue  # sandlock's own (this run's layer among them): never in a farm
                     path = f"{rel}/{name}" if rel else name
                     st = os.stat(name, dir_fd=src, follow_symlinks=False)
@@ -599,7 +599,7 @@ def _entries(top: int, rel: str) -> Dict[str, os.stat_result]:
     try:
         listing = os.listdir(f"/proc/self/fd/{fd}")
         return {name: os.stat(name, dir_fd=fd, follow_symlinks=False)
-                for name in listing if not _scratch.reserved(name)}
+                for name in listing if not (name.startswith(".sandlock-") and _scratch.reserved(name))}
     finally:
         os.close(fd)
 

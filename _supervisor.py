@@ -134,7 +134,7 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     def cow(paths: List[str], above: bool = False) -> List[str]:
         # above: a grant of a directory above the workdir grants its layers too (they
         # are in the workdir, which is cut out of that grant: see README "Where
-        # sandlock keeps its own files")
+        # sandlock keeps its own files"), unless a deny covers the workdir
         if layers is None:
             return paths
         out = []
@@ -144,12 +144,14 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
                                                             else [])
             out += [path for path in mapped if path not in out]
         return out
-    readable = cow(_host_paths(policy, policy.readable_paths()), above=True) + [h for _, h, _ in policy.fs_mount]
+    denied_host = _host_paths(policy, policy.fs_denied)
+    above = layers is not None and not any(_under(layers.workdir, d) for d in denied_host)
+    readable = cow(_host_paths(policy, policy.readable_paths()), above) + [h for _, h, _ in policy.fs_mount]
     readable.append(scratch.dev)
-    writable = cow(_host_paths(policy, policy.fs_writable), above=True) + [h for _, h, ro in policy.fs_mount if not ro]
+    writable = cow(_host_paths(policy, policy.fs_writable), above) + [h for _, h, ro in policy.fs_mount if not ro]
     writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
-    denied = cow(_host_paths(policy, policy.fs_denied))
+    denied = cow(denied_host)
     if layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
                                   for top in readable + writable):
         denied.append(layers.workdir)

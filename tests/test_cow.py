@@ -641,6 +641,18 @@ def test_the_end_of_a_run_commits_or_aborts_as_asked(who, wd: Path, options: Lis
     assert LEFTOVER not in r.stderr, show(r)
 
 
+def test_the_layer_in_the_workdir_is_hidden_from_the_command_and_its_names_are_never_committed(
+        who, wd: Path) -> None:  # type: ignore[no-untyped-def]
+    script = ('ls -A "$1"; mkdir "$1/.sandlock-1-made" && echo x > "$1/.sandlock-1-made/f" && '
+              'echo y > "$1/sub/.sandlock-2-f" && echo n > "$1/new"')
+    r = cow(who, wd, ["sh", "-c", script, "sh", str(wd)])
+    assert r.returncode == 0, show(r)
+    assert ".sandlock" not in r.stdout and "keep.txt" in r.stdout, show(r)
+    assert (wd / "new").read_text() == "n\n", show(r)
+    assert not [n for n in os.listdir(wd) if n.startswith(".sandlock")], show(r)
+    assert not (wd / "sub" / ".sandlock-2-f").exists(), show(r)
+
+
 def test_keep_leaves_the_layer_prints_its_path_and_the_next_run_reports_it(who, wd: Path) -> None:
     before = snapshot(wd)
     r = cow(who, wd, ["sh", "-c", 'cd "$1" && echo new > new.txt && rm gone.txt', "sh", str(wd)],
