@@ -30,6 +30,7 @@ import stat
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
+from _errors import quote_path
 import _scratch
 import _structs as S
 import _syscalls
@@ -50,34 +51,6 @@ class Change(NamedTuple):
     def line(self) -> str:
         """The --dry-run line: the path quoted (see quote_path), so no name forges a line."""
         return f"{self.kind} {quote_path(self.path)}"
-
-
-_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f", 0x0D: "\\r",
-            0x22: '\\"', 0x5C: "\\\\"}
-
-
-def quote_path(path: str) -> str:
-    """A path as one line of printable ASCII, the way git's core.quotePath prints it.
-
-    A name of printable ASCII (0x20-0x7E) without a double quote or a backslash,
-    and not starting or ending with a space, is printed as it is.  Any other
-    name is wrapped in double quotes, with \\a \\b \\t \\n \\v \\f \\r, \\" and \\\\ for
-    those bytes and \\ooo (three octal digits) for every other byte below 0x20,
-    0x7F and above: control characters, escape sequences and non-UTF-8 bytes
-    (the name's bytes, os.fsencode) never reach the terminal raw.
-    """
-    raw = os.fsencode(path)
-    if raw and all(0x20 <= b < 0x7F and b not in _ESCAPES for b in raw) and raw[:1] != b" " and raw[-1:] != b" ":
-        return path
-    out = []
-    for b in raw:
-        if b in _ESCAPES:
-            out.append(_ESCAPES[b])
-        elif 0x20 <= b < 0x7F:
-            out.append(chr(b))
-        else:
-            out.append(f"\\{b:03o}")
-    return '"' + "".join(out) + '"'
 
 
 def _open_dir(top: int, rel: str) -> int:

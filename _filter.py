@@ -199,7 +199,8 @@ def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = 
               deny_more: Sequence[str] = ()) -> Dict[int, Rule]:
     """Syscall number -> rule for one architecture and one policy."""
     table = _syscalls.table(arch)
-    unknown = [n for n in list(traps) + list(extra_deny) if n not in table and n not in _ANY_ARCH]
+    unknown = [n for n in traps if n not in table and n not in _ANY_ARCH]
+    unknown += [n for n in extra_deny if n not in _syscalls.any_arch_names()]
     if unknown:
         raise KeyError(f"unknown syscall name(s): {', '.join(sorted(unknown))}")
     out: Dict[int, Rule] = {}

@@ -106,7 +106,9 @@ def make_pipes() -> Pipes:
 
 
 def exec_candidates(command: bytes, env_path: Optional[bytes]) -> Tuple[bytes, ...]:
-    """Where execvp(3) would look for `command`."""
+    """Where execvp(3) would look for `command` (nowhere for an empty one: not found, 127)."""
+    if not command:
+        return ()
     if b"/" in command:
         return (command,)
     path = env_path if env_path is not None else b"/usr/local/bin:/usr/bin:/bin"
@@ -259,7 +261,8 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
             os.chdir(prep.cwd)
         step = "setrlimit"
         for which, limit in prep.rlimits:
-            _set_rlimit(which, limit)
+            if which != resource.RLIMIT_NOFILE:
+                _set_rlimit(which, limit)
         if prep.child_ruleset >= 0:
             step = "landlock_restrict_self"
             _check(calls.restrict(prep.child_ruleset, 0))
@@ -275,6 +278,10 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
         keep = pipes.err_w
         _check(calls.close_range(3, keep - 1, 0) if keep > 3 else 0)
         _check(calls.close_range(keep + 1, calls.all_fds, 0))
+        step = "setrlimit"
+        for which, limit in prep.rlimits:
+            if which == resource.RLIMIT_NOFILE:  # last: setting up needs fds above a small limit
+                _set_rlimit(which, limit)
         step = "exec"
         _exec(prep, pipes.err_w)
     except BaseException as exc:

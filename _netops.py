@@ -142,7 +142,8 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     name, data, control, fds = _read_msghdr(ctx, call, call.ptr)  # type: ignore[misc]
     flags = call.flags
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
-                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data, control, flags),
+                      _passing(ctx, fds, lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data,
+                                                                               control, flags)),
                       _closer(fds))
 
 
@@ -183,8 +184,26 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             _syscalls.process_vm_writev(call.tid, entry + _syscalls.MSGHDR_SIZE, struct.pack("=I", count))
             sent += 1
         return sent
-    return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, act,
+    return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, _passing(ctx, fds, act),
                       _closer(fds))
+
+
+def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:
+    """act, which sends our fds `fds` with SCM_RIGHTS, with the memory files among them
+    held and counted by -m while they are in the socket's queue (_procops.InFlight)."""
+    in_flight = getattr(ctx, "in_flight", None)
+    if in_flight is None or not fds:
+        return act
+
+    def send(sock: socket.socket, route: Callable) -> int:
+        if sock.family != AF_UNIX:
+            return act(sock, route)  # only unix sockets pass fds
+        key = in_flight.sending(sock.fileno(), fds)
+        try:
+            return act(sock, route)
+        finally:
+            in_flight.sent(key)
+    return send
 
 
 def _closer(fds: List[int]) -> Callable[[], None]:

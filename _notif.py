@@ -86,6 +86,7 @@ class Context(Protocol):
     waits: Dict[int, Any]  # O_PATH fd of a FIFO a worker is opening -> ((dev, ino), access mode)
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
     workers: "Workers"  # the one pool for operations that may block
+    in_flight: Any     # _procops.InFlight under --max-memory, else None
 
     def reply_later(self, call: "Call", reply: Reply) -> None: ...
 

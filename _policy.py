@@ -15,7 +15,7 @@ import os
 import re
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from _errors import PolicyError
+from _errors import PolicyError, shown
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -59,6 +59,8 @@ def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[st
 CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
 
 _SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$"
+INT_MAX = (1 << 31) - 1  # processes and open files: far past what a kernel allows
+SIZE_MAX = (1 << 63) - 1  # what setrlimit(2) takes
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -135,15 +137,15 @@ class Policy:
         return f"Policy({fields})"
 
     def readable_paths(self) -> Tuple[str, ...]:
-        """Paths readable and executable: the user's, or the default view.
-
-        With an emulated root these are virtual paths and the default is "/".
-        """
-        if self.chroot is not None:
-            return self.fs_readable or ("/",)
-        if self.fs_readable or not self.default_view:
+        """Paths readable and executable: the default view (unless default_view is
+        False) plus the user's.  With an emulated root these are virtual paths and
+        the default view is "/" (the whole root)."""
+        if not self.default_view:
             return self.fs_readable
-        return tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
+        if self.chroot is not None:
+            return ("/",) + tuple(p for p in self.fs_readable if p != "/")
+        view = tuple(p for p in DEFAULT_READABLE if os.path.exists(p))
+        return view + tuple(p for p in self.fs_readable if p not in view)
 
     def with_timeout(self, timeout: Optional[float]) -> "Policy":
         if timeout is None:
@@ -158,6 +160,8 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise _err(name, labels, f"must be positive, got {value}")
+        if value > SIZE_MAX:
+            raise _err(name, labels, f"{value} is too large (at most 8388607T)")
         return value
     if not isinstance(value, str):
         raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
@@ -167,6 +171,8 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
     size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
     if size <= 0:
         raise _err(name, labels, f"must be positive, got {value!r}")
+    if size > SIZE_MAX:
+        raise _err(name, labels, f"{value!r} is too large (at most 8388607T)")
     return size
 
 
@@ -229,6 +235,8 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
     )
+    if values["workdir"] is not None:
+        values["fs_writable"] = _with_workdir(values["fs_writable"], values["workdir"], chroot)
     if values["workdir"] is None:
         for name in ("on_exit", "on_error", "max_disk"):
             if values[name] is not None:
@@ -261,6 +269,8 @@ def _positive_int(name: str, value: object, labels: Mapping[str, str]) -> int:
         raise _err(name, labels, f"expected a positive integer, got {value!r}")
     if value <= 0:
         raise _err(name, labels, f"must be a positive integer, got {value}")
+    if value > INT_MAX:
+        raise _err(name, labels, f"{value} is too large (at most {INT_MAX})")
     return value
 
 
@@ -287,7 +297,7 @@ def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
         raise _err(name, labels, f"invalid path {text!r}")
     resolved = os.path.realpath(os.path.abspath(text))
     if not os.path.lexists(text) or not os.path.exists(resolved):
-        raise _err(name, labels, f"{text}: No such file or directory")
+        raise _err(name, labels, f"{shown(text)}: No such file or directory")
     return resolved
 
 
@@ -307,7 +317,7 @@ def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ..
 def _directory(name: str, value: object, labels: Mapping[str, str]) -> str:
     path = _one_path(name, value, labels)
     if not os.path.isdir(path):
-        raise _err(name, labels, f"{os.fsdecode(os.fspath(value))}: Not a directory")  # type: ignore[arg-type]
+        raise _err(name, labels, f"{shown(os.fsdecode(os.fspath(value)))}: Not a directory")  # type: ignore[arg-type]
     return path
 
 
@@ -318,10 +328,22 @@ def _workdir(value: object, chroot: Optional[str], labels: Mapping[str, str]) ->
     if chroot is None and (path in ("/", "/dev", "/proc") or path.startswith(("/dev/", "/proc/"))):
         raise _err("workdir", labels, f"{path}: / , /dev and /proc cannot be a workdir without --root")
     if not os.access(path, os.W_OK | os.X_OK):
-        raise _err("workdir", labels, f"{os.fsdecode(os.fspath(value))}: Permission denied (not writable)")  # type: ignore[arg-type]
+        raise _err("workdir", labels, f"{shown(os.fsdecode(os.fspath(value)))}: Permission denied (not writable)")  # type: ignore[arg-type]
     if chroot is not None and not (path == chroot or path.startswith(chroot.rstrip("/") + "/")):
         raise _err("workdir", labels, f"{path}: not inside the root {chroot}")
     return path
+
+
+def _with_workdir(writable: Tuple[str, ...], workdir: str, chroot: Optional[str]) -> Tuple[str, ...]:
+    """A workdir is writable (its writes go to the layer, README "Copy-on-write workdir"):
+    its path as the command sees it joins the write rules unless one already covers it."""
+    if chroot is None:
+        seen = workdir
+    else:
+        seen = "/" if workdir == chroot else "/" + os.path.relpath(workdir, chroot)
+    if any(seen == w or seen.startswith(w.rstrip("/") + "/") for w in writable):
+        return writable
+    return writable + (seen,)
 
 
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:
@@ -356,6 +378,11 @@ def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ..
     for item in value:
         if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
             raise _err(name, labels, f"invalid syscall name {item!r}")
+    if value:
+        import _syscalls
+        unknown = sorted(set(value) - _syscalls.any_arch_names())
+        if unknown:
+            raise _err(name, labels, f"unknown syscall name {unknown[0]!r}")
     return tuple(value)
 
 

@@ -18,12 +18,16 @@ Man pages: pidfd_open(2), pidfd_send_signal(2), proc(5) (/proc/PID/task/TID/chil
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import stat
+import sys
+import threading
 import time
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
+import _syscalls
 from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
@@ -123,14 +127,16 @@ def memory_devices() -> Set[int]:
     return devices
 
 
-def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[str, ...] = ()) -> int:
+def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[str, ...] = (),
+                in_flight: "Optional[InFlight]" = None) -> int:
     """Bytes of memory the sandbox holds: the resident pages of every process
     (statm: anonymous, file and shared memory it has mapped) plus every memfd
     and file of a memory filesystem (tmpfs, /dev/shm) one of its fds holds,
     counted once per inode by the blocks it has allocated (memory_dirs: host
-    directories whose files count too, a root's private /dev/shm).  A shared-memory
-    file both mapped and held by an fd counts twice (at most), erring on the
-    side of the limit.
+    directories whose files count too, a root's private /dev/shm), plus those
+    it passed into sockets and holds by no fd and no mapping (in_flight).  A
+    shared-memory file both mapped and held by an fd counts twice (at most),
+    erring on the side of the limit.
 
     Raises:
         MeasureError: an error other than a member exiting meanwhile (EMFILE,
@@ -152,6 +158,8 @@ def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[st
             except OSError as exc:
                 if not (_gone(exc) or (exc.errno == errno.EACCES and _exited(pid))):
                     raise
+        if in_flight is not None:
+            total += in_flight.unheld(held)
     except OSError as exc:
         raise MeasureError(f"cannot measure memory: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -217,15 +225,183 @@ def _held_memory(pid: int, memory_devs: Set[int], memory_dirs: Tuple[str, ...], 
             if _gone(exc) or exc.errno == errno.EBADF:  # closed meanwhile
                 continue
             raise
-        in_memory = (target.startswith("/memfd:") or st.st_dev in memory_devs
-                     or any(target.startswith(d + "/") for d in memory_dirs))
-        if not in_memory or not stat.S_ISREG(st.st_mode):
+        if not _is_memory_file(target, st, memory_devs, memory_dirs):
             continue
         key = (st.st_dev, st.st_ino)
         if key not in seen:
             seen.add(key)
             total += st.st_blocks * 512
     return total
+
+
+def _is_memory_file(target: str, st: os.stat_result, memory_devs: Set[int], memory_dirs: Tuple[str, ...]) -> bool:
+    """Whether an fd whose /proc link reads `target` holds a memfd or a regular file of a memory
+    filesystem (or of one of memory_dirs)."""
+    return stat.S_ISREG(st.st_mode) and (target.startswith("/memfd:") or st.st_dev in memory_devs
+                                         or any(target.startswith(d + "/") for d in memory_dirs))
+
+
+# --- memory in sockets' queues (--max-memory) --------------------------------------------
+
+# statfs(2) f_type of the filesystems of _MEMORY_FS (include/uapi/linux/magic.h)
+_MEMORY_MAGIC = (0x01021994, 0x858458F6, 0x958458F6)  # TMPFS_MAGIC, RAMFS_MAGIC, HUGETLBFS_MAGIC
+SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
+IN_FLIGHT_FILES = 256  # memory files the supervisor holds for the sandbox's socket queues
+IN_FLIGHT_SOCKETS = 64  # sockets they were sent on
+
+
+class InFlight:
+    """Memory files the sandbox passed in SCM_RIGHTS messages (--max-memory).
+
+    A memfd (or tmpfs, /dev/shm, hugetlbfs file) sent into a socket and then
+    closed is held by the message alone: by no fd and no mapping of any
+    process, where memory_used looks.  Every send with SCM_RIGHTS is made on
+    behalf (_netops), so before it the supervisor takes its own reference to
+    each memory file passed (one per inode, however often it is sent) and to
+    the socket it is sent on; memory_used counts by its blocks every such file
+    that no fd and no mapping of the sandbox holds (so never twice).
+
+    A file is let go once every socket it was sent on has nothing queued any
+    more (SIOCOUTQ 0: each message that socket sent was received, or freed
+    with the queue that held it) and no send on it is under way, checked at
+    each measurement and before each send on that socket.  Until then
+    the file is counted even if no message holds it any more (the supervisor's
+    own reference keeps it in memory).  The reference to a socket keeps its
+    own receive queue alive after the sandbox closed it: memory files in it
+    that the sandbox sent stay counted until the run ends, when everything is
+    closed.  Bounded: at most IN_FLIGHT_FILES files and IN_FLIGHT_SOCKETS
+    sockets (their fds and nothing else); a send that would pass more is
+    refused with ETOOMANYREFS, the kernel's errno for too many fds in flight.
+    """
+
+    def __init__(self, memory_dirs: Tuple[str, ...] = (), files_max: int = IN_FLIGHT_FILES,
+                 sockets_max: int = IN_FLIGHT_SOCKETS) -> None:
+        self._dirs = memory_dirs
+        self._devs: Optional[Set[int]] = None
+        self._files_max, self._sockets_max = files_max, sockets_max
+        self._lock = threading.Lock()
+        self._files: Dict[Tuple[int, int], Tuple[int, Set[int]]] = {}  # (dev, ino) -> (our fd, sockets)
+        self._sockets: Dict[int, List[int]] = {}  # socket inode -> [our fd, sends under way]
+        self._closed = False
+
+    def sending(self, sock: int, fds: List[int]) -> Optional[int]:
+        """Before a send on our socket fd `sock` passing our fds `fds`: hold the memory
+        files among them.  Returns a key for sent() (None: no memory file passed).
+
+        Raises:
+            OSError: ETOOMANYREFS when the table is full of files still in flight.
+        """
+        memory = [(key, fd) for fd in fds for key in (self._memory_key(fd),) if key is not None]
+        if not memory:
+            return None
+        sock_key = os.fstat(sock).st_ino
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.ESRCH, "the run is over")
+            entry = self._sockets.get(sock_key)
+            if entry is not None and all(sock_key in self._files.get(key, (0, ()))[1] for key, _ in memory):
+                entry[1] += 1  # the same files again on the same socket (a loop): nothing new to hold
+                return sock_key
+            if entry is not None:  # what it sent before may be out of its queue: let go first
+                self._release((sock_key,))
+            new = {key for key, _ in memory if key not in self._files}
+            if not self._room(len(new), sock_key):
+                self._release()
+                new = {key for key, _ in memory if key not in self._files}
+                if not self._room(len(new), sock_key):
+                    raise OSError(errno.ETOOMANYREFS, "too many memory files in flight under --max-memory")
+            sock_ref = -1  # our new references: all taken, or none
+            file_refs: Dict[Tuple[int, int], int] = {}
+            try:
+                if sock_key not in self._sockets:
+                    sock_ref = os.dup(sock)
+                for key, fd in memory:
+                    if key in new and key not in file_refs:
+                        file_refs[key] = os.dup(fd)
+            except BaseException:
+                for fd in [sock_ref, *file_refs.values()]:
+                    if fd >= 0:
+                        os.close(fd)
+                raise
+            self._sockets.setdefault(sock_key, [sock_ref, 0])[1] += 1
+            for key, _ in memory:
+                self._files.setdefault(key, (file_refs.get(key, -1), set()))[1].add(sock_key)
+        return sock_key
+
+    def sent(self, sock_key: Optional[int]) -> None:
+        """The send sending() was called for is over (done or failed)."""
+        if sock_key is None:
+            return
+        with self._lock:
+            entry = self._sockets.get(sock_key)
+            if entry is not None:
+                entry[1] -= 1
+
+    def unheld(self, held: Set[Tuple[int, int]]) -> int:
+        """Blocks of the files still in flight that are not in `held` (the inodes the
+        sandbox's fds and mappings hold, counted already)."""
+        with self._lock:
+            self._release()
+            return sum(os.fstat(fd).st_blocks * 512 for key, (fd, _) in self._files.items() if key not in held)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def close(self) -> None:
+        """The run is over: let go of everything."""
+        with self._lock:
+            self._closed = True
+            for fd, _ in self._files.values():
+                os.close(fd)
+            for fd, _ in self._sockets.values():
+                os.close(fd)
+            self._files.clear()
+            self._sockets.clear()
+
+    def _room(self, files: int, sock_key: int) -> bool:
+        return (len(self._files) + files <= self._files_max
+                and (sock_key in self._sockets or len(self._sockets) < self._sockets_max))
+
+    def _release(self, keys: Optional[Tuple[int, ...]] = None) -> None:
+        """Let go of the sockets (all, or those of `keys`) with nothing queued and no send
+        under way, and of the files sent on no other socket (under the lock)."""
+        empty = [key for key in (self._sockets if keys is None else keys)
+                 for fd, sending in (self._sockets[key],) if not sending and _queued(fd) == 0]
+        for key in empty:
+            os.close(self._sockets.pop(key)[0])
+        if not empty:
+            return
+        gone = set(empty)
+        for key, (fd, sockets) in list(self._files.items()):
+            sockets -= gone
+            if not sockets:
+                del self._files[key]
+                os.close(fd)
+
+    def _memory_key(self, fd: int) -> Optional[Tuple[int, int]]:
+        """(st_dev, st_ino) of our fd if it holds a memory file, else None.  By the
+        filesystem's f_type (statfs(2)), which also names memfds (tmpfs, or hugetlbfs
+        with MFD_HUGETLB) without a readlink; the name only for memory_dirs."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        key = (st.st_dev, st.st_ino)
+        if int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) in _MEMORY_MAGIC:
+            return key
+        if not self._dirs:
+            return None
+        if self._devs is None:
+            self._devs = memory_devices()
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        return key if _is_memory_file(target, st, self._devs, self._dirs) else None
+
+
+def _queued(sock: int) -> int:
+    """Bytes the socket sent that are still queued (SIOCOUTQ; for a unix socket, the
+    messages not yet received, with the fds they carry)."""
+    buf = bytearray(4)
+    fcntl.ioctl(sock, SIOCOUTQ, buf)
+    return int.from_bytes(buf, sys.byteorder, signed=True)
 
 
 def do_fork(ctx: Context, call: Call) -> Reply:

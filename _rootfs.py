@@ -38,7 +38,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import _procfs
 import _structs as S
 import _syscalls
-from _errors import PolicyError, os_error as _oserror
+from _errors import PolicyError, os_error as _oserror, shown
 from _notif import AT_FDCWD, Call, Tracees, tgid_of
 
 _ENOENT = errno.ENOENT
@@ -92,7 +92,8 @@ def parse_mounts(name: str, value: object, labels: Mapping[str, str]) -> Tuple[T
             raise _err(name, labels, f"{virt}: cannot mount over / , /proc or /dev")
         host = os.path.realpath(os.path.abspath(rest))
         if not os.path.isdir(host):
-            raise _err(name, labels, f"{rest}: No such directory")
+            why = "Not a directory (only directories can be mounted)" if os.path.exists(host) else "No such file or directory"
+            raise _err(name, labels, f"{shown(rest)}: {why}")
         if any(v == virt for v, _, _ in out):
             raise _err(name, labels, f"{virt}: mounted twice")
         out.append((virt, host, readonly))

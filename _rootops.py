@@ -45,24 +45,50 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_INTERP_DEPTH = 4  # the kernel allows 5 binfmt levels (BINPRM_MAX_RECURSION + 1)
 
 
-def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: bool = False) -> Tuple[int, bytes]:
+def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: bool = False,
+                      kernel_first: Optional[str] = None) -> Tuple[int, bytes]:
     """(parent dir fd, last name) of a name to create or remove, decided for writing
-    (grows: making something new, refused in a full upper layer)."""
+    (grows: making something new, refused in a full upper layer).
+
+    kernel_first: the error the kernel finds in its lookup, before any permission
+    or space check, so it wins over EACCES/ENOSPC as in a real chroot: "exists"
+    (making a name: EEXIST when it is there) or "missing" (removing or renaming
+    one: ENOENT when it is not)."""
     fd, last, name = ctx.resolver.parent(call, dirfd, path)
     try:
         if name is None:
             raise _oserror(errno.ENOTDIR)
-        ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + last if last != b"." else name, "write")
-        if grows:
-            ctx.resolver.need_space(name)
+        try:
+            ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + last if last != b"." else name, "write")
+            if grows:
+                ctx.resolver.need_space(name)
+        except OSError as exc:
+            if kernel_first is not None and last not in (b".", b".."):
+                _lookup_error(fd, last, kernel_first)
+            raise exc
         return fd, last
     except BaseException:
         os.close(fd)
         raise
 
 
+def _lookup_error(fd: int, last: bytes, kind: str) -> None:
+    """Raise EEXIST ("exists") or ENOENT ("missing") when the name says so."""
+    try:
+        os.stat(last, dir_fd=fd, follow_symlinks=False)
+        there = True
+    except FileNotFoundError:
+        there = False
+    except OSError:
+        return
+    if kind == "exists" and there:
+        raise _oserror(errno.EEXIST)
+    if kind == "missing" and not there:
+        raise _oserror(errno.ENOENT)
+
+
 def do_mkdir(ctx: Context, call: Call) -> Reply:
-    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True)
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True, kernel_first="exists")
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)
@@ -78,7 +104,7 @@ def do_mknod(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if kind in (stat.S_IFCHR, stat.S_IFBLK) or call.mode & (stat.S_ISUID | stat.S_ISGID):
         return Errno(errno.EPERM)  # no CAP_MKNOD in a sandbox; no set-id file (README)
-    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True)
+    fd, last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", grows=True, kernel_first="exists")
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)
@@ -94,7 +120,7 @@ def do_unlink(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     path = call.path or b""
     removing_dir = bool(call.flags & AT_REMOVEDIR)
-    fd, last = _parent_for_write(ctx, call, call.dirfd, path)
+    fd, last = _parent_for_write(ctx, call, call.dirfd, path, kernel_first="missing")
     try:
         if removing_dir:
             if last == b".":
@@ -119,9 +145,15 @@ def do_rename(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if call.flags & RENAME_WHITEOUT:
         return Errno(errno.EPERM)
-    old, old_last = _parent_for_write(ctx, call, call.dirfd, call.path or b"")
+    old, old_last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", kernel_first="missing")
     try:
-        new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+        try:
+            new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"",
+                                              kernel_first="exists" if call.flags & RENAME_NOREPLACE else None)
+        except OSError:
+            if old_last not in (b".", b".."):
+                _lookup_error(old, old_last, "missing")  # the kernel looks the source up first
+            raise
         try:
             if b"." in (old_last, new_last) or b".." in (old_last, new_last):
                 raise _oserror(errno.EBUSY if old_last in (b".", b"..") else errno.EISDIR)
@@ -172,7 +204,7 @@ def do_link(ctx: Context, call: Call) -> Reply:
     try:
         if stat.S_ISDIR(st.mode):
             raise _oserror(errno.EPERM)
-        new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"")
+        new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"", kernel_first="exists")
         try:
             if new_last in (b".", b".."):
                 raise _oserror(errno.EEXIST)
@@ -190,7 +222,7 @@ def do_symlink(ctx: Context, call: Call) -> Reply:
     target = call.path or b""
     if not target:
         return Errno(errno.ENOENT)
-    fd, last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"", grows=True)
+    fd, last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"", grows=True, kernel_first="exists")
     try:
         if last in (b".", b".."):
             raise _oserror(errno.EEXIST)

@@ -34,6 +34,7 @@ import struct
 import sys
 import threading
 import time
+import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import _filter
@@ -43,21 +44,29 @@ import _policy
 import _structs as S
 import _syscalls
 import _table
-from _errors import ExecError, SetupError
+from _errors import ExecError, SetupError, shown
 from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
                     write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
-from _procops import MeasureError, Members, memory_devices, memory_used
+from _procops import InFlight, MeasureError, Members, memory_devices, memory_used
 from _resolve import Devices, FsRules, Resolver
 
 CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
+ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 MEMORY_POLL = 0.05
 DISK_POLL = 0.2   # walks of the upper layer: at least; longer when a walk takes long
 DISK_HOT_POLL = 0.02  # the files opened for writing since the last walk (_check_disk)
 DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
+
+# The stub is forked while sandlock's own threads (the cleanup thread, a Sandbox's
+# other runs) wait: what it runs touches no lock they could hold (os.* calls on
+# fds and data prepared before the fork, then exec), so Python 3.12's warning
+# about fork() in a multi-threaded process is not for this call.
+warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded", category=DeprecationWarning,
+                        module="_supervisor")
 
 
 class Outcome(NamedTuple):
@@ -120,7 +129,8 @@ def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
     return out
 
 
-def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"]) -> Policy:
+def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"],
+                 cut_workdir: bool = True) -> Policy:
     """An emulated root's policy in host terms, for Landlock.
 
     Readable: the root (or the -r paths inside it), every --fs-mount, the
@@ -129,7 +139,11 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     pseudo-terminals in /dev/pts for it, see _landlock.plans); denied: --fs-deny inside the root.  With
     a workdir, what lies in it is granted on the upper layers' directory
     instead, and the workdir itself is cut out of any wider grant: the
-    command never reaches it (the supervisor commits).
+    command never reaches it (the supervisor commits).  cut_workdir=False:
+    the supervisor's own rules, where that cut is not made — a cut takes the
+    create right from the directories above it (`-w /tmp` around a workdir in
+    /tmp), and the supervisor creates for the command; what it reaches stays
+    within the policy, the workdir being writable (README "Copy-on-write workdir").
     """
     def cow(paths: List[str], above: bool = False) -> List[str]:
         # above: a grant of a directory above the workdir grants its layers too (they
@@ -152,8 +166,8 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
     denied = cow(denied_host)
-    if layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
-                                  for top in readable + writable):
+    if cut_workdir and layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
+                                                  for top in readable + writable):
         denied.append(layers.workdir)
     return policy.replace(chroot=None, fs_mount=(), default_view=False, fs_readable=tuple(readable),
                           fs_writable=tuple(writable), fs_denied=tuple(denied), workdir=None, on_exit=None,
@@ -200,6 +214,9 @@ def prepare(policy: Policy) -> Prepared:
     try:
         if abi:
             child_plan, supervisor_plan = _landlock.plans(landlock_policy, abi, ttys)
+            if layers is not None:
+                supervisor_plan = _landlock.plans(_host_policy(policy, scratch, layers, cut_workdir=False),
+                                                  abi, ttys)[1]
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
@@ -306,6 +323,8 @@ class Session:
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
             self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
             self._start_dir = self._cwd.anchor
+        # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
+        self.in_flight = InFlight((self._shm,) if self._shm else ()) if policy.max_memory else None
 
     @property
     def vfork(self):
@@ -418,6 +437,8 @@ class Session:
                 self._memory.close()
             if self._vfork is not None:
                 self._vfork.close()
+            if self.in_flight is not None:
+                self.in_flight.close()
             if self.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(self.upper.run)
             self._later.extend(self._run_dirs)
@@ -491,7 +512,8 @@ class Session:
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
         own_group = not self.interactive or prep.abi < 6
-        tty = 0 if self.interactive and own_group else -1
+        # the terminal is handed to the command's own group only from the foreground
+        tty = 0 if self.interactive and own_group and _foreground(0) else -1
         launch = _launch.Prepared(
             candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
             argv=self.argv, envp=self.env,
@@ -628,7 +650,8 @@ class Session:
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
         times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
-        return max(0.0, min(times) - now) if times else None
+        # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
+        return min(3600.0, max(0.0, min(times) - now)) if times else None
 
     def _on_timers(self) -> None:
         now = time.monotonic()
@@ -679,7 +702,7 @@ class Session:
         try:
             if self._memory_devs is None:
                 self._memory_devs = memory_devices()
-            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else ())
+            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else (), self.in_flight)
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
@@ -774,6 +797,8 @@ class Session:
             if self.own_group:
                 try:
                     os.killpg(self.stub, signum)
+                    if signum in ENDING:  # a stopped command gets it too, as kill(1) does for jobs
+                        os.killpg(self.stub, signal.SIGCONT)
                 except OSError:
                     pass
 
@@ -978,7 +1003,7 @@ class Session:
         if step == "exec":
             name = os.fsdecode(self.argv[0])
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
-            raise ExecError(err, f"{name}: {reason}", name)
+            raise ExecError(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
 
 
@@ -1081,6 +1106,13 @@ def _current_umask() -> int:
             if line.startswith(b"Umask:"):
                 return int(line.split()[1], 8)
     return 0o022
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _seconds(value: Optional[float]) -> str:

@@ -25,7 +25,7 @@ import errno
 import functools
 import os
 import struct
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 import _structs as S
 
@@ -208,6 +208,11 @@ def table(arch: Optional[str] = None) -> Dict[str, int]:
 
 
 @functools.lru_cache(maxsize=None)
+def any_arch_names() -> FrozenSet[str]:
+    """Every syscall name of every architecture sandlock supports."""
+    return frozenset(_parse_table(_X86_64_TABLE)) | frozenset(_parse_table(_AARCH64_TABLE))
+
+
 def names(arch: Optional[str] = None) -> Dict[int, str]:
     """Syscall number -> name for `arch` (default: this machine)."""
     return {nr: name for name, nr in table(arch).items()}
@@ -329,8 +334,26 @@ def landlock_add_rule(ruleset_fd: int, rule_type: int, attr: object, flags: int 
 
 
 def landlock_restrict_self(ruleset_fd: int, flags: int = 0) -> None:
-    """landlock_restrict_self(2): this thread only (no TSYNC)."""
+    """landlock_restrict_self(2): this thread only (no TSYNC).
+
+    The C library's unwinder is loaded first: a thread that ends through
+    pthread_exit (CPython's daemon threads at exit do) makes glibc dlopen
+    libgcc_s.so.1 then, which a confined thread may not be able to read
+    (`libgcc_s.so.1 must be installed for pthread_exit to work`, abort).
+    """
+    _load_unwinder()
     _call("landlock_restrict_self", ruleset_fd, ctypes.c_uint32(flags))
+
+
+_UNWINDER: List[object] = []
+
+
+def _load_unwinder() -> None:
+    if not _UNWINDER:
+        try:
+            _UNWINDER.append(ctypes.CDLL("libgcc_s.so.1"))  # kept loaded: glibc's dlopen then finds it
+        except OSError:
+            _UNWINDER.append(None)  # none here (musl has its own unwinding): nothing to preload
 
 
 # files -------------------------------------------------------------------------

@@ -14,13 +14,19 @@ This file is the public API and the CLI.  Nothing imports it (under
 _errors.py so there is one copy of each class.
 """
 
-from __future__ import annotations
 
 import os
 import signal
 import sys
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
+    _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
+    if __name__ == "__main__":
+        sys.stderr.write("sandlock: " + _TOO_OLD + "\n")
+        sys.exit(125)
+    raise ImportError(_TOO_OLD)
 
 import _errors
 from _errors import ExecError, PolicyError, SandlockError, SetupError
@@ -85,7 +91,8 @@ class Sandbox:
 
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
-    clean_env, cwd, timeout, extra_deny_syscalls, best_effort.
+    clean_env, cwd, timeout, extra_deny_syscalls, best_effort; default_view=False
+    starts from nothing instead of the system directories (README "Default filesystem view").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -112,7 +119,7 @@ class Sandbox:
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
-            check: bool = False) -> Result:
+            check: bool = False) -> "Result":
         """Run argv in the sandbox and wait for every process of it to end.
 
         Args:
@@ -196,7 +203,7 @@ def _result(args: Sequence[object], outcome) -> "Result":
 
 
 def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
-            best_effort: bool = False) -> None:
+            best_effort: bool = False, default_view: bool = True) -> None:
     """Apply Landlock filesystem rules to the calling thread, for good.
 
     Landlock restricts the thread that asks (and what it starts later);
@@ -204,7 +211,8 @@ def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathL
     """
     import _landlock
     import _launch
-    policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort)
+    policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort,
+                         default_view=default_view)
     abi = _landlock.check_kernel(policy)
     if abi == 0:
         return
@@ -265,13 +273,15 @@ def _parser():  # type: ignore[no-untyped-def]
         def error(self, message: str) -> None:  # type: ignore[override]
             raise _UsageError(message)
 
-    p = _Parser(prog="python -m sandlock", allow_abbrev=False, add_help=False,
+    p = _Parser(prog=_prog(), allow_abbrev=False, add_help=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Run COMMAND confined by Landlock, a seccomp-bpf filter and a supervisor.",
-                epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":"))
+                epilog=EXAMPLES.replace("exit status:", EXIT_STATUS_HEADER + ":").replace("python -m sandlock", _prog()))
     fs = p.add_argument_group("filesystem")
     fs.add_argument("-r", "--fs-read", action="append", default=[], metavar="PATH",
-                    help="allow reading and executing PATH (repeatable); replaces the default view")
+                    help="allow reading and executing PATH too (repeatable; the default view stays)")
+    fs.add_argument("--no-default-view", action="store_true",
+                    help="start from nothing: only what -r/-w name (not the system directories, or / of a root)")
     fs.add_argument("-w", "--fs-write", action="append", default=[], metavar="PATH",
                     help="allow reading, writing, creating and removing under PATH (repeatable)")
     fs.add_argument("--fs-deny", action="append", default=[], metavar="PATH",
@@ -312,14 +322,16 @@ def _parser():  # type: ignore[no-untyped-def]
     other.add_argument("--json", action="store_true", help="with --check: machine-readable output")
     other.add_argument("--version", action="store_true", help="print the version and exit")
     other.add_argument("-h", "--help", action="store_true", help="show this help and exit")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="the command and its arguments (none: $SHELL, inside a root if it exists there, else /bin/sh)")
     return p
 
 
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
-                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run)
+                                  extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
+                                  default_view=not ns.no_default_view)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
@@ -336,7 +348,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(argv, debug)
     except _UsageError as exc:
-        return _fail(f"{exc} (see python -m sandlock --help)")
+        message = str(exc)
+        if message.startswith("argument "):  # argparse's "argument -m/--max-memory: ..."
+            message = message[len("argument "):]
+        elif message.startswith("unrecognized arguments: "):
+            message = f"{message[len('unrecognized arguments: '):]}: unknown option"
+        return _fail(f"{message} (see {_prog()} --help)")
     except ExecError as exc:
         _say(str(exc))
         return exc.exit_code
@@ -350,22 +367,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if debug:
             import traceback
             traceback.print_exc()
-        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
+        return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
 
 
+def _joined_values(parser: Any, argv: List[str]) -> List[str]:
+    """`-m -5M` as `--max-memory=-5M`: argparse takes a value that starts with '-'
+    for an option, so the validator (not "expected one argument") names what is wrong."""
+    takes_value = {opt: action.option_strings[-1] for action in parser._actions
+                   if action.nargs is None and action.option_strings for opt in action.option_strings}
+    flags = {opt for action in parser._actions for opt in action.option_strings}
+    out, i = [], 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--" or not item.startswith("-") or item == "-":
+            return out + argv[i:]  # the command
+        if item in takes_value and i + 1 < len(argv):
+            value = argv[i + 1]
+            if value.startswith("-") and value != "--" and value.split("=")[0] not in flags:
+                out.append(f"{takes_value[item]}={value}")
+                i += 2
+                continue
+            out += argv[i:i + 2]
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def _main(argv: List[str], debug: bool) -> int:
-    ns = _parser().parse_args(argv)
+    parser = _parser()
+    ns = parser.parse_args(_joined_values(parser, argv))
     if ns.help:
-        _parser().print_help()
+        parser.print_help()
         return 0
     if ns.version:
         print(_version_line())
         return 0
-    if ns.check:
-        return _check(ns.json)
     command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if ns.json and not ns.check:
+        raise _UsageError("--json: only with --check")
+    if ns.check:
+        if command:
+            raise _UsageError("--check: reports what this kernel supports and exits; it runs no command")
+        return _check(ns.json)
     policy = _policy_from_args(ns)
     import _supervisor
     prepared = _supervisor.prepare(policy)
@@ -421,10 +469,17 @@ def _default_shell(policy: Policy) -> str:
 
 
 def _interactive() -> bool:
+    """stdin is this session's terminal, whether sandlock is the foreground job or a
+    background one (`sandlock -- cat &`): job control then reaches the command."""
     try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        return os.isatty(0) and os.tcgetpgrp(0) > 0  # ENOTTY: not our controlling terminal
     except OSError:
         return False
+
+
+def _prog() -> str:
+    """How the user ran sandlock: the installed script, or python -m sandlock."""
+    return "sandlock" if os.path.basename(sys.argv[0] or "") == "sandlock" else "python -m sandlock"
 
 
 def _say(message: str) -> None:

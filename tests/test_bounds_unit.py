@@ -1,11 +1,15 @@
 """Unit tests of the supervisor's bounds (README "Known limits"): copies made in the
-kernel with holes kept (_elf.copy_range, patch_interp_in) and the worker pool's bound
-(_notif.Workers)."""
+kernel with holes kept (_elf.copy_range, patch_interp_in), the worker pool's bound
+(_notif.Workers) and the table of memory files in sockets' queues (_procops.InFlight)."""
 
 from __future__ import annotations
 
+import array
 import errno
 import os
+import select
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 
 import _elf
 from _notif import Errno, Value, Workers
+from _procops import InFlight
 
 
 def test_copy_range_keeps_holes_and_content(tmp_path: Path) -> None:
@@ -84,3 +89,131 @@ def test_the_worker_pool_refuses_past_its_bound_with_eagain_and_answers_every_jo
     while any(t.name == "sandlock-worker" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not any(t.name == "sandlock-worker" for t in threading.enumerate())
+
+
+# --- memory files in sockets' queues (_procops.InFlight) ------------------------------------
+
+def _memfd(size: int) -> int:
+    fd = os.memfd_create("inflight")
+    os.write(fd, b"\1" * size)
+    return fd
+
+
+def _send_fds(sock: socket.socket, fds: List[int], in_flight: InFlight) -> None:
+    key = in_flight.sending(sock.fileno(), fds)
+    try:
+        sock.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    finally:
+        in_flight.sent(key)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_memory_file_in_flight_counts_until_its_socket_is_empty_and_never_when_held() -> None:
+    in_flight = InFlight()
+    a, b = socket.socketpair()
+    fd = _memfd(1 << 20)
+    key = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+    try:
+        for _ in range(100):  # the same file cycled through the queue: one entry
+            _send_fds(a, [fd], in_flight)
+        assert len(in_flight) == 1
+        assert in_flight.unheld(set()) == 1 << 20
+        assert in_flight.unheld({key}) == 0        # held by an fd of the sandbox: counted there
+        _receive_all(b)                            # received (and closed) by the other end
+        assert in_flight.unheld(set()) == 0 and len(in_flight) == 0
+        # a file that is not a memory file is not held
+        with open("/proc/self/exe", "rb") as other:
+            _send_fds(a, [other.fileno()], in_flight)
+        assert len(in_flight) == 0
+        # the other end closed with the file unreceived: the kernel frees the queue, we let go
+        _send_fds(a, [fd], in_flight)
+        assert len(in_flight) == 1
+        b.close()
+        assert in_flight.unheld(set()) == 0 and len(in_flight) == 0
+    finally:
+        in_flight.close()
+        os.close(fd)
+        a.close()
+        b.close()
+
+
+def _receive_all(sock: socket.socket) -> None:
+    """Receive every message queued on sock and close the fds they carry."""
+    while select.select([sock], [], [], 0)[0]:
+        _, anc, _, _ = sock.recvmsg(1, socket.CMSG_LEN(4 * 8))
+        for _, _, data in anc:
+            for fd in array.array("i", data):
+                os.close(fd)
+
+
+def test_the_in_flight_table_is_bounded_refuses_with_etoomanyrefs_and_closes_everything_at_the_end() -> None:
+    before = _open_fds()
+    in_flight = InFlight(files_max=8, sockets_max=2)
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(3)]
+    fds = [_memfd(4096) for _ in range(9)]
+    try:
+        _send_fds(pairs[0][0], fds[:8], in_flight)
+        with pytest.raises(OSError) as exc:
+            _send_fds(pairs[0][0], fds[8:], in_flight)     # a ninth file
+        assert exc.value.errno == errno.ETOOMANYREFS
+        _send_fds(pairs[0][0], fds[:3], in_flight)          # files it holds already are fine
+        _send_fds(pairs[1][0], fds[:1], in_flight)          # a second socket
+        with pytest.raises(OSError) as exc:
+            _send_fds(pairs[2][0], fds[:1], in_flight)      # a third one
+        assert exc.value.errno == errno.ETOOMANYREFS
+        assert in_flight.unheld(set()) == 8 * 4096
+        # once the first socket's messages are received, the table has room again
+        _receive_all(pairs[0][1])
+        _send_fds(pairs[2][0], fds[8:], in_flight)
+        assert len(in_flight) == 2   # fds[0] (still queued on the second socket) and fds[8]
+    finally:
+        in_flight.close()
+        for fd in fds:
+            os.close(fd)
+        for a, b in pairs:
+            a.close()
+            b.close()
+    assert _open_fds() == before
+    a, b = socket.socketpair()
+    fd = _memfd(1)
+    try:
+        with pytest.raises(OSError):  # the run is over
+            in_flight.sending(a.fileno(), [fd])
+    finally:
+        os.close(fd)
+        a.close()
+        b.close()
+
+
+def test_memory_files_are_known_by_their_filesystem_or_a_memory_directory(tmp_path: Path) -> None:
+    shm = tmp_path / "shm"             # a root's private /dev/shm, on whatever /tmp is
+    shm.mkdir()
+    in_flight, plain = InFlight((str(shm),)), InFlight()
+    a, b = socket.socketpair()
+    fds = [_memfd(4096), os.open(shm / "x", os.O_RDWR | os.O_CREAT, 0o600),
+           os.open(sys.executable, os.O_RDONLY), os.open(tmp_path, os.O_RDONLY)]
+    os.write(fds[1], b"\1" * 4096)
+    try:
+        _send_fds(a, fds, in_flight)
+        _send_fds(a, fds, plain)
+        assert len(in_flight) == 2     # the memfd and the file of the memory directory
+        assert len(plain) == 1 + _on_tmpfs(tmp_path)   # the memfd (and x if /tmp is a tmpfs)
+    finally:
+        in_flight.close()
+        plain.close()
+        for fd in fds:
+            os.close(fd)
+        a.close()
+        b.close()
+
+
+def _on_tmpfs(path: Path) -> bool:
+    import _syscalls
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) == 0x01021994
+    finally:
+        os.close(fd)

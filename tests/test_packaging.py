@@ -20,3 +20,44 @@ def test_helper_modules_never_import_sandlock_and_ctypes_stays_in_two_files():
         assert not re.search(r"^\s*(import sandlock|from sandlock import)", source, re.M), path
         if os.path.basename(path) not in ("_structs.py", "_syscalls.py"):
             assert not re.search(r"^\s*(import ctypes|from ctypes)", source, re.M), path
+
+
+def test_pip_installs_offline_ships_every_module_and_the_license_and_leaves_the_source_tree_as_it_was(tmp_path):
+    """pyproject.toml's backend (build_backend/sandlock_build.py) is the standard library:
+    pip needs no network and writes nothing into the source tree (README "Packaging")."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache"))
+
+    def tree():
+        return sorted(str(p.relative_to(source)) for p in source.rglob("*"))
+    before = tree()
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-index", "--no-deps", "-q",
+                        "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert tree() == before
+    (wheel,) = (tmp_path / "dist").glob("sandlock_py-*-py3-none-any.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "*.py"))}
+    assert modules <= set(names)
+    assert "build_backend/sandlock_build.py" not in names and not any(n.startswith("tests/") for n in names)
+    info = [n for n in names if n.endswith(".dist-info/LICENSE")]
+    assert info and b"Apache License" in zipfile.ZipFile(wheel).read(info[0])
+    entry = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert zipfile.ZipFile(wheel).read(entry[0]) == b"[console_scripts]\nsandlock = sandlock:main\n"
+
+
+def test_the_installed_script_names_itself_sandlock_in_its_messages(tmp_path):
+    import subprocess
+    import sys
+    link = tmp_path / "sandlock"
+    link.symlink_to(os.path.join(ROOT, "sandlock.py"))
+    r = subprocess.run([sys.executable, str(link), "--bogus"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+    assert (r.returncode, r.stderr) == (125, "sandlock: --bogus: unknown option (see sandlock --help)\n")
+    r = subprocess.run([sys.executable, "-m", "sandlock", "--bogus"], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT)
+    assert r.stderr == "sandlock: --bogus: unknown option (see python -m sandlock --help)\n"

@@ -1044,10 +1044,16 @@ def test_created_files_get_the_mode_and_umask_of_the_command(who, bb: Path) -> N
     assert {(bb / "tmp" / n).stat().st_uid for n in ("f", "d", "g")} == {who.uid}
 
 
-def test_read_rules_name_guest_paths_and_limit_what_is_readable(who, bb: Path) -> None:
-    r = in_root(who, bb, ["sh", "-c", "cat /etc/group; ls /usr; echo rc=$?"], "-r", "/bin", "-r", "/etc")
+def test_read_rules_name_guest_paths_and_without_the_default_view_limit_what_is_readable(who, bb: Path) -> None:
+    r = in_root(who, bb, ["sh", "-c", "cat /etc/group; ls /usr; echo rc=$?"], "--no-default-view",
+                "-r", "/bin", "-r", "/etc")
     assert r.stdout == guest_file(bb, "/etc/group") + "rc=1\n", show(r)
     assert "Permission denied" in r.stderr, show(r)
+
+
+def test_read_rules_in_a_root_add_to_the_whole_root(who, bb: Path) -> None:
+    r = in_root(who, bb, ["sh", "-c", "cat /etc/group; ls /usr >/dev/null; echo rc=$?"], "-r", "/bin", "-r", "/etc")
+    assert r.stdout == guest_file(bb, "/etc/group") + "rc=0\n", show(r)
 
 
 # --- 8. /dev and /proc -------------------------------------------------------------------------------

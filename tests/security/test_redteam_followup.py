@@ -165,7 +165,6 @@ print("ALIVE", chunks * size >> 20, "MiB")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open channel: memory held only in a socket's queue (memfds sent with SCM_RIGHTS and closed) is not counted by -m; SECURITY.md 'Open channels'")
 def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_limit(who) -> None:
     # control: the same memory held by fds is counted and the run is killed
     held = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "held", "16"])
@@ -176,6 +175,157 @@ def test_memfds_passed_into_a_socket_and_closed_still_count_against_the_memory_l
     probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
     assert "ALIVE" not in probe.stdout, f"384 MiB of memfds held under -m 64M:\n{probe.stdout}{probe.stderr}"
     assert "memory limit exceeded" in probe.stderr, probe.stderr
+    # without -m nothing is counted and nothing changes
+    free = who.run(["-r", "/", "--", "/usr/bin/python3", "-c", MEMFD_IN_FLIGHT, "flight", "16"])
+    assert free.returncode == 0 and "ALIVE 384 MiB" in free.stdout, (free.returncode, free.stderr)
+
+
+# A memfd passed to another process of the sandbox: sent `copies` times, received
+# once by the child, which holds it (the other copies stay queued), then the sender
+# closes its fd; or, with "cycle", one memfd after another received and closed by
+# the child, which answers each, and the next one sent only after the answer.
+MEMFD_PASSED = r"""
+import array, os, socket, sys, time
+mode, chunks, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+block = b"\x01" * (1 << 20)
+a, b = socket.socketpair()
+def memfd(k):
+    fd = os.memfd_create("p%d" % k)
+    for _ in range(size >> 20):
+        os.write(fd, block)
+    return fd
+def send(fd):
+    a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+def receive():
+    fds = array.array("i")
+    msg, anc, flags, addr = b.recvmsg(1, socket.CMSG_LEN(fds.itemsize))
+    fds.frombytes(anc[0][2])
+    return fds[0]
+if os.fork() == 0:
+    a.close()
+    if mode == "hold":
+        fd = receive()
+        time.sleep(3)
+        print("CHILD HOLDS", os.fstat(fd).st_size >> 20, "MiB", flush=True)
+    else:
+        for _ in range(chunks):
+            os.close(receive())
+            b.send(b"k")
+    os._exit(0)
+if mode == "hold":
+    fd = memfd(0)
+    for _ in range(chunks):
+        send(fd)
+    os.close(fd)
+else:
+    for k in range(chunks):
+        fd = memfd(k)
+        send(fd)
+        os.close(fd)
+        assert a.recv(1) == b"k"
+os.wait()
+time.sleep(1)
+print("ALIVE", mode)
+"""
+
+
+def test_a_memfd_passed_to_another_process_of_the_sandbox_is_counted_once(who) -> None:
+    # 48 MiB held by the child and still queued twice: once is within -m 100M, twice is not
+    r = who.run(["-r", "/", "-m", "100M", "--", "/usr/bin/python3", "-c", MEMFD_PASSED, "hold", "3", "48"])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "CHILD HOLDS 48 MiB" in r.stdout and "ALIVE hold" in r.stdout, r.stdout
+    # control: the same memory in two memfds is over the limit
+    r = who.run(["-r", "/", "-m", "100M", "--", "/usr/bin/python3", "-c",
+                 MEMFD_IN_FLIGHT.replace("size = 24 << 20", "size = 48 << 20"), "held", "2"])
+    assert r.returncode != 0 and "memory limit exceeded" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_memfds_received_and_closed_by_another_process_of_the_sandbox_stop_counting(who) -> None:
+    # 16 memfds of 24 MiB, one at a time: never more than one held at once
+    r = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_PASSED, "cycle", "16", "24"])
+    assert r.returncode == 0 and "ALIVE cycle" in r.stdout, (r.returncode, r.stdout, r.stderr)
+
+
+# Other ways into a queue: "nested" sends memfds into socket b, then passes b itself
+# through another socket and closes it (the memory sits in a queue in a queue);
+# "sendmmsg" sends each with sendmmsg(2), in two messages; "many" sends 300 empty
+# memfds, 100 per message, and says how each send went.
+MEMFD_WAYS = r"""
+import array, ctypes, errno, os, socket, sys, time
+mode, chunks = sys.argv[1], int(sys.argv[2])
+block = b"\x01" * (1 << 20)
+a, b = socket.socketpair()
+def memfd(k, mib):
+    fd = os.memfd_create("w%d" % k)
+    for _ in range(mib):
+        os.write(fd, block)
+    return fd
+def rights(fds):
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+if mode == "nested":
+    c, d = socket.socketpair()
+    for k in range(chunks):
+        fd = memfd(k, 24)
+        a.sendmsg([b"x"], rights([fd]))
+        os.close(fd)
+    c.sendmsg([b"y"], rights([b.fileno()]))
+    b.close()
+    a.close()
+elif mode == "sendmmsg":
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+    class msghdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint), ("iov", ctypes.POINTER(iovec)),
+                    ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    data = ctypes.create_string_buffer(b"x")
+    iov = iovec(ctypes.cast(data, ctypes.c_void_p), 1)
+    for k in range(chunks):  # each memfd in two messages of one call, then closed
+        fd = memfd(k, 24)
+        control = ctypes.create_string_buffer(socket.CMSG_SPACE(4))
+        ctypes.memmove(control, array.array("Q", [socket.CMSG_LEN(4)]).tobytes()
+                       + array.array("i", [socket.SOL_SOCKET, socket.SCM_RIGHTS, fd]).tobytes(), 20)
+        messages = (mmsghdr * 2)()
+        for m in messages:
+            m.hdr = msghdr(None, 0, ctypes.pointer(iov), 1, ctypes.cast(control, ctypes.c_void_p),
+                           socket.CMSG_SPACE(4), 0)
+        assert libc.sendmmsg(a.fileno(), messages, 2, 0) == 2, ctypes.get_errno()
+        os.close(fd)
+else:
+    fds = [memfd(k, 0) for k in range(300)]
+    for k in range(3):
+        try:
+            a.sendmsg([b"x"], rights(fds[k * 100:(k + 1) * 100]))
+            print("send", k, "ok")
+        except OSError as e:
+            print("send", k, "refused", errno.errorcode[e.errno])
+time.sleep(2)
+print("ALIVE", mode)
+"""
+
+
+@pytest.mark.parametrize("way", ["nested", "sendmmsg"])
+def test_memfds_in_a_queue_count_against_the_memory_limit_however_they_got_there(who, way: str) -> None:
+    probe = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_WAYS, way, "16"])
+    assert "ALIVE" not in probe.stdout, f"384 MiB in a queue under -m 64M:\n{probe.stdout}{probe.stderr}"
+    assert "memory limit exceeded" in probe.stderr, probe.stderr
+    # controls: within the limit, and without -m
+    small = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_WAYS, way, "1"])
+    assert small.returncode == 0 and f"ALIVE {way}" in small.stdout, (small.returncode, small.stderr)
+    free = who.run(["-r", "/", "--", "/usr/bin/python3", "-c", MEMFD_WAYS, way, "16"])
+    assert free.returncode == 0 and f"ALIVE {way}" in free.stdout, (free.returncode, free.stderr)
+
+
+def test_memory_files_in_flight_are_capped_with_etoomanyrefs_under_the_memory_limit(who) -> None:
+    r = who.run(["-r", "/", "-m", "64M", "--", "/usr/bin/python3", "-c", MEMFD_WAYS, "many", "0"])
+    assert r.returncode == 0, r.stderr
+    assert "send 0 ok\nsend 1 ok\nsend 2 refused ETOOMANYREFS\n" in r.stdout, r.stdout
+    # control: without -m nothing is held by sandlock and nothing is refused
+    r = who.run(["-r", "/", "--", "/usr/bin/python3", "-c", MEMFD_WAYS, "many", "0"])
+    assert r.returncode == 0 and "send 0 ok\nsend 1 ok\nsend 2 ok\n" in r.stdout, (r.stdout, r.stderr)
 
 
 # The attacker of the exec race: copies its program into every --root run's private
