@@ -23,6 +23,7 @@ with *at calls that do not follow it (SPEC 1.4).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -65,40 +66,25 @@ def _split(rel: str) -> Tuple[str, str]:
 
 
 class Layers:
-    """Where the upper layers of one prepared policy live: on the workdir's filesystem.
+    """Where the upper layers of one prepared policy live: inside the workdir itself.
 
-    A hard link needs the same filesystem.  The layers of a run go in a
-    directory `cow-<pid>-<random>` (its marker names the workdir) of a
-    verified per-user container (see _scratch) in the workdir's parent (or the
-    emulated root's parent: never in the guest's view); else in one in
-    ~/.cache, else in the temporary directory (then files are copied).
+    The layers of a run go in a directory `cow-<pid>-<random>` (its marker
+    names the workdir) of a verified per-user container (see _scratch) made
+    in the workdir, `DIR/.sandlock-<euid>-<random>`: a hard link needs DIR's
+    filesystem, and there every rule about DIR covers the layer too, so a
+    policy that denies DIR (or does not grant it) reaches no name of DIR's
+    inodes (README "Where sandlock keeps its own files").  Such names
+    (`_scratch.reserved`) are never shown in the farm, never compared, never
+    committed; the container holds a `.gitignore` of `*` so that git does
+    not list it, and DIR's modification time is put back after the container
+    is made and after it goes.
     """
 
-    def __init__(self, workdir: str, outside: Optional[str] = None) -> None:
+    def __init__(self, workdir: str) -> None:
         self.workdir = workdir
-        self.path = ""
-        self.container = ""
-        wanted = os.stat(workdir).st_dev
-        candidates = _places(workdir, outside)
-        errors = []
-        for parent in candidates:
-            try:
-                if not os.path.isdir(parent):
-                    os.makedirs(parent, 0o700, exist_ok=True)
-                if os.stat(parent).st_dev != wanted and parent != candidates[-1]:
-                    continue
-                box, path = _scratch.new_dir(parent, f"cow-{os.getpid()}-", os.fsencode(workdir))
-                if os.stat(path).st_dev != wanted and parent != candidates[-1]:
-                    _scratch.remove_tree(path)
-                    _scratch.release(box)
-                    continue
-                self.path, self.container = path, box
-                break
-            except OSError as exc:
-                errors.append(f"{parent}: {exc.strerror}")
-        if not self.path:
-            raise OSError(errno.EACCES, "no place for the upper layer (" + "; ".join(errors) + ")")
-        self.same_fs = os.stat(self.path).st_dev == wanted
+        with _times_kept(workdir):
+            self.container, self.path = _scratch.new_dir(workdir, f"cow-{os.getpid()}-", os.fsencode(workdir))
+            _ignore_file(self.container)
         self._runs = 0
 
     def new_run(self) -> "Upper":
@@ -111,8 +97,63 @@ class Layers:
         """Remove the directory unless a kept upper layer is in it."""
         if _kept_runs(self.path):
             return
-        _scratch.remove_tree(self.path)
-        _scratch.release(self.container)
+        with _times_kept(self.workdir):
+            _scratch.remove_tree(self.path)
+            _release(self.container)
+
+
+IGNORE = ".gitignore"  # in a container inside a workdir: git lists none of it
+IGNORE_TEXT = b"# sandlock's own directory (README \"Where sandlock keeps its own files\")\n*\n"
+
+
+def _ignore_file(box: str) -> None:
+    try:
+        fd = os.open(os.path.join(box, IGNORE), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        return
+    try:
+        os.write(fd, IGNORE_TEXT)
+    finally:
+        os.close(fd)
+
+
+def _release(box: str) -> None:
+    """_scratch.release for a container in a workdir: its .gitignore goes with its marker."""
+    try:
+        if sorted(os.listdir(box)) == sorted([_scratch.MARKER, IGNORE]):
+            os.unlink(os.path.join(box, IGNORE))
+    except OSError:
+        return
+    _scratch.release(box)
+    try:
+        if os.path.isdir(box) and not os.path.islink(box):  # another run's layers are in it now
+            _ignore_file(box)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _times_kept(path: str) -> Iterator[None]:
+    """DIR's modification time as it was, after sandlock made or removed its container there
+    (best effort: utimensat needs DIR's owner or CAP_FOWNER; a change another program made
+    to DIR in that instant gets the old time too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        mtime = os.fstat(fd).st_mtime_ns
+        yield
+        now = os.fstat(fd)
+        if now.st_mtime_ns != mtime:
+            try:
+                os.utime(fd, ns=(now.st_atime_ns, mtime))
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 HOT_MAX = 256  # files of the layer opened for writing that --max-disk measures between walks
@@ -186,6 +227,8 @@ class Upper:
             try:
                 for entry in os.scandir(f"/proc/self/fd/{src}"):
                     name = entry.name
+                    if name.startswith(".sandlock-") and _scratch.reserved(name):
+                        continue  # sandlock's own (this run's layer among them): never in a farm
                     path = f"{rel}/{name}" if rel else name
                     st = os.stat(name, dir_fd=src, follow_symlinks=False)
                     self.snapshot[path] = (st.st_dev, st.st_ino)
@@ -524,10 +567,12 @@ class Upper:
 # --- helpers --------------------------------------------------------------------------------
 
 def _entries(top: int, rel: str) -> Dict[str, os.stat_result]:
+    """The entries of directory rel under top, sandlock's own (`_scratch.reserved`) left out."""
     fd = _open_dir(top, rel)
     try:
         listing = os.listdir(f"/proc/self/fd/{fd}")
-        return {name: os.stat(name, dir_fd=fd, follow_symlinks=False) for name in listing}
+        return {name: os.stat(name, dir_fd=fd, follow_symlinks=False)
+                for name in listing if not (name.startswith(".sandlock-") and _scratch.reserved(name))}
     finally:
         os.close(fd)
 
@@ -662,8 +707,9 @@ def _remove_entry(top: int, head: str, name: str) -> None:
         os.close(parent)
 
 
-def _places(workdir: str, outside: Optional[str]) -> List[str]:
-    """Parents of the containers Layers may use for this workdir, in its order."""
+def _old_places(workdir: str, outside: Optional[str]) -> List[str]:
+    """Where earlier releases made the layers of this workdir (beside it, or beside the
+    root it is in; ~/.cache; the temporary directory): still looked at by leftovers."""
     import tempfile
     return [os.path.dirname((outside or workdir).rstrip("/")) or "/",
             os.path.join(os.path.expanduser("~"), ".cache"), tempfile.gettempdir()]
@@ -672,12 +718,15 @@ def _places(workdir: str, outside: Optional[str]) -> List[str]:
 def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
     """Upper layers of earlier runs on this workdir whose commit did not finish or were kept.
 
-    Only directories of ours (see _scratch: owner, mode, marker naming this
-    workdir) of a process that is gone are looked at; the others go.
+    Looked for in the workdir and where earlier releases put them
+    (_old_places).  Only directories of ours (see _scratch: owner, mode,
+    marker naming this workdir) of a process that is gone are looked at; the
+    others go.
     """
     out: List[str] = []
-    for parent in dict.fromkeys(_places(workdir, outside)):
+    for parent in dict.fromkeys([workdir] + _old_places(workdir, outside)):
         for box in _scratch.containers(parent):
+            removed = False
             for path, pid, note in _scratch.entries(box, "cow-"):
                 if note != os.fsencode(workdir) or _scratch.alive(pid):
                     continue
@@ -685,6 +734,10 @@ def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:
                 out += [f"{os.path.join(path, run)} ({state})" for run, state in kept]
                 if not kept:
                     _scratch.remove_tree(path)
+                    removed = True
+            if removed and parent == workdir:
+                with _times_kept(workdir):
+                    _release(box)
     return out
 
 

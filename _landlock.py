@@ -29,6 +29,7 @@ import re
 import stat
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+import _scratch
 import _structs as S
 import _syscalls
 from _errors import SetupError
@@ -110,10 +111,13 @@ def _punch(top: str, access: int, denied: Sequence[str], out: List[Rule], ancest
     for name in _walked(top, "a denied path", ancestors):
         child = os.path.join(top, name)
         try:
-            if stat.S_ISLNK(os.lstat(child).st_mode):
-                continue  # a link grants nothing itself; its target has its own rules
+            mode = os.lstat(child).st_mode
         except FileNotFoundError:
             continue  # gone since the listing (a shared /var/tmp): nothing to grant
+        if stat.S_ISLNK(mode):
+            continue  # a link grants nothing itself; its target has its own rules
+        if stat.S_ISDIR(mode) and _scratch.reserved(name):
+            continue  # sandlock's own: a workdir's layers link its files, denied ones too
         _punch(child, access, inside, out, ancestors)
 
 

@@ -31,6 +31,7 @@ import threading
 from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
 import _procfs
+import _scratch
 import _structs as S
 import _syscalls
 from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
@@ -64,6 +65,7 @@ class FsRules:
         self.readable = frozenset(os.fsencode(p) for p in readable) | self.writable
         self.denied = frozenset(os.fsencode(p) for p in denied)
         self.ancestors = frozenset(a for p in self.readable for a in _ancestors(p))
+        self.cut = frozenset(a for p in self.denied for a in _ancestors(p))  # directories cut around a deny
         self.denied_inodes: Set[Tuple[int, int]] = set()
         for path in self.denied:
             try:
@@ -85,11 +87,31 @@ class FsRules:
             path = path[:path.rindex(b"/")] or b"/"
 
     def is_denied(self, path: bytes) -> bool:
-        return self._covered(path, self.denied)
+        return self._covered(path, self.denied) or self._in_container(path)
+
+    def _in_container(self, path: bytes) -> bool:
+        """Is path in one of sandlock's containers (_scratch.reserved) held by a directory
+        cut around a denied path, below no rule of its own?  Such a container is cut
+        out with the denied path, as _landlock cuts it: it may hold hard links to the
+        denied files (a workdir's layers, README "Where sandlock keeps its own files")."""
+        if not self.cut or b"/.sandlock-" not in path:
+            return False
+        at = 0
+        while True:
+            at = path.find(b"/.sandlock-", at)
+            if at < 0:
+                return False
+            end = path.find(b"/", at + 1)
+            name = path[at + 1:] if end < 0 else path[at + 1:end]
+            if (path[:at] or b"/") in self.cut and _scratch.reserved(os.fsdecode(name)):
+                box = path[:at] + b"/" + name
+                return not any(self._covered(path, {top}) for top in self.readable
+                               if top == box or top.startswith(box + b"/"))
+            at += 1
 
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
-        if self.denied and self._covered(path, self.denied):
+        if self.denied and (self._covered(path, self.denied) or self._in_container(path)):
             raise _eacces()
         if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
             raise _eacces()

@@ -114,6 +114,15 @@ def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
             names.append(prefix()[:-1])  # not made yet: cut all the same, so that one made later is not covered
         out += [os.path.join(parent, n) for n in sorted(names) if _BASE_NAME.match(n)]
     return tuple(out)
+def reserved(name: str) -> bool:
+    """A name of the containers of any user, `.sandlock-<digits>-...`: a workdir's
+    layers live in one inside it (_cow.Layers), so no farm shows such a name and
+    no commit makes one, at any depth, and no cut of a Landlock grant around a
+    denied path grants one (_landlock._punch)."""
+    if not name.startswith(".sandlock-"):
+        return False
+    uid, dash, _ = name[len(".sandlock-"):].partition("-")
+    return bool(dash) and uid.isdigit()
 
 
 def containers(parent: str) -> List[str]:

@@ -150,22 +150,27 @@ def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_
     /tmp), and the supervisor creates for the command; what it reaches stays
     within the policy, the workdir being writable (README "Copy-on-write workdir").
     """
-    def cow(paths: List[str]) -> List[str]:
+    def cow(paths: List[str], above: bool = False) -> List[str]:
+        # above: a grant of a directory above the workdir grants its layers too (they
+        # are in the workdir, which is cut out of that grant: see README "Where
+        # sandlock keeps its own files"), unless a deny covers the workdir
         if layers is None:
             return paths
         out = []
         for host in paths:
             inside = host == layers.workdir or host.startswith(layers.workdir.rstrip("/") + "/")
-            mapped = layers.path if inside else host
-            if mapped not in out:
-                out.append(mapped)
+            mapped = [layers.path] if inside else [host] + ([layers.path] if above and _under(layers.workdir, host)
+                                                            else [])
+            out += [path for path in mapped if path not in out]
         return out
-    readable = cow(_host_paths(policy, policy.readable_paths())) + [h for _, h, _ in policy.fs_mount]
+    denied_host = _host_paths(policy, policy.fs_denied)
+    above = layers is not None and not any(_under(layers.workdir, d) for d in denied_host)
+    readable = cow(_host_paths(policy, policy.readable_paths()), above) + [h for _, h, _ in policy.fs_mount]
     readable.append(scratch.dev)
-    writable = cow(_host_paths(policy, policy.fs_writable)) + [h for _, h, ro in policy.fs_mount if not ro]
+    writable = cow(_host_paths(policy, policy.fs_writable), above) + [h for _, h, ro in policy.fs_mount if not ro]
     writable.append(scratch.shm)
     writable += [d for d in _policy.DEVICES_RW + terminals() if os.path.exists(d)]
-    denied = cow(_host_paths(policy, policy.fs_denied))
+    denied = cow(denied_host)
     if cut_workdir and layers is not None and any(_under(layers.workdir, top) and top != layers.workdir
                                                   for top in readable + writable):
         denied.append(layers.workdir)
@@ -209,7 +214,7 @@ def prepare(policy: Policy) -> Prepared:
             import _cow
             leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
             try:
-                layers = _cow.Layers(policy.workdir, policy.chroot)
+                layers = _cow.Layers(policy.workdir)
             except OSError as exc:
                 raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
         try:

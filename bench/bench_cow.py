@@ -9,7 +9,7 @@ empty workdir, then read every file back:
 
     sh -c 'cd DIR && tar xf ARCHIVE && find . -type f | xargs cat > /dev/null'
 
-Everything (archive, workdirs, upper layers next to them) lives in a
+Everything (archive, workdirs, upper layers in them) lives in a
 temporary directory under --dir (default: the system temp dir, usually
 /tmp).  File creation speed differs a lot between filesystems (and between
 directories of an aged ext4: compare /tmp with /var/tmp), so the bare time
@@ -18,8 +18,8 @@ project's emulated root (which the workdir uses) shows a private /dev, so a
 workdir in /dev/shm is not visible to the command; mount a tmpfs elsewhere
 to measure on tmpfs.
 Every run gets a fresh empty DIR (BASE/runs/<runner>-<i>/w, removed after
-the run, untimed); the upper layer of this project lives next to DIR, so the
-parent directory is checked for leftovers too.  The archive is in its own
+the run, untimed); the upper layer of this project lives in DIR (releases
+before put it next to DIR), so DIR and its parent are checked for leftovers.  The archive is in its own
 directory, made readable with fs_readable / -r together with the default
 system directories (fs_readable replaces the default view).
 Runners (each one that cannot run prints "n/a (reason)"; one failing never

@@ -4,7 +4,7 @@
     python3 bench/bench_disk.py [--dir PARENT] [--files N]
 
 Cases (each a fresh workdir under a temporary directory of --dir, default the
-system temp dir; the upper layer lives next to it):
+system temp dir; the upper layer lives in it):
 
   write speed   dd of 1 GiB (bs=1M) into the workdir without --max-disk and
                 under a limit it never reaches (--max-disk 10G): MB/s;

@@ -433,10 +433,15 @@ def scratch(session_dir: Path) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def tree_snapshot(root: Path) -> Dict[str, tuple]:
-    """Every entry under root with its type, mode, owner, size, mtime and content: 'nothing changed'."""
+def tree_snapshot(root: Path, skip: Optional[Callable[[str], bool]] = None) -> Dict[str, tuple]:
+    """Every entry under root with its type, mode, owner, size, mtime and content: 'nothing changed'.
+
+    skip: names of root's own entries left out (and not walked into)."""
     snap: Dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(root):
+        if skip is not None and dirpath == str(root):
+            dirnames[:] = [n for n in dirnames if not skip(n)]
+            filenames = [n for n in filenames if not skip(n)]
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)

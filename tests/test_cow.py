@@ -147,11 +147,18 @@ def diff(a: Dict[str, list], b: Dict[str, list]) -> str:
     return "\n".join(lines)
 
 
+def sandlocks(name: str) -> bool:
+    """A name of sandlock's containers, .sandlock-UID-XXXX (a workdir's layers are in one in it)."""
+    return name.startswith(".sandlock-") and name[len(".sandlock-"):].split("-", 1)[0].isdigit()
+
+
 def snapshot(top: Path) -> Dict[str, tuple]:
-    """tree_snapshot plus the top directory itself: 'byte for byte unchanged'."""
+    """tree_snapshot plus the top directory itself: 'byte for byte unchanged', but for
+    sandlock's own containers at the top (a run's layers: see layers)."""
     st = os.lstat(top)
-    snap = tree_snapshot(top)
-    snap["."] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(os.listdir(top)))
+    snap = tree_snapshot(top, skip=sandlocks)
+    snap["."] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(n for n in os.listdir(top)
+                                                                          if not sandlocks(n)))
     return snap
 
 
@@ -174,12 +181,19 @@ def change_lines(stderr: str) -> List[str]:
 
 
 def layers(base: Path) -> List[str]:
-    """sandlock's upper layers in base: what its per-user containers (.sandlock-UID-XXXX) hold."""
+    """sandlock's upper layers in base (a workdir, where they are made, or its parent, where
+    releases before put them): what its per-user containers (.sandlock-UID-XXXX) hold."""
     out = []
     for name in sorted(os.listdir(base)):
-        if name.startswith(".sandlock-") and (base / name).is_dir():
-            out += [f"{name}/{inner}" for inner in sorted(os.listdir(base / name)) if inner != ".sandlock"]
+        if sandlocks(name) and (base / name).is_dir():
+            out += [f"{name}/{inner}" for inner in sorted(os.listdir(base / name))
+                    if inner not in (".sandlock", ".gitignore")]
     return out
+
+
+def layers_left(wd: Path) -> List[str]:
+    """Layers or containers of sandlock left in the workdir or beside it."""
+    return layers(wd) + layers(wd.parent) + [n for n in os.listdir(wd) if sandlocks(n)]
 
 
 def kept_path(stderr: str) -> Path:
@@ -250,7 +264,7 @@ def test_file_operations_give_the_same_tree_and_output_as_on_a_real_filesystem(w
     got, want = shape(wd), shape(twin)
     assert got == want, f"the committed tree differs from a real run:\n{diff(got, want)}\n{show(r)}"
     assert os.lstat(wd / "time.txt").st_mtime == 1000000000, show(r)
-    assert layers(wd.parent) == [], f"upper layers left behind: {layers(wd.parent)}"
+    assert layers_left(wd) == [], f"upper layers left behind: {layers_left(wd)}"
 
 
 ERRNO_PROBES = r"""
@@ -529,7 +543,7 @@ def test_abort_and_dry_run_leave_the_workdir_byte_for_byte_unchanged(who, wd: Pa
     after = snapshot(wd)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert not changed, f"DIR changed: {changed}\n{show(r)}"
-    assert layers(wd.parent) == [], f"upper layers left behind: {layers(wd.parent)}\n{show(r)}"
+    assert layers_left(wd) == [], f"upper layers left behind: {layers_left(wd)}\n{show(r)}"
 
 
 # --- 3. real programs -----------------------------------------------------------------------------------
@@ -623,8 +637,20 @@ def test_the_end_of_a_run_commits_or_aborts_as_asked(who, wd: Path, options: Lis
         assert (wd / "new.txt").read_text() == "new\n" and not (wd / "gone.txt").exists(), show(r)
     else:
         assert snapshot(wd) == before, f"an aborted run changed DIR:\n{show(r)}"
-    assert layers(wd.parent) == [], f"upper layers left behind: {layers(wd.parent)}\n{show(r)}"
+    assert layers_left(wd) == [], f"upper layers left behind: {layers_left(wd)}\n{show(r)}"
     assert LEFTOVER not in r.stderr, show(r)
+
+
+def test_the_layer_in_the_workdir_is_hidden_from_the_command_and_its_names_are_never_committed(
+        who, wd: Path) -> None:  # type: ignore[no-untyped-def]
+    script = ('ls -A "$1"; mkdir "$1/.sandlock-1-made" && echo x > "$1/.sandlock-1-made/f" && '
+              'echo y > "$1/sub/.sandlock-2-f" && echo n > "$1/new"')
+    r = cow(who, wd, ["sh", "-c", script, "sh", str(wd)])
+    assert r.returncode == 0, show(r)
+    assert ".sandlock" not in r.stdout and "keep.txt" in r.stdout, show(r)
+    assert (wd / "new").read_text() == "n\n", show(r)
+    assert not [n for n in os.listdir(wd) if n.startswith(".sandlock")], show(r)
+    assert not (wd / "sub" / ".sandlock-2-f").exists(), show(r)
 
 
 def test_keep_leaves_the_layer_prints_its_path_and_the_next_run_reports_it(who, wd: Path) -> None:
@@ -636,7 +662,7 @@ def test_keep_leaves_the_layer_prints_its_path_and_the_next_run_reports_it(who, 
     kept = kept_path(r.stderr)
     assert kept.is_dir() and (kept / "new.txt").read_text() == "new\n", show(r)
     assert not (kept / "gone.txt").exists() and (kept / "keep.txt").read_text() == "keep\n", show(r)
-    assert str(kept).startswith(f"{wd.parent}/.sandlock-{who.uid}-"), f"kept outside DIR's parent:\n{show(r)}"
+    assert str(kept).startswith(f"{wd}/.sandlock-{who.uid}-"), f"kept outside DIR:\n{show(r)}"
     nxt = cow(who, wd, ["true"])
     assert nxt.returncode == 0, show(nxt)
     notes = [line for line in nxt.stderr.splitlines() if LEFTOVER in line]
@@ -646,10 +672,10 @@ def test_keep_leaves_the_layer_prints_its_path_and_the_next_run_reports_it(who, 
     assert kept.is_dir(), "the next run removed the kept layer"
 
 
-def test_a_layer_kept_away_from_the_workdirs_parent_is_reported_too(  # type: ignore[no-untyped-def]
+def test_a_layer_kept_in_a_workdir_whose_parent_the_user_cannot_write_is_reported_too(  # type: ignore[no-untyped-def]
         sandlock_cli, scratch: Path, test_user) -> None:
-    # The user may write DIR but not its parent: the layer goes elsewhere (~/.cache/sandlock or
-    # the temporary directory); the next run on DIR must still find and report it.
+    # The user may write DIR but not its parent: the layer is in DIR all the same (releases
+    # before put it in ~/.cache or the temporary directory then); the next run reports it.
     locked = scratch / "locked"
     locked.mkdir()
     locked.chmod(0o755)  # root's when the suite runs as root: not writable by the test user
@@ -668,6 +694,7 @@ def test_a_layer_kept_away_from_the_workdirs_parent_is_reported_too(  # type: ig
     assert snapshot(d) == before, show(r)
     kept = kept_path(r.stderr)
     assert (kept / "new").read_text() == "new\n", show(r)
+    assert str(kept).startswith(f"{d}/.sandlock-{test_user.uid}-"), show(r)
     nxt = sandlock_cli(["--workdir", str(d), "-w", str(d), "--", "true"], as_user=True)
     assert nxt.returncode == 0, show(nxt)
     notes = [line for line in nxt.stderr.splitlines() if LEFTOVER in line]
@@ -689,7 +716,7 @@ def test_dry_run_prints_the_sorted_changes_keeps_the_exit_code_and_changes_nothi
     assert r.returncode == 7, show(r)
     assert change_lines(r.stderr) == DRY_CHANGES, show(r)
     assert snapshot(wd) == before, f"--dry-run changed DIR:\n{show(r)}"
-    assert layers(wd.parent) == [], show(r)
+    assert layers_left(wd) == [], show(r)
 
 
 API_COW = r"""
@@ -997,8 +1024,8 @@ def kill_during_commit(who, base: Path, wd: Path, count: int) -> Optional[Path]:
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if run_dir is None:
-                found = [n for n in layers(base) if n.split("/")[1].startswith(prefix)]
-                run_dir = base / found[0] / "1" if found else None
+                found = [n for n in layers(wd) if n.split("/")[1].startswith(prefix)]
+                run_dir = wd / found[0] / "1" if found else None
             if run_dir is not None:
                 try:
                     state = (run_dir / "state").read_text()
@@ -1030,11 +1057,12 @@ def test_a_commit_killed_halfway_leaves_no_torn_file_and_is_reported(who, base: 
     for count in (3000, 9000, 27000):
         if run_dir is None:
             for name in os.listdir(wd):
-                os.unlink(wd / name)
+                if not sandlocks(name):
+                    os.unlink(wd / name)
             tried.append(count)
             run_dir = kill_during_commit(who, base, wd, count)
     assert run_dir is not None, f"the SIGKILL never landed during a commit (tried {tried} files)"
-    names = os.listdir(wd)
+    names = [n for n in os.listdir(wd) if not sandlocks(n)]
     for name in names:
         data = (wd / name).read_bytes()
         if name.startswith(".sandlock-new-"):

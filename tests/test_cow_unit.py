@@ -7,19 +7,24 @@ as the supervisor does, and compare what lands on disk.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
 
 import _cow
+import _scratch
 
 
 def tree(top: Path) -> Dict[str, Tuple[str, str]]:
-    """{relative path: (kind, content or target)} without following symlinks."""
+    """{relative path: (kind, content or target)} without following symlinks, sandlock's
+    own containers (the layers, in the workdir) left out."""
     out = {}
     for root, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if not _scratch.reserved(d)]
         for name in dirs + files:
             path = Path(root) / name
             rel = str(path.relative_to(top))
@@ -60,11 +65,53 @@ def test_the_farm_shows_the_lower_tree_and_shares_its_files(work: Path) -> None:
         farm_a, lower_a = os.stat(Path(upper.tree) / "a"), os.stat(work / "a")
         assert (farm_a.st_dev, farm_a.st_ino) == (lower_a.st_dev, lower_a.st_ino)
         assert upper.changes() == []
-        assert not str(layers.path).startswith(str(work) + "/")
+        assert str(layers.path).startswith(f"{work}/.sandlock-{os.geteuid()}-")  # in DIR: DIR's rules cover it
     finally:
         upper.discard()
         layers.close()
-    assert not Path(layers.path).exists()
+    assert not Path(layers.path).exists() and not Path(layers.container).exists()
+
+
+def test_the_layer_in_the_workdir_is_in_no_farm_change_or_commit_and_git_ignores_it(work: Path) -> None:
+    os.utime(work, ns=(1_000_000_000 * 10**9, 1_000_000_000 * 10**9))
+    (work / "sub" / ".sandlock-7-old").mkdir()   # another container, deeper (a nested workdir's)
+    (work / "sub" / ".sandlock-7-old" / "x").write_text("x")
+    mtime = os.stat(work).st_mtime_ns
+    layers, upper = upper_for(work)
+    try:
+        box = Path(layers.container)
+        assert box.parent == work and os.stat(work).st_mtime_ns == mtime   # DIR's time put back
+        assert (box / ".gitignore").read_text().splitlines()[-1] == "*"
+        farm = Path(upper.tree)
+        assert sorted(os.listdir(farm)) == ["a", "gone", "l", "sub"]        # neither container is shown
+        assert sorted(os.listdir(farm / "sub")) == ["b"]
+        (farm / ".sandlock-0-made").mkdir()                                   # names a command may not commit
+        (farm / "sub" / ".sandlock-12-x").write_text("x")
+        (farm / "new").write_text("n")
+        assert [str(c) for c in upper.changes()] == ["A new"]
+        upper.commit(upper.changes())
+        assert sorted(os.listdir(work)) == sorted(["a", "gone", "l", "new", "sub", box.name])
+        assert sorted(os.listdir(work / "sub")) == [".sandlock-7-old", "b"]
+    finally:
+        upper.discard()
+        layers.close()
+    assert sorted(os.listdir(work)) == ["a", "gone", "l", "new", "sub"]
+
+
+def test_a_kept_layer_in_a_git_workdir_is_not_listed_by_git_status(work: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_SYSTEM="/dev/null", HOME=str(work.parent))
+    subprocess.run([git, "init", "-q", str(work)], check=True, env=env)
+    layers, upper = upper_for(work)
+    (Path(upper.tree) / "new").write_text("n")
+    upper.keep()
+    status = subprocess.run([git, "-C", str(work), "status", "--porcelain", "--untracked-files=all"],
+                            capture_output=True, text=True, env=env, check=True).stdout
+    assert ".sandlock" not in status and "?? a" in status.splitlines(), status
+    layers.close()
+    assert Path(layers.path).is_dir()  # kept
 
 
 def test_changes_are_listed_then_committed_exactly(work: Path, tmp_path: Path) -> None:
@@ -86,9 +133,9 @@ def test_changes_are_listed_then_committed_exactly(work: Path, tmp_path: Path) -
     expected = tree(farm)
     upper.commit(upper.changes())
     assert tree(work) == expected
-    assert not [p for p in os.listdir(work) if p.startswith(".sandlock-")]
     upper.discard()
     layers.close()
+    assert not [p for p in os.listdir(work) if p.startswith(".sandlock-")]
 
 
 def test_a_copy_up_never_changes_the_lower_file(work: Path) -> None:
@@ -159,3 +206,12 @@ def test_full_layer_refuses_new_space(work: Path) -> None:
     assert info.value.errno == 28  # ENOSPC
     upper.discard()
     layers.close()
+
+
+def test_a_layer_kept_beside_the_workdir_by_an_earlier_release_is_still_reported(work: Path) -> None:
+    # releases before kept layers in a container in the workdir's parent
+    box, old = _scratch.new_dir(str(work.parent), "cow-999999999-", os.fsencode(str(work)))
+    os.mkdir(os.path.join(old, "1"), 0o700)
+    Path(old, "1", "state").write_text("kept\n")
+    assert _cow.leftovers(str(work)) == [f"{old}/1 (kept)"]
+    assert Path(old).is_dir()

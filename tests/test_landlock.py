@@ -85,6 +85,41 @@ def test_a_denied_file_is_cut_out_of_its_tree(tmp_path):
     assert (str(tmp_path), S.LANDLOCK_ACCESS_FS_READ_DIR) in supervisor.rules  # it may list it for the child
 
 
+def test_a_cut_never_grants_sandlocks_containers_but_a_rule_inside_one_still_holds(tmp_path):
+    # a workdir's layers live in it (.sandlock-<euid>-<random>): hard links to its files,
+    # the denied ones too (README "Where sandlock keeps its own files")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "a").write_text("a")
+    for name in (".sandlock-0-abc", ".sandlock-1000-xyz", ".sandlock-new-1-f", ".sandlock-x-y"):
+        (tmp_path / name).mkdir()
+    inner = tmp_path / ".sandlock-0-abc" / "cow-1-x"
+    inner.mkdir()
+    cut = L.plan(_policy.make_policy(fs_writable=[tmp_path], fs_denied=[tmp_path / "secret"]), 7)
+    paths = {r.path for r in cut.rules}
+    assert str(tmp_path / "a") in paths
+    assert str(tmp_path / ".sandlock-0-abc") not in paths and str(tmp_path / ".sandlock-1000-xyz") not in paths
+    assert {str(tmp_path / ".sandlock-new-1-f"), str(tmp_path / ".sandlock-x-y")} <= paths  # not container names
+    named = L.plan(_policy.make_policy(fs_writable=[tmp_path, inner], fs_denied=[tmp_path / "secret"]), 7)
+    assert str(inner) in {r.path for r in named.rules}
+    whole = L.plan(_policy.make_policy(fs_writable=[tmp_path]), 7)  # a grant of DIR covers its layers
+    assert str(tmp_path) in {r.path for r in whole.rules}
+
+
+def test_the_supervisors_path_check_refuses_a_container_in_a_cut_directory_as_landlock_does(tmp_path):
+    import _resolve
+    top = str(tmp_path)
+    rules = _resolve.FsRules(["/"], [top, f"{top}/.sandlock-0-abc/cow-1-x/1/tree"], [f"{top}/secret"])
+    for path in (f"{top}/.sandlock-0-abc", f"{top}/.sandlock-0-abc/cow-2-y/1/tree/secret/s",
+                 f"{top}/.sandlock-0-abc/cow-1-x/2/tree/secret/s"):  # other runs' layers
+        with pytest.raises(OSError):
+            rules.check(os.fsencode(path), "meta")
+    rules.check(os.fsencode(f"{top}/.sandlock-0-abc/cow-1-x/1/tree/secret/s"), "write")  # named by a rule
+    rules.check(os.fsencode(f"{top}/a"), "write")
+    rules.check(os.fsencode(f"{top}/.sandlock-new-1-a"), "write")
+    no_cut = _resolve.FsRules(["/"], [top], [])
+    no_cut.check(os.fsencode(f"{top}/.sandlock-0-abc/x"), "write")  # a grant of DIR covers its layers
+
+
 def _cli(args, abi):
     env = dict(os.environ, SANDLOCK_TEST_LANDLOCK_ABI=str(abi), PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "sandlock", *args], capture_output=True, text=True, env=env,

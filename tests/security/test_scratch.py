@@ -117,6 +117,7 @@ def test_planted_names_never_lead_a_cleanup_to_what_they_point_at(who, place: Pa
         (place / f".sandlock-{uid}-planted", canary / "box"),        # a container's name
         (tmp / f"sandlock-root-{DEAD}-x", canary / "box"),           # the old scratch name
         (tmp / f".sandlock-{uid}-planted", canary / "box"),
+        (wd / f".sandlock-{uid}-planted", canary / "box"),           # where a workdir's layers now go
     ]
     home = base_of(who)
     planted += [(home / f"root-{DEAD}-p", scratch_dir), (home / f"proc-{DEAD}-p", scratch_dir)]
@@ -175,6 +176,8 @@ def test_genuine_leftovers_of_a_dead_sandlock_are_removed_or_reported(who, place
     kept = fake_layers(who, box, wd, f"cow-{DEAD}-k")
     (kept / "1" / "state").write_text("kept\n")
     other_wd = fake_layers(who, box, place / "elsewhere", f"cow-{DEAD}-o")  # another workdir's: not ours to judge
+    wbox = container(who, wd, f".sandlock-{who.uid}-real")  # in the workdir, where layers are made now
+    wstale = fake_layers(who, wbox, wd, f"cow-{DEAD}-w")
     tbox = container(who, tmp, f".sandlock-{who.uid}-real")
     stale_root = mark(who, who.make_dir(tbox / f"root-{DEAD}-x", 0o700))
     who.make_file(stale_root / "f", "f\n")
@@ -183,7 +186,7 @@ def test_genuine_leftovers_of_a_dead_sandlock_are_removed_or_reported(who, place
         who.make_file(who.make_dir(path / "cwd") / "f", "f\n")
     r = run(who, place, ["--workdir", str(wd), "-w", str(wd), "--", "true"])
     assert r.returncode == 0, show(r)
-    assert not stale.exists(), f"a stale layer of a dead sandlock was left:\n{show(r)}"
+    assert not stale.exists() and not wstale.exists(), f"a stale layer of a dead sandlock was left:\n{show(r)}"
     assert (kept / "1" / "tree" / "precious").exists(), show(r)
     notes = [line for line in r.stderr.splitlines() if LEFTOVER in line]
     assert notes == [f"sandlock: {LEFTOVER}{kept}/1 (kept): inspect it, then remove it"], show(r)
@@ -199,18 +202,18 @@ def test_a_tree_ten_thousand_levels_deep_in_the_layer_crashes_neither_this_run_n
     wd = who.make_dir(place / "wd")
     who.make_dir(place / "tmp")
     who.make_file(wd / "keep", "keep\n")
-    before = tree_snapshot(wd)
+    before = _snapshot(wd)
     rules = [*SYSTEM_READ, "-r", str(secprogs.host_dir), "--workdir", str(wd), "-w", str(wd)]
     r = run(who, place, [*rules, end, "--", str(secprogs.host("deep_tree")), str(wd), str(DEPTH)])
     assert r.returncode == 0 and r.stdout == f"DEEP {DEPTH}\n", show(r)
     assert "Traceback" not in r.stderr, show(r)
-    assert tree_snapshot(wd) == before, f"{end} changed the workdir:\n{show(r)}"
+    assert _snapshot(wd) == before, f"{end} changed the workdir:\n{show(r)}"
     if end == "--on-exit=commit":  # too deep to apply: kept, and said so
         assert "cannot compare the upper layer (directories nested too deep" in r.stderr, show(r)
         assert "kept at " in r.stderr, show(r)
     else:
         assert "cannot list the changes (directories nested too deep" in r.stderr, show(r)
-        assert _layers(place) == [], f"the layer was left behind:\n{show(r)}"
+        assert _layers(place) + _layers(wd) == [], f"the layer was left behind:\n{show(r)}"
     again = run(who, place, [*rules, "--", "sh", "-c", f"cat {wd}/keep"])
     assert again.returncode == 0 and again.stdout == "keep\n" and "Traceback" not in again.stderr, show(again)
     notes = [line for line in again.stderr.splitlines() if LEFTOVER in line]
@@ -266,7 +269,7 @@ def _layers(place: Path) -> List[str]:
     out = []
     for name in os.listdir(place):
         if name.startswith(".sandlock-") and (place / name).is_dir():
-            out += [n for n in os.listdir(place / name) if n != _scratch.MARKER]
+            out += [n for n in os.listdir(place / name) if n not in (_scratch.MARKER, ".gitignore")]
     return out
 
 
@@ -281,3 +284,6 @@ def test_a_workdir_in_var_tmp_beside_the_bases_is_still_written_and_committed(wh
         assert (wd / "f").read_text() == "new\n"
     finally:
         shutil.rmtree(wd, ignore_errors=True)
+def _snapshot(wd: Path) -> dict:
+    """tree_snapshot of the workdir but for sandlock's containers in it (a kept layer is there)."""
+    return tree_snapshot(wd, skip=_scratch.reserved)
