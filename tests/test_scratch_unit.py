@@ -77,23 +77,30 @@ def test_a_container_is_made_mode_0700_with_its_marker_and_found_again(tmp_path:
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("plant", ["symlink", "mode", "no-marker", "marker-symlink", "bad-marker"])
-def test_a_planted_container_is_neither_used_nor_touched(tmp_path: Path, plant: str) -> None:
-    name = tmp_path / f".sandlock-{os.geteuid()}-planted"
+def _plant(tmp_path: Path, name: Path, plant: str) -> Path:
+    """Something at `name` that is not a container of ours; returns the directory a
+    planted symlink points to (which must stay untouched)."""
     target = tmp_path / "target"
     target.mkdir(mode=0o700)
     (target / ".sandlock").write_bytes(_scratch.MARK)
     if plant == "symlink":
         os.symlink(target, name)
-    else:
-        name.mkdir(mode=0o700)
-        if plant == "mode":
-            (name / ".sandlock").write_bytes(_scratch.MARK)
-            name.chmod(0o755)
-        elif plant == "marker-symlink":
-            os.symlink(target / ".sandlock", name / ".sandlock")
-        elif plant == "bad-marker":
-            (name / ".sandlock").write_bytes(b"not ours\n")
+        return target
+    name.mkdir(mode=0o700)
+    if plant == "mode":
+        (name / ".sandlock").write_bytes(_scratch.MARK)
+        name.chmod(0o755)
+    elif plant == "marker-symlink":
+        os.symlink(target / ".sandlock", name / ".sandlock")
+    elif plant == "bad-marker":
+        (name / ".sandlock").write_bytes(b"not ours\n")
+    return target
+
+
+@pytest.mark.parametrize("plant", ["symlink", "mode", "no-marker", "marker-symlink", "bad-marker"])
+def test_a_planted_container_is_neither_used_nor_touched(tmp_path: Path, plant: str) -> None:
+    name = tmp_path / f".sandlock-{os.geteuid()}-planted"
+    target = _plant(tmp_path, name, plant)
     before = sorted(os.listdir(tmp_path))
     assert _scratch.containers(str(tmp_path)) == []
     box = _scratch.container(str(tmp_path))
@@ -166,16 +173,7 @@ def test_the_base_goes_to_the_next_place_when_the_first_is_unusable(tmp_path: Pa
 @pytest.mark.parametrize("plant", ["symlink", "mode", "no-marker"])
 def test_a_planted_base_is_neither_used_nor_touched_and_still_hidden(tmp_path: Path, plant: str) -> None:
     name = tmp_path / f".sandlock-{os.geteuid()}"
-    target = tmp_path / "target"
-    target.mkdir(mode=0o700)
-    (target / ".sandlock").write_bytes(_scratch.MARK)
-    if plant == "symlink":
-        os.symlink(target, name)
-    else:
-        name.mkdir(mode=0o700)
-        if plant == "mode":
-            (name / ".sandlock").write_bytes(_scratch.MARK)
-            name.chmod(0o755)
+    target = _plant(tmp_path, name, plant)
     home = _scratch.base((str(tmp_path),))
     assert home != str(name) and os.path.basename(home).startswith(f".sandlock-{os.geteuid()}-")
     assert _scratch.base((str(tmp_path),)) == home  # every run of the user picks the same one
