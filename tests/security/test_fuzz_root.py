@@ -365,7 +365,10 @@ sys.exit(cfg["exit_code"])
 '''
 
 
-def _meta(path: Path) -> Tuple:
+def _meta(path: Path, times: bool = True) -> Tuple:
+    """What a stray chmod, chown, setxattr, write or create would change.  times=False for
+    the host's shared device nodes, whose times any process of the host moves (a pty
+    allocated elsewhere changes /dev/ptmx's): their mode, owner and xattrs still count."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -377,12 +380,13 @@ def _meta(path: Path) -> Tuple:
         except OSError:
             pass
     listing = tuple(sorted(os.listdir(path))) if stat.S_ISDIR(st.st_mode) else ()
-    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns, xattrs, listing)
+    stamps = (st.st_mtime_ns, st.st_ctime_ns) if times else ()
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_size) + stamps + (xattrs, listing)
 
 
 def _host_state(root: Path, outside: Path) -> Dict[str, Tuple]:
     state = {f"root:{rel}": _meta(root / rel) for rel in WATCHED}
-    state.update({f"dev:{d}": _meta(Path(d)) for d in DEVICES})
+    state.update({f"dev:{d}": _meta(Path(d), times=False) for d in DEVICES})
     for p in [outside, *sorted(outside.iterdir())]:
         state[f"outside:{p}"] = _meta(p)
         if p.is_file():
