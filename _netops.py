@@ -91,6 +91,21 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
     raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
 
 
+def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[bytes]:
+    """`address` with the IPv4 unspecified destination 0.0.0.0 (also ::ffff:0.0.0.0)
+    spelled as 127.0.0.1, the address the policy decided (_netpolicy.reached); None if
+    it is not that.  The kernel sends to 0.0.0.0 at the socket's own source address
+    (ip_route_output_key_hash: daddr = saddr), so from a socket bound to 127.0.0.2 or a
+    host address, 0.0.0.0 reached that address, which no rule allowed.  The bound
+    address cannot be read first: another thread may bind between the check and the
+    act."""
+    where = ip_destination(family, address, connect)
+    if where is None or where[0] not in (bytes(4), bytes(10) + b"\xff\xff" + bytes(4)):
+        return None
+    at = 4 if len(where[0]) == 4 else 20
+    return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
+
+
 def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
@@ -279,6 +294,10 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
             dns = _check_dns(ctx, sock, listed, payloads, connect, call.flags if not connect else 0, controls)
             if dns is None:
                 answer = _check_ip(ctx, call, sock, [a for a in listed if a], connect, payloads)
+                for one in listed:
+                    spelled = _loopback_spelled(sock.family, one, connect) if one else None
+                    if spelled is not None:
+                        routes[one] = spelled
             elif isinstance(dns, Value):  # a virtual connect to a resolver
                 answer = dns
             else:  # queries sent on behalf, then their answers learned

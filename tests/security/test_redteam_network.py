@@ -1,0 +1,158 @@
+"""Red team of the network policy (issue 11; README "Network", SECURITY.md "Network").
+
+Every probe runs INSIDE a sandbox, as root and as the unprivileged user (the
+`who` fixture).  The test process plays the network: tagged TCP and UDP echo
+servers on loopback addresses it picks; each denial has a control in which the
+same probe reaches a server the policy allows.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Dict, Iterator, List
+
+import pytest
+
+from conftest import SYSTEM_PYTHON, SYSTEM_READ
+
+PROBE = r"""
+import errno, socket, sys
+port = int(sys.argv[1])
+def name(exc): return errno.errorcode.get(exc.errno, str(exc.errno))
+def direct(host):
+    s = socket.socket(); s.settimeout(5); s.connect((host, port)); s.sendall(b"ping"); return s.recv(64).decode()
+def zero_from(host):
+    # a socket bound to `host` (port 0: any bind may), then connect(0.0.0.0): the
+    # kernel sends to the socket's own source address (ip_route_output_key_hash)
+    s = socket.socket(); s.settimeout(5); s.bind((host, 0)); s.connect(("0.0.0.0", port))
+    s.sendall(b"ping"); return s.recv(64).decode()
+def udp_zero_from(host):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); s.bind((host, 0))
+    s.sendto(b"ping", ("0.0.0.0", port)); return s.recv(64).decode()
+def mapped_zero_from(host):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(5); s.bind(("::ffff:" + host, 0))
+    s.sendto(b"ping", ("::ffff:0.0.0.0", port)); return s.recv(64).decode()
+for arg in sys.argv[2:]:
+    op, host = arg.split("@")
+    try:
+        print(arg, "OK", globals()[op](host), flush=True)
+    except OSError as exc:
+        print(arg, "ERR", name(exc) if exc.errno else type(exc).__name__, flush=True)
+"""
+
+
+class Tagged:
+    """TCP and UDP servers on `host`:`port` that answer their own tag (threads)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.tag = host.encode()
+        self.tcp = socket.socket()
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((host, port))
+        self.tcp.listen(16)
+        self.tcp.settimeout(0.2)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, port))
+        self.udp.settimeout(0.2)
+        self.received: List[bytes] = []
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._tcp, daemon=True), threading.Thread(target=self._udp, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _tcp(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                continue
+            conn.settimeout(2)
+            try:
+                self.received.append(conn.recv(64))
+                conn.sendall(self.tag)
+            except OSError:
+                pass
+            conn.close()
+
+    def _udp(self) -> None:
+        while not self.stopping:
+            try:
+                data, peer = self.udp.recvfrom(64)
+            except OSError:
+                continue
+            self.received.append(data)
+            self.udp.sendto(self.tag, peer)
+
+    def close(self) -> None:
+        self.stopping = True
+        for t in self.threads:
+            t.join(2)
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[Dict[str, Tagged]]:
+    """Tagged servers on 127.0.0.1 and 127.0.0.2, one port number for both."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            port = s.getsockname()[1]
+        try:
+            one = Tagged("127.0.0.1", port)
+        except OSError:
+            continue
+        try:
+            two = Tagged("127.0.0.2", port)
+        except OSError:
+            one.close()
+            continue
+        break
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
+    yield {"port": port, "127.0.0.1": one, "127.0.0.2": two}  # type: ignore[misc]
+    one.close()
+    two.close()
+
+
+def run_probe(who, net: List[str], port: int, *ops: str) -> Dict[str, str]:  # type: ignore[no-untyped-def]
+    r = who.run([*SYSTEM_READ, *net, "--", SYSTEM_PYTHON, "-c", PROBE, str(port), *ops])
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    out = {}
+    for line in r.stdout.splitlines():
+        op, _, result = line.partition(" ")
+        out[op] = result
+    assert len(out) == len(ops), r.stdout + r.stderr
+    return out
+
+
+# --- 0.0.0.0 from a socket bound to another local address --------------------------------------------
+
+ZERO_OPS = ("direct@127.0.0.2", "zero_from@127.0.0.2", "udp_zero_from@127.0.0.2", "mapped_zero_from@127.0.0.2")
+
+
+def test_connect_to_0_0_0_0_from_a_socket_bound_to_a_denied_local_address_does_not_reach_it(who, pair):
+    # the policy allows 127.0.0.1 only: 0.0.0.0 may reach 127.0.0.1, never 127.0.0.2
+    out = run_probe(who, ["--net-allow", "127.0.0.1"], pair["port"], *ZERO_OPS)
+    assert out["direct@127.0.0.2"] == "ERR EACCES"
+    for op in ZERO_OPS[1:]:
+        assert out[op] in ("OK 127.0.0.1", "ERR EACCES"), (op, out)
+    assert pair["127.0.0.2"].received == []
+
+
+def test_net_deny_of_a_local_address_holds_for_0_0_0_0_from_a_socket_bound_to_it(who, pair):
+    out = run_probe(who, ["--net-deny", "127.0.0.2"], pair["port"], *ZERO_OPS)
+    assert out["direct@127.0.0.2"] == "ERR EACCES"
+    for op in ZERO_OPS[1:]:
+        assert out[op] in ("OK 127.0.0.1", "ERR EACCES"), (op, out)
+    assert pair["127.0.0.2"].received == []
+
+
+def test_control_the_same_probes_reach_the_servers_the_policy_allows(who, pair):
+    out = run_probe(who, ["--net-allow", "127.0.0.1", "--net-allow", "127.0.0.2"], pair["port"],
+                    "direct@127.0.0.2", "direct@127.0.0.1", "zero_from@127.0.0.1", "udp_zero_from@127.0.0.1",
+                    "mapped_zero_from@127.0.0.1")
+    assert out == {"direct@127.0.0.2": "OK 127.0.0.2", "direct@127.0.0.1": "OK 127.0.0.1",
+                   "zero_from@127.0.0.1": "OK 127.0.0.1", "udp_zero_from@127.0.0.1": "OK 127.0.0.1",
+                   "mapped_zero_from@127.0.0.1": "OK 127.0.0.1"}
