@@ -156,3 +156,57 @@ def test_control_the_same_probes_reach_the_servers_the_policy_allows(who, pair):
     assert out == {"direct@127.0.0.2": "OK 127.0.0.2", "direct@127.0.0.1": "OK 127.0.0.1",
                    "zero_from@127.0.0.1": "OK 127.0.0.1", "udp_zero_from@127.0.0.1": "OK 127.0.0.1",
                    "mapped_zero_from@127.0.0.1": "OK 127.0.0.1"}
+
+
+# --- interface names under /proc/sys/net --------------------------------------------------------------
+
+SYSCTL_PROBE = r"""
+import errno, os, sys
+host_if = sys.argv[1]
+def name(exc): return errno.errorcode.get(exc.errno, str(exc.errno))
+def ls(path): return ",".join(sorted(os.listdir(path)))
+def cat(path):
+    with open(path) as f: return f.read().strip()
+ops = [("ls4conf", ls, "/proc/sys/net/ipv4/conf"), ("ls6conf", ls, "/proc/sys/net/ipv6/conf"),
+       ("ls4neigh", ls, "/proc/sys/net/ipv4/neigh"), ("ls6neigh", ls, "/proc/sys/net/ipv6/neigh"),
+       ("hostmtu", cat, "/proc/sys/net/ipv6/conf/%s/mtu" % host_if),
+       ("hostdir", os.stat, "/proc/sys/net/ipv4/conf/%s" % host_if),
+       ("hostrel", lambda d: os.open(host_if, os.O_RDONLY | os.O_DIRECTORY, dir_fd=os.open(d, os.O_PATH)),
+        "/proc/sys/net/ipv4/neigh"),
+       ("lomtu", cat, "/proc/sys/net/ipv6/conf/lo/mtu"), ("allfwd", cat, "/proc/sys/net/ipv4/conf/all/forwarding")]
+for op, fn, arg in ops:
+    try:
+        r = fn(arg)
+        print(op, "OK", host_if in str(r).split(",") if op.startswith("ls") else "seen", flush=True)
+    except OSError as exc:
+        print(op, "ERR", name(exc), flush=True)
+"""
+
+
+def host_interface() -> str:
+    names = [n for _, n in socket.if_nameindex() if n != "lo"]
+    if not names:
+        pytest.skip("this host has no interface but lo: nothing to hide")
+    return names[0]
+
+
+def sysctl_probe(who, net: List[str]) -> Dict[str, str]:  # type: ignore[no-untyped-def]
+    r = who.run([*SYSTEM_READ, *net, "--", SYSTEM_PYTHON, "-c", SYSCTL_PROBE, host_interface()])
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return dict(line.split(" ", 1) for line in r.stdout.splitlines())
+
+
+def test_with_no_network_proc_sys_net_names_no_host_interface(who):
+    out = sysctl_probe(who, [])
+    for op in ("ls4conf", "ls6conf", "ls4neigh", "ls6neigh"):
+        assert out[op] in ("OK False", "ERR EACCES"), (op, out)
+    for op in ("hostmtu", "hostdir", "hostrel"):
+        assert out[op] == "ERR ENOENT", (op, out)
+    assert out["lomtu"] == "OK seen" and out["allfwd"] == "OK seen", out
+
+
+def test_control_with_some_network_proc_sys_net_shows_the_host_interfaces(who):
+    out = sysctl_probe(who, ["--net-allow", "127.0.0.1"])
+    assert out == {"ls4conf": "OK True", "ls6conf": "OK True", "ls4neigh": "OK True", "ls6neigh": "OK True",
+                   "hostmtu": "OK seen", "hostdir": "OK seen", "hostrel": "OK seen", "lomtu": "OK seen",
+                   "allfwd": "OK seen"}, out
