@@ -210,3 +210,54 @@ def test_control_with_some_network_proc_sys_net_shows_the_host_interfaces(who):
     assert out == {"ls4conf": "OK True", "ls6conf": "OK True", "ls4neigh": "OK True", "ls6neigh": "OK True",
                    "hostmtu": "OK seen", "hostdir": "OK seen", "hostrel": "OK seen", "lomtu": "OK seen",
                    "allfwd": "OK seen"}, out
+
+
+# --- the netlink view: a message the kernel never answers ----------------------------------------------
+
+NETLINK_PROBE = r"""
+import socket, struct, sys, threading, time
+flags, count = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(16, socket.SOCK_RAW, 0)   # NETLINK_ROUTE (emulated)
+# RTM_GETLINK dumps; without NLM_F_REQUEST (flags 0x300) the kernel answers none of them
+s.send(b"".join(struct.pack("=IHHII", 32, 18, flags, i + 1, 0) + bytes(16) for i in range(count)))
+took = []
+def other():
+    start = time.monotonic(); open("/etc/hostname").read(); took.append(time.monotonic() - start)
+start = time.monotonic()
+t = threading.Thread(target=other); t.start()
+try:
+    first = s.recv(65536, socket.MSG_DONTWAIT)
+except BlockingIOError:
+    first = b""
+t.join()
+print("recv %.1f open %.1f" % (time.monotonic() - start, took[0]), flush=True)
+s.settimeout(3)
+try:
+    first = first or s.recv(65536)
+    print("answer", first[4:6] == struct.pack("=H", 16), flush=True)   # RTM_NEWLINK
+except socket.timeout:
+    print("answer none", flush=True)
+"""
+
+
+def netlink_probe(who, flags: int) -> List[str]:  # type: ignore[no-untyped-def]
+    start = __import__("time").monotonic()
+    r = who.run([*SYSTEM_READ, "--net-allow", "127.0.0.1", "--", SYSTEM_PYTHON, "-c", NETLINK_PROBE, str(flags), "8"],
+                timeout=120)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout.split() + ["%.1f" % (__import__("time").monotonic() - start)]
+
+
+def test_netlink_messages_the_kernel_never_answers_do_not_stall_the_supervisor(who):
+    # 8 RTM_GETLINK dumps without NLM_F_REQUEST: the supervisor waited 2 s for each kernel
+    # answer, in the notification loop, and every trapped call of the sandbox waited
+    out = netlink_probe(who, 0x300)  # NLM_F_DUMP
+    recv, other = float(out[1]), float(out[3])
+    assert recv < 3 and other < 3, out
+    assert out[4:6] == ["answer", "none"], out  # as the kernel: no answer to a non-request
+
+
+def test_control_netlink_requests_are_still_answered_by_the_kernel(who):
+    out = netlink_probe(who, 0x301)  # NLM_F_DUMP | NLM_F_REQUEST
+    assert float(out[1]) < 3 and float(out[3]) < 3, out
+    assert out[4:6] == ["answer", "True"], out
