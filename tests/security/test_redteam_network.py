@@ -261,3 +261,30 @@ def test_control_netlink_requests_are_still_answered_by_the_kernel(who):
     out = netlink_probe(who, 0x301)  # NLM_F_DUMP | NLM_F_REQUEST
     assert float(out[1]) < 3 and float(out[3]) < 3, out
     assert out[4:6] == ["answer", "True"], out
+
+
+# --- DNS: what an allowed query carries besides its name --------------------------------------------
+
+from .test_dns import DEB_PYTHON, Guest, Net, allow, glibc, make_guest, net, run  # noqa: E402,F401  (fixtures)
+
+PY_CASED = r"""
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+try:
+    s.sendto(q, (server, 53)); print("answered", len(s.recv(512)) > 12)
+except OSError as e:
+    print("ERR", e.errno)
+"""
+
+
+def test_the_letter_case_of_an_allowed_query_does_not_reach_the_resolver(who, glibc: Guest, net: Net) -> None:
+    # before: the datagram reached the resolver as written, 1 bit per letter (0x20 encoding)
+    cased = "aPi.AlLowEd.TEst"
+    done = run(who, glibc, allow(f"api.allowed.test:{net.port}"), [DEB_PYTHON, "-c", PY_CASED, net.ip(53), cased])
+    # control: the query is allowed and answered, whatever its case
+    assert done.stdout.split() == ["answered", "True"], done.stdout + done.stderr
+    assert any(b"allowed" in d.lower() for d in net.dns.datagrams)
+    assert not any(b"AlLowEd" in d for d in net.dns.datagrams), net.dns.datagrams
