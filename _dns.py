@@ -5,7 +5,8 @@ of the command's view of /etc/resolv.conf: the host's, or the --root
 image's) is a DNS query.  It is read once into the supervisor's copy,
 checked to be exactly one plain query (`parse_query`: header, one question,
 at most an empty EDNS OPT record; nothing else can ride along) for a name
-some rule allows (`NetRules.allows_name`), and sent on behalf; any other
+some rule allows (`NetRules.allows_name`), and sent on behalf with the name
+in lower case (`fold_case`: the letters' case would carry a bit each); any other
 datagram to the resolver is refused with EACCES and never leaves the
 machine (the supervisor cannot answer NXDOMAIN: it cannot forge a datagram
 with the resolver's source address, which resolvers check).
@@ -140,6 +141,15 @@ def parse_query(data: bytes) -> Optional[Query]:
     elif len(data) != offset:
         return None
     return Query(ident, name, qtype)
+
+
+def fold_case(query: bytes) -> bytes:
+    """A query parse_query accepted, with its question name in lower case: a name's labels
+    hold only letters, digits, '-' and '_' and its length bytes are below 64, so
+    lowering the name's bytes changes its letters only.  (Resolvers answer names
+    case-insensitively; glibc, musl and Go match the answer without regard to case.)"""
+    end = query.index(b"\0", 12)
+    return query[:12] + query[12:end].lower() + query[end:]
 
 
 class Answer(NamedTuple):

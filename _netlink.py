@@ -64,7 +64,7 @@ NLMSG = struct.Struct("=IHHII")   # struct nlmsghdr
 SOCKADDR_NL = struct.Struct("=HHII")  # struct sockaddr_nl
 RTATTR = struct.Struct("=HH")
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
-NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP, NLM_F_CAPPED = 0x2, 0x4, 0x300, 0x100
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP, NLM_F_CAPPED = 0x1, 0x2, 0x4, 0x300, 0x100
 RTM_BASE, RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 16, 18, 20, 22
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 10
 
@@ -282,6 +282,11 @@ class Netlink:
         return True
 
     def _answer(self, one: Emulated, kind: int, flags: int, seq: int, body: bytes, whole: bytes) -> List[bytes]:
+        if not flags & NLM_F_REQUEST:
+            # the kernel answers no message that is not a request, but an ACK if asked
+            # (netlink_rcv_skb); asking it would wait REAL_TIMEOUT for nothing, per message,
+            # in the notification loop when do_recv settles (every trapped call waits)
+            return [_error(0, seq, one.portid, whole)] if flags & NLM_F_ACK else []
         if (kind - RTM_BASE) % 4 != 2:
             raise OSError(errno.EPERM, "netlink is read-only in the sandbox")  # NEW, DEL, SET
         if self.real:

@@ -91,6 +91,21 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
     raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
 
 
+def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[bytes]:
+    """`address` with the IPv4 unspecified destination 0.0.0.0 (also ::ffff:0.0.0.0)
+    spelled as 127.0.0.1, the address the policy decided (_netpolicy.reached); None if
+    it is not that.  The kernel sends to 0.0.0.0 at the socket's own source address
+    (ip_route_output_key_hash: daddr = saddr), so from a socket bound to 127.0.0.2 or a
+    host address, 0.0.0.0 reached that address, which no rule allowed.  The bound
+    address cannot be read first: another thread may bind between the check and the
+    act."""
+    where = ip_destination(family, address, connect)
+    if where is None or where[0] not in (bytes(4), bytes(10) + b"\xff\xff" + bytes(4)):
+        return None
+    at = 4 if len(where[0]) == 4 else 20
+    return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
+
+
 def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
@@ -158,6 +173,8 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     queries = [_dns.parse_query(p) for p in payloads]
     if not all(q is not None and dns.rules.allows_name(q.name) for q in queries):
         raise OSError(errno.EACCES, "a DNS query for a name no rule allows")
+    # the name is sent in lower case: its letters' case would carry a bit each (0x20)
+    payloads[:] = [_dns.fold_case(p) for p in payloads]
     return peer, targets[0], queries
 
 
@@ -279,6 +296,10 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
             dns = _check_dns(ctx, sock, listed, payloads, connect, call.flags if not connect else 0, controls)
             if dns is None:
                 answer = _check_ip(ctx, call, sock, [a for a in listed if a], connect, payloads)
+                for one in listed:
+                    spelled = _loopback_spelled(sock.family, one, connect) if one else None
+                    if spelled is not None:
+                        routes[one] = spelled
             elif isinstance(dns, Value):  # a virtual connect to a resolver
                 answer = dns
             else:  # queries sent on behalf, then their answers learned
@@ -341,9 +362,10 @@ def do_sendto(ctx: Context, call: Call) -> Reply:
     address = read_mem(ctx.tracees, call.tid, call.ptr2, call.mask) if call.ptr2 else None
     data = read_mem(ctx.tracees, call.tid, call.ptr, min(call.size, SEND_MAX)) if call.size else b""
     flags = call.flags
+    payloads = [data]  # a policed DNS query is sent as _check_dns left it
     return _on_socket(ctx, call, address, not flags & MSG_DONTWAIT,
-                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), data, b"", flags),
-                      payloads=[data])
+                      lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(address), payloads[0], b"", flags),
+                      payloads=payloads)
 
 
 def _has_peer(ctx: Context, call: Call) -> bool:
@@ -361,10 +383,11 @@ def do_sendmsg(ctx: Context, call: Call) -> Reply:
     """sendmsg: the address, data and ancillary data are read once and sent on behalf."""
     name, data, control, fds = _read_msghdr(ctx, call, call.ptr)  # type: ignore[misc]
     flags = call.flags
+    payloads = [data]  # a policed DNS query is sent as _check_dns left it
     return _on_socket(ctx, call, name, not flags & MSG_DONTWAIT,
-                      _passing(ctx, fds, lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), data,
+                      _passing(ctx, fds, lambda sock, route: _syscalls.sendmsg(sock.fileno(), route(name), payloads[0],
                                                                                control, flags)),
-                      _closer(fds), payloads=[data], controls=[control])
+                      _closer(fds), payloads=payloads, controls=[control])
 
 
 def do_sendmmsg(ctx: Context, call: Call) -> Reply:
@@ -390,10 +413,11 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             os.close(fd)
         raise
     names = [m[1] for m in messages]  # None: to the socket's peer
+    payloads = [m[2] for m in messages]  # policed DNS queries are sent as _check_dns left them
 
     def act(sock: socket.socket, route) -> int:
         sent = 0
-        for entry, name, data, control in messages:
+        for (entry, name, _, control), data in zip(messages, payloads):
             try:
                 count = _syscalls.sendmsg(sock.fileno(), route(name), data, control, call.flags)
             except OSError:
@@ -405,7 +429,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             sent += 1
         return sent
     return _on_socket(ctx, call, names, not call.flags & MSG_DONTWAIT, _passing(ctx, fds, act),
-                      _closer(fds), payloads=[m[2] for m in messages], controls=[m[3] for m in messages])
+                      _closer(fds), payloads=payloads, controls=[m[3] for m in messages])
 
 
 def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:

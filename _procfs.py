@@ -298,6 +298,24 @@ def net_view(what: bytes, fd: int, processes: Callable[[], Iterable[int]], netwo
     raise os_error(errno.EACCES)
 
 
+# /proc/sys/net names the host's interfaces: a directory per interface under conf/ and
+# neigh/ of ipv4 and ipv6.  With no network allowed the sandbox sees lo only (as the
+# interface files above): those directories cannot be listed (EACCES) and an entry
+# other than all, default and lo is absent (ENOENT), for every open, O_PATH included.
+SYS_NET_PER_INTERFACE = (b"sys/net/ipv4/conf", b"sys/net/ipv6/conf", b"sys/net/ipv4/neigh", b"sys/net/ipv6/neigh")
+SYS_NET_SHOWN = frozenset((b"all", b"default", b"lo"))
+
+
+def sys_net_check(what: bytes, flags: int) -> None:
+    """Raise for /proc/`what` (below /proc) if it names or lists a host interface (see above)."""
+    for top in SYS_NET_PER_INTERFACE:
+        if what == top:
+            if not flags & os.O_PATH:
+                raise os_error(errno.EACCES)
+        elif what.startswith(top + b"/") and what[len(top) + 1:].split(b"/", 1)[0] not in SYS_NET_SHOWN:
+            raise os_error(errno.ENOENT)
+
+
 def socket_inodes(pids: Iterable[int]) -> Set[int]:
     """Inodes of the sockets the processes `pids` hold (their fds linking to socket:[N])."""
     out = set()

@@ -437,6 +437,8 @@ class Resolver:
             if self.hot.fstat(fd).dev != self.proc_dev:
                 return fd, name
             pid, what = _procfs.classify(name, self.is_member)
+            if pid is None and not self.network_allowed:
+                _procfs.sys_net_check(what, flags)
             self.rules.check(name, "meta" if flags & os.O_PATH else "read")
             if flags & os.O_PATH or flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
                 return fd, name  # a lookup, or a write the rules decide

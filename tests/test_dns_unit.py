@@ -27,6 +27,13 @@ def test_a_plain_query_is_read_as_its_id_lower_case_name_and_type() -> None:
     assert _dns.parse_query(query("a.example", ar=1, extra=OPT)) == _dns.Query(7, "a.example", 1)
 
 
+def test_a_policed_query_is_sent_with_only_its_name_in_lower_case() -> None:
+    sent = query("Z-Z.AbC_9.Example", 0x4142, qtype=28, ar=1, extra=OPT)
+    folded = _dns.fold_case(sent)
+    assert folded == query("z-z.abc_9.example", 0x4142, qtype=28, ar=1, extra=OPT)
+    assert _dns.parse_query(folded) == _dns.parse_query(sent)
+
+
 @pytest.mark.parametrize("datagram", [
     query("a.example", extra=b"secret"),                                  # bytes after the question
     query("a.example", ar=1, extra=OPT[:-2] + struct.pack("!H", 4) + b"data"),  # EDNS option data
