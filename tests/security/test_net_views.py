@@ -145,14 +145,14 @@ def _local_ports(table: str) -> List[int]:
 
 
 def _host_header(name: str) -> str:
-    return Path(f"/proc/net/{name}").read_text().splitlines(keepends=True)[0]
+    return Path(f"/proc/net/{name}").read_text(errors="surrogateescape").splitlines(keepends=True)[0]
 
 
 def test_proc_net_socket_tables_list_the_sandboxs_own_sockets_and_no_host_socket(view: View,
                                                                                  host_sockets: HostSockets) -> None:
     for name, port in host_sockets.ports.items():  # control: the host lists the test's sockets
-        assert port in _local_ports(Path(f"/proc/net/{name}").read_text()), name
-    assert host_sockets.unix_name in Path("/proc/net/unix").read_text()
+        assert port in _local_ports(Path(f"/proc/net/{name}").read_text(errors="surrogateescape")), name
+    assert host_sockets.unix_name in Path("/proc/net/unix").read_text(errors="surrogateescape")
     files, lines, out = netview(view, "own1")
     assert SECRET not in out, f"a host socket reached the sandbox:\n{out}"
     own = {line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("port ")}
@@ -198,7 +198,7 @@ def test_proc_net_interface_files_show_only_loopback_and_host_wide_files_are_ref
     for name in ("route", "arp"):
         assert files[f"/proc/net/{name}"] == _host_header(name), (name, files[f"/proc/net/{name}"])
     for name in ("fib_trie", "snmp"):
-        assert Path(f"/proc/net/{name}").read_text(), f"control: the host's {name} is readable"
+        assert Path(f"/proc/net/{name}").read_text(errors="surrogateescape"), f"control: the host's {name} is readable"
         assert files.get(f"/proc/net/{name} ERR Permission denied") == "", (name, sorted(files))
 
 
