@@ -59,6 +59,13 @@ def _cases(wd: str, plain: str) -> List[Tuple[List[str], int]]:
         cases.append((["--env", value, "--", "true"], bad))
     for value in ("nosuch", "", "OPEN", "open;", "open read"):
         cases.append((["--deny-syscall", value, "--", "true"], bad))
+    # network specs
+    for args in (["--net-allow", "tcp://[::1"], ["--net-allow", "icmp://192.0.2.1:7"], ["--net-deny", "example.com"],
+                 ["--net-allow", "192.0.2.1:99999"], ["--net-allow", "192.0.2.1:5-3"], ["--net-allow", "ftp://x"],
+                 ["--net-allow", "300.1.1.1:80"], ["--net-allow", "[::1]/200"], ["--net-allow", ""],
+                 ["--net-allow", "a.example", "--net-deny", "192.0.2.1"], ["--net-allow-bind", "x"],
+                 ["--net-allow-bind", "70000"], ["--net-deny-bind", "-1"], ["--net-allow"]):
+        cases.append((args + ["--", "true"] if len(args) > 1 else args, bad))
     # commands that cannot run
     cases += [(["--", ""], 127), (["--", "/nonexistent/cmd"], 127), (["--", "nosuchcommand-xyz"], 127),
               (["--", "/tmp/\udcff-none"], 127), (["--", "a\nb"], 127), (["--", "/etc"], 126), (["--", plain], 126)]
