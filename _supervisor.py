@@ -1050,10 +1050,7 @@ class Session:
             return
         r, w, previous, old_fd = wakeup
         for signum, handler in previous.items():
-            # the CLI ignores late signals with a Python no-op, not SIG_IGN: a signal caught
-            # by C just before this and run by Python just after would find SIG_IGN and print
-            # "Signal N ignored due to race condition" (seen under a SIGCONT storm)
-            signal.signal(signum, handler if self.restore_signals else _noop)
+            signal.signal(signum, handler if self.restore_signals else signal.SIG_IGN)
         signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
         os.close(w)
