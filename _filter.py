@@ -178,7 +178,7 @@ SOCKET_NETLINK_ROUTE = Test(0, "eq", AF_NETLINK, "notify", also=Test(2, "eq", NE
 
 def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
     """socket(2) on register values (README "Network").  Unix sockets as before;
-    NETLINK_ROUTE notified (emulated), NETLINK_SOCK_DIAG EPERM (SPEC 1.8), other
+    NETLINK_ROUTE notified (emulated), NETLINK_SOCK_DIAG EPERM (on the deny list: it lists host sockets), other
     netlink protocols EPROTONOSUPPORT (README "Network views"); of the IP families
     only TCP, UDP when some rule could allow UDP, and ICMP "ping" sockets when an
     icmp:// rule exists (EACCES otherwise); raw IP and packet sockets (and the
@@ -196,7 +196,7 @@ def socket_rule(udp: bool = False, icmp: bool = False) -> Rule:
     ping = "allow" if icmp else "eacces"
     return ([Test(1, "maskeq", SOCK_PACKET, "eperm", mask=SOCK_TYPE_MASK),
              Test(0, "eq", AF_UNIX, "allow"),
-             Test(0, "eq", AF_NETLINK, "eperm", also=Test(2, "eq", NETLINK_SOCK_DIAG, "")),  # SPEC 1.8
+             Test(0, "eq", AF_NETLINK, "eperm", also=Test(2, "eq", NETLINK_SOCK_DIAG, "")),  # lists host sockets
              SOCKET_NETLINK_ROUTE,
              Test(0, "eq", AF_NETLINK, "eprotonosupport"),
              Test(0, "eq", AF_PACKET, "eperm"),
