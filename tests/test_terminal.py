@@ -119,6 +119,7 @@ def test_a_foreground_sandbox_reads_the_terminal_and_ctrl_z_fg_resume_it(shell: 
     shell.expect("GOT-one")
     shell.send("\x1a")
     shell.expect("Stopped")
+    shell.expect("PROMPT\\$ ")  # bash's readline flushes what is typed before its prompt
     shell.send("fg\n")
     time.sleep(0.5)
     shell.send("two\n")
