@@ -436,9 +436,10 @@ def do_ioctl(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(dup)
     if not is_socket:
-        # CONTINUE: decided on the request number and the fd's type; the kernel gives
-        # the file's own answer (ENOTTY for these numbers), nothing about interfaces
-        return CONTINUE
+        # answered here, not continued: a thread could dup2 a socket onto this fd number
+        # before the kernel's call, which would then describe the host's interfaces; for
+        # these numbers every other file the sandbox can hold gives ENOTTY
+        return Errno(errno.ENOTTY)
     if request == SIOCGIFCONF:
         return _ifconf(ctx, call)
     if request in (SIOCGARP, SIOCGRARP):
