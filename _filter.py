@@ -244,7 +244,8 @@ def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = 
     rules the policy shapes, e.g. socket_rule)."""
     table = _syscalls.table(arch)
     unknown = [n for n in traps if n not in table and n not in _ANY_ARCH]
-    unknown += [n for n in extra_deny if n not in _syscalls.any_arch_names()]
+    known = _syscalls.any_arch_names() if extra_deny else frozenset()
+    unknown += [n for n in extra_deny if n not in known]
     if unknown:
         raise KeyError(f"unknown syscall name(s): {', '.join(sorted(unknown))}")
     out: Dict[int, Rule] = {}
