@@ -607,6 +607,67 @@ def _on_fd(ctx: Context, call: Call, need: str, act: Callable[[int], object]) ->
     return Value(0)
 
 
+# --- renames and links (host sandboxes; an emulated root has its own: _rootops) -----------------
+
+AT_SYMLINK_FOLLOW = 0x400
+
+
+def _entry(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes]:
+    """(O_PATH fd of the parent directory, last component) of a name a rename or link
+    changes, refused (EACCES) when it lies in another run's container (FsRules.foreign):
+    the supervisor's thread then does the operation, under the same Landlock rules
+    as the command, so the kernel decides everything else as for the command."""
+    fd, last, name = ctx.resolver.parent(call, dirfd, path)
+    try:
+        if name is None or ctx.resolver.rules.foreign(name.rstrip(b"/") + b"/" + last, itself=True):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+    except BaseException:
+        os.close(fd)
+        raise
+    if path.endswith(b"/") and last not in (b".", b".."):
+        last += b"/"  # the kernel's answer for "file/" (ENOTDIR)
+    return fd, last
+
+
+def do_rename(ctx: Context, call: Call) -> Reply:
+    """rename, renameat, renameat2 in a host sandbox: a container of another run's
+    workdir may not be moved out of its place (nor anything into or out of one),
+    where a later open would no longer see it for what it is (README "Where
+    sandlock keeps its own files")."""
+    old, old_last = _entry(ctx, call, call.dirfd, call.path or b"")
+    try:
+        new, new_last = _entry(ctx, call, call.dirfd2, call.path2 or b"")
+        try:
+            _syscalls._call("renameat2", old, old_last, new, new_last, call.flags)
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+    return Value(0)
+
+
+def do_link(ctx: Context, call: Call) -> Reply:
+    """link, linkat in a host sandbox: no hard link to a file in another run's container
+    (it would carry the file out, see do_rename); the source is looked up and
+    decided like an open's, the link made through /proc/self/fd (as _rootops)."""
+    if call.flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        return Errno(errno.EINVAL)
+    follow = bool(call.flags & AT_SYMLINK_FOLLOW)
+    source, _ = _object(ctx, call, "meta", nofollow=not follow)
+    try:
+        new, new_last = _entry(ctx, call, call.dirfd2, call.path2 or b"")
+        try:
+            if not call.path:  # linkat(fd, "", AT_EMPTY_PATH): the kernel's rule for that spelling
+                _syscalls._call("linkat", source, b"", new, new_last, AT_EMPTY_PATH)
+            else:
+                _syscalls._call("linkat", AT_FDCWD, _proc_fd(source), new, new_last, AT_SYMLINK_FOLLOW)
+        finally:
+            os.close(new)
+    finally:
+        os.close(source)
+    return Value(0)
+
+
 def do_truncate(ctx: Context, call: Call) -> Reply:
     """truncate(2) when Landlock has no TRUNCATE right (ABI < 3), and in an emulated root."""
     if call.size >= 1 << 63:

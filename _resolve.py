@@ -66,6 +66,8 @@ class FsRules:
         self.denied = frozenset(os.fsencode(p) for p in denied)
         self.ancestors = frozenset(a for p in self.readable for a in _ancestors(p))
         self.cut = frozenset(a for p in self.denied for a in _ancestors(p))  # directories cut around a deny
+        # the rules that name a path in one of sandlock's containers (see foreign)
+        self.boxed = tuple(p for p in self.readable | self.own if _boxed(p))
         self.denied_inodes: Set[Tuple[int, int]] = set()
         for path in self.denied:
             try:
@@ -87,31 +89,38 @@ class FsRules:
             path = path[:path.rindex(b"/")] or b"/"
 
     def is_denied(self, path: bytes) -> bool:
-        return self._covered(path, self.denied) or self._in_container(path)
+        return self._covered(path, self.denied) or self.foreign(path)
 
-    def _in_container(self, path: bytes) -> bool:
-        """Is path in one of sandlock's containers (_scratch.reserved) held by a directory
-        cut around a denied path, below no rule of its own?  Such a container is cut
-        out with the denied path, as _landlock cuts it: it may hold hard links to the
-        denied files (a workdir's layers, README "Where sandlock keeps its own files")."""
-        if not self.cut or b"/.sandlock-" not in path:
+    def foreign(self, path: bytes, itself: bool = False) -> bool:
+        """Is path in a container of sandlock's (_scratch.reserved) that is not this run's?
+
+        A workdir's container (README "Where sandlock keeps its own files") holds
+        what a run wrote and has not committed (a --dry-run's changes, a kept
+        run's): no other sandbox reaches below it, whatever its rules cover, unless
+        a rule of its own names a path inside (the run's own upper layer does).  The
+        container itself may be seen (ls -l of the workdir lists it); one held by a
+        directory cut around a denied path is cut out whole, as _landlock cuts it: it
+        may hold hard links to the denied files.  itself: the container itself
+        counts too (a name a rename or link would change).
+        """
+        if b"/.sandlock-" not in path:
             return False
+        for top in self.boxed:
+            if path == top or path.startswith(top + b"/"):
+                return False  # a rule of its own inside (checked by the caller like any path)
         at = 0
         while True:
             at = path.find(b"/.sandlock-", at)
             if at < 0:
                 return False
             end = path.find(b"/", at + 1)
-            name = path[at + 1:] if end < 0 else path[at + 1:end]
-            if (path[:at] or b"/") in self.cut and _scratch.reserved(os.fsdecode(name)):
-                box = path[:at] + b"/" + name
-                return not any(self._covered(path, {top}) for top in self.readable
-                               if top == box or top.startswith(box + b"/"))
+            if _scratch.reserved(os.fsdecode(path[at + 1:] if end < 0 else path[at + 1:end])):
+                return end >= 0 or itself or (path[:at] or b"/") in self.cut
             at += 1
 
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
-        if self.denied and (self._covered(path, self.denied) or self._in_container(path)):
+        if self.denied and self._covered(path, self.denied) or self.foreign(path, itself=need == "write"):
             raise _eacces()
         if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
             raise _eacces()
@@ -127,6 +136,11 @@ class FsRules:
     def check_inode(self, st_dev: int, st_ino: int) -> None:
         if (st_dev, st_ino) in self.denied_inodes:
             raise _eacces()
+
+
+def _boxed(path: bytes) -> bool:
+    """Does path pass through a container of sandlock's (_scratch.reserved)?"""
+    return any(_scratch.reserved(os.fsdecode(c)) for c in path.split(b"/") if c.startswith(b".sandlock-"))
 
 
 def _ancestors(path: bytes) -> Iterable[bytes]:

@@ -524,7 +524,8 @@ class RootResolver(Resolver):
 
     def check(self, fd: int, name: Optional[bytes], need: str, st=None) -> None:
         if (need != "write" and self._all_readable and name is not None
-                and (name.startswith(self.root_prefix) or name == self.root_host)):
+                and (name.startswith(self.root_prefix) or name == self.root_host)
+                and not self.rules.foreign(name)):  # another run's workdir layer in the root
             return
         super().check(fd, name, need, st)
 
@@ -651,7 +652,7 @@ class RootResolver(Resolver):
             top = d_path(base)
             if not self._fast_below(top):
                 return None
-            if not self._all_readable:
+            if not self._all_readable or b"/.sandlock-" in top or name.startswith(b".sandlock-"):
                 self.rules.check(top.rstrip(b"/") + b"/" + name, "meta")
             return self.hot.fstatat(base, name, 0x100)  # AT_SYMLINK_NOFOLLOW
         finally:

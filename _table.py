@@ -62,6 +62,12 @@ ROWS: Dict[str, Row] = {
     "creat": _row(F.do_open, ("path", "mode"), flags=os.O_CREAT | os.O_WRONLY | os.O_TRUNC),
     "openat2": _row(F.do_openat2, ("dirfd", "path", "ptr", "size")),
     "truncate": _row(F.do_truncate, ("path", "size")),
+    # renames and links: nothing leaves another run's workdir container (F.do_rename)
+    "rename": _row(F.do_rename, ("path", "path2")),
+    "renameat": _row(F.do_rename, ("dirfd", "path", "dirfd2", "path2")),
+    "renameat2": _row(F.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
+    "link": _row(F.do_link, ("path", "path2")),
+    "linkat": _row(F.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
     "execve": _row(F.do_exec_check, ("path",)),
     "execveat": _row(F.do_exec_check, ("dirfd", "path", "_", "_", "flags")),
     # metadata writes Landlock does not cover
@@ -187,6 +193,10 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # opens it for the command (_procfs).  Below ABI 3 this also decides
     # O_TRUNC opens and creat, which Landlock cannot refuse there.
     for name in ("open", "openat", "creat", "execve", "execveat"):
+        traps[name] = None
+    # Renames and links are made on behalf under every policy: none may move or
+    # link what another run's workdir container holds (_fsops.do_rename)
+    for name in ("rename", "renameat", "renameat2", "link", "linkat"):
         traps[name] = None
     if emulated:
         for name in ROOT_NAMES:
