@@ -1,4 +1,4 @@
-"""Copy-on-write workdir (SPEC section 5): the upper layer, the change list, the commit.
+"""Copy-on-write workdir (docs/design.md "Workdir"): the upper layer, the change list, the commit.
 
 The upper layer of a run is a *farm*: a private directory tree made at start
 with the lower directory's shape, whose regular files are hard links to the
@@ -18,7 +18,7 @@ a torn file), directories are made before and removed after.  The upper
 layer is kept if a commit fails, with a state file saying how far it went.
 Every supervisor-side operation walks the two trees with
 openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and acts on the last component
-with *at calls that do not follow it (SPEC 1.4).
+with *at calls that do not follow it (docs/design.md "The supervisor is confined too").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The emulated root (SPEC section 4): the child sees a directory as "/".
+"""The emulated root (docs/design.md "Emulated root"): the child sees a directory as "/".
 
 No namespace, no chroot(2): every path syscall of the child is trapped and
 resolved here, by the supervisor, in *virtual* terms:
@@ -12,7 +12,7 @@ resolved here, by the supervisor, in *virtual* terms:
 - anything else is opened with openat2(RESOLVE_IN_ROOT) from an fd of the
   root, so `..`, absolute and relative symlinks stay inside it; the
   supervisor thread also runs under a Landlock domain no wider than the
-  policy (SPEC 1.4).
+  policy (docs/design.md "The supervisor is confined too").
 
 The kernel itself resolves only two things for the child: execve, whose
 path is rewritten to name an fd the supervisor injected (see _rootexec), and
@@ -43,7 +43,7 @@ from _notif import AT_FDCWD, Call, Tracees, tgid_of
 
 _ENOENT = errno.ENOENT
 IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
-# /dev inside the root: name -> host device (SPEC section 4)
+# /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 DEV_LINKS = {b"fd": b"/proc/self/fd", b"stdin": b"/proc/self/fd/0", b"stdout": b"/proc/self/fd/1",
              b"stderr": b"/proc/self/fd/2"}
@@ -572,7 +572,7 @@ class RootResolver(Resolver):
         deleted = target.endswith(b" (deleted)")
         virt = self.virtual_of_host(target[:-10] if deleted else target)
         if virt is None:
-            return b"/"  # never show a host path (SPEC section 4)
+            return b"/"  # never show a host path (docs/design.md "Host paths never shown")
         return virt + (b" (deleted)" if deleted and not target.startswith(b"/memfd:") else b"")
 
     def virtual_cwd(self, tid: int) -> bytes:

@@ -1,4 +1,5 @@
-"""One sandboxed run: prepare, launch, supervise, collect (SPEC sections 1, 2).
+"""One sandboxed run: prepare, launch, supervise, collect (docs/design.md "Security rules",
+"Launch").
 
 `Session.run()` is called in the thread that will supervise (a fresh thread
 in the Python API, the main thread in the CLI).  That thread first confines
@@ -506,7 +507,7 @@ class Session:
                     _close(fd)
 
     def _end_workdir(self, outcome: Outcome) -> Outcome:
-        """Commit, abort or keep this run's upper layer (SPEC section 5); a dry run only lists."""
+        """Commit, abort or keep this run's upper layer (docs/design.md "Workdir"); a dry run only lists."""
         upper, policy = self.upper, self.policy
         assert upper is not None
         self.upper = None
