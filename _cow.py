@@ -8,7 +8,8 @@ listings, renames, unlinks, mkdir and rmdir are the kernel's own, on a real
 filesystem.  The only thing to emulate is that a file still shared with the
 lower directory must be *copied up* (a new inode in the farm, renamed over
 the link) before anything writes it or its metadata; every such operation is
-performed on behalf in an emulated root, and `Upper.writable` is asked first.
+performed on behalf in an emulated root, and `_rootfs.RootResolver.writable`
+is asked first.
 
 At the end, `changes` compares the farm with the lower directory (a shared
 inode is unchanged; a copied-up one is compared by type, content, mode,

@@ -14,15 +14,15 @@ resolved here, by the supervisor, in *virtual* terms:
   supervisor thread also runs under a Landlock domain no wider than the
   policy (docs/design.md "The supervisor is confined too").
 
-The kernel itself resolves only two things for the child: execve, whose
-path is rewritten to name an fd the supervisor injected (see _rootexec), and
-chdir, whose path is rewritten to a one-byte name in the caller's *anchor*
-directory.  An anchor is a private directory (one per virtual directory a
-process changed to) in a scratch directory of the run, holding one-byte
-symbolic links the supervisor points where it needs: the real cwd of a
-process is its anchor, so fork and CLONE_FS carry the virtual cwd exactly as
-the kernel carries a cwd, and a one-byte name always fits in the caller's
-string (no write past it).  Landlock grants nothing in the anchors.
+The kernel itself resolves only one path for the child: execve's, which
+is rewritten to a relative name in the run's *anchor* directory, a
+symbolic link to the fd of the executable the supervisor injected (see
+_rootops.do_execve and `Cwd.link`).  chdir and fchdir never reach the
+kernel: the supervisor records each process's virtual cwd (`Cwd`), and the
+real cwd of every process is the anchor, a private directory in the run's
+scratch directory, so the rewritten name resolves there.  The name is never
+longer than the caller's string (no write past it).  Landlock grants
+nothing in the anchor.
 """
 
 from __future__ import annotations
@@ -298,8 +298,8 @@ class Cwd:
     process's start time, so a reused pid never inherits a stale entry.
 
     The real cwd of every process is the run's *anchor* directory, a
-    private directory holding one-byte symbolic links the supervisor points
-    where an exec must go (`link`, see _rootops).  Landlock grants nothing
+    private directory holding the symbolic links the supervisor points where
+    an exec must go (`link`, see _rootops.do_execve).  Landlock grants nothing
     there.
     """
 
@@ -558,7 +558,7 @@ class RootResolver(Resolver):
         listed = _procfs.listing_of(host, self.cwd.top)  # a /proc listing (_procfs.make_listing)
         if listed is not None:
             return listed
-        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
+        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootops (_open_executable)
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
         if host.startswith(self.root_prefix):  # last: with "/" as the root, every path is below it
