@@ -1,5 +1,5 @@
-"""Path syscalls of an emulated root, performed on behalf of the child (docs/design.md "Acting
-on behalf", "Emulated root").
+"""Path syscalls of an emulated root, performed on behalf of the child
+(docs/design.md "Acting on behalf", "Emulated root").
 
 With --root nothing path-shaped may CONTINUE (the kernel would resolve it
 against the host's "/"), so besides the handlers of _fsops (which work
