@@ -1,4 +1,4 @@
-"""Copy-on-write workdir (SPEC section 5): the upper layer, the change list, the commit.
+"""Copy-on-write workdir (docs/design.md "Workdir"): the upper layer, the change list, the commit.
 
 The upper layer of a run is a *farm*: a private directory tree made at start
 with the lower directory's shape, whose regular files are hard links to the
@@ -8,7 +8,8 @@ listings, renames, unlinks, mkdir and rmdir are the kernel's own, on a real
 filesystem.  The only thing to emulate is that a file still shared with the
 lower directory must be *copied up* (a new inode in the farm, renamed over
 the link) before anything writes it or its metadata; every such operation is
-performed on behalf in an emulated root, and `Upper.writable` is asked first.
+performed on behalf in an emulated root, and `_rootfs.RootResolver.writable`
+is asked first.
 
 At the end, `changes` compares the farm with the lower directory (a shared
 inode is unchanged; a copied-up one is compared by type, content, mode,
@@ -18,7 +19,7 @@ a torn file), directories are made before and removed after.  The upper
 layer is kept if a commit fails, with a state file saying how far it went.
 Every supervisor-side operation walks the two trees with
 openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and acts on the last component
-with *at calls that do not follow it (SPEC 1.4).
+with *at calls that do not follow it (docs/design.md "The supervisor is confined too").
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ matches hostname rules on the names an address was learned for
 
 A connect() of a UDP socket to a resolver's port 53 does not connect the
 kernel socket (a later write() or send() is not trapped and would not be
-policed): the peer is remembered (`Dns.peers`, bounded), getpeername reports
+policed): the peer is remembered (`Dns.set_peer`, bounded), getpeername reports
 it, and sendmsg/sendmmsg without an address and glibc's send() (flags
 MSG_NOSIGNAL, under 512 bytes: the filter traps that spelling only) are
 policed and sent to it.  write() and any other send() on such a socket fail
@@ -54,7 +54,7 @@ TTL_FLOOR = 60          # seconds an address learned from an answer stays allowe
 TTL_CEILING = 86400     # ... and at most (a huge TTL does not pin an address for ever)
 LEARNED_MAX = 4096      # addresses remembered (the oldest learned are forgotten first)
 NAMES_PER_ADDRESS = 16  # names remembered per address (the oldest forgotten first)
-PEERS_MAX = 1024        # UDP sockets "connected" to a resolver remembered (Dns.peers)
+PEERS_MAX = 1024        # UDP sockets "connected" to a resolver remembered (Dns.set_peer)
 DNS_WAIT = 5.0          # seconds a worker waits for the answers to the queries it sent
 FILE_MAX = 1 << 20      # bytes of /etc/resolv.conf or /etc/hosts read
 A, CNAME, AAAA, OPT = 1, 5, 28, 41

@@ -1,4 +1,4 @@
-"""The seccomp-bpf filter of a policy (SPEC sections 1.7 and 1.8).
+"""The seccomp-bpf filter of a policy (docs/design.md "The seccomp filter", "The deny list").
 
 Every syscall the architecture's table knows is classified here explicitly:
 ALLOW, DENY (EPERM), ENOSYS, or an argument rule.  Numbers the table does not
@@ -40,7 +40,7 @@ shmget shmat shmctl shmdt msgget msgsnd msgrcv msgctl semget semop semctl semtim
 mq_timedsend mq_timedreceive mq_notify mq_getsetattr
 """.split())
 
-# SPEC 1.8 default deny list, and a few more that only administer the host;
+# The default deny list (docs/design.md "The deny list"), and a few more that only administer the host;
 # sysfs(2) lists the host's filesystem types; memfd_secret takes memory out of
 # the kernel's direct map (unswappable, uncounted by -m).
 DENY = frozenset("""

@@ -1,4 +1,5 @@
-"""Filesystem operations performed on behalf of the sandbox (SPEC 1.2, 1.5, 3).
+"""Filesystem operations performed on behalf of the sandbox (docs/design.md
+"Acting on behalf", "What Landlock does not cover", "Filesystem policy").
 
 Landlock does not cover metadata reads (stat, access, readlink, xattrs,
 statfs, inotify, O_PATH opens) nor metadata writes (chmod, chown, utimes,

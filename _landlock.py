@@ -12,7 +12,8 @@ Two rulesets are built in the parent before anything is forked:
   children's memory and fds) and listing the directories on the way to a
   denied path (so it can open them for the child on its behalf), with the
   abstract unix socket scope (its connects on behalf reach only sockets of
-  the sandbox).  Its own operations can never exceed that (SPEC 1.4).
+  the sandbox).  Its own operations can never exceed that (docs/design.md
+  "The supervisor is confined too").
 
 Every ABI from 1 to 7 is handled: rights an ABI lacks are not asked for, and
 the supervisor traps what they would have covered (truncate below ABI 3,

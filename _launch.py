@@ -1,4 +1,4 @@
-"""Launching the sandboxed command (SPEC section 2).
+"""Launching the sandboxed command (docs/design.md "Launch").
 
 Everything is prepared before fork(): argv, environment, PATH candidates,
 Landlock ruleset fds, the BPF program, pipes.  Three parties take part:

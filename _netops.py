@@ -1,4 +1,5 @@
-"""connect(2) on behalf of the sandbox (SPEC 1.5, 1.6).
+"""Socket calls on behalf of the sandbox: connect, sends, bind, listen (docs/design.md
+"What Landlock does not cover", "Acting on behalf").
 
 Landlock (up to ABI 7) does not check connect() to a pathname unix socket,
 so a sandboxed process could reach any host daemon (ssh-agent, dbus, a

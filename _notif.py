@@ -5,8 +5,8 @@ bytes, page by page, up to PATH_MAX) and returns a reply value:
 
     Errno(n)    fail the syscall with errno n
     Value(v)    return v without running it
-    Fd(fd)      install fd in the caller (SECCOMP_IOCTL_NOTIF_ADDFD with
-                SECCOMP_ADDFD_FLAG_SEND) as the syscall's result
+    Fd(fd)      install fd in the caller as the syscall's result
+                (SECCOMP_IOCTL_NOTIF_ADDFD, then SEND of its number)
     CONTINUE    let the kernel run it; every use carries a comment saying why
                 the kernel itself enforces the policy on what it re-reads
 

@@ -22,7 +22,7 @@ PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 # The documented default view (README "Default filesystem view"): used for
 # reading and executing when the policy names no readable path.
 DEFAULT_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/proc")
-# Device files every policy can use (SPEC section 3), and no other device
+# Device files every policy can use (docs/design.md "Devices"), and no other device
 # (README "What the sandbox allows"): the terminals sandlock's stdin, stdout
 # and stderr are (terminals()) and the pseudo-terminals the sandbox allocates
 # through /dev/ptmx, which the supervisor opens for it in PTYS.
@@ -55,7 +55,7 @@ def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[st
     return tuple(out)
 
 
-# Environment kept by --clean-env (SPEC section 7).
+# Environment kept by --clean-env (docs/design.md "Environment").
 CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
 
 _SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$"
@@ -74,7 +74,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
-# PATH inside an emulated root unless --env/--clean-env say otherwise (SPEC section 4).
+# PATH inside an emulated root unless --env/--clean-env say otherwise (docs/design.md "Environment").
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -1,4 +1,5 @@
-"""Decisions about other processes: membership, process count, signals (SPEC 1.6, 7).
+"""Decisions about other processes: membership, process count, signals (docs/design.md
+"The command cannot reach the supervisor", "Resources").
 
 The sandbox is the tree below the stub (see _launch): every process the
 command starts stays in it, orphans included, because the stub is their

@@ -1,4 +1,4 @@
-"""The emulated root (SPEC section 4): the child sees a directory as "/".
+"""The emulated root (docs/design.md "Emulated root"): the child sees a directory as "/".
 
 No namespace, no chroot(2): every path syscall of the child is trapped and
 resolved here, by the supervisor, in *virtual* terms:
@@ -12,17 +12,17 @@ resolved here, by the supervisor, in *virtual* terms:
 - anything else is opened with openat2(RESOLVE_IN_ROOT) from an fd of the
   root, so `..`, absolute and relative symlinks stay inside it; the
   supervisor thread also runs under a Landlock domain no wider than the
-  policy (SPEC 1.4).
+  policy (docs/design.md "The supervisor is confined too").
 
-The kernel itself resolves only two things for the child: execve, whose
-path is rewritten to name an fd the supervisor injected (see _rootexec), and
-chdir, whose path is rewritten to a one-byte name in the caller's *anchor*
-directory.  An anchor is a private directory (one per virtual directory a
-process changed to) in a scratch directory of the run, holding one-byte
-symbolic links the supervisor points where it needs: the real cwd of a
-process is its anchor, so fork and CLONE_FS carry the virtual cwd exactly as
-the kernel carries a cwd, and a one-byte name always fits in the caller's
-string (no write past it).  Landlock grants nothing in the anchors.
+The kernel itself resolves only one path for the child: execve's, which
+is rewritten to a relative name in the run's *anchor* directory, a
+symbolic link to the fd of the executable the supervisor injected (see
+_rootops.do_execve and `Cwd.link`).  chdir and fchdir never reach the
+kernel: the supervisor records each process's virtual cwd (`Cwd`), and the
+real cwd of every process is the anchor, a private directory in the run's
+scratch directory, so the rewritten name resolves there.  The name is never
+longer than the caller's string (no write past it).  Landlock grants
+nothing in the anchor.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from _notif import AT_FDCWD, Call, Tracees, tgid_of
 
 _ENOENT = errno.ENOENT
 IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
-# /dev inside the root: name -> host device (SPEC section 4)
+# /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 DEV_LINKS = {b"fd": b"/proc/self/fd", b"stdin": b"/proc/self/fd/0", b"stdout": b"/proc/self/fd/1",
              b"stderr": b"/proc/self/fd/2"}
@@ -298,8 +298,8 @@ class Cwd:
     process's start time, so a reused pid never inherits a stale entry.
 
     The real cwd of every process is the run's *anchor* directory, a
-    private directory holding one-byte symbolic links the supervisor points
-    where an exec must go (`link`, see _rootops).  Landlock grants nothing
+    private directory holding the symbolic links the supervisor points where
+    an exec must go (`link`, see _rootops.do_execve).  Landlock grants nothing
     there.
     """
 
@@ -559,7 +559,7 @@ class RootResolver(Resolver):
         listed = _procfs.listing_of(host, self.cwd.top)  # a /proc listing (_procfs.make_listing)
         if listed is not None:
             return listed
-        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec
+        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootops (_open_executable)
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
         if host.startswith(self.root_prefix):  # last: with "/" as the root, every path is below it
@@ -573,7 +573,7 @@ class RootResolver(Resolver):
         deleted = target.endswith(b" (deleted)")
         virt = self.virtual_of_host(target[:-10] if deleted else target)
         if virt is None:
-            return b"/"  # never show a host path (SPEC section 4)
+            return b"/"  # never show a host path (docs/design.md "Host paths never shown")
         return virt + (b" (deleted)" if deleted and not target.startswith(b"/memfd:") else b"")
 
     def virtual_cwd(self, tid: int) -> bytes:

@@ -1,4 +1,5 @@
-"""Path syscalls of an emulated root, performed on behalf of the child (SPEC 1.2, 4).
+"""Path syscalls of an emulated root, performed on behalf of the child
+(docs/design.md "Acting on behalf", "Emulated root").
 
 With --root nothing path-shaped may CONTINUE (the kernel would resolve it
 against the host's "/"), so besides the handlers of _fsops (which work
@@ -6,14 +7,17 @@ through RootResolver) this module does the namespace operations (mkdir,
 mknod, unlink, rmdir, rename, link, symlink) with *at calls on directory fds
 the supervisor resolved, plus getcwd, chdir and execve.
 
-chdir and execve cannot be done on behalf: the kernel must do them.  Their
-path string is rewritten, in the caller's memory, to a one-byte name in the
-caller's anchor directory (see _rootfs.Cwd) that is a symbolic link to the
-target (the anchor of the new directory, or /proc/self/fd/N for an
-executable the supervisor injected as fd N).  One byte and its NUL always
-fit in the caller's string; the original bytes are put back when the
-kernel is done with them (chdir: once the cwd moved; exec from a vfork
-child, whose memory is its parent's: once the child has its own).  Landlock
+execve cannot be done on behalf: the kernel must do it.  Its path string is
+rewritten, in the caller's memory, to a relative name in the run's anchor
+directory (every process's real cwd, see _rootfs.Cwd.link) that is a
+symbolic link to /proc/self/fd/N, N the fd of the executable the supervisor
+injected (execveat relative to a directory fd gets /proc/self/fd/N itself).
+The name is never longer than the caller's string and, where it
+fits, ends in the same last component (the process keeps its name).  The
+original bytes are put back when the kernel is done with them, which
+matters only for an exec from a vfork child, whose memory is its parent's:
+once the child has its own.  chdir and fchdir never reach the kernel: the
+supervisor records the virtual cwd (`do_chdir`, _rootfs.Cwd).  Landlock
 grants execute only inside the root, so a thread racing the rewrite cannot
 make the kernel run a host binary.
 """

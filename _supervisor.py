@@ -1,4 +1,5 @@
-"""One sandboxed run: prepare, launch, supervise, collect (SPEC sections 1, 2).
+"""One sandboxed run: prepare, launch, supervise, collect (docs/design.md "Security rules",
+"Launch").
 
 `Session.run()` is called in the thread that will supervise (a fresh thread
 in the Python API, the main thread in the CLI).  That thread first confines
@@ -6,8 +7,9 @@ itself (see _launch.confine_supervisor), then forks the stub, takes the
 command's seccomp listener with pidfd_getfd(2) and starts one notification
 thread, which blocks in SECCOMP_IOCTL_NOTIF_RECV and answers every trapped
 syscall through the handler table (a waiter blocked in RECV gets the
-kernel's synchronous wake-up; through epoll it would not, and a trapped
-syscall after a pause would cost three times as much).  The supervising
+kernel's synchronous wake-up, on the caller's CPU; one woken through epoll
+may land on the other CPU, 10-15 us more per wake-up: README "How it
+works").  The supervising
 thread itself runs a `selectors` loop over:
 
     the stub's pidfd      the sandbox is over (the stub outlives every process)
@@ -506,7 +508,7 @@ class Session:
                     _close(fd)
 
     def _end_workdir(self, outcome: Outcome) -> Outcome:
-        """Commit, abort or keep this run's upper layer (SPEC section 5); a dry run only lists."""
+        """Commit, abort or keep this run's upper layer (docs/design.md "Workdir"); a dry run only lists."""
         upper, policy = self.upper, self.policy
         assert upper is not None
         self.upper = None
@@ -869,9 +871,9 @@ class Session:
         It runs in its own thread (created by the confined supervisor thread,
         so it has the same Landlock domain and no capabilities) because a
         waiter blocked in RECV itself gets the kernel's synchronous wake-up
-        (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP): a trapped syscall issued after
-        a pause is answered in ~20 us instead of ~60 us through epoll (see
-        bench/).  It ends when the filter has no process left: RECV then
+        (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) on the caller's CPU, where a
+        wake-up through epoll may land on the other CPU and cost 10-15 us
+        more (README "How it works", bench/notif_floor.c).  It ends when the filter has no process left: RECV then
         fails with ENOENT and the listener reports POLLHUP.
         """
         buf = bytearray(S.NOTIF.size)
@@ -958,10 +960,11 @@ class Session:
                 raise
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
-        # Two steps (ADDFD, then SEND the number) rather than SECCOMP_ADDFD_FLAG_SEND:
-        # measured ~25 us faster per open on 6.18 (the SEND gets the synchronous
-        # wake-up).  If the caller is interrupted in between, the fd stays in it
-        # unannounced, as if the open had raced a signal (README).
+        # Two steps (ADDFD, then SEND the number).  SECCOMP_ADDFD_FLAG_SEND would be
+        # atomic and measured no slower (README "Known limits of the emulated root";
+        # the ~25 us gain once claimed for two steps did not reproduce).  If the
+        # caller is interrupted in between, the fd stays in it unannounced, as if
+        # the open had raced a signal.
         try:
             number = self.inject(call, reply.fd, reply.cloexec)
             self.send(call, Value(number))

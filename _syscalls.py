@@ -6,7 +6,7 @@ taken from the Linux 6.1 uapi headers (``asm/unistd_64.h`` for x86_64,
 extended by hand with the numbers Linux 6.5 to 6.17 added (451 cachestat ..
 469 file_setattr, the same on both architectures).  A number that is not in
 the table is answered ENOSYS by the BPF filter, so syscalls added by newer
-kernels fail closed (SPEC section 1.7).
+kernels fail closed (docs/design.md "The seccomp filter").
 
 Wrappers are named after the syscall, keep its argument order, raise
 ``OSError(errno, strerror)`` read only after a failed return, and retry EINTR

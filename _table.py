@@ -129,7 +129,7 @@ ROWS: Dict[str, Row] = {
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
-# and these handlers replace the ones above (SPEC section 4).  Built on first
+# and these handlers replace the ones above (docs/design.md "Coverage").  Built on first
 # use: _rootops is not imported by runs without a root (CLI start-up).
 ROOT_NAMES = ("mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
               "symlinkat getcwd chdir fchdir readlink readlinkat execve execveat bind getsockname "

@@ -9,7 +9,7 @@ Prints medians of:
      pread of an open file): the filter decides these on the number alone, so
      the kernel's seccomp action cache should make them cost nothing;
   3. trapped syscalls: 20000 os.stat("/etc/passwd") (trapped under every
-     policy, SPEC 1.5), in microseconds per call, inside against outside;
+     policy, docs/design.md "What Landlock does not cover"), in microseconds per call, inside against outside;
   4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`;
   5. real programs: python3 -c pass, and python3 importing json, email,
      http.client and sqlite3 (hundreds of trapped stats between pauses).

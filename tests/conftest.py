@@ -6,7 +6,7 @@ What lives here:
 - strict mode: with ``SANDLOCK_TEST_STRICT=1`` (CI) a skipped test is a
   failure, so a missing compiler, user or interpreter cannot hide a result;
 - ``who``: every integration test runs twice, as root and as the unprivileged
-  system user ``sandlock-test`` (SPEC: both must agree).  The user runs a
+  system user ``sandlock-test`` (README "Tests": both must agree).  The user runs a
   world-readable copy of the product with the system interpreter
   ``/usr/bin/python3``, because the repository and pyenv may live under
   ``/root`` (mode 0700);
@@ -55,7 +55,7 @@ IS_ROOT = os.geteuid() == 0
 
 # Read rules giving a command the system runtime, for tests that name their
 # own -r paths (any -r replaces the default view).  Only existing paths: a
-# nonexistent -r path is an error by design (SPEC section 3).
+# nonexistent -r path is an error by design (docs/design.md "Filesystem policy").
 SYSTEM_DIRS = [p for p in ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc") if os.path.exists(p)]
 SYSTEM_READ: List[str] = [arg for p in SYSTEM_DIRS for arg in ("-r", p)]
 

@@ -1,4 +1,4 @@
-"""Integration tests of the Python API: sandlock.Sandbox(...).run(...) (SPEC section 8, 2).
+"""Integration tests of the Python API: sandlock.Sandbox(...).run(...) (docs/design.md "Interfaces", "Launch").
 
 The API forks: the policy only ever applies to the child, so most tests call
 it in the test process itself, and an autouse fixture checks after each test
@@ -248,7 +248,7 @@ def test_capture_output_false_passes_the_output_through(capfd: pytest.CaptureFix
 def test_a_missing_command_raises_or_gives_127() -> None:
     try:
         r = sandlock.Sandbox().run(["nosuchcmd-api"])
-    except OSError as exc:  # SPEC 8: setup failures raise
+    except OSError as exc:  # docs/design.md "Interfaces": setup failures raise
         assert "nosuchcmd-api" in str(exc) or exc.filename == "nosuchcmd-api"
         assert "not found" in str(exc) or exc.errno == 2
     else:

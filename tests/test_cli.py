@@ -1,4 +1,5 @@
-"""Integration tests of `python -m sandlock` (SPEC sections 1, 2, 3, 7, 8, 9).
+"""Integration tests of `python -m sandlock` (docs/design.md: "Security rules",
+"Launch", "Filesystem policy", "Resources", "Interfaces", "Kernel compatibility").
 
 Every test runs real programs under the CLI, as root and as the unprivileged
 user (the `who` fixture), and asserts what a user sees: exit status, stdout,
@@ -393,7 +394,7 @@ def test_the_command_exit_status_is_passed_through(who, code: int) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGUSR1], ids=lambda s: s.name)
 def test_death_by_signal_exits_128_plus_n(who, sig: signal.Signals) -> None:
     r = who.run(["--", "sh", "-c", f"kill -{sig.name[3:]} $$"])
-    # SPEC 2: 128+N, or sandlock re-raises N on itself as timeout(1) does.
+    # docs/design.md "Exit status": 128+N, or sandlock re-raises N on itself as timeout(1) does.
     assert r.returncode in (128 + sig, -sig), (r.returncode, r.stderr)
     assert r.returncode != 255
 
@@ -607,7 +608,7 @@ def test_cwd_starts_the_command_in_the_directory(who, scratch: Path) -> None:
     assert (d / "relative").read_text() == "x\n"
 
 
-# --- stat, readlink, existence: what Landlock does not cover (SPEC 1.5) -------------------------------------
+# --- stat, readlink, existence: docs/design.md "What Landlock does not cover" -------------------------------------
 
 STAT_CODE = """
 import os, sys
@@ -714,7 +715,7 @@ def test_chmod_chown_touch_under_a_write_rule_work(who, data: Path) -> None:
     assert time.gmtime(mtime / 1e9).tm_year == 2001
 
 
-# --- capabilities, NO_NEW_PRIVS, seccomp (SPEC 1.9) --------------------------------------------------------
+# --- capabilities, NO_NEW_PRIVS, seccomp (docs/design.md "Capabilities and inherited state") ----------------------
 
 SECBITS_CODE = """
 import ctypes
@@ -740,7 +741,7 @@ def test_the_command_has_no_capabilities_no_new_privs_and_a_seccomp_filter(who) 
         assert bits & 0b11 == 0b11, f"SECBIT_NOROOT not set and locked: securebits={bits:#x}"
 
 
-# --- processes outside the sandbox are out of reach (SPEC 1.6) ------------------------------------------------
+# --- processes outside the sandbox are out of reach (docs/design.md "The command cannot reach the supervisor") ----
 
 @pytest.fixture
 def outside_sleep(who):  # type: ignore[no-untyped-def]
@@ -803,7 +804,7 @@ def test_prlimit_setpriority_and_affinity_of_an_outside_process_are_refused(who,
     assert observe() == before
 
 
-# --- unix sockets (SPEC 1.5, 1.6) ---------------------------------------------------------------------------------
+# --- unix sockets (docs/design.md "What Landlock does not cover") -------------------------------------------------
 
 CONNECT_CODE = """
 import socket, sys
@@ -866,7 +867,7 @@ def test_connect_to_an_abstract_socket_outside_the_sandbox_is_refused(who) -> No
         server.close()
 
 
-# --- more of the filesystem policy (SPEC 3) ------------------------------------------------------------------------
+# --- more of the filesystem policy (docs/design.md "Filesystem policy") -------------------------------------------
 
 def test_the_default_devices_are_usable(who) -> None:
     r = who.run(["--", "sh", "-c", "echo x > /dev/null && head -c 8 /dev/zero | wc -c && "
@@ -1076,7 +1077,7 @@ def test_metadata_calls_on_a_denied_file_are_refused(who, data: Path) -> None:
     assert results[f"access {target}"] == "false", r.stdout
 
 
-# --- memory of all processes together (SPEC 7) -------------------------------------------------------------------
+# --- memory of all processes together (docs/design.md "Resources") ------------------------------------------------
 
 MANY_ALLOCATORS = """
 import os, time
@@ -1098,7 +1099,7 @@ def test_max_memory_counts_all_processes_together(who) -> None:
     assert re.search(r"^sandlock: .*memory", r.stderr, re.M | re.I), r.stderr
 
 
-# --- signals forwarded (SPEC 2) ------------------------------------------------------------------------------------
+# --- signals forwarded (docs/design.md "Signals") -----------------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT, signal.SIGUSR1], ids=lambda s: s.name)
 def test_signals_to_sandlock_reach_the_sandboxed_command(who, sig: signal.Signals) -> None:

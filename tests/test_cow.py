@@ -1,4 +1,5 @@
-"""Integration tests of the copy-on-write workdir, `--workdir DIR` (SPEC section 5, with 1.4).
+"""Integration tests of the copy-on-write workdir, `--workdir DIR` (docs/design.md "Workdir", with "The
+supervisor is confined too").
 
 The command sees DIR at its own path (or at its virtual path with `--root`);
 its writes go to a private upper layer next to DIR, and at the end they are
@@ -474,9 +475,9 @@ OTHERS_METADATA = ('cd "$1"; chmod 666 theirs-readable; echo "chmod $?"; chown "
 
 
 def test_the_command_may_not_change_files_of_another_owner_through_the_layer(who, wd: Path, twin: Path) -> None:
-    # The command has no capabilities (SPEC 1.9): what it may do to another owner's files
-    # must not grow because the supervisor does the work (compare: the same script in a
-    # plain sandbox with -w on a copy).
+    # The command has no capabilities (docs/design.md "Capabilities and inherited state"):
+    # what it may do to another owner's files must not grow because the supervisor does
+    # the work (compare: the same script in a plain sandbox with -w on a copy).
     other = others_files(who, wd)
     others_files(who, twin)
     plain = who.run(["-w", str(twin), "--", "sh", "-c", OTHERS_METADATA, "sh", str(twin)])

@@ -1,4 +1,7 @@
-"""The policy's BPF filter, run through the test-only interpreter (no kernel needed)."""
+"""The policy's BPF filter, run through the test-only interpreter (no kernel needed).
+
+A quoted heading in a comment ("The deny list") is a section of docs/design.md.
+"""
 
 import errno
 import os
@@ -149,7 +152,7 @@ def test_raw_packet_and_netlink_sockets_but_route_are_refused(default):
     arch, code = default
     assert verdict(code, arch, "socket", 2, 3, 0) == ("ERRNO", errno.EPERM)      # AF_INET SOCK_RAW
     assert verdict(code, arch, "socket", 17, 2, 0) == ("ERRNO", errno.EPERM)     # AF_PACKET
-    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG (SPEC 1.8)
+    assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)     # NETLINK_SOCK_DIAG: "The deny list"
     for protocol in (9, 15, 16, 2, 0x100):  # AUDIT KOBJECT_UEVENT GENERIC USERSOCK, 0 in the low byte
         assert verdict(code, arch, "socket", 16, 3, protocol) == ("ERRNO", errno.EPROTONOSUPPORT), protocol
     assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)          # NETLINK_ROUTE: emulated
@@ -301,7 +304,7 @@ def test_ip_sockets_follow_the_network_policy(arch):
         assert verdict(code, arch, "socket", 17, 3, 0x300) == ("ERRNO", errno.EPERM)  # AF_PACKET
         assert verdict(code, arch, "socket", 1, 1, 0) == OK
         assert verdict(code, arch, "socket", 16, 3, 0) == ("USER_NOTIF", 0)  # NETLINK_ROUTE: emulated (_netlink)
-        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)  # NETLINK_SOCK_DIAG (SPEC 1.8)
+        assert verdict(code, arch, "socket", 16, 3, 4) == ("ERRNO", errno.EPERM)  # NETLINK_SOCK_DIAG: "The deny list"
         assert verdict(code, arch, "socket", 16, 3, 9) == ("ERRNO", errno.EPROTONOSUPPORT)  # NETLINK_AUDIT
     assert verdict(program(arch, net_allow_bind=["udp://5353"]), arch, "socket", 2, 2, 0) == OK
     assert verdict(program(arch, net_deny=["10.0.0.0/8"]), arch, "socket", 2, 2, 1) == OK

@@ -1,7 +1,7 @@
 """Landlock rulesets across ABIs 1..7, and what older kernels mean for a policy.
 
 The kernel here offers ABI 7; SANDLOCK_TEST_LANDLOCK_ABI lowers what sandlock
-uses, to show what happens on older kernels (SPEC section 9).
+uses, to show what happens on older kernels (docs/design.md "Kernel compatibility").
 """
 
 import os

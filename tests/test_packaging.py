@@ -61,3 +61,43 @@ def test_the_installed_script_names_itself_sandlock_in_its_messages(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sandlock", "--bogus"], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.stderr == "sandlock: --bogus: unknown option (see python -m sandlock --help)\n"
+
+
+# Files that make up the project: what they cite must be in the repository.
+def _project_files():
+    for pattern in ("*.py", "bench/*.py", "bench/*.c", "tests/*.py", "tests/security/*.py", "tests/progs/*.c",
+                    "tests/security/progs/*.c", "*.md", "docs/*.md", "build_backend/*.py"):
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
+            if os.path.abspath(path) != os.path.abspath(__file__):
+                yield path, open(path, encoding="utf-8", errors="replace").read()
+
+
+def test_no_file_cites_a_behaviour_document_outside_the_repository():
+    """The contract lives in docs/design.md; nothing cites "SPEC section N" of a
+    document that is not shipped, nor a path outside the repository."""
+    outside = re.compile(r"\bSPEC\s*(sections?\b|§|\d)|§\s*\d|/work/shared|\bSPEC\.md")
+    for path, text in _project_files():
+        for number, line in enumerate(text.splitlines(), 1):
+            assert not outside.search(line), f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}"
+
+
+def test_every_heading_cited_in_docs_design_exists():
+    design = open(os.path.join(ROOT, "docs", "design.md"), encoding="utf-8").read()
+    headings = {line.lstrip("#").strip() for line in design.splitlines() if line.startswith("#")}
+    citation = re.compile(r'docs/design\.md:?((?:[\s#*]*(?:,|with|to|and)?[\s#*]*"[^"\n]+")+)')
+    cited = 0
+    for path, text in _project_files():
+        for match in citation.finditer(text):
+            for name in re.findall(r'"([^"\n]+)"', match.group(1)):
+                cited += 1
+                assert name in headings, f"{os.path.relpath(path, ROOT)}: {name!r} is not a heading of docs/design.md"
+    assert cited > 40  # the citations are really found (code, tests, README)
+
+
+def test_the_readme_module_map_names_every_module():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    start = readme.index("The modules, one job each")
+    the_map = readme[start:readme.index("docs/design.md", start)]
+    for path in glob.glob(os.path.join(ROOT, "*.py")):
+        name = os.path.basename(path)
+        assert re.search(rf"^\s*- `{re.escape(name)}`: ", the_map, re.M), f"README's module map lacks {name}"

@@ -1,4 +1,4 @@
-"""Bad policy values raise before anything is forked, naming the field (SPEC section 8, 3).
+"""Bad policy values raise before anything is forked, naming the field (docs/design.md "Bad input").
 
 Each case builds a Sandbox with one wrong value and, if construction does not
 already raise, runs a command that would leave a marker file: the exception

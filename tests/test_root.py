@@ -1,4 +1,5 @@
-"""Integration tests of the emulated root, `--root DIR` (SPEC section 4, with section 1).
+"""Integration tests of the emulated root, `--root DIR` (docs/design.md "Emulated root", with
+"Security rules").
 
 The child sees DIR as "/", unprivileged, without namespaces.  Each test runs
 real programs under `python -m sandlock --root ...`, as root and as the

@@ -1,4 +1,4 @@
-"""Every path-taking syscall is trapped or refused in an emulated root (SPEC section 4, Coverage).
+"""Every path-taking syscall is trapped or refused in an emulated root (docs/design.md "Coverage").
 
 With --root the kernel must never resolve a path for the child: each
 syscall that takes a path is either notified (and handled by a table row)

@@ -1,4 +1,4 @@
-"""Launch under load: many sandboxes at once from one Python process (SPEC section 2)."""
+"""Launch under load: many sandboxes at once from one Python process (docs/design.md "Threads and many runs")."""
 
 import collections
 import os

@@ -1,5 +1,5 @@
-/* Open names relative to a directory fd (SPEC 3: --fs-deny holds against
- * dirfd-relative paths).
+/* Open names relative to a directory fd (docs/design.md "Filesystem policy":
+ * --fs-deny holds against dirfd-relative paths).
  *
  * usage: dirfd DIR REL...
  * prints per REL: "openat REL rc errno FIRSTWORD" (FIRSTWORD of the content, or -)

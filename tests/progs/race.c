@@ -1,6 +1,6 @@
 /* A thread rewrites a path buffer between an allowed file and a denied one while
- * the main thread opens / stats / readlinks / execs through that buffer (SPEC 3:
- * --fs-deny must hold against a thread rewriting the path after the check).
+ * the main thread opens / stats / readlinks / execs through that buffer (docs/design.md
+ * "Filesystem policy": --fs-deny must hold against a thread rewriting the path after the check).
  *
  * usage: race ALLOWED DENIED SECRET_MARKER N
  *   ALLOWED and DENIED must have the same length (the flip is then a plain copy).

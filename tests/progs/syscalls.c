@@ -1,4 +1,5 @@
-/* Probe syscalls the sandbox must refuse (SPEC 1.6, 1.7, 1.8), and harmless controls.
+/* Probe syscalls the sandbox must refuse, and harmless controls (docs/design.md
+ * "The command cannot reach the supervisor", "The seccomp filter", "The deny list").
  *
  * usage: syscalls OP...   prints one line per OP: "OP rc errno" (errno 0 on success).
  * Ops that might succeed are harmless when they do (nothing is mounted, loaded or traced

@@ -1,4 +1,5 @@
-"""Faults and load against the supervisor (issue 5; SPEC sections 1.10, 2 and 7).
+"""Faults and load against the supervisor (issue 5; docs/design.md
+"Notification mechanics", "Launch", "A bounded supervisor").
 
 Each test runs real Python programs inside sandlock, as root and as the
 unprivileged user (the `who` fixture), without `--root` ("host": -w on a

@@ -1,4 +1,5 @@
-"""Filter bypasses, reaching the supervisor, and privileges (SPEC sections 1.6-1.9, 2).
+"""Filter bypasses, reaching the supervisor, and privileges (docs/design.md
+"The command cannot reach the supervisor" to "Capabilities and inherited state", "Launch").
 
 Every probe is tests/security/progs/filt_probe.c, run INSIDE a sandbox as root
 and as the unprivileged user (the `who` fixture), without `--root` ("host":

@@ -1,4 +1,4 @@
-"""Moves out of the copy-on-write layer (README "Copy-on-write workdir", SECURITY.md "The layer").
+"""Moves out of the copy-on-write layer (README "Copy-on-write workdir", SECURITY.md "The copy-on-write layer").
 
 The upper layer's files are hard links to the workdir's own until the command
 writes them.  A rename or a link of such a file (or of a directory holding

@@ -20,7 +20,7 @@ What must hold, under the default policy (no network allowed):
 - a NETLINK_ROUTE write (RTM_NEWADDR) is refused (EPERM) while dumps work;
 - every other netlink protocol (audit, generic, uevent) is refused with
   EPROTONOSUPPORT, sock_diag (which lists the host's sockets) with EPERM
-  (SPEC 1.8), while NETLINK_ROUTE opens.
+  (docs/design.md "The deny list"), while NETLINK_ROUTE opens.
 With --net-allow the real interfaces show and netlink stays read-only.
 Controls: the host itself lists the test's sockets and more interfaces than
 lo; the sandbox's own sockets are listed.

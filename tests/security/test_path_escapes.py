@@ -1,4 +1,5 @@
-"""Path escapes and TOCTOU races against the filesystem policy (SPEC sections 1, 3, 4).
+"""Path escapes and TOCTOU races against the filesystem policy (docs/design.md "Security rules",
+"Filesystem policy", "Emulated root").
 
 Every probe runs INSIDE a sandbox, as root and as the unprivileged user (the
 `who` fixture), without `--root` ("host": the canary is outside every -r/-w
