@@ -116,8 +116,16 @@ def test_the_supervisors_path_check_refuses_a_container_in_a_cut_directory_as_la
     rules.check(os.fsencode(f"{top}/.sandlock-0-abc/cow-1-x/1/tree/secret/s"), "write")  # named by a rule
     rules.check(os.fsencode(f"{top}/a"), "write")
     rules.check(os.fsencode(f"{top}/.sandlock-new-1-a"), "write")
-    no_cut = _resolve.FsRules(["/"], [top], [])
-    no_cut.check(os.fsencode(f"{top}/.sandlock-0-abc/x"), "write")  # a grant of DIR covers its layers
+    # without a cut too: a grant of DIR reaches no other run's layer (SECURITY.md "Another
+    # run's layer"), the container itself may be seen but not changed
+    no_cut = _resolve.FsRules(["/"], [top, f"{top}/.sandlock-0-abc/cow-1-x/1/tree"], [])
+    for path, need in ((f"{top}/.sandlock-0-abc/x", "read"), (f"{top}/.sandlock-0-abc/cow-2-y", "meta"),
+                       (f"{top}/.sandlock-0-abc", "write"), (f"{top}/d/.sandlock-1000-q/f", "read")):
+        with pytest.raises(OSError):
+            no_cut.check(os.fsencode(path), need)
+    no_cut.check(os.fsencode(f"{top}/.sandlock-0-abc"), "meta")  # ls -l DIR
+    no_cut.check(os.fsencode(f"{top}/.sandlock-0-abc/cow-1-x/1/tree/f"), "write")  # the run's own layer
+    no_cut.check(os.fsencode(f"{top}/.sandlock-x/f"), "write")  # not a container's name
 
 
 def _cli(args, abi):
