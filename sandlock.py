@@ -38,15 +38,15 @@ if __name__ == "__main__":
     import importlib
     if globals().get("__spec__") is not None:  # python -m NAME
         _self = importlib.import_module(__spec__.name)
+    elif os.path.realpath(getattr(sys.modules.get("sandlock"), "__file__", None) or "/") == os.path.realpath(__file__):
+        _self = sys.modules["sandlock"]  # a script already imported as sandlock (runpy.run_path)
     else:  # a script: this very file as the module sandlock, wherever sys.path points
-        _self = sys.modules.get("sandlock")
-        if _self is None or os.path.realpath(getattr(_self, "__file__", "")) != os.path.realpath(__file__):
-            import importlib.machinery
-            import importlib.util
-            _loader = importlib.machinery.SourceFileLoader("sandlock", os.path.realpath(__file__))
-            _self = sys.modules["sandlock"] = importlib.util.module_from_spec(
-                importlib.util.spec_from_loader("sandlock", _loader))  # type: ignore[arg-type]
-            _loader.exec_module(_self)
+        import importlib.machinery
+        import importlib.util
+        _loader = importlib.machinery.SourceFileLoader("sandlock", os.path.realpath(__file__))
+        _self = sys.modules["sandlock"] = importlib.util.module_from_spec(
+            importlib.util.spec_from_loader("sandlock", _loader))  # type: ignore[arg-type]
+        _loader.exec_module(_self)
     sys.exit(_self.main())
 
 if "__path__" not in globals():
