@@ -19,7 +19,7 @@ from typing import List
 
 import pytest
 
-from conftest import REPO, SYSTEM_PATH, build_fixture
+from conftest import REPO, SYSTEM_PATH, SYSTEM_PYTHON, build_fixture
 
 PRODUCT = ["sandlock.py", *sorted(p.name for p in REPO.glob("_*.py"))]
 # Modules a user may well have beside their script (the names the old flat install clashed on)
@@ -229,11 +229,10 @@ def test_the_vendored_copy_is_a_command_too_as_python_m_and_as_a_script(who, scr
 
 def _run_python(who, argv: List[str], cwd: Path) -> subprocess.CompletedProcess:
     """python ARGV as this identity, in cwd, with nothing on PYTHONPATH (cwd is sys.path[0] for -m)."""
-    from conftest import SYSTEM_PYTHON
     python = SYSTEM_PYTHON if who.is_user else sys.executable
     command = [python, *argv]
     if who.is_user:
-        command = who._cli.user.wrap(command)
+        command = who._cli.user.wrap(command)  # as Who.spawn_outside does
     env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": str(who.home)}
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=str(cwd), env=env,
                           stdin=subprocess.DEVNULL)
