@@ -31,10 +31,12 @@ import stat
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
-from _errors import quote_path
-import _scratch
-import _structs as S
-import _syscalls
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import quote_path
+from . import _scratch
+from . import _structs as S
+from . import _syscalls
 
 BENEATH = S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS | S.RESOLVE_NO_MAGICLINKS
 STATE = "state"          # in the run's directory: building, running, committing, committed, kept

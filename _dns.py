@@ -47,6 +47,9 @@ import time
 from collections import OrderedDict
 from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+
 IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 DNS_PORT = 53

@@ -33,6 +33,9 @@ import re
 import struct
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+
 HEADER_SIZE = 256        # BINPRM_BUF_SIZE (include/linux/binfmts.h): what execve reads first
 PATH_MAX = 4096          # include/uapi/linux/limits.h
 

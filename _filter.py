@@ -26,9 +26,11 @@ import errno
 import termios
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-import _bpf as B
-import _structs as S
-import _syscalls
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _bpf as B
+from . import _structs as S
+from . import _syscalls
 
 # --- classification ---------------------------------------------------------------
 

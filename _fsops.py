@@ -26,8 +26,10 @@ import struct
 import time
 from typing import Callable, List, Optional, Tuple
 
-import _syscalls
-from _notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _syscalls
+from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
                     read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1

@@ -30,11 +30,13 @@ import re
 import stat
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-import _scratch
-import _structs as S
-import _syscalls
-from _errors import SetupError
-from _policy import PTYS, Policy, device_paths
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _scratch
+from . import _structs as S
+from . import _syscalls
+from ._errors import SetupError
+from ._policy import PTYS, Policy, device_paths
 
 READ = S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_READ_DIR
 FILE_ONLY = (S.LANDLOCK_ACCESS_FS_EXECUTE | S.LANDLOCK_ACCESS_FS_WRITE_FILE | S.LANDLOCK_ACCESS_FS_READ_FILE
@@ -209,7 +211,7 @@ def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool 
     ancestors: List[str] = []
     procfs = procfs_mounts() if not keep_proc else ()
     if hidden is None:
-        import _scratch
+        from . import _scratch
         hidden = _scratch.hidden()
     cut = tuple(policy.fs_denied) + procfs + hidden
 

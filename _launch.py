@@ -38,8 +38,10 @@ import signal
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-import _structs as S
-import _syscalls
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _structs as S
+from . import _syscalls
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38

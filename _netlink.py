@@ -48,8 +48,10 @@ import struct
 import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from _netpolicy import network_allowed
-from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._netpolicy import network_allowed
+from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
 
 AF_NETLINK, NETLINK_ROUTE = 16, 0
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF

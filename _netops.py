@@ -37,8 +37,12 @@ import struct
 import threading
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-import _syscalls
-from _notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _dns
+from . import _netpolicy
+from . import _syscalls
+from ._notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of, write_mem
 
 AF_UNIX = socket.AF_UNIX
 AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
@@ -111,7 +115,6 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
     refused (nothing is sent then).  (DNS to the configured resolvers: _check_dns, first.)"""
-    import _netpolicy
     proto = protocol_of(sock)
     rules = ctx.net_rules
     for address in addresses:
@@ -141,8 +144,6 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     by more bytes in the same datagram (MSG_MORE, a corked socket) or carries
     ancillary data.
     """
-    import _dns
-    import _netpolicy
     dns = ctx.net_dns
     if dns is None or protocol_of(sock) != "udp":
         return None
@@ -576,7 +577,6 @@ def do_sockname(ctx: Context, call: Call) -> Reply:
             address = address[:SUN_PATH_OFFSET + 1] + address[SUN_PATH_OFFSET + 1 + len(prefix):]
     if size > 0x7FFFFFFF:
         return Errno(errno.EINVAL)
-    from _notif import write_mem
     write_mem(ctx.tracees, call.tid, call.ptr, address[:size]) if size else None
     write_mem(ctx.tracees, call.tid, call.ptr2, struct.pack("=I", len(address)))
     return Value(0)
@@ -591,7 +591,7 @@ def do_bind(ctx: Context, call: Call) -> Reply:
     on behalf too, so the address is read once.
     """
     def pathname(sock: socket.socket, address: bytes, path: bytes) -> Reply:
-        import _rootops
+        from . import _rootops
         directory, last = _rootops._parent_for_write(ctx, call, -100, path)
         try:
             target = b"/proc/self/fd/%d/%s" % (directory, last)

@@ -26,7 +26,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from _errors import PolicyError
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import PolicyError
 
 if TYPE_CHECKING:
     import ipaddress

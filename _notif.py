@@ -34,8 +34,10 @@ try:
 except ImportError:  # pragma: no cover -- Python 3.7 has no Protocol; 3.9 is the floor
     Protocol = object  # type: ignore[assignment,misc]
 
-import _structs as S
-import _syscalls
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _structs as S
+from . import _syscalls
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -15,7 +15,9 @@ import os
 import re
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from _errors import PolicyError, shown
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import PolicyError, shown
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -203,7 +205,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
             raise PolicyError(f"unknown policy field {key!r}")
     chroot = _optional(kwargs.get("chroot"), lambda v: _directory("chroot", v, labels))
     if chroot is not None:
-        import _rootfs  # only emulated roots need it (keeps the CLI's start small)
+        from . import _rootfs  # only emulated roots need it (keeps the CLI's start small)
         mounts = _rootfs.parse_mounts("fs_mount", kwargs.get("fs_mount", ()), labels)
 
         def guest(name: str) -> Tuple[str, ...]:
@@ -256,7 +258,7 @@ def _network(kwargs: Mapping[str, object], labels: Mapping[str, str]) -> Dict[st
     names = ("net_allow", "net_deny", "net_allow_bind", "net_deny_bind")
     if all(kwargs.get(name) in (None, (), []) for name in names):
         return {}
-    import _netpolicy  # only policies that name the network parse specs (CLI start-up)
+    from . import _netpolicy  # only policies that name the network parse specs (CLI start-up)
     return dict(zip(names, _netpolicy.validate(*(kwargs.get(name) or () for name in names), labels=dict(labels))))
 
 
@@ -393,7 +395,7 @@ def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ..
         if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
             raise _err(name, labels, f"invalid syscall name {item!r}")
     if value:
-        import _syscalls
+        from . import _syscalls
         unknown = sorted(set(value) - _syscalls.any_arch_names())
         if unknown:
             raise _err(name, labels, f"unknown syscall name {unknown[0]!r}")
@@ -407,7 +409,7 @@ def child_environment(policy: Policy, base: Mapping[str, str], overrides: Option
     else:
         env = dict(base)
     if policy.chroot is not None:
-        import _rootfs
+        from . import _rootfs
         env["PATH"] = GUEST_PATH
         env["HOME"] = _rootfs.guest_home(policy.chroot, os.getuid())
     env.update(policy.env)

@@ -32,7 +32,9 @@ import os
 import stat
 from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 
-from _errors import os_error
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import os_error
 
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))

@@ -28,8 +28,10 @@ import threading
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
-import _syscalls
-from _notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _syscalls
+from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1

@@ -30,11 +30,13 @@ import sys
 import threading
 from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
 
-import _procfs
-import _scratch
-import _structs as S
-import _syscalls
-from _notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _procfs
+from . import _scratch
+from . import _structs as S
+from . import _syscalls
+from ._notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW

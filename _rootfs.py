@@ -35,11 +35,13 @@ import stat
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-import _procfs
-import _structs as S
-import _syscalls
-from _errors import PolicyError, os_error as _oserror, shown
-from _notif import AT_FDCWD, Call, Tracees, tgid_of
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _procfs
+from . import _structs as S
+from . import _syscalls
+from ._errors import PolicyError, os_error as _oserror, shown
+from ._notif import AT_FDCWD, Call, Tracees, tgid_of
 
 _ENOENT = errno.ENOENT
 IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
@@ -258,7 +260,7 @@ class Scratch:
     """
 
     def __init__(self) -> None:
-        import _scratch
+        from . import _scratch
         self.path = _scratch.new_scratch("root-")
         self.cwd = os.path.join(self.path, "cwd")
         self.shm = os.path.join(self.path, "shm")
@@ -283,7 +285,7 @@ class Scratch:
         return anchors, shm
 
     def close(self) -> None:
-        import _scratch
+        from . import _scratch
         _scratch.remove_ours(self.path)  # the base stays (see _scratch.base)
 
 
@@ -440,7 +442,7 @@ class Mount:
 
 # --- the resolver -----------------------------------------------------------------------------
 
-from _resolve import Resolver, d_path  # noqa: E402  (after the policy-time helpers, which the CLI imports alone)
+from ._resolve import Resolver, d_path  # noqa: E402  (after the policy-time helpers, which the CLI imports alone)
 
 
 class RootResolver(Resolver):
@@ -804,7 +806,7 @@ class RootResolver(Resolver):
         if what == b"mounts":
             return _procfs.memfd(what, self._mounts())
         if what in (b"maps", b"smaps"):
-            import _elf
+            from . import _elf
             with open(fd, "rb", closefd=False) as f:
                 # line by line into the memfd: the command decides how long its maps are
                 return _elf.sealed_memfd_filled("sandlock-proc-" + os.fsdecode(what),
@@ -814,7 +816,7 @@ class RootResolver(Resolver):
     def _rewrite_maps(self, lines: Iterable[bytes], fd: int) -> None:
         """Write `lines` of a maps file to fd with guest paths (a line is at most a
         few hundred bytes plus a path of at most PATH_MAX: bounded memory)."""
-        import _elf
+        from . import _elf
         out = b""
         for line in lines:
             end = b"\n" if line.endswith(b"\n") else b""

@@ -31,14 +31,16 @@ import stat
 import threading
 from typing import Dict, NamedTuple, Optional, Tuple
 
-import _elf
-import _structs as S
-import _syscalls
-from _errors import os_error as _oserror
-from _fsops import X_OK, _object, _proc_fd, _umask
-from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
-    listener_ioctl, tgid_of, parent_of, write_mem
-from _resolve import d_path
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _elf
+from . import _structs as S
+from . import _syscalls
+from ._errors import os_error as _oserror
+from ._fsops import X_OK, _object, _proc_fd, _umask
+from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
+    listener_ioctl, tgid_of, parent_of, read_string, write_mem
+from ._resolve import d_path
 
 _PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")
 AT_REMOVEDIR = 0x200
@@ -539,7 +541,6 @@ def _fd_name_fits(tid: int, digits: int) -> bool:
 
 
 def _read_cstring(ctx, tid: int, address: int) -> bytes:
-    from _notif import read_string
     return read_string(ctx.tracees, tid, address, 131072)
 
 

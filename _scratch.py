@@ -39,8 +39,10 @@ import stat
 import tempfile
 from typing import List, Optional, Tuple
 
-import _structs as S
-import _syscalls
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _structs as S
+from . import _syscalls
 
 MARKER = ".sandlock"
 MARK = b"sandlock's own directory\n"

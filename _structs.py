@@ -25,6 +25,9 @@ from __future__ import annotations
 import ctypes
 import struct
 
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+
 # --- asm-generic/ioctl.h -------------------------------------------------------
 
 _IOC_NRBITS, _IOC_TYPEBITS, _IOC_SIZEBITS = 8, 8, 14

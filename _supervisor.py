@@ -39,22 +39,24 @@ import time
 import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-import _dns
-import _filter
-import _landlock
-import _launch
-import _netlink
-import _netpolicy
-import _policy
-import _structs as S
-import _syscalls
-import _table
-from _errors import ExecError, SetupError, shown
-from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _dns
+from . import _filter
+from . import _landlock
+from . import _launch
+from . import _netlink
+from . import _netpolicy
+from . import _policy
+from . import _structs as S
+from . import _syscalls
+from . import _table
+from ._errors import ExecError, SetupError, shown
+from ._notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
                     write_mem)
-from _policy import PTYS, Policy, device_paths, terminals
-from _procops import InFlight, MeasureError, Members, memory_devices, memory_used
-from _resolve import Devices, FsRules, Resolver
+from ._policy import PTYS, Policy, device_paths, terminals
+from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
+from ._resolve import Devices, FsRules, Resolver
 
 CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
@@ -125,7 +127,7 @@ def close_prepared(prepared: Prepared) -> None:
 
 def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
     """Host paths of the policy's virtual paths (outside /proc and /dev), existing ones only."""
-    import _rootfs
+    from . import _rootfs
     out = []
     for virt in paths:
         if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
@@ -211,9 +213,9 @@ def prepare(policy: Policy) -> Prepared:
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
     if policy.chroot is not None or policy.workdir is not None:
-        import _rootfs
+        from . import _rootfs
         if policy.workdir is not None:
-            import _cow
+            from . import _cow
             leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
             try:
                 layers = _cow.Layers(policy.workdir)
@@ -227,14 +229,14 @@ def prepare(policy: Policy) -> Prepared:
             raise _scratch_error(exc) from None
         landlock_policy = _host_policy(policy, scratch, layers)
     else:
-        import _scratch
+        from . import _scratch
         try:
             scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
         except OSError as exc:
             raise _scratch_error(exc) from None
     emulated = policy.chroot is not None or policy.workdir is not None
     try:
-        import _scratch
+        from . import _scratch
         hidden = _scratch.hidden()  # after the scratch is made: its base is among them
         own = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
         if layers is not None:  # its upper layers, which a workdir in /var/tmp puts in a hidden container
@@ -353,7 +355,7 @@ class Session:
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         if prepared.root is not None:
-            import _rootfs
+            from . import _rootfs
             anchors, shm = prepared.root.new_run()
             self._run_dirs = (anchors, shm)
             self._shm = shm
@@ -366,7 +368,7 @@ class Session:
     @property
     def vfork(self):
         if self._vfork is None:
-            import _rootops
+            from . import _rootops
             self._vfork = _rootops.VforkHolder(self)
         return self._vfork
 
@@ -385,7 +387,7 @@ class Session:
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
-            import _rootfs
+            from . import _rootfs
             for v, host, _ in sorted(self.policy.fs_mount, key=lambda m: -len(m[0])):
                 if virt == v or virt.startswith(v + "/"):
                     return _rootfs.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
@@ -424,7 +426,7 @@ class Session:
         rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev, PTYS),
                         writable + (PTYS,), denied, self.prepared.hidden,
                         (self._shm, scratch.dev) + ((upper.tree,) if upper is not None else ()))
-        import _rootfs
+        from . import _rootfs
         resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
                                         self._shm, scratch.dev)
         resolver.upper = upper
@@ -547,7 +549,7 @@ class Session:
         Call it after run() from a thread that is not confined; where none is
         left (the CLI), close_prepared removes them with the rest.
         """
-        import _scratch
+        from . import _scratch
         later, self._later = self._later, []
         for path in later:
             _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
@@ -921,7 +923,7 @@ class Session:
         if self.members is not None and self.members.pending:
             self.members.settle(call.tid)
         if self.argv_fixups and call.tid in self.argv_fixups:
-            import _rootops
+            from . import _rootops
             _rootops.fix_argv(self, call.tid)
         try:
             self.tracees.current = call.id

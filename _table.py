@@ -13,16 +13,18 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
-import _dns
-import _fsops as F
-import _netlink as NL
-import _netops as N
-import _netpolicy
-import _procops as P
-import _syscalls
-from _filter import SOCKET_NETLINK_ROUTE, Test, Trap
-from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
-from _policy import Policy
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _dns
+from . import _fsops as F
+from . import _netlink as NL
+from . import _netops as N
+from . import _netpolicy
+from . import _procops as P
+from . import _syscalls
+from ._filter import SOCKET_NETLINK_ROUTE, Test, Trap
+from ._notif import AT_SYMLINK_NOFOLLOW, compile_layout
+from ._policy import Policy
 
 NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
 
@@ -139,7 +141,7 @@ _ROOT_ROWS: Dict[str, Row] = {}
 
 def root_rows() -> Dict[str, Row]:
     if not _ROOT_ROWS:
-        import _rootops as RO
+        from . import _rootops as RO
         _ROOT_ROWS.update({
             "mkdir": _row(RO.do_mkdir, ("path", "mode")),
             "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
@@ -250,8 +252,8 @@ P_CLONE_THREAD = 0x00010000
 def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, object]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
-    import _filter
-    import _netpolicy
+    from . import _filter
+    from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
     out = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
     if _dns.polices(rules):

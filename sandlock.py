@@ -9,9 +9,13 @@ compiled helper.
     import sandlock
     result = sandlock.Sandbox(fs_writable=["/tmp/x"]).run(["echo", "hi"])
 
-This file is the public API and the CLI.  Nothing imports it (under
-``python -m sandlock`` it runs as ``__main__``); the exceptions live in
-_errors.py so there is one copy of each class.
+This file is the public API and the CLI, and the package of the _*.py
+modules beside it: they are imported as ``sandlock._name`` (or
+``myapp._vendor.sandlock._name`` in a vendored copy), never under a
+top-level name of their own (README "Installing and vendoring").  Under
+``python -m sandlock`` this file runs as ``__main__`` only long enough to
+import itself as ``sandlock`` and call main(), so each module, its state and
+its exception classes exist once.
 """
 
 
@@ -28,9 +32,35 @@ if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below nee
         sys.exit(125)
     raise ImportError(_TOO_OLD)
 
-import _errors
-from _errors import ExecError, PolicyError, SandlockError, SetupError
-from _policy import Policy, child_environment, make_policy, normalise_argv
+if __name__ == "__main__":
+    # python -m sandlock, python sandlock.py: run the CLI of this file imported
+    # under its own name, so its modules load once, as sandlock._name
+    import importlib
+    if globals().get("__spec__") is not None:  # python -m NAME
+        _self = importlib.import_module(__spec__.name)
+    elif os.path.realpath(getattr(sys.modules.get("sandlock"), "__file__", None) or "/") == os.path.realpath(__file__):
+        _self = sys.modules["sandlock"]  # a script already imported as sandlock (runpy.run_path)
+    else:  # a script: this very file as the module sandlock, wherever sys.path points
+        import importlib.machinery
+        import importlib.util
+        _loader = importlib.machinery.SourceFileLoader("sandlock", os.path.realpath(__file__))
+        _self = sys.modules["sandlock"] = importlib.util.module_from_spec(
+            importlib.util.spec_from_loader("sandlock", _loader))  # type: ignore[arg-type]
+        _loader.exec_module(_self)
+    sys.exit(_self.main())
+
+if "__path__" not in globals():
+    # Flat (a checkout, a vendored copy): this file is the package whose modules are
+    # the _*.py files beside it, imported only as <this module>._name, never under
+    # a top-level name of their own (README "Installing and vendoring").
+    __path__ = [os.path.dirname(os.path.realpath(__file__))]
+    if __spec__ is not None:
+        __spec__.submodule_search_locations = __path__
+    __package__ = __name__
+
+from . import _errors
+from ._errors import ExecError, PolicyError, SandlockError, SetupError
+from ._policy import Policy, child_environment, make_policy, normalise_argv
 
 __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
@@ -110,7 +140,7 @@ class Sandbox:
         Only the policy given at construction shapes them: a run's timeout
         or cwd does not.
         """
-        import _supervisor
+        from . import _supervisor
         with self._lock:
             if self._prepared is None:
                 import weakref
@@ -162,7 +192,7 @@ def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
 def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
                    **options: Any) -> Any:
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
-    import _supervisor
+    from . import _supervisor
     box: Dict[str, Any] = {}
 
     def worker() -> None:
@@ -210,8 +240,8 @@ def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathL
     Landlock restricts the thread that asks (and what it starts later);
     call it before starting other threads to cover the whole program.
     """
-    import _landlock
-    import _launch
+    from . import _landlock
+    from . import _launch
     policy = make_policy(fs_readable=list(fs_readable), fs_writable=list(fs_writable), best_effort=best_effort,
                          default_view=default_view)
     abi = _landlock.check_kernel(policy)
@@ -219,7 +249,7 @@ def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathL
         return
     fd = _landlock.create_ruleset(_landlock.plan(policy, abi, keep_proc=True))  # no supervisor: /proc as given
     try:
-        import _syscalls
+        from . import _syscalls
         _syscalls.prctl(_launch.PR_SET_NO_NEW_PRIVS, 1)
         _syscalls.landlock_restrict_self(fd)
     finally:
@@ -432,7 +462,7 @@ def _main(argv: List[str], debug: bool) -> int:
             raise _UsageError("--check: reports what this kernel supports and exits; it runs no command")
         return _check(ns.json)
     policy = _policy_from_args(ns)
-    import _supervisor
+    from . import _supervisor
     prepared = _supervisor.prepare(policy)
     # The run confines this thread (Landlock); the scratch and upper-layer
     # directories are removed at the end by a thread that is not confined.
@@ -448,10 +478,10 @@ def _main(argv: List[str], debug: bool) -> int:
 
 
 def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
-    import _supervisor
+    from . import _supervisor
     if ns.dump_filter:
-        import _bpf
-        import _syscalls
+        from . import _bpf
+        from . import _syscalls
         print(_bpf.disassemble(prepared.program, _syscalls.names(prepared.arch)))
         return 0
     if not command:
@@ -479,7 +509,7 @@ def _default_shell(policy: Policy) -> str:
     """$SHELL (inside the root: if it exists there), else /bin/sh."""
     shell = os.environ.get("SHELL") or "/bin/sh"
     if policy.chroot is not None:
-        import _rootfs
+        from . import _rootfs
         if not shell.startswith("/") or _rootfs.host_path(policy.chroot, policy.fs_mount, shell) is None:
             return "/bin/sh"
     return shell
@@ -511,7 +541,7 @@ def _fail(message: str) -> int:
 
 def _version_line() -> str:
     import platform
-    import _syscalls
+    from . import _syscalls
     try:
         abi = _syscalls.landlock_abi()
     except OSError:
@@ -521,7 +551,7 @@ def _version_line() -> str:
 
 
 def _verbose(policy: Policy, prepared) -> None:
-    import _landlock
+    from . import _landlock
     out = [f"sandlock: Landlock ABI {prepared.abi}, architecture {prepared.arch}", "sandlock: Landlock rules:"]
     out += [f"sandlock: {line}" for line in _landlock.rule_lines(prepared.child_plan)]
     out += [f"sandlock: network: {line}" for line in prepared.net_rules.describe()] if prepared.net_rules else []
@@ -537,8 +567,8 @@ def _verbose(policy: Policy, prepared) -> None:
 def _check(as_json: bool) -> int:
     import json
     import platform
-    import _landlock
-    import _syscalls
+    from . import _landlock
+    from . import _syscalls
     abi = _syscalls.kernel_landlock_abi()
     features = {
         "kernel": platform.release(),
@@ -587,6 +617,3 @@ def _check(as_json: bool) -> int:
             print(f"{key.ljust(width)}  {value}  {mark}".rstrip())
     return 0 if core else 125
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,8 @@ pyproject.toml names it, so `pip install .` needs nothing from the network
 (no setuptools, no wheel) and leaves nothing in the source tree (no build/,
 no *.egg-info).  It reads the [project] table of pyproject.toml (the simple
 form this project writes: strings, one list of modules, one script) and
-ships the flat modules it lists, README.md as the description and LICENSE.
+ships the flat modules it lists as one package (README "Installing and
+vendoring"), README.md as the description and LICENSE.
 """
 
 import base64
@@ -39,9 +40,27 @@ def _project():
         "name": string(project, "name"), "version": string(project, "version"),
         "summary": string(project, "description"), "requires_python": string(project, "requires-python"),
         "license": (re.search(r'^license\s*=\s*\{\s*text\s*=\s*"([^"]*)"', project, re.M) or [None, ""])[1],
+        "package": string(table("tool.sandlock_build"), "package"),
         "modules": re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', modules.group(1)) if modules else [],
         "scripts": scripts,
     }
+
+
+# python -m sandlock, installed (runpy runs a package's __main__ module)
+_MAIN = '''"""python -m {name}: the command line of the installed package."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
+'''
+
+# The one line of the editable install's .pth (site.py runs lines that start with
+# "import"): a finder, last on sys.meta_path, that knows the one name {name}
+_EDITABLE = ("import sys, importlib.machinery as m; sys.meta_path.append(type('EditableFinder', (), "
+             "{{'find_spec': staticmethod(lambda name, path=None, target=None, finder=m.PathFinder: "
+             "finder.find_spec(name, [{root!r}]) if name == {name!r} else None)}}))\n")
 
 
 def _dist(p):
@@ -89,11 +108,15 @@ def _build(wheel_directory, editable):
     dist = _dist(p)
     name = dist + "-py3-none-any.whl"
     wheel = _Wheel(os.path.join(wheel_directory, name))
-    if editable:  # PEP 660: the checkout itself on sys.path
-        wheel.add("__editable__." + dist + ".pth", (ROOT + "\n").encode())
-    else:
+    package = p["package"]
+    if editable:  # PEP 660: a finder of the one name `package`, in the checkout (not the checkout on sys.path)
+        wheel.add("__editable__." + dist + ".pth", _EDITABLE.format(name=package, root=ROOT).encode())
+    else:  # the package: sandlock.py is its __init__.py, the _*.py beside it are its modules
         for module in p["modules"]:
-            wheel.add(module + ".py", open(os.path.join(ROOT, module + ".py"), "rb").read())
+            data = open(os.path.join(ROOT, module + ".py"), "rb").read()
+            wheel.add(package + "/" + ("__init__" if module == package else module) + ".py", data)
+        wheel.add(package + "/__main__.py", _MAIN.format(name=package).encode())
+        wheel.add(package + "/py.typed", b"")
     info = dist + ".dist-info"
     wheel.add(info + "/METADATA", _metadata(p))
     wheel.add(info + "/WHEEL", b"Wheel-Version: 1.0\nGenerator: sandlock_build\nRoot-Is-Purelib: true\nTag: py3-none-any\n")

@@ -2,7 +2,8 @@
 
 What lives here:
 
-- the repository root on sys.path, so unit tests can ``import _syscalls``;
+- the repository root on sys.path, so unit tests can ``from sandlock import _syscalls``
+  (the helpers load only as sandlock._name: README "Installing and vendoring");
 - strict mode: with ``SANDLOCK_TEST_STRICT=1`` (CI) a skipped test is a
   failure, so a missing compiler, user or interpreter cannot hide a result;
 - ``who``: every integration test runs twice, as root and as the unprivileged

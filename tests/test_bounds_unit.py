@@ -17,9 +17,9 @@ from typing import List
 
 import pytest
 
-import _elf
-from _notif import Errno, Value, Workers
-from _procops import InFlight
+from sandlock import _elf
+from sandlock._notif import Errno, Value, Workers
+from sandlock._procops import InFlight
 
 
 def test_copy_range_keeps_holes_and_content(tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_memory_files_are_known_by_their_filesystem_or_a_memory_directory(tmp_pa
 
 
 def _on_tmpfs(path: Path) -> bool:
-    import _syscalls
+    from sandlock import _syscalls
     fd = os.open(path, os.O_RDONLY)
     try:
         return int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) == 0x01021994

@@ -13,7 +13,7 @@ for _path in (_HERE, os.path.dirname(_HERE)):  # tests/ for bpfinterp, the repo 
 
 import pytest  # noqa: E402
 
-import _bpf as B  # noqa: E402
+from sandlock import _bpf as B  # noqa: E402
 from bpfinterp import BpfRunError, action, run  # noqa: E402
 
 X86_64 = 0xC000003E

@@ -15,8 +15,8 @@ from typing import Dict, Tuple
 
 import pytest
 
-import _cow
-import _scratch
+from sandlock import _cow
+from sandlock import _scratch
 
 
 def tree(top: Path) -> Dict[str, Tuple[str, str]]:

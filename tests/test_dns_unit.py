@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-import _dns
-import _netpolicy
+from sandlock import _dns
+from sandlock import _netpolicy
 from dnsserver import DnsServer, Name
 
 

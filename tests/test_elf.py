@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import pytest
 
-import _elf
-from _elf import Elf, Shebang
+from sandlock import _elf
+from sandlock._elf import Elf, Shebang
 
 ARCH = os.uname().machine
 OTHER_ARCH = {"x86_64": "aarch64", "aarch64": "x86_64"}[ARCH]

@@ -9,10 +9,10 @@ import termios
 
 import pytest
 
-import _filter
-import _policy
-import _syscalls
-import _table
+from sandlock import _filter
+from sandlock import _policy
+from sandlock import _syscalls
+from sandlock import _table
 from bpfinterp import action, run
 
 ARCHES = ("x86_64", "aarch64")

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-import _landlock as L
-import _policy
-import _structs as S
+from sandlock import _landlock as L
+from sandlock import _policy
+from sandlock import _structs as S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,7 +106,7 @@ def test_a_cut_never_grants_sandlocks_containers_but_a_rule_inside_one_still_hol
 
 
 def test_the_supervisors_path_check_refuses_a_container_in_a_cut_directory_as_landlock_does(tmp_path):
-    import _resolve
+    from sandlock import _resolve
     top = str(tmp_path)
     rules = _resolve.FsRules(["/"], [top, f"{top}/.sandlock-0-abc/cow-1-x/1/tree"], [f"{top}/secret"])
     for path in (f"{top}/.sandlock-0-abc", f"{top}/.sandlock-0-abc/cow-2-y/1/tree/secret/s",
@@ -270,7 +270,7 @@ def test_procfs_mounts_names_proc():
 WALL = r"""
 import errno, os, sys
 sys.path.insert(0, sys.argv[1])
-import _landlock, _policy, _syscalls, _launch
+from sandlock import _landlock, _policy, _syscalls, _launch
 policy = _policy.make_policy(fs_readable=["/"])
 keep = sys.argv[2] == "keep"
 fd = _landlock.create_ruleset(_landlock.plan(policy, _syscalls.landlock_abi(), keep_proc=keep))
@@ -304,8 +304,8 @@ def test_from_abi_4_the_commands_domain_handles_tcp_bind_and_connect(abi):
 def test_the_commands_domain_refuses_every_tcp_bind_and_connect_and_the_supervisors_does_not():
     # README "Network": the supervisor makes the allowed ones on behalf, so the command's
     # domain handles TCP bind/connect with no port rule (the kernel refuses the command's own)
-    import _supervisor
-    import _syscalls
+    from sandlock import _supervisor
+    from sandlock import _syscalls
     abi = _syscalls.landlock_abi()
     prepared = _supervisor.prepare(_policy.make_policy(net_allow=["tcp://127.0.0.1:80"]))
     try:

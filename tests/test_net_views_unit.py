@@ -16,8 +16,8 @@ from typing import List, Tuple
 
 import pytest
 
-import _netlink
-import _procfs
+from sandlock import _netlink
+from sandlock import _procfs
 
 TCP = (b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
        b"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %d 1 0\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import _netpolicy as NP
-from _errors import PolicyError
+from sandlock import _netpolicy as NP
+from sandlock._errors import PolicyError
 
 import sandlock
 

@@ -41,8 +41,10 @@ def test_pip_installs_offline_ships_every_module_and_the_license_and_leaves_the_
     assert tree() == before
     (wheel,) = (tmp_path / "dist").glob("sandlock_py-*-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    modules = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "*.py"))}
-    assert modules <= set(names)
+    modules = {"sandlock/" + os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "_*.py"))}
+    shipped = {n for n in names if not n.startswith("sandlock_py-")}
+    assert shipped == modules | {"sandlock/__init__.py", "sandlock/__main__.py", "sandlock/py.typed"}
+    assert zipfile.ZipFile(wheel).read("sandlock/__init__.py") == open(os.path.join(ROOT, "sandlock.py"), "rb").read()
     assert "build_backend/sandlock_build.py" not in names and not any(n.startswith("tests/") for n in names)
     info = [n for n in names if n.endswith(".dist-info/LICENSE")]
     assert info and b"Apache License" in zipfile.ZipFile(wheel).read(info[0])

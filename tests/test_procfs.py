@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import _procfs as P
+from sandlock import _procfs as P
 
 MEMBERS = {100, 101}
 

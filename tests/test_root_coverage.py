@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-import _filter
-import _policy
-import _syscalls
-import _table
+from sandlock import _filter
+from sandlock import _policy
+from sandlock import _syscalls
+from sandlock import _table
 
 # Every syscall of x86_64 and aarch64 (Linux 6.18) with a pathname argument.
 PATH_SYSCALLS = """

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import _cow
-import _scratch
+from sandlock import _cow
+from sandlock import _scratch
 
 DEPTH = 10_000
 

@@ -4,8 +4,8 @@ import ctypes
 
 import pytest
 
-import _structs as S
-import _syscalls
+from sandlock import _structs as S
+from sandlock import _syscalls
 
 
 @pytest.mark.parametrize("struct, size", [
@@ -93,5 +93,5 @@ def test_audit_arch_values():
 def test_msghdr_layout_matches_the_64_bit_abi():
     assert ctypes.sizeof(_syscalls._msghdr) == _syscalls.MSGHDR_SIZE == 56
     assert _syscalls._msghdr.msg_iov.offset == 16 and _syscalls._msghdr.msg_control.offset == 32
-    import _netops
+    from sandlock import _netops
     assert _netops._MSGHDR.size == 56

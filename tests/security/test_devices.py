@@ -312,7 +312,7 @@ def test_landlock_itself_refuses_other_devices_under_a_grant_of_slash(who, other
 
 
 def test_the_ptys_a_run_remembers_are_bounded_and_a_freed_number_is_not_the_sandboxs() -> None:
-    import _resolve
+    from sandlock import _resolve
     devices = _resolve.Devices(["/dev/null"], "/dev/pts")
     devices.KEPT = 2
     ptys = [os.openpty() for _ in range(3)]

@@ -67,7 +67,7 @@ import glob, json, os, runpy, subprocess, sys, time
 import sandlock
 here = os.path.dirname(os.path.abspath(sandlock.__file__))
 for path in sorted(glob.glob(os.path.join(here, "_*.py"))):
-    __import__(os.path.basename(path)[:-3])
+    __import__("sandlock." + os.path.basename(path)[:-3])
 import fcntl, queue, select, selectors, shutil, signal, socket, struct, tempfile, termios, threading  # noqa
 syscall, error, when, trace = sys.argv[1:5]
 
@@ -88,7 +88,7 @@ def attach():
 WRAPPER = PREAMBLE + r"""
 attach()
 sys.argv = ["sandlock", *sys.argv[5:]]
-runpy.run_module("sandlock", run_name="__main__", alter_sys=True)
+sys.exit(sandlock.main())
 """
 
 # The API: one run first (sandlock imports a little more on its first run), then

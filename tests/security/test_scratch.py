@@ -26,7 +26,7 @@ from typing import Iterator, List
 
 import pytest
 
-import _scratch
+from sandlock import _scratch
 from conftest import IS_ROOT, SYSTEM_READ, TEST_USER, tree_snapshot
 from .conftest import SecProgs
 

@@ -10,11 +10,11 @@ hand out B's fd or cwd.  Prints one JSON object.
 """
 import ctypes, errno, fcntl, json, os, signal, sys, time
 
-import _bpf as B
-import _structs as S
-import _syscalls
-from _notif import AT_FDCWD, Call, Tracees
-from _resolve import FsRules, Resolver
+from sandlock import _bpf as B
+from sandlock import _structs as S
+from sandlock import _syscalls
+from sandlock._notif import AT_FDCWD, Call, Tracees
+from sandlock._resolve import FsRules, Resolver
 
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNS = 0x10000000, 0x20000000, 0x00020000
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
