@@ -35,7 +35,7 @@ import pytest
 
 import rootfs
 from conftest import IS_ROOT, SYSTEM_PATH, SYSTEM_PYTHON, build_fixture, tree_snapshot, wait_for
-from test_root import copy_root, show
+from rootcase import copy_root, show
 
 SECRET = "CANARY-cow-2b9e51"
 LEFTOVER = "an earlier run's upper layer is left at "
