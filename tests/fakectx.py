@@ -417,13 +417,23 @@ def drive(ctx: FakeContext, name: str, *args: int) -> Any:
 # --- the fixture ------------------------------------------------------------------------------
 
 @pytest.fixture
-def fake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., FakeContext]]:
+def fake(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeContext]]:
     """fake(**kw): a new FakeContext (root=PATH for an emulated root; readable, writable,
     denied: the rules; other keywords: Policy fields).  After the test, every row the test
     declares (@pytest.mark.rows(...) for host rows, @pytest.mark.root_rows(...) for an
     emulated root's) must have been driven by it (tests/test_handlers_table_unit.py)."""
     made: List[FakeContext] = []
     failed_before = request.session.testsfailed
+    real_writev = _syscalls.process_vm_writev
+
+    def process_vm_writev(pid: int, address: int, data: bytes) -> int:
+        # a handler that writes the command's memory without HotCalls (sendmmsg's
+        # msg_len from a worker thread): the fake memory of the context it runs for
+        for ctx in made:
+            if pid == ctx.tid and ctx.mem.base <= address < ctx.mem.base + len(ctx.mem.data):
+                return ctx.mem.writev(address, data)
+        return real_writev(pid, address, data)
+    monkeypatch.setattr(_syscalls, "process_vm_writev", process_vm_writev)
 
     def make(**kw: Any) -> FakeContext:
         ctx = FakeContext(tmp_path, **kw)
