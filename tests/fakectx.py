@@ -265,6 +265,7 @@ class FakeContext:
         self.listener = -1
         self._memory = None
         self.driven: set = set()
+        self.bugs: List[str] = []   # exceptions other than OSError a handler raised (a bug)
         self._next_id = 1
         self.emulated = root is not None
         paths = lambda items: tuple(str(p) for p in items)  # noqa: E731
@@ -369,6 +370,9 @@ def handle(ctx: FakeContext, name: str, call: Call) -> Any:
         return op(ctx, call)
     except OSError as exc:
         return Errno(exc.errno or errno.EPERM)
+    except Exception as exc:  # fail closed, as the supervisor does; the test fails on it (fake)
+        ctx.bugs.append(f"{name}: {exc!r}")
+        return Errno(errno.EPERM)
 
 
 def _netlink_hook(name: str, op: Callable) -> Callable:
@@ -444,6 +448,8 @@ def fake(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
         ctx.close()
     if request.session.testsfailed != failed_before:
         return  # the test failed already: its own message says why
+    bugs = [bug for c in made for bug in c.bugs]
+    assert not bugs, f"handlers raised (answered EPERM, as the supervisor fails closed): {bugs}"
     driven = set().union(*(c.driven for c in made)) if made else set()
     declared = [("host", n) for m in request.node.iter_markers("rows") for n in m.args]
     declared += [("root", n) for m in request.node.iter_markers("root_rows") for n in m.args]
