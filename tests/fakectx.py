@@ -354,18 +354,34 @@ def start(ctx: FakeContext, name: str, *args: int) -> Call:
     return call
 
 
-def handle(ctx: FakeContext, name: str, call: Call) -> Any:
-    """What the supervisor's loop does with one notification (Session.handle): the handler's
-    own return value (an exception: its errno, or EPERM for a bug: fail closed)."""
-    row = row_of(name, ctx.emulated)
-    ctx.driven.add(("root" if ctx.emulated else "host", name))
+def _legacy_steps(ctx: FakeContext, call: Call) -> None:
+    """The steps before every handler where the supervisor's loop hard-codes them."""
     if ctx.members.pending:
         ctx.members.settle(call.tid)
     if ctx.argv_fixups and call.tid in ctx.argv_fixups:
         import _rootops
         _rootops.fix_argv(ctx, call.tid)
+
+
+def steps(ctx: FakeContext) -> Tuple[Callable[[Any, Call], None], ...]:
+    """The steps every call goes through before its handler: as the table declares them
+    (_table.steps_for, where it exists), else as the loop hard-codes them."""
+    if hasattr(_table, "steps_for"):
+        return tuple(_table.steps_for({n: None for n in ("fork", "vfork", "clone", "execve", "execveat")},
+                                      root=ctx.emulated))
+    return (_legacy_steps,)
+
+
+def handle(ctx: FakeContext, name: str, call: Call) -> Any:
+    """What the supervisor's loop does with one notification (Session.handle): the steps
+    before any handler, decode, the handler's own return value (an exception: its errno,
+    or EPERM for a bug: fail closed)."""
+    row = row_of(name, ctx.emulated)
+    ctx.driven.add(("root" if ctx.emulated else "host", name))
     op = _netlink_hook(name, row.op)
     try:
+        for step in steps(ctx):
+            step(ctx, call)
         decode(ctx.tracees, call, compile_layout(row.layout), row.fixed)
         return op(ctx, call)
     except OSError as exc:
