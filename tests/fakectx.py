@@ -42,6 +42,7 @@ new handler interface is a change in this file only.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import threading
 from pathlib import Path
@@ -49,13 +50,29 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import pytest
 
-import _netpolicy
-import _notif
-import _syscalls
-import _table
-from _notif import AT_FDCWD, Call, Errno, Fd, Value, compile_layout, decode
-from _policy import Policy
-from _resolve import FsRules, Resolver
+
+
+def module(name: str):  # type: ignore[no-untyped-def]
+    """sandlock's module `name` ("_notif"): sandlock._notif where the modules are the package
+    sandlock, else the flat module (the one place these tests say how sandlock is laid out)."""
+    try:
+        return importlib.import_module("sandlock." + name)
+    except ImportError:
+        return importlib.import_module(name)
+
+
+_netlink = module("_netlink")
+_netpolicy = module("_netpolicy")
+_notif = module("_notif")
+_policy = module("_policy")
+_resolve = module("_resolve")
+_syscalls = module("_syscalls")
+_table = module("_table")
+AT_FDCWD, AT_SYMLINK_NOFOLLOW = _notif.AT_FDCWD, _notif.AT_SYMLINK_NOFOLLOW
+CONTINUE, Call, Errno, Fd, Value = _notif.CONTINUE, _notif.Call, _notif.Errno, _notif.Fd, _notif.Value
+compile_layout, decode = _notif.compile_layout, _notif.decode
+Policy = _policy.Policy
+FsRules, Resolver = _resolve.FsRules, _resolve.Resolver
 
 MASK64 = (1 << 64) - 1
 ANSWER_TIMEOUT = 10.0   # seconds drive() waits for a worker's answer
@@ -275,7 +292,7 @@ class FakeContext:
                                          self.members.contains, self.hot, self.members.processes)
             self.resolver.cwd_fd = os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         else:
-            import _rootfs
+            _rootfs = module("_rootfs")
             run = tmp / "run"
             for d in ("anchors", "shm", "dev"):
                 (run / d).mkdir(parents=True, exist_ok=True)
@@ -359,8 +376,7 @@ def _legacy_steps(ctx: FakeContext, call: Call) -> None:
     if ctx.members.pending:
         ctx.members.settle(call.tid)
     if ctx.argv_fixups and call.tid in ctx.argv_fixups:
-        import _rootops
-        _rootops.fix_argv(ctx, call.tid)
+        module("_rootops").fix_argv(ctx, call.tid)
 
 
 def steps(ctx: FakeContext) -> Tuple[Callable[[Any, Call], None], ...]:
@@ -392,7 +408,6 @@ def handle(ctx: FakeContext, name: str, call: Call) -> Any:
 
 
 def _netlink_hook(name: str, op: Callable) -> Callable:
-    import _netlink
     return _netlink.hook(name, op)
 
 

@@ -22,8 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import _syscalls
-from _notif import AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Errno, Value
+from fakectx import AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Errno, Value, _syscalls
 from fakectx import answer, answered, begin, drive, fake  # noqa: F401  (fixture)
 
 AT_EMPTY_PATH = 0x1000

@@ -15,7 +15,7 @@ from typing import Tuple
 
 import pytest
 
-from _notif import CONTINUE, Errno, Value
+from fakectx import CONTINUE, Errno, Value
 from fakectx import drive, fake  # noqa: F401  (fixture)
 
 AF_NETLINK, NETLINK_ROUTE, NETLINK_AUDIT = 16, 0, 9

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from _notif import CONTINUE, Errno, Value
+from fakectx import CONTINUE, Errno, Value
 from fakectx import drive, fake  # noqa: F401  (fixture)
 
 OUTSIDE = 1                 # init: alive, never a member of the fake sandbox

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import _elf
-import _syscalls
-from _notif import AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Errno, Value
+from fakectx import AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Errno, Value, _syscalls, module
 from fakectx import drive, fake  # noqa: F401  (fixture)
+
+_elf = module("_elf")
 
 AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = 0x200, 0x400, 0x1000
 RENAME_NOREPLACE, RENAME_WHITEOUT = 1, 4

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Dict, Set
 
-import _table
+from fakectx import _table
 
 UNIT_MODULES = ("test_handlers_fs_unit", "test_handlers_net_unit", "test_handlers_proc_unit",
                 "test_handlers_root_unit")
