@@ -93,6 +93,9 @@ class Memory:
         self.data = bytearray(size)
         self._top = 0
         self._readonly: List[Tuple[int, int]] = []
+        # called after each read by the supervisor: a test plays a thread of the command
+        # that rewrites its memory in between (readv(address, size) -> None)
+        self.after_read: Optional[Callable[[int, int], None]] = None
 
     def put(self, data: bytes, readonly: bool = False) -> int:
         """The address of a fresh copy of `data` (16-byte aligned)."""
@@ -136,7 +139,10 @@ class Memory:
         start = address - self.base
         if start < 0 or start >= len(self.data):
             raise efault()
-        return bytes(self.data[start:start + size])
+        data = bytes(self.data[start:start + size])
+        if self.after_read is not None:
+            self.after_read(address, size)
+        return data
 
     def writev(self, address: int, data: bytes, force: bool = False) -> int:
         start = address - self.base

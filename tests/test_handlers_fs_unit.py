@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import stat
 import struct
 import time
@@ -203,6 +204,52 @@ def test_opens_hand_over_an_fd_for_what_the_rules_allow_and_nothing_else(fake, t
     # O_PATH: decided, then opened by the kernel (no fd can be handed over)
     assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.ins / "f"), os.O_PATH, 0) is CONTINUE
     assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.out / "g"), os.O_PATH, 0) == Errno(errno.EACCES)
+
+
+def swap_after_first_read(ctx, address: int, new: bytes) -> list:  # type: ignore[no-untyped-def]
+    """Play a thread of the command that writes `new` at `address` right after the
+    supervisor first reads it; the list gets an entry when that happened."""
+    done: list = []
+
+    def after_read(at: int, size: int) -> None:
+        if at <= address < at + size and not done:
+            ctx.mem.writev(address, new, force=True)
+            done.append(at)
+    ctx.mem.after_read = after_read
+    return done
+
+
+@pytest.mark.rows("openat", "connect")
+def test_what_the_command_rewrites_after_it_was_read_changes_nothing(fake, tree) -> None:
+    """Decided and done on the supervisor's own copy: a thread of the command that swaps
+    the path (or a socket address) right after the supervisor read it changes nothing."""
+    ctx = host(fake, tree)
+    good, bad = os.fsencode(tree.ins / "f") + b"\0", os.fsencode(tree.out / "g") + b"\0"
+    path = ctx.mem.put(good.ljust(len(bad), b"\0"))
+    swapped = swap_after_first_read(ctx, path, bad)
+    got = drive(ctx, "openat", AT_FDCWD, path, os.O_RDONLY, 0)
+    assert swapped and ctx.mem.string(path) == bad[:-1]
+    assert isinstance(got, Value) and os.pread(ctx.fds[got.value], 16, 0) == b"hello"  # in/f, not out/g
+    servers = {}
+    for d in ("w", "out"):
+        servers[d] = socket.socket(socket.AF_UNIX)
+        servers[d].bind(str(tree.top / d / "sock"))
+        servers[d].listen(1)
+        servers[d].setblocking(False)
+    try:
+        good = struct.pack("=H", socket.AF_UNIX) + os.fsencode(tree.w / "sock") + b"\0"
+        bad = struct.pack("=H", socket.AF_UNIX) + os.fsencode(tree.out / "sock") + b"\0"
+        address = ctx.mem.put(good.ljust(len(bad), b"\0"))
+        swapped = swap_after_first_read(ctx, address, bad)
+        fd = ctx.fds.add(socket.socket(socket.AF_UNIX).detach())
+        assert drive(ctx, "connect", fd, address, len(bad)) == Value(0)
+        assert swapped
+        servers["w"].accept()[0].close()  # it reached the socket under the write rule
+        with pytest.raises(BlockingIOError):
+            servers["out"].accept()
+    finally:
+        for server in servers.values():
+            server.close()
 
 
 @pytest.mark.rows("openat2")
