@@ -35,8 +35,15 @@ connects: `_notif.Workers`, real threads here); and the emulated root's exec
 that sends CONTINUE itself (`ctx.send`) before it returns None.  `drive`
 folds them into the one answer the caller gets, and also understands the
 return values `Later(work, abandon, busy)` and `Then(reply, after)` of a
-single reply path, should `_notif` define them: adapting these tests to a
-new handler interface is a change in this file only.
+single reply path, should `_notif` define them; the steps before every
+handler are run as `_table.steps_for` declares them where it exists (else as
+the loop hard-codes them), and sandlock's modules are reached through
+`module()` (the package sandlock, else the flat modules).  Adapting these
+tests to a new handler interface or layout is a change in this file only.
+
+When both reply paths are gone from the supervisor, what may go from here:
+the `reply_later`/`send` recording for handlers that answer by themselves,
+`_legacy_steps`, and the `argv_fixups` attribute (then on the resolver).
 """
 
 from __future__ import annotations
