@@ -6,8 +6,9 @@ and UDP, with a thread per socket (and per TCP connection), and answers each
 message with the message itself (an echo) or, with ``tag=True``, with the address
 of the server that received it, so a probe can tell which server it reached.
 Every message received is logged per address (``servers[address].received``, and
-``servers.received`` for all of them) and TCP connections are counted per address
-(``servers.accepted``), so a test can assert that a refused probe reached nothing.
+``servers.received`` for all of them; a TCP connection that sent nothing as b""),
+and TCP connections are counted per address (``servers.accepted``), so a test can
+assert that a refused probe reached nothing.
 
 Used by tests/security/test_network.py (echo), tests/security/test_redteam_network.py
 (tagged, on 127.0.0.1 and 127.0.0.2) and tests/security/test_dns.py (the addresses the
@@ -115,11 +116,16 @@ class Servers:
     def _connection(self, endpoint: Endpoint, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(10)
+            first = True
             try:
                 while not self._stop:
                     data = conn.recv(4096)
                     if not data:
+                        if first:  # a connection that sent nothing still reached this server
+                            endpoint.received.append(b"")
+                            self.received.append(b"")
                         return
+                    first = False
                     conn.sendall(self._answer(endpoint, data))
             except OSError:
                 return
