@@ -1,4 +1,4 @@
-"""A small DNS server and TCP echo servers for the DNS tests, on loopback only.
+"""A small DNS server for the DNS tests, on loopback only.
 
 Pure stdlib.  ``DnsServer`` answers UDP and TCP queries on ADDRESS:53 (the
 resolver port: musl and glibc have no port option in resolv.conf, so the
@@ -12,9 +12,8 @@ chains, any TTL) and NXDOMAIN for the rest, and logs every query it receives
 (``queries``: (transport, qname, qtype)), so a test can assert that a refused
 name never reached it.
 
-``EchoServers`` listens on TCP PORT of several loopback addresses and echoes
-what it receives: the answers point there, so "connect to what you resolved"
-is tested end to end.
+The answers point at echo servers (tests/netservers.py) on loopback addresses,
+so "connect to what you resolved" is tested end to end.
 """
 
 from __future__ import annotations
@@ -159,79 +158,6 @@ class DnsServer:
     def close(self) -> None:
         self._stop = True
         for sock in (self.udp, self.tcp):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-
-class EchoServers:
-    """TCP and UDP echo on one port of each of `addresses` (a port free on all of them)."""
-
-    def __init__(self, addresses: Sequence[str]) -> None:
-        for _ in range(50):
-            self.socks: List[socket.socket] = []
-            port = random.randint(20000, 60000)
-            try:
-                for address in addresses:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    self.socks.append(sock)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind((address, port))
-                    sock.listen(64)
-                    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    self.socks.append(udp)
-                    udp.bind((address, port))
-            except OSError:
-                for sock in self.socks:
-                    sock.close()
-                continue
-            self.port = port
-            break
-        else:
-            raise RuntimeError("no TCP port free on every echo address")
-        self.accepted: Dict[str, int] = {a: 0 for a in addresses}
-        for sock in self.socks:
-            serve = self._serve if sock.type == socket.SOCK_STREAM else self._serve_udp
-            threading.Thread(target=serve, args=(sock,), daemon=True).start()
-
-    @staticmethod
-    def _serve_udp(sock: socket.socket) -> None:
-        while True:
-            try:
-                data, peer = sock.recvfrom(4096)
-                if peer is None:  # shut down
-                    return
-                sock.sendto(data, peer)
-            except OSError:
-                return
-
-    def _serve(self, sock: socket.socket) -> None:
-        address = sock.getsockname()[0]
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            self.accepted[address] += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(10)
-            try:
-                while True:
-                    data = conn.recv(4096)
-                    if not data:
-                        return
-                    conn.sendall(data)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        for sock in self.socks:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

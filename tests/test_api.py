@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator
 
 import pytest
 
@@ -155,31 +155,6 @@ def test_forty_mib_on_stdout_and_stderr_at_once_do_not_deadlock() -> None:
     assert r.timed_out is False, "the command was stuck writing: deadlock"  # type: ignore[attr-defined]
     assert r.exit_code == 0, r.stderr[-500:]  # type: ignore[attr-defined]
     assert len(r.stdout) == 40 << 20 and len(r.stderr) == 40 << 20  # type: ignore[attr-defined]
-
-
-def test_a_thousand_launches_from_eight_threads_all_succeed_with_their_own_output() -> None:
-    box = sandlock.Sandbox()
-    runs = 125
-    results: Dict[int, List[bytes]] = {}
-    errors: List[BaseException] = []
-    barrier = threading.Barrier(8)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = [box.run(["echo", f"thread-{i}-run-{j}"]).stdout for j in range(runs)]
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(240)
-    assert not any(t.is_alive() for t in threads), "launches hung"
-    assert not errors, errors[:3]
-    for i in range(8):
-        assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(runs)]
 
 
 def test_check_true_on_a_timeout_raises() -> None:

@@ -23,7 +23,8 @@ from typing import Iterator, List, NamedTuple, Sequence
 import pytest
 
 from conftest import SYSTEM_READ
-from dnsserver import DnsServer, EchoServers, Name, loopback_base
+from dnsserver import DnsServer, Name, loopback_base
+from netservers import Servers
 
 DEB_PYTHON = "/usr/bin/python3"
 MUSL_REFUSED = "getaddrinfo: Try again"                                # musl's EAI_AGAIN
@@ -102,7 +103,7 @@ except OSError as e:
 class Net(NamedTuple):
     base: str
     dns: DnsServer
-    echo: EchoServers
+    echo: Servers
     resolv_conf: str
     hosts: str
 
@@ -117,7 +118,7 @@ class Net(NamedTuple):
 @pytest.fixture
 def net() -> Iterator[Net]:
     base = loopback_base()
-    echo = EchoServers([base + last for last in ("10", "11", "12", "13", "30")])
+    echo = Servers([base + last for last in ("10", "11", "12", "13", "30")])
     zone = {
         "api.allowed.test": Name([base + "10"]),
         "*.wild.test": Name([base + "11"]),
@@ -293,13 +294,13 @@ def test_a_write_on_a_udp_socket_connected_to_the_resolver_fails_closed(who, gli
 
 
 @pytest.fixture
-def localhost_echo() -> Iterator[EchoServers]:
-    echo = EchoServers(["127.0.0.1"])
+def localhost_echo() -> Iterator[Servers]:
+    echo = Servers(["127.0.0.1"])
     yield echo
     echo.close()
 
 
-def test_hosts_entries_of_the_host_count_as_answers_in_host_mode(who, secprogs, localhost_echo: EchoServers) -> None:
+def test_hosts_entries_of_the_host_count_as_answers_in_host_mode(who, secprogs, localhost_echo: Servers) -> None:
     names = Path("/etc/hosts").read_text().split()
     assert "localhost" in names, "this test needs 'localhost' in the host's /etc/hosts"
     port = str(localhost_echo.port)

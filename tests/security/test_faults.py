@@ -5,7 +5,7 @@ Each test runs real Python programs inside sandlock, as root and as the
 unprivileged user (the `who` fixture), without `--root` ("host": -w on a
 scratch directory) and, where the supervisor keeps per-process state, inside
 the Debian rootfs (`--root`, the scratch directory shown as /w).  It extends
-tests/test_cli.py (SIGKILL of an idle sandlock, timeout, -P/-m/--max-open-files
+tests/test_cli_process.py (SIGKILL of an idle sandlock, timeout, -P/-m/--max-open-files
 with a handful of calls) with the faults that happen while trapped syscalls
 are in flight:
 

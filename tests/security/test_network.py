@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
 from conftest import SYSTEM_PYTHON, SYSTEM_READ
+from netservers import Servers
 
 GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
 DENIED = "EACCES"
@@ -167,74 +167,16 @@ def box(request: pytest.FixtureRequest, who) -> Box:  # type: ignore[no-untyped-
     return Box(["--root", str(request.getfixturevalue("deb_root"))], GUEST_PYTHON)
 
 
-class Echo:
-    """TCP and UDP echo servers on one port number of `host` (a thread each)."""
-
-    def __init__(self, host: str) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for _ in range(50):
-            self.tcp = socket.socket(family, socket.SOCK_STREAM)
-            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.tcp.bind((host, 0))
-            self.port = self.tcp.getsockname()[1]
-            self.udp = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                self.udp.bind((host, self.port))
-                break
-            except OSError:
-                self.tcp.close()
-                self.udp.close()
-        self.tcp.listen(64)
-        self.tcp.settimeout(0.2)
-        self.udp.settimeout(0.2)
-        self.received: List[bytes] = []
-        self.stopping = False
-        self.threads = [threading.Thread(target=self._tcp, daemon=True), threading.Thread(target=self._udp, daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _tcp(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.tcp.accept()
-            except (socket.timeout, OSError):
-                continue
-            conn.settimeout(2)
-            try:
-                data = conn.recv(64)
-                self.received.append(data)
-                conn.sendall(data)
-            except OSError:
-                pass
-            conn.close()
-
-    def _udp(self) -> None:
-        while not self.stopping:
-            try:
-                data, peer = self.udp.recvfrom(64)
-            except (socket.timeout, OSError):
-                continue
-            self.received.append(data)
-            self.udp.sendto(data, peer)
-
-    def close(self) -> None:
-        self.stopping = True
-        for t in self.threads:
-            t.join(2)
-        self.tcp.close()
-        self.udp.close()
-
-
 @pytest.fixture
-def echo() -> Iterator[Echo]:
-    server = Echo("127.0.0.1")
+def echo() -> Iterator[Servers]:
+    server = Servers(["127.0.0.1"])
     yield server
     server.close()
 
 
 @pytest.fixture
-def echo2() -> Iterator[Echo]:
-    server = Echo("127.0.0.1")
+def echo2() -> Iterator[Servers]:
+    server = Servers(["127.0.0.1"])
     yield server
     server.close()
 
@@ -325,7 +267,7 @@ def test_net_deny_refuses_the_listed_addresses_and_allows_the_rest(who, box, ech
 
 
 def test_ipv6_loopback_is_allowed_only_when_named(who, box):
-    server = Echo("::1")
+    server = Servers(["::1"])
     try:
         h = f"[::1]:{server.port}"
         assert probe(who, box, ["--net-allow", f"127.0.0.1:{server.port}"], f"tcp:{h}")["tcp"] == f"ERR {DENIED}"

@@ -9,12 +9,12 @@ same probe reaches a server the policy allows.
 from __future__ import annotations
 
 import socket
-import threading
 from typing import Dict, Iterator, List
 
 import pytest
 
 from conftest import SYSTEM_PYTHON, SYSTEM_READ
+from netservers import Servers
 
 PROBE = r"""
 import errno, socket, sys
@@ -42,78 +42,12 @@ for arg in sys.argv[2:]:
 """
 
 
-class Tagged:
-    """TCP and UDP servers on `host`:`port` that answer their own tag (threads)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.tag = host.encode()
-        self.tcp = socket.socket()
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, port))
-        self.tcp.listen(16)
-        self.tcp.settimeout(0.2)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((host, port))
-        self.udp.settimeout(0.2)
-        self.received: List[bytes] = []
-        self.stopping = False
-        self.threads = [threading.Thread(target=self._tcp, daemon=True), threading.Thread(target=self._udp, daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _tcp(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.tcp.accept()
-            except OSError:
-                continue
-            conn.settimeout(2)
-            try:
-                self.received.append(conn.recv(64))
-                conn.sendall(self.tag)
-            except OSError:
-                pass
-            conn.close()
-
-    def _udp(self) -> None:
-        while not self.stopping:
-            try:
-                data, peer = self.udp.recvfrom(64)
-            except OSError:
-                continue
-            self.received.append(data)
-            self.udp.sendto(self.tag, peer)
-
-    def close(self) -> None:
-        self.stopping = True
-        for t in self.threads:
-            t.join(2)
-        self.tcp.close()
-        self.udp.close()
-
-
 @pytest.fixture
-def pair() -> Iterator[Dict[str, Tagged]]:
+def pair() -> Iterator[Dict[str, object]]:
     """Tagged servers on 127.0.0.1 and 127.0.0.2, one port number for both."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.2", 0))
-            port = s.getsockname()[1]
-        try:
-            one = Tagged("127.0.0.1", port)
-        except OSError:
-            continue
-        try:
-            two = Tagged("127.0.0.2", port)
-        except OSError:
-            one.close()
-            continue
-        break
-    else:
-        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
-    yield {"port": port, "127.0.0.1": one, "127.0.0.2": two}  # type: ignore[misc]
-    one.close()
-    two.close()
+    servers = Servers(["127.0.0.1", "127.0.0.2"], tag=True)
+    yield {"port": servers.port, "127.0.0.1": servers["127.0.0.1"], "127.0.0.2": servers["127.0.0.2"]}
+    servers.close()
 
 
 def run_probe(who, net: List[str], port: int, *ops: str) -> Dict[str, str]:  # type: ignore[no-untyped-def]
