@@ -493,3 +493,54 @@ def test_inotify_instances_are_made_on_behalf_with_the_flags_asked(fake, tree) -
     assert isinstance(got, Value)
     assert fcntl.fcntl(ctx.fds[got.value], fcntl.F_GETFL) & os.O_NONBLOCK
     assert drive(ctx, "inotify_init1", 0x1) == Errno(errno.EINVAL)
+
+
+# --- renames and links: another run's workdir container stays where it is ---------------------------------
+
+RENAME_NOREPLACE = 1
+AT_SYMLINK_FOLLOW = 0x400
+
+
+@pytest.fixture
+def box(tree) -> Path:  # type: ignore[no-untyped-def]
+    """Another run's container in w/, holding a file of its layer."""
+    layer = tree.w / ".sandlock-0-abc" / "cow-1-x" / "1" / "tree"
+    layer.mkdir(parents=True)
+    (layer / "secret").write_bytes(b"SECRET")
+    return tree.w / ".sandlock-0-abc"
+
+
+@pytest.mark.rows("rename", "renameat", "renameat2")
+def test_rename_is_done_for_the_command_but_never_moves_anything_out_of_or_into_a_container(fake, tree, box) -> None:
+    ctx = host(fake, tree)
+    assert drive(ctx, "rename", ctx.mem.cstr(tree.w / "f"), ctx.mem.cstr(tree.w / "g")) == Value(0)  # control
+    assert (tree.w / "g").read_bytes() == b"hello" and not (tree.w / "f").exists()
+    d = ctx.fds.open(tree.w, os.O_RDONLY | os.O_DIRECTORY)
+    assert drive(ctx, "renameat", d, ctx.mem.cstr("g"), d, ctx.mem.cstr("f")) == Value(0)
+    assert drive(ctx, "renameat2", d, ctx.mem.cstr("f"), d, ctx.mem.cstr("link"),
+                 RENAME_NOREPLACE) == Errno(errno.EEXIST)  # the kernel's answer
+    assert drive(ctx, "rename", ctx.mem.cstr(tree.w / "missing"), ctx.mem.cstr(tree.w / "x")) == Errno(errno.ENOENT)
+    layer = box / "cow-1-x" / "1" / "tree"
+    for old, new in ((box, tree.w / "moved"), (box / "cow-1-x", tree.w / "moved"),
+                     (layer / "secret", tree.w / "s"), (tree.w / "f", layer / "f")):
+        assert drive(ctx, "rename", ctx.mem.cstr(old), ctx.mem.cstr(new)) == Errno(errno.EACCES), (old, new)
+    assert drive(ctx, "renameat", d, ctx.mem.cstr(".sandlock-0-abc"), d, ctx.mem.cstr("m")) == Errno(errno.EACCES)
+    assert (layer / "secret").exists() and not (tree.w / "moved").exists() and (tree.w / "f").exists()
+
+
+@pytest.mark.rows("link", "linkat")
+def test_link_is_done_for_the_command_but_never_links_a_file_of_a_container_out(fake, tree, box) -> None:
+    ctx = host(fake, tree)
+    assert drive(ctx, "link", ctx.mem.cstr(tree.w / "f"), ctx.mem.cstr(tree.w / "h")) == Value(0)  # control
+    assert os.stat(tree.w / "h").st_ino == os.stat(tree.w / "f").st_ino
+    secret = box / "cow-1-x" / "1" / "tree" / "secret"
+    assert drive(ctx, "link", ctx.mem.cstr(secret), ctx.mem.cstr(tree.w / "s")) == Errno(errno.EACCES)
+    os.symlink(secret, tree.w / "to-secret")
+    d = ctx.fds.open(tree.w, os.O_RDONLY | os.O_DIRECTORY)
+    assert drive(ctx, "linkat", d, ctx.mem.cstr("to-secret"), d, ctx.mem.cstr("s"),
+                 AT_SYMLINK_FOLLOW) == Errno(errno.EACCES)
+    assert drive(ctx, "linkat", d, ctx.mem.cstr("to-secret"), d, ctx.mem.cstr("sl"), 0) == Value(0)  # the link itself
+    assert os.path.islink(tree.w / "sl")
+    assert drive(ctx, "linkat", d, ctx.mem.cstr("f"), d, ctx.mem.cstr(".sandlock-0-abc/x"), 0) == Errno(errno.EACCES)
+    assert drive(ctx, "linkat", d, ctx.mem.cstr("f"), d, ctx.mem.cstr("y"), 0x1) == Errno(errno.EINVAL)
+    assert not (tree.w / "s").exists() and not (box / "x").exists()
