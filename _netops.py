@@ -37,7 +37,7 @@ import threading
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import _syscalls
-from _notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of
+from _notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of
 
 AF_UNIX = socket.AF_UNIX
 AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
@@ -265,9 +265,8 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a worker of the pool (ctx.workers), which
-    answers the notification itself (None is returned to the loop); EAGAIN
-    when every worker is busy.  On an IP socket every address is decided by
+    An act that may block runs in a worker of the pool, which answers the
+    notification (Later is returned); EAGAIN when every worker is busy.  On an IP socket every address is decided by
     the network policy first (_check_ip; `connect`: the call is a connect,
     `payloads`: the datagrams of a send, for DNS policing).
     """
@@ -316,13 +315,10 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         raise
     bound = lambda s: act(s, lambda a: routes.get(a, a))  # noqa: E731
     if blocking:
-        try:
-            ctx.workers.submit(call, lambda: _act(sock, bound, cleanup))
-        except BaseException:  # EAGAIN: every worker is busy
+        def abandon() -> None:  # every worker is busy: EAGAIN
             sock.close()
             cleanup()
-            raise
-        return None  # the worker answers
+        return Later(lambda: _act(sock, bound, cleanup), abandon)  # a worker answers
     return _act(sock, bound, cleanup)
 
 

@@ -76,6 +76,13 @@ class Members:
         self.pending.pop(tid, None)
 
 
+def settle(ctx: Context, call: Call) -> None:
+    """Before every handler under --max-processes (_table.steps_for): the caller's fork,
+    if do_fork let one through, is done (it counts among the processes now)."""
+    if ctx.members.pending:
+        ctx.members.settle(call.tid)
+
+
 def _children(pid: int, strict: bool = False) -> List[int]:
     """Children of every thread of pid; strict: an error other than "gone" raises."""
     try:

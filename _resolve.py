@@ -253,8 +253,6 @@ class Devices:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
-    emulated_root = False  # _rootfs.RootResolver: every path is virtual
-
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
                  listing_top: "Union[bytes, Callable[[], str], None]" = None) -> None:
@@ -282,6 +280,11 @@ class Resolver:
     def close(self) -> None:
         os.close(self.root)
         self.devices.close()
+
+    def path_only_flags(self, call: Call, flags: int, resolve: int) -> int:
+        """The open flags an O_PATH open is done with: on the host, its own (the
+        kernel opens it after the supervisor decided, _fsops._open_path_only)."""
+        return flags
 
     # -- bases ----------------------------------------------------------------------
 

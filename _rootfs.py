@@ -450,8 +450,6 @@ class RootResolver(Resolver):
     on host paths of the granted trees exactly as Landlock would.
     """
 
-    emulated_root = True
-
     def __init__(self, rules, tracees: Tracees, is_member, hot, root: str,
                  mounts: Sequence[Tuple[str, str, bool]], cwd: Cwd, shm: str, dev: str) -> None:
         super().__init__(rules, tracees, is_member, hot, cwd._processes, cwd.top)  # /proc listings in the anchors
@@ -467,6 +465,8 @@ class RootResolver(Resolver):
         self.dev_host = os.fsencode(dev)
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
+        # pid -> (our name, the original) to put back in its argv (_rootops.fix_argv)
+        self.argv_fixups: Dict[int, List[Tuple[bytes, bytes]]] = {}
         self.socket_names: Dict[bytes, bytes] = {}
         self.upper = None  # _cow.Upper with a workdir (copy-up before writes, see writable)  # /proc/self/fd/N/name a socket was bound as -> guest path
         self._members = cwd._processes
@@ -641,6 +641,23 @@ class RootResolver(Resolver):
             if top == private or top.startswith(private + b"/"):
                 return False
         return True
+
+    def path_only_flags(self, call: Call, flags: int, resolve: int) -> int:
+        """In a root nothing path-shaped may continue, and SECCOMP_IOCTL_NOTIF_ADDFD
+        refuses O_PATH files: the caller gets a read-only fd of the object instead
+        (README: needs read permission where O_PATH would not)."""
+        if flags & os.O_NOFOLLOW and not flags & os.O_DIRECTORY:
+            probe, _ = self.open(call, call.dirfd, call.path or b"", os.O_PATH | os.O_NOFOLLOW, 0, resolve)
+            try:
+                if stat.S_ISLNK(self.hot.fstat(probe).mode):
+                    # no fd of a symlink can be handed over; glibc opens one to
+                    # chmod a symlink (fchmodat AT_SYMLINK_NOFOLLOW), which Linux
+                    # refuses with EOPNOTSUPP: give that answer (README)
+                    raise _oserror(errno.EOPNOTSUPP)
+            finally:
+                os.close(probe)
+        # (O_NONBLOCK: an O_PATH open never waits, not even for a FIFO's writer)
+        return (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY | os.O_NONBLOCK
 
     def stat_entry(self, call: Call, dirfd: int, name: bytes) -> Optional[_syscalls.Stat]:
         """lstat of one entry `name` of a directory fd of the root tree (find, ls -l):

@@ -48,8 +48,8 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError, shown
-from _notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
-                    write_mem)
+from _notif import (CONTINUE, Call, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
+                    tgid_of, write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
 from _procops import InFlight, MeasureError, Members, memory_devices, memory_used
 from _resolve import Devices, FsRules, Resolver
@@ -315,6 +315,7 @@ class Session:
             self._format_exc = traceback.format_exc
         self.names = _syscalls.names(prepared.arch)
         self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
+        self.before = _table.steps_for(prepared.traps, root=prepared.root is not None)
         self.abstract_scoped = prepared.abi >= 6
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
@@ -335,11 +336,9 @@ class Session:
         self.members: Optional[Members] = None
         self.tracees: Optional[Tracees] = None
         self.resolver: Optional[Resolver] = None
-        self.execve_nr = self.names_to_numbers().get("execve", -1)
         self.upper = None   # _cow.Upper of this run, with a workdir
-        self._memory: Optional[_MemoryWriter] = None
+        self.memory: Optional[_MemoryWriter] = None
         self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
-        self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
         self._run_dirs: Tuple[str, ...] = ()
         # Directories of this run to remove once it is over, by clean_up from a thread
         # that is not confined: under Landlock every step down a tree of depth d costs
@@ -347,7 +346,7 @@ class Session:
         self._later: List[str] = []
         self._cwd = None   # _rootfs.Cwd with an emulated root
         self._shm: Optional[str] = None   # host directory of a root's private /dev/shm
-        self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self.memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         if prepared.root is not None:
@@ -445,7 +444,7 @@ class Session:
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
             if self.prepared.root is not None:
-                self._memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
+                self.memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
             self._confine(fds)
             self.hot = _syscalls.HotCalls()
             self.tracees = Tracees(self.hot)
@@ -492,8 +491,8 @@ class Session:
                 self.resolver.close()
             if self.tracees is not None:
                 self.tracees.close()
-            if self._memory is not None:
-                self._memory.close()
+            if self.memory is not None:
+                self.memory.close()
             if self._vfork is not None:
                 self._vfork.close()
             if self.in_flight is not None:
@@ -759,9 +758,9 @@ class Session:
             return
         limit = self.policy.max_memory or 0
         try:
-            if self._memory_devs is None:
-                self._memory_devs = memory_devices()
-            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else (), self.in_flight)
+            if self.memory_devs is None:
+                self.memory_devs = memory_devices()
+            total = memory_used(self.members, self.memory_devs, (self._shm,) if self._shm else (), self.in_flight)
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
@@ -899,10 +898,7 @@ class Session:
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             reply = self.handle(call)
             if reply is not None:
-                try:
-                    self.send(call, reply)
-                except OSError as exc:  # the caller would wait for ever
-                    self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+                self.answer(call, reply)
 
     def fail(self, reason: str) -> None:
         """The supervisor cannot go on answering (an error the kernel should never give):
@@ -916,12 +912,9 @@ class Session:
         handler = self.handlers.get(call.nr)
         if handler is None:
             return Errno(errno.ENOSYS)  # cannot happen: the filter notifies table rows only
-        if self.members is not None and self.members.pending:
-            self.members.settle(call.tid)
-        if self.argv_fixups and call.tid in self.argv_fixups:
-            import _rootops
-            _rootops.fix_argv(self, call.tid)
         try:
+            for step in self.before:  # declared by the table (_table.steps_for)
+                step(self, call)
             self.tracees.current = call.id
             decode(self.tracees, call, handler.layout, handler.fixed)
             if not self.tracees.still_valid():
@@ -937,6 +930,40 @@ class Session:
     def _debug(self, message: str) -> None:
         if self.debug:
             sys.stderr.write(f"sandlock: {message}\n")
+
+    def answer(self, call: Call, reply: Reply) -> None:
+        """Carry out the reply a handler returned: the one way a notification is answered."""
+        kind = type(reply)
+        if kind is Later:
+            reply = self._hand_over(call, reply)  # type: ignore[arg-type]
+            if reply is None:
+                return
+        elif kind is Then:
+            try:
+                self._answer_now(call, reply.reply)  # type: ignore[union-attr]
+            finally:
+                reply.after()  # type: ignore[union-attr]
+            return
+        self._answer_now(call, reply)
+
+    def _answer_now(self, call: Call, reply: Reply) -> None:
+        try:
+            self.send(call, reply)
+        except OSError as exc:  # the caller would wait for ever
+            self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+
+    def _hand_over(self, call: Call, later: Later) -> Optional[Errno]:
+        """Give a Later's work to the pool (None: a worker answers), or, when the pool takes
+        no more, release what it holds and return the error to answer with."""
+        try:
+            self.workers.submit(call, later.work)
+            return None
+        except OSError as exc:
+            code = later.busy if exc.errno == errno.EAGAIN else exc.errno or errno.EPERM
+        except Exception:  # fail closed (a thread that cannot start)
+            code = errno.EPERM
+        later.abandon()
+        return Errno(code)
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
@@ -971,9 +998,11 @@ class Session:
         finally:
             os.close(reply.fd)
 
-    def inject(self, call: Call, fd: int, cloexec: bool = True) -> int:
-        """Install a copy of our fd in the caller (close-on-exec) and return its number there."""
-        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, 0, fd, 0, os.O_CLOEXEC if cloexec else 0))
+    def inject(self, call: Call, fd: int, cloexec: bool = True, at: int = -1) -> int:
+        """Install a copy of our fd in the caller (close-on-exec) and return its number there;
+        at >= 0: as that very number, replacing what the caller had there (SETFD)."""
+        how = (S.SECCOMP_ADDFD_FLAG_SETFD, at) if at >= 0 else (0, 0)
+        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, how[0], fd, how[1], os.O_CLOEXEC if cloexec else 0))
         return listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
 
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
@@ -983,9 +1012,9 @@ class Session:
             write_mem(self.tracees, tid, address, data)
             return False
         except OSError as exc:
-            if exc.errno != errno.EFAULT or self._memory is None:
+            if exc.errno != errno.EFAULT or self.memory is None:
                 raise
-            self._memory.write(tid, address, data)
+            self.memory.write(tid, address, data)
             return True
 
     def release_waits(self) -> None:

@@ -125,7 +125,7 @@ ROWS: Dict[str, Row] = {
 # With an emulated root, every path syscall is trapped; these rows are added
 # and these handlers replace the ones above (SPEC section 4).  Built on first
 # use: _rootops is not imported by runs without a root (CLI start-up).
-ROOT_NAMES = ("mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
+ROOT_NAMES = ("newfstatat mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
               "symlinkat getcwd chdir fchdir readlink readlinkat execve execveat bind getsockname "
               "getpeername").split()
 _ROOT_ROWS: Dict[str, Row] = {}
@@ -135,6 +135,7 @@ def root_rows() -> Dict[str, Row]:
     if not _ROOT_ROWS:
         import _rootops as RO
         _ROOT_ROWS.update({
+            "newfstatat": _row(RO.do_fstatat, ("dirfd", "path", "ptr", "flags")),
             "mkdir": _row(RO.do_mkdir, ("path", "mode")),
             "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
             "mknod": _row(RO.do_mknod, ("path", "mode", "_")),
@@ -154,8 +155,8 @@ def root_rows() -> Dict[str, Row]:
             "fchdir": _row(RO.do_chdir, ("fd",)),
             "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
             "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
-            "execve": _row(RO.do_execve, ("path", "ptr", "ptr2")),  # argv, envp
-            "execveat": _row(RO.do_execve, ("dirfd", "path", "ptr", "ptr2", "flags")),
+            "execve": _row(RO.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
+            "execveat": _row(RO.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
             "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
             "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
@@ -264,6 +265,11 @@ class Handler(NamedTuple):
     fixed: Dict[str, object]
 
 
+# A step run before any handler (for every trapped call), step(ctx, call) with the call
+# not yet decoded: it may read and write the caller's memory, never answer.
+Step = Callable[..., None]
+
+
 def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False) -> Dict[int, Handler]:
     """Syscall number -> compiled handler, for exactly the trapped names."""
     table = _syscalls.table(arch)
@@ -272,3 +278,21 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
         row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
         out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out
+
+
+def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
+    """The steps every trapped call goes through before its handler, in order (none
+    for most policies), as the rows `traps` names need them:
+
+    - fork, vfork, clone (--max-processes): a thread that notifies again has
+      finished the fork it was let through (_procops.settle);
+    - an emulated root's execve: the first call of a process started by a #!
+      exec puts the names it was given back into its argv (_rootops.fix_argv).
+    """
+    before: Tuple[Step, ...] = ()
+    if any(name in traps for name in ("fork", "vfork", "clone")):
+        before += (P.settle,)
+    if root and any(name in traps for name in ("execve", "execveat")):
+        import _rootops as RO
+        before += (RO.fix_argv,)
+    return before
