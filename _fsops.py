@@ -398,7 +398,7 @@ def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Union[int, L
     is done by a worker of the pool, which answers the notification (Later; an fd
     when it is opened at once).  `held` is our O_PATH fd of the FIFO (decided already;
     closed here).  The end of the run releases a worker still waiting
-    (Session.release_waits).
+    (RunContext.release_waits).
 
     An open that would not wait takes no worker: a writer is first tried without
     blocking (it succeeds when the FIFO has a reader, and one waiting in a worker

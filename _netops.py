@@ -627,7 +627,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
 # connecting to the host's, but nothing keeps host clients from connecting to
 # a name the sandbox binds (@/tmp/.X11-unix/X0, @some-service).  So every
 # abstract name the sandbox binds, connects or sends to is moved under a
-# per-run prefix no host client uses (Session.abstract_prefix): bind and
+# per-run prefix no host client uses (RunContext.abstract_prefix): bind and
 # autobind are done on behalf under it, connect/sendto/sendmsg/sendmmsg
 # destinations get it (_check_unix), getsockname/getpeername take it off.
 # A name that already carries the prefix (as received by recvfrom, which is
