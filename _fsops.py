@@ -223,13 +223,17 @@ def do_readlink(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if call.path == b"":
         call.flags |= AT_EMPTY_PATH  # readlinkat(fd, "") reads the link fd itself
-    fd, st = _object(ctx, call, "meta", nofollow=True)
-    try:
-        if not stat.S_ISLNK(st.mode):
-            return Errno(errno.EINVAL)
-        target = os.readlink(b"", dir_fd=fd)
-    finally:
-        os.close(fd)
+    # what the resolver shows: the link as it is on the host; in an emulated root,
+    # /proc/self and the /proc magic links as virtual paths (RootResolver.shown_link)
+    target = ctx.resolver.self_link(call)
+    if target is None:
+        fd, st = _object(ctx, call, "meta", nofollow=True)
+        try:
+            if not stat.S_ISLNK(st.mode):
+                return Errno(errno.EINVAL)
+            target = ctx.resolver.shown_link(fd, st, os.readlink(b"", dir_fd=fd))
+        finally:
+            os.close(fd)
     data = target[: call.size]
     write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(len(data))
@@ -726,7 +730,7 @@ def _may_lock(ctx: Context, fd: int) -> None:
         ctx.resolver.check(fd, name, "write", st)
     except OSError:
         raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
-    upper = getattr(ctx.resolver, "upper", None)
+    upper = ctx.resolver.upper
     if upper is not None and upper.is_shared(st.dev, st.ino):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 

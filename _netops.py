@@ -241,7 +241,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
-        _syscalls.connect(sock.fileno(), route(address))
+        _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
         return 0
     return _on_socket(ctx, call, address, True, act, connect=True)
 
@@ -257,7 +257,7 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
                       "not a socket") from None
 
 
-def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
+def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
                act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
                payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
@@ -279,7 +279,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     held: List[int] = []
     outer = cleanup
 
-    def cleanup() -> None:
+    def cleanup() -> None:  # type: ignore[no-redef]  # ours, then the caller's
         for fd in held:
             os.close(fd)
         outer()
@@ -431,7 +431,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
 def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:
     """act, which sends our fds `fds` with SCM_RIGHTS, with the memory files among them
     held and counted by -m while they are in the socket's queue (_procops.InFlight)."""
-    in_flight = getattr(ctx, "in_flight", None)
+    in_flight = ctx.in_flight
     if in_flight is None or not fds:
         return act
 
@@ -481,7 +481,8 @@ def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
 
 def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, List[int]]:
     """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
-    out, fds, offset = b"", [], 0
+    out, offset = b"", 0
+    fds: List[int] = []
     try:
         while offset + _CMSGHDR.size <= len(raw):
             length, level, kind = _CMSGHDR.unpack_from(raw, offset)
@@ -563,7 +564,7 @@ def do_sockname(ctx: Context, call: Call) -> Reply:
         sock.close()
     if address[:SUN_PATH_OFFSET] == struct.pack("=H", AF_UNIX) and len(address) > SUN_PATH_OFFSET:
         path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
-        virtual = getattr(ctx.resolver, "socket_names", {}).get(path)
+        virtual = ctx.resolver.socket_names.get(path)
         if virtual is not None:
             address = address[:SUN_PATH_OFFSET] + virtual + b"\0"
         prefix = ctx.abstract_prefix

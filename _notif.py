@@ -130,7 +130,11 @@ class Context(Protocol):
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
     memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
-    vfork: Any         # _rootops.VforkHolder (emulated root; made on first use)
+
+    @property
+    def vfork(self) -> Any:
+        """The _rootops.VforkHolder of the run (emulated root; made on first use)."""
+        ...
 
     def names_to_numbers(self) -> Dict[str, int]:
         """Syscall name -> number, for this architecture."""

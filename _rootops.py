@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import threading
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -35,7 +34,6 @@ from _notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call,
     read_mem, tgid_of, parent_of, write_mem
 from _resolve import d_path
 
-_PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")
 AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
@@ -252,37 +250,6 @@ def do_getcwd(ctx: Context, call: Call) -> Reply:
         return Errno(errno.ERANGE)
     write_mem(ctx.tracees, call.tid, call.ptr, path)
     return Value(len(path))
-
-
-def do_readlink(ctx: Context, call: Call) -> Reply:
-    """readlink/readlinkat: /proc magic links show virtual paths."""
-    if call.size <= 0 or call.size > 0x7FFFFFFF:
-        return Errno(errno.EINVAL)
-    if call.path == b"":
-        call.flags |= AT_EMPTY_PATH
-    resolver = ctx.resolver
-    if call.path and call.path.rstrip(b"/") in (b"/proc/self", b"/proc/thread-self"):
-        tgid = tgid_of(call.tid)
-        target = b"%d" % tgid if call.path.rstrip(b"/") == b"/proc/self" else b"%d/task/%d" % (tgid, call.tid)
-    else:
-        fd, st = _object(ctx, call, "meta", nofollow=True)
-        try:
-            if not stat.S_ISLNK(st.mode):
-                return Errno(errno.EINVAL)
-            target = os.readlink(b"", dir_fd=fd)
-            if st.dev == resolver.proc_dev:
-                link = _PROC_LINK.match(d_path(fd))
-                if link and link.group(2) == b"cwd":
-                    target = resolver.virtual_cwd(int(link.group(1)))
-                elif link and link.group(2) == b"root":
-                    target = b"/"
-                else:
-                    target = resolver.link_target(target)
-        finally:
-            os.close(fd)
-    data = target[: call.size]
-    write_mem(ctx.tracees, call.tid, call.ptr, data)
-    return Value(len(data))
 
 
 # --- chdir and exec: the kernel acts on a rewritten path --------------------------------------
@@ -772,7 +739,7 @@ class VforkHolder:
         import queue
         self._ctx = ctx
         self._requests: "queue.Queue" = queue.Queue()
-        self._held: Dict[int, list] = {}    # tid -> patches to put back (None: not released yet)
+        self._held: Dict[int, Optional[list]] = {}    # tid -> patches to put back (None: not released yet)
         self._thread = threading.Thread(target=self._serve, name="sandlock-vfork", daemon=True)
         self._thread.start()
 

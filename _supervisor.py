@@ -27,6 +27,7 @@ with --debug): nothing fails open.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -38,7 +39,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import _dns
 import _filter
@@ -51,7 +52,7 @@ import _structs as S
 import _syscalls
 import _table
 from _errors import ExecError, SetupError, shown
-from _notif import (CONTINUE, Call, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
+from _notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from _policy import PTYS, Policy, device_paths, terminals
 from _procops import InFlight, MeasureError, Members, memory_devices, memory_used
@@ -213,37 +214,39 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    scratch = None
-    layers = None
+    scratch: Any = None   # _rootfs.Scratch with a root or workdir, else _scratch.Listings
+    layers: Optional[_cow.Layers] = None
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
-    if policy.chroot is not None or policy.workdir is not None:
-        import _rootfs
-        if policy.workdir is not None:
-            import _cow
-            leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
-            try:
-                layers = _cow.Layers(policy.workdir)
-            except OSError as exc:
-                raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
-        try:
-            scratch = _rootfs.Scratch()
-        except OSError as exc:
-            if layers is not None:
-                layers.close()
-            raise _scratch_error(exc) from None
-        landlock_policy = _host_policy(policy, scratch, layers)
-    else:
-        import _scratch
-        try:
-            scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
-        except OSError as exc:
-            raise _scratch_error(exc) from None
     emulated = policy.chroot is not None or policy.workdir is not None
-    try:
+    with contextlib.ExitStack() as undo:  # an error releases what was made so far
+        if emulated:
+            import _rootfs
+            if policy.workdir is not None:
+                import _cow
+                leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
+                try:
+                    layers = _cow.Layers(policy.workdir)
+                except OSError as exc:
+                    raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}",
+                                     step="workdir") from None
+                undo.callback(layers.close)
+            try:
+                scratch = _rootfs.Scratch()
+            except OSError as exc:
+                raise _scratch_error(exc) from None
+            undo.callback(scratch.close)
+            landlock_policy = _host_policy(policy, scratch, layers)
+        else:
+            import _scratch
+            try:
+                scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
+            except OSError as exc:
+                raise _scratch_error(exc) from None
+            undo.callback(scratch.close)
         import _scratch
         hidden = _scratch.hidden()  # after the scratch is made: its base is among them
-        own = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
+        own: Tuple[str, ...] = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
         if layers is not None:  # its upper layers, which a workdir in /var/tmp puts in a hidden container
             own += (layers.path,)
         if abi:
@@ -260,45 +263,32 @@ def prepare(policy: Policy) -> Prepared:
             child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
-    except BaseException:
-        if scratch is not None:
-            scratch.close()
-        if layers is not None:
-            layers.close()
-        raise
-    traps = _table.traps_for(policy, abi, arch)
-    net_rules = _netpolicy.NetRules.from_policy(policy)
-    rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
-                              _table.argument_rules(policy, net_rules))
-    program = _filter.build(arch, rules)
-    fds: List[int] = []
-    try:
-        for plan in ((child_plan, _landlock.stub_plan(child_plan), supervisor_plan)
-                     if abi else ()):
-            fds.append(_landlock.create_ruleset(plan) if plan.handled_fs or plan.scoped else -1)
-    except BaseException:
-        for fd in fds:
-            _close(fd) if fd >= 0 else None
-        if scratch is not None:
-            scratch.close()
-        if layers is not None:
-            layers.close()
-        raise
-    child, scope, supervisor = fds if fds else (-1, -1, -1)
-    devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
-    devices_rw = tuple(path for path, writable in device_paths(landlock_policy, ttys) if writable)
-    counts: Dict[str, int] = {}
-    for rule in rules.values():
-        key = rule if isinstance(rule, str) else "decided on arguments"
-        counts[key] = counts.get(key, 0) + 1
-    host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
-    if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
-        plain = _host_policy(policy, scratch, None)
-        host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
-    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                    None if emulated else scratch, net_rules, hidden)
-
+        traps = _table.traps_for(policy, abi, arch)
+        net_rules = _netpolicy.NetRules.from_policy(policy)
+        rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
+                                  _table.argument_rules(policy, net_rules))
+        program = _filter.build(arch, rules)
+        rulesets = [-1, -1, -1]  # the command's, the stub's scope layer, the supervisor's
+        for index, plan in enumerate((child_plan, _landlock.stub_plan(child_plan), supervisor_plan) if abi else ()):
+            if plan.handled_fs or plan.scoped:
+                rulesets[index] = _landlock.create_ruleset(plan)
+                undo.callback(_close, rulesets[index])
+        child, scope, supervisor = rulesets
+        devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
+        devices_rw = tuple(path for path, writable in device_paths(landlock_policy, ttys) if writable)
+        counts: Dict[str, int] = {}
+        for rule in rules.values():
+            key = rule if isinstance(rule, str) else "decided on arguments"
+            counts[key] = counts.get(key, 0) + 1
+        host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
+        if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
+            plain = _host_policy(policy, scratch, None)
+            host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
+        prepared = Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor,
+                            devices, counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
+                            None if emulated else scratch, net_rules, hidden)
+        undo.pop_all()  # made: close_prepared releases it all
+    return prepared
 
 class RunContext:
     """What the handlers of one run work with: the `_notif.Context` they are given.
@@ -328,12 +318,12 @@ class RunContext:
             _netpolicy.warm()  # before this thread is confined (Landlock)
         self.net_dns = self._dns() if self.net_rules.any_network() and not self.net_rules.deny_mode else None
         self.members: Optional[Members] = None  # once the stub is forked
-        self.hot: Optional[_syscalls.HotCalls] = None  # these three once confined (open)
-        self.tracees: Optional[Tracees] = None
-        self.resolver: Optional[Resolver] = None
-        self.upper = None   # _cow.Upper of this run, with a workdir
+        self.hot = _syscalls.HotCalls()   # used by the notification thread (Tracees.claim)
+        self.tracees = Tracees(self.hot)
+        self.resolver: Optional[Resolver] = None  # once confined (open)
+        self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
-        self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
+        self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootfs.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -362,7 +352,6 @@ class RunContext:
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
         """Write the tracee's memory, read-only pages too (a path in .rodata; see
         _MemoryWriter); True if the page was read-only."""
-        assert self.tracees is not None
         try:
             write_mem(self.tracees, tid, address, data)
             return False
@@ -395,9 +384,7 @@ class RunContext:
     # --- made once confined, released at the end ----------------------------------------------
 
     def open(self) -> None:
-        """The tracee handles and the resolver, made by the supervising thread once confined."""
-        self.hot = _syscalls.HotCalls()
-        self.tracees = Tracees(self.hot)
+        """The resolver, made by the supervising thread once confined."""
         prepared, policy = self.prepared, self.policy
         if prepared.root is not None:
             resolver = self._root_resolver()
@@ -454,7 +441,7 @@ class RunContext:
     def _root_resolver(self) -> Resolver:
         readable, writable, denied = self.prepared.host_rules
         scratch = self.prepared.root
-        assert scratch is not None and self.cwd is not None and self.tracees is not None and self.shm is not None
+        assert scratch is not None and self.cwd is not None and self.shm is not None
         root = self.policy.chroot or "/"
         mounts = self.policy.fs_mount
         upper = self.upper
@@ -478,6 +465,11 @@ class RunContext:
                                         self.shm, scratch.dev)
         resolver.upper = upper
         return resolver
+
+
+if TYPE_CHECKING:
+    def _is_a_handler_context(ctx: RunContext) -> Context:
+        return ctx  # mypy checks that RunContext has everything _notif.Context lists
 
 
 class Notifier:
@@ -741,7 +733,7 @@ class Watch:
         self._stub_gone = False
         self._pending_input = memoryview(input or b"")
         self._fds: List[int] = []           # the run's fds (an input pipe is closed when written)
-        self._wakeup: Optional[Tuple[int, int, Dict[int, object], int]] = None
+        self._wakeup: Optional[Tuple[int, int, Dict[int, Any], int]] = None
         self._deadline: Optional[float] = None
         self._next_memory_poll: Optional[float] = None
         self._next_disk_poll: Optional[float] = None
@@ -819,7 +811,7 @@ class Watch:
         if not self.forward_signals:
             return
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        previous = {}
+        previous: Dict[int, Any] = {}
         ignore = (signal.SIGINT, signal.SIGQUIT) if not self.own_group else ()
         for signum in FORWARDED:
             previous[signum] = signal.signal(signum, signal.SIG_IGN if signum in ignore else _noop)

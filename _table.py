@@ -20,7 +20,7 @@ import _netops as N
 import _netpolicy
 import _procops as P
 import _syscalls
-from _filter import SOCKET_NETLINK_ROUTE, Test, Trap
+from _filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
 from _notif import AT_SYMLINK_NOFOLLOW, compile_layout
 from _policy import Policy
 
@@ -126,7 +126,7 @@ ROWS: Dict[str, Row] = {
 # and these handlers replace the ones above (SPEC section 4).  Built on first
 # use: _rootops is not imported by runs without a root (CLI start-up).
 ROOT_NAMES = ("newfstatat mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
-              "symlinkat getcwd chdir fchdir readlink readlinkat execve execveat bind getsockname "
+              "symlinkat getcwd chdir fchdir execve execveat bind getsockname "
               "getpeername").split()
 _ROOT_ROWS: Dict[str, Row] = {}
 
@@ -153,8 +153,6 @@ def root_rows() -> Dict[str, Row]:
             "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
             "chdir": _row(RO.do_chdir, ("path",)),
             "fchdir": _row(RO.do_chdir, ("fd",)),
-            "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
-            "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
             "execve": _row(RO.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
             "execveat": _row(RO.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
@@ -214,9 +212,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # policed, also glibc's resolver's send() without one: flags MSG_NOSIGNAL exactly
     # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
     # socket continues; other sends to such a socket fail, EDESTADDRREQ)
-    traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
+    sendto = traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
-        traps["sendto"].append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
+        sendto.append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
             2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
         traps[name] = [Test(0, "ne", 0, "notify")]
@@ -238,17 +236,17 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 P_CLONE_THREAD = 0x00010000
 
 
-def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, object]:
+def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
     import _filter
     import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
-    out = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
     if _dns.polices(rules):
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
-        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc]
+        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc,str-unpack]
         out["setsockopt"] = ([*tests, Test(1, "eq", _dns.SOL_UDP, "eperm", also=Test(2, "eq", _dns.UDP_CORK, ""))],
                              default)
     return out
