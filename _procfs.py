@@ -30,7 +30,7 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Callable, Dict, Iterable, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from _errors import os_error
 
@@ -180,7 +180,7 @@ def new_boot_id() -> bytes:
 
 def read_fd(fd: int) -> bytes:
     """What a /proc file of ours holds (at most READ_CAP bytes: EFBIG beyond)."""
-    chunks = []
+    chunks: List[bytes] = []
     size = 0
     while True:
         chunk = os.read(fd, 1 << 16)

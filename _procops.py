@@ -379,11 +379,11 @@ class InFlight:
         if not empty:
             return
         gone = set(empty)
-        for key, (fd, sockets) in list(self._files.items()):
+        for file_key, (file_fd, sockets) in list(self._files.items()):
             sockets -= gone
             if not sockets:
-                del self._files[key]
-                os.close(fd)
+                del self._files[file_key]
+                os.close(file_fd)
 
     def _memory_key(self, fd: int) -> Optional[Tuple[int, int]]:
         """(st_dev, st_ino) of our fd if it holds a memory file, else None.  By the
