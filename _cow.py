@@ -309,7 +309,7 @@ class Upper:
 
         Raises:
             OSError: the layer could not be walked (EMFILE, ENOMEM, EACCES): never
-                counted as 0, the run is stopped (_supervisor.Session._check_disk).
+                counted as 0, the run is stopped (_supervisor.Watch._check_disk).
         """
         for _ in self.walk():
             pass

@@ -45,7 +45,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -170,7 +170,7 @@ def parse_answer(data: bytes) -> Optional[Answer]:
         qname, offset = _read_name(data, 12, pointers=True)
         qtype, _ = struct.unpack_from("!HH", data, offset)
         offset += 4
-        records = []
+        records: List[Tuple[str, int, int, Any]] = []  # (owner, type, ttl, a name or an IP)
         for _ in range(min(an, 256)):
             owner, offset = _read_name(data, offset, pointers=True)
             rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", data, offset)

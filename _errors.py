@@ -107,7 +107,7 @@ def _called_process_error() -> type:
 
         def __init__(self, returncode: int, cmd: object, output: Optional[bytes] = None,
                      stderr: Optional[bytes] = None, reason: str = "") -> None:
-            subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
+            subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)  # type: ignore[arg-type]
             self.reason = reason
 
         def __str__(self) -> str:

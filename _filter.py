@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import termios
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -157,7 +157,7 @@ ARGUMENT_RULES: Dict[str, Rule] = {
                     Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_RTHDR, "")),
                     Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_2292RTHDR, "")),
                     Test(1, "eq", SOL_IPV6, "eperm", also=Test(2, "eq", IPV6_2292PKTOPTIONS, ""))], "allow"),
-    "socket": None,  # set below to socket_rule() (no network); the policy shapes it (rules_for)
+    "socket": None,  # type: ignore[dict-item]  # set below to socket_rule() (no network); the policy shapes it (rules_for)
     # No set-user-id or set-group-id file (README "What the sandbox allows");
     # device nodes need CAP_MKNOD, which the sandbox never has.
     "mknod": ([Test(1, "set", S_SETID, "eperm")], "allow"),
@@ -285,7 +285,7 @@ def _with_trap(rule: Rule, trap: Trap) -> Rule:
 
 def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
     """Assemble the filter program for `arch` from number -> rule."""
-    prog: List[object] = [
+    prog: List[Any] = [
         B.ld_abs(B.SECCOMP_DATA_ARCH),
         B.jeq(_syscalls.AUDIT_ARCH[arch], jt=1, jf=None),
         B.ret(_RET["kill"]),
@@ -293,7 +293,7 @@ def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
     ]
     if arch == "x86_64":
         prog += [B.jset(_syscalls.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
-    blocks: List[object] = []
+    blocks: List[Any] = []
     _tree(_ranges(rules), prog, blocks)
     prog.extend(blocks)
     return B.assemble(prog)

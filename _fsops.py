@@ -24,13 +24,13 @@ import os
 import stat
 import struct
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Reply, Value,
-                    read_mem, umask_of as _umask, write_mem)
+from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
+                     Reply, Value, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
 AT_SYMLINK_NOFOLLOW_FLAGS = AT_SYMLINK_NOFOLLOW
@@ -145,12 +145,6 @@ def do_stat(ctx: Context, call: Call) -> Reply:
                 return Value(0)
         finally:
             os.close(fd)
-    if (ctx.resolver.emulated_root and call.flags & AT_SYMLINK_NOFOLLOW and call.dirfd >= 0 and path
-            and b"/" not in path and path != b"." and path != b".."):
-        st = ctx.resolver.stat_entry(call, call.dirfd, path)
-        if st is not None:
-            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
-            return Value(0)
     if path and path[0] == 47 and not (ctx.resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
         # The hot path: an absolute path openat2 proves symlink-free is its own real path.
         fd = ctx.resolver.open_plain(path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
@@ -232,13 +226,17 @@ def do_readlink(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     if call.path == b"":
         call.flags |= AT_EMPTY_PATH  # readlinkat(fd, "") reads the link fd itself
-    fd, st = _object(ctx, call, "meta", nofollow=True)
-    try:
-        if not stat.S_ISLNK(st.mode):
-            return Errno(errno.EINVAL)
-        target = os.readlink(b"", dir_fd=fd)
-    finally:
-        os.close(fd)
+    # what the resolver shows: the link as it is on the host; in an emulated root,
+    # /proc/self and the /proc magic links as virtual paths (RootResolver.shown_link)
+    target = ctx.resolver.self_link(call)
+    if target is None:
+        fd, st = _object(ctx, call, "meta", nofollow=True)
+        try:
+            if not stat.S_ISLNK(st.mode):
+                return Errno(errno.EINVAL)
+            target = ctx.resolver.shown_link(fd, st, os.readlink(b"", dir_fd=fd))
+        finally:
+            os.close(fd)
     data = target[: call.size]
     write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(len(data))
@@ -337,29 +335,15 @@ def _handing_over(ctx: Context, fd: int) -> None:
 def _open_object(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     flags &= _OPEN_FLAGS | O_LARGEFILE.get(_syscalls.machine(), 0)
     creating = bool(flags & os.O_CREAT) or (flags & getattr(os, "O_TMPFILE", 0)) == getattr(os, "O_TMPFILE", -1)
-    if flags & os.O_PATH and ctx.resolver.emulated_root:
-        # In a root nothing path-shaped may continue, and SECCOMP_IOCTL_NOTIF_ADDFD
-        # refuses O_PATH files: the caller gets a read-only fd of the object
-        # instead (README: needs read permission where O_PATH would not).
-        if flags & os.O_NOFOLLOW and not flags & os.O_DIRECTORY:
-            probe, _ = ctx.resolver.open(call, call.dirfd, call.path or b"", os.O_PATH | os.O_NOFOLLOW, 0, resolve)
-            try:
-                if stat.S_ISLNK(ctx.hot.fstat(probe).mode):
-                    # no fd of a symlink can be handed over; glibc opens one to
-                    # chmod a symlink (fchmodat AT_SYMLINK_NOFOLLOW), which Linux
-                    # refuses with EOPNOTSUPP: give that answer (README)
-                    raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-            finally:
-                os.close(probe)
-        # (O_NONBLOCK: an O_PATH open never waits, not even for a FIFO's writer)
-        flags = (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY | os.O_NONBLOCK
-        need = "read"
-    elif flags & os.O_PATH:
-        return _open_path_only(ctx, call, flags, resolve)
-    else:
-        accmode = flags & os.O_ACCMODE
-        writes = accmode in (os.O_WRONLY, os.O_RDWR) or flags & (os.O_TRUNC | os.O_CREAT)
-        need = "write" if writes else "read"
+    if flags & os.O_PATH:
+        # the resolver's flags for it: the same (the host), or a read-only open
+        # of the object in an emulated root (RootResolver.path_only_flags)
+        flags = ctx.resolver.path_only_flags(call, flags, resolve)
+        if flags & os.O_PATH:
+            return _open_path_only(ctx, call, flags, resolve)
+    accmode = flags & os.O_ACCMODE
+    writes = accmode in (os.O_WRONLY, os.O_RDWR) or flags & (os.O_TRUNC | os.O_CREAT)
+    need = "write" if writes else "read"
     if creating:
         mode &= ~_umask(call.tid) & 0o7777
     else:
@@ -367,7 +351,7 @@ def _open_object(ctx: Context, call: Call, flags: int, mode: int, resolve: int) 
     flags |= os.O_NOCTTY  # the supervisor must never gain a controlling terminal
     if need == "write":
         fd = _open_for_writing(ctx, call, flags, mode, resolve)
-        return Fd(fd, bool(flags & os.O_CLOEXEC)) if fd >= 0 else None
+        return Fd(fd, bool(flags & os.O_CLOEXEC)) if isinstance(fd, int) else fd
     if flags & (os.O_ACCMODE | os.O_DIRECTORY) == os.O_RDONLY:
         # A read that would block if the object is a FIFO: look it up first
         # (opening a FIFO, even without blocking, wakes a writer waiting for it;
@@ -401,7 +385,7 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
         if kind == stat.S_IFIFO:
             fd = _fifo_later(ctx, call, os.dup(probe), flags)
-            return None if fd is None else Fd(fd, bool(flags & os.O_CLOEXEC))
+            return Fd(fd, bool(flags & os.O_CLOEXEC)) if isinstance(fd, int) else fd
         if kind == stat.S_IFDIR or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         ctx.resolver.devices.check(probe, st.mode)
@@ -415,13 +399,13 @@ def _waits_for_a_peer(ctx: Context, fd: int, flags: int) -> bool:
     return flags & os.O_ACCMODE != os.O_RDWR and stat.S_ISFIFO(ctx.hot.fstat(fd).mode)
 
 
-def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Optional[int]:
+def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Union[int, Later]:
     """A blocking open of a FIFO waits until the other end is opened, maybe by another
     process of the sandbox whose open the notification loop must answer first: so it
-    is done by a worker of the pool (ctx.workers), which answers the notification
-    itself (None to the loop).  `held` is our O_PATH fd of the FIFO (decided already;
+    is done by a worker of the pool, which answers the notification (Later; an fd
+    when it is opened at once).  `held` is our O_PATH fd of the FIFO (decided already;
     closed here).  The end of the run releases a worker still waiting
-    (Session.release_waits).
+    (RunContext.release_waits).
 
     An open that would not wait takes no worker: a writer is first tried without
     blocking (it succeeds when the FIFO has a reader, and one waiting in a worker
@@ -448,21 +432,17 @@ def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Optional[int
     with ctx.waits_lock:
         ctx.waits[held] = (fifo, accmode)
 
+    def release() -> None:
+        with ctx.waits_lock:
+            ctx.waits.pop(held, None)
+            os.close(held)
+
     def work() -> Reply:
         try:
             return Fd(os.open(_proc_fd(held), reopen), bool(flags & os.O_CLOEXEC))
         finally:
-            with ctx.waits_lock:
-                ctx.waits.pop(held, None)
-                os.close(held)
-    try:
-        ctx.workers.submit(call, work)
-    except BaseException:
-        with ctx.waits_lock:
-            ctx.waits.pop(held, None)
-            os.close(held)
-        raise
-    return None
+            release()
+    return Later(work, release)  # every worker busy: EAGAIN (_notif.Workers)
 
 
 def _open_at_once(held: int, flags: int) -> int:
@@ -482,9 +462,9 @@ def _open_at_once(held: int, flags: int) -> int:
     return fd
 
 
-def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> int:
-    """An open that may change a file is decided before it happens (-1: a FIFO's open
-    is left to a worker of the pool that answers by itself, see _fifo_later).
+def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Union[int, Later]:
+    """An open that may change a file is decided before it happens (Later: a FIFO's
+    open is left to a worker of the pool, see _fifo_later).
 
     (O_RDONLY|O_TRUNC truncates as soon as the file is opened, and below
     Landlock ABI 3 nothing but this check stands in the way.)  The object is
@@ -509,8 +489,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
-            fd = _fifo_later(ctx, call, os.dup(probe), flags)
-            return -1 if fd is None else fd  # -1: answered by a worker
+            return _fifo_later(ctx, call, os.dup(probe), flags)
         if flags & _O_TMPFILE == _O_TMPFILE:
             no_new_setid(mode)
         fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
@@ -815,16 +794,16 @@ def _may_lock(ctx: Context, fd: int) -> None:
         ctx.resolver.check(fd, name, "write", st)
     except OSError:
         raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
-    upper = getattr(ctx.resolver, "upper", None)
+    upper = ctx.resolver.upper
     if upper is not None and upper.is_shared(st.dev, st.ino):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
 
-def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> None:
+def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> Later:
     """A lock that must wait: a worker thread retries `attempt(fd)` (non-blocking: EAGAIN
     or EACCES while another holds the lock) until it is taken, the caller no longer
     waits (its death, the end of the run) or has a signal to handle (_signalled),
-    and answers the notification itself.  It closes fd (our duplicate).  Retrying
+    and answers the notification (Later).  It closes fd (our duplicate).  Retrying
     instead of blocking means no worker is ever stuck in the kernel for nobody.
 
     A lock taken in the instant its caller is interrupted stays with the open
@@ -856,13 +835,9 @@ def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], obje
             os.close(fd)
         return reply  # None: nobody left to answer
 
-    try:
-        ctx.workers.submit(call, work)  # the bounded pool (_notif.Workers)
-    except OSError as exc:
-        os.close(fd)
-        # every worker busy: no lock record to wait with (flock(2), fcntl(2): ENOLCK)
-        raise OSError(errno.ENOLCK if exc.errno == errno.EAGAIN else exc.errno, exc.strerror) from None
-    return None
+    # every worker of the bounded pool (_notif.Workers) busy: no lock record to
+    # wait with (flock(2), fcntl(2): ENOLCK)
+    return Later(work, lambda: os.close(fd), errno.ENOLCK)
 
 
 ERESTARTSYS = 512  # include/linux/errno.h: restart if the handler has SA_RESTART, else EINTR

@@ -25,6 +25,7 @@ Kernel docs: Documentation/userspace-api/landlock.rst; samples/landlock.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -151,7 +152,7 @@ def _walked(top: str, what: str, ancestors: List[str]) -> List[str]:
     try:
         return sorted(os.listdir(top))
     except OSError as exc:
-        raise SetupError(exc.errno, f"{top}: cannot list to cut out {what}: {exc.strerror}") from None
+        raise SetupError(exc.errno or errno.EIO, f"{top}: cannot list to cut out {what}: {exc.strerror}") from None
 
 
 def _device_filesystems() -> Tuple[int, ...]:
@@ -272,7 +273,7 @@ def create_ruleset(p: Plan) -> int:
     try:
         fd = _syscalls.landlock_create_ruleset(attr, S.LANDLOCK_RULESET_ATTR_SIZE[p.abi], 0)
     except OSError as exc:
-        raise SetupError(exc.errno, f"landlock_create_ruleset: {exc.strerror}",
+        raise SetupError(exc.errno or errno.EIO, f"landlock_create_ruleset: {exc.strerror}",
                          step="landlock_create_ruleset", hint="run python -m sandlock --check") from None
     try:
         for rule in p.rules:
@@ -287,12 +288,12 @@ def _add_path_rule(ruleset_fd: int, rule: Rule) -> None:
     try:
         parent = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
     except OSError as exc:
-        raise SetupError(exc.errno, f"{rule.path}: {exc.strerror}", step="landlock_add_rule") from None
+        raise SetupError(exc.errno or errno.EIO, f"{rule.path}: {exc.strerror}", step="landlock_add_rule") from None
     try:
         attr = S.landlock_path_beneath_attr(rule.access, parent)
         _syscalls.landlock_add_rule(ruleset_fd, S.LANDLOCK_RULE_PATH_BENEATH, attr)
     except OSError as exc:
-        raise SetupError(exc.errno, f"{rule.path}: landlock_add_rule: {exc.strerror}", step="landlock_add_rule") from None
+        raise SetupError(exc.errno or errno.EIO, f"{rule.path}: landlock_add_rule: {exc.strerror}", step="landlock_add_rule") from None
     finally:
         os.close(parent)
 

@@ -36,7 +36,7 @@ import os
 import resource
 import signal
 import struct
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -149,10 +149,10 @@ def drop_capabilities() -> None:
 
 class ChildCalls(NamedTuple):
     """Raw syscalls bound before fork (see _syscalls.bound)."""
-    prctl: object
-    restrict: object
-    seccomp: object
-    close_range: object
+    prctl: Callable[..., int]
+    restrict: Callable[..., int]
+    seccomp: Callable[..., int]
+    close_range: Callable[..., int]
     all_fds: object   # ~0 as a C unsigned int, for close_range
 
 
@@ -309,7 +309,7 @@ def _exec(prep: Prepared, err_fd: int) -> None:
             if exc.errno == errno.EACCES:
                 saved = errno.EACCES
                 continue
-            saved = exc.errno
+            saved = exc.errno or errno.EIO
             break
     _report(err_fd, "exec", saved, "")
     os._exit(127 if saved == errno.ENOENT else 126)

@@ -42,7 +42,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _dns
 from . import _netpolicy
 from . import _syscalls
-from ._notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, umask_of, write_mem
+from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
 
 AF_UNIX = socket.AF_UNIX
 AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
@@ -243,7 +243,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
-        _syscalls.connect(sock.fileno(), route(address))
+        _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
         return 0
     return _on_socket(ctx, call, address, True, act, connect=True)
 
@@ -259,7 +259,7 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
                       "not a socket") from None
 
 
-def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]], may_block: bool,
+def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
                act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
                payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
@@ -267,9 +267,8 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a worker of the pool (ctx.workers), which
-    answers the notification itself (None is returned to the loop); EAGAIN
-    when every worker is busy.  On an IP socket every address is decided by
+    An act that may block runs in a worker of the pool, which answers the
+    notification (Later is returned); EAGAIN when every worker is busy.  On an IP socket every address is decided by
     the network policy first (_check_ip; `connect`: the call is a connect,
     `payloads`: the datagrams of a send, for DNS policing).
     """
@@ -282,7 +281,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
     held: List[int] = []
     outer = cleanup
 
-    def cleanup() -> None:
+    def cleanup() -> None:  # type: ignore[no-redef]  # ours, then the caller's
         for fd in held:
             os.close(fd)
         outer()
@@ -318,13 +317,10 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[bytes]
         raise
     bound = lambda s: act(s, lambda a: routes.get(a, a))  # noqa: E731
     if blocking:
-        try:
-            ctx.workers.submit(call, lambda: _act(sock, bound, cleanup))
-        except BaseException:  # EAGAIN: every worker is busy
+        def abandon() -> None:  # every worker is busy: EAGAIN
             sock.close()
             cleanup()
-            raise
-        return None  # the worker answers
+        return Later(lambda: _act(sock, bound, cleanup), abandon)  # a worker answers
     return _act(sock, bound, cleanup)
 
 
@@ -437,7 +433,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
 def _passing(ctx: Context, fds: List[int], act: Callable) -> Callable:
     """act, which sends our fds `fds` with SCM_RIGHTS, with the memory files among them
     held and counted by -m while they are in the socket's queue (_procops.InFlight)."""
-    in_flight = getattr(ctx, "in_flight", None)
+    in_flight = ctx.in_flight
     if in_flight is None or not fds:
         return act
 
@@ -487,7 +483,8 @@ def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
 
 def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, List[int]]:
     """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
-    out, fds, offset = b"", [], 0
+    out, offset = b"", 0
+    fds: List[int] = []
     try:
         while offset + _CMSGHDR.size <= len(raw):
             length, level, kind = _CMSGHDR.unpack_from(raw, offset)
@@ -569,7 +566,7 @@ def do_sockname(ctx: Context, call: Call) -> Reply:
         sock.close()
     if address[:SUN_PATH_OFFSET] == struct.pack("=H", AF_UNIX) and len(address) > SUN_PATH_OFFSET:
         path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
-        virtual = getattr(ctx.resolver, "socket_names", {}).get(path)
+        virtual = ctx.resolver.socket_names.get(path)
         if virtual is not None:
             address = address[:SUN_PATH_OFFSET] + virtual + b"\0"
         prefix = ctx.abstract_prefix
@@ -632,7 +629,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
 # connecting to the host's, but nothing keeps host clients from connecting to
 # a name the sandbox binds (@/tmp/.X11-unix/X0, @some-service).  So every
 # abstract name the sandbox binds, connects or sends to is moved under a
-# per-run prefix no host client uses (Session.abstract_prefix): bind and
+# per-run prefix no host client uses (RunContext.abstract_prefix): bind and
 # autobind are done on behalf under it, connect/sendto/sendmsg/sendmmsg
 # destinations get it (_check_unix), getsockname/getpeername take it off.
 # A name that already carries the prefix (as received by recvfrom, which is

@@ -294,6 +294,11 @@ class NetRules:
     """The policy's network rules, parsed once; immutable, shared by threads."""
 
     __slots__ = ("allow", "deny", "bind_allow", "bind_deny", "hostname_rules")
+    allow: Tuple[Rule, ...]
+    deny: Tuple[Rule, ...]
+    bind_allow: Tuple[Tuple[FrozenSet[str], Ports], ...]
+    bind_deny: Tuple[Tuple[FrozenSet[str], Ports], ...]
+    hostname_rules: Tuple[Rule, ...]   # the allow rules that name a host
 
     def __init__(self, allow: Tuple[Rule, ...], deny: Tuple[Rule, ...],
                  bind_allow: Tuple[Tuple[FrozenSet[str], Ports], ...],

@@ -9,9 +9,23 @@ bytes, page by page, up to PATH_MAX) and returns a reply value:
                 (SECCOMP_IOCTL_NOTIF_ADDFD, then SEND of its number)
     CONTINUE    let the kernel run it; every use carries a comment saying why
                 the kernel itself enforces the policy on what it re-reads
+    Later(work, abandon, busy)
+                a worker of the pool answers: the notifier hands work() to
+                `Workers` and sends what it returns (an operation that may
+                block: a FIFO open, a lock, a connect); when every worker is
+                busy, abandon() runs and the call fails with `busy`
+    Then(reply, after)
+                send `reply`, then run after() (exec from a vfork child: the
+                parent's bytes are put back once the kernel has the new path)
+
+That is the only way out of a handler: the notifier (_supervisor.Notifier)
+sends every reply, and nothing else answers a notification.  Steps that
+come before any handler (a fork settled, a #! exec's argv put back) are
+declared by the table (`_table.Table.before`), not by the handlers.
 
 Handlers raise OSError for an errno and never touch raw `args` except
-through `decode`.  Memory is reached with process_vm_readv/writev(2), which
+through `decode` (a row that needs the address of a path, exec's rewrite,
+names it in its layout: "exepath" fills `path` and `path_at`).  Memory is reached with process_vm_readv/writev(2), which
 find the thread's current address space at each call (an execve replaces
 it) and honour page protections, so a read-only result buffer gets EFAULT
 as it would from the kernel.  The supervisor confirms the notification is
@@ -70,36 +84,80 @@ class _Continue:
 
 CONTINUE = _Continue()
 
-# What a handler returns; None when a worker thread will answer later.
-Reply = Union[Errno, Value, Fd, _Continue, None]
+
+def _nothing() -> None:
+    pass
+
+
+class Later(NamedTuple):
+    """A worker of the pool answers: work() runs there and its reply is sent
+    (None: the caller is gone, nobody to answer).  If the pool takes no more
+    work, abandon() releases what work() would have (it runs instead of work,
+    never with it) and the call fails with `busy`."""
+    work: Callable[[], "Reply"]
+    abandon: Callable[[], None] = _nothing
+    busy: int = errno.EAGAIN
+
+
+class Then(NamedTuple):
+    """Send `reply`, then run after() (also when sending failed)."""
+    reply: Union[Errno, Value, Fd, _Continue]
+    after: Callable[[], None]
+
+
+# What a handler returns (the only way a reply leaves it).  A worker's work()
+# returns one of the first four, or None when its caller is gone.
+Reply = Union[Errno, Value, Fd, _Continue, Later, Then, None]
 
 
 class Context(Protocol):
-    """What handlers see of the supervisor (implemented by _supervisor.Session)."""
+    """Everything a handler (and a table step) may use of the supervisor: the one
+    handler context type (implemented by _supervisor.RunContext; a unit test may
+    pass any object with these members).  Replies are not sent through it: a
+    handler returns them (see the module docstring).
+    """
 
+    policy: Any        # _policy.Policy
+    names: Dict[int, str]   # syscall number -> name, for this architecture
     tracees: "Tracees"
     hot: "_syscalls.HotCalls"
-    resolver: Any      # _resolve.Resolver (handler modules do not import each other)
-    members: Any       # _procops.Members
-    policy: Any        # _policy.Policy
-    names: Dict[int, str]
-    abstract_scoped: bool
+    resolver: Any      # _resolve.Resolver or _rootfs.RootResolver (handler modules do not import each other)
+    members: Any       # _procops.Members (the sandbox's processes)
+    abstract_scoped: bool   # Landlock scopes abstract unix sockets (ABI >= 6)
     abstract_prefix: bytes  # the run's private namespace of abstract unix names (_netops)
     waits: Dict[int, Any]  # O_PATH fd of a FIFO a worker is opening -> ((dev, ino), access mode)
     waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
-    workers: "Workers"  # the one pool for operations that may block
     in_flight: Any     # _procops.InFlight under --max-memory, else None
-    netlink: Any       # _netlink.Netlink of the run, made on its first netlink socket (or None)
+    netlink: Any       # _netlink.Netlink of the run, made (assigned) on its first netlink socket, or None
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
+    memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
+
+    @property
+    def vfork(self) -> Any:
+        """The _rootops.VforkHolder of the run (emulated root; made on first use)."""
+        ...
+
+    def names_to_numbers(self) -> Dict[str, int]:
+        """Syscall name -> number, for this architecture."""
+        ...
 
     def net_names(self, ip: Any) -> Tuple[str, ...]:
         """The hostnames `ip` was learned for (DNS policing), for hostname rules."""
         ...
 
-    def reply_later(self, call: "Call", reply: Reply) -> None: ...
+    def inject(self, call: "Call", fd: int, cloexec: bool = True, at: int = -1) -> int:
+        """Install a copy of our fd in the caller now, its number there (at >= 0: as that
+        number, replacing the caller's fd); the reply still leaves by the return value."""
+        ...
 
-    def pending(self, call: "Call") -> bool: ...
+    def force_write(self, tid: int, address: int, data: bytes) -> bool:
+        """Write the caller's memory, read-only pages too; True if the page was read-only."""
+        ...
+
+    def pending(self, call: "Call") -> bool:
+        """Is `call` still waiting for its answer?  (For a Later's work that waits.)"""
+        ...
 
 
 WORKERS_MAX = 64    # threads of the pool for blocking operations done on behalf (Workers)
@@ -110,8 +168,9 @@ class Workers:
     """The one bounded pool of threads for operations done on behalf that may block
     (a FIFO open waiting for its other end, a connect, a send on a full socket).
 
-    A handler hands its operation over with submit() and returns None; the worker
-    runs it and answers the notification itself (answer, i.e. Session.reply_later).
+    A handler returns its operation as a Later; the notifier hands it over with
+    submit(), and the worker runs it and answers with what it returns
+    (`answer`, i.e. Notifier.answer_later).
     At most `bound` operations run at once; when all workers are busy the next one
     is refused at once with EAGAIN, never queued: a queued operation could be the
     very one a busy worker waits for (the writer of a FIFO whose reader holds a
@@ -188,6 +247,7 @@ class Call:
     dirfd = AT_FDCWD
     dirfd2 = AT_FDCWD
     path: Optional[bytes] = None
+    path_at = 0          # the address of `path` in the caller ("exepath" layouts only)
     path2: Optional[bytes] = None
     flags = 0
     mode = 0
@@ -319,13 +379,20 @@ _KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
 }
 
 
+# layout kinds that fill two attributes from one argument: exec's path, whose address
+# the emulated root's exec rewrites in place (_rootops._redirect_exec)
+_WIDE: Dict[str, Tuple[Tuple[str, Callable[[object, int, int], object]], ...]] = {
+    "exepath": (("path_at", _raw), ("path", _path)),
+}
+
+
 def compile_layout(layout: Sequence[str]) -> Tuple[Tuple[int, str, Callable[[object, int, int], object]], ...]:
     """Precompute (arg index, attribute, converter) for a table row's layout."""
     out = []
     for index, kind in enumerate(layout):
-        attr, convert = _KINDS[kind]
-        if attr:
-            out.append((index, attr, convert))
+        for attr, convert in _WIDE.get(kind) or (_KINDS[kind],):
+            if attr:
+                out.append((index, attr, convert))
     return tuple(out)
 
 

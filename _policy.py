@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -220,7 +220,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         writable = _paths("fs_writable", kwargs.get("fs_writable", ()), labels)
         denied = _paths("fs_denied", kwargs.get("fs_denied", ()), labels)
         cwd = _optional(kwargs.get("cwd"), lambda v: _directory("cwd", v, labels))
-    values = dict(
+    values: Dict[str, Any] = dict(
         fs_readable=readable,
         fs_writable=writable,
         fs_denied=denied,
@@ -259,7 +259,8 @@ def _network(kwargs: Mapping[str, object], labels: Mapping[str, str]) -> Dict[st
     if all(kwargs.get(name) in (None, (), []) for name in names):
         return {}
     from . import _netpolicy  # only policies that name the network parse specs (CLI start-up)
-    return dict(zip(names, _netpolicy.validate(*(kwargs.get(name) or () for name in names), labels=dict(labels))))
+    raw: List[Any] = [kwargs.get(name) or () for name in names]
+    return dict(zip(names, _netpolicy.validate(raw[0], raw[1], raw[2], raw[3], labels=dict(labels))))
 
 
 # --- field validators ------------------------------------------------------------
@@ -268,7 +269,7 @@ def _err(name: str, labels: Mapping[str, str], message: str) -> PolicyError:
     return PolicyError(f"{labels.get(name, name)}: {message}")
 
 
-def _optional(value: object, convert) -> object:  # type: ignore[no-untyped-def]
+def _optional(value: object, convert: Callable[[Any], Any]) -> Any:
     return None if value is None else convert(value)
 
 
@@ -305,7 +306,7 @@ def _positive_number(name: str, value: object, labels: Mapping[str, str]) -> flo
 
 def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
     try:
-        raw = os.fspath(value)  # type: ignore[arg-type]
+        raw = os.fspath(value)  # type: ignore[arg-type,call-overload]
     except TypeError:
         raise _err(name, labels, f"expected a path, got {value!r}") from None
     text = os.fsdecode(raw)
@@ -333,7 +334,7 @@ def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ..
 def _directory(name: str, value: object, labels: Mapping[str, str]) -> str:
     path = _one_path(name, value, labels)
     if not os.path.isdir(path):
-        raise _err(name, labels, f"{shown(os.fsdecode(os.fspath(value)))}: Not a directory")  # type: ignore[arg-type]
+        raise _err(name, labels, f"{shown(os.fsdecode(os.fspath(value)))}: Not a directory")  # type: ignore[arg-type,call-overload]
     return path
 
 
@@ -344,7 +345,7 @@ def _workdir(value: object, chroot: Optional[str], labels: Mapping[str, str]) ->
     if chroot is None and (path in ("/", "/dev", "/proc") or path.startswith(("/dev/", "/proc/"))):
         raise _err("workdir", labels, f"{path}: / , /dev and /proc cannot be a workdir without --root")
     if not os.access(path, os.W_OK | os.X_OK):
-        raise _err("workdir", labels, f"{shown(os.fsdecode(os.fspath(value)))}: Permission denied (not writable)")  # type: ignore[arg-type]
+        raise _err("workdir", labels, f"{shown(os.fsdecode(os.fspath(value)))}: Permission denied (not writable)")  # type: ignore[arg-type,call-overload]
     if chroot is not None and not (path == chroot or path.startswith(chroot.rstrip("/") + "/")):
         raise _err("workdir", labels, f"{path}: not inside the root {chroot}")
     return path
@@ -424,7 +425,7 @@ def normalise_argv(argv: Sequence[object]) -> Tuple[bytes, ...]:
         raise PolicyError(f"argv: expected a non-empty list of strings, got {argv!r}")
     out = []
     for arg in argv:
-        raw = os.fsencode(os.fspath(arg))  # type: ignore[arg-type]
+        raw = os.fsencode(os.fspath(arg))  # type: ignore[arg-type,call-overload]
         if b"\0" in raw:
             raise PolicyError(f"argv: embedded NUL in {arg!r}")
         out.append(raw)

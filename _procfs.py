@@ -30,7 +30,7 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Callable, Dict, Iterable, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -182,7 +182,7 @@ def new_boot_id() -> bytes:
 
 def read_fd(fd: int) -> bytes:
     """What a /proc file of ours holds (at most READ_CAP bytes: EFBIG beyond)."""
-    chunks = []
+    chunks: List[bytes] = []
     size = 0
     while True:
         chunk = os.read(fd, 1 << 16)

@@ -79,6 +79,13 @@ class Members:
         self.pending.pop(tid, None)
 
 
+def settle(ctx: Context, call: Call) -> None:
+    """Before every handler under --max-processes (_table.steps_for): the caller's fork,
+    if do_fork let one through, is done (it counts among the processes now)."""
+    if ctx.members.pending:
+        ctx.members.settle(call.tid)
+
+
 def _children(pid: int, strict: bool = False) -> List[int]:
     """Children of every thread of pid; strict: an error other than "gone" raises."""
     try:
@@ -375,11 +382,11 @@ class InFlight:
         if not empty:
             return
         gone = set(empty)
-        for key, (fd, sockets) in list(self._files.items()):
+        for file_key, (file_fd, sockets) in list(self._files.items()):
             sockets -= gone
             if not sockets:
-                del self._files[key]
-                os.close(fd)
+                del self._files[file_key]
+                os.close(file_fd)
 
     def _memory_key(self, fd: int) -> Optional[Tuple[int, int]]:
         """(st_dev, st_ino) of our fd if it holds a memory file, else None.  By the

@@ -28,7 +28,7 @@ import re
 import stat
 import sys
 import threading
-from typing import Callable, Iterable, List, Optional, Set, Tuple, Union
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -80,7 +80,7 @@ class FsRules:
                 self.denied_inodes.add((st.st_dev, st.st_ino))
 
     @staticmethod
-    def _covered(path: bytes, tops: frozenset) -> bool:
+    def _covered(path: bytes, tops: AbstractSet[bytes]) -> bool:
         if not tops:
             return False
         while True:
@@ -269,8 +269,6 @@ class Devices:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
-    emulated_root = False  # _rootfs.RootResolver: every path is virtual
-
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
                  listing_top: "Union[bytes, Callable[[], str], None]" = None) -> None:
@@ -292,12 +290,29 @@ class Resolver:
         # policy allows some network (set by the supervisor)
         self.net_processes: Callable[[], List[int]] = lambda: []
         self.network_allowed = False
+        # an emulated root's (_rootfs.RootResolver); the same for every handler, empty here:
+        self.socket_names: Dict[bytes, bytes] = {}  # name a unix socket was bound as -> guest path
+        self.upper: Any = None  # _cow.Upper with a workdir
         self._listings = 0
         self._listings_lock = threading.Lock()
 
     def close(self) -> None:
         os.close(self.root)
         self.devices.close()
+
+    def self_link(self, call: Call) -> Optional[bytes]:
+        """readlink's answer for the caller's own /proc/self without a lookup (None:
+        look it up; on the host it is the link itself)."""
+        return None
+
+    def shown_link(self, fd: int, st: "_syscalls.Stat", target: bytes) -> bytes:
+        """What readlink shows of the symlink `fd` (target: its content): on the host, that."""
+        return target
+
+    def path_only_flags(self, call: Call, flags: int, resolve: int) -> int:
+        """The open flags an O_PATH open is done with: on the host, its own (the
+        kernel opens it after the supervisor decided, _fsops._open_path_only)."""
+        return flags
 
     # -- bases ----------------------------------------------------------------------
 
@@ -463,9 +478,10 @@ class Resolver:
             elif pid is None and what == _procfs.BOOT_ID:
                 made = _procfs.memfd(b"boot_id", self.boot_id)
             elif pid is not None:
-                made = self._made_up(what, fd)
-                if made is None:
+                found = self._made_up(what, fd)
+                if found is None:
                     return fd, name
+                made = found
             else:
                 return fd, name
         except BaseException:

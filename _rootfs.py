@@ -31,6 +31,7 @@ import errno
 import itertools
 import os
 import posixpath
+import re
 import stat
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -59,7 +60,7 @@ def _err(name: str, labels: Mapping[str, str], message: str) -> PolicyError:
 
 def _virtual(name: str, value: object, labels: Mapping[str, str]) -> str:
     try:
-        text = os.fsdecode(os.fspath(value))  # type: ignore[arg-type]
+        text = os.fsdecode(os.fspath(value))  # type: ignore[arg-type,call-overload]
     except TypeError:
         raise _err(name, labels, f"expected a path, got {value!r}") from None
     if not text or "\0" in text:
@@ -271,8 +272,8 @@ class Scratch:
         for name in DEVICES + ("pts", "shm"):
             if os.path.exists("/dev/" + name):
                 os.symlink("/dev/" + name, os.path.join(self.dev, name))
-        for name, target in DEV_LINKS.items():
-            os.symlink(target, os.path.join(os.fsencode(self.dev), name))
+        for link, target in DEV_LINKS.items():
+            os.symlink(target, os.path.join(os.fsencode(self.dev), link))
         self._runs = itertools.count(1)
 
     def new_run(self) -> Tuple[str, str]:
@@ -445,14 +446,15 @@ class Mount:
 from ._resolve import Resolver, d_path  # noqa: E402  (after the policy-time helpers, which the CLI imports alone)
 
 
+_PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")  # RootResolver.shown_link
+
+
 class RootResolver(Resolver):
     """Resolver for an emulated root: every path is virtual (see the module docstring).
 
     Names returned by `open` are still host names (d_path), so FsRules decides
     on host paths of the granted trees exactly as Landlock would.
     """
-
-    emulated_root = True
 
     def __init__(self, rules, tracees: Tracees, is_member, hot, root: str,
                  mounts: Sequence[Tuple[str, str, bool]], cwd: Cwd, shm: str, dev: str) -> None:
@@ -469,8 +471,8 @@ class RootResolver(Resolver):
         self.dev_host = os.fsencode(dev)
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
-        self.socket_names: Dict[bytes, bytes] = {}
-        self.upper = None  # _cow.Upper with a workdir (copy-up before writes, see writable)  # /proc/self/fd/N/name a socket was bound as -> guest path
+        # pid -> (our name, the original) to put back in its argv (_rootops.fix_argv)
+        self.argv_fixups: Dict[int, List[Tuple[bytes, bytes]]] = {}
         self._members = cwd._processes
         self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
         # All of the root readable, nothing denied or hidden in it: a read or metadata
@@ -644,6 +646,43 @@ class RootResolver(Resolver):
             if top == private or top.startswith(private + b"/"):
                 return False
         return True
+
+    def self_link(self, call: Call) -> Optional[bytes]:
+        """/proc/self and /proc/thread-self: the caller's own ids."""
+        path = call.path
+        if not path or path.rstrip(b"/") not in (b"/proc/self", b"/proc/thread-self"):
+            return None
+        tgid = tgid_of(call.tid)
+        return b"%d" % tgid if path.rstrip(b"/") == b"/proc/self" else b"%d/task/%d" % (tgid, call.tid)
+
+    def shown_link(self, fd: int, st: "_syscalls.Stat", target: bytes) -> bytes:
+        """/proc magic links show virtual paths: a cwd as the process sees it, a root as
+        "/", an fd's file by its virtual name (link_target)."""
+        if st.dev != self.proc_dev:
+            return target
+        link = _PROC_LINK.match(d_path(fd))
+        if link and link.group(2) == b"cwd":
+            return self.virtual_cwd(int(link.group(1)))
+        if link and link.group(2) == b"root":
+            return b"/"
+        return self.link_target(target)
+
+    def path_only_flags(self, call: Call, flags: int, resolve: int) -> int:
+        """In a root nothing path-shaped may continue, and SECCOMP_IOCTL_NOTIF_ADDFD
+        refuses O_PATH files: the caller gets a read-only fd of the object instead
+        (README: needs read permission where O_PATH would not)."""
+        if flags & os.O_NOFOLLOW and not flags & os.O_DIRECTORY:
+            probe, _ = self.open(call, call.dirfd, call.path or b"", os.O_PATH | os.O_NOFOLLOW, 0, resolve)
+            try:
+                if stat.S_ISLNK(self.hot.fstat(probe).mode):
+                    # no fd of a symlink can be handed over; glibc opens one to
+                    # chmod a symlink (fchmodat AT_SYMLINK_NOFOLLOW), which Linux
+                    # refuses with EOPNOTSUPP: give that answer (README)
+                    raise _oserror(errno.EOPNOTSUPP)
+            finally:
+                os.close(probe)
+        # (O_NONBLOCK: an O_PATH open never waits, not even for a FIFO's writer)
+        return (flags & (os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) | os.O_RDONLY | os.O_NONBLOCK
 
     def stat_entry(self, call: Call, dirfd: int, name: bytes) -> Optional[_syscalls.Stat]:
         """lstat of one entry `name` of a directory fd of the root tree (find, ls -l):

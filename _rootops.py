@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import threading
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -34,15 +33,13 @@ from typing import Dict, NamedTuple, Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _elf
-from . import _structs as S
 from . import _syscalls
 from ._errors import os_error as _oserror
-from ._fsops import X_OK, _object, _proc_fd, _umask
-from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Value, read_mem, \
-    listener_ioctl, tgid_of, parent_of, read_string, write_mem
+from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat
+from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Then, Value, \
+    read_mem, tgid_of, parent_of, read_string, write_mem
 from ._resolve import d_path
 
-_PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")
 AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
@@ -238,43 +235,27 @@ def do_symlink(ctx: Context, call: Call) -> Reply:
     return Value(0)
 
 
+def do_fstatat(ctx: Context, call: Call) -> Reply:
+    """newfstatat in a root: lstat of one entry of a directory fd (find, ls -l) is
+    answered from the directory itself (RootResolver.stat_entry); the rest as on
+    the host (_fsops.do_stat)."""
+    path = call.path
+    if (call.flags & AT_SYMLINK_NOFOLLOW and call.dirfd >= 0 and path and b"/" not in path
+            and path != b"." and path != b".."):
+        _check_flags(call, STAT_FLAGS)
+        st = ctx.resolver.stat_entry(call, call.dirfd, path)
+        if st is not None:
+            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+            return Value(0)
+    return do_stat(ctx, call)
+
+
 def do_getcwd(ctx: Context, call: Call) -> Reply:
     path = ctx.resolver.virtual_cwd(call.tid) + b"\0"
     if call.size < len(path):
         return Errno(errno.ERANGE)
     write_mem(ctx.tracees, call.tid, call.ptr, path)
     return Value(len(path))
-
-
-def do_readlink(ctx: Context, call: Call) -> Reply:
-    """readlink/readlinkat: /proc magic links show virtual paths."""
-    if call.size <= 0 or call.size > 0x7FFFFFFF:
-        return Errno(errno.EINVAL)
-    if call.path == b"":
-        call.flags |= AT_EMPTY_PATH
-    resolver = ctx.resolver
-    if call.path and call.path.rstrip(b"/") in (b"/proc/self", b"/proc/thread-self"):
-        tgid = tgid_of(call.tid)
-        target = b"%d" % tgid if call.path.rstrip(b"/") == b"/proc/self" else b"%d/task/%d" % (tgid, call.tid)
-    else:
-        fd, st = _object(ctx, call, "meta", nofollow=True)
-        try:
-            if not stat.S_ISLNK(st.mode):
-                return Errno(errno.EINVAL)
-            target = os.readlink(b"", dir_fd=fd)
-            if st.dev == resolver.proc_dev:
-                link = _PROC_LINK.match(d_path(fd))
-                if link and link.group(2) == b"cwd":
-                    target = resolver.virtual_cwd(int(link.group(1)))
-                elif link and link.group(2) == b"root":
-                    target = b"/"
-                else:
-                    target = resolver.link_target(target)
-        finally:
-            os.close(fd)
-    data = target[: call.size]
-    write_mem(ctx.tracees, call.tid, call.ptr, data)
-    return Value(len(data))
 
 
 # --- chdir and exec: the kernel acts on a rewritten path --------------------------------------
@@ -347,7 +328,7 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         os.close(target.fd)
     tgid = tgid_of(call.tid)
     link = b"/proc/self/fd/%d" % number
-    address = call.args[1] if call.nr != ctx.execve_nr else call.args[0]
+    address = call.path_at
     relative_ok = call.dirfd == AT_FDCWD or path[:1] == b"/"
     parent = parent_of(tgid)
     shared = _shares_memory_with(tgid, parent)
@@ -370,7 +351,7 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
     same = resolver.cwd.same_length_link(link, path) if script and relative_ok else None
     if same:
         name = same
-        ctx.argv_fixups[tgid] = [(a, b) for a, b in script if a] + [(same, path)]
+        resolver.argv_fixups[tgid] = [(a, b) for a, b in script if a] + [(same, path)]
     elif relative_ok:
         name = resolver.cwd.link(link, path.rpartition(b"/")[2], len(path))
     elif len(link) <= len(path):
@@ -389,12 +370,13 @@ def _redirect_exec(ctx, call, address, path, link, relative_ok, script, virt, tg
     # CONTINUE: the kernel re-reads the rewritten path; if a thread changes it
     # again, Landlock grants execute only inside the root (and the layers), so
     # no host program can be run that way (module docstring)
-    ctx.send(call, CONTINUE)
-    if held is not None:
-        # A vfork child runs in its parent's memory, and the parent thread is
-        # held (ptrace) until the child has its own: put its bytes back first.
-        ctx.vfork.release(held, patches)
-    return None
+    if held is None:
+        return CONTINUE
+    # A vfork child runs in its parent's memory, and the parent thread is held
+    # (ptrace) until the child has its own: its bytes are put back once the
+    # kernel has the rewritten path, i.e. after the CONTINUE is sent.
+    vfork = ctx.vfork
+    return Then(CONTINUE, lambda: vfork.release(held, patches))
 
 
 def _keep_argv0(ctx, call, argv: int, address: int, size: int):
@@ -592,10 +574,7 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(fd)
     try:
-        cloexec = _child_cloexec(call.tid, call.dirfd)
-        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, S.SECCOMP_ADDFD_FLAG_SETFD, target.fd, call.dirfd,
-                                             os.O_CLOEXEC if cloexec else 0))
-        listener_ioctl(ctx.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
+        ctx.inject(call, target.fd, _child_cloexec(call.tid, call.dirfd), at=call.dirfd)
     finally:
         os.close(target.fd)
     # CONTINUE: as above, the kernel runs the fd, now our copy; nothing is re-read
@@ -765,7 +744,7 @@ class VforkHolder:
         import queue
         self._ctx = ctx
         self._requests: "queue.Queue" = queue.Queue()
-        self._held: Dict[int, list] = {}    # tid -> patches to put back (None: not released yet)
+        self._held: Dict[int, Optional[list]] = {}    # tid -> patches to put back (None: not released yet)
         self._thread = threading.Thread(target=self._serve, name="sandlock-vfork", daemon=True)
         self._thread.start()
 
@@ -849,7 +828,7 @@ class VforkHolder:
         except OSError as exc:
             if exc.errno != errno.EFAULT:
                 return
-        memory = self._ctx._memory
+        memory = self._ctx.memory
         if memory is not None:
             try:
                 memory.write(tid, address, data)
@@ -886,10 +865,11 @@ def _vfork_thread(pid: int, numbers: Dict[str, int]) -> Optional[int]:
     return None
 
 
-def fix_argv(ctx, tid: int) -> None:
+def fix_argv(ctx: Context, call: Call) -> None:
     """Put the names a #! exec was given back into the new program's argv.
 
-    Called at the first trapped syscall of the process (its only thread then,
+    A step before every handler in a root (_table.steps_for): at the first
+    trapped syscall of the process (its only thread then,
     so tid is its pid), before that syscall is decoded: the interpreter got
     our same-length names for its own path and the script's (see
     _redirect_exec); they are replaced in place in its argument strings,
@@ -897,7 +877,11 @@ def fix_argv(ctx, tid: int) -> None:
     /proc/PID/stat).  A process whose exec failed has no such names: nothing
     is written.
     """
-    pairs = ctx.argv_fixups.pop(tid, None)
+    fixups = ctx.resolver.argv_fixups
+    if not fixups:
+        return
+    tid = call.tid
+    pairs = fixups.pop(tid, None)
     if not pairs:
         return
     try:

@@ -106,7 +106,7 @@ def _base_in(parent: str) -> str:
 def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
     """Every base and base-like container (of any user) in the places bases go: what
     every command's rules are cut around (the run's own pieces are granted apart)."""
-    out = []
+    out: List[str] = []
     for parent in parents:
         try:
             names = os.listdir(parent)
@@ -183,7 +183,7 @@ def release(box: str) -> None:
 
 def entries(box: str, name_prefix: str) -> List[Tuple[str, int, bytes]]:
     """(path, pid, note) of the directories of ours named <name_prefix><pid>-... in a container."""
-    out = []
+    out: List[Tuple[str, int, bytes]] = []
     try:
         names = sorted(os.listdir(box))
     except OSError:

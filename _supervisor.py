@@ -1,31 +1,35 @@
 """One sandboxed run: prepare, launch, supervise, collect (docs/design.md "Security rules",
 "Launch").
 
-`Session.run()` is called in the thread that will supervise (a fresh thread
-in the Python API, the main thread in the CLI).  That thread first confines
-itself (see _launch.confine_supervisor), then forks the stub, takes the
-command's seccomp listener with pidfd_getfd(2) and starts one notification
-thread, which blocks in SECCOMP_IOCTL_NOTIF_RECV and answers every trapped
-syscall through the handler table (a waiter blocked in RECV gets the
-kernel's synchronous wake-up, on the caller's CPU; one woken through epoll
-may land on the other CPU, 10-15 us more per wake-up: README "How it
-works").  The supervising
-thread itself runs a `selectors` loop over:
+The phases, each with its owner:
 
-    the stub's pidfd      the sandbox is over (the stub outlives every process)
-    the status pipe       the command's wait status, sent by the stub
-    the error pipe        a setup or exec failure of the command
-    capture pipes         stdout/stderr of the API's captured mode, stdin input
-    a signal wakeup fd    signals to forward (CLI)
+    prepare   prepare(policy) -> Prepared: host rules, Landlock plans, the filter
+              program and rulesets; built once per Sandbox (close_prepared)
+    launch    Session.run(): the launch plan, the upper layer, the supervising
+              thread confined (see _launch.confine_supervisor), the stub forked,
+              the command's seccomp listener taken with pidfd_getfd(2)
+    run       Watch: a `selectors` loop in the supervising thread over the
+              stub's pidfd, the status and error pipes, captured output and
+              input, forwarded signals, and the timers (--timeout, memory, disk);
+              Notifier: the one owner of the listener, in its own thread, which
+              blocks in SECCOMP_IOCTL_NOTIF_RECV (a waiter blocked in RECV gets
+              the kernel's synchronous wake-up, on the caller's CPU; one woken
+              through epoll may land on the other CPU, 10-15 us more per
+              wake-up: README "How it works"),
+              dispatches through the handler table with a RunContext (the
+              handlers' _notif.Context) and sends the reply each handler returns
+    finish    Session._end_workdir (commit, keep, abort), then everything the
+              run opened is released; Session.clean_up removes its directories
 
-and timers for --timeout and the memory limit.  Notifications: the receive
-buffer is zeroed before every RECV; ENOENT from ID_VALID, SEND or ADDFD means
-the caller went away and is not an error; a handler's OSError becomes its
-errno and any other exception EPERM (logged with --debug): nothing fails open.
+Notifications: the receive buffer is zeroed before every RECV; ENOENT from
+ID_VALID, SEND or ADDFD means the caller went away and is not an error; a
+handler's OSError becomes its errno and any other exception EPERM (logged
+with --debug): nothing fails open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -37,7 +41,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -52,11 +56,17 @@ from . import _structs as S
 from . import _syscalls
 from . import _table
 from ._errors import ExecError, SetupError, shown
-from ._notif import (CONTINUE, Call, Errno, Fd, Reply, Tracees, Value, Workers, decode, listener_ioctl, tgid_of,
-                    write_mem)
+from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
+                    tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
 from ._resolve import Devices, FsRules, Resolver
+
+if TYPE_CHECKING:  # only named in annotations: imported where they are used
+    from . import _cow
+    from . import _rootfs
+    from . import _rootops
+    from . import _scratch
 
 CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
@@ -208,37 +218,39 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    scratch = None
-    layers = None
+    scratch: Any = None   # _rootfs.Scratch with a root or workdir, else _scratch.Listings
+    layers: Optional[_cow.Layers] = None
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
-    if policy.chroot is not None or policy.workdir is not None:
-        from . import _rootfs
-        if policy.workdir is not None:
-            from . import _cow
-            leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
-            try:
-                layers = _cow.Layers(policy.workdir)
-            except OSError as exc:
-                raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}", step="workdir") from None
-        try:
-            scratch = _rootfs.Scratch()
-        except OSError as exc:
-            if layers is not None:
-                layers.close()
-            raise _scratch_error(exc) from None
-        landlock_policy = _host_policy(policy, scratch, layers)
-    else:
-        from . import _scratch
-        try:
-            scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
-        except OSError as exc:
-            raise _scratch_error(exc) from None
     emulated = policy.chroot is not None or policy.workdir is not None
-    try:
+    with contextlib.ExitStack() as undo:  # an error releases what was made so far
+        if emulated:
+            from . import _rootfs
+            if policy.workdir is not None:
+                from . import _cow
+                leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
+                try:
+                    layers = _cow.Layers(policy.workdir)
+                except OSError as exc:
+                    raise SetupError(exc.errno or errno.EIO, f"{policy.workdir}: {exc.strerror}",
+                                     step="workdir") from None
+                undo.callback(layers.close)
+            try:
+                scratch = _rootfs.Scratch()
+            except OSError as exc:
+                raise _scratch_error(exc) from None
+            undo.callback(scratch.close)
+            landlock_policy = _host_policy(policy, scratch, layers)
+        else:
+            from . import _scratch
+            try:
+                scratch = _scratch.Listings()  # the private listings of /proc (_procfs)
+            except OSError as exc:
+                raise _scratch_error(exc) from None
+            undo.callback(scratch.close)
         from . import _scratch
         hidden = _scratch.hidden()  # after the scratch is made: its base is among them
-        own = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
+        own: Tuple[str, ...] = (scratch.dev, scratch.shm) if emulated else ()  # the run's own pieces (see _host_policy)
         if layers is not None:  # its upper layers, which a workdir in /var/tmp puts in a hidden container
             own += (layers.path,)
         if abi:
@@ -255,129 +267,165 @@ def prepare(policy: Policy) -> Prepared:
             child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
-    except BaseException:
-        if scratch is not None:
-            scratch.close()
-        if layers is not None:
-            layers.close()
-        raise
-    traps = _table.traps_for(policy, abi, arch)
-    net_rules = _netpolicy.NetRules.from_policy(policy)
-    rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
-                              _table.argument_rules(policy, net_rules))
-    program = _filter.build(arch, rules)
-    fds: List[int] = []
-    try:
-        for plan in ((child_plan, _landlock.stub_plan(child_plan), supervisor_plan)
-                     if abi else ()):
-            fds.append(_landlock.create_ruleset(plan) if plan.handled_fs or plan.scoped else -1)
-    except BaseException:
-        for fd in fds:
-            _close(fd) if fd >= 0 else None
-        if scratch is not None:
-            scratch.close()
-        if layers is not None:
-            layers.close()
-        raise
-    child, scope, supervisor = fds if fds else (-1, -1, -1)
-    devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
-    devices_rw = tuple(path for path, writable in device_paths(landlock_policy, ttys) if writable)
-    counts: Dict[str, int] = {}
-    for rule in rules.values():
-        key = rule if isinstance(rule, str) else "decided on arguments"
-        counts[key] = counts.get(key, 0) + 1
-    host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
-    if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
-        plain = _host_policy(policy, scratch, None)
-        host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
-    return Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor, devices,
-                    counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                    None if emulated else scratch, net_rules, hidden)
+        traps = _table.traps_for(policy, abi, arch)
+        net_rules = _netpolicy.NetRules.from_policy(policy)
+        rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
+                                  _table.argument_rules(policy, net_rules))
+        program = _filter.build(arch, rules)
+        rulesets = [-1, -1, -1]  # the command's, the stub's scope layer, the supervisor's
+        for index, plan in enumerate((child_plan, _landlock.stub_plan(child_plan), supervisor_plan) if abi else ()):
+            if plan.handled_fs or plan.scoped:
+                rulesets[index] = _landlock.create_ruleset(plan)
+                undo.callback(_close, rulesets[index])
+        child, scope, supervisor = rulesets
+        devices = tuple(path for path, _ in device_paths(landlock_policy, ttys))
+        devices_rw = tuple(path for path, writable in device_paths(landlock_policy, ttys) if writable)
+        counts: Dict[str, int] = {}
+        for rule in rules.values():
+            key = rule if isinstance(rule, str) else "decided on arguments"
+            counts[key] = counts.get(key, 0) + 1
+        host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())
+        if emulated:  # the resolver's rules: host paths, the workdir not yet mapped to a run's layer
+            plain = _host_policy(policy, scratch, None)
+            host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
+        prepared = Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor,
+                            devices, counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
+                            None if emulated else scratch, net_rules, hidden)
+        undo.pop_all()  # made: close_prepared releases it all
+    return prepared
 
+class RunContext:
+    """What the handlers of one run work with: the `_notif.Context` they are given.
 
-class Session:
-    """One run of one command under one policy."""
+    The run's view of the sandbox (its processes, the tracee handles, the
+    resolver, the network state), and the two listener operations a handler
+    may use (inject, pending), which the notifier carries out: it owns the
+    listener.  `open()` makes what the supervising thread makes once it is
+    confined (HotCalls, Tracees, the resolver); `close()` releases it all.
+    """
 
-    def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
-                 *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
+    def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str], notifier: "Notifier") -> None:
         self.policy = policy
         self.prepared = prepared
-        self.argv = tuple(argv)
-        self.env = env
-        self.capture = capture
-        self.input = input
-        self.interactive = interactive
-        self.forward_signals = forward_signals
-        # The CLI is about to exit when the run ends: a forwarded signal arriving
-        # after that must not kill it with its default action (restore_signals=False
-        # leaves them ignored instead of putting the old handlers back).
-        self.restore_signals = restore_signals
-        self.debug = debug
-        if debug:  # imported now: once confined, the supervisor may not read Python's library
-            import traceback
-            self._format_exc = traceback.format_exc
-        self.names = _syscalls.names(prepared.arch)
-        self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
+        self.names = names
+        self._numbers = {name: nr for nr, name in names.items()}
+        self._notifier = notifier
         self.abstract_scoped = prepared.abi >= 6
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
-        self.listener = -1
         self.netlink = None  # _netlink.Netlink, made on the first netlink socket
         # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
         self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
-        self.workers = Workers(self.reply_later)  # the pool for blocking operations done on behalf
+        self.waits_lock = threading.Lock()
         self.net_rules = prepared.net_rules or _netpolicy.NetRules.from_policy(policy)
         if self.net_rules.any_network():
             _netpolicy.warm()  # before this thread is confined (Landlock)
         self.net_dns = self._dns() if self.net_rules.any_network() and not self.net_rules.deny_mode else None
-        self.waits_lock = threading.Lock()
-        self._replies_lock = threading.Lock()  # workers' answers vs the end of the run
-        self._over = False                     # the run is over: workers must not answer
-        self.stub = -1
-        self.stub_pidfd = -1
-        self.members: Optional[Members] = None
-        self.tracees: Optional[Tracees] = None
-        self.resolver: Optional[Resolver] = None
-        self.execve_nr = self.names_to_numbers().get("execve", -1)
-        self.upper = None   # _cow.Upper of this run, with a workdir
-        self._memory: Optional[_MemoryWriter] = None
-        self._vfork = None   # _rootops.VforkHolder, made on the first exec from a vfork child
-        self.argv_fixups: Dict[int, list] = {}  # pid -> names to put back in its argv (_rootops.fix_argv)
-        self._run_dirs: Tuple[str, ...] = ()
-        # Directories of this run to remove once it is over, by clean_up from a thread
-        # that is not confined: under Landlock every step down a tree of depth d costs
-        # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
-        self._later: List[str] = []
-        self._cwd = None   # _rootfs.Cwd with an emulated root
-        self._shm: Optional[str] = None   # host directory of a root's private /dev/shm
-        self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
-        self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
-        self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
+        self.members: Optional[Members] = None  # once the stub is forked
+        self.hot = _syscalls.HotCalls()   # used by the notification thread (Tracees.claim)
+        self.tracees = Tracees(self.hot)
+        self.resolver: Optional[Resolver] = None  # once confined (open)
+        self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
+        self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
+        self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
+        self.cwd = None      # _rootfs.Cwd with an emulated root
+        self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
+        self.start_dir: Optional[bytes] = None  # with a root: the anchor of the command's first cwd
         if prepared.root is not None:
             from . import _rootfs
             anchors, shm = prepared.root.new_run()
-            self._run_dirs = (anchors, shm)
-            self._shm = shm
+            self.run_dirs = (anchors, shm)
+            self.shm = shm
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
-            self._cwd = _rootfs.Cwd(anchors, os.fsencode(start), self._processes, self._is_member)
-            self._start_dir = self._cwd.anchor
+            self.cwd = _rootfs.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
+            self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
-        self.in_flight = InFlight((self._shm,) if self._shm else ()) if policy.max_memory else None
+        self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
+
+    # --- what handlers call ------------------------------------------------------------------
+
+    def inject(self, call: Call, fd: int, cloexec: bool = True, at: int = -1) -> int:
+        """Install a copy of our fd in the caller; its number there (Notifier.inject)."""
+        return self._notifier.inject(call, fd, cloexec, at)
+
+    def pending(self, call: Call) -> bool:
+        """Is `call` still waiting for its answer (Notifier.pending)?"""
+        return self._notifier.pending(call)
+
+    def force_write(self, tid: int, address: int, data: bytes) -> bool:
+        """Write the tracee's memory, read-only pages too (a path in .rodata; see
+        _MemoryWriter); True if the page was read-only."""
+        try:
+            write_mem(self.tracees, tid, address, data)
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EFAULT or self.memory is None:
+                raise
+            self.memory.write(tid, address, data)
+            return True
 
     @property
-    def vfork(self):
+    def vfork(self) -> "_rootops.VforkHolder":
         if self._vfork is None:
             from . import _rootops
             self._vfork = _rootops.VforkHolder(self)
         return self._vfork
+
+    def names_to_numbers(self) -> Dict[str, int]:
+        return self._numbers
+
+    def net_names(self, ip: object) -> Tuple[str, ...]:
+        """The hostnames `ip` was learned for (DNS answers and /etc/hosts, _dns.Learned)."""
+        return self.net_dns.names(ip) if self.net_dns is not None else ()  # type: ignore[arg-type]
+
+    def processes(self) -> List[int]:
+        return self.members.processes() if self.members is not None else []
+
+    def is_member(self, pid: int) -> bool:
+        return self.members is not None and self.members.contains(pid)
+
+    # --- made once confined, released at the end ----------------------------------------------
+
+    def open(self) -> None:
+        """The resolver, made by the supervising thread once confined."""
+        prepared, policy = self.prepared, self.policy
+        if prepared.root is not None:
+            resolver = self._root_resolver()
+        else:
+            readable = policy.readable_paths() + prepared.devices + (PTYS,)
+            writable = policy.fs_writable + prepared.devices_rw + (PTYS,)
+            resolver = Resolver(FsRules(readable, writable, policy.fs_denied, prepared.hidden),
+                                self.tracees, self.is_member, self.hot, self.processes,
+                                self._proc_listings if prepared.proc_scratch is not None else None)
+        # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
+        resolver.net_processes = self.processes
+        resolver.network_allowed = _netlink.network_allowed(policy)
+        # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
+        resolver.devices = Devices(prepared.devices, PTYS)
+        self.resolver = resolver
+
+    def release_waits(self) -> None:
+        """End the blocking FIFO opens still waiting for their other end (the sandbox
+        is over): an open for reading and writing is that other end, and never waits."""
+        with self.waits_lock:
+            for held in self.waits:
+                try:
+                    os.close(os.open(f"/proc/self/fd/{held}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight):
+            if one is not None:
+                one.close()
 
     def _proc_listings(self) -> str:
         """This run's directory for /proc listings, made on the first one (most runs list
         no /proc; the supervisor thread may write in the scratch directory)."""
         assert self.prepared.proc_scratch is not None
         listings = self.prepared.proc_scratch.new_run()
-        self._run_dirs = (listings,)
+        self.run_dirs = (listings,)
         return listings
 
     def _dns(self) -> "_dns.Dns":
@@ -394,20 +442,10 @@ class Session:
             return _rootfs.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
         return _dns.Dns(self.net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
 
-    def net_names(self, ip: object) -> Tuple[str, ...]:
-        """The hostnames `ip` was learned for (DNS answers and /etc/hosts, _dns.Learned)."""
-        return self.net_dns.names(ip) if self.net_dns is not None else ()  # type: ignore[arg-type]
-
-    def names_to_numbers(self) -> Dict[str, int]:
-        numbers = getattr(self, "_numbers", None)
-        if numbers is None:
-            numbers = self._numbers = {name: nr for nr, name in self.names.items()}
-        return numbers
-
     def _root_resolver(self) -> Resolver:
         readable, writable, denied = self.prepared.host_rules
         scratch = self.prepared.root
-        assert scratch is not None and self._cwd is not None and self.tracees is not None
+        assert scratch is not None and self.cwd is not None and self.shm is not None
         root = self.policy.chroot or "/"
         mounts = self.policy.fs_mount
         upper = self.upper
@@ -423,449 +461,88 @@ class Session:
             else:
                 virtual = workdir[len(self.policy.chroot.rstrip("/")):] if self.policy.chroot else workdir
                 mounts = mounts + ((virtual, upper.tree, False),)
-        rules = FsRules(readable + self.prepared.devices + (self._shm, "/proc", scratch.dev, PTYS),
+        rules = FsRules(readable + self.prepared.devices + (self.shm, "/proc", scratch.dev, PTYS),
                         writable + (PTYS,), denied, self.prepared.hidden,
-                        (self._shm, scratch.dev) + ((upper.tree,) if upper is not None else ()))
+                        (self.shm, scratch.dev) + ((upper.tree,) if upper is not None else ()))
         from . import _rootfs
-        resolver = _rootfs.RootResolver(rules, self.tracees, self._is_member, self.hot, root, mounts, self._cwd,
-                                        self._shm, scratch.dev)
+        resolver = _rootfs.RootResolver(rules, self.tracees, self.is_member, self.hot, root, mounts, self.cwd,
+                                        self.shm, scratch.dev)
         resolver.upper = upper
         return resolver
 
-    # --- the whole run ----------------------------------------------------------------
 
-    def run(self) -> Outcome:
-        """Launch and supervise; returns when every process of the sandbox is gone."""
-        fds: List[int] = []
-        try:
-            launch, pipes, stdio_parent = self._launch_plan(fds)
-            if self.prepared.layers is not None:
-                self.upper = self.prepared.layers.new_run()
-                self.upper.limit = self.policy.max_disk
-                try:
-                    self.upper.build()
-                except OSError as exc:
-                    self.upper.discard()
-                    raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
-                                     step="workdir") from None
-            if self.prepared.root is not None:
-                self._memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
-            self._confine(fds)
-            self.hot = _syscalls.HotCalls()
-            self.tracees = Tracees(self.hot)
-            if self.prepared.root is not None:
-                self.resolver = self._root_resolver()
-            else:
-                readable = self.policy.readable_paths() + self.prepared.devices + (PTYS,)
-                writable = self.policy.fs_writable + self.prepared.devices_rw + (PTYS,)
-                self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied, self.prepared.hidden),
-                                         self.tracees, self._is_member, self.hot, self._processes,
-                                         self._proc_listings if self.prepared.proc_scratch is not None else None)
-            # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
-            self.resolver.net_processes = self._processes
-            self.resolver.network_allowed = _netlink.network_allowed(self.policy)
-            # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
-            self.resolver.devices = Devices(self.prepared.devices, PTYS)
-            calls = _launch.bind_calls()
-            supervisor_pid = os.getpid()
-            self.stub = os.fork()
-            if self.stub == 0:
-                _launch.run_stub(launch, pipes, calls, supervisor_pid)
-            self.stub_pidfd = os.pidfd_open(self.stub)
-            self.members = Members(self.stub)
-            for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
-                fds.remove(fd)
-                os.close(fd)
-            outcome = self._supervise(pipes, stdio_parent[0], fds)
-            if self.upper is not None:
-                outcome = self._end_workdir(outcome)
-            return outcome
-        finally:
-            receiver = getattr(self, "_receiver", None)
-            if receiver is not None:
-                receiver.join(2.0)  # it ends by itself once no process is left
-            with self._replies_lock:  # from now on a late worker answers nobody
-                self._over = True
-            self.release_waits()
-            self.workers.close()
-            if self.netlink is not None:
-                self.netlink.close()
-            for fd in fds:
-                _close(fd)
-            if self.resolver is not None:
-                self.resolver.close()
-            if self.tracees is not None:
-                self.tracees.close()
-            if self._memory is not None:
-                self._memory.close()
-            if self._vfork is not None:
-                self._vfork.close()
-            if self.in_flight is not None:
-                self.in_flight.close()
-            if self.upper is not None:  # the run failed before it ended: nothing to keep
-                self._later.append(self.upper.run)
-            self._later.extend(self._run_dirs)
-            for fd in (self.listener, self.stub_pidfd):
-                if fd >= 0:
-                    _close(fd)
+if TYPE_CHECKING:
+    def _is_a_handler_context(ctx: RunContext) -> Context:
+        return ctx  # mypy checks that RunContext has everything _notif.Context lists
 
-    def _end_workdir(self, outcome: Outcome) -> Outcome:
-        """Commit, abort or keep this run's upper layer (docs/design.md "Workdir"); a dry run only lists."""
-        upper, policy = self.upper, self.policy
-        assert upper is not None
-        self.upper = None
-        ok = (outcome.status is not None and os.WIFEXITED(outcome.status) and os.WEXITSTATUS(outcome.status) == 0
-              and not outcome.timed_out)
-        action = "abort" if policy.dry_run else (policy.on_exit or "commit") if ok else (policy.on_error or "abort")
-        try:
-            changes = tuple(upper.changes())
-        except OSError as exc:
-            if action == "abort":  # nothing to apply: the layer goes, what was lost is said
-                self._later.append(upper.run)
-                return outcome._replace(workdir_note=f"cannot list the changes ({exc.strerror}); "
-                                                     f"the upper layer is discarded, {upper.lower} is unchanged")
-            upper.keep()
-            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
-                                                 f"kept at {upper.tree}")
-        note = ""
-        if action == "commit" and changes:
-            try:
-                upper.commit(list(changes))
-            except OSError as exc:
-                upper.keep()
-                return outcome._replace(changes=changes, workdir_note=(
-                    f"commit to {upper.lower} failed ({exc.strerror}); the upper layer is kept at {upper.tree}"))
-        elif action == "keep":
-            upper.keep()
-            return outcome._replace(changes=changes, workdir_note=f"changes kept at {upper.tree} (not applied)")
-        elif action == "abort" and changes and not policy.dry_run:
-            note = f"{len(changes)} change(s) to {upper.lower} discarded"
-        self._later.append(upper.run)
-        return outcome._replace(changes=changes, workdir_note=note)
 
-    def clean_up(self) -> None:
-        """Remove this run's directories (its anchors, /dev/shm and discarded upper layer).
+class Notifier:
+    """The one owner of the command's seccomp listener (seccomp_unotify(2)).
 
-        Call it after run() from a thread that is not confined; where none is
-        left (the CLI), close_prepared removes them with the rest.
-        """
-        from . import _scratch
-        later, self._later = self._later, []
-        for path in later:
-            _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
+    receive    one thread blocks in SECCOMP_IOCTL_NOTIF_RECV (see _receive)
+    dispatch   the table's steps, decode, ID_VALID, the row's handler (handle)
+    send       the reply value the handler returns (answer): an errno, a value,
+               CONTINUE, an fd to inject, a Later whose work a worker of the
+               pool does (its reply comes back through answer_later), a Then
+               whose step runs after the send
+    inject     an fd into the caller, for handlers (RunContext.inject)
+    fail closed  a handler's OSError becomes its errno and any other exception
+               EPERM (logged with --debug); a reply that cannot be sent kills
+               the sandbox (on_fail), so nothing waits for ever
 
-    def _launch_plan(self, fds: List[int]) -> Tuple[_launch.Prepared, _launch.Pipes, Tuple[Dict[str, int], List[int]]]:
-        policy, prep = self.policy, self.prepared
-        child_ruleset, scope_ruleset = prep.child_ruleset, prep.scope_ruleset
-        self._supervisor_ruleset = prep.supervisor_ruleset
-        filter_ptr, self._keep_filter = _syscalls.seccomp_filter_pointer(prep.program)
-        flags = S.SECCOMP_FILTER_FLAG_NEW_LISTENER
-        if _syscalls.has_wait_killable_recv():
-            flags |= S.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-        pipes = _launch.make_pipes()
-        fds.extend(pipes)
-        stdio, parent_ends, child_ends = self._stdio(fds)
-        rlimits = []
-        if policy.max_open_files is not None:
-            rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
-        if policy.max_memory is not None:
-            rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
-        if policy.max_disk is not None and self.prepared.layers is not None:
-            # no single file grows past the layer's limit, however fast it is written
-            # between two measurements (README, --max-disk)
-            rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
-        own_group = not self.interactive or prep.abi < 6
-        # the terminal is handed to the command's own group only from the foreground
-        tty = 0 if self.interactive and own_group and _foreground(0) else -1
-        launch = _launch.Prepared(
-            candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
-            argv=self.argv, envp=self.env,
-            cwd=os.fsdecode(self._start_dir) if prep.root is not None else policy.cwd, rlimits=tuple(rlimits),
-            child_ruleset=child_ruleset, scope_ruleset=scope_ruleset, filter_ptr=filter_ptr,
-            filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
-        self.own_group = own_group
-        return launch, pipes, (parent_ends, child_ends)
+    The receive buffer is zeroed before every RECV; ENOENT from ID_VALID, SEND
+    or ADDFD means the caller went away and is not an error.
+    """
 
-    def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
-        """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
-        stdio = [-1, -1, -1]
-        parent: Dict[str, int] = {}
-        child: List[int] = []
-        if self.input is not None:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            stdio[0], parent["stdin"] = r, w
-            child.append(r)
-            fds.extend((r, w))
-        if self.capture:
-            for index, name in ((1, "stdout"), (2, "stderr")):
-                r, w = os.pipe2(os.O_CLOEXEC)
-                stdio[index], parent[name] = w, r
-                child.append(w)
-                fds.extend((r, w))
-        return tuple(stdio), parent, child
+    def __init__(self, handlers: Dict[int, "_table.Handler"], before: Tuple["_table.Step", ...],
+                 names: Dict[int, str], on_fail: Callable[[str], None], debug: bool = False) -> None:
+        self.handlers = handlers
+        self.before = before
+        self.names = names
+        self.debug = debug
+        self._format_exc: Callable[[], str] = lambda: ""
+        if debug:  # imported now: once confined, the supervisor may not read Python's library
+            import traceback
+            self._format_exc = traceback.format_exc
+        self._on_fail = on_fail
+        self.listener = -1
+        self.ctx: Optional[RunContext] = None    # the handlers' context (take)
+        self.tracees: Optional[Tracees] = None   # ctx.tracees
+        self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
+        self._lock = threading.Lock()  # workers' answers vs the end of the run
+        self._over = False             # the run is over: workers must not answer
+        self._thread: Optional[threading.Thread] = None
 
-    def _confine(self, fds: List[int]) -> None:
-        """Confine the supervising thread (and so everything it forks)."""
-        try:
-            os.unshare(CLONE_FS) if hasattr(os, "unshare") else _syscalls._call("unshare", CLONE_FS)
-            os.umask(0)  # on-behalf creations apply the tracee's umask themselves
-            _syscalls.load_unwinder()  # before Landlock hides the system's libraries in a root
-            _launch.confine_supervisor(self._supervisor_ruleset)
-        except OSError as exc:
-            raise SetupError(exc.errno or errno.EPERM, f"cannot confine the supervisor: {exc.strerror}",
-                             step="confine") from None
-
-    # --- the loop ---------------------------------------------------------------------------
-
-    def _supervise(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> Outcome:
-        sel = selectors.DefaultSelector()
-        self._out: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-        self._status: Optional[int] = None
-        self._error = b""
-        self._timed_out = False
-        self._reason = ""
-        self._stub_gone = False
-        wakeup = self._install_signal_wakeup()
-        try:
-            self._fds = fds
-            self._start(pipes, sel, wakeup[0] if wakeup else -1)
-            sel.register(self.stub_pidfd, selectors.EVENT_READ, "stub")
-            sel.register(pipes.status_r, selectors.EVENT_READ, "status")
-            sel.register(pipes.err_r, selectors.EVENT_READ, "error")
-            for name, fd in ends.items():
-                # O_NONBLOCK by fcntl: os.set_blocking is an ioctl (FIONBIO), and the
-                # tests inject EINTR into every ioctl of sandlock (tests/security/test_eintr.py)
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-                if name == "stdin":
-                    self._pending_input = memoryview(self.input or b"")
-                    sel.register(fd, selectors.EVENT_WRITE, "stdin")
-                else:
-                    sel.register(fd, selectors.EVENT_READ, name)
-            if wakeup is not None:
-                sel.register(wakeup[0], selectors.EVENT_READ, "signal")
-            self._loop(sel)
-        finally:
-            sel.close()
-            self._restore_signals(wakeup)
-        if self._error:
-            self._raise_child_error(self._error)
-        return Outcome(self._status, self._timed_out, self._reason,
-                       bytes(self._out["stdout"]) if self.capture else None,
-                       bytes(self._out["stderr"]) if self.capture else None)
-
-    def _start(self, pipes: _launch.Pipes, sel: selectors.BaseSelector, wakeup_fd: int) -> None:
-        """Wait for the command's listener, take it, and say go.
-
-        Signals are forwarded while waiting, so a stuck setup can still be
-        interrupted (the stub dies with its parent, and the command with it).
-        """
-        waiting = selectors.DefaultSelector()
-        try:
-            waiting.register(pipes.ready_r, selectors.EVENT_READ, "ready")
-            if wakeup_fd >= 0:
-                waiting.register(wakeup_fd, selectors.EVENT_READ, "signal")
-            while not any(key.data == "ready" for key, _ in waiting.select()):
-                self._on_signal(waiting, waiting.get_key(wakeup_fd))
-        finally:
-            waiting.close()
-        data = _read_all_until(pipes.ready_r, _launch.READY.size)
-        if len(data) != _launch.READY.size:
-            error = _drain(pipes.err_r)
-            self._reap_stub()
-            self._raise_child_error(error or b"launch:5:the sandbox process died during setup")
-        pid, listener_fd, _ = _launch.READY.unpack(data)
-        pidfd = os.pidfd_open(pid)
-        try:
-            self.listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
-            if self.tracees is not None:
-                self.tracees.listener = self.listener
-        finally:
-            os.close(pidfd)
+    def take(self, listener: int, ctx: RunContext) -> None:
+        """The command's listener is ours (closed by close()); handlers get `ctx`."""
+        self.listener = listener
+        self.ctx = ctx
+        self.tracees = ctx.tracees
+        assert self.tracees is not None
+        self.tracees.listener = listener
         if _syscalls.has_sync_wake_up():
             try:
-                listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SET_FLAGS, S.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+                listener_ioctl(listener, S.SECCOMP_IOCTL_NOTIF_SET_FLAGS, S.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
             except OSError:
                 pass  # older kernel: the default wake-up works, only slower
-        os.write(pipes.go_w, b"g")
-        self._receiver = threading.Thread(target=self._receive, name="sandlock-notifications", daemon=True)
-        self._receiver.start()
-        self._deadline = (time.monotonic() + self.policy.timeout) if self.policy.timeout else None
-        self._next_memory_poll = time.monotonic() + MEMORY_POLL if self.policy.max_memory else None
-        self._next_disk_poll = (time.monotonic() + DISK_HOT_POLL
-                                if self.policy.max_disk is not None and self.upper is not None else None)
 
-    def _loop(self, sel: selectors.BaseSelector) -> None:
-        handlers = {"stub": self._on_stub, "status": self._on_status,
-                    "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
-                    "stdin": self._on_input, "signal": self._on_signal}
-        select, registered = sel.select, sel.get_map()
-        timed = (self._deadline is not None or self._next_memory_poll is not None
-                 or self._next_disk_poll is not None)
-        while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
-            events = select(self._wait_time() if timed else None)
-            for key, _ in events:
-                if key.fd in registered:  # an earlier event of this batch may have closed it
-                    handlers[key.data](sel, key)
-            if timed:
-                self._on_timers()
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._receive, name="sandlock-notifications", daemon=True)
+        self._thread.start()
 
-    def _wait_time(self) -> Optional[float]:
-        now = time.monotonic()
-        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
-        # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
-        return min(3600.0, max(0.0, min(times) - now)) if times else None
+    def stop(self) -> None:
+        """The run is over: the thread ends by itself once no process is left; from now
+        on a late worker answers nobody, and idle workers end."""
+        if self._thread is not None:
+            self._thread.join(2.0)
+        with self._lock:
+            self._over = True
+        self.workers.close()
 
-    def _on_timers(self) -> None:
-        now = time.monotonic()
-        if self._deadline is not None and now >= self._deadline and not self._stub_gone:
-            self._deadline = None
-            self._timed_out = True
-            self._reason = f"timeout after {_seconds(self.policy.timeout)}s"
-            self.kill_all()
-        if self._next_memory_poll is not None and now >= self._next_memory_poll:
-            self._next_memory_poll = now + MEMORY_POLL
-            self._check_memory()
-        if self._next_disk_poll is not None and now >= self._next_disk_poll:
-            self._check_disk(now)
-
-    def _check_disk(self, now: float) -> None:
-        """--max-disk: past the limit (written through an fd opened before it was full), the
-        sandbox is killed like on the memory limit.  Every DISK_HOT_POLL the files opened
-        for writing since the last walk are measured (a stat each, _cow.Upper.estimate),
-        after a slice of at most DISK_WALK_SLICE of the walk of the whole layer, which
-        starts again DISK_POLL after it ends."""
-        upper, limit = self.upper, self.policy.max_disk or 0
-        if self._stub_gone or upper is None:
-            self._next_disk_poll = None
-            return
-        try:
-            if self._disk_walk is None and now >= self._next_disk_walk:
-                self._disk_walk = upper.walk()
-            if self._disk_walk is not None:
-                for _ in self._disk_walk:  # a slice of the walk, then the files being written
-                    if time.monotonic() - now >= DISK_WALK_SLICE:
-                        break
-                else:
-                    self._disk_walk = None
-                    self._next_disk_walk = time.monotonic() + DISK_POLL
-            used = upper.estimate()
-        except OSError as exc:
-            self._stop(f"cannot measure the upper layer: {exc.strerror or exc}")
-            return
-        self._next_disk_poll = time.monotonic() + DISK_HOT_POLL
-        if used > limit:
-            self._stop(f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)")
-
-    def _check_memory(self) -> None:
-        """--max-memory: see _procops.memory_used; a failed measurement stops the run."""
-        if self._stub_gone or self.members is None:
-            return
-        limit = self.policy.max_memory or 0
-        try:
-            if self._memory_devs is None:
-                self._memory_devs = memory_devices()
-            total = memory_used(self.members, self._memory_devs, (self._shm,) if self._shm else (), self.in_flight)
-        except (OSError, MeasureError) as exc:
-            self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
-            return
-        if total > limit:
-            self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
-
-    def _stop(self, reason: str) -> None:
-        """A limit is exceeded or cannot be measured: kill the sandbox with the reason."""
-        self._reason = reason
-        self._next_memory_poll = None
-        self._next_disk_poll = None
-        self.kill_all()
-
-    def kill_all(self) -> None:
-        """Kill every process of the sandbox (the stub does it, see _launch._doom)."""
-        try:
-            signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
-        except OSError:
-            pass
-        if self.own_group:
-            try:
-                os.killpg(self.stub, signal.SIGKILL)
-            except OSError:
-                pass
-
-    # --- events ------------------------------------------------------------------------------
-
-    def _on_stub(self, sel, key) -> None:
-        sel.unregister(key.fd)
-        self._reap_stub()
-        self._stub_gone = True
-        for other in list(sel.get_map().values()):
-            if other.data in ("stdin", "signal"):
-                sel.unregister(other.fd)
-        for k in list(sel.get_map().values()):
-            if k.data == "status" and self._status is None:
-                self._on_status(sel, k)  # the command's status may still sit in the pipe
-            elif k.data in ("stdout", "stderr"):
-                # Every process of the sandbox is gone, so all it wrote is in
-                # the pipe: read that and stop, without waiting for an EOF that
-                # a process forked elsewhere in this program could delay.
-                self._out[k.data] += _drain(k.fd)
-                sel.unregister(k.fd)
-
-    def _reap_stub(self) -> None:
-        try:
-            os.waitpid(self.stub, 0)
-        except ChildProcessError:
-            pass
-
-    def _on_status(self, sel, key) -> None:
-        data = _drain(key.fd)
-        sel.unregister(key.fd)
-        if len(data) >= 4:
-            self._status = struct.unpack("=i", data[:4])[0]
-
-    def _on_error(self, sel, key) -> None:
-        data = _drain(key.fd)
-        sel.unregister(key.fd)
-        if data:
-            self._error = data
-
-    def _on_output(self, sel, key) -> None:
-        try:
-            chunk = os.read(key.fd, 1 << 16)
-        except BlockingIOError:
-            return
-        if chunk:
-            self._out[key.data] += chunk
-        else:
-            sel.unregister(key.fd)
-
-    def _on_input(self, sel, key) -> None:
-        try:
-            written = os.write(key.fd, self._pending_input[:1 << 16])
-        except BrokenPipeError:
-            written = len(self._pending_input)
-        except BlockingIOError:
-            return
-        self._pending_input = self._pending_input[written:]
-        if not self._pending_input:
-            sel.unregister(key.fd)
-            self._fds.remove(key.fd)
-            os.close(key.fd)
-
-    def _on_signal(self, sel, key) -> None:
-        try:
-            data = os.read(key.fd, 512)
-        except BlockingIOError:
-            return
-        for signum in data:
-            if self.own_group:
-                try:
-                    os.killpg(self.stub, signum)
-                    if signum in ENDING:  # a stopped command gets it too, as kill(1) does for jobs
-                        os.killpg(self.stub, signal.SIGCONT)
-                except OSError:
-                    pass
-
-    # --- notifications -----------------------------------------------------------------------
+    def close(self) -> None:
+        if self.listener >= 0:
+            _close(self.listener)
+            self.listener = -1
 
     def _receive(self) -> None:
         """The notification loop: block in SECCOMP_IOCTL_NOTIF_RECV, answer, repeat.
@@ -897,40 +574,29 @@ class Session:
                 if exc.errno == errno.ENOENT:
                     continue  # the caller went away before we received it
                 # processes are left whose calls nobody would answer
-                self.fail(f"cannot receive trapped calls: {exc.strerror}")
+                self._on_fail(f"cannot receive trapped calls: {exc.strerror}")
                 return
             fields = S.NOTIF.unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             reply = self.handle(call)
             if reply is not None:
-                try:
-                    self.send(call, reply)
-                except OSError as exc:  # the caller would wait for ever
-                    self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
-
-    def fail(self, reason: str) -> None:
-        """The supervisor cannot go on answering (an error the kernel should never give):
-        fail closed, so nothing waits for ever: kill the sandbox and say why."""
-        if not self._reason:
-            self._reason = f"{reason}; the sandbox was killed"
-        self.kill_all()
+                self.answer(call, reply)
 
     def handle(self, call: Call) -> Reply:
-        """Decode, check, act: the reply for one notification (None if answered elsewhere)."""
+        """Steps, decode, check, act: the reply for one notification (None: its caller is gone)."""
         handler = self.handlers.get(call.nr)
         if handler is None:
             return Errno(errno.ENOSYS)  # cannot happen: the filter notifies table rows only
-        if self.members is not None and self.members.pending:
-            self.members.settle(call.tid)
-        if self.argv_fixups and call.tid in self.argv_fixups:
-            from . import _rootops
-            _rootops.fix_argv(self, call.tid)
+        tracees = self.tracees
+        assert tracees is not None
         try:
-            self.tracees.current = call.id
-            decode(self.tracees, call, handler.layout, handler.fixed)
-            if not self.tracees.still_valid():
+            for step in self.before:  # declared by the table (_table.steps_for)
+                step(self.ctx, call)
+            tracees.current = call.id
+            decode(tracees, call, handler.layout, handler.fixed)
+            if not tracees.still_valid():
                 return None
-            return handler.op(self, call)
+            return handler.op(self.ctx, call)  # type: ignore[no-any-return]
         except OSError as exc:
             return Errno(exc.errno or errno.EPERM)
         except Exception:  # fail closed: a handler bug refuses the syscall
@@ -938,9 +604,52 @@ class Session:
                 sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{self._format_exc()}")
             return Errno(errno.EPERM)
 
-    def _debug(self, message: str) -> None:
-        if self.debug:
-            sys.stderr.write(f"sandlock: {message}\n")
+    def answer(self, call: Call, reply: Reply) -> None:
+        """Carry out the reply a handler returned: the one way a notification is answered."""
+        kind = type(reply)
+        if kind is Later:
+            reply = self._hand_over(call, reply)  # type: ignore[arg-type]
+            if reply is None:
+                return
+        elif kind is Then:
+            try:
+                self._answer_now(call, reply.reply)  # type: ignore[union-attr]
+            finally:
+                reply.after()  # type: ignore[union-attr]
+            return
+        self._answer_now(call, reply)
+
+    def _answer_now(self, call: Call, reply: Reply) -> None:
+        try:
+            self.send(call, reply)
+        except OSError as exc:  # the caller would wait for ever
+            self._on_fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+
+    def _hand_over(self, call: Call, later: Later) -> Optional[Errno]:
+        """Give a Later's work to the pool (None: a worker answers), or, when the pool takes
+        no more, release what it holds and return the error to answer with."""
+        try:
+            self.workers.submit(call, later.work)
+            return None
+        except OSError as exc:
+            code = later.busy if exc.errno == errno.EAGAIN else exc.errno or errno.EPERM
+        except Exception:  # fail closed (a thread that cannot start)
+            code = errno.EPERM
+        later.abandon()
+        return Errno(code)
+
+    def answer_later(self, call: Call, reply: Reply) -> None:
+        """answer() for worker threads (blocking operations done on behalf, Later).
+
+        send() builds its own buffers, so threads may answer concurrently;
+        once the run is over (stop) an answer is dropped.
+        """
+        with self._lock:
+            if self._over:
+                if isinstance(reply, Fd):
+                    os.close(reply.fd)
+                return
+            self._answer_now(call, reply)
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
@@ -949,12 +658,12 @@ class Session:
             return
         if reply is CONTINUE:
             if self.debug:
-                self._debug(f"continue {self.names.get(call.nr)}")
+                sys.stderr.write(f"sandlock: continue {self.names.get(call.nr)}\n")
             resp = S.NOTIF_RESP.pack(call.id, 0, 0, S.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
         elif isinstance(reply, Value):
             resp = S.NOTIF_RESP.pack(call.id, reply.value, 0, 0)
         else:
-            resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)
+            resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)  # type: ignore[union-attr]
         try:
             listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
         except OSError as exc:
@@ -976,48 +685,12 @@ class Session:
         finally:
             os.close(reply.fd)
 
-    def inject(self, call: Call, fd: int, cloexec: bool = True) -> int:
-        """Install a copy of our fd in the caller (close-on-exec) and return its number there."""
-        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, 0, fd, 0, os.O_CLOEXEC if cloexec else 0))
-        return listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)
-
-    def force_write(self, tid: int, address: int, data: bytes) -> bool:
-        """Write the tracee's memory, read-only pages too (a path in .rodata; see
-        _MemoryWriter); True if the page was read-only."""
-        try:
-            write_mem(self.tracees, tid, address, data)
-            return False
-        except OSError as exc:
-            if exc.errno != errno.EFAULT or self._memory is None:
-                raise
-            self._memory.write(tid, address, data)
-            return True
-
-    def release_waits(self) -> None:
-        """End the blocking FIFO opens still waiting for their other end (the sandbox
-        is over): an open for reading and writing is that other end, and never waits."""
-        with self.waits_lock:
-            for held in self.waits:
-                try:
-                    os.close(os.open(f"/proc/self/fd/{held}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
-                except OSError:
-                    pass
-
-    def reply_later(self, call: Call, reply: Reply) -> None:
-        """send() for worker threads (blocking operations done on behalf).
-
-        send() builds its own buffers, so threads may answer concurrently;
-        once the run is over (the listener closed) an answer is dropped.
-        """
-        with self._replies_lock:
-            if self._over:
-                if isinstance(reply, Fd):
-                    os.close(reply.fd)
-                return
-            try:
-                self.send(call, reply)
-            except OSError as exc:
-                self.fail(f"cannot answer {self.names.get(call.nr)}: {exc.strerror}")
+    def inject(self, call: Call, fd: int, cloexec: bool = True, at: int = -1) -> int:
+        """Install a copy of our fd in the caller (close-on-exec) and return its number there;
+        at >= 0: as that very number, replacing what the caller had there (SETFD)."""
+        how = (S.SECCOMP_ADDFD_FLAG_SETFD, at) if at >= 0 else (0, 0)
+        addfd = bytearray(S.NOTIF_ADDFD.pack(call.id, how[0], fd, how[1], os.O_CLOEXEC if cloexec else 0))
+        return listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, addfd, True)  # type: ignore[no-any-return]
 
     def pending(self, call: Call) -> bool:
         """Is `call` still waiting for its answer?  For worker threads that wait on
@@ -1031,34 +704,491 @@ class Session:
         except OSError:
             return False
 
-    def _processes(self) -> List[int]:
-        return self.members.processes() if self.members is not None else []
 
-    def _is_member(self, pid: int) -> bool:
-        return self.members is not None and self.members.contains(pid)
+class Watch:
+    """The run phase: one `selectors` loop in the supervising thread over
 
-    # --- signals and errors --------------------------------------------------------------------
+        the stub's pidfd      the sandbox is over (the stub outlives every process)
+        the status pipe       the command's wait status, sent by the stub
+        the error pipe        a setup or exec failure of the command
+        capture pipes         stdout/stderr of the API's captured mode, stdin input
+        a signal wakeup fd    signals to forward (CLI)
 
-    def _install_signal_wakeup(self) -> Optional[Tuple[int, int, Dict[int, object], int]]:
+    and timers for --timeout and the memory and disk limits.  It kills the
+    sandbox (kill_all) on a timer, a limit, or when the notifier fails.
+    """
+
+    def __init__(self, policy: Policy, ctx: RunContext, stub: int, stub_pidfd: int, own_group: bool, *,
+                 forward_signals: bool, restore_signals: bool, input: Optional[bytes]) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.stub = stub
+        self.stub_pidfd = stub_pidfd
+        self.own_group = own_group
+        self.forward_signals = forward_signals
+        # The CLI is about to exit when the run ends: a forwarded signal arriving
+        # after that must not kill it with its default action (restore_signals=False
+        # leaves them ignored instead of putting the old handlers back).
+        self.restore_signals = restore_signals
+        self.out: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.status: Optional[int] = None   # the command's wait status
+        self.error = b""                    # the command's setup or exec failure
+        self.timed_out = False
+        self.reason = ""                    # why sandlock ended the run
+        self._stub_gone = False
+        self._pending_input = memoryview(input or b"")
+        self._fds: List[int] = []           # the run's fds (an input pipe is closed when written)
+        self._wakeup: Optional[Tuple[int, int, Dict[int, Any], int]] = None
+        self._deadline: Optional[float] = None
+        self._next_memory_poll: Optional[float] = None
+        self._next_disk_poll: Optional[float] = None
+        self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
+        self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
+
+    def run(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> None:
+        """Watch until the stub is gone (the command is started: Session._start)."""
+        now = time.monotonic()
+        self._deadline = (now + self.policy.timeout) if self.policy.timeout else None
+        self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
+        self._next_disk_poll = (now + DISK_HOT_POLL
+                                if self.policy.max_disk is not None and self.ctx.upper is not None else None)
+        self._fds = fds
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self.stub_pidfd, selectors.EVENT_READ, "stub")
+            sel.register(pipes.status_r, selectors.EVENT_READ, "status")
+            sel.register(pipes.err_r, selectors.EVENT_READ, "error")
+            for name, fd in ends.items():
+                # O_NONBLOCK by fcntl: os.set_blocking is an ioctl (FIONBIO), and the
+                # tests inject EINTR into every ioctl of sandlock (tests/security/test_eintr.py)
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+                sel.register(fd, selectors.EVENT_WRITE if name == "stdin" else selectors.EVENT_READ, name)
+            if self._wakeup is not None:
+                sel.register(self._wakeup[0], selectors.EVENT_READ, "signal")
+            self._loop(sel)
+        finally:
+            sel.close()
+
+    def wait_ready(self, ready: int) -> None:
+        """Wait until `ready` is readable (the command's listener is there), forwarding
+        signals meanwhile, so a stuck setup can still be interrupted (the stub dies
+        with its parent, and the command with it)."""
+        wakeup_fd = self._wakeup[0] if self._wakeup is not None else -1
+        waiting = selectors.DefaultSelector()
+        try:
+            waiting.register(ready, selectors.EVENT_READ, "ready")
+            if wakeup_fd >= 0:
+                waiting.register(wakeup_fd, selectors.EVENT_READ, "signal")
+            while not any(key.data == "ready" for key, _ in waiting.select()):
+                self._on_signal(waiting, waiting.get_key(wakeup_fd))
+        finally:
+            waiting.close()
+
+    def fail(self, reason: str) -> None:
+        """The supervisor cannot go on answering (an error the kernel should never give):
+        fail closed, so nothing waits for ever: kill the sandbox and say why."""
+        if not self.reason:
+            self.reason = f"{reason}; the sandbox was killed"
+        self.kill_all()
+
+    def kill_all(self) -> None:
+        """Kill every process of the sandbox (the stub does it, see _launch._doom)."""
+        try:
+            signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
+        except OSError:
+            pass
+        if self.own_group:
+            try:
+                os.killpg(self.stub, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def reap_stub(self) -> None:
+        try:
+            os.waitpid(self.stub, 0)
+        except ChildProcessError:
+            pass
+
+    # --- signals ---------------------------------------------------------------------------------
+
+    def install_signal_wakeup(self) -> None:
         if not self.forward_signals:
-            return None
+            return
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        previous = {}
+        previous: Dict[int, Any] = {}
         ignore = (signal.SIGINT, signal.SIGQUIT) if not self.own_group else ()
         for signum in FORWARDED:
             previous[signum] = signal.signal(signum, signal.SIG_IGN if signum in ignore else _noop)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        return r, w, previous, old_fd
+        self._wakeup = (r, w, previous, old_fd)
 
-    def _restore_signals(self, wakeup: Optional[Tuple[int, int, Dict[int, object], int]]) -> None:
-        if wakeup is None:
+    def uninstall_signal_wakeup(self) -> None:
+        if self._wakeup is None:
             return
-        r, w, previous, old_fd = wakeup
+        r, w, previous, old_fd = self._wakeup
+        self._wakeup = None
         for signum, handler in previous.items():
             signal.signal(signum, handler if self.restore_signals else signal.SIG_IGN)
         signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
         os.close(w)
+
+    # --- the loop and its timers ---------------------------------------------------------------
+
+    def _loop(self, sel: selectors.BaseSelector) -> None:
+        handlers = {"stub": self._on_stub, "status": self._on_status,
+                    "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
+                    "stdin": self._on_input, "signal": self._on_signal}
+        select, registered = sel.select, sel.get_map()
+        timed = (self._deadline is not None or self._next_memory_poll is not None
+                 or self._next_disk_poll is not None)
+        while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
+            events = select(self._wait_time() if timed else None)
+            for key, _ in events:
+                if key.fd in registered:  # an earlier event of this batch may have closed it
+                    handlers[key.data](sel, key)
+            if timed:
+                self._on_timers()
+
+    def _wait_time(self) -> Optional[float]:
+        now = time.monotonic()
+        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
+        # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
+        return min(3600.0, max(0.0, min(times) - now)) if times else None
+
+    def _on_timers(self) -> None:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline and not self._stub_gone:
+            self._deadline = None
+            self.timed_out = True
+            self.reason = f"timeout after {_seconds(self.policy.timeout)}s"
+            self.kill_all()
+        if self._next_memory_poll is not None and now >= self._next_memory_poll:
+            self._next_memory_poll = now + MEMORY_POLL
+            self._check_memory()
+        if self._next_disk_poll is not None and now >= self._next_disk_poll:
+            self._check_disk(now)
+
+    def _check_disk(self, now: float) -> None:
+        """--max-disk: past the limit (written through an fd opened before it was full), the
+        sandbox is killed like on the memory limit.  Every DISK_HOT_POLL the files opened
+        for writing since the last walk are measured (a stat each, _cow.Upper.estimate),
+        after a slice of at most DISK_WALK_SLICE of the walk of the whole layer, which
+        starts again DISK_POLL after it ends."""
+        upper, limit = self.ctx.upper, self.policy.max_disk or 0
+        if self._stub_gone or upper is None:
+            self._next_disk_poll = None
+            return
+        try:
+            if self._disk_walk is None and now >= self._next_disk_walk:
+                self._disk_walk = upper.walk()
+            if self._disk_walk is not None:
+                for _ in self._disk_walk:  # a slice of the walk, then the files being written
+                    if time.monotonic() - now >= DISK_WALK_SLICE:
+                        break
+                else:
+                    self._disk_walk = None
+                    self._next_disk_walk = time.monotonic() + DISK_POLL
+            used = upper.estimate()
+        except OSError as exc:
+            self._stop(f"cannot measure the upper layer: {exc.strerror or exc}")
+            return
+        self._next_disk_poll = time.monotonic() + DISK_HOT_POLL
+        if used > limit:
+            self._stop(f"disk limit exceeded ({used >> 10} KiB > {limit >> 10} KiB in the upper layer)")
+
+    def _check_memory(self) -> None:
+        """--max-memory: see _procops.memory_used; a failed measurement stops the run."""
+        ctx = self.ctx
+        if self._stub_gone or ctx.members is None:
+            return
+        limit = self.policy.max_memory or 0
+        try:
+            if self._memory_devs is None:
+                self._memory_devs = memory_devices()
+            total = memory_used(ctx.members, self._memory_devs, (ctx.shm,) if ctx.shm else (), ctx.in_flight)
+        except (OSError, MeasureError) as exc:
+            self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
+            return
+        if total > limit:
+            self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
+
+    def _stop(self, reason: str) -> None:
+        """A limit is exceeded or cannot be measured: kill the sandbox with the reason."""
+        self.reason = reason
+        self._next_memory_poll = None
+        self._next_disk_poll = None
+        self.kill_all()
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_stub(self, sel, key) -> None:
+        sel.unregister(key.fd)
+        self.reap_stub()
+        self._stub_gone = True
+        for other in list(sel.get_map().values()):
+            if other.data in ("stdin", "signal"):
+                sel.unregister(other.fd)
+        for k in list(sel.get_map().values()):
+            if k.data == "status" and self.status is None:
+                self._on_status(sel, k)  # the command's status may still sit in the pipe
+            elif k.data in ("stdout", "stderr"):
+                # Every process of the sandbox is gone, so all it wrote is in
+                # the pipe: read that and stop, without waiting for an EOF that
+                # a process forked elsewhere in this program could delay.
+                self.out[k.data] += _drain(k.fd)
+                sel.unregister(k.fd)
+
+    def _on_status(self, sel, key) -> None:
+        data = _drain(key.fd)
+        sel.unregister(key.fd)
+        if len(data) >= 4:
+            self.status = struct.unpack("=i", data[:4])[0]
+
+    def _on_error(self, sel, key) -> None:
+        data = _drain(key.fd)
+        sel.unregister(key.fd)
+        if data:
+            self.error = data
+
+    def _on_output(self, sel, key) -> None:
+        try:
+            chunk = os.read(key.fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if chunk:
+            self.out[key.data] += chunk
+        else:
+            sel.unregister(key.fd)
+
+    def _on_input(self, sel, key) -> None:
+        try:
+            written = os.write(key.fd, self._pending_input[:1 << 16])
+        except BrokenPipeError:
+            written = len(self._pending_input)
+        except BlockingIOError:
+            return
+        self._pending_input = self._pending_input[written:]
+        if not self._pending_input:
+            sel.unregister(key.fd)
+            self._fds.remove(key.fd)
+            os.close(key.fd)
+
+    def _on_signal(self, sel, key) -> None:
+        try:
+            data = os.read(key.fd, 512)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if self.own_group:
+                try:
+                    os.killpg(self.stub, signum)
+                    if signum in ENDING:  # a stopped command gets it too, as kill(1) does for jobs
+                        os.killpg(self.stub, signal.SIGCONT)
+                except OSError:
+                    pass
+
+
+class Session:
+    """One run of one command under one policy, in phases:
+
+    prepare   prepare() (policy -> plans, filter, rulesets; once per Sandbox)
+    launch    the launch plan, the upper layer, the supervising thread confined,
+              the stub forked, the command's listener taken (_launch)
+    run       Watch's loop in this thread; the Notifier answers trapped calls
+              in its own thread, with a RunContext for the handlers
+    finish    the workdir's end (commit, keep, abort), everything the run
+              opened released; clean_up() then removes the run's directories
+    """
+
+    def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
+                 *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
+                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
+        self.policy = policy
+        self.prepared = prepared
+        self.argv = tuple(argv)
+        self.env = env
+        self.capture = capture
+        self.input = input
+        self.interactive = interactive
+        self.forward_signals = forward_signals
+        self.restore_signals = restore_signals  # see Watch
+        root = prepared.root is not None
+        names = _syscalls.names(prepared.arch)
+        self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root),
+                                 _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
+        self.ctx = RunContext(policy, prepared, names, self.notifier)
+        self.stub = -1
+        self.stub_pidfd = -1
+        self.own_group = True
+        self.watch: Optional[Watch] = None   # once the stub is forked
+        self._keep_filter: object = None     # keeps the filter program alive until the fork
+        # Directories of this run to remove once it is over, by clean_up from a thread
+        # that is not confined: under Landlock every step down a tree of depth d costs
+        # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
+        self._later: List[str] = []
+
+    def run(self) -> Outcome:
+        """Launch and supervise; returns when every process of the sandbox is gone."""
+        fds: List[int] = []
+        ctx = self.ctx
+        try:
+            launch, pipes, stdio_parent = self._launch_plan(fds)
+            if self.prepared.layers is not None:
+                upper = ctx.upper = self.prepared.layers.new_run()
+                upper.limit = self.policy.max_disk
+                try:
+                    upper.build()
+                except OSError as exc:
+                    upper.discard()
+                    raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
+                                     step="workdir") from None
+            if self.prepared.root is not None:
+                ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            self._confine()
+            ctx.open()
+            calls = _launch.bind_calls()
+            supervisor_pid = os.getpid()
+            self.stub = os.fork()
+            if self.stub == 0:
+                _launch.run_stub(launch, pipes, calls, supervisor_pid)
+            self.stub_pidfd = os.pidfd_open(self.stub)
+            ctx.members = Members(self.stub)
+            for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
+                fds.remove(fd)
+                os.close(fd)
+            self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
+                               forward_signals=self.forward_signals, restore_signals=self.restore_signals,
+                               input=self.input)
+            outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
+            if ctx.upper is not None:
+                outcome = self._end_workdir(outcome)
+            return outcome
+        finally:
+            self.notifier.stop()
+            ctx.release_waits()
+            for fd in fds:
+                _close(fd)
+            ctx.close()
+            if ctx.upper is not None:  # the run failed before it ended: nothing to keep
+                self._later.append(ctx.upper.run)
+            self._later.extend(ctx.run_dirs)
+            self.notifier.close()
+            if self.stub_pidfd >= 0:
+                _close(self.stub_pidfd)
+
+    def clean_up(self) -> None:
+        """Remove this run's directories (its anchors, /dev/shm and discarded upper layer).
+
+        Call it after run() from a thread that is not confined; where none is
+        left (the CLI), close_prepared removes them with the rest.
+        """
+        from . import _scratch
+        later, self._later = self._later, []
+        for path in later:
+            _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
+
+    def _fail(self, reason: str) -> None:
+        """The notifier cannot go on (Watch.fail)."""
+        if self.watch is not None:
+            self.watch.fail(reason)
+
+    # --- launch ------------------------------------------------------------------------------
+
+    def _launch_plan(self, fds: List[int]) -> Tuple[_launch.Prepared, _launch.Pipes, Tuple[Dict[str, int], List[int]]]:
+        policy, prep = self.policy, self.prepared
+        filter_ptr, self._keep_filter = _syscalls.seccomp_filter_pointer(prep.program)
+        flags = S.SECCOMP_FILTER_FLAG_NEW_LISTENER
+        if _syscalls.has_wait_killable_recv():
+            flags |= S.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        pipes = _launch.make_pipes()
+        fds.extend(pipes)
+        stdio, parent_ends, child_ends = self._stdio(fds)
+        rlimits = []
+        if policy.max_open_files is not None:
+            rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
+        if policy.max_memory is not None:
+            rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
+        if policy.max_disk is not None and self.prepared.layers is not None:
+            # no single file grows past the layer's limit, however fast it is written
+            # between two measurements (README, --max-disk)
+            rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+        own_group = not self.interactive or prep.abi < 6
+        # the terminal is handed to the command's own group only from the foreground
+        tty = 0 if self.interactive and own_group and _foreground(0) else -1
+        start_dir = self.ctx.start_dir
+        launch = _launch.Prepared(
+            candidates=_launch.exec_candidates(self.argv[0], self.env.get(b"PATH")),
+            argv=self.argv, envp=self.env,
+            cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
+            child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
+            filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
+            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+        self.own_group = own_group
+        return launch, pipes, (parent_ends, child_ends)
+
+    def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
+        """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
+        stdio = [-1, -1, -1]
+        parent: Dict[str, int] = {}
+        child: List[int] = []
+        if self.input is not None:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            stdio[0], parent["stdin"] = r, w
+            child.append(r)
+            fds.extend((r, w))
+        if self.capture:
+            for index, name in ((1, "stdout"), (2, "stderr")):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                stdio[index], parent[name] = w, r
+                child.append(w)
+                fds.extend((r, w))
+        return (stdio[0], stdio[1], stdio[2]), parent, child
+
+    def _confine(self) -> None:
+        """Confine the supervising thread (and so everything it forks)."""
+        try:
+            os.unshare(CLONE_FS) if hasattr(os, "unshare") else _syscalls._call("unshare", CLONE_FS)
+            os.umask(0)  # on-behalf creations apply the tracee's umask themselves
+            _syscalls.load_unwinder()  # before Landlock hides the system's libraries in a root
+            _launch.confine_supervisor(self.prepared.supervisor_ruleset)
+        except OSError as exc:
+            raise SetupError(exc.errno or errno.EPERM, f"cannot confine the supervisor: {exc.strerror}",
+                             step="confine") from None
+
+    def _start(self, watch: Watch, pipes: _launch.Pipes) -> None:
+        """Wait for the command's listener, hand it to the notifier, and say go."""
+        watch.wait_ready(pipes.ready_r)
+        data = _read_all_until(pipes.ready_r, _launch.READY.size)
+        if len(data) != _launch.READY.size:
+            error = _drain(pipes.err_r)
+            watch.reap_stub()
+            self._raise_child_error(error or b"launch:5:the sandbox process died during setup")
+        pid, listener_fd, _ = _launch.READY.unpack(data)
+        pidfd = os.pidfd_open(pid)
+        try:
+            listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
+        finally:
+            os.close(pidfd)
+        self.notifier.take(listener, self.ctx)
+        os.write(pipes.go_w, b"g")
+        self.notifier.start()
+
+    # --- run ---------------------------------------------------------------------------------
+
+    def _supervise(self, watch: Watch, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> Outcome:
+        watch.install_signal_wakeup()
+        try:
+            self._start(watch, pipes)
+            watch.run(pipes, ends, fds)
+        finally:
+            watch.uninstall_signal_wakeup()
+        if watch.error:
+            self._raise_child_error(watch.error)
+        return Outcome(watch.status, watch.timed_out, watch.reason,
+                       bytes(watch.out["stdout"]) if self.capture else None,
+                       bytes(watch.out["stderr"]) if self.capture else None)
 
     def _raise_child_error(self, data: bytes) -> None:
         step, _, rest = data.decode("utf-8", "replace").partition(":")
@@ -1069,6 +1199,42 @@ class Session:
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
             raise ExecError(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
+
+    # --- finish ------------------------------------------------------------------------------
+
+    def _end_workdir(self, outcome: Outcome) -> Outcome:
+        """Commit, abort or keep this run's upper layer (docs/design.md "Workdir"); a dry run only lists."""
+        upper, policy = self.ctx.upper, self.policy
+        assert upper is not None
+        self.ctx.upper = None
+        ok = (outcome.status is not None and os.WIFEXITED(outcome.status) and os.WEXITSTATUS(outcome.status) == 0
+              and not outcome.timed_out)
+        action = "abort" if policy.dry_run else (policy.on_exit or "commit") if ok else (policy.on_error or "abort")
+        try:
+            changes = tuple(upper.changes())
+        except OSError as exc:
+            if action == "abort":  # nothing to apply: the layer goes, what was lost is said
+                self._later.append(upper.run)
+                return outcome._replace(workdir_note=f"cannot list the changes ({exc.strerror}); "
+                                                     f"the upper layer is discarded, {upper.lower} is unchanged")
+            upper.keep()
+            return outcome._replace(workdir_note=f"cannot compare the upper layer ({exc.strerror}); "
+                                                 f"kept at {upper.tree}")
+        note = ""
+        if action == "commit" and changes:
+            try:
+                upper.commit(list(changes))
+            except OSError as exc:
+                upper.keep()
+                return outcome._replace(changes=changes, workdir_note=(
+                    f"commit to {upper.lower} failed ({exc.strerror}); the upper layer is kept at {upper.tree}"))
+        elif action == "keep":
+            upper.keep()
+            return outcome._replace(changes=changes, workdir_note=f"changes kept at {upper.tree} (not applied)")
+        elif action == "abort" and changes and not policy.dry_run:
+            note = f"{len(changes)} change(s) to {upper.lower} discarded"
+        self._later.append(upper.run)
+        return outcome._replace(changes=changes, workdir_note=note)
 
 
 class _MemoryWriter:

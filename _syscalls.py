@@ -332,7 +332,8 @@ def landlock_create_ruleset(attr: Optional[S.landlock_ruleset_attr], size: int, 
 
 def landlock_add_rule(ruleset_fd: int, rule_type: int, attr: object, flags: int = 0) -> None:
     """landlock_add_rule(2)."""
-    _call("landlock_add_rule", ruleset_fd, ctypes.c_int(rule_type), ctypes.byref(attr), ctypes.c_uint32(flags))
+    _call("landlock_add_rule", ruleset_fd, ctypes.c_int(rule_type), ctypes.byref(attr),  # type: ignore[arg-type]
+          ctypes.c_uint32(flags))
 
 
 def landlock_restrict_self(ruleset_fd: int, flags: int = 0) -> None:

@@ -22,7 +22,7 @@ from . import _netops as N
 from . import _netpolicy
 from . import _procops as P
 from . import _syscalls
-from ._filter import SOCKET_NETLINK_ROUTE, Test, Trap
+from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
 from ._notif import AT_SYMLINK_NOFOLLOW, compile_layout
 from ._policy import Policy
 
@@ -133,8 +133,8 @@ ROWS: Dict[str, Row] = {
 # With an emulated root, every path syscall is trapped; these rows are added
 # and these handlers replace the ones above (docs/design.md "Coverage").  Built on first
 # use: _rootops is not imported by runs without a root (CLI start-up).
-ROOT_NAMES = ("mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
-              "symlinkat getcwd chdir fchdir readlink readlinkat execve execveat bind getsockname "
+ROOT_NAMES = ("newfstatat mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
+              "symlinkat getcwd chdir fchdir execve execveat bind getsockname "
               "getpeername").split()
 _ROOT_ROWS: Dict[str, Row] = {}
 
@@ -143,6 +143,7 @@ def root_rows() -> Dict[str, Row]:
     if not _ROOT_ROWS:
         from . import _rootops as RO
         _ROOT_ROWS.update({
+            "newfstatat": _row(RO.do_fstatat, ("dirfd", "path", "ptr", "flags")),
             "mkdir": _row(RO.do_mkdir, ("path", "mode")),
             "mkdirat": _row(RO.do_mkdir, ("dirfd", "path", "mode")),
             "mknod": _row(RO.do_mknod, ("path", "mode", "_")),
@@ -160,10 +161,8 @@ def root_rows() -> Dict[str, Row]:
             "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
             "chdir": _row(RO.do_chdir, ("path",)),
             "fchdir": _row(RO.do_chdir, ("fd",)),
-            "readlink": _row(RO.do_readlink, ("path", "ptr", "size")),
-            "readlinkat": _row(RO.do_readlink, ("dirfd", "path", "ptr", "size")),
-            "execve": _row(RO.do_execve, ("path", "ptr", "ptr2")),  # argv, envp
-            "execveat": _row(RO.do_execve, ("dirfd", "path", "ptr", "ptr2", "flags")),
+            "execve": _row(RO.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
+            "execveat": _row(RO.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
             "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
             "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
@@ -225,9 +224,9 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # policed, also glibc's resolver's send() without one: flags MSG_NOSIGNAL exactly
     # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
     # socket continues; other sends to such a socket fail, EDESTADDRREQ)
-    traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
+    sendto = traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
     if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
-        traps["sendto"].append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
+        sendto.append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
             2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
         traps[name] = [Test(0, "ne", 0, "notify")]
@@ -249,17 +248,17 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 P_CLONE_THREAD = 0x00010000
 
 
-def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, object]:
+def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
     from . import _filter
     from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
-    out = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
+    out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
     if _dns.polices(rules):
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
-        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc]
+        tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc,str-unpack]
         out["setsockopt"] = ([*tests, Test(1, "eq", _dns.SOL_UDP, "eperm", also=Test(2, "eq", _dns.UDP_CORK, ""))],
                              default)
     return out
@@ -276,6 +275,11 @@ class Handler(NamedTuple):
     fixed: Dict[str, object]
 
 
+# A step run before any handler (for every trapped call), step(ctx, call) with the call
+# not yet decoded: it may read and write the caller's memory, never answer.
+Step = Callable[..., None]
+
+
 def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False) -> Dict[int, Handler]:
     """Syscall number -> compiled handler, for exactly the trapped names."""
     table = _syscalls.table(arch)
@@ -284,3 +288,21 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
         row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
         out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out
+
+
+def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
+    """The steps every trapped call goes through before its handler, in order (none
+    for most policies), as the rows `traps` names need them:
+
+    - fork, vfork, clone (--max-processes): a thread that notifies again has
+      finished the fork it was let through (_procops.settle);
+    - an emulated root's execve: the first call of a process started by a #!
+      exec puts the names it was given back into its argv (_rootops.fix_argv).
+    """
+    before: Tuple[Step, ...] = ()
+    if any(name in traps for name in ("fork", "vfork", "clone")):
+        before += (P.settle,)
+    if root and any(name in traps for name in ("execve", "execveat")):
+        from . import _rootops as RO
+        before += (RO.fix_argv,)
+    return before

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
     _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
@@ -82,7 +82,7 @@ def _result_class() -> type:
         def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
                      stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
                      reason: str, changes: Sequence[str] = (), workdir_note: str = "") -> None:
-            super().__init__(args, returncode, stdout, stderr)
+            super().__init__(args, returncode, stdout, stderr)  # type: ignore[arg-type]
             self.exit_code = exit_code
             self.signal = signal
             self.timed_out = timed_out
@@ -103,6 +103,21 @@ def _result_class() -> type:
 
     Result.__module__ = __name__
     return Result
+
+
+if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes at run time
+    import subprocess
+
+    class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
+        exit_code: int
+        signal: Optional[int]
+        timed_out: bool
+        reason: str
+        changes: List[str]
+        workdir_note: str
+
+        @property
+        def success(self) -> bool: ...
 
 
 def __getattr__(name: str) -> Any:
@@ -426,7 +441,8 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
     takes_value = {opt: action.option_strings[-1] for action in parser._actions
                    if action.nargs is None and action.option_strings for opt in action.option_strings}
     flags = {opt for action in parser._actions for opt in action.option_strings}
-    out, i = [], 0
+    out: List[str] = []
+    i = 0
     while i < len(argv):
         item = argv[i]
         if item == "--" or not item.startswith("-") or item == "-":
@@ -467,8 +483,11 @@ def _main(argv: List[str], debug: bool) -> int:
     # The run confines this thread (Landlock); the scratch and upper-layer
     # directories are removed at the end by a thread that is not confined.
     done = threading.Event()
-    janitor = threading.Thread(target=lambda: (done.wait(), _supervisor.close_prepared(prepared)),
-                               name="sandlock-cleanup")
+
+    def clean() -> None:
+        done.wait()
+        _supervisor.close_prepared(prepared)
+    janitor = threading.Thread(target=clean, name="sandlock-cleanup")
     janitor.start()
     try:
         return _run_cli(ns, command, policy, prepared, debug)

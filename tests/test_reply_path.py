@@ -1,0 +1,136 @@
+"""The one reply path (README "How it works", SECURITY.md "One reply path"), in process.
+
+A handler returns its answer as a value and the notifier alone sends it: a
+Later the pool refuses releases what it holds and is answered with its own
+errno; a Then's step runs even when the send fails; a handler's error is its
+errno, a bug EPERM.  Pre-dispatch steps come from the table, and no handler
+module reads the raw arguments that `decode` owns.
+"""
+
+import errno
+import pathlib
+import re
+import threading
+
+import _notif
+import _procops
+import _policy
+import _supervisor
+import _table
+from _notif import CONTINUE, Call, Errno, Later, Then, Value, Workers
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+class _Tracees:
+    """What the notifier needs of _notif.Tracees for a call whose caller is alive."""
+    current = 0
+    listener = -1
+
+    def still_valid(self) -> bool:
+        return True
+
+
+def _notifier(op=None, before=()):
+    failures = []
+    handlers = {} if op is None else {1: _table.Handler(op, (), {})}
+    notifier = _supervisor.Notifier(handlers, before, {1: "probe"}, failures.append)
+    notifier.tracees = _Tracees()
+    sent = []
+    notifier.send = lambda call, reply: sent.append(reply)
+    return notifier, sent, failures
+
+
+def test_a_later_the_full_pool_refuses_is_released_and_answered_with_its_own_errno():
+    notifier, sent, failures = _notifier()
+    notifier.workers = Workers(notifier.answer_later, bound=0)  # every worker busy
+    released, ran = [], []
+    notifier.answer(Call(7, 1, 1, (0,) * 6),
+                    Later(lambda: ran.append(1) or Value(0), lambda: released.append(1), errno.ENOLCK))
+    assert (sent, released, ran, failures) == ([Errno(errno.ENOLCK)], [1], [], [])
+
+
+def test_a_later_the_pool_takes_is_answered_by_its_worker_with_what_the_work_returns():
+    notifier, sent, failures = _notifier()
+    done = threading.Event()
+    notifier.answer_later = lambda call, reply: (sent.append((call.id, reply)), done.set())
+    notifier.workers = Workers(notifier.answer_later)
+    notifier.answer(Call(8, 1, 1, (0,) * 6), Later(lambda: Value(42)))
+    assert done.wait(5.0)
+    notifier.workers.close()
+    assert (sent, failures) == ([(8, Value(42))], [])
+
+
+def test_a_then_step_runs_after_the_send_and_even_when_the_send_fails():
+    notifier, _, failures = _notifier()
+    order = []
+    notifier.send = lambda call, reply: order.append(reply)
+    notifier.answer(Call(9, 1, 1, (0,) * 6), Then(CONTINUE, lambda: order.append("after")))
+    assert order == [CONTINUE, "after"]
+
+    def fails(call, reply):
+        raise OSError(errno.EBADF, "the listener is gone")
+    notifier.send = fails
+    order.clear()
+    notifier.answer(Call(10, 1, 1, (0,) * 6), Then(CONTINUE, lambda: order.append("after")))
+    assert order == ["after"]
+    assert len(failures) == 1 and failures[0].startswith("cannot answer probe")
+
+
+def test_a_handlers_oserror_is_its_errno_and_any_other_exception_eperm():
+    def refuses(ctx, call):
+        raise OSError(errno.EACCES, "no")
+
+    def breaks(ctx, call):
+        raise ValueError("a bug")
+    for op, expected in ((refuses, Errno(errno.EACCES)), (breaks, Errno(errno.EPERM)),
+                         (lambda ctx, call: Value(3), Value(3))):
+        notifier, _, _ = _notifier(op)
+        assert notifier.handle(Call(11, 1, 1, (0,) * 6)) == expected
+
+
+def test_the_steps_the_table_declares_run_before_the_handler_in_order():
+    seen = []
+    notifier, _, _ = _notifier(lambda ctx, call: seen.append("handler") or Value(0),
+                               before=(lambda ctx, call: seen.append("first"),
+                                       lambda ctx, call: seen.append("second")))
+    assert notifier.handle(Call(12, 1, 1, (0,) * 6)) == Value(0)
+    assert seen == ["first", "second", "handler"]
+
+
+def test_the_table_declares_fork_settling_and_argv_fixing_only_where_they_apply(tmp_path):
+    import _rootops
+    plain = _table.traps_for(_policy.make_policy(), 7, "x86_64")
+    limited = _table.traps_for(_policy.make_policy(max_processes=4), 7, "x86_64")
+    rooted = _table.traps_for(_policy.make_policy(chroot=str(tmp_path)), 7, "x86_64")
+    assert _table.steps_for(plain) == ()
+    assert _table.steps_for(limited) == (_procops.settle,)
+    assert _table.steps_for(rooted, root=True) == (_rootops.fix_argv,)
+
+
+def test_only_decode_reads_the_raw_arguments_of_a_call():
+    readers = []
+    for path in sorted(REPO.glob("_*.py")) + [REPO / "sandlock.py"]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bcall\.args\b|\.args\[", line):
+                readers.append(f"{path.name}:{number}: {line.strip()}")
+    assert readers == ["_notif.py:%d: args, tid = call.args, call.tid" % _decode_line()], readers
+
+
+def _decode_line() -> int:
+    lines = (REPO / "_notif.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if line.strip() == "args, tid = call.args, call.tid")
+
+
+def test_the_run_context_has_everything_the_handler_context_lists():
+    members = {name for name in dir(_notif.Context) if not name.startswith("_")}
+    members |= set(getattr(_notif.Context, "__annotations__", {}))
+    missing = [name for name in sorted(members) if not hasattr(_supervisor.RunContext, name)
+               and name not in _run_context_attributes()]
+    assert not missing, missing
+
+
+def _run_context_attributes():
+    source = (REPO / "_supervisor.py").read_text()
+    body = source[source.index("class RunContext"):source.index("class Notifier")]
+    return set(re.findall(r"self\.([a-z_]+)\s*(?::[^=]+)?=", body))
