@@ -12,12 +12,12 @@ import pathlib
 import re
 import threading
 
-import _notif
-import _procops
-import _policy
-import _supervisor
-import _table
-from _notif import CONTINUE, Call, Errno, Later, Then, Value, Workers
+from sandlock import _notif
+from sandlock import _procops
+from sandlock import _policy
+from sandlock import _supervisor
+from sandlock import _table
+from sandlock._notif import CONTINUE, Call, Errno, Later, Then, Value, Workers
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_the_steps_the_table_declares_run_before_the_handler_in_order():
 
 
 def test_the_table_declares_fork_settling_and_argv_fixing_only_where_they_apply(tmp_path):
-    import _rootops
+    from sandlock import _rootops
     plain = _table.traps_for(_policy.make_policy(), 7, "x86_64")
     limited = _table.traps_for(_policy.make_policy(max_processes=4), 7, "x86_64")
     rooted = _table.traps_for(_policy.make_policy(chroot=str(tmp_path)), 7, "x86_64")
