@@ -268,6 +268,7 @@ class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
     emulated_root = False  # _rootfs.RootResolver: every path is virtual
+    fake = None            # _fakeroot.Owners with --fake-root (README "Fake root")
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,

@@ -192,6 +192,14 @@ def _scratch_error(exc: OSError) -> SetupError:
                       "(README \"Where sandlock keeps its own files\")")
 
 
+def _fake_record_dir(policy: Policy) -> str:
+    import _fakeroot
+    try:
+        return _fakeroot.make_record_dir(policy.chroot or "/")
+    except OSError as exc:
+        raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
+
+
 def prepare(policy: Policy) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
     arch = _syscalls.machine()
@@ -246,6 +254,8 @@ def prepare(policy: Policy) -> Prepared:
                                                   abi, ttys, hidden=hidden, own=own)[1]
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
+                if policy.fake_root:  # the supervisor writes the record of a fake root (_fakeroot)
+                    extra.append(_fake_record_dir(policy))
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
             # TCP connect and bind are done on behalf (_netops): the command's own are
@@ -316,7 +326,8 @@ class Session:
             import traceback
             self._format_exc = traceback.format_exc
         self.names = _syscalls.names(prepared.arch)
-        self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None)
+        self.handlers = _table.handlers_for(prepared.traps, prepared.arch, root=prepared.root is not None,
+                                            fake=policy.fake_root)
         self.abstract_scoped = prepared.abi >= 6
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
@@ -448,6 +459,7 @@ class Session:
                                      step="workdir") from None
             if self.prepared.root is not None:
                 self._memory = _MemoryWriter(self._is_member)  # started before we confine ourselves
+            fake = self._fake_owners()  # read before the supervisor confines itself
             self._confine(fds)
             self.hot = _syscalls.HotCalls()
             self.tracees = Tracees(self.hot)
@@ -459,6 +471,7 @@ class Session:
                 self.resolver = Resolver(FsRules(readable, writable, self.policy.fs_denied, self.prepared.hidden),
                                          self.tracees, self._is_member, self.hot, self._processes,
                                          self._proc_listings if self.prepared.proc_scratch is not None else None)
+            self.resolver.fake = fake
             # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
             self.resolver.net_processes = self._processes
             self.resolver.network_allowed = _netlink.network_allowed(self.policy)
@@ -491,6 +504,7 @@ class Session:
             for fd in fds:
                 _close(fd)
             if self.resolver is not None:
+                _save_fake(self.resolver)
                 self.resolver.close()
             if self.tracees is not None:
                 self.tracees.close()
@@ -506,6 +520,16 @@ class Session:
             for fd in (self.listener, self.stub_pidfd):
                 if fd >= 0:
                     _close(fd)
+
+    def _fake_owners(self) -> Optional[object]:
+        """With --fake-root: the record of owners and modes next to the root (_fakeroot)."""
+        if not self.policy.fake_root:
+            return None
+        import _fakeroot
+        try:
+            return _fakeroot.Owners.open(self.policy.chroot or "/")
+        except OSError as exc:
+            raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
     def _end_workdir(self, outcome: Outcome) -> Outcome:
         """Commit, abort or keep this run's upper layer (docs/design.md "Workdir"); a dry run only lists."""
@@ -1120,6 +1144,19 @@ class _MemoryWriter:
 
     def close(self) -> None:
         self._requests.put(None)
+
+
+def _save_fake(resolver: object) -> None:
+    """Write the fake root's record at the end of the run (README "Fake root")."""
+    owners = getattr(resolver, "fake", None)
+    if owners is None:
+        return
+    try:
+        owners.save()
+    except OSError as exc:
+        sys.stderr.write(f"sandlock: --fake-root: cannot save the record of owners: {exc.strerror}\n")
+    finally:
+        owners.close()
 
 
 def _hung_up(poller: "select.poll") -> bool:

@@ -241,6 +241,10 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if abi < 6:
         for name in SIGNALS:
             traps[name] = None
+    if getattr(policy, "fake_root", False):  # README "Fake root"
+        import _fakeroot
+        for name in _fakeroot.traps():
+            traps[name] = None
     return {name: trap for name, trap in traps.items() if name in table}
 
 
@@ -274,11 +278,17 @@ class Handler(NamedTuple):
     fixed: Dict[str, object]
 
 
-def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False) -> Dict[int, Handler]:
-    """Syscall number -> compiled handler, for exactly the trapped names."""
+def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False,
+                 fake: bool = False) -> Dict[int, Handler]:
+    """Syscall number -> compiled handler, for exactly the trapped names (fake: the rows
+    of _fakeroot replace or add theirs, README "Fake root")."""
     table = _syscalls.table(arch)
     out = {}
+    fake_rows = {}
+    if fake:
+        import _fakeroot
+        fake_rows = {name: Row(op, layout, fixed) for name, (op, layout, fixed) in _fakeroot.rows().items()}
     for name in traps:
-        row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
+        row = fake_rows.get(name) or (root_rows()[name] if root and name in ROOT_NAMES else ROWS[name])
         out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out
