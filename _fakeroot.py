@@ -405,8 +405,11 @@ def _umask(tid: int) -> int:
 
 
 def do_open(ctx: Context, call: Call) -> Reply:
-    """Opens as _fsops, refusing (EACCES) a recorded device node: it is no device."""
+    """Opens as _fsops, refusing (EACCES) a recorded device node: it is no device.  The
+    set-id bits of a creating open's mode are dropped (root's tar creates a file with
+    its archived mode, then sets owner and mode, which are recorded)."""
     import _fsops as F
+    call.mode &= ~F.SETID
     return _no_device(ctx, F.do_open(ctx, call))
 
 
