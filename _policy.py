@@ -250,6 +250,10 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
             raise _err("fake_root", labels, "is not supported with a workdir (README \"Fake root\")")
         if chroot.rstrip("/") == "":
             raise _err("fake_root", labels, "needs a root other than / (its record lies next to the root)")
+        record = chroot.rstrip("/") + ".sandlock-fakeroot"  # _fakeroot.record_dir: out of the command's reach
+        for _, host, _ in mounts:
+            if record == host or record.startswith(host.rstrip("/") + "/"):
+                raise _err("fake_root", labels, f"its record {record} would be in reach of --fs-mount {host}")
     values.update(_network(kwargs, labels))
     if values["workdir"] is not None:
         values["fs_writable"] = _with_workdir(values["fs_writable"], values["workdir"], chroot)
