@@ -325,6 +325,11 @@ def _real_mode(virtual: int, current: int) -> int:
 def _chmod(ctx: Context, owners: Owners, fd: int, st: _syscalls.Stat, mode: int) -> None:
     if stat.S_ISLNK(st.mode):
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    if st.dev != owners.root_dev:  # another mount: nothing is recorded, as without --fake-root
+        import _fsops as F
+        F.no_new_setid(mode, st.mode)
+        os.chmod(b"/proc/self/fd/%d" % fd, mode & 0o7777)
+        return
     uid, gid, current, rdev = owners.view(fd, st, _real(st, 1), _real(st, 2), _rdev(st))
     virtual = stat.S_IFMT(current) | (mode & 0o7777)
     if stat.S_IFMT(current) == stat.S_IFMT(st.mode):  # a placeholder device keeps 0600
