@@ -268,3 +268,15 @@ def test_dpkg_i_installs_a_local_deb_and_dpkg_l_lists_it(who, debroot: Path, scr
     assert r.stdout.splitlines()[-2:] == ["hello from the package", "root"], show(r)
     r = who.run(["--root", str(debroot), "--fake-root", "--", "dpkg", "-s", "sandlock-hello"])
     assert "Status: install ok installed" in r.stdout, show(r)
+
+
+def test_apt_get_install_of_a_local_deb_installs_it(who, debroot: Path, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    deb = _tiny_deb(scratch)
+    shutil.copy(deb, debroot / "tmp/hello.deb")
+    own_tree(who, debroot / "tmp/hello.deb")
+    r = who.run(["--root", str(debroot), "-w", "/", "--fake-root", "--", "/bin/sh", "-c",
+                 "apt-get install -y /tmp/hello.deb && dpkg -s sandlock-hello | grep Status && sandlock-hello"],
+                timeout=240, env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert r.returncode == 0, show(r)
+    assert r.stdout.splitlines()[-2:] == ["Status: install ok installed", "hello from the package"], show(r)
+    assert "seteuid" not in r.stderr and "setgroups" not in r.stderr, show(r)
