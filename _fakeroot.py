@@ -28,7 +28,7 @@ import re
 import stat
 import struct
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import _syscalls
 from _notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, read_mem, write_mem
@@ -635,10 +635,13 @@ ID_NAMES = ("getuid geteuid getgid getegid getresuid getresgid getgroups setuid 
             "setresuid setresgid setgroups setfsuid setfsgid").split()
 
 
-def rows() -> Dict[str, Tuple[object, Tuple[str, ...], Dict[str, object]]]:
+RowSpec = Tuple[Callable[..., Any], Tuple[str, ...], Dict[str, Any]]
+
+
+def rows() -> Dict[str, RowSpec]:
     """name -> (op, layout, fixed) replacing or adding rows of _table with --fake-root."""
-    nofollow = {"flags": AT_SYMLINK_NOFOLLOW}
-    out: Dict[str, Tuple[object, Tuple[str, ...], Dict[str, object]]] = {
+    nofollow: Dict[str, Any] = {"flags": AT_SYMLINK_NOFOLLOW}
+    out: Dict[str, RowSpec] = {
         "stat": (do_stat, ("path", "ptr"), {}),
         "lstat": (do_stat, ("path", "ptr"), nofollow),
         "newfstatat": (do_stat, ("dirfd", "path", "ptr", "flags"), {}),
