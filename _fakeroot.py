@@ -21,8 +21,10 @@ RECORD_MAX inodes (beyond, chown/chmod/mknod fail with EDQUOT).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -77,7 +79,8 @@ class Owners:
         self.records: Dict[Tuple[int, int], Tuple[int, int, int, int, int]] = {}
         self.lock = threading.Lock()
         self.creds: Dict[int, "Creds"] = {}
-        self.dirty = False
+        self.changed: Dict[Tuple[int, int], Optional[Tuple[int, int, int, int, int]]] = {}  # since the load
+        self.path = ""
 
     @classmethod
     def open(cls, chroot: str) -> "Owners":
@@ -96,14 +99,22 @@ class Owners:
             raise
 
     def _load(self, path: str) -> None:
+        self.path = path
+        with _locked(self.dirfd, fcntl.LOCK_SH):
+            self.records = self._read()
+
+    def _read(self) -> Dict[Tuple[int, int], Tuple[int, int, int, int, int]]:
+        """Parse the record file; OSError(EINVAL) with a one-line message if it is not one."""
+        out: Dict[Tuple[int, int], Tuple[int, int, int, int, int]] = {}
         try:
             fd = os.open(RECORD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=self.dirfd)
         except FileNotFoundError:
-            return
+            return out
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size > RECORD_MAX * 80:
-                raise OSError(errno.EINVAL, f"{path}/owners: not a record file of sandlock (remove it to start afresh)")
+                raise OSError(errno.EINVAL, f"{self.path}/owners: not a record file of sandlock "
+                                            "(remove it to start afresh)")
             data = b""
             while len(data) < st.st_size:
                 chunk = os.read(fd, st.st_size - len(data))
@@ -116,35 +127,45 @@ class Owners:
             m = _LINE.fullmatch(line)
             values = [int(v) for v in m.groups()] if m else []
             if (not m or values[2] > _ID_MAX or values[3] > _ID_MAX or values[4] > 0o177777
-                    or len(self.records) >= RECORD_MAX):
-                raise OSError(errno.EINVAL, f"{path}/owners: line {number} is not a record "
+                    or len(out) >= RECORD_MAX):
+                raise OSError(errno.EINVAL, f"{self.path}/owners: line {number} is not a record "
                                             "(remove the file to start afresh)")
             ino, btime, uid, gid, mode, rdev = values
-            self.records[(self.root_dev, ino)] = (btime, uid, gid, mode, rdev)
+            out[(self.root_dev, ino)] = (btime, uid, gid, mode, rdev)
+        return out
 
     def save(self) -> None:
-        """Write the record (root device only) to a temporary file, renamed over the old one."""
-        if not self.dirty:
-            return
+        """Merge this run's changes into the record file as it is now (another run on the
+        same root may have saved since: the lock serialises the merges) and write it to a
+        temporary file renamed over the old one.  Only the root's device is kept."""
         with self.lock:
-            lines = [b"%d %d %d %d %d %d\n" % ((ino,) + value) for (dev, ino), value in self.records.items()
+            changed, self.changed = self.changed, {}
+        if not changed:
+            return
+        with _locked(self.dirfd, fcntl.LOCK_EX):
+            merged = self._read()
+            for key, value in changed.items():
+                if value is None:
+                    merged.pop(key, None)
+                elif key in merged or len(merged) < RECORD_MAX:
+                    merged[key] = value
+            lines = [b"%d %d %d %d %d %d\n" % ((ino,) + value) for (dev, ino), value in merged.items()
                      if dev == self.root_dev]
-        tmp = RECORD_FILE + b".tmp"
-        try:
-            os.unlink(tmp, dir_fd=self.dirfd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=self.dirfd)
-        try:
-            data = memoryview(b"".join(lines))
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, RECORD_FILE, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
-        self.dirty = False
+            tmp = RECORD_FILE + b".tmp"
+            try:
+                os.unlink(tmp, dir_fd=self.dirfd)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self.dirfd)
+            try:
+                data = memoryview(b"".join(lines))
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, RECORD_FILE, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
 
     def close(self) -> None:
         if self.dirfd >= 0:
@@ -168,7 +189,7 @@ class Owners:
             with self.lock:  # an inode number used again since: the record is stale
                 if self.records.get((dev, ino)) == record:
                     del self.records[(dev, ino)]
-                    self.dirty = True
+                    self.changed[(dev, ino)] = None
             return None
         return record
 
@@ -195,17 +216,26 @@ class Owners:
         with self.lock:
             if plain:
                 if self.records.pop(key, None) is not None:
-                    self.dirty = True
+                    self.changed[key] = None
                 return
             if key not in self.records and len(self.records) >= RECORD_MAX:
                 raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
-            self.records[key] = (btime, uid, gid, 0 if mode == st.mode else mode, rdev)
-            self.dirty = True
+            self.records[key] = self.changed[key] = (btime, uid, gid, 0 if mode == st.mode else mode, rdev)
 
     def forget(self, dev: int, ino: int) -> None:
         with self.lock:
             if self.records.pop((dev, ino), None) is not None:
-                self.dirty = True
+                self.changed[(dev, ino)] = None
+
+
+@contextlib.contextmanager
+def _locked(fd: int, how: int):  # type: ignore[no-untyped-def]
+    """flock on the record directory: one run's merge at a time."""
+    fcntl.flock(fd, how)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _real(st: _syscalls.Stat, which: int) -> int:
@@ -239,7 +269,6 @@ def _patched_stat(owners: Owners, fd: int, st: _syscalls.Stat) -> bytes:
 
 
 def _is_o_path(fd: int) -> bool:
-    import fcntl
     return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH)
 
 

@@ -185,3 +185,26 @@ def test_past_record_max_inodes_chown_fails_with_edquot(tmp_path: Path) -> None:
         _fakeroot.RECORD_MAX = old
         owners.close()
     assert len(owners.records) == 3
+
+
+def test_two_runs_saving_the_same_record_keep_both_changes(tmp_path: Path) -> None:
+    import _fakeroot
+    import _syscalls
+    hot = _syscalls.HotCalls()
+    root = tmp_path / "root"
+    root.mkdir()
+    first, second = _fakeroot.Owners.open(str(root)), _fakeroot.Owners.open(str(root))
+    try:
+        for owners, name, uid in ((first, "a", 11), (second, "b", 22)):
+            (root / name).write_text("")
+            fd = os.open(root / name, os.O_PATH)
+            owners.set(fd, hot.fstat(fd), uid, uid, 0, 0)
+            os.close(fd)
+        first.save()
+        second.save()
+    finally:
+        first.close()
+        second.close()
+    again = _fakeroot.Owners.open(str(root))
+    again.close()
+    assert sorted(v[1] for v in again.records.values()) == [11, 22]
