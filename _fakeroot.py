@@ -123,7 +123,10 @@ class Owners:
                 data += chunk
         finally:
             os.close(fd)
-        for number, line in enumerate(data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n"), 1):
+        lines = data.split(b"\n") if data else []
+        if data.endswith(b"\n"):
+            lines.pop()
+        for number, line in enumerate(lines, 1):
             m = _LINE.fullmatch(line)
             values = [int(v) for v in m.groups()] if m else []
             if (not m or values[2] > _ID_MAX or values[3] > _ID_MAX or values[4] > 0o177777

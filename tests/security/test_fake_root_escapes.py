@@ -162,6 +162,16 @@ def test_the_record_stays_small_under_a_loop_of_chowns(who, bbroot: Path) -> Non
     assert len(record) == 1, record
 
 
+def test_a_record_emptied_by_the_command_is_read_again(who, bbroot: Path) -> None:  # type: ignore[no-untyped-def]
+    r = fake(who, bbroot, "echo x > /tmp/f && chown 5:5 /tmp/f")
+    assert r.returncode == 0, show(r)
+    r = fake(who, bbroot, "chown 0:0 /tmp/f")  # the default view again: no record left
+    assert r.returncode == 0, show(r)
+    assert (bbroot.parent / "bbroot.sandlock-fakeroot/owners").read_bytes() == b""
+    r = fake(who, bbroot, "stat -c %u:%g /tmp/f")
+    assert r.returncode == 0 and r.stdout.split() == ["0:0"], show(r)
+
+
 def test_past_record_max_inodes_chown_fails_with_edquot(tmp_path: Path) -> None:
     import _fakeroot
     import _syscalls
