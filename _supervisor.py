@@ -446,6 +446,7 @@ class Session:
     def run(self) -> Outcome:
         """Launch and supervise; returns when every process of the sandbox is gone."""
         fds: List[int] = []
+        fake = None  # _fakeroot.Owners with --fake-root, saved and closed in any case
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             if self.prepared.layers is not None:
@@ -503,8 +504,9 @@ class Session:
                 self.netlink.close()
             for fd in fds:
                 _close(fd)
+            if fake is not None:
+                _save_fake(fake)
             if self.resolver is not None:
-                _save_fake(self.resolver)
                 self.resolver.close()
             if self.tracees is not None:
                 self.tracees.close()
@@ -521,7 +523,7 @@ class Session:
                 if fd >= 0:
                     _close(fd)
 
-    def _fake_owners(self) -> Optional[object]:
+    def _fake_owners(self) -> Optional["_fakeroot.Owners"]:
         """With --fake-root: the record of owners and modes next to the root (_fakeroot)."""
         if not self.policy.fake_root:
             return None
@@ -1146,11 +1148,8 @@ class _MemoryWriter:
         self._requests.put(None)
 
 
-def _save_fake(resolver: object) -> None:
+def _save_fake(owners: "_fakeroot.Owners") -> None:
     """Write the fake root's record at the end of the run (README "Fake root")."""
-    owners = getattr(resolver, "fake", None)
-    if owners is None:
-        return
     try:
         owners.save()
     except OSError as exc:
