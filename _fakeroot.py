@@ -61,6 +61,8 @@ def make_record_dir(chroot: str) -> str:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"{path}: {exc.strerror} (the record of a fake root lies next to the root)") from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         raise OSError(errno.EPERM, f"{path}: not a directory of this user that others cannot write")

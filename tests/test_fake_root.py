@@ -75,6 +75,25 @@ def test_fake_root_with_a_workdir_is_refused_until_it_is_supported(who, bbroot: 
     assert "--fake-root" in r.stderr and len(r.stderr.splitlines()) == 1, show(r)
 
 
+def test_fake_root_where_its_record_cannot_be_made_is_a_one_line_error(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    top = scratch / "ro"
+    src = build_fixture(rootfs.busybox_rootfs)
+    top.mkdir()
+    subprocess.run(["cp", "-a", str(src), str(top / "root")], check=True)
+    own_tree(who, top)
+    top.chmod(0o555)  # the directory above the root: no place for the record
+    try:
+        r = who.run(["--root", str(top / "root"), "--fake-root", "--", "/bin/true"])
+    finally:
+        top.chmod(0o755)
+    if who.name == "root":
+        assert r.returncode == 0, show(r)  # root (with its capabilities, outside) can make it
+        return
+    assert r.returncode == 125, show(r)
+    assert r.stderr.splitlines() == [f"sandlock: --fake-root: {top}/root.sandlock-fakeroot: Permission denied "
+                                     "(the record of a fake root lies next to the root)"], show(r)
+
+
 # --- identities ----------------------------------------------------------------------------------
 
 def test_id_reports_uid_and_gid_0_with_fake_root(who, bbroot: Path) -> None:  # type: ignore[no-untyped-def]
