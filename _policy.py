@@ -73,6 +73,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("chroot", None), ("fs_mount", ()),
     ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
+    ("fake_root", False),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -112,6 +113,7 @@ class Policy:
     net_deny: Tuple[str, ...]
     net_allow_bind: Tuple[str, ...]
     net_deny_bind: Tuple[str, ...]
+    fake_root: bool                             # uid 0 over the root's files, recorded (_fakeroot)
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -241,7 +243,19 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         on_error=_optional(kwargs.get("on_error"), lambda v: _choice("on_error", v, END_ACTIONS, labels)),
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
+        fake_root=_bool("fake_root", kwargs.get("fake_root", False), labels),
     )
+    if values["fake_root"]:
+        if chroot is None:
+            raise _err("fake_root", labels, "needs an emulated root (--root)")
+        if values["workdir"] is not None:
+            raise _err("fake_root", labels, "is not supported with a workdir (README \"Fake root\")")
+        if chroot.rstrip("/") == "":
+            raise _err("fake_root", labels, "needs a root other than / (its record lies next to the root)")
+        record = chroot.rstrip("/") + ".sandlock-fakeroot"  # _fakeroot.record_dir: out of the command's reach
+        for _, host, _ in mounts:
+            if record == host or record.startswith(host.rstrip("/") + "/"):
+                raise _err("fake_root", labels, f"its record {record} would be in reach of --fs-mount {host}")
     values.update(_network(kwargs, labels))
     if values["workdir"] is not None:
         values["fs_writable"] = _with_workdir(values["fs_writable"], values["workdir"], chroot)

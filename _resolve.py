@@ -269,6 +269,8 @@ class Devices:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
+    fake = None  # _fakeroot.Owners with --fake-root (README "Fake root")
+
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
                  listing_top: "Union[bytes, Callable[[], str], None]" = None) -> None:

@@ -64,6 +64,7 @@ from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
+    from . import _fakeroot
     from . import _rootfs
     from . import _rootops
     from . import _scratch
@@ -204,6 +205,14 @@ def _scratch_error(exc: OSError) -> SetupError:
                       "(README \"Where sandlock keeps its own files\")")
 
 
+def _fake_record_dir(policy: Policy) -> str:
+    from . import _fakeroot
+    try:
+        return _fakeroot.make_record_dir(policy.chroot or "/")
+    except OSError as exc:
+        raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
+
+
 def prepare(policy: Policy) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
     arch = _syscalls.machine()
@@ -260,6 +269,8 @@ def prepare(policy: Policy) -> Prepared:
                                                   abi, ttys, hidden=hidden, own=own)[1]
             if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
+                if policy.fake_root:  # the supervisor writes the record of a fake root (_fakeroot)
+                    extra.append(_fake_record_dir(policy))
                 supervisor_plan = supervisor_plan._replace(rules=supervisor_plan.rules + tuple(
                     _landlock.Rule(path, _landlock.fs_rights(abi)) for path in extra))
             # TCP connect and bind are done on behalf (_netops): the command's own are
@@ -327,6 +338,7 @@ class RunContext:
         self.resolver: Optional[Resolver] = None  # once confined (open)
         self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
+        self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootfs.Cwd with an emulated root
@@ -403,6 +415,7 @@ class RunContext:
         resolver.network_allowed = _netlink.network_allowed(policy)
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
+        resolver.fake = self.fake
         self.resolver = resolver
 
     def release_waits(self) -> None:
@@ -1016,7 +1029,7 @@ class Session:
         self.restore_signals = restore_signals  # see Watch
         root = prepared.root is not None
         names = _syscalls.names(prepared.arch)
-        self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root),
+        self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
                                  _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
         self.ctx = RunContext(policy, prepared, names, self.notifier)
         self.stub = -1
@@ -1046,6 +1059,7 @@ class Session:
                                      step="workdir") from None
             if self.prepared.root is not None:
                 ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            ctx.fake = self._fake_owners()  # read before the supervisor confines itself
             self._confine()
             ctx.open()
             calls = _launch.bind_calls()
@@ -1070,6 +1084,9 @@ class Session:
             ctx.release_waits()
             for fd in fds:
                 _close(fd)
+            if ctx.fake is not None:  # saved and closed whatever ended the run
+                fake, ctx.fake = ctx.fake, None
+                _save_fake(fake)
             ctx.close()
             if ctx.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(ctx.upper.run)
@@ -1088,6 +1105,16 @@ class Session:
         later, self._later = self._later, []
         for path in later:
             _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
+
+    def _fake_owners(self) -> Optional["_fakeroot.Owners"]:
+        """With --fake-root: the record of owners and modes next to the root (_fakeroot)."""
+        if not self.policy.fake_root:
+            return None
+        from . import _fakeroot
+        try:
+            return _fakeroot.Owners.open(self.policy.chroot or "/")
+        except OSError as exc:
+            raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
     def _fail(self, reason: str) -> None:
         """The notifier cannot go on (Watch.fail)."""
@@ -1288,6 +1315,16 @@ class _MemoryWriter:
 
     def close(self) -> None:
         self._requests.put(None)
+
+
+def _save_fake(owners: "_fakeroot.Owners") -> None:
+    """Write the fake root's record at the end of the run (README "Fake root")."""
+    try:
+        owners.save()
+    except OSError as exc:
+        sys.stderr.write(f"sandlock: --fake-root: cannot save the record of owners: {exc.strerror}\n")
+    finally:
+        owners.close()
 
 
 def _hung_up(poller: "select.poll") -> bool:

@@ -242,6 +242,10 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if abi < 6:
         for name in SIGNALS:
             traps[name] = None
+    if getattr(policy, "fake_root", False):  # README "Fake root"
+        from . import _fakeroot
+        for name in _fakeroot.traps():
+            traps[name] = None
     return {name: trap for name, trap in traps.items() if name in table}
 
 
@@ -280,12 +284,18 @@ class Handler(NamedTuple):
 Step = Callable[..., None]
 
 
-def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False) -> Dict[int, Handler]:
-    """Syscall number -> compiled handler, for exactly the trapped names."""
+def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False,
+                 fake: bool = False) -> Dict[int, Handler]:
+    """Syscall number -> compiled handler, for exactly the trapped names (fake: the rows
+    of _fakeroot replace or add theirs, README "Fake root")."""
     table = _syscalls.table(arch)
     out = {}
+    fake_rows: Dict[str, Row] = {}
+    if fake:
+        from . import _fakeroot
+        fake_rows = {name: Row(op, layout, fixed) for name, (op, layout, fixed) in _fakeroot.rows().items()}
     for name in traps:
-        row = root_rows()[name] if root and name in ROOT_NAMES else ROWS[name]
+        row = fake_rows.get(name) or (root_rows()[name] if root and name in ROOT_NAMES else ROWS[name])
         out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
     return out
 

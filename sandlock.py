@@ -308,7 +308,7 @@ LABELS = {
     "chroot": "--root", "fs_mount": "--fs-mount", "workdir": "--workdir", "on_exit": "--on-exit",
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
-    "net_deny_bind": "--net-deny-bind",
+    "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
 }
 
 
@@ -340,6 +340,9 @@ def _parser():  # type: ignore[no-untyped-def]
                     help="emulated root: the command sees DIR as / (paths of -r/-w/--fs-deny/--cwd are inside it)")
     fs.add_argument("--fs-mount", action="append", default=[], metavar="VIRT:HOST[:ro]",
                     help="with --root: show host directory HOST at VIRT (writable unless :ro; repeatable)")
+    fs.add_argument("--fake-root", action="store_true",
+                    help="with --root: the command is uid 0 over the root's files; owners, modes and "
+                         "device nodes it sets are recorded next to the root, never made real")
     cow = p.add_argument_group("copy-on-write workdir")
     cow.add_argument("--workdir", metavar="DIR",
                      help="writes under DIR go to a private upper layer, applied at the end (see --on-exit)")
@@ -391,7 +394,7 @@ def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
-                                  default_view=not ns.no_default_view,
+                                  default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
                                   net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
