@@ -173,8 +173,8 @@ def test_a_record_emptied_by_the_command_is_read_again(who, bbroot: Path) -> Non
 
 
 def test_past_record_max_inodes_chown_fails_with_edquot(tmp_path: Path) -> None:
-    import _fakeroot
-    import _syscalls
+    from sandlock import _fakeroot
+    from sandlock import _syscalls
     hot = _syscalls.HotCalls()
     owners = _fakeroot.Owners(os.open(tmp_path, os.O_RDONLY), os.stat(tmp_path).st_dev, os.getuid(), os.getgid())
     old = _fakeroot.RECORD_MAX
@@ -198,8 +198,8 @@ def test_past_record_max_inodes_chown_fails_with_edquot(tmp_path: Path) -> None:
 
 
 def test_two_runs_saving_the_same_record_keep_both_changes(tmp_path: Path) -> None:
-    import _fakeroot
-    import _syscalls
+    from sandlock import _fakeroot
+    from sandlock import _syscalls
     hot = _syscalls.HotCalls()
     root = tmp_path / "root"
     root.mkdir()
