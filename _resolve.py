@@ -28,7 +28,7 @@ import re
 import stat
 import sys
 import threading
-from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -37,6 +37,9 @@ from . import _scratch
 from . import _structs as S
 from . import _syscalls
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
+
+if TYPE_CHECKING:
+    from . import _fakeroot
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
@@ -269,7 +272,7 @@ class Devices:
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
-    fake = None  # _fakeroot.Owners with --fake-root (README "Fake root")
+    fake: Optional["_fakeroot.Owners"] = None  # with --fake-root (README "Fake root")
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
