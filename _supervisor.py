@@ -752,6 +752,7 @@ class Watch:
         self._pending_input = memoryview(input or b"")
         self._fds: List[int] = []           # the run's fds (an input pipe is closed when written)
         self._wakeup: Optional[Tuple[int, int, Dict[int, Any], int]] = None
+        self.command_pidfd = -1             # the command's first process, once started (Session._start)
         self._deadline: Optional[float] = None
         self._next_memory_poll: Optional[float] = None
         self._next_disk_poll: Optional[float] = None
@@ -831,7 +832,8 @@ class Watch:
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         previous: Dict[int, Any] = {}
         ignore = (signal.SIGINT, signal.SIGQUIT) if not self.own_group else ()
-        for signum in FORWARDED:
+        # in the command's process group, Ctrl-Z stops sandlock once the command is (_stop_after)
+        for signum in FORWARDED + ((signal.SIGTSTP,) if not self.own_group else ()):
             previous[signum] = signal.signal(signum, signal.SIG_IGN if signum in ignore else _noop)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self._wakeup = (r, w, previous, old_fd)
@@ -846,6 +848,22 @@ class Watch:
         signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
         os.close(w)
+
+    def _stop_after(self) -> None:
+        """Ctrl-Z with the command in sandlock's process group (README "Terminal"): the
+        terminal sent SIGTSTP to both, and the shell shows its prompt once sandlock, its
+        job, stops.  sandlock stops only after the command's first process has, as a
+        shell's own job would: stopping first, it let the prompt come back while the
+        command could still read, before its stop, what was typed at that prompt.  A
+        command that does not stop on SIGTSTP (it ignores or handles it) leaves sandlock
+        running, as the shell's job would be; at most SUSPEND_WAIT is spent waiting."""
+        if self.command_pidfd >= 0:
+            deadline = time.monotonic() + SUSPEND_WAIT
+            while not _stopped_or_gone(self.command_pidfd) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if not _stopped_or_gone(self.command_pidfd):
+                return
+        os.kill(os.getpid(), signal.SIGSTOP)
 
     # --- the loop and its timers ---------------------------------------------------------------
 
@@ -994,7 +1012,9 @@ class Watch:
         except BlockingIOError:
             return
         for signum in data:
-            if self.own_group:
+            if signum == signal.SIGTSTP and not self.own_group:
+                self._stop_after()
+            elif self.own_group:
                 try:
                     os.killpg(self.stub, signum)
                     if signum in ENDING:  # a stopped command gets it too, as kill(1) does for jobs
@@ -1094,6 +1114,8 @@ class Session:
             self.notifier.close()
             if self.stub_pidfd >= 0:
                 _close(self.stub_pidfd)
+            if self.watch is not None and self.watch.command_pidfd >= 0:
+                _close(self.watch.command_pidfd)
 
     def clean_up(self) -> None:
         """Remove this run's directories (its anchors, /dev/shm and discarded upper layer).
@@ -1196,8 +1218,10 @@ class Session:
         pidfd = os.pidfd_open(pid)
         try:
             listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
-        finally:
+        except BaseException:
             os.close(pidfd)
+            raise
+        watch.command_pidfd = pidfd  # closed at the end of run()
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")
         self.notifier.start()
@@ -1333,6 +1357,31 @@ def _hung_up(poller: "select.poll") -> bool:
 
 def _noop(signum: int, frame: object) -> None:
     pass
+
+
+SUSPEND_WAIT = 3.0  # seconds Ctrl-Z waits for the command to stop (Watch._stop_after)
+
+
+def _stopped_or_gone(pidfd: int) -> bool:
+    """Is the process of `pidfd` stopped (state T or t), or no longer running at all?
+    The pidfd makes the pid's /proc entry its own: read, then checked still alive."""
+    try:
+        pid = _pidfd_pid(pidfd)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        return True
+    if select.select([pidfd], [], [], 0)[0]:
+        return True  # it exited: the pid may be another process's now
+    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] in (b"T", b"t", b"Z", b"X")
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"Pid:"):
+                return int(line.split()[1])
+    raise ValueError("no Pid in the pidfd's fdinfo")
 
 
 def _close(fd: int) -> None:

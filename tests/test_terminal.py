@@ -126,3 +126,41 @@ def test_a_foreground_sandbox_reads_the_terminal_and_ctrl_z_fg_resume_it(shell: 
     shell.expect("GOT-two")
     shell.send("echo rc=$?\n")
     shell.expect("rc=0")
+
+
+# A command slow to stop on Ctrl-Z (as vim is: it handles SIGTSTP, then stops itself), with
+# a read of the terminal under way meanwhile: whatever is typed before it stops is its.
+SLOW_TO_STOP = r"""
+import os, signal, sys
+class Late(Exception): pass
+def alarm(*_): raise Late()
+def tstp(*_):
+    signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        print("STOLEN:" + os.read(0, 100).decode().strip(), flush=True)
+    except Late:
+        pass
+    os.kill(os.getpid(), signal.SIGSTOP)
+signal.signal(signal.SIGTSTP, tstp)
+print("READY", flush=True)
+print("GOT-" + sys.stdin.readline().strip(), flush=True)
+"""
+
+
+def test_ctrl_z_gives_the_prompt_back_only_once_the_command_has_stopped(shell: Shell) -> None:
+    """What is typed at the prompt after Ctrl-Z goes to the shell, as with a bare command:
+    sandlock, the shell's job, stops after the command, not before it (README "Terminal")."""
+    shell.send(f"{shell.python} -m sandlock -- {SYSTEM_PYTHON} -c '{SLOW_TO_STOP}'\n")
+    shell.expect("\nREADY")
+    shell.send("\x1a")
+    shell.expect("Stopped")
+    shell.expect("PROMPT\\$ ")
+    shell.send("echo MINE-$((6*7))\n")
+    out = shell.expect("MINE-42|STOLEN:[^\n]*")
+    assert out == "MINE-42", f"the command read what was typed at the shell's prompt: {out!r}"
+    shell.expect("PROMPT\\$ ")
+    shell.send("fg\n")
+    time.sleep(0.5)
+    shell.send("line\n")
+    shell.expect("GOT-line")
