@@ -35,6 +35,7 @@ import os
 import socket
 import struct
 import threading
+from _socket import socket as _c_socket  # the C type under socket.socket
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -57,9 +58,9 @@ DNS_PORT = 53
 
 def protocol_of(sock: socket.socket) -> str:
     """'tcp', 'udp' or 'icmp': what the socket really is (asked of the kernel on our duplicate,
-    never taken from the command); EACCES for anything else (the filter lets nothing else be made)."""
-    kind = sock.getsockopt(SOL_SOCKET_, SO_TYPE)
-    proto = sock.getsockopt(SOL_SOCKET_, SO_PROTOCOL)
+    never taken from the command: socket(fileno=) reads SO_DOMAIN, SO_TYPE and SO_PROTOCOL,
+    see _socket); EACCES for anything else (the filter lets nothing else be made)."""
+    kind, proto = sock.type, sock.proto
     if kind == socket.SOCK_STREAM and proto == IPPROTO_TCP:
         return "tcp"
     if kind == socket.SOCK_DGRAM and proto == IPPROTO_UDP:
@@ -124,8 +125,7 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
             raise OSError(errno.EACCES, "the network policy allows no network")
         packed, port = where
-        ip = _netpolicy.unmap(_netpolicy.ip_from_packed(packed))
-        if not rules.allows(proto, ip, port, ctx.net_names(ip)):
+        if not rules.allows_packed(proto, packed, port, ctx.net_names):
             raise OSError(errno.EACCES, "the network policy does not allow this destination")
     return None
 
@@ -249,10 +249,13 @@ def do_connect(ctx: Context, call: Call) -> Reply:
 
 
 def _socket(ctx: Context, call: Call) -> socket.socket:
-    """A socket object around a private duplicate of the tracee's fd call.fd."""
+    """A socket object around a private duplicate of the tracee's fd call.fd (its family,
+    type and protocol asked of the kernel: SO_DOMAIN, SO_TYPE, SO_PROTOCOL)."""
     dup = ctx.tracees.getfd(call.tid, call.fd)
     try:
-        return socket.socket(fileno=dup)
+        # the C type under socket.socket: its family, type and proto are plain ints
+        # (socket.socket's properties convert them to enums, ~1 us each, per call)
+        return _c_socket(fileno=dup)  # type: ignore[return-value]
     except OSError as exc:
         os.close(dup)
         raise OSError(errno.ENOTSOCK if exc.errno in (errno.ENOTSOCK, errno.EBADF) else exc.errno,

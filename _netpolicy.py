@@ -24,7 +24,7 @@ Nothing here makes a syscall; the module is imported by the policy check.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -290,22 +290,27 @@ def network_allowed(policy: object) -> bool:
     return bool(getattr(policy, "net_allow", ()) or getattr(policy, "net_deny", ()))
 
 
+VERDICTS = 4096  # destinations whose verdict NetRules keeps (a few hundred KiB at most)
+
+
 class NetRules:
     """The policy's network rules, parsed once; immutable, shared by threads."""
 
-    __slots__ = ("allow", "deny", "bind_allow", "bind_deny", "hostname_rules")
+    __slots__ = ("allow", "deny", "bind_allow", "bind_deny", "hostname_rules", "_verdicts")
     allow: Tuple[Rule, ...]
     deny: Tuple[Rule, ...]
     bind_allow: Tuple[Tuple[FrozenSet[str], Ports], ...]
     bind_deny: Tuple[Tuple[FrozenSet[str], Ports], ...]
     hostname_rules: Tuple[Rule, ...]   # the allow rules that name a host
+    _verdicts: Dict[Tuple[str, bytes, int], bool]  # (protocol, packed address, port) -> allowed
 
     def __init__(self, allow: Tuple[Rule, ...], deny: Tuple[Rule, ...],
                  bind_allow: Tuple[Tuple[FrozenSet[str], Ports], ...],
                  bind_deny: Tuple[Tuple[FrozenSet[str], Ports], ...]) -> None:
         for name, value in (("allow", allow), ("deny", deny), ("bind_allow", bind_allow),
                             ("bind_deny", bind_deny),
-                            ("hostname_rules", tuple(r for r in allow if r.host is not None))):
+                            ("hostname_rules", tuple(r for r in allow if r.host is not None)),
+                            ("_verdicts", {})):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -351,6 +356,28 @@ class NetRules:
         names = tuple(names) if self.hostname_rules else ()
         return all(any(proto in rule.protos and rule.matches_port(proto, port)
                        and rule.matches_target(ips, names) for rule in self.allow) for ips in targets)
+
+    def allows_packed(self, proto: str, packed: bytes, port: int,
+                      names_of: Callable[[IP], Iterable[str]] = lambda ip: ()) -> bool:
+        """allows() for the address `packed` (4 or 16 bytes in network order, as the kernel
+        will read it); names_of(ip): the hostnames ip was learned for, asked only when a
+        hostname rule could decide.  Verdicts that hold whatever was learned are kept (at
+        most VERDICTS, then forgotten at once): the rules never change, and learned names
+        only ever add to what an allow list allows (a deny list names addresses only), so
+        an allowed address stays allowed and, without hostname rules, a refused one stays
+        refused.  This spares the per-call parsing into ipaddress objects and matching."""
+        key = (proto, packed, port)
+        verdict = self._verdicts.get(key)
+        if verdict is not None:
+            return verdict
+        ip = unmap(ip_from_packed(packed))
+        verdict = self.allows(proto, ip, port, ())
+        if verdict or not self.hostname_rules:
+            if len(self._verdicts) >= VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+            return verdict
+        return self.allows(proto, ip, port, names_of(ip))
 
     def allows_name(self, name: str) -> bool:
         """Could some rule match the hostname `name` (or is every destination allowed)?"""

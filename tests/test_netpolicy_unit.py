@@ -217,3 +217,43 @@ def test_the_cli_refuses_a_bad_spec_with_exit_125_and_one_line(tmp_path):
     both = subprocess.run([sys.executable, str(ROOT / "sandlock.py"), "--net-allow", "192.0.2.1",
                            "--net-deny", "10.0.0.0/8", "--", "true"], capture_output=True, text=True)
     assert both.returncode == 125 and "--net-allow and --net-deny exclude each other" in both.stderr
+
+
+# --- kept verdicts (NetRules.allows_packed, the per-connect path) ---------------------------------
+
+def packed(ip: str) -> bytes:
+    return ip_address(ip).packed
+
+
+@pytest.mark.parametrize("policy", [
+    dict(net_allow=["tcp://127.0.0.1:80,443", "udp://10.0.0.0/8:53", "[::1]:8080"]),
+    dict(net_deny=["192.0.2.0/24", "127.0.0.2"]),
+])
+def test_a_kept_verdict_is_the_verdict_of_the_rules_every_time_it_is_asked(policy):
+    r = rules(**policy)
+    cases = [(proto, ip, port) for proto in ("tcp", "udp", "icmp")
+             for ip in ("127.0.0.1", "127.0.0.2", "10.1.2.3", "192.0.2.7", "::1", "::ffff:127.0.0.1", "0.0.0.0")
+             for port in (53, 80, 443, 8080)]
+    for _ in range(3):  # first asked, then kept
+        for proto, ip, port in cases:
+            assert r.allows_packed(proto, packed(ip), port) == allows(r, proto, ip, port), (proto, ip, port)
+
+
+def test_an_address_refused_before_its_name_was_learned_is_allowed_once_it_is():
+    r = rules(net_allow=["tcp://api.example.com:443"])
+    learned = {}
+    names_of = lambda ip: learned.get(str(ip), ())  # noqa: E731
+    assert not r.allows_packed("tcp", packed("192.0.2.10"), 443, names_of)
+    learned["192.0.2.10"] = ("api.example.com",)
+    assert r.allows_packed("tcp", packed("192.0.2.10"), 443, names_of)
+    assert not r.allows_packed("tcp", packed("192.0.2.10"), 80, names_of)   # not a port of the rule
+    learned.clear()  # the answer's lifetime is over: refused again
+    assert not r.allows_packed("tcp", packed("192.0.2.10"), 443, names_of)
+
+
+def test_the_kept_verdicts_are_bounded():
+    r = rules(net_allow=["tcp://10.0.0.0/8"])
+    for n in range(NP.VERDICTS + 500):
+        assert r.allows_packed("tcp", (10 << 24 | n).to_bytes(4, "big"), 80)
+        assert len(r._verdicts) <= NP.VERDICTS
+    assert not r.allows_packed("tcp", packed("11.0.0.1"), 80)
