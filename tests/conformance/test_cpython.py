@@ -1,0 +1,195 @@
+"""Conformance: CPython's own regression tests give in sandlock's emulated root what they give in a chroot.
+
+The Debian root of tests/rootfs.py with CPython's test suite installed
+(``debian_testsuite_rootfs``) is copied afresh for every run, then
+``python3 -m test`` (regrtest) runs MODULES in it four ways, in one pytest run:
+
+- as root: a bare ``chroot COPY`` (``/proc`` and ``/dev`` bind-mounted, in a
+  private mount namespace so nothing stays mounted) against
+  ``sandlock --root COPY -w /``;
+- as the unprivileged ``sandlock-test`` user: the same chroot entered as that
+  user (``setpriv`` inside it: chroot itself needs CAP_SYS_CHROOT) against
+  ``sandlock --root COPY -w /tmp`` started by that user.
+
+The command's environment is the same in both (``env -i`` with a fixed
+PATH/HOME/LANG); sandlock is given the network a chroot has (``--net-allow
+'*' --net-allow-bind '*'``: regrtest without ``-u`` only uses loopback).
+Results come per test id from regrtest's ``--junit-xml``: passed, skipped or
+failed (errors count as failed); a test id missing from one run (a module that
+crashed) is an outcome too.  Any test id whose outcome under sandlock differs
+from the chroot's fails the test, by name — unless EXPECTED names it with the
+reason it differs today, and then it must still differ (an entry that stops
+differing fails too, so the list cannot rot).  Test ids that are flaky in a
+chroot as well are not run at all (FLAKY, each with its reason).
+
+This is its own CI stage (``.ci/run``): ``pytest tests`` does not collect
+this directory (``norecursedirs`` in pyproject.toml); run it with
+``python3 -m pytest -q tests/conformance`` (README "Tests"), one module while
+working with ``SANDLOCK_CONFORMANCE_MODULES=test_os``.  It takes about
+N minutes on a 2-core VM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+import rootfs
+from conftest import IS_ROOT, REPO, Who, build_fixture
+
+ALL_MODULES = ["test_os", "test_posix", "test_shutil", "test_tempfile", "test_pathlib", "test_glob",
+           "test_tarfile", "test_zipfile", "test_subprocess", "test_importlib", "test_socket",
+           "test_signal", "test_select", "test_mmap", "test_pty"]
+# SANDLOCK_CONFORMANCE_MODULES="test_os test_glob" runs only those (while working on one).
+MODULES = os.environ.get("SANDLOCK_CONFORMANCE_MODULES", "").split() or ALL_MODULES
+
+# regrtest's own knobs: two workers (one per core of the CI VM), a module that
+# hangs is killed (--timeout is per test case; the worker gets 1.5x of it).
+WORKERS = 2
+CASE_TIMEOUT = 300
+RUN_TIMEOUT = 1500
+
+# Test ids (glob patterns, as regrtest's --ignorefile takes them) that are not
+# run in any mode: they are flaky in a bare chroot too.
+FLAKY: Dict[str, str] = {
+}
+
+# (identity, test id) -> why sandlock differs from the chroot there today.
+EXPECTED: Dict[Tuple[str, str], str] = {
+}
+
+Outcome = str  # "passed", "skipped", "failed", or "missing" (absent from the run)
+
+
+def parse_junit(path: Path) -> Dict[str, Outcome]:
+    """Test id -> outcome, from regrtest's --junit-xml file."""
+    results: Dict[str, Outcome] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        tags = {child.tag for child in case}
+        if tags & {"failure", "error"}:
+            outcome = "failed"
+        elif "skipped" in tags:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        name = case.get("name", "")
+        # a test id can appear twice (subTests, a setUpClass error): the worst counts
+        if results.get(name) != "failed":
+            results[name] = outcome
+    return results
+
+
+def _copy_root(base: Path, where: Path) -> Path:
+    """A private copy of the root: the runs write into it (-w / as root)."""
+    copy = Path(tempfile.mkdtemp(prefix="root-", dir=where))
+    copy.chmod(0o755)
+    subprocess.run(["cp", "-a", f"{base}/.", str(copy)], check=True)
+    return copy
+
+
+def _remove_root(copy: Path) -> None:
+    subprocess.run(["rm", "-rf", "--one-file-system", str(copy)], check=False)
+
+
+class Runner:
+    """Runs regrtest in a fresh copy of the root, in a chroot or under sandlock, as one identity."""
+
+    def __init__(self, base: Path, where: Path, who: Who, ignorefile: Path) -> None:
+        self.base = base
+        self.where = where
+        self.who = who
+        self.ignorefile = ignorefile
+
+    def inner(self) -> List[str]:
+        home = "/" if self.who.is_user else "/root"  # sandlock: the passwd entry's home, else /
+        regrtest = (f"cd /tmp && exec python3 -m test -j{WORKERS} --timeout {CASE_TIMEOUT} "
+                    f"--ignorefile /tmp/flaky.txt --junit-xml /tmp/junit.xml {' '.join(MODULES)}")
+        return ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"HOME={home}", "LANG=C.UTF-8", "/bin/sh", "-c", regrtest]
+
+    def run(self, mode: str) -> Tuple[Dict[str, Outcome], str, float]:
+        copy = _copy_root(self.base, self.where)
+        try:
+            shutil.copyfile(self.ignorefile, copy / "tmp" / "flaky.txt")
+            (copy / "tmp" / "flaky.txt").chmod(0o644)
+            start = time.monotonic()
+            if mode == "chroot":
+                done = self._chroot(copy)
+            else:
+                done = self._sandlock(copy)
+            elapsed = time.monotonic() - start
+            log = done.stdout + done.stderr
+            junit = copy / "tmp" / "junit.xml"
+            assert junit.is_file(), (f"{mode} as {self.who.name}: regrtest wrote no junit file "
+                                     f"(exit {done.returncode}):\n{log[-4000:]}")
+            return parse_junit(junit), log, elapsed
+        finally:
+            _remove_root(copy)
+
+    def _chroot(self, copy: Path) -> subprocess.CompletedProcess:
+        inner = self.inner()
+        if self.who.is_user:
+            inner = ["/usr/bin/setpriv", f"--reuid={self.who.uid}", f"--regid={self.who.gid}",
+                     "--clear-groups", "--", *inner]
+        script = 'mount --rbind /dev "$0/dev" && mount --bind /proc "$0/proc" && exec chroot "$0" "$@"'
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                               str(copy), *inner], capture_output=True, text=True, errors="replace",
+                              timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
+
+    def _sandlock(self, copy: Path) -> subprocess.CompletedProcess:
+        write = "/tmp" if self.who.is_user else "/"
+        return self.who.run(["--root", str(copy), "-w", write, "--net-allow", "*", "--net-allow-bind", "*",
+                             "--", *self.inner()], timeout=RUN_TIMEOUT)
+
+
+def differences(chroot: Dict[str, Outcome], sandlock: Dict[str, Outcome]) -> Dict[str, Tuple[Outcome, Outcome]]:
+    """Test id -> (chroot outcome, sandlock outcome) where they are not the same."""
+    ids = set(chroot) | set(sandlock)
+    return {i: (chroot.get(i, "missing"), sandlock.get(i, "missing")) for i in sorted(ids)
+            if chroot.get(i, "missing") != sandlock.get(i, "missing")}
+
+
+def _counts(results: Dict[str, Outcome]) -> str:
+    return ", ".join(f"{k} {sum(1 for v in results.values() if v == k)}" for k in ("passed", "skipped", "failed"))
+
+
+@pytest.fixture(scope="module")
+def testsuite_root() -> Path:
+    return build_fixture(rootfs.debian_testsuite_rootfs)
+
+
+def test_cpython_regression_tests_give_the_chroot_results_under_sandlock(
+        who: Who, testsuite_root: Path, session_dir: Path) -> None:
+    if not IS_ROOT:
+        pytest.skip("the chroot baseline needs root (chroot, mount)")
+    ignorefile = session_dir / "flaky.txt"
+    ignorefile.write_text("".join(f"{pattern}\n" for pattern in FLAKY))
+    runner = Runner(testsuite_root, session_dir, who, ignorefile)
+    chroot, chroot_log, chroot_time = runner.run("chroot")
+    sandlock, sandlock_log, sandlock_time = runner.run("sandlock")
+    print(f"\n{who.name}: chroot {_counts(chroot)} in {chroot_time:.0f} s; "
+          f"sandlock {_counts(sandlock)} in {sandlock_time:.0f} s")
+
+    # The baseline itself ran every module (a module that crashed in both would compare nothing).
+    ran = {test_id.split(".")[1] for test_id in chroot if test_id.startswith("test.")}
+    assert not set(MODULES) - ran, f"modules with no result in the chroot: {sorted(set(MODULES) - ran)}\n" \
+                                   f"{chroot_log[-4000:]}"
+
+    found = differences(chroot, sandlock)
+    expected = {test_id: reason for (name, test_id), reason in EXPECTED.items()
+                if name == who.name and test_id.split(".")[1] in MODULES}
+    unexpected = {i: d for i, d in found.items() if i not in expected}
+    stale = sorted(set(expected) - set(found))
+    report = [f"  {i}: chroot {c}, sandlock {s}" for i, (c, s) in unexpected.items()]
+    report += [f"  {i}: expected to differ ({expected[i]}) but both {chroot.get(i, 'missing')}" for i in stale]
+    assert not report, (f"as {who.name}, sandlock --root differs from chroot in {len(unexpected)} test ids, "
+                        f"{len(stale)} EXPECTED entries no longer differ:\n" + "\n".join(report))
