@@ -297,6 +297,15 @@ class Resolver:
         os.close(self.root)
         self.devices.close()
 
+    def reported(self, st: "_syscalls.Stat") -> "_syscalls.Stat":
+        """The stat the command is given for an object whose kernel stat is st
+        (_rootfs.RootResolver: the emulated /dev's own device number)."""
+        return st
+
+    def reported_statx(self, st: "_syscalls.Stat", raw: bytes) -> bytes:
+        """reported() for the struct statx raw of the same object."""
+        return raw
+
     # -- bases ----------------------------------------------------------------------
 
     def base(self, call: Call, dirfd: int) -> int:
