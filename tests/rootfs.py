@@ -166,7 +166,8 @@ def debian_rootfs() -> Path:
     return _build_once(name, build)
 
 
-TESTSUITE_PACKAGES = ["libpython3.11-testsuite"]
+# netbase: /etc/services and /etc/protocols, which test_socket looks names up in
+TESTSUITE_PACKAGES = ["libpython3.11-testsuite", "netbase"]
 _TESTSUITE_VERSION = "v2"  # bump when debian_testsuite_rootfs's recipe changes
 # debootstrap writes no /etc/hosts; the socket tests bind "localhost".
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
