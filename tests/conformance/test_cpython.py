@@ -31,11 +31,11 @@ N minutes on a 2-core VM.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 import rootfs
-from conftest import IS_ROOT, REPO, Who, build_fixture
+from conftest import IS_ROOT, Who, build_fixture
 
 ALL_MODULES = ["test_os", "test_posix", "test_shutil", "test_tempfile", "test_pathlib", "test_glob",
            "test_tarfile", "test_zipfile", "test_subprocess", "test_importlib", "test_socket",
@@ -61,10 +61,53 @@ RUN_TIMEOUT = 1500
 # Test ids (glob patterns, as regrtest's --ignorefile takes them) that are not
 # run in any mode: they are flaky in a bare chroot too.
 FLAKY: Dict[str, str] = {
+    "test.test_socket.ThreadedVSOCKSocketStreamTest.*":
+        "on a VM, as root, its setUp waits in accept() for a client connecting to the VM's own "
+        "vsock CID that never arrives in a chroot either; regrtest kills the worker after "
+        "--timeout and the rest of test_socket has no result",
+    "test.test_socket.NetworkConnectionAttributesTest.testSourceAddress":
+        "binds a port find_unused_port() found free a moment before: another process "
+        "(the other worker, any test run on the machine) may take it in between",
 }
 
-# (identity, test id) -> why sandlock differs from the chroot there today.
+CAPS = ("sandlock runs root's command without capabilities (README \"What the sandbox allows\"); "
+        "a fake-root mode is issue 15 item 4")
+NO_DAC_OVERRIDE = ("the test skips itself for a root that may write anywhere (CAP_DAC_OVERRIDE); "
+                   "sandlock's root has no capabilities, so it runs and passes")
+UDPLITE = ("the network policy knows TCP, UDP and ICMP: a UDP-Lite socket is refused "
+           "(EPROTONOSUPPORT, README \"Network\")")
+SETID = "sandlock never lets a file or directory become set-id (README \"What the sandbox allows\")"
+ABSTRACT = ("abstract unix names live under a per-run prefix (README \"Locks and kernel pools\"): "
+            "a name of the full 107 bytes does not fit, EINVAL")
+
+# (identity, test id) -> why sandlock differs from the chroot there today.  An exact
+# id must still differ; a glob pattern (with *) must still match some differing id.
 EXPECTED: Dict[Tuple[str, str], str] = {
+    ("root", "test.test_os.ChownFileTests.test_chown_with_root"): CAPS + " (chown to another uid)",
+    ("root", "test.test_posix.PosixTester.test_chown"): CAPS + " (chown to another uid)",
+    ("root", "test.test_posix.PosixTester.test_fchown"): CAPS + " (chown to another uid)",
+    ("root", "test.test_posix.PosixTester.test_lchown"): CAPS + " (chown to another uid)",
+    ("root", "test.test_posix.PosixGroupsTester.test_initgroups"): CAPS + " (CAP_SETGID)",
+    ("root", "test.test_posix.PosixGroupsTester.test_setgroups"): CAPS + " (CAP_SETGID)",
+    **{("root", f"test.test_tarfile.{kind}MiscReadTest.{name}"):
+       CAPS + " (tarfile as euid 0 chowns every member to its owner first)"
+       for kind in ("", "Gzip", "Bz2", "Lzma")
+       for name in ("test_extract_directory", "test_extract_pathlike_name", "test_extractall",
+                    "test_extractall_pathlike_name")},
+    ("root", "test.test_shutil.TestCopy.test_copyxattr"): CAPS + " (can_xattr sets a trusted.* xattr)",
+    ("root", "test.test_shutil.TestCopy.test_copyxattr_symlinks"): CAPS + " (can_xattr sets a trusted.* xattr)",
+    ("root", "test.test_shutil.TestCopy.test_copy2_xattr"): CAPS + " (can_xattr sets a trusted.* xattr)",
+    ("root", "test.test_socket.GeneralModuleTests.test_sethostname"): CAPS + " (CAP_SYS_ADMIN)",
+    ("root", "test.test_shutil.TestRmTree.test_on_error"): NO_DAC_OVERRIDE,
+    ("root", "test.test_shutil.TestWhich.test_non_matching_mode"): NO_DAC_OVERRIDE,
+    ("root", "test.test_shutil.TestWhichBytes.test_non_matching_mode"): NO_DAC_OVERRIDE,
+    ("root", "test.test_tempfile.TestMkdtemp.test_read_only_directory"): NO_DAC_OVERRIDE,
+    ("root", "test.test_tempfile.TestMkstempInner.test_read_only_directory"): NO_DAC_OVERRIDE,
+    ("root", "test.test_socket.BasicVSOCKTest.*"):
+        "/dev/vsock is not in the emulated /dev (the test skips) and AF_VSOCK is refused (README \"Network\")",
+    **{(who, "test.test_os.MakedirTests.test_exist_ok_s_isgid_directory"): SETID for who in ("root", "user")},
+    **{(who, "test.test_socket.TestLinuxAbstractNamespace.testMaxName"): ABSTRACT for who in ("root", "user")},
+    **{(who, "test.test_socket.*UDPLITE*"): UDPLITE for who in ("root", "user")},
 }
 
 Outcome = str  # "passed", "skipped", "failed", or "missing" (absent from the run)
@@ -204,11 +247,15 @@ def test_cpython_regression_tests_give_the_chroot_results_under_sandlock(
     assert not missing, f"modules with no result under sandlock: {sorted(missing)}\n{sandlock_log[-6000:]}"
 
     found = differences(chroot, sandlock)
-    expected = {test_id: reason for (name, test_id), reason in EXPECTED.items()
-                if name == who.name and test_id.split(".")[1] in MODULES}
-    unexpected = {i: d for i, d in found.items() if i not in expected}
-    stale = sorted(set(expected) - set(found))
+    expected = {pattern: reason for (name, pattern), reason in EXPECTED.items()
+                if name == who.name and pattern.split(".")[1] in MODULES}
+    explained = {i for i in found if any(fnmatch.fnmatchcase(i, p) for p in expected)}
+    unexpected = {i: d for i, d in found.items() if i not in explained}
+    stale = [p for p in expected if not any(fnmatch.fnmatchcase(i, p) for i in found)]
     report = [f"  {i}: chroot {c}, sandlock {s}" for i, (c, s) in unexpected.items()]
-    report += [f"  {i}: expected to differ ({expected[i]}) but both {chroot.get(i, 'missing')}" for i in stale]
+    report += [f"  {p}: expected to differ ({expected[p]}) but "
+               + (f"both {chroot.get(p, 'missing')}" if "*" not in p else "no test id it matches differs")
+               for p in stale]
+    print(f"{who.name}: {len(found)} test ids differ, {len(explained)} of them in EXPECTED")
     assert not report, (f"as {who.name}, sandlock --root differs from chroot in {len(unexpected)} test ids, "
                         f"{len(stale)} EXPECTED entries no longer differ:\n" + "\n".join(report))
