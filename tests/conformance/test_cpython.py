@@ -252,13 +252,59 @@ def test_cpython_regression_tests_give_the_chroot_results_under_sandlock(
     found = differences(chroot, sandlock)
     expected = {pattern: reason for (name, pattern), reason in EXPECTED.items()
                 if name == who.name and pattern.split(".")[1] in MODULES}
-    explained = {i for i in found if any(fnmatch.fnmatchcase(i, p) for p in expected)}
-    unexpected = {i: d for i, d in found.items() if i not in explained}
+    report = judge(found, expected, chroot)
+    print(f"{who.name}: {len(found)} test ids differ, EXPECTED has {len(expected)} entries for {who.name}")
+    assert not report, f"as {who.name}, sandlock --root and chroot disagree:\n" + "\n".join(report)
+
+
+def judge(found: Dict[str, Tuple[Outcome, Outcome]], expected: Dict[str, str],
+          chroot: Dict[str, Outcome]) -> List[str]:
+    """One line per difference no EXPECTED pattern explains, and per pattern nothing differs for."""
+    unexpected = {i: d for i, d in found.items() if not any(fnmatch.fnmatchcase(i, p) for p in expected)}
     stale = [p for p in expected if not any(fnmatch.fnmatchcase(i, p) for i in found)]
     report = [f"  {i}: chroot {c}, sandlock {s}" for i, (c, s) in unexpected.items()]
     report += [f"  {p}: expected to differ ({expected[p]}) but "
                + (f"both {chroot.get(p, 'missing')}" if "*" not in p else "no test id it matches differs")
                for p in stale]
-    print(f"{who.name}: {len(found)} test ids differ, {len(explained)} of them in EXPECTED")
-    assert not report, (f"as {who.name}, sandlock --root differs from chroot in {len(unexpected)} test ids, "
-                        f"{len(stale)} EXPECTED entries no longer differ:\n" + "\n".join(report))
+    return report
+
+
+VERBOSE_SAMPLE = """\
+0:00:01 load avg: 1.0 [ 1/2] test_x passed
+test_a (test.test_x.T.test_a) ... ok
+test_b (test.test_x.T.test_b) ... printed by the test
+more output
+ERROR
+test_c (test.test_x.T.test_c)
+The docstring's first line. ... skipped 'no foo'
+test_d (test.test_x.T.test_d) ... skipped "can't"
+  test_e (test.test_x.T.test_e) (i=1) ... FAIL
+  test_e (test.test_x.T.test_e) (i=2) ... ok
+test_f (test.test_x.T.test_f) ... expected failure
+setUpClass (test.test_x.U) ... skipped 'no bar'
+test.test_x.w (unittest.loader.ModuleSkipped.test.test_x.w) ... skipped 'no winreg'
+FAIL: test_e (test.test_x.T.test_e) (i=1)
+"""
+
+
+def test_regrtest_verbose_lines_give_one_outcome_per_test_id() -> None:
+    assert parse_verbose(VERBOSE_SAMPLE) == {
+        "test.test_x.T.test_a": "passed", "test.test_x.T.test_b": "failed", "test.test_x.T.test_c": "skipped",
+        "test.test_x.T.test_d": "skipped", "test.test_x.T.test_e": "failed", "test.test_x.T.test_f": "passed",
+        "test.test_x.U.setUpClass": "skipped", "unittest.loader.ModuleSkipped.test.test_x.w": "skipped"}
+
+
+def test_a_difference_fails_unless_expected_and_an_expected_entry_that_no_longer_differs_fails() -> None:
+    chroot = {"test.m.A.a": "passed", "test.m.A.b": "passed", "test.m.UDPLITE.c": "passed", "test.m.A.d": "passed"}
+    sandlock = {"test.m.A.a": "failed", "test.m.A.b": "passed", "test.m.UDPLITE.c": "failed"}
+    found = differences(chroot, sandlock)
+    assert found == {"test.m.A.a": ("passed", "failed"), "test.m.UDPLITE.c": ("passed", "failed"),
+                     "test.m.A.d": ("passed", "missing")}
+    everything = {"test.m.A.a": "r", "test.m.*UDPLITE*": "r", "test.m.A.d": "r"}
+    assert judge(found, everything, chroot) == []
+    assert judge(found, {"test.m.*UDPLITE*": "r", "test.m.A.d": "r"}, chroot) == [
+        "  test.m.A.a: chroot passed, sandlock failed"]
+    assert judge(found, {**everything, "test.m.A.b": "why"}, chroot) == [
+        "  test.m.A.b: expected to differ (why) but both passed"]
+    assert judge(found, {**everything, "test.m.*NOPE*": "why"}, chroot) == [
+        "  test.m.*NOPE*: expected to differ (why) but no test id it matches differs"]
