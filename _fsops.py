@@ -141,7 +141,7 @@ def do_stat(ctx: Context, call: Call) -> Reply:
         fd = ctx.tracees.getfd(call.tid, call.dirfd)
         try:
             if not _is_o_path(fd):
-                write_mem(ctx.tracees, call.tid, call.ptr, ctx.hot.fstat(fd).raw)
+                write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(ctx.hot.fstat(fd)).raw)
                 return Value(0)
         finally:
             os.close(fd)
@@ -154,11 +154,11 @@ def do_stat(ctx: Context, call: Call) -> Reply:
             finally:
                 os.close(fd)
             ctx.resolver.rules.check(path, "meta")
-            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+            write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
             return Value(0)
     fd, st = _object(ctx, call, "meta")
     os.close(fd)
-    write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+    write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
     return Value(0)
 
 
@@ -176,8 +176,9 @@ def do_statx(ctx: Context, call: Call) -> Reply:
     _check_flags(call, STAT_FLAGS)
     if call.flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or call.mask & STATX__RESERVED:
         return Errno(errno.EINVAL)
-    fd, _ = _object(ctx, call, "meta")
-    return _write_back(ctx, call, fd, lambda f: _syscalls.statx(f, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask))
+    fd, st = _object(ctx, call, "meta")
+    return _write_back(ctx, call, fd, lambda f: ctx.resolver.reported_statx(
+        st, _syscalls.statx(f, b"", AT_EMPTY_PATH | (call.flags & 0x6000), call.mask)))
 
 
 def do_statfs(ctx: Context, call: Call) -> Reply:

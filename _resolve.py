@@ -319,6 +319,15 @@ class Resolver:
         kernel opens it after the supervisor decided, _fsops._open_path_only)."""
         return flags
 
+    def reported(self, st: "_syscalls.Stat") -> "_syscalls.Stat":
+        """The stat the command is given for an object whose kernel stat is st
+        (_rootfs.RootResolver: the emulated /dev's own device number)."""
+        return st
+
+    def reported_statx(self, st: "_syscalls.Stat", raw: bytes) -> bytes:
+        """reported() for the struct statx raw of the same object."""
+        return raw
+
     # -- bases ----------------------------------------------------------------------
 
     def base(self, call: Call, dirfd: int) -> int:

@@ -33,6 +33,7 @@ import os
 import posixpath
 import re
 import stat
+import struct
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -469,6 +470,13 @@ class RootResolver(Resolver):
         self.shm_fd = os.open(shm, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_fd = os.open(dev, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dev_host = os.fsencode(dev)
+        # The emulated /dev is a filesystem of its own, as /dev bind-mounted into a
+        # chroot is (`find / -xdev` stays out): the scratch directory and the links
+        # in it report the host /dev's device number, that of the nodes shown there.
+        dev_st = os.fstat(self.dev_fd)
+        self._dev_scratch = dev_st.st_dev
+        self._dev_inodes = frozenset([dev_st.st_ino] + [os.lstat(e.path).st_ino for e in os.scandir(dev)])
+        self._dev_number = os.stat("/dev").st_dev
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
         # pid -> (our name, the original) to put back in its argv (_rootops.fix_argv)
@@ -525,6 +533,18 @@ class RootResolver(Resolver):
             os.close(top)
         os.close(fd)
         return fresh
+
+    def reported(self, st: _syscalls.Stat) -> _syscalls.Stat:
+        if st.dev != self._dev_scratch or st.ino not in self._dev_inodes:
+            return st
+        return _syscalls.Stat(self._dev_number, st.ino, st.mode,
+                              struct.pack("Q", self._dev_number) + st.raw[8:])  # st_dev leads struct stat
+
+    def reported_statx(self, st: _syscalls.Stat, raw: bytes) -> bytes:
+        """reported() for a struct statx (stx_dev_major and _minor at offset 136)."""
+        if st.dev != self._dev_scratch or st.ino not in self._dev_inodes:
+            return raw
+        return raw[:136] + struct.pack("II", os.major(self._dev_number), os.minor(self._dev_number)) + raw[144:]
 
     def check(self, fd: int, name: Optional[bytes], need: str, st=None) -> None:
         if (need != "write" and self._all_readable and name is not None
@@ -691,8 +711,8 @@ class RootResolver(Resolver):
         base = self.tracees.getfd(call.tid, dirfd)
         try:
             top = d_path(base)
-            if not self._fast_below(top):
-                return None
+            if not self._fast_below(top) or (top == self.root_host and name in (b"dev", b"proc")):
+                return None  # (the emulated /dev and /proc, not the root's own directories)
             if not self._all_readable or b"/.sandlock-" in top or name.startswith(b".sandlock-"):
                 self.rules.check(top.rstrip(b"/") + b"/" + name, "meta")
             return self.hot.fstatat(base, name, 0x100)  # AT_SYMLINK_NOFOLLOW

@@ -245,7 +245,7 @@ def do_fstatat(ctx: Context, call: Call) -> Reply:
         _check_flags(call, STAT_FLAGS)
         st = ctx.resolver.stat_entry(call, call.dirfd, path)
         if st is not None:
-            write_mem(ctx.tracees, call.tid, call.ptr, st.raw)
+            write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
             return Value(0)
     return do_stat(ctx, call)
 

@@ -9,6 +9,8 @@ never looks finished and two test processes never build the same thing twice.
 
 - ``debian_rootfs()``: Debian bookworm minbase + python3, procps (debootstrap,
   from the mirror apt on this machine uses); takes a minute or two the first time;
+- ``debian_testsuite_rootfs()``: a copy of ``debian_rootfs()`` with CPython's
+  regression tests (Debian's libpython3.11-testsuite, apt-get in a chroot);
 - ``busybox_rootfs()``: /bin/busybox of busybox-static plus one symlink per applet;
 - ``musl_programs()``: tests/progs/legacy.c (static) and hello_musl.c (dynamic,
   interpreter /lib/ld-musl-x86_64.so.1) compiled with musl-gcc.
@@ -160,6 +162,54 @@ def debian_rootfs() -> Path:
         if rc != 0:
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{' '.join(cmd)} failed with status {rc}:\n{tail}")
+
+    return _build_once(name, build)
+
+
+# netbase: /etc/services and /etc/protocols, which test_socket looks names up in
+TESTSUITE_PACKAGES = ["libpython3.11-testsuite", "netbase"]
+_TESTSUITE_VERSION = "v2"  # bump when debian_testsuite_rootfs's recipe changes
+# debootstrap writes no /etc/hosts; the socket tests bind "localhost".
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def debian_testsuite_rootfs() -> Path:
+    """``debian_rootfs()`` plus CPython's own regression tests (``python3 -m test``).
+
+    Derived from a copy of the shared Debian root (never changed in place): its
+    apt, pointed at the same mirror debootstrap used, installs
+    TESTSUITE_PACKAGES in a chroot, so the test suite matches the root's
+    python3.11 exactly; /etc/hosts names localhost.  Needs root and the network, the first time only.
+    """
+    base = debian_rootfs()
+    name = f"{base.name}+{'+'.join(TESTSUITE_PACKAGES)}-{_TESTSUITE_VERSION}"
+    if (shared_cache_dir() / name).is_dir():
+        return shared_cache_dir() / name
+    if os.geteuid() != 0:
+        raise RuntimeError("deriving the Debian test-suite rootfs (apt-get in a chroot) needs root")
+
+    def build(tmp: Path) -> None:
+        log = tmp.parent / f".{name}.log"
+        subprocess.run(["cp", "-a", f"{base}/.", str(tmp)], check=True)
+        shutil.copyfile("/etc/resolv.conf", tmp / "etc" / "resolv.conf")  # for apt's downloads only
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
+               "LC_ALL": "C", "HOME": "/root"}
+        steps = [["apt-get", "update"],
+                 ["apt-get", "install", "-y", "--no-install-recommends", *TESTSUITE_PACKAGES],
+                 ["apt-get", "clean"]]
+        with open(log, "w") as out:
+            for step in steps:
+                cmd = ["chroot", str(tmp), *step]
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, umask=0o022).returncode
+                if rc != 0:
+                    out.flush()
+                    tail = log.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{' '.join(cmd)} failed with status {rc}:\n{tail}")
+        shutil.copyfile(base / "etc" / "resolv.conf", tmp / "etc" / "resolv.conf")
+        (tmp / "etc" / "hosts").write_text(HOSTS)
+        (tmp / "etc" / "hosts").chmod(0o644)
+        for lists in (tmp / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
+            lists.unlink()  # 40+ MB of package indexes nothing here reads again
 
     return _build_once(name, build)
 
