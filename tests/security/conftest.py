@@ -23,12 +23,13 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import pytest
 
 import rootfs
-from conftest import build_fixture, tree_snapshot
+from conftest import SYSTEM_PYTHON, SYSTEM_READ, build_fixture, tree_snapshot
+from netservers import Servers
 
 SECURITY = Path(__file__).resolve().parent
 PROGS_SRC = SECURITY / "progs"
@@ -194,3 +195,29 @@ class Greeter:
         self.stopping = True
         self.thread.join(5)
         self.sock.close()
+
+
+# --- the network tests' two places and echo server (test_network, test_network_connect) -------------
+
+GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
+
+
+class Box(NamedTuple):
+    """Where a network probe runs: host mode, or the Debian root (`box` fixture)."""
+    options: List[str]
+    python: str
+
+
+@pytest.fixture(params=["host", "root"])
+def box(request: pytest.FixtureRequest, who) -> Box:  # type: ignore[no-untyped-def]
+    if request.param == "host":
+        return Box(list(SYSTEM_READ), SYSTEM_PYTHON)
+    return Box(["--root", str(request.getfixturevalue("deb_root"))], GUEST_PYTHON)
+
+
+@pytest.fixture
+def echo() -> Iterator[Servers]:
+    """TCP and UDP echo on one port of 127.0.0.1."""
+    server = Servers(["127.0.0.1"])
+    yield server
+    server.close()

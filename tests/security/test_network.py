@@ -20,14 +20,14 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple
+from typing import Dict, Iterator, List
 
 import pytest
 
-from conftest import SYSTEM_PYTHON, SYSTEM_READ
 from netservers import Servers
 
-GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
+from .conftest import Box
+
 DENIED = "EACCES"
 
 PROBE = r"""
@@ -155,23 +155,6 @@ for arg in sys.argv[1:]:
 """
 
 
-class Box(NamedTuple):
-    options: List[str]
-    python: str
-
-
-@pytest.fixture(params=["host", "root"])
-def box(request: pytest.FixtureRequest, who) -> Box:  # type: ignore[no-untyped-def]
-    if request.param == "host":
-        return Box(list(SYSTEM_READ), SYSTEM_PYTHON)
-    return Box(["--root", str(request.getfixturevalue("deb_root"))], GUEST_PYTHON)
-
-
-@pytest.fixture
-def echo() -> Iterator[Servers]:
-    server = Servers(["127.0.0.1"])
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -20,33 +20,16 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Iterator, List, NamedTuple
+from typing import Iterator, List
 
 import pytest
 
-from conftest import SYSTEM_PYTHON, SYSTEM_READ
 from netservers import Servers
 
-GUEST_PYTHON = "/usr/bin/python3"  # inside the Debian rootfs
+from .conftest import Box
 
 
-class Box(NamedTuple):
-    options: List[str]
-    python: str
 
-
-@pytest.fixture(params=["host", "root"])
-def box(request: pytest.FixtureRequest, who) -> Box:  # type: ignore[no-untyped-def]
-    if request.param == "host":
-        return Box(list(SYSTEM_READ), SYSTEM_PYTHON)
-    return Box(["--root", str(request.getfixturevalue("deb_root"))], GUEST_PYTHON)
-
-
-@pytest.fixture
-def echo() -> Iterator[Servers]:
-    server = Servers(["127.0.0.1"])  # TCP and UDP echo on one port
-    yield server
-    server.close()
 
 
 class FullListener:
