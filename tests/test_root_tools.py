@@ -177,6 +177,27 @@ git status --porcelain
 git diff --stat
 git rev-parse HEAD HEAD^{tree} v1^{commit}
 git archive --format=tar HEAD | sha256sum
+git stash -q -u
+git status --porcelain
+git stash list
+git stash pop -q
+git status --porcelain
+git checkout -q -- . && git clean -q -fd
+chmod 755 src/f7.c
+touch src/f8.c
+git -c core.untrackedCache=true status --porcelain
+git update-index --refresh >/dev/null || true
+git diff --summary
+git checkout -q -- src/f7.c
+printf '#!/bin/sh\necho pre-commit hook ran in "$(pwd)"\n' > .git/hooks/pre-commit
+chmod 755 .git/hooks/pre-commit
+printf 'x\n' > hooked.txt
+git add hooked.txt
+git commit -q -m 'with a hook'
+git worktree add -q ../wt v1
+git worktree list --porcelain | sed -n 's/^HEAD //p'
+git -C ../wt status --porcelain --branch
+git fsck --strict --no-progress --no-dangling
 """
 
 
@@ -217,13 +238,14 @@ int main(int argc, char **argv) {
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+int plugin_twice(int x);
 int main(void) {
     struct utsname u;
     char cwd[256];
     if (uname(&u) != 0 || getcwd(cwd, sizeof cwd) == NULL) return 1;
     FILE *f = fopen("static.out", "w");
     if (!f) return 2;
-    fprintf(f, "static %s\\n", u.sysname);
+    fprintf(f, "static %s %d\\n", u.sysname, plugin_twice(4));
     fclose(f);
     printf("static binary in %s, %s\\n", cwd, u.sysname);
     return 0;
@@ -242,10 +264,13 @@ main.o: main.c greet.h
 \t$(CC) $(CFLAGS) -c -o $@ main.c
 main: main.o lib/libgreet.so
 \t$(CC) -o $@ main.o -Llib -lgreet -ldl -Wl,-rpath,'$$ORIGIN/lib'
-static: static.c
-\t$(CC) $(CFLAGS) -static -o $@ static.c
+static: static.c libtwice.a
+\t$(CC) $(CFLAGS) -static -o $@ static.c -L. -ltwice
+libtwice.a: plugin.c
+\t$(CC) $(CFLAGS) -MMD -c -o twice.o plugin.c
+\tar rcs $@ twice.o
 clean:
-\trm -rf main main.o static lib plugins static.out
+\trm -rf main main.o static lib plugins static.out libtwice.a twice.o twice.d
 .PHONY: all clean
 """,
 }
@@ -261,7 +286,10 @@ cat static.out
 readelf -d main | grep -E 'NEEDED|RUNPATH|RPATH'
 readelf -h static | grep Type
 readelf -l static | grep -c INTERP || true
-sha256sum main.o main static lib/libgreet.so.1 plugins/plugin.so
+sha256sum main.o main static lib/libgreet.so.1 plugins/plugin.so libtwice.a twice.o
+cat twice.d
+ar t libtwice.a
+strip -o main.stripped main && ./main.stripped stripped && sha256sum main.stripped
 find lib plugins -printf '%y %M %p %l\n' | sort
 make -s -j2
 make -q all && echo up to date
@@ -290,14 +318,24 @@ chmod 711 tree/sub/deeper
 ln tree/a.txt tree/sub/hard
 ln -s ../a.txt tree/sub/sym
 head -c 5000 /dev/zero | tr '\0' x > tree/sub/deeper/long
+truncate -s 4M tree/sub/sparse
+printf 'end' >> tree/sub/sparse
+python3 -c 'import os; os.setxattr("tree/a.txt", "user.note", b"kept")'
 find tree -exec touch -h -d '2001-09-09 01:46:40' {} +
-tar --sort=name --owner=0 --group=0 --numeric-owner -cJf tree.tar.xz tree
+tar --sort=name --owner=0 --group=0 --numeric-owner --sparse -cJf tree.tar.xz tree
+# xattrs need a pax archive: its headers record each file's ctime (no call can set it) unless told not
+# to, and a sparse member's name there holds tar's pid, so the xattrs go into an archive of their own
+tar --owner=0 --group=0 --numeric-owner --xattrs --pax-option=delete=ctime,delete=atime -cf attr.tar tree/a.txt
 xz -t tree.tar.xz && echo xz ok
-sha256sum tree.tar.xz
+sha256sum tree.tar.xz attr.tar
 tar -tvJf tree.tar.xz
 mkdir out
-tar -xJf tree.tar.xz -C out
+mkdir attr
+tar --xattrs -xpf attr.tar -C attr
+python3 -c 'import os; print(os.getxattr("attr/tree/a.txt", "user.note"))'
+tar -xpJf tree.tar.xz -C out
 cd out
+du -k tree/sub/sparse | cut -f1
 find tree -printf '%y %M %n %U:%G %s %T@ %p %l\n' | sort -k7
 find tree -type f -exec sha256sum {} + | sort -k2
 tar -cJf - tree | xz -dc | tar -t | sort
