@@ -17,8 +17,8 @@ PATH, HOME, LANG and TZ) and print no timestamps they cannot fix; they print dig
 of what the tools built (objects, archives, binaries), so a tool that produced other
 bytes under sandlock is a difference too.
 
-The copies are made once per identity for the module (a 520 MB ``cp -a`` costs
-seconds) and each workload works in its own directory in them.  Needs root for the
+The two copies are made once for the module (a 520 MB ``cp -a`` costs seconds) and
+each workload works in its own directory in them, per identity.  Needs root for the
 chroot baseline.
 """
 
@@ -31,7 +31,7 @@ import io
 import subprocess
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -60,22 +60,23 @@ def tools_root() -> Path:
 
 
 class Copies:
-    """Per identity, one copy of the root for the chroot and one for sandlock, made on first use."""
+    """One copy of the root for the chroot and one for sandlock, made on first use.
+
+    Both identities use them: root works under /srv/work, the user under /tmp/work."""
 
     def __init__(self, base: Path, where: Path) -> None:
         self.base = base
         self.where = where
-        self.made: Dict[str, Tuple[Path, Path]] = {}
+        self.made: Optional[Tuple[Path, Path]] = None
 
-    def get(self, who: Who) -> Tuple[Path, Path]:
-        if who.name not in self.made:
-            self.made[who.name] = (copy_root(self.base, self.where), copy_root(self.base, self.where))
-        return self.made[who.name]
+    def get(self) -> Tuple[Path, Path]:
+        if self.made is None:
+            self.made = (copy_root(self.base, self.where), copy_root(self.base, self.where))
+        return self.made
 
     def remove(self) -> None:
-        for pair in self.made.values():
-            for copy in pair:
-                remove_root(copy)
+        for copy in self.made or ():
+            remove_root(copy)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def compare(who: Who, copies: Copies, name: str, script: str, files: Optional[Ma
     """Run the script in the chroot and under sandlock as who; any difference fails with a diff."""
     if not IS_ROOT:
         pytest.skip("the chroot baseline needs root (chroot, mount)")
-    chroot_copy, sandlock_copy = copies.get(who)
+    chroot_copy, sandlock_copy = copies.get()
     for copy in (chroot_copy, sandlock_copy):
         stage(copy, name, files or {})
     script = f'W="$W/{name}"; mkdir -p "$W"; cd "$W"\n' + script
@@ -384,12 +385,17 @@ venv/bin/pip install --no-index /tmp/in-venv/tinypkg-1.0-py3-none-any.whl
 venv/bin/tinypkg-hello
 venv/bin/python -c 'import importlib.resources as r, tinypkg; print(r.files(tinypkg).joinpath("data.txt").read_text(), end="")'
 venv/bin/pip list --format=freeze
+venv/bin/pip check
 venv/bin/pip show -f tinypkg
 sort venv/lib/python3.11/site-packages/tinypkg-1.0.dist-info/RECORD
 head -1 venv/bin/tinypkg-hello
 venv/bin/pip uninstall -y tinypkg
 venv/bin/python -c 'import tinypkg' 2>&1 | tail -1
 ls venv/bin | sort
+python3 -m venv --copies --without-pip copies
+cmp copies/bin/python3 /usr/bin/python3.11 && echo copied
+find copies -printf '%y %M %p %l\n' | sort -k3
+copies/bin/python -c 'import sys; print(sys.prefix, sys.flags.isolated)'
 """
 
 
