@@ -19,7 +19,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from conftest import Who
 
@@ -37,13 +37,13 @@ def remove_root(copy: Path) -> None:
 
 
 def chroot_run(copy: Path, inner: Sequence[str], who: Who, *, timeout: float,
-               input: Optional[str] = None) -> subprocess.CompletedProcess:
-    """Run inner in a bare chroot of copy as who (stdin /dev/null unless input is given)."""
+               errors: str = "replace") -> subprocess.CompletedProcess:
+    """Run inner in a bare chroot of copy as who, stdin /dev/null; errors
+    decodes its output ("surrogateescape" to compare it byte for byte with ``who.run``'s)."""
     argv = list(inner)
     if who.is_user:
         argv = ["/usr/bin/setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups", "--", *argv]
     script = 'mount --rbind /dev "$0/dev" && mount --bind /proc "$0/proc" && exec chroot "$0" "$@"'
-    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", script,
-                           str(copy), *argv], capture_output=True, text=True, errors="replace",
-                          timeout=timeout, cwd="/", **stdin)
+                           str(copy), *argv], capture_output=True, text=True, errors=errors,
+                          timeout=timeout, cwd="/", stdin=subprocess.DEVNULL)

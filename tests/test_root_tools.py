@@ -39,7 +39,7 @@ import rootfs
 from chrootcase import chroot_run, copy_root, remove_root
 from conftest import IS_ROOT, Who, build_fixture
 
-TIMEOUT = 120  # per run; each takes seconds (README "Tests")
+TIMEOUT = 120  # per run; each takes seconds
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -108,7 +108,7 @@ def compare(who: Who, copies: Copies, name: str, script: str, files: Optional[Ma
         stage(copy, name, files or {})
     script = f'W="$W/{name}"; mkdir -p "$W"; cd "$W"\n' + script
     command = inner(who, script)
-    base = chroot_run(chroot_copy, command, who, timeout=TIMEOUT)
+    base = chroot_run(chroot_copy, command, who, timeout=TIMEOUT, errors="surrogateescape")
     assert base.returncode == 0, f"the chroot baseline itself failed:\n{show(base)}"
     write = "/tmp" if who.is_user else "/"
     got = who.run(["--root", str(sandlock_copy), "-w", write, "--", *command], timeout=TIMEOUT)
