@@ -11,6 +11,8 @@ never looks finished and two test processes never build the same thing twice.
   from the mirror apt on this machine uses); takes a minute or two the first time;
 - ``debian_testsuite_rootfs()``: a copy of ``debian_rootfs()`` with CPython's
   regression tests (Debian's libpython3.11-testsuite, apt-get in a chroot);
+- ``debian_tools_rootfs()``: a copy of ``debian_rootfs()`` with git, gcc, make,
+  libc6-dev, xz-utils and python3-venv (the same way);
 - ``busybox_rootfs()``: /bin/busybox of busybox-static plus one symlink per applet;
 - ``musl_programs()``: tests/progs/legacy.c (static) and hello_musl.c (dynamic,
   interpreter /lib/ld-musl-x86_64.so.1) compiled with musl-gcc.
@@ -29,7 +31,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 APT_PACKAGES = ["debootstrap", "busybox-static", "musl-tools", "debian-archive-keyring"]
 
@@ -181,12 +183,29 @@ def debian_testsuite_rootfs() -> Path:
     TESTSUITE_PACKAGES in a chroot, so the test suite matches the root's
     python3.11 exactly; /etc/hosts names localhost.  Needs root and the network, the first time only.
     """
+    return _derived_rootfs(TESTSUITE_PACKAGES, _TESTSUITE_VERSION, hosts=True)
+
+
+# The real tools of tests/test_root_tools.py: git; gcc, make and libc6-dev (with the
+# static libc for -static); xz-utils for tar's J; python3-venv (ensurepip's bundled pip).
+TOOLS_PACKAGES = ["git", "gcc", "make", "libc6-dev", "xz-utils", "python3-venv"]
+_TOOLS_VERSION = "v1"  # bump when debian_tools_rootfs's recipe changes
+
+
+def debian_tools_rootfs() -> Path:
+    """``debian_rootfs()`` plus TOOLS_PACKAGES, derived like ``debian_testsuite_rootfs()``."""
+    return _derived_rootfs(TOOLS_PACKAGES, _TOOLS_VERSION, hosts=False)
+
+
+def _derived_rootfs(packages: List[str], version: str, hosts: bool) -> Path:
+    """A copy of ``debian_rootfs()`` with packages installed by its own apt-get in a chroot,
+    cached under a name made of the base's, the packages and version."""
     base = debian_rootfs()
-    name = f"{base.name}+{'+'.join(TESTSUITE_PACKAGES)}-{_TESTSUITE_VERSION}"
+    name = f"{base.name}+{'+'.join(packages)}-{version}"
     if (shared_cache_dir() / name).is_dir():
         return shared_cache_dir() / name
     if os.geteuid() != 0:
-        raise RuntimeError("deriving the Debian test-suite rootfs (apt-get in a chroot) needs root")
+        raise RuntimeError(f"deriving the Debian rootfs {name} (apt-get in a chroot) needs root")
 
     def build(tmp: Path) -> None:
         log = tmp.parent / f".{name}.log"
@@ -195,7 +214,7 @@ def debian_testsuite_rootfs() -> Path:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
                "LC_ALL": "C", "HOME": "/root"}
         steps = [["apt-get", "update"],
-                 ["apt-get", "install", "-y", "--no-install-recommends", *TESTSUITE_PACKAGES],
+                 ["apt-get", "install", "-y", "--no-install-recommends", *packages],
                  ["apt-get", "clean"]]
         with open(log, "w") as out:
             for step in steps:
@@ -206,8 +225,9 @@ def debian_testsuite_rootfs() -> Path:
                     tail = log.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{' '.join(cmd)} failed with status {rc}:\n{tail}")
         shutil.copyfile(base / "etc" / "resolv.conf", tmp / "etc" / "resolv.conf")
-        (tmp / "etc" / "hosts").write_text(HOSTS)
-        (tmp / "etc" / "hosts").chmod(0o644)
+        if hosts:
+            (tmp / "etc" / "hosts").write_text(HOSTS)
+            (tmp / "etc" / "hosts").chmod(0o644)
         for lists in (tmp / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
             lists.unlink()  # 40+ MB of package indexes nothing here reads again
 

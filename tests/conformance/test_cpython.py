@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -46,6 +45,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 import rootfs
+from chrootcase import chroot_run, copy_root, remove_root
 from conftest import IS_ROOT, Who, build_fixture
 
 ALL_MODULES = ["test_os", "test_posix", "test_shutil", "test_tempfile", "test_pathlib", "test_glob",
@@ -150,18 +150,6 @@ def parse_verbose(text: str) -> Dict[str, Outcome]:
     return results
 
 
-def _copy_root(base: Path, where: Path) -> Path:
-    """A private copy of the root: the runs write into it (-w / as root)."""
-    copy = Path(tempfile.mkdtemp(prefix="root-", dir=where))
-    copy.chmod(0o755)
-    subprocess.run(["cp", "-a", f"{base}/.", str(copy)], check=True)
-    return copy
-
-
-def _remove_root(copy: Path) -> None:
-    subprocess.run(["rm", "-rf", "--one-file-system", str(copy)], check=False)
-
-
 class Runner:
     """Runs regrtest in a fresh copy of the root, in a chroot or under sandlock, as one identity."""
 
@@ -179,7 +167,7 @@ class Runner:
                 f"HOME={home}", "LANG=C.UTF-8", "/bin/sh", "-c", regrtest]
 
     def run(self, mode: str) -> Tuple[Dict[str, Outcome], str, float]:
-        copy = _copy_root(self.base, self.where)
+        copy = copy_root(self.base, self.where)
         try:
             shutil.copyfile(self.ignorefile, copy / "tmp" / "flaky.txt")
             (copy / "tmp" / "flaky.txt").chmod(0o644)
@@ -194,18 +182,11 @@ class Runner:
             assert results, f"{mode} as {self.who.name}: no test ran (exit {done.returncode}):\n{log[-4000:]}"
             return results, log, elapsed
         finally:
-            _remove_root(copy)
+            remove_root(copy)
 
     def _chroot(self, copy: Path) -> subprocess.CompletedProcess:
-        inner = self.inner()
-        if self.who.is_user:
-            inner = ["/usr/bin/setpriv", f"--reuid={self.who.uid}", f"--regid={self.who.gid}",
-                     "--clear-groups", "--", *inner]
-        script = 'mount --rbind /dev "$0/dev" && mount --bind /proc "$0/proc" && exec chroot "$0" "$@"'
-        # --uts: test_socket's test_sethostname sets (and restores) the hostname as root
-        return subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", script,
-                               str(copy), *inner], capture_output=True, text=True, errors="replace",
-                              timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
+        # a private UTS namespace: test_socket's test_sethostname sets (and restores) the hostname as root
+        return chroot_run(copy, self.inner(), self.who, timeout=RUN_TIMEOUT)
 
     def _sandlock(self, copy: Path) -> subprocess.CompletedProcess:
         write = "/tmp" if self.who.is_user else "/"
