@@ -44,6 +44,7 @@ _ID_MAX = 0xFFFFFFFE       # (uid_t)-1 means "unchanged", never an id
 STATX_BTIME = 0x800
 CREDS_MAX = 4096           # threads with ids of their own (dead ones are dropped past it)
 NGROUPS_MAX = 65536
+GROUPS_HELD_MAX = 1 << 20  # supplementary groups kept over all threads (~40 MB at most)
 
 # struct stat offsets (mode, uid, gid, rdev) per architecture; statx's are fixed
 _STAT_AT = {"x86_64": (24, 28, 32, 40), "aarch64": (16, 24, 28, 32)}
@@ -571,13 +572,20 @@ def _creds(owners: Owners, tid: int) -> Creds:
 
 
 def _store(owners: Owners, tid: int, new: Creds) -> None:
+    """Keep a thread's ids: at most CREDS_MAX threads (EAGAIN) and GROUPS_HELD_MAX
+    groups over all of them (ENOMEM): 4096 threads of 65536 groups each were ~10 GB."""
+    creds = owners.creds
     with owners.lock:
-        if len(owners.creds) >= CREDS_MAX and tid not in owners.creds:
-            for dead in [t for t in owners.creds if not os.path.exists(b"/proc/%d" % t)]:
-                del owners.creds[dead]
-            if len(owners.creds) >= CREDS_MAX:
+        old = creds.get(tid)
+        held = sum(len(c.groups) for c in creds.values()) - (len(old.groups) if old else 0)
+        if (len(creds) >= CREDS_MAX and old is None) or held + len(new.groups) > GROUPS_HELD_MAX:
+            for dead in [t for t in creds if t != tid and not os.path.exists(b"/proc/%d" % t)]:
+                held -= len(creds.pop(dead).groups)
+            if len(creds) >= CREDS_MAX and old is None:
                 raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        owners.creds[tid] = new
+            if held + len(new.groups) > GROUPS_HELD_MAX:
+                raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+        creds[tid] = new
 
 
 def do_getid(ctx: Context, call: Call) -> Reply:

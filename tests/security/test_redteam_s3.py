@@ -58,3 +58,53 @@ def test_a_loop_of_files_made_chowned_and_removed_keeps_the_pending_changes_boun
     again = _fakeroot.Owners.open(str(root))
     again.close()
     assert [v[1] for v in again.records.values()] == [42]
+
+
+def test_threads_setting_many_groups_keep_the_supervisors_memory_bounded(tmp_path: Path) -> None:
+    """Virtual setgroups keeps a thread's groups in the supervisor: 4096 threads of
+    65536 groups each (the kernel's NGROUPS_MAX) were ~10 GB of the supervisor's
+    memory.  Past GROUPS_HELD_MAX groups over all live threads, setgroups fails
+    with ENOMEM; control: a thread that replaces its own list, and dead threads'
+    lists, never count against it."""
+    import errno
+    import threading
+    from sandlock import _fakeroot
+    root = tmp_path / "root"
+    root.mkdir()
+    owners = _fakeroot.Owners.open(str(root))
+    release = threading.Event()
+    tids: list = []
+    started = threading.Barrier(41)
+
+    def live() -> None:
+        tids.append(threading.get_native_id())
+        started.wait()
+        release.wait()
+
+    threads = [threading.Thread(target=live) for _ in range(40)]
+    for t in threads:
+        t.start()
+    started.wait()
+    groups = tuple(range(1000, 1000 + _fakeroot.NGROUPS_MAX))  # one tuple: the test stays small
+    refused = []
+    try:
+        for tid in tids:
+            try:
+                _fakeroot._store(owners, tid, _fakeroot.Creds([0] * 4, [0] * 4, groups))
+            except OSError as exc:
+                refused.append(exc.errno)
+        held = sum(len(c.groups) for c in owners.creds.values())
+        assert held <= 1 << 20, held
+        assert refused and set(refused) == {errno.ENOMEM}, refused
+        # control: the same live thread replaces its list; a dead thread's list goes
+        _fakeroot._store(owners, tids[0], _fakeroot.Creds([0] * 4, [0] * 4, groups))
+        for tid in tids[:2]:
+            _fakeroot._store(owners, tid, _fakeroot.Creds([0] * 4, [0] * 4, (5,)))
+        owners.creds[2 ** 22 + 1] = _fakeroot.Creds([0] * 4, [0] * 4, groups)  # no such tid
+        _fakeroot._store(owners, tids[-1], _fakeroot.Creds([0] * 4, [0] * 4, groups))
+        assert 2 ** 22 + 1 not in owners.creds
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+        owners.close()
