@@ -108,3 +108,80 @@ def test_threads_setting_many_groups_keep_the_supervisors_memory_bounded(tmp_pat
         for t in threads:
             t.join()
         owners.close()
+
+
+# --- fake root: nothing real ----------------------------------------------------------------------
+
+def _py_root(who, scratch: Path):  # type: ignore[no-untyped-def]
+    """A small private root owned by who with the Debian root's /usr, /lib, /etc mounted
+    read-only (as tests/test_fake_root.py's py_root)."""
+    import subprocess
+    from conftest import IS_ROOT, build_fixture
+    import rootfs
+    deb = build_fixture(rootfs.debian_rootfs)
+    root = scratch / "pyroot"
+    for d in ("tmp", "usr", "lib", "lib64", "etc", "bin"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    if IS_ROOT:
+        subprocess.run(["chown", "-R", "-h", f"{who.uid}:{who.gid}", str(root)], check=True)
+    (root / "tmp").chmod(0o1777)
+    mounts = [a for d in ("usr", "lib", "lib64", "etc") if (deb / d).exists()
+              for a in ("--fs-mount", f"/{d}:{deb / d}:ro")]
+    return root, mounts
+
+
+PRIVILEGE_PROBES = r"""
+import ctypes, errno, os, struct, sys
+def tryit(name, fn):
+    try:
+        fn(); print(name, "ok")
+    except OSError as exc:
+        print(name, errno.errorcode[exc.errno])
+open("/tmp/f", "w").close()
+# file capabilities: a v2 security.capability granting cap_setuid (bit 7), effective
+cap = struct.pack("<IIIII", 0x02000001, 1 << 7, 1 << 7, 0, 0)
+tryit("setcap", lambda: os.setxattr("/tmp/f", "security.capability", cap))
+tryit("trusted", lambda: os.setxattr("/tmp/f", "trusted.x", b"1"))
+# a set-id directory and a creating openat2 with set-id bits
+tryit("mkdir", lambda: os.mkdir("/tmp/d", 0o6777))
+tryit("chmod-dir", lambda: os.chmod("/tmp/d", 0o6777))
+libc = ctypes.CDLL(None, use_errno=True)
+how = struct.pack("QQQ", os.O_CREAT | os.O_WRONLY, 0o6755, 0)
+fd = libc.syscall(437, -100, b"/tmp/o2", how, len(how))
+print("openat2", "ok" if fd >= 0 else errno.errorcode[ctypes.get_errno()])
+# a fake device through a hard link, a rename, the link left alone, and /proc/self/fd
+os.mknod("/tmp/mem", 0o20666, os.makedev(1, 1))
+os.link("/tmp/mem", "/tmp/mem2"); os.rename("/tmp/mem", "/tmp/mem3"); os.unlink("/tmp/mem3")
+tryit("open-link", lambda: os.close(os.open("/tmp/mem2", os.O_RDWR)))
+print("kind", oct(os.stat("/tmp/mem2").st_mode))
+# virtual ids give nothing real: setuid(1234) then the kernel's view of the process
+os.setuid(1234)
+print("uid", os.getuid(), [l.split()[1] for l in open("/proc/self/status") if l.startswith("Uid:")][0] != "1234")
+"""
+
+
+def test_fake_root_makes_no_file_capability_set_id_directory_or_device_on_the_host(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """File capabilities are the set-id bits' twin: a real security.capability on a
+    host file would be root for whoever runs it outside.  Neither it, nor a set-id
+    directory, nor a set-id file by openat2, nor a device through a hard link whose
+    first name is gone, is ever real.  Control: the same calls are answered (the
+    fake device keeps its kind, the directory and the openat2 file are made)."""
+    import stat as st_
+    root, mounts = _py_root(who, scratch)
+    r = who.run(["--root", str(root), "-w", "/tmp", "--fake-root", *mounts, "--",
+                 "/usr/bin/python3", "-c", PRIVILEGE_PROBES])
+    out = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert out["setcap"] in ("EPERM", "EACCES", "EOPNOTSUPP") and out["trusted"] in ("EPERM", "EACCES", "EOPNOTSUPP"), out
+    assert out["mkdir"] == "ok" and out["chmod-dir"] == "ok", out  # control: made, virtually set-id
+    assert out["openat2"] in ("ok", "EPERM"), out
+    assert out["open-link"] == "EACCES" and out["kind"] == oct(st_.S_IFCHR | 0o644), out
+    assert out["uid"] == "1234 True", out
+    tmp = root / "tmp"
+    for name in ("f", "d", "o2", "mem2"):
+        if (tmp / name).exists():
+            assert not os.lstat(tmp / name).st_mode & 0o4000, name
+            assert not (os.lstat(tmp / name).st_mode & 0o2000 and not (tmp / name).is_dir()), name
+            assert (os.lstat(tmp / name).st_uid, os.lstat(tmp / name).st_gid) == (who.uid, who.gid), name
+    assert "security.capability" not in os.listxattr(tmp / "f")
+    assert st_.S_ISREG(os.lstat(tmp / "mem2").st_mode) and os.lstat(tmp / "mem2").st_size == 0
