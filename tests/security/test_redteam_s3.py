@@ -185,3 +185,125 @@ def test_fake_root_makes_no_file_capability_set_id_directory_or_device_on_the_ho
             assert (os.lstat(tmp / name).st_uid, os.lstat(tmp / name).st_gid) == (who.uid, who.gid), name
     assert "security.capability" not in os.listxattr(tmp / "f")
     assert st_.S_ISREG(os.lstat(tmp / "mem2").st_mode) and os.lstat(tmp / "mem2").st_size == 0
+
+
+# --- host renames and links made on behalf: the kernel's answers ---------------------------------
+
+RENAME_LINK_OPS = r"""
+import ctypes, errno, os, sys
+W, RO = sys.argv[1], sys.argv[2]
+os.chdir(W)
+libc = ctypes.CDLL(None, use_errno=True)
+out = []
+def e(name, f, *a, **k):
+    try:
+        f(*a, **k); out.append((name, "ok"))
+    except OSError as x:
+        out.append((name, errno.errorcode.get(x.errno, str(x.errno))))
+def sc(nr, *a):
+    if libc.syscall(nr, *a) < 0:
+        n = ctypes.get_errno(); raise OSError(n, os.strerror(n))
+def ren2(a, b, flags):
+    sc(316, -100, a.encode(), -100, b.encode(), flags)
+def linkat(fd, a, b, flags):
+    sc(265, fd, a.encode(), -100, b.encode(), flags)
+for n in "abc":
+    open(n, "w").close()
+os.mkdir("d"); os.mkdir("e"); open("e/f", "w").close()
+os.symlink(RO + "/x", "s"); os.symlink("nowhere", "dang")
+ro = os.open(RO + "/x", os.O_RDONLY); own = os.open("a", os.O_RDONLY); here = os.open(".", os.O_PATH)
+r, w = os.pipe()
+e("exchange", ren2, "a", "b", 2)
+e("exchange-ro", ren2, "a", RO + "/x", 2)
+e("noreplace", ren2, "a", "b", 1)
+e("whiteout", ren2, "c", "c2", 4)
+e("bad-flags", ren2, "a", "z", 3)
+e("link-follow-symlink-to-ro", linkat, -100, "s", "l1", 0x400)
+e("link-symlink-itself", os.link, "s", "l2", follow_symlinks=False)
+e("link-follow-dangling", linkat, -100, "dang", "l3", 0x400)
+e("link-proc-fd-of-ro", linkat, -100, "/proc/self/fd/%d" % ro, "l4", 0x400)
+e("link-proc-fd-nofollow", os.link, "/proc/self/fd/%d" % ro, "l4b", follow_symlinks=False)
+e("link-proc-fd-of-own", linkat, -100, "/proc/self/fd/%d" % own, "l4c", 0x400)
+e("link-proc-fd-of-own-dir-fd", linkat, here, "a", "l4d", 0x400)
+e("link-empty-path-ro", linkat, ro, "", "l5", 0x1000)
+e("link-empty-path-own", linkat, own, "", "l6", 0x1000)
+t = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o600)
+e("link-tmpfile", linkat, -100, "/proc/self/fd/%d" % t, "l7", 0x400)
+t2 = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_EXCL, 0o600)
+e("link-tmpfile-excl", linkat, -100, "/proc/self/fd/%d" % t2, "l7b", 0x400)
+e("link-pipe", linkat, -100, "/proc/self/fd/%d" % r, "l8", 0x400)
+e("link-dir", os.link, "d", "l9")
+e("link-proc-file", os.link, "/proc/self/status", "l10")
+e("link-proc-exe", linkat, -100, "/proc/self/exe", "l11", 0x400)
+e("link-into-ro", os.link, "a", RO + "/y")
+e("link-bad-flags", linkat, own, "", "l12", 0x4000)
+e("rename-dir-over-nonempty", os.rename, "d", "e")
+e("rename-file-over-dir", os.rename, "c", "d")
+e("rename-dir-over-file", os.rename, "d", "c")
+e("rename-long", os.rename, "c", "n" * 256)
+e("rename-empty", os.rename, "c", "")
+e("rename-through-proc-fd", os.rename, "/proc/self/fd/%d/c" % here, "m")
+e("rename-dotdot", os.rename, "..", "z2")
+e("rename-workdir-away", os.rename, W, W + "-moved")
+e("rename-trailing-slash-dir", os.rename, "d/", "d2/")
+e("rename-proc", os.rename, "/proc/self/status", "z3")
+print("\n".join("%s %s" % p for p in out))
+print("tree", sorted(os.listdir(".")))
+"""
+
+
+def test_host_renames_and_links_made_on_behalf_answer_as_the_kernel_does_under_the_same_landlock_rules(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """Differential: the same 30 renames and links (exchange, noreplace, whiteout,
+    links through symlinks, /proc/self/fd of a read-only file, of an O_TMPFILE, of a
+    pipe, AT_EMPTY_PATH, /proc/self/exe, trailing slashes) run in a host sandbox
+    (-r RO -w W, made on behalf by the supervisor) and under sandlock.confine with the
+    same rules (Landlock alone, the kernel's answers; without capabilities as root,
+    as the supervisor's thread).  A different errno, or a success where the kernel
+    refuses, would be a rename or link the sandbox gained."""
+    import subprocess
+    import sys
+    from conftest import IS_ROOT, SYSTEM_DIRS, SYSTEM_READ
+    ro = who.make_dir(scratch / "ro", 0o755)
+    who.make_file(ro / "x", "x\n")
+    results = []
+    for how in ("sandbox", "kernel"):
+        w = who.make_dir(scratch / f"w-{how}", 0o755)
+        if how == "sandbox":
+            r = who.run([*SYSTEM_READ, "-r", str(ro), "-w", str(w), "--",
+                         "/usr/bin/python3", "-c", RENAME_LINK_OPS, str(w), str(ro)])
+        else:
+            code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); import sandlock; "
+                    f"sandlock.confine(fs_readable={list(SYSTEM_DIRS) + [str(ro)]!r}, fs_writable=[{str(w)!r}]); "
+                    f"sys.argv = ['x', {str(w)!r}, {str(ro)!r}]; exec({RENAME_LINK_OPS!r})")
+            argv = ["/usr/bin/python3", "-c", code]
+            if IS_ROOT:
+                ids = [f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups"] if who.is_user else []
+                argv = ["setpriv", *ids, "--bounding-set=-all", "--inh-caps=-all", "--", *argv]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
+        assert r.returncode == 0, f"{how}: {r.stdout}{r.stderr}"
+        results.append(r.stdout.replace(f"w-{how}", "w-X"))
+    sandbox, kernel = results
+    assert "exchange ok" in kernel and "link-symlink-itself ok" in kernel  # control: the ops themselves work
+    assert sandbox.splitlines() == kernel.splitlines(), "--- sandbox\n" + sandbox + "--- kernel\n" + kernel
+
+
+TMPFILE_EXCL = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+for name, extra in (("plain", 0), ("excl", os.O_EXCL)):
+    t = os.open("/tmp", os.O_TMPFILE | os.O_WRONLY | extra, 0o600)
+    ok = libc.syscall(265, -100, b"/proc/self/fd/%d" % t, -100, b"/tmp/" + name.encode(), 0x400) == 0
+    print(name, "linked" if ok else errno.errorcode[ctypes.get_errno()])
+"""
+
+
+def test_an_o_tmpfile_opened_with_o_excl_can_never_be_linked_in_an_emulated_root(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """The open on behalf of an existing directory dropped O_EXCL, so an O_TMPFILE the
+    program asked never to be linkable (open(2)) could be linked into the tree by
+    anyone holding it (shown first by the host differential above).  Control: a
+    plain O_TMPFILE is linked."""
+    root, mounts = _py_root(who, scratch)
+    r = who.run(["--root", str(root), "-w", "/tmp", *mounts, "--", "/usr/bin/python3", "-c", TMPFILE_EXCL])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n") == ["plain linked", "excl ENOENT", ""], r.stdout
+    assert (root / "tmp/plain").exists() and not (root / "tmp/excl").exists()
