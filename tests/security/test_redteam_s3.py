@@ -307,3 +307,28 @@ def test_an_o_tmpfile_opened_with_o_excl_can_never_be_linked_in_an_emulated_root
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split("\n") == ["plain linked", "excl ENOENT", ""], r.stdout
     assert (root / "tmp/plain").exists() and not (root / "tmp/excl").exists()
+
+
+# --- another run's layer: names ---------------------------------------------------------------------
+
+def test_a_sandbox_that_may_write_a_workdir_cannot_learn_which_names_a_dry_run_wrote(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """mkdir, symlink, unlink and rmdir are not trapped in a host sandbox, so one that
+    may write DIR answers "does the dry run's layer hold NAME?" with mkdir's EEXIST:
+    a run without network hands data (one bit per name) to one with network.  The
+    container's listing gives cow-<pid>-<random>; the run's directory below it must
+    not be guessable.  Control: B makes and removes its own directory in DIR."""
+    from conftest import SYSTEM_READ
+    from security.test_redteam_containers import DryRun
+    work = who.make_dir(scratch / "work", 0o755)
+    who.make_file(work / "f", "base\n")
+    signals = who.make_dir(scratch / "signals", 0o777)
+    with DryRun(who, work, signals, ["--workdir", str(work), "--dry-run", "-w", str(work)], str(work)) as a:
+        probe = (f"mkdir {work}/own && rmdir {work}/own && echo control; "
+                 f"for c in {work}/.sandlock-*/cow-*; do for run in 1 2 3; do "
+                 f"mkdir $c/$run/tree/new 2>&1 | grep -q 'File exists' && echo seen-new; "
+                 f"mkdir $c/$run/tree/absent 2>/dev/null && rmdir $c/$run/tree/absent && echo made-absent; "
+                 "done; done; true")
+        r = who.run([*SYSTEM_READ, "-w", str(work), "--", "sh", "-c", probe])
+    assert r.returncode == 0 and r.stdout.startswith("control\n"), r.stdout + r.stderr
+    assert a.out == "SECRET-A\n" and not (work / "new").exists()  # control: run A read its own write
+    assert "seen-new" not in r.stdout and "made-absent" not in r.stdout, r.stdout
