@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 
 # --- fake root: the supervisor's memory ----------------------------------------------------
 
@@ -332,3 +334,47 @@ def test_a_sandbox_that_may_write_a_workdir_cannot_learn_which_names_a_dry_run_w
     assert r.returncode == 0 and r.stdout.startswith("control\n"), r.stdout + r.stderr
     assert a.out == "SECRET-A\n" and not (work / "new").exists()  # control: run A read its own write
     assert "seen-new" not in r.stdout and "made-absent" not in r.stdout, r.stdout
+
+
+# --- vendoring: sandlock's own files within the command's reach -------------------------------------
+
+REWRITE_HELPERS = r"""
+for f in {vend}/_*.py; do printf '\nopen("{marks}/" + __name__, "w").close()\n' >> $f; done
+rm -rf {vend}/__pycache__
+ls /proc > /dev/null; python3 -c 'import os, socket
+s = socket.socket(); s.settimeout(1)
+try: s.connect(("127.0.0.1", 9))
+except OSError as e: print("connect", e.errno)
+os.system("true")'
+touch {vend}/x && mv {vend}/x {vend}/y && ln {vend}/y {vend}/z && echo rewritten
+"""
+
+
+@pytest.mark.parametrize("options", [[], ["--workdir", "{vend}", "--on-exit", "commit"]], ids=["host", "workdir-commit"])
+def test_a_command_that_rewrites_a_writable_vendored_sandlock_runs_none_of_it_in_this_run(who, scratch: Path, options) -> None:  # type: ignore[no-untyped-def]
+    """A vendored copy inside a directory the command may write (`-w .` in a project
+    holding `_vendor/sandlock.py`): the command appends code to every helper.  No
+    helper may be read after the command starts (a lazy import would run the
+    command's code unconfined, beside the notification fd) -- nor after a workdir
+    commit put the rewritten files in place.  Control: the files were rewritten (a
+    NEXT run would load them: never let a command write sandlock's own files)."""
+    import shutil
+    import subprocess
+    from conftest import IS_ROOT, REPO, SYSTEM_PYTHON, SYSTEM_READ
+    vend = who.make_dir(scratch / "vend", 0o755)
+    for f in [REPO / "sandlock.py", *sorted(REPO.glob("_*.py"))]:
+        shutil.copy(f, vend / f.name)
+        who.own(vend / f.name)
+    marks = who.make_dir(scratch / "marks", 0o755)
+    script = who.make_file(scratch / "cmd.sh", REWRITE_HELPERS.format(vend=vend, marks=marks))
+    argv = [SYSTEM_PYTHON, "-I", str(vend / "sandlock.py"), *SYSTEM_READ, "-r", str(script), "-w", str(vend),
+            *[o.format(vend=vend) for o in options], "--", "sh", str(script)]
+    if who.is_user and IS_ROOT:
+        argv = ["setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups", "--", *argv]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/", stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "rewritten" in r.stdout, r.stdout + r.stderr
+    assert "open(" in (vend / "_fsops.py").read_text().splitlines()[-1]  # control: rewritten on disk
+    assert sorted(os.listdir(marks)) == [], r.stderr
+    # control: the marks are made when the rewritten helpers are loaded (the next run)
+    subprocess.run(argv[:argv.index(str(vend / "sandlock.py")) + 1] + ["--version"], capture_output=True, timeout=60)
+    assert "sandlock._errors" in os.listdir(marks)
