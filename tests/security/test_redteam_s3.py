@@ -378,3 +378,35 @@ def test_a_command_that_rewrites_a_writable_vendored_sandlock_runs_none_of_it_in
     # control: the marks are made when the rewritten helpers are loaded (the next run)
     subprocess.run(argv[:argv.index(str(vend / "sandlock.py")) + 1] + ["--version"], capture_output=True, timeout=60)
     assert "sandlock._errors" in os.listdir(marks)
+
+
+# --- Ctrl-Z: SIGTSTP sent by the command itself -----------------------------------------------------
+
+@pytest.fixture
+def term(who):  # type: ignore[no-untyped-def]
+    from test_terminal import Shell
+    sh = Shell(who)
+    sh.expect("PROMPT\\$ ")
+    yield sh
+    sh.close()
+
+
+def test_a_command_sending_sigtstp_to_its_group_in_a_loop_neither_stops_nor_holds_up_sandlock(term) -> None:  # type: ignore[no-untyped-def]
+    """In a terminal the command shares sandlock's process group, and sandlock waits
+    up to 3 s for the command to stop on each SIGTSTP before stopping itself
+    (Watch._stop_after): a command that ignores SIGTSTP and sends kill(0, SIGTSTP)
+    in a loop would, if its signals reached sandlock, hold up its loop 3 s per signal
+    (the -t timeout never ending it).  The signal scope keeps them from sandlock:
+    the loop ends by -t 2 (exit 124) at once, and a command that stops itself
+    that way is ended by -t too.  Control: a finite loop ends with ALIVE, exit 0."""
+    import time
+    term.send(f"{term.python} -m sandlock -- sh -c 'trap \"\" TSTP; i=0; while [ $i -lt 300 ]; do kill -TSTP 0; "
+              "i=$((i+1)); done; echo ALIVE$((6*7))'; echo rc=$?\n")
+    term.expect("ALIVE42\r?\n", timeout=20)
+    term.expect("rc=0")
+    start = time.monotonic()
+    term.send(f"{term.python} -m sandlock -t 1 -- sh -c 'trap \"\" TSTP; while :; do kill -TSTP 0; done'; echo rc=$?\n")
+    term.expect("rc=124", timeout=30)
+    term.send(f"{term.python} -m sandlock -t 1 -- sh -c 'kill -TSTP 0; echo RUN$((6*7))'; echo rc=$?\n")
+    assert term.expect("RUN42|rc=124", timeout=30) == "rc=124"  # stopped until -t ended it
+    assert time.monotonic() - start < 15
