@@ -410,3 +410,30 @@ def test_a_command_sending_sigtstp_to_its_group_in_a_loop_neither_stops_nor_hold
     term.send(f"{term.python} -m sandlock -t 1 -- sh -c 'kill -TSTP 0; echo RUN$((6*7))'; echo rc=$?\n")
     assert term.expect("RUN42|rc=124", timeout=30) == "rc=124"  # stopped until -t ended it
     assert time.monotonic() - start < 15
+
+
+# --- the network verdict cache --------------------------------------------------------------------
+
+def test_a_learned_names_verdict_is_never_kept_for_another_spelling_protocol_or_port() -> None:
+    """allows_packed keeps only verdicts that hold whatever was learned.  An address
+    allowed by a learned name (asked as v4 and as v4-mapped v6, TCP and UDP), next to
+    an address rule for the same address on another port, must be refused again on
+    every spelling once the answer's lifetime is over, while the address rule's
+    verdict stays (control)."""
+    from ipaddress import ip_address
+    from sandlock import _netpolicy as NP
+    from sandlock import _policy
+    r = NP.NetRules.from_policy(_policy.make_policy(net_allow=["api.example.com:443", "tcp://192.0.2.0/24:80"]))
+    learned: dict = {}
+    names_of = lambda ip: learned.get(str(ip), ())  # noqa: E731
+    v4, mapped = ip_address("192.0.2.10").packed, ip_address("::ffff:192.0.2.10").packed
+    asks = [(proto, spelled, port) for proto in ("tcp", "udp") for spelled in (v4, mapped) for port in (80, 443)]
+    before = [r.allows_packed(p, a, n, names_of) for p, a, n in asks]
+    learned["192.0.2.10"] = ("api.example.com",)
+    during = [r.allows_packed(p, a, n, names_of) for p, a, n in asks]
+    learned.clear()
+    after = [r.allows_packed(p, a, n, names_of) for p, a, n in asks]
+    #            tcp v4 80, 443; tcp mapped 80, 443; udp v4 80, 443; udp mapped 80, 443
+    assert before == [True, False, True, False, False, False, False, False]
+    assert during == [True, True, True, True, False, True, False, True]
+    assert after == before
