@@ -437,3 +437,55 @@ def test_a_learned_names_verdict_is_never_kept_for_another_spelling_protocol_or_
     assert before == [True, False, True, False, False, False, False, False]
     assert during == [True, True, True, True, False, True, False, True]
     assert after == before
+
+
+REACH_LAYER = r"""
+import ctypes, errno, os, sys
+container, rel = sys.argv[1], sys.argv[2]
+def e(name, f, *a, **k):
+    try:
+        r = f(*a, **k)
+        if isinstance(r, int) and r >= 0 and name != "inotify":
+            try: print(name, os.read(r, 100))
+            except OSError: print(name, "opened")
+        else:
+            print(name, "ok" if not isinstance(r, int) or r >= 0 else errno.errorcode[ctypes.get_errno()])
+    except OSError as x:
+        print(name, errno.errorcode[x.errno])
+fd = os.open(container, os.O_PATH | os.O_DIRECTORY)
+print("container", sorted(n.split("-")[0] for n in os.listdir(container)))
+e("openat-opath", os.open, rel, os.O_RDONLY, dir_fd=fd)
+e("proc-fd", os.open, "/proc/self/fd/%d/%s" % (fd, rel), os.O_RDONLY)
+e("stat-dirfd", os.stat, rel, dir_fd=fd)
+os.fchdir(fd)
+e("fchdir-open", os.open, rel, os.O_RDONLY)
+libc = ctypes.CDLL(None, use_errno=True)
+ino = libc.inotify_init1(0)
+e("inotify", lambda: libc.inotify_add_watch(ino, os.path.dirname(rel).encode(), 0xfff))
+e("absolute-open", os.open, os.path.join(container, rel), os.O_RDONLY)
+"""
+
+
+def test_another_runs_layer_is_not_reached_through_a_container_fd_fchdir_or_proc_self_fd(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """The container may be opened and listed (control: its cow-* entry), but nothing
+    below it is reached through an O_PATH fd of it (openat, /proc/self/fd/N/...,
+    fstatat), after fchdir into it, nor watched with inotify, even knowing the path."""
+    from conftest import SYSTEM_READ
+    from security.test_redteam_containers import DryRun
+    work = who.make_dir(scratch / "work", 0o755)
+    who.make_file(work / "f", "base\n")
+    signals = who.make_dir(scratch / "signals", 0o777)
+    with DryRun(who, work, signals, ["--workdir", str(work), "--dry-run", "-w", str(work)], str(work)) as a:
+        tree = a.tree()
+        container = tree.parents[2]
+        rel = str((tree / "new").relative_to(container))
+        r = who.run([*SYSTEM_READ, "-r", str(work), "--", "/usr/bin/python3", "-c", REACH_LAYER, str(container), rel])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert a.out == "SECRET-A\n"
+    who.make_file(work / "sub" / "g", "base\n")  # control: the same reach into a plain directory of DIR
+    c = who.run([*SYSTEM_READ, "-r", str(work), "--", "/usr/bin/python3", "-c", REACH_LAYER, str(work), "sub/g"])
+    assert c.stdout.split("\n")[1:] == [f"{n} b'base\\n'" for n in ("openat-opath", "proc-fd")] + [
+        "stat-dirfd ok", "fchdir-open b'base\\n'", "inotify ok", "absolute-open b'base\\n'", ""], c.stdout + c.stderr
+    assert r.stdout.split("\n") == ["container ['.gitignore', '.sandlock', 'cow']", "openat-opath EACCES",
+                                    "proc-fd EACCES", "stat-dirfd EACCES", "fchdir-open EACCES", "inotify EACCES",
+                                    "absolute-open EACCES", ""], r.stdout
