@@ -489,3 +489,40 @@ def test_another_runs_layer_is_not_reached_through_a_container_fd_fchdir_or_proc
     assert r.stdout.split("\n") == ["container ['.gitignore', '.sandlock', 'cow']", "openat-opath EACCES",
                                     "proc-fd EACCES", "stat-dirfd EACCES", "fchdir-open EACCES", "inotify EACCES",
                                     "absolute-open EACCES", ""], r.stdout
+
+
+# --- the end of a run: nothing of the sandbox outlives sandlock -------------------------------------
+
+def _alive_with(marker: str) -> list:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("how", [["-t", "1"], []], ids=["timeout", "exit"])
+def test_a_process_in_a_session_of_its_own_does_not_outlive_a_timeout(who, how) -> None:  # type: ignore[no-untyped-def]
+    """On -t (and -m, --max-disk, a failing notifier: Watch.kill_all) the supervisor
+    asked the stub to kill the sandbox and, at the same moment, SIGKILLed the stub's
+    process group: the stub died before it could, and a process that had left the
+    group (setsid) lived on, reparented to init, after sandlock had returned.
+    Control: the same process is killed when the command exits by itself."""
+    import signal
+    import time
+    from conftest import SYSTEM_READ
+    marker = f"{61 + os.getpid() % 1000 / 1000:.3f}{len(how)}"
+    r = who.run([*how, *SYSTEM_READ, "--", "sh", "-c", f"(setsid sleep {marker}) & sleep {'5' if how else '0.3'}"])
+    try:
+        assert r.returncode == (124 if how else 0), r.stderr
+        deadline = time.monotonic() + 2
+        while _alive_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive_with(f"sleep\0{marker}") == []
+    finally:
+        for pid in _alive_with(f"sleep\0{marker}"):
+            os.kill(pid, signal.SIGKILL)
