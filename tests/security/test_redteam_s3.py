@@ -506,19 +506,26 @@ def _alive_with(marker: str) -> list:
 
 
 @pytest.mark.parametrize("how", [["-t", "1"], []], ids=["timeout", "exit"])
-def test_a_process_in_a_session_of_its_own_does_not_outlive_a_timeout(who, how) -> None:  # type: ignore[no-untyped-def]
+def test_a_process_in_a_session_of_its_own_does_not_outlive_a_timeout(who, scratch: Path, how) -> None:  # type: ignore[no-untyped-def]
     """On -t (and -m, --max-disk, a failing notifier: Watch.kill_all) the supervisor
     asked the stub to kill the sandbox and, at the same moment, SIGKILLed the stub's
     process group: the stub died before it could, and a process that had left the
     group (setsid) lived on, reparented to init, after sandlock had returned.
     Control: the same process is killed when the command exits by itself."""
     import signal
+    import subprocess
     import time
     from conftest import SYSTEM_READ
     marker = f"{61 + os.getpid() % 1000 / 1000:.3f}{len(how)}"
-    r = who.run([*how, *SYSTEM_READ, "--", "sh", "-c", f"(setsid sleep {marker}) & sleep {'5' if how else '0.3'}"])
+    cli = who._cli
+    out = scratch / "out"
     try:
-        assert r.returncode == (124 if how else 0), r.stderr
+        with open(out, "w") as f:  # sandlock's output a file (a terminal too), not a pipe it relays
+            code = subprocess.run(cli.command([*how, *SYSTEM_READ, "--", "sh", "-c",
+                                               f"(setsid sleep {marker}) & sleep {'5' if how else '0.3'}"], who.is_user),
+                                  stdin=subprocess.DEVNULL, stdout=f, stderr=f, cwd="/", timeout=60,
+                                  env=cli.environment(who.is_user, None)).returncode
+        assert code == (124 if how else 0), out.read_text()
         deadline = time.monotonic() + 2
         while _alive_with(f"sleep\0{marker}") and time.monotonic() < deadline:
             time.sleep(0.05)
