@@ -816,6 +816,7 @@ class Watch:
         outlive the run.  Without the scope the group is all either can reach."""
         try:
             signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
+            signal.pidfd_send_signal(self.stub_pidfd, signal.SIGCONT)  # a stub stopped from outside does it too
         except OSError:
             pass
         if self.own_group and not self.scoped:
