@@ -255,7 +255,7 @@ print("tree", sorted(os.listdir(".")))
 
 
 def test_host_renames_and_links_made_on_behalf_answer_as_the_kernel_does_under_the_same_landlock_rules(who, scratch: Path) -> None:  # type: ignore[no-untyped-def]
-    """Differential: the same 30 renames and links (exchange, noreplace, whiteout,
+    """Differential: the same 32 renames and links (exchange, noreplace, whiteout,
     links through symlinks, /proc/self/fd of a read-only file, of an O_TMPFILE, of a
     pipe, AT_EMPTY_PATH, /proc/self/exe, trailing slashes) run in a host sandbox
     (-r RO -w W, made on behalf by the supervisor) and under sandlock.confine with the
