@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import stat
+import tempfile
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
@@ -91,9 +92,12 @@ class Layers:
         self._runs = 0
 
     def new_run(self) -> "Upper":
+        """A run's directory `<n>-<random>` (0700): another sandbox that may write DIR
+        may make and remove names in the container's directories (mkdir, rmdir are not
+        trapped in a host sandbox), so a guessable path would let its EEXIST tell which
+        names this run wrote (SECURITY.md "Another run's layer")."""
         self._runs += 1
-        run = os.path.join(self.path, str(self._runs))
-        os.mkdir(run, 0o700)
+        run = tempfile.mkdtemp(prefix=f"{self._runs}-", dir=self.path)
         return Upper(self.workdir, run)
 
     def close(self) -> None:
@@ -753,7 +757,7 @@ def _kept_runs(path: str) -> List[Tuple[str, str]]:
         return out
     try:
         for run in sorted(os.listdir(fd)):
-            if not run.isdigit():
+            if not run.split("-", 1)[0].isdigit():
                 continue
             try:
                 run_fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)

@@ -30,7 +30,7 @@ import re
 import stat
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -44,6 +44,7 @@ _ID_MAX = 0xFFFFFFFE       # (uid_t)-1 means "unchanged", never an id
 STATX_BTIME = 0x800
 CREDS_MAX = 4096           # threads with ids of their own (dead ones are dropped past it)
 NGROUPS_MAX = 65536
+GROUPS_HELD_MAX = 1 << 20  # supplementary groups kept over all threads (~40 MB at most)
 
 # struct stat offsets (mode, uid, gid, rdev) per architecture; statx's are fixed
 _STAT_AT = {"x86_64": (24, 28, 32, 40), "aarch64": (16, 24, 28, 32)}
@@ -84,6 +85,7 @@ class Owners:
         self.lock = threading.Lock()
         self.creds: Dict[int, "Creds"] = {}
         self.changed: Dict[Tuple[int, int], Optional[Tuple[int, int, int, int, int]]] = {}  # since the load
+        self.saved: Set[Tuple[int, int]] = set()  # keys in the record file as last read or written (a removal to save)
         self.path = ""
 
     @classmethod
@@ -106,6 +108,7 @@ class Owners:
         self.path = path
         with _locked(self.dirfd, fcntl.LOCK_SH):
             self.records = self._read()
+        self.saved = set(self.records)
 
     def _read(self) -> Dict[Tuple[int, int], Tuple[int, int, int, int, int]]:
         """Parse the record file; OSError(EINVAL) with a one-line message if it is not one."""
@@ -173,6 +176,18 @@ class Owners:
             finally:
                 os.close(fd)
             os.rename(tmp, RECORD_FILE, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        with self.lock:
+            self.saved = {key for key in merged if key[0] == self.root_dev}
+
+    def _drop(self, key: Tuple[int, int]) -> None:
+        """Forget a record (self.lock held): a removal to save only if the file has it,
+        so a loop of files chowned and removed leaves nothing pending (tmpfs never
+        reuses an inode number: one pending removal per loop grew without bound)."""
+        if self.records.pop(key, None) is not None or key in self.changed:
+            if key in self.saved:
+                self.changed[key] = None
+            else:
+                self.changed.pop(key, None)
 
     def close(self) -> None:
         if self.dirfd >= 0:
@@ -195,8 +210,7 @@ class Owners:
         if record[0] != self._btime(fd):
             with self.lock:  # an inode number used again since: the record is stale
                 if self.records.get((dev, ino)) == record:
-                    del self.records[(dev, ino)]
-                    self.changed[(dev, ino)] = None
+                    self._drop((dev, ino))
             return None
         return record
 
@@ -222,8 +236,7 @@ class Owners:
         btime = self._btime(fd)
         with self.lock:
             if plain:
-                if self.records.pop(key, None) is not None:
-                    self.changed[key] = None
+                self._drop(key)
                 return
             if key not in self.records and len(self.records) >= RECORD_MAX:
                 raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
@@ -231,8 +244,7 @@ class Owners:
 
     def forget(self, dev: int, ino: int) -> None:
         with self.lock:
-            if self.records.pop((dev, ino), None) is not None:
-                self.changed[(dev, ino)] = None
+            self._drop((dev, ino))
 
 
 @contextlib.contextmanager
@@ -560,13 +572,20 @@ def _creds(owners: Owners, tid: int) -> Creds:
 
 
 def _store(owners: Owners, tid: int, new: Creds) -> None:
+    """Keep a thread's ids: at most CREDS_MAX threads (EAGAIN) and GROUPS_HELD_MAX
+    groups over all of them (ENOMEM): 4096 threads of 65536 groups each were ~10 GB."""
+    creds = owners.creds
     with owners.lock:
-        if len(owners.creds) >= CREDS_MAX and tid not in owners.creds:
-            for dead in [t for t in owners.creds if not os.path.exists(b"/proc/%d" % t)]:
-                del owners.creds[dead]
-            if len(owners.creds) >= CREDS_MAX:
+        old = creds.get(tid)
+        held = sum(len(c.groups) for c in creds.values()) - (len(old.groups) if old else 0)
+        if (len(creds) >= CREDS_MAX and old is None) or held + len(new.groups) > GROUPS_HELD_MAX:
+            for dead in [t for t in creds if t != tid and not os.path.exists(b"/proc/%d" % t)]:
+                held -= len(creds.pop(dead).groups)
+            if len(creds) >= CREDS_MAX and old is None:
                 raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        owners.creds[tid] = new
+            if held + len(new.groups) > GROUPS_HELD_MAX:
+                raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+        creds[tid] = new
 
 
 def do_getid(ctx: Context, call: Call) -> Reply:

@@ -491,9 +491,11 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             return _fifo_later(ctx, call, os.dup(probe), flags)
+        keep = 0
         if flags & _O_TMPFILE == _O_TMPFILE:
             no_new_setid(mode)
-        fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW), mode)
+            keep = os.O_EXCL  # O_TMPFILE|O_EXCL: a file never to be linked (open(2))
+        fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW) | (flags & keep), mode)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             try:
                 ctx.resolver.note_written(fd, name, False)

@@ -732,12 +732,14 @@ class Watch:
     """
 
     def __init__(self, policy: Policy, ctx: RunContext, stub: int, stub_pidfd: int, own_group: bool, *,
-                 forward_signals: bool, restore_signals: bool, input: Optional[bytes]) -> None:
+                 forward_signals: bool, restore_signals: bool, input: Optional[bytes],
+                 scoped: bool = False) -> None:
         self.policy = policy
         self.ctx = ctx
         self.stub = stub
         self.stub_pidfd = stub_pidfd
         self.own_group = own_group
+        self.scoped = scoped  # the stub kills with kill(-1) under the signal scope (_launch._doom)
         self.forward_signals = forward_signals
         # The CLI is about to exit when the run ends: a forwarded signal arriving
         # after that must not kill it with its default action (restore_signals=False
@@ -807,12 +809,17 @@ class Watch:
         self.kill_all()
 
     def kill_all(self) -> None:
-        """Kill every process of the sandbox (the stub does it, see _launch._doom)."""
+        """Kill every process of the sandbox (the stub does it, see _launch._doom).  Under
+        the signal scope the stub's kill(-1) reaches every process of the sandbox, and
+        the command cannot stop the stub: a SIGKILL to the stub's group sent now would
+        kill the stub before it does, and a process that left the group (setsid) would
+        outlive the run.  Without the scope the group is all either can reach."""
         try:
             signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
+            signal.pidfd_send_signal(self.stub_pidfd, signal.SIGCONT)  # a stub stopped from outside does it too
         except OSError:
             pass
-        if self.own_group:
+        if self.own_group and not self.scoped:
             try:
                 os.killpg(self.stub, signal.SIGKILL)
             except OSError:
@@ -1094,7 +1101,7 @@ class Session:
                 os.close(fd)
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
-                               input=self.input)
+                               input=self.input, scoped=launch.scope_ruleset >= 0)
             outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
             if ctx.upper is not None:
                 outcome = self._end_workdir(outcome)

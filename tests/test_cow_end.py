@@ -279,7 +279,8 @@ def kill_during_commit(who, base: Path, wd: Path, count: int) -> Optional[Path]:
         while time.monotonic() < deadline and proc.poll() is None:
             if run_dir is None:
                 found = [n for n in layers(wd) if n.split("/")[1].startswith(prefix)]
-                run_dir = wd / found[0] / "1" if found else None
+                runs = sorted((wd / found[0]).glob("1-*")) if found else []
+                run_dir = runs[0] if runs else None
             if run_dir is not None:
                 try:
                     state = (run_dir / "state").read_text()
