@@ -31,6 +31,7 @@ import fcntl
 import os
 import re
 import struct
+import time
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -368,10 +369,29 @@ def sealed_memfd_filled(name: str, fill: Callable[[int], None]) -> int:
     fd = _memfd_create(name)
     try:
         fill(fd)
-        fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
+        _seal(fd)
         return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(fd)
+
+
+SEAL_TRIES = 8  # F_SEAL_WRITE refused EBUSY that many times in a row: the error is the kernel's
+
+
+def _seal(fd: int) -> None:
+    """Add SEALS to the memfd fd.  F_SEAL_WRITE answers EBUSY while some page of the
+    file has a reference the kernel cannot account for (fcntl(2): a writable mapping;
+    also a page still held in another CPU's LRU batch just after the copy, which the
+    kernel waits for only briefly): nothing maps our memfds, so EBUSY is such a passing
+    hold, and the seal is tried again after a short sleep (it once failed an exec in CI)."""
+    for attempt in range(SEAL_TRIES):
+        try:
+            fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or attempt == SEAL_TRIES - 1:
+                raise
+            time.sleep(0.001 * (1 << attempt))  # 1 ms, 2 ms, ... 64 ms: 0.13 s at most
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -552,3 +552,26 @@ def test_a_rewritten_script_from_a_memfd_gets_the_new_argument(argv_printer, arg
     finally:
         os.close(fd)
     assert ast.literal_eval(done.stdout.decode()) == ([] if arg is None else [arg]) + [b"/proc/self/fd/%d" % fd]
+
+
+def test_sealing_a_memfd_is_tried_again_while_the_kernel_answers_ebusy_and_fails_after_that(monkeypatch) -> None:
+    """F_SEAL_WRITE answers EBUSY while a page of the copy is still held elsewhere (a passing
+    state just after the copy): the seal is tried again; an EBUSY that lasts is the error."""
+    real = fcntl.fcntl
+    answers = [errno.EBUSY, errno.EBUSY]
+
+    def flaky(fd, cmd, arg=0):  # type: ignore[no-untyped-def]
+        if cmd == _elf.F_ADD_SEALS and answers:
+            raise OSError(answers.pop(0), os.strerror(errno.EBUSY))
+        return real(fd, cmd, arg)
+    monkeypatch.setattr(_elf.fcntl, "fcntl", flaky)
+    fd = _elf.sealed_memfd("t", b"#!/bin/sh\n")
+    try:
+        assert real(fd, _elf.F_GET_SEALS) & _elf.SEALS == _elf.SEALS and os.pread(fd, 16, 0) == b"#!/bin/sh\n"
+    finally:
+        os.close(fd)
+    assert answers == []
+    answers.extend([errno.EBUSY] * _elf.SEAL_TRIES)
+    with pytest.raises(OSError) as caught:
+        _elf.sealed_memfd("t", b"x")
+    assert caught.value.errno == errno.EBUSY and answers == []
