@@ -136,3 +136,10 @@ class Servers:
             t.join(2)
         for _, sock in self._socks:
             sock.close()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free a moment ago (nothing listens there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from netservers import Servers
+from netservers import Servers, free_port
 
 from .conftest import Box
 
@@ -163,11 +163,6 @@ def echo2() -> Iterator[Servers]:
     yield server
     server.close()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def probe(who, box: Box, net: List[str], *ops: str, **kwargs) -> Dict[str, str]:  # type: ignore[no-untyped-def]

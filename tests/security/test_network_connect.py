@@ -24,7 +24,7 @@ from typing import Iterator, List
 
 import pytest
 
-from netservers import Servers
+from netservers import Servers, free_port
 
 from .conftest import Box
 
@@ -83,11 +83,6 @@ def full() -> Iterator[FullListener]:
     yield server
     server.close()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Blocking connects to the full listener, made by `threads` threads at once, and one by
