@@ -175,7 +175,9 @@ def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: in
     """The stub's whole life; never returns."""
     step = "stub"
     try:
-        os.close(pipes.err_r); os.close(pipes.ready_r); os.close(pipes.go_w); os.close(pipes.status_r)
+        for fd in (pipes.err_r, pipes.ready_r, pipes.go_w, pipes.status_r):
+            if fd >= 0:  # -1: forked by the fork server, which never had them (_forkserver)
+                os.close(fd)
         if prep.own_group:
             step = "setpgid"
             os.setpgid(0, 0)

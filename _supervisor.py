@@ -65,6 +65,7 @@ from ._resolve import Devices, FsRules, Resolver
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
     from . import _fakeroot
+    from . import _forkserver
     from . import _rootfs
     from . import _rootops
     from . import _scratch
@@ -1044,8 +1045,10 @@ class Session:
 
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
+                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
+                 handoff: Optional["_forkserver.Handoff"] = None) -> None:
         self.policy = policy
+        self.handoff = handoff  # launched by the Sandbox's fork server, from its home thread (_forkserver)
         self.prepared = prepared
         self.argv = tuple(argv)
         self.env = env
@@ -1087,14 +1090,26 @@ class Session:
             if self.prepared.root is not None:
                 ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
-            self._confine()
+            if self.handoff is None:
+                self._confine()
+            else:  # confined as the home thread that started this one; its own cwd and umask
+                _syscalls.unshare(CLONE_FS)
             ctx.open()
-            calls = _launch.bind_calls()
-            supervisor_pid = os.getpid()
-            self.stub = os.fork()
-            if self.stub == 0:
-                _launch.run_stub(launch, pipes, calls, supervisor_pid)
-            self.stub_pidfd = os.pidfd_open(self.stub)
+            started = self._launch_on_server(launch, pipes) if self.handoff is not None else None
+            if started is not None:
+                self.stub, self.stub_pidfd = started
+            else:
+                if self.handoff is not None:  # the server could not: a fresh plan, launched directly
+                    for fd in fds:
+                        _close(fd)
+                    fds.clear()
+                    launch, pipes, stdio_parent = self._launch_plan(fds)
+                calls = _launch.bind_calls()
+                supervisor_pid = os.getpid()
+                self.stub = os.fork()
+                if self.stub == 0:
+                    _launch.run_stub(launch, pipes, calls, supervisor_pid)
+                self.stub_pidfd = os.pidfd_open(self.stub)
             ctx.members = Members(self.stub)
             for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
                 fds.remove(fd)
@@ -1180,9 +1195,20 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+            umask=self.handoff.umask if self.handoff is not None else _current_umask(),
+            reset_signals=_launch.ignored_signals())
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
+
+    def _launch_on_server(self, launch: _launch.Prepared, pipes: _launch.Pipes) -> Optional[Tuple[int, int]]:
+        """(stub pid, its pidfd) forked by the fork server, or None: launch directly."""
+        from . import _forkserver
+        assert self.handoff is not None
+        request, fds = _forkserver.request_for(launch, pipes, self.handoff)
+        try:
+            return self.handoff.server.launch(request, fds)
+        except _forkserver.Gone:
+            return None
 
     def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
         """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""

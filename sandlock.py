@@ -148,6 +148,8 @@ class Sandbox:
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
+        self._runs = 0
+        self._server: Any = None   # the fork server, from the second run (README "Fork server")
 
     def _prepare(self) -> Any:
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
@@ -162,6 +164,19 @@ class Sandbox:
                 self._prepared = _supervisor.prepare(self.policy)
                 weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
+
+    def _fork_server(self, prepared: Any) -> Any:
+        """The Sandbox's fork server, started (in the background) at its second run."""
+        with self._lock:
+            self._runs += 1
+            if self._server is None and self._runs == 2:
+                from . import _forkserver
+                if _forkserver.enabled() and _forkserver.eligible(self.policy, prepared):
+                    import weakref
+                    self._server = _forkserver.Server(prepared.supervisor_ruleset, prepared.child_ruleset,
+                                                      prepared.scope_ruleset, prepared.program)
+                    weakref.finalize(self, self._server.close)
+            return self._server
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
@@ -187,7 +202,8 @@ class Sandbox:
             raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
         args = normalise_argv(argv)
         environment = child_environment(policy, env if env is not None else os.environ)
-        outcome = _run_in_thread(policy, self._prepare(), args, _env_bytes(environment),
+        prepared = self._prepare()
+        outcome = _run_in_thread(policy, prepared, args, _env_bytes(environment), server=self._fork_server(prepared),
                                  capture=capture_output, input=bytes(input) if input is not None else None)
         result = _result(list(argv), outcome)
         if check:
@@ -205,21 +221,37 @@ def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
 
 
 def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
-                   **options: Any) -> Any:
-    """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
+                   server: Any = None, **options: Any) -> Any:
+    """Supervise from a fresh thread: it confines itself, so it must not be the caller's.
+    With a fork server up, the thread is its home thread's, already confined (_forkserver)."""
     from . import _supervisor
-    box: Dict[str, Any] = {}
+    box: Dict[str, Any] = {"handoff": None}
 
     def worker() -> None:
         try:
-            box["session"] = _supervisor.Session(policy, prepared, argv, env, **options)
+            box["session"] = _supervisor.Session(policy, prepared, argv, env, handoff=box["handoff"], **options)
             box["outcome"] = box["session"].run()
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
-    thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
-    thread.start()
-    thread.join()
+    thread = None
+    try:
+        if server is not None and server.usable():
+            from . import _forkserver
+            try:
+                box["handoff"] = _forkserver.Handoff(server)
+                thread = server.spawn(worker)
+            except (OSError, _forkserver.Gone):
+                if box["handoff"] is not None:
+                    box["handoff"].close()
+                box["handoff"] = None
+        if thread is None:
+            thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
+            thread.start()
+        thread.join()
+    finally:
+        if box["handoff"] is not None:
+            box["handoff"].close()
     if "session" in box:
         box["session"].clean_up()  # here: this thread is not confined (see Session.clean_up)
     if "error" in box:

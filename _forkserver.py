@@ -1,0 +1,454 @@
+"""A warm fork server: launches from a small process instead of the caller's (README "Fork server").
+
+Forking the caller, a large Python process, twice per run (the stub, then the
+command) costs about 3 ms here, mostly in copying page tables.  A Sandbox's
+later runs start instead from a small `python3 -I -S` (the server) that runs
+only _structs, _syscalls, _launch and this module, and forks the stub, which
+confines itself and forks the command exactly as in the direct launch
+(_launch.run_stub).
+
+Who is who (one server and one home thread per Sandbox, from its second run):
+
+    home thread     a thread of sandlock, confined once exactly as a supervising
+                    thread confines itself (_launch.confine_supervisor); it
+                    starts the server and every supervising thread of the
+                    Sandbox's runs, so all of them share one Landlock domain,
+                    and the stubs and commands of the server are nested in it
+                    (the supervisor may read their memory and take fds from
+                    them: Landlock allows ptrace-mode access only downwards)
+    server          fork + execve of sys.executable -I -S from the home thread:
+                    fd 3 a socketpair end, 0-2 /dev/null, nothing else of the
+                    caller; PR_SET_PDEATHSIG(SIGKILL) on the home thread; it
+                    receives a launch request with its fds (SCM_RIGHTS), forks
+                    the stub and answers (stub pid, pidfd of the stub)
+    stub, command   as in the direct launch: the stub's PDEATHSIG is the
+                    server's death, so SIGKILL to sandlock kills the home thread,
+                    the server, then every sandbox (the stubs' _launch._doom)
+
+The server runs with the caller's uid and no more privilege than a supervising
+thread (no capabilities, NO_NEW_PRIVS, the supervisor's Landlock domain); it
+accepts requests only on its socketpair.  What the direct launch takes from
+the caller at each run and a server has from its own start is checked at each
+run (rlimits and ids: a change falls back to the direct launch) or sent with
+the request (stdio, cwd, umask, environment, ignored signals).
+SANDLOCK_FORK_SERVER=0 turns the server off (every run is launched directly).
+"""
+
+from __future__ import annotations
+
+import errno
+import marshal
+import os
+import resource
+import signal
+import socket
+import struct
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _launch
+from . import _syscalls
+
+ENV_SWITCH = "SANDLOCK_FORK_SERVER"
+MODULES = ("_structs", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
+SERVER_FD = 3
+START_TIMEOUT = 20.0   # seconds for the server to start (import ctypes, socket) and say ready
+REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request
+MAX_STARTS = 3         # a server that keeps dying: the Sandbox launches directly from then on
+MAX_MESSAGE = 1 << 20
+PID = struct.Struct("=i")
+CLONE_FS = 0x200
+_RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
+# The interpreter's whole program: it loads the modules it is sent as the package
+# `sandlock` (so their relative imports and guards work) and serves.
+BOOT = r"""
+import marshal, os, socket, sys, types
+sock = socket.socket(fileno=3)
+data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+for fd in fds:
+    os.set_inheritable(fd, False)  # recv_fds drops its flags argument
+sources, rest = marshal.loads(data)
+package = types.ModuleType("sandlock")
+package.__path__ = []
+sys.modules["sandlock"] = package
+for name, source in sources:
+    module = types.ModuleType("sandlock." + name)
+    module.__package__ = "sandlock"
+    sys.modules[module.__name__] = module
+    exec(compile(source, "<sandlock/" + name + ".py>", "exec"), module.__dict__)
+    setattr(package, name, module)
+sys.modules["sandlock._forkserver"].serve(sock, fds, rest)
+"""
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def eligible(policy: Any, prepared: Any) -> bool:
+    """Host mode only: a root, a workdir or a fake root prepare things in the supervising
+    thread before it confines itself (the memory writer, the owners' record)."""
+    return prepared.root is None and prepared.layers is None and not policy.fake_root
+
+
+def snapshot() -> Tuple[object, ...]:
+    """What the command would inherit from the caller that a server keeps from its own start."""
+    return (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
+            tuple(resource.getrlimit(r) for r in _RLIMITS))
+
+
+class Handoff:
+    """What the caller's thread gives a run that starts on the server (its own state at the call)."""
+
+    def __init__(self, server: "Server") -> None:
+        self.server = server
+        self.umask = _umask()
+        self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # the caller's 0, 1, 2 as the command inherits them (-1: closed)
+        self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
+
+    def close(self) -> None:
+        for fd in (self.cwd,) + self.stdio:
+            if fd >= 0:
+                os.close(fd)
+        self.cwd, self.stdio = -1, (-1, -1, -1)
+
+
+class Gone(Exception):
+    """The server cannot launch this run (dead, or refused): launch directly."""
+
+
+class Server:
+    """The client side: one home thread and one server process for one Sandbox's rulesets."""
+
+    def __init__(self, supervisor_ruleset: int, child_ruleset: int, scope_ruleset: int, program: bytes) -> None:
+        import queue
+        import threading
+        self.rulesets = (supervisor_ruleset, child_ruleset, scope_ruleset)
+        self.program = program
+        self.lock = threading.Lock()        # one request at a time on the socket
+        self.ready = threading.Event()      # set once the first start is over (server or not)
+        self.sock: Optional[socket.socket] = None
+        self.pid = -1
+        self.pidfd = -1
+        self.starts = 0
+        self.state = snapshot()
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._sources = [(name, _source(name)) for name in MODULES]
+        self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._home = threading.Thread(target=self._home_loop, name="sandlock-home", daemon=True)
+        self._home.start()
+
+    # --- from any thread --------------------------------------------------------------------
+
+    def usable(self) -> bool:
+        """The server is up (without waiting for a start under way) and the caller is as it was."""
+        return self.ready.is_set() and self.sock is not None and snapshot() == self.state
+
+    def spawn(self, target: Callable[[], None]) -> Any:
+        """A started thread running target, made by the home thread (so it is confined as it)."""
+        import threading
+        made: List[Any] = []
+        done = threading.Event()
+
+        def make() -> None:
+            try:
+                thread = threading.Thread(target=target, name="sandlock-supervisor", daemon=True)
+                thread.start()
+                made.append(thread)
+            finally:
+                done.set()
+        self._queue.put(make)
+        done.wait()
+        if not made:
+            raise Gone("the home thread could not start a supervising thread")
+        return made[0]
+
+    def close(self) -> None:
+        """Stop the home thread; the server dies with it (PDEATHSIG), and its sandboxes with it."""
+        self._queue.put(None)
+
+    # --- from a supervising thread ----------------------------------------------------------
+
+    def launch(self, request: Tuple[Any, ...], fds: List[int]) -> Tuple[int, int]:
+        """Send one launch request; returns (stub pid, pidfd of the stub).  Raises Gone."""
+        with self.lock:
+            sock = self.sock
+            if sock is None or _exited(self.pidfd):
+                self._lost()
+                raise Gone("the fork server is not running")
+            try:
+                socket.send_fds(sock, [marshal.dumps(request)], fds)
+                data, got = _recv_fds(sock, 256, 1)
+            except OSError as exc:
+                self._lost()
+                raise Gone(f"the fork server did not answer: {exc}") from None
+        if len(data) != PID.size or len(got) != 1:
+            for fd in got:
+                os.close(fd)
+            if not data:
+                with self.lock:
+                    self._lost()
+            raise Gone(data.decode("utf-8", "replace") or "the fork server went away")
+        return PID.unpack(data)[0], got[0]
+
+    def _lost(self) -> None:
+        """The server is dead (lock held): forget it, and have the home thread start another."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if self.starts < MAX_STARTS:
+            self.ready.clear()
+            self._queue.put(self._start)
+
+    # --- the home thread --------------------------------------------------------------------
+
+    def _home_loop(self) -> None:
+        try:
+            _syscalls.unshare(CLONE_FS)
+            os.umask(0)
+            _syscalls.load_unwinder()
+            _launch.confine_supervisor(self.rulesets[0])
+        except OSError:
+            self.ready.set()   # never usable: every run launches directly
+            return
+        self._start()
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            job()
+        with self.lock:
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+        os.close(self._null)
+
+    def _start(self) -> None:
+        """Start a server (in the home thread: its PDEATHSIG is this thread's end) with the
+        first interpreter the supervisor's Landlock domain lets it run; or none."""
+        self.starts += 1
+        for interpreter in _interpreters():
+            if self._start_with(interpreter):
+                break
+        self.ready.set()
+
+    def _start_with(self, interpreter: str) -> bool:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = self._fork_exec(interpreter, theirs.fileno())
+        except OSError:
+            ours.close()
+            return False
+        finally:
+            theirs.close()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            ours.close()
+            _reap(pid)
+            return False
+        ours.settimeout(START_TIMEOUT)
+        child, scope = self.rulesets[1:]
+        try:
+            fds = [fd for fd in (child, scope) if fd >= 0]
+            rest = (self.program, child >= 0, scope >= 0)
+            socket.send_fds(ours, [marshal.dumps((self._sources, rest))], fds)
+            ok = ours.recv(64) == b"ready"
+        except OSError:
+            ok = False
+        if not ok:
+            ours.close()
+            os.close(pidfd)
+            _reap(pid)
+            return False
+        ours.settimeout(REPLY_TIMEOUT)
+        with self.lock:
+            self.sock, self.pid, self.pidfd = ours, pid, pidfd
+        return True
+
+    def _fork_exec(self, interpreter: str, theirs: int) -> int:
+        """fork + execve of the interpreter with fd 3 = theirs, 0-2 = /dev/null, nothing else."""
+        calls = _launch.bind_calls()
+        parent = os.getpid()
+        argv = [os.fsencode(interpreter), b"-I", b"-S", b"-c", BOOT.encode()]
+        null = self._null
+        pid = os.fork()
+        if pid == 0:  # straight-line calls only, as in _launch (a multi-threaded parent)
+            try:
+                if calls.prctl(_launch.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) < 0 or os.getppid() != parent:
+                    os._exit(127)
+                for target in range(3):
+                    os.dup2(null, target)
+                os.dup2(theirs, SERVER_FD)
+                calls.close_range(SERVER_FD + 1, calls.all_fds, 0)
+                os.execve(argv[0], argv, {})
+            finally:
+                os._exit(127)
+        return pid
+
+
+# --- the server ---------------------------------------------------------------------------
+
+def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, bool]) -> None:
+    """The server's loop: one request, one stub; ends when the socket does."""
+    program, has_child, has_scope = rest
+    got = list(rulesets)
+    child = got.pop(0) if has_child else -1
+    scope = got.pop(0) if has_scope else -1
+    calls = _launch.bind_calls()
+    filter_ptr, keep = _syscalls.seccomp_filter_pointer(program)
+    own_ignored = _launch.ignored_signals()
+    signal.signal(signal.SIGCHLD, _reap_all)
+    sock.send(b"ready")
+    me = os.getpid()
+    while True:
+        try:
+            data, fds = _recv_fds(sock, MAX_MESSAGE, 16)
+        except OSError:
+            break
+        if not data:
+            break
+        try:
+            request = marshal.loads(data)
+            pid = os.fork()
+        except BaseException as exc:  # refused: the client launches directly
+            for fd in fds:
+                os.close(fd)
+            sock.send(f"fork server: {exc}".encode("utf-8", "replace") or b"?")
+            continue
+        if pid == 0:
+            _stub(sock, request, fds, child, scope, filter_ptr, own_ignored, calls, me)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            sock.send(f"fork server: pidfd_open: {exc.strerror}".encode())
+        else:
+            socket.send_fds(sock, [PID.pack(pid)], [pidfd])
+            os.close(pidfd)
+        for fd in fds:
+            os.close(fd)
+    del keep
+    os._exit(0)
+
+
+def _stub(sock: socket.socket, request: Tuple[Any, ...], fds: List[int], child: int, scope: int,
+          filter_ptr: object, own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
+    """In the forked stub: take the request's fds as the caller's, then the stub's life (_launch.run_stub)."""
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio) = request
+    err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sock.close()
+        os.fchdir(cwd_fd)
+        for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the stub holds them as today's does)
+            if index >= 0:
+                os.dup2(fds[index], target)
+            else:
+                os.close(target)
+    except BaseException as exc:
+        _launch._report(err_w, "fork server", getattr(exc, "errno", 0) or errno.EIO, str(exc))
+        os._exit(125)
+    prep = _launch.Prepared(
+        candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
+        child_ruleset=child, scope_ruleset=scope, filter_ptr=filter_ptr, filter_flags=flags,
+        stdio=(-1, -1, -1), own_group=True, foreground_tty=-1, umask=umask,
+        reset_signals=tuple(sorted(set(reset) | set(own_ignored))))
+    pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
+    _launch.run_stub(prep, pipes, calls, server)
+
+
+def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Handoff) -> Tuple[Tuple[Any, ...], List[int]]:
+    """The launch request of a run and the fds it carries (they stay the caller's to close)."""
+    fds = [pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w, handoff.cwd]
+    stdio = []
+    for target, fd in enumerate(prep.stdio):
+        fd = fd if fd >= 0 else handoff.stdio[target]
+        if fd < 0:
+            stdio.append(-1)
+        else:
+            stdio.append(len(fds))
+            fds.append(fd)
+    request = (list(prep.candidates), list(prep.argv), prep.envp, prep.cwd, list(prep.rlimits), prep.filter_flags,
+               prep.umask, list(prep.reset_signals), stdio)
+    return request, fds
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _recv_fds(sock: socket.socket, size: int, most: int) -> Tuple[bytes, List[int]]:
+    """One message and its fds, received close-on-exec (socket.recv_fds drops its flags
+    argument, and another thread of the caller may fork meanwhile)."""
+    import array
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(most * 4), socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
+def _reap_all(signum: int, frame: object) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (OSError, ChildProcessError):
+        pass
+
+
+def _exited(pidfd: int) -> bool:
+    if pidfd < 0:
+        return True
+    import select
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _source(name: str) -> str:
+    import sys
+    module = sys.modules[__name__.rpartition(".")[0] + "." + name]
+    with open(module.__file__ or "", encoding="utf-8") as f:
+        return f.read()
+
+
+def _interpreters() -> List[str]:
+    """This interpreter, then the system's (the supervisor's domain may not let it run ours)."""
+    import sys
+    out: List[str] = []
+    for path in (sys.executable, "/usr/bin/python3"):
+        if path and path not in out and os.access(path, os.X_OK):
+            out.append(path)
+    return out
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def _dup_or_closed(fd: int) -> int:
+    try:
+        return os.dup(fd)  # close-on-exec
+    except OSError:
+        return -1

@@ -1,0 +1,295 @@
+"""The fork server (README "Fork server"): a Sandbox's later runs start from a small
+`python3 -I -S` process and keep every property of the direct launch."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import sandlock
+from conftest import find_processes, unique_marker, wait_for
+
+# Shared by the scripts: a Sandbox whose fork server is up, and the tree of a pid.
+PRELUDE = r"""
+import json, os, signal, sys, threading, time
+import sandlock
+
+def warm(box):
+    for _ in range(2):
+        assert box.run(["/bin/true"]).returncode == 0
+    deadline = time.monotonic() + 30
+    while not (box._server is not None and box._server.usable()):
+        assert time.monotonic() < deadline, "the fork server never started"
+        time.sleep(0.01)
+    return box._server.pid
+
+def argv_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode() for a in f.read().rstrip(b"\0").split(b"\0")]
+    except OSError:
+        return []
+
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+def marked(marker):
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and marker in argv_of(int(p))]
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+def wait(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+def in_thread(fn):
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=fn()))
+    thread.start()
+    return thread, out
+"""
+
+SAME_AS_THE_FIRST = PRELUDE + r"""
+marker, work = sys.argv[1], sys.argv[2]
+box = sandlock.Sandbox(fs_writable=[work])
+def runs():
+    os.chdir(work)
+    os.umask(0o027)
+    echo = box.run(["sh", "-c", "echo out; echo err >&2; pwd; umask; exit 3"], input=b"")
+    cat = box.run(["cat"], input=b"in")
+    died = box.run(["sh", "-c", "kill -TERM $$"])
+    slow = box.run(["sleep", "5"], timeout=0.3)
+    missing = None
+    try:
+        box.run(["/nonexistent-program"])
+    except sandlock.ExecError as exc:
+        missing = exc.errno
+    os.chdir("/")
+    os.umask(0o022)
+    return [echo.stdout.decode(), echo.stderr.decode(), echo.returncode, cat.stdout.decode(),
+            died.returncode, slow.timed_out, slow.returncode, missing]
+first = runs()  # launched directly (a Sandbox's first runs)
+server = warm(box)
+later = runs()
+thread, out = in_thread(lambda: box.run(["sleep", marker]))
+assert wait(lambda: marked(marker)), "the command never started"
+(command,) = marked(marker)
+stub = parent(command)
+tree = [argv_of(parent(stub))[1:3], parent(stub) == server, parent(server) == os.getpid()]
+os.kill(command, signal.SIGKILL)
+thread.join()
+print(json.dumps({"first": first, "later": later, "tree": tree}))
+"""
+
+
+def test_runs_from_the_fork_server_give_what_the_first_direct_runs_give(who, scratch: Path) -> None:
+    work = who.make_dir(scratch / "work", 0o777)
+    r = who.python(SAME_AS_THE_FIRST, args=[unique_marker(), str(work)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["first"] == ["out\n" + f"{work}\n0027\n", "err\n", 3, "in", -signal.SIGTERM, True, 124, 2]
+    assert out["later"] == out["first"]
+    # the command's stub was forked by the server, a python3 -I -S child of the caller
+    assert out["tree"] == [["-I", "-S"], True, True]
+
+
+NO_FD_LEAK = PRELUDE + r"""
+fd = os.open("/etc/hostname", os.O_RDONLY)
+os.set_inheritable(fd, True)
+r, w = os.pipe()
+os.set_inheritable(r, True)
+control = subprocess_out = __import__("subprocess").run(["ls", "/proc/self/fd"], close_fds=False,
+                                                         capture_output=True).stdout.decode().split()
+box = sandlock.Sandbox()
+server = warm(box)
+server_fds = {int(n): os.readlink(f"/proc/{server}/fd/{n}") for n in os.listdir(f"/proc/{server}/fd")}
+command = box.run(["ls", "/proc/self/fd"]).stdout.decode().split()
+print(json.dumps({"control": control, "fd": fd, "r": r, "server": server_fds, "command": command}))
+"""
+
+
+def test_no_fd_of_the_caller_reaches_the_fork_server_or_the_command(who) -> None:
+    r = who.python(NO_FD_LEAK)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    # control: a child that inherits the caller's fds sees both
+    assert str(out["fd"]) in out["control"] and str(out["r"]) in out["control"]
+    server = out["server"]
+    assert {server[n] for n in ("0", "1", "2")} == {"/dev/null"}
+    assert server["3"].startswith("socket:")
+    others = {n: target for n, target in server.items() if n not in ("0", "1", "2", "3")}
+    # and the command's and the stub's Landlock rulesets, nothing else
+    assert set(others.values()) <= {"anon_inode:[landlock-ruleset]"} and len(others) <= 2, server
+    assert out["command"] == ["0", "1", "2", "3"]  # ls's own directory fd is 3
+
+
+KILLED_SANDLOCK = PRELUDE + r"""
+marker = sys.argv[1]
+box = sandlock.Sandbox()
+server = warm(box)
+thread, out = in_thread(lambda: box.run(["sh", "-c", f"sleep {marker} & sleep {marker}"]))
+assert wait(lambda: len(marked(marker)) == 2), "the commands never started"
+print(server, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(who) -> None:
+    marker = unique_marker()
+    r = who.python(KILLED_SANDLOCK, args=[marker])
+    assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-3000:]
+    server = int(r.stdout.split()[0])
+    assert wait_for(lambda: not os.path.exists(f"/proc/{server}/cmdline") or
+                    not open(f"/proc/{server}/cmdline", "rb").read(), 5), "the fork server outlived sandlock"
+    assert wait_for(lambda: not find_processes(marker), 5), f"left running: {find_processes(marker)}"
+
+
+KILLED_SERVER = PRELUDE + r"""
+marker = sys.argv[1]
+box = sandlock.Sandbox()
+server = warm(box)
+thread, out = in_thread(lambda: box.run(["sh", "-c", f"sleep {marker} & sleep {marker}"]))
+assert wait(lambda: len(marked(marker)) == 2), "the commands never started"
+started = time.monotonic()
+os.kill(server, signal.SIGKILL)
+thread.join(10)
+ended = [not thread.is_alive(), round(time.monotonic() - started) < 5, out["result"].returncode,
+         wait(lambda: not marked(marker), 2)]
+after = box.run(["echo", "after"]).stdout.decode()
+restarted = wait(lambda: box._server.usable() and box._server.pid != server, 30)
+again = box.run(["echo", "again"]).stdout.decode()
+print(json.dumps({"ended": ended, "after": after, "restarted": restarted, "again": again,
+                  "new_parent": box._server.pid != server}))
+"""
+
+
+def test_the_fork_server_killed_mid_run_ends_that_sandbox_and_the_next_runs_still_work(who) -> None:
+    r = who.python(KILLED_SERVER, args=[unique_marker()])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["ended"] == [True, True, -signal.SIGKILL, True]
+    assert out["after"] == "after\n"   # launched directly while a new server starts
+    assert out["restarted"] and out["again"] == "again\n"
+
+
+ORPHANS_AND_SIGNALS = PRELUDE + r"""
+marker = sys.argv[1]
+box = sandlock.Sandbox()
+server = warm(box)
+# an orphan (its shell exits at once) stays in the sandbox and dies with it
+orphan = box.run(["sh", "-c", f"(sleep {marker} &) ; echo started"])
+orphan_left = marked(marker)
+for pid in orphan_left:
+    os.kill(pid, signal.SIGKILL)
+# the command cannot signal its stub nor the server; it can signal its own child (control)
+signals = box.run(["sh", "-c", f"sleep 5 & kill $! && echo own-child; kill -KILL $PPID || echo stub-refused; "
+                               f"kill -KILL {server} || echo server-refused"])
+print(json.dumps({"orphan": [orphan.stdout.decode(), orphan.returncode, orphan_left],
+                  "signals": signals.stdout.decode().split(), "server_alive": alive(server),
+                  "still_used": box._server.pid == server and box.run(["echo", "ok"]).stdout.decode()}))
+"""
+
+
+def test_on_the_fork_server_orphans_stay_in_and_no_command_can_signal_its_stub_or_the_server(who) -> None:
+    marker = unique_marker()
+    r = who.python(ORPHANS_AND_SIGNALS, args=[marker])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["orphan"] == ["started\n", 0, []]
+    assert out["signals"] == ["own-child", "stub-refused", "server-refused"]
+    assert out["server_alive"] and out["still_used"] == "ok\n"
+    assert not find_processes(marker)
+
+
+def _warm(box: sandlock.Sandbox) -> int:
+    for _ in range(2):
+        assert box.run(["/bin/true"]).returncode == 0
+    assert wait_for(lambda: box._server is not None and box._server.usable(), 30), "no fork server"
+    return box._server.pid
+
+
+def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() -> None:
+    box = sandlock.Sandbox()
+    server = _warm(box)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    results = {}
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = [box.run(["/bin/echo", f"thread-{i}-run-{j}"]).stdout for j in range(15)]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    for i in range(8):
+        assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(15)]
+    assert box._server.pid == server
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    # the server reaped every stub: no child of it is left, zombie or not
+    assert not open(f"/proc/{server}/task/{server}/children").read().split()
+
+
+def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDLOCK_FORK_SERVER", "0")
+    box = sandlock.Sandbox()
+    for _ in range(3):
+        assert box.run(["echo", "direct"]).stdout == b"direct\n"
+    assert box._server is None
+    monkeypatch.delenv("SANDLOCK_FORK_SERVER")
+    assert _warm(sandlock.Sandbox()) > 0  # control: the same without the variable has one
+
+
+def test_a_fork_server_that_cannot_start_leaves_every_run_launched_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandlock import _forkserver
+    monkeypatch.setattr(_forkserver, "_interpreters", lambda: ["/bin/false"])
+    box = sandlock.Sandbox()
+    for _ in range(2):
+        assert box.run(["echo", "x"]).stdout == b"x\n"
+    assert wait_for(lambda: box._server.ready.is_set(), 30)
+    assert not box._server.usable()
+    assert box.run(["sh", "-c", "echo $0"]).stdout == b"sh\n"
+
+
+def test_a_root_or_workdir_sandbox_has_no_fork_server(tmp_path: Path) -> None:
+    (tmp_path / "w").mkdir()
+    box = sandlock.Sandbox(workdir=str(tmp_path / "w"), fs_writable=[str(tmp_path / "w")])
+    for _ in range(3):
+        assert box.run(["true"]).returncode == 0
+    assert box._server is None
+
+
+def test_the_caller_changing_its_rlimits_gets_a_direct_launch_with_them() -> None:
+    import resource
+    box = sandlock.Sandbox()
+    _warm(box)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+    try:
+        assert not box._server.usable()
+        assert box.run(["sh", "-c", "ulimit -n"]).stdout == b"100\n"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert box._server.usable()
+    assert box.run(["sh", "-c", "ulimit -n"]).stdout == f"{soft}\n".encode()
