@@ -57,6 +57,7 @@ START_TIMEOUT = 20.0   # seconds for the server to start (import ctypes, socket)
 REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request
 MAX_STARTS = 3         # a server that keeps dying: the Sandbox launches directly from then on
 MAX_MESSAGE = 1 << 20
+POOL_IDLE = 10.0       # seconds a supervising thread of the pool waits for another run before it ends
 PID = struct.Struct("=i")
 CLONE_FS = 0x200
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
@@ -116,6 +117,33 @@ class Handoff:
         self.cwd, self.stdio = -1, (-1, -1, -1)
 
 
+class Job:
+    """One run's supervising work, handed to a thread of the pool."""
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        import threading
+        self.target = target
+        self.done = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self.target()
+        except BaseException as exc:  # noqa: BLE001 - the caller's join() raises it
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.done.set()
+
+    def join(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
 class Gone(Exception):
     """The server cannot launch this run (dead, or refused): launch directly."""
 
@@ -135,7 +163,10 @@ class Server:
         self.pidfd = -1
         self.starts = 0
         self.state = snapshot()
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
+        self._jobs: "queue.SimpleQueue[Job]" = queue.SimpleQueue()    # runs for the pool's idle threads
+        self._pool_lock = threading.Lock()
+        self._idle = 0   # threads of the pool waiting for a run
         self._sources = [(name, _source(name)) for name in MODULES]
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._home = threading.Thread(target=self._home_loop, name="sandlock-home", daemon=True)
@@ -147,24 +178,44 @@ class Server:
         """The server is up (without waiting for a start under way) and the caller is as it was."""
         return self.ready.is_set() and self.sock is not None and snapshot() == self.state
 
-    def spawn(self, target: Callable[[], None]) -> Any:
-        """A started thread running target, made by the home thread (so it is confined as it)."""
-        import threading
-        made: List[Any] = []
-        done = threading.Event()
+    def spawn(self, target: Callable[[], None]) -> "Job":
+        """Run target in a supervising thread of the home thread's (so confined as it): an
+        idle one of the pool, else a new one; join() the Job returned."""
+        job = Job(target)
+        with self._pool_lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put(job)  # under the lock: a worker timing out sees it (_worker)
+                return job
+        self._queue.put(lambda: self._new_worker(job))
+        return job
 
-        def make() -> None:
+    def _new_worker(self, job: "Job") -> None:
+        """In the home thread: a supervising thread for job, kept in the pool after it."""
+        import threading
+        try:
+            threading.Thread(target=self._worker, args=(job,), name="sandlock-supervisor", daemon=True).start()
+        except BaseException as exc:  # noqa: BLE001 - the caller's join() raises it
+            job.fail(exc)
+
+    def _worker(self, job: "Job") -> None:
+        """A pooled supervising thread: its job, then the next one, until POOL_IDLE seconds pass idle."""
+        import queue
+        while True:
+            job.run()
+            with self._pool_lock:
+                self._idle += 1
             try:
-                thread = threading.Thread(target=target, name="sandlock-supervisor", daemon=True)
-                thread.start()
-                made.append(thread)
-            finally:
-                done.set()
-        self._queue.put(make)
-        done.wait()
-        if not made:
-            raise Gone("the home thread could not start a supervising thread")
-        return made[0]
+                job = self._jobs.get(timeout=POOL_IDLE)
+                continue
+            except queue.Empty:
+                pass
+            with self._pool_lock:
+                try:
+                    job = self._jobs.get_nowait()  # given to this thread as it timed out
+                except queue.Empty:
+                    self._idle -= 1
+                    return
 
     def close(self) -> None:
         """Stop the home thread; the server dies with it (PDEATHSIG), and its sandboxes with it."""

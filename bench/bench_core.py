@@ -4,7 +4,10 @@
     python3 bench/bench_core.py [--runs N]
 
 Prints medians of:
-  1. launch: Sandbox().run(["/bin/true"]) against subprocess.run(["/bin/true"]);
+  1. launch: Sandbox().run(["/bin/true"]) against subprocess.run(["/bin/true"]), from the
+     fork server (a Sandbox's later runs), launched directly (SANDLOCK_FORK_SERVER=0)
+     and, where its wheel can be had (bench/_rustpeer.py), the Rust sandlock's SDK,
+     all interleaved; the overheads are medians of the per-round differences;
   2. untrapped syscalls inside the sandbox against outside (10^5 getppid, 10^5
      pread of an open file): the filter decides these on the number alone, so
      the kernel's seccomp action cache should make them cost nothing;
@@ -68,17 +71,64 @@ def loop_us(kind, n, sandboxed, repeats):
     return statistics.median(values)
 
 
+def launch(runs, rust):
+    """Item 1; returns the Sandbox (its fork server up) for the rest."""
+    box = sandlock.Sandbox()
+    for _ in range(2):
+        box.run(["/bin/true"])  # warm up imports and probes; the second run starts the fork server
+    deadline = time.monotonic() + 30
+    while not (box._server is not None and box._server.usable()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.environ["SANDLOCK_FORK_SERVER"] = "0"
+    direct = sandlock.Sandbox()
+    for _ in range(2):
+        direct.run(["/bin/true"])
+    del os.environ["SANDLOCK_FORK_SERVER"]
+    peer = None
+    if rust:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _rustpeer import RustPeer, Skip
+        try:
+            peer = RustPeer(kwargs={}, deadline=600)
+            peer.run(["/bin/true"])
+        except Skip as e:
+            print(f"# Rust sandlock: not measured ({e})")
+    rows = {"bare": [], "fork server": [], "direct": [], "Rust SDK": []}
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(["/bin/true"])
+        rows["bare"].append((time.perf_counter() - t) * 1000)
+        for name, one in (("fork server", box), ("direct", direct)):
+            t = time.perf_counter()
+            one.run(["/bin/true"], capture_output=False)
+            rows[name].append((time.perf_counter() - t) * 1000)
+        if peer is not None:
+            rows["Rust SDK"].append(peer.run(["/bin/true"])["ms"])
+    if peer is not None:
+        peer.close()
+    bare = rows["bare"]
+    print(f"launch /bin/true, per run (median of {runs}; overhead = median of run - bare of the same round):")
+    print(f"  bare subprocess.run {statistics.median(bare):.2f} ms (fastest {min(bare):.2f} ms)")
+    for name in ("fork server", "direct", "Rust SDK"):
+        if rows[name]:
+            over = statistics.median([a - b for a, b in zip(rows[name], bare)])
+            print(f"  {name:19s} {statistics.median(rows[name]):.2f} ms, overhead {over:.2f} ms, "
+                  f"ratio {statistics.median(rows[name]) / statistics.median(bare):.2f} "
+                  f"(fastest {min(rows[name]):.2f} ms, overhead {min(rows[name]) - min(bare):.2f} ms)")
+    return box
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rust", action=argparse.BooleanOptionalAction, default=True,
+                    help="the Rust SDK's launch side by side (a venv with its wheel, made on first use)")
+    ap.add_argument("--launch-only", action="store_true", help="item 1 only")
     args = ap.parse_args()
-    box = sandlock.Sandbox()
-    box.run(["/bin/true"])  # warm up imports and probes
-    bare = median_ms(lambda: subprocess.run(["/bin/true"]), args.runs)
-    boxed = median_ms(lambda: box.run(["/bin/true"], capture_output=False), args.runs)
-    print(f"launch /bin/true: bare {bare:.2f} ms, sandboxed {boxed:.2f} ms, "
-          f"overhead {boxed - bare:.2f} ms, ratio {boxed / bare:.2f}")
+    box = launch(args.runs, args.rust)
+    if args.launch_only:
+        return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root)
     env.pop("PYTHONDONTWRITEBYTECODE", None)

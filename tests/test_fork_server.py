@@ -293,3 +293,18 @@ def test_the_caller_changing_its_rlimits_gets_a_direct_launch_with_them() -> Non
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert box._server.usable()
     assert box.run(["sh", "-c", "ulimit -n"]).stdout == f"{soft}\n".encode()
+
+
+def test_runs_one_after_another_reuse_one_supervising_thread_which_ends_when_idle(monkeypatch) -> None:
+    from sandlock import _forkserver
+    monkeypatch.setattr(_forkserver, "POOL_IDLE", 0.5)
+    box = sandlock.Sandbox()
+    _warm(box)
+
+    def supervisors() -> list:
+        return [t for t in threading.enumerate() if t.name == "sandlock-supervisor"]
+    for i in range(20):
+        assert box.run(["echo", str(i)]).stdout == f"{i}\n".encode()
+        assert len(supervisors()) <= 1
+    assert wait_for(lambda: not supervisors(), 10), supervisors()
+    assert box.run(["echo", "later"]).stdout == b"later\n"  # a new one is made
