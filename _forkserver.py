@@ -163,6 +163,7 @@ class Server:
         self.pidfd = -1
         self.starts = 0
         self.state = snapshot()
+        self.owner = os.getpid()   # a forked copy of the caller has neither the threads nor the server
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
         self._jobs: "queue.SimpleQueue[Job]" = queue.SimpleQueue()    # runs for the pool's idle threads
         self._pool_lock = threading.Lock()
@@ -176,7 +177,8 @@ class Server:
 
     def usable(self) -> bool:
         """The server is up (without waiting for a start under way) and the caller is as it was."""
-        return self.ready.is_set() and self.sock is not None and snapshot() == self.state
+        return (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner
+                and snapshot() == self.state)
 
     def spawn(self, target: Callable[[], None]) -> "Job":
         """Run target in a supervising thread of the home thread's (so confined as it): an
@@ -227,35 +229,52 @@ class Server:
         """Send one launch request; returns (stub pid, pidfd of the stub).  Raises Gone."""
         with self.lock:
             sock = self.sock
-            if sock is None or _exited(self.pidfd):
-                self._lost()
+            if sock is None:
                 raise Gone("the fork server is not running")
+            if _exited(self.pidfd):
+                self._lost()
+                raise Gone("the fork server died")
             try:
                 socket.send_fds(sock, [marshal.dumps(request)], fds)
                 data, got = _recv_fds(sock, 256, 1)
-            except OSError as exc:
+            except OSError as exc:  # a timeout too: a late answer must never be taken for the next one
                 self._lost()
                 raise Gone(f"the fork server did not answer: {exc}") from None
+            if not data:
+                self._lost()
         if len(data) != PID.size or len(got) != 1:
             for fd in got:
                 os.close(fd)
-            if not data:
-                with self.lock:
-                    self._lost()
             raise Gone(data.decode("utf-8", "replace") or "the fork server went away")
         return PID.unpack(data)[0], got[0]
 
     def _lost(self) -> None:
-        """The server is dead (lock held): forget it, and have the home thread start another."""
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
+        """The server is dead or does not answer (lock held): end it (the sandboxes it still
+        holds die with it, as on its death), and have the home thread start another."""
+        if self.sock is None:
+            return
+        self.sock.close()
+        self.sock = None
+        self._end_server()
         if self.starts < MAX_STARTS:
             self.ready.clear()
             self._queue.put(self._start)
+
+    def _end_server(self) -> None:
+        """SIGKILL the server and reap it (lock held)."""
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if self.pid > 0:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = -1
 
     # --- the home thread --------------------------------------------------------------------
 
@@ -278,6 +297,7 @@ class Server:
             if self.sock is not None:
                 self.sock.close()
                 self.sock = None
+            self._end_server()
         os.close(self._null)
 
     def _start(self) -> None:

@@ -301,10 +301,45 @@ def test_runs_one_after_another_reuse_one_supervising_thread_which_ends_when_idl
     box = sandlock.Sandbox()
     _warm(box)
 
+    others = {t for t in threading.enumerate() if t.name == "sandlock-supervisor"}  # earlier tests' pools
+
     def supervisors() -> list:
-        return [t for t in threading.enumerate() if t.name == "sandlock-supervisor"]
+        return [t for t in threading.enumerate() if t.name == "sandlock-supervisor" and t not in others]
     for i in range(20):
         assert box.run(["echo", str(i)]).stdout == f"{i}\n".encode()
         assert len(supervisors()) <= 1
     assert wait_for(lambda: not supervisors(), 10), supervisors()
     assert box.run(["echo", "later"]).stdout == b"later\n"  # a new one is made
+
+
+def test_a_forked_copy_of_the_caller_launches_directly_and_leaves_the_parents_server_alone() -> None:
+    box = sandlock.Sandbox()
+    server = _warm(box)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no home thread, no pool; the server is its parent's
+        try:
+            out = box.run(["echo", "child"]).stdout
+            os.write(w, out + (b"usable" if box._server.usable() else b"not usable"))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    assert got == b"child\nnot usable"
+    assert box._server.pid == server and box.run(["echo", "parent"]).stdout == b"parent\n"
+
+
+def test_a_stopped_fork_server_is_replaced_and_the_run_launched_directly(monkeypatch) -> None:
+    from sandlock import _forkserver
+    monkeypatch.setattr(_forkserver, "REPLY_TIMEOUT", 0.5)
+    box = sandlock.Sandbox()
+    server = _warm(box)
+    os.kill(server, signal.SIGSTOP)
+    started = time.monotonic()
+    assert box.run(["echo", "direct"]).stdout == b"direct\n"
+    assert time.monotonic() - started < 5
+    assert not os.path.exists(f"/proc/{server}")  # killed and reaped, not left stopped
+    assert wait_for(lambda: box._server.usable() and box._server.pid != server, 30)
+    assert box.run(["echo", "again"]).stdout == b"again\n"
