@@ -367,7 +367,11 @@ class Server:
 # --- the server ---------------------------------------------------------------------------
 
 def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, bool]) -> None:
-    """The server's loop: one request, one stub; ends when the socket does."""
+    """The server's loop: one request, one stub; ends when the socket does.
+
+    The stub of the next request is forked, and confines itself, as soon as the
+    last answer is sent (off the caller's path): a request goes to it with its fds.
+    """
     program, has_child, has_scope = rest
     got = list(rulesets)
     child = got.pop(0) if has_child else -1
@@ -378,30 +382,34 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     signal.signal(signal.SIGCHLD, _reap_all)
     sock.send(b"ready")
     me = os.getpid()
+    shared = (child, scope, filter_ptr, own_ignored, calls, me)
+    idle: Optional[Tuple[int, int, socket.socket]] = None   # (pid, pidfd, its end) of the next stub
     while True:
+        if idle is None:
+            idle = _prefork(sock, shared)
         try:
             data, fds = _recv_fds(sock, MAX_MESSAGE, 16)
         except OSError:
             break
         if not data:
             break
-        try:
-            request = marshal.loads(data)
-            pid = os.fork()
-        except BaseException as exc:  # refused: the client launches directly
-            for fd in fds:
-                os.close(fd)
-            sock.send(f"fork server: {exc}".encode("utf-8", "replace") or b"?")
-            continue
-        if pid == 0:
-            _stub(sock, request, fds, child, scope, filter_ptr, own_ignored, calls, me)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as exc:
-            os.kill(pid, signal.SIGKILL)
-            sock.send(f"fork server: pidfd_open: {exc.strerror}".encode())
+        if idle is not None and _exited(idle[1]):
+            os.close(idle[1])
+            idle[2].close()
+            idle = _prefork(sock, shared)
+        if idle is None:
+            sock.send(b"fork server: cannot fork a stub")
         else:
-            socket.send_fds(sock, [PID.pack(pid)], [pidfd])
+            pid, pidfd, ctl = idle
+            idle = None
+            try:
+                socket.send_fds(ctl, [data], fds)
+            except OSError as exc:
+                os.kill(pid, signal.SIGKILL)
+                sock.send(f"fork server: {exc}".encode("utf-8", "replace"))
+            else:
+                socket.send_fds(sock, [PID.pack(pid)], [pidfd])
+            ctl.close()
             os.close(pidfd)
         for fd in fds:
             os.close(fd)
@@ -409,30 +417,72 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     os._exit(0)
 
 
-def _stub(sock: socket.socket, request: Tuple[Any, ...], fds: List[int], child: int, scope: int,
-          filter_ptr: object, own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
-    """In the forked stub: take the request's fds as the caller's, then the stub's life (_launch.run_stub)."""
-    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio) = request
-    err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
+def _prefork(sock: socket.socket, shared: Tuple[Any, ...]) -> Optional[Tuple[int, int, socket.socket]]:
+    """Fork the next stub, which confines itself and waits for its request; None if it cannot."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        sock.close()
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        ours.close()
+        _stub(sock, theirs, *shared)
+    theirs.close()
+    try:
+        return pid, os.pidfd_open(pid), ours
+    except OSError:
+        os.kill(pid, signal.SIGKILL)
+        ours.close()
+        return None
+
+
+def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filter_ptr: object,
+          own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
+    """The forked stub: confine itself as a directly launched one does (_launch.confine_stub),
+    wait for its request, take the request's fds as the caller's, fork the command.  A
+    failure before the request is reported on the request's error pipe, as the direct
+    launch reports it."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    sock.close()
+    base = _launch.Prepared(candidates=(), argv=(), envp={}, cwd=None, rlimits=(), child_ruleset=child,
+                            scope_ruleset=scope, filter_ptr=filter_ptr, filter_flags=0, stdio=(-1, -1, -1),
+                            own_group=True, foreground_tty=-1, umask=0o022, reset_signals=())
+    where = ["stub"]
+    failed: Optional[Tuple[str, int, str]] = None
+    try:
+        _launch.confine_stub(base, calls, server, where)
+    except BaseException as exc:  # noqa: BLE001 - reported below, once there is a pipe for it
+        failed = (where[0], getattr(exc, "errno", 0) or errno.EIO, str(exc))
+    try:
+        data, fds = _recv_fds(ctl, MAX_MESSAGE, 16)
+    except BaseException:  # noqa: BLE001 - the server is gone: so is this stub
+        os._exit(0)
+    if not data or len(fds) < 5:
+        os._exit(0)
+    ctl.close()
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio) = marshal.loads(data)
+    err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
+    where[0] = "fork server"
+    try:
+        if failed is not None:
+            raise OSError(failed[1], failed[2])
         os.fchdir(cwd_fd)
         for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the stub holds them as today's does)
             if index >= 0:
                 os.dup2(fds[index], target)
             else:
                 os.close(target)
-    except BaseException as exc:
-        _launch._report(err_w, "fork server", getattr(exc, "errno", 0) or errno.EIO, str(exc))
-        os._exit(125)
-    prep = _launch.Prepared(
-        candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
-        child_ruleset=child, scope_ruleset=scope, filter_ptr=filter_ptr, filter_flags=flags,
-        stdio=(-1, -1, -1), own_group=True, foreground_tty=-1, umask=umask,
-        reset_signals=tuple(sorted(set(reset) | set(own_ignored))))
-    pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
-    _launch.run_stub(prep, pipes, calls, server)
+        prep = base._replace(
+            candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
+            filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))))
+        pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
+        _launch.start_command(prep, pipes, calls, where)
+    except BaseException as exc:  # noqa: BLE001 - report, never unwind into the server's loop
+        step = failed[0] if failed is not None else where[0]
+        _launch._report(err_w, step, getattr(exc, "errno", 0) or errno.EIO, str(exc))
+    os._exit(125)
 
 
 def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Handoff) -> Tuple[Tuple[Any, ...], List[int]]:

@@ -173,41 +173,53 @@ def _report(fd: int, step: str, err: int, message: str = "") -> None:
 
 def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: int) -> None:
     """The stub's whole life; never returns."""
-    step = "stub"
+    where = ["stub"]
     try:
         for fd in (pipes.err_r, pipes.ready_r, pipes.go_w, pipes.status_r):
             if fd >= 0:  # -1: forked by the fork server, which never had them (_forkserver)
                 os.close(fd)
-        if prep.own_group:
-            step = "setpgid"
-            os.setpgid(0, 0)
-            if prep.foreground_tty >= 0:
-                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-                os.tcsetpgrp(prep.foreground_tty, os.getpgrp())
-        # Signals forwarded to the group, and the terminal's stop signals, stay
-        # pending in the stub (one call); the command unblocks everything.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STUB_BLOCKED)
-        signal.signal(DOOM_SIGNAL, lambda *_: _doom(prep))
-        step = "prctl(PR_SET_PDEATHSIG)"
-        _check(calls.prctl(PR_SET_PDEATHSIG, DOOM_SIGNAL, 0, 0, 0))
-        if os.getppid() != supervisor_pid:
-            _doom(prep)
-        step = "prctl(PR_SET_CHILD_SUBREAPER)"
-        _check(calls.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
-        if prep.scope_ruleset >= 0:
-            step = "landlock_restrict_self(scopes)"
-            _check(calls.restrict(prep.scope_ruleset, 0))
-        step = "fork"
-        pid = os.fork()
-        if pid == 0:
-            run_command(prep, pipes, calls)
-        step = "close_range"
-        _check(calls.close_range(3, pipes.status_w - 1, 0) if pipes.status_w > 3 else 0)
-        _check(calls.close_range(pipes.status_w + 1, calls.all_fds, 0))
-        _reap(prep, pid, pipes.status_w)
+        confine_stub(prep, calls, supervisor_pid, where)
+        start_command(prep, pipes, calls, where)
     except BaseException as exc:  # report, never unwind into the caller's code
-        _report(pipes.err_w, step, getattr(exc, "errno", 0) or errno.EIO, str(exc))
+        _report(pipes.err_w, where[0], getattr(exc, "errno", 0) or errno.EIO, str(exc))
     os._exit(125)
+
+
+def confine_stub(prep: Prepared, calls: ChildCalls, parent: int, where: List[str]) -> None:
+    """The stub's own setup, before it forks the command (where[0]: the step, for an error).
+    The fork server runs it ahead of the request (_forkserver): it uses only own_group,
+    foreground_tty and scope_ruleset of prep."""
+    if prep.own_group:
+        where[0] = "setpgid"
+        os.setpgid(0, 0)
+        if prep.foreground_tty >= 0:
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.tcsetpgrp(prep.foreground_tty, os.getpgrp())
+    # Signals forwarded to the group, and the terminal's stop signals, stay
+    # pending in the stub (one call); the command unblocks everything.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STUB_BLOCKED)
+    signal.signal(DOOM_SIGNAL, lambda *_: _doom(prep))
+    where[0] = "prctl(PR_SET_PDEATHSIG)"
+    _check(calls.prctl(PR_SET_PDEATHSIG, DOOM_SIGNAL, 0, 0, 0))
+    if os.getppid() != parent:
+        _doom(prep)
+    where[0] = "prctl(PR_SET_CHILD_SUBREAPER)"
+    _check(calls.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+    if prep.scope_ruleset >= 0:
+        where[0] = "landlock_restrict_self(scopes)"
+        _check(calls.restrict(prep.scope_ruleset, 0))
+
+
+def start_command(prep: Prepared, pipes: Pipes, calls: ChildCalls, where: List[str]) -> None:
+    """In the confined stub: fork the command, keep only the status pipe, reap."""
+    where[0] = "fork"
+    pid = os.fork()
+    if pid == 0:
+        run_command(prep, pipes, calls)
+    where[0] = "close_range"
+    _check(calls.close_range(3, pipes.status_w - 1, 0) if pipes.status_w > 3 else 0)
+    _check(calls.close_range(pipes.status_w + 1, calls.all_fds, 0))
+    _reap(prep, pid, pipes.status_w)
 
 
 def _check(ret: int) -> None:

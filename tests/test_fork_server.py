@@ -133,8 +133,12 @@ def test_no_fd_of_the_caller_reaches_the_fork_server_or_the_command(who) -> None
     assert {server[n] for n in ("0", "1", "2")} == {"/dev/null"}
     assert server["3"].startswith("socket:")
     others = {n: target for n, target in server.items() if n not in ("0", "1", "2", "3")}
-    # and the command's and the stub's Landlock rulesets, nothing else
-    assert set(others.values()) <= {"anon_inode:[landlock-ruleset]"} and len(others) <= 2, server
+    # and the command's and the stub's Landlock rulesets, and the next stub's pidfd and socket
+    rulesets = [n for n, target in others.items() if target == "anon_inode:[landlock-ruleset]"]
+    sockets = [n for n, target in others.items() if target.startswith("socket:")]
+    pidfds = [n for n, target in others.items() if target == "anon_inode:[pidfd]"]
+    assert len(rulesets) <= 2 and len(sockets) == 1 and len(pidfds) == 1, server
+    assert len(others) == len(rulesets) + len(sockets) + len(pidfds), server
     assert out["command"] == ["0", "1", "2", "3"]  # ls's own directory fd is 3
 
 
@@ -247,8 +251,10 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
         assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(15)]
     assert box._server.pid == server
     assert len(os.listdir("/proc/self/fd")) == fds_before
-    # the server reaped every stub: no child of it is left, zombie or not
-    assert not open(f"/proc/{server}/task/{server}/children").read().split()
+    # the server reaped every stub: its one child is the next stub, waiting, with no child of its own
+    children = open(f"/proc/{server}/task/{server}/children").read().split()
+    assert len(children) == 1
+    assert not open(f"/proc/{children[0]}/task/{children[0]}/children").read().split()
 
 
 def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
