@@ -148,7 +148,8 @@ box = sandlock.Sandbox()
 server = warm(box)
 thread, out = in_thread(lambda: box.run(["sh", "-c", f"sleep {marker} & sleep {marker}"]))
 assert wait(lambda: len(marked(marker)) == 2), "the commands never started"
-print(server, flush=True)
+stubs = open(f"/proc/{server}/task/{server}/children").read().split()  # the run's and the next one's
+print(server, *stubs, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -157,9 +158,16 @@ def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(
     marker = unique_marker()
     r = who.python(KILLED_SANDLOCK, args=[marker])
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-3000:]
-    server = int(r.stdout.split()[0])
-    assert wait_for(lambda: not os.path.exists(f"/proc/{server}/cmdline") or
-                    not open(f"/proc/{server}/cmdline", "rb").read(), 5), "the fork server outlived sandlock"
+    server, *stubs = [int(pid) for pid in r.stdout.split()]
+    assert len(stubs) == 2
+
+    def gone(pid: int) -> bool:
+        try:
+            return not open(f"/proc/{pid}/cmdline", "rb").read()  # a zombie's is empty
+        except OSError:
+            return True
+    assert wait_for(lambda: gone(server), 5), "the fork server outlived sandlock"
+    assert wait_for(lambda: all(gone(stub) for stub in stubs), 5), "a stub outlived sandlock"
     assert wait_for(lambda: not find_processes(marker), 5), f"left running: {find_processes(marker)}"
 
 
