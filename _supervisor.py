@@ -1094,11 +1094,11 @@ class Session:
                 self._confine()
             else:  # confined as the home thread that started this one; its own cwd and umask
                 _syscalls.unshare(CLONE_FS)
-            ctx.open()
             started = self._launch_on_server(launch, pipes) if self.handoff is not None else None
             if started is not None:
                 self.stub, self.stub_pidfd = started
-            else:
+            ctx.open()  # from the server: while the stub forks the command
+            if started is None:
                 if self.handoff is not None:  # the server could not: a fresh plan, launched directly
                     for fd in fds:
                         _close(fd)
