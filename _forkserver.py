@@ -43,12 +43,19 @@ import resource
 import signal
 import socket
 import struct
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _launch
 from . import _syscalls
+
+# The server is forked from the home thread while other threads of the caller run:
+# what the child runs before execve touches no lock they could hold (as in _launch),
+# so Python 3.12's warning about fork() in a multi-threaded process is not for it.
+warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded",
+                        category=DeprecationWarning, module=r".*_forkserver$")
 
 ENV_SWITCH = "SANDLOCK_FORK_SERVER"
 MODULES = ("_structs", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
