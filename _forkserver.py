@@ -72,11 +72,11 @@ _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.start
 # The interpreter's whole program: it loads the modules it is sent as the package
 # `sandlock` (so their relative imports and guards work) and serves.
 BOOT = r"""
-import marshal, os, socket, sys, types
+import fcntl, marshal, socket, sys, types
 sock = socket.socket(fileno=3)
 data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
 for fd in fds:
-    os.set_inheritable(fd, False)  # recv_fds drops its flags argument
+    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)  # recv_fds drops its flags argument
 sources, rest = marshal.loads(data)
 package = types.ModuleType("sandlock")
 package.__path__ = []
@@ -243,6 +243,8 @@ class Server:
                 raise Gone("the fork server died")
             try:
                 socket.send_fds(sock, [marshal.dumps(request)], fds)
+                if not _readable(sock, REPLY_TIMEOUT):
+                    raise TimeoutError(f"no answer in {REPLY_TIMEOUT} s")
                 data, got = _recv_fds(sock, 256, 1)
             except OSError as exc:  # a timeout too: a late answer must never be taken for the next one
                 self._lost()
@@ -291,15 +293,19 @@ class Server:
             os.umask(0)
             _syscalls.load_unwinder()
             _launch.confine_supervisor(self.rulesets[0])
-        except OSError:
-            self.ready.set()   # never usable: every run launches directly
+        except Exception:  # noqa: BLE001 - never usable: every run launches directly
+            os.close(self._null)
+            self.ready.set()
             return
-        self._start()
+        jobs: List[Any] = [self._start]
         while True:
-            job = self._queue.get()
+            job = jobs.pop() if jobs else self._queue.get()
             if job is None:
                 break
-            job()
+            try:  # the loop outlives any job's failure: a caller waits on it (spawn)
+                job()
+            except Exception:  # noqa: BLE001 - a start that failed: no server, runs launch directly
+                self.ready.set()
         with self.lock:
             if self.sock is not None:
                 self.sock.close()
@@ -331,13 +337,12 @@ class Server:
             ours.close()
             _reap(pid)
             return False
-        ours.settimeout(START_TIMEOUT)
         child, scope = self.rulesets[1:]
         try:
             fds = [fd for fd in (child, scope) if fd >= 0]
             rest = (self.program, child >= 0, scope >= 0)
             socket.send_fds(ours, [marshal.dumps((self._sources, rest))], fds)
-            ok = ours.recv(64) == b"ready"
+            ok = _readable(ours, START_TIMEOUT) and ours.recv(64) == b"ready"
         except OSError:
             ok = False
         if not ok:
@@ -345,7 +350,6 @@ class Server:
             os.close(pidfd)
             _reap(pid)
             return False
-        ours.settimeout(REPLY_TIMEOUT)
         with self.lock:
             self.sock, self.pid, self.pidfd = ours, pid, pidfd
         return True
@@ -538,6 +542,16 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except (OSError, ChildProcessError):
         pass
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether sock has something to read within timeout seconds.  A poll, not
+    socket.settimeout: that is an ioctl (FIONBIO), which a signal can interrupt
+    (tests/security/test_eintr.py); poll is retried on EINTR by Python."""
+    import select
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _exited(pidfd: int) -> bool:

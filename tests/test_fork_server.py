@@ -357,3 +357,17 @@ def test_a_stopped_fork_server_is_replaced_and_the_run_launched_directly(monkeyp
     assert not os.path.exists(f"/proc/{server}")  # killed and reaped, not left stopped
     assert wait_for(lambda: box._server.usable() and box._server.pid != server, 30)
     assert box.run(["echo", "again"]).stdout == b"again\n"
+
+
+def test_a_start_that_raises_leaves_the_home_thread_serving_and_runs_launched_directly(monkeypatch) -> None:
+    from sandlock import _forkserver
+
+    def fails(self, interpreter: str) -> bool:
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(_forkserver.Server, "_start_with", fails)
+    box = sandlock.Sandbox()
+    for _ in range(2):
+        assert box.run(["echo", "x"]).stdout == b"x\n"
+    assert wait_for(lambda: box._server.ready.is_set(), 30)
+    assert not box._server.usable() and box._server._home.is_alive()
+    assert box.run(["echo", "y"]).stdout == b"y\n"
