@@ -371,3 +371,38 @@ def test_a_start_that_raises_leaves_the_home_thread_serving_and_runs_launched_di
     assert wait_for(lambda: box._server.ready.is_set(), 30)
     assert not box._server.usable() and box._server._home.is_alive()
     assert box.run(["echo", "y"]).stdout == b"y\n"
+
+
+# A stub whose parent (the supervisor, or the fork server: it exits as soon as its Sandbox
+# goes, just after forking the next stub) dies before the stub has confined itself.  Its
+# kill(-1) is not yet held by the signal scope: found killing every process of the
+# machine when run as root.  os.kill is replaced by a recorder: nothing is signalled.
+ORPHANED_STUB = r'''
+import os, sys
+from sandlock import _launch
+calls = _launch.bind_calls()
+killed = []
+os.kill = lambda pid, sig: killed.append(["kill", pid, sig])
+os.killpg = lambda pg, sig: killed.append(["killpg", pg, sig])
+real_exit = os._exit
+def leave(code):
+    sys.stdout.write(repr([code, killed]) + "\n")
+    sys.stdout.flush()
+    real_exit(0)
+os._exit = leave
+prep = _launch.Prepared((), (), {}, None, (), -1, 99, None, 0, (-1, -1, -1), True, -1, 0o22, ())
+if sys.argv[1] == "orphaned":  # the parent died before the stub confined itself
+    _launch.confine_stub(prep, calls, os.getppid() + 4000000, ["stub"])
+else:  # control: a confined stub's doom
+    _launch._confined = True
+    _launch._doom(prep)
+'''
+
+
+def test_a_stub_orphaned_before_it_confined_itself_only_leaves(who) -> None:
+    r = who.python(ORPHANED_STUB, args=["orphaned"])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert r.stdout.decode() == "[137, []]\n"
+    # control: a stub that has confined itself kills the sandbox with kill(-1) (the scope holds it)
+    r = who.python(ORPHANED_STUB, args=["control"])
+    assert r.stdout.decode() == "[137, [['kill', -1, <Signals.SIGKILL: 9>]]]\n", r.stderr.decode()[-3000:]
