@@ -31,7 +31,7 @@ def warm(box):
 def argv_of(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode() for a in f.read().rstrip(b"\0").split(b"\0")]
+            return [a.decode("utf-8", "surrogateescape") for a in f.read().rstrip(b"\0").split(b"\0")]
     except OSError:
         return []
 
@@ -117,7 +117,19 @@ control = subprocess_out = __import__("subprocess").run(["ls", "/proc/self/fd"],
                                                          capture_output=True).stdout.decode().split()
 box = sandlock.Sandbox()
 server = warm(box)
-server_fds = {int(n): os.readlink(f"/proc/{server}/fd/{n}") for n in os.listdir(f"/proc/{server}/fd")}
+def listing():
+    out = {}
+    for n in os.listdir(f"/proc/{server}/fd"):
+        try:
+            out[int(n)] = os.readlink(f"/proc/{server}/fd/{n}")
+        except OSError:
+            pass
+    return out
+# once the next stub is forked (the server holds its pidfd and socket; while it forks,
+# a socketpair's two ends for a moment)
+wait(lambda: sum(t.startswith("socket:") for t in listing().values()) == 2
+     and "anon_inode:[pidfd]" in listing().values(), 5)
+server_fds = listing()
 command = box.run(["ls", "/proc/self/fd"]).stdout.decode().split()
 print(json.dumps({"control": control, "fd": fd, "r": r, "server": server_fds, "command": command}))
 """
@@ -259,10 +271,14 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
         assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(15)]
     assert box._server.pid == server
     assert len(os.listdir("/proc/self/fd")) == fds_before
-    # the server reaped every stub: its one child is the next stub, waiting, with no child of its own
-    children = open(f"/proc/{server}/task/{server}/children").read().split()
-    assert len(children) == 1
-    assert not open(f"/proc/{children[0]}/task/{children[0]}/children").read().split()
+    # the server reaped every stub: its one child is the next stub, waiting (no child of its own)
+    def children(pid: int) -> list:
+        try:
+            return open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            return []
+    assert wait_for(lambda: len(children(server)) == 1, 5), children(server)
+    assert not children(int(children(server)[0]))
 
 
 def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
