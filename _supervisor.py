@@ -213,6 +213,31 @@ def _fake_record_dir(policy: Policy) -> str:
         raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
 
+def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False) -> None:
+    """Import now every module a run of `policy` may use once the supervisor is confined.
+
+    Confined, the supervisor may no longer read Python's library (with a root,
+    Landlock grants it the root, not the host's /usr), and an import that
+    fails there would fail a handler.  So nothing is imported after
+    Session._confine: modules that only some policies need are imported
+    where they are first needed, before confinement, and here, by feature,
+    for the ones handlers use lazily (tests/test_confined_imports.py).
+    """
+    import queue  # noqa: F401  (_MemoryWriter, _rootops.VforkHolder)
+    if policy.chroot is not None or policy.workdir is not None:
+        from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
+        from . import _rootfs  # noqa: F401
+        from . import _rootops  # noqa: F401  (exec, vfork, bind in a root)
+    if policy.fake_root:
+        from . import _fakeroot  # noqa: F401
+    if policy.workdir is not None:
+        from . import _cow  # noqa: F401
+    if net_rules.any_network():
+        _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if debug:
+        import traceback  # noqa: F401  (handler failures, Notifier)
+
+
 def prepare(policy: Policy) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
     arch = _syscalls.machine()
@@ -1087,6 +1112,7 @@ class Session:
             if self.prepared.root is not None:
                 ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
+            preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
             self._confine()
             ctx.open()
             calls = _launch.bind_calls()

@@ -20,9 +20,7 @@ its exception classes exist once.
 
 
 import os
-import signal
 import sys
-import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
@@ -145,6 +143,7 @@ class Sandbox:
     """
 
     def __init__(self, **policy: Any) -> None:
+        import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
@@ -207,6 +206,7 @@ def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
 def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
                    **options: Any) -> Any:
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
+    import threading
     from . import _supervisor
     box: Dict[str, Any] = {}
 
@@ -229,6 +229,7 @@ def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Di
 
 def _status(outcome) -> tuple:
     """(exit_code, returncode, signal) of an outcome."""
+    import signal
     status = outcome.status
     if outcome.timed_out:
         return 124, 124, signal.SIGKILL
@@ -316,8 +317,10 @@ class _UsageError(Exception):
     pass
 
 
-def _parser():  # type: ignore[no-untyped-def]
-    import argparse
+def _parser(argparse: Any = None):  # type: ignore[no-untyped-def]
+    """The CLI's argparse parser; given _Options for argparse, its list of options (_quick_args)."""
+    if argparse is None:
+        import argparse
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
@@ -390,6 +393,96 @@ def _parser():  # type: ignore[no-untyped-def]
     return p
 
 
+class _Options:
+    """Stands in for the argparse module while _parser() runs: it keeps the list of
+    options, so the CLI reads a plain command line without importing and building
+    argparse (several ms of the start: README "Start-up")."""
+
+    REMAINDER = "..."
+
+    class RawDescriptionHelpFormatter:
+        pass
+
+    class ArgumentParser:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.options: List[Any] = []
+
+        def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+            return self
+
+        def add_argument(self, *names: str, **kwargs: Any) -> None:
+            self.options.append((names, kwargs))
+
+
+_QUICK_KEYS = frozenset({"action", "default", "metavar", "help", "choices", "dest", "nargs"})
+
+
+def _quick_table() -> Optional[tuple]:
+    """({option string: (dest, action, choices)}, {dest: default}, the positional's dest), or None
+    if the parser uses a feature _quick_args does not reproduce."""
+    options: Dict[str, tuple] = {}
+    defaults: Dict[str, Any] = {}
+    positional = None
+    for names, kwargs in _parser(_Options).options:
+        action = kwargs.get("action", "store")
+        if not _QUICK_KEYS.issuperset(kwargs) or action not in ("store", "store_true", "append"):
+            return None
+        if not names[0].startswith("-"):
+            if positional is not None or kwargs.get("nargs") != _Options.REMAINDER:
+                return None
+            positional = names[0]
+            continue
+        if "nargs" in kwargs:
+            return None
+        dest = kwargs.get("dest") or next((n for n in names if n.startswith("--")), names[0]).lstrip("-").replace("-", "_")
+        defaults[dest] = kwargs.get("default", False if action == "store_true" else None)
+        for name in names:
+            options[name] = (dest, action, kwargs.get("choices"))
+    return (options, defaults, positional) if positional is not None else None
+
+
+def _quick_args(argv: List[str]) -> Any:
+    """argv parsed as argparse parses it, for the plain forms only (`-w DIR`, `--opt=VALUE`,
+    flags, then `--` or the command); None for anything else, which argparse then parses
+    and, if it is wrong, reports (one message for each mistake, whichever parser is used)."""
+    table = _quick_table()
+    if table is None:
+        return None
+    options, defaults, positional = table
+    values = {dest: list(default) if isinstance(default, list) else default for dest, default in defaults.items()}
+    values[positional] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--" or not item.startswith("-"):
+            values[positional] = argv[i:]  # from "--" on, as argparse keeps it (_main drops it)
+            break
+        name, equals, value = item.partition("=") if item.startswith("--") else (item, "", "")
+        if name not in options:
+            return None
+        dest, action, choices = options[name]
+        if action == "store_true":
+            if equals:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not equals:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if not value or value.startswith("-") or (choices is not None and value not in choices):
+            return None  # argparse's own rules (and messages) for these
+        if action == "append":
+            values[dest].append(value)
+        else:
+            values[dest] = value
+    import types
+    return types.SimpleNamespace(**values)
+
+
 def _policy_from_args(ns: Any) -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
@@ -435,6 +528,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
         return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
+        import signal
         return 128 + signal.SIGINT
 
 
@@ -465,11 +559,14 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
 
 
 def _main(argv: List[str], debug: bool) -> int:
-    parser = _parser()
-    ns = parser.parse_args(_joined_values(parser, argv))
-    if ns.help:
-        parser.print_help()
-        return 0
+    import threading
+    ns = _quick_args(argv)
+    if ns is None or ns.help:
+        parser = _parser()
+        ns = parser.parse_args(_joined_values(parser, argv))
+        if ns.help:
+            parser.print_help()
+            return 0
     if ns.version:
         print(_version_line())
         return 0
