@@ -21,7 +21,9 @@ its exception classes exist once.
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
     _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
@@ -64,7 +66,8 @@ __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
            "SandboxCalledProcessError", "__version__"]
 
-PathLike = Union[str, bytes, "os.PathLike[str]"]
+if TYPE_CHECKING:
+    PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
 def _result_class() -> type:
@@ -77,9 +80,9 @@ def _result_class() -> type:
         exit_code is the shell's view (128+N), 124 on timeout.
         """
 
-        def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
-                     stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
-                     reason: str, changes: Sequence[str] = (), workdir_note: str = "") -> None:
+        def __init__(self, args: "Sequence[object]", returncode: int, stdout: "Optional[bytes]",
+                     stderr: "Optional[bytes]", *, exit_code: int, signal: "Optional[int]", timed_out: bool,
+                     reason: str, changes: "Sequence[str]" = (), workdir_note: str = "") -> None:
             super().__init__(args, returncode, stdout, stderr)  # type: ignore[arg-type]
             self.exit_code = exit_code
             self.signal = signal
@@ -118,7 +121,7 @@ if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes a
         def success(self) -> bool: ...
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     # Result and SandboxCalledProcessError subclass subprocess classes, whose
     # import the CLI does not need: made on first use (PEP 562).
     if name == "Result":
@@ -142,13 +145,13 @@ class Sandbox:
         PolicyError: a field is unknown or its value is wrong (before any fork).
     """
 
-    def __init__(self, **policy: Any) -> None:
+    def __init__(self, **policy: "Any") -> None:
         import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
 
-    def _prepare(self) -> Any:
+    def _prepare(self) -> "Any":
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
 
         Only the policy given at construction shapes them: a run's timeout
@@ -162,8 +165,8 @@ class Sandbox:
                 weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
-    def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
-            capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
+    def run(self, argv: "Sequence[PathLike]", *, timeout: "Optional[float]" = None, input: "Optional[bytes]" = None,
+            capture_output: bool = True, cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
             check: bool = False) -> "Result":
         """Run argv in the sandbox and wait for every process of it to end.
 
@@ -194,17 +197,17 @@ class Sandbox:
         return result
 
 
-def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
+def _with_cwd(policy: Policy, cwd: "PathLike") -> Policy:
     return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd, chroot=policy.chroot,
                                           fs_mount=[f"{v}:{h}" for v, h, _ in policy.fs_mount]).cwd)
 
 
-def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
+def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
-                   **options: Any) -> Any:
+def _run_in_thread(policy: Policy, prepared: "Any", argv: "Sequence[bytes]", env: "Dict[bytes, bytes]",
+                   **options: "Any") -> "Any":
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
     import threading
     from . import _supervisor
@@ -242,14 +245,14 @@ def _status(outcome) -> tuple:
     return code, code, None
 
 
-def _result(args: Sequence[object], outcome) -> "Result":
+def _result(args: "Sequence[object]", outcome) -> "Result":
     code, returncode, sig = _status(outcome)
     return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
                                  timed_out=outcome.timed_out, reason=outcome.reason,
                                  changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
 
 
-def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
+def confine(*, fs_readable: "Sequence[PathLike]" = (), fs_writable: "Sequence[PathLike]" = (),
             best_effort: bool = False, default_view: bool = True) -> None:
     """Apply Landlock filesystem rules to the calling thread, for good.
 
@@ -317,7 +320,7 @@ class _UsageError(Exception):
     pass
 
 
-def _parser(argparse: Any = None):  # type: ignore[no-untyped-def]
+def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
     """The CLI's argparse parser; given _Options for argparse, its list of options (_quick_args)."""
     if argparse is None:
         import argparse
@@ -404,20 +407,20 @@ class _Options:
         pass
 
     class ArgumentParser:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: "Any", **kwargs: "Any") -> None:
             self.options: List[Any] = []
 
-        def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        def add_argument_group(self, *args: "Any", **kwargs: "Any") -> "Any":
             return self
 
-        def add_argument(self, *names: str, **kwargs: Any) -> None:
+        def add_argument(self, *names: str, **kwargs: "Any") -> None:
             self.options.append((names, kwargs))
 
 
 _QUICK_KEYS = frozenset({"action", "default", "metavar", "help", "choices", "dest", "nargs"})
 
 
-def _quick_table() -> Optional[tuple]:
+def _quick_table() -> "Optional[tuple]":
     """({option string: (dest, action, choices)}, {dest: default}, the positional's dest), or None
     if the parser uses a feature _quick_args does not reproduce."""
     options: Dict[str, tuple] = {}
@@ -441,7 +444,7 @@ def _quick_table() -> Optional[tuple]:
     return (options, defaults, positional) if positional is not None else None
 
 
-def _quick_args(argv: List[str]) -> Any:
+def _quick_args(argv: "List[str]") -> "Any":
     """argv parsed as argparse parses it, for the plain forms only (`-w DIR`, `--opt=VALUE`,
     flags, then `--` or the command); None for anything else, which argparse then parses
     and, if it is wrong, reports (one message for each mistake, whichever parser is used)."""
@@ -483,7 +486,7 @@ def _quick_args(argv: List[str]) -> Any:
     return types.SimpleNamespace(**values)
 
 
-def _policy_from_args(ns: Any) -> Policy:
+def _policy_from_args(ns: "Any") -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
@@ -499,7 +502,7 @@ def _policy_from_args(ns: Any) -> Policy:
     return make_policy(labels=LABELS, **kwargs)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: "Optional[Sequence[str]]" = None) -> int:
     """The CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SANDLOCK_DEBUG") == "1" or "--debug" in argv
@@ -532,7 +535,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 128 + signal.SIGINT
 
 
-def _joined_values(parser: Any, argv: List[str]) -> List[str]:
+def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":
     """`-m -5M` as `--max-memory=-5M`: argparse takes a value that starts with '-'
     for an option, so the validator (not "expected one argument") names what is wrong."""
     takes_value = {opt: action.option_strings[-1] for action in parser._actions
@@ -558,7 +561,7 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
     return out
 
 
-def _main(argv: List[str], debug: bool) -> int:
+def _main(argv: "List[str]", debug: bool) -> int:
     import threading
     ns = _quick_args(argv)
     if ns is None or ns.help:
@@ -596,7 +599,7 @@ def _main(argv: List[str], debug: bool) -> int:
         janitor.join()
 
 
-def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
+def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool) -> int:
     from . import _supervisor
     if ns.dump_filter:
         from . import _bpf
