@@ -267,7 +267,7 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
     out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
-    if _polices_dns(rules):
+    if _polices_dns(rules):  # type: ignore[arg-type]
         from . import _dns
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
