@@ -247,9 +247,10 @@ def _status(outcome) -> tuple:
 
 def _result(args: "Sequence[object]", outcome) -> "Result":
     code, returncode, sig = _status(outcome)
-    return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
-                                 timed_out=outcome.timed_out, reason=outcome.reason,
-                                 changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
+    result_class = globals().get("Result") or __getattr__("Result")  # made once (one class for every run)
+    return result_class(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
+                        timed_out=outcome.timed_out, reason=outcome.reason,
+                        changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
 
 
 def confine(*, fs_readable: "Sequence[PathLike]" = (), fs_writable: "Sequence[PathLike]" = (),
