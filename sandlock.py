@@ -558,8 +558,9 @@ def cli(own_process: bool = True) -> None:
     if not own_process:
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the fd was closed when Python started
+                stream.flush()
     except (OSError, ValueError):
         sys.exit(code)
     import atexit
