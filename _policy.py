@@ -12,14 +12,17 @@ supervisor's decisions and the Landlock rules speak about the same objects.
 from __future__ import annotations
 
 import os
-import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: `import sandlock` imports neither typing nor re (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._errors import PolicyError, shown
 
-PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+if TYPE_CHECKING:
+    PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 # The documented default view (README "Default filesystem view"): used for
 # reading and executing when the policy names no readable path.
@@ -174,6 +177,7 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
         return value
     if not isinstance(value, str):
         raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
+    import re
     match = re.match(_SIZE_RE, value, re.IGNORECASE)
     if not match:
         raise _err(name, labels, f"invalid size {value!r} (use a number with an optional K, M, G or T suffix)")
@@ -335,7 +339,8 @@ def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
 def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         value = [value]
-    if not isinstance(value, Iterable):
+    import collections.abc
+    if not isinstance(value, collections.abc.Iterable):
         raise _err(name, labels, f"expected a list of paths, got {value!r}")
     out = []
     for item in value:
@@ -384,7 +389,8 @@ def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[st
 
 
 def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
-    if isinstance(value, Mapping):
+    import collections.abc
+    if isinstance(value, collections.abc.Mapping):
         items = list(value.items())
     elif isinstance(value, (list, tuple)):
         items = []
@@ -406,6 +412,7 @@ def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...
 def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise _err(name, labels, f"expected a list of syscall names, got {value!r}")
+    import re
     for item in value:
         if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
             raise _err(name, labels, f"invalid syscall name {item!r}")

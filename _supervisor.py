@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTupl
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
 from . import _filter
 from . import _landlock
 from . import _launch
@@ -64,6 +63,7 @@ from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
+    from . import _dns
     from . import _fakeroot
     from . import _rootfs
     from . import _rootops
@@ -211,6 +211,32 @@ def _fake_record_dir(policy: Policy) -> str:
         return _fakeroot.make_record_dir(policy.chroot or "/")
     except OSError as exc:
         raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
+
+
+def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False) -> None:
+    """Import now every module a run of `policy` may use once the supervisor is confined.
+
+    Confined, the supervisor may no longer read Python's library (with a root,
+    Landlock grants it the root, not the host's /usr), and an import that
+    fails there would fail a handler.  So nothing is imported after
+    Session._confine: modules that only some policies need are imported
+    where they are first needed, before confinement, and here, by feature,
+    for the ones handlers use lazily (tests/test_confined_imports.py).
+    """
+    if policy.chroot is not None or policy.workdir is not None:
+        import queue  # noqa: F401  (_MemoryWriter, _rootops.VforkHolder)
+        from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
+        from . import _rootfs  # noqa: F401
+        from . import _rootops  # noqa: F401  (exec, vfork, bind in a root)
+    if policy.fake_root:
+        from . import _fakeroot  # noqa: F401
+    if policy.workdir is not None:
+        from . import _cow  # noqa: F401
+    if net_rules.any_network():
+        from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
+        _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if debug:
+        import traceback  # noqa: F401  (handler failures, Notifier)
 
 
 def prepare(policy: Policy) -> Prepared:
@@ -445,6 +471,7 @@ class RunContext:
         """DNS policing (_dns): the resolvers and hosts of the command's view (the host's
         /etc, or the root's, through a --fs-mount that covers it), read once, bounded,
         before anything runs."""
+        from . import _dns  # network policies only; before the supervisor confines itself
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
@@ -1087,6 +1114,7 @@ class Session:
             if self.prepared.root is not None:
                 ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
+            preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
             self._confine()
             ctx.open()
             calls = _launch.bind_calls()

@@ -15,7 +15,6 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
 from . import _fsops as F
 from . import _netlink as NL
 from . import _netops as N
@@ -225,7 +224,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
     # socket continues; other sends to such a socket fail, EDESTADDRREQ)
     sendto = traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
-    if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
+    if _polices_dns(_netpolicy.NetRules.from_policy(policy)):
+        from . import _dns
         sendto.append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
             2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
@@ -252,6 +252,14 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 P_CLONE_THREAD = 0x00010000
 
 
+def _polices_dns(rules: _netpolicy.NetRules) -> bool:
+    """_dns.polices, importing _dns (and ipaddress) only for a policy with network rules."""
+    if not rules.any_network():
+        return False
+    from . import _dns
+    return _dns.polices(rules)
+
+
 def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
@@ -259,7 +267,8 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
     out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
-    if _dns.polices(rules):
+    if _polices_dns(rules):  # type: ignore[arg-type]
+        from . import _dns
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
         tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc,str-unpack]

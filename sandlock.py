@@ -20,10 +20,10 @@ its exception classes exist once.
 
 
 import os
-import signal
 import sys
-import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
     _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
@@ -47,7 +47,14 @@ if __name__ == "__main__":
         _self = sys.modules["sandlock"] = importlib.util.module_from_spec(
             importlib.util.spec_from_loader("sandlock", _loader))  # type: ignore[arg-type]
         _loader.exec_module(_self)
-    sys.exit(_self.main())
+    # the process's own program (python -m sandlock, python sandlock.py), or run by a
+    # program that goes on afterwards (runpy.run_module(..., run_name="__main__"))?
+    _callers = []
+    _frame = sys._getframe().f_back
+    while _frame is not None:
+        _callers.append(_frame.f_code.co_name)
+        _frame = _frame.f_back
+    _self.cli(own_process=_callers in ([], ["_run_code", "_run_module_as_main"]))
 
 if "__path__" not in globals():
     # Flat (a checkout, a vendored copy): this file is the package whose modules are
@@ -66,7 +73,8 @@ __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
            "SandboxCalledProcessError", "__version__"]
 
-PathLike = Union[str, bytes, "os.PathLike[str]"]
+if TYPE_CHECKING:
+    PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
 def _result_class() -> type:
@@ -79,9 +87,9 @@ def _result_class() -> type:
         exit_code is the shell's view (128+N), 124 on timeout.
         """
 
-        def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
-                     stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
-                     reason: str, changes: Sequence[str] = (), workdir_note: str = "") -> None:
+        def __init__(self, args: "Sequence[object]", returncode: int, stdout: "Optional[bytes]",
+                     stderr: "Optional[bytes]", *, exit_code: int, signal: "Optional[int]", timed_out: bool,
+                     reason: str, changes: "Sequence[str]" = (), workdir_note: str = "") -> None:
             super().__init__(args, returncode, stdout, stderr)  # type: ignore[arg-type]
             self.exit_code = exit_code
             self.signal = signal
@@ -120,7 +128,7 @@ if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes a
         def success(self) -> bool: ...
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     # Result and SandboxCalledProcessError subclass subprocess classes, whose
     # import the CLI does not need: made on first use (PEP 562).
     if name == "Result":
@@ -144,12 +152,13 @@ class Sandbox:
         PolicyError: a field is unknown or its value is wrong (before any fork).
     """
 
-    def __init__(self, **policy: Any) -> None:
+    def __init__(self, **policy: "Any") -> None:
+        import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
 
-    def _prepare(self) -> Any:
+    def _prepare(self) -> "Any":
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
 
         Only the policy given at construction shapes them: a run's timeout
@@ -163,8 +172,8 @@ class Sandbox:
                 weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
-    def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
-            capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
+    def run(self, argv: "Sequence[PathLike]", *, timeout: "Optional[float]" = None, input: "Optional[bytes]" = None,
+            capture_output: bool = True, cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
             check: bool = False) -> "Result":
         """Run argv in the sandbox and wait for every process of it to end.
 
@@ -195,18 +204,19 @@ class Sandbox:
         return result
 
 
-def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
+def _with_cwd(policy: Policy, cwd: "PathLike") -> Policy:
     return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd, chroot=policy.chroot,
                                           fs_mount=[f"{v}:{h}" for v, h, _ in policy.fs_mount]).cwd)
 
 
-def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
+def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
-                   **options: Any) -> Any:
+def _run_in_thread(policy: Policy, prepared: "Any", argv: "Sequence[bytes]", env: "Dict[bytes, bytes]",
+                   **options: "Any") -> "Any":
     """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
+    import threading
     from . import _supervisor
     box: Dict[str, Any] = {}
 
@@ -229,6 +239,7 @@ def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Di
 
 def _status(outcome) -> tuple:
     """(exit_code, returncode, signal) of an outcome."""
+    import signal
     status = outcome.status
     if outcome.timed_out:
         return 124, 124, signal.SIGKILL
@@ -241,14 +252,15 @@ def _status(outcome) -> tuple:
     return code, code, None
 
 
-def _result(args: Sequence[object], outcome) -> "Result":
+def _result(args: "Sequence[object]", outcome) -> "Result":
     code, returncode, sig = _status(outcome)
-    return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
-                                 timed_out=outcome.timed_out, reason=outcome.reason,
-                                 changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
+    result_class = globals().get("Result") or __getattr__("Result")  # made once (one class for every run)
+    return result_class(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
+                        timed_out=outcome.timed_out, reason=outcome.reason,
+                        changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
 
 
-def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
+def confine(*, fs_readable: "Sequence[PathLike]" = (), fs_writable: "Sequence[PathLike]" = (),
             best_effort: bool = False, default_view: bool = True) -> None:
     """Apply Landlock filesystem rules to the calling thread, for good.
 
@@ -316,8 +328,10 @@ class _UsageError(Exception):
     pass
 
 
-def _parser():  # type: ignore[no-untyped-def]
-    import argparse
+def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
+    """The CLI's argparse parser; given _Options for argparse, its list of options (_quick_args)."""
+    if argparse is None:
+        import argparse
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
@@ -390,7 +404,97 @@ def _parser():  # type: ignore[no-untyped-def]
     return p
 
 
-def _policy_from_args(ns: Any) -> Policy:
+class _Options:
+    """Stands in for the argparse module while _parser() runs: it keeps the list of
+    options, so the CLI reads a plain command line without importing and building
+    argparse (several ms of the start: README "Start-up")."""
+
+    REMAINDER = "..."
+
+    class RawDescriptionHelpFormatter:
+        pass
+
+    class ArgumentParser:
+        def __init__(self, *args: "Any", **kwargs: "Any") -> None:
+            self.options: List[Any] = []
+
+        def add_argument_group(self, *args: "Any", **kwargs: "Any") -> "Any":
+            return self
+
+        def add_argument(self, *names: str, **kwargs: "Any") -> None:
+            self.options.append((names, kwargs))
+
+
+_QUICK_KEYS = frozenset({"action", "default", "metavar", "help", "choices", "dest", "nargs"})
+
+
+def _quick_table() -> "Optional[tuple]":
+    """({option string: (dest, action, choices)}, {dest: default}, the positional's dest), or None
+    if the parser uses a feature _quick_args does not reproduce."""
+    options: Dict[str, tuple] = {}
+    defaults: Dict[str, Any] = {}
+    positional = None
+    for names, kwargs in _parser(_Options).options:
+        action = kwargs.get("action", "store")
+        if not _QUICK_KEYS.issuperset(kwargs) or action not in ("store", "store_true", "append"):
+            return None
+        if not names[0].startswith("-"):
+            if positional is not None or kwargs.get("nargs") != _Options.REMAINDER:
+                return None
+            positional = names[0]
+            continue
+        if "nargs" in kwargs:
+            return None
+        dest = kwargs.get("dest") or next((n for n in names if n.startswith("--")), names[0]).lstrip("-").replace("-", "_")
+        defaults[dest] = kwargs.get("default", False if action == "store_true" else None)
+        for name in names:
+            options[name] = (dest, action, kwargs.get("choices"))
+    return (options, defaults, positional) if positional is not None else None
+
+
+def _quick_args(argv: "List[str]") -> "Any":
+    """argv parsed as argparse parses it, for the plain forms only (`-w DIR`, `--opt=VALUE`,
+    flags, then `--` or the command); None for anything else, which argparse then parses
+    and, if it is wrong, reports (one message for each mistake, whichever parser is used)."""
+    table = _quick_table()
+    if table is None:
+        return None
+    options, defaults, positional = table
+    values = {dest: list(default) if isinstance(default, list) else default for dest, default in defaults.items()}
+    values[positional] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--" or not item.startswith("-"):
+            values[positional] = argv[i:]  # from "--" on, as argparse keeps it (_main drops it)
+            break
+        name, equals, value = item.partition("=") if item.startswith("--") else (item, "", "")
+        if name not in options:
+            return None
+        dest, action, choices = options[name]
+        if action == "store_true":
+            if equals:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not equals:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if not value or value.startswith("-") or (choices is not None and value not in choices):
+            return None  # argparse's own rules (and messages) for these
+        if action == "append":
+            values[dest].append(value)
+        else:
+            values[dest] = value
+    import types
+    return types.SimpleNamespace(**values)
+
+
+def _policy_from_args(ns: "Any") -> Policy:
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
@@ -406,7 +510,7 @@ def _policy_from_args(ns: Any) -> Policy:
     return make_policy(labels=LABELS, **kwargs)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: "Optional[Sequence[str]]" = None) -> int:
     """The CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SANDLOCK_DEBUG") == "1" or "--debug" in argv
@@ -435,10 +539,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
         return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
+        import signal
         return 128 + signal.SIGINT
 
 
-def _joined_values(parser: Any, argv: List[str]) -> List[str]:
+def cli(own_process: bool = True) -> None:
+    """The `sandlock` script and `python -m sandlock`: main(), then the end of the process.
+
+    Once main() has returned nothing of sandlock's is left to finalize: its
+    threads are daemons and done, its directories removed, nothing waits in
+    atexit.  So the process ends with os._exit once its output is flushed,
+    sparing the teardown of every module the supervisor loaded (about 8 ms of
+    CPU: README "Start-up").  Anything else (a thread still running, an
+    atexit callback, output that cannot be flushed, a program that called
+    this and goes on: own_process=False) takes the ordinary exit, SystemExit.
+    """
+    code = main()
+    if not own_process:
+        sys.exit(code)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the fd was closed when Python started
+                stream.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    import atexit
+    import threading
+    waiting = getattr(atexit, "_ncallbacks", lambda: 1)()
+    if waiting or any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.exit(code)
+    os._exit(code)
+
+
+def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":
     """`-m -5M` as `--max-memory=-5M`: argparse takes a value that starts with '-'
     for an option, so the validator (not "expected one argument") names what is wrong."""
     takes_value = {opt: action.option_strings[-1] for action in parser._actions
@@ -464,12 +597,15 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
     return out
 
 
-def _main(argv: List[str], debug: bool) -> int:
-    parser = _parser()
-    ns = parser.parse_args(_joined_values(parser, argv))
-    if ns.help:
-        parser.print_help()
-        return 0
+def _main(argv: "List[str]", debug: bool) -> int:
+    import threading
+    ns = _quick_args(argv)
+    if ns is None or ns.help:
+        parser = _parser()
+        ns = parser.parse_args(_joined_values(parser, argv))
+        if ns.help:
+            parser.print_help()
+            return 0
     if ns.version:
         print(_version_line())
         return 0
@@ -499,7 +635,7 @@ def _main(argv: List[str], debug: bool) -> int:
         janitor.join()
 
 
-def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
+def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool) -> int:
     from . import _supervisor
     if ns.dump_filter:
         from . import _bpf
