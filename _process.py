@@ -125,9 +125,9 @@ class TextMode:
 
     def __init__(self, text: Optional[bool], encoding: Optional[str], errors: Optional[str],
                  universal_newlines: Optional[bool] = None) -> None:
-        for name, value in (("text", text), ("universal_newlines", universal_newlines)):
-            if value is not None and not isinstance(value, bool):
-                raise PolicyTypeError(f"{name}: expected True or False, got {value!r}")
+        for name, flag in (("text", text), ("universal_newlines", universal_newlines)):
+            if flag is not None and not isinstance(flag, bool):
+                raise PolicyTypeError(f"{name}: expected True or False, got {flag!r}")
         for name, value in (("encoding", encoding), ("errors", errors)):
             if value is not None and not isinstance(value, str):
                 raise PolicyTypeError(f"{name}: expected a string, got {value!r}")

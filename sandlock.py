@@ -115,6 +115,7 @@ def _result_class() -> type:
 
 if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes at run time
     import subprocess
+    from ._process import Pipeline, PipelineResult, Process, Stage  # noqa: F401  (made on first use, PEP 562)
 
     class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
         exit_code: int
