@@ -545,7 +545,7 @@ class Pipeline:
                 stdin: object = previous if previous is not None else (PIPE if data is not None else None)
                 try:
                     procs.append(stage.sandbox.popen(stage.argv, stdin=stdin, stdout=stdout, stderr=captured,
-                                                     timeout=stage.options.get("timeout", timeout),
+                                                     timeout=_first(stage.options.get("timeout"), timeout),
                                                      cwd=stage.options.get("cwd"), env=stage.options.get("env")))
                 finally:
                     if previous is not None:
@@ -613,6 +613,10 @@ class PipelineResult:
 
     def __repr__(self) -> str:
         return f"PipelineResult(returncode={self.returncode}, stages={[r.returncode for r in self.results]})"
+
+
+def _first(*values: Optional[float]) -> Optional[float]:
+    return next((v for v in values if v is not None), None)
 
 
 def _flush(stream: IO[Any]) -> None:
