@@ -52,6 +52,7 @@ STDOUT = -2
 DEVNULL = -3
 _NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
 _CHUNK = 1 << 16
+EXIT_GRACE = 0.05  # seconds the end of a with block gives an ending command (Process.__exit__)
 
 
 class Streams:
@@ -356,11 +357,24 @@ class Process:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Kill the sandbox if it still runs, close the streams, reap."""
-        if not self._over.is_set():
-            self.kill()
+        """Close the streams, kill the sandbox if its command still runs, reap.
+
+        A command that is ending (it closed its stdout as it exited) is given
+        EXIT_GRACE seconds to be gone, so a loop over its output that ran to
+        the end leaves the returncode the command chose, not -9."""
         self._close_streams()
+        if not self._over.is_set() and not self._command_ended(EXIT_GRACE):
+            self.kill()
         self.wait()
+
+    def _command_ended(self, grace: float) -> bool:
+        """Has the command's first process ended (within `grace` seconds)?"""
+        with self._lock:
+            if self._pidfd < 0:
+                return self._over.is_set()
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            return bool(poller.poll(int(grace * 1000)))
 
     def __del__(self) -> None:
         if self._thread is not None and not self._finished and self._over.is_set():

@@ -290,6 +290,10 @@ with sandlock.Sandbox() as box:
     q = box.popen(["sleep", marker])
     time.sleep(0.2)
 out["box"] = q.poll()
+for _ in range(20):  # read to the end: the command's own status, never -9
+    with sandlock.Sandbox().popen(["sh", "-c", "echo a; exit 5"], stdout=sandlock.PIPE) as e:
+        e.stdout.read()
+    out.setdefault("ended", []).append(e.returncode)
 r = sandlock.Sandbox().popen(["sh", "-c", "echo hi; exit 3"], stdout=sandlock.PIPE)
 o, _ = r.communicate()
 res = r.result()
@@ -307,6 +311,7 @@ def test_the_context_managers_kill_and_reap_and_result_is_the_result_run_gives(w
         kill_marked(marker)
     assert out["rc"] == -signal.SIGKILL and out["reason"] == "killed"
     assert out["box"] == -signal.SIGKILL
+    assert out["ended"] == [5] * 20
     assert out["result"] == ["Result", 3, 3, "hi\n", False, ["sh", "-c", "echo hi; exit 3"], 3, "hi\n"]
 
 
