@@ -393,3 +393,21 @@ def test_200_processes_started_at_once_from_threads_are_correct_and_leave_nothin
     assert out["count"] == 200 and out["wrong"] == {}, out["wrong"]
     before, after = out["leak"]
     assert after == before, f"fds, threads, child processes before {before}, after {after}"
+
+
+FDS = r"""
+box = sandlock.Sandbox()
+held = [box.popen(["cat"], stdin=sandlock.PIPE, stdout=sandlock.PIPE, stderr=sandlock.PIPE) for _ in range(3)]
+code = "import os\nprint(sorted(int(n) for n in os.listdir('/proc/self/fd')))"
+r = box.run([PY, "-c", code])
+out["fds"] = r.stdout.decode().strip()
+for p in held:
+    p.communicate(b"")
+out["held"] = [p.returncode for p in held]
+"""
+
+
+def test_a_command_holds_no_pipe_of_the_processes_started_beside_it(who) -> None:
+    out = run_script(who, FDS)
+    assert out["fds"] == "[0, 1, 2, 3]", out  # 3: the listing's own fd
+    assert out["held"] == [0, 0, 0]
