@@ -377,11 +377,20 @@ class Process:
             return bool(poller.poll(int(grace * 1000)))
 
     def __del__(self) -> None:
-        if self._thread is not None and not self._finished and self._over.is_set():
-            try:
-                self._finish()
-            except BaseException:
-                pass
+        """A Process nobody waited for: its fds are closed (and its directories removed,
+        unless the last reference went in its own supervising thread, which is confined:
+        close_prepared removes them with the Sandbox)."""
+        if self._thread is None or self._finished or not self._over.is_set():
+            return
+        if threading.current_thread() is self._thread:
+            self._finished = True
+            self._session = None
+            self._release()
+            return
+        try:
+            self._finish()
+        except BaseException:
+            pass
 
     def __repr__(self) -> str:
         return f"<sandlock.Process: returncode: {self.returncode} args: {list(self.args)!r}>"

@@ -411,3 +411,27 @@ def test_a_command_holds_no_pipe_of_the_processes_started_beside_it(who) -> None
     out = run_script(who, FDS)
     assert out["fds"] == "[0, 1, 2, 3]", out  # 3: the listing's own fd
     assert out["held"] == [0, 0, 0]
+
+
+UNWAITED = r"""
+import gc
+box = sandlock.Sandbox()
+box.run(["true"])
+before = [len(os.listdir("/proc/self/fd")), threading.active_count()]
+for i in range(20):
+    box.popen(["true"])
+    box.popen(["sh", "-c", "echo x"], stdout=sandlock.DEVNULL)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    gc.collect()
+    if [len(os.listdir("/proc/self/fd")), threading.active_count()] == before:
+        break
+    time.sleep(0.1)
+out["leak"] = [before, [len(os.listdir("/proc/self/fd")), threading.active_count()]]
+"""
+
+
+def test_processes_nobody_waits_for_release_their_fds_and_threads(who) -> None:
+    out = run_script(who, UNWAITED)
+    before, after = out["leak"]
+    assert after == before, f"fds and threads before {before}, after {after}"
