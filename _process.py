@@ -210,6 +210,9 @@ class Process:
         try:
             self._thread.start()
             self._launched.wait()
+        except BaseException:   # interrupted: the caller kills it (Sandbox.popen)
+            io_.close()
+            raise
         finally:
             for fd in io_.close_after_start:   # the stub has its copies (or never will)
                 _close(fd)
@@ -218,6 +221,7 @@ class Process:
             self._thread.join()
             for fd in io_.parent.values():
                 _close(fd)
+            self._finished = True
             self._release()
             if self._error is not None:
                 raise self._error

@@ -220,6 +220,7 @@ class Sandbox:
         try:
             process.start(session, streams, bufsize)
         except BaseException:
+            process.kill()   # interrupted while it started (KeyboardInterrupt): it must not run on
             self._running.discard(process)
             raise
         return process
