@@ -864,20 +864,35 @@ class Watch:
         process it has not signalled: a child forked while its parent was being stopped
         is found by the next walk, and a stopped process forks no more.  Each process is
         signalled through a pidfd opened, then checked to be of the sandbox, so a pid
-        reused meanwhile is never signalled.  Any thread may call it; after the run it
-        does nothing."""
+        reused meanwhile is never signalled.  A SIGSTOP returns once each process has
+        stopped or ended (a signal is delivered when its process next runs; at most
+        STOP_WAIT seconds: one blocked in the kernel stops when it comes back).  Any
+        thread may call it; after the run it does nothing."""
         done: set = set()
-        with self._lock:
-            if self._retired:
-                return 0
-            members = Members(self.stub)
-            for _ in range(SIGNAL_ROUNDS):
-                fresh = [pid for pid in members.processes() if pid not in done]
-                if not fresh:
-                    break
-                for pid in fresh:
-                    done.add(pid)
-                    _signal_member(members, pid, signum)
+        held: List[int] = []   # pidfds of the processes signalled, to see them stop
+        try:
+            with self._lock:
+                if self._retired:
+                    return 0
+                members = Members(self.stub)
+                for _ in range(SIGNAL_ROUNDS):
+                    fresh = [pid for pid in members.processes() if pid not in done]
+                    if not fresh:
+                        break
+                    for pid in fresh:
+                        done.add(pid)
+                        pidfd = _signal_member(members, pid, signum)
+                        if pidfd >= 0 and len(held) < STOP_WATCHED:
+                            held.append(pidfd)
+                        elif pidfd >= 0:
+                            os.close(pidfd)
+            if signum == signal.SIGSTOP:
+                deadline = time.monotonic() + STOP_WAIT
+                while not all(_stopped_or_gone(fd) for fd in held) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+        finally:
+            for fd in held:
+                _close(fd)
         return len(done)
 
     # --- signals ---------------------------------------------------------------------------------
@@ -1432,21 +1447,25 @@ def _noop(signum: int, frame: object) -> None:
 
 SUSPEND_WAIT = 3.0  # seconds Ctrl-Z waits for the command to stop (Watch._stop_after)
 SIGNAL_ROUNDS = 1000  # walks of the tree at most per Watch.signal_all (each stops what it finds)
+STOP_WAIT = 2.0       # seconds Watch.signal_all waits for the processes it sent SIGSTOP to stop
+STOP_WATCHED = 256    # of which at most this many are watched (a pidfd each)
 
 
-def _signal_member(members: Members, pid: int, signum: int) -> None:
-    """signum to pid through a pidfd, if the process it names is of the sandbox."""
+def _signal_member(members: Members, pid: int, signum: int) -> int:
+    """signum to pid through a pidfd, if the process it names is of the sandbox; the
+    pidfd (the caller closes it), or -1 when nothing was signalled."""
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError:
-        return  # gone
+    except ProcessLookupError:
+        return -1  # gone (any other error, EMFILE, is the caller's: never a process skipped)
     try:
         if members.contains(pid):  # checked after the pidfd is open: the pidfd's process
             signal.pidfd_send_signal(pidfd, signum)
+            return pidfd
     except OSError:
         pass  # exited meanwhile
-    finally:
-        os.close(pidfd)
+    os.close(pidfd)
+    return -1
 
 
 def _stopped_or_gone(pidfd: int) -> bool:

@@ -249,6 +249,9 @@ class Sandbox:
         """
         if input is not None and stdin is not _DEFAULT:
             raise PolicyError("input and stdin: pass one of them")
+        if input is not None:  # checked before anything runs
+            from . import _process
+            _process.TextMode(text, encoding, errors).encode(input)
         captured = PIPE if capture_output else None
         with self.popen(argv, stdin=PIPE if input is not None else (None if stdin is _DEFAULT else stdin),
                         stdout=captured if stdout is _DEFAULT else stdout,
