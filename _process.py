@@ -386,6 +386,7 @@ class Process:
         close_prepared removes them with the Sandbox)."""
         if self._thread is None or self._finished or not self._over.is_set():
             return
+        self._on_end = None  # the Sandbox's weak set lets it go by itself (no lock taken in a finalizer)
         if threading.current_thread() is self._thread:
             self._finished = True
             self._session = None

@@ -162,6 +162,7 @@ class Sandbox:
         self._prepared: Any = None
         self._lock = threading.Lock()
         self._running: "weakref.WeakSet[Any]" = weakref.WeakSet()  # processes not yet waited for (cancel)
+        self._running_lock = threading.Lock()  # popen, cancel and the ends of runs come from any thread
         self._release: Any = None   # the finalizer that closes the prepared rulesets
 
     def _prepare(self) -> Any:
@@ -211,19 +212,28 @@ class Sandbox:
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise PolicyTypeError(f"bufsize: expected an integer, got {bufsize!r}")
         prepared = self._prepare()
-        process = _process.Process(list(argv), _result, mode, on_end=self._running.discard)
+        process = _process.Process(list(argv), _result, mode, on_end=self._forget)
         streams = _process.streams(stdin, stdout, stderr)
 
         def session(**options: Any) -> Any:
             return _supervisor.Session(policy, prepared, args, environment, **options)
-        self._running.add(process)
+        with self._running_lock:
+            self._running.add(process)
         try:
             process.start(session, streams, bufsize)
         except BaseException:
             process.kill()   # interrupted while it started (KeyboardInterrupt): it must not run on
-            self._running.discard(process)
+            self._forget(process)
             raise
         return process
+
+    def _forget(self, process: "Process") -> None:
+        with self._running_lock:
+            self._running.discard(process)
+
+    def _now_running(self) -> List["Process"]:
+        with self._running_lock:
+            return list(self._running)
 
     def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[Any] = None,
             capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
@@ -274,7 +284,7 @@ class Sandbox:
     def cancel(self) -> int:
         """Kill every sandbox this Sandbox runs now (run() from other threads, popen()):
         each run ends with reason "killed".  From any thread; how many were running."""
-        running = list(self._running)
+        running = self._now_running()
         for process in running:
             process.kill()
         return len(running)
@@ -284,7 +294,7 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         """Kill what still runs, wait for it, and release the prepared rulesets now."""
-        running = list(self._running)
+        running = self._now_running()
         for process in running:
             process.kill()
         for process in running:

@@ -361,10 +361,14 @@ box = sandlock.Sandbox()
 box.run(["true"])
 def fds():
     return len(os.listdir("/proc/self/fd"))
+def parent(pid):
+    try:
+        return open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return None  # gone meanwhile
 def children():
     me = str(os.getpid())
-    return [pid for pid in os.listdir("/proc") if pid.isdigit()
-            and open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()[1] == me]
+    return [pid for pid in os.listdir("/proc") if pid.isdigit() and parent(pid) == me]
 before = [fds(), threading.active_count(), children()]
 results = {}
 def one(i):
