@@ -311,7 +311,8 @@ class Process:
                 buffer = self._output.setdefault(index, bytearray())
                 pump.add_output(stream.fileno(), buffer)
                 ends.append(stream.fileno())
-        pump.add_end(self._over_r, ends)
+        if self._over_r >= 0:  # else waited for already: nothing more comes
+            pump.add_end(self._over_r, ends)
 
     def _input_done(self) -> None:
         self._input = memoryview(b"")

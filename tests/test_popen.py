@@ -236,6 +236,7 @@ except subprocess.TimeoutExpired:
     out["communicate"] = "timeout"
 o, e = p.communicate()
 out["output"] = [o.decode(), e.decode(), p.returncode, p.poll()]
+out["again"] = p.communicate() == (o, e)
 r = sandlock.Sandbox().popen(["sleep", "30"], timeout=0.5)
 out["policy_timeout"] = [r.wait(), r.result().timed_out, r.result().exit_code]
 """
@@ -244,7 +245,7 @@ out["policy_timeout"] = [r.wait(), r.result().timed_out, r.result().exit_code]
 def test_wait_and_communicate_time_out_as_subprocess_does_and_the_run_goes_on(who) -> None:
     out = run_script(who, TIMEOUTS)
     assert out["poll"] is None and out["wait"] == "timeout" and out["communicate"] == "timeout"
-    assert out["output"] == ["early\nlate\n", "err", 0, 0]
+    assert out["output"] == ["early\nlate\n", "err", 0, 0] and out["again"] is True
     assert out["policy_timeout"] == [124, True, 124]
 
 
