@@ -828,7 +828,8 @@ class Watch:
         """kill_all for the API's Process.kill, from any thread: the run ends with `reason`."""
         with self._lock:
             if not self._retired:
-                self.reason = self.reason or reason
+                if self.status is None:  # not when the command had ended by itself already
+                    self.reason = self.reason or reason
                 self._kill_all()
 
     def _kill_all(self) -> None:
