@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from ._errors import PolicyError, shown
+from ._errors import PolicyError, PolicyTypeError, shown
 
 if TYPE_CHECKING:
     PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -445,8 +445,10 @@ def normalise_argv(argv: Sequence[object]) -> Tuple[bytes, ...]:
     if isinstance(argv, (str, bytes)) or not argv:
         raise PolicyError(f"argv: expected a non-empty list of strings, got {argv!r}")
     out = []
-    for arg in argv:
-        raw = os.fsencode(os.fspath(arg))  # type: ignore[arg-type,call-overload]
+    for index, arg in enumerate(argv):
+        if not isinstance(arg, (str, bytes, os.PathLike)):
+            raise PolicyTypeError(f"argv[{index}]: expected str, bytes or a path, got {type(arg).__name__} ({arg!r})")
+        raw = os.fsencode(os.fspath(arg))
         if b"\0" in raw:
             raise PolicyError(f"argv: embedded NUL in {arg!r}")
         out.append(raw)

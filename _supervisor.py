@@ -54,7 +54,7 @@ from . import _policy
 from . import _structs as S
 from . import _syscalls
 from . import _table
-from ._errors import ExecError, SetupError, shown
+from ._errors import SetupError, exec_error, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
@@ -788,6 +788,11 @@ class Watch:
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
+        # kill_all and signal_all may come from other threads (the API's Process): the
+        # stub's pid and pidfd are used only while it is not reaped (retire)
+        self._lock = threading.Lock()
+        self._retired = False
+        self.on_exec: Optional[Callable[[bytes], None]] = None  # the exec's result is known (Session)
 
     def run(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> None:
         """Watch until the stub is gone (the command is started: Session._start)."""
@@ -840,7 +845,21 @@ class Watch:
         the signal scope the stub's kill(-1) reaches every process of the sandbox, and
         the command cannot stop the stub: a SIGKILL to the stub's group sent now would
         kill the stub before it does, and a process that left the group (setsid) would
-        outlive the run.  Without the scope the group is all either can reach."""
+        outlive the run.  Without the scope the group is all either can reach.
+        Any thread may call it, at any time: after the run it does nothing."""
+        with self._lock:
+            if not self._retired:
+                self._kill_all()
+
+    def cancel(self, reason: str) -> None:
+        """kill_all for the API's Process.kill, from any thread: the run ends with `reason`."""
+        with self._lock:
+            if not self._retired:
+                if self.status is None:  # not when the command had ended by itself already
+                    self.reason = self.reason or reason
+                self._kill_all()
+
+    def _kill_all(self) -> None:
         try:
             signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
             signal.pidfd_send_signal(self.stub_pidfd, signal.SIGCONT)  # a stub stopped from outside does it too
@@ -853,10 +872,56 @@ class Watch:
                 pass
 
     def reap_stub(self) -> None:
+        with self._lock:
+            self._retired = True
+            try:
+                os.waitpid(self.stub, 0)
+            except ChildProcessError:
+                pass
+
+    def retire(self) -> None:
+        """From now on kill_all and signal_all do nothing (the stub is reaped, or its
+        pidfd is about to be closed): no signal reaches a process that reused a pid."""
+        with self._lock:
+            self._retired = True
+
+    def signal_all(self, signum: int) -> int:
+        """Send signum to every process of the sandbox but the stub (the API's pause and
+        resume: SIGSTOP, SIGCONT); how many got it.  The tree below the stub (every
+        orphan is reparented to it, a subreaper) is walked again until a walk finds no
+        process it has not signalled: a child forked while its parent was being stopped
+        is found by the next walk, and a stopped process forks no more.  Each process is
+        signalled through a pidfd opened, then checked to be of the sandbox, so a pid
+        reused meanwhile is never signalled.  A SIGSTOP returns once each process has
+        stopped or ended (a signal is delivered when its process next runs; at most
+        STOP_WAIT seconds: one blocked in the kernel stops when it comes back).  Any
+        thread may call it; after the run it does nothing."""
+        done: set = set()
+        held: List[int] = []   # pidfds of the processes signalled, to see them stop
         try:
-            os.waitpid(self.stub, 0)
-        except ChildProcessError:
-            pass
+            with self._lock:
+                if self._retired:
+                    return 0
+                members = Members(self.stub)
+                for _ in range(SIGNAL_ROUNDS):
+                    fresh = [pid for pid in members.processes() if pid not in done]
+                    if not fresh:
+                        break
+                    for pid in fresh:
+                        done.add(pid)
+                        pidfd = _signal_member(members, pid, signum)
+                        if pidfd >= 0 and len(held) < STOP_WATCHED:
+                            held.append(pidfd)
+                        elif pidfd >= 0:
+                            os.close(pidfd)
+            if signum == signal.SIGSTOP:
+                deadline = time.monotonic() + STOP_WAIT
+                while not all(_stopped_or_gone(fd) for fd in held) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+        finally:
+            for fd in held:
+                _close(fd)
+        return len(done)
 
     # --- signals ---------------------------------------------------------------------------------
 
@@ -1016,6 +1081,8 @@ class Watch:
         sel.unregister(key.fd)
         if data:
             self.error = data
+        if self.on_exec is not None:
+            self.on_exec(data)
 
     def _on_output(self, sel, key) -> None:
         try:
@@ -1071,7 +1138,9 @@ class Session:
 
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
+                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
+                 stdio: Tuple[int, int, int] = (-1, -1, -1),
+                 on_exec: Optional[Callable[["Session", bytes], None]] = None) -> None:
         self.policy = policy
         self.prepared = prepared
         self.argv = tuple(argv)
@@ -1081,6 +1150,11 @@ class Session:
         self.interactive = interactive
         self.forward_signals = forward_signals
         self.restore_signals = restore_signals  # see Watch
+        self.stdio = stdio        # the caller's fds to become the command's 0, 1, 2 (-1: inherit)
+        # called in this thread once the exec's result is known (b"" or the error's report):
+        # the API's popen returns then (the session's watch, command_pid and command_pidfd are set)
+        self.on_exec = on_exec
+        self.command_pid = -1
         root = prepared.root is not None
         names = _syscalls.names(prepared.arch)
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
@@ -1130,6 +1204,9 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0)
+            if self.on_exec is not None:
+                on_exec, session = self.on_exec, self
+                self.watch.on_exec = lambda data: on_exec(session, data)
             outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
             if ctx.upper is not None:
                 outcome = self._end_workdir(outcome)
@@ -1147,6 +1224,8 @@ class Session:
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)
             self.notifier.close()
+            if self.watch is not None:
+                self.watch.retire()
             if self.stub_pidfd >= 0:
                 _close(self.stub_pidfd)
             if self.watch is not None and self.watch.command_pidfd >= 0:
@@ -1214,7 +1293,7 @@ class Session:
 
     def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
         """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
-        stdio = [-1, -1, -1]
+        stdio = list(self.stdio)
         parent: Dict[str, int] = {}
         child: List[int] = []
         if self.input is not None:
@@ -1257,6 +1336,7 @@ class Session:
             os.close(pidfd)
             raise
         watch.command_pidfd = pidfd  # closed at the end of run()
+        self.command_pid = pid
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")
         self.notifier.start()
@@ -1283,7 +1363,7 @@ class Session:
         if step == "exec":
             name = os.fsdecode(self.argv[0])
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
-            raise ExecError(err, f"{shown(name)}: {reason}", name)
+            raise exec_error(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
 
     # --- finish ------------------------------------------------------------------------------
@@ -1395,6 +1475,26 @@ def _noop(signum: int, frame: object) -> None:
 
 
 SUSPEND_WAIT = 3.0  # seconds Ctrl-Z waits for the command to stop (Watch._stop_after)
+SIGNAL_ROUNDS = 1000  # walks of the tree at most per Watch.signal_all (each stops what it finds)
+STOP_WAIT = 2.0       # seconds Watch.signal_all waits for the processes it sent SIGSTOP to stop
+STOP_WATCHED = 256    # of which at most this many are watched (a pidfd each)
+
+
+def _signal_member(members: Members, pid: int, signum: int) -> int:
+    """signum to pid through a pidfd, if the process it names is of the sandbox; the
+    pidfd (the caller closes it), or -1 when nothing was signalled."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1  # gone (any other error, EMFILE, is the caller's: never a process skipped)
+    try:
+        if members.contains(pid):  # checked after the pidfd is open: the pidfd's process
+            signal.pidfd_send_signal(pidfd, signum)
+            return pidfd
+    except OSError:
+        pass  # exited meanwhile
+    os.close(pidfd)
+    return -1
 
 
 def _stopped_or_gone(pidfd: int) -> bool:

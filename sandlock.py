@@ -66,12 +66,20 @@ if "__path__" not in globals():
     __package__ = __name__
 
 from . import _errors
-from ._errors import ExecError, PolicyError, SandlockError, SetupError
+from ._errors import (CommandNotExecutableError, CommandNotFoundError, ExecError, PolicyError, PolicyTypeError,
+                      SandlockError, SetupError)
 from ._policy import Policy, child_environment, make_policy, normalise_argv
 
 __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
-           "SandboxCalledProcessError", "__version__"]
+           "SandboxCalledProcessError", "__version__", "Process", "Stage", "Pipeline", "PipelineResult",
+           "PIPE", "STDOUT", "DEVNULL", "PolicyTypeError", "CommandNotFoundError", "CommandNotExecutableError"]
+
+# subprocess's values: sandlock.PIPE and subprocess.PIPE are the same (README "Processes")
+PIPE = -1
+STDOUT = -2
+DEVNULL = -3
+_DEFAULT: "Any" = object()   # run(): a stream argument not given
 
 if TYPE_CHECKING:
     PathLike = Union[str, bytes, "os.PathLike[str]"]
@@ -115,6 +123,7 @@ def _result_class() -> type:
 
 if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes at run time
     import subprocess
+    from ._process import Pipeline, PipelineResult, Process, Stage  # noqa: F401  (made on first use, PEP 562)
 
     class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
         exit_code: int
@@ -136,6 +145,9 @@ def __getattr__(name: str) -> "Any":
         return cls
     if name == "SandboxCalledProcessError":
         return _errors.SandboxCalledProcessError
+    if name in ("Process", "Stage", "Pipeline", "PipelineResult"):
+        from . import _process
+        return getattr(_process, name)
     raise AttributeError(name)
 
 
@@ -154,9 +166,13 @@ class Sandbox:
 
     def __init__(self, **policy: "Any") -> None:
         import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
+        import weakref
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
+        self._running: "weakref.WeakSet[Any]" = weakref.WeakSet()  # processes not yet waited for (cancel)
+        self._running_lock = threading.Lock()  # popen, cancel and the ends of runs come from any thread
+        self._release: Any = None   # the finalizer that closes the prepared rulesets
 
     def _prepare(self) -> "Any":
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
@@ -169,39 +185,154 @@ class Sandbox:
             if self._prepared is None:
                 import weakref
                 self._prepared = _supervisor.prepare(self.policy)
-                weakref.finalize(self, _supervisor.close_prepared, self._prepared)
+                self._release = weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
-    def run(self, argv: "Sequence[PathLike]", *, timeout: "Optional[float]" = None, input: "Optional[bytes]" = None,
+    def popen(self, argv: "Sequence[PathLike]", *, stdin: "Any" = None, stdout: "Any" = None, stderr: "Any" = None,
+              cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
+              timeout: "Optional[float]" = None, text: "Optional[bool]" = None, encoding: "Optional[str]" = None,
+              errors: "Optional[str]" = None, universal_newlines: "Optional[bool]" = None,
+              bufsize: int = -1) -> "Process":
+        """Start argv in the sandbox and return at once, as subprocess.Popen does.
+
+        Args:
+            argv: the command and its arguments (PATH is searched).
+            stdin, stdout, stderr: PIPE, DEVNULL, STDOUT (stderr only), a file object,
+                a file descriptor, or None to inherit the caller's (README "Processes").
+            cwd, env: as for run().
+            timeout: seconds before the whole sandbox is killed (returncode 124).
+            text, encoding, errors, universal_newlines: the PIPE streams and
+                communicate() speak str, as with subprocess.
+            bufsize: of the PIPE streams' buffers, as with subprocess.
+
+        Raises:
+            PolicyError (PolicyTypeError for a wrong type), SetupError, ExecError:
+            CommandNotFoundError (a FileNotFoundError) when argv[0] is not found,
+            CommandNotExecutableError (a PermissionError) when it may not be run.
+        """
+        from . import _process
+        from . import _supervisor
+        policy = self.policy.with_timeout(timeout)
+        if cwd is not None:
+            policy = _with_cwd(policy, cwd)
+        args = normalise_argv(argv)
+        environment = _env_bytes(child_environment(policy, _base_env(env)))
+        mode = _process.TextMode(text, encoding, errors, universal_newlines)
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise PolicyTypeError(f"bufsize: expected an integer, got {bufsize!r}")
+        prepared = self._prepare()
+        process = _process.Process(list(argv), _result, mode, on_end=self._forget)
+        streams = _process.streams(stdin, stdout, stderr)
+
+        def session(**options: "Any") -> "Any":
+            return _supervisor.Session(policy, prepared, args, environment, **options)
+        with self._running_lock:
+            self._running.add(process)
+        try:
+            process.start(session, streams, bufsize)
+        except BaseException:
+            process.kill()   # interrupted while it started (KeyboardInterrupt): it must not run on
+            self._forget(process)
+            raise
+        return process
+
+    def _forget(self, process: "Process") -> None:
+        with self._running_lock:
+            self._running.discard(process)
+
+    def _now_running(self) -> "List['Process']":
+        with self._running_lock:
+            return list(self._running)
+
+    def run(self, argv: "Sequence[PathLike]", *, timeout: "Optional[float]" = None, input: "Optional[Any]" = None,
             capture_output: bool = True, cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
-            check: bool = False) -> "Result":
-        """Run argv in the sandbox and wait for every process of it to end.
+            check: bool = False, stdin: "Any" = _DEFAULT, stdout: "Any" = _DEFAULT, stderr: "Any" = _DEFAULT,
+            text: "Optional[bool]" = None, encoding: "Optional[str]" = None, errors: "Optional[str]" = None) -> "Result":
+        """Run argv in the sandbox and wait for every process of it to end (popen, then communicate).
 
         Args:
             argv: the command and its arguments (PATH is searched).
             timeout: seconds before the whole sandbox is killed (exit_code 124).
-            input: bytes fed to the command's stdin.
-            capture_output: collect stdout and stderr into the Result.
+            input: bytes (str in text mode) fed to the command's stdin.
+            capture_output: collect stdout and stderr into the Result (unless
+                stdout=/stderr= say otherwise).
             cwd: the command's working directory.
             env: the base environment (default: os.environ), before the policy's.
             check: raise SandboxCalledProcessError unless the command succeeds.
+            stdin, stdout, stderr: as for popen() (default: inherited stdin,
+                captured stdout and stderr).
+            text, encoding, errors: input and the captured output as str.
 
         Raises:
-            PolicyError, SetupError, ExecError (127/126 cases).
+            PolicyError, SetupError, ExecError (see popen()).
         """
-        policy = self.policy.with_timeout(timeout)
-        if cwd is not None:
-            policy = _with_cwd(policy, cwd)
-        if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
-            raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
-        args = normalise_argv(argv)
-        environment = child_environment(policy, env if env is not None else os.environ)
-        outcome = _run_in_thread(policy, self._prepare(), args, _env_bytes(environment),
-                                 capture=capture_output, input=bytes(input) if input is not None else None)
-        result = _result(list(argv), outcome)
+        if input is not None and stdin is not _DEFAULT:
+            raise PolicyError("input and stdin: pass one of them")
+        if input is not None:  # checked before anything runs
+            from . import _process
+            _process.TextMode(text, encoding, errors).encode(input)
+        captured = PIPE if capture_output else None
+        with self.popen(argv, stdin=PIPE if input is not None else (None if stdin is _DEFAULT else stdin),
+                        stdout=captured if stdout is _DEFAULT else stdout,
+                        stderr=captured if stderr is _DEFAULT else stderr,
+                        timeout=timeout, cwd=cwd, env=env, text=text, encoding=encoding, errors=errors) as process:
+            process.communicate(input)   # the policy's timeout ends the sandbox
+            result = process.result()
         if check:
             result.check_returncode()
         return result
+
+    def cmd(self, argv: "Sequence[PathLike]", *, cwd: "Optional[PathLike]" = None,
+            env: "Optional[Mapping[str, str]]" = None, timeout: "Optional[float]" = None) -> "Stage":
+        """A stage of a pipeline: `box1.cmd([...]) | box2.cmd([...])`, then .run() (README "Pipelines")."""
+        from . import _process
+        normalise_argv(argv)  # checked now, not when the pipeline starts
+        _base_env(env)
+        return _process.Stage(self, argv, {"cwd": cwd, "env": env, "timeout": timeout})
+
+    def cancel(self) -> int:
+        """Kill every sandbox this Sandbox runs now (run() from other threads, popen()):
+        each run ends with reason "killed".  From any thread; how many were running."""
+        running = self._now_running()
+        for process in running:
+            process.kill()
+        return len(running)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill what still runs, wait for it, and release the prepared rulesets now."""
+        running = self._now_running()
+        for process in running:
+            process.kill()
+        for process in running:
+            try:
+                process.wait()
+            except SandlockError:
+                pass
+        with self._lock:
+            release, self._release = self._release, None
+            self._prepared = None
+        if release is not None:
+            release()  # close_prepared, once (a later run prepares again)
+
+
+def _base_env(env: "Optional[Mapping[str, str]]") -> "Mapping[str, str]":
+    """env= of popen/run/cmd: a mapping of str (or bytes) to str (or bytes), else PolicyTypeError."""
+    if env is None:
+        return os.environ
+    if not isinstance(env, Mapping):
+        raise PolicyTypeError(f"env: expected a mapping of names to values, got {type(env).__name__}")
+    for key, value in env.items():
+        if not isinstance(key, (str, bytes)):
+            raise PolicyTypeError(f"env: a name must be str, got {type(key).__name__} ({key!r})")
+        if not isinstance(value, (str, bytes)):
+            raise PolicyTypeError(f"env: the value of {os.fsdecode(key)} must be str, "
+                                  f"got {type(value).__name__} ({value!r})")
+        if b"\0" in os.fsencode(key) + os.fsencode(value) or not key or "=" in os.fsdecode(key):
+            raise PolicyError(f"env: invalid variable {os.fsdecode(key)!r}")
+    return env
 
 
 def _with_cwd(policy: Policy, cwd: "PathLike") -> Policy:
@@ -211,30 +342,6 @@ def _with_cwd(policy: Policy, cwd: "PathLike") -> Policy:
 
 def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
-
-
-def _run_in_thread(policy: Policy, prepared: "Any", argv: "Sequence[bytes]", env: "Dict[bytes, bytes]",
-                   **options: "Any") -> "Any":
-    """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
-    import threading
-    from . import _supervisor
-    box: Dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["session"] = _supervisor.Session(policy, prepared, argv, env, **options)
-            box["outcome"] = box["session"].run()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
-    thread.start()
-    thread.join()
-    if "session" in box:
-        box["session"].clean_up()  # here: this thread is not confined (see Session.clean_up)
-    if "error" in box:
-        raise box["error"]
-    return box["outcome"]
 
 
 def _status(outcome) -> tuple:
