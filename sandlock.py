@@ -320,9 +320,10 @@ class Sandbox:
 
 def _base_env(env: "Optional[Mapping[str, str]]") -> "Mapping[str, str]":
     """env= of popen/run/cmd: a mapping of str (or bytes) to str (or bytes), else PolicyTypeError."""
+    import collections.abc  # here: `import sandlock` stays small (README "Start-up")
     if env is None:
         return os.environ
-    if not isinstance(env, Mapping):
+    if not isinstance(env, collections.abc.Mapping):
         raise PolicyTypeError(f"env: expected a mapping of names to values, got {type(env).__name__}")
     for key, value in env.items():
         if not isinstance(key, (str, bytes)):
