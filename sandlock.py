@@ -149,6 +149,35 @@ class Sandbox:
         self._prepared: Any = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_profile(cls, name_or_path: PathLike, **overrides: Any) -> "Sandbox":
+        """A Sandbox of a profile (README "Profiles"): a name of the user's profile
+        directory, or a file (a path with a slash, or ending in .toml).
+
+        overrides are keyword arguments as for Sandbox(), taken as the CLI takes
+        flags: a list adds to the profile's (env too), any other value replaces it.
+
+        Raises:
+            PolicyError: the profile or an override is wrong (naming the file, line, key).
+        """
+        from . import _profile
+        spec = os.fsdecode(os.fspath(name_or_path))
+        parser = _parser()
+        profile = _profile.load(spec, parser, by_path=not isinstance(name_or_path, str) or _profile.is_path(spec))
+        ns = parser.parse_args(_profile.argv(profile, _profile.schema(parser)))
+        kwargs = _policy_kwargs(ns)
+        if "root" in overrides:
+            overrides = dict(overrides)
+            overrides["chroot"] = overrides.pop("root")
+        for key, value in overrides.items():
+            if isinstance(value, Mapping) and key == "env":
+                value = [f"{k}={v}" for k, v in value.items()]
+            base = kwargs.get(key)
+            if isinstance(base, (list, tuple)) and base and isinstance(value, (list, tuple)):
+                value = list(base) + list(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
     def _prepare(self) -> Any:
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
 
@@ -373,6 +402,13 @@ def _parser():  # type: ignore[no-untyped-def]
     env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
     env.add_argument("--clean-env", action="store_true", help="start from PATH, HOME, USER, TERM, LANG only")
     env.add_argument("--cwd", metavar="DIR", help="working directory of the command")
+    prof = p.add_argument_group("profiles (README \"Profiles\")")
+    prof.add_argument("--profile", metavar="NAME",
+                      help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
+                           "flags override its values and add to its lists")
+    prof.add_argument("--profile-file", metavar="FILE", help="start from the profile in FILE")
+    prof.add_argument("--print-profile", action="store_true",
+                      help="print the options given (profile and flags) as a profile and exit")
     other = p.add_argument_group("other")
     other.add_argument("--deny-syscall", action="append", default=[], metavar="NAME",
                        help="refuse this syscall with EPERM too (repeatable)")
@@ -391,6 +427,11 @@ def _parser():  # type: ignore[no-untyped-def]
 
 
 def _policy_from_args(ns: Any) -> Policy:
+    return make_policy(labels=LABELS, **_policy_kwargs(ns))
+
+
+def _policy_kwargs(ns: Any) -> Dict[str, Any]:
+    """The API keywords of parsed arguments."""
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
@@ -403,7 +444,7 @@ def _policy_from_args(ns: Any) -> Policy:
                        ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk)):
         if value is not None:
             kwargs[key] = value
-    return make_policy(labels=LABELS, **kwargs)
+    return kwargs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -465,6 +506,8 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
 
 
 def _main(argv: List[str], debug: bool) -> int:
+    if argv[:1] == ["profile"]:
+        return _profile_command(argv[1:])
     parser = _parser()
     ns = parser.parse_args(_joined_values(parser, argv))
     if ns.help:
@@ -473,7 +516,17 @@ def _main(argv: List[str], debug: bool) -> int:
     if ns.version:
         print(_version_line())
         return 0
+    if ns.profile is not None or ns.profile_file is not None:
+        ns = _with_profile(parser, ns, argv)
     command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if ns.print_profile:
+        if command or ns.check:
+            raise _UsageError("--print-profile: prints the options as a profile and exits; it runs nothing")
+        from . import _profile
+        _policy_from_args(ns)  # a profile that would not run is not printed
+        sys.stdout.write(_profile.dump(_profile.from_namespace(ns, _profile.schema(parser)),
+                                       _profile.schema(parser)))
+        return 0
     if ns.json and not ns.check:
         raise _UsageError("--json: only with --check")
     if ns.check:
@@ -493,10 +546,50 @@ def _main(argv: List[str], debug: bool) -> int:
     janitor = threading.Thread(target=clean, name="sandlock-cleanup")
     janitor.start()
     try:
-        return _run_cli(ns, command, policy, prepared, debug)
+        return _run_cli(ns, command, policy, prepared, debug or ns.debug)
     finally:
         done.set()
         janitor.join()
+
+
+def _with_profile(parser: Any, ns: Any, argv: List[str]) -> Any:
+    """The arguments with the profile's tokens before the user's: a flag then overrides
+    the profile's value and adds to its lists (README "Profiles")."""
+    from . import _profile
+    if ns.profile is not None and ns.profile_file is not None:
+        raise _UsageError("--profile-file: not with --profile (a profile names what it extends)")
+    if ns.profile is not None:
+        profile = _profile.load(ns.profile, parser, by_path=False)
+    else:
+        profile = _profile.load(ns.profile_file, parser, by_path=True)
+    return parser.parse_args(_joined_values(parser, _profile.argv(profile, _profile.schema(parser)) + argv))
+
+
+def _profile_command(args: List[str]) -> int:
+    """python -m sandlock profile list | show NAME|FILE."""
+    from . import _profile
+    if args in (["list"],):
+        for name in _profile.names():
+            try:
+                description = _profile.load(name, _parser(), by_path=False).description
+            except PolicyError as exc:
+                description = f"(broken: {exc})"
+            print(f"{name}  {description}".rstrip())
+        return 0
+    if len(args) == 2 and args[0] == "show":
+        parser = _parser()
+        profile = _profile.load(args[1], parser)
+        keys = _profile.schema(parser)
+        sys.stdout.write(_profile.dump({k: e.value for k, e in profile.entries.items()}, keys,
+                                       profile.description))
+        return 0
+    if args in (["-h"], ["--help"]):
+        print(f"usage: {_prog()} profile list | show NAME|FILE\n"
+              f"  list: the profiles in {_profile.directory()}\n"
+              f"  show: a profile with what it extends merged in (README \"Profiles\")\n"
+              f"  (to run a program named profile: {_prog()} -- profile ...)")
+        return 0
+    raise _UsageError(f"{' '.join(['profile'] + args)}: expected 'profile list' or 'profile show NAME'")
 
 
 def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
