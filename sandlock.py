@@ -320,6 +320,10 @@ examples:
       network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
       a minimal environment
+  python -m sandlock --profile job -w ./build -- make
+      the profile ~/.config/sandlock/profiles/job.toml, plus one writable directory
+  python -m sandlock -w /tmp/out -m 512M --print-profile > ~/.config/sandlock/profiles/job.toml
+      save these options as the profile job (python -m sandlock profile list|show NAME)
   python -m sandlock --check
       what this kernel supports
 
