@@ -74,6 +74,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
     ("fake_root", False),
+    ("hostname", None), ("no_coredump", False),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -114,6 +115,8 @@ class Policy:
     net_allow_bind: Tuple[str, ...]
     net_deny_bind: Tuple[str, ...]
     fake_root: bool                             # uid 0 over the root's files, recorded (_fakeroot)
+    hostname: Optional[str]                     # what uname(2) and the hostname files show (_identity)
+    no_coredump: bool                           # RLIMIT_CORE 0, soft and hard
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -244,6 +247,8 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
         fake_root=_bool("fake_root", kwargs.get("fake_root", False), labels),
+        hostname=_optional(kwargs.get("hostname"), lambda v: _hostname(v, labels)),
+        no_coredump=_bool("no_coredump", kwargs.get("no_coredump", False), labels),
     )
     if values["fake_root"]:
         if chroot is None:
@@ -375,6 +380,15 @@ def _with_workdir(writable: Tuple[str, ...], workdir: str, chroot: Optional[str]
     if any(seen == w or seen.startswith(w.rstrip("/") + "/") for w in writable):
         return writable
     return writable + (seen,)
+
+
+def _hostname(value: object, labels: Mapping[str, str]) -> str:
+    """A host name uname(2) can carry (64 bytes) and a resolver would accept:
+    letters, digits, '-', '_' and '.', starting with a letter or a digit."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise _err("hostname", labels, f"invalid host name {value!r} (1 to 64 letters, digits, '-', '_', '.', "
+                                       "starting with a letter or a digit)")
+    return value
 
 
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:

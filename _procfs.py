@@ -39,6 +39,7 @@ from ._errors import os_error
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
 BOOT_ID = b"sys/kernel/random/boot_id"
+HOSTNAME = b"sys/kernel/hostname"  # --hostname (_identity)
 MADE_UP = frozenset((b"mountinfo", b"mounts"))  # below /proc/PID or /proc/PID/task/TID (and net/: net_view)
 LISTING = b"/.proc"   # listings are <top>/.proc<N>
 KEEP_LISTINGS = 8     # older listings are removed (a listing fd still works after)

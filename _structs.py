@@ -173,6 +173,18 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_CACHED = 0x20
 
+
+# --- linux/utsname.h -----------------------------------------------------------
+
+NEW_UTS_LEN = 64  # __NEW_UTS_LEN
+
+
+class new_utsname(ctypes.Structure):
+    """struct new_utsname (linux/utsname.h): what uname(2) writes."""
+    _fields_ = [(field, ctypes.c_char * (NEW_UTS_LEN + 1))
+                for field in ("sysname", "nodename", "release", "version", "machine", "domainname")]
+
+
 # --- linux/landlock.h ----------------------------------------------------------
 
 class landlock_ruleset_attr(ctypes.Structure):

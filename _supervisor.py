@@ -47,6 +47,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _dns
 from . import _filter
+from . import _identity
 from . import _landlock
 from . import _launch
 from . import _netlink
@@ -413,6 +414,11 @@ class RunContext:
         # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
+        if policy.hostname is not None:  # README "Host name"
+            resolver.hostname = _identity.contents(policy.hostname)
+            top = getattr(resolver, "root_fd", resolver.root)
+            resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
+            resolver.hostname_file = _identity.hostname_file(top)
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
@@ -1170,6 +1176,8 @@ class Session:
             # no single file grows past the layer's limit, however fast it is written
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+        if policy.no_coredump:  # soft and hard 0: without CAP_SYS_RESOURCE it stays 0
+            rlimits.append((_launch.resource.RLIMIT_CORE, 0))
         own_group = not self.interactive or prep.abi < 6
         # the terminal is handed to the command's own group only from the foreground
         tty = 0 if self.interactive and own_group and _foreground(0) else -1

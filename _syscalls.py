@@ -451,6 +451,13 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _call("prctl", option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
 
 
+def uname() -> bytes:
+    """uname(2): the struct new_utsname the kernel writes, as its bytes."""
+    buf = S.new_utsname()
+    _call("uname", ctypes.byref(buf))
+    return bytes(buf)
+
+
 def capget() -> Tuple[int, int, int]:
     """capget(2) of this thread: (effective, permitted, inheritable) as 64-bit masks."""
     header = S.cap_user_header(S._LINUX_CAPABILITY_VERSION_3, 0)

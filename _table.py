@@ -17,6 +17,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _dns
 from . import _fsops as F
+from . import _identity as I
 from . import _netlink as NL
 from . import _netops as N
 from . import _netpolicy
@@ -128,6 +129,8 @@ ROWS: Dict[str, Row] = {
     "fcntl": _row(F.do_fcntl, ("fd", "flags", "ptr")),
     "inotify_init": _row(F.do_inotify_init, (), flags=0),
     "inotify_init1": _row(F.do_inotify_init, ("flags",)),
+    # the machine (README "Host name")
+    "uname": _row(I.do_uname, ("ptr",)),
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -242,6 +245,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if abi < 6:
         for name in SIGNALS:
             traps[name] = None
+    if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
+        traps["uname"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"
         from . import _fakeroot
         for name in _fakeroot.traps():

@@ -342,6 +342,7 @@ LABELS = {
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
+    "hostname": "--hostname", "no_coredump": "--no-coredump",
 }
 
 
@@ -406,6 +407,11 @@ def _parser():  # type: ignore[no-untyped-def]
     env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
     env.add_argument("--clean-env", action="store_true", help="start from PATH, HOME, USER, TERM, LANG only")
     env.add_argument("--cwd", metavar="DIR", help="working directory of the command")
+    machine = p.add_argument_group("machine (what the command sees of it)")
+    machine.add_argument("--hostname", metavar="NAME",
+                         help="the host name the command sees: uname, /proc/sys/kernel/hostname, /etc/hostname")
+    machine.add_argument("--no-coredump", action="store_true",
+                         help="no core dumps: RLIMIT_CORE 0, soft and hard (the command cannot raise it)")
     prof = p.add_argument_group("profiles (README \"Profiles\")")
     prof.add_argument("--profile", metavar="NAME",
                       help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
@@ -441,11 +447,13 @@ def _policy_kwargs(ns: Any) -> Dict[str, Any]:
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
                                   default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
-                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
+                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind,
+                                  no_coredump=ns.no_coredump)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
-                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk)):
+                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
+                       ("hostname", ns.hostname)):
         if value is not None:
             kwargs[key] = value
     return kwargs
