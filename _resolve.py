@@ -278,6 +278,10 @@ class Resolver:
     hostname: Optional[bytes] = None
     hostname_path: Optional[bytes] = None
     hostname_file: Optional[Tuple[int, int]] = None
+    # with --max-memory: /proc/meminfo is a machine of this size (_procfs.meminfo_view),
+    # using what the supervisor measured last
+    memory_limit: Optional[int] = None
+    memory_used = 0
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
@@ -498,6 +502,9 @@ class Resolver:
                 made = _procfs.memfd(b"boot_id", self.boot_id)
             elif pid is None and what == _procfs.HOSTNAME and self.hostname is not None:
                 made = _procfs.memfd(b"hostname", self.hostname)
+            elif pid is None and what == _procfs.MEMINFO and self.memory_limit is not None:
+                made = _procfs.memfd(what, _procfs.meminfo_view(_procfs.read_fd(fd), self.memory_limit,
+                                                                self.memory_used))
             elif pid is not None:
                 found = self._made_up(what, fd)
                 if found is None:

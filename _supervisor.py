@@ -414,6 +414,7 @@ class RunContext:
         # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
+        resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
         if policy.hostname is not None:  # README "Host name"
             resolver.hostname = _identity.contents(policy.hostname)
             top = getattr(resolver, "root_fd", resolver.root)
@@ -955,6 +956,7 @@ class Watch:
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
+        ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
