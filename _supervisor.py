@@ -956,7 +956,8 @@ class Watch:
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
-        ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
+        if ctx.resolver is not None:
+            ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
