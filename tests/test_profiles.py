@@ -10,6 +10,7 @@ unprivileged user (the `who` fixture).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -330,3 +331,19 @@ def test_without_tomllib_the_cli_reads_the_same_profile(who, scratch: Path) -> N
     r = who.python(code, args=["--profile-file", str(scratch / "q.toml"), "--", "true"])
     assert (r.returncode, r.stderr.decode()) == (
         125, f"sandlock: {scratch}/q.toml:2: max_memory: unknown key in [limits] (did you mean max-memory?)\n")
+
+
+def test_profile_and_profile_file_together_and_print_profile_with_a_command_are_usage_errors(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.toml", "[limits]\ntimeout = 1\n")
+    for args, message in ((["--profile", "x", "--profile-file", str(path), "--", "true"],
+                           "--profile-file: not with --profile"),
+                          (["--profile-file", str(path), "--print-profile", "--", "true"],
+                           "--print-profile: prints the options as a profile and exits; it runs nothing"),
+                          (["profile", "remove", "x"], "profile remove x: expected 'profile list' or 'profile show NAME'")):
+        r = subprocess.run([sys.executable, "-m", "sandlock", *args], capture_output=True, text=True, timeout=60,
+                           cwd=str(Path(sandlock.__file__).parent))
+        assert r.returncode == 125 and one_line(r.stderr).startswith(f"sandlock: {message}"), r.stderr
+
+
+def test_the_machine_options_are_profile_keys_too() -> None:
+    assert (KEYS["hostname"].section, KEYS["no-coredump"].section) == ("machine", "machine")
