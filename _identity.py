@@ -1,4 +1,6 @@
-"""The machine's name the command sees, with --hostname NAME (README "Host name").
+"""The machine the command sees: its name with --hostname NAME (README "Host name"),
+its memory through sysinfo(2) with --max-memory (README "Memory": do_sysinfo; the
+/proc/meminfo twin is _procfs.meminfo_view).
 
 Every way a program learns the host name answers NAME:
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from typing import Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -44,6 +47,38 @@ def do_uname(ctx: Context, call: Call) -> Reply:
     """uname(2) with --hostname: the struct, written on behalf (nothing of the caller's is read)."""
     data = utsname(ctx.policy.hostname)
     ctx.tracees.confirm()  # the caller is still there: its tid is not another task's yet
+    write_mem(ctx.tracees, call.tid, call.ptr, data)
+    return Value(0)
+
+
+_SYSINFO_ZERO = ("sharedram", "bufferram", "totalswap", "freeswap", "totalhigh", "freehigh")
+
+
+def memory_sysinfo(raw: bytes, limit: int, used: int) -> bytes:
+    """The kernel's struct sysinfo as a machine of `limit` bytes whose sandbox uses `used`:
+    totalram the limit (at most the host's), freeram what is left (at most the host's),
+    no shared, buffer, swap or high memory; uptime, loads and procs the kernel's."""
+    out = bytearray(raw)
+    unit = struct.unpack_from("=I", raw, S.sysinfo.mem_unit.offset)[0] or 1
+
+    def get(field: str) -> int:
+        return int(struct.unpack_from("=Q", raw, getattr(S.sysinfo, field).offset)[0])
+
+    def put(field: str, value: int) -> None:
+        struct.pack_into("=Q", out, getattr(S.sysinfo, field).offset, value)
+    total = min(limit // unit, get("totalram"))
+    put("totalram", total)
+    put("freeram", max(0, min(total - used // unit, get("freeram"))))
+    for field in _SYSINFO_ZERO:
+        put(field, 0)
+    return bytes(out)
+
+
+def do_sysinfo(ctx: Context, call: Call) -> Reply:
+    """sysinfo(2) with --max-memory (trapped only then): the kernel's answer with the
+    memory of a machine of that size, written on behalf."""
+    data = memory_sysinfo(_syscalls.sysinfo(), ctx.policy.max_memory, ctx.resolver.memory_used)
+    ctx.tracees.confirm()
     write_mem(ctx.tracees, call.tid, call.ptr, data)
     return Value(0)
 

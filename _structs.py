@@ -185,6 +185,27 @@ class new_utsname(ctypes.Structure):
                 for field in ("sysname", "nodename", "release", "version", "machine", "domainname")]
 
 
+# --- linux/sysinfo.h -----------------------------------------------------------
+
+class sysinfo(ctypes.Structure):
+    """struct sysinfo (linux/sysinfo.h), 64-bit layout (_f is empty there): what sysinfo(2) writes."""
+    _fields_ = [
+        ("uptime", ctypes.c_long),
+        ("loads", ctypes.c_ulong * 3),
+        ("totalram", ctypes.c_ulong),
+        ("freeram", ctypes.c_ulong),
+        ("sharedram", ctypes.c_ulong),
+        ("bufferram", ctypes.c_ulong),
+        ("totalswap", ctypes.c_ulong),
+        ("freeswap", ctypes.c_ulong),
+        ("procs", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("totalhigh", ctypes.c_ulong),
+        ("freehigh", ctypes.c_ulong),
+        ("mem_unit", ctypes.c_uint32),
+    ]
+
+
 # --- linux/landlock.h ----------------------------------------------------------
 
 class landlock_ruleset_attr(ctypes.Structure):

@@ -458,6 +458,13 @@ def uname() -> bytes:
     return bytes(buf)
 
 
+def sysinfo() -> bytes:
+    """sysinfo(2): the struct sysinfo the kernel writes, as its bytes."""
+    buf = S.sysinfo()
+    _call("sysinfo", ctypes.byref(buf))
+    return bytes(buf)
+
+
 def capget() -> Tuple[int, int, int]:
     """capget(2) of this thread: (effective, permitted, inheritable) as 64-bit masks."""
     header = S.cap_user_header(S._LINUX_CAPABILITY_VERSION_3, 0)

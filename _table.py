@@ -131,6 +131,7 @@ ROWS: Dict[str, Row] = {
     "inotify_init1": _row(F.do_inotify_init, ("flags",)),
     # the machine (README "Host name")
     "uname": _row(I.do_uname, ("ptr",)),
+    "sysinfo": _row(I.do_sysinfo, ("ptr",)),
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -247,6 +248,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
             traps[name] = None
     if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
         traps["uname"] = None
+    if policy.max_memory is not None:  # the memory of a machine of that size (_identity)
+        traps["sysinfo"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"
         from . import _fakeroot
         for name in _fakeroot.traps():

@@ -72,6 +72,11 @@ def test_new_utsname_is_six_fields_of_65_bytes() -> None:
     assert _syscalls.uname()[:65].rstrip(b"\0") == os.uname().sysname.encode()
 
 
+def test_struct_sysinfo_has_the_64_bit_layout() -> None:
+    assert ctypes.sizeof(S.sysinfo) == 112
+    assert (S.sysinfo.totalram.offset, S.sysinfo.procs.offset, S.sysinfo.mem_unit.offset) == (32, 80, 104)
+
+
 def test_uname_is_trapped_only_when_a_hostname_is_given() -> None:
     assert "uname" not in _table.traps_for(_policy.make_policy(), 6)
     assert "uname" in _table.traps_for(_policy.make_policy(hostname=NAME), 6)

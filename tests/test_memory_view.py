@@ -1,4 +1,4 @@
-"""With -m SIZE, /proc/meminfo and `free` inside describe a machine of SIZE (README "Memory"):
+"""With -m SIZE, /proc/meminfo, `free` and sysinfo(2) inside describe a machine of SIZE (README "Memory"):
 MemTotal is the limit, MemFree and MemAvailable what the sandbox has left of it, no cache
 and no swap; without -m the host's file.  As root and unprivileged, with and without --root.
 """
@@ -73,6 +73,14 @@ def test_python_and_free_see_the_limit_and_the_host_without_it(who) -> None:
     assert row[0] == "Mem:" and row[1] == "262144" and int(row[2]) + int(row[3]) == 262144, r.stdout
     control = who.run(["--", "python3", "-c", READ])
     assert int(control.stdout.split()[0]) == _host_total()
+
+
+def test_sysconf_phys_pages_sees_the_limit_and_the_host_without_it(who) -> None:
+    code = "import os; print(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))"
+    r = who.run(["-m", "256M", "--", "python3", "-c", code])
+    assert (r.returncode, r.stdout) == (0, f"{256 << 20}\n"), r.stderr
+    control = who.run(["--", "python3", "-c", code])
+    assert int(control.stdout) == _host_total() << 10
 
 
 def test_in_a_debian_root_free_and_python_see_the_limit(who, deb: Path) -> None:
