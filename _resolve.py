@@ -278,6 +278,7 @@ class Resolver:
     hostname: Optional[bytes] = None
     hostname_path: Optional[bytes] = None
     hostname_file: Optional[Tuple[int, int]] = None
+    determinism: Optional[Any] = None  # _determinism.Determinism with --random-seed / --time-start
     # with --max-memory: /proc/meminfo is a machine of this size (_procfs.meminfo_view),
     # using what the supervisor measured last
     memory_limit: Optional[int] = None

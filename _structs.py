@@ -174,6 +174,8 @@ RESOLVE_IN_ROOT = 0x10
 RESOLVE_CACHED = 0x20
 
 
+ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+
 # --- linux/utsname.h -----------------------------------------------------------
 
 NEW_UTS_LEN = 64  # __NEW_UTS_LEN

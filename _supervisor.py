@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTupl
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _determinism
 from . import _dns
 from . import _filter
 from . import _identity
@@ -341,6 +342,7 @@ class RunContext:
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootfs.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -420,6 +422,9 @@ class RunContext:
             top = getattr(resolver, "root_fd", resolver.root)
             resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
             resolver.hostname_file = _identity.hostname_file(top)
+        if _determinism.enabled(policy):  # README "Deterministic runs"
+            resolver.determinism = self.determinism = _determinism.Determinism(
+                policy.random_seed, policy.time_start, prepared.arch)
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
@@ -436,7 +441,8 @@ class RunContext:
                     pass
 
     def close(self) -> None:
-        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight):
+        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight,
+                    self.determinism):
             if one is not None:
                 one.close()
 
@@ -1093,8 +1099,9 @@ class Session:
                     upper.discard()
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
-            if self.prepared.root is not None:
-                ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            if self.prepared.root is not None or _determinism.enabled(self.policy):
+                # started before we confine ourselves (the vDSO: README "Deterministic runs")
+                ctx.memory = _MemoryWriter(ctx.is_member)
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
             self._confine()
             ctx.open()
@@ -1191,7 +1198,8 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+            umask=_current_umask(), reset_signals=_launch.ignored_signals(),
+            personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 

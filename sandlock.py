@@ -343,6 +343,7 @@ LABELS = {
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
     "hostname": "--hostname", "no_coredump": "--no-coredump",
+    "random_seed": "--random-seed", "time_start": "--time-start", "no_randomize_memory": "--no-randomize-memory",
 }
 
 
@@ -412,6 +413,14 @@ def _parser():  # type: ignore[no-untyped-def]
                          help="the host name the command sees: uname, /proc/sys/kernel/hostname, /etc/hostname")
     machine.add_argument("--no-coredump", action="store_true",
                          help="no core dumps: RLIMIT_CORE 0, soft and hard (the command cannot raise it)")
+    machine.add_argument("--random-seed", metavar="N",
+                         help="getrandom, /dev/urandom, /dev/random and AT_RANDOM give the same bytes run after run, "
+                              "from seed N (README \"Deterministic runs\")")
+    machine.add_argument("--time-start", metavar="T",
+                         help="the wall clock (time, gettimeofday, clock_gettime REALTIME, the vDSO's too) starts at "
+                              "T, a Unix time or an ISO 8601 date, and runs from there")
+    machine.add_argument("--no-randomize-memory", action="store_true",
+                         help="no address space layout randomisation for the command (ADDR_NO_RANDOMIZE)")
     prof = p.add_argument_group("profiles (README \"Profiles\")")
     prof.add_argument("--profile", metavar="NAME",
                       help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
@@ -448,12 +457,12 @@ def _policy_kwargs(ns: Any) -> Dict[str, Any]:
                                   default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
                                   net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind,
-                                  no_coredump=ns.no_coredump)
+                                  no_coredump=ns.no_coredump, no_randomize_memory=ns.no_randomize_memory)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
                        ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
-                       ("hostname", ns.hostname)):
+                       ("hostname", ns.hostname), ("random_seed", ns.random_seed), ("time_start", ns.time_start)):
         if value is not None:
             kwargs[key] = value
     return kwargs
