@@ -1,5 +1,9 @@
 """Deterministic runs (README "Deterministic runs"): --random-seed, --time-start.
 
+--deterministic-dirs: getdents64(2) is answered on behalf with the entries sorted
+by name (`do_getdents64`; at most DIR_ENTRIES entries a directory, DIRS_KEPT
+listings kept).
+
 --random-seed N: every random byte the command can ask the kernel for comes from
 one stream per kind, SHAKE-256 (hashlib) of the seed, the kind and a counter:
 
@@ -38,8 +42,10 @@ then (the dynamic loader's first instructions) the image is the kernel's.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
+import stat
 import struct
 import threading
 import time
@@ -294,3 +300,104 @@ def enabled(policy: object) -> bool:
 
 def machine() -> str:
     return _syscalls.machine()
+
+
+# --- directory listings in a stable order (--deterministic-dirs) -----------------------
+
+DIRENT = struct.Struct("=QqHB")   # struct linux_dirent64: d_ino, d_off, d_reclen, d_type, then d_name
+DIR_ENTRIES = 1 << 17             # entries of one directory listed at most (ENOMEM beyond)
+DIR_BYTES = 16 << 20              # bytes of its names at most (ENOMEM beyond)
+DIRS_KEPT = 4                     # sorted listings kept between calls
+
+
+Entry = Tuple[bytes, int, int]    # name, inode, type
+
+
+def parse_dirents(raw: bytes) -> "list[Entry]":
+    out = []
+    at = 0
+    while at + DIRENT.size <= len(raw):
+        ino, _, reclen, kind = DIRENT.unpack_from(raw, at)
+        if reclen < DIRENT.size:
+            break
+        name = raw[at + DIRENT.size:at + reclen].split(b"\0", 1)[0]
+        out.append((name, ino, kind))
+        at += reclen
+    return out
+
+
+def pack_dirents(entries: "list[Entry]", first: int, size: int) -> Tuple[bytes, int]:
+    """linux_dirent64 records of entries[first:] that fit in `size` bytes, each with
+    d_off the index of the next one; and that index."""
+    out = bytearray()
+    index = first
+    while index < len(entries):
+        name, ino, kind = entries[index]
+        reclen = (DIRENT.size + len(name) + 1 + 7) & ~7
+        if len(out) + reclen > size:
+            break
+        out += DIRENT.pack(ino, index + 1, reclen, kind) + name + bytes(reclen - DIRENT.size - len(name))
+        index += 1
+    return bytes(out), index
+
+
+class Listings:
+    """Sorted listings of the directories the command reads, by (device, inode), the
+    DIRS_KEPT last ones (each at most DIR_ENTRIES entries and DIR_BYTES of names)."""
+
+    def __init__(self) -> None:
+        self.kept: Dict[Tuple[int, int], "list[Entry]"] = {}
+        self.lock = threading.Lock()
+
+    def listing(self, fd: int, key: Tuple[int, int], fresh: bool) -> "list[Entry]":
+        with self.lock:
+            found = None if fresh else self.kept.get(key)
+        if found is not None:
+            return found
+        entries: "list[Entry]" = []
+        size = 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            raw = _syscalls.getdents64(fd)
+            if not raw:
+                break
+            for entry in parse_dirents(raw):
+                entries.append(entry)
+                size += len(entry[0])
+            if len(entries) > DIR_ENTRIES or size > DIR_BYTES:
+                raise OSError(errno.ENOMEM, "directory too large to list in order (README \"Deterministic runs\")")
+        entries.sort()
+        with self.lock:
+            self.kept.pop(key, None)
+            while len(self.kept) >= DIRS_KEPT:
+                del self.kept[next(iter(self.kept))]
+            self.kept[key] = entries
+        return entries
+
+
+def do_getdents64(ctx: Context, call: Call) -> Reply:
+    """getdents64(2) with --deterministic-dirs: the entries of the caller's directory
+    sorted by name, from the position of its file description (the index of the next
+    entry: a listing starts at 0, where the directory is read again), which is moved
+    on as the kernel would; done on a duplicate of the caller's fd (the same open
+    file description), so only a directory it holds open for reading is listed."""
+    fd = ctx.tracees.getfd(call.tid, call.fd)
+    try:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH:
+            return Errno(errno.EBADF)
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            return Errno(errno.ENOTDIR)
+        listings = ctx.resolver.listings
+        position = os.lseek(fd, 0, os.SEEK_CUR)
+        entries = listings.listing(fd, (st.st_dev, st.st_ino), position == 0)
+        data, after = pack_dirents(entries, position, min(call.size, 1 << 20))
+        if not data and after < len(entries):
+            return Errno(errno.EINVAL)  # the buffer holds not even one entry
+        if data:
+            ctx.tracees.confirm()
+            write_mem(ctx.tracees, call.tid, call.ptr, data)
+        os.lseek(fd, after, os.SEEK_SET)
+        return Value(len(data))
+    finally:
+        os.close(fd)

@@ -75,7 +75,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
     ("fake_root", False),
     ("hostname", None), ("no_coredump", False),
-    ("random_seed", None), ("time_start", None), ("no_randomize_memory", False),
+    ("random_seed", None), ("time_start", None), ("no_randomize_memory", False), ("deterministic_dirs", False),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -121,6 +121,7 @@ class Policy:
     random_seed: Optional[int]                  # getrandom, /dev/[u]random, AT_RANDOM from it (_determinism)
     time_start: Optional[int]                   # the wall clock starts there, in ns since the epoch (_determinism)
     no_randomize_memory: bool                   # ADDR_NO_RANDOMIZE for the command
+    deterministic_dirs: bool                    # getdents64 sorted by name (_determinism)
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -256,6 +257,7 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         random_seed=_optional(kwargs.get("random_seed"), lambda v: _seed(v, labels)),
         time_start=_optional(kwargs.get("time_start"), lambda v: _time_start(v, labels)),
         no_randomize_memory=_bool("no_randomize_memory", kwargs.get("no_randomize_memory", False), labels),
+        deterministic_dirs=_bool("deterministic_dirs", kwargs.get("deterministic_dirs", False), labels),
     )
     if values["fake_root"]:
         if chroot is None:

@@ -279,6 +279,7 @@ class Resolver:
     hostname_path: Optional[bytes] = None
     hostname_file: Optional[Tuple[int, int]] = None
     determinism: Optional[Any] = None  # _determinism.Determinism with --random-seed / --time-start
+    listings: Optional[Any] = None     # _determinism.Listings with --deterministic-dirs
     # with --max-memory: /proc/meminfo is a machine of this size (_procfs.meminfo_view),
     # using what the supervisor measured last
     memory_limit: Optional[int] = None

@@ -425,6 +425,8 @@ class RunContext:
         if _determinism.enabled(policy):  # README "Deterministic runs"
             resolver.determinism = self.determinism = _determinism.Determinism(
                 policy.random_seed, policy.time_start, prepared.arch)
+        if policy.deterministic_dirs:
+            resolver.listings = _determinism.Listings()
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake

@@ -405,6 +405,13 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     return _call("pidfd_getfd", pidfd, targetfd, 0)
 
 
+def getdents64(fd: int, size: int = 1 << 16) -> bytes:
+    """getdents64(2): the next linux_dirent64 records of the directory fd (b"" at its end)."""
+    buf = ctypes.create_string_buffer(size)
+    got = _call("getdents64", fd, buf, size)
+    return buf.raw[:got]
+
+
 def kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int:
     """kcmp(2): 0 when the two kernel objects are the same one."""
     return _call("kcmp", pid1, pid2, kind, idx1, idx2)

@@ -139,6 +139,7 @@ ROWS: Dict[str, Row] = {
     "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
     "time": _row(D.do_time, ("ptr",)),
     "set_tid_address": _row(D.do_set_tid_address, ()),
+    "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -264,6 +265,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in D.REALTIME_CLOCKS]
         traps["gettimeofday"] = None
         traps["time"] = None
+    if getattr(policy, "deterministic_dirs", False):
+        traps["getdents64"] = None
     if D.enabled(policy):  # the first trapped call of every image fixes it (D.fix_image)
         traps["set_tid_address"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"

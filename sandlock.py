@@ -344,6 +344,7 @@ LABELS = {
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
     "hostname": "--hostname", "no_coredump": "--no-coredump",
     "random_seed": "--random-seed", "time_start": "--time-start", "no_randomize_memory": "--no-randomize-memory",
+    "deterministic_dirs": "--deterministic-dirs",
 }
 
 
@@ -419,6 +420,8 @@ def _parser():  # type: ignore[no-untyped-def]
     machine.add_argument("--time-start", metavar="T",
                          help="the wall clock (time, gettimeofday, clock_gettime REALTIME, the vDSO's too) starts at "
                               "T, a Unix time or an ISO 8601 date, and runs from there")
+    machine.add_argument("--deterministic-dirs", action="store_true",
+                         help="directory listings (getdents64: ls -f, os.listdir, readdir) sorted by name")
     machine.add_argument("--no-randomize-memory", action="store_true",
                          help="no address space layout randomisation for the command (ADDR_NO_RANDOMIZE)")
     prof = p.add_argument_group("profiles (README \"Profiles\")")
@@ -457,7 +460,8 @@ def _policy_kwargs(ns: Any) -> Dict[str, Any]:
                                   default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
                                   net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind,
-                                  no_coredump=ns.no_coredump, no_randomize_memory=ns.no_randomize_memory)
+                                  no_coredump=ns.no_coredump, no_randomize_memory=ns.no_randomize_memory,
+                                  deterministic_dirs=ns.deterministic_dirs)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),

@@ -30,7 +30,7 @@ from sandlock._errors import PolicyError
 
 START = "2000-01-01T00:00:00Z"
 EPOCH = 946684800
-FLAGS = ["--random-seed", "42", "--time-start", START, "--no-randomize-memory"]
+FLAGS = ["--random-seed", "42", "--time-start", START, "--no-randomize-memory", "--deterministic-dirs"]
 RANDOM_KEYS = ("at_random", "getrandom", "urandom", "random")
 ADDRESS_KEYS = ("malloc", "stack", "mmap")
 CLOCK_KEYS = ("time", "gettimeofday", "clock_gettime", "syscall_time", "syscall_clock_gettime")
@@ -40,7 +40,10 @@ PY_PROBE = ("import os, random, time, uuid\n"
             "print('uuid4', uuid.uuid4())\n"
             "with open('/dev/urandom', 'rb') as f: print('device', f.read(16).hex())\n"
             "print('time', int(time.time()), time.strftime('%Y-%m-%d', time.gmtime()))\n"
-            "print('hash', hash('sandlock'))\n")
+            "print('hash', hash('sandlock'))\n"
+            "import sys\n"
+            "if len(sys.argv) > 1: print('listdir', ','.join(os.listdir(sys.argv[1])))\n")
+NAMES = ["zeta", "alpha", "Mid", "_x", "9", "beta", "omega", "delta"] + ["n%04d" % i for i in range(300, 0, -1)]
 
 
 def lines(stdout: str) -> Dict[str, str]:
@@ -162,19 +165,71 @@ def test_dev_urandom_gives_megabytes_then_its_stated_end(who) -> None:
 
 # --- in a root --------------------------------------------------------------------------------
 
+def make_tree(who, top: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A directory whose entries the filesystem lists in another order than by name."""
+    tree = who.make_dir(top / "tree")
+    for name in NAMES:
+        who.make_file(tree / name)
+    return tree
+
+
+def test_deterministic_dirs_lists_by_name_for_ls_and_python_and_the_control_does_not(who, scratch: Path) -> None:
+    tree = make_tree(who, scratch)
+    by_name = sorted(NAMES + [".", ".."])
+    script = f"ls -f {tree}; python3 -c 'import os; print(*os.listdir(\"{tree}\"), sep=\"\\n\")'"
+    r = who.run(["--deterministic-dirs", "-r", str(scratch), "--", "sh", "-c", script])
+    assert r.returncode == 0, show(r)
+    assert r.stdout.split() == by_name + sorted(NAMES)
+    control = who.run(["-r", str(scratch), "--", "sh", "-c", script])
+    assert control.returncode == 0 and sorted(control.stdout.split()) == sorted(by_name + NAMES)
+    assert control.stdout.split() != by_name + sorted(NAMES)
+
+
+def test_a_long_listing_read_in_small_pieces_keeps_its_order_and_count(who, scratch: Path) -> None:
+    tree = who.make_dir(scratch / "big")
+    for i in range(3000, 0, -1):
+        who.make_file(tree / ("f%05d-%s" % (i, "x" * (i % 50))))
+    code = ("import ctypes, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+            "buf = ctypes.create_string_buffer(200)\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "names = []\n"
+            "while True:\n"
+            "    n = libc.syscall(217, fd, buf, 200)\n"
+            "    assert n >= 0, ctypes.get_errno()\n"
+            "    if n == 0: break\n"
+            "    at = 0\n"
+            "    while at < n:\n"
+            "        reclen = int.from_bytes(buf.raw[at + 16:at + 18], 'little')\n"
+            "        names.append(buf.raw[at + 19:at + reclen].split(b'\\0')[0].decode())\n"
+            "        at += reclen\n"
+            "print(len(names), names == sorted(names))\n")
+    r = who.run(["--deterministic-dirs", "-r", str(scratch), "--", "python3", "-c", code, str(tree)])
+    assert r.stdout == "3002 True\n", show(r)
+
+
 def test_in_a_busybox_root_the_musl_probe_and_the_shell_repeat(who, bb: Path, built: Dict[str, str]) -> None:
     shutil.copy(built["musl-static"], bb / "probe")
     (bb / "probe").chmod(0o755)
-    a, b = twice(who, ["--root", str(bb)] + FLAGS + ["--", "/bin/sh", "-c", "/probe; date -u +%F; ls /"])
+    tree = make_tree(who, bb)
+    a, b = twice(who, ["--root", str(bb)] + FLAGS + ["--", "/bin/sh", "-c", "/probe; date -u +%F; find /tree"])
     assert a.stdout == b.stdout
     assert "2000-01-01" in a.stdout.splitlines()
+    assert a.stdout.split()[-len(NAMES):] == ["/tree/" + name for name in sorted(NAMES)], a.stdout
+    assert tree.is_dir()
     c, d = twice(who, ["--root", str(bb), "--", "/probe"])
     assert lines(c.stdout)["getrandom"] != lines(d.stdout)["getrandom"]
 
 
 def test_in_a_debian_root_python_repeats(who, deb: Path) -> None:
-    a, b = twice(who, ["--root", str(deb)] + FLAGS + ["--", PY, "-c", PY_PROBE])
+    etc = sorted(os.listdir(deb / "etc"))  # the shared root is not changed: its /etc is listed
+    a, b = twice(who, ["--root", str(deb)] + FLAGS + ["--", PY, "-c", PY_PROBE, "/etc"])
     assert a.stdout == b.stdout
     assert lines(a.stdout)["time"] == f"{EPOCH} 2000-01-01"
+    assert lines(a.stdout)["listdir"] == ",".join(etc)
+    r = who.run(["--root", str(deb), "--deterministic-dirs", "--", "ls", "-f", "/etc"])
+    assert r.stdout.split() == sorted(etc + [".", ".."]), show(r)
+    control = who.run(["--root", str(deb), "--", "ls", "-f", "/etc"])
+    assert sorted(control.stdout.split()) == sorted(etc + [".", ".."]) != control.stdout.split()
     c, d = twice(who, ["--root", str(deb), "--", PY, "-c", PY_PROBE])
     assert lines(c.stdout)["uuid4"] != lines(d.stdout)["uuid4"]

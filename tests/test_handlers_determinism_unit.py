@@ -132,3 +132,36 @@ def test_the_vdso_of_this_process_has_the_functions_that_are_patched() -> None:
     if os.uname().machine == "x86_64":
         for name in D.VDSO_CODE:
             assert 0 < symbols[name.encode()] < len(image)
+
+
+@pytest.mark.rows("getdents64")
+def test_getdents64_lists_the_directory_sorted_by_name_from_the_description_s_position(fake, tmp_path) -> None:
+    ctx = fake(deterministic_dirs=True)
+    ctx.resolver.listings = D.Listings()
+    tree = tmp_path / "d"
+    tree.mkdir()
+    names = ["zeta", "alpha", "Mid", "_x", "9"] + ["n%03d" % i for i in range(100)]
+    for name in names:
+        (tree / name).write_text("")
+    (tree / "sub").mkdir()
+    fd = ctx.fds.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    got = []
+    buf = ctx.mem.buffer(512)
+    while True:
+        reply = drive(ctx, "getdents64", fd, buf, 512)
+        assert isinstance(reply, Value), reply
+        if reply.value == 0:
+            break
+        got += D.parse_dirents(ctx.mem.read(buf, reply.value))
+    listed = [name.decode() for name, _, _ in got]
+    assert listed == sorted(names + [".", "..", "sub"])
+    kinds = {name: kind for name, _, kind in got}
+    assert kinds[b"sub"] == 4 and kinds[b"alpha"] == 8  # DT_DIR, DT_REG
+    assert dict((n, i) for n, i, _ in got)[b"alpha"] == os.stat(tree / "alpha").st_ino
+    os.lseek(ctx.fds[fd], 0, os.SEEK_SET)  # rewinddir: listed again
+    assert drive(ctx, "getdents64", fd, buf, 512).value > 0
+    assert drive(ctx, "getdents64", fd, buf, 20) == Errno(errno.EINVAL)  # not even one entry fits
+    assert drive(ctx, "getdents64", fd, 0, 512) == Errno(errno.EFAULT)
+    assert drive(ctx, "getdents64", ctx.fds.open(tree / "alpha"), buf, 512) == Errno(errno.ENOTDIR)
+    assert drive(ctx, "getdents64", ctx.fds.open(tree, os.O_PATH), buf, 512) == Errno(errno.EBADF)
+    assert drive(ctx, "getdents64", 999, buf, 512) == Errno(errno.EBADF)
