@@ -111,6 +111,32 @@ def vdso_symbols(image: bytes) -> Dict[bytes, int]:
     return out
 
 
+VDSO_MAX = 1 << 16  # bytes of a vDSO image read at most
+
+
+def own_vdso_symbols() -> Dict[bytes, int]:
+    """vdso_symbols of this process's vDSO ({} if it has none or it cannot be read)."""
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            raw = f.read()
+        size = struct.calcsize("@LL")
+        base = dict(struct.iter_unpack("@LL", raw[:len(raw) - len(raw) % size])).get(AT_SYSINFO_EHDR)
+        if not base:
+            return {}
+        with open("/proc/self/mem", "rb", buffering=0) as f:
+            f.seek(base)
+            head = f.read(64)
+            shoff, = struct.unpack_from("<Q", head, 0x28)
+            shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+            end = shoff + shentsize * shnum
+            if end > VDSO_MAX:
+                return {}
+            f.seek(base)
+            return vdso_symbols(f.read(end))
+    except (OSError, struct.error, ValueError, IndexError):
+        return {}
+
+
 class Determinism:
     """The streams and the clock of one run (bounded: a few counters, one memfd, at
     most PENDING tids)."""
@@ -196,10 +222,9 @@ class Determinism:
 
     def _patch_vdso(self, ctx: Context, tid: int, base: int) -> None:
         if self.vdso is None:
-            head = read_mem(ctx.tracees, tid, base, 64)
-            shoff, = struct.unpack_from("<Q", head, 0x28)
-            shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
-            self.vdso = vdso_symbols(read_mem(ctx.tracees, tid, base, shoff + shentsize * shnum))
+            # the supervisor's own vDSO: the kernel's same image (never one a command
+            # could have written to before its first trapped call)
+            self.vdso = own_vdso_symbols()
         done = set()
         for name, code in self.vdso_code.items():
             offset = self.vdso.get(name)

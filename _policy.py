@@ -414,7 +414,7 @@ def _time_start(value: object, labels: Mapping[str, str]) -> int:
     decimal spelling) or an ISO 8601 date ("2000-01-01", "2000-01-01T12:00:00+02:00";
     UTC unless it names an offset), from 1970 to 9999."""
     import datetime
-    seconds: object = None
+    seconds: Union[int, float, None] = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value
     elif isinstance(value, str):
@@ -422,6 +422,7 @@ def _time_start(value: object, labels: Mapping[str, str]) -> int:
         if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", text):
             seconds = float(text) if "." in text else int(text)
         else:
+            when: Optional[datetime.datetime] = None
             try:
                 when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
             except ValueError:
@@ -433,7 +434,6 @@ def _time_start(value: object, labels: Mapping[str, str]) -> int:
     if seconds is None or not 0 <= seconds < 253402300800:  # 10000-01-01
         raise _err("time_start", labels, f"invalid start time {value!r} (a Unix time or an ISO 8601 date, "
                                          "e.g. 2000-01-01T00:00:00Z)")
-    assert isinstance(seconds, (int, float))
     return int(seconds) * 10**9 if isinstance(seconds, int) else round(seconds * 10**9)
 
 
