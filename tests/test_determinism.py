@@ -208,6 +208,24 @@ def test_a_long_listing_read_in_small_pieces_keeps_its_order_and_count(who, scra
     assert r.stdout == "3002 True\n", show(r)
 
 
+def test_a_listing_on_behalf_refuses_what_the_kernel_refuses_with_the_same_errno(who, scratch: Path) -> None:
+    """An O_PATH fd of a directory (EBADF), a file (ENOTDIR), a closed fd (EBADF) and a
+    buffer the caller may not write (EFAULT): the same errno with and without the flag."""
+    tree = make_tree(who, scratch)
+    code = ("import ctypes, os, sys\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "buf = ctypes.create_string_buffer(4096)\n"
+            "def err(fd, ptr=buf):\n"
+            "    n = libc.syscall(217, fd, ptr, 4096)\n"
+            "    return ctypes.get_errno() if n < 0 else 'ok'\n"
+            "print(err(os.open(sys.argv[1], os.O_PATH)), err(os.open(sys.argv[1] + '/alpha', os.O_RDONLY)),\n"
+            "      err(999), err(os.open(sys.argv[1], os.O_RDONLY), ctypes.c_void_p(16)),\n"
+            "      err(os.open(sys.argv[1], os.O_RDONLY)))\n")
+    outputs = [who.run(flag + ["-r", str(scratch), "--", "python3", "-c", code, str(tree)]).stdout
+               for flag in (["--deterministic-dirs"], [])]
+    assert outputs[0] == outputs[1] == "9 20 9 14 ok\n", outputs
+
+
 def test_in_a_busybox_root_the_musl_probe_and_the_shell_repeat(who, bb: Path, built: Dict[str, str]) -> None:
     shutil.copy(built["musl-static"], bb / "probe")
     (bb / "probe").chmod(0o755)
