@@ -54,6 +54,7 @@ from typing import Dict, Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _procfs
+from . import _structs as S
 from . import _syscalls
 from ._notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, tgid_of, write_mem
 
@@ -288,6 +289,27 @@ def do_time(ctx: Context, call: Call) -> Reply:
     return Value(seconds)
 
 
+def do_adjtimex(ctx: Context, call: Call) -> Reply:
+    """adjtimex(2), and clock_adjtime(2) of CLOCK_REALTIME, with --time-start: a read of
+    the kernel's clock state (the host's, as without the flag) whose time is the run's;
+    a change needs CAP_SYS_TIME, which the command never has: EPERM, as the kernel."""
+    if call.which != 0:
+        return Errno(errno.EINVAL)  # cannot happen (the filter notifies CLOCK_REALTIME only)
+    modes = struct.unpack("=I", read_mem(ctx.tracees, call.tid, call.ptr, 4))[0]
+    if modes not in (0, S.ADJ_OFFSET_SS_READ):
+        return Errno(errno.EPERM)
+    state, raw = _syscalls.adjtimex_read()
+    seconds, nanoseconds = ctx.resolver.determinism.now()
+    status = struct.unpack_from("=i", raw, S.TIMEX_STATUS)[0]
+    fraction = nanoseconds if status & S.STA_NANO else nanoseconds // 1000
+    out = bytearray(raw)
+    struct.pack_into("=I", out, 0, modes)
+    struct.pack_into("=qq", out, S.TIMEX_TIME, seconds, fraction)
+    ctx.tracees.confirm()
+    write_mem(ctx.tracees, call.tid, call.ptr, bytes(out))
+    return Value(state)
+
+
 def do_set_tid_address(ctx: Context, call: Call) -> Reply:
     """set_tid_address(2), trapped only so that a new image is fixed early (the step
     `fix_image` ran before this): CONTINUE, because nothing is decided, whatever
@@ -321,10 +343,6 @@ def exec_hook(op):  # type: ignore[no-untyped-def]
 
 def enabled(policy: object) -> bool:
     return getattr(policy, "random_seed", None) is not None or getattr(policy, "time_start", None) is not None
-
-
-def machine() -> str:
-    return _syscalls.machine()
 
 
 # --- directory listings in a stable order (--deterministic-dirs) -----------------------

@@ -176,6 +176,12 @@ RESOLVE_CACHED = 0x20
 
 ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
 
+# struct timex (linux/timex.h, 64-bit): modes at 0, status at 40, time (a timeval) at 72
+TIMEX_SIZE = 208
+TIMEX_STATUS, TIMEX_TIME = 40, 72
+STA_NANO = 0x2000
+ADJ_OFFSET_SS_READ = 0xA001
+
 # --- linux/utsname.h -----------------------------------------------------------
 
 NEW_UTS_LEN = 64  # __NEW_UTS_LEN

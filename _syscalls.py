@@ -465,6 +465,13 @@ def uname() -> bytes:
     return bytes(buf)
 
 
+def adjtimex_read() -> Tuple[int, bytes]:
+    """adjtimex(2) with modes 0 (reads only): the clock state and the struct timex."""
+    buf = ctypes.create_string_buffer(S.TIMEX_SIZE)
+    state = _call("adjtimex", buf)
+    return state, buf.raw
+
+
 def sysinfo() -> bytes:
     """sysinfo(2): the struct sysinfo the kernel writes, as its bytes."""
     buf = S.sysinfo()

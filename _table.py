@@ -138,6 +138,8 @@ ROWS: Dict[str, Row] = {
     "clock_gettime": _row(D.do_clock_gettime, ("which", "ptr")),
     "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
     "time": _row(D.do_time, ("ptr",)),
+    "adjtimex": _row(D.do_adjtimex, ("ptr",), which=0),
+    "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
     "set_tid_address": _row(D.do_set_tid_address, ()),
     "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
 }
@@ -265,6 +267,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
         traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in D.REALTIME_CLOCKS]
         traps["gettimeofday"] = None
         traps["time"] = None
+        traps["adjtimex"] = None  # its struct timex holds the time too
+        traps["clock_adjtime"] = [Test(0, "eq", 0, "notify")]
     if getattr(policy, "deterministic_dirs", False):
         traps["getdents64"] = None
     if D.enabled(policy):  # the first trapped call of every image fixes it (D.fix_image)

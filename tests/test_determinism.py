@@ -33,7 +33,7 @@ EPOCH = 946684800
 FLAGS = ["--random-seed", "42", "--time-start", START, "--no-randomize-memory", "--deterministic-dirs"]
 RANDOM_KEYS = ("at_random", "getrandom", "urandom", "random")
 ADDRESS_KEYS = ("malloc", "stack", "mmap")
-CLOCK_KEYS = ("time", "gettimeofday", "clock_gettime", "syscall_time", "syscall_clock_gettime")
+CLOCK_KEYS = ("time", "gettimeofday", "clock_gettime", "syscall_time", "syscall_clock_gettime", "adjtimex")
 PY_PROBE = ("import os, random, time, uuid\n"
             "print('random', random.random(), random.getrandbits(64))\n"
             "print('urandom', os.urandom(16).hex())\n"
@@ -81,11 +81,14 @@ def twice(who, argv: List[str]) -> List[subprocess.CompletedProcess]:  # type: i
 
 def test_the_syscalls_are_trapped_only_under_their_flag() -> None:
     plain = _table.traps_for(_policy.make_policy(), 6)
-    assert not {"getrandom", "clock_gettime", "gettimeofday", "time", "set_tid_address"} & set(plain)
+    assert not {"getrandom", "clock_gettime", "gettimeofday", "time", "adjtimex", "clock_adjtime",
+                "set_tid_address", "getdents64"} & set(plain)
     seeded = _table.traps_for(_policy.make_policy(random_seed=1), 6)
     assert "getrandom" in seeded and "set_tid_address" in seeded and "clock_gettime" not in seeded
     timed = _table.traps_for(_policy.make_policy(time_start=0), 6)
-    assert {"clock_gettime", "gettimeofday", "time", "set_tid_address"} <= set(timed) and "getrandom" not in timed
+    assert {"clock_gettime", "gettimeofday", "time", "adjtimex", "clock_adjtime", "set_tid_address"} <= set(timed)
+    assert "getrandom" not in timed and "getdents64" not in timed
+    assert "getdents64" in _table.traps_for(_policy.make_policy(deterministic_dirs=True), 6)
     assert [t.k for t in timed["clock_gettime"]] == [0, 5, 8, 11]  # the wall clocks only
 
 

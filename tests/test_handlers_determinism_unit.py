@@ -162,3 +162,19 @@ def test_getdents64_lists_the_directory_sorted_by_name_from_the_description_s_po
     assert drive(ctx, "getdents64", ctx.fds.open(tree / "alpha"), buf, 512) == Errno(errno.ENOTDIR)
     assert drive(ctx, "getdents64", ctx.fds.open(tree, os.O_PATH), buf, 512) == Errno(errno.EBADF)
     assert drive(ctx, "getdents64", 999, buf, 512) == Errno(errno.EBADF)
+
+
+@pytest.mark.rows("adjtimex", "clock_adjtime")
+def test_adjtimex_reads_the_clock_state_with_the_run_s_time_and_refuses_a_change(fake) -> None:
+    ctx = _ctx(fake, start=START)
+    for name, args in (("adjtimex", ()), ("clock_adjtime", (0,))):
+        buf = ctx.mem.buffer(208)
+        reply = drive(ctx, name, *args, buf)
+        assert isinstance(reply, Value) and 0 <= reply.value <= 5, reply  # TIME_OK .. TIME_ERROR
+        seconds = struct.unpack_from("=q", ctx.mem.read(buf, 208), 72)[0]
+        assert START // 10**9 <= seconds < START // 10**9 + 60
+        change = ctx.mem.put(struct.pack("=I", 1) + bytes(204))  # ADJ_OFFSET: needs CAP_SYS_TIME
+        assert drive(ctx, name, *args, change) == Errno(errno.EPERM)
+        assert struct.unpack_from("=q", ctx.mem.read(change, 208), 72)[0] == 0  # nothing written
+        assert drive(ctx, name, *args, 0) == Errno(errno.EFAULT)
+    assert drive(ctx, "clock_adjtime", 1, ctx.mem.buffer(208)) == Errno(errno.EINVAL)  # never notified

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/timex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +45,10 @@ int main(void) {
     struct timespec raw;
     syscall(SYS_clock_gettime, CLOCK_REALTIME, &raw);
     printf("syscall_clock_gettime %lld\n", (long long)raw.tv_sec);
+    struct timex tx;
+    memset(&tx, 0, sizeof tx);
+    adjtimex(&tx);  /* ntp_gettime's source: the time is in the struct too */
+    printf("adjtimex %lld\n", (long long)tx.time.tv_sec);
     unsigned char *at = (unsigned char *)getauxval(AT_RANDOM);
     if (at) hex("at_random", at, 16); else printf("at_random none\n");
     if (getrandom(buf, sizeof buf, 0) != (ssize_t)sizeof buf) printf("getrandom error\n");
