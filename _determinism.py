@@ -1,4 +1,5 @@
-"""Deterministic runs (README "Deterministic runs"): --random-seed, --time-start.
+"""Deterministic runs (README "Deterministic runs"): --random-seed, --time-start,
+--deterministic-dirs (--no-randomize-memory is a personality flag: _launch).
 
 --deterministic-dirs: getdents64(2) is answered on behalf with the entries sorted
 by name (`do_getdents64`; at most DIR_ENTRIES entries a directory, DIRS_KEPT
@@ -26,7 +27,7 @@ one stream per kind, SHAKE-256 (hashlib) of the seed, the kind and a counter:
   first trapped syscall of the new image (`after_exec`).
 
 --time-start T: CLOCK_REALTIME (and its COARSE, ALARM and TAI spellings),
-gettimeofday(2) and time(2) read T plus the time elapsed since the run
+gettimeofday(2), time(2) and the time in adjtimex(2)'s struct read T plus the time elapsed since the run
 started (the supervisor's CLOCK_MONOTONIC); other clocks, CLOCK_MONOTONIC
 first, are the kernel's.  The syscalls are trapped (clock_gettime only for
 those clock ids, by the filter) and answered on behalf.  The vDSO, where libc
