@@ -254,3 +254,15 @@ def test_in_a_debian_root_python_repeats(who, deb: Path) -> None:
     assert sorted(control.stdout.split()) == sorted(etc + [".", ".."]) != control.stdout.split()
     c, d = twice(who, ["--root", str(deb), "--", PY, "-c", PY_PROBE])
     assert lines(c.stdout)["uuid4"] != lines(d.stdout)["uuid4"]
+
+
+def test_the_api_keywords_do_what_the_flags_do() -> None:
+    import sandlock
+    box = sandlock.Sandbox(random_seed=42, time_start=START, deterministic_dirs=True, no_randomize_memory=True)
+    runs = [box.run(["python3", "-c", PY_PROBE, "/etc"]) for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    got = lines(runs[0].stdout.decode())
+    assert got["time"] == f"{EPOCH} 2000-01-01" and got["listdir"] == ",".join(sorted(os.listdir("/etc")))
+    with pytest.raises(PolicyError, match="time_start"):
+        sandlock.Sandbox(time_start="soon")
