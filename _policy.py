@@ -77,6 +77,8 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
     ("fake_root", False),
+    ("hostname", None), ("no_coredump", False),
+    ("random_seed", None), ("time_start", None), ("no_randomize_memory", False), ("deterministic_dirs", False),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -117,6 +119,12 @@ class Policy:
     net_allow_bind: Tuple[str, ...]
     net_deny_bind: Tuple[str, ...]
     fake_root: bool                             # uid 0 over the root's files, recorded (_fakeroot)
+    hostname: Optional[str]                     # what uname(2) and the hostname files show (_identity)
+    no_coredump: bool                           # RLIMIT_CORE 0, soft and hard
+    random_seed: Optional[int]                  # getrandom, /dev/[u]random, AT_RANDOM from it (_determinism)
+    time_start: Optional[int]                   # the wall clock starts there, in ns since the epoch (_determinism)
+    no_randomize_memory: bool                   # ADDR_NO_RANDOMIZE for the command
+    deterministic_dirs: bool                    # getdents64 sorted by name (_determinism)
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -248,6 +256,12 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
         fake_root=_bool("fake_root", kwargs.get("fake_root", False), labels),
+        hostname=_optional(kwargs.get("hostname"), lambda v: _hostname(v, labels)),
+        no_coredump=_bool("no_coredump", kwargs.get("no_coredump", False), labels),
+        random_seed=_optional(kwargs.get("random_seed"), lambda v: _seed(v, labels)),
+        time_start=_optional(kwargs.get("time_start"), lambda v: _time_start(v, labels)),
+        no_randomize_memory=_bool("no_randomize_memory", kwargs.get("no_randomize_memory", False), labels),
+        deterministic_dirs=_bool("deterministic_dirs", kwargs.get("deterministic_dirs", False), labels),
     )
     if values["fake_root"]:
         if chroot is None:
@@ -380,6 +394,52 @@ def _with_workdir(writable: Tuple[str, ...], workdir: str, chroot: Optional[str]
     if any(seen == w or seen.startswith(w.rstrip("/") + "/") for w in writable):
         return writable
     return writable + (seen,)
+
+
+def _hostname(value: object, labels: Mapping[str, str]) -> str:
+    """A host name uname(2) can carry (64 bytes) and a resolver would accept:
+    letters, digits, '-', '_' and '.', starting with a letter or a digit."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise _err("hostname", labels, f"invalid host name {value!r} (1 to 64 letters, digits, '-', '_', '.', "
+                                       "starting with a letter or a digit)")
+    return value
+
+
+def _seed(value: object, labels: Mapping[str, str]) -> int:
+    """A seed: an integer from 0 to 2**64 - 1 (a decimal string on the command line)."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise _err("random_seed", labels, f"invalid seed {value!r} (an integer from 0 to 2**64-1)")
+    return value
+
+
+def _time_start(value: object, labels: Mapping[str, str]) -> int:
+    """Where the wall clock starts, in ns since the epoch: a Unix time (a number, or its
+    decimal spelling) or an ISO 8601 date ("2000-01-01", "2000-01-01T12:00:00+02:00";
+    UTC unless it names an offset), from 1970 to 9999."""
+    import datetime
+    seconds: Union[int, float, None] = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", text):
+            seconds = float(text) if "." in text else int(text)
+        else:
+            when: Optional[datetime.datetime] = None
+            try:
+                when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            except ValueError:
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.timezone.utc)
+                seconds = when.timestamp()
+    if seconds is None or not 0 <= seconds < 253402300800:  # 10000-01-01
+        raise _err("time_start", labels, f"invalid start time {value!r} (a Unix time or an ISO 8601 date, "
+                                         "e.g. 2000-01-01T00:00:00Z)")
+    return int(seconds) * 10**9 if isinstance(seconds, int) else round(seconds * 10**9)
 
 
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:

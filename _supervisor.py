@@ -45,7 +45,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTupl
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _determinism
 from . import _filter
+from . import _identity
 from . import _landlock
 from . import _launch
 from . import _netlink
@@ -366,6 +368,7 @@ class RunContext:
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootfs.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -439,6 +442,17 @@ class RunContext:
         # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
+        resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        if policy.hostname is not None:  # README "Host name"
+            resolver.hostname = _identity.contents(policy.hostname)
+            top = getattr(resolver, "root_fd", resolver.root)
+            resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
+            resolver.hostname_file = _identity.hostname_file(top)
+        if _determinism.enabled(policy):  # README "Deterministic runs"
+            resolver.determinism = self.determinism = _determinism.Determinism(
+                policy.random_seed, policy.time_start, prepared.arch)
+        if policy.deterministic_dirs:
+            resolver.listings = _determinism.Listings()
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
@@ -455,7 +469,8 @@ class RunContext:
                     pass
 
     def close(self) -> None:
-        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight):
+        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight,
+                    self.determinism):
             if one is not None:
                 one.close()
 
@@ -1041,6 +1056,8 @@ class Watch:
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
+        if ctx.resolver is not None:
+            ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
@@ -1185,8 +1202,9 @@ class Session:
                     upper.discard()
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
-            if self.prepared.root is not None:
-                ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            if self.prepared.root is not None or _determinism.enabled(self.policy):
+                # started before we confine ourselves (the vDSO: README "Deterministic runs")
+                ctx.memory = _MemoryWriter(ctx.is_member)
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
             preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
             self._confine()
@@ -1277,6 +1295,8 @@ class Session:
             # no single file grows past the layer's limit, however fast it is written
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+        if policy.no_coredump:  # soft and hard 0: without CAP_SYS_RESOURCE it stays 0
+            rlimits.append((_launch.resource.RLIMIT_CORE, 0))
         own_group = not self.interactive or prep.abi < 6
         # the terminal is handed to the command's own group only from the foreground
         tty = 0 if self.interactive and own_group and _foreground(0) else -1
@@ -1287,7 +1307,8 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+            umask=_current_umask(), reset_signals=_launch.ignored_signals(),
+            personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 

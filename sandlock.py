@@ -157,7 +157,7 @@ class Sandbox:
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
-    net_allow_bind, net_deny_bind; default_view=False starts from nothing instead of
+    net_allow_bind, net_deny_bind, hostname, no_coredump; default_view=False starts from nothing instead of
     the system directories (README "Default filesystem view").
 
     Raises:
@@ -173,6 +173,36 @@ class Sandbox:
         self._running: "weakref.WeakSet[Any]" = weakref.WeakSet()  # processes not yet waited for (cancel)
         self._running_lock = threading.Lock()  # popen, cancel and the ends of runs come from any thread
         self._release: Any = None   # the finalizer that closes the prepared rulesets
+
+    @classmethod
+    def from_profile(cls, name_or_path: "PathLike", **overrides: "Any") -> "Sandbox":
+        """A Sandbox of a profile (README "Profiles"): a name of the user's profile
+        directory, or a file (a path with a slash, or ending in .toml).
+
+        overrides are keyword arguments as for Sandbox(), taken as the CLI takes
+        flags: a list adds to the profile's (env too), any other value replaces it.
+
+        Raises:
+            PolicyError: the profile or an override is wrong (naming the file, line, key).
+        """
+        import collections.abc
+        from . import _profile
+        spec = os.fsdecode(os.fspath(name_or_path))
+        parser = _parser()
+        profile = _profile.load(spec, parser, by_path=not isinstance(name_or_path, str) or _profile.is_path(spec))
+        ns = parser.parse_args(_profile.argv(profile, _profile.schema(parser)))
+        kwargs = _policy_kwargs(ns)
+        if "root" in overrides:
+            overrides = dict(overrides)
+            overrides["chroot"] = overrides.pop("root")
+        for key, value in overrides.items():
+            if key == "env" and isinstance(value, collections.abc.Mapping):
+                value = [f"{k}={v}" for k, v in value.items()]
+            base = kwargs.get(key)
+            if isinstance(base, (list, tuple)) and base and isinstance(value, (list, tuple)):
+                value = list(base) + list(value)
+            kwargs[key] = value
+        return cls(**kwargs)
 
     def _prepare(self) -> "Any":
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
@@ -411,6 +441,10 @@ examples:
       network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
       a minimal environment
+  python -m sandlock --profile job -w ./build -- make
+      the profile ~/.config/sandlock/profiles/job.toml, plus one writable directory
+  python -m sandlock -w /tmp/out -m 512M --print-profile > ~/.config/sandlock/profiles/job.toml
+      save these options as the profile job (python -m sandlock profile list|show NAME)
   python -m sandlock --check
       what this kernel supports
 
@@ -429,6 +463,9 @@ LABELS = {
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
+    "hostname": "--hostname", "no_coredump": "--no-coredump",
+    "random_seed": "--random-seed", "time_start": "--time-start", "no_randomize_memory": "--no-randomize-memory",
+    "deterministic_dirs": "--deterministic-dirs",
 }
 
 
@@ -495,6 +532,28 @@ def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
     env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
     env.add_argument("--clean-env", action="store_true", help="start from PATH, HOME, USER, TERM, LANG only")
     env.add_argument("--cwd", metavar="DIR", help="working directory of the command")
+    machine = p.add_argument_group("machine (what the command sees of it)")
+    machine.add_argument("--hostname", metavar="NAME",
+                         help="the host name the command sees: uname, /proc/sys/kernel/hostname, /etc/hostname")
+    machine.add_argument("--no-coredump", action="store_true",
+                         help="no core dumps: RLIMIT_CORE 0, soft and hard (the command cannot raise it)")
+    machine.add_argument("--random-seed", metavar="N",
+                         help="getrandom, /dev/urandom, /dev/random and AT_RANDOM give the same bytes run after run, "
+                              "from seed N (README \"Deterministic runs\")")
+    machine.add_argument("--time-start", metavar="T",
+                         help="the wall clock (time, gettimeofday, clock_gettime REALTIME, the vDSO's too) starts at "
+                              "T, a Unix time or an ISO 8601 date, and runs from there")
+    machine.add_argument("--deterministic-dirs", action="store_true",
+                         help="directory listings (getdents64: ls -f, os.listdir, readdir) sorted by name")
+    machine.add_argument("--no-randomize-memory", action="store_true",
+                         help="no address space layout randomisation for the command (ADDR_NO_RANDOMIZE)")
+    prof = p.add_argument_group("profiles (README \"Profiles\")")
+    prof.add_argument("--profile", metavar="NAME",
+                      help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
+                           "flags override its values and add to its lists")
+    prof.add_argument("--profile-file", metavar="FILE", help="start from the profile in FILE")
+    prof.add_argument("--print-profile", action="store_true",
+                      help="print the options given (profile and flags) as a profile and exit")
     other = p.add_argument_group("other")
     other.add_argument("--deny-syscall", action="append", default=[], metavar="NAME",
                        help="refuse this syscall with EPERM too (repeatable)")
@@ -603,19 +662,27 @@ def _quick_args(argv: "List[str]") -> "Any":
 
 
 def _policy_from_args(ns: "Any") -> Policy:
+    return make_policy(labels=LABELS, **_policy_kwargs(ns))
+
+
+def _policy_kwargs(ns: "Any") -> "Dict[str, Any]":
+    """The API keywords of parsed arguments."""
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
                                   default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
-                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
+                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind,
+                                  no_coredump=ns.no_coredump, no_randomize_memory=ns.no_randomize_memory,
+                                  deterministic_dirs=ns.deterministic_dirs)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
-                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk)):
+                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
+                       ("hostname", ns.hostname), ("random_seed", ns.random_seed), ("time_start", ns.time_start)):
         if value is not None:
             kwargs[key] = value
-    return make_policy(labels=LABELS, **kwargs)
+    return kwargs
 
 
 def main(argv: "Optional[Sequence[str]]" = None) -> int:
@@ -707,6 +774,9 @@ def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":
 
 def _main(argv: "List[str]", debug: bool) -> int:
     import threading
+    if argv[:1] == ["profile"]:
+        return _profile_command(argv[1:])
+    parser = None
     ns = _quick_args(argv)
     if ns is None or ns.help:
         parser = _parser()
@@ -717,7 +787,19 @@ def _main(argv: "List[str]", debug: bool) -> int:
     if ns.version:
         print(_version_line())
         return 0
+    if ns.profile is not None or ns.profile_file is not None:
+        parser = parser or _parser()
+        ns = _with_profile(parser, ns, argv)
     command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if ns.print_profile:
+        if command or ns.check:
+            raise _UsageError("--print-profile: prints the options as a profile and exits; it runs nothing")
+        from . import _profile
+        parser = parser or _parser()
+        _policy_from_args(ns)  # a profile that would not run is not printed
+        sys.stdout.write(_profile.dump(_profile.from_namespace(ns, _profile.schema(parser)),
+                                       _profile.schema(parser)))
+        return 0
     if ns.json and not ns.check:
         raise _UsageError("--json: only with --check")
     if ns.check:
@@ -737,10 +819,50 @@ def _main(argv: "List[str]", debug: bool) -> int:
     janitor = threading.Thread(target=clean, name="sandlock-cleanup")
     janitor.start()
     try:
-        return _run_cli(ns, command, policy, prepared, debug)
+        return _run_cli(ns, command, policy, prepared, debug or ns.debug)
     finally:
         done.set()
         janitor.join()
+
+
+def _with_profile(parser: "Any", ns: "Any", argv: "List[str]") -> "Any":
+    """The arguments with the profile's tokens before the user's: a flag then overrides
+    the profile's value and adds to its lists (README "Profiles")."""
+    from . import _profile
+    if ns.profile is not None and ns.profile_file is not None:
+        raise _UsageError("--profile-file: not with --profile (a profile names what it extends)")
+    if ns.profile is not None:
+        profile = _profile.load(ns.profile, parser, by_path=False)
+    else:
+        profile = _profile.load(ns.profile_file, parser, by_path=True)
+    return parser.parse_args(_joined_values(parser, _profile.argv(profile, _profile.schema(parser)) + argv))
+
+
+def _profile_command(args: "List[str]") -> int:
+    """python -m sandlock profile list | show NAME|FILE."""
+    from . import _profile
+    if args in (["list"],):
+        for name in _profile.names():
+            try:
+                description = _profile.load(name, _parser(), by_path=False).description
+            except PolicyError as exc:
+                description = f"(broken: {exc})"
+            print(f"{name}  {description}".rstrip())
+        return 0
+    if len(args) == 2 and args[0] == "show":
+        parser = _parser()
+        profile = _profile.load(args[1], parser)
+        keys = _profile.schema(parser)
+        sys.stdout.write(_profile.dump({k: e.value for k, e in profile.entries.items()}, keys,
+                                       profile.description))
+        return 0
+    if args in (["-h"], ["--help"]):
+        print(f"usage: {_prog()} profile list | show NAME|FILE\n"
+              f"  list: the profiles in {_profile.directory()}\n"
+              f"  show: a profile with what it extends merged in (README \"Profiles\")\n"
+              f"  (to run a program named profile: {_prog()} -- profile ...)")
+        return 0
+    raise _UsageError(f"{' '.join(['profile'] + args)}: expected 'profile list' or 'profile show NAME'")
 
 
 def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool) -> int:
