@@ -399,6 +399,7 @@ def _with_workdir(writable: Tuple[str, ...], workdir: str, chroot: Optional[str]
 def _hostname(value: object, labels: Mapping[str, str]) -> str:
     """A host name uname(2) can carry (64 bytes) and a resolver would accept:
     letters, digits, '-', '_' and '.', starting with a letter or a digit."""
+    import re  # where a policy is validated: import sandlock stays small
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
         raise _err("hostname", labels, f"invalid host name {value!r} (1 to 64 letters, digits, '-', '_', '.', "
                                        "starting with a letter or a digit)")
@@ -407,6 +408,7 @@ def _hostname(value: object, labels: Mapping[str, str]) -> str:
 
 def _seed(value: object, labels: Mapping[str, str]) -> int:
     """A seed: an integer from 0 to 2**64 - 1 (a decimal string on the command line)."""
+    import re  # where a policy is validated: import sandlock stays small
     if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
@@ -418,6 +420,7 @@ def _time_start(value: object, labels: Mapping[str, str]) -> int:
     """Where the wall clock starts, in ns since the epoch: a Unix time (a number, or its
     decimal spelling) or an ISO 8601 date ("2000-01-01", "2000-01-01T12:00:00+02:00";
     UTC unless it names an offset), from 1970 to 9999."""
+    import re  # where a policy is validated: import sandlock stays small
     import datetime
     seconds: Union[int, float, None] = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
