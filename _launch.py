@@ -55,6 +55,7 @@ PR_SET_SECUREBITS = 28
 # NO_CAP_AMBIENT_RAISE | _LOCKED  (linux/securebits.h)
 LOCKED_SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 
+_confined = False   # in a stub: it has confined itself (run_stub), so _doom may kill
 DOOM_SIGNAL = signal.SIGRTMAX  # supervisor -> stub, and PDEATHSIG: kill the sandbox
 READY = struct.Struct("=iii")  # command pid, listener fd, 0
 
@@ -198,6 +199,8 @@ def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: in
         if prep.scope_ruleset >= 0:
             step = "landlock_restrict_self(scopes)"
             _check(calls.restrict(prep.scope_ruleset, 0))
+        global _confined
+        _confined = True
         step = "fork"
         pid = os.fork()
         if pid == 0:
@@ -217,13 +220,19 @@ def _check(ret: int) -> None:
 
 
 def _doom(prep: Prepared) -> None:
-    """Kill every process of the sandbox, then leave."""
-    if prep.scope_ruleset >= 0:
+    """Kill every process of the sandbox, then leave.
+
+    Only a stub that has confined itself kills (_confined, set by run_stub):
+    before, no process of the sandbox exists yet, and its kill(-1) would not be
+    held by the signal scope: it would reach every process of the user (of the
+    machine, as root) when the supervisor dies just then.
+    """
+    if _confined and prep.scope_ruleset >= 0:
         try:
             os.kill(-1, signal.SIGKILL)  # the signal scope keeps this inside the sandbox
         except OSError:
             pass
-    else:
+    elif _confined:
         try:
             os.killpg(0, signal.SIGKILL)
         except OSError:
