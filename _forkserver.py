@@ -36,10 +36,12 @@ SANDLOCK_FORK_SERVER=0 turns the server off (every run is launched directly).
 
 from __future__ import annotations
 
+import array
 import errno
 import marshal
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -64,7 +66,8 @@ START_TIMEOUT = 20.0   # seconds for the server to start (import ctypes, socket)
 REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request
 MAX_STARTS = 3         # a server that keeps dying: the Sandbox launches directly from then on
 MAX_MESSAGE = 1 << 20
-POOL_IDLE = 10.0       # seconds a supervising thread of the pool waits for another run before it ends
+POOL_IDLE = 10.0       # seconds the idle supervising thread of the pool waits for another run before it ends
+POOL_KEPT = 1          # idle threads kept: others end with their run (a burst of runs leaves one)
 PID = struct.Struct("=i")
 CLONE_FS = 0x200
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
@@ -96,9 +99,17 @@ def enabled() -> bool:
 
 
 def eligible(policy: Any, prepared: Any) -> bool:
-    """Host mode only: a root, a workdir or a fake root prepare things in the supervising
-    thread before it confines itself (the memory writer, the owners' record)."""
-    return prepared.root is None and prepared.layers is None and not policy.fake_root
+    """Host mode without network rules or determinism only.  A run from the server is
+    supervised by a thread that is confined from its start (the home thread's); a root,
+    a workdir, a fake root, --random-seed/--time-start prepare things in the supervising
+    thread before it confines itself (the memory writer, the owners' record), and network
+    rules read the resolver's files and import _dns there (_supervisor.preload): for all
+    of these the run is launched directly.  What is left imports nothing after
+    confinement (tests/test_fork_server.py)."""
+    from . import _determinism
+    net = prepared.net_rules
+    return (prepared.root is None and prepared.layers is None and not policy.fake_root
+            and not _determinism.enabled(policy) and (net is None or not net.any_network()))
 
 
 def snapshot() -> Tuple[object, ...]:
@@ -118,37 +129,56 @@ class Handoff:
         self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
 
     def close(self) -> None:
-        for fd in (self.cwd,) + self.stdio:
+        """Idempotent; only ever called in the run's supervising thread (or, when no thread
+        could be started for it, the home thread): never two threads on one fd number."""
+        fds, self.cwd, self.stdio = (self.cwd,) + self.stdio, -1, (-1, -1, -1)
+        for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        self.cwd, self.stdio = -1, (-1, -1, -1)
+
+    @property
+    def closed(self) -> bool:
+        return self.cwd < 0
+
+    def spawn(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> Optional["Job"]:
+        """The run's supervising thread (Server.spawn); the hand-off is closed if none starts.
+        None (the hand-off closed): the server was closed meanwhile, launch directly."""
+        def fail(exc: BaseException) -> None:
+            self.close()
+            failed(exc)
+        job = self.server.spawn(target, fail)
+        if job is None:
+            self.close()
+        return job
 
 
 class Job:
-    """One run's supervising work, handed to a thread of the pool."""
+    """One run's supervising work, handed to a thread of the pool; join()ed as a thread is
+    (_process.Process).  target reports its own errors; failed(exc) is called instead of
+    target when no thread could be started for it."""
 
-    def __init__(self, target: Callable[[], None]) -> None:
+    def __init__(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> None:
         import threading
         self.target = target
+        self.failed = failed
         self.done = threading.Event()
-        self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         try:
             self.target()
-        except BaseException as exc:  # noqa: BLE001 - the caller's join() raises it
-            self.error = exc
+        except BaseException:  # noqa: BLE001 - target hands its errors on itself
+            pass
         finally:
             self.done.set()
 
     def fail(self, exc: BaseException) -> None:
-        self.error = exc
-        self.done.set()
+        try:
+            self.failed(exc)
+        finally:
+            self.done.set()
 
-    def join(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
+    def join(self, timeout: Optional[float] = None) -> None:
+        self.done.wait(timeout)
 
 
 class Gone(Exception):
@@ -172,9 +202,10 @@ class Server:
         self.state = snapshot()
         self.owner = os.getpid()   # a forked copy of the caller has neither the threads nor the server
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
-        self._jobs: "queue.SimpleQueue[Job]" = queue.SimpleQueue()    # runs for the pool's idle threads
+        self._jobs: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # runs for the pool's idle threads
         self._pool_lock = threading.Lock()
         self._idle = 0   # threads of the pool waiting for a run
+        self._closed = False
         self._sources = [(name, _source(name)) for name in MODULES]
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._home = threading.Thread(target=self._home_loop, name="sandlock-home", daemon=True)
@@ -187,16 +218,19 @@ class Server:
         return (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner
                 and snapshot() == self.state)
 
-    def spawn(self, target: Callable[[], None]) -> "Job":
+    def spawn(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> Optional["Job"]:
         """Run target in a supervising thread of the home thread's (so confined as it): an
-        idle one of the pool, else a new one; join() the Job returned."""
-        job = Job(target)
-        with self._pool_lock:
+        idle one of the pool, else a new one; join() the Job returned.  None once the
+        server is closed."""
+        job = Job(target, failed)
+        with self._pool_lock:  # under the lock: a worker timing out sees the job (_worker),
+            if self._closed:   # and close() comes after every job queued for the home thread
+                return None
             if self._idle:
                 self._idle -= 1
-                self._jobs.put(job)  # under the lock: a worker timing out sees it (_worker)
-                return job
-        self._queue.put(lambda: self._new_worker(job))
+                self._jobs.put(job)
+            else:
+                self._queue.put(lambda: self._new_worker(job))
         return job
 
     def _new_worker(self, job: "Job") -> None:
@@ -208,27 +242,39 @@ class Server:
             job.fail(exc)
 
     def _worker(self, job: "Job") -> None:
-        """A pooled supervising thread: its job, then the next one, until POOL_IDLE seconds pass idle."""
+        """A pooled supervising thread: its job, then the next one, until POOL_IDLE seconds
+        pass idle, the pool holds POOL_KEPT idle threads already, or the server is closed."""
         import queue
         while True:
             job.run()
             with self._pool_lock:
+                if self._closed or self._idle >= POOL_KEPT:
+                    return
                 self._idle += 1
             try:
-                job = self._jobs.get(timeout=POOL_IDLE)
-                continue
+                next_job = self._jobs.get(timeout=POOL_IDLE)
             except queue.Empty:
-                pass
-            with self._pool_lock:
-                try:
-                    job = self._jobs.get_nowait()  # given to this thread as it timed out
-                except queue.Empty:
-                    self._idle -= 1
-                    return
+                with self._pool_lock:
+                    try:
+                        next_job = self._jobs.get_nowait()  # given to this thread as it timed out
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+            if next_job is None:  # closed (close() took this thread off the idle count)
+                return
+            job = next_job
 
     def close(self) -> None:
-        """Stop the home thread; the server dies with it (PDEATHSIG), and its sandboxes with it."""
-        self._queue.put(None)
+        """Stop the home thread and the idle pooled threads; the server dies with the home
+        thread (PDEATHSIG), and the sandboxes it still holds with it."""
+        with self._pool_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _ in range(self._idle):
+                self._jobs.put(None)
+            self._idle = 0
+            self._queue.put(None)
 
     # --- from a supervising thread ----------------------------------------------------------
 
@@ -473,7 +519,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filte
     if not data or len(fds) < 5:
         os._exit(0)
     ctl.close()
-    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio) = marshal.loads(data)
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality) = marshal.loads(data)
     err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
     where[0] = "fork server"
     try:
@@ -487,7 +533,8 @@ def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filte
                 os.close(target)
         prep = base._replace(
             candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
-            filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))))
+            filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))),
+            personality=personality)
         pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
         _launch.start_command(prep, pipes, calls, where)
     except BaseException as exc:  # noqa: BLE001 - report, never unwind into the server's loop
@@ -508,7 +555,7 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
             stdio.append(len(fds))
             fds.append(fd)
     request = (list(prep.candidates), list(prep.argv), prep.envp, prep.cwd, list(prep.rlimits), prep.filter_flags,
-               prep.umask, list(prep.reset_signals), stdio)
+               prep.umask, list(prep.reset_signals), stdio, prep.personality)
     return request, fds
 
 
@@ -517,7 +564,6 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
 def _recv_fds(sock: socket.socket, size: int, most: int) -> Tuple[bytes, List[int]]:
     """One message and its fds, received close-on-exec (socket.recv_fds drops its flags
     argument, and another thread of the caller may fork meanwhile)."""
-    import array
     data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(most * 4), socket.MSG_CMSG_CLOEXEC)
     fds = array.array("i")
     for level, kind, payload in ancillary:
@@ -548,7 +594,6 @@ def _readable(sock: socket.socket, timeout: float) -> bool:
     """Whether sock has something to read within timeout seconds.  A poll, not
     socket.settimeout: that is an ioctl (FIONBIO), which a signal can interrupt
     (tests/security/test_eintr.py); poll is retried on EINTR by Python."""
-    import select
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     return bool(poller.poll(timeout * 1000))
@@ -557,7 +602,6 @@ def _readable(sock: socket.socket, timeout: float) -> bool:
 def _exited(pidfd: int) -> bool:
     if pidfd < 0:
         return True
-    import select
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(0))

@@ -390,6 +390,12 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         if kind == stat.S_IFDIR or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         ctx.resolver.devices.check(probe, st.mode)
+        made = ctx.resolver.made_up_file(st, name) if kind == stat.S_IFREG else None
+        determinism = ctx.resolver.determinism
+        if kind == stat.S_IFCHR and determinism is not None:  # README "Deterministic runs"
+            made = determinism.device_open(os.fstat(probe).st_rdev)
+        if made is not None:
+            return Fd(made, bool(flags & os.O_CLOEXEC))
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
     finally:
         os.close(probe)

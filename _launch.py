@@ -45,6 +45,7 @@ from . import _syscalls
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+ADDR_NO_RANDOMIZE = S.ADDR_NO_RANDOMIZE
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
@@ -88,6 +89,7 @@ class Prepared(NamedTuple):
     foreground_tty: int                  # fd of the terminal to hand over, or -1
     umask: int                           # the caller's umask (the supervisor thread runs with 0)
     reset_signals: Tuple[int, ...]       # ignored here, set back to default in the command
+    personality: int = 0                 # flags added to the command's personality (ADDR_NO_RANDOMIZE)
 
 
 class Pipes(NamedTuple):
@@ -154,13 +156,14 @@ class ChildCalls(NamedTuple):
     restrict: Callable[..., int]
     seccomp: Callable[..., int]
     close_range: Callable[..., int]
+    personality: Callable[..., int]
     all_fds: object   # ~0 as a C unsigned int, for close_range
 
 
 def bind_calls() -> ChildCalls:
     return ChildCalls(_syscalls.bound("prctl"), _syscalls.bound("landlock_restrict_self"),
                       _syscalls.bound("seccomp"), _syscalls.bound("close_range"),
-                      _syscalls.c_uint(0xFFFFFFFF))
+                      _syscalls.bound("personality"), _syscalls.c_uint(0xFFFFFFFF))
 
 
 # --- after fork: the stub ---------------------------------------------------------------
@@ -284,6 +287,10 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
         if prep.cwd is not None:
             step = "chdir"
             os.chdir(prep.cwd)
+        if prep.personality:
+            step = "personality"  # kept across its execs (not a set-user-ID one's)
+            current = calls.personality(calls.all_fds)
+            _check(current if current < 0 else calls.personality(current | prep.personality))
         step = "setrlimit"
         for which, limit in prep.rlimits:
             if which != resource.RLIMIT_NOFILE:

@@ -40,7 +40,6 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
 from . import _netpolicy
 from . import _syscalls
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
@@ -147,6 +146,7 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     dns = ctx.net_dns
     if dns is None or protocol_of(sock) != "udp":
         return None
+    from . import _dns  # imported with ctx.net_dns, before the supervisor confined itself (_supervisor.preload)
 
     def policed(address: bytes):
         where = ip_destination(sock.family, address, connect)

@@ -39,6 +39,8 @@ from ._errors import os_error
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
 BOOT_ID = b"sys/kernel/random/boot_id"
+HOSTNAME = b"sys/kernel/hostname"  # --hostname (_identity)
+MEMINFO = b"meminfo"               # with --max-memory: meminfo_view
 MADE_UP = frozenset((b"mountinfo", b"mounts"))  # below /proc/PID or /proc/PID/task/TID (and net/: net_view)
 LISTING = b"/.proc"   # listings are <top>/.proc<N>
 KEEP_LISTINGS = 8     # older listings are removed (a listing fd still works after)
@@ -220,6 +222,48 @@ def memfd(name: bytes, data: bytes) -> int:
 _MFD_NOEXEC_SEAL = 0x0008
 _F_ADD_SEALS = 1033
 _SEALS = 0x0001 | 0x0002 | 0x0004 | 0x0008  # F_SEAL_SEAL | SHRINK | GROW | WRITE (fcntl(2))
+
+
+# With --max-memory, /proc/meminfo describes a machine of that size (meminfo_view):
+# no page cache, no swap, no shared memory of its own.
+_MEMINFO_ZERO = frozenset((b"Buffers", b"Cached", b"SwapCached", b"SwapTotal", b"SwapFree", b"Shmem",
+                           b"SReclaimable", b"Zswap", b"Zswapped", b"Active(file)", b"Inactive(file)"))
+_MEMINFO_AS = {b"Active": b"Active(anon)", b"Inactive": b"Inactive(anon)"}  # without the page cache
+
+
+def meminfo_view(data: bytes, limit: int, used: int) -> bytes:
+    """The host's /proc/meminfo as a machine of `limit` bytes whose sandbox uses `used`
+    (the supervisor's last measure): MemTotal the limit (at most the host's),
+    MemFree and MemAvailable what is left of it (at most the host's MemAvailable),
+    no cache, swap or shared memory (so `free` adds up: used + free = total), every
+    other size the host's, at most MemTotal.  Lines keep the kernel's layout."""
+    fields = {}
+    for line in data.splitlines():
+        key, _, rest = line.partition(b":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == b"kB" and parts[0].isdigit():
+            fields[key] = int(parts[0])
+    total = min(limit >> 10, fields.get(b"MemTotal", limit >> 10))
+    left = max(0, min(total - (used >> 10), fields.get(b"MemAvailable", total)))
+    out = []
+    for line in data.splitlines(keepends=True):
+        key, colon, rest = line.partition(b":")
+        if key not in fields:
+            out.append(line)
+            continue
+        if key == b"MemTotal":
+            value = total
+        elif key in (b"MemFree", b"MemAvailable"):
+            value = left
+        elif key in _MEMINFO_ZERO:
+            value = 0
+        elif key in _MEMINFO_AS:
+            value = min(fields.get(_MEMINFO_AS[key], 0), total)
+        else:
+            value = min(fields[key], total)
+        width = len(rest) - len(rest.lstrip()) + len(str(fields[key]))  # the kernel's padding
+        out.append(key + colon + str(value).encode().rjust(width) + b" kB\n")
+    return b"".join(out)
 
 
 def unescape(field: bytes) -> bytes:

@@ -273,6 +273,17 @@ class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
     fake: Optional["_fakeroot.Owners"] = None  # with --fake-root (README "Fake root")
+    # with --hostname (_identity): what /proc/sys/kernel/hostname and the hostname file
+    # (by its host path, or the (device, inode) it had at the start) hold when read
+    hostname: Optional[bytes] = None
+    hostname_path: Optional[bytes] = None
+    hostname_file: Optional[Tuple[int, int]] = None
+    determinism: Optional[Any] = None  # _determinism.Determinism with --random-seed / --time-start
+    listings: Optional[Any] = None     # _determinism.Listings with --deterministic-dirs
+    # with --max-memory: /proc/meminfo is a machine of this size (_procfs.meminfo_view),
+    # using what the supervisor measured last
+    memory_limit: Optional[int] = None
+    memory_used = 0
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
@@ -491,6 +502,11 @@ class Resolver:
                 made = self._listing(call)
             elif pid is None and what == _procfs.BOOT_ID:
                 made = _procfs.memfd(b"boot_id", self.boot_id)
+            elif pid is None and what == _procfs.HOSTNAME and self.hostname is not None:
+                made = _procfs.memfd(b"hostname", self.hostname)
+            elif pid is None and what == _procfs.MEMINFO and self.memory_limit is not None:
+                made = _procfs.memfd(what, _procfs.meminfo_view(_procfs.read_fd(fd), self.memory_limit,
+                                                                self.memory_used))
             elif pid is not None:
                 found = self._made_up(what, fd)
                 if found is None:
@@ -503,6 +519,13 @@ class Resolver:
             raise
         os.close(fd)
         return made, None
+
+    def made_up_file(self, st: "_syscalls.Stat", name: Optional[bytes]) -> Optional[int]:
+        """A memfd to hand out instead of the regular file `st` (host path `name`) opened
+        for reading, or None: the hostname file with --hostname (_identity)."""
+        if self.hostname is not None and (name == self.hostname_path or (st.dev, st.ino) == self.hostname_file):
+            return _procfs.memfd(b"hostname", self.hostname)
+        return None
 
     def _listing(self, call: Call) -> int:
         if self.listing_top is None and self._make_listing_top is not None:

@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTupl
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
+from . import _determinism
 from . import _filter
+from . import _identity
 from . import _landlock
 from . import _launch
 from . import _netlink
@@ -55,7 +56,7 @@ from . import _policy
 from . import _structs as S
 from . import _syscalls
 from . import _table
-from ._errors import ExecError, SetupError, shown
+from ._errors import SetupError, exec_error, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
@@ -64,6 +65,7 @@ from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
+    from . import _dns
     from . import _fakeroot
     from . import _forkserver
     from . import _rootfs
@@ -214,6 +216,32 @@ def _fake_record_dir(policy: Policy) -> str:
         raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
 
+def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False) -> None:
+    """Import now every module a run of `policy` may use once the supervisor is confined.
+
+    Confined, the supervisor may no longer read Python's library (with a root,
+    Landlock grants it the root, not the host's /usr), and an import that
+    fails there would fail a handler.  So nothing is imported after
+    Session._confine: modules that only some policies need are imported
+    where they are first needed, before confinement, and here, by feature,
+    for the ones handlers use lazily (tests/test_confined_imports.py).
+    """
+    if policy.chroot is not None or policy.workdir is not None:
+        import queue  # noqa: F401  (_MemoryWriter, _rootops.VforkHolder)
+        from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
+        from . import _rootfs  # noqa: F401
+        from . import _rootops  # noqa: F401  (exec, vfork, bind in a root)
+    if policy.fake_root:
+        from . import _fakeroot  # noqa: F401
+    if policy.workdir is not None:
+        from . import _cow  # noqa: F401
+    if net_rules.any_network():
+        from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
+        _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if debug:
+        import traceback  # noqa: F401  (handler failures, Notifier)
+
+
 def prepare(policy: Policy) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
     arch = _syscalls.machine()
@@ -341,6 +369,7 @@ class RunContext:
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootfs.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -414,6 +443,17 @@ class RunContext:
         # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
+        resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        if policy.hostname is not None:  # README "Host name"
+            resolver.hostname = _identity.contents(policy.hostname)
+            top = getattr(resolver, "root_fd", resolver.root)
+            resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
+            resolver.hostname_file = _identity.hostname_file(top)
+        if _determinism.enabled(policy):  # README "Deterministic runs"
+            resolver.determinism = self.determinism = _determinism.Determinism(
+                policy.random_seed, policy.time_start, prepared.arch)
+        if policy.deterministic_dirs:
+            resolver.listings = _determinism.Listings()
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
@@ -430,7 +470,8 @@ class RunContext:
                     pass
 
     def close(self) -> None:
-        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight):
+        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight,
+                    self.determinism):
             if one is not None:
                 one.close()
 
@@ -446,6 +487,7 @@ class RunContext:
         """DNS policing (_dns): the resolvers and hosts of the command's view (the host's
         /etc, or the root's, through a --fs-mount that covers it), read once, bounded,
         before anything runs."""
+        from . import _dns  # network policies only; before the supervisor confines itself
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
@@ -762,6 +804,11 @@ class Watch:
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
+        # kill_all and signal_all may come from other threads (the API's Process): the
+        # stub's pid and pidfd are used only while it is not reaped (retire)
+        self._lock = threading.Lock()
+        self._retired = False
+        self.on_exec: Optional[Callable[[bytes], None]] = None  # the exec's result is known (Session)
 
     def run(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> None:
         """Watch until the stub is gone (the command is started: Session._start)."""
@@ -814,7 +861,21 @@ class Watch:
         the signal scope the stub's kill(-1) reaches every process of the sandbox, and
         the command cannot stop the stub: a SIGKILL to the stub's group sent now would
         kill the stub before it does, and a process that left the group (setsid) would
-        outlive the run.  Without the scope the group is all either can reach."""
+        outlive the run.  Without the scope the group is all either can reach.
+        Any thread may call it, at any time: after the run it does nothing."""
+        with self._lock:
+            if not self._retired:
+                self._kill_all()
+
+    def cancel(self, reason: str) -> None:
+        """kill_all for the API's Process.kill, from any thread: the run ends with `reason`."""
+        with self._lock:
+            if not self._retired:
+                if self.status is None:  # not when the command had ended by itself already
+                    self.reason = self.reason or reason
+                self._kill_all()
+
+    def _kill_all(self) -> None:
         try:
             signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
             signal.pidfd_send_signal(self.stub_pidfd, signal.SIGCONT)  # a stub stopped from outside does it too
@@ -827,10 +888,56 @@ class Watch:
                 pass
 
     def reap_stub(self) -> None:
+        with self._lock:
+            self._retired = True
+            try:
+                os.waitpid(self.stub, 0)
+            except ChildProcessError:
+                pass
+
+    def retire(self) -> None:
+        """From now on kill_all and signal_all do nothing (the stub is reaped, or its
+        pidfd is about to be closed): no signal reaches a process that reused a pid."""
+        with self._lock:
+            self._retired = True
+
+    def signal_all(self, signum: int) -> int:
+        """Send signum to every process of the sandbox but the stub (the API's pause and
+        resume: SIGSTOP, SIGCONT); how many got it.  The tree below the stub (every
+        orphan is reparented to it, a subreaper) is walked again until a walk finds no
+        process it has not signalled: a child forked while its parent was being stopped
+        is found by the next walk, and a stopped process forks no more.  Each process is
+        signalled through a pidfd opened, then checked to be of the sandbox, so a pid
+        reused meanwhile is never signalled.  A SIGSTOP returns once each process has
+        stopped or ended (a signal is delivered when its process next runs; at most
+        STOP_WAIT seconds: one blocked in the kernel stops when it comes back).  Any
+        thread may call it; after the run it does nothing."""
+        done: set = set()
+        held: List[int] = []   # pidfds of the processes signalled, to see them stop
         try:
-            os.waitpid(self.stub, 0)
-        except ChildProcessError:
-            pass
+            with self._lock:
+                if self._retired:
+                    return 0
+                members = Members(self.stub)
+                for _ in range(SIGNAL_ROUNDS):
+                    fresh = [pid for pid in members.processes() if pid not in done]
+                    if not fresh:
+                        break
+                    for pid in fresh:
+                        done.add(pid)
+                        pidfd = _signal_member(members, pid, signum)
+                        if pidfd >= 0 and len(held) < STOP_WATCHED:
+                            held.append(pidfd)
+                        elif pidfd >= 0:
+                            os.close(pidfd)
+            if signum == signal.SIGSTOP:
+                deadline = time.monotonic() + STOP_WAIT
+                while not all(_stopped_or_gone(fd) for fd in held) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+        finally:
+            for fd in held:
+                _close(fd)
+        return len(done)
 
     # --- signals ---------------------------------------------------------------------------------
 
@@ -950,6 +1057,8 @@ class Watch:
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
+        if ctx.resolver is not None:
+            ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
@@ -990,6 +1099,8 @@ class Watch:
         sel.unregister(key.fd)
         if data:
             self.error = data
+        if self.on_exec is not None:
+            self.on_exec(data)
 
     def _on_output(self, sel, key) -> None:
         try:
@@ -1046,6 +1157,8 @@ class Session:
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
                  forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
+                 stdio: Tuple[int, int, int] = (-1, -1, -1),
+                 on_exec: Optional[Callable[["Session", bytes], None]] = None,
                  handoff: Optional["_forkserver.Handoff"] = None) -> None:
         self.policy = policy
         self.handoff = handoff  # launched by the Sandbox's fork server, from its home thread (_forkserver)
@@ -1057,6 +1170,11 @@ class Session:
         self.interactive = interactive
         self.forward_signals = forward_signals
         self.restore_signals = restore_signals  # see Watch
+        self.stdio = stdio        # the caller's fds to become the command's 0, 1, 2 (-1: inherit)
+        # called in this thread once the exec's result is known (b"" or the error's report):
+        # the API's popen returns then (the session's watch, command_pid and command_pidfd are set)
+        self.on_exec = on_exec
+        self.command_pid = -1
         root = prepared.root is not None
         names = _syscalls.names(prepared.arch)
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
@@ -1087,13 +1205,17 @@ class Session:
                     upper.discard()
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
-            if self.prepared.root is not None:
-                ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            if self.prepared.root is not None or _determinism.enabled(self.policy):
+                # started before we confine ourselves (the vDSO: README "Deterministic runs")
+                ctx.memory = _MemoryWriter(ctx.is_member)
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
             if self.handoff is None:
+                preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
                 self._confine()
-            else:  # confined as the home thread that started this one; its own cwd and umask
+            else:  # confined as the home thread that started this one (_forkserver.eligible: nothing
+                # to preload); its own cwd, the caller's
                 _syscalls.unshare(CLONE_FS)
+                os.fchdir(self.handoff.cwd)
             started = self._launch_on_server(launch, pipes) if self.handoff is not None else None
             if started is not None:
                 self.stub, self.stub_pidfd = started
@@ -1110,6 +1232,8 @@ class Session:
                 if self.stub == 0:
                     _launch.run_stub(launch, pipes, calls, supervisor_pid)
                 self.stub_pidfd = os.pidfd_open(self.stub)
+            if self.handoff is not None:
+                self.handoff.close()  # the stub has its copies
             ctx.members = Members(self.stub)
             for fd in (pipes.err_w, pipes.ready_w, pipes.go_r, pipes.status_w) + tuple(stdio_parent[1]):
                 fds.remove(fd)
@@ -1117,6 +1241,9 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0)
+            if self.on_exec is not None:
+                on_exec, session = self.on_exec, self
+                self.watch.on_exec = lambda data: on_exec(session, data)
             outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
             if ctx.upper is not None:
                 outcome = self._end_workdir(outcome)
@@ -1134,10 +1261,14 @@ class Session:
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)
             self.notifier.close()
+            if self.watch is not None:
+                self.watch.retire()
             if self.stub_pidfd >= 0:
                 _close(self.stub_pidfd)
             if self.watch is not None and self.watch.command_pidfd >= 0:
                 _close(self.watch.command_pidfd)
+            if self.handoff is not None:
+                self.handoff.close()
 
     def clean_up(self) -> None:
         """Remove this run's directories (its anchors, /dev/shm and discarded upper layer).
@@ -1185,6 +1316,8 @@ class Session:
             # no single file grows past the layer's limit, however fast it is written
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+        if policy.no_coredump:  # soft and hard 0: without CAP_SYS_RESOURCE it stays 0
+            rlimits.append((_launch.resource.RLIMIT_CORE, 0))
         own_group = not self.interactive or prep.abi < 6
         # the terminal is handed to the command's own group only from the foreground
         tty = 0 if self.interactive and own_group and _foreground(0) else -1
@@ -1196,7 +1329,8 @@ class Session:
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
             umask=self.handoff.umask if self.handoff is not None else _current_umask(),
-            reset_signals=_launch.ignored_signals())
+            reset_signals=_launch.ignored_signals(),
+            personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 
@@ -1212,7 +1346,7 @@ class Session:
 
     def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
         """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
-        stdio = [-1, -1, -1]
+        stdio = list(self.stdio)
         parent: Dict[str, int] = {}
         child: List[int] = []
         if self.input is not None:
@@ -1255,6 +1389,7 @@ class Session:
             os.close(pidfd)
             raise
         watch.command_pidfd = pidfd  # closed at the end of run()
+        self.command_pid = pid
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")
         self.notifier.start()
@@ -1281,7 +1416,7 @@ class Session:
         if step == "exec":
             name = os.fsdecode(self.argv[0])
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
-            raise ExecError(err, f"{shown(name)}: {reason}", name)
+            raise exec_error(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
 
     # --- finish ------------------------------------------------------------------------------
@@ -1393,6 +1528,26 @@ def _noop(signum: int, frame: object) -> None:
 
 
 SUSPEND_WAIT = 3.0  # seconds Ctrl-Z waits for the command to stop (Watch._stop_after)
+SIGNAL_ROUNDS = 1000  # walks of the tree at most per Watch.signal_all (each stops what it finds)
+STOP_WAIT = 2.0       # seconds Watch.signal_all waits for the processes it sent SIGSTOP to stop
+STOP_WATCHED = 256    # of which at most this many are watched (a pidfd each)
+
+
+def _signal_member(members: Members, pid: int, signum: int) -> int:
+    """signum to pid through a pidfd, if the process it names is of the sandbox; the
+    pidfd (the caller closes it), or -1 when nothing was signalled."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1  # gone (any other error, EMFILE, is the caller's: never a process skipped)
+    try:
+        if members.contains(pid):  # checked after the pidfd is open: the pidfd's process
+            signal.pidfd_send_signal(pidfd, signum)
+            return pidfd
+    except OSError:
+        pass  # exited meanwhile
+    os.close(pidfd)
+    return -1
 
 
 def _stopped_or_gone(pidfd: int) -> bool:

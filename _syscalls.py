@@ -405,6 +405,13 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     return _call("pidfd_getfd", pidfd, targetfd, 0)
 
 
+def getdents64(fd: int, size: int = 1 << 16) -> bytes:
+    """getdents64(2): the next linux_dirent64 records of the directory fd (b"" at its end)."""
+    buf = ctypes.create_string_buffer(size)
+    got = _call("getdents64", fd, buf, size)
+    return buf.raw[:got]
+
+
 def kcmp(pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int:
     """kcmp(2): 0 when the two kernel objects are the same one."""
     return _call("kcmp", pid1, pid2, kind, idx1, idx2)
@@ -449,6 +456,27 @@ def bind(fd: int, address: bytes) -> int:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2)."""
     return _call("prctl", option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+
+
+def uname() -> bytes:
+    """uname(2): the struct new_utsname the kernel writes, as its bytes."""
+    buf = S.new_utsname()
+    _call("uname", ctypes.byref(buf))
+    return bytes(buf)
+
+
+def adjtimex_read() -> Tuple[int, bytes]:
+    """adjtimex(2) with modes 0 (reads only): the clock state and the struct timex."""
+    buf = ctypes.create_string_buffer(S.TIMEX_SIZE)
+    state = _call("adjtimex", buf)
+    return state, buf.raw
+
+
+def sysinfo() -> bytes:
+    """sysinfo(2): the struct sysinfo the kernel writes, as its bytes."""
+    buf = S.sysinfo()
+    _call("sysinfo", ctypes.byref(buf))
+    return bytes(buf)
 
 
 def capget() -> Tuple[int, int, int]:

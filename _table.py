@@ -15,8 +15,9 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
+from . import _determinism as D
 from . import _fsops as F
+from . import _identity as I
 from . import _netlink as NL
 from . import _netops as N
 from . import _netpolicy
@@ -128,6 +129,18 @@ ROWS: Dict[str, Row] = {
     "fcntl": _row(F.do_fcntl, ("fd", "flags", "ptr")),
     "inotify_init": _row(F.do_inotify_init, (), flags=0),
     "inotify_init1": _row(F.do_inotify_init, ("flags",)),
+    # the machine (README "Host name")
+    "uname": _row(I.do_uname, ("ptr",)),
+    "sysinfo": _row(I.do_sysinfo, ("ptr",)),
+    # deterministic runs (README "Deterministic runs")
+    "getrandom": _row(D.do_getrandom, ("ptr", "size", "flags")),
+    "clock_gettime": _row(D.do_clock_gettime, ("which", "ptr")),
+    "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
+    "time": _row(D.do_time, ("ptr",)),
+    "adjtimex": _row(D.do_adjtimex, ("ptr",), which=0),
+    "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
+    "set_tid_address": _row(D.do_set_tid_address, ()),
+    "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -225,7 +238,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
     # socket continues; other sends to such a socket fail, EDESTADDRREQ)
     sendto = traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
-    if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
+    if _polices_dns(_netpolicy.NetRules.from_policy(policy)):
+        from . import _dns
         sendto.append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
             2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
@@ -242,6 +256,23 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     if abi < 6:
         for name in SIGNALS:
             traps[name] = None
+    if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
+        traps["uname"] = None
+    if policy.max_memory is not None:  # the memory of a machine of that size (_identity)
+        traps["sysinfo"] = None
+    if getattr(policy, "random_seed", None) is not None:  # README "Deterministic runs"
+        traps["getrandom"] = None
+    if getattr(policy, "time_start", None) is not None:
+        # the wall clocks only (the low word, as the kernel reads a clockid_t)
+        traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in D.REALTIME_CLOCKS]
+        traps["gettimeofday"] = None
+        traps["time"] = None
+        traps["adjtimex"] = None  # its struct timex holds the time too
+        traps["clock_adjtime"] = [Test(0, "eq", 0, "notify")]
+    if getattr(policy, "deterministic_dirs", False):
+        traps["getdents64"] = None
+    if D.enabled(policy):  # the first trapped call of every image fixes it (D.fix_image)
+        traps["set_tid_address"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"
         from . import _fakeroot
         for name in _fakeroot.traps():
@@ -252,6 +283,14 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 P_CLONE_THREAD = 0x00010000
 
 
+def _polices_dns(rules: _netpolicy.NetRules) -> bool:
+    """_dns.polices, importing _dns (and ipaddress) only for a policy with network rules."""
+    if not rules.any_network():
+        return False
+    from . import _dns
+    return _dns.polices(rules)
+
+
 def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
@@ -259,7 +298,8 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
     out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
-    if _dns.polices(rules):
+    if _polices_dns(rules):  # type: ignore[arg-type]
+        from . import _dns
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
         tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc,str-unpack]
@@ -296,7 +336,10 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
         fake_rows = {name: Row(op, layout, fixed) for name, (op, layout, fixed) in _fakeroot.rows().items()}
     for name in traps:
         row = fake_rows.get(name) or (root_rows()[name] if root and name in ROOT_NAMES else ROWS[name])
-        out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
+        op = row.op
+        if name in ("execve", "execveat") and "set_tid_address" in traps:
+            op = D.exec_hook(op)  # its next image is fixed (README "Deterministic runs")
+        out[table[name]] = Handler(NL.hook(name, op), compile_layout(row.layout), row.fixed)
     return out
 
 
@@ -310,6 +353,8 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
       exec puts the names it was given back into its argv (_rootops.fix_argv).
     """
     before: Tuple[Step, ...] = ()
+    if "set_tid_address" in traps:  # README "Deterministic runs"
+        before += (D.fix_image,)
     if any(name in traps for name in ("fork", "vfork", "clone")):
         before += (P.settle,)
     if root and any(name in traps for name in ("execve", "execveat")):
