@@ -75,6 +75,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
     ("fake_root", False),
     ("hostname", None), ("no_coredump", False),
+    ("cpu_cores", None), ("num_cpus", None), ("cpu", None),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -117,6 +118,9 @@ class Policy:
     fake_root: bool                             # uid 0 over the root's files, recorded (_fakeroot)
     hostname: Optional[str]                     # what uname(2) and the hostname files show (_identity)
     no_coredump: bool                           # RLIMIT_CORE 0, soft and hard
+    cpu_cores: Optional[Tuple[int, ...]]        # the CPUs the command may run on (README "CPU")
+    num_cpus: Optional[int]                     # how many CPUs the machine the command sees has
+    cpu: Optional[int]                          # percent of one core the whole sandbox may use
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -249,6 +253,10 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         fake_root=_bool("fake_root", kwargs.get("fake_root", False), labels),
         hostname=_optional(kwargs.get("hostname"), lambda v: _hostname(v, labels)),
         no_coredump=_bool("no_coredump", kwargs.get("no_coredump", False), labels),
+        cpu_cores=_optional(kwargs.get("cpu_cores"), lambda v: _cpu_list("cpu_cores", v, labels)),
+        num_cpus=_optional(kwargs.get("num_cpus"), lambda v: _bounded_int("num_cpus", v, CPUS_MAX, labels)),
+        cpu=_optional(kwargs.get("cpu"), lambda v: _bounded_int("cpu", v, 100 * len(os.sched_getaffinity(0)),
+                                                                 labels)),
     )
     if values["fake_root"]:
         if chroot is None:
@@ -389,6 +397,52 @@ def _hostname(value: object, labels: Mapping[str, str]) -> str:
         raise _err("hostname", labels, f"invalid host name {value!r} (1 to 64 letters, digits, '-', '_', '.', "
                                        "starting with a letter or a digit)")
     return value
+
+
+CPUS_MAX = 1024  # glibc's CPU_SETSIZE: what sched_getaffinity(2) callers size their masks for
+
+
+def _bounded_int(name: str, value: object, most: int, labels: Mapping[str, str]) -> int:
+    number = _positive_int(name, value, labels)
+    if number > most:
+        raise _err(name, labels, f"{number} is too large (at most {most})")
+    return number
+
+
+def _cpu_list(name: str, value: object, labels: Mapping[str, str]) -> Tuple[int, ...]:
+    """CPU numbers, as a list like "0,2-3" (taskset -c) or a list of ints; each one the
+    caller may run on itself (its own affinity: sandlock cannot hand out more)."""
+    numbers: List[int] = []
+    if isinstance(value, str):
+        for part in value.split(","):
+            match = re.fullmatch(r"\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?", part)
+            if not match or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
+                raise _err(name, labels, f"invalid CPU list {value!r} (use numbers and ranges: 0,2-3)")
+            first = int(match.group(1))
+            numbers.extend(range(first, int(match.group(2) or first) + 1))
+    elif isinstance(value, (list, tuple)) and value:
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise _err(name, labels, f"expected CPU numbers, got {item!r}")
+            numbers.append(item)
+    else:
+        raise _err(name, labels, f"expected a CPU list like \"0,2-3\", got {value!r}")
+    mine = os.sched_getaffinity(0)
+    for cpu in numbers:
+        if cpu not in mine:
+            raise _err(name, labels, f"CPU {cpu} is not one this process may use ({_cpu_ranges(sorted(mine))})")
+    return tuple(sorted(set(numbers)))
+
+
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    """0,2-3 for (0, 2, 3): the kernel's list format (/sys/devices/system/cpu/online)."""
+    out: List[str] = []
+    for cpu in cpus:
+        if out and cpus[cpus.index(cpu) - 1] == cpu - 1:
+            out[-1] = out[-1].split("-")[0] + f"-{cpu}"
+        else:
+            out.append(str(cpu))
+    return ",".join(out)
 
 
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:

@@ -177,6 +177,52 @@ def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[st
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(path: str) -> List[bytes]:
+    """The fields of a /proc/.../stat file after the comm field (state first); [] if gone."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return data[data.rindex(b")") + 2:].split()  # comm may hold spaces and parentheses
+
+
+def cpu_seconds(members: "Members") -> float:
+    """CPU time the sandbox has used, in seconds (clock ticks of /proc/PID/stat): user and
+    system time of every process (all its threads) and of the children they have reaped,
+    plus the stub's reaped children (orphans end there, and the command itself)."""
+    ticks = 0
+    stub = _stat_fields(f"/proc/{members.stub}/stat")
+    if stub:
+        ticks += int(stub[13]) + int(stub[14])  # cutime, cstime
+    for pid in members.processes():
+        fields = _stat_fields(f"/proc/{pid}/stat")
+        if fields:
+            ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _TICK
+
+
+def thread_states(members: "Members") -> Tuple[int, int, int]:
+    """(runnable threads, threads, highest pid) of the sandbox: what /proc/loadavg counts."""
+    running = threads = last = 0
+    for pid in members.processes():
+        last = max(last, pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+            if fields:
+                threads += 1
+                running += fields[0] in (b"R", b"D")  # the kernel's load counts both
+                last = max(last, int(tid))
+    return running, threads, last
+
+
 def _exited(pid: int) -> bool:
     """A process that has let go of its memory map since (the kernel refuses its /proc/PID/fd
     with EACCES once it is a zombie)."""

@@ -60,7 +60,7 @@ from ._errors import ExecError, SetupError, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
-from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
+from ._procops import InFlight, MeasureError, Members, cpu_seconds, memory_devices, memory_used, thread_states
 from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
@@ -395,6 +395,12 @@ class RunContext:
     def processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []
 
+    def _machine_sample(self) -> Tuple[float, int, int, int]:
+        """(CPU seconds, runnable threads, threads, highest pid) of the sandbox (_identity.Machine)."""
+        if self.members is None:
+            return 0.0, 0, 0, 0
+        return (cpu_seconds(self.members),) + thread_states(self.members)
+
     def is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)
 
@@ -415,6 +421,11 @@ class RunContext:
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        # README "CPU", "Uptime and load"
+        base = _identity.cpu_base(policy)
+        if policy.num_cpus is not None:
+            resolver.cpu_view = (base, policy.num_cpus)
+        resolver.machine = _identity.Machine(self._machine_sample, policy.num_cpus or len(base))
         if policy.hostname is not None:  # README "Host name"
             resolver.hostname = _identity.contents(policy.hostname)
             top = getattr(resolver, "root_fd", resolver.root)
@@ -1191,7 +1202,7 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+            umask=_current_umask(), reset_signals=_launch.ignored_signals(), affinity=policy.cpu_cores)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 

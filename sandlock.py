@@ -137,7 +137,7 @@ class Sandbox:
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
-    net_allow_bind, net_deny_bind, hostname, no_coredump; default_view=False starts from nothing instead of
+    net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu; default_view=False starts from nothing instead of
     the system directories (README "Default filesystem view").
 
     Raises:
@@ -343,6 +343,7 @@ LABELS = {
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
     "hostname": "--hostname", "no_coredump": "--no-coredump",
+    "cpu_cores": "--cpu-cores", "num_cpus": "--num-cpus", "cpu": "--cpu",
 }
 
 
@@ -412,6 +413,13 @@ def _parser():  # type: ignore[no-untyped-def]
                          help="the host name the command sees: uname, /proc/sys/kernel/hostname, /etc/hostname")
     machine.add_argument("--no-coredump", action="store_true",
                          help="no core dumps: RLIMIT_CORE 0, soft and hard (the command cannot raise it)")
+    machine.add_argument("--cpu-cores", metavar="LIST",
+                         help="run on these CPUs only, e.g. 0,2-3 (an affinity the command cannot widen)")
+    machine.add_argument("--num-cpus", metavar="N",
+                         help="a machine of N CPUs: nproc, sysconf, sched_getaffinity, /proc/cpuinfo, /proc/stat, "
+                              "/sys/devices/system/cpu/online")
+    machine.add_argument("--cpu", metavar="PCT",
+                         help="CPU time of the whole sandbox held to PCT percent of one core")
     prof = p.add_argument_group("profiles (README \"Profiles\")")
     prof.add_argument("--profile", metavar="NAME",
                       help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
@@ -453,7 +461,8 @@ def _policy_kwargs(ns: Any) -> Dict[str, Any]:
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
                        ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
-                       ("hostname", ns.hostname)):
+                       ("hostname", ns.hostname), ("cpu_cores", ns.cpu_cores), ("num_cpus", ns.num_cpus),
+                       ("cpu", ns.cpu)):
         if value is not None:
             kwargs[key] = value
     return kwargs
