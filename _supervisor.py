@@ -60,7 +60,8 @@ from ._errors import ExecError, SetupError, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
-from ._procops import InFlight, MeasureError, Members, cpu_seconds, memory_devices, memory_used, thread_states
+from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
+                       memory_used, thread_states)
 from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
@@ -776,6 +777,8 @@ class Watch:
         self._deadline: Optional[float] = None
         self._next_memory_poll: Optional[float] = None
         self._next_disk_poll: Optional[float] = None
+        self._next_cpu_tick: Optional[float] = None   # --cpu (_procops.CpuThrottle)
+        self._throttle: Optional[CpuThrottle] = None
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
@@ -787,6 +790,9 @@ class Watch:
         self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
         self._next_disk_poll = (now + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.ctx.upper is not None else None)
+        if self.policy.cpu is not None and self.ctx.members is not None:
+            self._throttle = CpuThrottle(self.ctx.members, self.policy.cpu)
+            self._next_cpu_tick = now + CPU_PERIOD
         self._fds = fds
         sel = selectors.DefaultSelector()
         try:
@@ -898,7 +904,7 @@ class Watch:
                     "stdin": self._on_input, "signal": self._on_signal}
         select, registered = sel.select, sel.get_map()
         timed = (self._deadline is not None or self._next_memory_poll is not None
-                 or self._next_disk_poll is not None)
+                 or self._next_disk_poll is not None or self._next_cpu_tick is not None)
         while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
             events = select(self._wait_time() if timed else None)
             for key, _ in events:
@@ -909,7 +915,8 @@ class Watch:
 
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
-        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
+        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll, self._next_cpu_tick)
+                 if t is not None]
         # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
         return min(3600.0, max(0.0, min(times) - now)) if times else None
 
@@ -925,6 +932,8 @@ class Watch:
             self._check_memory()
         if self._next_disk_poll is not None and now >= self._next_disk_poll:
             self._check_disk(now)
+        if self._next_cpu_tick is not None and now >= self._next_cpu_tick and self._throttle is not None:
+            self._next_cpu_tick = None if self._stub_gone else self._throttle.tick(now)
 
     def _check_disk(self, now: float) -> None:
         """--max-disk: past the limit (written through an fd opened before it was full), the
