@@ -217,7 +217,8 @@ class Machine:
     def __init__(self, sample: Callable[[], Tuple[float, int, int, int]], cpus: int) -> None:
         self.sample = sample
         self.cpus = cpus
-        self.start = self._when = time.monotonic()
+        self.start = time.monotonic()
+        self._when: Optional[float] = None  # the last read (None: the start)
         self._loads = (0.0, 0.0, 0.0)
         self._lock = threading.Lock()
 
@@ -231,7 +232,7 @@ class Machine:
         _, running, threads, last = self.sample()
         with self._lock:
             now = time.monotonic()
-            gone = now - self._when
+            gone = now - (self.start if self._when is None else self._when)
             self._when = now
             self._loads = tuple(running + (old - running) * math.exp(-gone / period)  # type: ignore[assignment]
                                 for old, period in zip(self._loads, LOAD_PERIODS))
