@@ -72,17 +72,20 @@ def do_uname(ctx: Context, call: Call) -> Reply:
 _SYSINFO_ZERO = ("sharedram", "bufferram", "totalswap", "freeswap", "totalhigh", "freehigh")
 
 
-def memory_sysinfo(raw: bytes, limit: int, used: int, machine: "Optional[Machine]" = None) -> bytes:
+def memory_sysinfo(raw: bytes, limit: Optional[int], used: int, machine: "Optional[Machine]" = None) -> bytes:
     """The kernel's struct sysinfo as a machine of `limit` bytes whose sandbox uses `used`:
     totalram the limit (at most the host's), freeram what is left (at most the host's),
-    no shared, buffer, swap or high memory; uptime, loads and procs the sandbox's
-    (`machine`, as /proc/uptime and /proc/loadavg show them), else the kernel's."""
+    no shared, buffer, swap or high memory (limit None: the kernel's memory fields);
+    uptime, loads and procs the sandbox's (`machine`, as /proc/uptime and /proc/loadavg
+    show them), else the kernel's."""
     out = bytearray(raw)
     if machine is not None:
         loads, _, threads, _ = machine.loadavg()
         struct.pack_into("=q3Q", out, S.sysinfo.uptime.offset, int(machine.uptime()[0]),
                          *(int(load * SI_LOAD_SCALE) for load in loads))
         struct.pack_into("=H", out, S.sysinfo.procs.offset, min(threads, 0xFFFF))
+    if limit is None:
+        return bytes(out)
     unit = struct.unpack_from("=I", raw, S.sysinfo.mem_unit.offset)[0] or 1
 
     def get(field: str) -> int:
@@ -99,8 +102,10 @@ def memory_sysinfo(raw: bytes, limit: int, used: int, machine: "Optional[Machine
 
 
 def do_sysinfo(ctx: Context, call: Call) -> Reply:
-    """sysinfo(2) with --max-memory (trapped only then): the kernel's answer with the
-    memory of a machine of that size, written on behalf."""
+    """sysinfo(2), trapped under every policy (README "Uptime and load": about one call per
+    process start, glibc's qsort asks for the memory size): the sandbox's uptime, loads and
+    thread count, and with --max-memory the memory of a machine of that size, written on
+    behalf."""
     data = memory_sysinfo(_syscalls.sysinfo(), ctx.policy.max_memory, ctx.resolver.memory_used,
                           getattr(ctx.resolver, "machine", None))
     ctx.tracees.confirm()

@@ -257,8 +257,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
             traps[name] = None
     if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
         traps["uname"] = None
-    if policy.max_memory is not None:  # the memory of a machine of that size (_identity)
-        traps["sysinfo"] = None
+    # the sandbox's uptime and load, and under --max-memory the memory of a machine of that size (_identity)
+    traps["sysinfo"] = None
     # README "CPU": a mask never wider than the allowed CPUs; the view of --num-cpus
     if getattr(policy, "cpu_cores", None) is not None or getattr(policy, "num_cpus", None) is not None:
         traps["sched_setaffinity"] = None

@@ -157,3 +157,15 @@ def test_load_averages_decay_as_the_kernel_s_towards_the_runnable_count(monkeypa
     assert (running, threads, last) == (1, 3, 99)
     assert loads[0] == pytest.approx(1 - math.exp(-1)) and loads[1] == pytest.approx(1 - math.exp(-0.2))
     assert machine.uptime() == (60.0, 120.0 - 1.5)  # idle: its CPUs' time the sandbox did not use
+
+
+@pytest.mark.rows("sysinfo")
+def test_sysinfo_without_max_memory_has_the_sandbox_s_uptime_and_the_kernel_s_memory(fake) -> None:
+    ctx = fake()
+    ctx.resolver.machine = _identity.Machine(lambda: (0.0, 0, 1, 4242), 2)
+    buf = ctx.mem.buffer(112)
+    assert drive(ctx, "sysinfo", buf) == Value(0)
+    got = _sysinfo(ctx.mem.read(buf, 112))
+    assert (got["uptime"], got["l1"], got["procs"]) == (0, 0, 1)
+    real = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert got["totalram"] * got["mem_unit"] == real
