@@ -80,8 +80,8 @@ def memory_sysinfo(raw: bytes, limit: Optional[int], used: int, machine: "Option
     show them), else the kernel's."""
     out = bytearray(raw)
     if machine is not None:
-        loads, _, threads, _ = machine.loadavg()
-        struct.pack_into("=q3Q", out, S.sysinfo.uptime.offset, int(machine.uptime()[0]),
+        loads, _, threads, _ = machine.loadavg(SYSINFO_MAX_AGE)
+        struct.pack_into("=q3Q", out, S.sysinfo.uptime.offset, int(time.monotonic() - machine.start),
                          *(int(load * SI_LOAD_SCALE) for load in loads))
         struct.pack_into("=H", out, S.sysinfo.procs.offset, min(threads, 0xFFFF))
     if limit is None:
@@ -210,6 +210,7 @@ def do_sched_setaffinity(ctx: Context, call: Call) -> Reply:
 # --- uptime and load ----------------------------------------------------------------------
 
 LOAD_PERIODS = (60.0, 300.0, 900.0)
+SYSINFO_MAX_AGE = 1.0  # sysinfo(2) may answer a load counted this long ago (a count reads /proc of every thread)
 
 
 class Machine:
@@ -225,6 +226,7 @@ class Machine:
         self.start = time.monotonic()
         self._when: Optional[float] = None  # the last read (None: the start)
         self._loads = (0.0, 0.0, 0.0)
+        self._last: Optional[Tuple[int, int, int]] = None  # (runnable, threads, highest pid) of the last read
         self._lock = threading.Lock()
 
     def uptime(self) -> Tuple[float, float]:
@@ -232,13 +234,18 @@ class Machine:
         up = time.monotonic() - self.start
         return up, max(0.0, up * self.cpus - self.sample()[0])
 
-    def loadavg(self) -> Tuple[Tuple[float, float, float], int, int, int]:
-        """((1, 5, 15-minute loads), runnable threads, threads, highest pid)."""
+    def loadavg(self, max_age: float = 0.0) -> Tuple[Tuple[float, float, float], int, int, int]:
+        """((1, 5, 15-minute loads), runnable threads, threads, highest pid); the last
+        answer again if it is at most max_age seconds old (sysinfo: SYSINFO_MAX_AGE)."""
+        with self._lock:
+            if self._last is not None and self._when is not None and time.monotonic() - self._when <= max_age:
+                return self._loads, self._last[0], self._last[1], self._last[2]
         _, running, threads, last = self.sample()
         with self._lock:
             now = time.monotonic()
             gone = now - (self.start if self._when is None else self._when)
             self._when = now
+            self._last = (running, threads, last)
             self._loads = tuple(running + (old - running) * math.exp(-gone / period)  # type: ignore[assignment]
                                 for old, period in zip(self._loads, LOAD_PERIODS))
             return self._loads, running, threads, last

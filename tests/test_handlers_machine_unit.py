@@ -169,3 +169,16 @@ def test_sysinfo_without_max_memory_has_the_sandbox_s_uptime_and_the_kernel_s_me
     assert (got["uptime"], got["l1"], got["procs"]) == (0, 0, 1)
     real = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert got["totalram"] * got["mem_unit"] == real
+
+
+def test_sysinfo_may_reuse_a_load_count_a_second_old_and_the_files_never(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(_identity.time, "monotonic", lambda: clock[0])
+    samples = []
+    machine = _identity.Machine(lambda: samples.append(1) or (0.0, len(samples), 1, 1), 1)
+    assert machine.loadavg()[1] == 1
+    clock[0] += 0.5
+    assert machine.loadavg(_identity.SYSINFO_MAX_AGE)[1] == 1 and len(samples) == 1
+    assert machine.loadavg()[1] == 2  # /proc/loadavg counts again
+    clock[0] += 1.5
+    assert machine.loadavg(_identity.SYSINFO_MAX_AGE)[1] == 3
