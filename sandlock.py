@@ -316,6 +316,8 @@ examples:
       build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --cpu-cores 0 --num-cpus 1 --cpu 50 -- sh -c 'make -j$(nproc)'
+      one CPU seen and used, at most half of it (nproc says 1)
   python -m sandlock --net-allow pypi.org:443 --net-allow files.pythonhosted.org:443 -- pip download x
       network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
