@@ -203,7 +203,9 @@ def do_sched_setaffinity(ctx: Context, call: Call) -> Reply:
     real = to_real(mask_bits(raw), cpu_base(ctx.policy), ctx.policy.num_cpus)
     if not real:
         return Errno(errno.EINVAL)
-    os.sched_setaffinity(_target(ctx, call), real)
+    target = _target(ctx, call)
+    ctx.tracees.confirm()  # the mask was the caller's, and its tid is not another task's yet
+    os.sched_setaffinity(target, real)
     return Value(0)
 
 
