@@ -81,7 +81,7 @@ def memory_sysinfo(raw: bytes, limit: Optional[int], used: int, machine: "Option
     out = bytearray(raw)
     if machine is not None:
         loads, _, threads, _ = machine.loadavg(SYSINFO_MAX_AGE)
-        struct.pack_into("=q3Q", out, S.sysinfo.uptime.offset, int(time.monotonic() - machine.start),
+        struct.pack_into("=q3Q", out, S.sysinfo.uptime.offset, int(boottime() - machine.start),
                          *(int(load * SI_LOAD_SCALE) for load in loads))
         struct.pack_into("=H", out, S.sysinfo.procs.offset, min(threads, 0xFFFF))
     if limit is None:
@@ -215,36 +215,47 @@ LOAD_PERIODS = (60.0, 300.0, 900.0)
 SYSINFO_MAX_AGE = 1.0  # sysinfo(2) may answer a load counted this long ago (a count reads /proc of every thread)
 
 
+def boottime() -> float:
+    """CLOCK_BOOTTIME: the clock of /proc/uptime and of the start times in /proc/PID/stat."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class Machine:
     """The sandbox's own clock and load: uptime from its start, idle time of its CPUs not
     used by it, and load averages decayed as the kernel's (exponentially over 1, 5 and 15
-    minutes) from the sandbox's runnable threads, sampled when read.
+    minutes) from the sandbox's runnable threads, sampled when read.  The sandbox's
+    machine booted at `start`: /proc/stat's btime is that moment and the start times
+    of /proc/PID/stat count from it (`shift`), so ps and psutil still add up.
 
     sample() -> (CPU seconds used, runnable threads, threads, highest pid)."""
 
     def __init__(self, sample: Callable[[], Tuple[float, int, int, int]], cpus: int) -> None:
         self.sample = sample
         self.cpus = cpus
-        self.start = time.monotonic()
+        self.start = boottime()
         self._when: Optional[float] = None  # the last read (None: the start)
         self._loads = (0.0, 0.0, 0.0)
         self._last: Optional[Tuple[int, int, int]] = None  # (runnable, threads, highest pid) of the last read
         self._lock = threading.Lock()
 
+    def shift(self) -> float:
+        """Seconds between the host's boot and the sandbox's start."""
+        return self.start
+
     def uptime(self) -> Tuple[float, float]:
         """(seconds since the start, idle CPU-seconds of its CPUs)."""
-        up = time.monotonic() - self.start
+        up = boottime() - self.start
         return up, max(0.0, up * self.cpus - self.sample()[0])
 
     def loadavg(self, max_age: float = 0.0) -> Tuple[Tuple[float, float, float], int, int, int]:
         """((1, 5, 15-minute loads), runnable threads, threads, highest pid); the last
         answer again if it is at most max_age seconds old (sysinfo: SYSINFO_MAX_AGE)."""
         with self._lock:
-            if self._last is not None and self._when is not None and time.monotonic() - self._when <= max_age:
+            if self._last is not None and self._when is not None and boottime() - self._when <= max_age:
                 return self._loads, self._last[0], self._last[1], self._last[2]
         _, running, threads, last = self.sample()
         with self._lock:
-            now = time.monotonic()
+            now = boottime()
             gone = now - (self.start if self._when is None else self._when)
             self._when = now
             self._last = (running, threads, last)

@@ -495,3 +495,31 @@ def uptime_file(uptime: float, idle: float) -> bytes:
 def loadavg_file(loads: Tuple[float, float, float], running: int, threads: int, last_pid: int) -> bytes:
     """/proc/loadavg: three loads, running/threads and the last pid."""
     return b"%.2f %.2f %.2f %d/%d %d\n" % (loads + (running, threads, last_pid))
+
+
+def btime_view(data: bytes, shift: float) -> bytes:
+    """/proc/stat with btime moved `shift` seconds later (the sandbox's start: README
+    "Uptime and load"); every other line as given."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"btime ") and line[6:].strip().isdigit():
+            line = b"btime %d\n" % (int(line[6:]) + round(shift))
+        out.append(line)
+    return b"".join(out)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STARTTIME = 19  # index of starttime (field 22 of proc(5)) among the fields after the comm
+
+
+def pid_stat_view(data: bytes, shift_ticks: int) -> bytes:
+    """/proc/PID/stat with its start time counted from the sandbox's start, `shift_ticks`
+    clock ticks after the host's boot (at least 0); the rest byte for byte."""
+    end = data.rfind(b")")
+    if end < 0:
+        return data
+    fields = data[end + 2:].split(b" ")
+    if len(fields) <= STARTTIME or not fields[STARTTIME].isdigit():
+        return data
+    fields[STARTTIME] = b"%d" % max(0, int(fields[STARTTIME]) - shift_ticks)
+    return data[:end + 2] + b" ".join(fields)

@@ -550,8 +550,13 @@ class Resolver:
             return _procfs.memfd(what, _procfs.loadavg_file(*machine.loadavg()))
         if what == b"cpuinfo" and view is not None:
             return _procfs.memfd(what, _procfs.cpuinfo_view(_procfs.read_fd(fd), *view))
-        if what == b"stat" and view is not None:
-            return _procfs.memfd(what, _procfs.stat_view(_procfs.read_fd(fd), *view))
+        if what == b"stat":
+            data = _procfs.read_fd(fd)
+            if view is not None:
+                data = _procfs.stat_view(data, *view)
+            if machine is not None:
+                data = _procfs.btime_view(data, machine.shift())
+            return _procfs.memfd(what, data)
         return -1
 
     def _listing(self, call: Call) -> int:
@@ -572,6 +577,9 @@ class Resolver:
         if what in (b"mountinfo", b"mounts"):
             data = _procfs.filter_mounts(_procfs.read_fd(fd), 4 if what == b"mountinfo" else 1, self._reachable)
             return _procfs.memfd(what, data)
+        if what == b"stat" and self.machine is not None:  # start times from the sandbox's start
+            ticks = round(self.machine.shift() * _procfs.CLOCK_TICKS)
+            return _procfs.memfd(what, _procfs.pid_stat_view(_procfs.read_fd(fd), ticks))
         return None
 
     def _reachable(self, point: bytes) -> bool:

@@ -150,7 +150,7 @@ def test_sysinfo_under_max_memory_has_the_sandbox_s_uptime_loads_and_threads(fak
 
 def test_load_averages_decay_as_the_kernel_s_towards_the_runnable_count(monkeypatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(_identity.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(_identity, "boottime", lambda: clock[0])
     machine = _identity.Machine(lambda: (1.5, 1, 3, 99), 2)
     clock[0] += 60.0
     loads, running, threads, last = machine.loadavg()
@@ -173,7 +173,7 @@ def test_sysinfo_without_max_memory_has_the_sandbox_s_uptime_and_the_kernel_s_me
 
 def test_sysinfo_may_reuse_a_load_count_a_second_old_and_the_files_never(monkeypatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(_identity.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(_identity, "boottime", lambda: clock[0])
     samples = []
     machine = _identity.Machine(lambda: samples.append(1) or (0.0, len(samples), 1, 1), 1)
     assert machine.loadavg()[1] == 1

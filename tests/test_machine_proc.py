@@ -126,3 +126,25 @@ def test_num_cpus_shapes_cpuinfo_and_stat_in_host_mode_and_in_a_root(who, bb: Pa
                             "grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; "
                             "grep '^cpu ' /proc/stat | wc -l"])
         assert r.stdout.split() == ["5", "5", "1"], show(r)
+
+
+def test_btime_and_start_times_count_from_the_sandbox_s_start() -> None:
+    assert _procfs.btime_view(STAT, 100.4) == STAT.replace(b"btime 1700000000", b"btime 1700000100")
+    line = b"42 (a) b) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 5000 1 2 3\n"
+    assert _procfs.pid_stat_view(line, 4000) == line.replace(b" 5000 ", b" 1000 ")
+    assert _procfs.pid_stat_view(line, 6000) == line.replace(b" 5000 ", b" 0 ")
+
+
+def test_ps_and_python_find_the_start_time_and_age_of_a_process_in_the_sandbox(who, deb: Path) -> None:
+    """/proc/uptime is the sandbox's: btime and the start times move with it, so ps's
+    ELAPSED and a start time from btime + starttime stay true."""
+    code = ("import os, time\n"
+            "btime = int([l for l in open('/proc/stat') if l.startswith('btime')][0].split()[1])\n"
+            "start = int(open('/proc/self/stat').read().rpartition(')')[2].split()[19])\n"
+            "print(round(btime + start / os.sysconf('SC_CLK_TCK') - time.time()))\n")
+    for root in ([], ["--root", str(deb)]):
+        r = who.run(root + ["--", "python3" if not root else PY, "-c", code])
+        assert r.returncode == 0, show(r)
+        assert abs(int(r.stdout)) <= 2, r.stdout
+    r = who.run(["--", "sh", "-c", "sleep 1; ps -o etimes= -p $$"])
+    assert r.returncode == 0 and 1 <= int(r.stdout) <= 10, show(r)
