@@ -137,7 +137,8 @@ class Sandbox:
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
-    net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu; default_view=False starts from nothing instead of
+    net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu;
+    default_view=False starts from nothing instead of
     the system directories (README "Default filesystem view").
 
     Raises:

@@ -177,7 +177,8 @@ def test_cpu_cores_holds_for_python_threads_children_and_taskset(who) -> None:
             "t = threading.Thread(target=lambda: print('thread', sorted(os.sched_getaffinity(0))))\n"
             "t.start(); t.join()\n"
             "try:\n    os.sched_setaffinity(0, {1023})\nexcept OSError as e:\n    print('outside', e.errno)\n"
-            "print('status', [l.split()[1] for l in open('/proc/self/status') if l.startswith('Cpus_allowed_list')][0])\n")
+            "print('status', [l.split()[1] for l in open('/proc/self/status')"
+            " if l.startswith('Cpus_allowed_list')][0])\n")
     r = who.run(["--cpu-cores", str(MINE[-1]), "--", "python3", "-c", code])
     assert r.returncode == 0, show(r)
     assert r.stdout.splitlines() == [f"main [{MINE[-1]}]", f"thread [{MINE[-1]}]", "outside 22",
