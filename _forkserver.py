@@ -519,7 +519,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filte
     if not data or len(fds) < 5:
         os._exit(0)
     ctl.close()
-    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality) = marshal.loads(data)
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity) = marshal.loads(data)
     err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
     where[0] = "fork server"
     try:
@@ -534,7 +534,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filte
         prep = base._replace(
             candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
             filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))),
-            personality=personality)
+            personality=personality, affinity=tuple(affinity) if affinity is not None else None)
         pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
         _launch.start_command(prep, pipes, calls, where)
     except BaseException as exc:  # noqa: BLE001 - report, never unwind into the server's loop
@@ -555,7 +555,8 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
             stdio.append(len(fds))
             fds.append(fd)
     request = (list(prep.candidates), list(prep.argv), prep.envp, prep.cwd, list(prep.rlimits), prep.filter_flags,
-               prep.umask, list(prep.reset_signals), stdio, prep.personality)
+               prep.umask, list(prep.reset_signals), stdio, prep.personality,
+               list(prep.affinity) if prep.affinity is not None else None)
     return request, fds
 
 

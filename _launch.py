@@ -90,6 +90,7 @@ class Prepared(NamedTuple):
     umask: int                           # the caller's umask (the supervisor thread runs with 0)
     reset_signals: Tuple[int, ...]       # ignored here, set back to default in the command
     personality: int = 0                 # flags added to the command's personality (ADDR_NO_RANDOMIZE)
+    affinity: Optional[Tuple[int, ...]] = None  # --cpu-cores: the command's CPUs (README "CPU")
 
 
 class Pipes(NamedTuple):
@@ -295,6 +296,9 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
         for which, limit in prep.rlimits:
             if which != resource.RLIMIT_NOFILE:
                 _set_rlimit(which, limit)
+        if prep.affinity is not None:
+            step = "sched_setaffinity"
+            os.sched_setaffinity(0, prep.affinity)
         if prep.child_ruleset >= 0:
             step = "landlock_restrict_self"
             _check(calls.restrict(prep.child_ruleset, 0))

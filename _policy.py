@@ -79,6 +79,7 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("fake_root", False),
     ("hostname", None), ("no_coredump", False),
     ("random_seed", None), ("time_start", None), ("no_randomize_memory", False), ("deterministic_dirs", False),
+    ("cpu_cores", None), ("num_cpus", None), ("cpu", None),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -125,6 +126,9 @@ class Policy:
     time_start: Optional[int]                   # the wall clock starts there, in ns since the epoch (_determinism)
     no_randomize_memory: bool                   # ADDR_NO_RANDOMIZE for the command
     deterministic_dirs: bool                    # getdents64 sorted by name (_determinism)
+    cpu_cores: Optional[Tuple[int, ...]]        # the CPUs the command may run on (README "CPU")
+    num_cpus: Optional[int]                     # how many CPUs the machine the command sees has
+    cpu: Optional[int]                          # percent of one core the whole sandbox may use
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -262,6 +266,10 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         time_start=_optional(kwargs.get("time_start"), lambda v: _time_start(v, labels)),
         no_randomize_memory=_bool("no_randomize_memory", kwargs.get("no_randomize_memory", False), labels),
         deterministic_dirs=_bool("deterministic_dirs", kwargs.get("deterministic_dirs", False), labels),
+        cpu_cores=_optional(kwargs.get("cpu_cores"), lambda v: _cpu_list("cpu_cores", v, labels)),
+        num_cpus=_optional(kwargs.get("num_cpus"), lambda v: _bounded_int("num_cpus", v, CPUS_MAX, labels)),
+        cpu=_optional(kwargs.get("cpu"), lambda v: _bounded_int("cpu", v, 100 * len(os.sched_getaffinity(0)),
+                                                                 labels)),
     )
     if values["fake_root"]:
         if chroot is None:
@@ -443,6 +451,51 @@ def _time_start(value: object, labels: Mapping[str, str]) -> int:
         raise _err("time_start", labels, f"invalid start time {value!r} (a Unix time or an ISO 8601 date, "
                                          "e.g. 2000-01-01T00:00:00Z)")
     return int(seconds) * 10**9 if isinstance(seconds, int) else round(seconds * 10**9)
+CPUS_MAX = 1024  # glibc's CPU_SETSIZE: what sched_getaffinity(2) callers size their masks for
+
+
+def _bounded_int(name: str, value: object, most: int, labels: Mapping[str, str]) -> int:
+    number = _positive_int(name, value, labels)
+    if number > most:
+        raise _err(name, labels, f"{number} is too large (at most {most})")
+    return number
+
+
+def _cpu_list(name: str, value: object, labels: Mapping[str, str]) -> Tuple[int, ...]:
+    """CPU numbers, as a list like "0,2-3" (taskset -c) or a list of ints; each one the
+    caller may run on itself (its own affinity: sandlock cannot hand out more)."""
+    import re  # where a policy is validated: import sandlock stays small
+    numbers: List[int] = []
+    if isinstance(value, str):
+        for part in value.split(","):
+            match = re.fullmatch(r"\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?", part)
+            if not match or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
+                raise _err(name, labels, f"invalid CPU list {value!r} (use numbers and ranges: 0,2-3)")
+            first = int(match.group(1))
+            numbers.extend(range(first, int(match.group(2) or first) + 1))
+    elif isinstance(value, (list, tuple)) and value:
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise _err(name, labels, f"expected CPU numbers, got {item!r}")
+            numbers.append(item)
+    else:
+        raise _err(name, labels, f"expected a CPU list like \"0,2-3\", got {value!r}")
+    mine = os.sched_getaffinity(0)
+    for cpu in numbers:
+        if cpu not in mine:
+            raise _err(name, labels, f"CPU {cpu} is not one this process may use ({_cpu_ranges(sorted(mine))})")
+    return tuple(sorted(set(numbers)))
+
+
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    """0,2-3 for (0, 2, 3): the kernel's list format (/sys/devices/system/cpu/online)."""
+    out: List[str] = []
+    for cpu in cpus:
+        if out and cpus[cpus.index(cpu) - 1] == cpu - 1:
+            out[-1] = out[-1].split("-")[0] + f"-{cpu}"
+        else:
+            out.append(str(cpu))
+    return ",".join(out)
 
 
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:

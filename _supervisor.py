@@ -60,7 +60,8 @@ from ._errors import SetupError, exec_error, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
-from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
+from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
+                       memory_used, thread_states)
 from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
@@ -424,6 +425,12 @@ class RunContext:
     def processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []
 
+    def _machine_sample(self) -> Tuple[float, int, int, int]:
+        """(CPU seconds, runnable threads, threads, highest pid) of the sandbox (_identity.Machine)."""
+        if self.members is None:
+            return 0.0, 0, 0, 0
+        return (cpu_seconds(self.members),) + thread_states(self.members)
+
     def is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)
 
@@ -444,6 +451,11 @@ class RunContext:
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        # README "CPU", "Uptime and load"
+        base = _identity.cpu_base(policy)
+        if policy.num_cpus is not None:
+            resolver.cpu_view = (base, policy.num_cpus)
+        resolver.machine = _identity.Machine(self._machine_sample, policy.num_cpus or len(base))
         if policy.hostname is not None:  # README "Host name"
             resolver.hostname = _identity.contents(policy.hostname)
             top = getattr(resolver, "root_fd", resolver.root)
@@ -801,6 +813,8 @@ class Watch:
         self._deadline: Optional[float] = None
         self._next_memory_poll: Optional[float] = None
         self._next_disk_poll: Optional[float] = None
+        self._next_cpu_tick: Optional[float] = None   # --cpu (_procops.CpuThrottle)
+        self._throttle: Optional[CpuThrottle] = None
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
@@ -817,6 +831,9 @@ class Watch:
         self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
         self._next_disk_poll = (now + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.ctx.upper is not None else None)
+        if self.policy.cpu is not None and self.ctx.members is not None:
+            self._throttle = CpuThrottle(self.ctx.members, self.policy.cpu)
+            self._next_cpu_tick = now + CPU_PERIOD
         self._fds = fds
         sel = selectors.DefaultSelector()
         try:
@@ -988,7 +1005,7 @@ class Watch:
                     "stdin": self._on_input, "signal": self._on_signal}
         select, registered = sel.select, sel.get_map()
         timed = (self._deadline is not None or self._next_memory_poll is not None
-                 or self._next_disk_poll is not None)
+                 or self._next_disk_poll is not None or self._next_cpu_tick is not None)
         while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
             events = select(self._wait_time() if timed else None)
             for key, _ in events:
@@ -999,7 +1016,8 @@ class Watch:
 
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
-        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
+        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll, self._next_cpu_tick)
+                 if t is not None]
         # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
         return min(3600.0, max(0.0, min(times) - now)) if times else None
 
@@ -1015,6 +1033,8 @@ class Watch:
             self._check_memory()
         if self._next_disk_poll is not None and now >= self._next_disk_poll:
             self._check_disk(now)
+        if self._next_cpu_tick is not None and now >= self._next_cpu_tick and self._throttle is not None:
+            self._next_cpu_tick = None if self._stub_gone else self._throttle.tick(now)
 
     def _check_disk(self, now: float) -> None:
         """--max-disk: past the limit (written through an fd opened before it was full), the
@@ -1329,7 +1349,7 @@ class Session:
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
             umask=self.handoff.umask if self.handoff is not None else _current_umask(),
-            reset_signals=_launch.ignored_signals(),
+            reset_signals=_launch.ignored_signals(), affinity=policy.cpu_cores,
             personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)

@@ -24,7 +24,7 @@ from . import _netpolicy
 from . import _procops as P
 from . import _syscalls
 from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
-from ._notif import AT_SYMLINK_NOFOLLOW, compile_layout
+from ._notif import AT_SYMLINK_NOFOLLOW, Call, Context, Reply, compile_layout
 from ._policy import Policy
 
 NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
@@ -38,6 +38,14 @@ class Row(NamedTuple):
 
 def _row(op: Callable, layout: Sequence[str], **fixed: object) -> Row:
     return Row(op, tuple(layout), dict(fixed))
+
+
+def _sched_setaffinity(ctx: Context, call: Call) -> Reply:
+    """With --cpu-cores or --num-cpus, narrowed and done on behalf (_identity); else only
+    aimed at the sandbox's own threads (_procops)."""
+    if ctx.policy.cpu_cores is not None or ctx.policy.num_cpus is not None:
+        return I.do_sched_setaffinity(ctx, call)
+    return P.do_pid_target(ctx, call)
 
 
 ROWS: Dict[str, Row] = {
@@ -108,7 +116,7 @@ ROWS: Dict[str, Row] = {
     "ioctl": _row(NL.do_ioctl, ("fd", "flags", "ptr")),  # request, argument
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
-    "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
+    "sched_setaffinity": _row(_sched_setaffinity, ("pid", "size", "ptr")),
     "sched_setparam": _row(P.do_pid_target, ("pid",)),
     "sched_setscheduler": _row(P.do_pid_target, ("pid",)),
     "sched_setattr": _row(P.do_pid_target, ("pid",)),
@@ -141,6 +149,7 @@ ROWS: Dict[str, Row] = {
     "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
     "set_tid_address": _row(D.do_set_tid_address, ()),
     "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
+    "sched_getaffinity": _row(I.do_sched_getaffinity, ("pid", "size", "ptr")),  # README "CPU"
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -258,8 +267,13 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
             traps[name] = None
     if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
         traps["uname"] = None
-    if policy.max_memory is not None:  # the memory of a machine of that size (_identity)
-        traps["sysinfo"] = None
+    # the sandbox's uptime and load, and under --max-memory the memory of a machine of that size (_identity)
+    traps["sysinfo"] = None
+    # README "CPU": a mask never wider than the allowed CPUs; the view of --num-cpus
+    if getattr(policy, "cpu_cores", None) is not None or getattr(policy, "num_cpus", None) is not None:
+        traps["sched_setaffinity"] = None
+    if getattr(policy, "num_cpus", None) is not None:
+        traps["sched_getaffinity"] = None
     if getattr(policy, "random_seed", None) is not None:  # README "Deterministic runs"
         traps["getrandom"] = None
     if getattr(policy, "time_start", None) is not None:

@@ -157,7 +157,8 @@ class Sandbox:
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
-    net_allow_bind, net_deny_bind, hostname, no_coredump; default_view=False starts from nothing instead of
+    net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu;
+    default_view=False starts from nothing instead of
     the system directories (README "Default filesystem view").
 
     Raises:
@@ -474,6 +475,8 @@ examples:
       build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --cpu-cores 0 --num-cpus 1 --cpu 50 -- sh -c 'make -j$(nproc)'
+      one CPU seen and used, at most half of it (nproc says 1)
   python -m sandlock --net-allow pypi.org:443 --net-allow files.pythonhosted.org:443 -- pip download x
       network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
@@ -503,6 +506,7 @@ LABELS = {
     "hostname": "--hostname", "no_coredump": "--no-coredump",
     "random_seed": "--random-seed", "time_start": "--time-start", "no_randomize_memory": "--no-randomize-memory",
     "deterministic_dirs": "--deterministic-dirs",
+    "cpu_cores": "--cpu-cores", "num_cpus": "--num-cpus", "cpu": "--cpu",
 }
 
 
@@ -584,6 +588,13 @@ def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
                          help="directory listings (getdents64: ls -f, os.listdir, readdir) sorted by name")
     machine.add_argument("--no-randomize-memory", action="store_true",
                          help="no address space layout randomisation for the command (ADDR_NO_RANDOMIZE)")
+    machine.add_argument("--cpu-cores", metavar="LIST",
+                         help="run on these CPUs only, e.g. 0,2-3 (an affinity the command cannot widen)")
+    machine.add_argument("--num-cpus", metavar="N",
+                         help="a machine of N CPUs: nproc, sysconf, sched_getaffinity, /proc/cpuinfo, /proc/stat, "
+                              "/sys/devices/system/cpu/online")
+    machine.add_argument("--cpu", metavar="PCT",
+                         help="CPU time of the whole sandbox held to PCT percent of one core")
     prof = p.add_argument_group("profiles (README \"Profiles\")")
     prof.add_argument("--profile", metavar="NAME",
                       help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
@@ -716,7 +727,8 @@ def _policy_kwargs(ns: "Any") -> "Dict[str, Any]":
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
                        ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
-                       ("hostname", ns.hostname), ("random_seed", ns.random_seed), ("time_start", ns.time_start)):
+                       ("hostname", ns.hostname), ("random_seed", ns.random_seed), ("time_start", ns.time_start),
+                       ("cpu_cores", ns.cpu_cores), ("num_cpus", ns.num_cpus), ("cpu", ns.cpu)):
         if value is not None:
             kwargs[key] = value
     return kwargs

@@ -347,6 +347,12 @@ def test_profile_and_profile_file_together_and_print_profile_with_a_command_are_
 
 def test_the_machine_options_are_profile_keys_too() -> None:
     assert (KEYS["hostname"].section, KEYS["no-coredump"].section) == ("machine", "machine")
+    assert {KEYS[k].section for k in ("cpu-cores", "num-cpus", "cpu")} == {"machine"}
+
+
+def test_a_profile_of_the_cpu_options_gives_the_policy_of_the_flags(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.toml", '[machine]\ncpu-cores = "0"\nnum-cpus = 3\ncpu = 50\n')
+    assert vars(parse(tokens_of(path))) == vars(parse(["--cpu-cores=0", "--num-cpus=3", "--cpu=50"]))
 
 
 def test_what_the_subset_reader_accepts_tomllib_reads_the_same_way() -> None:
