@@ -159,22 +159,28 @@ class Job:
 
     def __init__(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> None:
         import threading
-        self.target = target
-        self.failed = failed
+        self.target: Optional[Callable[[], None]] = target
+        self.failed: Optional[Callable[[BaseException], None]] = failed
         self.done = threading.Event()
 
     def run(self) -> None:
         try:
-            self.target()
+            if self.target is not None:
+                self.target()
         except BaseException:  # noqa: BLE001 - target hands its errors on itself
             pass
         finally:
+            # as threading.Thread drops its target: what the run held (a Process nobody
+            # waits for) goes now, in this thread, not when the pooled thread next runs
+            self.target = self.failed = None
             self.done.set()
 
     def fail(self, exc: BaseException) -> None:
         try:
-            self.failed(exc)
+            if self.failed is not None:
+                self.failed(exc)
         finally:
+            self.target = self.failed = None
             self.done.set()
 
     def join(self, timeout: Optional[float] = None) -> None:
@@ -262,7 +268,7 @@ class Server:
                         return
             if next_job is None:  # closed (close() took this thread off the idle count)
                 return
-            job = next_job
+            job, next_job = next_job, None
 
     def close(self) -> None:
         """Stop the home thread and the idle pooled threads; the server dies with the home
@@ -352,6 +358,7 @@ class Server:
                 job()
             except Exception:  # noqa: BLE001 - a start that failed: no server, runs launch directly
                 self.ready.set()
+            job = None
         with self.lock:
             if self.sock is not None:
                 self.sock.close()
