@@ -422,3 +422,54 @@ def test_a_stub_orphaned_before_it_confined_itself_only_leaves(who) -> None:
     # control: a stub that has confined itself kills the sandbox with kill(-1) (the scope holds it)
     r = who.python(ORPHANED_STUB, args=["control"])
     assert r.stdout.decode() == "[137, [['kill', -1, <Signals.SIGKILL: 9>]]]\n", r.stderr.decode()[-3000:]
+
+
+CONFINED_IMPORTS = PRELUDE + r"""
+late = []
+
+
+class Recorder:
+    # consulted for every module not yet in sys.modules, by every thread
+    def find_spec(self, name, path=None, target=None):
+        if recording and threading.current_thread().name.startswith("sandlock-"):
+            late.append(name)
+        return None
+
+
+recording = False
+sys.meta_path.insert(0, Recorder())
+box = sandlock.Sandbox(fs_writable=["/tmp"], max_memory="256M", timeout=60)
+server = warm(box)
+recording = True  # from here every supervising thread is one of the fork server's, confined
+runs = [box.run(["sh", "-c", "cat; echo err >&2; exit 3"], input=b"in").returncode,
+        box.run(["sleep", "5"], timeout=0.3).timed_out]
+with box.popen(["cat"], stdin=sandlock.PIPE, stdout=sandlock.PIPE, text=True) as p:
+    p.pause()
+    p.resume()
+    runs.append(p.communicate("x\n")[0])
+with box.popen(["sleep", "30"]) as p:
+    p.send_signal(signal.SIGTERM)
+    runs.append(p.wait())
+p = box.popen(["sleep", "30"])
+p.kill()
+runs.append(p.wait())
+try:
+    box.run(["/nonexistent-program"])
+except sandlock.ExecError as exc:
+    runs.append(type(exc).__name__)
+if sys.argv[1] == "control":  # an import in a pooled supervising thread is seen
+    box._server.spawn(lambda: __import__("colorsys"), lambda exc: None).join()
+print(json.dumps({"late": late, "runs": runs, "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_nothing_is_imported_in_the_confined_threads_of_the_fork_server(who) -> None:
+    r = who.python(CONFINED_IMPORTS, args=["test"])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout.decode().splitlines()[-1])
+    assert out["served"] is True
+    assert out["runs"] == [3, True, "x\n", -signal.SIGTERM, -signal.SIGKILL, "CommandNotFoundError"]
+    assert out["late"] == []
+    # control: the recorder sees an import made in a pooled supervising thread
+    r = who.python(CONFINED_IMPORTS, args=["control"])
+    assert json.loads(r.stdout.decode().splitlines()[-1])["late"] == ["colorsys"], r.stderr.decode()[-3000:]
