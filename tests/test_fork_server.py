@@ -473,3 +473,23 @@ def test_nothing_is_imported_in_the_confined_threads_of_the_fork_server(who) -> 
     # control: the recorder sees an import made in a pooled supervising thread
     r = who.python(CONFINED_IMPORTS, args=["control"])
     assert json.loads(r.stdout.decode().splitlines()[-1])["late"] == ["colorsys"], r.stderr.decode()[-3000:]
+
+
+@pytest.mark.parametrize("policy", [{"net_allow": ["127.0.0.1:9"]}, {"random_seed": 7}, {"time_start": "2000-01-01"}],
+                         ids=["network", "random-seed", "time-start"])
+def test_a_sandbox_whose_supervisor_prepares_before_it_confines_itself_has_no_fork_server(policy) -> None:
+    box = sandlock.Sandbox(**policy)
+    for _ in range(3):
+        assert box.run(["echo", "x"]).stdout == b"x\n"
+    assert box._server is None
+
+
+def test_leaving_a_sandboxs_with_block_ends_its_fork_server_and_the_next_run_starts_over() -> None:
+    with sandlock.Sandbox() as box:
+        server = _warm(box)
+        home = box._server._home
+        assert box.run(["echo", "in"]).stdout == b"in\n"
+    assert wait_for(lambda: not home.is_alive(), 10)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{server}"), 10)  # killed and reaped
+    assert box._server is None
+    assert box.run(["echo", "again"]).stdout == b"again\n"  # launched directly, prepared again
