@@ -493,3 +493,12 @@ def test_leaving_a_sandboxs_with_block_ends_its_fork_server_and_the_next_run_sta
     assert wait_for(lambda: not os.path.exists(f"/proc/{server}"), 10)  # killed and reaped
     assert box._server is None
     assert box.run(["echo", "again"]).stdout == b"again\n"  # launched directly, prepared again
+
+
+def test_runs_from_the_fork_server_keep_the_command_s_cpus_and_personality() -> None:
+    box = sandlock.Sandbox(cpu_cores=[0], no_randomize_memory=True)
+    code = "grep -E '^Cpus_allowed_list' /proc/self/status; cat /proc/self/personality"
+    first = box.run(["sh", "-c", code]).stdout  # launched directly
+    server = _warm(box)
+    assert box.run(["sh", "-c", code]).stdout == first == b"Cpus_allowed_list:\t0\n00040000\n"
+    assert box._server.pid == server
