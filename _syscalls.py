@@ -640,8 +640,8 @@ class HotCalls:
 
     def readv(self, pid: int, address: int, size: int) -> bytes:
         """Up to `size` (<= READ_MAX) bytes of another process's memory."""
-        got = self._transfer(self._nr_readv, pid, address, size)  # before .raw is taken
-        return self._buf.raw[:got]
+        got = self._transfer(self._nr_readv, pid, address, size)  # before the bytes are taken
+        return self._buf[:got]  # type: ignore[return-value]  # c_char array: bytes (.raw copies READ_MAX)
 
     def writev(self, pid: int, address: int, data: bytes) -> int:
         """Write `data` (<= READ_MAX bytes) into another process's memory."""
