@@ -22,9 +22,10 @@ tracee's socket (pidfd_getfd), with the address read once:
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
-block runs in a worker of the supervisor's bounded pool (_notif.Workers; same
-credentials and Landlock domain as the supervisor thread), which answers the
-notification itself; EAGAIN when every worker is busy.
+block is returned as a Later: the notifier's thread that received it makes
+it once another thread receives in its stead (_notif.Receivers; every
+thread has the supervisor thread's credentials and Landlock domain), and
+answers; EAGAIN when no thread of the bounded pool is left.
 """
 
 from __future__ import annotations
@@ -313,8 +314,8 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Option
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a worker of the pool, which answers the
-    notification (Later is returned); EAGAIN when every worker is busy.  On an IP socket every address is decided by
+    An act that may block is returned as a Later (made off the receiving
+    path, _notif.Receivers); EAGAIN when no thread of the pool is left.  On an IP socket every address is decided by
     the network policy first (_check_ip; `connect`: the call is a connect,
     `payloads`: the datagrams of a send, for DNS policing).
     """
@@ -469,7 +470,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
                 if sent:
                     break
                 raise
-            # process_vm_writev, not the loop's HotCalls: this may run in a worker thread
+            # process_vm_writev, not the HotCalls: a Later's work runs outside the handling lock
             _syscalls.process_vm_writev(call.tid, entry + _syscalls.MSGHDR_SIZE, struct.pack("=I", count))
             sent += 1
         return sent

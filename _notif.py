@@ -10,10 +10,12 @@ bytes, page by page, up to PATH_MAX) and returns a reply value:
     CONTINUE    let the kernel run it; every use carries a comment saying why
                 the kernel itself enforces the policy on what it re-reads
     Later(work, abandon, busy)
-                a worker of the pool answers: the notifier hands work() to
-                `Workers` and sends what it returns (an operation that may
-                block: a FIFO open, a lock, a connect); when every worker is
-                busy, abandon() runs and the call fails with `busy`
+                an operation that may block (a FIFO open, a lock, a
+                connect): the thread that received the call runs work()
+                once another thread receives in its stead (`Receivers`),
+                and the notifier sends what it returns; when no thread of
+                the pool is left, abandon() runs and the call fails with
+                `busy`
     Then(reply, after)
                 send `reply`, then run after() (exec from a vfork child: the
                 parent's bytes are put back once the kernel has the new path)
@@ -90,10 +92,11 @@ def _nothing() -> None:
 
 
 class Later(NamedTuple):
-    """A worker of the pool answers: work() runs there and its reply is sent
-    (None: the caller is gone, nobody to answer).  If the pool takes no more
-    work, abandon() releases what work() would have (it runs instead of work,
-    never with it) and the call fails with `busy`."""
+    """An operation that may block: work() runs off the receiving path (the
+    receiving thread, once another receives; Notifier.answer: a worker) and its
+    reply is sent (None: the caller is gone, nobody to answer).  If no thread
+    can take it, abandon() releases what work() would have (it runs instead of
+    work, never with it) and the call fails with `busy`."""
     work: Callable[[], "Reply"]
     abandon: Callable[[], None] = _nothing
     busy: int = errno.EAGAIN
