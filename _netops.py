@@ -368,7 +368,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Option
         def abandon() -> None:  # every worker is busy: EAGAIN
             sock.close()
             cleanup()
-        return Later(lambda: _act(sock, bound, cleanup), abandon)  # a worker answers
+        return Later(lambda: _act(sock, bound, cleanup), abandon)  # made off the receiving path
     return _act(sock, bound, cleanup)
 
 
