@@ -9,26 +9,12 @@ never confined.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import Any, Dict
 
-from conftest import SYSTEM_PATH, SYSTEM_PYTHON, kill_marked, unique_marker
+from apicase import run_script
+from conftest import kill_marked, unique_marker
 
-PREAMBLE = r"""
-import json, os, signal, subprocess, sys, threading, time
-import sandlock
-PY = %r
-out = {}
-""" % SYSTEM_PYTHON
-
-
-def run_script(who, body: str, *args: str, timeout: float = 120) -> Dict[str, Any]:
-    r = who.python(PREAMBLE + body + "\nprint(json.dumps(out))\n", args=list(args), timeout=timeout,
-                   env={"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8"})
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    return json.loads(r.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 STREAM = r"""
