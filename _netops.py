@@ -22,9 +22,10 @@ tracee's socket (pidfd_getfd), with the address read once:
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
-block runs in a worker of the supervisor's bounded pool (_notif.Workers; same
-credentials and Landlock domain as the supervisor thread), which answers the
-notification itself; EAGAIN when every worker is busy.
+block is returned as a Later: the notifier's thread that received it makes
+it once another thread receives in its stead (_notif.Receivers; every
+thread has the supervisor thread's credentials and Landlock domain), and
+answers; EAGAIN when no thread of the bounded pool is left.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[by
     address cannot be read first: another thread may bind between the check and the
     act."""
     where = ip_destination(family, address, connect)
-    if where is None or where[0] not in (bytes(4), bytes(10) + b"\xff\xff" + bytes(4)):
+    if where is None or where[0] not in _UNSPECIFIED:
         return None
     at = 4 if len(where[0]) == 4 else 20
     return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
@@ -242,10 +243,52 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    sock = _socket(ctx, call)
+    if sock.type == socket.SOCK_STREAM and sock.proto == IPPROTO_TCP and sock.family in (AF_INET, AF_INET6):
+        return _connect_tcp(ctx, sock, address)
+
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
         return 0
-    return _on_socket(ctx, call, address, True, act, connect=True)
+    return _on_socket(ctx, call, address, True, act, connect=True, sock=sock)
+
+
+def _connect_tcp(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+    """connect on a TCP socket (`sock`, our duplicate; closed here): what _on_socket decides
+    for it, without what only other sockets need (unix routes, DNS policing of UDP,
+    ancillary data): the destination as the kernel will read it from `address` (our
+    copy) allowed by the network policy (EACCES), 0.0.0.0 spelled as the loopback
+    address decided, then the connect on behalf (Later if the socket blocks)."""
+    try:
+        where = ip_destination(sock.family, address, True)
+        if where is not None:  # None: AF_UNSPEC dissolves the association, reaches nobody
+            rules = ctx.net_rules
+            if not rules.any_network():
+                raise OSError(errno.EACCES, "the network policy allows no network")
+            if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
+                raise OSError(errno.EACCES, "the network policy does not allow this destination")
+            if where[0] in _UNSPECIFIED:
+                address = _loopback_spelled(sock.family, address, True)  # type: ignore[assignment]
+        blocking = not fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+    except BaseException:
+        sock.close()
+        raise
+    if blocking:
+        return Later(lambda: _connected(sock, address), sock.close)  # done off the receiving path
+    return _connected(sock, address)
+
+
+_UNSPECIFIED = (bytes(4), bytes(10) + b"\xff\xff" + bytes(4))
+
+
+def _connected(sock: socket.socket, address: bytes) -> Reply:
+    try:
+        _syscalls.connect(sock.fileno(), address)
+        return Value(0)
+    except OSError as exc:
+        return Errno(exc.errno or errno.EIO)
+    finally:
+        sock.close()
 
 
 def _socket(ctx: Context, call: Call) -> socket.socket:
@@ -264,19 +307,21 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
                act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
-               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
+               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = (),
+               sock: Optional[socket.socket] = None):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a worker of the pool, which answers the
-    notification (Later is returned); EAGAIN when every worker is busy.  On an IP socket every address is decided by
+    An act that may block is returned as a Later (made off the receiving
+    path, _notif.Receivers); EAGAIN when no thread of the pool is left.  On an IP socket every address is decided by
     the network policy first (_check_ip; `connect`: the call is a connect,
     `payloads`: the datagrams of a send, for DNS policing).
     """
     try:
-        sock = _socket(ctx, call)
+        if sock is None:
+            sock = _socket(ctx, call)
     except BaseException:
         cleanup()
         raise
@@ -323,7 +368,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Option
         def abandon() -> None:  # every worker is busy: EAGAIN
             sock.close()
             cleanup()
-        return Later(lambda: _act(sock, bound, cleanup), abandon)  # a worker answers
+        return Later(lambda: _act(sock, bound, cleanup), abandon)  # made off the receiving path
     return _act(sock, bound, cleanup)
 
 
@@ -425,7 +470,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
                 if sent:
                     break
                 raise
-            # process_vm_writev, not the loop's HotCalls: this may run in a worker thread
+            # process_vm_writev, not the HotCalls: a Later's work runs outside the handling lock
             _syscalls.process_vm_writev(call.tid, entry + _syscalls.MSGHDR_SIZE, struct.pack("=I", count))
             sent += 1
         return sent

@@ -57,7 +57,8 @@ from . import _structs as S
 from . import _syscalls
 from . import _table
 from ._errors import SetupError, exec_error, shown
-from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
+from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Receivers, Reply, Then, Tracees, Value, Workers, decode,
+                     listener_ioctl,
                     tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
@@ -547,12 +548,13 @@ if TYPE_CHECKING:
 class Notifier:
     """The one owner of the command's seccomp listener (seccomp_unotify(2)).
 
-    receive    one thread blocks in SECCOMP_IOCTL_NOTIF_RECV (see _receive)
+    receive    a thread blocks in SECCOMP_IOCTL_NOTIF_RECV (see _receive; a
+               second one while the first does an operation that may block)
     dispatch   the table's steps, decode, ID_VALID, the row's handler (handle)
     send       the reply value the handler returns (answer): an errno, a value,
-               CONTINUE, an fd to inject, a Later whose work a worker of the
-               pool does (its reply comes back through answer_later), a Then
-               whose step runs after the send
+               CONTINUE, an fd to inject, a Later whose work the receiving
+               thread does once another receives (its reply goes through
+               answer_later), a Then whose step runs after the send
     inject     an fd into the caller, for handlers (RunContext.inject)
     fail closed  a handler's OSError becomes its errno and any other exception
                EPERM (logged with --debug); a reply that cannot be sent kills
@@ -579,7 +581,9 @@ class Notifier:
         self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
         self._lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False             # the run is over: workers must not answer
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[threading.Thread] = None   # the first loop (start)
+        self.receivers = Receivers()       # which loops receive (_receive)
+        self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
 
     def take(self, listener: int, ctx: RunContext) -> None:
         """The command's listener is ours (closed by close()); handlers get `ctx`."""
@@ -595,14 +599,22 @@ class Notifier:
                 pass  # older kernel: the default wake-up works, only slower
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._receive, name="sandlock-notifications", daemon=True)
-        self._thread.start()
+        listener = fcntl.fcntl(self.listener, fcntl.F_DUPFD_CLOEXEC, 3)
+        try:
+            self._thread = threading.Thread(target=self._receive, args=(listener,), name="sandlock-notifications",
+                                            daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            os.close(listener)
+            raise
 
     def stop(self) -> None:
-        """The run is over: the thread ends by itself once no process is left; from now
-        on a late worker answers nobody, and idle workers end."""
+        """The run is over: the receiving threads end by themselves once no process is
+        left (a thread still in an operation ends after it); from now on a late answer
+        goes to nobody, and idle workers end."""
         if self._thread is not None:
-            self._thread.join(2.0)
+            self.receivers.over.wait(2.0)
         with self._lock:
             self._over = True
         self.workers.close()
@@ -612,24 +624,57 @@ class Notifier:
             _close(self.listener)
             self.listener = -1
 
-    def _receive(self) -> None:
-        """The notification loop: block in SECCOMP_IOCTL_NOTIF_RECV, answer, repeat.
+    def _receive(self, listener: int) -> None:
+        """A notification loop: block in SECCOMP_IOCTL_NOTIF_RECV, answer, repeat.
 
-        It runs in its own thread (created by the confined supervisor thread,
-        so it has the same Landlock domain and no capabilities) because a
-        waiter blocked in RECV itself gets the kernel's synchronous wake-up
-        (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) on the caller's CPU, where a
+        The first runs in its own thread (created by the confined supervisor
+        thread, so it has the same Landlock domain and no capabilities)
+        because a waiter blocked in RECV itself gets the kernel's synchronous
+        wake-up (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) on the caller's CPU, where a
         wake-up through epoll may land on the other CPU and cost 10-15 us
-        more (README "How it works", bench/notif_floor.c).  It ends when the filter has no process left: RECV then
-        fails with ENOENT and the listener reports POLLHUP.
+        more (README "How it works", bench/notif_floor.c).  Loops end when the
+        filter has no process left: RECV then fails with ENOENT and the
+        listener reports POLLHUP.
+
+        Calls are handled one at a time (self._handling: the HotCalls
+        buffers, tracees.current), whichever loop received them.  A Later (an
+        operation that may block: a connect, a FIFO open, a lock) is done by
+        the loop that received it, outside that lock, once another loop
+        receives in its stead (_notif.Receivers: which loop receives, the
+        bound on them).  Every loop works on its own duplicate of the
+        listener (`listener`, closed when it ends): one that ends its
+        operation after the run is over never reaches an fd number the run
+        has closed and reused.  Answers are sent by answer() and answer_later()
+        only.
         """
+        try:
+            self._loop(listener)
+        except BaseException as exc:  # a bug: fail closed, nothing may wait unanswered
+            self._on_fail(f"the notification loop failed: {exc!r}")
+            self.receivers.stop()
+        finally:
+            os.close(listener)
+
+    def _start_loop(self, call: Call) -> bool:
+        """Start another loop in the pool (False: it cannot: every worker busy)."""
+        try:
+            listener = fcntl.fcntl(self.listener, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError:
+            return False
+        try:
+            self.workers.submit(call, lambda: self._receive(listener))  # returns None: answers nothing
+        except Exception:  # OSError(EAGAIN): every worker is busy; no thread could be started
+            os.close(listener)
+            return False
+        return True
+
+    def _loop(self, listener: int) -> None:
         buf = bytearray(S.NOTIF.size)
-        listener = self.listener
-        if self.tracees is not None:
-            self.tracees.claim()  # this thread uses the HotCalls buffers from now on
         recv = S.SECCOMP_IOCTL_NOTIF_RECV
         poller = select.poll()
         poller.register(listener, select.POLLIN)
+        handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, threading.get_ident()
+        assert tracees is not None
         while True:
             buf[:] = _ZERO_NOTIF
             try:
@@ -638,17 +683,46 @@ class Notifier:
                 if exc.errno == errno.EINTR:
                     continue
                 if _hung_up(poller):
+                    receivers.stop()
                     return  # no process left: nothing more to answer
                 if exc.errno == errno.ENOENT:
                     continue  # the caller went away before we received it
                 # processes are left whose calls nobody would answer
                 self._on_fail(f"cannot receive trapped calls: {exc.strerror}")
+                receivers.stop()
                 return
             fields = S.NOTIF.unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
-            reply = self.handle(call)
-            if reply is not None:
-                self.answer(call, reply)
+            act: Optional[Later] = None
+            with handling:
+                if tracees.owner != me:
+                    tracees.claim()  # this thread uses the HotCalls buffers now
+                reply = self.handle(call)
+                if type(reply) is Later:
+                    if receivers.hand_over(lambda: self._start_loop(call)):
+                        act = reply  # type: ignore[assignment]
+                    else:  # no thread could receive in this one's stead
+                        reply.abandon()  # type: ignore[union-attr]
+                        reply = Errno(reply.busy)  # type: ignore[union-attr]
+                if act is None and reply is not None:
+                    self.answer(call, reply)
+            if act is None:
+                # after a call answered at once, one loop receiving is enough (read without
+                # the lock, decided under it)
+                if receivers.receiving > 1 and not receivers.go_on(receivers.fewer()):
+                    return
+                continue
+            try:  # the operation that may block: another loop receives meanwhile
+                answer = act.work()
+            except OSError as exc:
+                answer = Errno(exc.errno or errno.EIO)
+            except BaseException:  # fail closed, never leave the caller waiting
+                answer = Errno(errno.EPERM)
+            after = receivers.after_act()  # before the answer: the caller's next call may come at once
+            if answer is not None:  # None: the caller is gone, nobody to answer
+                self.answer_later(call, answer)
+            if not receivers.go_on(after):
+                return
 
     def handle(self, call: Call) -> Reply:
         """Steps, decode, check, act: the reply for one notification (None: its caller is gone)."""

@@ -25,7 +25,7 @@ import errno
 import functools
 import os
 import struct
-from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -385,10 +385,21 @@ def utimensat(dirfd: int, path: bytes, times: Optional[bytes], flags: int) -> No
     _call("utimensat", dirfd, ctypes.c_char_p(path), buf, flags)
 
 
+_CONNECT: List[Any] = []   # (syscall, its number), prepared on the first connect
+
+
 def connect(fd: int, address: bytes) -> None:
-    """connect(2) with a raw struct sockaddr."""
-    buf = ctypes.create_string_buffer(address, len(address))
-    _call("connect", fd, buf, ctypes.c_uint(len(address)))
+    """connect(2) with a raw struct sockaddr (the bytes themselves are passed: the kernel
+    copies them in); EINTR retried.  Prepared once: _call's lookups and conversions cost
+    a connect on behalf 5-8 us (bench/bench_net.py)."""
+    if not _CONNECT:
+        _CONNECT[:] = [_libc().syscall, ctypes.c_long(nr("connect"))]
+    fn, number = _CONNECT
+    size = ctypes.c_long(len(address))
+    while fn(number, ctypes.c_long(fd), address, size) == -1:
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
 
 
 def statfs(fd: int) -> bytes:
@@ -668,8 +679,8 @@ class HotCalls:
 
     def readv(self, pid: int, address: int, size: int) -> bytes:
         """Up to `size` (<= READ_MAX) bytes of another process's memory."""
-        got = self._transfer(self._nr_readv, pid, address, size)  # before .raw is taken
-        return self._buf.raw[:got]
+        got = self._transfer(self._nr_readv, pid, address, size)  # before the bytes are taken
+        return self._buf[:got]  # type: ignore[return-value]  # c_char array: bytes (.raw copies READ_MAX)
 
     def writev(self, pid: int, address: int, data: bytes) -> int:
         """Write `data` (<= READ_MAX bytes) into another process's memory."""

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
-from conftest import PROGS_SRC
+from conftest import musl_static, probe_lines
 from rootcase import PY, show
 from rootcase import deb_shared, deb, busybox_shared, bb  # noqa: F401  (fixtures)
 
@@ -35,20 +33,11 @@ PY_READERS = ("import os, multiprocessing\n"
               "print('cpuinfo', open('/proc/cpuinfo').read().count('processor'))\n")
 
 
-def probe_lines(stdout: str) -> Dict[str, str]:
-    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in stdout.splitlines() if " " in line}
-
 
 @pytest.fixture(scope="session")
 def musl_cpu(session_dir: Path) -> str:
     """tests/progs/cpu.c, static with musl (its sysconf counts sched_getaffinity's mask)."""
-    musl_gcc = shutil.which("musl-gcc")
-    if musl_gcc is None:
-        pytest.skip("musl-gcc is missing (Debian package musl-tools)")
-    out = session_dir / "cpu-musl"
-    subprocess.run([musl_gcc, "-static", "-O1", "-Wall", "-o", str(out), str(PROGS_SRC / "cpu.c")], check=True)
-    out.chmod(0o755)
-    return str(out)
+    return musl_static(session_dir, "cpu.c")
 
 
 @pytest.fixture(params=["glibc", "musl"])

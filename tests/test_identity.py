@@ -17,13 +17,11 @@ import os
 import resource
 import shutil
 import socket
-import subprocess
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
-from conftest import PROGS_SRC, STRICT
+from conftest import STRICT, musl_static, probe_lines
 from rootcase import PY, show
 from rootcase import deb_shared, deb, busybox_shared, bb  # noqa: F401  (fixtures)
 
@@ -40,20 +38,11 @@ PY_READERS = ("import socket, platform, os\n"
               "print('etc', open('/etc/hostname').read().strip())\n")
 
 
-def probe_lines(stdout: str) -> Dict[str, str]:
-    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in stdout.splitlines() if " " in line}
-
 
 @pytest.fixture(scope="session")
 def musl_identity(session_dir: Path) -> str:
     """tests/progs/identity.c, static with musl (its gethostname is uname(2) too)."""
-    musl_gcc = shutil.which("musl-gcc")
-    if musl_gcc is None:
-        pytest.skip("musl-gcc is missing (Debian package musl-tools)")
-    out = session_dir / "identity-musl"
-    subprocess.run([musl_gcc, "-static", "-O1", "-Wall", "-o", str(out), str(PROGS_SRC / "identity.c")], check=True)
-    out.chmod(0o755)
-    return str(out)
+    return musl_static(session_dir, "identity.c")
 
 
 @pytest.fixture(params=["glibc", "musl"])

@@ -10,26 +10,12 @@ follows bash's `set -o pipefail`.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import Any, Dict
 
-from conftest import SYSTEM_PATH, SYSTEM_PYTHON, find_processes, kill_marked, unique_marker
+from apicase import run_script
+from conftest import find_processes, kill_marked, unique_marker
 
-PREAMBLE = r"""
-import json, os, signal, socket, subprocess, sys, threading, time
-import sandlock
-PY = %r
-out = {}
-""" % SYSTEM_PYTHON
-
-
-def run_script(who, body: str, *args: str, timeout: float = 120) -> Dict[str, Any]:
-    r = who.python(PREAMBLE + body + "\nprint(json.dumps(out))\n", args=list(args), timeout=timeout,
-                   env={"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8"})
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    return json.loads(r.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 THREE = r"""

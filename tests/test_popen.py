@@ -9,23 +9,18 @@ never confined.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import Any, Dict
 
-from conftest import SYSTEM_PATH, SYSTEM_PYTHON, kill_marked, unique_marker
+from apicase import run_script
+from conftest import kill_marked, unique_marker
 
-PREAMBLE = r"""
-import json, os, signal, subprocess, sys, threading, time
-import sandlock
-PY = %r
-out = {}
-
+# A Sandbox's fork server (README "Fork server") starts at its second run and stays with
+# the Sandbox, as its rulesets do: the tests that count fds, threads and children count
+# from a Sandbox whose server is up (its process, home thread, fds and idle supervising
+# thread are there before and after), and check that their runs went through it.
+WARM = r"""
 def warm(box):
-    # A Sandbox's fork server (README "Fork server") starts at its second run and stays
-    # with the Sandbox, as its rulesets do: its process, home thread, fds and idle
-    # supervising thread are there before (and after) the runs a test counts.
     box.run(["true"])
     box.run(["true"])
     deadline = time.monotonic() + 30
@@ -33,14 +28,7 @@ def warm(box):
         time.sleep(0.01)
     box.run(["true"])
     return box._server is not None and box._server.usable()
-""" % SYSTEM_PYTHON
-
-
-def run_script(who, body: str, *args: str, timeout: float = 120) -> Dict[str, Any]:
-    r = who.python(PREAMBLE + body + "\nprint(json.dumps(out))\n", args=list(args), timeout=timeout,
-                   env={"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8"})
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    return json.loads(r.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+"""
 
 
 STREAM = r"""
@@ -369,7 +357,7 @@ def test_errors_are_the_classes_a_subprocess_user_catches_and_name_the_field(who
     assert out["mount_tuple"] == [0, "not a program\n"]
 
 
-MANY = r"""
+MANY = WARM + r"""
 box = sandlock.Sandbox()
 out["served"] = warm(box)
 def fds():
@@ -431,7 +419,7 @@ def test_a_command_holds_no_pipe_of_the_processes_started_beside_it(who) -> None
     assert out["held"] == [0, 0, 0]
 
 
-UNWAITED = r"""
+UNWAITED = WARM + r"""
 import gc
 box = sandlock.Sandbox()
 out["served"] = warm(box)
