@@ -212,6 +212,7 @@ class Server:
         self._pool_lock = threading.Lock()
         self._idle = 0   # threads of the pool waiting for a run
         self._closed = False
+        self.failure: Optional[BaseException] = None   # what ended the home thread, if not close()
         self._sources = [(name, _source(name)) for name in MODULES]
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._home = threading.Thread(target=self._home_loop, name="sandlock-home", daemon=True)
@@ -341,12 +342,19 @@ class Server:
 
     def _home_loop(self) -> None:
         try:
+            self._home_serve()
+        except BaseException as exc:  # noqa: BLE001 - confined, this thread cannot even report it
+            self.failure = exc        # (threading.excepthook imports); no run waits on it past ready
+            self.ready.set()
+
+    def _home_serve(self) -> None:
+        try:
             _syscalls.unshare(CLONE_FS)
             os.umask(0)
             _syscalls.load_unwinder()
             _launch.confine_supervisor(self.rulesets[0])
         except Exception:  # noqa: BLE001 - never usable: every run launches directly
-            os.close(self._null)
+            _close_quietly(self._null)
             self.ready.set()
             return
         jobs: List[Any] = [self._start]
@@ -360,11 +368,13 @@ class Server:
                 self.ready.set()
             job = None
         with self.lock:
-            if self.sock is not None:
-                self.sock.close()
-                self.sock = None
-            self._end_server()
-        os.close(self._null)
+            try:
+                if self.sock is not None:
+                    self.sock.close()
+                    self.sock = None
+            finally:
+                self._end_server()
+        _close_quietly(self._null)
 
     def _start(self) -> None:
         """Start a server (in the home thread: its PDEATHSIG is this thread's end) with the
@@ -578,6 +588,13 @@ def _recv_fds(sock: socket.socket, size: int, most: int) -> Tuple[bytes, List[in
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
     return data, list(fds)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _reap_all(signum: int, frame: object) -> None:
