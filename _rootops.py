@@ -9,7 +9,7 @@ the supervisor resolved, plus getcwd, chdir and execve.
 
 execve cannot be done on behalf: the kernel must do it.  Its path string is
 rewritten, in the caller's memory, to a relative name in the run's anchor
-directory (every process's real cwd, see _rootfs.Cwd.link) that is a
+directory (every process's real cwd, see _rootscratch.Cwd.link) that is a
 symbolic link to /proc/self/fd/N, N the fd of the executable the supervisor
 injected (execveat relative to a directory fd gets /proc/self/fd/N itself).
 The name is never longer than the caller's string and, where it
@@ -17,7 +17,7 @@ fits, ends in the same last component (the process keeps its name).  The
 original bytes are put back when the kernel is done with them, which
 matters only for an exec from a vfork child, whose memory is its parent's:
 once the child has its own.  chdir and fchdir never reach the kernel: the
-supervisor records the virtual cwd (`do_chdir`, _rootfs.Cwd).  Landlock
+supervisor records the virtual cwd (`do_chdir`, _rootscratch.Cwd).  Landlock
 grants execute only inside the root, so a thread racing the rewrite cannot
 make the kernel run a host binary.
 """
@@ -261,7 +261,7 @@ def do_getcwd(ctx: Context, call: Call) -> Reply:
 # --- chdir and exec: the kernel acts on a rewritten path --------------------------------------
 
 def do_chdir(ctx: Context, call: Call) -> Reply:
-    """chdir and fchdir (a row with an fd): recorded by the supervisor, see _rootfs.Cwd."""
+    """chdir and fchdir (a row with an fd): recorded by the supervisor, see _rootscratch.Cwd."""
     resolver = ctx.resolver
     if call.path is None:
         fd = ctx.tracees.getfd(call.tid, call.fd)

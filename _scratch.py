@@ -440,7 +440,7 @@ class Listings:
     (see `base`).  Each run gets a directory of its own in `cwd`, made on the
     first listing (most runs never list /proc); those of a sandlock that was
     killed are removed first.  Lighter than an emulated root's scratch
-    (_rootfs.Scratch), which the CLI would pay for on every start.
+    (_rootscratch.Scratch), which the CLI would pay for on every start.
     """
 
     def __init__(self) -> None:

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _fakeroot
     from . import _rootfs
     from . import _rootops
+    from . import _rootscratch
     from . import _scratch
 
 CLONE_FS = 0x200
@@ -114,7 +115,7 @@ class Prepared(NamedTuple):
     supervisor_ruleset: int
     devices: Tuple[str, ...]   # device files granted, visible to stat and friends
     filter_counts: Dict[str, int]  # syscalls per filter action, for --verbose
-    root: Optional["_rootfs.Scratch"] = None   # the emulated root's scratch directory
+    root: Optional["_rootscratch.Scratch"] = None   # the emulated root's scratch directory
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
@@ -138,18 +139,18 @@ def close_prepared(prepared: Prepared) -> None:
 
 def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
     """Host paths of the policy's virtual paths (outside /proc and /dev), existing ones only."""
-    from . import _rootfs
+    from . import _rootpolicy
     out = []
     for virt in paths:
         if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
             continue
-        host = _rootfs.host_path(policy.chroot or "/", policy.fs_mount, virt)
+        host = _rootpolicy.host_path(policy.chroot or "/", policy.fs_mount, virt)
         if host is not None and host not in out:
             out.append(host)
     return out
 
 
-def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"],
+def _host_policy(policy: Policy, scratch: "_rootscratch.Scratch", layers: Optional["_cow.Layers"],
                  cut_workdir: bool = True) -> Policy:
     """An emulated root's policy in host terms, for Landlock.
 
@@ -227,14 +228,15 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    scratch: Any = None   # _rootfs.Scratch with a root or workdir, else _scratch.Listings
+    scratch: Any = None   # _rootscratch.Scratch with a root or workdir, else _scratch.Listings
     layers: Optional[_cow.Layers] = None
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
     emulated = policy.chroot is not None or policy.workdir is not None
     with contextlib.ExitStack() as undo:  # an error releases what was made so far
         if emulated:
-            from . import _rootfs
+            from . import _rootfs  # noqa: F401  (imported now: the confined supervisor makes the resolver)
+            from . import _rootscratch
             if policy.workdir is not None:
                 from . import _cow
                 leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
@@ -245,7 +247,7 @@ def prepare(policy: Policy) -> Prepared:
                                      step="workdir") from None
                 undo.callback(layers.close)
             try:
-                scratch = _rootfs.Scratch()
+                scratch = _rootscratch.Scratch()
             except OSError as exc:
                 raise _scratch_error(exc) from None
             undo.callback(scratch.close)
@@ -267,7 +269,7 @@ def prepare(policy: Policy) -> Prepared:
             if layers is not None:
                 supervisor_plan = _landlock.plans(_host_policy(policy, scratch, layers, cut_workdir=False),
                                                   abi, ttys, hidden=hidden, own=own)[1]
-            if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
+            if scratch is not None:  # the supervisor makes the anchors (see _rootscratch), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 if policy.fake_root:  # the supervisor writes the record of a fake root (_fakeroot)
                     extra.append(_fake_record_dir(policy))
@@ -341,16 +343,16 @@ class RunContext:
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
-        self.cwd = None      # _rootfs.Cwd with an emulated root
+        self.cwd = None      # _rootscratch.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
         self.start_dir: Optional[bytes] = None  # with a root: the anchor of the command's first cwd
         if prepared.root is not None:
-            from . import _rootfs
+            from . import _rootscratch
             anchors, shm = prepared.root.new_run()
             self.run_dirs = (anchors, shm)
             self.shm = shm
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
-            self.cwd = _rootfs.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
+            self.cwd = _rootscratch.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
             self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
         self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
@@ -448,11 +450,11 @@ class RunContext:
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
-            from . import _rootfs
+            from . import _rootpolicy
             for v, host, _ in sorted(self.policy.fs_mount, key=lambda m: -len(m[0])):
                 if virt == v or virt.startswith(v + "/"):
-                    return _rootfs.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
-            return _rootfs.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
+                    return _rootpolicy.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
+            return _rootpolicy.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
         return _dns.Dns(self.net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
 
     def _root_resolver(self) -> Resolver:

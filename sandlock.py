@@ -531,8 +531,8 @@ def _default_shell(policy: Policy) -> str:
     """$SHELL (inside the root: if it exists there), else /bin/sh."""
     shell = os.environ.get("SHELL") or "/bin/sh"
     if policy.chroot is not None:
-        from . import _rootfs
-        if not shell.startswith("/") or _rootfs.host_path(policy.chroot, policy.fs_mount, shell) is None:
+        from . import _rootpolicy
+        if not shell.startswith("/") or _rootpolicy.host_path(policy.chroot, policy.fs_mount, shell) is None:
             return "/bin/sh"
     return shell
 

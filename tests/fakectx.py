@@ -309,7 +309,7 @@ class FakeContext:
             run = tmp / "run"
             for d in ("anchors", "shm", "dev"):
                 (run / d).mkdir(parents=True, exist_ok=True)
-            cwd = _rootfs.Cwd(str(run / "anchors"), b"/", self.members.processes, self.members.contains)
+            cwd = module("_rootscratch").Cwd(str(run / "anchors"), b"/", self.members.processes, self.members.contains)
             rules = FsRules(paths([root, *readable, run / "shm", "/proc", run / "dev"]), paths(writable),
                             paths(denied), (), paths([run / "shm", run / "dev"]))
             self.resolver = _rootfs.RootResolver(rules, self.tracees, self.members.contains, self.hot, str(root),
