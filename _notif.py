@@ -135,7 +135,7 @@ class Context(Protocol):
 
     @property
     def vfork(self) -> Any:
-        """The _rootops.VforkHolder of the run (emulated root; made on first use)."""
+        """The _rootexec.VforkHolder of the run (emulated root; made on first use)."""
         ...
 
     def names_to_numbers(self) -> Dict[str, int]:
@@ -380,7 +380,7 @@ _KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
 
 
 # layout kinds that fill two attributes from one argument: exec's path, whose address
-# the emulated root's exec rewrites in place (_rootops._redirect_exec)
+# the emulated root's exec rewrites in place (_rootexec._redirect_exec)
 _WIDE: Dict[str, Tuple[Tuple[str, Callable[[object, int, int], object]], ...]] = {
     "exepath": (("path_at", _raw), ("path", _path)),
 }

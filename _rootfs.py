@@ -17,7 +17,7 @@ resolved here, by the supervisor, in *virtual* terms:
 The kernel itself resolves only one path for the child: execve's, which
 is rewritten to a relative name in the run's *anchor* directory, a
 symbolic link to the fd of the executable the supervisor injected (see
-_rootops.do_execve and _rootscratch.Cwd.link).  chdir and fchdir never reach the
+_rootexec.do_execve and _rootscratch.Cwd.link).  chdir and fchdir never reach the
 kernel: the supervisor records each process's virtual cwd (_rootscratch.Cwd), and the
 real cwd of every process is the anchor, a private directory in the run's
 scratch directory, so the rewritten name resolves there.  The name is never
@@ -132,7 +132,7 @@ class RootResolver(Resolver):
         self._dev_number = os.stat("/dev").st_dev
         # tgid -> {name the kernel passed a #! interpreter: the script's virtual path}
         self.scripts: Dict[int, Dict[bytes, bytes]] = {}
-        # pid -> (our name, the original) to put back in its argv (_rootops.fix_argv)
+        # pid -> (our name, the original) to put back in its argv (_rootexec.fix_argv)
         self.argv_fixups: Dict[int, List[Tuple[bytes, bytes]]] = {}
         self._members = cwd._processes
         self._mount_inside = any(m.host.startswith(self.root_prefix) for m in self.mounts)
@@ -236,7 +236,7 @@ class RootResolver(Resolver):
         listed = _procfs.listing_of(host, self.cwd.top)  # a /proc listing (_procfs.make_listing)
         if listed is not None:
             return listed
-        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootops (_open_executable)
+        if host.startswith(b"/memfd:sandlock:"):  # an executable copied by _rootexec (_open_executable)
             name = host[len(b"/memfd:sandlock:"):]
             return name[:-len(b" (deleted)")] if name.endswith(b" (deleted)") else name
         if host.startswith(self.root_prefix):  # last: with "/" as the root, every path is below it

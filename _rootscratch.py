@@ -76,7 +76,7 @@ class Cwd:
 
     The real cwd of every process is the run's *anchor* directory, a
     private directory holding the symbolic links the supervisor points where
-    an exec must go (`link`, see _rootops.do_execve).  Landlock grants nothing
+    an exec must go (`link`, see _rootexec.do_execve).  Landlock grants nothing
     there.
     """
 
@@ -127,7 +127,7 @@ class Cwd:
 
         The kernel hands a #! interpreter the path of its script and its own path
         as written: with names of the same length the originals can be put back
-        into the new program's argv (see _rootops.fix_argv).
+        into the new program's argv (see _rootexec.fix_argv).
         """
         base = original.rpartition(b"/")[2]
         room = len(original) - 1 - len(base)

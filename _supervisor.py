@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
     from . import _fakeroot
     from . import _rootfs
-    from . import _rootops
+    from . import _rootexec
     from . import _rootscratch
     from . import _scratch
 
@@ -341,7 +341,7 @@ class RunContext:
         self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
-        self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self._vfork: Optional[_rootexec.VforkHolder] = None  # made on the first exec from a vfork child
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootscratch.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -380,10 +380,10 @@ class RunContext:
             return True
 
     @property
-    def vfork(self) -> "_rootops.VforkHolder":
+    def vfork(self) -> "_rootexec.VforkHolder":
         if self._vfork is None:
-            from . import _rootops
-            self._vfork = _rootops.VforkHolder(self)
+            from . import _rootexec
+            self._vfork = _rootexec.VforkHolder(self)
         return self._vfork
 
     def names_to_numbers(self) -> Dict[str, int]:
@@ -1302,7 +1302,7 @@ class _MemoryWriter:
 
     Only exec and chdir in an emulated root need it: their path string may
     sit in .rodata (system(3) passes "/bin/sh") and must be rewritten, then
-    restored (see _rootops).  process_vm_writev(2) honours page protections;
+    restored (see _rootexec).  process_vm_writev(2) honours page protections;
     /proc/PID/mem does not, but opening it for writing needs a Landlock
     write right on /proc that the supervisor thread must not have.  So this
     one thread, started before the supervisor confines itself, opens

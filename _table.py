@@ -132,7 +132,7 @@ ROWS: Dict[str, Row] = {
 
 # With an emulated root, every path syscall is trapped; these rows are added
 # and these handlers replace the ones above (docs/design.md "Coverage").  Built on first
-# use: _rootops is not imported by runs without a root (CLI start-up).
+# use: _rootops and _rootexec are not imported by runs without a root (CLI start-up).
 ROOT_NAMES = ("newfstatat mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
               "symlinkat getcwd chdir fchdir execve execveat bind getsockname "
               "getpeername").split()
@@ -141,6 +141,7 @@ _ROOT_ROWS: Dict[str, Row] = {}
 
 def root_rows() -> Dict[str, Row]:
     if not _ROOT_ROWS:
+        from . import _rootexec as RX
         from . import _rootops as RO
         _ROOT_ROWS.update({
             "newfstatat": _row(RO.do_fstatat, ("dirfd", "path", "ptr", "flags")),
@@ -161,8 +162,8 @@ def root_rows() -> Dict[str, Row]:
             "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
             "chdir": _row(RO.do_chdir, ("path",)),
             "fchdir": _row(RO.do_chdir, ("fd",)),
-            "execve": _row(RO.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
-            "execveat": _row(RO.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
+            "execve": _row(RX.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
+            "execveat": _row(RX.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
             "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
             "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
@@ -307,12 +308,12 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
     - fork, vfork, clone (--max-processes): a thread that notifies again has
       finished the fork it was let through (_procops.settle);
     - an emulated root's execve: the first call of a process started by a #!
-      exec puts the names it was given back into its argv (_rootops.fix_argv).
+      exec puts the names it was given back into its argv (_rootexec.fix_argv).
     """
     before: Tuple[Step, ...] = ()
     if any(name in traps for name in ("fork", "vfork", "clone")):
         before += (P.settle,)
     if root and any(name in traps for name in ("execve", "execveat")):
-        from . import _rootops as RO
-        before += (RO.fix_argv,)
+        from . import _rootexec as RX
+        before += (RX.fix_argv,)
     return before

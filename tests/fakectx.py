@@ -389,7 +389,7 @@ def _legacy_steps(ctx: FakeContext, call: Call) -> None:
     if ctx.members.pending:
         ctx.members.settle(call.tid)
     if ctx.argv_fixups and call.tid in ctx.argv_fixups:
-        module("_rootops").fix_argv(ctx, call.tid)
+        module("_rootexec").fix_argv(ctx, call.tid)
 
 
 def steps(ctx: FakeContext) -> Tuple[Callable[[Any, Call], None], ...]:
