@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, read_mem, write_mem
+from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, proc_status, read_mem, write_mem
 
 RECORD_MAX = 100_000       # inodes recorded per root (memory ~ 25 MB at most, file ~ 6 MB)
 RECORD_FILE = b"owners"
@@ -541,13 +541,10 @@ class Creds:
 
 def _status_field(tid: int, field: bytes) -> Optional[int]:
     try:
-        with open(b"/proc/%d/status" % tid, "rb") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+        value = proc_status(tid, (field,)).get(field)
+        return None if value is None else int(value)
+    except (OSError, ValueError):
         return None
-    return None
 
 
 def _creds(owners: Owners, tid: int) -> Creds:
@@ -560,11 +557,11 @@ def _creds(owners: Owners, tid: int) -> Creds:
             found = creds.get(seen)
             if found is not None:
                 return Creds(list(found.uid), list(found.gid), found.groups)
-            tgid = _status_field(seen, b"Tgid:")
+            tgid = _status_field(seen, b"Tgid")
             if tgid is not None and tgid != seen and tgid in creds:
                 seen = tgid
                 continue
-            parent = _status_field(seen, b"PPid:")
+            parent = _status_field(seen, b"PPid")
             if not parent:
                 break
             seen = parent

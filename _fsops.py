@@ -30,7 +30,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
-                     Reply, Value, read_mem, umask_of as _umask, write_mem)
+                     Reply, Value, proc_status, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
 AT_SYMLINK_NOFOLLOW_FLAGS = AT_SYMLINK_NOFOLLOW
@@ -857,13 +857,8 @@ def _signalled(tid: int) -> int:
     own, or the process's when it has no other thread.  Another thread might take
     a process-wide signal first, and ERESTARTSYS without a signal would reach the
     program as errno 512: then EINTR (README)."""
-    fields: dict = {}
     try:
-        with open(f"/proc/{tid}/status", "rb") as f:
-            for line in f:
-                key, _, value = line.partition(b":")
-                if key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigCgt", b"Threads"):
-                    fields[key] = value.strip()
+        fields = proc_status(tid, (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigCgt", b"Threads"))
     except OSError:
         return 0
     try:

@@ -515,16 +515,42 @@ class Tracees:
             self.forget(tid)
 
 
+# /proc/PID/stat and /proc/PID/status are parsed here and nowhere else.
+
+def proc_stat(pid: int) -> List[bytes]:
+    """The fields of /proc/PID/stat that follow the command name: [0] is the state,
+    [1] the ppid, [19] the start time, [45]/[46] arg_start/arg_end (proc(5)
+    numbers them from 3).  OSError if the process is gone."""
+    with open(b"/proc/%d/stat" % pid, "rb") as f:
+        data = f.read()
+    # the comm field may hold spaces and parentheses: the fields follow the last ')'
+    return data[data.rindex(b")") + 2:].split()
+
+
+def proc_status(pid: Union[int, str], keys: Tuple[bytes, ...]) -> Dict[bytes, bytes]:
+    """The fields `keys` (b"Tgid", b"Umask", ...) of /proc/PID/status (pid may be
+    "self"), values stripped; those absent are missing.  Reading stops at the
+    last one wanted.  OSError if the process is gone."""
+    found: Dict[bytes, bytes] = {}
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            key, _, value = line.partition(b":")
+            if key in keys:
+                found[key] = value.strip()
+                if len(found) == len(keys):
+                    break
+    return found
+
+
 def proc_status_field(pid: int, key: bytes) -> bytes:
     """A field of /proc/PID/status (e.g. b"Tgid", b"Umask"); ESRCH if gone."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(key + b":"):
-                    return line.split(b":", 1)[1].strip()
+        value = proc_status(pid, (key,)).get(key)
     except FileNotFoundError:
         raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
-    raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+    if value is None:
+        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+    return value
 
 
 def umask_of(tid: int) -> int:
@@ -539,9 +565,7 @@ def tgid_of(tid: int) -> int:
 def parent_of(pid: int) -> int:
     """The parent pid from /proc/PID/stat (0 if gone)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fields = proc_stat(pid)
     except OSError:
         return 0
-    # the comm field may hold spaces and parentheses: ppid follows the last ')'
-    return int(data[data.rindex(b")") + 2:].split()[1])
+    return int(fields[1])

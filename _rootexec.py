@@ -35,7 +35,7 @@ from . import _syscalls
 from ._errors import os_error as _oserror
 from ._fsops import X_OK, _proc_fd
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Then, \
-    read_mem, tgid_of, parent_of, read_string, write_mem
+    proc_stat, read_mem, tgid_of, parent_of, read_string, write_mem
 from ._resolve import d_path
 
 
@@ -645,9 +645,7 @@ def fix_argv(ctx: Context, call: Call) -> None:
     if not pairs:
         return
     try:
-        with open(b"/proc/%d/stat" % tid, "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2:].split()
+        fields = proc_stat(tid)
         start, end = int(fields[45]), int(fields[46])
         # only the first strings matter: interpreter, its argument, the script (each < PATH_MAX)
         area = read_mem(ctx.tracees, tid, start, min(end - start, 4 * _elf.PATH_MAX))

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._notif import proc_stat
 
 # /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
@@ -197,9 +198,7 @@ class Cwd:
 def _start_and_parent(pid: int) -> Tuple[bytes, int]:
     """(start time, parent pid) from /proc/PID/stat; (b"", 0) if gone."""
     try:
-        with open(b"/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
+        fields = proc_stat(pid)
     except OSError:
         return b"", 0
-    fields = data[data.rindex(b")") + 2:].split()
     return fields[19], int(fields[1])

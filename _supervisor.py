@@ -57,7 +57,7 @@ from . import _syscalls
 from . import _table
 from ._errors import ExecError, SetupError, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
-                    tgid_of, write_mem)
+                    proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
 from ._resolve import Devices, FsRules, Resolver
@@ -1376,13 +1376,12 @@ def _stopped_or_gone(pidfd: int) -> bool:
     The pidfd makes the pid's /proc entry its own: read, then checked still alive."""
     try:
         pid = _pidfd_pid(pidfd)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        state = proc_stat(pid)[0]
     except (OSError, ValueError):
         return True
     if select.select([pidfd], [], [], 0)[0]:
         return True  # it exited: the pid may be another process's now
-    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] in (b"T", b"t", b"Z", b"X")
+    return state in (b"T", b"t", b"Z", b"X")
 
 
 def _pidfd_pid(pidfd: int) -> int:
@@ -1426,11 +1425,8 @@ def _read_all_until(fd: int, size: int) -> bytes:
 
 def _current_umask() -> int:
     """The process umask, read without changing it (os.umask would race other threads)."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+    umask = proc_status("self", (b"Umask",)).get(b"Umask")
+    return 0o022 if umask is None else int(umask, 8)
 
 
 def _foreground(fd: int) -> bool:
