@@ -35,13 +35,13 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._structs import STATX_BTIME
 from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, proc_status, read_mem, write_mem
 
 RECORD_MAX = 100_000       # inodes recorded per root (memory ~ 25 MB at most, file ~ 6 MB)
 RECORD_FILE = b"owners"
 _LINE = re.compile(rb"(\d{1,20}) (\d{1,20}) (\d{1,10}) (\d{1,10}) (\d{1,6}) (\d{1,20})")
 _ID_MAX = 0xFFFFFFFE       # (uid_t)-1 means "unchanged", never an id
-STATX_BTIME = 0x800
 CREDS_MAX = 4096           # threads with ids of their own (dead ones are dropped past it)
 NGROUPS_MAX = 65536
 GROUPS_HELD_MAX = 1 << 20  # supplementary groups kept over all threads (~40 MB at most)

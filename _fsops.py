@@ -29,11 +29,11 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
                      Reply, Value, proc_status, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
-AT_SYMLINK_NOFOLLOW_FLAGS = AT_SYMLINK_NOFOLLOW
 O_LARGEFILE = {"x86_64": 0o100000, "aarch64": 0o400000}
 _OPEN_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | os.O_APPEND
                | os.O_NONBLOCK | os.O_DSYNC | os.O_DIRECT | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -52,7 +52,6 @@ _UTIMBUF = struct.Struct("=qq")
 
 # The AT_* flags the kernel accepts per call (fs/stat.c, open.c, utimes.c); any other
 # bit is EINVAL there, before anything is looked up or written.
-AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, STATX__RESERVED = 0x800, 0x6000, 0x80000000
 STAT_FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
 NOFOLLOW_OR_EMPTY = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
 
@@ -594,7 +593,6 @@ def _on_fd(ctx: Context, call: Call, need: str, act: Callable[[int], object]) ->
 
 # --- renames and links (host sandboxes; an emulated root has its own: _rootops) -----------------
 
-AT_SYMLINK_FOLLOW = 0x400
 
 
 def _entry(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, bytes]:

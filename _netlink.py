@@ -51,6 +51,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._netpolicy import network_allowed
+from ._structs import IFREQ, SIOC_FIRST, SIOC_PER_SOCKET_END, SIOCGARP, SIOCGIFCONF, SIOCGIFNAME, SIOCGRARP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
 
 AF_NETLINK, NETLINK_ROUTE = 16, 0
@@ -406,9 +407,6 @@ def do_recv(ctx: Context, call: Call) -> Reply:
 
 # --- interface ioctls (uapi linux/sockios.h, net/if.h) ---------------------------------------
 
-SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's own (FIOSETOWN, SIOCGSTAMP, ...)
-SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
-IFREQ = 40  # sizeof(struct ifreq) on 64-bit
 _LO_IN = struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton("127.0.0.1"))
 _IN = (lambda a: struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton(a)))  # noqa: E731
 _INT = (lambda v: struct.pack("=i", v))  # noqa: E731

@@ -43,6 +43,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _dns
 from . import _netpolicy
 from . import _syscalls
+from ._structs import CLONE_FS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
 
 AF_UNIX = socket.AF_UNIX
@@ -50,7 +51,6 @@ AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
 SUN_PATH_OFFSET = 2
 SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN = 16, 24   # the kernel's minimums (SIN6_LEN_RFC2133 for v6)
 SOL_SOCKET_, SO_TYPE, SO_PROTOCOL = 1, 3, 38
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 DNS_PORT = 53
 
 
@@ -639,7 +639,6 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
 # not translated) keeps it, so answering a sender works.
 
 SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
-CLONE_FS = 0x00000200
 
 
 def abstract_name(ctx: Context, address: bytes) -> bytes:

@@ -52,14 +52,10 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PIDFD_THREAD  # noqa: F401  (handlers take them from here)
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_EACCESS = 0x200
-AT_EMPTY_PATH = 0x1000
-PIDFD_THREAD = os.O_EXCL
 
 
 class Errno(NamedTuple):

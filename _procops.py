@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._structs import PIDFD_NONBLOCK, PIDFD_THREAD, SIOCOUTQ
 from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
 PRIO_PROCESS = 0
@@ -255,7 +256,6 @@ def _is_memory_file(target: str, st: os.stat_result, memory_devs: Set[int], memo
 
 # statfs(2) f_type of the filesystems of _MEMORY_FS (include/uapi/linux/magic.h)
 _MEMORY_MAGIC = (0x01021994, 0x858458F6, 0x958458F6)  # TMPFS_MAGIC, RAMFS_MAGIC, HUGETLBFS_MAGIC
-SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
 IN_FLIGHT_FILES = 256  # memory files the supervisor holds for the sandbox's socket queues
 IN_FLIGHT_SOCKETS = 64  # sockets they were sent on
 
@@ -550,7 +550,6 @@ def _send(pid: int, sig: int, thread: bool) -> None:
         os.close(pidfd)
 
 
-PIDFD_NONBLOCK, PIDFD_THREAD = os.O_NONBLOCK, os.O_EXCL
 
 
 def do_pidfd_open(ctx: Context, call: Call) -> Reply:

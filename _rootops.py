@@ -22,14 +22,12 @@ from typing import Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._structs import AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from ._errors import os_error as _oserror
 from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
 from ._resolve import d_path
 
-AT_REMOVEDIR = 0x200
-AT_SYMLINK_FOLLOW = 0x400
-RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 
 
 def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: bool = False,

@@ -55,6 +55,7 @@ from . import _policy
 from . import _structs as S
 from . import _syscalls
 from . import _table
+from ._structs import CLONE_FS
 from ._errors import ExecError, SetupError, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     proc_stat, proc_status, tgid_of, write_mem)
@@ -70,7 +71,6 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _rootscratch
     from . import _scratch
 
-CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)

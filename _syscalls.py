@@ -30,6 +30,7 @@ from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequen
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
+from ._structs import STAT_SIZE, STATX_SIZE  # noqa: F401  (_syscalls.STATX_SIZE for its users)
 
 _X86_64_TABLE = """
 read:0 write:1 open:2 close:3 stat:4 fstat:5 lstat:6 poll:7 lseek:8 mmap:9 mprotect:10
@@ -166,9 +167,6 @@ AUDIT_ARCH = {
 AUDIT_ARCH_I386 = 0x40000003
 X32_SYSCALL_BIT = 0x40000000
 
-# Size of struct stat as written by newfstatat(2) (arch/*/include/uapi/asm/stat.h).
-STAT_SIZE = {"x86_64": 144, "aarch64": 128}
-STATX_SIZE = 256
 # (st_dev, st_ino, st_mode) inside the raw struct stat of each architecture.
 _STAT_IDS = {"x86_64": struct.Struct("=QQ8xI"), "aarch64": struct.Struct("=QQI")}
 

@@ -25,6 +25,7 @@ from . import _syscalls
 from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
 from ._notif import AT_SYMLINK_NOFOLLOW, compile_layout
 from ._policy import Policy
+from ._structs import CLONE_THREAD as P_CLONE_THREAD
 
 NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
 
@@ -250,7 +251,6 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     return {name: trap for name, trap in traps.items() if name in table}
 
 
-P_CLONE_THREAD = 0x00010000
 
 
 def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
