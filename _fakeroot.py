@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._errors import os_error
 from ._structs import STATX_BTIME
 from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, proc_status, read_mem, write_mem
 
@@ -68,7 +69,7 @@ def make_record_dir(chroot: str) -> str:
         raise OSError(exc.errno, f"{path}: {exc.strerror} (the record of a fake root lies next to the root)") from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise OSError(errno.EPERM, f"{path}: not a directory of this user that others cannot write")
+        raise os_error(errno.EPERM, f"{path}: not a directory of this user that others cannot write")
     return path
 
 
@@ -96,7 +97,7 @@ class Owners:
         try:
             st = os.fstat(dirfd)
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                raise OSError(errno.EPERM, f"{path}: others may write it")
+                raise os_error(errno.EPERM, f"{path}: others may write it")
             owners = cls(dirfd, os.stat(chroot).st_dev, os.getuid(), os.getgid())
             owners._load(path)
             return owners
@@ -120,7 +121,7 @@ class Owners:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size > RECORD_MAX * 80:
-                raise OSError(errno.EINVAL, f"{self.path}/owners: not a record file of sandlock "
+                raise os_error(errno.EINVAL, f"{self.path}/owners: not a record file of sandlock "
                                             "(remove it to start afresh)")
             data = b""
             while len(data) < st.st_size:
@@ -138,7 +139,7 @@ class Owners:
             values = [int(v) for v in m.groups()] if m else []
             if (not m or values[2] > _ID_MAX or values[3] > _ID_MAX or values[4] > 0o177777
                     or len(out) >= RECORD_MAX):
-                raise OSError(errno.EINVAL, f"{self.path}/owners: line {number} is not a record "
+                raise os_error(errno.EINVAL, f"{self.path}/owners: line {number} is not a record "
                                             "(remove the file to start afresh)")
             ino, btime, uid, gid, mode, rdev = values
             out[(self.root_dev, ino)] = (btime, uid, gid, mode, rdev)
@@ -229,7 +230,7 @@ class Owners:
         """Record the view of an object (mode 0: the real one); a view equal to the
         default one is no record at all."""
         if st.dev != self.root_dev:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))  # another mount: nothing is recorded
+            raise os_error(errno.EPERM)  # another mount: nothing is recorded
         key = (st.dev, st.ino)
         plain = (mode in (0, st.mode) and rdev == 0 and uid == (0 if _real(st, 1) == self.uid else _real(st, 1))
                  and gid == (0 if _real(st, 2) == self.gid else _real(st, 2)))
@@ -239,7 +240,7 @@ class Owners:
                 self._drop(key)
                 return
             if key not in self.records and len(self.records) >= RECORD_MAX:
-                raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+                raise os_error(errno.EDQUOT)
             self.records[key] = self.changed[key] = (btime, uid, gid, 0 if mode == st.mode else mode, rdev)
 
     def forget(self, dev: int, ino: int) -> None:
@@ -270,7 +271,7 @@ def _rdev(st: _syscalls.Stat) -> int:
 def _owners(ctx: Context) -> Owners:
     owners = getattr(ctx.resolver, "fake", None)
     if owners is None:  # fake-root rows without a record: never act (fail closed)
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        raise os_error(errno.EPERM)
     return owners
 
 
@@ -372,7 +373,7 @@ def _real_mode(virtual: int, current: int) -> int:
 
 def _chmod(ctx: Context, owners: Owners, fd: int, st: _syscalls.Stat, mode: int) -> None:
     if stat.S_ISLNK(st.mode):
-        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        raise os_error(errno.EOPNOTSUPP)
     if st.dev != owners.root_dev:  # another mount: nothing is recorded, as without --fake-root
         from . import _fsops as F
         F.no_new_setid(mode, st.mode)
@@ -579,9 +580,9 @@ def _store(owners: Owners, tid: int, new: Creds) -> None:
             for dead in [t for t in creds if t != tid and not os.path.exists(b"/proc/%d" % t)]:
                 held -= len(creds.pop(dead).groups)
             if len(creds) >= CREDS_MAX and old is None:
-                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                raise os_error(errno.EAGAIN)
             if held + len(new.groups) > GROUPS_HELD_MAX:
-                raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+                raise os_error(errno.ENOMEM)
         creds[tid] = new
 
 

@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._errors import os_error
 from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
                      Reply, Value, proc_status, read_mem, umask_of as _umask, write_mem)
@@ -59,7 +60,7 @@ NOFOLLOW_OR_EMPTY = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
 def _check_flags(call: Call, valid: int) -> None:
     """EINVAL for a flag the kernel refuses: the call must not be done on behalf."""
     if call.flags & ~valid:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
 
 
 def _proc_fd(fd: int) -> bytes:
@@ -76,7 +77,7 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
         if call.path or need != "meta" or call.dirfd == AT_FDCWD or _is_o_path(fd):
             ctx.resolver.check(fd, name, need, st)
         if need == "write" and _is_device(st.mode):
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))  # see _is_device
+            raise os_error(errno.EPERM)  # see _is_device
         if need == "write":
             fresh = ctx.resolver.writable(fd, name, meta=True)
             if fresh != fd:
@@ -101,7 +102,7 @@ def no_new_setid(new: int, current: int = 0) -> None:
     sandbox allows"); a directory may keep the S_ISGID it has (`current`: its mode)."""
     keep = current & stat.S_ISGID if stat.S_ISDIR(current) else 0
     if new & SETID & ~keep:
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        raise os_error(errno.EPERM)
 
 
 def _is_o_path(fd: int) -> bool:
@@ -122,7 +123,7 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
         name = ctx.resolver._name_of(fd)
         ctx.resolver.check(fd, name, need)
         if need == "write" and _is_device(ctx.hot.fstat(fd).mode):
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            raise os_error(errno.EPERM)
         return ctx.resolver.writable(fd, name, meta=True) if need == "write" else fd
     except BaseException:
         os.close(fd)
@@ -382,7 +383,7 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         ctx.resolver.check(probe, name, "read", st)
         kind = stat.S_IFMT(st.mode)
         if kind == stat.S_IFLNK:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))  # O_NOFOLLOW on a symlink
+            raise os_error(errno.ELOOP)  # O_NOFOLLOW on a symlink
         if kind == stat.S_IFIFO:
             fd = _fifo_later(ctx, call, os.dup(probe), flags)
             return Fd(fd, bool(flags & os.O_CLOEXEC)) if isinstance(fd, int) else fd
@@ -474,7 +475,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
     """
     path = call.path or b""
     if flags & os.O_CREAT and path.endswith(b"/"):
-        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        raise os_error(errno.EISDIR)
     try:
         probe, name = ctx.resolver.open(call, call.dirfd, path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_DIRECTORY)),
                                         0, resolve)
@@ -484,7 +485,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         return _create(ctx, call, path, flags, mode, resolve)
     try:
         if flags & os.O_CREAT and flags & os.O_EXCL:
-            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
+            raise os_error(errno.EEXIST)
         ctx.resolver.check(probe, name, "write")
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
         probe = ctx.resolver.writable(probe, name)
@@ -509,7 +510,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
 def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolve: int) -> int:
     parent, _, base = path.rpartition(b"/")
     if not base or base in (b".", b".."):
-        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        raise os_error(errno.EISDIR)
     parent = parent or (b"/" if path.startswith(b"/") else b".")
     no_new_setid(mode)
     directory, name = ctx.resolver.open(call, call.dirfd, parent, os.O_PATH | os.O_DIRECTORY, 0, resolve)
@@ -603,7 +604,7 @@ def _entry(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, byte
     fd, last, name = ctx.resolver.parent(call, dirfd, path)
     try:
         if name is None or ctx.resolver.rules.foreign(name.rstrip(b"/") + b"/" + last, itself=True):
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+            raise os_error(errno.EACCES)
     except BaseException:
         os.close(fd)
         raise
@@ -664,7 +665,7 @@ def do_chmod(ctx: Context, call: Call) -> Reply:
     _check_flags(call, NOFOLLOW_OR_EMPTY)
     def act(fd: int, st: _syscalls.Stat) -> None:
         if stat.S_ISLNK(st.mode):
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+            raise os_error(errno.EOPNOTSUPP)
         no_new_setid(call.mode, st.mode)
         os.chmod(_proc_fd(fd), call.mode & 0o7777)
     return _on_object(ctx, call, "write", act)
@@ -705,20 +706,20 @@ def _read_times(ctx: Context, call: Call) -> Optional[bytes]:
     if call.mask == TIMES_TIMEVAL:
         a_s, a_us, m_s, m_us = _TIMEVAL2.unpack(read_mem(ctx.tracees, call.tid, call.ptr, _TIMEVAL2.size))
         if not (0 <= a_us < 1000000 and 0 <= m_us < 1000000):
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise os_error(errno.EINVAL)
         return _TIMESPEC2.pack(a_s, a_us * 1000, m_s, m_us * 1000)
     return read_mem(ctx.tracees, call.tid, call.ptr, _TIMESPEC2.size)
 
 
 def _xattr_value(ctx: Context, call: Call) -> bytes:
     if call.mode & ~3:  # XATTR_CREATE | XATTR_REPLACE
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     if call.name == b"security.capability":
         # file capabilities are set-id by another name (README); the supervisor
         # thread has no CAP_SETFCAP, so the kernel says so too
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        raise os_error(errno.EPERM)
     if call.size > 65536:
-        raise OSError(errno.E2BIG, os.strerror(errno.E2BIG))
+        raise os_error(errno.E2BIG)
     return read_mem(ctx.tracees, call.tid, call.ptr, call.size) if call.size else b""
 
 
@@ -794,10 +795,10 @@ def _may_lock(ctx: Context, fd: int) -> None:
     try:
         ctx.resolver.check(fd, name, "write", st)
     except OSError:
-        raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
+        raise os_error(errno.EACCES) from None
     upper = ctx.resolver.upper
     if upper is not None and upper.is_shared(st.dev, st.ino):
-        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        raise os_error(errno.EACCES)
 
 
 def _lock_later(ctx: Context, call: Call, fd: int, attempt: Callable[[int], object]) -> Later:

@@ -43,6 +43,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _dns
 from . import _netpolicy
 from . import _syscalls
+from ._errors import os_error
 from ._structs import CLONE_FS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
 
@@ -67,7 +68,7 @@ def protocol_of(sock: socket.socket) -> str:
         return "udp"
     if kind == socket.SOCK_DGRAM and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         return "icmp"
-    raise OSError(errno.EACCES, "this kind of socket is not allowed by the network policy")
+    raise os_error(errno.EACCES, "this kind of socket is not allowed by the network policy")
 
 
 def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple[bytes, int]]:
@@ -79,7 +80,7 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
     on an AF_INET socket is used as a sockaddr_in (udp_sendmsg).  Anything else that
     is not an address of the two IP families is refused (EAFNOSUPPORT)."""
     if len(address) < 2:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     kind = struct.unpack_from("=H", address)[0]
     if kind == AF_UNSPEC:
         if connect:
@@ -88,13 +89,13 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
             kind = AF_INET
     if kind == AF_INET:
         if len(address) < SOCKADDR_IN_LEN:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise os_error(errno.EINVAL)
         return address[4:8], struct.unpack_from("!H", address, 2)[0]
     if kind == AF_INET6 and family == AF_INET6:
         if len(address) < SOCKADDR_IN6_LEN:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise os_error(errno.EINVAL)
         return address[8:24], struct.unpack_from("!H", address, 2)[0]
-    raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+    raise os_error(errno.EAFNOSUPPORT)
 
 
 def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[bytes]:
@@ -123,10 +124,10 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         if where is None:
             continue
         if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
-            raise OSError(errno.EACCES, "the network policy allows no network")
+            raise os_error(errno.EACCES, "the network policy allows no network")
         packed, port = where
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
-            raise OSError(errno.EACCES, "the network policy does not allow this destination")
+            raise os_error(errno.EACCES, "the network policy does not allow this destination")
     return None
 
 
@@ -169,12 +170,12 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     if not any(targets):
         return None
     if not all(targets) or len(set(targets)) != 1 or payloads is None or len(payloads) != len(targets):
-        raise OSError(errno.EACCES, "a send to the resolver mixed with other destinations")
+        raise os_error(errno.EACCES, "a send to the resolver mixed with other destinations")
     if flags & _dns.MSG_MORE or any(controls) or sock.getsockopt(_dns.SOL_UDP, _dns.UDP_CORK):
-        raise OSError(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
+        raise os_error(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
     queries = [_dns.parse_query(p) for p in payloads]
     if not all(q is not None and dns.rules.allows_name(q.name) for q in queries):
-        raise OSError(errno.EACCES, "a DNS query for a name no rule allows")
+        raise os_error(errno.EACCES, "a DNS query for a name no rule allows")
     # the name is sent in lower case: its letters' case would carry a bit each (0x20)
     payloads[:] = [_dns.fold_case(p) for p in payloads]
     return peer, targets[0], queries
@@ -208,14 +209,14 @@ def _check_ip_control(raw: bytes) -> None:
     while offset + _CMSGHDR.size <= len(raw):
         length, level, kind = _CMSGHDR.unpack_from(raw, offset)
         if (level, kind) not in IP_CONTROLS:
-            raise OSError(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
+            raise os_error(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
         offset += max(length, _CMSGHDR.size) + (-length % 8)
 
 
 def _bound_port(address: bytes) -> int:
     """The port of a bind address of an IP socket (the same offset in sockaddr_in and _in6)."""
     if len(address) < 4:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     return struct.unpack_from("!H", address, 2)[0]
 
 
@@ -258,8 +259,8 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
         return _c_socket(fileno=dup)  # type: ignore[return-value]
     except OSError as exc:
         os.close(dup)
-        raise OSError(errno.ENOTSOCK if exc.errno in (errno.ENOTSOCK, errno.EBADF) else exc.errno,
-                      "not a socket") from None
+        raise os_error(exc.errno if exc.errno not in (None, errno.ENOTSOCK, errno.EBADF) else errno.ENOTSOCK,
+                       "not a socket") from None
 
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
@@ -467,7 +468,7 @@ def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
     name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
         read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
     if namelen > 128 or iovlen > 1024 or controllen > 65536:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     name = read_mem(ctx.tracees, call.tid, name_ptr, namelen) if name_ptr and namelen else None
     data = b""
     if iovlen:
@@ -492,19 +493,19 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
         while offset + _CMSGHDR.size <= len(raw):
             length, level, kind = _CMSGHDR.unpack_from(raw, offset)
             if length < _CMSGHDR.size or offset + length > len(raw):
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+                raise os_error(errno.EINVAL)
             body = raw[offset + _CMSGHDR.size: offset + length]
             if level == SOL_SOCKET and kind == SCM_CREDENTIALS:
-                raise OSError(errno.EPERM, "credentials cannot be sent on behalf")
+                raise os_error(errno.EPERM, "credentials cannot be sent on behalf")
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
                 if len(fds) + len(body) // 4 > SCM_MAX_FD:  # the kernel's limit per message
-                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+                    raise os_error(errno.EINVAL)
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
                 if any(_is_inotify(fd) for fd in ours):
                     # in flight, an instance is in no process's fd table, where the
                     # sandbox's inotify cap counts them (_fsops.count_inotify)
-                    raise OSError(errno.EPERM, "inotify instances cannot be passed")
+                    raise os_error(errno.EPERM, "inotify instances cannot be passed")
                 body = b"".join(struct.pack("=i", fd) for fd in ours)
             item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
             out += item + bytes(-len(item) % 8)
@@ -526,10 +527,10 @@ def _is_inotify(fd: int) -> bool:
 def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> bytes:
     """Decide a unix socket address; the address to use (see _on_socket)."""
     if len(address) <= SUN_PATH_OFFSET:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     if address[SUN_PATH_OFFSET] == 0:
         if not ctx.abstract_scoped:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            raise os_error(errno.EPERM)
         # the sandbox's own names live under the run's prefix (abstract_name);
         # the supervisor thread's own scope keeps everything else out of reach
         return abstract_name(ctx, address)
@@ -649,7 +650,7 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
         return address
     out = address[:SUN_PATH_OFFSET + 1] + prefix + name
     if len(out) > SUN_LEN_MAX:
-        raise OSError(errno.EINVAL, "abstract name too long for the sandbox's namespace")
+        raise os_error(errno.EINVAL, "abstract name too long for the sandbox's namespace")
     return out
 
 

@@ -52,6 +52,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
 from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PIDFD_THREAD  # noqa: F401  (handlers take them from here)
 
 PATH_MAX = 4096
@@ -192,7 +193,7 @@ class Workers:
         """
         with self._cond:
             if self._closed or self._threads - self._idle + len(self._jobs) >= self._bound:
-                raise OSError(errno.EAGAIN, "every worker of the supervisor is busy")
+                raise os_error(errno.EAGAIN, "every worker of the supervisor is busy")
             self._jobs.append((call, work))
             if self._idle >= len(self._jobs):
                 self._cond.notify()
@@ -272,23 +273,19 @@ def _s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def _efault() -> OSError:
-    return OSError(errno.EFAULT, os.strerror(errno.EFAULT))
-
-
 def read_mem(tracees: "Tracees", tid: int, address: int, size: int) -> bytes:
     """Exactly `size` bytes of the tracee's memory, else EFAULT."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     out = b""
     while len(out) < size:
         try:
             data = hot.readv(tid, address + len(out), min(size - len(out), hot.READ_MAX))
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
         if not data:
-            raise _efault()
+            raise os_error(errno.EFAULT)
         out += data
     return out
 
@@ -296,22 +293,22 @@ def read_mem(tracees: "Tracees", tid: int, address: int, size: int) -> bytes:
 def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
     """Write to the tracee's memory, or EFAULT."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     step = hot.READ_MAX
     for start in range(0, len(data), step):
         chunk = data[start:start + step]
         try:
             if hot.writev(tid, address + start, chunk) != len(chunk):
-                raise _efault()
+                raise os_error(errno.EFAULT)
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
 
 
 def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     out = b""
     while len(out) < limit:
@@ -319,15 +316,15 @@ def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MA
         try:
             data = hot.readv(tid, address, min(chunk, limit - len(out)))
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
         if not data:
-            raise _efault()
+            raise os_error(errno.EFAULT)
         end = data.find(b"\0")
         if end >= 0:
             return out + data[:end]
         out += data
         address += len(data)
-    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+    raise os_error(errno.ENAMETOOLONG)
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -461,7 +458,7 @@ class Tracees:
     def confirm(self) -> None:
         """ESRCH unless the notification being handled is still pending (its caller alive)."""
         if self.listener >= 0 and not self.still_valid():
-            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+            raise os_error(errno.ESRCH)
 
     def _open(self, tid: int) -> int:
         if len(self._pidfds) >= self.LIMIT:
@@ -483,7 +480,7 @@ class Tracees:
     def getfd(self, tid: int, fd: int) -> int:
         """A duplicate (close-on-exec) of the tracee's fd, or EBADF."""
         if fd < 0:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            raise os_error(errno.EBADF)
         pidfd = self._pidfds.get(tid)
         if pidfd is not None and threading.get_ident() == self._owner:
             try:
@@ -543,9 +540,9 @@ def proc_status_field(pid: int, key: bytes) -> bytes:
     try:
         value = proc_status(pid, (key,)).get(key)
     except FileNotFoundError:
-        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
+        raise os_error(errno.ESRCH) from None
     if value is None:
-        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+        raise os_error(errno.ESRCH)
     return value
 
 

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._errors import os_error
 from ._structs import PIDFD_NONBLOCK, PIDFD_THREAD, SIOCOUTQ
 from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
 
@@ -307,7 +308,7 @@ class InFlight:
         sock_key = os.fstat(sock).st_ino
         with self._lock:
             if self._closed:
-                raise OSError(errno.ESRCH, "the run is over")
+                raise os_error(errno.ESRCH, "the run is over")
             entry = self._sockets.get(sock_key)
             if entry is not None and all(sock_key in self._files.get(key, (0, ()))[1] for key, _ in memory):
                 entry[1] += 1  # the same files again on the same socket (a loop): nothing new to hold
@@ -319,7 +320,7 @@ class InFlight:
                 self._release()
                 new = {key for key, _ in memory if key not in self._files}
                 if not self._room(len(new), sock_key):
-                    raise OSError(errno.ETOOMANYREFS, "too many memory files in flight under --max-memory")
+                    raise os_error(errno.ETOOMANYREFS, "too many memory files in flight under --max-memory")
             sock_ref = -1  # our new references: all taken, or none
             file_refs: Dict[Tuple[int, int], int] = {}
             try:

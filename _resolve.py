@@ -36,6 +36,7 @@ from . import _procfs
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 if TYPE_CHECKING:
@@ -51,10 +52,6 @@ class Held(bytes):
     """The real path of an object reached through a magic link of the sandbox's
     own process (/proc/self/fd/N, cwd, exe): its metadata may be read like
     fstat's, but writes and content are decided on the path as usual."""
-
-
-def _eacces() -> OSError:
-    return OSError(errno.EACCES, os.strerror(errno.EACCES))
 
 
 class FsRules:
@@ -126,9 +123,9 @@ class FsRules:
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
         if self.denied and self._covered(path, self.denied) or self.foreign(path, itself=need == "write"):
-            raise _eacces()
+            raise os_error(errno.EACCES)
         if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
-            raise _eacces()
+            raise os_error(errno.EACCES)
         if need == "write":
             ok = self._covered(path, self.writable)
         elif need == "read":
@@ -136,11 +133,11 @@ class FsRules:
         else:
             ok = self._covered(path, self.readable) or path in self.ancestors
         if not ok:
-            raise _eacces()
+            raise os_error(errno.EACCES)
 
     def check_inode(self, st_dev: int, st_ino: int) -> None:
         if (st_dev, st_ino) in self.denied_inodes:
-            raise _eacces()
+            raise os_error(errno.EACCES)
 
 
 def _boxed(path: bytes) -> bool:
@@ -244,7 +241,7 @@ class Devices:
                 # the number was ours all along, so fd is our pty
                 if held is not None and os.fstat(held).st_nlink > 0:
                     return
-        raise _eacces()
+        raise os_error(errno.EACCES)
 
     def allocated(self, fd: int, mode: int) -> None:
         """fd is about to be handed to the sandbox: if it is a /dev/ptmx master, its
@@ -365,7 +362,7 @@ class Resolver:
         """
         if not path:
             if not flags & AT_EMPTY_PATH:
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                raise os_error(errno.ENOENT)
             fd = self.base(call, dirfd)
             try:
                 return fd, self._name_of(fd)
@@ -399,7 +396,7 @@ class Resolver:
         another process is ENOENT, /proc itself a listing of the sandbox's processes.
         """
         if not path:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            raise os_error(errno.ENOENT)
         flags |= os.O_CLOEXEC
         scoped = resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT)
         if path[:1] == b"/" and not scoped:
@@ -446,7 +443,7 @@ class Resolver:
         match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
         if match:
             if not self.is_member(int(match.group(1))):
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process (_procfs)
+                raise os_error(errno.ENOENT)  # another process (_procfs)
             magic = 0  # a magic link of the sandbox's own process
         fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         try:
@@ -508,7 +505,7 @@ class Resolver:
         if self.listing_top is None and self._make_listing_top is not None:
             self.listing_top = os.fsencode(self._make_listing_top())
         if self.listing_top is None:
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES))  # no scratch to list /proc in
+            raise os_error(errno.EACCES)  # no scratch to list /proc in
         with self._listings_lock:
             self._listings += 1
             number = self._listings
@@ -533,7 +530,7 @@ class Resolver:
         """(O_PATH fd of the parent directory, last component, host name of the parent) for
         namespace operations (mkdir, unlink, rename, ...).  The caller closes the fd."""
         if not path:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            raise os_error(errno.ENOENT)
         stripped = path.rstrip(b"/") or b"/"
         head, _, last = stripped.rpartition(b"/")
         if stripped == b"/" or last in (b".", b".."):
@@ -577,7 +574,7 @@ class Resolver:
     def _check_proc(self, name: bytes) -> None:
         match = _PROC_PID.match(name)
         if match and not self.is_member(int(match.group(1))):
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process's /proc directory (_procfs)
+            raise os_error(errno.ENOENT)  # another process's /proc directory (_procfs)
 
 
 def _dev_links() -> Tuple[Tuple[bytes, bytes], ...]:

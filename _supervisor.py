@@ -56,7 +56,7 @@ from . import _structs as S
 from . import _syscalls
 from . import _table
 from ._structs import CLONE_FS
-from ._errors import ExecError, SetupError, shown
+from ._errors import ExecError, SetupError, os_error, shown
 from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
                     proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
@@ -1325,11 +1325,11 @@ class _MemoryWriter:
             tid, address, data, answer, done = request
             try:
                 if not self._is_member(tgid_of(tid)):
-                    raise OSError(errno.EPERM, "not a process of the sandbox")
+                    raise os_error(errno.EPERM, "not a process of the sandbox")
                 fd = os.open(f"/proc/{tid}/mem", os.O_RDWR | os.O_CLOEXEC)
                 try:
                     if os.pwrite(fd, data, address) != len(data):
-                        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+                        raise os_error(errno.EFAULT)
                 finally:
                     os.close(fd)
             except OSError as exc:
@@ -1342,7 +1342,7 @@ class _MemoryWriter:
         done = threading.Event()
         self._requests.put((tid, address, data, answer, done))
         if not done.wait(5.0):
-            raise OSError(errno.ETIMEDOUT, "memory writer did not answer")
+            raise os_error(errno.ETIMEDOUT, "memory writer did not answer")
         if answer:
             raise answer[0]
 

@@ -30,6 +30,7 @@ from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequen
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
+from ._errors import os_error
 from ._structs import STAT_SIZE, STATX_SIZE  # noqa: F401  (_syscalls.STATX_SIZE for its users)
 
 _X86_64_TABLE = """
@@ -193,7 +194,7 @@ def machine() -> str:
     """
     name = os.uname().machine
     if name not in AUDIT_ARCH:
-        raise OSError(errno.ENOSYS, f"unsupported architecture {name!r} (x86_64 and aarch64 are supported)")
+        raise os_error(errno.ENOSYS, f"unsupported architecture {name!r} (x86_64 and aarch64 are supported)")
     return name
 
 
@@ -203,7 +204,7 @@ def table(arch: Optional[str] = None) -> Dict[str, int]:
     arch = arch or machine()
     text = {"x86_64": _X86_64_TABLE, "aarch64": _AARCH64_TABLE}.get(arch)
     if text is None:
-        raise OSError(errno.ENOSYS, f"unsupported architecture {arch!r}")
+        raise os_error(errno.ENOSYS, f"unsupported architecture {arch!r}")
     return _parse_table(text)
 
 
@@ -266,7 +267,7 @@ def _call(name: str, *args: object) -> int:
             return ret
         err = ctypes.get_errno()
         if err != errno.EINTR:
-            raise OSError(err, os.strerror(err))
+            raise os_error(err)
 
 
 def bound(name: str) -> Callable[..., int]:
@@ -623,7 +624,7 @@ class HotCalls:
 
     def _fail(self) -> OSError:
         err = ctypes.get_errno()
-        return OSError(err, os.strerror(err))
+        return os_error(err)
 
     def _transfer(self, number: object, pid: int, address: int, size: int) -> int:
         """process_vm_readv/writev of `size` bytes between our buffer and `address`."""
