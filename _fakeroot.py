@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import STATX_BTIME
 from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, proc_status, read_mem, write_mem
@@ -94,16 +95,13 @@ class Owners:
         """Load DIR.sandlock-fakeroot/owners (before the supervisor confines itself)."""
         path = make_record_dir(chroot)
         dirfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
+        with closed_on_error(dirfd):
             st = os.fstat(dirfd)
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 raise os_error(errno.EPERM, f"{path}: others may write it")
             owners = cls(dirfd, os.stat(chroot).st_dev, os.getuid(), os.getgid())
             owners._load(path)
             return owners
-        except BaseException:
-            os.close(dirfd)
-            raise
 
     def _load(self, path: str) -> None:
         self.path = path
@@ -474,12 +472,9 @@ def do_openat2(ctx: Context, call: Call) -> Reply:
 
 def _no_device(ctx: Context, reply: Reply) -> Reply:
     if isinstance(reply, Fd):
-        try:
+        with closed_on_error(reply.fd):
             st = ctx.hot.fstat(reply.fd)
             refused = _owners(ctx).is_device(reply.fd, st)
-        except BaseException:
-            os.close(reply.fd)
-            raise
         if refused:
             os.close(reply.fd)
             return Errno(errno.EACCES)

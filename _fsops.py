@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
@@ -85,7 +86,7 @@ def _object(ctx: Context, call: Call, need: str, nofollow: Optional[bool] = None
         # else: metadata of a file the tracee opened (Landlock checked that
         # open) or inherited: fstat and friends need no rule
         return fd, st
-    except BaseException:
+    except BaseException:  # by hand, not closed_on_error: the path of every stat (~0.2 us)
         os.close(fd)
         raise
 
@@ -113,7 +114,7 @@ def _is_o_path(fd: int) -> bool:
 def _fd_object(ctx: Context, call: Call, need: str) -> int:
     """A private duplicate of the tracee's fd call.fd, decided for `need`."""
     fd = ctx.tracees.getfd(call.tid, call.fd)
-    try:
+    with closed_on_error(fd):
         if (need == "write" and fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_PATH) in (os.O_WRONLY, os.O_RDWR)
                 and stat.S_ISREG(ctx.hot.fstat(fd).mode)):
             # a regular file open for writing: that open was decided for writing (a
@@ -125,9 +126,6 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
         if need == "write" and _is_device(ctx.hot.fstat(fd).mode):
             raise os_error(errno.EPERM)
         return ctx.resolver.writable(fd, name, meta=True) if need == "write" else fd
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 # --- metadata reads -----------------------------------------------------------------
@@ -188,12 +186,9 @@ def do_statfs(ctx: Context, call: Call) -> Reply:
 
 def do_fstatfs(ctx: Context, call: Call) -> Reply:
     fd = ctx.tracees.getfd(call.tid, call.fd)
-    try:
+    with closed_on_error(fd):
         if _is_o_path(fd):
             ctx.resolver.check(fd, ctx.resolver._name_of(fd), "meta")
-    except BaseException:
-        os.close(fd)
-        raise
     return _write_back(ctx, call, fd, _syscalls.statfs)
 
 
@@ -328,7 +323,7 @@ def _handing_over(ctx: Context, fd: int) -> None:
         kind = ctx.hot.fstat(fd).mode
         ctx.resolver.devices.check(fd, kind)
         ctx.resolver.devices.allocated(fd, kind)
-    except BaseException:
+    except BaseException:  # by hand, not closed_on_error: the path of every open (~0.2 us)
         os.close(fd)
         raise
 
@@ -363,7 +358,7 @@ def _open_object(ctx: Context, call: Call, flags: int, mode: int, resolve: int) 
     fd, name = ctx.resolver.open(call, call.dirfd, call.path or b"", flags, mode, resolve)
     try:
         ctx.resolver.check(fd, name, need)
-    except BaseException:
+    except BaseException:  # by hand, not closed_on_error: the path of every open (~0.2 us)
         os.close(fd)
         raise
     return Fd(fd, bool(flags & os.O_CLOEXEC))
@@ -419,7 +414,7 @@ def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Union[int, L
     accmode = flags & os.O_ACCMODE
     st = ctx.hot.fstat(held)
     fifo = (st.dev, st.ino)
-    try:
+    with closed_on_error(held):
         with ctx.waits_lock:  # a reader when a writer waits in a worker: it would not wait
             peer_waits = (fifo, os.O_WRONLY if accmode == os.O_RDONLY else os.O_RDONLY) in ctx.waits.values()
         if accmode == os.O_WRONLY or peer_waits:
@@ -427,9 +422,6 @@ def _fifo_later(ctx: Context, call: Call, held: int, flags: int) -> Union[int, L
             if fd >= 0:
                 os.close(held)
                 return fd
-    except BaseException:
-        os.close(held)
-        raise
     with ctx.waits_lock:
         ctx.waits[held] = (fifo, accmode)
 
@@ -455,11 +447,8 @@ def _open_at_once(held: int, flags: int) -> int:
         if exc.errno == errno.ENXIO:
             return -1
         raise
-    try:
+    with closed_on_error(fd):
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-    except BaseException:
-        os.close(fd)
-        raise
     return fd
 
 
@@ -497,11 +486,8 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             keep = os.O_EXCL  # O_TMPFILE|O_EXCL: a file never to be linked (open(2))
         fd = os.open(_proc_fd(probe), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW) | (flags & keep), mode)
         if flags & os.O_ACCMODE != os.O_RDONLY:
-            try:
+            with closed_on_error(fd):
                 ctx.resolver.note_written(fd, name, False)
-            except BaseException:
-                os.close(fd)
-                raise
         return fd
     finally:
         os.close(probe)
@@ -520,11 +506,8 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
             ctx.resolver.need_space(name)
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
-            try:
+            with closed_on_error(fd):
                 ctx.resolver.note_written(fd, name.rstrip(b"/") + b"/" + base, True)
-            except BaseException:
-                os.close(fd)
-                raise
         return fd
     finally:
         os.close(directory)
@@ -602,12 +585,9 @@ def _entry(ctx: Context, call: Call, dirfd: int, path: bytes) -> Tuple[int, byte
     the supervisor's thread then does the operation, under the same Landlock rules
     as the command, so the kernel decides everything else as for the command."""
     fd, last, name = ctx.resolver.parent(call, dirfd, path)
-    try:
+    with closed_on_error(fd):
         if name is None or ctx.resolver.rules.foreign(name.rstrip(b"/") + b"/" + last, itself=True):
             raise os_error(errno.EACCES)
-    except BaseException:
-        os.close(fd)
-        raise
     if path.endswith(b"/") and last not in (b".", b".."):
         last += b"/"  # the kernel's answer for "file/" (ENOTDIR)
     return fd, last

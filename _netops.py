@@ -43,6 +43,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _dns
 from . import _netpolicy
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import CLONE_FS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
@@ -397,7 +398,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
     messages: List[Tuple[int, Optional[bytes], bytes, bytes]] = []
     fds: List[int] = []
     budget = SEND_MAX
-    try:
+    with closed_on_error(fds):
         for index in range(min(call.size, 1024)):
             if messages and (budget <= 0 or len(fds) >= SCM_MAX_FD):
                 break  # the rest is left unsent: the call returns the count sent, as it may
@@ -410,10 +411,6 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             budget -= len(data)
             fds.extend(more)
             messages.append((entry, name, data, control))
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
     names = [m[1] for m in messages]  # None: to the socket's peer
     payloads = [m[2] for m in messages]  # policed DNS queries are sent as _check_dns left them
 
@@ -489,7 +486,7 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
     """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
     out, offset = b"", 0
     fds: List[int] = []
-    try:
+    with closed_on_error(fds):
         while offset + _CMSGHDR.size <= len(raw):
             length, level, kind = _CMSGHDR.unpack_from(raw, offset)
             if length < _CMSGHDR.size or offset + length > len(raw):
@@ -510,10 +507,6 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
             item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
             out += item + bytes(-len(item) % 8)
             offset += length + (-length % 8)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
     return out, fds
 
 
@@ -536,11 +529,8 @@ def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> by
         return abstract_name(ctx, address)
     path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
     fd, name = ctx.resolver.lookup(call, -100, path, False)
-    try:
+    with closed_on_error(fd):
         ctx.resolver.check(fd, name, "write")
-    except BaseException:
-        os.close(fd)
-        raise
     # Name the object itself: the guest's path means nothing to the kernel in a
     # root, a relative path would start from the supervisor's cwd, and the
     # path, walked again, could lead to another socket by then (a renamed

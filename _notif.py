@@ -52,6 +52,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PIDFD_THREAD  # noqa: F401  (handlers take them from here)
 
@@ -465,11 +466,8 @@ class Tracees:
             self.close()
         pid = tid if self._thread_flag else tgid_of(tid)
         pidfd = os.pidfd_open(pid, self._thread_flag)
-        try:
+        with closed_on_error(pidfd):
             self.confirm()
-        except OSError:
-            os.close(pidfd)
-            raise
         self._pidfds[tid] = pidfd
         return pidfd
 

@@ -35,6 +35,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._errors import os_error
+from ._syscalls import closed_on_error
 
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
@@ -121,7 +122,7 @@ def make_listing(top: bytes, number: int, members: Iterable[int], tgid: int, tid
     os.mkdir(path, 0o755)
     try:
         here = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
+        with closed_on_error(here):
             with os.scandir(b"/proc") as entries:
                 for entry in entries:
                     name = entry.name
@@ -139,9 +140,6 @@ def make_listing(top: bytes, number: int, members: Iterable[int], tgid: int, tid
                         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o444, dir_fd=here))
             for pid in members:
                 os.mkdir(b"%d" % pid, 0o555, dir_fd=here)
-        except BaseException:
-            os.close(here)
-            raise
         return here
     finally:
         if number > KEEP_LISTINGS:

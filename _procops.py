@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import PIDFD_NONBLOCK, PIDFD_THREAD, SIOCOUTQ
 from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
@@ -565,7 +566,7 @@ def do_pidfd_open(ctx: Context, call: Call) -> Reply:
     if call.pid <= 0:
         return Errno(errno.EINVAL)
     pidfd = os.pidfd_open(call.pid, call.flags)
-    try:
+    with closed_on_error(pidfd):
         if _pidfd_pid(pidfd) != call.pid:
             return Errno(errno.ESRCH)  # already reaped: the pid may be another's now
         member = ctx.members.contains(call.pid)
@@ -573,9 +574,6 @@ def do_pidfd_open(ctx: Context, call: Call) -> Reply:
             return Errno(errno.ESRCH)  # it died while we looked: the walk may have seen its successor
         if not member:
             return Errno(errno.EPERM)
-    except BaseException:
-        os.close(pidfd)
-        raise
     return Fd(pidfd, True)
 
 

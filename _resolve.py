@@ -36,6 +36,7 @@ from . import _procfs
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
@@ -333,7 +334,7 @@ class Resolver:
             fd = os.open(f"/proc/{call.tid}/cwd", os.O_PATH | os.O_CLOEXEC)
             try:
                 self.tracees.confirm()  # the caller's cwd, not that of a task with its tid
-            except OSError:
+            except OSError:  # by hand, not closed_on_error: the path of every relative path (~0.2 us)
                 os.close(fd)
                 raise
             return fd
@@ -366,7 +367,7 @@ class Resolver:
             fd = self.base(call, dirfd)
             try:
                 return fd, self._name_of(fd)
-            except BaseException:
+            except BaseException:  # by hand, not closed_on_error: the path of every fstat (~0.2 us)
                 os.close(fd)
                 raise
         open_flags = os.O_PATH | os.O_CLOEXEC | extra | (os.O_NOFOLLOW if nofollow else 0)
@@ -448,7 +449,7 @@ class Resolver:
         fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         try:
             name = self._name_of(fd)
-        except BaseException:
+        except BaseException:  # by hand, not closed_on_error: the path of every open (~0.2 us)
             os.close(fd)
             raise
         if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW and name:
@@ -475,7 +476,7 @@ class Resolver:
         ENOENT for what it may not see; a listing for /proc itself and made-up
         content for a few files, when opened for reading; else fd itself.
         """
-        try:
+        with closed_on_error(fd):
             if self.hot.fstat(fd).dev != self.proc_dev:
                 return fd, name
             pid, what = _procfs.classify(name, self.is_member)
@@ -495,9 +496,6 @@ class Resolver:
                 made = found
             else:
                 return fd, name
-        except BaseException:
-            os.close(fd)
-            raise
         os.close(fd)
         return made, None
 

@@ -397,7 +397,7 @@ class RootResolver(Resolver):
     def _checked_name(self, fd: int) -> Optional[bytes]:
         try:
             return self._name_of(fd)
-        except BaseException:
+        except BaseException:  # by hand, not closed_on_error: the path of every open in a root (~0.2 us)
             os.close(fd)
             raise
 

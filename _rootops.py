@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._structs import AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from ._errors import os_error as _oserror
 from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat
@@ -40,7 +41,7 @@ def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: 
     (making a name: EEXIST when it is there) or "missing" (removing or renaming
     one: ENOENT when it is not)."""
     fd, last, name = ctx.resolver.parent(call, dirfd, path)
-    try:
+    with closed_on_error(fd):
         if name is None:
             raise _oserror(errno.ENOTDIR)
         try:
@@ -52,9 +53,6 @@ def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: 
                 _lookup_error(fd, last, kernel_first)
             raise exc
         return fd, last
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _lookup_error(fd: int, last: bytes, kind: str) -> None:

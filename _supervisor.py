@@ -54,6 +54,7 @@ from . import _netpolicy
 from . import _policy
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
 from . import _table
 from ._structs import CLONE_FS
 from ._errors import ExecError, SetupError, os_error, shown
@@ -1225,11 +1226,8 @@ class Session:
             self._raise_child_error(error or b"launch:5:the sandbox process died during setup")
         pid, listener_fd, _ = _launch.READY.unpack(data)
         pidfd = os.pidfd_open(pid)
-        try:
+        with closed_on_error(pidfd):
             listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
-        except BaseException:
-            os.close(pidfd)
-            raise
         watch.command_pidfd = pidfd  # closed at the end of run()
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")

@@ -25,7 +25,7 @@ import errno
 import functools
 import os
 import struct
-from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -222,6 +222,29 @@ def names(arch: Optional[str] = None) -> Dict[int, str]:
 def nr(name: str) -> int:
     """The number of syscall `name` on this machine (KeyError if it has none)."""
     return table()[name]
+
+
+# --- owned fds ---------------------------------------------------------------------
+
+class closed_on_error:
+    """`with closed_on_error(fd):` closes fd if the block raises and leaves it open
+    otherwise, for the caller to hand on.  `fds` is an fd or a list of them the
+    block may still fill (negative entries are skipped).  A close-and-reraise
+    written by hand is a leak waiting for the next edit; the few left are on the
+    path of every open or stat, where this costs ~0.2 us (each says so)."""
+    __slots__ = ("fds",)
+
+    def __init__(self, fds: Union[int, List[int]]) -> None:
+        self.fds = fds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is not None:
+            for fd in [self.fds] if isinstance(self.fds, int) else self.fds:
+                if fd >= 0:
+                    os.close(fd)
 
 
 # --- raw calls -----------------------------------------------------------------
