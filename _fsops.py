@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._syscalls import closed_on_error
+from ._syscalls import closed_after, closed_on_error
 from ._errors import os_error
 from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
@@ -575,7 +575,7 @@ def _on_fd(ctx: Context, call: Call, need: str, act: Callable[[int], object]) ->
     return Value(0)
 
 
-# --- renames and links (host sandboxes; an emulated root has its own: _rootops) -----------------
+# --- renames and links (host sandboxes; an emulated root has its own: _rootops, which shares link_fd) ---
 
 
 
@@ -599,14 +599,10 @@ def do_rename(ctx: Context, call: Call) -> Reply:
     where a later open would no longer see it for what it is (README "Where
     sandlock keeps its own files")."""
     old, old_last = _entry(ctx, call, call.dirfd, call.path or b"")
-    try:
+    with closed_after(old):
         new, new_last = _entry(ctx, call, call.dirfd2, call.path2 or b"")
-        try:
+        with closed_after(new):
             _syscalls._call("renameat2", old, old_last, new, new_last, call.flags)
-        finally:
-            os.close(new)
-    finally:
-        os.close(old)
     return Value(0)
 
 
@@ -618,18 +614,21 @@ def do_link(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     follow = bool(call.flags & AT_SYMLINK_FOLLOW)
     source, _ = _object(ctx, call, "meta", nofollow=not follow)
-    try:
+    with closed_after(source):
         new, new_last = _entry(ctx, call, call.dirfd2, call.path2 or b"")
-        try:
+        with closed_after(new):
             if not call.path:  # linkat(fd, "", AT_EMPTY_PATH): the kernel's rule for that spelling
                 _syscalls._call("linkat", source, b"", new, new_last, AT_EMPTY_PATH)
             else:
-                _syscalls._call("linkat", AT_FDCWD, _proc_fd(source), new, new_last, AT_SYMLINK_FOLLOW)
-        finally:
-            os.close(new)
-    finally:
-        os.close(source)
+                link_fd(source, new, new_last)
     return Value(0)
+
+
+def link_fd(source: int, new: int, new_last: bytes) -> None:
+    """Make new_last in directory fd `new` a hard link to the object of fd `source`.
+    linkat(source fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
+    /proc/self/fd spelling with AT_SYMLINK_FOLLOW does not."""
+    _syscalls._call("linkat", AT_FDCWD, _proc_fd(source), new, new_last, AT_SYMLINK_FOLLOW)
 
 
 def do_truncate(ctx: Context, call: Call) -> Reply:

@@ -22,11 +22,11 @@ from typing import Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._syscalls import closed_on_error
+from ._syscalls import closed_after, closed_on_error
 from ._structs import AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from ._errors import os_error as _oserror
-from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat
-from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
+from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat, link_fd
+from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
 from ._resolve import d_path
 
 
@@ -129,7 +129,7 @@ def do_rename(ctx: Context, call: Call) -> Reply:
     if call.flags & RENAME_WHITEOUT:
         return Errno(errno.EPERM)
     old, old_last = _parent_for_write(ctx, call, call.dirfd, call.path or b"", kernel_first="missing")
-    try:
+    with closed_after(old):
         try:
             new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"",
                                               kernel_first="exists" if call.flags & RENAME_NOREPLACE else None)
@@ -137,7 +137,7 @@ def do_rename(ctx: Context, call: Call) -> Reply:
             if old_last not in (b".", b".."):
                 _lookup_error(old, old_last, "missing")  # the kernel looks the source up first
             raise
-        try:
+        with closed_after(new):
             if b"." in (old_last, new_last) or b".." in (old_last, new_last):
                 raise _oserror(errno.EBUSY if old_last in (b".", b"..") else errno.EISDIR)
             upper = getattr(ctx.resolver, "upper", None)
@@ -147,10 +147,6 @@ def do_rename(ctx: Context, call: Call) -> Reply:
                 _syscalls._call("renameat2", old, old_last, new, new_last, call.flags)
             else:
                 os.rename(old_last, new_last, src_dir_fd=old, dst_dir_fd=new)
-        finally:
-            os.close(new)
-    finally:
-        os.close(old)
     return Value(0)
 
 
@@ -184,20 +180,14 @@ def do_link(ctx: Context, call: Call) -> Reply:
         return Errno(errno.EINVAL)
     follow = bool(call.flags & AT_SYMLINK_FOLLOW)
     source, st = _object(ctx, call, "write", nofollow=not follow)
-    try:
+    with closed_after(source):
         if stat.S_ISDIR(st.mode):
             raise _oserror(errno.EPERM)
         new, new_last = _parent_for_write(ctx, call, call.dirfd2, call.path2 or b"", kernel_first="exists")
-        try:
+        with closed_after(new):
             if new_last in (b".", b".."):
                 raise _oserror(errno.EEXIST)
-            # linkat(source fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
-            # /proc/self/fd spelling with AT_SYMLINK_FOLLOW does not.
-            _syscalls._call("linkat", AT_FDCWD, _proc_fd(source), new, new_last, AT_SYMLINK_FOLLOW)
-        finally:
-            os.close(new)
-    finally:
-        os.close(source)
+            link_fd(source, new, new_last)
     return Value(0)
 
 

@@ -247,6 +247,17 @@ class closed_on_error:
                     os.close(fd)
 
 
+class closed_after(closed_on_error):
+    """`with closed_after(fd):` closes fd (or each of a list) when the block ends,
+    however it ends."""
+    __slots__ = ()
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        for fd in [self.fds] if isinstance(self.fds, int) else self.fds:
+            if fd >= 0:
+                os.close(fd)
+
+
 # --- raw calls -----------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)

@@ -63,3 +63,20 @@ def test_a_close_and_reraise_written_by_hand_says_why():
                 if body[0].startswith("os.close(") and body[1] == "raise":
                     found.append(f"{path.name}:{number + 1}")
     assert found == []
+
+
+def test_closed_after_closes_the_fd_however_the_block_ends():
+    import os
+
+    import pytest
+
+    from sandlock import _syscalls
+    ended, failed = os.open("/dev/null", os.O_RDONLY), os.open("/dev/null", os.O_RDONLY)
+    with _syscalls.closed_after(ended):
+        pass
+    with pytest.raises(ValueError):
+        with _syscalls.closed_after(failed):
+            raise ValueError
+    for fd in (ended, failed):
+        with pytest.raises(OSError):
+            os.fstat(fd)
