@@ -36,7 +36,7 @@ import os
 import re
 import stat
 import struct
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -514,54 +514,16 @@ class RootResolver(Resolver):
     def _made_up(self, what: bytes, fd: int) -> Optional[int]:
         """maps, smaps, mountinfo, mounts with guest names (see Resolver._made_up)."""
         if what == b"mountinfo":
-            return _procfs.memfd(what, self._mountinfo())
+            return _procfs.memfd(what, _procfs.mountinfo_table(_procfs.root_mount_points(self.mounts)))
         if what == b"mounts":
-            return _procfs.memfd(what, self._mounts())
+            return _procfs.memfd(what, _procfs.mounts_table(_procfs.root_mount_points(self.mounts)))
         if what in (b"maps", b"smaps"):
             from . import _elf
             with open(fd, "rb", closefd=False) as f:
                 # line by line into the memfd: the command decides how long its maps are
                 return _elf.sealed_memfd_filled("sandlock-proc-" + os.fsdecode(what),
-                                                lambda out: self._rewrite_maps(f, out))
+                                                lambda out: _procfs.rewrite_maps(f, out, self.link_target))
         return super()._made_up(what, fd)
-
-    def _rewrite_maps(self, lines: Iterable[bytes], fd: int) -> None:
-        """Write `lines` of a maps file to fd with guest paths (a line is at most a
-        few hundred bytes plus a path of at most PATH_MAX: bounded memory)."""
-        from . import _elf
-        out = b""
-        for line in lines:
-            end = b"\n" if line.endswith(b"\n") else b""
-            line = line[:len(line) - len(end)]
-            slash = line.find(b" /")
-            if slash > 0 and line[:slash].count(b" ") >= 4:
-                path = line[slash + 1:]
-                line = line[:slash + 1] + self.link_target(path)
-            out += line + end
-            if len(out) >= 65536:
-                _elf.write_all(fd, out)
-                out = b""
-        _elf.write_all(fd, out)
-
-    def _mount_points(self) -> List[Tuple[bytes, bytes, bytes, bytes]]:
-        """(source, mount point, type, options) the guest sees."""
-        points = [(b"rootfs", b"/", b"rootfs", b"rw"), (b"proc", b"/proc", b"proc", b"rw,nosuid,nodev,noexec"),
-                  (b"dev", b"/dev", b"tmpfs", b"rw,nosuid"), (b"shm", b"/dev/shm", b"tmpfs", b"rw,nosuid,nodev"),
-                  (b"devpts", b"/dev/pts", b"devpts", b"rw,nosuid,noexec")]
-        for m in sorted(self.mounts, key=lambda m: m.virt):
-            points.append((b"none", m.virt, b"bind", b"ro" if m.readonly else b"rw"))
-        return points
-
-    def _mounts(self) -> bytes:
-        return b"".join(b"%s %s %s %s 0 0\n" % point for point in self._mount_points())
-
-    def _mountinfo(self) -> bytes:
-        lines = []
-        for index, (source, point, kind, options) in enumerate(self._mount_points(), 1):
-            parent = 1 if index > 1 else 0
-            lines.append(b"%d %d 0:%d / %s %s - %s %s %s\n" % (index, parent, index, point, options, kind, source,
-                                                              options))
-        return b"".join(lines)
 
     def _open_dev(self, call: Call, norm: bytes, flags: int, mode: int,
                   resolve: int) -> Tuple[int, Optional[bytes]]:
