@@ -286,12 +286,12 @@ def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
     """Assemble the filter program for `arch` from number -> rule."""
     prog: List[Any] = [
         B.ld_abs(B.SECCOMP_DATA_ARCH),
-        B.jeq(_syscalls.AUDIT_ARCH[arch], jt=1, jf=None),
+        B.jeq(S.AUDIT_ARCH[arch], jt=1, jf=None),
         B.ret(_RET["kill"]),
         B.ld_abs(B.SECCOMP_DATA_NR),
     ]
     if arch == "x86_64":
-        prog += [B.jset(_syscalls.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
+        prog += [B.jset(S.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
     blocks: List[Any] = []
     _tree(_ranges(rules), prog, blocks)
     prog.extend(blocks)

@@ -209,6 +209,15 @@ RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 STAT_SIZE = {"x86_64": 144, "aarch64": 128}
 STATX_SIZE = 256
 
+# --- linux/audit.h: the architecture a seccomp filter sees ----------------------
+
+AUDIT_ARCH = {
+    "x86_64": 0xC000003E,   # EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+    "aarch64": 0xC00000B7,  # EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+}
+AUDIT_ARCH_I386 = 0x40000003
+X32_SYSCALL_BIT = 0x40000000
+
 # --- linux/sched.h, linux/pidfd.h ----------------------------------------------
 
 CLONE_FS = 0x00000200

@@ -87,7 +87,7 @@ def test_aarch64_has_no_legacy_path_syscalls():
 
 
 def test_audit_arch_values():
-    assert _syscalls.AUDIT_ARCH == {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+    assert S.AUDIT_ARCH == {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 
 def test_msghdr_layout_matches_the_64_bit_abi():
@@ -97,7 +97,7 @@ def test_msghdr_layout_matches_the_64_bit_abi():
     assert _netops._MSGHDR.size == 56
 
 
-ABI_PREFIXES = ("SECCOMP_", "LANDLOCK_", "RESOLVE_", "AT_", "STATX_", "RENAME_", "PIDFD_", "SIOC", "CLONE_FS",
+ABI_PREFIXES = ("SECCOMP_", "LANDLOCK_", "RESOLVE_", "AT_", "STATX_", "RENAME_", "PIDFD_", "SIOC", "CLONE_FS", "AUDIT_ARCH", "X32_",
                 "CLONE_THREAD", "IPPROTO_")
 
 
