@@ -314,16 +314,19 @@ class RunContext:
     The run's view of the sandbox (its processes, the tracee handles, the
     resolver, the network state), and the two listener operations a handler
     may use (inject, pending), which the notifier carries out: it owns the
-    listener.  `open()` makes what the supervising thread makes once it is
+    listener, and the context gets those two of its methods, not the notifier
+    (which holds the context: no cycle).  `open()` makes what the supervising thread makes once it is
     confined (HotCalls, Tracees, the resolver); `close()` releases it all.
     """
 
-    def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str], notifier: "Notifier") -> None:
+    def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str],
+                 inject: Callable[[Call, int, bool, int], int], pending: Callable[[Call], bool]) -> None:
         self.policy = policy
         self.prepared = prepared
         self.names = names
         self._numbers = {name: nr for nr, name in names.items()}
-        self._notifier = notifier
+        self._inject = inject    # Notifier.inject
+        self._pending = pending  # Notifier.pending
         self.abstract_scoped = prepared.abi >= 6
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
@@ -362,11 +365,11 @@ class RunContext:
 
     def inject(self, call: Call, fd: int, cloexec: bool = True, at: int = -1) -> int:
         """Install a copy of our fd in the caller; its number there (Notifier.inject)."""
-        return self._notifier.inject(call, fd, cloexec, at)
+        return self._inject(call, fd, cloexec, at)
 
     def pending(self, call: Call) -> bool:
         """Is `call` still waiting for its answer (Notifier.pending)?"""
-        return self._notifier.pending(call)
+        return self._pending(call)
 
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
         """Write the tracee's memory, read-only pages too (a path in .rodata; see
@@ -1061,7 +1064,7 @@ class Session:
         names = _syscalls.names(prepared.arch)
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
                                  _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
-        self.ctx = RunContext(policy, prepared, names, self.notifier)
+        self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending)
         self.stub = -1
         self.stub_pidfd = -1
         self.own_group = True
