@@ -433,6 +433,9 @@ def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]
 
 # Copies of dynamic programs whose PT_INTERP names the root's loader, reused while the
 # file is unchanged: at most COPIES_MAX of them, holding at most COPIES_BYTES together.
+# Process-wide on purpose: a copy serves every later run of every Sandbox of this
+# process (a run of python3 in a root would otherwise copy it again); bounded as said,
+# the oldest evicted first, and released when the process exits.
 COPIES_MAX = 64
 COPIES_BYTES = 256 << 20
 _COPIES: Dict[Tuple[int, int, int, int, bytes], Tuple[int, int]] = {}  # key -> (memfd, bytes it holds)
