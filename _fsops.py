@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _syscalls
+from . import _policyfn, _syscalls
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
                      Reply, Value, read_mem, umask_of as _umask, write_mem)
 
@@ -494,6 +494,8 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
+        if name is not None:  # Sandbox(policy_fn=), on the object looked up (README "Policy callback")
+            _policyfn.check_open(ctx, call, name)
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             return _fifo_later(ctx, call, os.dup(probe), flags)
@@ -523,6 +525,7 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     try:
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
+            _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
             ctx.resolver.need_space(name)
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
@@ -566,6 +569,8 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", bool(call.flags & AT_SYMLINK_NOFOLLOW))
     try:
         ctx.resolver.check(fd, name, "read")
+        if name is not None:
+            _policyfn.check_exec(ctx, call, name, call.ptr)
     finally:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so

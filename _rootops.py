@@ -33,6 +33,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _elf
+from . import _policyfn
 from . import _syscalls
 from ._errors import os_error as _oserror
 from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat
@@ -309,6 +310,8 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         if not os.access(_proc_fd(probe), X_OK):
             return Errno(errno.EACCES)
         virt = resolver.virtual_of_host(name or b"") or path
+        if name is not None:  # Sandbox(policy_fn=) (README "Policy callback")
+            _policyfn.check_exec(ctx, call, name, call.ptr)
         fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(probe)
