@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _policyfn, _syscalls
-from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
+from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later, Then,
                      Reply, Value, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
@@ -569,8 +569,11 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", bool(call.flags & AT_SYMLINK_NOFOLLOW))
     try:
         ctx.resolver.check(fd, name, "read")
-        if name is not None:
-            _policyfn.check_exec(ctx, call, name, call.ptr)
+        argv = _policyfn.check_exec(ctx, call, name, call.ptr) if name is not None else None
+        if argv is not None:  # Sandbox(policy_fn=): the exec must run as it was decided
+            st = os.stat(_proc_fd(fd))
+            return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino),
+                                                       _script_name(fd, call)))
     finally:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so
@@ -580,6 +583,21 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
     # following another process's magic link needs ptrace access, which
     # Landlock refuses outside the sandbox's domain.
     return CONTINUE
+
+
+def _script_name(fd: int, call: Call) -> Optional[bytes]:
+    """For a #! file, the name the kernel gives its interpreter (execve's path, or
+    /dev/fd/N/path for execveat relative to a directory fd); None for another file."""
+    try:
+        with open(_proc_fd(fd), "rb") as f:
+            if f.read(2) != b"#!":
+                return None
+    except OSError:
+        return None  # unreadable: a binary (if not, its interpreter is no match: killed)
+    path = call.path or b""
+    if call.dirfd == AT_FDCWD or path.startswith(b"/"):
+        return path
+    return b"/dev/fd/%d" % call.dirfd + (b"/" + path if path else b"")
 
 
 def _on_object(ctx: Context, call: Call, need: str, act: Callable[[int, _syscalls.Stat], object],

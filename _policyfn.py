@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -29,8 +30,9 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _syscalls
 from ._errors import PolicyError
-from ._notif import Call, Context, read_mem, read_string
+from ._notif import PATH_MAX, Call, Context, parent_of, read_mem, read_string, tgid_of
 
 DEFAULT_TIMEOUT = 1.0   # seconds a call of the callback may take before its event is denied
 ARGV_MAX = 1 << 16      # arguments read for an exec event (the kernel's own limit is larger: E2BIG beyond)
@@ -88,6 +90,23 @@ class Narrowing:
             raise PolicyError(f"set_max_memory: expected a positive int of bytes, got {size!r}")
         gate = self._gate
         gate.max_memory = size if gate.max_memory is None else min(gate.max_memory, size)
+
+
+class NarrowedRules:
+    """A run's filesystem rules (_resolve.FsRules) with the callback's deny_path
+    prefixes: every path decision of the supervisor goes through check()."""
+
+    def __init__(self, rules: Any, gate: "Gate") -> None:
+        self._rules = rules
+        self._gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rules, name)
+
+    def check(self, path: bytes, need: str) -> None:
+        if self._gate.denied and self._gate.path_denied(path):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        self._rules.check(path, need)
 
 
 class _Job:
@@ -201,15 +220,152 @@ def check_open(ctx: Context, call: Call, name: bytes) -> None:
     _raise(gate.ask(Event("open", call.tid, path=os.fsdecode(name))))
 
 
-def check_exec(ctx: Context, call: Call, name: bytes, argv_address: int) -> None:
-    """An exec of `name` (the supervisor's resolved name) with the argv at argv_address."""
+def check_exec(ctx: Context, call: Call, name: bytes, argv_address: int) -> Optional[List[bytes]]:
+    """An exec of `name` (the supervisor's resolved name) with the argv at argv_address:
+    the argv the callback allowed (None without a callback), for watch_exec."""
     gate = gate_of(ctx)
     if gate is None:
-        return
+        return None
     if gate.path_denied(name):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
-    argv = tuple(os.fsdecode(a) for a in read_argv(ctx, call, argv_address))
-    _raise(gate.ask(Event("exec", call.tid, path=os.fsdecode(name), argv=argv)))
+    argv = read_argv(ctx, call, argv_address)
+    _raise(gate.ask(Event("exec", call.tid, path=os.fsdecode(name), argv=tuple(os.fsdecode(a) for a in argv))))
+    return argv
+
+
+# --- an exec runs as it was decided ---------------------------------------------------------------
+#
+# An exec cannot be done on behalf: the kernel reads the path and argv from the
+# command's memory again after the CONTINUE, and another thread (or process
+# sharing the pages) may have changed them since the callback saw its copy.
+# So the exec the callback allowed is watched: the calling thread is seized
+# with ptrace(2) (PTRACE_O_TRACEEXEC) before the CONTINUE, and stops at
+# PTRACE_EVENT_EXEC, inside the exec, before one instruction of the new image
+# runs.  There the kernel's own copy is compared with the decided one: the
+# arguments (/proc/PID/cmdline, written by the kernel into the new image) and
+# the file (/proc/PID/exe against the (device, inode) decided; for a #! script,
+# the script name the interpreter is given).  Different: SIGKILL.  An exec that
+# fails, or is restarted (and so trapped and decided again), stops at the
+# PTRACE_INTERRUPT sent after the CONTINUE instead and is let go.  No stop
+# within EXEC_BOUND seconds: killed (fail closed).  The process's parent sees
+# none of these stops.
+
+PTRACE_CONT, PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 7, 17, 0x4206, 0x4207
+PTRACE_O_TRACEEXEC, PTRACE_EVENT_EXEC = 0x10, 4
+WALL = 0x40000000
+EXEC_BOUND = 5.0   # seconds an allowed exec may take before it is killed
+
+
+def watch_exec(call: Call, argv: List[bytes], ident: Tuple[int, int], script: Optional[bytes]) -> Callable[[], None]:
+    """Seize the caller before its exec is continued; the returned after() (run by the
+    same thread once the CONTINUE is sent, _notif.Then) checks the exec that happened.
+    ident: (st_dev, st_ino) of the program; script: for a #! file, the name the
+    interpreter is given (b"": not checked), else None."""
+    tid = call.tid
+    tgid = tgid_of(tid)
+    if parent_of(tgid) == os.getpid():
+        raise OSError(errno.EPERM, "not a process of the command")  # never: our waitpid would reap it
+    try:
+        _syscalls._call("ptrace", PTRACE_SEIZE, tid, 0, PTRACE_O_TRACEEXEC)
+    except OSError as exc:
+        _warn(f"cannot watch an exec (ptrace: {exc.strerror}): denied")
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM)) from None
+    return lambda: _verify(tid, tgid, argv, ident, script)
+
+
+def _verify(tid: int, tgid: int, argv: List[bytes], ident: Tuple[int, int], script: Optional[bytes]) -> None:
+    try:
+        _syscalls._call("ptrace", PTRACE_INTERRUPT, tid, 0, 0)
+    except OSError:
+        pass
+    candidates = (tid,) if tid == tgid else (tid, tgid)
+    deadline = time.monotonic() + EXEC_BOUND
+    pause = 0.0001
+    while True:
+        got, status, gone = 0, 0, True
+        for pid in candidates:
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG | WALL)
+            except ChildProcessError:
+                continue
+            gone = False
+            if got:
+                break
+        if gone:
+            return
+        if not got:
+            if time.monotonic() > deadline:
+                _warn(f"an allowed exec took more than {EXEC_BOUND:g} s: killed")
+                _kill(tgid, candidates)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+            continue
+        if not os.WIFSTOPPED(status):
+            return  # it died (now reaped for us, the tracer; its parent is told)
+        event = status >> 16
+        if event == PTRACE_EVENT_EXEC:
+            if _ran_as_decided(got, argv, ident, script):
+                _detach(got, 0)
+            else:
+                _warn("the exec's path or arguments changed after the policy_fn decided: killed")
+                _kill(got, (got,))
+            return
+        # the exec failed or will be restarted (and decided again): let it go, with
+        # the signal of a signal-delivery stop
+        _detach(got, 0 if event else os.WSTOPSIG(status))
+        return
+
+
+def _ran_as_decided(pid: int, argv: List[bytes], ident: Tuple[int, int], script: Optional[bytes]) -> bool:
+    try:
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            raw = b""
+            while len(raw) <= ARGV_BYTES + PATH_MAX:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                raw += chunk
+        finally:
+            os.close(fd)
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    got = raw[:-1].split(b"\0") if raw.endswith(b"\0") else raw.split(b"\0")
+    want = list(argv) or [b""]  # argc 0: the kernel gives "" as argv[0]
+    if script is None:
+        return (st.st_dev, st.st_ino) == ident and got == want
+    tail = ([script] if script else []) + want[1:]
+    return len(got) > len(tail) and (not tail or got[-len(tail):] == tail)
+
+
+def _detach(pid: int, signum: int) -> None:
+    try:
+        _syscalls._call("ptrace", PTRACE_DETACH, pid, 0, signum)
+    except OSError:
+        pass
+
+
+def _kill(pid: int, candidates: Tuple[int, ...]) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # reaped for us, so that its parent learns of its end
+        busy = False
+        for one in candidates:
+            try:
+                got, status = os.waitpid(one, os.WNOHANG | WALL)
+            except ChildProcessError:
+                continue
+            busy = True
+            if got and not os.WIFSTOPPED(status):
+                return
+        if not busy:
+            return
+        time.sleep(0.001)
 
 
 def check_destination(ctx: Context, call: Call, kind: str, proto: str, packed: bytes, port: int) -> None:

@@ -293,7 +293,6 @@ class Resolver:
     # with --num-cpus: (real CPUs the view stands on, N) for /proc/cpuinfo, /proc/stat and
     # /sys/devices/system/cpu/{online,possible,present} (README "CPU")
     cpu_view: Optional[Tuple[Tuple[int, ...], int]] = None
-    gate: Any = None   # _policyfn.Gate of Sandbox(policy_fn=): its deny_path narrowings
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
@@ -632,8 +631,6 @@ class Resolver:
         if st.dev == self.proc_dev:
             self._check_proc(name)
         self.rules.check(name, need)
-        if self.gate is not None and self.gate.denied and self.gate.path_denied(name):
-            raise _eacces()  # narrowed by Sandbox(policy_fn=) (README "Policy callback")
         if self.rules.denied_inodes:
             self.rules.check_inode(st.dev, st.ino)
 

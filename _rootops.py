@@ -310,8 +310,8 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         if not os.access(_proc_fd(probe), X_OK):
             return Errno(errno.EACCES)
         virt = resolver.virtual_of_host(name or b"") or path
-        if name is not None:  # Sandbox(policy_fn=) (README "Policy callback")
-            _policyfn.check_exec(ctx, call, name, call.ptr)
+        # Sandbox(policy_fn=) (README "Policy callback")
+        decided = _policyfn.check_exec(ctx, call, name, call.ptr) if name is not None else None
         fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(probe)
@@ -326,9 +326,37 @@ def do_execve(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(fd)
     try:
+        watch = None
+        if decided is not None:  # the exec must run as decided: watched from here (_policyfn)
+            st = os.fstat(target.fd)
+            watch = _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), b"" if script else None)
         number = ctx.inject(call, target.fd)
+    except OSError as exc:
+        return _unwatched(watch, exc)
     finally:
         os.close(target.fd)
+    try:
+        reply = _exec_at(ctx, call, path, number, script, virt)
+    except OSError as exc:
+        return _unwatched(watch, exc)
+    if watch is None:
+        return reply
+    if isinstance(reply, Then):
+        then = reply.after
+        return Then(CONTINUE, lambda: (watch(), then()))  # type: ignore[func-returns-value]
+    return Then(reply, watch)  # type: ignore[arg-type]
+
+
+def _unwatched(watch, exc: OSError) -> Reply:
+    """The exec fails after its caller was seized (policy_fn): let it go once answered."""
+    if watch is None:
+        raise exc
+    return Then(Errno(exc.errno or errno.EPERM), watch)
+
+
+def _exec_at(ctx: Context, call: Call, path: bytes, number: int, script, virt: bytes) -> Reply:
+    """Point the caller's exec at its injected fd `number` (do_execve)."""
+    resolver = ctx.resolver
     tgid = tgid_of(call.tid)
     link = b"/proc/self/fd/%d" % number
     address = call.path_at

@@ -453,7 +453,8 @@ class RunContext:
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
-        resolver.gate = self.policy_gate
+        if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
+            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)
         # README "CPU", "Uptime and load"
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:
