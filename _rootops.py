@@ -343,7 +343,13 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         return reply
     if isinstance(reply, Then):
         then = reply.after
-        return Then(CONTINUE, lambda: (watch(), then()))  # type: ignore[func-returns-value]
+
+        def both() -> None:
+            try:
+                watch()  # the exec is checked (the kernel has the rewritten path) ...
+            finally:
+                then()   # ... before the vfork parent's bytes are put back
+        return Then(CONTINUE, both)
     return Then(reply, watch)  # type: ignore[arg-type]
 
 

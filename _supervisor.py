@@ -454,7 +454,7 @@ class RunContext:
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
         if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
-            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)
+            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
         # README "CPU", "Uptime and load"
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:
