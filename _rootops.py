@@ -599,23 +599,34 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
         if not os.access(_proc_fd(fd), X_OK):
             return Errno(errno.EACCES)
         arguments_fit(ctx, call, len(b"/dev/fd/%d" % call.dirfd))  # before the fd is replaced
+        # Sandbox(policy_fn=) (README "Policy callback"): asked, and the exec watched
+        decided = _policyfn.check_exec(ctx, call, ctx.resolver._name_of(fd) or b"/dev/fd/%d" % call.dirfd,
+                                       call.ptr) if _policyfn.gate_of(ctx) is not None else None
         head = os.pread(fd, _elf.HEADER_SIZE, 0)
         if head[:4] == b"\x7fELF":
             elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())
             if elf.interp is None:
                 # CONTINUE: the kernel runs the fd the child holds, no path is read,
                 # and Landlock's EXECUTE right decides whether it may
+                if decided is not None:
+                    return Then(CONTINUE, _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), None))
                 return CONTINUE
         virt = ctx.resolver.virtual_of_host(ctx.resolver._name_of(fd) or b"") or b"/dev/fd/%d" % call.dirfd
-        target, _ = _plan(ctx, call, fd, virt, 0)
+        target, script = _plan(ctx, call, fd, virt, 0)
     finally:
         os.close(fd)
     try:
+        watch = None
+        if decided is not None:
+            mine = os.fstat(target.fd)
+            watch = _policyfn.watch_exec(call, decided, (mine.st_dev, mine.st_ino), b"" if script else None)
         ctx.inject(call, target.fd, _child_cloexec(call.tid, call.dirfd), at=call.dirfd)
+    except OSError as exc:
+        return _unwatched(watch, exc)
     finally:
         os.close(target.fd)
     # CONTINUE: as above, the kernel runs the fd, now our copy; nothing is re-read
-    return CONTINUE
+    return CONTINUE if watch is None else Then(CONTINUE, watch)
 
 
 def _child_cloexec(tid: int, fd: int) -> bool:

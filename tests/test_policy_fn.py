@@ -286,6 +286,30 @@ out["seen"] = seen
     assert ["/bin/echo", "forbidden"] in out["seen"]
 
 
+CONFINED = r"""
+outside = sys.argv[1]
+tried = {}
+def fn(event, ctx):
+    if event.kind == "exec" and "tried" not in tried:
+        try:
+            tried["tried"] = open(outside).read()
+        except OSError as e:
+            tried["tried"] = e.errno
+    return True
+sandlock.Sandbox(policy_fn=fn).run(["/bin/true"])
+out["callback"] = tried["tried"]
+out["caller"] = open(outside).read()
+"""
+
+
+def test_the_callback_runs_confined_and_cannot_read_what_the_policy_does_not_grant(who, scratch) -> None:
+    d = who.make_dir(scratch / "c")
+    secret = who.make_file(d / "secret", "mine")
+    out = run_script(who, CONFINED, str(secret))
+    assert out["caller"] == "mine"   # control: the same read outside the callback
+    assert out["callback"] == 13     # EACCES: the supervisor's Landlock domain
+
+
 def test_a_policy_fn_that_is_not_callable_or_a_wrong_bound_is_a_policy_error() -> None:
     import sandlock
     for kwargs, word in (({"policy_fn": 3}, "policy_fn"), ({"policy_fn": print, "policy_fn_timeout": 0}, "policy_fn_timeout"),
