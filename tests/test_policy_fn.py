@@ -286,6 +286,80 @@ out["seen"] = seen
     assert ["/bin/echo", "forbidden"] in out["seen"]
 
 
+FAILS = r"""
+d = sys.argv[1]
+asked = []
+box = sandlock.Sandbox(fs_readable=[d], policy_fn=lambda e, c: asked.append(e.kind) or True)
+code = ("import os, sys\ntry:\n    os.execv(sys.argv[1], [sys.argv[1]])\nexcept OSError as e:\n    print('exec', e.errno)\n"
+        "print('went on')\n")
+r = box.run([PY, "-c", code, d + "/garbage"])
+out["stdout"] = r.stdout.decode()
+out["asked"] = asked.count("exec")
+"""
+
+
+def test_an_exec_the_callback_allowed_that_fails_returns_its_error_and_the_program_goes_on(who, scratch) -> None:
+    d = who.make_dir(scratch / "g")
+    who.make_file(d / "garbage", b"\x01\x02 not a program\n", mode=0o755)
+    out = run_script(who, FAILS, str(d))
+    assert out["stdout"] == "exec 8\nwent on\n"  # ENOEXEC
+    assert out["asked"] == 2
+
+
+NET_NARROW = r"""
+servers = []
+for _ in range(2):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in range(8)], daemon=True).start()
+    servers.append(s.getsockname()[1])
+a, b = servers
+binds = []
+def fn(event, ctx):
+    if event.kind == "bind":
+        binds.append([event.host, event.port, event.protocol])
+    if event.kind == "connect" and event.port == a:
+        ctx.restrict_network(allow=["127.0.0.1:%d" % a], bind=["udp://*"])
+    return True
+code = ("import socket, sys\ndef c(p):\n    s = socket.socket()\n    try:\n        s.connect(('127.0.0.1', p))\n        return 'ok'\n"
+        "    except OSError as e:\n        return e.errno\ndef b(kind):\n    s = socket.socket(socket.AF_INET, kind)\n    try:\n"
+        "        s.bind(('127.0.0.1', 0))\n        return 'ok'\n    except OSError as e:\n        return e.errno\n"
+        "a, b_ = int(sys.argv[1]), int(sys.argv[2])\nprint(c(b_), b(socket.SOCK_STREAM), c(a), c(b_), c(a), b(socket.SOCK_STREAM), b(socket.SOCK_DGRAM))\n")
+box = sandlock.Sandbox(net_allow=["127.0.0.1"], net_allow_bind=["*"], policy_fn=fn)
+out["stdout"] = box.run([PY, "-c", code, str(a), str(b)]).stdout.decode()
+out["binds"] = binds
+"""
+
+
+def test_restrict_network_from_the_callback_narrows_connects_and_binds_for_the_rest_of_the_run(who) -> None:
+    out = run_script(who, NET_NARROW)
+    # before: b and a TCP bind allowed; after the first connect to a: only a, and UDP binds
+    assert out["stdout"] == "ok ok ok 13 ok 13 ok\n"
+    assert out["binds"][0] == ["127.0.0.1", 0, "tcp"] and out["binds"][-1] == ["127.0.0.1", 0, "udp"]
+
+
+MEMORY = r"""
+def fn(event, ctx):
+    if event.kind == "exec" and event.path.endswith("/true"):
+        ctx.set_max_memory(32 << 20)
+    return True
+code = ("import subprocess, sys, time\nsubprocess.run(['/bin/true'] if sys.argv[1] == 'narrow' else ['/bin/echo', '-n'])\n"
+        "x = bytearray(200 << 20)\nfor i in range(0, len(x), 4096):\n    x[i] = 1\ntime.sleep(2)\nprint('survived')\n")
+box = sandlock.Sandbox(policy_fn=fn)
+r = box.run([PY, "-c", code, "narrow"])
+out["narrow"] = [r.stdout.decode(), r.reason]
+r = box.run([PY, "-c", code, "keep"])
+out["control"] = [r.stdout.decode(), r.reason]
+"""
+
+
+def test_the_callback_lowers_the_memory_limit_and_a_run_above_it_is_ended(who) -> None:
+    out = run_script(who, MEMORY)
+    assert out["control"][0] == "survived\n"
+    assert out["narrow"][0] == "" and "memory limit exceeded" in out["narrow"][1], out
+
+
 CONFINED = r"""
 outside = sys.argv[1]
 tried = {}
