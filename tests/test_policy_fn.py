@@ -15,7 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from conftest import SYSTEM_PATH, SYSTEM_PYTHON
-from rootcase import busybox_shared  # noqa: F401  (fixture)
+from rootcase import bb, busybox_shared  # noqa: F401  (fixtures)
 
 PREAMBLE = r"""
 import errno, json, os, socket, sys, threading, time
@@ -358,6 +358,28 @@ def test_the_callback_lowers_the_memory_limit_and_a_run_above_it_is_ended(who) -
     out = run_script(who, MEMORY)
     assert out["control"][0] == "survived\n"
     assert out["narrow"][0] == "" and "memory limit exceeded" in out["narrow"][1], out
+
+
+ROOT_RACE = r"""
+root, deny = sys.argv[1], sys.argv[2] == "deny"
+def fn(event, ctx):
+    return not (event.kind == "exec" and event.argv[:1] == ("/bin/echo",) and "denied!" in event.argv)
+box = sandlock.Sandbox(chroot=root, **({"policy_fn": fn} if deny else {}))
+r = box.run(["/bin/exec_race", "argv", "200", "/bin/echo", "allowed", "denied!"])
+out["line"] = r.stdout.decode().strip()
+"""
+
+
+def test_in_an_emulated_root_a_thread_rewriting_argv_never_runs_what_the_callback_refused(who, progs, bb) -> None:  # noqa: F811
+    if not progs.static:
+        pytest.skip("needs the static build of tests/progs (a static libc) to run inside the busybox root")
+    import shutil
+    shutil.copy(progs["exec_race"], bb / "bin" / "exec_race")
+    out = _counts(run_script(who, ROOT_RACE, str(bb), "deny")["line"])
+    assert out["lines_denied"] == 0, out
+    assert out["refused"] + out["killed"] < out["attempts"], out
+    control = _counts(run_script(who, ROOT_RACE, str(bb), "none")["line"])
+    assert control["lines_denied"] > 0 and control["killed"] == 0, control
 
 
 CONFINED = r"""
