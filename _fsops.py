@@ -494,8 +494,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
         ctx.resolver.check(probe, name, "write")
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
-        if name is not None:  # Sandbox(policy_fn=), on the object looked up (README "Policy callback")
-            _policyfn.check_open(ctx, call, name)
+        _policyfn.check_open(ctx, call, name or b"")  # Sandbox(policy_fn=), on the object looked up
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             return _fifo_later(ctx, call, os.dup(probe), flags)
@@ -569,11 +568,11 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", bool(call.flags & AT_SYMLINK_NOFOLLOW))
     try:
         ctx.resolver.check(fd, name, "read")
-        argv = _policyfn.check_exec(ctx, call, name, call.ptr) if name is not None else None
+        argv = _policyfn.check_exec(ctx, call, name or b"", call.ptr)
         if argv is not None:  # Sandbox(policy_fn=): the exec must run as it was decided
             st = os.stat(_proc_fd(fd))
-            return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino),
-                                                       _script_name(fd, call)))
+            script = _script_name(fd, call) if stat.S_ISREG(st.st_mode) else None
+            return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino), script))
     finally:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so
@@ -589,7 +588,7 @@ def _script_name(fd: int, call: Call) -> Optional[bytes]:
     """For a #! file, the name the kernel gives its interpreter (execve's path, or
     /dev/fd/N/path for execveat relative to a directory fd); None for another file."""
     try:
-        with open(_proc_fd(fd), "rb") as f:
+        with open(os.open(_proc_fd(fd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
             if f.read(2) != b"#!":
                 return None
     except OSError:

@@ -311,7 +311,7 @@ def do_execve(ctx: Context, call: Call) -> Reply:
             return Errno(errno.EACCES)
         virt = resolver.virtual_of_host(name or b"") or path
         # Sandbox(policy_fn=) (README "Policy callback")
-        decided = _policyfn.check_exec(ctx, call, name, call.ptr) if name is not None else None
+        decided = _policyfn.check_exec(ctx, call, name or virt, call.ptr)
         fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(probe)

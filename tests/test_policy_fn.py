@@ -306,6 +306,23 @@ def test_an_exec_the_callback_allowed_that_fails_returns_its_error_and_the_progr
     assert out["asked"] == 2
 
 
+def test_an_exec_of_a_fifo_the_callback_allowed_fails_at_once_and_holds_nothing(who, scratch) -> None:
+    d = who.make_dir(scratch / "fifo")
+    import os
+    os.mkfifo(d / "pipe", 0o755)
+    who.own(d / "pipe")
+    body = r"""
+d = sys.argv[1]
+box = sandlock.Sandbox(fs_readable=[d], policy_fn=lambda e, c: True)
+code = ("import os, sys\ntry:\n    os.execv(sys.argv[1], [sys.argv[1]])\nexcept OSError as e:\n    print('exec', e.errno)\n")
+t = time.monotonic()
+out["stdout"] = box.run([PY, "-c", code, d + "/pipe"], timeout=30).stdout.decode()
+out["took"] = time.monotonic() - t
+"""
+    out = run_script(who, body, str(d))
+    assert out["stdout"] == "exec 13\n" and out["took"] < 10, out  # EACCES, as without a callback
+
+
 NET_NARROW = r"""
 servers = []
 for _ in range(2):
