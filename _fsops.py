@@ -29,8 +29,8 @@ from typing import Callable, List, Optional, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _policyfn, _syscalls
-from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later, Then,
-                     Reply, Value, read_mem, umask_of as _umask, write_mem)
+from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
+                     Reply, Then, Value, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
 AT_SYMLINK_NOFOLLOW_FLAGS = AT_SYMLINK_NOFOLLOW
