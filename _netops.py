@@ -42,6 +42,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _netpolicy
+from . import _policyfn
 from . import _syscalls
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
 
@@ -127,6 +128,8 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         packed, port = where
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
             raise OSError(errno.EACCES, "the network policy does not allow this destination")
+        # Sandbox(policy_fn=), on this copy, which is what the call sends to (README "Policy callback")
+        _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
     return None
 
 
@@ -665,7 +668,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
     sock = _socket(ctx, call)
     try:
         if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address)
+            return _bind_other(ctx, sock, address, call)
         return pathname(sock, address, address[SUN_PATH_OFFSET:].split(b"\0", 1)[0])
     finally:
         sock.close()
@@ -699,7 +702,7 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
     return out
 
 
-def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+def _bind_other(ctx: Context, sock: socket.socket, address: bytes, call: Optional[Call] = None) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
     autobind (only the family) as an abstract name under the prefix, an IP port only if
     --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
@@ -708,6 +711,8 @@ def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
         port = _bound_port(address)
         if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
             return Errno(errno.EACCES)
+        if call is not None:  # Sandbox(policy_fn=), on this copy (README "Policy callback")
+            _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

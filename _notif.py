@@ -135,6 +135,7 @@ class Context(Protocol):
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
     memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
+    policy_gate: Any   # _policyfn.Gate of Sandbox(policy_fn=), else None (README "Policy callback")
 
     @property
     def vfork(self) -> Any:

@@ -520,7 +520,11 @@ def do_fork(ctx: Context, call: Call) -> Reply:
     for tid, since in list(members.pending.items()):
         if now - since > 0.5:
             del members.pending[tid]
-    if len(members.processes()) + len(members.pending) >= ctx.policy.max_processes:
+    gate = getattr(ctx, "policy_gate", None)  # lowered by a policy_fn (README "Policy callback")
+    limit = gate.max_processes if gate is not None else ctx.policy.max_processes
+    if limit is None:
+        return CONTINUE
+    if len(members.processes()) + len(members.pending) >= limit:
         return Errno(errno.EAGAIN)
     members.pending[call.tid] = now
     # CONTINUE: the decision used register values (the clone flags) and the

@@ -53,6 +53,7 @@ from . import _launch
 from . import _netlink
 from . import _netpolicy
 from . import _policy
+from . import _policyfn
 from . import _structs as S
 from . import _syscalls
 from . import _table
@@ -243,8 +244,9 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
         import traceback  # noqa: F401  (handler failures, Notifier)
 
 
-def prepare(policy: Policy) -> Prepared:
-    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
+def prepare(policy: Policy, counted: bool = False) -> Prepared:
+    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it.
+    counted: forks are counted even without max_processes (a policy_fn may lower it)."""
     arch = _syscalls.machine()
     if not _syscalls.has_user_notif():
         raise SetupError(errno.ENOSYS, "seccomp user notification is not available (needs Linux >= 5.0)",
@@ -308,7 +310,7 @@ def prepare(policy: Policy) -> Prepared:
             child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
-        traps = _table.traps_for(policy, abi, arch)
+        traps = _table.traps_for(policy, abi, arch, counted=counted)
         net_rules = _netpolicy.NetRules.from_policy(policy)
         rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
                                   _table.argument_rules(policy, net_rules))
@@ -385,6 +387,7 @@ class RunContext:
             self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
         self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
+        self.policy_gate: Optional[_policyfn.Gate] = None  # Sandbox(policy_fn=) (README "Policy callback")
 
     # --- what handlers call ------------------------------------------------------------------
 
@@ -451,6 +454,8 @@ class RunContext:
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
+            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
         # README "CPU", "Uptime and load"
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:
@@ -901,7 +906,8 @@ class Watch:
         """Watch until the stub is gone (the command is started: Session._start)."""
         now = time.monotonic()
         self._deadline = (now + self.policy.timeout) if self.policy.timeout else None
-        self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
+        self._next_memory_poll = (now + MEMORY_POLL if self.policy.max_memory or self.ctx.policy_gate is not None
+                                  else None)
         self._next_disk_poll = (now + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.ctx.upper is not None else None)
         if self.policy.cpu is not None and self.ctx.members is not None:
@@ -1142,7 +1148,10 @@ class Watch:
         ctx = self.ctx
         if self._stub_gone or ctx.members is None:
             return
-        limit = self.policy.max_memory or 0
+        gate = ctx.policy_gate
+        limit = (gate.max_memory if gate is not None else self.policy.max_memory) or 0
+        if not limit:
+            return  # a policy_fn may set one later (README "Policy callback")
         try:
             if self._memory_devs is None:
                 self._memory_devs = memory_devices()
@@ -1251,7 +1260,8 @@ class Session:
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
                  forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
                  stdio: Tuple[int, int, int] = (-1, -1, -1),
-                 on_exec: Optional[Callable[["Session", bytes], None]] = None) -> None:
+                 on_exec: Optional[Callable[["Session", bytes], None]] = None,
+                 policy_fn: Optional[Tuple[Callable, float]] = None) -> None:
         self.policy = policy
         self.prepared = prepared
         self.argv = tuple(argv)
@@ -1271,6 +1281,9 @@ class Session:
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
                                  _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
         self.ctx = RunContext(policy, prepared, names, self.notifier)
+        if policy_fn is not None:  # README "Policy callback"
+            from . import _policyfn
+            self.ctx.policy_gate = _policyfn.Gate(policy_fn[0], policy_fn[1], policy.max_processes, policy.max_memory)
         self.stub = -1
         self.stub_pidfd = -1
         self.own_group = True
@@ -1332,6 +1345,8 @@ class Session:
                 fake, ctx.fake = ctx.fake, None
                 _save_fake(fake)
             ctx.close()
+            if ctx.policy_gate is not None:
+                ctx.policy_gate.close()
             if ctx.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)

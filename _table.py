@@ -79,8 +79,8 @@ ROWS: Dict[str, Row] = {
     "renameat2": _row(F.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
     "link": _row(F.do_link, ("path", "path2")),
     "linkat": _row(F.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
-    "execve": _row(F.do_exec_check, ("path",)),
-    "execveat": _row(F.do_exec_check, ("dirfd", "path", "_", "_", "flags")),
+    "execve": _row(F.do_exec_check, ("path", "ptr")),  # argv: Sandbox(policy_fn=)
+    "execveat": _row(F.do_exec_check, ("dirfd", "path", "ptr", "_", "flags")),
     # metadata writes Landlock does not cover
     "chmod": _row(F.do_chmod, ("path", "mode")),
     "fchmodat": _row(F.do_chmod, ("dirfd", "path", "mode")),
@@ -204,8 +204,9 @@ SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal
 _ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true for every call
 
 
-def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
-    """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
+def traps_for(policy: Policy, abi: int, arch: Optional[str] = None, counted: bool = False) -> Dict[str, Trap]:
+    """The syscalls `policy` traps on `arch`, each with its register tests (None: always);
+    counted: forks are counted without max_processes too (a policy_fn may set a limit)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
@@ -258,7 +259,7 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # locks: every flock but an unlock, and fcntl's lock commands only (args[1])
     traps["flock"] = [Test(1, "maskeq", F.LOCK_UN, "allow", mask=0xFFFFFFFF & ~F.LOCK_NB), _ALWAYS_NOTIFY]
     traps["fcntl"] = [Test(1, "eq", cmd, "notify") for cmd in F.LOCK_COMMANDS]
-    if policy.max_processes is not None:
+    if policy.max_processes is not None or counted:
         traps["fork"] = None
         traps["vfork"] = None
         traps["clone"] = [Test(0, "set", P_CLONE_THREAD, "allow"), _ALWAYS_NOTIFY]

@@ -151,6 +151,21 @@ def __getattr__(name: str) -> "Any":
     raise AttributeError(name)
 
 
+def _policy_fn(fn: "Any", timeout: "Any") -> "Any":
+    """(fn, seconds) of Sandbox(policy_fn=, policy_fn_timeout=), or None (README "Policy callback")."""
+    if fn is None:
+        if timeout is not None:
+            raise PolicyError("policy_fn_timeout: given without policy_fn")
+        return None
+    if not callable(fn):
+        raise PolicyTypeError(f"policy_fn: expected a callable fn(event, ctx), got {fn!r}")
+    if timeout is None:
+        timeout = 1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise PolicyError(f"policy_fn_timeout: expected seconds in (0, 60], got {timeout!r}")
+    return fn, float(timeout)
+
+
 class Sandbox:
     """A policy, validated at construction; run() any number of commands under it.
 
@@ -159,7 +174,10 @@ class Sandbox:
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
     net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu;
     default_view=False starts from nothing instead of
-    the system directories (README "Default filesystem view").
+    the system directories (README "Default filesystem view");
+    policy_fn=fn(event, ctx) and policy_fn_timeout= (seconds, default 1) for a
+    callback asked about execs, opens for writing, connects, sends and binds
+    (README "Policy callback").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -168,6 +186,7 @@ class Sandbox:
     def __init__(self, **policy: "Any") -> None:
         import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
         import weakref
+        self._policy_fn = _policy_fn(policy.pop("policy_fn", None), policy.pop("policy_fn_timeout", None))
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
@@ -215,7 +234,7 @@ class Sandbox:
         with self._lock:
             if self._prepared is None:
                 import weakref
-                self._prepared = _supervisor.prepare(self.policy)
+                self._prepared = _supervisor.prepare(self.policy, counted=self._policy_fn is not None)
                 self._release = weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
@@ -256,7 +275,7 @@ class Sandbox:
         streams = _process.streams(stdin, stdout, stderr)
 
         def session(**options: "Any") -> "Any":
-            return _supervisor.Session(policy, prepared, args, environment, **options)
+            return _supervisor.Session(policy, prepared, args, environment, policy_fn=self._policy_fn, **options)
         with self._running_lock:
             self._running.add(process)
         try:
