@@ -8,7 +8,10 @@ there is only ever one copy of each.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -69,6 +72,11 @@ class PolicyError(SandlockError, ValueError):
     """
 
 
+class PolicyTypeError(PolicyError, TypeError):
+    """A value of the wrong type (an int in env, a tuple where a path goes): caught as
+    PolicyError or as the TypeError a Python user expects; the message names the field."""
+
+
 class SetupError(SandlockError, OSError):
     """The sandbox could not be set up (kernel feature missing, a step failed).
 
@@ -100,6 +108,23 @@ class ExecError(SandlockError, OSError):
 
     def __str__(self) -> str:
         return self.strerror or ""
+
+
+class CommandNotFoundError(ExecError, FileNotFoundError):
+    """The command was not found (exit 127): caught as ExecError or FileNotFoundError."""
+
+
+class CommandNotExecutableError(ExecError, PermissionError):
+    """The command was found but may not be executed (EACCES, exit 126): caught as
+    ExecError or PermissionError."""
+
+
+def exec_error(errno_: int, message: str, command: str) -> ExecError:
+    """The ExecError for an exec that failed with errno_, of the class subprocess users catch."""
+    import errno
+    cls = {errno.ENOENT: CommandNotFoundError, errno.EACCES: CommandNotExecutableError,
+           errno.EPERM: CommandNotExecutableError}.get(errno_, ExecError)
+    return cls(errno_, message, command)
 
 
 def _called_process_error() -> type:

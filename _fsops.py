@@ -28,12 +28,12 @@ from typing import Callable, List, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _syscalls
+from . import _policyfn, _syscalls
 from ._syscalls import closed_after, closed_on_error
 from ._errors import os_error
 from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
 from ._notif import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Fd, Later,
-                     Reply, Value, proc_status, read_mem, umask_of as _umask, write_mem)
+                     Reply, Then, Value, proc_status, read_mem, umask_of as _umask, write_mem)
 
 R_OK, W_OK, X_OK = 4, 2, 1
 O_LARGEFILE = {"x86_64": 0o100000, "aarch64": 0o400000}
@@ -385,6 +385,12 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
         if kind == stat.S_IFDIR or st.dev == ctx.resolver.proc_dev:
             return _NOT_PLAIN
         ctx.resolver.devices.check(probe, st.mode)
+        made = ctx.resolver.made_up_file(st, name) if kind == stat.S_IFREG else None
+        determinism = ctx.resolver.determinism
+        if kind == stat.S_IFCHR and determinism is not None:  # README "Deterministic runs"
+            made = determinism.device_open(os.fstat(probe).st_rdev)
+        if made is not None:
+            return Fd(made, bool(flags & os.O_CLOEXEC))
         return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
     finally:
         os.close(probe)
@@ -477,6 +483,7 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             raise os_error(errno.EEXIST)
         ctx.resolver.check(probe, name, "write")
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
+        _policyfn.check_open(ctx, call, name or b"")  # Sandbox(policy_fn=), on the object looked up
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             return _fifo_later(ctx, call, os.dup(probe), flags)
@@ -503,6 +510,7 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     try:
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
+            _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
             ctx.resolver.need_space(name)
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
@@ -543,6 +551,11 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", bool(call.flags & AT_SYMLINK_NOFOLLOW))
     try:
         ctx.resolver.check(fd, name, "read")
+        argv = _policyfn.check_exec(ctx, call, name or b"", call.ptr)
+        if argv is not None:  # Sandbox(policy_fn=): the exec must run as it was decided
+            st = os.stat(_proc_fd(fd))
+            script = _script_name(fd, call) if stat.S_ISREG(st.st_mode) else None
+            return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino), script))
     finally:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so
@@ -552,6 +565,21 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
     # following another process's magic link needs ptrace access, which
     # Landlock refuses outside the sandbox's domain.
     return CONTINUE
+
+
+def _script_name(fd: int, call: Call) -> Optional[bytes]:
+    """For a #! file, the name the kernel gives its interpreter (execve's path, or
+    /dev/fd/N/path for execveat relative to a directory fd); None for another file."""
+    try:
+        with open(os.open(_proc_fd(fd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if f.read(2) != b"#!":
+                return None
+    except OSError:
+        return None  # unreadable: a binary (if not, its interpreter is no match: killed)
+    path = call.path or b""
+    if call.dirfd == AT_FDCWD or path.startswith(b"/"):
+        return path
+    return b"/dev/fd/%d" % call.dirfd + (b"/" + path if path else b"")
 
 
 def _on_object(ctx: Context, call: Call, need: str, act: Callable[[int, _syscalls.Stat], object],

@@ -46,6 +46,7 @@ from ._errors import os_error
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+ADDR_NO_RANDOMIZE = S.ADDR_NO_RANDOMIZE
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
@@ -55,6 +56,7 @@ PR_SET_SECUREBITS = 28
 # NO_CAP_AMBIENT_RAISE | _LOCKED  (linux/securebits.h)
 LOCKED_SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 
+_confined = False   # in a stub: it has confined itself (run_stub), so _doom may kill
 DOOM_SIGNAL = signal.SIGRTMAX  # supervisor -> stub, and PDEATHSIG: kill the sandbox
 READY = struct.Struct("=iii")  # command pid, listener fd, 0
 
@@ -88,6 +90,8 @@ class Prepared(NamedTuple):
     foreground_tty: int                  # fd of the terminal to hand over, or -1
     umask: int                           # the caller's umask (the supervisor thread runs with 0)
     reset_signals: Tuple[int, ...]       # ignored here, set back to default in the command
+    personality: int = 0                 # flags added to the command's personality (ADDR_NO_RANDOMIZE)
+    affinity: Optional[Tuple[int, ...]] = None  # --cpu-cores: the command's CPUs (README "CPU")
 
 
 class Pipes(NamedTuple):
@@ -154,13 +158,14 @@ class ChildCalls(NamedTuple):
     restrict: Callable[..., int]
     seccomp: Callable[..., int]
     close_range: Callable[..., int]
+    personality: Callable[..., int]
     all_fds: object   # ~0 as a C unsigned int, for close_range
 
 
 def bind_calls() -> ChildCalls:
     return ChildCalls(_syscalls.bound("prctl"), _syscalls.bound("landlock_restrict_self"),
                       _syscalls.bound("seccomp"), _syscalls.bound("close_range"),
-                      _syscalls.c_uint(0xFFFFFFFF))
+                      _syscalls.bound("personality"), _syscalls.c_uint(0xFFFFFFFF))
 
 
 # --- after fork: the stub ---------------------------------------------------------------
@@ -196,6 +201,8 @@ def run_stub(prep: Prepared, pipes: Pipes, calls: ChildCalls, supervisor_pid: in
         if prep.scope_ruleset >= 0:
             step = "landlock_restrict_self(scopes)"
             _check(calls.restrict(prep.scope_ruleset, 0))
+        global _confined
+        _confined = True
         step = "fork"
         pid = os.fork()
         if pid == 0:
@@ -215,13 +222,19 @@ def _check(ret: int) -> None:
 
 
 def _doom(prep: Prepared) -> None:
-    """Kill every process of the sandbox, then leave."""
-    if prep.scope_ruleset >= 0:
+    """Kill every process of the sandbox, then leave.
+
+    Only a stub that has confined itself kills (_confined, set by run_stub):
+    before, no process of the sandbox exists yet, and its kill(-1) would not be
+    held by the signal scope: it would reach every process of the user (of the
+    machine, as root) when the supervisor dies just then.
+    """
+    if _confined and prep.scope_ruleset >= 0:
         try:
             os.kill(-1, signal.SIGKILL)  # the signal scope keeps this inside the sandbox
         except OSError:
             pass
-    else:
+    elif _confined:
         try:
             os.killpg(0, signal.SIGKILL)
         except OSError:
@@ -262,10 +275,17 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
         if prep.cwd is not None:
             step = "chdir"
             os.chdir(prep.cwd)
+        if prep.personality:
+            step = "personality"  # kept across its execs (not a set-user-ID one's)
+            current = calls.personality(calls.all_fds)
+            _check(current if current < 0 else calls.personality(current | prep.personality))
         step = "setrlimit"
         for which, limit in prep.rlimits:
             if which != resource.RLIMIT_NOFILE:
                 _set_rlimit(which, limit)
+        if prep.affinity is not None:
+            step = "sched_setaffinity"
+            os.sched_setaffinity(0, prep.affinity)
         if prep.child_ruleset >= 0:
             step = "landlock_restrict_self"
             _check(calls.restrict(prep.child_ruleset, 0))

@@ -22,9 +22,10 @@ tracee's socket (pidfd_getfd), with the address read once:
 
 Nothing is decided and then continued: a thread could swap the fd or the
 address between a check and the kernel's second read.  A connect that may
-block runs in a worker of the supervisor's bounded pool (_notif.Workers; same
-credentials and Landlock domain as the supervisor thread), which answers the
-notification itself; EAGAIN when every worker is busy.
+block is returned as a Later: the notifier's thread that received it makes
+it once another thread receives in its stead (_notif.Receivers; every
+thread has the supervisor thread's credentials and Landlock domain), and
+answers; EAGAIN when no thread of the bounded pool is left.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
 from . import _netpolicy
+from . import _policyfn
 from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error
@@ -108,7 +109,7 @@ def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[by
     address cannot be read first: another thread may bind between the check and the
     act."""
     where = ip_destination(family, address, connect)
-    if where is None or where[0] not in (bytes(4), bytes(10) + b"\xff\xff" + bytes(4)):
+    if where is None or where[0] not in _UNSPECIFIED:
         return None
     at = 4 if len(where[0]) == 4 else 20
     return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
@@ -129,6 +130,8 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         packed, port = where
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
             raise os_error(errno.EACCES, "the network policy does not allow this destination")
+        # Sandbox(policy_fn=), on this copy, which is what the call sends to (README "Policy callback")
+        _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
     return None
 
 
@@ -149,6 +152,7 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     dns = ctx.net_dns
     if dns is None or protocol_of(sock) != "udp":
         return None
+    from . import _dns  # imported with ctx.net_dns, before the supervisor confined itself (_supervisor.preload)
 
     def policed(address: bytes):
         where = ip_destination(sock.family, address, connect)
@@ -244,10 +248,52 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     if call.size > 128 or call.size < 2:
         return Errno(errno.EINVAL)
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
+    sock = _socket(ctx, call)
+    if sock.type == socket.SOCK_STREAM and sock.proto == IPPROTO_TCP and sock.family in (AF_INET, AF_INET6):
+        return _connect_tcp(ctx, sock, address)
+
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
         return 0
-    return _on_socket(ctx, call, address, True, act, connect=True)
+    return _on_socket(ctx, call, address, True, act, connect=True, sock=sock)
+
+
+def _connect_tcp(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+    """connect on a TCP socket (`sock`, our duplicate; closed here): what _on_socket decides
+    for it, without what only other sockets need (unix routes, DNS policing of UDP,
+    ancillary data): the destination as the kernel will read it from `address` (our
+    copy) allowed by the network policy (EACCES), 0.0.0.0 spelled as the loopback
+    address decided, then the connect on behalf (Later if the socket blocks)."""
+    try:
+        where = ip_destination(sock.family, address, True)
+        if where is not None:  # None: AF_UNSPEC dissolves the association, reaches nobody
+            rules = ctx.net_rules
+            if not rules.any_network():
+                raise os_error(errno.EACCES, "the network policy allows no network")
+            if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
+                raise os_error(errno.EACCES, "the network policy does not allow this destination")
+            if where[0] in _UNSPECIFIED:
+                address = _loopback_spelled(sock.family, address, True)  # type: ignore[assignment]
+        blocking = not fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+    except BaseException:
+        sock.close()
+        raise
+    if blocking:
+        return Later(lambda: _connected(sock, address), sock.close)  # done off the receiving path
+    return _connected(sock, address)
+
+
+_UNSPECIFIED = (bytes(4), bytes(10) + b"\xff\xff" + bytes(4))
+
+
+def _connected(sock: socket.socket, address: bytes) -> Reply:
+    try:
+        _syscalls.connect(sock.fileno(), address)
+        return Value(0)
+    except OSError as exc:
+        return Errno(exc.errno or errno.EIO)
+    finally:
+        sock.close()
 
 
 def _socket(ctx: Context, call: Call) -> socket.socket:
@@ -266,19 +312,21 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
                act: Callable, cleanup: Callable[[], None] = lambda: None, connect: bool = False,
-               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = ()):
+               payloads: Optional[List[bytes]] = None, controls: Sequence[bytes] = (),
+               sock: Optional[socket.socket] = None):
     """Decide the address on the socket's real family, then act(sock, route) on behalf.
 
     route(address) is the address to use: itself, or with an emulated root
     the pathname of a unix socket rewritten to /proc/self/fd/N of the socket
     file the supervisor looked up (the fd is held until the act is done).
-    An act that may block runs in a worker of the pool, which answers the
-    notification (Later is returned); EAGAIN when every worker is busy.  On an IP socket every address is decided by
+    An act that may block is returned as a Later (made off the receiving
+    path, _notif.Receivers); EAGAIN when no thread of the pool is left.  On an IP socket every address is decided by
     the network policy first (_check_ip; `connect`: the call is a connect,
     `payloads`: the datagrams of a send, for DNS policing).
     """
     try:
-        sock = _socket(ctx, call)
+        if sock is None:
+            sock = _socket(ctx, call)
     except BaseException:
         cleanup()
         raise
@@ -325,7 +373,7 @@ def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Option
         def abandon() -> None:  # every worker is busy: EAGAIN
             sock.close()
             cleanup()
-        return Later(lambda: _act(sock, bound, cleanup), abandon)  # a worker answers
+        return Later(lambda: _act(sock, bound, cleanup), abandon)  # made off the receiving path
     return _act(sock, bound, cleanup)
 
 
@@ -423,7 +471,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
                 if sent:
                     break
                 raise
-            # process_vm_writev, not the loop's HotCalls: this may run in a worker thread
+            # process_vm_writev, not the HotCalls: a Later's work runs outside the handling lock
             _syscalls.process_vm_writev(call.tid, entry + _syscalls.MSGHDR_SIZE, struct.pack("=I", count))
             sent += 1
         return sent
@@ -611,7 +659,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
     sock = _socket(ctx, call)
     try:
         if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address)
+            return _bind_other(ctx, sock, address, call)
         return pathname(sock, address, address[SUN_PATH_OFFSET:].split(b"\0", 1)[0])
     finally:
         sock.close()
@@ -644,7 +692,7 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
     return out
 
 
-def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+def _bind_other(ctx: Context, sock: socket.socket, address: bytes, call: Optional[Call] = None) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
     autobind (only the family) as an abstract name under the prefix, an IP port only if
     --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
@@ -653,6 +701,8 @@ def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
         port = _bound_port(address)
         if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
             return Errno(errno.EACCES)
+        if call is not None:  # Sandbox(policy_fn=), on this copy (README "Policy callback")
+            _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

@@ -10,10 +10,12 @@ bytes, page by page, up to PATH_MAX) and returns a reply value:
     CONTINUE    let the kernel run it; every use carries a comment saying why
                 the kernel itself enforces the policy on what it re-reads
     Later(work, abandon, busy)
-                a worker of the pool answers: the notifier hands work() to
-                `Workers` and sends what it returns (an operation that may
-                block: a FIFO open, a lock, a connect); when every worker is
-                busy, abandon() runs and the call fails with `busy`
+                an operation that may block (a FIFO open, a lock, a
+                connect): the thread that received the call runs work()
+                once another thread receives in its stead (`Receivers`),
+                and the notifier sends what it returns; when no thread of
+                the pool is left, abandon() runs and the call fails with
+                `busy`
     Then(reply, after)
                 send `reply`, then run after() (exec from a vfork child: the
                 parent's bytes are put back once the kernel has the new path)
@@ -88,10 +90,11 @@ def _nothing() -> None:
 
 
 class Later(NamedTuple):
-    """A worker of the pool answers: work() runs there and its reply is sent
-    (None: the caller is gone, nobody to answer).  If the pool takes no more
-    work, abandon() releases what work() would have (it runs instead of work,
-    never with it) and the call fails with `busy`."""
+    """An operation that may block: work() runs off the receiving path (the
+    receiving thread, once another receives; Notifier.answer: a worker) and its
+    reply is sent (None: the caller is gone, nobody to answer).  If no thread
+    can take it, abandon() releases what work() would have (it runs instead of
+    work, never with it) and the call fails with `busy`."""
     work: Callable[[], "Reply"]
     abandon: Callable[[], None] = _nothing
     busy: int = errno.EAGAIN
@@ -130,6 +133,7 @@ class Context(Protocol):
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
     memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
+    policy_gate: Any   # _policyfn.Gate of Sandbox(policy_fn=), else None (README "Policy callback")
 
     @property
     def vfork(self) -> Any:
@@ -233,6 +237,93 @@ class Workers:
                 reply = Errno(errno.EPERM)
             if reply is not None:  # None: the caller is gone, nobody to answer
                 self._answer(call, reply)
+
+
+class Receivers:
+    """Which of the notifier's threads wait in SECCOMP_IOCTL_NOTIF_RECV (Notifier._receive).
+
+    An operation that may block (a Later: a connect, a FIFO open, a lock) is
+    done by the thread that received it, once another thread receives in its
+    stead (hand_over): one already waiting in RECV, else the spare parked on
+    a lock (woken by releasing it: no Python code of its own before it is
+    back in RECV), else a new one started by `start` in the bounded pool.  So
+    the operation starts at once, with no other thread woken on its path.
+    After its operation a thread receives again while fewer than two do
+    (back-to-back connects then need no thread woken at all), else parks as
+    the spare (at most one), else ends; after a call answered at once, with
+    two receiving, the one that answered parks or ends, so that one thread
+    waits in RECV for the other calls.  Threads: the first, plus at most the
+    pool's bound (_notif.Workers); a new one cannot start: `hand_over` is
+    False and the operation is refused (Later.busy).
+
+    Decisions are "receive", "park" or "end", taken under a lock and acted on
+    with go_on() (which may wait on the spare's lock).  `over` is set once no
+    thread receives any more (the sandbox has no process left, or the
+    notifier failed); the spare then ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.receiving = 1          # threads receiving, not in an operation (read unlocked as a hint)
+        self._parked = False        # a spare waits on _unpark
+        self._unpark = threading.Lock()
+        self._unpark.acquire()
+        self.over = threading.Event()
+
+    def hand_over(self, start: Callable[[], bool]) -> bool:
+        """The calling thread leaves receiving for an operation: another one receives
+        (False: none could; start() starts a new one, False if it cannot)."""
+        with self._lock:
+            if self.receiving > 1:
+                self.receiving -= 1
+                return True
+            if self._parked:
+                self._parked = False
+                self._unpark.release()  # the spare receives in this one's stead
+                return True
+            return start()  # the new one receives in this one's stead
+
+    def after_act(self) -> str:
+        """What a thread does once its operation is done (decided before it answers:
+        the caller's next call may come at once and should find a thread receiving)."""
+        with self._lock:
+            if self.over.is_set():
+                return "end"
+            if self.receiving < 2:
+                self.receiving += 1
+                return "receive"
+            return self._park_or_end()
+
+    def fewer(self) -> str:
+        """What a thread does after a call answered at once while another may receive too."""
+        with self._lock:
+            if self.receiving < 2:
+                return "receive"
+            self.receiving -= 1
+            return self._park_or_end()
+
+    def _park_or_end(self) -> str:  # under _lock, the thread no longer counted as receiving
+        if not self._parked:
+            self._parked = True
+            return "park"
+        return "end"
+
+    def go_on(self, decision: str) -> bool:
+        """Act on a decision: False if the thread ends."""
+        if decision == "park":
+            self._unpark.acquire()  # until an operation needs this thread to receive, or the end
+            return not self.over.is_set()
+        return decision == "receive"
+
+    def stop(self) -> None:
+        """A receiving thread ends (RECV found no process left, or failed)."""
+        with self._lock:
+            self.receiving -= 1
+            if self.receiving <= 0:
+                self.over.set()
+                if self._parked:  # the run is over: the spare ends too
+                    self._parked = False
+                    self._unpark.release()
 
 
 class Call:
@@ -475,6 +566,11 @@ class Tracees:
         """The calling thread is the one that uses self.hot (see getfd)."""
         self._owner = threading.get_ident()
 
+    @property
+    def owner(self) -> int:
+        """The thread that uses self.hot (claim)."""
+        return self._owner
+
     def getfd(self, tid: int, fd: int) -> int:
         """A duplicate (close-on-exec) of the tracee's fd, or EBADF."""
         if fd < 0:
@@ -508,11 +604,12 @@ class Tracees:
 
 # /proc/PID/stat and /proc/PID/status are parsed here and nowhere else.
 
-def proc_stat(pid: int) -> List[bytes]:
-    """The fields of /proc/PID/stat that follow the command name: [0] is the state,
-    [1] the ppid, [19] the start time, [45]/[46] arg_start/arg_end (proc(5)
-    numbers them from 3).  OSError if the process is gone."""
-    with open(b"/proc/%d/stat" % pid, "rb") as f:
+def proc_stat(pid: int, task: Optional[int] = None) -> List[bytes]:
+    """The fields of /proc/PID/stat (of /proc/PID/task/TASK/stat, one thread's, with
+    `task`) that follow the command name: [0] is the state, [1] the ppid, [19] the
+    start time, [45]/[46] arg_start/arg_end (proc(5) numbers them from 3).  OSError
+    if the process is gone."""
+    with open(b"/proc/%d/stat" % pid if task is None else b"/proc/%d/task/%d/stat" % (pid, task), "rb") as f:
         data = f.read()
     # the comm field may hold spaces and parentheses: the fields follow the last ')'
     return data[data.rindex(b")") + 2:].split()

@@ -12,14 +12,17 @@ supervisor's decisions and the Landlock rules speak about the same objects.
 from __future__ import annotations
 
 import os
-import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: `import sandlock` imports neither typing nor re (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from ._errors import PolicyError, shown
+from ._errors import PolicyError, PolicyTypeError, shown
 
-PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+if TYPE_CHECKING:
+    PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 # The documented default view (README "Default filesystem view"): used for
 # reading and executing when the policy names no readable path.
@@ -74,6 +77,9 @@ _FIELDS: Tuple[Tuple[str, object], ...] = (
     ("workdir", None), ("on_exit", None), ("on_error", None), ("dry_run", False), ("max_disk", None),
     ("net_allow", ()), ("net_deny", ()), ("net_allow_bind", ()), ("net_deny_bind", ()),
     ("fake_root", False),
+    ("hostname", None), ("no_coredump", False),
+    ("random_seed", None), ("time_start", None), ("no_randomize_memory", False), ("deterministic_dirs", False),
+    ("cpu_cores", None), ("num_cpus", None), ("cpu", None),
 )
 END_ACTIONS = ("commit", "abort", "keep")
 
@@ -114,6 +120,15 @@ class Policy:
     net_allow_bind: Tuple[str, ...]
     net_deny_bind: Tuple[str, ...]
     fake_root: bool                             # uid 0 over the root's files, recorded (_fakeroot)
+    hostname: Optional[str]                     # what uname(2) and the hostname files show (_identity)
+    no_coredump: bool                           # RLIMIT_CORE 0, soft and hard
+    random_seed: Optional[int]                  # getrandom, /dev/[u]random, AT_RANDOM from it (_determinism)
+    time_start: Optional[int]                   # the wall clock starts there, in ns since the epoch (_determinism)
+    no_randomize_memory: bool                   # ADDR_NO_RANDOMIZE for the command
+    deterministic_dirs: bool                    # getdents64 sorted by name (_determinism)
+    cpu_cores: Optional[Tuple[int, ...]]        # the CPUs the command may run on (README "CPU")
+    num_cpus: Optional[int]                     # how many CPUs the machine the command sees has
+    cpu: Optional[int]                          # percent of one core the whole sandbox may use
     labels: Mapping[str, str]
 
     def __init__(self, labels: Optional[Mapping[str, str]] = None, **values: object) -> None:
@@ -174,6 +189,7 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
         return value
     if not isinstance(value, str):
         raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
+    import re
     match = re.match(_SIZE_RE, value, re.IGNORECASE)
     if not match:
         raise _err(name, labels, f"invalid size {value!r} (use a number with an optional K, M, G or T suffix)")
@@ -244,6 +260,16 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
         dry_run=_bool("dry_run", kwargs.get("dry_run", False), labels),
         max_disk=_optional(kwargs.get("max_disk"), lambda v: parse_size("max_disk", v, labels)),
         fake_root=_bool("fake_root", kwargs.get("fake_root", False), labels),
+        hostname=_optional(kwargs.get("hostname"), lambda v: _hostname(v, labels)),
+        no_coredump=_bool("no_coredump", kwargs.get("no_coredump", False), labels),
+        random_seed=_optional(kwargs.get("random_seed"), lambda v: _seed(v, labels)),
+        time_start=_optional(kwargs.get("time_start"), lambda v: _time_start(v, labels)),
+        no_randomize_memory=_bool("no_randomize_memory", kwargs.get("no_randomize_memory", False), labels),
+        deterministic_dirs=_bool("deterministic_dirs", kwargs.get("deterministic_dirs", False), labels),
+        cpu_cores=_optional(kwargs.get("cpu_cores"), lambda v: _cpu_list("cpu_cores", v, labels)),
+        num_cpus=_optional(kwargs.get("num_cpus"), lambda v: _bounded_int("num_cpus", v, CPUS_MAX, labels)),
+        cpu=_optional(kwargs.get("cpu"), lambda v: _bounded_int("cpu", v, 100 * len(os.sched_getaffinity(0)),
+                                                                 labels)),
     )
     if values["fake_root"]:
         if chroot is None:
@@ -335,7 +361,8 @@ def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
 def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         value = [value]
-    if not isinstance(value, Iterable):
+    import collections.abc
+    if not isinstance(value, collections.abc.Iterable):
         raise _err(name, labels, f"expected a list of paths, got {value!r}")
     out = []
     for item in value:
@@ -377,6 +404,100 @@ def _with_workdir(writable: Tuple[str, ...], workdir: str, chroot: Optional[str]
     return writable + (seen,)
 
 
+def _hostname(value: object, labels: Mapping[str, str]) -> str:
+    """A host name uname(2) can carry (64 bytes) and a resolver would accept:
+    letters, digits, '-', '_' and '.', starting with a letter or a digit."""
+    import re  # where a policy is validated: import sandlock stays small
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise _err("hostname", labels, f"invalid host name {value!r} (1 to 64 letters, digits, '-', '_', '.', "
+                                       "starting with a letter or a digit)")
+    return value
+
+
+def _seed(value: object, labels: Mapping[str, str]) -> int:
+    """A seed: an integer from 0 to 2**64 - 1 (a decimal string on the command line)."""
+    import re  # where a policy is validated: import sandlock stays small
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise _err("random_seed", labels, f"invalid seed {value!r} (an integer from 0 to 2**64-1)")
+    return value
+
+
+def _time_start(value: object, labels: Mapping[str, str]) -> int:
+    """Where the wall clock starts, in ns since the epoch: a Unix time (a number, or its
+    decimal spelling) or an ISO 8601 date ("2000-01-01", "2000-01-01T12:00:00+02:00";
+    UTC unless it names an offset), from 1970 to 9999."""
+    import re  # where a policy is validated: import sandlock stays small
+    import datetime
+    seconds: Union[int, float, None] = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", text):
+            seconds = float(text) if "." in text else int(text)
+        else:
+            when: Optional[datetime.datetime] = None
+            try:
+                when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            except ValueError:
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=datetime.timezone.utc)
+                seconds = when.timestamp()
+    if seconds is None or not 0 <= seconds < 253402300800:  # 10000-01-01
+        raise _err("time_start", labels, f"invalid start time {value!r} (a Unix time or an ISO 8601 date, "
+                                         "e.g. 2000-01-01T00:00:00Z)")
+    return int(seconds) * 10**9 if isinstance(seconds, int) else round(seconds * 10**9)
+CPUS_MAX = 1024  # glibc's CPU_SETSIZE: what sched_getaffinity(2) callers size their masks for
+
+
+def _bounded_int(name: str, value: object, most: int, labels: Mapping[str, str]) -> int:
+    number = _positive_int(name, value, labels)
+    if number > most:
+        raise _err(name, labels, f"{number} is too large (at most {most})")
+    return number
+
+
+def _cpu_list(name: str, value: object, labels: Mapping[str, str]) -> Tuple[int, ...]:
+    """CPU numbers, as a list like "0,2-3" (taskset -c) or a list of ints; each one the
+    caller may run on itself (its own affinity: sandlock cannot hand out more)."""
+    import re  # where a policy is validated: import sandlock stays small
+    numbers: List[int] = []
+    if isinstance(value, str):
+        for part in value.split(","):
+            match = re.fullmatch(r"\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?", part)
+            if not match or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
+                raise _err(name, labels, f"invalid CPU list {value!r} (use numbers and ranges: 0,2-3)")
+            first = int(match.group(1))
+            numbers.extend(range(first, int(match.group(2) or first) + 1))
+    elif isinstance(value, (list, tuple)) and value:
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise _err(name, labels, f"expected CPU numbers, got {item!r}")
+            numbers.append(item)
+    else:
+        raise _err(name, labels, f"expected a CPU list like \"0,2-3\", got {value!r}")
+    mine = os.sched_getaffinity(0)
+    for cpu in numbers:
+        if cpu not in mine:
+            raise _err(name, labels, f"CPU {cpu} is not one this process may use ({_cpu_ranges(sorted(mine))})")
+    return tuple(sorted(set(numbers)))
+
+
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    """0,2-3 for (0, 2, 3): the kernel's list format (/sys/devices/system/cpu/online)."""
+    out: List[str] = []
+    for cpu in cpus:
+        if out and cpus[cpus.index(cpu) - 1] == cpu - 1:
+            out[-1] = out[-1].split("-")[0] + f"-{cpu}"
+        else:
+            out.append(str(cpu))
+    return ",".join(out)
+
+
 def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[str, str]) -> str:
     if value not in choices:
         raise _err(name, labels, f"expected one of {', '.join(choices)}, got {value!r}")
@@ -384,7 +505,8 @@ def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[st
 
 
 def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
-    if isinstance(value, Mapping):
+    import collections.abc
+    if isinstance(value, collections.abc.Mapping):
         items = list(value.items())
     elif isinstance(value, (list, tuple)):
         items = []
@@ -406,6 +528,7 @@ def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...
 def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise _err(name, labels, f"expected a list of syscall names, got {value!r}")
+    import re
     for item in value:
         if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
             raise _err(name, labels, f"invalid syscall name {item!r}")
@@ -438,8 +561,10 @@ def normalise_argv(argv: Sequence[object]) -> Tuple[bytes, ...]:
     if isinstance(argv, (str, bytes)) or not argv:
         raise PolicyError(f"argv: expected a non-empty list of strings, got {argv!r}")
     out = []
-    for arg in argv:
-        raw = os.fsencode(os.fspath(arg))  # type: ignore[arg-type,call-overload]
+    for index, arg in enumerate(argv):
+        if not isinstance(arg, (str, bytes, os.PathLike)):
+            raise PolicyTypeError(f"argv[{index}]: expected str, bytes or a path, got {type(arg).__name__} ({arg!r})")
+        raw = os.fsencode(os.fspath(arg))
         if b"\0" in raw:
             raise PolicyError(f"argv: embedded NUL in {arg!r}")
         out.append(raw)

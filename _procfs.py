@@ -40,6 +40,8 @@ from ._syscalls import closed_on_error
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
 BOOT_ID = b"sys/kernel/random/boot_id"
+HOSTNAME = b"sys/kernel/hostname"  # --hostname (_identity)
+MEMINFO = b"meminfo"               # with --max-memory: meminfo_view
 MADE_UP = frozenset((b"mountinfo", b"mounts"))  # below /proc/PID or /proc/PID/task/TID (and net/: net_view)
 LISTING = b"/.proc"   # listings are <top>/.proc<N>
 KEEP_LISTINGS = 8     # older listings are removed (a listing fd still works after)
@@ -218,6 +220,48 @@ def memfd(name: bytes, data: bytes) -> int:
 _MFD_NOEXEC_SEAL = 0x0008
 _F_ADD_SEALS = 1033
 _SEALS = 0x0001 | 0x0002 | 0x0004 | 0x0008  # F_SEAL_SEAL | SHRINK | GROW | WRITE (fcntl(2))
+
+
+# With --max-memory, /proc/meminfo describes a machine of that size (meminfo_view):
+# no page cache, no swap, no shared memory of its own.
+_MEMINFO_ZERO = frozenset((b"Buffers", b"Cached", b"SwapCached", b"SwapTotal", b"SwapFree", b"Shmem",
+                           b"SReclaimable", b"Zswap", b"Zswapped", b"Active(file)", b"Inactive(file)"))
+_MEMINFO_AS = {b"Active": b"Active(anon)", b"Inactive": b"Inactive(anon)"}  # without the page cache
+
+
+def meminfo_view(data: bytes, limit: int, used: int) -> bytes:
+    """The host's /proc/meminfo as a machine of `limit` bytes whose sandbox uses `used`
+    (the supervisor's last measure): MemTotal the limit (at most the host's),
+    MemFree and MemAvailable what is left of it (at most the host's MemAvailable),
+    no cache, swap or shared memory (so `free` adds up: used + free = total), every
+    other size the host's, at most MemTotal.  Lines keep the kernel's layout."""
+    fields = {}
+    for line in data.splitlines():
+        key, _, rest = line.partition(b":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == b"kB" and parts[0].isdigit():
+            fields[key] = int(parts[0])
+    total = min(limit >> 10, fields.get(b"MemTotal", limit >> 10))
+    left = max(0, min(total - (used >> 10), fields.get(b"MemAvailable", total)))
+    out = []
+    for line in data.splitlines(keepends=True):
+        key, colon, rest = line.partition(b":")
+        if key not in fields:
+            out.append(line)
+            continue
+        if key == b"MemTotal":
+            value = total
+        elif key in (b"MemFree", b"MemAvailable"):
+            value = left
+        elif key in _MEMINFO_ZERO:
+            value = 0
+        elif key in _MEMINFO_AS:
+            value = min(fields.get(_MEMINFO_AS[key], 0), total)
+        else:
+            value = min(fields[key], total)
+        width = len(rest) - len(rest.lstrip()) + len(str(fields[key]))  # the kernel's padding
+        out.append(key + colon + str(value).encode().rjust(width) + b" kB\n")
+    return b"".join(out)
 
 
 def unescape(field: bytes) -> bytes:
@@ -418,3 +462,109 @@ def _rows(fd: int, keep: Callable[[bytes], bool], header: int = 1) -> Iterable[b
                 yield line + b"\n"
         if not chunk:
             return
+
+
+# --- the machine's CPUs and its time (README "CPU", "Uptime and load") ---------------------------
+#
+# With --num-cpus N the machine has CPUs 0..N-1; view CPU k stands for the real CPU
+# base[k % len(base)] (base: --cpu-cores, else the CPUs sandlock may use), so N may be
+# more or fewer than the host has.
+
+def cpu_list(count: int) -> bytes:
+    """/sys/devices/system/cpu/online (possible, present) of a machine of `count` CPUs."""
+    return b"0\n" if count == 1 else b"0-%d\n" % (count - 1)
+
+
+def cpuinfo_view(data: bytes, base: Tuple[int, ...], count: int) -> bytes:
+    """/proc/cpuinfo of `count` CPUs: view CPU k is the block of real CPU base[k % len],
+    numbered k, one package of `count` cores (siblings, cpu cores, core id, apicid agree).
+    A block is the lines from one "processor" line to the next; lines before the first
+    and after the last block (arm64's, s390's) stay as they are."""
+    lines = data.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.split(b":")[0].strip() == b"processor"]
+    if not starts:
+        return data
+    blocks: Dict[int, List[bytes]] = {}
+    tail: List[bytes] = []
+    for n, start in enumerate(starts):
+        block = lines[start:starts[n + 1] if n + 1 < len(starts) else len(lines)]
+        number = block[0].split(b":", 1)[1].strip()
+        if n + 1 == len(starts):  # the last block ends at its blank line
+            end = next((i + 1 for i, line in enumerate(block) if not line.strip()), len(block))
+            block, tail = block[:end], block[end:]
+        if number.isdigit():
+            blocks[int(number)] = block
+    first = next(iter(blocks.values()))
+    out = lines[:starts[0]]
+    for k in range(count):
+        for line in blocks.get(base[k % len(base)], first):
+            key, colon, _ = line.partition(b":")
+            name = key.strip()
+            value = {b"processor": k, b"core id": k, b"apicid": k, b"initial apicid": k,
+                     b"siblings": count, b"cpu cores": count, b"physical id": 0}.get(name)
+            out.append(line if value is None or not colon else key + b": %d\n" % value)
+    return b"".join(out + tail)
+
+
+def stat_view(data: bytes, base: Tuple[int, ...], count: int) -> bytes:
+    """/proc/stat of `count` CPUs: lines cpu0..cpu<count-1> (view CPU k the line of real
+    CPU base[k % len]) and the "cpu" line their sum; every other line the kernel's."""
+    lines = data.splitlines(keepends=True)
+    real: Dict[int, List[int]] = {}
+    for line in lines:
+        head, _, rest = line.partition(b" ")
+        if head.startswith(b"cpu") and head[3:].isdigit():
+            real[int(head[3:])] = [int(x) for x in rest.split()]
+    if not real:
+        return data
+    width = len(next(iter(real.values())))
+    rows = [real.get(base[k % len(base)], [0] * width) for k in range(count)]
+    total = [sum(row[i] for row in rows) for i in range(width)]
+    cpus = [b"cpu  " + b" ".join(b"%d" % x for x in total) + b"\n"]
+    cpus += [b"cpu%d " % k + b" ".join(b"%d" % x for x in row) + b"\n" for k, row in enumerate(rows)]
+    out: List[bytes] = []
+    for line in lines:
+        if line.startswith(b"cpu"):
+            out.extend(cpus)
+            cpus = []
+        else:
+            out.append(line)
+    return b"".join(out)
+
+
+def uptime_file(uptime: float, idle: float) -> bytes:
+    """/proc/uptime: seconds since the start and idle CPU-seconds, two decimals."""
+    return b"%.2f %.2f\n" % (uptime, idle)
+
+
+def loadavg_file(loads: Tuple[float, float, float], running: int, threads: int, last_pid: int) -> bytes:
+    """/proc/loadavg: three loads, running/threads and the last pid."""
+    return b"%.2f %.2f %.2f %d/%d %d\n" % (loads + (running, threads, last_pid))
+
+
+def btime_view(data: bytes, shift: float) -> bytes:
+    """/proc/stat with btime moved `shift` seconds later (the sandbox's start: README
+    "Uptime and load"); every other line as given."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"btime ") and line[6:].strip().isdigit():
+            line = b"btime %d\n" % (int(line[6:]) + round(shift))
+        out.append(line)
+    return b"".join(out)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STARTTIME = 19  # index of starttime (field 22 of proc(5)) among the fields after the comm
+
+
+def pid_stat_view(data: bytes, shift_ticks: int) -> bytes:
+    """/proc/PID/stat with its start time counted from the sandbox's start, `shift_ticks`
+    clock ticks after the host's boot (at least 0); the rest byte for byte."""
+    end = data.rfind(b")")
+    if end < 0:
+        return data
+    fields = data[end + 2:].split(b" ")
+    if len(fields) <= STARTTIME or not fields[STARTTIME].isdigit():
+        return data
+    fields[STARTTIME] = b"%d" % max(0, int(fields[STARTTIME]) - shift_ticks)
+    return data[:end + 2] + b" ".join(fields)

@@ -34,7 +34,7 @@ from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error
 from ._structs import PIDFD_NONBLOCK, PIDFD_THREAD, SIOCOUTQ
-from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
+from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, proc_stat, tgid_of
 
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1
@@ -178,6 +178,103 @@ def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[st
     except ValueError as exc:
         raise MeasureError(f"cannot measure memory: {exc}") from None
     return total
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int, task: Optional[int] = None) -> List[bytes]:
+    """_notif.proc_stat of the process (of its thread `task`), state first; [] if gone."""
+    try:
+        return proc_stat(pid, task)
+    except OSError:
+        return []
+
+
+def cpu_seconds(members: "Members") -> float:
+    """CPU time the sandbox has used, in seconds (clock ticks of /proc/PID/stat): user and
+    system time of every process (all its threads) and of the children they have reaped,
+    plus the stub's reaped children (orphans end there, and the command itself)."""
+    ticks = 0
+    stub = _stat_fields(members.stub)
+    if stub:
+        ticks += int(stub[13]) + int(stub[14])  # cutime, cstime
+    for pid in members.processes():
+        fields = _stat_fields(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _TICK
+
+
+def thread_states(members: "Members") -> Tuple[int, int, int]:
+    """(runnable threads, threads, highest pid) of the sandbox: what /proc/loadavg counts."""
+    running = threads = last = 0
+    for pid in members.processes():
+        last = max(last, pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            fields = _stat_fields(pid, int(tid))
+            if fields:
+                threads += 1
+                running += fields[0] in (b"R", b"D")  # the kernel's load counts both
+                last = max(last, int(tid))
+    return running, threads, last
+
+
+CPU_PERIOD = 0.05   # --cpu: seconds between two measures of the sandbox's CPU time
+CPU_BURST = 0.1     # --cpu: the most CPU-seconds of credit an idle sandbox saves up, in periods of one core
+
+
+class CpuThrottle:
+    """--cpu PCT (README "CPU"): the sandbox's CPU time held to PCT percent of one core.
+
+    Every CPU_PERIOD the supervisor adds what the sandbox may have used since (PCT % of
+    the time gone) to a credit and takes away what it used (cpu_seconds); the credit is
+    capped at CPU_BURST x PCT %, so an idle sandbox saves up little.  Below zero, every
+    process of the sandbox is stopped (SIGSTOP through a pidfd, after the membership
+    check) until the credit is back (debt / PCT % seconds), then continued (SIGCONT).
+    Measures are in clock ticks (10 ms at USER_HZ 100): the error is a tick per
+    measure, and it does not add up, the credit carries it over."""
+
+    def __init__(self, members: "Members", percent: int) -> None:
+        self.members = members
+        self.rate = percent / 100.0
+        self.cap = CPU_BURST * self.rate
+        self.credit = 0.0
+        self.used = cpu_seconds(members)
+        self.when = time.monotonic()
+        self.stopped = False
+
+    def tick(self, now: float) -> float:
+        """Measure, stop or continue the sandbox; when to tick again."""
+        used = cpu_seconds(self.members)
+        self.credit = min(self.cap, self.credit + self.rate * (now - self.when) - (used - self.used))
+        self.used, self.when = used, now
+        if self.credit < 0:
+            self.signal(signal.SIGSTOP)  # processes forked since the last stop, too
+            self.stopped = True
+            return now + max(CPU_PERIOD / 5, -self.credit / self.rate)
+        if self.stopped:
+            self.signal(signal.SIGCONT)
+            self.stopped = False
+        return now + CPU_PERIOD
+
+    def signal(self, sig: int) -> None:
+        """Send sig to every process of the sandbox (checked through a pidfd held meanwhile)."""
+        for pid in self.members.processes():
+            pidfd = _pidfd(pid)
+            if pidfd < 0:
+                continue
+            try:
+                if self.members.contains(pid):
+                    signal.pidfd_send_signal(pidfd, sig)
+            except OSError:
+                pass  # gone meanwhile
+            finally:
+                os.close(pidfd)
 
 
 def _exited(pid: int) -> bool:
@@ -423,7 +520,11 @@ def do_fork(ctx: Context, call: Call) -> Reply:
     for tid, since in list(members.pending.items()):
         if now - since > 0.5:
             del members.pending[tid]
-    if len(members.processes()) + len(members.pending) >= ctx.policy.max_processes:
+    gate = getattr(ctx, "policy_gate", None)  # lowered by a policy_fn (README "Policy callback")
+    limit = gate.max_processes if gate is not None else ctx.policy.max_processes
+    if limit is None:
+        return CONTINUE
+    if len(members.processes()) + len(members.pending) >= limit:
         return Errno(errno.EAGAIN)
     members.pending[call.tid] = now
     # CONTINUE: the decision used register values (the clone flags) and the

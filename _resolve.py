@@ -267,10 +267,30 @@ class Devices:
                 os.close(self._ptys.popitem(last=False)[1])
 
 
+_MACHINE_FILES = frozenset((b"uptime", b"loadavg", b"cpuinfo", b"stat"))
+_CPU_LISTS = frozenset(b"/sys/devices/system/cpu/" + name for name in (b"online", b"possible", b"present"))
+
+
 class Resolver:
     """Looks paths up for tracees and decides on the objects found."""
 
     fake: Optional["_fakeroot.Owners"] = None  # with --fake-root (README "Fake root")
+    # with --hostname (_identity): what /proc/sys/kernel/hostname and the hostname file
+    # (by its host path, or the (device, inode) it had at the start) hold when read
+    hostname: Optional[bytes] = None
+    hostname_path: Optional[bytes] = None
+    hostname_file: Optional[Tuple[int, int]] = None
+    determinism: Optional[Any] = None  # _determinism.Determinism with --random-seed / --time-start
+    listings: Optional[Any] = None     # _determinism.Listings with --deterministic-dirs
+    # with --max-memory: /proc/meminfo is a machine of this size (_procfs.meminfo_view),
+    # using what the supervisor measured last
+    memory_limit: Optional[int] = None
+    memory_used = 0
+    # /proc/uptime and /proc/loadavg of the sandbox (_identity.Machine, README "Uptime and load")
+    machine: Any = None
+    # with --num-cpus: (real CPUs the view stands on, N) for /proc/cpuinfo, /proc/stat and
+    # /sys/devices/system/cpu/{online,possible,present} (README "CPU")
+    cpu_view: Optional[Tuple[Tuple[int, ...], int]] = None
 
     def __init__(self, rules: FsRules, tracees: Tracees, is_member: Callable[[int], bool],
                  hot: "_syscalls.HotCalls", processes: Optional[Callable[[], List[int]]] = None,
@@ -489,6 +509,15 @@ class Resolver:
                 made = self._listing(call)
             elif pid is None and what == _procfs.BOOT_ID:
                 made = _procfs.memfd(b"boot_id", self.boot_id)
+            elif pid is None and what == _procfs.HOSTNAME and self.hostname is not None:
+                made = _procfs.memfd(b"hostname", self.hostname)
+            elif pid is None and what == _procfs.MEMINFO and self.memory_limit is not None:
+                made = _procfs.memfd(what, _procfs.meminfo_view(_procfs.read_fd(fd), self.memory_limit,
+                                                                self.memory_used))
+            elif pid is None and what in _MACHINE_FILES and (self.machine is not None or self.cpu_view is not None):
+                made = self._machine_file(what, fd)
+                if made < 0:
+                    return fd, name
             elif pid is not None:
                 found = self._made_up(what, fd)
                 if found is None:
@@ -498,6 +527,34 @@ class Resolver:
                 return fd, name
         os.close(fd)
         return made, None
+
+    def made_up_file(self, st: "_syscalls.Stat", name: Optional[bytes]) -> Optional[int]:
+        """A memfd to hand out instead of the regular file `st` (host path `name`) opened
+        for reading, or None: the hostname file with --hostname (_identity)."""
+        if self.hostname is not None and (name == self.hostname_path or (st.dev, st.ino) == self.hostname_file):
+            return _procfs.memfd(b"hostname", self.hostname)
+        if self.cpu_view is not None and name in _CPU_LISTS:
+            return _procfs.memfd(b"cpu-list", _procfs.cpu_list(self.cpu_view[1]))
+        return None
+
+    def _machine_file(self, what: bytes, fd: int) -> int:
+        """/proc/uptime, /proc/loadavg (always), /proc/cpuinfo and /proc/stat (--num-cpus)
+        as a sealed memfd, or -1 to hand out the real file."""
+        machine, view = self.machine, self.cpu_view
+        if what == b"uptime" and machine is not None:
+            return _procfs.memfd(what, _procfs.uptime_file(*machine.uptime()))
+        if what == b"loadavg" and machine is not None:
+            return _procfs.memfd(what, _procfs.loadavg_file(*machine.loadavg()))
+        if what == b"cpuinfo" and view is not None:
+            return _procfs.memfd(what, _procfs.cpuinfo_view(_procfs.read_fd(fd), *view))
+        if what == b"stat":
+            data = _procfs.read_fd(fd)
+            if view is not None:
+                data = _procfs.stat_view(data, *view)
+            if machine is not None:
+                data = _procfs.btime_view(data, machine.shift())
+            return _procfs.memfd(what, data)
+        return -1
 
     def _listing(self, call: Call) -> int:
         if self.listing_top is None and self._make_listing_top is not None:
@@ -517,6 +574,9 @@ class Resolver:
         if what in (b"mountinfo", b"mounts"):
             data = _procfs.filter_mounts(_procfs.read_fd(fd), 4 if what == b"mountinfo" else 1, self._reachable)
             return _procfs.memfd(what, data)
+        if what == b"stat" and self.machine is not None:  # start times from the sandbox's start
+            ticks = round(self.machine.shift() * _procfs.CLOCK_TICKS)
+            return _procfs.memfd(what, _procfs.pid_stat_view(_procfs.read_fd(fd), ticks))
         return None
 
     def _reachable(self, point: bytes) -> bool:

@@ -31,6 +31,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _elf
+from . import _policyfn
 from . import _syscalls
 from ._errors import os_error as _oserror
 from ._fsops import X_OK, _proc_fd
@@ -69,6 +70,8 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         if not os.access(_proc_fd(probe), X_OK):
             return Errno(errno.EACCES)
         virt = resolver.virtual_of_host(name or b"") or path
+        # Sandbox(policy_fn=) (README "Policy callback")
+        decided = _policyfn.check_exec(ctx, call, name or virt, call.ptr)
         fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(probe)
@@ -83,9 +86,43 @@ def do_execve(ctx: Context, call: Call) -> Reply:
     finally:
         os.close(fd)
     try:
+        watch = None
+        if decided is not None:  # the exec must run as decided: watched from here (_policyfn)
+            st = os.fstat(target.fd)
+            watch = _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), b"" if script else None)
         number = ctx.inject(call, target.fd)
+    except OSError as exc:
+        return _unwatched(watch, exc)
     finally:
         os.close(target.fd)
+    try:
+        reply = _exec_at(ctx, call, path, number, script, virt)
+    except OSError as exc:
+        return _unwatched(watch, exc)
+    if watch is None:
+        return reply
+    if isinstance(reply, Then):
+        then = reply.after
+
+        def both() -> None:
+            try:
+                watch()  # the exec is checked (the kernel has the rewritten path) ...
+            finally:
+                then()   # ... before the vfork parent's bytes are put back
+        return Then(CONTINUE, both)
+    return Then(reply, watch)  # type: ignore[arg-type]
+
+
+def _unwatched(watch, exc: OSError) -> Reply:
+    """The exec fails after its caller was seized (policy_fn): let it go once answered."""
+    if watch is None:
+        raise exc
+    return Then(Errno(exc.errno or errno.EPERM), watch)
+
+
+def _exec_at(ctx: Context, call: Call, path: bytes, number: int, script, virt: bytes) -> Reply:
+    """Point the caller's exec at its injected fd `number` (do_execve)."""
+    resolver = ctx.resolver
     tgid = tgid_of(call.tid)
     link = b"/proc/self/fd/%d" % number
     address = call.path_at
@@ -322,23 +359,34 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
         if not os.access(_proc_fd(fd), X_OK):
             return Errno(errno.EACCES)
         arguments_fit(ctx, call, len(b"/dev/fd/%d" % call.dirfd))  # before the fd is replaced
+        # Sandbox(policy_fn=) (README "Policy callback"): asked, and the exec watched
+        decided = _policyfn.check_exec(ctx, call, ctx.resolver._name_of(fd) or b"/dev/fd/%d" % call.dirfd,
+                                       call.ptr) if _policyfn.gate_of(ctx) is not None else None
         head = os.pread(fd, _elf.HEADER_SIZE, 0)
         if head[:4] == b"\x7fELF":
             elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())
             if elf.interp is None:
                 # CONTINUE: the kernel runs the fd the child holds, no path is read,
                 # and Landlock's EXECUTE right decides whether it may
+                if decided is not None:
+                    return Then(CONTINUE, _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), None))
                 return CONTINUE
         virt = ctx.resolver.virtual_of_host(ctx.resolver._name_of(fd) or b"") or b"/dev/fd/%d" % call.dirfd
-        target, _ = _plan(ctx, call, fd, virt, 0)
+        target, script = _plan(ctx, call, fd, virt, 0)
     finally:
         os.close(fd)
     try:
+        watch = None
+        if decided is not None:
+            mine = os.fstat(target.fd)
+            watch = _policyfn.watch_exec(call, decided, (mine.st_dev, mine.st_ino), b"" if script else None)
         ctx.inject(call, target.fd, _child_cloexec(call.tid, call.dirfd), at=call.dirfd)
+    except OSError as exc:
+        return _unwatched(watch, exc)
     finally:
         os.close(target.fd)
     # CONTINUE: as above, the kernel runs the fd, now our copy; nothing is re-read
-    return CONTINUE
+    return CONTINUE if watch is None else Then(CONTINUE, watch)
 
 
 def _child_cloexec(tid: int, fd: int) -> bool:

@@ -21,7 +21,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
-from ._errors import PolicyError, shown
+from ._errors import PolicyError, PolicyTypeError, shown
 
 IN_ROOT = S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS
 
@@ -49,7 +49,7 @@ def parse_mounts(name: str, value: object, labels: Mapping[str, str]) -> Tuple[T
     elif isinstance(value, (str, bytes)):
         entries = [os.fsdecode(value)]
     elif isinstance(value, (list, tuple)):
-        entries = [os.fsdecode(os.fspath(v)) for v in value]
+        entries = [_mount_entry(name, v, labels) for v in value]
     else:
         raise _err(name, labels, f"expected VIRT:HOST[:ro] strings, got {value!r}")
     out: List[Tuple[str, str, bool]] = []
@@ -73,6 +73,23 @@ def parse_mounts(name: str, value: object, labels: Mapping[str, str]) -> Tuple[T
             raise _err(name, labels, f"{virt}: mounted twice")
         out.append((virt, host, readonly))
     return tuple(out)
+
+
+def _mount_entry(name: str, value: object, labels: Mapping[str, str]) -> str:
+    """One mount: "VIRT:HOST[:ro]", or a (virt, host) or (virt, host, "ro"/"rw") tuple."""
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        if len(value) == 3 and value[2] not in ("ro", "rw"):
+            raise _err(name, labels, f"expected (VIRT, HOST[, 'ro' or 'rw']), got {value!r}")
+        try:
+            virt, host = (os.fsdecode(os.fspath(v)) for v in value[:2])
+        except TypeError:
+            raise PolicyTypeError(f"{labels.get(name, name)}: expected paths in {value!r}") from None
+        return f"{virt}:{host}" + (f":{value[2]}" if len(value) == 3 else "")
+    try:
+        return os.fsdecode(os.fspath(value))  # type: ignore[arg-type,call-overload]
+    except TypeError:
+        raise PolicyTypeError(f"{labels.get(name, name)}: expected \"VIRT:HOST[:ro]\" or a (VIRT, HOST) tuple, "
+                              f"got {value!r}") from None
 
 
 def host_path(root: str, mounts: Sequence[Tuple[str, str, bool]], virt: str) -> Optional[str]:

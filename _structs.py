@@ -232,6 +232,47 @@ SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's 
 SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
 IFREQ = 40  # sizeof(struct ifreq) on 64-bit
 
+ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+AT_RANDOM, AT_SYSINFO_EHDR = 25, 33  # linux/auxvec.h: keys of the auxiliary vector
+
+# struct timex (linux/timex.h, 64-bit): modes at 0, status at 40, time (a timeval) at 72
+TIMEX_SIZE = 208
+TIMEX_STATUS, TIMEX_TIME = 40, 72
+STA_NANO = 0x2000
+ADJ_OFFSET_SS_READ = 0xA001
+
+# --- linux/utsname.h -----------------------------------------------------------
+
+NEW_UTS_LEN = 64  # __NEW_UTS_LEN
+
+
+class new_utsname(ctypes.Structure):
+    """struct new_utsname (linux/utsname.h): what uname(2) writes."""
+    _fields_ = [(field, ctypes.c_char * (NEW_UTS_LEN + 1))
+                for field in ("sysname", "nodename", "release", "version", "machine", "domainname")]
+
+
+# --- linux/sysinfo.h -----------------------------------------------------------
+
+class sysinfo(ctypes.Structure):
+    """struct sysinfo (linux/sysinfo.h), 64-bit layout (_f is empty there): what sysinfo(2) writes."""
+    _fields_ = [
+        ("uptime", ctypes.c_long),
+        ("loads", ctypes.c_ulong * 3),
+        ("totalram", ctypes.c_ulong),
+        ("freeram", ctypes.c_ulong),
+        ("sharedram", ctypes.c_ulong),
+        ("bufferram", ctypes.c_ulong),
+        ("totalswap", ctypes.c_ulong),
+        ("freeswap", ctypes.c_ulong),
+        ("procs", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("totalhigh", ctypes.c_ulong),
+        ("freehigh", ctypes.c_ulong),
+        ("mem_unit", ctypes.c_uint32),
+    ]
+
+
 # --- linux/landlock.h ----------------------------------------------------------
 
 class landlock_ruleset_attr(ctypes.Structure):

@@ -45,27 +45,31 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTupl
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
+from . import _determinism
 from . import _filter
+from . import _identity
 from . import _landlock
 from . import _launch
 from . import _netlink
 from . import _netpolicy
 from . import _policy
+from . import _policyfn
 from . import _structs as S
 from . import _syscalls
 from ._syscalls import closed_on_error
 from . import _table
 from ._structs import CLONE_FS
-from ._errors import ExecError, SetupError, os_error, shown
-from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Reply, Then, Tracees, Value, Workers, decode, listener_ioctl,
-                    proc_stat, proc_status, tgid_of, write_mem)
+from ._errors import SetupError, exec_error, os_error, shown
+from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Receivers, Reply, Then, Tracees, Value, Workers, decode,
+                     listener_ioctl, proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
-from ._procops import InFlight, MeasureError, Members, memory_devices, memory_used
+from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
+                       memory_used, thread_states)
 from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
+    from . import _dns
     from . import _fakeroot
     from . import _rootfs
     from . import _rootexec
@@ -215,8 +219,36 @@ def _fake_record_dir(policy: Policy) -> str:
         raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
 
-def prepare(policy: Policy) -> Prepared:
-    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
+def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False) -> None:
+    """Import now every module a run of `policy` may use once the supervisor is confined.
+
+    Confined, the supervisor may no longer read Python's library (with a root,
+    Landlock grants it the root, not the host's /usr), and an import that
+    fails there would fail a handler.  So nothing is imported after
+    Session._confine: modules that only some policies need are imported
+    where they are first needed, before confinement, and here, by feature,
+    for the ones handlers use lazily (tests/test_confined_imports.py).
+    """
+    if policy.chroot is not None or policy.workdir is not None:
+        import queue  # noqa: F401  (_MemoryWriter, _rootexec.VforkHolder)
+        from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
+        from . import _rootfs  # noqa: F401
+        from . import _rootops  # noqa: F401  (namespace operations, bind in a root)
+        from . import _rootexec  # noqa: F401  (exec, vfork in a root)
+    if policy.fake_root:
+        from . import _fakeroot  # noqa: F401
+    if policy.workdir is not None:
+        from . import _cow  # noqa: F401
+    if net_rules.any_network():
+        from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
+        _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if debug:
+        import traceback  # noqa: F401  (handler failures, Notifier)
+
+
+def prepare(policy: Policy, counted: bool = False) -> Prepared:
+    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it.
+    counted: forks are counted even without max_processes (a policy_fn may lower it)."""
     arch = _syscalls.machine()
     if not _syscalls.has_user_notif():
         raise SetupError(errno.ENOSYS, "seccomp user notification is not available (needs Linux >= 5.0)",
@@ -281,7 +313,7 @@ def prepare(policy: Policy) -> Prepared:
             child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
-        traps = _table.traps_for(policy, abi, arch)
+        traps = _table.traps_for(policy, abi, arch, counted=counted)
         net_rules = _netpolicy.NetRules.from_policy(policy)
         rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
                                   _table.argument_rules(policy, net_rules))
@@ -346,6 +378,7 @@ class RunContext:
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootexec.VforkHolder] = None  # made on the first exec from a vfork child
+        self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
         self.cwd = None      # _rootscratch.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
@@ -360,6 +393,7 @@ class RunContext:
             self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
         self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
+        self.policy_gate: Optional[_policyfn.Gate] = None  # Sandbox(policy_fn=) (README "Policy callback")
 
     # --- what handlers call ------------------------------------------------------------------
 
@@ -400,6 +434,12 @@ class RunContext:
     def processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []
 
+    def _machine_sample(self) -> Tuple[float, int, int, int]:
+        """(CPU seconds, runnable threads, threads, highest pid) of the sandbox (_identity.Machine)."""
+        if self.members is None:
+            return 0.0, 0, 0, 0
+        return (cpu_seconds(self.members),) + thread_states(self.members)
+
     def is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)
 
@@ -419,6 +459,24 @@ class RunContext:
         # /proc/PID/net (_procfs.net_view): the sandbox's sockets, loopback only without network
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
+        resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
+            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
+        # README "CPU", "Uptime and load"
+        base = _identity.cpu_base(policy)
+        if policy.num_cpus is not None:
+            resolver.cpu_view = (base, policy.num_cpus)
+        resolver.machine = _identity.Machine(self._machine_sample, policy.num_cpus or len(base))
+        if policy.hostname is not None:  # README "Host name"
+            resolver.hostname = _identity.contents(policy.hostname)
+            top = getattr(resolver, "root_fd", resolver.root)
+            resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
+            resolver.hostname_file = _identity.hostname_file(top)
+        if _determinism.enabled(policy):  # README "Deterministic runs"
+            resolver.determinism = self.determinism = _determinism.Determinism(
+                policy.random_seed, policy.time_start, prepared.arch)
+        if policy.deterministic_dirs:
+            resolver.listings = _determinism.Listings()
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
@@ -435,7 +493,8 @@ class RunContext:
                     pass
 
     def close(self) -> None:
-        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight):
+        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight,
+                    self.determinism):
             if one is not None:
                 one.close()
 
@@ -451,6 +510,7 @@ class RunContext:
         """DNS policing (_dns): the resolvers and hosts of the command's view (the host's
         /etc, or the root's, through a --fs-mount that covers it), read once, bounded,
         before anything runs."""
+        from . import _dns  # network policies only; before the supervisor confines itself
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
@@ -498,12 +558,13 @@ if TYPE_CHECKING:
 class Notifier:
     """The one owner of the command's seccomp listener (seccomp_unotify(2)).
 
-    receive    one thread blocks in SECCOMP_IOCTL_NOTIF_RECV (see _receive)
+    receive    a thread blocks in SECCOMP_IOCTL_NOTIF_RECV (see _receive; a
+               second one while the first does an operation that may block)
     dispatch   the table's steps, decode, ID_VALID, the row's handler (handle)
     send       the reply value the handler returns (answer): an errno, a value,
-               CONTINUE, an fd to inject, a Later whose work a worker of the
-               pool does (its reply comes back through answer_later), a Then
-               whose step runs after the send
+               CONTINUE, an fd to inject, a Later whose work the receiving
+               thread does once another receives (its reply goes through
+               answer_later), a Then whose step runs after the send
     inject     an fd into the caller, for handlers (RunContext.inject)
     fail closed  a handler's OSError becomes its errno and any other exception
                EPERM (logged with --debug); a reply that cannot be sent kills
@@ -530,7 +591,9 @@ class Notifier:
         self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
         self._lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False             # the run is over: workers must not answer
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[threading.Thread] = None   # the first loop (start)
+        self.receivers = Receivers()       # which loops receive (_receive)
+        self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
 
     def take(self, listener: int, ctx: RunContext) -> None:
         """The command's listener is ours (closed by close()); handlers get `ctx`."""
@@ -546,14 +609,22 @@ class Notifier:
                 pass  # older kernel: the default wake-up works, only slower
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._receive, name="sandlock-notifications", daemon=True)
-        self._thread.start()
+        listener = fcntl.fcntl(self.listener, fcntl.F_DUPFD_CLOEXEC, 3)
+        try:
+            self._thread = threading.Thread(target=self._receive, args=(listener,), name="sandlock-notifications",
+                                            daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            os.close(listener)
+            raise
 
     def stop(self) -> None:
-        """The run is over: the thread ends by itself once no process is left; from now
-        on a late worker answers nobody, and idle workers end."""
+        """The run is over: the receiving threads end by themselves once no process is
+        left (a thread still in an operation ends after it); from now on a late answer
+        goes to nobody, and idle workers end."""
         if self._thread is not None:
-            self._thread.join(2.0)
+            self.receivers.over.wait(2.0)
         with self._lock:
             self._over = True
         self.workers.close()
@@ -563,24 +634,57 @@ class Notifier:
             _close(self.listener)
             self.listener = -1
 
-    def _receive(self) -> None:
-        """The notification loop: block in SECCOMP_IOCTL_NOTIF_RECV, answer, repeat.
+    def _receive(self, listener: int) -> None:
+        """A notification loop: block in SECCOMP_IOCTL_NOTIF_RECV, answer, repeat.
 
-        It runs in its own thread (created by the confined supervisor thread,
-        so it has the same Landlock domain and no capabilities) because a
-        waiter blocked in RECV itself gets the kernel's synchronous wake-up
-        (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) on the caller's CPU, where a
+        The first runs in its own thread (created by the confined supervisor
+        thread, so it has the same Landlock domain and no capabilities)
+        because a waiter blocked in RECV itself gets the kernel's synchronous
+        wake-up (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) on the caller's CPU, where a
         wake-up through epoll may land on the other CPU and cost 10-15 us
-        more (README "How it works", bench/notif_floor.c).  It ends when the filter has no process left: RECV then
-        fails with ENOENT and the listener reports POLLHUP.
+        more (README "How it works", bench/notif_floor.c).  Loops end when the
+        filter has no process left: RECV then fails with ENOENT and the
+        listener reports POLLHUP.
+
+        Calls are handled one at a time (self._handling: the HotCalls
+        buffers, tracees.current), whichever loop received them.  A Later (an
+        operation that may block: a connect, a FIFO open, a lock) is done by
+        the loop that received it, outside that lock, once another loop
+        receives in its stead (_notif.Receivers: which loop receives, the
+        bound on them).  Every loop works on its own duplicate of the
+        listener (`listener`, closed when it ends): one that ends its
+        operation after the run is over never reaches an fd number the run
+        has closed and reused.  Answers are sent by answer() and answer_later()
+        only.
         """
+        try:
+            self._loop(listener)
+        except BaseException as exc:  # a bug: fail closed, nothing may wait unanswered
+            self._on_fail(f"the notification loop failed: {exc!r}")
+            self.receivers.stop()
+        finally:
+            os.close(listener)
+
+    def _start_loop(self, call: Call) -> bool:
+        """Start another loop in the pool (False: it cannot: every worker busy)."""
+        try:
+            listener = fcntl.fcntl(self.listener, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError:
+            return False
+        try:
+            self.workers.submit(call, lambda: self._receive(listener))  # returns None: answers nothing
+        except Exception:  # OSError(EAGAIN): every worker is busy; no thread could be started
+            os.close(listener)
+            return False
+        return True
+
+    def _loop(self, listener: int) -> None:
         buf = bytearray(S.NOTIF.size)
-        listener = self.listener
-        if self.tracees is not None:
-            self.tracees.claim()  # this thread uses the HotCalls buffers from now on
         recv = S.SECCOMP_IOCTL_NOTIF_RECV
         poller = select.poll()
         poller.register(listener, select.POLLIN)
+        handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, threading.get_ident()
+        assert tracees is not None
         while True:
             buf[:] = _ZERO_NOTIF
             try:
@@ -589,17 +693,46 @@ class Notifier:
                 if exc.errno == errno.EINTR:
                     continue
                 if _hung_up(poller):
+                    receivers.stop()
                     return  # no process left: nothing more to answer
                 if exc.errno == errno.ENOENT:
                     continue  # the caller went away before we received it
                 # processes are left whose calls nobody would answer
                 self._on_fail(f"cannot receive trapped calls: {exc.strerror}")
+                receivers.stop()
                 return
             fields = S.NOTIF.unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
-            reply = self.handle(call)
-            if reply is not None:
-                self.answer(call, reply)
+            act: Optional[Later] = None
+            with handling:
+                if tracees.owner != me:
+                    tracees.claim()  # this thread uses the HotCalls buffers now
+                reply = self.handle(call)
+                if type(reply) is Later:
+                    if receivers.hand_over(lambda: self._start_loop(call)):
+                        act = reply  # type: ignore[assignment]
+                    else:  # no thread could receive in this one's stead
+                        reply.abandon()  # type: ignore[union-attr]
+                        reply = Errno(reply.busy)  # type: ignore[union-attr]
+                if act is None and reply is not None:
+                    self.answer(call, reply)
+            if act is None:
+                # after a call answered at once, one loop receiving is enough (read without
+                # the lock, decided under it)
+                if receivers.receiving > 1 and not receivers.go_on(receivers.fewer()):
+                    return
+                continue
+            try:  # the operation that may block: another loop receives meanwhile
+                answer = act.work()
+            except OSError as exc:
+                answer = Errno(exc.errno or errno.EIO)
+            except BaseException:  # fail closed, never leave the caller waiting
+                answer = Errno(errno.EPERM)
+            after = receivers.after_act()  # before the answer: the caller's next call may come at once
+            if answer is not None:  # None: the caller is gone, nobody to answer
+                self.answer_later(call, answer)
+            if not receivers.go_on(after):
+                return
 
     def handle(self, call: Call) -> Reply:
         """Steps, decode, check, act: the reply for one notification (None: its caller is gone)."""
@@ -764,17 +897,28 @@ class Watch:
         self._deadline: Optional[float] = None
         self._next_memory_poll: Optional[float] = None
         self._next_disk_poll: Optional[float] = None
+        self._next_cpu_tick: Optional[float] = None   # --cpu (_procops.CpuThrottle)
+        self._throttle: Optional[CpuThrottle] = None
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
+        # kill_all and signal_all may come from other threads (the API's Process): the
+        # stub's pid and pidfd are used only while it is not reaped (retire)
+        self._lock = threading.Lock()
+        self._retired = False
+        self.on_exec: Optional[Callable[[bytes], None]] = None  # the exec's result is known (Session)
 
     def run(self, pipes: _launch.Pipes, ends: Dict[str, int], fds: List[int]) -> None:
         """Watch until the stub is gone (the command is started: Session._start)."""
         now = time.monotonic()
         self._deadline = (now + self.policy.timeout) if self.policy.timeout else None
-        self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
+        self._next_memory_poll = (now + MEMORY_POLL if self.policy.max_memory or self.ctx.policy_gate is not None
+                                  else None)
         self._next_disk_poll = (now + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.ctx.upper is not None else None)
+        if self.policy.cpu is not None and self.ctx.members is not None:
+            self._throttle = CpuThrottle(self.ctx.members, self.policy.cpu)
+            self._next_cpu_tick = now + CPU_PERIOD
         self._fds = fds
         sel = selectors.DefaultSelector()
         try:
@@ -819,7 +963,21 @@ class Watch:
         the signal scope the stub's kill(-1) reaches every process of the sandbox, and
         the command cannot stop the stub: a SIGKILL to the stub's group sent now would
         kill the stub before it does, and a process that left the group (setsid) would
-        outlive the run.  Without the scope the group is all either can reach."""
+        outlive the run.  Without the scope the group is all either can reach.
+        Any thread may call it, at any time: after the run it does nothing."""
+        with self._lock:
+            if not self._retired:
+                self._kill_all()
+
+    def cancel(self, reason: str) -> None:
+        """kill_all for the API's Process.kill, from any thread: the run ends with `reason`."""
+        with self._lock:
+            if not self._retired:
+                if self.status is None:  # not when the command had ended by itself already
+                    self.reason = self.reason or reason
+                self._kill_all()
+
+    def _kill_all(self) -> None:
         try:
             signal.pidfd_send_signal(self.stub_pidfd, _launch.DOOM_SIGNAL)
             signal.pidfd_send_signal(self.stub_pidfd, signal.SIGCONT)  # a stub stopped from outside does it too
@@ -832,10 +990,56 @@ class Watch:
                 pass
 
     def reap_stub(self) -> None:
+        with self._lock:
+            self._retired = True
+            try:
+                os.waitpid(self.stub, 0)
+            except ChildProcessError:
+                pass
+
+    def retire(self) -> None:
+        """From now on kill_all and signal_all do nothing (the stub is reaped, or its
+        pidfd is about to be closed): no signal reaches a process that reused a pid."""
+        with self._lock:
+            self._retired = True
+
+    def signal_all(self, signum: int) -> int:
+        """Send signum to every process of the sandbox but the stub (the API's pause and
+        resume: SIGSTOP, SIGCONT); how many got it.  The tree below the stub (every
+        orphan is reparented to it, a subreaper) is walked again until a walk finds no
+        process it has not signalled: a child forked while its parent was being stopped
+        is found by the next walk, and a stopped process forks no more.  Each process is
+        signalled through a pidfd opened, then checked to be of the sandbox, so a pid
+        reused meanwhile is never signalled.  A SIGSTOP returns once each process has
+        stopped or ended (a signal is delivered when its process next runs; at most
+        STOP_WAIT seconds: one blocked in the kernel stops when it comes back).  Any
+        thread may call it; after the run it does nothing."""
+        done: set = set()
+        held: List[int] = []   # pidfds of the processes signalled, to see them stop
         try:
-            os.waitpid(self.stub, 0)
-        except ChildProcessError:
-            pass
+            with self._lock:
+                if self._retired:
+                    return 0
+                members = Members(self.stub)
+                for _ in range(SIGNAL_ROUNDS):
+                    fresh = [pid for pid in members.processes() if pid not in done]
+                    if not fresh:
+                        break
+                    for pid in fresh:
+                        done.add(pid)
+                        pidfd = _signal_member(members, pid, signum)
+                        if pidfd >= 0 and len(held) < STOP_WATCHED:
+                            held.append(pidfd)
+                        elif pidfd >= 0:
+                            os.close(pidfd)
+            if signum == signal.SIGSTOP:
+                deadline = time.monotonic() + STOP_WAIT
+                while not all(_stopped_or_gone(fd) for fd in held) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+        finally:
+            for fd in held:
+                _close(fd)
+        return len(done)
 
     # --- signals ---------------------------------------------------------------------------------
 
@@ -886,7 +1090,7 @@ class Watch:
                     "stdin": self._on_input, "signal": self._on_signal}
         select, registered = sel.select, sel.get_map()
         timed = (self._deadline is not None or self._next_memory_poll is not None
-                 or self._next_disk_poll is not None)
+                 or self._next_disk_poll is not None or self._next_cpu_tick is not None)
         while not self._stub_gone:  # outputs are drained when the stub goes (_on_stub)
             events = select(self._wait_time() if timed else None)
             for key, _ in events:
@@ -897,7 +1101,8 @@ class Watch:
 
     def _wait_time(self) -> Optional[float]:
         now = time.monotonic()
-        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll) if t is not None]
+        times = [t for t in (self._deadline, self._next_memory_poll, self._next_disk_poll, self._next_cpu_tick)
+                 if t is not None]
         # at most an hour a wait: select() refuses timeouts past ~24 days (-t 1e300 is valid)
         return min(3600.0, max(0.0, min(times) - now)) if times else None
 
@@ -913,6 +1118,8 @@ class Watch:
             self._check_memory()
         if self._next_disk_poll is not None and now >= self._next_disk_poll:
             self._check_disk(now)
+        if self._next_cpu_tick is not None and now >= self._next_cpu_tick and self._throttle is not None:
+            self._next_cpu_tick = None if self._stub_gone else self._throttle.tick(now)
 
     def _check_disk(self, now: float) -> None:
         """--max-disk: past the limit (written through an fd opened before it was full), the
@@ -947,7 +1154,10 @@ class Watch:
         ctx = self.ctx
         if self._stub_gone or ctx.members is None:
             return
-        limit = self.policy.max_memory or 0
+        gate = ctx.policy_gate
+        limit = (gate.max_memory if gate is not None else self.policy.max_memory) or 0
+        if not limit:
+            return  # a policy_fn may set one later (README "Policy callback")
         try:
             if self._memory_devs is None:
                 self._memory_devs = memory_devices()
@@ -955,6 +1165,8 @@ class Watch:
         except (OSError, MeasureError) as exc:
             self._stop(str(exc) if isinstance(exc, MeasureError) else f"cannot measure memory: {exc.strerror}")
             return
+        if ctx.resolver is not None:
+            ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
@@ -995,6 +1207,8 @@ class Watch:
         sel.unregister(key.fd)
         if data:
             self.error = data
+        if self.on_exec is not None:
+            self.on_exec(data)
 
     def _on_output(self, sel, key) -> None:
         try:
@@ -1050,7 +1264,10 @@ class Session:
 
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
-                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True) -> None:
+                 forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
+                 stdio: Tuple[int, int, int] = (-1, -1, -1),
+                 on_exec: Optional[Callable[["Session", bytes], None]] = None,
+                 policy_fn: Optional[Tuple[Callable, float]] = None) -> None:
         self.policy = policy
         self.prepared = prepared
         self.argv = tuple(argv)
@@ -1060,11 +1277,19 @@ class Session:
         self.interactive = interactive
         self.forward_signals = forward_signals
         self.restore_signals = restore_signals  # see Watch
+        self.stdio = stdio        # the caller's fds to become the command's 0, 1, 2 (-1: inherit)
+        # called in this thread once the exec's result is known (b"" or the error's report):
+        # the API's popen returns then (the session's watch, command_pid and command_pidfd are set)
+        self.on_exec = on_exec
+        self.command_pid = -1
         root = prepared.root is not None
         names = _syscalls.names(prepared.arch)
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
                                  _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
         self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending)
+        if policy_fn is not None:  # README "Policy callback"
+            from . import _policyfn
+            self.ctx.policy_gate = _policyfn.Gate(policy_fn[0], policy_fn[1], policy.max_processes, policy.max_memory)
         self.stub = -1
         self.stub_pidfd = -1
         self.own_group = True
@@ -1090,9 +1315,11 @@ class Session:
                     upper.discard()
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
-            if self.prepared.root is not None:
-                ctx.memory = _MemoryWriter(ctx.is_member)  # started before we confine ourselves
+            if self.prepared.root is not None or _determinism.enabled(self.policy):
+                # started before we confine ourselves (the vDSO: README "Deterministic runs")
+                ctx.memory = _MemoryWriter(ctx.is_member)
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
+            preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
             self._confine()
             ctx.open()
             calls = _launch.bind_calls()
@@ -1108,6 +1335,9 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0)
+            if self.on_exec is not None:
+                on_exec, session = self.on_exec, self
+                self.watch.on_exec = lambda data: on_exec(session, data)
             outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
             if ctx.upper is not None:
                 outcome = self._end_workdir(outcome)
@@ -1121,10 +1351,14 @@ class Session:
                 fake, ctx.fake = ctx.fake, None
                 _save_fake(fake)
             ctx.close()
+            if ctx.policy_gate is not None:
+                ctx.policy_gate.close()
             if ctx.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)
             self.notifier.close()
+            if self.watch is not None:
+                self.watch.retire()
             if self.stub_pidfd >= 0:
                 _close(self.stub_pidfd)
             if self.watch is not None and self.watch.command_pidfd >= 0:
@@ -1176,6 +1410,8 @@ class Session:
             # no single file grows past the layer's limit, however fast it is written
             # between two measurements (README, --max-disk)
             rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+        if policy.no_coredump:  # soft and hard 0: without CAP_SYS_RESOURCE it stays 0
+            rlimits.append((_launch.resource.RLIMIT_CORE, 0))
         own_group = not self.interactive or prep.abi < 6
         # the terminal is handed to the command's own group only from the foreground
         tty = 0 if self.interactive and own_group and _foreground(0) else -1
@@ -1186,13 +1422,14 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=_current_umask(), reset_signals=_launch.ignored_signals())
+            umask=_current_umask(), reset_signals=_launch.ignored_signals(), affinity=policy.cpu_cores,
+            personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
         return launch, pipes, (parent_ends, child_ends)
 
     def _stdio(self, fds: List[int]) -> Tuple[Tuple[int, int, int], Dict[str, int], List[int]]:
         """(fds for the command's 0,1,2; our ends {name: fd}; ends to close after fork)."""
-        stdio = [-1, -1, -1]
+        stdio = list(self.stdio)
         parent: Dict[str, int] = {}
         child: List[int] = []
         if self.input is not None:
@@ -1232,6 +1469,7 @@ class Session:
         with closed_on_error(pidfd):
             listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
         watch.command_pidfd = pidfd  # closed at the end of run()
+        self.command_pid = pid
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")
         self.notifier.start()
@@ -1258,7 +1496,7 @@ class Session:
         if step == "exec":
             name = os.fsdecode(self.argv[0])
             reason = "not found" if err == errno.ENOENT else os.strerror(err)
-            raise ExecError(err, f"{shown(name)}: {reason}", name)
+            raise exec_error(err, f"{shown(name)}: {reason}", name)
         raise SetupError(err, f"{step}: {message or os.strerror(err)}", step=step)
 
     # --- finish ------------------------------------------------------------------------------
@@ -1370,6 +1608,26 @@ def _noop(signum: int, frame: object) -> None:
 
 
 SUSPEND_WAIT = 3.0  # seconds Ctrl-Z waits for the command to stop (Watch._stop_after)
+SIGNAL_ROUNDS = 1000  # walks of the tree at most per Watch.signal_all (each stops what it finds)
+STOP_WAIT = 2.0       # seconds Watch.signal_all waits for the processes it sent SIGSTOP to stop
+STOP_WATCHED = 256    # of which at most this many are watched (a pidfd each)
+
+
+def _signal_member(members: Members, pid: int, signum: int) -> int:
+    """signum to pid through a pidfd, if the process it names is of the sandbox; the
+    pidfd (the caller closes it), or -1 when nothing was signalled."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1  # gone (any other error, EMFILE, is the caller's: never a process skipped)
+    try:
+        if members.contains(pid):  # checked after the pidfd is open: the pidfd's process
+            signal.pidfd_send_signal(pidfd, signum)
+            return pidfd
+    except OSError:
+        pass  # exited meanwhile
+    os.close(pidfd)
+    return -1
 
 
 def _stopped_or_gone(pidfd: int) -> bool:

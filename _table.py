@@ -15,15 +15,16 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _dns
+from . import _determinism as D
 from . import _fsops as F
+from . import _identity as I
 from . import _netlink as NL
 from . import _netops as N
 from . import _netpolicy
 from . import _procops as P
 from . import _syscalls
 from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
-from ._notif import AT_SYMLINK_NOFOLLOW, compile_layout
+from ._notif import AT_SYMLINK_NOFOLLOW, Call, Context, Reply, compile_layout
 from ._policy import Policy
 from ._structs import CLONE_THREAD as P_CLONE_THREAD
 
@@ -38,6 +39,14 @@ class Row(NamedTuple):
 
 def _row(op: Callable, layout: Sequence[str], **fixed: object) -> Row:
     return Row(op, tuple(layout), dict(fixed))
+
+
+def _sched_setaffinity(ctx: Context, call: Call) -> Reply:
+    """With --cpu-cores or --num-cpus, narrowed and done on behalf (_identity); else only
+    aimed at the sandbox's own threads (_procops)."""
+    if ctx.policy.cpu_cores is not None or ctx.policy.num_cpus is not None:
+        return I.do_sched_setaffinity(ctx, call)
+    return P.do_pid_target(ctx, call)
 
 
 ROWS: Dict[str, Row] = {
@@ -71,8 +80,8 @@ ROWS: Dict[str, Row] = {
     "renameat2": _row(F.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
     "link": _row(F.do_link, ("path", "path2")),
     "linkat": _row(F.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
-    "execve": _row(F.do_exec_check, ("path",)),
-    "execveat": _row(F.do_exec_check, ("dirfd", "path", "_", "_", "flags")),
+    "execve": _row(F.do_exec_check, ("path", "ptr")),  # argv: Sandbox(policy_fn=)
+    "execveat": _row(F.do_exec_check, ("dirfd", "path", "ptr", "_", "flags")),
     # metadata writes Landlock does not cover
     "chmod": _row(F.do_chmod, ("path", "mode")),
     "fchmodat": _row(F.do_chmod, ("dirfd", "path", "mode")),
@@ -108,7 +117,7 @@ ROWS: Dict[str, Row] = {
     "ioctl": _row(NL.do_ioctl, ("fd", "flags", "ptr")),  # request, argument
     # other processes
     "prlimit64": _row(P.do_pid_target, ("pid",)),
-    "sched_setaffinity": _row(P.do_pid_target, ("pid",)),
+    "sched_setaffinity": _row(_sched_setaffinity, ("pid", "size", "ptr")),
     "sched_setparam": _row(P.do_pid_target, ("pid",)),
     "sched_setscheduler": _row(P.do_pid_target, ("pid",)),
     "sched_setattr": _row(P.do_pid_target, ("pid",)),
@@ -129,6 +138,19 @@ ROWS: Dict[str, Row] = {
     "fcntl": _row(F.do_fcntl, ("fd", "flags", "ptr")),
     "inotify_init": _row(F.do_inotify_init, (), flags=0),
     "inotify_init1": _row(F.do_inotify_init, ("flags",)),
+    # the machine (README "Host name")
+    "uname": _row(I.do_uname, ("ptr",)),
+    "sysinfo": _row(I.do_sysinfo, ("ptr",)),
+    # deterministic runs (README "Deterministic runs")
+    "getrandom": _row(D.do_getrandom, ("ptr", "size", "flags")),
+    "clock_gettime": _row(D.do_clock_gettime, ("which", "ptr")),
+    "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
+    "time": _row(D.do_time, ("ptr",)),
+    "adjtimex": _row(D.do_adjtimex, ("ptr",), which=0),
+    "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
+    "set_tid_address": _row(D.do_set_tid_address, ()),
+    "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
+    "sched_getaffinity": _row(I.do_sched_getaffinity, ("pid", "size", "ptr")),  # README "CPU"
 }
 
 # With an emulated root, every path syscall is trapped; these rows are added
@@ -184,8 +206,9 @@ SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal
 _ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true for every call
 
 
-def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
-    """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
+def traps_for(policy: Policy, abi: int, arch: Optional[str] = None, counted: bool = False) -> Dict[str, Trap]:
+    """The syscalls `policy` traps on `arch`, each with its register tests (None: always);
+    counted: forks are counted without max_processes too (a policy_fn may set a limit)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
@@ -227,7 +250,8 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # and len < 512 (a query on a UDP socket "connected" to a resolver, _dns; any other
     # socket continues; other sends to such a socket fail, EDESTADDRREQ)
     sendto = traps["sendto"] = [Test(4, "ne", 0, "notify"), Test(4, "ne", 0, "notify", high=True)]
-    if _dns.polices(_netpolicy.NetRules.from_policy(policy)):
+    if _polices_dns(_netpolicy.NetRules.from_policy(policy)):
+        from . import _dns
         sendto.append(Test(3, "eq", _dns.MSG_NOSIGNAL, "notify", also=Test(
             2, "maskeq", 0, "", mask=0xFFFFFE00, also=Test(2, "eq", 0, "", high=True))))
     for name in OTHER_PID:
@@ -237,13 +261,35 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # locks: every flock but an unlock, and fcntl's lock commands only (args[1])
     traps["flock"] = [Test(1, "maskeq", F.LOCK_UN, "allow", mask=0xFFFFFFFF & ~F.LOCK_NB), _ALWAYS_NOTIFY]
     traps["fcntl"] = [Test(1, "eq", cmd, "notify") for cmd in F.LOCK_COMMANDS]
-    if policy.max_processes is not None:
+    if policy.max_processes is not None or counted:
         traps["fork"] = None
         traps["vfork"] = None
         traps["clone"] = [Test(0, "set", P_CLONE_THREAD, "allow"), _ALWAYS_NOTIFY]
     if abi < 6:
         for name in SIGNALS:
             traps[name] = None
+    if getattr(policy, "hostname", None) is not None:  # answered on behalf (_identity)
+        traps["uname"] = None
+    # the sandbox's uptime and load, and under --max-memory the memory of a machine of that size (_identity)
+    traps["sysinfo"] = None
+    # README "CPU": a mask never wider than the allowed CPUs; the view of --num-cpus
+    if getattr(policy, "cpu_cores", None) is not None or getattr(policy, "num_cpus", None) is not None:
+        traps["sched_setaffinity"] = None
+    if getattr(policy, "num_cpus", None) is not None:
+        traps["sched_getaffinity"] = None
+    if getattr(policy, "random_seed", None) is not None:  # README "Deterministic runs"
+        traps["getrandom"] = None
+    if getattr(policy, "time_start", None) is not None:
+        # the wall clocks only (the low word, as the kernel reads a clockid_t)
+        traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in D.REALTIME_CLOCKS]
+        traps["gettimeofday"] = None
+        traps["time"] = None
+        traps["adjtimex"] = None  # its struct timex holds the time too
+        traps["clock_adjtime"] = [Test(0, "eq", 0, "notify")]
+    if getattr(policy, "deterministic_dirs", False):
+        traps["getdents64"] = None
+    if D.enabled(policy):  # the first trapped call of every image fixes it (D.fix_image)
+        traps["set_tid_address"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"
         from . import _fakeroot
         for name in _fakeroot.traps():
@@ -253,6 +299,14 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
 
 
 
+def _polices_dns(rules: _netpolicy.NetRules) -> bool:
+    """_dns.polices, importing _dns (and ipaddress) only for a policy with network rules."""
+    if not rules.any_network():
+        return False
+    from . import _dns
+    return _dns.polices(rules)
+
+
 def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[str, Rule]:
     """Filter rules on register values that the policy shapes: socket(2) admits UDP and
     ICMP sockets only when some network rule could allow them (README "Network")."""
@@ -260,7 +314,8 @@ def argument_rules(policy: Policy, net_rules: Optional[object] = None) -> Dict[s
     from . import _netpolicy
     rules = net_rules if net_rules is not None else _netpolicy.NetRules.from_policy(policy)
     out: Dict[str, Rule] = {"socket": _filter.socket_rule(rules.may_use("udp"), rules.may_use("icmp"))}  # type: ignore[attr-defined]
-    if _dns.polices(rules):
+    if _polices_dns(rules):  # type: ignore[arg-type]
+        from . import _dns
         # A corked UDP socket appends later, untrapped writes to a DNS query the
         # supervisor sent: UDP_CORK is refused (EPERM) while DNS is policed (_dns).
         tests, default = _filter.ARGUMENT_RULES["setsockopt"]  # type: ignore[misc,str-unpack]
@@ -297,7 +352,10 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
         fake_rows = {name: Row(op, layout, fixed) for name, (op, layout, fixed) in _fakeroot.rows().items()}
     for name in traps:
         row = fake_rows.get(name) or (root_rows()[name] if root and name in ROOT_NAMES else ROWS[name])
-        out[table[name]] = Handler(NL.hook(name, row.op), compile_layout(row.layout), row.fixed)
+        op = row.op
+        if name in ("execve", "execveat") and "set_tid_address" in traps:
+            op = D.exec_hook(op)  # its next image is fixed (README "Deterministic runs")
+        out[table[name]] = Handler(NL.hook(name, op), compile_layout(row.layout), row.fixed)
     return out
 
 
@@ -311,6 +369,8 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
       exec puts the names it was given back into its argv (_rootexec.fix_argv).
     """
     before: Tuple[Step, ...] = ()
+    if "set_tid_address" in traps:  # README "Deterministic runs"
+        before += (D.fix_image,)
     if any(name in traps for name in ("fork", "vfork", "clone")):
         before += (P.settle,)
     if root and any(name in traps for name in ("execve", "execveat")):

@@ -20,10 +20,10 @@ its exception classes exist once.
 
 
 import os
-import signal
 import sys
-import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
     _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
@@ -47,7 +47,14 @@ if __name__ == "__main__":
         _self = sys.modules["sandlock"] = importlib.util.module_from_spec(
             importlib.util.spec_from_loader("sandlock", _loader))  # type: ignore[arg-type]
         _loader.exec_module(_self)
-    sys.exit(_self.main())
+    # the process's own program (python -m sandlock, python sandlock.py), or run by a
+    # program that goes on afterwards (runpy.run_module(..., run_name="__main__"))?
+    _callers = []
+    _frame = sys._getframe().f_back
+    while _frame is not None:
+        _callers.append(_frame.f_code.co_name)
+        _frame = _frame.f_back
+    _self.cli(own_process=_callers in ([], ["_run_code", "_run_module_as_main"]))
 
 if "__path__" not in globals():
     # Flat (a checkout, a vendored copy): this file is the package whose modules are
@@ -59,14 +66,23 @@ if "__path__" not in globals():
     __package__ = __name__
 
 from . import _errors
-from ._errors import ExecError, PolicyError, SandlockError, SetupError
+from ._errors import (CommandNotExecutableError, CommandNotFoundError, ExecError, PolicyError, PolicyTypeError,
+                      SandlockError, SetupError)
 from ._policy import Policy, child_environment, make_policy, normalise_argv
 
 __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
-           "SandboxCalledProcessError", "__version__"]
+           "SandboxCalledProcessError", "__version__", "Process", "Stage", "Pipeline", "PipelineResult",
+           "PIPE", "STDOUT", "DEVNULL", "PolicyTypeError", "CommandNotFoundError", "CommandNotExecutableError"]
 
-PathLike = Union[str, bytes, "os.PathLike[str]"]
+# subprocess's values: sandlock.PIPE and subprocess.PIPE are the same (README "Processes")
+PIPE = -1
+STDOUT = -2
+DEVNULL = -3
+_DEFAULT: "Any" = object()   # run(): a stream argument not given
+
+if TYPE_CHECKING:
+    PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
 def _result_class() -> type:
@@ -79,9 +95,9 @@ def _result_class() -> type:
         exit_code is the shell's view (128+N), 124 on timeout.
         """
 
-        def __init__(self, args: Sequence[object], returncode: int, stdout: Optional[bytes],
-                     stderr: Optional[bytes], *, exit_code: int, signal: Optional[int], timed_out: bool,
-                     reason: str, changes: Sequence[str] = (), workdir_note: str = "") -> None:
+        def __init__(self, args: "Sequence[object]", returncode: int, stdout: "Optional[bytes]",
+                     stderr: "Optional[bytes]", *, exit_code: int, signal: "Optional[int]", timed_out: bool,
+                     reason: str, changes: "Sequence[str]" = (), workdir_note: str = "") -> None:
             super().__init__(args, returncode, stdout, stderr)  # type: ignore[arg-type]
             self.exit_code = exit_code
             self.signal = signal
@@ -107,6 +123,7 @@ def _result_class() -> type:
 
 if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes at run time
     import subprocess
+    from ._process import Pipeline, PipelineResult, Process, Stage  # noqa: F401  (made on first use, PEP 562)
 
     class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
         exit_code: int
@@ -120,7 +137,7 @@ if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes a
         def success(self) -> bool: ...
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     # Result and SandboxCalledProcessError subclass subprocess classes, whose
     # import the CLI does not need: made on first use (PEP 562).
     if name == "Result":
@@ -128,7 +145,25 @@ def __getattr__(name: str) -> Any:
         return cls
     if name == "SandboxCalledProcessError":
         return _errors.SandboxCalledProcessError
+    if name in ("Process", "Stage", "Pipeline", "PipelineResult"):
+        from . import _process
+        return getattr(_process, name)
     raise AttributeError(name)
+
+
+def _policy_fn(fn: "Any", timeout: "Any") -> "Any":
+    """(fn, seconds) of Sandbox(policy_fn=, policy_fn_timeout=), or None (README "Policy callback")."""
+    if fn is None:
+        if timeout is not None:
+            raise PolicyError("policy_fn_timeout: given without policy_fn")
+        return None
+    if not callable(fn):
+        raise PolicyTypeError(f"policy_fn: expected a callable fn(event, ctx), got {fn!r}")
+    if timeout is None:
+        timeout = 1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise PolicyError(f"policy_fn_timeout: expected seconds in (0, 60], got {timeout!r}")
+    return fn, float(timeout)
 
 
 class Sandbox:
@@ -137,19 +172,59 @@ class Sandbox:
     Keyword arguments follow the Rust sandlock's Python SDK: fs_readable,
     fs_writable, fs_denied, max_memory, max_processes, max_open_files, env,
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
-    net_allow_bind, net_deny_bind; default_view=False starts from nothing instead of
-    the system directories (README "Default filesystem view").
+    net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu;
+    default_view=False starts from nothing instead of
+    the system directories (README "Default filesystem view");
+    policy_fn=fn(event, ctx) and policy_fn_timeout= (seconds, default 1) for a
+    callback asked about execs, opens for writing, connects, sends and binds
+    (README "Policy callback").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
     """
 
-    def __init__(self, **policy: Any) -> None:
+    def __init__(self, **policy: "Any") -> None:
+        import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
+        import weakref
+        self._policy_fn = _policy_fn(policy.pop("policy_fn", None), policy.pop("policy_fn_timeout", None))
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
+        self._running: "weakref.WeakSet[Any]" = weakref.WeakSet()  # processes not yet waited for (cancel)
+        self._running_lock = threading.Lock()  # popen, cancel and the ends of runs come from any thread
+        self._release: Any = None   # the finalizer that closes the prepared rulesets
 
-    def _prepare(self) -> Any:
+    @classmethod
+    def from_profile(cls, name_or_path: "PathLike", **overrides: "Any") -> "Sandbox":
+        """A Sandbox of a profile (README "Profiles"): a name of the user's profile
+        directory, or a file (a path with a slash, or ending in .toml).
+
+        overrides are keyword arguments as for Sandbox(), taken as the CLI takes
+        flags: a list adds to the profile's (env too), any other value replaces it.
+
+        Raises:
+            PolicyError: the profile or an override is wrong (naming the file, line, key).
+        """
+        import collections.abc
+        from . import _profile
+        spec = os.fsdecode(os.fspath(name_or_path))
+        parser = _parser()
+        profile = _profile.load(spec, parser, by_path=not isinstance(name_or_path, str) or _profile.is_path(spec))
+        ns = parser.parse_args(_profile.argv(profile, _profile.schema(parser)))
+        kwargs = _policy_kwargs(ns)
+        if "root" in overrides:
+            overrides = dict(overrides)
+            overrides["chroot"] = overrides.pop("root")
+        for key, value in overrides.items():
+            if key == "env" and isinstance(value, collections.abc.Mapping):
+                value = [f"{k}={v}" for k, v in value.items()]
+            base = kwargs.get(key)
+            if isinstance(base, (list, tuple)) and base and isinstance(value, (list, tuple)):
+                value = list(base) + list(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def _prepare(self) -> "Any":
         """Filter and Landlock rulesets, built once per Sandbox and kept (see _supervisor.Prepared).
 
         Only the policy given at construction shapes them: a run's timeout
@@ -159,76 +234,170 @@ class Sandbox:
         with self._lock:
             if self._prepared is None:
                 import weakref
-                self._prepared = _supervisor.prepare(self.policy)
-                weakref.finalize(self, _supervisor.close_prepared, self._prepared)
+                self._prepared = _supervisor.prepare(self.policy, counted=self._policy_fn is not None)
+                self._release = weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
-    def run(self, argv: Sequence[PathLike], *, timeout: Optional[float] = None, input: Optional[bytes] = None,
-            capture_output: bool = True, cwd: Optional[PathLike] = None, env: Optional[Mapping[str, str]] = None,
-            check: bool = False) -> "Result":
-        """Run argv in the sandbox and wait for every process of it to end.
+    def popen(self, argv: "Sequence[PathLike]", *, stdin: "Any" = None, stdout: "Any" = None, stderr: "Any" = None,
+              cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
+              timeout: "Optional[float]" = None, text: "Optional[bool]" = None, encoding: "Optional[str]" = None,
+              errors: "Optional[str]" = None, universal_newlines: "Optional[bool]" = None,
+              bufsize: int = -1) -> "Process":
+        """Start argv in the sandbox and return at once, as subprocess.Popen does.
+
+        Args:
+            argv: the command and its arguments (PATH is searched).
+            stdin, stdout, stderr: PIPE, DEVNULL, STDOUT (stderr only), a file object,
+                a file descriptor, or None to inherit the caller's (README "Processes").
+            cwd, env: as for run().
+            timeout: seconds before the whole sandbox is killed (returncode 124).
+            text, encoding, errors, universal_newlines: the PIPE streams and
+                communicate() speak str, as with subprocess.
+            bufsize: of the PIPE streams' buffers, as with subprocess.
+
+        Raises:
+            PolicyError (PolicyTypeError for a wrong type), SetupError, ExecError:
+            CommandNotFoundError (a FileNotFoundError) when argv[0] is not found,
+            CommandNotExecutableError (a PermissionError) when it may not be run.
+        """
+        from . import _process
+        from . import _supervisor
+        policy = self.policy.with_timeout(timeout)
+        if cwd is not None:
+            policy = _with_cwd(policy, cwd)
+        args = normalise_argv(argv)
+        environment = _env_bytes(child_environment(policy, _base_env(env)))
+        mode = _process.TextMode(text, encoding, errors, universal_newlines)
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise PolicyTypeError(f"bufsize: expected an integer, got {bufsize!r}")
+        prepared = self._prepare()
+        process = _process.Process(list(argv), _result, mode, on_end=self._forget)
+        streams = _process.streams(stdin, stdout, stderr)
+
+        def session(**options: "Any") -> "Any":
+            return _supervisor.Session(policy, prepared, args, environment, policy_fn=self._policy_fn, **options)
+        with self._running_lock:
+            self._running.add(process)
+        try:
+            process.start(session, streams, bufsize)
+        except BaseException:
+            process.kill()   # interrupted while it started (KeyboardInterrupt): it must not run on
+            self._forget(process)
+            raise
+        return process
+
+    def _forget(self, process: "Process") -> None:
+        with self._running_lock:
+            self._running.discard(process)
+
+    def _now_running(self) -> "List['Process']":
+        with self._running_lock:
+            return list(self._running)
+
+    def run(self, argv: "Sequence[PathLike]", *, timeout: "Optional[float]" = None, input: "Optional[Any]" = None,
+            capture_output: bool = True, cwd: "Optional[PathLike]" = None, env: "Optional[Mapping[str, str]]" = None,
+            check: bool = False, stdin: "Any" = _DEFAULT, stdout: "Any" = _DEFAULT, stderr: "Any" = _DEFAULT,
+            text: "Optional[bool]" = None, encoding: "Optional[str]" = None, errors: "Optional[str]" = None) -> "Result":
+        """Run argv in the sandbox and wait for every process of it to end (popen, then communicate).
 
         Args:
             argv: the command and its arguments (PATH is searched).
             timeout: seconds before the whole sandbox is killed (exit_code 124).
-            input: bytes fed to the command's stdin.
-            capture_output: collect stdout and stderr into the Result.
+            input: bytes (str in text mode) fed to the command's stdin.
+            capture_output: collect stdout and stderr into the Result (unless
+                stdout=/stderr= say otherwise).
             cwd: the command's working directory.
             env: the base environment (default: os.environ), before the policy's.
             check: raise SandboxCalledProcessError unless the command succeeds.
+            stdin, stdout, stderr: as for popen() (default: inherited stdin,
+                captured stdout and stderr).
+            text, encoding, errors: input and the captured output as str.
 
         Raises:
-            PolicyError, SetupError, ExecError (127/126 cases).
+            PolicyError, SetupError, ExecError (see popen()).
         """
-        policy = self.policy.with_timeout(timeout)
-        if cwd is not None:
-            policy = _with_cwd(policy, cwd)
-        if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
-            raise PolicyError(f"input: expected bytes, got {type(input).__name__}")
-        args = normalise_argv(argv)
-        environment = child_environment(policy, env if env is not None else os.environ)
-        outcome = _run_in_thread(policy, self._prepare(), args, _env_bytes(environment),
-                                 capture=capture_output, input=bytes(input) if input is not None else None)
-        result = _result(list(argv), outcome)
+        if input is not None and stdin is not _DEFAULT:
+            raise PolicyError("input and stdin: pass one of them")
+        if input is not None:  # checked before anything runs
+            from . import _process
+            _process.TextMode(text, encoding, errors).encode(input)
+        captured = PIPE if capture_output else None
+        with self.popen(argv, stdin=PIPE if input is not None else (None if stdin is _DEFAULT else stdin),
+                        stdout=captured if stdout is _DEFAULT else stdout,
+                        stderr=captured if stderr is _DEFAULT else stderr,
+                        timeout=timeout, cwd=cwd, env=env, text=text, encoding=encoding, errors=errors) as process:
+            process.communicate(input)   # the policy's timeout ends the sandbox
+            result = process.result()
         if check:
             result.check_returncode()
         return result
 
+    def cmd(self, argv: "Sequence[PathLike]", *, cwd: "Optional[PathLike]" = None,
+            env: "Optional[Mapping[str, str]]" = None, timeout: "Optional[float]" = None) -> "Stage":
+        """A stage of a pipeline: `box1.cmd([...]) | box2.cmd([...])`, then .run() (README "Pipelines")."""
+        from . import _process
+        normalise_argv(argv)  # checked now, not when the pipeline starts
+        _base_env(env)
+        return _process.Stage(self, argv, {"cwd": cwd, "env": env, "timeout": timeout})
 
-def _with_cwd(policy: Policy, cwd: PathLike) -> Policy:
+    def cancel(self) -> int:
+        """Kill every sandbox this Sandbox runs now (run() from other threads, popen()):
+        each run ends with reason "killed".  From any thread; how many were running."""
+        running = self._now_running()
+        for process in running:
+            process.kill()
+        return len(running)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill what still runs, wait for it, and release the prepared rulesets now."""
+        running = self._now_running()
+        for process in running:
+            process.kill()
+        for process in running:
+            try:
+                process.wait()
+            except SandlockError:
+                pass
+        with self._lock:
+            release, self._release = self._release, None
+            self._prepared = None
+        if release is not None:
+            release()  # close_prepared, once (a later run prepares again)
+
+
+def _base_env(env: "Optional[Mapping[str, str]]") -> "Mapping[str, str]":
+    """env= of popen/run/cmd: a mapping of str (or bytes) to str (or bytes), else PolicyTypeError."""
+    import collections.abc  # here: `import sandlock` stays small (README "Start-up")
+    if env is None:
+        return os.environ
+    if not isinstance(env, collections.abc.Mapping):
+        raise PolicyTypeError(f"env: expected a mapping of names to values, got {type(env).__name__}")
+    for key, value in env.items():
+        if not isinstance(key, (str, bytes)):
+            raise PolicyTypeError(f"env: a name must be str, got {type(key).__name__} ({key!r})")
+        if not isinstance(value, (str, bytes)):
+            raise PolicyTypeError(f"env: the value of {os.fsdecode(key)} must be str, "
+                                  f"got {type(value).__name__} ({value!r})")
+        if b"\0" in os.fsencode(key) + os.fsencode(value) or not key or "=" in os.fsdecode(key):
+            raise PolicyError(f"env: invalid variable {os.fsdecode(key)!r}")
+    return env
+
+
+def _with_cwd(policy: Policy, cwd: "PathLike") -> Policy:
     return policy.replace(cwd=make_policy(labels=policy.labels, cwd=cwd, chroot=policy.chroot,
                                           fs_mount=[f"{v}:{h}" for v, h, _ in policy.fs_mount]).cwd)
 
 
-def _env_bytes(env: Mapping[str, str]) -> Dict[bytes, bytes]:
+def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
-
-
-def _run_in_thread(policy: Policy, prepared: Any, argv: Sequence[bytes], env: Dict[bytes, bytes],
-                   **options: Any) -> Any:
-    """Supervise from a fresh thread: it confines itself, so it must not be the caller's."""
-    from . import _supervisor
-    box: Dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["session"] = _supervisor.Session(policy, prepared, argv, env, **options)
-            box["outcome"] = box["session"].run()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="sandlock-supervisor", daemon=True)
-    thread.start()
-    thread.join()
-    if "session" in box:
-        box["session"].clean_up()  # here: this thread is not confined (see Session.clean_up)
-    if "error" in box:
-        raise box["error"]
-    return box["outcome"]
 
 
 def _status(outcome) -> tuple:
     """(exit_code, returncode, signal) of an outcome."""
+    import signal
     status = outcome.status
     if outcome.timed_out:
         return 124, 124, signal.SIGKILL
@@ -241,14 +410,15 @@ def _status(outcome) -> tuple:
     return code, code, None
 
 
-def _result(args: Sequence[object], outcome) -> "Result":
+def _result(args: "Sequence[object]", outcome) -> "Result":
     code, returncode, sig = _status(outcome)
-    return __getattr__("Result")(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
-                                 timed_out=outcome.timed_out, reason=outcome.reason,
-                                 changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
+    result_class = globals().get("Result") or __getattr__("Result")  # made once (one class for every run)
+    return result_class(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
+                        timed_out=outcome.timed_out, reason=outcome.reason,
+                        changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
 
 
-def confine(*, fs_readable: Sequence[PathLike] = (), fs_writable: Sequence[PathLike] = (),
+def confine(*, fs_readable: "Sequence[PathLike]" = (), fs_writable: "Sequence[PathLike]" = (),
             best_effort: bool = False, default_view: bool = True) -> None:
     """Apply Landlock filesystem rules to the calling thread, for good.
 
@@ -287,10 +457,16 @@ examples:
       build in a copy-on-write view of ./project; list what would change, change nothing
   python -m sandlock -t 10 -P 20 -m 512M -- python3 untrusted.py
       at most 10 s, 20 processes at once, 512 MiB in all
+  python -m sandlock --cpu-cores 0 --num-cpus 1 --cpu 50 -- sh -c 'make -j$(nproc)'
+      one CPU seen and used, at most half of it (nproc says 1)
   python -m sandlock --net-allow pypi.org:443 --net-allow files.pythonhosted.org:443 -- pip download x
       network only to these hosts and port (none by default)
   python -m sandlock --clean-env --env HOME=/tmp -- env
       a minimal environment
+  python -m sandlock --profile job -w ./build -- make
+      the profile ~/.config/sandlock/profiles/job.toml, plus one writable directory
+  python -m sandlock -w /tmp/out -m 512M --print-profile > ~/.config/sandlock/profiles/job.toml
+      save these options as the profile job (python -m sandlock profile list|show NAME)
   python -m sandlock --check
       what this kernel supports
 
@@ -309,6 +485,10 @@ LABELS = {
     "on_error": "--on-error", "dry_run": "--dry-run", "max_disk": "--max-disk",
     "net_allow": "--net-allow", "net_deny": "--net-deny", "net_allow_bind": "--net-allow-bind",
     "net_deny_bind": "--net-deny-bind", "fake_root": "--fake-root",
+    "hostname": "--hostname", "no_coredump": "--no-coredump",
+    "random_seed": "--random-seed", "time_start": "--time-start", "no_randomize_memory": "--no-randomize-memory",
+    "deterministic_dirs": "--deterministic-dirs",
+    "cpu_cores": "--cpu-cores", "num_cpus": "--num-cpus", "cpu": "--cpu",
 }
 
 
@@ -316,8 +496,10 @@ class _UsageError(Exception):
     pass
 
 
-def _parser():  # type: ignore[no-untyped-def]
-    import argparse
+def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
+    """The CLI's argparse parser; given _Options for argparse, its list of options (_quick_args)."""
+    if argparse is None:
+        import argparse
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
@@ -373,6 +555,35 @@ def _parser():  # type: ignore[no-untyped-def]
     env.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
     env.add_argument("--clean-env", action="store_true", help="start from PATH, HOME, USER, TERM, LANG only")
     env.add_argument("--cwd", metavar="DIR", help="working directory of the command")
+    machine = p.add_argument_group("machine (what the command sees of it)")
+    machine.add_argument("--hostname", metavar="NAME",
+                         help="the host name the command sees: uname, /proc/sys/kernel/hostname, /etc/hostname")
+    machine.add_argument("--no-coredump", action="store_true",
+                         help="no core dumps: RLIMIT_CORE 0, soft and hard (the command cannot raise it)")
+    machine.add_argument("--random-seed", metavar="N",
+                         help="getrandom, /dev/urandom, /dev/random and AT_RANDOM give the same bytes run after run, "
+                              "from seed N (README \"Deterministic runs\")")
+    machine.add_argument("--time-start", metavar="T",
+                         help="the wall clock (time, gettimeofday, clock_gettime REALTIME, the vDSO's too) starts at "
+                              "T, a Unix time or an ISO 8601 date, and runs from there")
+    machine.add_argument("--deterministic-dirs", action="store_true",
+                         help="directory listings (getdents64: ls -f, os.listdir, readdir) sorted by name")
+    machine.add_argument("--no-randomize-memory", action="store_true",
+                         help="no address space layout randomisation for the command (ADDR_NO_RANDOMIZE)")
+    machine.add_argument("--cpu-cores", metavar="LIST",
+                         help="run on these CPUs only, e.g. 0,2-3 (an affinity the command cannot widen)")
+    machine.add_argument("--num-cpus", metavar="N",
+                         help="a machine of N CPUs: nproc, sysconf, sched_getaffinity, /proc/cpuinfo, /proc/stat, "
+                              "/sys/devices/system/cpu/online")
+    machine.add_argument("--cpu", metavar="PCT",
+                         help="CPU time of the whole sandbox held to PCT percent of one core")
+    prof = p.add_argument_group("profiles (README \"Profiles\")")
+    prof.add_argument("--profile", metavar="NAME",
+                      help="start from the profile NAME ($XDG_CONFIG_HOME/sandlock/profiles/NAME.toml); "
+                           "flags override its values and add to its lists")
+    prof.add_argument("--profile-file", metavar="FILE", help="start from the profile in FILE")
+    prof.add_argument("--print-profile", action="store_true",
+                      help="print the options given (profile and flags) as a profile and exit")
     other = p.add_argument_group("other")
     other.add_argument("--deny-syscall", action="append", default=[], metavar="NAME",
                        help="refuse this syscall with EPERM too (repeatable)")
@@ -390,23 +601,122 @@ def _parser():  # type: ignore[no-untyped-def]
     return p
 
 
-def _policy_from_args(ns: Any) -> Policy:
+class _Options:
+    """Stands in for the argparse module while _parser() runs: it keeps the list of
+    options, so the CLI reads a plain command line without importing and building
+    argparse (several ms of the start: README "Start-up")."""
+
+    REMAINDER = "..."
+
+    class RawDescriptionHelpFormatter:
+        pass
+
+    class ArgumentParser:
+        def __init__(self, *args: "Any", **kwargs: "Any") -> None:
+            self.options: List[Any] = []
+
+        def add_argument_group(self, *args: "Any", **kwargs: "Any") -> "Any":
+            return self
+
+        def add_argument(self, *names: str, **kwargs: "Any") -> None:
+            self.options.append((names, kwargs))
+
+
+_QUICK_KEYS = frozenset({"action", "default", "metavar", "help", "choices", "dest", "nargs"})
+
+
+def _quick_table() -> "Optional[tuple]":
+    """({option string: (dest, action, choices)}, {dest: default}, the positional's dest), or None
+    if the parser uses a feature _quick_args does not reproduce."""
+    options: Dict[str, tuple] = {}
+    defaults: Dict[str, Any] = {}
+    positional = None
+    for names, kwargs in _parser(_Options).options:
+        action = kwargs.get("action", "store")
+        if not _QUICK_KEYS.issuperset(kwargs) or action not in ("store", "store_true", "append"):
+            return None
+        if not names[0].startswith("-"):
+            if positional is not None or kwargs.get("nargs") != _Options.REMAINDER:
+                return None
+            positional = names[0]
+            continue
+        if "nargs" in kwargs:
+            return None
+        dest = kwargs.get("dest") or next((n for n in names if n.startswith("--")), names[0]).lstrip("-").replace("-", "_")
+        defaults[dest] = kwargs.get("default", False if action == "store_true" else None)
+        for name in names:
+            options[name] = (dest, action, kwargs.get("choices"))
+    return (options, defaults, positional) if positional is not None else None
+
+
+def _quick_args(argv: "List[str]") -> "Any":
+    """argv parsed as argparse parses it, for the plain forms only (`-w DIR`, `--opt=VALUE`,
+    flags, then `--` or the command); None for anything else, which argparse then parses
+    and, if it is wrong, reports (one message for each mistake, whichever parser is used)."""
+    table = _quick_table()
+    if table is None:
+        return None
+    options, defaults, positional = table
+    values = {dest: list(default) if isinstance(default, list) else default for dest, default in defaults.items()}
+    values[positional] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--" or not item.startswith("-"):
+            values[positional] = argv[i:]  # from "--" on, as argparse keeps it (_main drops it)
+            break
+        name, equals, value = item.partition("=") if item.startswith("--") else (item, "", "")
+        if name not in options:
+            return None
+        dest, action, choices = options[name]
+        if action == "store_true":
+            if equals:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not equals:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if not value or value.startswith("-") or (choices is not None and value not in choices):
+            return None  # argparse's own rules (and messages) for these
+        if action == "append":
+            values[dest].append(value)
+        else:
+            values[dest] = value
+    import types
+    return types.SimpleNamespace(**values)
+
+
+def _policy_from_args(ns: "Any") -> Policy:
+    return make_policy(labels=LABELS, **_policy_kwargs(ns))
+
+
+def _policy_kwargs(ns: "Any") -> "Dict[str, Any]":
+    """The API keywords of parsed arguments."""
     kwargs: Dict[str, Any] = dict(fs_readable=ns.fs_read, fs_writable=ns.fs_write, fs_denied=ns.fs_deny,
                                   env=ns.env, clean_env=ns.clean_env, best_effort=ns.best_effort,
                                   extra_deny_syscalls=ns.deny_syscall, fs_mount=ns.fs_mount, dry_run=ns.dry_run,
                                   default_view=not ns.no_default_view, fake_root=ns.fake_root,
                                   net_allow=ns.net_allow, net_deny=ns.net_deny,
-                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind)
+                                  net_allow_bind=ns.net_allow_bind, net_deny_bind=ns.net_deny_bind,
+                                  no_coredump=ns.no_coredump, no_randomize_memory=ns.no_randomize_memory,
+                                  deterministic_dirs=ns.deterministic_dirs)
     for key, value in (("timeout", ns.timeout), ("max_memory", ns.max_memory),
                        ("max_processes", ns.max_processes), ("max_open_files", ns.max_open_files),
                        ("cwd", ns.cwd), ("chroot", ns.root), ("workdir", ns.workdir),
-                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk)):
+                       ("on_exit", ns.on_exit), ("on_error", ns.on_error), ("max_disk", ns.max_disk),
+                       ("hostname", ns.hostname), ("random_seed", ns.random_seed), ("time_start", ns.time_start),
+                       ("cpu_cores", ns.cpu_cores), ("num_cpus", ns.num_cpus), ("cpu", ns.cpu)):
         if value is not None:
             kwargs[key] = value
-    return make_policy(labels=LABELS, **kwargs)
+    return kwargs
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: "Optional[Sequence[str]]" = None) -> int:
     """The CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SANDLOCK_DEBUG") == "1" or "--debug" in argv
@@ -435,10 +745,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
         return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
+        import signal
         return 128 + signal.SIGINT
 
 
-def _joined_values(parser: Any, argv: List[str]) -> List[str]:
+def cli(own_process: bool = True) -> None:
+    """The `sandlock` script and `python -m sandlock`: main(), then the end of the process.
+
+    Once main() has returned nothing of sandlock's is left to finalize: its
+    threads are daemons and done, its directories removed, nothing waits in
+    atexit.  So the process ends with os._exit once its output is flushed,
+    sparing the teardown of every module the supervisor loaded (about 8 ms of
+    CPU: README "Start-up").  Anything else (a thread still running, an
+    atexit callback, output that cannot be flushed, a program that called
+    this and goes on: own_process=False) takes the ordinary exit, SystemExit.
+    """
+    code = main()
+    if not own_process:
+        sys.exit(code)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the fd was closed when Python started
+                stream.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    import atexit
+    import threading
+    waiting = getattr(atexit, "_ncallbacks", lambda: 1)()
+    if waiting or any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.exit(code)
+    os._exit(code)
+
+
+def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":
     """`-m -5M` as `--max-memory=-5M`: argparse takes a value that starts with '-'
     for an option, so the validator (not "expected one argument") names what is wrong."""
     takes_value = {opt: action.option_strings[-1] for action in parser._actions
@@ -464,16 +803,34 @@ def _joined_values(parser: Any, argv: List[str]) -> List[str]:
     return out
 
 
-def _main(argv: List[str], debug: bool) -> int:
-    parser = _parser()
-    ns = parser.parse_args(_joined_values(parser, argv))
-    if ns.help:
-        parser.print_help()
-        return 0
+def _main(argv: "List[str]", debug: bool) -> int:
+    import threading
+    if argv[:1] == ["profile"]:
+        return _profile_command(argv[1:])
+    parser = None
+    ns = _quick_args(argv)
+    if ns is None or ns.help:
+        parser = _parser()
+        ns = parser.parse_args(_joined_values(parser, argv))
+        if ns.help:
+            parser.print_help()
+            return 0
     if ns.version:
         print(_version_line())
         return 0
+    if ns.profile is not None or ns.profile_file is not None:
+        parser = parser or _parser()
+        ns = _with_profile(parser, ns, argv)
     command = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if ns.print_profile:
+        if command or ns.check:
+            raise _UsageError("--print-profile: prints the options as a profile and exits; it runs nothing")
+        from . import _profile
+        parser = parser or _parser()
+        _policy_from_args(ns)  # a profile that would not run is not printed
+        sys.stdout.write(_profile.dump(_profile.from_namespace(ns, _profile.schema(parser)),
+                                       _profile.schema(parser)))
+        return 0
     if ns.json and not ns.check:
         raise _UsageError("--json: only with --check")
     if ns.check:
@@ -493,13 +850,53 @@ def _main(argv: List[str], debug: bool) -> int:
     janitor = threading.Thread(target=clean, name="sandlock-cleanup")
     janitor.start()
     try:
-        return _run_cli(ns, command, policy, prepared, debug)
+        return _run_cli(ns, command, policy, prepared, debug or ns.debug)
     finally:
         done.set()
         janitor.join()
 
 
-def _run_cli(ns: Any, command: List[str], policy: Policy, prepared: Any, debug: bool) -> int:
+def _with_profile(parser: "Any", ns: "Any", argv: "List[str]") -> "Any":
+    """The arguments with the profile's tokens before the user's: a flag then overrides
+    the profile's value and adds to its lists (README "Profiles")."""
+    from . import _profile
+    if ns.profile is not None and ns.profile_file is not None:
+        raise _UsageError("--profile-file: not with --profile (a profile names what it extends)")
+    if ns.profile is not None:
+        profile = _profile.load(ns.profile, parser, by_path=False)
+    else:
+        profile = _profile.load(ns.profile_file, parser, by_path=True)
+    return parser.parse_args(_joined_values(parser, _profile.argv(profile, _profile.schema(parser)) + argv))
+
+
+def _profile_command(args: "List[str]") -> int:
+    """python -m sandlock profile list | show NAME|FILE."""
+    from . import _profile
+    if args in (["list"],):
+        for name in _profile.names():
+            try:
+                description = _profile.load(name, _parser(), by_path=False).description
+            except PolicyError as exc:
+                description = f"(broken: {exc})"
+            print(f"{name}  {description}".rstrip())
+        return 0
+    if len(args) == 2 and args[0] == "show":
+        parser = _parser()
+        profile = _profile.load(args[1], parser)
+        keys = _profile.schema(parser)
+        sys.stdout.write(_profile.dump({k: e.value for k, e in profile.entries.items()}, keys,
+                                       profile.description))
+        return 0
+    if args in (["-h"], ["--help"]):
+        print(f"usage: {_prog()} profile list | show NAME|FILE\n"
+              f"  list: the profiles in {_profile.directory()}\n"
+              f"  show: a profile with what it extends merged in (README \"Profiles\")\n"
+              f"  (to run a program named profile: {_prog()} -- profile ...)")
+        return 0
+    raise _UsageError(f"{' '.join(['profile'] + args)}: expected 'profile list' or 'profile show NAME'")
+
+
+def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool) -> int:
     from . import _supervisor
     if ns.dump_filter:
         from . import _bpf

@@ -10,8 +10,12 @@ interleaved so that a busy machine slows both alike; the fastest runs are
 printed too (on a shared machine they vary least).  In host mode every
 open and exec is trapped and done on behalf (README, /proc), so these are the
 programs whose start-up that costs most.  Not a test: timings never decide
-pass/fail.  Unset PYTHONDONTWRITEBYTECODE when measuring.  The last line is
-the CLI's own start (imports, policy, scratch directory, launch).
+pass/fail.  Unset PYTHONDONTWRITEBYTECODE when measuring.  The last lines are
+the start of sandlock itself, each against `python3 -c pass` in the same
+loop, as a difference and a ratio (README "Start-up"): `import sandlock`
+(target: at most 8 ms more), `python -m sandlock -- /bin/true` and the
+installed `sandlock` script (the entry point pip writes) running /bin/true
+(target: at most 20 ms more).  --cli-only prints only those.
 """
 
 import argparse
@@ -19,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,27 +42,65 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--cli-only", action="store_true", help="only the start of sandlock itself")
     args = ap.parse_args()
+    if not args.cli_only:
+        programs(args.runs)
+    cli(args.runs)
+
+
+# The console script pip writes for `sandlock = "sandlock:main"` (pyproject.toml).
+ENTRY_POINT = """# -*- coding: utf-8 -*-
+import re
+import sys
+from sandlock import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def cli(runs: int) -> None:
+    """import sandlock, python -m sandlock and the installed script, each against python -c pass."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches, as users have them
+    subprocess.run([PYTHON, "-m", "compileall", "-q", root], env=env, capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "sandlock")
+        with open(script, "w") as f:
+            f.write(ENTRY_POINT)
+        cases = (("import sandlock", [PYTHON, "-c", "import sandlock"], 8.0),
+                 ("python -m sandlock -- /bin/true", [PYTHON, "-m", "sandlock", "--", "/bin/true"], 20.0),
+                 ("installed sandlock -- /bin/true", [PYTHON, script, "--", "/bin/true"], 20.0))
+        bare: list = []
+        times: dict = {label: [] for label, _, _ in cases}
+        for argv in [[PYTHON, "-c", "pass"]] + [argv for _, argv, _ in cases]:
+            subprocess.run(argv, env=env, cwd="/")  # warm the caches
+        for _ in range(runs):
+            bare.append(timed(lambda: subprocess.run([PYTHON, "-c", "pass"], env=env, cwd="/")))
+            for label, argv, _ in cases:
+                times[label].append(timed(lambda: subprocess.run(argv, env=env, cwd="/")))
+        b = statistics.median(bare)
+        print(f"python3 -c pass: {b:.1f} ms (median of {runs}, fastest {min(bare):.1f} ms)")
+        for label, _, target in cases:
+            s = statistics.median(times[label])
+            print(f"{label}: {s:.1f} ms, +{s - b:.1f} ms over python3 -c pass (target +{target:.0f} ms), "
+                  f"ratio {s / b:.2f}; fastest {min(times[label]):.1f} ms, +{min(times[label]) - min(bare):.1f} ms")
+
+
+def programs(runs: int) -> None:
+    """python3 programs under Sandbox() against bare."""
     box = sandlock.Sandbox()
     box.run(["/bin/true"])  # warm up imports and probes
     for label, code in PROGRAMS:
         argv = [PYTHON, "-c", code]
         subprocess.run(argv)
         bare, boxed = [], []
-        for _ in range(args.runs):
+        for _ in range(runs):
             bare.append(timed(lambda: subprocess.run(argv)))
             boxed.append(timed(lambda: box.run(argv, capture_output=False)))
         report(label, bare, boxed)
-    # the CLI itself: python -m sandlock -- /bin/true against python -c pass
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", root], env=env, capture_output=True)
-    bare, boxed = [], []
-    for _ in range(args.runs):
-        bare.append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], env=env)))
-        boxed.append(timed(lambda: subprocess.run([sys.executable, "-m", "sandlock", "--", "/bin/true"], env=env)))
-    report("CLI start (python -c pass / python -m sandlock -- /bin/true)", bare, boxed)
 
 
 def report(label: str, bare: list, boxed: list) -> None:

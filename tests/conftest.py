@@ -420,6 +420,24 @@ def who(request: pytest.FixtureRequest, cli: CLI) -> Who:
     return Who("user", cli, user)
 
 
+
+def musl_static(session_dir: Path, source: str) -> str:
+    """tests/progs/SOURCE built static with musl-gcc into the session directory (a skip names
+    the Debian package when musl-gcc is missing; SANDLOCK_TEST_STRICT makes that a failure)."""
+    musl_gcc = shutil.which("musl-gcc")
+    if musl_gcc is None:
+        pytest.skip("musl-gcc is missing (Debian package musl-tools)")
+    out = session_dir / (Path(source).stem + "-musl")
+    subprocess.run([musl_gcc, "-static", "-O1", "-Wall", "-o", str(out), str(PROGS_SRC / source)], check=True)
+    out.chmod(0o755)
+    return str(out)
+
+
+def probe_lines(stdout: str) -> Dict[str, str]:
+    """A probe's "key value" lines as a mapping (the first word is the key)."""
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in stdout.splitlines() if " " in line}
+
+
 # --- scratch directories ------------------------------------------------------------------------
 
 @pytest.fixture

@@ -280,3 +280,11 @@ def test_each_run_lists_its_own_proc_and_leaves_no_listing_behind() -> None:
         scratch = box._prepare().proc_scratch
         assert scratch is not None and os.listdir(scratch.cwd) == [], os.listdir(scratch.cwd)
     assert seen[0] != seen[1] and all(len(pids) == 2 for pids in seen), seen  # sh and ls, new each run
+
+
+def test_the_results_of_every_run_are_of_the_one_class_sandlock_result() -> None:
+    box = sandlock.Sandbox()
+    first, second = box.run(["/bin/true"]), box.run(["/bin/false"])
+    assert type(first) is type(second) is sandlock.Result
+    assert isinstance(first, sandlock.Result) and isinstance(first, subprocess.CompletedProcess)
+    assert (first.returncode, second.returncode) == (0, 1)

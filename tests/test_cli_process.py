@@ -461,3 +461,15 @@ def test_signals_to_sandlock_reach_the_sandboxed_command(who, sig: signal.Signal
             proc.kill()
             proc.communicate()
         kill_marked(marker)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "both"])
+def test_sandlock_with_its_output_closed_runs_the_command_and_exits_with_its_status(who, closed: str) -> None:  # type: ignore[no-untyped-def]
+    # sandlock's own stdout/stderr closed (its sys.stdout is then None): it still runs
+    # the command and exits with the command's status
+    redirect = {"stdout": ">&-", "stderr": "2>&-", "both": ">&- 2>&-"}[closed]
+    r = who.python("import shlex, subprocess, sys\n"
+                   "sandlock = shlex.join([sys.executable, '-m', 'sandlock', '--', 'sh', '-c', 'exit 3'])\n"
+                   f"r = subprocess.run(['sh', '-c', sandlock + ' {redirect}'])\n"
+                   "print('exit', r.returncode)\n")
+    assert r.stdout.decode().splitlines() == ["exit 3"], r.stderr

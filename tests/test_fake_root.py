@@ -9,18 +9,17 @@ the busybox root (or of the Debian root) owned by that identity.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
 import pytest
 
-from conftest import IS_ROOT, build_fixture
+from chrootcase import chroot_run, copy_root, remove_root
+from conftest import IS_ROOT, Who, build_fixture
 
 import rootfs
 
@@ -109,7 +108,6 @@ def test_id_reports_the_real_uid_without_fake_root(who, bbroot: Path) -> None:  
 
 
 SETIDS = r"""
-import os
 os.setgroups([0, 42]); print("groups", sorted(os.getgroups()))
 os.setresgid(42, 42, 42); os.setresuid(42, 42, 0)
 print("ids", os.getresuid(), os.getresgid(), os.getuid(), os.geteuid(), os.getgid(), os.getegid())
@@ -299,3 +297,45 @@ def test_apt_get_install_of_a_local_deb_installs_it(who, debroot: Path, scratch:
     assert r.returncode == 0, show(r)
     assert r.stdout.splitlines()[-2:] == ["Status: install ok installed", "hello from the package"], show(r)
     assert "seteuid" not in r.stderr and "setgroups" not in r.stderr, show(r)
+
+
+# --- against a chroot ----------------------------------------------------------------------------
+
+PACKAGE_SCRIPT = r"""
+set -e
+dpkg -i /tmp/hello.deb
+dpkg -L sandlock-hello
+dpkg -s sandlock-hello
+sandlock-hello
+stat -c '%n %U:%G %a %F' /usr/bin/sandlock-hello /usr/bin /var/lib/dpkg/info/sandlock-hello.list
+dpkg -r sandlock-hello
+dpkg -s sandlock-hello 2>&1 | head -2 || true
+apt-get install -y -q /tmp/hello.deb
+dpkg -l sandlock-hello | tail -1
+apt-get remove -y -q sandlock-hello
+test ! -e /usr/bin/sandlock-hello && echo removed
+ls /var/lib/dpkg/info | grep -c . || true
+"""
+
+
+def test_dpkg_and_apt_get_with_fake_root_print_what_root_in_a_chroot_prints(  # type: ignore[no-untyped-def]
+        who, debroot: Path, scratch: Path, cli) -> None:
+    """Install, list, query and remove a local package with dpkg and apt-get: stdout, stderr and
+    exit status byte for byte those of real root in a bare chroot of the same root (README "Fake root")."""
+    if not IS_ROOT:
+        pytest.skip("the chroot baseline needs root (chroot, mount)")
+    deb = _tiny_deb(scratch)
+    baseline_copy = copy_root(build_fixture(rootfs.debian_rootfs), scratch)
+    try:
+        for root in (baseline_copy, debroot):
+            shutil.copy(deb, root / "tmp/hello.deb")
+        own_tree(who, debroot / "tmp/hello.deb")
+        command = ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "/bin/sh", "-c", PACKAGE_SCRIPT]
+        base = chroot_run(baseline_copy, command, Who("root", cli, None), timeout=240, errors="surrogateescape")
+        assert base.returncode == 0, f"the chroot baseline itself failed:\n{show(base)}"
+        got = who.run(["--root", str(debroot), "-w", "/", "--fake-root", "--", *command], timeout=240)
+        assert (got.returncode, got.stdout, got.stderr) == (base.returncode, base.stdout, base.stderr), \
+            f"chroot:\n{show(base)}\n\nsandlock --fake-root as {who.name}:\n{show(got)}"
+    finally:
+        remove_root(baseline_copy)

@@ -87,6 +87,56 @@ def test_connect_reaches_unix_sockets_under_a_write_rule_and_allowed_tcp_ports_o
             s.close()
 
 
+def sockaddr_in6(port: int, host: str) -> bytes:
+    return struct.pack("=H", socket.AF_INET6) + struct.pack("!H", port) + bytes(4) + socket.inet_pton(
+        socket.AF_INET6, host) + bytes(4)
+
+
+@pytest.mark.rows("connect")
+def test_a_tcp_connect_reaches_only_what_was_decided_whatever_the_spelling_or_blocking(fake) -> None:
+    listeners = {}
+    for host in ("127.0.0.1", "127.0.0.2"):  # one port number on both addresses
+        s = socket.socket()
+        s.bind((host, listeners["127.0.0.1"].getsockname()[1] if listeners else 0))
+        s.listen(4)
+        s.settimeout(5)
+        listeners[host] = s
+    port = listeners["127.0.0.1"].getsockname()[1]
+    try:
+        ctx = fake(net_allow=(f"tcp://127.0.0.1:{port}",))
+        # 0.0.0.0 from a socket bound to 127.0.0.2 reaches the address decided (127.0.0.1), not 127.0.0.2
+        client = socket.socket()
+        client.bind(("127.0.0.2", 0))
+        fd = ctx.fds.add(client.detach())
+        assert drive(ctx, "connect", fd, ctx.mem.put(sockaddr_in(port, "0.0.0.0")), 16) == Value(0)
+        conn, peer = listeners["127.0.0.1"].accept()
+        conn.close()
+        assert peer[0] == "127.0.0.2"
+        # control: 127.0.0.2 itself is refused
+        fd = ctx.fds.add(socket.socket().detach())
+        assert drive(ctx, "connect", fd, ctx.mem.put(sockaddr_in(port, "127.0.0.2")), 16) == Errno(errno.EACCES)
+        # an IPv6 socket: the v4-mapped spelling is the v4 address, for the port allowed only
+        fd = ctx.fds.add(socket.socket(socket.AF_INET6).detach())
+        assert drive(ctx, "connect", fd, ctx.mem.put(sockaddr_in6(port + 1, "::ffff:127.0.0.1")), 28) == \
+            Errno(errno.EACCES)
+        assert drive(ctx, "connect", fd, ctx.mem.put(sockaddr_in6(port, "::ffff:127.0.0.1")), 28) == Value(0)
+        listeners["127.0.0.1"].accept()[0].close()
+        # a non-blocking socket is connected at once: EINPROGRESS, then connected
+        nb = socket.socket()
+        nb.setblocking(False)
+        fd = ctx.fds.add(nb.detach())
+        assert drive(ctx, "connect", fd, ctx.mem.put(sockaddr_in(port)), 16) in (Errno(errno.EINPROGRESS), Value(0))
+        listeners["127.0.0.1"].accept()[0].close()
+        # AF_UNSPEC reaches nobody: decided by no rule, answered by the kernel
+        fd = ctx.fds.add(socket.socket().detach())
+        assert drive(ctx, "connect", fd, ctx.mem.put(struct.pack("=H", socket.AF_UNSPEC) + bytes(14)), 16) == Value(0)
+        assert drive(ctx, "connect", fd, ctx.mem.put(struct.pack("=H", socket.AF_UNIX) + bytes(14)), 16) == \
+            Errno(errno.EAFNOSUPPORT)
+    finally:
+        for s in listeners.values():
+            s.close()
+
+
 @pytest.mark.rows("sendto")
 def test_sendto_sends_to_an_allowed_udp_port_and_nothing_elsewhere(fake) -> None:
     allowed, port = udp_receiver()

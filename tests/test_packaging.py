@@ -49,7 +49,7 @@ def test_pip_installs_offline_ships_every_module_and_the_license_and_leaves_the_
     info = [n for n in names if n.endswith(".dist-info/LICENSE")]
     assert info and b"Apache License" in zipfile.ZipFile(wheel).read(info[0])
     entry = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-    assert zipfile.ZipFile(wheel).read(entry[0]) == b"[console_scripts]\nsandlock = sandlock:main\n"
+    assert zipfile.ZipFile(wheel).read(entry[0]) == b"[console_scripts]\nsandlock = sandlock:cli\n"
 
 
 def test_the_installed_script_names_itself_sandlock_in_its_messages(tmp_path):

@@ -134,3 +134,43 @@ def _run_context_attributes():
     source = (REPO / "_supervisor.py").read_text()
     body = source[source.index("class RunContext"):source.index("class Notifier")]
     return set(re.findall(r"self\.([a-z_]+)\s*(?::[^=]+)?=", body))
+
+
+# --- which thread receives (_notif.Receivers) ----------------------------------------------------
+
+def test_an_operation_that_may_block_leaves_receiving_to_a_thread_already_receiving_else_the_spare_else_a_new_one():
+    receivers = _notif.Receivers()
+    started = []
+    start = lambda: started.append(1) or True  # noqa: E731
+    assert receivers.hand_over(start) and started == [1]          # alone: a new thread receives
+    assert receivers.after_act() == "receive" and receivers.receiving == 2  # back: two receive
+    assert receivers.hand_over(start) and started == [1]          # the other one receives: none started
+    assert receivers.after_act() == "receive"
+    assert receivers.fewer() == "park" and receivers.receiving == 1  # a call answered at once: one parks
+    assert receivers.fewer() == "receive"                        # the last one never leaves
+    assert receivers.hand_over(start) and started == [1]          # the spare is woken
+    assert receivers.go_on("park") is True                       # ... its lock was released: it receives
+    assert receivers.after_act() == "receive" and receivers.receiving == 2
+
+
+def test_threads_beyond_two_receiving_and_one_spare_end_and_none_starts_when_the_pool_is_full():
+    receivers = _notif.Receivers()
+    receivers.receiving = 2
+    assert receivers.after_act() == "park"   # a third: the spare
+    assert receivers.after_act() == "end"    # a fourth: ends
+    assert receivers.hand_over(lambda: False) is True   # two receive: the caller may leave
+    assert receivers.hand_over(lambda: False) is True   # the spare takes over
+    assert receivers.hand_over(lambda: False) is False  # none left, none can start: refused (Later.busy)
+
+
+def test_the_spare_ends_once_no_thread_receives_any_more():
+    receivers = _notif.Receivers()
+    receivers.receiving = 2
+    assert receivers.fewer() == "park"
+    woke = []
+    spare = threading.Thread(target=lambda: woke.append(receivers.go_on("park")))
+    spare.start()
+    receivers.stop()  # the last receiving thread found no process left
+    spare.join(5.0)
+    assert woke == [False] and receivers.over.is_set() and receivers.after_act() == "end"
+
