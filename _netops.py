@@ -250,7 +250,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     sock = _socket(ctx, call)
     if sock.type == socket.SOCK_STREAM and sock.proto == IPPROTO_TCP and sock.family in (AF_INET, AF_INET6):
-        return _connect_tcp(ctx, sock, address)
+        return _connect_tcp(ctx, call, sock, address)
 
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
@@ -258,11 +258,11 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     return _on_socket(ctx, call, address, True, act, connect=True, sock=sock)
 
 
-def _connect_tcp(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+def _connect_tcp(ctx: Context, call: Call, sock: socket.socket, address: bytes) -> Reply:
     """connect on a TCP socket (`sock`, our duplicate; closed here): what _on_socket decides
     for it, without what only other sockets need (unix routes, DNS policing of UDP,
     ancillary data): the destination as the kernel will read it from `address` (our
-    copy) allowed by the network policy (EACCES), 0.0.0.0 spelled as the loopback
+    copy) allowed by the network policy (EACCES) and by a policy callback, 0.0.0.0 spelled as the loopback
     address decided, then the connect on behalf (Later if the socket blocks)."""
     try:
         where = ip_destination(sock.family, address, True)
@@ -272,6 +272,8 @@ def _connect_tcp(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
                 raise os_error(errno.EACCES, "the network policy allows no network")
             if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
                 raise os_error(errno.EACCES, "the network policy does not allow this destination")
+            # Sandbox(policy_fn=), on this copy, as _check_ip asks it (README "Policy callback")
+            _policyfn.check_destination(ctx, call, "connect", "tcp", where[0], where[1])
             if where[0] in _UNSPECIFIED:
                 address = _loopback_spelled(sock.family, address, True)  # type: ignore[assignment]
         blocking = not fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
