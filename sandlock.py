@@ -518,7 +518,7 @@ examples:
       the profile ~/.config/sandlock/profiles/job.toml, plus one writable directory
   python -m sandlock -w /tmp/out -m 512M --print-profile > ~/.config/sandlock/profiles/job.toml
       save these options as the profile job (python -m sandlock profile list|show NAME)
-  python -m sandlock --result-json run.json -- sh -c 'cat /etc/shadow; echo x > /usr/x'
+  python -m sandlock --result-json run.json -- sh -c 'cat ~/.ssh/id_rsa; echo x > /usr/x'
       write exit status, duration and the denied operations (syscall, path, errno, rule) to run.json
   python -m sandlock --status-fd 3 -- make 3>status.json
       the same JSON object on fd 3 (a pipe to a supervising program, or a file)
