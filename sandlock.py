@@ -73,7 +73,8 @@ from ._policy import Policy, child_environment, make_policy, normalise_argv
 __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
            "SandboxCalledProcessError", "__version__", "Process", "Stage", "Pipeline", "PipelineResult",
-           "PIPE", "STDOUT", "DEVNULL", "Change", "PolicyTypeError", "CommandNotFoundError", "CommandNotExecutableError"]
+           "PIPE", "STDOUT", "DEVNULL", "Change", "PolicyTypeError", "CommandNotFoundError",
+           "CommandNotExecutableError"]
 
 # subprocess's values: sandlock.PIPE and subprocess.PIPE are the same (README "Processes")
 PIPE = -1
@@ -443,8 +444,9 @@ RESULT_SCHEMA = "sandlock-result/1"   # docs/result.schema.json
 # What the report cannot list (README "Results and denials"): said in every report.
 NOT_SEEN = ("Refusals the kernel makes by itself are not seen by the supervisor and are not listed: "
             "Landlock's EACCES/EPERM on calls the filter lets through untrapped or that the supervisor "
-            "continues (exec of a file outside the rules, a hard link or rename across rules, truncate, "
-            "the command's own TCP connect and bind, signals beyond the sandbox under the signal scope), and the filter's errno for the syscalls in "
+            "continues (mkdir, unlink, rmdir, symlink, truncate, writes to an fd already open, "
+            "the command's own TCP connect and bind, signals beyond the sandbox under the signal scope), "
+            "and the filter's errno for the syscalls in "
             "filter_denied and for argument rules (socket families, ioctls).")
 
 
