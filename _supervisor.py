@@ -568,7 +568,9 @@ DEFAULT_RULES: Dict[str, str] = dict(
         "setpriority", "ioprio_set")]
     + [(name, "no device nodes or set-id files in a sandbox") for name in ("mknod", "mknodat")]
     + [(name, "the filesystem rules (-r/-w/--fs-deny, the default view)") for name in
-       ("open", "openat", "openat2", "creat", "execve", "execveat")])
+       ("open", "openat", "openat2", "creat", "execve", "execveat")]
+    + [(name, "the filesystem rules, applied by Landlock to the supervisor's call made on behalf "
+              "(or file permissions)") for name in ("rename", "renameat", "renameat2", "link", "linkat")])
 _ON_BEHALF = "the filesystem rules or the kernel's answer to the supervisor's call made on behalf " \
              "(Landlock, file permissions)"
 
@@ -586,7 +588,11 @@ def denial_target(call: Call) -> str:
         return call.what
     if call.path is not None:
         path = os.fsdecode(call.path)
-        return path if path.startswith("/") or call.dirfd == AT_FDCWD else f"fd {call.dirfd}: {path}"
+        path = path if path.startswith("/") or call.dirfd == AT_FDCWD else f"fd {call.dirfd}: {path}"
+        if call.path2 is not None:  # rename, link, symlink: both names
+            path2 = os.fsdecode(call.path2)
+            path += " -> " + (path2 if path2.startswith("/") or call.dirfd2 == AT_FDCWD else f"fd {call.dirfd2}: {path2}")
+        return path
     if call.fd >= 0:
         return f"fd {call.fd}"
     if call.pid:

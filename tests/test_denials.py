@@ -1,4 +1,4 @@
-"""The denial report (README "Results and denials"): a run that tries 22 kinds of
+"""The denial report (README "Results and denials"): a run that tries 24 kinds of
 forbidden things (tests/progs/forbidden.py) is refused each time, and the
 report names each refusal the supervisor made: syscall, target, errno and
 rule; the one the filter makes (unshare) is not listed per call but named in
@@ -31,6 +31,8 @@ EXPECTED: Dict[str, Tuple[int, Tuple[str, ...], str, str]] = {
     "utime_readonly": (errno.EACCES, ("utimensat", "utime", "utimes"), "/probe/f", "no write rule"),
     "setxattr_readonly": (errno.EACCES, ("setxattr",), "/probe/f", "no write rule"),
     "getxattr_outside": (errno.EACCES, ("getxattr",), "/outside/f", "no rule"),
+    "rename_readonly": (errno.EACCES, ("rename", "renameat", "renameat2"), "/probe/f -> BASE/probe/g", "Landlock"),
+    "link_readonly": (errno.EACCES, ("link", "linkat"), "/probe/f -> BASE/probe/h", "Landlock"),
     "readlink_outside": (errno.EACCES, ("readlink", "readlinkat"), "/outside/link", "no rule"),
     "chdir_outside": (errno.EACCES, ("chdir",), "/outside", "no rule"),
     "exec_outside": (errno.EACCES, ("execve",), "/outside/prog", "rule"),
@@ -75,14 +77,14 @@ def run_forbidden(who, base: Path, extra: List[str]) -> Tuple[Dict[str, int], Di
     return json.loads(r.stdout.splitlines()[-1]), report
 
 
-def test_twenty_two_kinds_of_forbidden_things_are_refused_and_each_is_reported(who, scratch: Path) -> None:
+def test_twenty_four_kinds_of_forbidden_things_are_refused_and_each_is_reported(who, scratch: Path) -> None:
     base = layout(who, scratch)
     seen, report = run_forbidden(who, base, [])
-    assert len(seen) == len(EXPECTED) + len(OTHERS) + 1 == 22
+    assert len(seen) == len(EXPECTED) + len(OTHERS) + 1 == 24
     denials = report["denials"]
     for kind, (code, calls, target, words) in list(EXPECTED.items()) + list(OTHERS.items()):
         assert seen[kind] == code, (kind, seen[kind])
-        full = str(base) + target if kind in EXPECTED else target
+        full = (str(base) + target).replace("BASE", str(base)) if kind in EXPECTED else target
         match = [d for d in denials if d["syscall"] in calls and d["target"] == full]
         assert match, (kind, full, denials)
         assert match[0]["errno"] == code and match[0]["errno_name"] == errno.errorcode[code], (kind, match)

@@ -82,6 +82,8 @@ attempt("chown_readonly", lambda: os.chown(probe + "/f", os.getuid(), os.getgid(
 attempt("utime_readonly", lambda: os.utime(probe + "/f"))
 attempt("setxattr_readonly", lambda: os.setxattr(probe + "/f", "user.x", b"1"))
 attempt("getxattr_outside", lambda: os.getxattr(outside + "/f", "user.x"))
+attempt("rename_readonly", lambda: os.rename(probe + "/f", probe + "/g"))
+attempt("link_readonly", lambda: os.link(probe + "/f", probe + "/h"))
 attempt("readlink_outside", lambda: os.readlink(outside + "/link"))
 attempt("chdir_outside", lambda: os.chdir(outside))
 attempt("exec_outside", exec_outside)
