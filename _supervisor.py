@@ -591,7 +591,8 @@ def denial_target(call: Call) -> str:
         path = path if path.startswith("/") or call.dirfd == AT_FDCWD else f"fd {call.dirfd}: {path}"
         if call.path2 is not None:  # rename, link, symlink: both names
             path2 = os.fsdecode(call.path2)
-            path += " -> " + (path2 if path2.startswith("/") or call.dirfd2 == AT_FDCWD else f"fd {call.dirfd2}: {path2}")
+            shown2 = path2 if path2.startswith("/") or call.dirfd2 == AT_FDCWD else f"fd {call.dirfd2}: {path2}"
+            path += " -> " + shown2
         return path
     if call.fd >= 0:
         return f"fd {call.fd}"
