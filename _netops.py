@@ -277,7 +277,8 @@ def _connect_tcp(ctx: Context, call: Call, sock: socket.socket, address: bytes) 
         if where is not None:  # None: AF_UNSPEC dissolves the association, reaches nobody
             rules = ctx.net_rules
             if not rules.any_network():
-                raise OSError(errno.EACCES, "the network policy allows no network")
+                raise OSError(errno.EACCES, "the network policy allows no network (no --net-allow)",
+                              _shown_destination("tcp", where[0], where[1]))
             if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
                 raise OSError(errno.EACCES, "the network policy does not allow this destination",
                               _shown_destination("tcp", where[0], where[1]))
