@@ -115,6 +115,13 @@ def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[by
     return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
 
 
+def _shown_destination(proto: str, packed: bytes, port: int) -> str:
+    """tcp://192.0.2.1:80, udp://[2001:db8::1]:53: a destination in the denial report."""
+    if len(packed) == 4:
+        return f"{proto}://{socket.inet_ntop(AF_INET, packed)}:{port}"
+    return f"{proto}://[{socket.inet_ntop(AF_INET6, packed)}]:{port}"
+
+
 def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
@@ -126,10 +133,12 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         if where is None:
             continue
         if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
-            raise os_error(errno.EACCES, "the network policy allows no network")
+            raise os_error(errno.EACCES, "the network policy allows no network (no --net-allow)",
+                           _shown_destination(proto, where[0], where[1]))
         packed, port = where
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
-            raise os_error(errno.EACCES, "the network policy does not allow this destination")
+            raise os_error(errno.EACCES, "the network policy does not allow this destination",
+                           _shown_destination(proto, packed, port))
         # Sandbox(policy_fn=), on this copy, which is what the call sends to (README "Policy callback")
         _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
     return None
@@ -236,6 +245,7 @@ def do_listen(ctx: Context, call: Call) -> Reply:
             proto = protocol_of(sock)
             port = _bound_port(_syscalls.sockname(sock.fileno(), "getsockname"))
             if not ctx.net_rules.allows_bind(proto, port):
+                call.why, call.what = "no --net-allow-bind rule allows this port", f"{proto} port {port}"
                 return Errno(errno.EACCES)
         backlog = call.size & 0xFFFFFFFF
         sock.listen(4096 if backlog >= 1 << 31 else min(backlog, 1 << 16))
@@ -269,9 +279,11 @@ def _connect_tcp(ctx: Context, call: Call, sock: socket.socket, address: bytes) 
         if where is not None:  # None: AF_UNSPEC dissolves the association, reaches nobody
             rules = ctx.net_rules
             if not rules.any_network():
-                raise os_error(errno.EACCES, "the network policy allows no network")
+                raise os_error(errno.EACCES, "the network policy allows no network (no --net-allow)",
+                                _shown_destination("tcp", where[0], where[1]))
             if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
-                raise os_error(errno.EACCES, "the network policy does not allow this destination")
+                raise os_error(errno.EACCES, "the network policy does not allow this destination",
+                                _shown_destination("tcp", where[0], where[1]))
             # Sandbox(policy_fn=), on this copy, as _check_ip asks it (README "Policy callback")
             _policyfn.check_destination(ctx, call, "connect", "tcp", where[0], where[1])
             if where[0] in _UNSPECIFIED:
@@ -661,7 +673,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
     sock = _socket(ctx, call)
     try:
         if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address, call)
+            return _bind_other(ctx, call, sock, address)
         return pathname(sock, address, address[SUN_PATH_OFFSET:].split(b"\0", 1)[0])
     finally:
         sock.close()
@@ -694,7 +706,7 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
     return out
 
 
-def _bind_other(ctx: Context, sock: socket.socket, address: bytes, call: Optional[Call] = None) -> Reply:
+def _bind_other(ctx: Context, call: Call, sock: socket.socket, address: bytes) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
     autobind (only the family) as an abstract name under the prefix, an IP port only if
     --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
@@ -702,9 +714,9 @@ def _bind_other(ctx: Context, sock: socket.socket, address: bytes, call: Optiona
     if sock.family in (AF_INET, AF_INET6):
         port = _bound_port(address)
         if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
+            call.why, call.what = "no --net-allow-bind rule allows this port", f"{protocol_of(sock)} port {port}"
             return Errno(errno.EACCES)
-        if call is not None:  # Sandbox(policy_fn=), on this copy (README "Policy callback")
-            _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)
+        _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)  # README "Policy callback"
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

@@ -106,6 +106,45 @@ class Then(NamedTuple):
     after: Callable[[], None]
 
 
+class Denial(NamedTuple):
+    """One operation the supervisor refused by policy (README "Results and denials")."""
+    syscall: str
+    target: str      # the path, address, fd or pid the call named ("" if none)
+    errno: int
+    rule: str        # the rule or default that refused it
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"syscall": self.syscall, "target": self.target, "errno": self.errno,
+                "errno_name": errno.errorcode.get(self.errno, str(self.errno)), "rule": self.rule}
+
+
+DENIALS_MAX = 1000   # denials kept in full per run; past it only a count per syscall (Denials)
+
+
+class Denials:
+    """The run's denial report: the first `limit` refusals in full, then a count per
+    syscall name (bounded by the number of syscall names), so a command that fails a
+    call in a loop cannot grow the supervisor.  Filled by Notifier.send (replies) from
+    the notification thread and the workers."""
+
+    def __init__(self, limit: int = DENIALS_MAX) -> None:
+        self.limit = limit
+        self.items: List[Denial] = []
+        self.more: Dict[str, int] = {}   # syscall -> refusals past the limit
+        self._lock = threading.Lock()
+
+    def add(self, denial: Denial) -> None:
+        with self._lock:
+            if len(self.items) < self.limit:
+                self.items.append(denial)
+            else:
+                self.more[denial.syscall] = self.more.get(denial.syscall, 0) + 1
+
+    def snapshot(self) -> Tuple[Tuple[Denial, ...], Dict[str, int]]:
+        with self._lock:
+            return tuple(self.items), dict(self.more)
+
+
 # What a handler returns (the only way a reply leaves it).  A worker's work()
 # returns one of the first four, or None when its caller is gone.
 Reply = Union[Errno, Value, Fd, _Continue, Later, Then, None]
@@ -352,6 +391,10 @@ class Call:
     pid2 = 0
     sig = 0
     which = 0
+    # set only when a call is refused (the denial report, Notifier.send): the rule that
+    # refused it and what it named, where the decoded fields do not say it
+    why = ""
+    what: Optional[str] = None
 
     def __init__(self, id_: int, tid: int, nr: int, args: Sequence[int]) -> None:
         self.id = id_

@@ -46,6 +46,7 @@ class Members:
     def __init__(self, stub: int) -> None:
         self.stub = stub
         self.pending: Dict[int, float] = {}  # tid -> when its fork was let through
+        self.started = 1   # the command, and every fork do_fork let through (trapped under -P only)
 
     def contains(self, pid: int) -> bool:
         """Whether pid (a process or thread id) belongs to the sandbox."""
@@ -525,8 +526,10 @@ def do_fork(ctx: Context, call: Call) -> Reply:
     if limit is None:
         return CONTINUE
     if len(members.processes()) + len(members.pending) >= limit:
+        call.why = f"--max-processes {limit}"
         return Errno(errno.EAGAIN)
     members.pending[call.tid] = now
+    members.started += 1
     # CONTINUE: the decision used register values (the clone flags) and the
     # supervisor's own count only; nothing the kernel re-reads can change it.
     return CONTINUE

@@ -55,6 +55,15 @@ class Held(bytes):
     fstat's, but writes and content are decided on the path as usual."""
 
 
+def _eacces(rule: str = "", path: bytes = b"") -> OSError:
+    """EACCES; `rule` and `path` name the refusal in the denial report (README "Results and denials")."""
+    return os_error(errno.EACCES, rule or None, os.fsdecode(path) if path else None)
+
+
+_NOT_GRANTED = {"write": "no write rule (-w) covers it", "read": "no read rule (-r, the default view) covers it",
+                "meta": "no rule covers it"}
+
+
 class FsRules:
     """The filesystem part of a policy, as decisions on real paths."""
 
@@ -123,10 +132,12 @@ class FsRules:
 
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
-        if self.denied and self._covered(path, self.denied) or self.foreign(path, itself=need == "write"):
-            raise os_error(errno.EACCES)
+        if self.denied and self._covered(path, self.denied):
+            raise _eacces("--fs-deny", path)
+        if self.foreign(path, itself=need == "write"):
+            raise _eacces("sandlock's own directories are hidden", path)
         if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
-            raise os_error(errno.EACCES)
+            raise _eacces("sandlock's own directories are hidden", path)
         if need == "write":
             ok = self._covered(path, self.writable)
         elif need == "read":
@@ -134,11 +145,11 @@ class FsRules:
         else:
             ok = self._covered(path, self.readable) or path in self.ancestors
         if not ok:
-            raise os_error(errno.EACCES)
+            raise _eacces(_NOT_GRANTED[need], path)
 
     def check_inode(self, st_dev: int, st_ino: int) -> None:
         if (st_dev, st_ino) in self.denied_inodes:
-            raise os_error(errno.EACCES)
+            raise _eacces("--fs-deny (a hard link or another name of a denied file)")
 
 
 def _boxed(path: bytes) -> bool:
@@ -242,7 +253,7 @@ class Devices:
                 # the number was ours all along, so fd is our pty
                 if held is not None and os.fstat(held).st_nlink > 0:
                     return
-        raise os_error(errno.EACCES)
+        raise _eacces("a device the policy does not grant")
 
     def allocated(self, fd: int, mode: int) -> None:
         """fd is about to be handed to the sandbox: if it is a /dev/ptmx master, its

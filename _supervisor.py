@@ -60,8 +60,8 @@ from ._syscalls import closed_on_error
 from . import _table
 from ._structs import CLONE_FS
 from ._errors import SetupError, exec_error, os_error, shown
-from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Receivers, Reply, Then, Tracees, Value, Workers, decode,
-                     listener_ioctl, proc_stat, proc_status, tgid_of, write_mem)
+from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
+                     Tracees, Value, Workers, decode, listener_ioctl, proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
@@ -101,6 +101,13 @@ class Outcome(NamedTuple):
     stderr: Optional[bytes]
     changes: Tuple = ()        # with a workdir: the _cow.Change list (applied, kept or previewed)
     workdir_note: str = ""     # with a workdir: what happened to the changes, for the user
+    # the report (README "Results and denials")
+    duration: float = 0.0      # seconds from launch to the end of the last process
+    peak_memory: Optional[int] = None   # bytes, the highest -m measurement (None without -m)
+    processes: Optional[int] = None     # processes started, the command included (None without -P)
+    denials: Tuple = ()        # _notif.Denial, the first DENIALS_MAX
+    denials_more: Tuple = ()   # (syscall, count) of the refusals past them
+    filter_denied: Tuple = ()  # syscalls the BPF filter refuses by number (never seen per call)
 
 
 class Prepared(NamedTuple):
@@ -128,6 +135,7 @@ class Prepared(NamedTuple):
     proc_scratch: Optional["_scratch.Listings"] = None  # without a root: where /proc listings go (_procfs)
     net_rules: Optional[_netpolicy.NetRules] = None   # the network policy, parsed once (README "Network")
     hidden: Tuple[str, ...] = ()               # sandlock's own directories, cut out of every rule (_scratch.hidden)
+    filter_denied: Tuple[str, ...] = ()        # syscalls the filter refuses by number (the denial report)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -336,7 +344,8 @@ def prepare(policy: Policy, counted: bool = False) -> Prepared:
             host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
         prepared = Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor,
                             devices, counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                            None if emulated else scratch, net_rules, hidden)
+                            None if emulated else scratch, net_rules, hidden,
+                            tuple(sorted(_syscalls.names(arch)[nr] for nr, rule in rules.items() if rule == "eperm")))
         undo.pop_all()  # made: close_prepared releases it all
     return prepared
 
@@ -555,6 +564,55 @@ if TYPE_CHECKING:
         return ctx  # mypy checks that RunContext has everything _notif.Context lists
 
 
+_REFUSALS = frozenset((errno.EACCES, errno.EPERM))  # the errnos of a refusal (Notifier.send)
+_SIGNALS = ("kill", "tkill", "tgkill", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
+            "pidfd_getfd")
+_NETWORK = ("socket", "socketpair", "connect", "sendto", "sendmsg", "sendmmsg")
+# The rule named in the denial report for a refusal whose handler gave none (README
+# "Results and denials"): by syscall; anything else gets _ON_BEHALF.
+DEFAULT_RULES: Dict[str, str] = dict(
+    [(name, "signals and process handles reach only the sandbox's own processes") for name in _SIGNALS]
+    + [(name, "the network policy (--net-allow / --net-deny)") for name in _NETWORK]
+    + [(name, "binds and listens (--net-allow-bind / --net-deny-bind)") for name in ("bind", "listen")]
+    + [(name, "--max-processes") for name in ("fork", "vfork", "clone", "clone3")]
+    + [(name, "only the sandbox's own processes") for name in
+       ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+        "setpriority", "ioprio_set")]
+    + [(name, "no device nodes or set-id files in a sandbox") for name in ("mknod", "mknodat")]
+    + [(name, "the filesystem rules (-r/-w/--fs-deny, the default view)") for name in
+       ("open", "openat", "openat2", "creat", "execve", "execveat")]
+    + [(name, "the filesystem rules, applied by Landlock to the supervisor's call made on behalf "
+              "(or file permissions)") for name in ("rename", "renameat", "renameat2", "link", "linkat")])
+_ON_BEHALF = "the filesystem rules or the kernel's answer to the supervisor's call made on behalf " \
+             "(Landlock, file permissions)"
+
+
+def denial_rule(name: str, code: int, why: str) -> str:
+    """The rule the report names for a refusal of syscall `name` with errno `code`."""
+    if why and why != os.strerror(code):
+        return why
+    return DEFAULT_RULES.get(name, _ON_BEHALF)
+
+
+def denial_target(call: Call) -> str:
+    """What a refused call named: the handler's word for it, else the decoded path, fd or pid."""
+    if call.what is not None:
+        return call.what
+    if call.path is not None:
+        path = os.fsdecode(call.path)
+        path = path if path.startswith("/") or call.dirfd == AT_FDCWD else f"fd {call.dirfd}: {path}"
+        if call.path2 is not None:  # rename, link, symlink: both names
+            path2 = os.fsdecode(call.path2)
+            shown2 = path2 if path2.startswith("/") or call.dirfd2 == AT_FDCWD else f"fd {call.dirfd2}: {path2}"
+            path += " -> " + shown2
+        return path
+    if call.fd >= 0:
+        return f"fd {call.fd}"
+    if call.pid:
+        return f"pid {call.pid}"
+    return ""
+
+
 class Notifier:
     """The one owner of the command's seccomp listener (seccomp_unotify(2)).
 
@@ -594,6 +652,7 @@ class Notifier:
         self._thread: Optional[threading.Thread] = None   # the first loop (start)
         self.receivers = Receivers()       # which loops receive (_receive)
         self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
+        self.denials = Denials()  # the run's denial report (send)
 
     def take(self, listener: int, ctx: RunContext) -> None:
         """The command's listener is ours (closed by close()); handlers get `ctx`."""
@@ -750,10 +809,15 @@ class Notifier:
                 return None
             return handler.op(self.ctx, call)  # type: ignore[no-any-return]
         except OSError as exc:
+            if exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno):
+                call.why = exc.strerror  # the rule the handler named (the denial report: send)
+            if isinstance(exc.filename, str):
+                call.what = exc.filename
             return Errno(exc.errno or errno.EPERM)
         except Exception:  # fail closed: a handler bug refuses the syscall
             if self.debug:
                 sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{self._format_exc()}")
+            call.why = "an error of the supervisor's handler (failing closed)"
             return Errno(errno.EPERM)
 
     def answer(self, call: Call, reply: Reply) -> None:
@@ -815,12 +879,24 @@ class Notifier:
         elif isinstance(reply, Value):
             resp = S.NOTIF_RESP.pack(call.id, reply.value, 0, 0)
         else:
-            resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)  # type: ignore[union-attr]
+            code = reply.errno or errno.EPERM  # type: ignore[union-attr]
+            if code in _REFUSALS or call.why:
+                self._deny(call, code)
+            resp = S.NOTIF_RESP.pack(call.id, 0, -code, 0)
         try:
             listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+    def _deny(self, call: Call, code: int) -> None:
+        """Record a refusal for the report (README "Results and denials"); --debug prints it."""
+        name = self.names.get(call.nr, str(call.nr))
+        denial = Denial(name, denial_target(call), code, denial_rule(name, code, call.why))
+        self.denials.add(denial)
+        if self.debug:
+            sys.stderr.write(f"sandlock: denied {name} {denial.target!r}: "
+                             f"{errno.errorcode.get(code, code)} ({denial.rule})\n")
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
         # Two steps (ADDFD, then SEND the number).  SECCOMP_ADDFD_FLAG_SEND would be
@@ -900,6 +976,7 @@ class Watch:
         self._next_cpu_tick: Optional[float] = None   # --cpu (_procops.CpuThrottle)
         self._throttle: Optional[CpuThrottle] = None
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self.peak_memory: Optional[int] = None   # the highest -m measurement (the report)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         # kill_all and signal_all may come from other threads (the API's Process): the
@@ -1167,6 +1244,7 @@ class Watch:
             return
         if ctx.resolver is not None:
             ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
+        self.peak_memory = max(self.peak_memory or 0, total)
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
@@ -1299,11 +1377,13 @@ class Session:
         # that is not confined: under Landlock every step down a tree of depth d costs
         # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
         self._later: List[str] = []
+        self._started = 0.0   # time.monotonic() at launch (Outcome.duration)
 
     def run(self) -> Outcome:
         """Launch and supervise; returns when every process of the sandbox is gone."""
         fds: List[int] = []
         ctx = self.ctx
+        self._started = time.monotonic()
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             if self.prepared.layers is not None:
@@ -1485,9 +1565,15 @@ class Session:
             watch.uninstall_signal_wakeup()
         if watch.error:
             self._raise_child_error(watch.error)
+        denials, more = self.notifier.denials.snapshot()
+        members = self.ctx.members
         return Outcome(watch.status, watch.timed_out, watch.reason,
                        bytes(watch.out["stdout"]) if self.capture else None,
-                       bytes(watch.out["stderr"]) if self.capture else None)
+                       bytes(watch.out["stderr"]) if self.capture else None,
+                       duration=time.monotonic() - self._started, peak_memory=watch.peak_memory,
+                       processes=members.started if members is not None and self.policy.max_processes else None,
+                       denials=denials, denials_more=tuple(sorted(more.items())),
+                       filter_denied=self.prepared.filter_denied)
 
     def _raise_child_error(self, data: bytes) -> None:
         step, _, rest = data.decode("utf-8", "replace").partition(":")

@@ -242,6 +242,7 @@ class Members:
     def __init__(self, others: Sequence[int] = ()) -> None:
         self.pids = {os.getpid(), *others}
         self.pending: Dict[int, float] = {}
+        self.started = 1   # the command and the forks let through (_procops.Members.started)
 
     def contains(self, pid: int) -> bool:
         return pid in self.pids or (pid > 0 and _tgid(pid) in self.pids)
