@@ -83,7 +83,8 @@ def test_a_callback_refuses_an_open_for_writing_and_the_file_is_never_made(who, 
     assert out["opens"] == [f"{d}/kept", f"{d}/refused"]
 
 
-NET = r"""
+# two loopback listeners of the test process, accepting 8 connections each: `servers` = their ports
+TWO_SERVERS = r"""
 servers = []
 for _ in range(2):
     s = socket.socket()
@@ -91,6 +92,9 @@ for _ in range(2):
     s.listen(8)
     threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in range(8)], daemon=True).start()
     servers.append(s.getsockname()[1])
+"""
+
+NET = TWO_SERVERS + r"""
 ok_port, refused_port = servers
 seen = []
 def fn(event, ctx):
@@ -323,14 +327,7 @@ out["took"] = time.monotonic() - t
     assert out["stdout"] == "exec 13\n" and out["took"] < 10, out  # EACCES, as without a callback
 
 
-NET_NARROW = r"""
-servers = []
-for _ in range(2):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in range(8)], daemon=True).start()
-    servers.append(s.getsockname()[1])
+NET_NARROW = TWO_SERVERS + r"""
 a, b = servers
 binds = []
 def fn(event, ctx):
