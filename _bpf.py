@@ -25,6 +25,11 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, U
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+# linux/seccomp.h
+from ._structs import (SECCOMP_DATA_ARCH, SECCOMP_DATA_IP, SECCOMP_DATA_NR, SECCOMP_DATA_SIZE,  # noqa: F401
+                       SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,
+                       SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE,
+                       SECCOMP_RET_TRAP, SECCOMP_RET_USER_NOTIF)
 
 # --- linux/bpf_common.h, linux/filter.h ---------------------------------------------------
 BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -38,23 +43,6 @@ BPF_TAX, BPF_TXA = 0x00, 0x80
 BPF_MAXINSNS = 4096
 BPF_MEMWORDS = 16
 
-# --- linux/seccomp.h ----------------------------------------------------------------------
-SECCOMP_RET_KILL_PROCESS = 0x80000000
-SECCOMP_RET_KILL_THREAD = 0x00000000
-SECCOMP_RET_TRAP = 0x00030000
-SECCOMP_RET_ERRNO = 0x00050000
-SECCOMP_RET_USER_NOTIF = 0x7FC00000
-SECCOMP_RET_TRACE = 0x7FF00000
-SECCOMP_RET_LOG = 0x7FFC0000
-SECCOMP_RET_ALLOW = 0x7FFF0000
-SECCOMP_RET_ACTION_FULL = 0xFFFF0000
-SECCOMP_RET_DATA = 0x0000FFFF
-
-# struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
-SECCOMP_DATA_NR = 0
-SECCOMP_DATA_ARCH = 4
-SECCOMP_DATA_IP = 8
-SECCOMP_DATA_SIZE = 64
 
 _SOCK_FILTER = struct.Struct("<HBBI")  # struct sock_filter, little-endian (see module doc)
 _U32 = 0xFFFFFFFF

@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from ._errors import quote_path
+from ._errors import os_error, quote_path
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
@@ -362,7 +362,7 @@ class Upper:
     def need_space(self, more: int = 0) -> None:
         """ENOSPC if the layer is full (--max-disk): nothing new may be allocated in it."""
         if self.limit is not None and self.used + more >= self.limit:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise os_error(errno.ENOSPC)
 
     def is_shared(self, st_dev: int, st_ino: int) -> bool:
         return (st_dev, st_ino) in self.shared
@@ -371,7 +371,7 @@ class Upper:
         """Give the farm entry at host_path (a file shared with the lower directory) its own inode."""
         tree = os.fsencode(self.tree)
         if not host_path.startswith(tree + b"/"):
-            raise OSError(errno.EXDEV, "not in the upper layer")
+            raise os_error(errno.EXDEV, "not in the upper layer")
         rel = os.fsdecode(host_path[len(tree) + 1:])
         head, name = _split(rel)
         top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -426,7 +426,7 @@ class Upper:
             self._compare(low, top, out)
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
-                raise OSError(errno.ENAMETOOLONG, "directories nested too deep to compare "
+                raise os_error(errno.ENAMETOOLONG, "directories nested too deep to compare "
                               f"(paths over {PATH_MAX - 1} bytes)") from None
             raise
         finally:

@@ -57,6 +57,8 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _procfs
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
+from ._structs import AT_RANDOM, AT_SYSINFO_EHDR
 from ._notif import CONTINUE, Call, Context, Errno, Reply, Value, read_mem, tgid_of, write_mem
 
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
@@ -66,7 +68,6 @@ DEVICE_STRIDE = 256 << 10
 DEVICE_STARTS = 16
 RANDOM_DEVICES = frozenset((os.makedev(1, 8), os.makedev(1, 9)))  # /dev/random, /dev/urandom
 REALTIME_CLOCKS = (0, 5, 8, 11)      # CLOCK_REALTIME, _COARSE, _ALARM, CLOCK_TAI
-AT_RANDOM, AT_SYSINFO_EHDR = 25, 33
 PENDING = 1024                       # images waiting for their first trapped syscall, at most
 
 NR_X86_64 = {"clock_gettime": 228, "gettimeofday": 96, "time": 201}
@@ -94,7 +95,7 @@ def vdso_symbols(image: bytes) -> Dict[bytes, int]:
     """Name -> offset from the image's start of the defined symbols of a vDSO (ELF64
     little-endian, read through its section headers)."""
     if image[:6] != b"\x7fELF\x02\x01":
-        raise OSError(errno.ENOEXEC, "not an ELF64 little-endian vDSO")
+        raise os_error(errno.ENOEXEC, "not an ELF64 little-endian vDSO")
     phoff, shoff = struct.unpack_from("<QQ", image, 0x20)
     phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", image, 0x36)
     base = min((struct.unpack_from("<IIQQ", image, phoff + i * phentsize)[3] for i in range(phnum)
@@ -409,7 +410,7 @@ class Listings:
                 entries.append(entry)
                 size += len(entry[0])
             if len(entries) > DIR_ENTRIES or size > DIR_BYTES:
-                raise OSError(errno.ENOMEM, "directory too large to list in order (README \"Deterministic runs\")")
+                raise os_error(errno.ENOMEM, "directory too large to list in order (README \"Deterministic runs\")")
         entries.sort()
         with self.lock:
             self.kept.pop(key, None)

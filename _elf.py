@@ -36,6 +36,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import os_error
 
 HEADER_SIZE = 256        # BINPRM_BUF_SIZE (include/linux/binfmts.h): what execve reads first
 PATH_MAX = 4096          # include/uapi/linux/limits.h
@@ -68,7 +69,7 @@ ReadAt = Callable[[int, int], bytes]
 
 
 def _error(code: int, why: str) -> OSError:
-    return OSError(code, f"{os.strerror(code)}: {why}")
+    return os_error(code, f"{os.strerror(code)}: {why}")
 
 
 def machine_for(arch: str) -> int:

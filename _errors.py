@@ -53,9 +53,12 @@ def shown(name: str) -> str:
     return quote_path(name)
 
 
-def os_error(code: int) -> OSError:
-    """OSError(code) with the C library's message, as the kernel's own errors come."""
-    return OSError(code, os.strerror(code))
+def os_error(code: int, why: Optional[str] = None, filename: Optional[object] = None) -> OSError:
+    """The one way sandlock makes an OSError: errno `code` with the C library's message,
+    as the kernel's own errors come, or sandlock's own reason `why`; `filename` as OSError's."""
+    if filename is not None:
+        return OSError(code, why or os.strerror(code), filename)
+    return OSError(code, why or os.strerror(code))
 
 
 class SandlockError(Exception):

@@ -35,13 +35,15 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, read_mem, write_mem
+from ._syscalls import closed_on_error
+from ._errors import os_error
+from ._structs import STATX_BTIME
+from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Fd, Reply, Value, proc_status, read_mem, write_mem
 
 RECORD_MAX = 100_000       # inodes recorded per root (memory ~ 25 MB at most, file ~ 6 MB)
 RECORD_FILE = b"owners"
 _LINE = re.compile(rb"(\d{1,20}) (\d{1,20}) (\d{1,10}) (\d{1,10}) (\d{1,6}) (\d{1,20})")
 _ID_MAX = 0xFFFFFFFE       # (uid_t)-1 means "unchanged", never an id
-STATX_BTIME = 0x800
 CREDS_MAX = 4096           # threads with ids of their own (dead ones are dropped past it)
 NGROUPS_MAX = 65536
 GROUPS_HELD_MAX = 1 << 20  # supplementary groups kept over all threads (~40 MB at most)
@@ -68,7 +70,7 @@ def make_record_dir(chroot: str) -> str:
         raise OSError(exc.errno, f"{path}: {exc.strerror} (the record of a fake root lies next to the root)") from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise OSError(errno.EPERM, f"{path}: not a directory of this user that others cannot write")
+        raise os_error(errno.EPERM, f"{path}: not a directory of this user that others cannot write")
     return path
 
 
@@ -93,16 +95,13 @@ class Owners:
         """Load DIR.sandlock-fakeroot/owners (before the supervisor confines itself)."""
         path = make_record_dir(chroot)
         dirfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
+        with closed_on_error(dirfd):
             st = os.fstat(dirfd)
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                raise OSError(errno.EPERM, f"{path}: others may write it")
+                raise os_error(errno.EPERM, f"{path}: others may write it")
             owners = cls(dirfd, os.stat(chroot).st_dev, os.getuid(), os.getgid())
             owners._load(path)
             return owners
-        except BaseException:
-            os.close(dirfd)
-            raise
 
     def _load(self, path: str) -> None:
         self.path = path
@@ -120,7 +119,7 @@ class Owners:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size > RECORD_MAX * 80:
-                raise OSError(errno.EINVAL, f"{self.path}/owners: not a record file of sandlock "
+                raise os_error(errno.EINVAL, f"{self.path}/owners: not a record file of sandlock "
                                             "(remove it to start afresh)")
             data = b""
             while len(data) < st.st_size:
@@ -138,7 +137,7 @@ class Owners:
             values = [int(v) for v in m.groups()] if m else []
             if (not m or values[2] > _ID_MAX or values[3] > _ID_MAX or values[4] > 0o177777
                     or len(out) >= RECORD_MAX):
-                raise OSError(errno.EINVAL, f"{self.path}/owners: line {number} is not a record "
+                raise os_error(errno.EINVAL, f"{self.path}/owners: line {number} is not a record "
                                             "(remove the file to start afresh)")
             ino, btime, uid, gid, mode, rdev = values
             out[(self.root_dev, ino)] = (btime, uid, gid, mode, rdev)
@@ -229,7 +228,7 @@ class Owners:
         """Record the view of an object (mode 0: the real one); a view equal to the
         default one is no record at all."""
         if st.dev != self.root_dev:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))  # another mount: nothing is recorded
+            raise os_error(errno.EPERM)  # another mount: nothing is recorded
         key = (st.dev, st.ino)
         plain = (mode in (0, st.mode) and rdev == 0 and uid == (0 if _real(st, 1) == self.uid else _real(st, 1))
                  and gid == (0 if _real(st, 2) == self.gid else _real(st, 2)))
@@ -239,7 +238,7 @@ class Owners:
                 self._drop(key)
                 return
             if key not in self.records and len(self.records) >= RECORD_MAX:
-                raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+                raise os_error(errno.EDQUOT)
             self.records[key] = self.changed[key] = (btime, uid, gid, 0 if mode == st.mode else mode, rdev)
 
     def forget(self, dev: int, ino: int) -> None:
@@ -270,7 +269,7 @@ def _rdev(st: _syscalls.Stat) -> int:
 def _owners(ctx: Context) -> Owners:
     owners = getattr(ctx.resolver, "fake", None)
     if owners is None:  # fake-root rows without a record: never act (fail closed)
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        raise os_error(errno.EPERM)
     return owners
 
 
@@ -372,7 +371,7 @@ def _real_mode(virtual: int, current: int) -> int:
 
 def _chmod(ctx: Context, owners: Owners, fd: int, st: _syscalls.Stat, mode: int) -> None:
     if stat.S_ISLNK(st.mode):
-        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        raise os_error(errno.EOPNOTSUPP)
     if st.dev != owners.root_dev:  # another mount: nothing is recorded, as without --fake-root
         from . import _fsops as F
         F.no_new_setid(mode, st.mode)
@@ -473,12 +472,9 @@ def do_openat2(ctx: Context, call: Call) -> Reply:
 
 def _no_device(ctx: Context, reply: Reply) -> Reply:
     if isinstance(reply, Fd):
-        try:
+        with closed_on_error(reply.fd):
             st = ctx.hot.fstat(reply.fd)
             refused = _owners(ctx).is_device(reply.fd, st)
-        except BaseException:
-            os.close(reply.fd)
-            raise
         if refused:
             os.close(reply.fd)
             return Errno(errno.EACCES)
@@ -541,13 +537,10 @@ class Creds:
 
 def _status_field(tid: int, field: bytes) -> Optional[int]:
     try:
-        with open(b"/proc/%d/status" % tid, "rb") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+        value = proc_status(tid, (field,)).get(field)
+        return None if value is None else int(value)
+    except (OSError, ValueError):
         return None
-    return None
 
 
 def _creds(owners: Owners, tid: int) -> Creds:
@@ -560,11 +553,11 @@ def _creds(owners: Owners, tid: int) -> Creds:
             found = creds.get(seen)
             if found is not None:
                 return Creds(list(found.uid), list(found.gid), found.groups)
-            tgid = _status_field(seen, b"Tgid:")
+            tgid = _status_field(seen, b"Tgid")
             if tgid is not None and tgid != seen and tgid in creds:
                 seen = tgid
                 continue
-            parent = _status_field(seen, b"PPid:")
+            parent = _status_field(seen, b"PPid")
             if not parent:
                 break
             seen = parent
@@ -582,9 +575,9 @@ def _store(owners: Owners, tid: int, new: Creds) -> None:
             for dead in [t for t in creds if t != tid and not os.path.exists(b"/proc/%d" % t)]:
                 held -= len(creds.pop(dead).groups)
             if len(creds) >= CREDS_MAX and old is None:
-                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                raise os_error(errno.EAGAIN)
             if held + len(new.groups) > GROUPS_HELD_MAX:
-                raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+                raise os_error(errno.ENOMEM)
         creds[tid] = new
 
 

@@ -31,6 +31,8 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _bpf as B
 from . import _structs as S
 from . import _syscalls
+from ._structs import (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+                       SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_SET_MODE_FILTER)
 
 # --- classification ---------------------------------------------------------------
 
@@ -126,11 +128,9 @@ Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default a
 
 PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x59616D61
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
-CLONE_THREAD = 0x00010000
 S_SETID = 0o6000  # S_ISUID | S_ISGID
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, NETLINK_ROUTE, NETLINK_SOCK_DIAG = 1, 2, 10, 16, 17, 0, 4
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 1, 2, 3, 10, 0xF
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 SOL_IP, IP_OPTIONS, SOL_IPV6, IPV6_2292RTHDR, IPV6_2292PKTOPTIONS, IPV6_RTHDR = 0, 4, 41, 5, 6, 57
 F_SETLEASE, F_UNLCK = 1024, 2  # uapi linux/fcntl.h, asm-generic/fcntl.h
 ADDR_NO_RANDOMIZE = 0x0040000
@@ -138,7 +138,6 @@ ADDR_NO_RANDOMIZE = 0x0040000
 # argument spellings), FS_IOC_FSSETXATTR (struct fsxattr, 28 bytes).
 FS_IOC_SETTERS = (S._IOW(ord("f"), 2, 8), S._IOW(ord("f"), 2, 4), S._IOW(ord("v"), 2, 8), S._IOW(ord("v"), 2, 4),
                   S._IOW(ord("X"), 32, 28))
-SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER = 1, 8
 
 ARGUMENT_RULES: Dict[str, Rule] = {
     # Namespaces are refused; threads and plain forks go on.
@@ -287,12 +286,12 @@ def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
     """Assemble the filter program for `arch` from number -> rule."""
     prog: List[Any] = [
         B.ld_abs(B.SECCOMP_DATA_ARCH),
-        B.jeq(_syscalls.AUDIT_ARCH[arch], jt=1, jf=None),
+        B.jeq(S.AUDIT_ARCH[arch], jt=1, jf=None),
         B.ret(_RET["kill"]),
         B.ld_abs(B.SECCOMP_DATA_NR),
     ]
     if arch == "x86_64":
-        prog += [B.jset(_syscalls.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
+        prog += [B.jset(S.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
     blocks: List[Any] = []
     _tree(_ranges(rules), prog, blocks)
     prog.extend(blocks)

@@ -48,6 +48,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
 from ._notif import Call, Context, Errno, Reply, Value, read_mem, write_mem
 
 _FIELD = S.NEW_UTS_LEN + 1
@@ -179,7 +180,7 @@ def _target(ctx: Context, call: Call) -> int:
     if call.pid == 0 or call.pid == call.tid:
         return call.tid
     if call.pid < 0 or not ctx.members.contains(call.pid):
-        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+        raise os_error(errno.ESRCH)
     return call.pid
 
 
@@ -224,7 +225,7 @@ class Machine:
     """The sandbox's own clock and load: uptime from its start, idle time of its CPUs not
     used by it, and load averages decayed as the kernel's (exponentially over 1, 5 and 15
     minutes) from the sandbox's runnable threads, sampled when read.  The sandbox's
-    machine booted at `start`: /proc/stat's btime is that moment and the start times
+    machine booted at `start`: the btime of /proc/stat is that moment and the start times
     of /proc/PID/stat count from it (`shift`), so ps and psutil still add up.
 
     sample() -> (CPU seconds used, runnable threads, threads, highest pid)."""

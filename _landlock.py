@@ -36,6 +36,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
 from ._errors import SetupError
 from ._policy import PTYS, Policy, device_paths
 
@@ -275,12 +276,9 @@ def create_ruleset(p: Plan) -> int:
     except OSError as exc:
         raise SetupError(exc.errno or errno.EIO, f"landlock_create_ruleset: {exc.strerror}",
                          step="landlock_create_ruleset", hint="run python -m sandlock --check") from None
-    try:
+    with closed_on_error(fd):
         for rule in p.rules:
             _add_path_rule(fd, rule)
-    except BaseException:
-        os.close(fd)
-        raise
     return fd
 
 

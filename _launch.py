@@ -42,6 +42,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -231,7 +232,7 @@ def start_command(prep: Prepared, pipes: Pipes, calls: ChildCalls, where: List[s
 
 def _check(ret: int) -> None:
     if ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
+        raise os_error(-ret)
 
 
 def _doom(prep: Prepared) -> None:

@@ -50,7 +50,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._errors import os_error
 from ._netpolicy import network_allowed
+from ._structs import IFREQ, SIOC_FIRST, SIOC_PER_SOCKET_END, SIOCGARP, SIOCGIFCONF, SIOCGIFNAME, SIOCGRARP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, read_mem, tgid_of, write_mem
 
 AF_NETLINK, NETLINK_ROUTE = 16, 0
@@ -118,8 +120,8 @@ def _virtual_get(kind: int, body: bytes) -> List[Tuple[int, bytes]]:
         name = _attr_value(body[16:], 3)
         if (index == 1 and name in (None, b"lo")) or (index == 0 and name == b"lo"):
             return [(RTM_NEWLINK, _lo_link())]
-        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
-    raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        raise os_error(errno.ENODEV)
+    raise os_error(errno.EOPNOTSUPP)
 
 
 def _attr_value(attrs: bytes, kind: int) -> Optional[bytes]:
@@ -188,7 +190,7 @@ class Netlink:
         """Make an emulated socket; our fd of the command's end (to install in the command)."""
         with self._lock:
             if len(self.sockets) >= SOCKETS_MAX or self._over:
-                raise OSError(errno.ENOBUFS, "too many netlink sockets in the sandbox")
+                raise os_error(errno.ENOBUFS, "too many netlink sockets in the sandbox")
             theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 _bind_as_kernel(ours)
@@ -290,7 +292,7 @@ class Netlink:
             # in the notification loop when do_recv settles (every trapped call waits)
             return [_error(0, seq, one.portid, whole)] if flags & NLM_F_ACK else []
         if (kind - RTM_BASE) % 4 != 2:
-            raise OSError(errno.EPERM, "netlink is read-only in the sandbox")  # NEW, DEL, SET
+            raise os_error(errno.EPERM, "netlink is read-only in the sandbox")  # NEW, DEL, SET
         if self.real:
             self._kernel_answer(one, flags, seq, whole)
             return []
@@ -346,7 +348,7 @@ def _bind_as_kernel(ours: socket.socket) -> None:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise OSError(errno.EADDRINUSE, "no free abstract name for a netlink socket")
+    raise os_error(errno.EADDRINUSE, "no free abstract name for a netlink socket")
 
 
 def _send_all(ours: socket.socket, messages: List[bytes]) -> bool:
@@ -406,9 +408,6 @@ def do_recv(ctx: Context, call: Call) -> Reply:
 
 # --- interface ioctls (uapi linux/sockios.h, net/if.h) ---------------------------------------
 
-SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's own (FIOSETOWN, SIOCGSTAMP, ...)
-SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
-IFREQ = 40  # sizeof(struct ifreq) on 64-bit
 _LO_IN = struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton("127.0.0.1"))
 _IN = (lambda a: struct.pack("=HH4s8x", AF_INET, 0, socket.inet_aton(a)))  # noqa: E731
 _INT = (lambda v: struct.pack("=i", v))  # noqa: E731
@@ -499,13 +498,13 @@ def hook(name: str, op: Callable[[Context, Call], Reply]) -> Callable[[Context, 
 def _address(ctx: Context, call: Call, ptr: int, size: int) -> Tuple[int, int, int]:
     """(family, nl_pid, nl_groups) of a struct sockaddr_nl the command passes."""
     if size < 2 or size > 128:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     raw = read_mem(ctx.tracees, call.tid, ptr, min(size, SOCKADDR_NL.size))
     family = struct.unpack_from("=H", raw)[0]
     if family != AF_NETLINK:
         return family, 0, 0
     if len(raw) < SOCKADDR_NL.size:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     _, _, pid, groups = SOCKADDR_NL.unpack(raw)
     return family, pid, groups
 
@@ -556,9 +555,9 @@ def _check_destination(ctx: Context, call: Call, ptr: int, size: int) -> None:
         return
     family, pid, groups = _address(ctx, call, ptr, size)
     if family != AF_NETLINK:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     if pid or groups:
-        raise OSError(errno.EPERM, "only the kernel answers in the sandbox")
+        raise os_error(errno.EPERM, "only the kernel answers in the sandbox")
 
 
 def _sendto(ctx: Context, call: Call, one: Emulated, dup: int) -> Reply:

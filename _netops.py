@@ -42,7 +42,11 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _netpolicy
+from . import _policyfn
 from . import _syscalls
+from ._syscalls import closed_on_error
+from ._errors import os_error
+from ._structs import CLONE_FS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 from ._notif import CONTINUE, Call, Context, Errno, Later, Reply, Value, read_mem, umask_of, write_mem
 
 AF_UNIX = socket.AF_UNIX
@@ -50,7 +54,6 @@ AF_INET, AF_INET6, AF_UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNSPEC
 SUN_PATH_OFFSET = 2
 SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN = 16, 24   # the kernel's minimums (SIN6_LEN_RFC2133 for v6)
 SOL_SOCKET_, SO_TYPE, SO_PROTOCOL = 1, 3, 38
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 DNS_PORT = 53
 
 
@@ -67,7 +70,7 @@ def protocol_of(sock: socket.socket) -> str:
         return "udp"
     if kind == socket.SOCK_DGRAM and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         return "icmp"
-    raise OSError(errno.EACCES, "this kind of socket is not allowed by the network policy")
+    raise os_error(errno.EACCES, "this kind of socket is not allowed by the network policy")
 
 
 def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple[bytes, int]]:
@@ -79,7 +82,7 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
     on an AF_INET socket is used as a sockaddr_in (udp_sendmsg).  Anything else that
     is not an address of the two IP families is refused (EAFNOSUPPORT)."""
     if len(address) < 2:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     kind = struct.unpack_from("=H", address)[0]
     if kind == AF_UNSPEC:
         if connect:
@@ -88,13 +91,13 @@ def ip_destination(family: int, address: bytes, connect: bool) -> Optional[Tuple
             kind = AF_INET
     if kind == AF_INET:
         if len(address) < SOCKADDR_IN_LEN:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise os_error(errno.EINVAL)
         return address[4:8], struct.unpack_from("!H", address, 2)[0]
     if kind == AF_INET6 and family == AF_INET6:
         if len(address) < SOCKADDR_IN6_LEN:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            raise os_error(errno.EINVAL)
         return address[8:24], struct.unpack_from("!H", address, 2)[0]
-    raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+    raise os_error(errno.EAFNOSUPPORT)
 
 
 def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[bytes]:
@@ -112,6 +115,13 @@ def _loopback_spelled(family: int, address: bytes, connect: bool) -> Optional[by
     return address[:at] + bytes((127, 0, 0, 1)) + address[at + 4:]
 
 
+def _shown_destination(proto: str, packed: bytes, port: int) -> str:
+    """tcp://192.0.2.1:80, udp://[2001:db8::1]:53: a destination in the denial report."""
+    if len(packed) == 4:
+        return f"{proto}://{socket.inet_ntop(AF_INET, packed)}:{port}"
+    return f"{proto}://[{socket.inet_ntop(AF_INET6, packed)}]:{port}"
+
+
 def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[bytes], connect: bool,
               payloads: Optional[List[bytes]]) -> Optional[Reply]:
     """Decide every destination of a connect or a send on an IP socket; EACCES if one is
@@ -123,10 +133,14 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         if where is None:
             continue
         if not rules.any_network():  # no network at all: nothing to match (no ipaddress needed)
-            raise OSError(errno.EACCES, "the network policy allows no network")
+            raise os_error(errno.EACCES, "the network policy allows no network (no --net-allow)",
+                           _shown_destination(proto, where[0], where[1]))
         packed, port = where
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
-            raise OSError(errno.EACCES, "the network policy does not allow this destination")
+            raise os_error(errno.EACCES, "the network policy does not allow this destination",
+                           _shown_destination(proto, packed, port))
+        # Sandbox(policy_fn=), on this copy, which is what the call sends to (README "Policy callback")
+        _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
     return None
 
 
@@ -170,12 +184,12 @@ def _check_dns(ctx: Context, sock: socket.socket, addresses: List[Optional[bytes
     if not any(targets):
         return None
     if not all(targets) or len(set(targets)) != 1 or payloads is None or len(payloads) != len(targets):
-        raise OSError(errno.EACCES, "a send to the resolver mixed with other destinations")
+        raise os_error(errno.EACCES, "a send to the resolver mixed with other destinations")
     if flags & _dns.MSG_MORE or any(controls) or sock.getsockopt(_dns.SOL_UDP, _dns.UDP_CORK):
-        raise OSError(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
+        raise os_error(errno.EACCES, "a DNS query that more data could follow, or with ancillary data")
     queries = [_dns.parse_query(p) for p in payloads]
     if not all(q is not None and dns.rules.allows_name(q.name) for q in queries):
-        raise OSError(errno.EACCES, "a DNS query for a name no rule allows")
+        raise os_error(errno.EACCES, "a DNS query for a name no rule allows")
     # the name is sent in lower case: its letters' case would carry a bit each (0x20)
     payloads[:] = [_dns.fold_case(p) for p in payloads]
     return peer, targets[0], queries
@@ -209,14 +223,14 @@ def _check_ip_control(raw: bytes) -> None:
     while offset + _CMSGHDR.size <= len(raw):
         length, level, kind = _CMSGHDR.unpack_from(raw, offset)
         if (level, kind) not in IP_CONTROLS:
-            raise OSError(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
+            raise os_error(errno.EPERM, "this ancillary data is not sent on behalf on an IP socket")
         offset += max(length, _CMSGHDR.size) + (-length % 8)
 
 
 def _bound_port(address: bytes) -> int:
     """The port of a bind address of an IP socket (the same offset in sockaddr_in and _in6)."""
     if len(address) < 4:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     return struct.unpack_from("!H", address, 2)[0]
 
 
@@ -231,6 +245,7 @@ def do_listen(ctx: Context, call: Call) -> Reply:
             proto = protocol_of(sock)
             port = _bound_port(_syscalls.sockname(sock.fileno(), "getsockname"))
             if not ctx.net_rules.allows_bind(proto, port):
+                call.why, call.what = "no --net-allow-bind rule allows this port", f"{proto} port {port}"
                 return Errno(errno.EACCES)
         backlog = call.size & 0xFFFFFFFF
         sock.listen(4096 if backlog >= 1 << 31 else min(backlog, 1 << 16))
@@ -245,7 +260,7 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     address = read_mem(ctx.tracees, call.tid, call.ptr, call.size)
     sock = _socket(ctx, call)
     if sock.type == socket.SOCK_STREAM and sock.proto == IPPROTO_TCP and sock.family in (AF_INET, AF_INET6):
-        return _connect_tcp(ctx, sock, address)
+        return _connect_tcp(ctx, call, sock, address)
 
     def act(sock: socket.socket, route: Callable[[Optional[bytes]], Optional[bytes]]) -> int:
         _syscalls.connect(sock.fileno(), route(address))  # type: ignore[arg-type]  # never None here
@@ -253,20 +268,24 @@ def do_connect(ctx: Context, call: Call) -> Reply:
     return _on_socket(ctx, call, address, True, act, connect=True, sock=sock)
 
 
-def _connect_tcp(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+def _connect_tcp(ctx: Context, call: Call, sock: socket.socket, address: bytes) -> Reply:
     """connect on a TCP socket (`sock`, our duplicate; closed here): what _on_socket decides
     for it, without what only other sockets need (unix routes, DNS policing of UDP,
     ancillary data): the destination as the kernel will read it from `address` (our
-    copy) allowed by the network policy (EACCES), 0.0.0.0 spelled as the loopback
+    copy) allowed by the network policy (EACCES) and by a policy callback, 0.0.0.0 spelled as the loopback
     address decided, then the connect on behalf (Later if the socket blocks)."""
     try:
         where = ip_destination(sock.family, address, True)
         if where is not None:  # None: AF_UNSPEC dissolves the association, reaches nobody
             rules = ctx.net_rules
             if not rules.any_network():
-                raise OSError(errno.EACCES, "the network policy allows no network")
+                raise os_error(errno.EACCES, "the network policy allows no network (no --net-allow)",
+                                _shown_destination("tcp", where[0], where[1]))
             if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
-                raise OSError(errno.EACCES, "the network policy does not allow this destination")
+                raise os_error(errno.EACCES, "the network policy does not allow this destination",
+                                _shown_destination("tcp", where[0], where[1]))
+            # Sandbox(policy_fn=), on this copy, as _check_ip asks it (README "Policy callback")
+            _policyfn.check_destination(ctx, call, "connect", "tcp", where[0], where[1])
             if where[0] in _UNSPECIFIED:
                 address = _loopback_spelled(sock.family, address, True)  # type: ignore[assignment]
         blocking = not fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
@@ -301,8 +320,8 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
         return _c_socket(fileno=dup)  # type: ignore[return-value]
     except OSError as exc:
         os.close(dup)
-        raise OSError(errno.ENOTSOCK if exc.errno in (errno.ENOTSOCK, errno.EBADF) else exc.errno,
-                      "not a socket") from None
+        raise os_error(exc.errno if exc.errno not in (None, errno.ENOTSOCK, errno.EBADF) else errno.ENOTSOCK,
+                       "not a socket") from None
 
 
 def _on_socket(ctx: Context, call: Call, address: Union[None, bytes, List[Optional[bytes]]], may_block: bool,
@@ -441,7 +460,7 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
     messages: List[Tuple[int, Optional[bytes], bytes, bytes]] = []
     fds: List[int] = []
     budget = SEND_MAX
-    try:
+    with closed_on_error(fds):
         for index in range(min(call.size, 1024)):
             if messages and (budget <= 0 or len(fds) >= SCM_MAX_FD):
                 break  # the rest is left unsent: the call returns the count sent, as it may
@@ -454,10 +473,6 @@ def do_sendmmsg(ctx: Context, call: Call) -> Reply:
             budget -= len(data)
             fds.extend(more)
             messages.append((entry, name, data, control))
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
     names = [m[1] for m in messages]  # None: to the socket's peer
     payloads = [m[2] for m in messages]  # policed DNS queries are sent as _check_dns left them
 
@@ -512,7 +527,7 @@ def _read_msghdr(ctx: Context, call: Call, address: int, budget: int = SEND_MAX,
     name_ptr, namelen, iov_ptr, iovlen, control_ptr, controllen, _ = _MSGHDR.unpack(
         read_mem(ctx.tracees, call.tid, address, _MSGHDR.size))
     if namelen > 128 or iovlen > 1024 or controllen > 65536:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     name = read_mem(ctx.tracees, call.tid, name_ptr, namelen) if name_ptr and namelen else None
     data = b""
     if iovlen:
@@ -533,31 +548,27 @@ def _translate_control(ctx: Context, call: Call, raw: bytes) -> Tuple[bytes, Lis
     """Ancillary data with SCM_RIGHTS fds fetched from the tracee; credentials refused."""
     out, offset = b"", 0
     fds: List[int] = []
-    try:
+    with closed_on_error(fds):
         while offset + _CMSGHDR.size <= len(raw):
             length, level, kind = _CMSGHDR.unpack_from(raw, offset)
             if length < _CMSGHDR.size or offset + length > len(raw):
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+                raise os_error(errno.EINVAL)
             body = raw[offset + _CMSGHDR.size: offset + length]
             if level == SOL_SOCKET and kind == SCM_CREDENTIALS:
-                raise OSError(errno.EPERM, "credentials cannot be sent on behalf")
+                raise os_error(errno.EPERM, "credentials cannot be sent on behalf")
             if level == SOL_SOCKET and kind == SCM_RIGHTS:
                 if len(fds) + len(body) // 4 > SCM_MAX_FD:  # the kernel's limit per message
-                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+                    raise os_error(errno.EINVAL)
                 ours = [ctx.tracees.getfd(call.tid, fd) for (fd,) in struct.iter_unpack("=i", body[:len(body) // 4 * 4])]
                 fds.extend(ours)
                 if any(_is_inotify(fd) for fd in ours):
                     # in flight, an instance is in no process's fd table, where the
                     # sandbox's inotify cap counts them (_fsops.count_inotify)
-                    raise OSError(errno.EPERM, "inotify instances cannot be passed")
+                    raise os_error(errno.EPERM, "inotify instances cannot be passed")
                 body = b"".join(struct.pack("=i", fd) for fd in ours)
             item = _CMSGHDR.pack(_CMSGHDR.size + len(body), level, kind) + body
             out += item + bytes(-len(item) % 8)
             offset += length + (-length % 8)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
     return out, fds
 
 
@@ -571,20 +582,17 @@ def _is_inotify(fd: int) -> bool:
 def _check_unix(ctx: Context, call: Call, address: bytes, held: List[int]) -> bytes:
     """Decide a unix socket address; the address to use (see _on_socket)."""
     if len(address) <= SUN_PATH_OFFSET:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        raise os_error(errno.EINVAL)
     if address[SUN_PATH_OFFSET] == 0:
         if not ctx.abstract_scoped:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            raise os_error(errno.EPERM)
         # the sandbox's own names live under the run's prefix (abstract_name);
         # the supervisor thread's own scope keeps everything else out of reach
         return abstract_name(ctx, address)
     path = address[SUN_PATH_OFFSET:].split(b"\0", 1)[0]
     fd, name = ctx.resolver.lookup(call, -100, path, False)
-    try:
+    with closed_on_error(fd):
         ctx.resolver.check(fd, name, "write")
-    except BaseException:
-        os.close(fd)
-        raise
     # Name the object itself: the guest's path means nothing to the kernel in a
     # root, a relative path would start from the supervisor's cwd, and the
     # path, walked again, could lead to another socket by then (a renamed
@@ -665,7 +673,7 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
     sock = _socket(ctx, call)
     try:
         if sock.family != AF_UNIX or len(address) <= SUN_PATH_OFFSET or address[SUN_PATH_OFFSET] == 0:
-            return _bind_other(ctx, sock, address)
+            return _bind_other(ctx, call, sock, address)
         return pathname(sock, address, address[SUN_PATH_OFFSET:].split(b"\0", 1)[0])
     finally:
         sock.close()
@@ -684,7 +692,6 @@ def _bind(ctx: Context, call: Call, pathname: Callable[[socket.socket, bytes, by
 # not translated) keeps it, so answering a sender works.
 
 SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
-CLONE_FS = 0x00000200
 
 
 def abstract_name(ctx: Context, address: bytes) -> bytes:
@@ -695,11 +702,11 @@ def abstract_name(ctx: Context, address: bytes) -> bytes:
         return address
     out = address[:SUN_PATH_OFFSET + 1] + prefix + name
     if len(out) > SUN_LEN_MAX:
-        raise OSError(errno.EINVAL, "abstract name too long for the sandbox's namespace")
+        raise os_error(errno.EINVAL, "abstract name too long for the sandbox's namespace")
     return out
 
 
-def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
+def _bind_other(ctx: Context, call: Call, sock: socket.socket, address: bytes) -> Reply:
     """bind(2) on behalf of anything but a unix pathname: abstract names under the prefix,
     autobind (only the family) as an abstract name under the prefix, an IP port only if
     --net-allow-bind allows it (port 0, an ephemeral port, always: listen decides), the
@@ -707,7 +714,9 @@ def _bind_other(ctx: Context, sock: socket.socket, address: bytes) -> Reply:
     if sock.family in (AF_INET, AF_INET6):
         port = _bound_port(address)
         if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
+            call.why, call.what = "no --net-allow-bind rule allows this port", f"{protocol_of(sock)} port {port}"
             return Errno(errno.EACCES)
+        _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)  # README "Policy callback"
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

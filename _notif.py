@@ -54,14 +54,12 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
+from ._errors import os_error
+from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PIDFD_THREAD  # noqa: F401  (handlers take them from here)
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_EACCESS = 0x200
-AT_EMPTY_PATH = 0x1000
-PIDFD_THREAD = os.O_EXCL
 
 
 class Errno(NamedTuple):
@@ -108,6 +106,45 @@ class Then(NamedTuple):
     after: Callable[[], None]
 
 
+class Denial(NamedTuple):
+    """One operation the supervisor refused by policy (README "Results and denials")."""
+    syscall: str
+    target: str      # the path, address, fd or pid the call named ("" if none)
+    errno: int
+    rule: str        # the rule or default that refused it
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"syscall": self.syscall, "target": self.target, "errno": self.errno,
+                "errno_name": errno.errorcode.get(self.errno, str(self.errno)), "rule": self.rule}
+
+
+DENIALS_MAX = 1000   # denials kept in full per run; past it only a count per syscall (Denials)
+
+
+class Denials:
+    """The run's denial report: the first `limit` refusals in full, then a count per
+    syscall name (bounded by the number of syscall names), so a command that fails a
+    call in a loop cannot grow the supervisor.  Filled by Notifier.send (replies) from
+    the notification thread and the workers."""
+
+    def __init__(self, limit: int = DENIALS_MAX) -> None:
+        self.limit = limit
+        self.items: List[Denial] = []
+        self.more: Dict[str, int] = {}   # syscall -> refusals past the limit
+        self._lock = threading.Lock()
+
+    def add(self, denial: Denial) -> None:
+        with self._lock:
+            if len(self.items) < self.limit:
+                self.items.append(denial)
+            else:
+                self.more[denial.syscall] = self.more.get(denial.syscall, 0) + 1
+
+    def snapshot(self) -> Tuple[Tuple[Denial, ...], Dict[str, int]]:
+        with self._lock:
+            return tuple(self.items), dict(self.more)
+
+
 # What a handler returns (the only way a reply leaves it).  A worker's work()
 # returns one of the first four, or None when its caller is gone.
 Reply = Union[Errno, Value, Fd, _Continue, Later, Then, None]
@@ -135,10 +172,11 @@ class Context(Protocol):
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
     memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
+    policy_gate: Any   # _policyfn.Gate of Sandbox(policy_fn=), else None (README "Policy callback")
 
     @property
     def vfork(self) -> Any:
-        """The _rootops.VforkHolder of the run (emulated root; made on first use)."""
+        """The _rootexec.VforkHolder of the run (emulated root; made on first use)."""
         ...
 
     def names_to_numbers(self) -> Dict[str, int]:
@@ -199,7 +237,7 @@ class Workers:
         """
         with self._cond:
             if self._closed or self._threads - self._idle + len(self._jobs) >= self._bound:
-                raise OSError(errno.EAGAIN, "every worker of the supervisor is busy")
+                raise os_error(errno.EAGAIN, "every worker of the supervisor is busy")
             self._jobs.append((call, work))
             if self._idle >= len(self._jobs):
                 self._cond.notify()
@@ -353,6 +391,10 @@ class Call:
     pid2 = 0
     sig = 0
     which = 0
+    # set only when a call is refused (the denial report, Notifier.send): the rule that
+    # refused it and what it named, where the decoded fields do not say it
+    why = ""
+    what: Optional[str] = None
 
     def __init__(self, id_: int, tid: int, nr: int, args: Sequence[int]) -> None:
         self.id = id_
@@ -366,23 +408,19 @@ def _s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def _efault() -> OSError:
-    return OSError(errno.EFAULT, os.strerror(errno.EFAULT))
-
-
 def read_mem(tracees: "Tracees", tid: int, address: int, size: int) -> bytes:
     """Exactly `size` bytes of the tracee's memory, else EFAULT."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     out = b""
     while len(out) < size:
         try:
             data = hot.readv(tid, address + len(out), min(size - len(out), hot.READ_MAX))
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
         if not data:
-            raise _efault()
+            raise os_error(errno.EFAULT)
         out += data
     return out
 
@@ -390,22 +428,22 @@ def read_mem(tracees: "Tracees", tid: int, address: int, size: int) -> bytes:
 def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
     """Write to the tracee's memory, or EFAULT."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     step = hot.READ_MAX
     for start in range(0, len(data), step):
         chunk = data[start:start + step]
         try:
             if hot.writev(tid, address + start, chunk) != len(chunk):
-                raise _efault()
+                raise os_error(errno.EFAULT)
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
 
 
 def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
     if address == 0:
-        raise _efault()
+        raise os_error(errno.EFAULT)
     hot = tracees.hot
     out = b""
     while len(out) < limit:
@@ -413,15 +451,15 @@ def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MA
         try:
             data = hot.readv(tid, address, min(chunk, limit - len(out)))
         except OSError:
-            raise _efault() from None
+            raise os_error(errno.EFAULT) from None
         if not data:
-            raise _efault()
+            raise os_error(errno.EFAULT)
         end = data.find(b"\0")
         if end >= 0:
             return out + data[:end]
         out += data
         address += len(data)
-    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+    raise os_error(errno.ENAMETOOLONG)
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -470,7 +508,7 @@ _KINDS: Dict[str, Tuple[str, Callable[[object, int, int], object]]] = {
 
 
 # layout kinds that fill two attributes from one argument: exec's path, whose address
-# the emulated root's exec rewrites in place (_rootops._redirect_exec)
+# the emulated root's exec rewrites in place (_rootexec._redirect_exec)
 _WIDE: Dict[str, Tuple[Tuple[str, Callable[[object, int, int], object]], ...]] = {
     "exepath": (("path_at", _raw), ("path", _path)),
 }
@@ -555,18 +593,15 @@ class Tracees:
     def confirm(self) -> None:
         """ESRCH unless the notification being handled is still pending (its caller alive)."""
         if self.listener >= 0 and not self.still_valid():
-            raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+            raise os_error(errno.ESRCH)
 
     def _open(self, tid: int) -> int:
         if len(self._pidfds) >= self.LIMIT:
             self.close()
         pid = tid if self._thread_flag else tgid_of(tid)
         pidfd = os.pidfd_open(pid, self._thread_flag)
-        try:
+        with closed_on_error(pidfd):
             self.confirm()
-        except OSError:
-            os.close(pidfd)
-            raise
         self._pidfds[tid] = pidfd
         return pidfd
 
@@ -582,7 +617,7 @@ class Tracees:
     def getfd(self, tid: int, fd: int) -> int:
         """A duplicate (close-on-exec) of the tracee's fd, or EBADF."""
         if fd < 0:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            raise os_error(errno.EBADF)
         pidfd = self._pidfds.get(tid)
         if pidfd is not None and threading.get_ident() == self._owner:
             try:
@@ -610,16 +645,43 @@ class Tracees:
             self.forget(tid)
 
 
+# /proc/PID/stat and /proc/PID/status are parsed here and nowhere else.
+
+def proc_stat(pid: int, task: Optional[int] = None) -> List[bytes]:
+    """The fields of /proc/PID/stat (of /proc/PID/task/TASK/stat, one thread's, with
+    `task`) that follow the command name: [0] is the state, [1] the ppid, [19] the
+    start time, [45]/[46] arg_start/arg_end (proc(5) numbers them from 3).  OSError
+    if the process is gone."""
+    with open(b"/proc/%d/stat" % pid if task is None else b"/proc/%d/task/%d/stat" % (pid, task), "rb") as f:
+        data = f.read()
+    # the comm field may hold spaces and parentheses: the fields follow the last ')'
+    return data[data.rindex(b")") + 2:].split()
+
+
+def proc_status(pid: Union[int, str], keys: Tuple[bytes, ...]) -> Dict[bytes, bytes]:
+    """The fields `keys` (b"Tgid", b"Umask", ...) of /proc/PID/status (pid may be
+    "self"), values stripped; those absent are missing.  Reading stops at the
+    last one wanted.  OSError if the process is gone."""
+    found: Dict[bytes, bytes] = {}
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            key, _, value = line.partition(b":")
+            if key in keys:
+                found[key] = value.strip()
+                if len(found) == len(keys):
+                    break
+    return found
+
+
 def proc_status_field(pid: int, key: bytes) -> bytes:
     """A field of /proc/PID/status (e.g. b"Tgid", b"Umask"); ESRCH if gone."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(key + b":"):
-                    return line.split(b":", 1)[1].strip()
+        value = proc_status(pid, (key,)).get(key)
     except FileNotFoundError:
-        raise OSError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
-    raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+        raise os_error(errno.ESRCH) from None
+    if value is None:
+        raise os_error(errno.ESRCH)
+    return value
 
 
 def umask_of(tid: int) -> int:
@@ -634,9 +696,7 @@ def tgid_of(tid: int) -> int:
 def parent_of(pid: int) -> int:
     """The parent pid from /proc/PID/stat (0 if gone)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fields = proc_stat(pid)
     except OSError:
         return 0
-    # the comm field may hold spaces and parentheses: ppid follows the last ')'
-    return int(data[data.rindex(b")") + 2:].split()[1])
+    return int(fields[1])

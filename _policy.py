@@ -223,13 +223,13 @@ def make_policy(labels: Optional[Mapping[str, str]] = None, **kwargs: object) ->
             raise PolicyError(f"unknown policy field {key!r}")
     chroot = _optional(kwargs.get("chroot"), lambda v: _directory("chroot", v, labels))
     if chroot is not None:
-        from . import _rootfs  # only emulated roots need it (keeps the CLI's start small)
-        mounts = _rootfs.parse_mounts("fs_mount", kwargs.get("fs_mount", ()), labels)
+        from . import _rootpolicy  # only emulated roots need it (keeps the CLI's start small)
+        mounts = _rootpolicy.parse_mounts("fs_mount", kwargs.get("fs_mount", ()), labels)
 
         def guest(name: str) -> Tuple[str, ...]:
-            return _rootfs.guest_paths(chroot, mounts, name, kwargs.get(name, ()), labels)
+            return _rootpolicy.guest_paths(chroot, mounts, name, kwargs.get(name, ()), labels)
         readable, writable, denied = guest("fs_readable"), guest("fs_writable"), guest("fs_denied")
-        cwd = _optional(kwargs.get("cwd"), lambda v: _rootfs.guest_directory(chroot, mounts, "cwd", v, labels))
+        cwd = _optional(kwargs.get("cwd"), lambda v: _rootpolicy.guest_directory(chroot, mounts, "cwd", v, labels))
     else:
         if kwargs.get("fs_mount"):
             raise _err("fs_mount", labels, "needs an emulated root (chroot)")
@@ -547,9 +547,9 @@ def child_environment(policy: Policy, base: Mapping[str, str], overrides: Option
     else:
         env = dict(base)
     if policy.chroot is not None:
-        from . import _rootfs
+        from . import _rootpolicy
         env["PATH"] = GUEST_PATH
-        env["HOME"] = _rootfs.guest_home(policy.chroot, os.getuid())
+        env["HOME"] = _rootpolicy.guest_home(policy.chroot, os.getuid())
     env.update(policy.env)
     if overrides:
         env.update(overrides)

@@ -30,11 +30,12 @@ import errno
 import fcntl
 import os
 import stat
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._errors import os_error
+from ._syscalls import closed_on_error
 
 HIDDEN = frozenset((b"keys", b"key-users", b"locks", b"timer_list", b"slabinfo", b"cmdline", b"sysvipc"))
 HIDDEN_PER_PROCESS = frozenset((b"mountstats",))
@@ -123,7 +124,7 @@ def make_listing(top: bytes, number: int, members: Iterable[int], tgid: int, tid
     os.mkdir(path, 0o755)
     try:
         here = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
+        with closed_on_error(here):
             with os.scandir(b"/proc") as entries:
                 for entry in entries:
                     name = entry.name
@@ -141,9 +142,6 @@ def make_listing(top: bytes, number: int, members: Iterable[int], tgid: int, tid
                         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o444, dir_fd=here))
             for pid in members:
                 os.mkdir(b"%d" % pid, 0o555, dir_fd=here)
-        except BaseException:
-            os.close(here)
-            raise
         return here
     finally:
         if number > KEEP_LISTINGS:
@@ -293,6 +291,53 @@ def filter_mounts(data: bytes, field: int, reachable: Callable[[bytes], bool]) -
         if point == b"/proc" or (not point.startswith(b"/proc/") and reachable(point)):
             out.append(line)
     return b"".join(out)
+
+
+# --- made up for an emulated root (_rootfs.RootResolver._made_up) ---------------------------------
+
+def root_mount_points(mounts: Iterable[Any]) -> List[Tuple[bytes, bytes, bytes, bytes]]:
+    """(source, mount point, type, options) the guest of an emulated root sees: its "/",
+    /proc, /dev, /dev/shm, /dev/pts, and `mounts` (_rootfs.Mount: .virt, .readonly)."""
+    points = [(b"rootfs", b"/", b"rootfs", b"rw"), (b"proc", b"/proc", b"proc", b"rw,nosuid,nodev,noexec"),
+              (b"dev", b"/dev", b"tmpfs", b"rw,nosuid"), (b"shm", b"/dev/shm", b"tmpfs", b"rw,nosuid,nodev"),
+              (b"devpts", b"/dev/pts", b"devpts", b"rw,nosuid,noexec")]
+    for m in sorted(mounts, key=lambda m: m.virt):
+        points.append((b"none", m.virt, b"bind", b"ro" if m.readonly else b"rw"))
+    return points
+
+
+def mounts_table(points: Iterable[Tuple[bytes, bytes, bytes, bytes]]) -> bytes:
+    """/proc/PID/mounts of root_mount_points."""
+    return b"".join(b"%s %s %s %s 0 0\n" % point for point in points)
+
+
+def mountinfo_table(points: Iterable[Tuple[bytes, bytes, bytes, bytes]]) -> bytes:
+    """/proc/PID/mountinfo of root_mount_points."""
+    lines = []
+    for index, (source, point, kind, options) in enumerate(points, 1):
+        parent = 1 if index > 1 else 0
+        lines.append(b"%d %d 0:%d / %s %s - %s %s %s\n" % (index, parent, index, point, options, kind, source,
+                                                          options))
+    return b"".join(lines)
+
+
+def rewrite_maps(lines: Iterable[bytes], fd: int, guest_name: Callable[[bytes], bytes]) -> None:
+    """Write `lines` of a maps file to fd with guest_name(path) for each host path (a line
+    is at most a few hundred bytes plus a path of at most PATH_MAX: bounded memory)."""
+    from . import _elf  # (already imported with a root: the supervisor is confined by now)
+    out = b""
+    for line in lines:
+        end = b"\n" if line.endswith(b"\n") else b""
+        line = line[:len(line) - len(end)]
+        slash = line.find(b" /")
+        if slash > 0 and line[:slash].count(b" ") >= 4:
+            path = line[slash + 1:]
+            line = line[:slash + 1] + guest_name(path)
+        out += line + end
+        if len(out) >= 65536:
+            _elf.write_all(fd, out)
+            out = b""
+    _elf.write_all(fd, out)
 
 
 # --- /proc/PID/net (README "Network views") ----------------------------------------------------------

@@ -31,7 +31,10 @@ from typing import Dict, List, Optional, Set, Tuple
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _syscalls
-from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, tgid_of
+from ._syscalls import closed_on_error
+from ._errors import os_error
+from ._structs import PIDFD_NONBLOCK, PIDFD_THREAD, SIOCOUTQ
+from ._notif import CONTINUE, Call, Context, Errno, Fd, Reply, Value, parent_of, proc_stat, tgid_of
 
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1
@@ -43,6 +46,7 @@ class Members:
     def __init__(self, stub: int) -> None:
         self.stub = stub
         self.pending: Dict[int, float] = {}  # tid -> when its fork was let through
+        self.started = 1   # the command, and every fork do_fork let through (trapped under -P only)
 
     def contains(self, pid: int) -> bool:
         """Whether pid (a process or thread id) belongs to the sandbox."""
@@ -180,14 +184,12 @@ def memory_used(members: "Members", memory_devs: Set[int], memory_dirs: Tuple[st
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(path: str) -> List[bytes]:
-    """The fields of a /proc/.../stat file after the comm field (state first); [] if gone."""
+def _stat_fields(pid: int, task: Optional[int] = None) -> List[bytes]:
+    """_notif.proc_stat of the process (of its thread `task`), state first; [] if gone."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        return proc_stat(pid, task)
     except OSError:
         return []
-    return data[data.rindex(b")") + 2:].split()  # comm may hold spaces and parentheses
 
 
 def cpu_seconds(members: "Members") -> float:
@@ -195,11 +197,11 @@ def cpu_seconds(members: "Members") -> float:
     system time of every process (all its threads) and of the children they have reaped,
     plus the stub's reaped children (orphans end there, and the command itself)."""
     ticks = 0
-    stub = _stat_fields(f"/proc/{members.stub}/stat")
+    stub = _stat_fields(members.stub)
     if stub:
         ticks += int(stub[13]) + int(stub[14])  # cutime, cstime
     for pid in members.processes():
-        fields = _stat_fields(f"/proc/{pid}/stat")
+        fields = _stat_fields(pid)
         if fields:
             ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return ticks / _TICK
@@ -215,7 +217,7 @@ def thread_states(members: "Members") -> Tuple[int, int, int]:
         except OSError:
             continue
         for tid in tids:
-            fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+            fields = _stat_fields(pid, int(tid))
             if fields:
                 threads += 1
                 running += fields[0] in (b"R", b"D")  # the kernel's load counts both
@@ -354,7 +356,6 @@ def _is_memory_file(target: str, st: os.stat_result, memory_devs: Set[int], memo
 
 # statfs(2) f_type of the filesystems of _MEMORY_FS (include/uapi/linux/magic.h)
 _MEMORY_MAGIC = (0x01021994, 0x858458F6, 0x958458F6)  # TMPFS_MAGIC, RAMFS_MAGIC, HUGETLBFS_MAGIC
-SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
 IN_FLIGHT_FILES = 256  # memory files the supervisor holds for the sandbox's socket queues
 IN_FLIGHT_SOCKETS = 64  # sockets they were sent on
 
@@ -406,7 +407,7 @@ class InFlight:
         sock_key = os.fstat(sock).st_ino
         with self._lock:
             if self._closed:
-                raise OSError(errno.ESRCH, "the run is over")
+                raise os_error(errno.ESRCH, "the run is over")
             entry = self._sockets.get(sock_key)
             if entry is not None and all(sock_key in self._files.get(key, (0, ()))[1] for key, _ in memory):
                 entry[1] += 1  # the same files again on the same socket (a loop): nothing new to hold
@@ -418,7 +419,7 @@ class InFlight:
                 self._release()
                 new = {key for key, _ in memory if key not in self._files}
                 if not self._room(len(new), sock_key):
-                    raise OSError(errno.ETOOMANYREFS, "too many memory files in flight under --max-memory")
+                    raise os_error(errno.ETOOMANYREFS, "too many memory files in flight under --max-memory")
             sock_ref = -1  # our new references: all taken, or none
             file_refs: Dict[Tuple[int, int], int] = {}
             try:
@@ -520,9 +521,15 @@ def do_fork(ctx: Context, call: Call) -> Reply:
     for tid, since in list(members.pending.items()):
         if now - since > 0.5:
             del members.pending[tid]
-    if len(members.processes()) + len(members.pending) >= ctx.policy.max_processes:
+    gate = getattr(ctx, "policy_gate", None)  # lowered by a policy_fn (README "Policy callback")
+    limit = gate.max_processes if gate is not None else ctx.policy.max_processes
+    if limit is None:
+        return CONTINUE
+    if len(members.processes()) + len(members.pending) >= limit:
+        call.why = f"--max-processes {limit}"
         return Errno(errno.EAGAIN)
     members.pending[call.tid] = now
+    members.started += 1
     # CONTINUE: the decision used register values (the clone flags) and the
     # supervisor's own count only; nothing the kernel re-reads can change it.
     return CONTINUE
@@ -649,7 +656,6 @@ def _send(pid: int, sig: int, thread: bool) -> None:
         os.close(pidfd)
 
 
-PIDFD_NONBLOCK, PIDFD_THREAD = os.O_NONBLOCK, os.O_EXCL
 
 
 def do_pidfd_open(ctx: Context, call: Call) -> Reply:
@@ -664,7 +670,7 @@ def do_pidfd_open(ctx: Context, call: Call) -> Reply:
     if call.pid <= 0:
         return Errno(errno.EINVAL)
     pidfd = os.pidfd_open(call.pid, call.flags)
-    try:
+    with closed_on_error(pidfd):
         if _pidfd_pid(pidfd) != call.pid:
             return Errno(errno.ESRCH)  # already reaped: the pid may be another's now
         member = ctx.members.contains(call.pid)
@@ -672,9 +678,6 @@ def do_pidfd_open(ctx: Context, call: Call) -> Reply:
             return Errno(errno.ESRCH)  # it died while we looked: the walk may have seen its successor
         if not member:
             return Errno(errno.EPERM)
-    except BaseException:
-        os.close(pidfd)
-        raise
     return Fd(pidfd, True)
 
 

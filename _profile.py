@@ -34,7 +34,7 @@ from ._errors import PolicyError
 
 # argparse destinations that are not a setting of a run and have no key.
 CLI_ONLY = frozenset({"help", "version", "check", "json", "dump_filter", "command",
-                      "profile", "profile_file", "print_profile"})
+                      "profile", "profile_file", "print_profile", "result_json", "status_fd"})
 # A section is the first word of its --help group's title, but for these.
 SECTION_OF_GROUP = {"copy-on-write": "workdir", "resources": "limits"}
 TOP_KEYS = ("extends", "description")

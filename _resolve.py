@@ -36,6 +36,8 @@ from . import _procfs
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
+from ._errors import os_error
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, Call, Tracees, tgid_of
 
 if TYPE_CHECKING:
@@ -53,8 +55,13 @@ class Held(bytes):
     fstat's, but writes and content are decided on the path as usual."""
 
 
-def _eacces() -> OSError:
-    return OSError(errno.EACCES, os.strerror(errno.EACCES))
+def _eacces(rule: str = "", path: bytes = b"") -> OSError:
+    """EACCES; `rule` and `path` name the refusal in the denial report (README "Results and denials")."""
+    return os_error(errno.EACCES, rule or None, os.fsdecode(path) if path else None)
+
+
+_NOT_GRANTED = {"write": "no write rule (-w) covers it", "read": "no read rule (-r, the default view) covers it",
+                "meta": "no rule covers it"}
 
 
 class FsRules:
@@ -125,10 +132,12 @@ class FsRules:
 
     def check(self, path: bytes, need: str) -> None:
         """Raise EACCES unless `need` ("meta", "read", "write") is allowed on `path`."""
-        if self.denied and self._covered(path, self.denied) or self.foreign(path, itself=need == "write"):
-            raise _eacces()
+        if self.denied and self._covered(path, self.denied):
+            raise _eacces("--fs-deny", path)
+        if self.foreign(path, itself=need == "write"):
+            raise _eacces("sandlock's own directories are hidden", path)
         if self.hidden and self._covered(path, self.hidden) and not self._covered(path, self.own):
-            raise _eacces()
+            raise _eacces("sandlock's own directories are hidden", path)
         if need == "write":
             ok = self._covered(path, self.writable)
         elif need == "read":
@@ -136,11 +145,11 @@ class FsRules:
         else:
             ok = self._covered(path, self.readable) or path in self.ancestors
         if not ok:
-            raise _eacces()
+            raise _eacces(_NOT_GRANTED[need], path)
 
     def check_inode(self, st_dev: int, st_ino: int) -> None:
         if (st_dev, st_ino) in self.denied_inodes:
-            raise _eacces()
+            raise _eacces("--fs-deny (a hard link or another name of a denied file)")
 
 
 def _boxed(path: bytes) -> bool:
@@ -244,7 +253,7 @@ class Devices:
                 # the number was ours all along, so fd is our pty
                 if held is not None and os.fstat(held).st_nlink > 0:
                     return
-        raise _eacces()
+        raise _eacces("a device the policy does not grant")
 
     def allocated(self, fd: int, mode: int) -> None:
         """fd is about to be handed to the sandbox: if it is a /dev/ptmx master, its
@@ -356,7 +365,7 @@ class Resolver:
             fd = os.open(f"/proc/{call.tid}/cwd", os.O_PATH | os.O_CLOEXEC)
             try:
                 self.tracees.confirm()  # the caller's cwd, not that of a task with its tid
-            except OSError:
+            except OSError:  # by hand, not closed_on_error: the path of every relative path (~0.2 us)
                 os.close(fd)
                 raise
             return fd
@@ -385,11 +394,11 @@ class Resolver:
         """
         if not path:
             if not flags & AT_EMPTY_PATH:
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                raise os_error(errno.ENOENT)
             fd = self.base(call, dirfd)
             try:
                 return fd, self._name_of(fd)
-            except BaseException:
+            except BaseException:  # by hand, not closed_on_error: the path of every fstat (~0.2 us)
                 os.close(fd)
                 raise
         open_flags = os.O_PATH | os.O_CLOEXEC | extra | (os.O_NOFOLLOW if nofollow else 0)
@@ -419,7 +428,7 @@ class Resolver:
         another process is ENOENT, /proc itself a listing of the sandbox's processes.
         """
         if not path:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            raise os_error(errno.ENOENT)
         flags |= os.O_CLOEXEC
         scoped = resolve & (S.RESOLVE_BENEATH | S.RESOLVE_IN_ROOT)
         if path[:1] == b"/" and not scoped:
@@ -466,12 +475,12 @@ class Resolver:
         match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
         if match:
             if not self.is_member(int(match.group(1))):
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process (_procfs)
+                raise os_error(errno.ENOENT)  # another process (_procfs)
             magic = 0  # a magic link of the sandbox's own process
         fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
         try:
             name = self._name_of(fd)
-        except BaseException:
+        except BaseException:  # by hand, not closed_on_error: the path of every open (~0.2 us)
             os.close(fd)
             raise
         if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW and name:
@@ -498,7 +507,7 @@ class Resolver:
         ENOENT for what it may not see; a listing for /proc itself and made-up
         content for a few files, when opened for reading; else fd itself.
         """
-        try:
+        with closed_on_error(fd):
             if self.hot.fstat(fd).dev != self.proc_dev:
                 return fd, name
             pid, what = _procfs.classify(name, self.is_member)
@@ -527,9 +536,6 @@ class Resolver:
                 made = found
             else:
                 return fd, name
-        except BaseException:
-            os.close(fd)
-            raise
         os.close(fd)
         return made, None
 
@@ -565,7 +571,7 @@ class Resolver:
         if self.listing_top is None and self._make_listing_top is not None:
             self.listing_top = os.fsencode(self._make_listing_top())
         if self.listing_top is None:
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES))  # no scratch to list /proc in
+            raise os_error(errno.EACCES)  # no scratch to list /proc in
         with self._listings_lock:
             self._listings += 1
             number = self._listings
@@ -593,7 +599,7 @@ class Resolver:
         """(O_PATH fd of the parent directory, last component, host name of the parent) for
         namespace operations (mkdir, unlink, rename, ...).  The caller closes the fd."""
         if not path:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            raise os_error(errno.ENOENT)
         stripped = path.rstrip(b"/") or b"/"
         head, _, last = stripped.rpartition(b"/")
         if stripped == b"/" or last in (b".", b".."):
@@ -637,7 +643,7 @@ class Resolver:
     def _check_proc(self, name: bytes) -> None:
         match = _PROC_PID.match(name)
         if match and not self.is_member(int(match.group(1))):
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))  # another process's /proc directory (_procfs)
+            raise os_error(errno.ENOENT)  # another process's /proc directory (_procfs)
 
 
 def _dev_links() -> Tuple[Tuple[bytes, bytes], ...]:

@@ -43,6 +43,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _structs as S
 from . import _syscalls
+from ._errors import os_error
 
 MARKER = ".sandlock"
 MARK = b"sandlock's own directory\n"
@@ -74,7 +75,7 @@ def base(parents: Tuple[str, ...] = BASE_PARENTS) -> str:
         try:
             st = os.stat(parent)
             if not stat.S_ISDIR(st.st_mode) or not os.access(parent, os.W_OK | os.X_OK):
-                raise OSError(errno.EACCES, "not a directory sandlock may write in", parent)
+                raise os_error(errno.EACCES, "not a directory sandlock may write in", parent)
             return _base_in(parent)
         except OSError as exc:
             failure = failure or exc
@@ -100,7 +101,7 @@ def _base_in(parent: str) -> str:
             remove_tree(temp)
             continue
         return path
-    raise OSError(errno.EAGAIN, "the base of sandlock's directories keeps changing", path)
+    raise os_error(errno.EAGAIN, "the base of sandlock's directories keeps changing", path)
 
 
 def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
@@ -191,7 +192,7 @@ def new_dir(parent: str, name_prefix: str, note: bytes = b"") -> Tuple[str, str]
             return box, make_dir(box, name_prefix, note)
         except FileNotFoundError:
             continue
-    raise OSError(errno.EAGAIN, "the container of sandlock's directories keeps vanishing", parent)
+    raise os_error(errno.EAGAIN, "the container of sandlock's directories keeps vanishing", parent)
 
 
 def release(box: str) -> None:
@@ -260,7 +261,7 @@ def read_small(dir_fd: int, name: str, limit: int = 4096) -> bytes:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", name)
+            raise os_error(errno.EINVAL, "not a regular file", name)
         return os.read(fd, limit)
     finally:
         os.close(fd)
@@ -371,7 +372,7 @@ def remove_at(parent: int, name: str) -> None:
             ino, dev = ids.pop(), ids.pop()
             if (ust.st_dev, ust.st_ino) != (dev, ino):
                 os.close(up)
-                raise OSError(errno.ESTALE, "the tree moved while it was being removed")
+                raise os_error(errno.ESTALE, "the tree moved while it was being removed")
             os.close(fd)
             fd = up
             _rmdir_by_inode(fd, me)
@@ -389,7 +390,7 @@ def _open_child(parent: int, name: str, st: os.stat_result) -> int:
         path_fd = _syscalls.openat2(parent, os.fsencode(name), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0, BENEATH)
         try:
             if (os.fstat(path_fd).st_ino, os.fstat(path_fd).st_dev) != (st.st_ino, st.st_dev):
-                raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+                raise os_error(errno.ESTALE, "the tree changed while it was being removed")
             os.chmod(f"/proc/self/fd/{path_fd}", 0o700)
         finally:
             os.close(path_fd)
@@ -397,7 +398,7 @@ def _open_child(parent: int, name: str, st: os.stat_result) -> int:
     now = os.fstat(fd)
     if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
         os.close(fd)
-        raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+        raise os_error(errno.ESTALE, "the tree changed while it was being removed")
     if stat.S_IMODE(now.st_mode) & 0o300 != 0o300:
         os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(now.st_mode) | 0o700)  # to remove its entries
     return fd
@@ -428,7 +429,7 @@ def _rmdir_by_inode(fd: int, child: os.stat_result) -> None:
                 if same:
                     os.rmdir(entry.name, dir_fd=fd)
                     return
-    raise OSError(errno.ESTALE, "the tree changed while it was being removed")
+    raise os_error(errno.ESTALE, "the tree changed while it was being removed")
 
 
 def new_scratch(kind: str) -> str:
@@ -468,7 +469,7 @@ class Listings:
     (see `base`).  Each run gets a directory of its own in `cwd`, made on the
     first listing (most runs never list /proc); those of a sandlock that was
     killed are removed first.  Lighter than an emulated root's scratch
-    (_rootfs.Scratch), which the CLI would pay for on every start.
+    (_rootscratch.Scratch), which the CLI would pay for on every start.
     """
 
     def __init__(self) -> None:

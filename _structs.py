@@ -23,6 +23,7 @@ against the ctypes definitions.
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -122,7 +123,24 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
 SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
 
+# filter return values (SECCOMP_RET_ACTION_FULL selects the action, SECCOMP_RET_DATA its data)
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_KILL_THREAD = 0x00000000
+SECCOMP_RET_TRAP = 0x00030000
+SECCOMP_RET_ERRNO = 0x00050000
 SECCOMP_RET_USER_NOTIF = 0x7FC00000
+SECCOMP_RET_TRACE = 0x7FF00000
+SECCOMP_RET_LOG = 0x7FFC0000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ACTION_FULL = 0xFFFF0000
+SECCOMP_RET_DATA = 0x0000FFFF
+
+# struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
+SECCOMP_DATA_NR = 0
+SECCOMP_DATA_ARCH = 4
+SECCOMP_DATA_IP = 8
+SECCOMP_DATA_SIZE = 64
+
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1 << 0
 SECCOMP_ADDFD_FLAG_SETFD = 1 << 0
 SECCOMP_ADDFD_FLAG_SEND = 1 << 1
@@ -173,8 +191,49 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_CACHED = 0x20
 
+# --- linux/fcntl.h, linux/stat.h, linux/fs.h: flags of the *at calls --------------
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EACCESS = 0x200              # faccessat
+AT_REMOVEDIR = 0x200            # unlinkat
+AT_SYMLINK_FOLLOW = 0x400       # linkat
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_STATX_SYNC_TYPE = 0x6000
+STATX_BTIME = 0x800
+STATX__RESERVED = 0x80000000
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+
+# Size of struct stat as written by newfstatat(2) (arch/*/include/uapi/asm/stat.h).
+STAT_SIZE = {"x86_64": 144, "aarch64": 128}
+STATX_SIZE = 256
+
+# --- linux/audit.h: the architecture a seccomp filter sees ----------------------
+
+AUDIT_ARCH = {
+    "x86_64": 0xC000003E,   # EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+    "aarch64": 0xC00000B7,  # EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+}
+AUDIT_ARCH_I386 = 0x40000003
+X32_SYSCALL_BIT = 0x40000000
+
+# --- linux/sched.h, linux/pidfd.h ----------------------------------------------
+
+CLONE_FS = 0x00000200
+CLONE_THREAD = 0x00010000
+PIDFD_NONBLOCK, PIDFD_THREAD = os.O_NONBLOCK, os.O_EXCL
+
+# --- linux/in.h, asm-generic/ioctls.h, linux/sockios.h, net/if.h ---------------
+
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
+SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
+SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's own (FIOSETOWN, SIOCGSTAMP, ...)
+SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
+IFREQ = 40  # sizeof(struct ifreq) on 64-bit
 
 ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+AT_RANDOM, AT_SYSINFO_EHDR = 25, 33  # linux/auxvec.h: keys of the auxiliary vector
 
 # struct timex (linux/timex.h, 64-bit): modes at 0, status at 40, time (a timeval) at 72
 TIMEX_SIZE = 208

@@ -53,13 +53,15 @@ from . import _launch
 from . import _netlink
 from . import _netpolicy
 from . import _policy
+from . import _policyfn
 from . import _structs as S
 from . import _syscalls
+from ._syscalls import closed_on_error
 from . import _table
-from ._errors import SetupError, exec_error, shown
-from ._notif import (CONTINUE, Call, Context, Errno, Fd, Later, Receivers, Reply, Then, Tracees, Value, Workers, decode,
-                     listener_ioctl,
-                    tgid_of, write_mem)
+from ._structs import CLONE_FS
+from ._errors import SetupError, exec_error, os_error, shown
+from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
+                     Tracees, Value, Workers, decode, listener_ioctl, proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
@@ -71,10 +73,10 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _fakeroot
     from . import _forkserver
     from . import _rootfs
-    from . import _rootops
+    from . import _rootexec
+    from . import _rootscratch
     from . import _scratch
 
-CLONE_FS = 0x200
 _ZERO_NOTIF = bytes(S.NOTIF.size)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
@@ -100,6 +102,13 @@ class Outcome(NamedTuple):
     stderr: Optional[bytes]
     changes: Tuple = ()        # with a workdir: the _cow.Change list (applied, kept or previewed)
     workdir_note: str = ""     # with a workdir: what happened to the changes, for the user
+    # the report (README "Results and denials")
+    duration: float = 0.0      # seconds from launch to the end of the last process
+    peak_memory: Optional[int] = None   # bytes, the highest -m measurement (None without -m)
+    processes: Optional[int] = None     # processes started, the command included (None without -P)
+    denials: Tuple = ()        # _notif.Denial, the first DENIALS_MAX
+    denials_more: Tuple = ()   # (syscall, count) of the refusals past them
+    filter_denied: Tuple = ()  # syscalls the BPF filter refuses by number (never seen per call)
 
 
 class Prepared(NamedTuple):
@@ -119,7 +128,7 @@ class Prepared(NamedTuple):
     supervisor_ruleset: int
     devices: Tuple[str, ...]   # device files granted, visible to stat and friends
     filter_counts: Dict[str, int]  # syscalls per filter action, for --verbose
-    root: Optional["_rootfs.Scratch"] = None   # the emulated root's scratch directory
+    root: Optional["_rootscratch.Scratch"] = None   # the emulated root's scratch directory
     host_rules: Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...]] = ((), (), ())  # with a root
     layers: Optional["_cow.Layers"] = None     # with a workdir: where upper layers go
     leftovers: Tuple[str, ...] = ()            # upper layers of interrupted earlier runs
@@ -127,6 +136,7 @@ class Prepared(NamedTuple):
     proc_scratch: Optional["_scratch.Listings"] = None  # without a root: where /proc listings go (_procfs)
     net_rules: Optional[_netpolicy.NetRules] = None   # the network policy, parsed once (README "Network")
     hidden: Tuple[str, ...] = ()               # sandlock's own directories, cut out of every rule (_scratch.hidden)
+    filter_denied: Tuple[str, ...] = ()        # syscalls the filter refuses by number (the denial report)
 
 
 def close_prepared(prepared: Prepared) -> None:
@@ -143,18 +153,18 @@ def close_prepared(prepared: Prepared) -> None:
 
 def _host_paths(policy: Policy, paths: Sequence[str]) -> List[str]:
     """Host paths of the policy's virtual paths (outside /proc and /dev), existing ones only."""
-    from . import _rootfs
+    from . import _rootpolicy
     out = []
     for virt in paths:
         if virt == "/dev" or virt.startswith(("/dev/", "/proc")) or virt == "/proc":
             continue
-        host = _rootfs.host_path(policy.chroot or "/", policy.fs_mount, virt)
+        host = _rootpolicy.host_path(policy.chroot or "/", policy.fs_mount, virt)
         if host is not None and host not in out:
             out.append(host)
     return out
 
 
-def _host_policy(policy: Policy, scratch: "_rootfs.Scratch", layers: Optional["_cow.Layers"],
+def _host_policy(policy: Policy, scratch: "_rootscratch.Scratch", layers: Optional["_cow.Layers"],
                  cut_workdir: bool = True) -> Policy:
     """An emulated root's policy in host terms, for Landlock.
 
@@ -229,10 +239,11 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
     for the ones handlers use lazily (tests/test_confined_imports.py).
     """
     if policy.chroot is not None or policy.workdir is not None:
-        import queue  # noqa: F401  (_MemoryWriter, _rootops.VforkHolder)
+        import queue  # noqa: F401  (_MemoryWriter, _rootexec.VforkHolder)
         from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
         from . import _rootfs  # noqa: F401
-        from . import _rootops  # noqa: F401  (exec, vfork, bind in a root)
+        from . import _rootops  # noqa: F401  (namespace operations, bind in a root)
+        from . import _rootexec  # noqa: F401  (exec, vfork in a root)
     if policy.fake_root:
         from . import _fakeroot  # noqa: F401
     if policy.workdir is not None:
@@ -244,8 +255,9 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
         import traceback  # noqa: F401  (handler failures, Notifier)
 
 
-def prepare(policy: Policy) -> Prepared:
-    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it."""
+def prepare(policy: Policy, counted: bool = False) -> Prepared:
+    """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it.
+    counted: forks are counted even without max_processes (a policy_fn may lower it)."""
     arch = _syscalls.machine()
     if not _syscalls.has_user_notif():
         raise SetupError(errno.ENOSYS, "seccomp user notification is not available (needs Linux >= 5.0)",
@@ -258,14 +270,15 @@ def prepare(policy: Policy) -> Prepared:
                          hint="run python -m sandlock --check")
     abi = _landlock.check_kernel(policy)
     ttys = terminals()
-    scratch: Any = None   # _rootfs.Scratch with a root or workdir, else _scratch.Listings
+    scratch: Any = None   # _rootscratch.Scratch with a root or workdir, else _scratch.Listings
     layers: Optional[_cow.Layers] = None
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
     emulated = policy.chroot is not None or policy.workdir is not None
     with contextlib.ExitStack() as undo:  # an error releases what was made so far
         if emulated:
-            from . import _rootfs
+            from . import _rootfs  # noqa: F401  (imported now: the confined supervisor makes the resolver)
+            from . import _rootscratch
             if policy.workdir is not None:
                 from . import _cow
                 leftovers = tuple(_cow.leftovers(policy.workdir, policy.chroot))
@@ -276,7 +289,7 @@ def prepare(policy: Policy) -> Prepared:
                                      step="workdir") from None
                 undo.callback(layers.close)
             try:
-                scratch = _rootfs.Scratch()
+                scratch = _rootscratch.Scratch()
             except OSError as exc:
                 raise _scratch_error(exc) from None
             undo.callback(scratch.close)
@@ -298,7 +311,7 @@ def prepare(policy: Policy) -> Prepared:
             if layers is not None:
                 supervisor_plan = _landlock.plans(_host_policy(policy, scratch, layers, cut_workdir=False),
                                                   abi, ttys, hidden=hidden, own=own)[1]
-            if scratch is not None:  # the supervisor makes the anchors (see _rootfs), or the /proc listings
+            if scratch is not None:  # the supervisor makes the anchors (see _rootscratch), or the /proc listings
                 extra = [scratch.cwd] + ([layers.path, layers.workdir] if layers is not None else [])
                 if policy.fake_root:  # the supervisor writes the record of a fake root (_fakeroot)
                     extra.append(_fake_record_dir(policy))
@@ -309,7 +322,7 @@ def prepare(policy: Policy) -> Prepared:
             child_plan = child_plan._replace(handled_net=_landlock.net_rights(abi))
         else:
             child_plan = supervisor_plan = _landlock.Plan(0, 0, 0, ())
-        traps = _table.traps_for(policy, abi, arch)
+        traps = _table.traps_for(policy, abi, arch, counted=counted)
         net_rules = _netpolicy.NetRules.from_policy(policy)
         rules = _filter.rules_for(arch, traps, policy.extra_deny_syscalls, _table.extra_denials(abi),
                                   _table.argument_rules(policy, net_rules))
@@ -332,7 +345,8 @@ def prepare(policy: Policy) -> Prepared:
             host_rules = (plain.fs_readable, plain.fs_writable, plain.fs_denied)
         prepared = Prepared(abi, arch, child_plan, supervisor_plan, traps, program, child, scope, supervisor,
                             devices, counts, scratch if emulated else None, host_rules, layers, leftovers, devices_rw,
-                            None if emulated else scratch, net_rules, hidden)
+                            None if emulated else scratch, net_rules, hidden,
+                            tuple(sorted(_syscalls.names(arch)[nr] for nr, rule in rules.items() if rule == "eperm")))
         undo.pop_all()  # made: close_prepared releases it all
     return prepared
 
@@ -342,16 +356,19 @@ class RunContext:
     The run's view of the sandbox (its processes, the tracee handles, the
     resolver, the network state), and the two listener operations a handler
     may use (inject, pending), which the notifier carries out: it owns the
-    listener.  `open()` makes what the supervising thread makes once it is
+    listener, and the context gets those two of its methods, not the notifier
+    (which holds the context: no cycle).  `open()` makes what the supervising thread makes once it is
     confined (HotCalls, Tracees, the resolver); `close()` releases it all.
     """
 
-    def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str], notifier: "Notifier") -> None:
+    def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str],
+                 inject: Callable[[Call, int, bool, int], int], pending: Callable[[Call], bool]) -> None:
         self.policy = policy
         self.prepared = prepared
         self.names = names
         self._numbers = {name: nr for nr, name in names.items()}
-        self._notifier = notifier
+        self._inject = inject    # Notifier.inject
+        self._pending = pending  # Notifier.pending
         self.abstract_scoped = prepared.abi >= 6
         # unguessable, so no host client reaches a name the sandbox binds (_netops.abstract_name)
         self.abstract_prefix = b"sandlock-%s/" % os.urandom(6).hex().encode()
@@ -370,32 +387,33 @@ class RunContext:
         self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
         self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
-        self._vfork: Optional[_rootops.VforkHolder] = None  # made on the first exec from a vfork child
+        self._vfork: Optional[_rootexec.VforkHolder] = None  # made on the first exec from a vfork child
         self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
         self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
-        self.cwd = None      # _rootfs.Cwd with an emulated root
+        self.cwd = None      # _rootscratch.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
         self.start_dir: Optional[bytes] = None  # with a root: the anchor of the command's first cwd
         if prepared.root is not None:
-            from . import _rootfs
+            from . import _rootscratch
             anchors, shm = prepared.root.new_run()
             self.run_dirs = (anchors, shm)
             self.shm = shm
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
-            self.cwd = _rootfs.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
+            self.cwd = _rootscratch.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
             self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
         self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
+        self.policy_gate: Optional[_policyfn.Gate] = None  # Sandbox(policy_fn=) (README "Policy callback")
 
     # --- what handlers call ------------------------------------------------------------------
 
     def inject(self, call: Call, fd: int, cloexec: bool = True, at: int = -1) -> int:
         """Install a copy of our fd in the caller; its number there (Notifier.inject)."""
-        return self._notifier.inject(call, fd, cloexec, at)
+        return self._inject(call, fd, cloexec, at)
 
     def pending(self, call: Call) -> bool:
         """Is `call` still waiting for its answer (Notifier.pending)?"""
-        return self._notifier.pending(call)
+        return self._pending(call)
 
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
         """Write the tracee's memory, read-only pages too (a path in .rodata; see
@@ -410,10 +428,10 @@ class RunContext:
             return True
 
     @property
-    def vfork(self) -> "_rootops.VforkHolder":
+    def vfork(self) -> "_rootexec.VforkHolder":
         if self._vfork is None:
-            from . import _rootops
-            self._vfork = _rootops.VforkHolder(self)
+            from . import _rootexec
+            self._vfork = _rootexec.VforkHolder(self)
         return self._vfork
 
     def names_to_numbers(self) -> Dict[str, int]:
@@ -452,6 +470,8 @@ class RunContext:
         resolver.net_processes = self.processes
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
+        if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
+            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
         # README "CPU", "Uptime and load"
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:
@@ -504,11 +524,11 @@ class RunContext:
         def read(virt: str) -> Optional[bytes]:
             if self.policy.chroot is None:
                 return _dns.read_host_file(virt)
-            from . import _rootfs
+            from . import _rootpolicy
             for v, host, _ in sorted(self.policy.fs_mount, key=lambda m: -len(m[0])):
                 if virt == v or virt.startswith(v + "/"):
-                    return _rootfs.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
-            return _rootfs.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
+                    return _rootpolicy.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
+            return _rootpolicy.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
         return _dns.Dns(self.net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
 
     def _root_resolver(self) -> Resolver:
@@ -543,6 +563,55 @@ class RunContext:
 if TYPE_CHECKING:
     def _is_a_handler_context(ctx: RunContext) -> Context:
         return ctx  # mypy checks that RunContext has everything _notif.Context lists
+
+
+_REFUSALS = frozenset((errno.EACCES, errno.EPERM))  # the errnos of a refusal (Notifier.send)
+_SIGNALS = ("kill", "tkill", "tgkill", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
+            "pidfd_getfd")
+_NETWORK = ("socket", "socketpair", "connect", "sendto", "sendmsg", "sendmmsg")
+# The rule named in the denial report for a refusal whose handler gave none (README
+# "Results and denials"): by syscall; anything else gets _ON_BEHALF.
+DEFAULT_RULES: Dict[str, str] = dict(
+    [(name, "signals and process handles reach only the sandbox's own processes") for name in _SIGNALS]
+    + [(name, "the network policy (--net-allow / --net-deny)") for name in _NETWORK]
+    + [(name, "binds and listens (--net-allow-bind / --net-deny-bind)") for name in ("bind", "listen")]
+    + [(name, "--max-processes") for name in ("fork", "vfork", "clone", "clone3")]
+    + [(name, "only the sandbox's own processes") for name in
+       ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+        "setpriority", "ioprio_set")]
+    + [(name, "no device nodes or set-id files in a sandbox") for name in ("mknod", "mknodat")]
+    + [(name, "the filesystem rules (-r/-w/--fs-deny, the default view)") for name in
+       ("open", "openat", "openat2", "creat", "execve", "execveat")]
+    + [(name, "the filesystem rules, applied by Landlock to the supervisor's call made on behalf "
+              "(or file permissions)") for name in ("rename", "renameat", "renameat2", "link", "linkat")])
+_ON_BEHALF = "the filesystem rules or the kernel's answer to the supervisor's call made on behalf " \
+             "(Landlock, file permissions)"
+
+
+def denial_rule(name: str, code: int, why: str) -> str:
+    """The rule the report names for a refusal of syscall `name` with errno `code`."""
+    if why and why != os.strerror(code):
+        return why
+    return DEFAULT_RULES.get(name, _ON_BEHALF)
+
+
+def denial_target(call: Call) -> str:
+    """What a refused call named: the handler's word for it, else the decoded path, fd or pid."""
+    if call.what is not None:
+        return call.what
+    if call.path is not None:
+        path = os.fsdecode(call.path)
+        path = path if path.startswith("/") or call.dirfd == AT_FDCWD else f"fd {call.dirfd}: {path}"
+        if call.path2 is not None:  # rename, link, symlink: both names
+            path2 = os.fsdecode(call.path2)
+            shown2 = path2 if path2.startswith("/") or call.dirfd2 == AT_FDCWD else f"fd {call.dirfd2}: {path2}"
+            path += " -> " + shown2
+        return path
+    if call.fd >= 0:
+        return f"fd {call.fd}"
+    if call.pid:
+        return f"pid {call.pid}"
+    return ""
 
 
 class Notifier:
@@ -584,6 +653,7 @@ class Notifier:
         self._thread: Optional[threading.Thread] = None   # the first loop (start)
         self.receivers = Receivers()       # which loops receive (_receive)
         self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
+        self.denials = Denials()  # the run's denial report (send)
 
     def take(self, listener: int, ctx: RunContext) -> None:
         """The command's listener is ours (closed by close()); handlers get `ctx`."""
@@ -740,10 +810,15 @@ class Notifier:
                 return None
             return handler.op(self.ctx, call)  # type: ignore[no-any-return]
         except OSError as exc:
+            if exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno):
+                call.why = exc.strerror  # the rule the handler named (the denial report: send)
+            if isinstance(exc.filename, str):
+                call.what = exc.filename
             return Errno(exc.errno or errno.EPERM)
         except Exception:  # fail closed: a handler bug refuses the syscall
             if self.debug:
                 sys.stderr.write(f"sandlock: handler for {self.names.get(call.nr)} failed:\n{self._format_exc()}")
+            call.why = "an error of the supervisor's handler (failing closed)"
             return Errno(errno.EPERM)
 
     def answer(self, call: Call, reply: Reply) -> None:
@@ -805,12 +880,24 @@ class Notifier:
         elif isinstance(reply, Value):
             resp = S.NOTIF_RESP.pack(call.id, reply.value, 0, 0)
         else:
-            resp = S.NOTIF_RESP.pack(call.id, 0, -(reply.errno or errno.EPERM), 0)  # type: ignore[union-attr]
+            code = reply.errno or errno.EPERM  # type: ignore[union-attr]
+            if code in _REFUSALS or call.why:
+                self._deny(call, code)
+            resp = S.NOTIF_RESP.pack(call.id, 0, -code, 0)
         try:
             listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+    def _deny(self, call: Call, code: int) -> None:
+        """Record a refusal for the report (README "Results and denials"); --debug prints it."""
+        name = self.names.get(call.nr, str(call.nr))
+        denial = Denial(name, denial_target(call), code, denial_rule(name, code, call.why))
+        self.denials.add(denial)
+        if self.debug:
+            sys.stderr.write(f"sandlock: denied {name} {denial.target!r}: "
+                             f"{errno.errorcode.get(code, code)} ({denial.rule})\n")
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
         # Two steps (ADDFD, then SEND the number).  SECCOMP_ADDFD_FLAG_SEND would be
@@ -890,6 +977,7 @@ class Watch:
         self._next_cpu_tick: Optional[float] = None   # --cpu (_procops.CpuThrottle)
         self._throttle: Optional[CpuThrottle] = None
         self._memory_devs: Optional[set] = None   # memory filesystems (_procops.memory_devices)
+        self.peak_memory: Optional[int] = None   # the highest -m measurement (the report)
         self._next_disk_walk = 0.0   # when _check_disk walks the whole upper layer again
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         # kill_all and signal_all may come from other threads (the API's Process): the
@@ -902,7 +990,8 @@ class Watch:
         """Watch until the stub is gone (the command is started: Session._start)."""
         now = time.monotonic()
         self._deadline = (now + self.policy.timeout) if self.policy.timeout else None
-        self._next_memory_poll = now + MEMORY_POLL if self.policy.max_memory else None
+        self._next_memory_poll = (now + MEMORY_POLL if self.policy.max_memory or self.ctx.policy_gate is not None
+                                  else None)
         self._next_disk_poll = (now + DISK_HOT_POLL
                                 if self.policy.max_disk is not None and self.ctx.upper is not None else None)
         if self.policy.cpu is not None and self.ctx.members is not None:
@@ -1143,7 +1232,10 @@ class Watch:
         ctx = self.ctx
         if self._stub_gone or ctx.members is None:
             return
-        limit = self.policy.max_memory or 0
+        gate = ctx.policy_gate
+        limit = (gate.max_memory if gate is not None else self.policy.max_memory) or 0
+        if not limit:
+            return  # a policy_fn may set one later (README "Policy callback")
         try:
             if self._memory_devs is None:
                 self._memory_devs = memory_devices()
@@ -1153,6 +1245,7 @@ class Watch:
             return
         if ctx.resolver is not None:
             ctx.resolver.memory_used = total  # what /proc/meminfo shows as used
+        self.peak_memory = max(self.peak_memory or 0, total)
         if total > limit:
             self._stop(f"memory limit exceeded ({total >> 20} MiB > {limit >> 20} MiB)")
 
@@ -1253,6 +1346,7 @@ class Session:
                  forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
                  stdio: Tuple[int, int, int] = (-1, -1, -1),
                  on_exec: Optional[Callable[["Session", bytes], None]] = None,
+                 policy_fn: Optional[Tuple[Callable, float]] = None,
                  handoff: Optional["_forkserver.Handoff"] = None) -> None:
         self.policy = policy
         self.handoff = handoff  # launched by the Sandbox's fork server, from its home thread (_forkserver)
@@ -1273,7 +1367,10 @@ class Session:
         names = _syscalls.names(prepared.arch)
         self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
                                  _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
-        self.ctx = RunContext(policy, prepared, names, self.notifier)
+        self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending)
+        if policy_fn is not None:  # README "Policy callback"
+            from . import _policyfn
+            self.ctx.policy_gate = _policyfn.Gate(policy_fn[0], policy_fn[1], policy.max_processes, policy.max_memory)
         self.stub = -1
         self.stub_pidfd = -1
         self.own_group = True
@@ -1283,11 +1380,13 @@ class Session:
         # that is not confined: under Landlock every step down a tree of depth d costs
         # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
         self._later: List[str] = []
+        self._started = 0.0   # time.monotonic() at launch (Outcome.duration)
 
     def run(self) -> Outcome:
         """Launch and supervise; returns when every process of the sandbox is gone."""
         fds: List[int] = []
         ctx = self.ctx
+        self._started = time.monotonic()
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
             if self.prepared.layers is not None:
@@ -1351,6 +1450,8 @@ class Session:
                 fake, ctx.fake = ctx.fake, None
                 _save_fake(fake)
             ctx.close()
+            if ctx.policy_gate is not None:
+                ctx.policy_gate.close()
             if ctx.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)
@@ -1477,11 +1578,8 @@ class Session:
             self._raise_child_error(error or b"launch:5:the sandbox process died during setup")
         pid, listener_fd, _ = _launch.READY.unpack(data)
         pidfd = os.pidfd_open(pid)
-        try:
+        with closed_on_error(pidfd):
             listener = _syscalls.pidfd_getfd(pidfd, listener_fd)
-        except BaseException:
-            os.close(pidfd)
-            raise
         watch.command_pidfd = pidfd  # closed at the end of run()
         self.command_pid = pid
         self.notifier.take(listener, self.ctx)
@@ -1499,9 +1597,15 @@ class Session:
             watch.uninstall_signal_wakeup()
         if watch.error:
             self._raise_child_error(watch.error)
+        denials, more = self.notifier.denials.snapshot()
+        members = self.ctx.members
         return Outcome(watch.status, watch.timed_out, watch.reason,
                        bytes(watch.out["stdout"]) if self.capture else None,
-                       bytes(watch.out["stderr"]) if self.capture else None)
+                       bytes(watch.out["stderr"]) if self.capture else None,
+                       duration=time.monotonic() - self._started, peak_memory=watch.peak_memory,
+                       processes=members.started if members is not None and self.policy.max_processes else None,
+                       denials=denials, denials_more=tuple(sorted(more.items())),
+                       filter_denied=self.prepared.filter_denied)
 
     def _raise_child_error(self, data: bytes) -> None:
         step, _, rest = data.decode("utf-8", "replace").partition(":")
@@ -1555,7 +1659,7 @@ class _MemoryWriter:
 
     Only exec and chdir in an emulated root need it: their path string may
     sit in .rodata (system(3) passes "/bin/sh") and must be rewritten, then
-    restored (see _rootops).  process_vm_writev(2) honours page protections;
+    restored (see _rootexec).  process_vm_writev(2) honours page protections;
     /proc/PID/mem does not, but opening it for writing needs a Landlock
     write right on /proc that the supervisor thread must not have.  So this
     one thread, started before the supervisor confines itself, opens
@@ -1578,11 +1682,11 @@ class _MemoryWriter:
             tid, address, data, answer, done = request
             try:
                 if not self._is_member(tgid_of(tid)):
-                    raise OSError(errno.EPERM, "not a process of the sandbox")
+                    raise os_error(errno.EPERM, "not a process of the sandbox")
                 fd = os.open(f"/proc/{tid}/mem", os.O_RDWR | os.O_CLOEXEC)
                 try:
                     if os.pwrite(fd, data, address) != len(data):
-                        raise OSError(errno.EFAULT, os.strerror(errno.EFAULT))
+                        raise os_error(errno.EFAULT)
                 finally:
                     os.close(fd)
             except OSError as exc:
@@ -1595,7 +1699,7 @@ class _MemoryWriter:
         done = threading.Event()
         self._requests.put((tid, address, data, answer, done))
         if not done.wait(5.0):
-            raise OSError(errno.ETIMEDOUT, "memory writer did not answer")
+            raise os_error(errno.ETIMEDOUT, "memory writer did not answer")
         if answer:
             raise answer[0]
 
@@ -1649,13 +1753,12 @@ def _stopped_or_gone(pidfd: int) -> bool:
     The pidfd makes the pid's /proc entry its own: read, then checked still alive."""
     try:
         pid = _pidfd_pid(pidfd)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        state = proc_stat(pid)[0]
     except (OSError, ValueError):
         return True
     if select.select([pidfd], [], [], 0)[0]:
         return True  # it exited: the pid may be another process's now
-    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] in (b"T", b"t", b"Z", b"X")
+    return state in (b"T", b"t", b"Z", b"X")
 
 
 def _pidfd_pid(pidfd: int) -> int:
@@ -1699,11 +1802,8 @@ def _read_all_until(fd: int, size: int) -> bytes:
 
 def _current_umask() -> int:
     """The process umask, read without changing it (os.umask would race other threads)."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+    umask = proc_status("self", (b"Umask",)).get(b"Umask")
+    return 0o022 if umask is None else int(umask, 8)
 
 
 def _foreground(fd: int) -> bool:

@@ -26,6 +26,7 @@ from . import _syscalls
 from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
 from ._notif import AT_SYMLINK_NOFOLLOW, Call, Context, Reply, compile_layout
 from ._policy import Policy
+from ._structs import CLONE_THREAD as P_CLONE_THREAD
 
 NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
 
@@ -79,8 +80,8 @@ ROWS: Dict[str, Row] = {
     "renameat2": _row(F.do_rename, ("dirfd", "path", "dirfd2", "path2", "flags")),
     "link": _row(F.do_link, ("path", "path2")),
     "linkat": _row(F.do_link, ("dirfd", "path", "dirfd2", "path2", "flags")),
-    "execve": _row(F.do_exec_check, ("path",)),
-    "execveat": _row(F.do_exec_check, ("dirfd", "path", "_", "_", "flags")),
+    "execve": _row(F.do_exec_check, ("path", "ptr")),  # argv: Sandbox(policy_fn=)
+    "execveat": _row(F.do_exec_check, ("dirfd", "path", "ptr", "_", "flags")),
     # metadata writes Landlock does not cover
     "chmod": _row(F.do_chmod, ("path", "mode")),
     "fchmodat": _row(F.do_chmod, ("dirfd", "path", "mode")),
@@ -154,7 +155,7 @@ ROWS: Dict[str, Row] = {
 
 # With an emulated root, every path syscall is trapped; these rows are added
 # and these handlers replace the ones above (docs/design.md "Coverage").  Built on first
-# use: _rootops is not imported by runs without a root (CLI start-up).
+# use: _rootops and _rootexec are not imported by runs without a root (CLI start-up).
 ROOT_NAMES = ("newfstatat mkdir mkdirat mknod mknodat unlink unlinkat rmdir rename renameat renameat2 link linkat symlink "
               "symlinkat getcwd chdir fchdir execve execveat bind getsockname "
               "getpeername").split()
@@ -163,6 +164,7 @@ _ROOT_ROWS: Dict[str, Row] = {}
 
 def root_rows() -> Dict[str, Row]:
     if not _ROOT_ROWS:
+        from . import _rootexec as RX
         from . import _rootops as RO
         _ROOT_ROWS.update({
             "newfstatat": _row(RO.do_fstatat, ("dirfd", "path", "ptr", "flags")),
@@ -183,8 +185,8 @@ def root_rows() -> Dict[str, Row]:
             "getcwd": _row(RO.do_getcwd, ("ptr", "size")),
             "chdir": _row(RO.do_chdir, ("path",)),
             "fchdir": _row(RO.do_chdir, ("fd",)),
-            "execve": _row(RO.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
-            "execveat": _row(RO.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
+            "execve": _row(RX.do_execve, ("exepath", "ptr", "ptr2")),  # argv, envp
+            "execveat": _row(RX.do_execve, ("dirfd", "exepath", "ptr", "ptr2", "flags")),
             "bind": _row(N.do_bind, ("fd", "ptr", "size")),
             "getsockname": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
             "getpeername": _row(N.do_sockname, ("fd", "ptr", "ptr2")),
@@ -204,8 +206,9 @@ SIGNALS = "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal
 _ALWAYS_NOTIFY = Test(0, "maskeq", 0, "notify", mask=0)  # (x & 0) == 0: true for every call
 
 
-def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str, Trap]:
-    """The syscalls `policy` traps on `arch`, each with its register tests (None: always)."""
+def traps_for(policy: Policy, abi: int, arch: Optional[str] = None, counted: bool = False) -> Dict[str, Trap]:
+    """The syscalls `policy` traps on `arch`, each with its register tests (None: always);
+    counted: forks are counted without max_processes too (a policy_fn may set a limit)."""
     table = _syscalls.table(arch)
     emulated = policy.chroot is not None or policy.workdir is not None
     traps: Dict[str, Trap] = {name: None for name in ALWAYS}
@@ -258,7 +261,7 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     # locks: every flock but an unlock, and fcntl's lock commands only (args[1])
     traps["flock"] = [Test(1, "maskeq", F.LOCK_UN, "allow", mask=0xFFFFFFFF & ~F.LOCK_NB), _ALWAYS_NOTIFY]
     traps["fcntl"] = [Test(1, "eq", cmd, "notify") for cmd in F.LOCK_COMMANDS]
-    if policy.max_processes is not None:
+    if policy.max_processes is not None or counted:
         traps["fork"] = None
         traps["vfork"] = None
         traps["clone"] = [Test(0, "set", P_CLONE_THREAD, "allow"), _ALWAYS_NOTIFY]
@@ -294,7 +297,6 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None) -> Dict[str,
     return {name: trap for name, trap in traps.items() if name in table}
 
 
-P_CLONE_THREAD = 0x00010000
 
 
 def _polices_dns(rules: _netpolicy.NetRules) -> bool:
@@ -364,7 +366,7 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
     - fork, vfork, clone (--max-processes): a thread that notifies again has
       finished the fork it was let through (_procops.settle);
     - an emulated root's execve: the first call of a process started by a #!
-      exec puts the names it was given back into its argv (_rootops.fix_argv).
+      exec puts the names it was given back into its argv (_rootexec.fix_argv).
     """
     before: Tuple[Step, ...] = ()
     if "set_tid_address" in traps:  # README "Deterministic runs"
@@ -372,6 +374,6 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
     if any(name in traps for name in ("fork", "vfork", "clone")):
         before += (P.settle,)
     if root and any(name in traps for name in ("execve", "execveat")):
-        from . import _rootops as RO
-        before += (RO.fix_argv,)
+        from . import _rootexec as RX
+        before += (RX.fix_argv,)
     return before

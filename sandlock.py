@@ -73,7 +73,8 @@ from ._policy import Policy, child_environment, make_policy, normalise_argv
 __version__ = "0.1.0"
 __all__ = ["Sandbox", "Result", "confine", "SandlockError", "PolicyError", "SetupError", "ExecError",
            "SandboxCalledProcessError", "__version__", "Process", "Stage", "Pipeline", "PipelineResult",
-           "PIPE", "STDOUT", "DEVNULL", "PolicyTypeError", "CommandNotFoundError", "CommandNotExecutableError"]
+           "PIPE", "STDOUT", "DEVNULL", "Change", "PolicyTypeError", "CommandNotFoundError",
+           "CommandNotExecutableError"]
 
 # subprocess's values: sandlock.PIPE and subprocess.PIPE are the same (README "Processes")
 PIPE = -1
@@ -97,16 +98,30 @@ def _result_class() -> type:
 
         def __init__(self, args: "Sequence[object]", returncode: int, stdout: "Optional[bytes]",
                      stderr: "Optional[bytes]", *, exit_code: int, signal: "Optional[int]", timed_out: bool,
-                     reason: str, changes: "Sequence[str]" = (), workdir_note: str = "") -> None:
+                     reason: str, changes: "Sequence[str]" = (), workdir_note: str = "",
+                     outcome: "Any" = None) -> None:
             super().__init__(args, returncode, stdout, stderr)  # type: ignore[arg-type]
             self.exit_code = exit_code
             self.signal = signal
             self.timed_out = timed_out
             self.reason = reason
-            # with a workdir: "A path", "M path", "D path" (relative to it, sorted), and
-            # what became of them (empty when they were committed)
+            # with a workdir: "A path", "M path", "D path" (relative to it, sorted: Change,
+            # a str with .kind and .path), and what became of them (empty when committed)
             self.changes: List[str] = list(changes)
             self.workdir_note = workdir_note
+            # the report (README "Results and denials")
+            self.duration: float = getattr(outcome, "duration", 0.0)
+            self.peak_memory: "Optional[int]" = getattr(outcome, "peak_memory", None)
+            self.processes_started: "Optional[int]" = getattr(outcome, "processes", None)
+            self.denials: "List[Any]" = list(getattr(outcome, "denials", ()))
+            self.denials_dropped: "Dict[str, int]" = dict(getattr(outcome, "denials_more", ()))
+            self.filter_denied: "List[str]" = list(getattr(outcome, "filter_denied", ()))
+
+        def as_dict(self) -> "Dict[str, Any]":
+            """The JSON object of --result-json (docs/result.schema.json)."""
+            return _report(self.args, self.exit_code, self.returncode, self.signal, self.timed_out, self.reason,
+                           self.duration, self.peak_memory, self.processes_started, self.changes,
+                           self.workdir_note, self.denials, self.denials_dropped, self.filter_denied)
 
         @property
         def success(self) -> bool:
@@ -132,6 +147,14 @@ if TYPE_CHECKING:  # what a type checker sees of the class _result_class makes a
         reason: str
         changes: List[str]
         workdir_note: str
+        duration: float
+        peak_memory: Optional[int]
+        processes_started: Optional[int]
+        denials: List[Any]
+        denials_dropped: Dict[str, int]
+        filter_denied: List[str]
+
+        def as_dict(self) -> Dict[str, Any]: ...
 
         @property
         def success(self) -> bool: ...
@@ -151,6 +174,21 @@ def __getattr__(name: str) -> "Any":
     raise AttributeError(name)
 
 
+def _policy_fn(fn: "Any", timeout: "Any") -> "Any":
+    """(fn, seconds) of Sandbox(policy_fn=, policy_fn_timeout=), or None (README "Policy callback")."""
+    if fn is None:
+        if timeout is not None:
+            raise PolicyError("policy_fn_timeout: given without policy_fn")
+        return None
+    if not callable(fn):
+        raise PolicyTypeError(f"policy_fn: expected a callable fn(event, ctx), got {fn!r}")
+    if timeout is None:
+        timeout = 1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise PolicyError(f"policy_fn_timeout: expected seconds in (0, 60], got {timeout!r}")
+    return fn, float(timeout)
+
+
 class Sandbox:
     """A policy, validated at construction; run() any number of commands under it.
 
@@ -159,7 +197,10 @@ class Sandbox:
     clean_env, cwd, timeout, extra_deny_syscalls, best_effort, net_allow, net_deny,
     net_allow_bind, net_deny_bind, hostname, no_coredump, cpu_cores, num_cpus, cpu;
     default_view=False starts from nothing instead of
-    the system directories (README "Default filesystem view").
+    the system directories (README "Default filesystem view");
+    policy_fn=fn(event, ctx) and policy_fn_timeout= (seconds, default 1) for a
+    callback asked about execs, opens for writing, connects, sends and binds
+    (README "Policy callback").
 
     Raises:
         PolicyError: a field is unknown or its value is wrong (before any fork).
@@ -168,6 +209,7 @@ class Sandbox:
     def __init__(self, **policy: "Any") -> None:
         import threading  # here, not at the top: `import sandlock` stays small (README "Start-up")
         import weakref
+        self._policy_fn = _policy_fn(policy.pop("policy_fn", None), policy.pop("policy_fn_timeout", None))
         self.policy: Policy = make_policy(**policy)
         self._prepared: Any = None
         self._lock = threading.Lock()
@@ -217,7 +259,7 @@ class Sandbox:
         with self._lock:
             if self._prepared is None:
                 import weakref
-                self._prepared = _supervisor.prepare(self.policy)
+                self._prepared = _supervisor.prepare(self.policy, counted=self._policy_fn is not None)
                 self._release = weakref.finalize(self, _supervisor.close_prepared, self._prepared)
         return self._prepared
 
@@ -227,7 +269,9 @@ class Sandbox:
             self._runs += 1
             if self._server is None and self._runs == 2:
                 from . import _forkserver
-                if _forkserver.enabled() and _forkserver.eligible(self.policy, prepared):
+                # a policy_fn's gate is made in the supervising thread before it confines itself
+                if (_forkserver.enabled() and _forkserver.eligible(self.policy, prepared)
+                        and self._policy_fn is None):
                     import weakref
                     self._server = _forkserver.Server(prepared.supervisor_ruleset, prepared.child_ruleset,
                                                       prepared.scope_ruleset, prepared.program)
@@ -273,7 +317,7 @@ class Sandbox:
 
         def session(**options: "Any") -> "Any":
             try:
-                return _supervisor.Session(policy, prepared, args, environment, **options,
+                return _supervisor.Session(policy, prepared, args, environment, policy_fn=self._policy_fn, **options,
                                            handoff=handoff if handoff is not None and not handoff.closed else None)
             except BaseException:
                 if handoff is not None:
@@ -433,7 +477,56 @@ def _result(args: "Sequence[object]", outcome) -> "Result":
     result_class = globals().get("Result") or __getattr__("Result")  # made once (one class for every run)
     return result_class(args, returncode, outcome.stdout, outcome.stderr, exit_code=code, signal=sig,
                         timed_out=outcome.timed_out, reason=outcome.reason,
-                        changes=[str(c) for c in outcome.changes], workdir_note=outcome.workdir_note)
+                        changes=[Change(c.kind, c.path) for c in outcome.changes], workdir_note=outcome.workdir_note,
+                        outcome=outcome)
+
+
+class Change(str):
+    """A change of a workdir run: the string "A path", "M path" or "D path" as before,
+    with its parts as .kind ("A", "M", "D") and .path (relative to the workdir)."""
+
+    kind: str
+    path: str
+
+    def __new__(cls, kind: str, path: str) -> "Change":
+        self = super().__new__(cls, f"{kind} {path}")
+        self.kind = kind
+        self.path = path
+        return self
+
+    def __reduce__(self) -> "Any":
+        return (Change, (self.kind, self.path))
+
+
+RESULT_SCHEMA = "sandlock-result/1"   # docs/result.schema.json
+# What the report cannot list (README "Results and denials"): said in every report.
+NOT_SEEN = ("Refusals the kernel makes by itself are not seen by the supervisor and are not listed: "
+            "Landlock's EACCES/EPERM on calls the filter lets through untrapped or that the supervisor "
+            "continues (mkdir, unlink, rmdir, symlink, truncate, writes to an fd already open, "
+            "the command's own TCP connect and bind, signals beyond the sandbox under the signal scope), "
+            "and the filter's errno for the syscalls in "
+            "filter_denied and for argument rules (socket families, ioctls).")
+
+
+def _report(args: "Sequence[object]", exit_code: int, returncode: int, sig: "Optional[int]", timed_out: bool,
+            reason: str, duration: float, peak_memory: "Optional[int]", processes: "Optional[int]",
+            changes: "Sequence[Any]", workdir_note: str, denials: "Sequence[Any]", dropped: "Mapping[str, int]",
+            filter_denied: "Sequence[str]") -> "Dict[str, Any]":
+    """The JSON object of --result-json and --status-fd (docs/result.schema.json)."""
+    import signal
+    return {
+        "schema": RESULT_SCHEMA,
+        "argv": [os.fsdecode(a) if isinstance(a, (str, bytes, os.PathLike)) else str(a) for a in args],
+        "exit_code": exit_code, "returncode": returncode, "signal": sig,
+        "signal_name": signal.Signals(sig).name if sig else None,
+        "timed_out": timed_out, "reason": reason, "duration": round(duration, 6),
+        "peak_memory": peak_memory, "processes_started": processes,
+        "changes": [{"kind": c.kind, "path": c.path} for c in changes], "workdir_note": workdir_note,
+        "denials": [d.as_dict() for d in denials],
+        "denials_dropped": dict(dropped),
+        "filter_denied": list(filter_denied),
+        "not_seen": NOT_SEEN,
+    }
 
 
 def confine(*, fs_readable: "Sequence[PathLike]" = (), fs_writable: "Sequence[PathLike]" = (),
@@ -485,6 +578,10 @@ examples:
       the profile ~/.config/sandlock/profiles/job.toml, plus one writable directory
   python -m sandlock -w /tmp/out -m 512M --print-profile > ~/.config/sandlock/profiles/job.toml
       save these options as the profile job (python -m sandlock profile list|show NAME)
+  python -m sandlock --result-json run.json -- sh -c 'cat ~/.ssh/id_rsa; echo x > /usr/x'
+      write exit status, duration and the denied operations (syscall, path, errno, rule) to run.json
+  python -m sandlock --status-fd 3 -- make 3>status.json
+      the same JSON object on fd 3 (a pipe to a supervising program, or a file)
   python -m sandlock --check
       what this kernel supports
 
@@ -607,7 +704,13 @@ def _parser(argparse: "Any" = None):  # type: ignore[no-untyped-def]
                        help="refuse this syscall with EPERM too (repeatable)")
     other.add_argument("--best-effort", action="store_true",
                        help="run even if the kernel cannot enforce part of the policy")
-    other.add_argument("-v", "--verbose", action="store_true", help="print the effective rules to stderr")
+    other.add_argument("--result-json", metavar="FILE",
+                       help="write the run's result as one JSON object to FILE: status, duration, changes and "
+                            "the operations the supervisor denied (README \"Results and denials\")")
+    other.add_argument("--status-fd", metavar="N",
+                       help="write the same JSON object to the open file descriptor N (e.g. 3>status.json)")
+    other.add_argument("-v", "--verbose", action="store_true",
+                       help="print the effective rules to stderr, and after the run what was denied")
     other.add_argument("--debug", action="store_true", help="tracebacks and handler failures on stderr")
     other.add_argument("--dump-filter", action="store_true", help="print the BPF program and exit")
     other.add_argument("--check", action="store_true", help="report what this kernel supports and exit")
@@ -915,7 +1018,6 @@ def _profile_command(args: "List[str]") -> int:
 
 
 def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool) -> int:
-    from . import _supervisor
     if ns.dump_filter:
         from . import _bpf
         from . import _syscalls
@@ -923,6 +1025,57 @@ def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", d
         return 0
     if not command:
         command = [_default_shell(policy)]
+    sinks = _result_sinks(ns)  # opened now: once the run has confined this thread, maybe no longer
+    try:
+        return _run_reported(ns, command, policy, prepared, debug, sinks)
+    finally:
+        if sinks[0] >= 0:   # the --result-json file; --status-fd's stays the caller's
+            os.close(sinks[0])
+
+
+def _result_sinks(ns: "Any") -> "List[int]":
+    """[fd of --result-json FILE, --status-fd N] (those given), checked before the run: exit 125 if not."""
+    out: List[int] = []
+    if ns.result_json is not None:
+        try:
+            out.append(os.open(ns.result_json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+        except OSError as exc:
+            raise _UsageError(f"--result-json: {_errors.shown(ns.result_json)}: {exc.strerror}") from None
+    else:
+        out.append(-1)
+    if ns.status_fd is not None:
+        fd = int(ns.status_fd) if ns.status_fd.isdigit() and len(ns.status_fd) < 10 else -1
+        try:
+            if fd < 0:
+                raise OSError(0, "expected a file descriptor number")
+            os.fstat(fd)
+        except OSError as exc:
+            if out[0] >= 0:
+                os.close(out[0])
+            raise _UsageError(f"--status-fd: {_errors.shown(ns.status_fd)}: {exc.strerror}") from None
+        out.append(fd)
+    if any(fd >= 0 for fd in out):
+        import json  # noqa: F401  (now: nothing is imported once the run has confined this thread)
+    return out
+
+
+def _write_report(sinks: "List[int]", make: "Any") -> None:
+    """Write the report make() builds to the sinks (nothing without --result-json/--status-fd)."""
+    if not any(fd >= 0 for fd in sinks):
+        return
+    import json  # imported by _result_sinks, before the run
+    report = make()
+    data = (json.dumps(report, indent=2) + "\n").encode()
+    for fd in sinks:
+        if fd >= 0:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+
+def _run_reported(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", debug: bool,
+                  sinks: "List[int]") -> int:
+    from . import _supervisor
     if ns.verbose:
         _verbose(policy, prepared)
     args = normalise_argv(command)
@@ -932,7 +1085,19 @@ def _run_cli(ns: "Any", command: "List[str]", policy: Policy, prepared: "Any", d
                                   forward_signals=True, debug=debug, restore_signals=False)
     for leftover in prepared.leftovers:
         _say(f"an earlier run's upper layer is left at {leftover}: inspect it, then remove it")
-    outcome = session.run()
+    try:
+        outcome = session.run()
+    except ExecError as exc:  # the report says it too (status 126/127, nothing ran)
+        _write_report(sinks, lambda: _report(command, exc.exit_code, exc.exit_code, None, False, str(exc), 0.0,
+                                             None, None, (), "", (), {}, prepared.filter_denied))
+        raise
+    code, returncode, sig = _status(outcome)
+    _write_report(sinks, lambda: _report(command, code, returncode, sig, outcome.timed_out, outcome.reason,
+                                         outcome.duration, outcome.peak_memory, outcome.processes, outcome.changes,
+                                         outcome.workdir_note, outcome.denials, dict(outcome.denials_more),
+                                         outcome.filter_denied))
+    if ns.verbose:
+        _verbose_denials(outcome)
     if outcome.reason:
         _say(outcome.reason)
     if policy.dry_run:
@@ -946,8 +1111,8 @@ def _default_shell(policy: Policy) -> str:
     """$SHELL (inside the root: if it exists there), else /bin/sh."""
     shell = os.environ.get("SHELL") or "/bin/sh"
     if policy.chroot is not None:
-        from . import _rootfs
-        if not shell.startswith("/") or _rootfs.host_path(policy.chroot, policy.fs_mount, shell) is None:
+        from . import _rootpolicy
+        if not shell.startswith("/") or _rootpolicy.host_path(policy.chroot, policy.fs_mount, shell) is None:
             return "/bin/sh"
     return shell
 
@@ -999,6 +1164,22 @@ def _verbose(policy: Policy, prepared) -> None:
     out.append(f"sandlock: BPF program: {len(prepared.program) // 8} instructions; syscalls: {counts}; "
                f"unknown numbers: enosys")
     sys.stderr.write("\n".join(out) + "\n")
+
+
+def _verbose_denials(outcome: "Any") -> None:
+    """-v: what the supervisor denied (all of what --result-json lists, one line each)."""
+    out = [f"sandlock: denied {d.syscall} {_errors.shown(d.target) if d.target else '-'}: "
+           f"{_errno_name(d.errno)} ({d.rule})" for d in outcome.denials]
+    out += [f"sandlock: denied {name} {count} more time(s)" for name, count in outcome.denials_more]
+    out.append(f"sandlock: {len(outcome.denials) + sum(n for _, n in outcome.denials_more)} operation(s) denied "
+               f"by the supervisor; refusals by Landlock and the filter itself are not seen "
+               f"(README \"Results and denials\")")
+    sys.stderr.write("\n".join(out) + "\n")
+
+
+def _errno_name(code: int) -> str:
+    import errno
+    return errno.errorcode.get(code, str(code))
 
 
 def _check(as_json: bool) -> int:

@@ -242,6 +242,7 @@ class Members:
     def __init__(self, others: Sequence[int] = ()) -> None:
         self.pids = {os.getpid(), *others}
         self.pending: Dict[int, float] = {}
+        self.started = 1   # the command and the forks let through (_procops.Members.started)
 
     def contains(self, pid: int) -> bool:
         return pid in self.pids or (pid > 0 and _tgid(pid) in self.pids)
@@ -309,7 +310,7 @@ class FakeContext:
             run = tmp / "run"
             for d in ("anchors", "shm", "dev"):
                 (run / d).mkdir(parents=True, exist_ok=True)
-            cwd = _rootfs.Cwd(str(run / "anchors"), b"/", self.members.processes, self.members.contains)
+            cwd = module("_rootscratch").Cwd(str(run / "anchors"), b"/", self.members.processes, self.members.contains)
             rules = FsRules(paths([root, *readable, run / "shm", "/proc", run / "dev"]), paths(writable),
                             paths(denied), (), paths([run / "shm", run / "dev"]))
             self.resolver = _rootfs.RootResolver(rules, self.tracees, self.members.contains, self.hot, str(root),
@@ -389,7 +390,7 @@ def _legacy_steps(ctx: FakeContext, call: Call) -> None:
     if ctx.members.pending:
         ctx.members.settle(call.tid)
     if ctx.argv_fixups and call.tid in ctx.argv_fixups:
-        module("_rootops").fix_argv(ctx, call.tid)
+        module("_rootexec").fix_argv(ctx, call.tid)
 
 
 def steps(ctx: FakeContext) -> Tuple[Callable[[Any, Call], None], ...]:

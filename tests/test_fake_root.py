@@ -108,6 +108,7 @@ def test_id_reports_the_real_uid_without_fake_root(who, bbroot: Path) -> None:  
 
 
 SETIDS = r"""
+import os
 os.setgroups([0, 42]); print("groups", sorted(os.getgroups()))
 os.setresgid(42, 42, 42); os.setresuid(42, 42, 0)
 print("ids", os.getresuid(), os.getresgid(), os.getuid(), os.geteuid(), os.getgid(), os.getegid())

@@ -11,6 +11,7 @@ import pytest
 
 from sandlock import _filter
 from sandlock import _policy
+from sandlock import _structs as S
 from sandlock import _syscalls
 from sandlock import _table
 from bpfinterp import action, run
@@ -28,7 +29,7 @@ def program(arch, abi=7, **policy):
 
 def verdict(code, arch, name, *args, nr=None):
     number = _syscalls.table(arch)[name] if nr is None else nr
-    return action(run(code, number, _syscalls.AUDIT_ARCH[arch], list(args) + [0] * (6 - len(args))))
+    return action(run(code, number, S.AUDIT_ARCH[arch], list(args) + [0] * (6 - len(args))))
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -60,7 +61,7 @@ def test_the_spec_deny_list_is_refused_with_eperm(default):
 
 def test_a_wrong_architecture_is_killed(default):
     arch, code = default
-    assert action(run(code, 1, _syscalls.AUDIT_ARCH_I386, [0] * 6)) == ("KILL_PROCESS", 0)
+    assert action(run(code, 1, S.AUDIT_ARCH_I386, [0] * 6)) == ("KILL_PROCESS", 0)
 
 
 def test_x32_syscall_numbers_are_refused():

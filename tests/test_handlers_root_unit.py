@@ -1,4 +1,4 @@
-"""In-process unit tests of the emulated root's rows (_table.root_rows(): _rootops, and the
+"""In-process unit tests of the emulated root's rows (_table.root_rows(): _rootops, _rootexec and the
 socket rows that show guest paths), driven through decode -> check -> do with a fake
 context (tests/fakectx.py) whose root is a small tree in a test directory: every path
 the command names is a guest path, and what changes is checked on the host.

@@ -85,3 +85,25 @@ def test_the_mount_table_keeps_only_reachable_mount_points():
 def test_boot_id_is_a_version_4_uuid_and_new_each_time():
     a, b = P.new_boot_id(), P.new_boot_id()
     assert a != b and len(a) == 37 and a[14:15] == b"4" and a.endswith(b"\n")
+
+
+def test_a_root_s_mount_tables_list_its_own_mounts_after_root_proc_and_dev():
+    from types import SimpleNamespace
+    points = P.root_mount_points([SimpleNamespace(virt=b"/work", readonly=False),
+                                  SimpleNamespace(virt=b"/data", readonly=True)])
+    assert [p[1] for p in points] == [b"/", b"/proc", b"/dev", b"/dev/shm", b"/dev/pts", b"/data", b"/work"]
+    assert P.mounts_table(points).splitlines()[5] == b"none /data bind ro 0 0"
+    assert P.mountinfo_table(points).splitlines()[:2] == [b"1 0 0:1 / / rw - rootfs rootfs rw",
+                                                          b"2 1 0:2 / /proc rw,nosuid,nodev,noexec - proc proc "
+                                                          b"rw,nosuid,nodev,noexec"]
+
+
+def test_maps_lines_get_guest_names_and_others_stay(tmp_path):
+    lines = [b"55d0-55d1 r--p 00000000 08:01 12 /srv/root/usr/bin/python3\n",
+             b"7ffc-7ffd rw-p 00000000 00:00 0                          [stack]\n",
+             b"7ffe-7fff r-xp 00000000 00:00 0 "]
+    with open(tmp_path / "out", "wb+") as f:
+        P.rewrite_maps(lines, f.fileno(), lambda host: host.replace(b"/srv/root", b""))
+        f.seek(0)
+        assert f.read().splitlines() == [b"55d0-55d1 r--p 00000000 08:01 12 /usr/bin/python3", lines[1].rstrip(),
+                                         lines[2]]

@@ -99,13 +99,13 @@ def test_the_steps_the_table_declares_run_before_the_handler_in_order():
 
 
 def test_the_table_declares_fork_settling_and_argv_fixing_only_where_they_apply(tmp_path):
-    from sandlock import _rootops
+    from sandlock import _rootexec
     plain = _table.traps_for(_policy.make_policy(), 7, "x86_64")
     limited = _table.traps_for(_policy.make_policy(max_processes=4), 7, "x86_64")
     rooted = _table.traps_for(_policy.make_policy(chroot=str(tmp_path)), 7, "x86_64")
     assert _table.steps_for(plain) == ()
     assert _table.steps_for(limited) == (_procops.settle,)
-    assert _table.steps_for(rooted, root=True) == (_rootops.fix_argv,)
+    assert _table.steps_for(rooted, root=True) == (_rootexec.fix_argv,)
 
 
 def test_only_decode_reads_the_raw_arguments_of_a_call():

@@ -87,7 +87,7 @@ def test_aarch64_has_no_legacy_path_syscalls():
 
 
 def test_audit_arch_values():
-    assert _syscalls.AUDIT_ARCH == {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+    assert S.AUDIT_ARCH == {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 
 def test_msghdr_layout_matches_the_64_bit_abi():
@@ -95,3 +95,29 @@ def test_msghdr_layout_matches_the_64_bit_abi():
     assert _syscalls._msghdr.msg_iov.offset == 16 and _syscalls._msghdr.msg_control.offset == 32
     from sandlock import _netops
     assert _netops._MSGHDR.size == 56
+
+
+ABI_PREFIXES = ("SECCOMP_", "LANDLOCK_", "RESOLVE_", "AT_", "STATX_", "RENAME_", "PIDFD_", "SIOC", "CLONE_FS", "AUDIT_ARCH", "X32_",
+                "CLONE_THREAD", "IPPROTO_")
+
+
+NOT_ABI = ("LANDLOCK_ABI_MAX",)  # _syscalls: the newest Landlock ABI sandlock knows, not a kernel value
+
+
+def test_kernel_abi_constants_are_defined_in_structs_only():
+    """Every other module imports them from _structs (README module map): one value per name."""
+    import ast
+    from pathlib import Path
+    repo = Path(S.__file__).resolve().parent
+    defined = []
+    for path in sorted(repo.glob("_*.py")) + [repo / "sandlock.py"]:
+        if path.name == "_structs.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and name.id.startswith(ABI_PREFIXES) and name.id not in NOT_ABI:
+                        defined.append(f"{path.name}: {name.id}")
+    assert defined == []

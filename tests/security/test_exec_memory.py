@@ -6,7 +6,7 @@ string, pointed argv[0] at a copy below the stack pointer): README "How exec
 works".  When the kernel then refused the exec, the caller was left with the
 rewritten bytes, a changed argv[0] and one more fd.  Now every refusal the
 kernel makes before loading the program is foreseen on the supervisor's own
-reading of argv and envp (_rootops.arguments_fit), before anything is
+reading of argv and envp (_rootexec.arguments_fit), before anything is
 written.
 
 The probe (progs/exec_fail.c, static musl, mounted at /probe) calls execve

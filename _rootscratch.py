@@ -1,0 +1,204 @@
+"""The emulated root's scratch directory and its anchors (docs/design.md "Emulated root").
+
+`Scratch` is the run's private host directory: anchors (cwd/), the guest's
+/dev (dev/, the DEVICES and DEV_LINKS) and /dev/shm (shm/).  `Cwd` keeps
+every process's virtual cwd (chdir and fchdir never reach the kernel) and
+makes the symbolic links in the anchor, every process's real cwd, through
+which the kernel resolves a rewritten exec (_rootexec.do_execve).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from typing import Dict, Optional, Tuple
+
+
+if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
+    raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._notif import proc_stat
+
+# /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
+DEV_LINKS = {b"fd": b"/proc/self/fd", b"stdin": b"/proc/self/fd/0", b"stdout": b"/proc/self/fd/1",
+             b"stderr": b"/proc/self/fd/2"}
+
+
+class Scratch:
+    """The run's private host directory: anchors (cwd/), the guest's /dev (dev/) and /dev/shm (shm/).
+
+    Made once per prepared policy, so the Landlock rules can name it; each
+    run gets its own subdirectories.  It is a directory `root-<pid>-<random>`
+    of the user's base (see _scratch.base), which every rule of the command is
+    cut around: only dev/ and the run's own shm/ directory are granted to it;
+    those of dead sandlock processes are removed first.
+    """
+
+    def __init__(self) -> None:
+        from . import _scratch
+        self.path = _scratch.new_scratch("root-")
+        self.cwd = os.path.join(self.path, "cwd")
+        self.shm = os.path.join(self.path, "shm")
+        self.dev = os.path.join(self.path, "dev")
+        os.mkdir(self.cwd, 0o700)
+        os.mkdir(self.shm, 0o700)
+        os.mkdir(self.dev, 0o755)
+        for name in DEVICES + ("pts", "shm"):
+            if os.path.exists("/dev/" + name):
+                os.symlink("/dev/" + name, os.path.join(self.dev, name))
+        for link, target in DEV_LINKS.items():
+            os.symlink(target, os.path.join(os.fsencode(self.dev), link))
+        self._runs = itertools.count(1)
+
+    def new_run(self) -> Tuple[str, str]:
+        """(anchor directory, /dev/shm directory) for one run."""
+        n = next(self._runs)
+        anchors = os.path.join(self.cwd, f"{os.getpid()}-{n}")
+        shm = os.path.join(self.shm, f"{os.getpid()}-{n}")
+        os.mkdir(anchors, 0o755)
+        os.mkdir(shm, 0o1777)
+        return anchors, shm
+
+    def close(self) -> None:
+        from . import _scratch
+        _scratch.remove_ours(self.path)  # the base stays (see _scratch.base)
+
+
+class Cwd:
+    """The virtual cwd of every process, kept by the supervisor.
+
+    chdir and fchdir never reach the kernel: the supervisor checks the
+    directory and records it for the caller's process.  A process it has
+    not seen yet inherits its parent's entry (a child forked before its
+    parent changed directory is given the old one at that moment, see
+    `set`), as the kernel's fork would.  Entries are keyed by pid and the
+    process's start time, so a reused pid never inherits a stale entry.
+
+    The real cwd of every process is the run's *anchor* directory, a
+    private directory holding the symbolic links the supervisor points where
+    an exec must go (`link`, see _rootexec.do_execve).  Landlock grants nothing
+    there.
+    """
+
+    NAMES = [bytes([c]) for c in range(0x21, 0x7F) if c not in (0x2E, 0x2F)]  # not "." nor "/"
+
+    def __init__(self, top: str, initial: bytes, processes, is_member) -> None:
+        self.top = os.fsencode(top)
+        self.anchor = self.top  # everyone's real cwd
+        self.anchor_fd = os.open(self.top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.initial = initial
+        self._processes = processes   # () -> pids of the sandbox
+        self._is_member = is_member
+        self._entries: Dict[int, Tuple[bytes, bytes]] = {}
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        os.close(self.anchor_fd)
+
+    def get(self, pid: int) -> bytes:
+        """The virtual cwd of process `pid` (a tgid)."""
+        return self._of(pid, 0)
+
+    def _of(self, pid: int, depth: int) -> bytes:
+        start, parent = _start_and_parent(pid)
+        entry = self._entries.get(pid)
+        if entry is not None and entry[0] == start:
+            return entry[1]
+        if start and depth < 64 and parent > 1 and (parent in self._entries or self._is_member(parent)):
+            virt = self._of(parent, depth + 1)
+        else:
+            virt = self.initial
+        if start:
+            self._entries[pid] = (start, virt)
+        return virt
+
+    def set(self, pid: int, virt: bytes) -> None:
+        """Process `pid` changes directory; the others keep what they have now."""
+        for other in self._processes():
+            if other != pid:
+                self._of(other, 0)
+        start, _ = _start_and_parent(pid)
+        self._entries[pid] = (start, virt)
+
+    def same_length_link(self, target: bytes, original: bytes) -> Optional[bytes]:
+        """A relative name as long as `original`, ending in its last component, that is now
+        a symlink (in the anchor) to `target`; None if original is too short or too long.
+
+        The kernel hands a #! interpreter the path of its script and its own path
+        as written: with names of the same length the originals can be put back
+        into the new program's argv (see _rootexec.fix_argv).
+        """
+        base = original.rpartition(b"/")[2]
+        room = len(original) - 1 - len(base)
+        if b"/" not in original or not base or base in (b".", b"..") or not 1 <= room <= 200 or len(base) > 255:
+            return None
+        turn = self._next_turn()
+        prefix = self.NAMES[turn % len(self.NAMES)] + b"~" * (room - 1)
+        self._place(prefix, base, target, turn)
+        return prefix + b"/" + base
+
+    def named_link(self, basename: bytes, target: bytes) -> bytes:
+        """A host path ending in /basename that is now a symlink to `target`.
+
+        For a #! interpreter: the kernel passes the interpreter's path as its
+        argv[0], and multi-call programs (busybox) choose by its last name.
+        """
+        turn = self._next_turn()
+        directory = b".i%d" % (turn % 256)
+        self._place(directory, basename, target, turn)
+        return self.anchor + b"/" + directory + b"/" + basename
+
+    def link(self, target: bytes, basename: bytes = b"", room: int = 1) -> bytes:
+        """A relative name (at most `room` bytes) in the anchor that is now a symlink to `target`.
+
+        With room for it the name is C/basename (C one byte, a directory of
+        the anchor): the kernel names a process after the last component of
+        the path it executed (comm, /proc/PID/status).  Else it is one byte.
+        """
+        turn = self._next_turn()
+        char = self.NAMES[turn % len(self.NAMES)]
+        if basename and b"/" not in basename and len(basename) + 2 <= room:
+            self._place(char, basename, target, turn)
+            return char + b"/" + basename
+        self._place(None, char, target, turn)
+        return char
+
+    def _next_turn(self) -> int:
+        with self._lock:
+            turn = self._turn
+            self._turn += 1
+        return turn
+
+    def _place(self, subdir: Optional[bytes], name: bytes, target: bytes, turn: int) -> None:
+        """Make `name` (in the anchor, or in its directory `subdir`) a symlink to `target`,
+        replacing it atomically (a rename over it)."""
+        if subdir is None:
+            directory = self.anchor_fd
+        else:
+            try:
+                os.mkdir(subdir, 0o755, dir_fd=self.anchor_fd)
+            except FileExistsError:
+                pass
+            directory = os.open(subdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
+        try:
+            temp = b".t%d" % turn
+            try:
+                os.unlink(temp, dir_fd=directory)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, temp, dir_fd=directory)
+            os.rename(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        finally:
+            if directory != self.anchor_fd:
+                os.close(directory)
+
+
+def _start_and_parent(pid: int) -> Tuple[bytes, int]:
+    """(start time, parent pid) from /proc/PID/stat; (b"", 0) if gone."""
+    try:
+        fields = proc_stat(pid)
+    except OSError:
+        return b"", 0
+    return fields[19], int(fields[1])
