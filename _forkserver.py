@@ -123,7 +123,8 @@ class Handoff:
 
     def __init__(self, server: "Server") -> None:
         self.server = server
-        self.umask = _umask()
+        from ._notif import current_umask  # the caller's side only: the server's code has no _notif
+        self.umask = current_umask()
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # the caller's 0, 1, 2 as the command inherits them (-1: closed)
         self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
@@ -647,15 +648,6 @@ def _interpreters() -> List[str]:
         if path and path not in out and os.access(path, os.X_OK):
             out.append(path)
     return out
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
 
 
 def _dup_or_closed(fd: int) -> int:

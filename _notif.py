@@ -684,6 +684,12 @@ def proc_status_field(pid: int, key: bytes) -> bytes:
     return value
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (os.umask would race other threads)."""
+    umask = proc_status("self", (b"Umask",)).get(b"Umask")
+    return 0o022 if umask is None else int(umask, 8)
+
+
 def umask_of(tid: int) -> int:
     """The umask of thread tid (creations done on behalf apply it themselves)."""
     return int(proc_status_field(tid, b"Umask"), 8)

@@ -61,7 +61,8 @@ from . import _table
 from ._structs import CLONE_FS
 from ._errors import SetupError, exec_error, os_error, shown
 from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
-                     Tracees, Value, Workers, decode, listener_ioctl, proc_stat, proc_status, tgid_of, write_mem)
+                     Tracees, Value, Workers, current_umask, decode, listener_ioctl, proc_stat, proc_status, tgid_of,
+                     write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
@@ -1523,7 +1524,7 @@ class Session:
             cwd=os.fsdecode(start_dir) if start_dir is not None else policy.cwd, rlimits=tuple(rlimits),
             child_ruleset=prep.child_ruleset, scope_ruleset=prep.scope_ruleset, filter_ptr=filter_ptr,
             filter_flags=flags, stdio=stdio, own_group=own_group, foreground_tty=tty,
-            umask=self.handoff.umask if self.handoff is not None else _current_umask(),
+            umask=self.handoff.umask if self.handoff is not None else current_umask(),
             reset_signals=_launch.ignored_signals(), affinity=policy.cpu_cores,
             personality=_launch.ADDR_NO_RANDOMIZE if policy.no_randomize_memory else 0)
         self.own_group = own_group
@@ -1798,12 +1799,6 @@ def _read_all_until(fd: int, size: int) -> bytes:
             break
         out += chunk
     return out
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    umask = proc_status("self", (b"Umask",)).get(b"Umask")
-    return 0o022 if umask is None else int(umask, 8)
 
 
 def _foreground(fd: int) -> bool:
