@@ -52,6 +52,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _launch
 from . import _syscalls
+from ._structs import CLONE_FS
 
 # The server is forked from the home thread while other threads of the caller run:
 # what the child runs before execve touches no lock they could hold (as in _launch),
@@ -69,7 +70,6 @@ MAX_MESSAGE = 1 << 20
 POOL_IDLE = 10.0       # seconds the idle supervising thread of the pool waits for another run before it ends
 POOL_KEPT = 1          # idle threads kept: others end with their run (a burst of runs leaves one)
 PID = struct.Struct("=i")
-CLONE_FS = 0x200
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
 # The interpreter's whole program: it loads the modules it is sent as the package
