@@ -36,7 +36,7 @@ import os
 import resource
 import signal
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -64,13 +64,21 @@ STUB_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, si
                 signal.SIGWINCH, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
+# Signals sandlock itself set to SIG_IGN (the CLI's SIGINT and SIGQUIT while the command
+# shares its process group: _supervisor.Watch.install_signal_wakeup): the command gets them back.
+OWN_IGNORED: Set[int] = set()
+
+
 def ignored_signals() -> Tuple[int, ...]:
-    """Signals ignored in this process: an ignored disposition survives execve,
-    so the command sets them back to default (as subprocess does for SIGPIPE)."""
+    """Signals the command sets back to default: an ignored disposition survives execve.
+
+    As subprocess does: SIGPIPE and SIGXFSZ, which Python ignores for itself; and what
+    sandlock ignored itself (OWN_IGNORED).  A signal the caller already ignored (nohup's
+    SIGHUP, a background job's SIGINT) stays ignored in the command, as it would bare."""
     out = []
-    for sig in range(1, 32):
-        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) == signal.SIG_IGN:
-            out.append(sig)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, *sorted(OWN_IGNORED)):
+        if int(sig) not in out and signal.getsignal(sig) == signal.SIG_IGN:
+            out.append(int(sig))  # plain ints: they travel to the fork server (marshal)
     return tuple(out)
 
 

@@ -1131,6 +1131,8 @@ class Watch:
         # in the command's process group, Ctrl-Z stops sandlock once the command is (_stop_after)
         for signum in FORWARDED + ((signal.SIGTSTP,) if not self.own_group else ()):
             previous[signum] = signal.signal(signum, signal.SIG_IGN if signum in ignore else _noop)
+            if signum in ignore and previous[signum] != signal.SIG_IGN:
+                _launch.OWN_IGNORED.add(signum)  # the command gets it back (_launch.ignored_signals)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self._wakeup = (r, w, previous, old_fd)
 
@@ -1141,6 +1143,7 @@ class Watch:
         self._wakeup = None
         for signum, handler in previous.items():
             signal.signal(signum, handler if self.restore_signals else signal.SIG_IGN)
+            _launch.OWN_IGNORED.discard(signum)
         signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
         os.close(w)
