@@ -320,6 +320,7 @@ class CLI:
             input = input.encode()
         kwargs = dict(input=input) if input is not None else dict(stdin=subprocess.DEVNULL)
         return subprocess.run(self.command(args, as_user), capture_output=True, timeout=timeout,
+                              preexec_fn=default_signals,
                               cwd=str(cwd) if cwd else "/", env=self.environment(as_user, env), text=text,
                               errors="surrogateescape" if text else None, pass_fds=tuple(pass_fds),
                               **kwargs)
@@ -327,9 +328,19 @@ class CLI:
     def popen(self, args: Sequence[str], *, as_user: bool = False, cwd: Union[str, Path, None] = None,
               env: Optional[Mapping[str, Optional[str]]] = None) -> subprocess.Popen:
         """Start sandlock in the background; the Popen's pid is sandlock itself (setpriv execs)."""
-        return subprocess.Popen(self.command(args, as_user), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        return subprocess.Popen(self.command(args, as_user), preexec_fn=default_signals,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=str(cwd) if cwd else "/",
                                 env=self.environment(as_user, env), text=True, errors="surrogateescape")
+
+
+def default_signals() -> None:
+    """In the child, before exec: the signals a shell ignores for a background job or
+    nohup (SIGHUP, SIGINT, SIGQUIT) back to default, so sandlock starts as from a
+    terminal whatever started pytest (an ignored signal stays ignored in the command,
+    as bare, and `trap` cannot catch it there)."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
