@@ -282,16 +282,8 @@ def _verify(tid: int, tgid: int, argv: List[bytes], ident: Tuple[int, int], scri
     deadline = time.monotonic() + EXEC_BOUND
     pause = 0.0001
     while True:
-        got, status, gone = 0, 0, True
-        for pid in candidates:
-            try:
-                got, status = os.waitpid(pid, os.WNOHANG | WALL)
-            except ChildProcessError:
-                continue
-            gone = False
-            if got:
-                break
-        if gone:
+        ours, got, status = _news(candidates)
+        if not ours:
             return
         if not got:
             if time.monotonic() > deadline:
@@ -354,18 +346,25 @@ def _kill(pid: int, candidates: Tuple[int, ...]) -> None:
         pass
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:  # reaped for us, so that its parent learns of its end
-        busy = False
-        for one in candidates:
-            try:
-                got, status = os.waitpid(one, os.WNOHANG | WALL)
-            except ChildProcessError:
-                continue
-            busy = True
-            if got and not os.WIFSTOPPED(status):
-                return
-        if not busy:
+        ours, got, status = _news(candidates)
+        if not ours or (got and not os.WIFSTOPPED(status)):
             return
-        time.sleep(0.001)
+        if not got:
+            time.sleep(0.001)
+
+
+def _news(candidates: Tuple[int, ...]) -> Tuple[bool, int, int]:
+    """(any candidate is still a tracee of ours, the first one with a wait status or 0, its status)."""
+    ours = False
+    for pid in candidates:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG | WALL)
+        except ChildProcessError:
+            continue
+        ours = True
+        if got:
+            return True, got, status
+    return ours, 0, 0
 
 
 def check_destination(ctx: Context, call: Call, kind: str, proto: str, packed: bytes, port: int) -> None:
