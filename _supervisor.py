@@ -92,7 +92,7 @@ DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
 # fds and data prepared before the fork, then exec), so Python 3.12's warning
 # about fork() in a multi-threaded process is not for this call.
 warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded", category=DeprecationWarning,
-                        module="_supervisor")
+                        module=r".*_supervisor$")  # sandlock._supervisor, or wherever it is vendored
 
 
 class Outcome(NamedTuple):
