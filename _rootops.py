@@ -49,6 +49,8 @@ def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: 
             if grows:
                 ctx.resolver.need_space(name)
         except OSError as exc:
+            if kernel_first == "exists" and last in (b".", b".."):
+                raise _oserror(errno.EEXIST) from None  # "/", "." and ".." always are (mkdir -p /a/b)
             if kernel_first is not None and last not in (b".", b".."):
                 _lookup_error(fd, last, kernel_first)
             raise exc

@@ -70,6 +70,17 @@ def test_mkdir_makes_directories_where_a_write_rule_is_only(fake, root: Path) ->
     assert (root / "tmp/e").is_dir()
 
 
+@pytest.mark.root_rows("mkdir")
+def test_mkdir_of_the_root_dot_or_dotdot_where_writing_is_refused_says_it_exists(fake, root: Path) -> None:
+    # the kernel's lookup finds "/", "." and ".." before any permission check; mkdir -p
+    # (busybox's) walks from "/" and stops on anything but EEXIST
+    ctx = in_root(fake, root)
+    for path in ("/", "/etc/.", "/etc/dir/..", "/etc/dir/."):
+        assert drive(ctx, "mkdir", ctx.mem.cstr(path), 0o755) == Errno(errno.EEXIST), path
+    assert drive(ctx, "mkdir", ctx.mem.cstr("/etc/dir/new/.."), 0o755) == Errno(errno.ENOENT)
+    assert drive(ctx, "mkdir", ctx.mem.cstr("/etc/new"), 0o755) == Errno(errno.EACCES)
+
+
 @pytest.mark.root_rows("mknod", "mknodat")
 def test_mknod_makes_fifos_and_files_but_never_devices(fake, root: Path) -> None:
     ctx = in_root(fake, root)

@@ -25,6 +25,9 @@ def t(name, fn, *a):
     print(name, r)
 t("mkdir-existing", os.mkdir, base + "/" + d)
 t("mkdir-new", os.mkdir, base + "/new")
+t("mkdir-root", os.mkdir, "/")
+t("mkdir-dot", os.mkdir, base + "/" + d + "/.")
+t("mkdir-dotdot", os.mkdir, base + "/" + d + "/..")
 t("mkfifo-existing", os.mkfifo, base + "/" + d)
 t("mkfifo-new", os.mkfifo, base + "/newf")
 t("symlink-existing", os.symlink, "x", base + "/" + d)
@@ -45,6 +48,9 @@ t("open-excl-new", os.open, base + "/newo", os.O_CREAT | os.O_EXCL | os.O_WRONLY
 
 KERNEL = """mkdir-existing EEXIST
 mkdir-new EACCES
+mkdir-root EEXIST
+mkdir-dot EEXIST
+mkdir-dotdot EEXIST
 mkfifo-existing EEXIST
 mkfifo-new EACCES
 symlink-existing EEXIST
