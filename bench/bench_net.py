@@ -6,8 +6,9 @@
 Servers run in a process of their own on 127.0.0.1: one that accepts and closes, an
 http.server serving a 1 KiB file, and a sink that reads and counts.  The
 same client program runs bare (subprocess) and under
-`Sandbox(net_allow=[those ports])`, rounds interleaved so that a busy machine
-slows both alike; the program times its own loop (start-up is not counted):
+`Sandbox(net_allow=[those ports])`, both warmed up alike, rounds interleaved
+(which side runs first alternates) so that a busy machine slows both alike;
+the program times its own loop (start-up is not counted):
 
 - connect+close: a TCP connect and close per call (each connect is trapped,
   decided and made on behalf), microseconds per call;
@@ -114,11 +115,14 @@ def main() -> None:
             ("HTTP GET", "http", 300, lambda s: s / 300 * 1e3, "ms/request"),
             (f"transfer {args.gib:g} GiB", "transfer", mib, lambda s: mib / s, "MiB/s"))
     for label, what, n, unit, name in work:
-        seconds(boxed, what, ports[what], max(1, n // 10))  # warm up
+        seconds(bare, what, ports[what], max(1, n // 10))  # warm up both sides alike
+        seconds(boxed, what, ports[what], max(1, n // 10))
         b, s = [], []
-        for _ in range(args.rounds):
-            b.append(unit(seconds(bare, what, ports[what], n)))
-            s.append(unit(seconds(boxed, what, ports[what], n)))
+        for round_ in range(args.rounds):
+            # which side runs first alternates: neither always follows the other
+            sides = ((bare, b), (boxed, s)) if round_ % 2 == 0 else ((boxed, s), (bare, b))
+            for run, times in sides:
+                times.append(unit(seconds(run, what, ports[what], n)))
         mb, ms = statistics.median(b), statistics.median(s)
         ratio = ms / mb
         kind = "throughput, sandboxed/bare" if name == "MiB/s" else "time, sandboxed/bare"
