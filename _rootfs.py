@@ -254,7 +254,7 @@ class RootResolver(Resolver):
         return virt + (b" (deleted)" if deleted and not target.startswith(b"/memfd:") else b"")
 
     def virtual_cwd(self, tid: int) -> bytes:
-        return self.cwd.get(tgid_of(tid))
+        return self.cwd.of_thread(tid)
 
     def virtual_dir(self, call: Call, dirfd: int) -> bytes:
         if dirfd == AT_FDCWD:
