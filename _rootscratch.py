@@ -13,7 +13,7 @@ import itertools
 import os
 import select
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -86,6 +86,7 @@ class Cwd:
 
     NAMES = [bytes([c]) for c in range(0x21, 0x7F) if c not in (0x2E, 0x2F)]  # not "." nor "/"
     THREADS_MAX = 128  # threads whose process is remembered (of_thread); then all are forgotten
+    MADE_MAX = 4096    # names _place remembers having made (_remember_made)
 
     def __init__(self, top: str, initial: bytes, processes, is_member) -> None:
         self.top = os.fsencode(top)
@@ -97,6 +98,7 @@ class Cwd:
         self._entries: Dict[int, Tuple[bytes, bytes]] = {}
         self._turn = 0
         self._lock = threading.Lock()
+        self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
         # tid -> (pidfd of that thread, its tgid, the start time of that process): see of_thread
         self._threads: Dict[int, Tuple[int, int, bytes]] = {}
         self._threads_lock = threading.Lock()
@@ -232,6 +234,17 @@ class Cwd:
         self._place(None, char, target, turn)
         return char
 
+    def _remember_made(self, subdir: Optional[bytes], name: bytes) -> None:
+        """subdir and subdir/name exist in the anchor now (a hint for _place: it saves
+        a mkdir, or an unlink and a rename, on the anchor's filesystem).  Bounded: forgotten
+        past MADE_MAX, as _place never depends on it."""
+        with self._lock:
+            if len(self._made) >= self.MADE_MAX:
+                self._made.clear()
+            if subdir is not None:
+                self._made.add(subdir)
+            self._made.add((subdir, name))
+
     def _next_turn(self) -> int:
         with self._lock:
             turn = self._turn
@@ -244,12 +257,22 @@ class Cwd:
         if subdir is None:
             directory = self.anchor_fd
         else:
-            try:
-                os.mkdir(subdir, 0o755, dir_fd=self.anchor_fd)
-            except FileExistsError:
-                pass
+            if subdir not in self._made:
+                try:
+                    os.mkdir(subdir, 0o755, dir_fd=self.anchor_fd)
+                except FileExistsError:
+                    pass
             directory = os.open(subdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.anchor_fd)
         try:
+            if (subdir, name) not in self._made:
+                # a name not made yet is made in one step (only the supervisor writes
+                # the anchor; if it is there after all, it is replaced as below)
+                try:
+                    os.symlink(target, name, dir_fd=directory)
+                    self._remember_made(subdir, name)
+                    return
+                except FileExistsError:
+                    pass
             temp = b".t%d" % turn
             try:
                 os.unlink(temp, dir_fd=directory)
@@ -257,6 +280,7 @@ class Cwd:
                 pass
             os.symlink(target, temp, dir_fd=directory)
             os.rename(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+            self._remember_made(subdir, name)
         finally:
             if directory != self.anchor_fd:
                 os.close(directory)
