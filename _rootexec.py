@@ -313,8 +313,8 @@ def _stack_rlimit(tid: int) -> int:
     """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it):
     prlimit(2), or /proc/TID/limits where prlimit is refused (a caller of another uid)."""
     try:
-        soft = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
-        return 1 << 64 if soft == resource.RLIM_INFINITY else soft
+        limit = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
+        return 1 << 64 if limit == resource.RLIM_INFINITY else limit
     except (OSError, ValueError):
         pass
     try:
