@@ -389,16 +389,20 @@ class RootResolver(Resolver):
         on the way, checked and fstat'ed, exactly as the general way's first try
         (open -> _open_virtual) does, without its layers.  None: take the general way
         (a symlink on the way, or a path of another route)."""
-        if (path == b"/" or not _clean_absolute(path) or path.startswith((b"/proc/", b"/dev/"))
+        if path == b"/":
+            rest, name = b".", self.root_host
+        elif (not _clean_absolute(path) or path.startswith((b"/proc/", b"/dev/"))
                 or path == b"/proc" or path == b"/dev"):
             return None
+        else:
+            rest, name = path[1:], self.root_prefix + path[1:]
         for m in self.mounts:
             if path == m.virt or path.startswith(m.virt + b"/"):
                 return None
         if self.scripts and self.scripts.get(call.tid):
             return None
         try:
-            fd = self.hot.openat2(self.root_fd, path[1:], _O_PATH_NOFOLLOW if nofollow else _O_PATH, 0,
+            fd = self.hot.openat2(self.root_fd, rest, _O_PATH_NOFOLLOW if nofollow else _O_PATH, 0,
                                   IN_ROOT | S.RESOLVE_NO_SYMLINKS)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -406,7 +410,7 @@ class RootResolver(Resolver):
             raise
         try:
             st = self.hot.fstat(fd)
-            self.check(fd, self.root_prefix + path[1:], "meta", st)
+            self.check(fd, name, "meta", st)
         finally:
             os.close(fd)
         return st

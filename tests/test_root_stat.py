@@ -47,6 +47,7 @@ def test_stat_of_every_spelling_and_route_answers_as_a_real_root(who, deb: Path,
         "/etc/debian_version/x": ["ENOTDIR"] * 2,
         "/etc/nosuch": ["ENOENT"] * 2,
         "/../../../../../..": ["DIR"] * 2,
+        "/": ["DIR"] * 2,
         str(canary): ["ENOENT"] * 2,                                          # a host path is a guest path
         "/proc/self/status": ["REG 0"] * 2,
         "/proc/self/cwd": ["DIR", "LNK"],
