@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat
 import threading
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -215,7 +216,8 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     then copy_strings() from the last environment string to the first
     argument, the program's name copied first).  Memory stays bounded: the
     pointer arrays are read again by chunks instead of kept, and no string is
-    kept (only its length).  A thread of the caller changing the arrays after
+    kept (only its length; the strings are read a page at a time, at most
+    PAGES_KEPT pages held at once).  A thread of the caller changing the arrays after
     this check can still make the exec fail; then only the caller's own
     memory holds the rewritten bytes (README, SECURITY.md).
     """
@@ -230,9 +232,10 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     room = limit - pointers - (filename_len + 1)
     if room < 0:
         raise _oserror(errno.E2BIG)
+    pages: Dict[int, bytes] = {}  # the strings sit side by side: a few pages serve them all
     for base, count in ((envp, envc), (argv, argc)):
         for address in _pointers_backwards(ctx, tid, base, count):
-            room -= _arg_length(ctx, tid, address)
+            room -= _arg_length(ctx, tid, address, pages)
             if room < 0:
                 raise _oserror(errno.E2BIG)
     if argc == 0 and room < 1:
@@ -269,18 +272,34 @@ def _pointers_backwards(ctx, tid: int, array: int, count: int):
         end = start
 
 
-def _arg_length(ctx, tid: int, address: int) -> int:
-    """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit."""
+PAGES_KEPT = 8  # pages of argument strings arguments_fit holds at once
+
+
+def _arg_length(ctx, tid: int, address: int, pages: Optional[Dict[int, bytes]] = None) -> int:
+    """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit.
+
+    pages: (aligned address -> bytes) read before, reused: memory is read by aligned
+    spans of a page (or of what one read takes, if less), each within one page, so
+    a span reads whole or not at all, as the bytes from `address` to its end would."""
     if address == 0:
         raise _oserror(errno.EFAULT)
     length = 0
     hot = ctx.tracees.hot
+    unit = min(PAGE_SIZE, hot.READ_MAX)
     while length < MAX_ARG_STRLEN:
-        want = min(PAGE_SIZE - (address + length) % PAGE_SIZE, MAX_ARG_STRLEN - length)
-        try:
-            data = hot.readv(tid, address + length, want)
-        except OSError:
-            data = b""
+        here = address + length
+        span = here - here % unit
+        data = pages.get(span) if pages is not None else None
+        if data is None:
+            try:
+                data = hot.readv(tid, span, unit)
+            except OSError:
+                data = b""
+            if pages is not None and data:
+                if len(pages) >= PAGES_KEPT:
+                    pages.clear()
+                pages[span] = data
+        data = data[here - span:here - span + MAX_ARG_STRLEN - length]
         if not data:
             raise _oserror(errno.EFAULT)
         end = data.find(b"\0")
@@ -291,7 +310,13 @@ def _arg_length(ctx, tid: int, address: int) -> int:
 
 
 def _stack_rlimit(tid: int) -> int:
-    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it)."""
+    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it):
+    prlimit(2), or /proc/TID/limits where prlimit is refused (a caller of another uid)."""
+    try:
+        limit = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
+        return 1 << 64 if limit == resource.RLIM_INFINITY else limit
+    except (OSError, ValueError):
+        pass
     try:
         with open(b"/proc/%d/limits" % tid, "rb") as f:
             for line in f:

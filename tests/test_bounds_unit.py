@@ -217,3 +217,47 @@ def _on_tmpfs(path: Path) -> bool:
         return int.from_bytes(_syscalls.statfs(fd)[:8], sys.byteorder) == 0x01021994
     finally:
         os.close(fd)
+
+
+def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits_and_bounded(
+        tmp_path: Path) -> None:
+    from sandlock import _rootscratch
+    if not _rootscratch.Cwd(str(tmp_path), b"/", lambda: [], lambda pid: False)._thread_pidfds:
+        pytest.skip("PIDFD_THREAD needs Linux 6.9")  # of_thread reads /proc every time then
+    me = os.getpid()
+    cwd = _rootscratch.Cwd(str(tmp_path), b"/start", lambda: [me], lambda pid: pid == me)
+    reads: List[int] = []
+    real_tgid_of = _rootscratch.tgid_of
+    _rootscratch.tgid_of = lambda tid: reads.append(tid) or real_tgid_of(tid)  # type: ignore[assignment]
+    try:
+        started, stop, tids = threading.Event(), threading.Event(), []
+
+        def run() -> None:
+            tids.append(threading.get_native_id())
+            started.set()
+            stop.wait(10)
+
+        t = threading.Thread(target=run)
+        t.start()
+        started.wait(10)
+        tid = tids[0]
+        assert cwd.of_thread(tid) == b"/start" and reads == [tid]
+        assert cwd.of_thread(tid) == b"/start" and reads == [tid]  # remembered: no /proc read
+        cwd.set(me, b"/usr")
+        assert cwd.of_thread(tid) == b"/usr" and reads == [tid]  # a chdir is seen at once
+        assert cwd.of_thread(me) == b"/usr" and reads == [tid, me]
+        stop.set()
+        t.join()
+        with pytest.raises(OSError) as exc:  # exited: asked again, and gone
+            cwd.of_thread(tid)
+        assert exc.value.errno == errno.ESRCH and reads[-1] == tid
+        assert tid not in cwd._threads
+        for i in range(_rootscratch.Cwd.THREADS_MAX + 5):  # bounded: at most THREADS_MAX pidfds
+            t = threading.Thread(target=lambda: cwd.of_thread(threading.get_native_id()))
+            t.start()
+            t.join()
+            assert len(cwd._threads) <= _rootscratch.Cwd.THREADS_MAX
+    finally:
+        _rootscratch.tgid_of = real_tgid_of  # type: ignore[assignment]
+        cwd.close()
+    assert cwd._threads == {}
