@@ -86,6 +86,7 @@ class Cwd:
 
     NAMES = [bytes([c]) for c in range(0x21, 0x7F) if c not in (0x2E, 0x2F)]  # not "." nor "/"
     THREADS_MAX = 128  # threads whose process is remembered (of_thread); then all are forgotten
+    ENTRIES_MIN = 1024  # entries kept before the first sweep of processes gone (_sweep)
     MADE_MAX = 4096    # names _place remembers having made (_remember_made)
 
     def __init__(self, top: str, initial: bytes, processes, is_member) -> None:
@@ -96,6 +97,8 @@ class Cwd:
         self._processes = processes   # () -> pids of the sandbox
         self._is_member = is_member
         self._entries: Dict[int, Tuple[bytes, bytes]] = {}
+        self._sweep_at = self.ENTRIES_MIN
+        self._sweeping = threading.Lock()
         self._turn = 0
         self._lock = threading.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
@@ -181,6 +184,7 @@ class Cwd:
             virt = self.initial
         if start:
             self._entries[pid] = (start, virt)
+            self._sweep()
         return start, virt
 
     def set(self, pid: int, virt: bytes) -> None:
@@ -189,7 +193,24 @@ class Cwd:
             if other != pid:
                 self._of(other, 0)
         start, _ = _start_and_parent(pid)
-        self._entries[pid] = (start, virt)
+        if start:
+            self._entries[pid] = (start, virt)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Bounded: past twice the entries left by the last sweep (ENTRIES_MIN at least),
+        drop those of processes gone (a different start time, or none, under that pid):
+        a command that forks forever keeps one entry per live process, amortised one
+        /proc read per entry made.  An entry replaced meanwhile (set) stays."""
+        if len(self._entries) <= self._sweep_at or not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            for pid, entry in list(self._entries.items()):
+                if _start_and_parent(pid)[0] != entry[0] and self._entries.get(pid) is entry:
+                    self._entries.pop(pid, None)
+            self._sweep_at = max(self.ENTRIES_MIN, 2 * len(self._entries))
+        finally:
+            self._sweeping.release()
 
     def same_length_link(self, target: bytes, original: bytes) -> Optional[bytes]:
         """A relative name as long as `original`, ending in its last component, that is now

@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import sys
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -261,3 +262,29 @@ def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits
         _rootscratch.tgid_of = real_tgid_of  # type: ignore[assignment]
         cwd.close()
     assert cwd._threads == {}
+
+
+def test_the_cwd_table_forgets_processes_gone_and_keeps_the_live_ones(tmp_path: Path) -> None:
+    # a command that forks (and chdir's) forever must not grow the supervisor's table
+    from sandlock import _rootscratch
+    cwd = _rootscratch.Cwd(str(tmp_path), b"/start", lambda: [], lambda pid: False)
+    cwd.ENTRIES_MIN = cwd._sweep_at = 16
+    live = [subprocess.Popen(["sleep", "60"]) for _ in range(8)]
+    try:
+        for p in live:
+            cwd.set(p.pid, b"/live/%d" % p.pid)
+        most = 0
+        for i in range(120):
+            gone = subprocess.Popen(["sleep", "60"])
+            cwd.set(gone.pid, b"/gone")
+            gone.kill()
+            gone.wait()
+            most = max(most, len(cwd._entries))
+        assert most <= 2 * (16 + len(live)) + 1, most
+        for p in live:  # the live processes' own directories survived every sweep
+            assert cwd.get(p.pid) == b"/live/%d" % p.pid
+    finally:
+        for p in live:
+            p.kill()
+            p.wait()
+        cwd.close()
