@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from ._notif import proc_stat
+from ._notif import proc_stat, start_of
 
 # /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
@@ -102,10 +102,10 @@ class Cwd:
         return self._of(pid, 0)
 
     def _of(self, pid: int, depth: int) -> bytes:
-        start, parent = _start_and_parent(pid)
         entry = self._entries.get(pid)
-        if entry is not None and entry[0] == start:
+        if entry is not None and entry[0] and entry[0] == start_of(pid):  # kept per thread (_notif.Known)
             return entry[1]
+        start, parent = _start_and_parent(pid)
         if start and depth < 64 and parent > 1 and (parent in self._entries or self._is_member(parent)):
             virt = self._of(parent, depth + 1)
         else:
@@ -119,8 +119,7 @@ class Cwd:
         for other in self._processes():
             if other != pid:
                 self._of(other, 0)
-        start, _ = _start_and_parent(pid)
-        self._entries[pid] = (start, virt)
+        self._entries[pid] = (start_of(pid), virt)
 
     def same_length_link(self, target: bytes, original: bytes) -> Optional[bytes]:
         """A relative name as long as `original`, ending in its last component, that is now
