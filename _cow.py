@@ -574,11 +574,8 @@ class _DirPair:
         if head != self.head:
             self.close()
             src = _open_dir(self.top, head)
-            try:
+            with _syscalls.closed_on_error(src):
                 dst = _open_dir(self.low, head)
-            except BaseException:
-                os.close(src)
-                raise
             self.head, self.fds = head, (src, dst)
         return self.fds
 
