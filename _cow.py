@@ -502,67 +502,54 @@ class Upper:
         self._state("committing")
         low = os.open(self.lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         top = os.open(self.tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        pair = _DirPair(top, low)
         try:
+            times = self._directory_times(top, changes)
             gone: List[str] = []
             for change in changes:  # sorted: a directory comes before what is in it
                 if any(change.path.startswith(g + "/") for g in gone):
                     continue  # inside a directory already removed or replaced as a whole
                 head, name = _split(change.path)
                 if change.kind == "D":
+                    pair.close()  # what is removed may be a directory held open
                     _remove_entry(low, head, name)
                     gone.append(change.path)
                     continue
-                src = _open_dir(top, head)
-                dst = _open_dir(low, head)
-                try:
-                    st = os.stat(name, dir_fd=src, follow_symlinks=False)
-                    if stat.S_ISDIR(st.st_mode):
-                        try:
-                            old = os.stat(name, dir_fd=dst, follow_symlinks=False)
-                        except FileNotFoundError:
-                            old = None
-                        if old is not None and not stat.S_ISDIR(old.st_mode):
-                            os.unlink(name, dir_fd=dst)
-                            old = None
-                        if old is None:
-                            os.mkdir(name, 0o700, dir_fd=dst)
-                        fd = _open_dir(dst, name)
-                        try:
-                            _copy_meta(fd, st, is_dir=True)
-                        finally:
-                            os.close(fd)
-                    else:
-                        try:
-                            if stat.S_ISDIR(os.stat(name, dir_fd=dst, follow_symlinks=False).st_mode):
-                                gone.append(change.path)  # a directory replaced by a file: its entries go with it
-                        except FileNotFoundError:
-                            pass
-                        _place(src, dst, name, st, self)
-                finally:
-                    os.close(src)
-                    os.close(dst)
-            self._fix_directory_times(low, top, changes)
+                src, dst = pair.get(head)
+                st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    _place_directory(src, dst, name, st)
+                elif change.kind != "A" or not _link_new(src, dst, name, st):
+                    try:
+                        if stat.S_ISDIR(os.stat(name, dir_fd=dst, follow_symlinks=False).st_mode):
+                            gone.append(change.path)  # a directory replaced by a file: its entries go with it
+                    except FileNotFoundError:
+                        pass
+                    _place(src, dst, name, st, self)
+            pair.close()
+            _set_directory_times(low, times)
         finally:
+            pair.close()
             os.close(low)
             os.close(top)
         self._state("committed")
 
-    def _fix_directory_times(self, low: int, top: int, changes: List[Change]) -> None:
-        """Directories whose entries changed get the farm's modification time."""
-        touched = sorted({_split(c.path)[0] for c in changes}, key=len, reverse=True)
-        for rel in touched:
+    @staticmethod
+    def _directory_times(top: int, changes: List[Change]) -> List[Tuple[str, int, int]]:
+        """(directory, atime, mtime) in the farm of every directory whose entries changed,
+        deepest first, as the run left them."""
+        out: List[Tuple[str, int, int]] = []
+        for rel in sorted({_split(c.path)[0] for c in changes}, key=len, reverse=True):
             try:
-                src, dst = _open_dir(top, rel), _open_dir(low, rel)
+                fd = _open_dir(top, rel)
             except OSError:
                 continue
             try:
-                st = os.stat(src)
-                os.utime(f"/proc/self/fd/{dst}", ns=(st.st_atime_ns, st.st_mtime_ns))
-            except OSError:
-                pass
+                st = os.stat(fd)
+                out.append((rel, st.st_atime_ns, st.st_mtime_ns))
             finally:
-                os.close(src)
-                os.close(dst)
+                os.close(fd)
+        return out
 
     def keep(self) -> None:
         self._state("kept")
@@ -572,6 +559,81 @@ class Upper:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+class _DirPair:
+    """The O_PATH fds of one directory in the farm and in the lower directory, kept while
+    the commit stays in it (its changes are next to each other: they are sorted)."""
+
+    def __init__(self, top: int, low: int) -> None:
+        self.top, self.low = top, low
+        self.head: Optional[str] = None
+        self.fds = (-1, -1)
+
+    def get(self, head: str) -> Tuple[int, int]:
+        if head != self.head:
+            self.close()
+            src = _open_dir(self.top, head)
+            with _syscalls.closed_on_error(src):
+                dst = _open_dir(self.low, head)
+            self.head, self.fds = head, (src, dst)
+        return self.fds
+
+    def close(self) -> None:
+        for fd in self.fds:
+            if fd >= 0:
+                os.close(fd)
+        self.head, self.fds = None, (-1, -1)
+
+
+def _link_new(src: int, dst: int, name: str, st: os.stat_result) -> bool:
+    """A name new to the lower directory ("A"): the farm's file, symlink or FIFO linked
+    there under its own name at once (link(2) makes the whole name or none, and fails
+    if one is there: nothing is replaced, nothing torn; the layer stays whole).  False
+    where that does not apply (a set-id file, an entry of another kind, a name that is
+    there after all, another filesystem, fs.protected_hardlinks): `_place` does it then."""
+    kind = stat.S_IFMT(st.st_mode)
+    if kind not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFIFO) or st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        return False
+    try:
+        os.link(name, name, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+    except OSError:
+        return False  # nothing was made
+    return True
+
+
+def _place_directory(src: int, dst: int, name: str, st: os.stat_result) -> None:
+    """The farm's directory `name` in the lower directory: made (in place of a non-directory)
+    or kept, with the farm's owner, mode and times."""
+    try:
+        old: Optional[os.stat_result] = os.stat(name, dir_fd=dst, follow_symlinks=False)
+    except FileNotFoundError:
+        old = None
+    if old is not None and not stat.S_ISDIR(old.st_mode):
+        os.unlink(name, dir_fd=dst)
+        old = None
+    if old is None:
+        os.mkdir(name, 0o700, dir_fd=dst)
+    fd = _open_dir(dst, name)
+    try:
+        _copy_meta(fd, st, is_dir=True)
+    finally:
+        os.close(fd)
+
+
+def _set_directory_times(low: int, times: List[Tuple[str, int, int]]) -> None:
+    """Directories whose entries changed get the farm's times (Upper._directory_times)."""
+    for rel, atime, mtime in times:
+        try:
+            dst = _open_dir(low, rel)
+        except OSError:
+            continue
+        try:
+            os.utime(f"/proc/self/fd/{dst}", ns=(atime, mtime))
+        except OSError:
+            pass
+        finally:
+            os.close(dst)
 
 def _entries(top: int, rel: str) -> Dict[str, os.stat_result]:
     """The entries of directory rel under top, sandlock's own (`_scratch.reserved`) left out."""

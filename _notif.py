@@ -42,6 +42,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import threading
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -691,12 +692,148 @@ def current_umask() -> int:
 
 
 def umask_of(tid: int) -> int:
-    """The umask of thread tid (creations done on behalf apply it themselves)."""
+    """The umask of thread tid (creations done on behalf apply it themselves): read
+    anew at every call (umask(2) is not trapped), through the thread's own
+    /proc/TID/status kept open while it lives (`Known`), else opened for it."""
+    known = _known(tid)
+    if known is not None:
+        try:
+            with _KNOWN_LOCK:
+                data = known.status_data() if _KNOWN.get(tid) is known and known.alive() else b""
+        except OSError:
+            data = b""  # gone: the usual way says so
+        if data:
+            return int(_status_field(data, b"Umask"), 8)
     return int(proc_status_field(tid, b"Umask"), 8)
 
 
 def tgid_of(tid: int) -> int:
-    return int(proc_status_field(tid, b"Tgid"))
+    """The thread-group id (pid) of thread tid; ESRCH if it is gone."""
+    known = _known(tid)
+    return known.tgid if known is not None else int(proc_status_field(tid, b"Tgid"))
+
+
+def start_of(pid: int) -> bytes:
+    """The start time of process pid (a tgid: field 22 of /proc/PID/stat), b"" if it is gone."""
+    known = _known(pid)
+    if known is not None and known.tgid == pid:
+        return known.start
+    try:
+        return proc_stat(pid)[19]
+    except (OSError, IndexError):
+        return b""
+
+
+def _status_field(data: bytes, key: bytes) -> bytes:
+    start = data.find(b"\n" + key + b":")
+    if start < 0:
+        raise os_error(errno.ESRCH)
+    start += len(key) + 2
+    end = data.find(b"\n", start)
+    return data[start:end if end >= 0 else len(data)].strip()
+
+
+# --- what does not change while a thread lives --------------------------------------------
+#
+# A thread's thread-group id and its process's start time never change while the
+# thread lives (an exec by another thread of the group gives it the leader's tid
+# and start time: fs/exec.c de_thread), so they are read once per thread and kept
+# (`Known`).  A kept entry is trusted only while a pidfd opened for that very task
+# says it has not exited (poll(2) on a pidfd: readable once it has): a tid is
+# reused only after its task is reaped, and the reused tid is another task, whose
+# entry is read anew.  The pidfd is opened before the reads and checked after them,
+# so what was read belongs to its task.  Entries are bounded (KNOWN_MAX, the oldest
+# goes first), dropped when their task is found exited, and those of exited tasks
+# all go at the end of a run (forget_exited).  Without thread pidfds (PIDFD_THREAD,
+# Linux 6.9) only a process's main thread has an entry; other threads are read
+# every time, as before.
+
+KNOWN_MAX = 64       # threads whose ids are kept (each holds a pidfd, a poll object, maybe a /proc fd)
+
+
+class Known:
+    """What does not change while thread `tid` lives (see above), and its /proc/TID/status."""
+
+    __slots__ = ("pidfd", "poller", "tgid", "start", "status", "tid")
+
+    def __init__(self, tid: int, pidfd: int, tgid: int, start: bytes) -> None:
+        self.tid, self.pidfd, self.tgid, self.start = tid, pidfd, tgid, start
+        self.poller = select.poll()
+        self.poller.register(pidfd, select.POLLIN)
+        self.status = -1  # /proc/TID/status, opened on the first umask read
+
+    def alive(self) -> bool:
+        """Has the task not exited?  (Under _KNOWN_LOCK: a poll object is not shared.)"""
+        try:
+            return not self.poller.poll(0)
+        except (OSError, RuntimeError):
+            return False
+
+    def status_data(self) -> bytes:
+        """/proc/TID/status as it is now (under _KNOWN_LOCK, the entry alive), read through
+        an fd opened for this very task: a /proc file of a task that is gone fails with
+        ESRCH, whoever has its tid since."""
+        if self.status < 0:
+            fd = os.open(b"/proc/%d/status" % self.tid, os.O_RDONLY | os.O_CLOEXEC)
+            if not self.alive():  # the tid may be another task's since the check before
+                os.close(fd)
+                raise os_error(errno.ESRCH)
+            self.status = fd
+        return os.pread(self.status, 4096, 0)
+
+    def close(self) -> None:
+        """Under _KNOWN_LOCK, once out of the table (its fds are used only under the lock)."""
+        for fd in (self.pidfd, self.status):
+            if fd >= 0:
+                os.close(fd)
+        self.pidfd = self.status = -1
+
+
+_KNOWN: Dict[int, Known] = {}
+_KNOWN_LOCK = threading.Lock()
+_THREAD_PIDFD: List[int] = []  # [PIDFD_THREAD or 0], once known
+
+
+def _known(tid: int) -> Optional[Known]:
+    """The kept entry of thread tid, made on first use; None where none can be made
+    (no thread pidfd, the thread is gone): the caller reads /proc as before."""
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(tid)
+        if known is not None:
+            if known.alive():
+                return known
+            del _KNOWN[tid]
+            known.close()
+    if not _THREAD_PIDFD:
+        _THREAD_PIDFD.append(PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0)
+    try:
+        pidfd = os.pidfd_open(tid, _THREAD_PIDFD[0])
+    except OSError:
+        return None  # gone, or a thread without PIDFD_THREAD
+    try:
+        tgid = int(proc_status_field(tid, b"Tgid"))
+        start = proc_stat(tgid)[19]
+    except (OSError, ValueError, IndexError):
+        os.close(pidfd)
+        return None
+    known = Known(tid, pidfd, tgid, start)
+    with _KNOWN_LOCK:
+        if not known.alive() or tid in _KNOWN:  # exited meanwhile: what was read may be another's
+            known.close()
+            return _KNOWN.get(tid)
+        while len(_KNOWN) >= KNOWN_MAX:
+            _KNOWN.pop(next(iter(_KNOWN))).close()
+        _KNOWN[tid] = known
+    return known
+
+
+def forget_exited() -> None:
+    """Drop the kept entries of threads that have exited (the end of a run)."""
+    with _KNOWN_LOCK:
+        for tid, known in list(_KNOWN.items()):
+            if not known.alive():
+                del _KNOWN[tid]
+                known.close()
 
 
 def parent_of(pid: int) -> int:

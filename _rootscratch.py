@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import select
 import threading
 from typing import Dict, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _syscalls
-from ._notif import proc_stat, tgid_of
-from ._structs import PIDFD_THREAD
+from ._notif import proc_stat, start_of, tgid_of
 
 # /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
@@ -85,7 +82,6 @@ class Cwd:
     """
 
     NAMES = [bytes([c]) for c in range(0x21, 0x7F) if c not in (0x2E, 0x2F)]  # not "." nor "/"
-    THREADS_MAX = 128  # threads whose process is remembered (of_thread); then all are forgotten
     ENTRIES_MIN = 1024  # entries kept before the first sweep of processes gone (_sweep)
     MADE_MAX = 4096    # names _place remembers having made (_remember_made)
 
@@ -102,15 +98,9 @@ class Cwd:
         self._turn = 0
         self._lock = threading.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
-        # tid -> (pidfd of that thread, its tgid, the start time of that process): see of_thread
-        self._threads: Dict[int, Tuple[int, int, bytes]] = {}
-        self._threads_lock = threading.Lock()
-        self._thread_pidfds = _syscalls.kernel_version() >= (6, 9)  # PIDFD_THREAD
 
     def close(self) -> None:
         os.close(self.anchor_fd)
-        with self._threads_lock:
-            self._forget_threads()
 
     def get(self, pid: int) -> bytes:
         """The virtual cwd of process `pid` (a tgid)."""
@@ -118,66 +108,17 @@ class Cwd:
 
     def of_thread(self, tid: int) -> bytes:
         """The virtual cwd of the process of thread `tid` (get(tgid_of(tid))), with no /proc
-        read once the thread is known: a getcwd and every relative path ask it.
-
-        What is remembered of a thread is held by a pidfd opened for it *before*
-        its process and start time were read from /proc: while that task has not
-        exited (pidfd_poll with PIDFD_THREAD), its tid names it and nothing else,
-        so its tgid (and that process's start time, whose entry in _entries holds
-        the cwd) cannot have changed.  A thread that exited (its tid may be anyone's
-        now), an exec by a thread other than the leader (the exec'ing thread takes
-        the leader's tid: its own pidfd reads as exited) or a process whose entry
-        was replaced take the general way again.  chdir and fchdir change only the
-        entry (set), which is read on every call.  Bounded: THREADS_MAX pidfds.
-        """
-        if self._thread_pidfds:
-            with self._threads_lock:
-                known = self._threads.get(tid)
-                if known is not None:
-                    if _running(known[0]):
-                        entry = self._entries.get(known[1])
-                        if entry is not None and entry[0] == known[2]:
-                            return entry[1]
-                    else:
-                        del self._threads[tid]
-                        os.close(known[0])
-        pidfd = -1
-        if self._thread_pidfds:
-            try:
-                pidfd = os.pidfd_open(tid, PIDFD_THREAD)
-            except OSError:
-                pidfd = -1  # gone: the reads below say so
-        try:
-            tgid = tgid_of(tid)
-            start, virt = self._of(tgid, 0)
-        except BaseException:
-            if pidfd >= 0:
-                os.close(pidfd)
-            raise
-        if pidfd >= 0:
-            if not start:
-                os.close(pidfd)
-                return virt
-            with self._threads_lock:
-                if len(self._threads) >= self.THREADS_MAX:
-                    self._forget_threads()
-                old = self._threads.pop(tid, None)
-                if old is not None:
-                    os.close(old[0])
-                self._threads[tid] = (pidfd, tgid, start)
-        return virt
-
-    def _forget_threads(self) -> None:  # under _threads_lock
-        for pidfd, _, _ in self._threads.values():
-            os.close(pidfd)
-        self._threads.clear()
+        read while the thread's ids are kept (_notif.Known: its tgid and its process's start
+        time, trusted under a pidfd of that very task): a getcwd and every relative path
+        ask it.  chdir and fchdir change only the entry (set), which is read on every call."""
+        return self._of(tgid_of(tid), 0)[1]
 
     def _of(self, pid: int, depth: int) -> Tuple[bytes, bytes]:
         """(start time of process pid, its virtual cwd); start is b"" if it is gone."""
-        start, parent = _start_and_parent(pid)
         entry = self._entries.get(pid)
-        if entry is not None and entry[0] == start:
-            return start, entry[1]
+        if entry is not None and entry[0] and entry[0] == start_of(pid):  # kept per thread (_notif.Known)
+            return entry
+        start, parent = _start_and_parent(pid)
         if start and depth < 64 and parent > 1 and (parent in self._entries or self._is_member(parent)):
             virt = self._of(parent, depth + 1)[1]
         else:
@@ -192,7 +133,7 @@ class Cwd:
         for other in self._processes():
             if other != pid:
                 self._of(other, 0)
-        start, _ = _start_and_parent(pid)
+        start = start_of(pid)
         if start:
             self._entries[pid] = (start, virt)
             self._sweep()
@@ -206,7 +147,7 @@ class Cwd:
             return
         try:
             for pid, entry in list(self._entries.items()):
-                if _start_and_parent(pid)[0] != entry[0] and self._entries.get(pid) is entry:
+                if _start_and_parent(pid)[0] != entry[0] and self._entries.get(pid) is entry:  # not _notif.Known: no pidfd for the dead
                     self._entries.pop(pid, None)
             self._sweep_at = max(self.ENTRIES_MIN, 2 * len(self._entries))
         finally:
@@ -305,13 +246,6 @@ class Cwd:
         finally:
             if directory != self.anchor_fd:
                 os.close(directory)
-
-
-def _running(pidfd: int) -> bool:
-    """Has the thread of this pidfd (PIDFD_THREAD) not exited?  (pidfd_poll: readable once it has.)"""
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return not poller.poll(0)
 
 
 def _start_and_parent(pid: int) -> Tuple[bytes, int]:

@@ -61,8 +61,8 @@ from . import _table
 from ._structs import CLONE_FS
 from ._errors import SetupError, exec_error, os_error, shown
 from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
-                     Tracees, Value, Workers, current_umask, decode, listener_ioctl, proc_stat, proc_status, tgid_of,
-                     write_mem)
+                     Tracees, Value, Workers, current_umask, decode, forget_exited, listener_ioctl, proc_stat,
+                     proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
@@ -508,6 +508,7 @@ class RunContext:
                     self.determinism):
             if one is not None:
                 one.close()
+        forget_exited()  # the ids kept for this run's threads (_notif.Known)
 
     def _proc_listings(self) -> str:
         """This run's directory for /proc listings, made on the first one (most runs list

@@ -18,7 +18,7 @@ from typing import List
 
 import pytest
 
-from sandlock import _elf
+from sandlock import _elf, _syscalls
 from sandlock._notif import Errno, Value, Workers
 from sandlock._procops import InFlight
 
@@ -220,16 +220,20 @@ def _on_tmpfs(path: Path) -> bool:
         os.close(fd)
 
 
-def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits_and_bounded(
-        tmp_path: Path) -> None:
-    from sandlock import _rootscratch
-    if not _rootscratch.Cwd(str(tmp_path), b"/", lambda: [], lambda pid: False)._thread_pidfds:
+def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandlock import _notif, _rootscratch
+    if _syscalls.kernel_version() < (6, 9):
         pytest.skip("PIDFD_THREAD needs Linux 6.9")  # of_thread reads /proc every time then
     me = os.getpid()
     cwd = _rootscratch.Cwd(str(tmp_path), b"/start", lambda: [me], lambda pid: pid == me)
-    reads: List[int] = []
-    real_tgid_of = _rootscratch.tgid_of
-    _rootscratch.tgid_of = lambda tid: reads.append(tid) or real_tgid_of(tid)  # type: ignore[assignment]
+    reads: List[object] = []
+
+    def counted(name, real):  # type: ignore[no-untyped-def]
+        return lambda *a: reads.append((name,) + a) or real(*a)
+    monkeypatch.setattr(_notif, "proc_status_field", counted("status", _notif.proc_status_field))
+    monkeypatch.setattr(_notif, "proc_stat", counted("stat", _notif.proc_stat))
+    monkeypatch.setattr(_rootscratch, "proc_stat", counted("stat", _rootscratch.proc_stat))
     try:
         started, stop, tids = threading.Event(), threading.Event(), []
 
@@ -242,26 +246,20 @@ def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits
         t.start()
         started.wait(10)
         tid = tids[0]
-        assert cwd.of_thread(tid) == b"/start" and reads == [tid]
-        assert cwd.of_thread(tid) == b"/start" and reads == [tid]  # remembered: no /proc read
+        assert cwd.of_thread(tid) == b"/start" and cwd.of_thread(tid) == b"/start" and reads
+        del reads[:]
+        assert cwd.of_thread(tid) == b"/start" and reads == []  # remembered: no /proc read
         cwd.set(me, b"/usr")
-        assert cwd.of_thread(tid) == b"/usr" and reads == [tid]  # a chdir is seen at once
-        assert cwd.of_thread(me) == b"/usr" and reads == [tid, me]
+        del reads[:]
+        assert cwd.of_thread(tid) == b"/usr" and reads == []  # a chdir is seen at once
         stop.set()
         t.join()
         with pytest.raises(OSError) as exc:  # exited: asked again, and gone
             cwd.of_thread(tid)
-        assert exc.value.errno == errno.ESRCH and reads[-1] == tid
-        assert tid not in cwd._threads
-        for i in range(_rootscratch.Cwd.THREADS_MAX + 5):  # bounded: at most THREADS_MAX pidfds
-            t = threading.Thread(target=lambda: cwd.of_thread(threading.get_native_id()))
-            t.start()
-            t.join()
-            assert len(cwd._threads) <= _rootscratch.Cwd.THREADS_MAX
+        assert exc.value.errno == errno.ESRCH and reads
     finally:
-        _rootscratch.tgid_of = real_tgid_of  # type: ignore[assignment]
         cwd.close()
-    assert cwd._threads == {}
+        _notif.forget_exited()
 
 
 def test_the_cwd_table_forgets_processes_gone_and_keeps_the_live_ones(tmp_path: Path) -> None:

@@ -215,3 +215,51 @@ def test_a_layer_kept_beside_the_workdir_by_an_earlier_release_is_still_reported
     Path(old, "1", "state").write_text("kept\n")
     assert _cow.leftovers(str(work)) == [f"{old}/1 (kept)"]
     assert Path(old).is_dir()
+
+
+def placed(monkeypatch) -> list:
+    """Names _cow._place (the usual way, a temporary name renamed) is called for."""
+    names: list = []
+    real = _cow._place
+
+    def spy(src, dst, name, st, upper):
+        names.append(name)
+        return real(src, dst, name, st, upper)
+    monkeypatch.setattr(_cow, "_place", spy)
+    return names
+
+
+def test_a_new_file_is_committed_by_a_link_of_the_layers_own_file(work: Path, monkeypatch) -> None:
+    """The fast way (_cow._link_new): one link(2) to its final name; the layer stays whole."""
+    usual = placed(monkeypatch)
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    (farm / "sub" / "new").write_text("new")
+    os.symlink("new", farm / "sub" / "newlink")
+    os.utime(farm / "sub", ns=(10**18, 10**18))  # the directory's time, as the run left it
+    upper.commit(upper.changes())
+    assert (work / "sub" / "new").read_text() == "new"
+    assert os.stat(work / "sub" / "new").st_ino == os.stat(farm / "sub" / "new").st_ino
+    assert os.readlink(work / "sub" / "newlink") == "new"
+    assert os.stat(work / "sub").st_mtime_ns == 10**18
+    assert [n for n in os.listdir(work / "sub") if n.startswith(".sandlock")] == []
+    assert "new" not in usual and "newlink" not in usual
+    assert (farm / "sub" / "new").read_text() == "new"  # the layer is whole
+    upper.discard()
+    layers.close()
+
+
+def test_a_new_name_someone_made_meanwhile_is_replaced_whole_by_the_usual_way(work: Path, monkeypatch) -> None:
+    """The link finds the name taken (made in the workdir during the run, not by it): the
+    run's file is renamed over it from a temporary name (_place), never torn."""
+    usual = placed(monkeypatch)
+    layers, upper = upper_for(work)
+    farm = Path(upper.tree)
+    (farm / "new").write_text("the run's")
+    (work / "new").write_text("someone else's")
+    upper.commit(upper.changes())
+    assert (work / "new").read_text() == "the run's"
+    assert [n for n in os.listdir(work) if n.startswith(".sandlock-new")] == []
+    assert usual == ["new"]
+    upper.discard()
+    layers.close()

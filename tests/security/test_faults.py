@@ -337,6 +337,9 @@ def test_a_tid_reused_after_its_caller_died_is_never_reached_by_the_supervisor(w
     assert got["cached_pidfd"] == "ESRCH", f"the supervisor reached the successor's fd: {where}"
     assert got["fresh_pidfd"] == "ESRCH", f"the supervisor reached the successor's fd: {where}"
     assert got["cwd"] == "ESRCH", f"the supervisor reached the successor's cwd: {where}"
+    # control: what was kept for A was A's; after the reuse it is B's (start time, umask)
+    assert got["known_a"] == [True, True, "0o77"], where
+    assert got["known_b"] == [True, "B", "0o22"], f"a value kept for the dead caller was used: {where}"
     assert (got["id_valid"], got["send"]) == ("ENOENT", "ENOENT"), where
 
 

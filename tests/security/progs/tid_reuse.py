@@ -12,7 +12,7 @@ import ctypes, errno, fcntl, json, os, signal, sys, time
 
 from sandlock import _bpf as B
 from sandlock import _structs as S
-from sandlock import _syscalls
+from sandlock import _notif, _syscalls
 from sandlock._notif import AT_FDCWD, Call, Tracees
 from sandlock._resolve import FsRules, Resolver
 
@@ -32,6 +32,7 @@ def listener_child(marker_path, ready_w):
     """A: a filter notifying mkdir, fd 9 open on marker A; reports its listener fd."""
     fd = os.open(marker_path, os.O_RDONLY)
     os.dup2(fd, 9)
+    os.umask(0o077)
     program = B.assemble([B.ld_abs(0), B.jeq(MKDIR, "notify", None), B.ret(0x7FFF0000),
                           B.label("notify"), B.ret(S.SECCOMP_RET_USER_NOTIF)])
     _syscalls.prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
@@ -46,10 +47,13 @@ def reuse(pid, marker_b, directory):
     """B, forked with pid `pid` (ns_last_pid): fd 9 on marker B, cwd `directory`."""
     with open("/proc/sys/kernel/ns_last_pid", "w") as f:
         f.write(str(pid - 1))
+    time.sleep(0.05)  # B's start time differs from A's (clock ticks)
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(r)
+        w = fcntl.fcntl(w, fcntl.F_DUPFD, 10)  # not fd 9, which is set below
+        os.umask(0o022)
         os.dup2(os.open(marker_b, os.O_RDONLY), 9)
         os.chdir(directory)
         os.write(w, b"x")
@@ -88,10 +92,18 @@ def scenario(workdir):
     out["control"] = os.readlink("/proc/self/fd/%d" % fd)
     os.close(fd)
 
+    # what is kept per thread (_notif.Known), learned for A
+    known_a = (_notif.tgid_of(tid), _notif.start_of(a), _notif.umask_of(tid))
+
     os.kill(a, signal.SIGKILL)
     os.waitpid(a, 0)
     b = reuse(a, marker_b, workdir)
     out["reused"] = b == a
+    with open("/proc/%d/stat" % b, "rb") as f:
+        start_b = f.read().rsplit(b")", 1)[1].split()[19]
+    out["known_a"] = [known_a[0] == a, known_a[1] != start_b, oct(known_a[2])]
+    out["known_b"] = [_notif.tgid_of(tid) == b, "B" if _notif.start_of(a) == start_b else "not B",
+                      oct(_notif.umask_of(tid))]
 
     def attempt(tracees):
         try:
