@@ -125,10 +125,11 @@ def listing():
         except OSError:
             pass
     return out
-# once the next stub is forked (the server holds its pidfd and socket; while it forks,
-# a socketpair's two ends for a moment)
-wait(lambda: sum(t.startswith("socket:") for t in listing().values()) == 2
-     and "anon_inode:[pidfd]" in listing().values(), 5)
+# once the next stub is forked (the server holds its pidfd, its socket and its command's;
+# while it forks, two socketpairs' ends for a moment; until the last run's stub has ended,
+# that stub's pidfd and no next stub)
+wait(lambda: sum(t.startswith("socket:") for t in listing().values()) == 3
+     and list(listing().values()).count("anon_inode:[pidfd]") == 1, 5)
 server_fds = listing()
 command = box.run(["ls", "/proc/self/fd"]).stdout.decode().split()
 print(json.dumps({"control": control, "fd": fd, "r": r, "server": server_fds, "command": command}))
@@ -145,11 +146,12 @@ def test_no_fd_of_the_caller_reaches_the_fork_server_or_the_command(who) -> None
     assert {server[n] for n in ("0", "1", "2")} == {"/dev/null"}
     assert server["3"].startswith("socket:")
     others = {n: target for n, target in server.items() if n not in ("0", "1", "2", "3")}
-    # and the command's and the stub's Landlock rulesets, and the next stub's pidfd and socket
+    # and the command's and the stub's Landlock rulesets, and the next stub's pidfd and
+    # sockets (the stub's and its command's)
     rulesets = [n for n, target in others.items() if target == "anon_inode:[landlock-ruleset]"]
     sockets = [n for n, target in others.items() if target.startswith("socket:")]
     pidfds = [n for n, target in others.items() if target == "anon_inode:[pidfd]"]
-    assert len(rulesets) <= 2 and len(sockets) == 1 and len(pidfds) == 1, server
+    assert len(rulesets) <= 2 and len(sockets) == 2 and len(pidfds) == 1, server
     assert len(others) == len(rulesets) + len(sockets) + len(pidfds), server
     assert out["command"] == ["0", "1", "2", "3"]  # ls's own directory fd is 3
 
@@ -160,7 +162,10 @@ box = sandlock.Sandbox()
 server = warm(box)
 thread, out = in_thread(lambda: box.run(["sh", "-c", f"sleep {marker} & sleep {marker}"]))
 assert wait(lambda: len(marked(marker)) == 2), "the commands never started"
-stubs = open(f"/proc/{server}/task/{server}/children").read().split()  # the run's and the next one's
+children = lambda: open(f"/proc/{server}/task/{server}/children").read().split()
+# the run's stub and the next one's (forked ahead once a run has lasted PREFORK_AFTER)
+assert wait(lambda: len(children()) == 2), children()
+stubs = children()
 print(server, *stubs, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
