@@ -252,6 +252,8 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
     if net_rules.any_network():
         from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
         _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if _determinism.enabled(policy):
+        import hashlib  # noqa: F401  (_determinism's streams)
     if debug:
         import traceback  # noqa: F401  (handler failures, Notifier)
 
