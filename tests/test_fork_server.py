@@ -216,6 +216,30 @@ def test_the_fork_server_killed_mid_run_ends_that_sandbox_and_the_next_runs_stil
     assert out["restarted"] and out["again"] == "again\n"
 
 
+
+STALE_STUB = PRELUDE + r"""
+box = sandlock.Sandbox()
+server = warm(box)
+children = lambda pid: open(f"/proc/{pid}/task/{pid}/children").read().split()
+# the next run's stub, forked ahead, and the command it forked ahead
+assert wait(lambda: len(children(server)) == 1 and len(children(children(server)[0])) == 1), children(server)
+stub = children(server)[0]
+os.kill(int(children(stub)[0]), signal.SIGKILL)   # the waiting command dies: that stub is stale
+wait(lambda: open(f"/proc/{stub}/stat").read().rsplit(")", 1)[1].split()[0] == "S", 2)
+cat = box.run(["cat"], input=b"through", timeout=20)
+after = box.run(["cat"], input=b"again", timeout=20)
+print(json.dumps([cat.returncode, cat.stdout.decode(), after.returncode, after.stdout.decode(),
+                  box._server.pid == server]))
+"""
+
+
+def test_a_run_that_finds_the_waiting_command_killed_gets_a_fresh_stub_and_the_end_of_its_input(who) -> None:
+    # the fresh stub is forked while the server holds the request's fds (the caller's pipes
+    # among them): it must keep none, or cat would wait for the end of its input for ever
+    r = who.python(STALE_STUB)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert json.loads(r.stdout) == [0, "through", 0, "again", True]
+
 ORPHANS_AND_SIGNALS = PRELUDE + r"""
 marker = sys.argv[1]
 box = sandlock.Sandbox()
@@ -276,14 +300,17 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
         assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(15)]
     assert box._server.pid == server
     assert len(os.listdir("/proc/self/fd")) == fds_before
-    # the server reaped every stub: its one child is the next stub, waiting (no child of its own)
+    # the server reaped every stub: its one child is the next stub, waiting, whose one child
+    # is the command it forked ahead, waiting too (no child of its own)
     def children(pid: int) -> list:
         try:
             return open(f"/proc/{pid}/task/{pid}/children").read().split()
         except OSError:
             return []
     assert wait_for(lambda: len(children(server)) == 1, 5), children(server)
-    assert not children(int(children(server)[0]))
+    stub = int(children(server)[0])
+    assert wait_for(lambda: len(children(stub)) == 1, 5), children(stub)
+    assert not children(int(children(stub)[0]))
 
 
 def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
