@@ -166,7 +166,12 @@ children = lambda: open(f"/proc/{server}/task/{server}/children").read().split()
 # the run's stub and the next one's (forked ahead once a run has lasted PREFORK_AFTER)
 assert wait(lambda: len(children()) == 2), children()
 stubs = children()
+# and what they forked: the run's command, the command forked ahead, waiting
+of = lambda stub: open(f"/proc/{stub}/task/{stub}/children").read().split()
+assert wait(lambda: all(len(of(stub)) == 1 for stub in stubs)), [of(stub) for stub in stubs]
+forked = [c for stub in stubs for c in of(stub)]
 print(server, *stubs, flush=True)
+print(*forked, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -175,8 +180,10 @@ def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(
     marker = unique_marker()
     r = who.python(KILLED_SANDLOCK, args=[marker])
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-3000:]
-    server, *stubs = [int(pid) for pid in r.stdout.split()]
-    assert len(stubs) == 2
+    first, second = r.stdout.decode().splitlines()[:2]
+    server, *stubs = [int(pid) for pid in first.split()]
+    forked = [int(pid) for pid in second.split()]
+    assert len(stubs) == 2 and len(forked) == 2
 
     def gone(pid: int) -> bool:
         try:
@@ -185,6 +192,7 @@ def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(
             return True
     assert wait_for(lambda: gone(server), 5), "the fork server outlived sandlock"
     assert wait_for(lambda: all(gone(stub) for stub in stubs), 5), "a stub outlived sandlock"
+    assert wait_for(lambda: all(gone(pid) for pid in forked), 5), "a command outlived sandlock"
     assert wait_for(lambda: not find_processes(marker), 5), f"left running: {find_processes(marker)}"
 
 
