@@ -46,7 +46,7 @@ import signal
 import socket
 import struct
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -68,7 +68,7 @@ REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request
 MAX_STARTS = 3         # a server that keeps dying: the Sandbox launches directly from then on
 MAX_MESSAGE = 1 << 20
 POOL_IDLE = 10.0       # seconds the idle supervising thread of the pool waits for another run before it ends
-POOL_KEPT = 1          # idle threads kept: others end with their run (a burst of runs leaves one)
+POOL_KEPT = 2          # idle threads kept (a run's supervising and notification threads): others end with their run
 PID = struct.Struct("=i")
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
@@ -239,6 +239,21 @@ class Server:
                 self._jobs.put(job)
             else:
                 self._queue.put(lambda: self._new_worker(job))
+        return job
+
+    def pooled(self, target: Callable[[], None]) -> "Job":
+        """target in a thread of the pool: an idle one, else a new one started by the calling
+        thread, which must be one of the pool's (a run's supervising thread: confined as the
+        home thread).  A run's notification loop (_supervisor.Notifier.start): a thread
+        started per run cost 0.1-0.3 ms.  Raises what threading.Thread.start raises."""
+        import threading
+        job = Job(target, _ignore)
+        with self._pool_lock:
+            if self._idle and not self._closed:
+                self._idle -= 1
+                self._jobs.put(job)
+                return job
+        threading.Thread(target=self._worker, args=(job,), name="sandlock-notifications", daemon=True).start()
         return job
 
     def _new_worker(self, job: "Job") -> None:
@@ -444,8 +459,12 @@ class Server:
 def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, bool]) -> None:
     """The server's loop: one request, one stub; ends when the socket does.
 
-    The stub of the next request is forked, and confines itself, as soon as the
-    last answer is sent (off the caller's path): a request goes to it with its fds.
+    The next request's stub is forked ahead (_prefork), and forks its command
+    ahead too: both confine themselves and wait, so a request costs the caller
+    no fork.  That is done once the last run's stub has ended, or PREFORK_AFTER
+    seconds after its request (the run is long), not while the last run's
+    command starts: on two CPUs the forks took the CPU from it.  A request that
+    finds no stub waiting forks one at once.
     """
     program, has_child, has_scope = rest
     got = list(rulesets)
@@ -458,107 +477,209 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     sock.send(b"ready")
     me = os.getpid()
     shared = (child, scope, filter_ptr, own_ignored, calls, me)
-    idle: Optional[Tuple[int, int, socket.socket]] = None   # (pid, pidfd, its end) of the next stub
+    idle: Optional[Idle] = None    # the next run's stub and command, waiting
+    last = -1                      # pidfd of the last run's stub, until it ends or PREFORK_AFTER
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
     while True:
-        if idle is None:
+        if idle is None and last < 0:
             idle = _prefork(sock, shared)
+        if idle is None and last >= 0:
+            poller.register(last, select.POLLIN)
+            try:
+                ready = {fd for fd, _ in poller.poll(PREFORK_AFTER * 1000)}
+            finally:
+                poller.unregister(last)
+            if sock.fileno() not in ready:
+                os.close(last)   # the last run is over, or long: fork the next stub now
+                last = -1
+                continue
+            idle = _prefork(sock, shared)   # a request: its stub, before its fds are here
         try:
             data, fds = _recv_fds(sock, MAX_MESSAGE, 16)
         except OSError:
             break
         if not data:
             break
-        if idle is not None and _exited(idle[1]):
-            os.close(idle[1])
-            idle[2].close()
+        if idle is not None and idle.stale():
+            idle.discard()
+            idle = None
+        if idle is None:
             idle = _prefork(sock, shared)
         if idle is None:
             sock.send(b"fork server: cannot fork a stub")
         else:
-            pid, pidfd, ctl = idle
-            idle = None
-            try:
-                socket.send_fds(ctl, [data], fds)
-            except OSError as exc:
-                os.kill(pid, signal.SIGKILL)
-                sock.send(f"fork server: {exc}".encode("utf-8", "replace"))
-            else:
-                socket.send_fds(sock, [PID.pack(pid)], [pidfd])
-            ctl.close()
-            os.close(pidfd)
+            one, idle = idle, None
+            if last >= 0:
+                os.close(last)
+            last = one.hand_over(sock, data, fds)
         for fd in fds:
             os.close(fd)
     del keep
     os._exit(0)
 
 
-def _prefork(sock: socket.socket, shared: Tuple[Any, ...]) -> Optional[Tuple[int, int, socket.socket]]:
-    """Fork the next stub, which confines itself and waits for its request; None if it cannot."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+PREFORK_AFTER = 0.05   # seconds after a request at most before the next stub is forked (serve)
+
+
+class Idle(NamedTuple):
+    """A stub forked ahead, and its command: the stub's pid and pidfd, the server's ends of
+    the stub's and the command's sockets."""
+    pid: int
+    pidfd: int
+    stub: socket.socket
+    command: socket.socket
+
+    def stale(self) -> bool:
+        """The stub ended, or its command did (killed from outside while it waited)."""
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        poller.register(self.command.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def discard(self) -> None:
+        """The stub dooms its sandbox (the command waiting) and leaves."""
+        try:
+            signal.pidfd_send_signal(self.pidfd, _launch.DOOM_SIGNAL)
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+        self.stub.close()
+        self.command.close()
+
+    def hand_over(self, sock: socket.socket, data: bytes, fds: List[int]) -> int:
+        """Answer the caller (stub pid, pidfd), then give the command its request and the
+        stub its pipes; a pidfd of the stub for the server (the last run's).
+
+        The answer first: woken, the stub and command took the CPU from the server before
+        it answered, and the caller waited for the command's setup twice (2 ms here).
+        Then the command, whose setup the caller waits for.  A stub that cannot be given
+        its pipes is doomed (the command is in its signal scope, or its process group
+        without the scope); a command that cannot be given its request leaves (its
+        socket is closed), and its stub reports it dead: the caller's launch fails.
+        """
+        try:
+            mine = os.dup(self.pidfd)
+        except OSError:
+            mine = -1   # the next stub is forked at once
+        try:
+            socket.send_fds(sock, [PID.pack(self.pid)], [self.pidfd])
+            try:
+                socket.send_fds(self.command, [data], fds)
+            except OSError:
+                pass
+            socket.send_fds(self.stub, [b"s"], [fds[0], fds[1], fds[3]])   # err_w, ready_w, status_w
+        except OSError:
+            try:
+                signal.pidfd_send_signal(self.pidfd, _launch.DOOM_SIGNAL)
+            except OSError:
+                pass
+        self.close()
+        return mine
+
+
+def _prefork(sock: socket.socket, shared: Tuple[Any, ...]) -> Optional[Idle]:
+    """Fork the next stub, which confines itself, forks its command and waits for its
+    pipes (the command for its request); None if it cannot."""
+    stub_ours, stub_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cmd_ours, cmd_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         pid = os.fork()
     except OSError:
-        ours.close()
-        theirs.close()
+        for one in (stub_ours, stub_theirs, cmd_ours, cmd_theirs):
+            one.close()
         return None
     if pid == 0:
-        ours.close()
-        _stub(sock, theirs, *shared)
-    theirs.close()
+        stub_ours.close()
+        cmd_ours.close()
+        _stub(sock, stub_theirs, cmd_theirs, *shared)
+    stub_theirs.close()
+    cmd_theirs.close()
     try:
-        return pid, os.pidfd_open(pid), ours
+        return Idle(pid, os.pidfd_open(pid), stub_ours, cmd_ours)
     except OSError:
         os.kill(pid, signal.SIGKILL)
-        ours.close()
+        stub_ours.close()
+        cmd_ours.close()
         return None
 
 
-def _stub(sock: socket.socket, ctl: socket.socket, child: int, scope: int, filter_ptr: object,
+def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: int, scope: int, filter_ptr: object,
           own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
     """The forked stub: confine itself as a directly launched one does (_launch.confine_stub),
-    wait for its request, take the request's fds as the caller's, fork the command.  A
-    failure before the request is reported on the request's error pipe, as the direct
-    launch reports it."""
+    fork the command (_command), which waits for its request, then wait for its own pipes
+    and reap (_launch.start_command's end).  A failure before the command is forked is
+    reported on the request's error pipe, as the direct launch reports it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sock.close()
+    # what the server held as it forked (a request's fds: a stub forked in place of a stale
+    # one) is no business of this stub's sandbox
+    _close_all_but((ctl.fileno(), cmd.fileno(), child, scope), calls)
     base = _launch.Prepared(candidates=(), argv=(), envp={}, cwd=None, rlimits=(), child_ruleset=child,
                             scope_ruleset=scope, filter_ptr=filter_ptr, filter_flags=0, stdio=(-1, -1, -1),
                             own_group=True, foreground_tty=-1, umask=0o022, reset_signals=())
     where = ["stub"]
     failed: Optional[Tuple[str, int, str]] = None
+    pid = -1
     try:
         _launch.confine_stub(base, calls, server, where)
+        where[0] = "fork"
+        pid = os.fork()
+        if pid == 0:
+            ctl.close()
+            _command(cmd, base, own_ignored, calls)
     except BaseException as exc:  # noqa: BLE001 - reported below, once there is a pipe for it
         failed = (where[0], getattr(exc, "errno", 0) or errno.EIO, str(exc))
+    cmd.close()
     try:
-        data, fds = _recv_fds(ctl, MAX_MESSAGE, 16)
+        data, fds = _recv_fds(ctl, 64, 4)
     except BaseException:  # noqa: BLE001 - the server is gone: so is this stub
+        _launch._doom(base)
+    if not data or len(fds) < 3:
+        _launch._doom(base)
+    ctl.close()
+    err_w, ready_w, status_w = fds[:3]
+    if failed is not None:
+        _launch._report(err_w, failed[0], failed[1], failed[2])
+        os._exit(125)
+    os.close(err_w)
+    os.close(ready_w)
+    _launch._reap(base, pid, status_w)
+
+
+def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[int, ...],
+             calls: "_launch.ChildCalls") -> None:
+    """The command forked ahead by its stub: wait for the request, take its fds as the
+    caller's (cwd, stdio), then set up, confine and exec exactly as directly launched
+    (_launch.run_command)."""
+    try:
+        data, fds = _recv_fds(cmd, MAX_MESSAGE, 16)
+    except BaseException:  # noqa: BLE001 - the server is gone: so is this command
         os._exit(0)
     if not data or len(fds) < 5:
         os._exit(0)
-    ctl.close()
+    cmd.close()
     (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity) = marshal.loads(data)
     err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
-    where[0] = "fork server"
     try:
-        if failed is not None:
-            raise OSError(failed[1], failed[2])
+        os.close(status_w)   # the stub's
         os.fchdir(cwd_fd)
-        for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the stub holds them as today's does)
+        for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the caller's, or the run's pipes)
             if index >= 0:
                 os.dup2(fds[index], target)
             else:
                 os.close(target)
-        prep = base._replace(
-            candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
-            filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))),
-            personality=personality, affinity=tuple(affinity) if affinity is not None else None)
-        pipes = _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, status_w)
-        _launch.start_command(prep, pipes, calls, where)
     except BaseException as exc:  # noqa: BLE001 - report, never unwind into the server's loop
-        step = failed[0] if failed is not None else where[0]
-        _launch._report(err_w, step, getattr(exc, "errno", 0) or errno.EIO, str(exc))
-    os._exit(125)
+        _launch._report(err_w, "fork server", getattr(exc, "errno", 0) or errno.EIO, str(exc))
+        os._exit(125)
+    prep = base._replace(
+        candidates=tuple(candidates), argv=tuple(argv), envp=envp, cwd=cwd, rlimits=tuple(rlimits),
+        filter_flags=flags, umask=umask, reset_signals=tuple(sorted(set(reset) | set(own_ignored))),
+        personality=personality, affinity=tuple(affinity) if affinity is not None else None)
+    _launch.run_command(prep, _launch.Pipes(-1, err_w, -1, ready_w, go_r, -1, -1, -1), calls)
 
 
 def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Handoff) -> Tuple[Tuple[Any, ...], List[int]]:
@@ -582,13 +703,33 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
 
 def _recv_fds(sock: socket.socket, size: int, most: int) -> Tuple[bytes, List[int]]:
     """One message and its fds, received close-on-exec (socket.recv_fds drops its flags
-    argument, and another thread of the caller may fork meanwhile)."""
+    argument, and another thread of the caller may fork meanwhile).  A large size is first
+    cut to the message's own (a peek): a 1 MiB buffer cost 14 us more per message."""
+    if size > _PEEK_ABOVE:
+        size = max(1, min(size, sock.recv_into(bytearray(1), 1, socket.MSG_PEEK | socket.MSG_TRUNC)))
     data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(most * 4), socket.MSG_CMSG_CLOEXEC)
     fds = array.array("i")
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
     return data, list(fds)
+
+
+_PEEK_ABOVE = 1 << 16   # _recv_fds
+
+
+def _close_all_but(keep: Tuple[int, ...], calls: "_launch.ChildCalls") -> None:
+    """Close every fd from 3 up but those in keep (-1s ignored)."""
+    low = 3
+    for fd in sorted(fd for fd in set(keep) if fd >= low):
+        if fd > low:
+            calls.close_range(low, fd - 1, 0)
+        low = fd + 1
+    calls.close_range(low, calls.all_fds, 0)
+
+
+def _ignore(exc: BaseException) -> None:
+    pass
 
 
 def _close_quietly(fd: int) -> None:

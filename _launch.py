@@ -283,7 +283,8 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
     """Confine this process and exec the command; never returns."""
     step = "setup"
     try:
-        os.close(pipes.status_w)
+        if pipes.status_w >= 0:  # -1: forked ahead by the fork server's stub, which never gave it
+            os.close(pipes.status_w)
         for sig in prep.reset_signals + ((signal.SIGTTOU,) if prep.foreground_tty >= 0 else ()):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())

@@ -252,6 +252,8 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
     if net_rules.any_network():
         from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
         _netpolicy.warm()  # ipaddress, for the matching of addresses
+    if _determinism.enabled(policy):
+        import hashlib  # noqa: F401  (_determinism's streams)
     if debug:
         import traceback  # noqa: F401  (handler failures, Notifier)
 
@@ -652,7 +654,7 @@ class Notifier:
         self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
         self._lock = threading.Lock()  # workers' answers vs the end of the run
         self._over = False             # the run is over: workers must not answer
-        self._thread: Optional[threading.Thread] = None   # the first loop (start)
+        self._thread: Optional[object] = None   # the first loop's thread, or its pool job (start)
         self.receivers = Receivers()       # which loops receive (_receive)
         self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
         self.denials = Denials()  # the run's denial report (send)
@@ -670,12 +672,18 @@ class Notifier:
             except OSError:
                 pass  # older kernel: the default wake-up works, only slower
 
-    def start(self) -> None:
+    def start(self, pooled: Optional[Callable[[Callable[[], None]], object]] = None) -> None:
+        """Start the first loop: in a thread of its own, or given to pooled(target) (a
+        thread of the fork server's pool, _forkserver.Server.pooled)."""
         listener = fcntl.fcntl(self.listener, fcntl.F_DUPFD_CLOEXEC, 3)
         try:
-            self._thread = threading.Thread(target=self._receive, args=(listener,), name="sandlock-notifications",
-                                            daemon=True)
-            self._thread.start()
+            if pooled is not None:
+                self._thread = pooled(lambda: self._receive(listener))
+                return
+            thread = threading.Thread(target=self._receive, args=(listener,), name="sandlock-notifications",
+                                      daemon=True)
+            self._thread = thread
+            thread.start()
         except BaseException:
             self._thread = None
             os.close(listener)
@@ -1334,6 +1342,27 @@ class Watch:
                     pass
 
 
+# A Sandbox's runs share their handler table (built in ~0.2 ms): by the Prepared's traps
+# (kept here, so its id is not reused), the last few only.
+_TABLES: Dict[Tuple[int, bool, bool], Tuple[object, Dict[int, "_table.Handler"], Tuple["_table.Step", ...]]] = {}
+_TABLES_KEPT = 8
+
+
+def _run_tables(prepared: Prepared, fake: bool) -> Tuple[Dict[int, "_table.Handler"], Tuple["_table.Step", ...]]:
+    """The handler table and steps of prepared's traps (_table.handlers_for, steps_for)."""
+    root = prepared.root is not None
+    key = (id(prepared.traps), root, fake)
+    kept = _TABLES.get(key)
+    if kept is not None and kept[0] is prepared.traps:
+        return kept[1], kept[2]
+    handlers = _table.handlers_for(prepared.traps, prepared.arch, root=root, fake=fake)
+    steps = _table.steps_for(prepared.traps, root=root)
+    while len(_TABLES) >= _TABLES_KEPT:
+        _TABLES.pop(next(iter(_TABLES)), None)
+    _TABLES[key] = (prepared.traps, handlers, steps)
+    return handlers, steps
+
+
 class Session:
     """One run of one command under one policy, in phases:
 
@@ -1368,10 +1397,9 @@ class Session:
         # the API's popen returns then (the session's watch, command_pid and command_pidfd are set)
         self.on_exec = on_exec
         self.command_pid = -1
-        root = prepared.root is not None
         names = _syscalls.names(prepared.arch)
-        self.notifier = Notifier(_table.handlers_for(prepared.traps, prepared.arch, root=root, fake=policy.fake_root),
-                                 _table.steps_for(prepared.traps, root=root), names, self._fail, debug)
+        handlers, steps = _run_tables(prepared, policy.fake_root)
+        self.notifier = Notifier(handlers, steps, names, self._fail, debug)
         self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending)
         if policy_fn is not None:  # README "Policy callback"
             from . import _policyfn
@@ -1589,7 +1617,7 @@ class Session:
         self.command_pid = pid
         self.notifier.take(listener, self.ctx)
         os.write(pipes.go_w, b"g")
-        self.notifier.start()
+        self.notifier.start(self.handoff.server.pooled if self.handoff is not None else None)
 
     # --- run ---------------------------------------------------------------------------------
 

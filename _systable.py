@@ -186,8 +186,9 @@ def any_arch_names() -> FrozenSet[str]:
     return frozenset(_parse_table(_X86_64_TABLE)) | frozenset(_parse_table(_AARCH64_TABLE))
 
 
+@functools.lru_cache(maxsize=None)
 def names(arch: Optional[str] = None) -> Dict[int, str]:
-    """Syscall number -> name for `arch` (default: this machine)."""
+    """Syscall number -> name for `arch` (default: this machine); one dict, shared: read only."""
     return {nr: name for name, nr in table(arch).items()}
 
 

