@@ -12,7 +12,9 @@ command would, INSIDE a sandbox, as root and as the unprivileged user.
   --fake-root (the recorded owner and mode).
 - _rootscratch.Cwd.of_thread / _sweep: 2000 live threads asking their cwd leave the
   supervisor's fd count bounded (the control: 100 threads do show the pidfds it
-  keeps), and a live process's cwd survives the sweeps of 1500 forks that exit.
+  keeps), a live process's cwd survives the sweeps of 1500 forks that exit, and a
+  thread's tid reused (certainly: ns_last_pid, progs/cwd_tid_reuse.py) while its
+  process lives never answers that process's cwd.
 
 (Exec's page-at-a-time argument reads: tests/security/test_exec_memory.py.)
 """
@@ -268,3 +270,18 @@ def test_the_sweep_probe_gives_the_same_answers_in_a_real_chroot(deb_root: Path)
                         SWEEP_CODE], capture_output=True, text=True, timeout=120,
                        env={"FORKS": "50", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     assert (r.returncode, r.stdout) == (0, "/usr/share /etc /usr/share\n"), show(r)
+
+
+def test_a_threads_tid_reused_while_its_process_lives_never_answers_that_processs_cwd(who, scratch: Path) -> None:
+    """of_thread's remembered thread -> process, against a tid reused for certain (ns_last_pid)."""
+    top = who.make_dir(scratch / "anchors", 0o755)
+    code = (Path(__file__).resolve().parent / "progs" / "cwd_tid_reuse.py").read_text()
+    r = who.python(code, args=[str(top)], timeout=60)
+    where = f"exit {r.returncode}\n--- stdout\n{r.stdout.decode()}\n--- stderr\n{r.stderr.decode()}"
+    assert r.returncode == 0, where
+    got = json.loads(r.stdout)
+    if not got["pidfds"]:
+        pytest.skip("PIDFD_THREAD needs Linux 6.9 (of_thread reads /proc every time then)")
+    # control: the thread was X's and remembered; then its tid went to B
+    assert (got["control"], got["remembered"], got["reused"]) == ("/x", True, True), where
+    assert got["after"] == "/b", where
