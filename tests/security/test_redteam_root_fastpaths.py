@@ -8,8 +8,9 @@ command would, INSIDE a sandbox, as root and as the unprivileged user.
   permission, names too long; each spelled the short way and the general way
   ("/." in front), which must agree, with the values a real root gives.  Controls:
   the same run without --fs-deny reads what the denials hide.
-- the same short path with --workdir on the root (the upper layer's view) and
-  --fake-root (the recorded owner and mode).
+- the same short path with --workdir on the root (the upper layer's view),
+  --fake-root (the recorded owner and mode), and --workdir without --root ('/' is
+  the root: sandlock's own containers stay hidden).
 - _rootscratch.Cwd.of_thread / _sweep: 2000 live threads asking their cwd leave the
   supervisor's fd count bounded (the control: 100 threads do show the pidfds it
   keeps), a live process's cwd survives the sweeps of 1500 forks that exit, and a
@@ -285,3 +286,38 @@ def test_a_threads_tid_reused_while_its_process_lives_never_answers_that_process
     # control: the thread was X's and remembered; then its tid went to B
     assert (got["control"], got["remembered"], got["reused"]) == ("/x", True, True), where
     assert got["after"] == "/b", where
+
+
+HIDDEN_CODE = r'''
+import json, os, sys
+out = {}
+for p in sys.argv[1:]:
+    for q in (p, "/." + p):
+        for follow in (True, False):
+            try:
+                r = "mode %o" % os.stat(q, follow_symlinks=follow).st_mode
+            except OSError as e:
+                r = e.strerror
+            out.setdefault(p, []).append(r)
+print(json.dumps(out))
+'''
+
+
+def test_with_a_workdir_and_no_root_the_short_stat_keeps_sandlocks_own_directories_hidden(
+        who, scratch: Path) -> None:
+    """--workdir alone runs the emulated root with '/' as the root: stat_path reaches the
+    whole host, so sandlock's own containers (of every user) and what lies in them must be
+    refused as the general way (the "/." spelling) refuses them."""
+    from sandlock import _scratch
+    work = who.make_dir(scratch / "wd")
+    who.make_file(work / "f", "x\n")
+    hidden = list(_scratch.hidden())
+    below = [os.path.join(h, n) for h in hidden if os.path.isdir(h) for n in sorted(os.listdir(h))[:3]]
+    assert hidden, "no container of sandlock's to probe"
+    r = who.run(["--workdir", str(work), "-w", str(work), "--dry-run", "--", "/usr/bin/python3", "-c", HIDDEN_CODE,
+                 *hidden, *below, str(work / "f")])
+    assert r.returncode == 0, show(r)
+    got = json.loads(r.stdout.splitlines()[0])
+    assert got.pop(str(work / "f")) == ["mode 100644"] * 4, show(r)  # control: the workdir's own file
+    for path, answers in got.items():
+        assert len(set(answers)) == 1 and not answers[0].startswith("mode"), (path, answers, show(r))
