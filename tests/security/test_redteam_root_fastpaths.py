@@ -51,7 +51,7 @@ def show(r: subprocess.CompletedProcess) -> str:
     return f"exit {r.returncode}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
 
 
-def _plant(root: Path, mount: Path, who) -> None:  # type: ignore[no-untyped-def]
+def _plant(root: Path) -> None:
     (root / "workx").mkdir()
     (root / "workx/f").write_text("rootworkx\n")                     # 10 bytes
     (root / "sec/dir").mkdir(parents=True)
@@ -61,14 +61,16 @@ def _plant(root: Path, mount: Path, who) -> None:  # type: ignore[no-untyped-def
     for name, target in (("lw", "/work"), ("lp", "/proc/self"), ("ld", "/dev"), ("lsec", "/sec/dir")):
         os.symlink(target, root / name)
     (root / "dev/planted").write_text("planted\n")
+    for name in ("procx", "devx"):                                   # look like /proc and /dev, are not
+        (root / name).mkdir()
+        (root / name / "f").write_text("prefix\n")                  # 7 bytes
     (root / "priv").mkdir(mode=0o700)
     (root / "priv/f").write_text("private\n")
     (root / "probe.sh").write_text(PROBE)
-    who.make_file(mount / "f", "mountf\n")                           # 7 bytes
 
 
 PATHS = ["/workx/f", "/work/f", "/lw/f", "/lp/status", "/ld/null", "/ld", "/sec", "/sec/dir", "/sec/dir/s",
-         "/sec/file", "/hardlink", "/lsec/s", "/dev/planted", "/workx", "/work", "/priv/f",
+         "/sec/file", "/hardlink", "/lsec/s", "/dev/planted", "/workx", "/work", "/priv/f", "/procx/f", "/devx/f",
          "/" + "x" * 300, "/" + "a/" * 2100 + "b"]
 
 
@@ -95,7 +97,8 @@ def _short(path: str) -> str:
 def test_stat_of_planted_names_symlinks_and_denials_answers_as_the_general_way_and_a_root(
         who, busybox_root: Path, scratch: Path) -> None:
     mount = who.make_dir(scratch / "mnt")
-    _plant(busybox_root, mount, who)
+    who.make_file(mount / "f", "mountf\n")                           # 7 bytes
+    _plant(busybox_root)
     args = ["--root", str(busybox_root), "--fs-mount", f"/work:{mount}"]
     r = who.run([*args, "--fs-deny", "/sec/dir", "--fs-deny", "/sec/file", "--", "/bin/sh", "/probe.sh", *PATHS])
     assert r.returncode == 0, show(r)
@@ -115,6 +118,7 @@ def test_stat_of_planted_names_symlinks_and_denials_answers_as_the_general_way_a
         "/lsec/s": [eacces] * 2,                         # a symlink to a denied directory
         "/dev/planted": ["ERR No such file or directory"] * 2,  # the root's own /dev is not /dev
         "/workx": ["directory"] * 2, "/work": ["directory"] * 2,
+        "/procx/f": ["regular file:7"] * 2, "/devx/f": ["regular file:7"] * 2,
         "/" + "x" * 300: [long] * 2, "/" + "a/" * 2100 + "b": [long] * 2,
     }
     if who.is_user:
@@ -321,3 +325,22 @@ def test_with_a_workdir_and_no_root_the_short_stat_keeps_sandlocks_own_directori
     assert got.pop(str(work / "f")) == ["mode 100644"] * 4, show(r)  # control: the workdir's own file
     for path, answers in got.items():
         assert len(set(answers)) == 1 and not answers[0].startswith("mode"), (path, answers, show(r))
+
+
+def test_the_stat_probe_gives_the_same_answers_in_a_real_chroot(busybox_root: Path) -> None:
+    """The expected values of the planted-names test, where a chroot has the same tree (no
+    mount, no denial, the root's own /dev): the short and the general spelling agree there too."""
+    if not IS_ROOT:
+        pytest.skip("chroot(2) needs root")
+    _plant(busybox_root)
+    paths = ["/workx/f", "/procx/f", "/devx/f", "/ld", "/sec/dir/s", "/sec/file", "/hardlink", "/lsec/s",
+             "/" + "x" * 300, "/" + "a/" * 2100 + "b"]
+    r = subprocess.run(["chroot", str(busybox_root), "/bin/sh", "/probe.sh", *paths], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, show(r)
+    long = "ERR File name too long"
+    assert {_short(k): v for k, v in _answers(r).items()} == {_short(k): v for k, v in {
+        "/workx/f": ["regular file:10"] * 2, "/procx/f": ["regular file:7"] * 2, "/devx/f": ["regular file:7"] * 2,
+        "/ld": ["symbolic link:4", "directory"], "/sec/dir/s": ["regular file:7"] * 2,
+        "/sec/file": ["regular file:8"] * 2, "/hardlink": ["regular file:8"] * 2, "/lsec/s": ["regular file:7"] * 2,
+        "/" + "x" * 300: [long] * 2, "/" + "a/" * 2100 + "b": [long] * 2}.items()}, show(r)
