@@ -95,6 +95,7 @@ class Cwd:
         self._entries: Dict[int, Tuple[bytes, bytes]] = {}
         self._sweep_at = self.ENTRIES_MIN
         self._sweeping = threading.Lock()
+        self._entries_lock = threading.Lock()  # an entry written vs the sweep's look-up and drop (_sweep)
         self._turn = 0
         self._lock = threading.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
@@ -124,7 +125,8 @@ class Cwd:
         else:
             virt = self.initial
         if start:
-            self._entries[pid] = (start, virt)
+            with self._entries_lock:
+                self._entries[pid] = (start, virt)
             self._sweep()
         return start, virt
 
@@ -135,20 +137,25 @@ class Cwd:
                 self._of(other, 0)
         start = start_of(pid)
         if start:
-            self._entries[pid] = (start, virt)
+            with self._entries_lock:
+                self._entries[pid] = (start, virt)
             self._sweep()
 
     def _sweep(self) -> None:
         """Bounded: past twice the entries left by the last sweep (ENTRIES_MIN at least),
         drop those of processes gone (a different start time, or none, under that pid):
         a command that forks forever keeps one entry per live process, amortised one
-        /proc read per entry made.  An entry replaced meanwhile (set) stays."""
+        /proc read per entry made.  An entry replaced meanwhile (set, or _of for a new
+        process with that pid) stays: it is looked up and dropped under _entries_lock,
+        as entries are written (a look-up and a drop apart could drop a fresh entry)."""
         if len(self._entries) <= self._sweep_at or not self._sweeping.acquire(blocking=False):
             return
         try:
             for pid, entry in list(self._entries.items()):
-                if _start_and_parent(pid)[0] != entry[0] and self._entries.get(pid) is entry:  # not _notif.Known: no pidfd for the dead
-                    self._entries.pop(pid, None)
+                if _start_and_parent(pid)[0] != entry[0]:  # not _notif.Known: no pidfd for the dead
+                    with self._entries_lock:
+                        if self._entries.get(pid) is entry:
+                            del self._entries[pid]
             self._sweep_at = max(self.ENTRIES_MIN, 2 * len(self._entries))
         finally:
             self._sweeping.release()

@@ -286,3 +286,41 @@ def test_the_cwd_table_forgets_processes_gone_and_keeps_the_live_ones(tmp_path: 
             p.kill()
             p.wait()
         cwd.close()
+
+
+def test_a_sweep_never_drops_an_entry_made_again_while_it_decides(tmp_path: Path) -> None:
+    # The sweep finds the entry of a process gone; before it drops it, a new process
+    # with that pid changes directory (another notification thread): that new entry
+    # must stay.  The interleaving is made certain: the sweep's look-up of the entry
+    # starts the other thread's chdir and gives it half a second.
+    from sandlock import _rootscratch
+    cwd = _rootscratch.Cwd(str(tmp_path), b"/start", lambda: [], lambda pid: False)
+    live = subprocess.Popen(["sleep", "60"])
+    sweeper = threading.current_thread()
+    others: List[threading.Thread] = []
+
+    class Racing(dict):  # type: ignore[type-arg]
+        def get(self, key, default=None):  # type: ignore[no-untyped-def]
+            value = super().get(key, default)
+            if key == live.pid and threading.current_thread() is sweeper and not others:
+                other = threading.Thread(target=cwd.set, args=(live.pid, b"/new"))
+                others.append(other)
+                other.start()
+                other.join(0.5)
+            return value
+
+    try:
+        cwd._entries = Racing({live.pid: (b"1", b"/old")})  # the pid's previous owner, gone
+        cwd._sweep_at = 0
+        cwd._sweep()
+        others[0].join(10)
+        assert cwd.get(live.pid) == b"/new"
+        # control: the entry of the process gone alone is dropped
+        cwd._entries = {live.pid: (b"1", b"/old")}
+        cwd._sweep_at = 0
+        cwd._sweep()
+        assert live.pid not in cwd._entries
+    finally:
+        live.kill()
+        live.wait()
+        cwd.close()

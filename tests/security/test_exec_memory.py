@@ -37,7 +37,8 @@ from .conftest import SecProgs
 
 PROBE = "exec_fail"
 INTACT = "path=same argv=same fds=same"
-FAILURES = [("efault-array", "EFAULT"), ("efault-string", "EFAULT"), ("long", "E2BIG"), ("total", "E2BIG"),
+FAILURES = [("efault-array", "EFAULT"), ("efault-string", "EFAULT"), ("efault-cross", "EFAULT"),
+            ("long", "E2BIG"), ("total", "E2BIG"),
             ("many", "E2BIG"), ("edge 1", "E2BIG")]
 
 
@@ -80,6 +81,17 @@ def test_a_valid_exec_still_runs_with_the_name_it_was_given(who, secprogs: SecPr
     assert (r.returncode, r.stdout) == (0, "named-sh ran\n"), r
 
 
+def test_argument_strings_crossing_page_boundaries_reach_the_program_whole(who, secprogs: SecProgs,
+                                                                            guest_root: Path) -> None:
+    """_rootexec._arg_length reads the strings a page at a time and keeps a few pages: a
+    string starting 7 bytes before a page's end and the next one starting on the same
+    page and ending two pages on are measured whole (efault-cross is the failing twin)."""
+    bare = _bare(secprogs, "cross", "/bin/sh")
+    assert (bare.returncode, bare.stdout) == (0, "4100 5000\n"), bare
+    r = _in_root(who, guest_root, secprogs, "cross", "/bin/sh")
+    assert (r.returncode, r.stdout, r.stderr) == (0, bare.stdout, ""), r
+
+
 def test_the_same_failures_in_a_real_chroot_give_the_same_errno(secprogs: SecProgs, busybox_root: Path) -> None:
     if not IS_ROOT:
         pytest.skip("chroot(2) needs root")
@@ -89,6 +101,9 @@ def test_the_same_failures_in_a_real_chroot_give_the_same_errno(secprogs: SecPro
         r = subprocess.run(["chroot", str(busybox_root), f"/{PROBE}", mode, "/bin/true", *extra],
                            capture_output=True, text=True, timeout=60)
         assert (r.returncode, r.stdout) == (0, f"errno={expected} {INTACT}\n"), (case, r)
+    r = subprocess.run(["chroot", str(busybox_root), f"/{PROBE}", "cross", "/bin/sh"],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "4100 5000\n"), r
 
 
 @pytest.fixture

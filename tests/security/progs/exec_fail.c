@@ -11,6 +11,10 @@
      long           argv[1] is 128 KiB + 1 byte long (MAX_ARG_STRLEN is 128 KiB with the NUL)
      total          argv holds 70 strings of 100,000 bytes (more than 3/4 of _STK_LIM)
      many           argv holds 1,000,000 pointers (8 MB of pointers alone)
+     efault-cross   argv[1] is 100 bytes and no NUL before an unmapped page
+     cross          argv = {path, "-c", "echo ${#1} ${#2}", "sh", A, B}: A (4100 bytes) starts
+                    7 bytes before a page's end and ends in the next page, B (5000 bytes)
+                    starts right after A's NUL and ends two pages on: the exec runs
      edge           RLIMIT_STACK 1 MiB (so the strings get 256 KiB): argv filled to
                     exactly what fits plus N bytes (0: the exec runs PROGRAM)
      plain          argv = {path, NULL}: only the file can make it fail (noexec mount)
@@ -85,6 +89,24 @@ int main(int argc, char **argv) {
         args[n++] = unmapped();
     } else if (!strcmp(mode, "long")) {
         args[n++] = filled(128 * 1024);
+    } else if (!strcmp(mode, "efault-cross")) {
+        char *end = unmapped();
+        memset(end - 100, 'x', 100);
+        args[n++] = end - 100;
+    } else if (!strcmp(mode, "cross")) {
+        long page = sysconf(_SC_PAGESIZE);
+        char *p = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) { perror("mmap"); exit(2); }
+        char *a = p + page - 7, *b = a + 4101;
+        memset(a, 'a', 4100);
+        a[4100] = 0;
+        memset(b, 'b', 5000);
+        b[5000] = 0;
+        args[n++] = "-c";
+        args[n++] = "echo ${#1} ${#2}";
+        args[n++] = "sh";
+        args[n++] = a;
+        args[n++] = b;
     } else if (!strcmp(mode, "total")) {
         while (n <= 70)
             args[n++] = filled(100000);
