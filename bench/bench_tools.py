@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real package and build tools in the emulated root against a bare chroot and PRoot, in one run.
 
-    python3 bench/bench_tools.py [--runs N] [--only WORKLOAD,...] [--keep]
+    python3 bench/bench_tools.py [--runs N] [--only WORKLOAD,...] [--dir DIR] [--keep]
 
 Needs root (the chroot baseline, and a private copy of the root written to).
 Every workload runs as root in a private ``cp -a`` copy of the Debian root of
@@ -24,6 +24,9 @@ the others):
   sandlock this project's CLI: python3 -m sandlock --root COPY -w / -- CMD
            (run through runpy with the checkout on sys.path, bytecode caches
            allowed, as users have them).
+The copy goes to --dir (default /var/tmp; /dev/shm puts it on tmpfs, where the
+disk of a shared machine does not drown what the runners themselves cost: on
+this VM's ext4 the chroot's git run spread over 7-12 s).
 Each run's output is checked (a workload that printed the wrong thing makes
 its runner n/a), runs are interleaved (run i of every runner, then run i+1)
 after one untimed warm-up each; medians and ratios to chroot are printed with
@@ -178,6 +181,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="timed runs per runner and workload (default 5)")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
     ap.add_argument("--runners", default=",".join(RUNNERS), help="runners, comma-separated")
+    ap.add_argument("--dir", default="/var/tmp", help="where the copy of the root goes (default /var/tmp; "
+                    "/dev/shm: tmpfs)")
     ap.add_argument("--keep", action="store_true", help="keep the copy of the root (its path is printed)")
     args = ap.parse_args()
     names = [w for w in args.only.split(",") if w]
@@ -189,7 +194,7 @@ def main():
     import rootfs
     print("# getting the Debian tools root (tests/rootfs.py; debootstrap + apt-get the first time)...", flush=True)
     base = str(rootfs.debian_tools_rootfs())
-    copy = tempfile.mkdtemp(prefix="bench-tools-", dir="/var/tmp")
+    copy = tempfile.mkdtemp(prefix="bench-tools-", dir=args.dir)
     os.chmod(copy, 0o755)
     try:
         subprocess.run(["cp", "-a", f"{base}/.", copy], check=True)
@@ -197,7 +202,7 @@ def main():
         os.makedirs(os.path.join(copy, "srv", "work"), exist_ok=True)
         load = os.getloadavg()
         print(f"# {os.uname().release}, {os.cpu_count()} CPUs, load {load[0]:.1f} {load[1]:.1f}; "
-              f"root {base}; runs {args.runs}", flush=True)
+              f"root {base} copied to {copy}; runs {args.runs}", flush=True)
         runners = {}
         for name in args.runners.split(","):
             try:
