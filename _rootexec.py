@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat
 import threading
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -230,9 +231,10 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     room = limit - pointers - (filename_len + 1)
     if room < 0:
         raise _oserror(errno.E2BIG)
+    page: list = [-1, b""]  # the last page of strings read: neighbouring strings share it
     for base, count in ((envp, envc), (argv, argc)):
         for address in _pointers_backwards(ctx, tid, base, count):
-            room -= _arg_length(ctx, tid, address)
+            room -= _arg_length(ctx, tid, address, page)
             if room < 0:
                 raise _oserror(errno.E2BIG)
     if argc == 0 and room < 1:
@@ -269,18 +271,37 @@ def _pointers_backwards(ctx, tid: int, array: int, count: int):
         end = start
 
 
-def _arg_length(ctx, tid: int, address: int) -> int:
-    """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit."""
+def _arg_length(ctx, tid: int, address: int, page: Optional[list] = None) -> int:
+    """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit.
+
+    page: [start, bytes] of the last whole page read (updated): the strings of one
+    exec mostly lie next to each other, so one read of a page serves all of its
+    strings (read once per exec, as the kernel's own copy reads each once)."""
     if address == 0:
         raise _oserror(errno.EFAULT)
     length = 0
     hot = ctx.tracees.hot
+    unit = min(PAGE_SIZE, hot.READ_MAX)  # a power of two: an aligned unit never crosses a page
     while length < MAX_ARG_STRLEN:
-        want = min(PAGE_SIZE - (address + length) % PAGE_SIZE, MAX_ARG_STRLEN - length)
-        try:
-            data = hot.readv(tid, address + length, want)
-        except OSError:
-            data = b""
+        at = address + length
+        want = min(PAGE_SIZE - at % PAGE_SIZE, MAX_ARG_STRLEN - length)
+        offset = at % unit
+        data = b""
+        if page is not None:
+            want = min(want, unit - offset)
+            if page[0] != at - offset:
+                try:
+                    whole = hot.readv(tid, at - offset, unit)
+                except OSError:
+                    whole = b""
+                page[0], page[1] = (at - offset, whole) if len(whole) == unit else (-1, b"")
+            if page[0] == at - offset:
+                data = page[1][offset:offset + want]
+        if not data:  # no page, or its start is not readable: from the string on, as the kernel reads
+            try:
+                data = hot.readv(tid, at, want)
+            except OSError:
+                data = b""
         if not data:
             raise _oserror(errno.EFAULT)
         end = data.find(b"\0")
@@ -291,7 +312,13 @@ def _arg_length(ctx, tid: int, address: int) -> int:
 
 
 def _stack_rlimit(tid: int) -> int:
-    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it)."""
+    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it): asked
+    with prlimit(2), else (a caller of other credentials) read from /proc/TID/limits."""
+    try:
+        soft = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
+        return 1 << 64 if soft == resource.RLIM_INFINITY or soft < 0 else soft
+    except (OSError, ValueError):
+        pass
     try:
         with open(b"/proc/%d/limits" % tid, "rb") as f:
             for line in f:
