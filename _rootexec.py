@@ -315,8 +315,8 @@ def _stack_rlimit(tid: int) -> int:
     """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it): asked
     with prlimit(2), else (a caller of other credentials) read from /proc/TID/limits."""
     try:
-        soft = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
-        return 1 << 64 if soft == resource.RLIM_INFINITY or soft < 0 else soft
+        limit = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
+        return 1 << 64 if limit == resource.RLIM_INFINITY or limit < 0 else limit
     except (OSError, ValueError):
         pass
     try:
