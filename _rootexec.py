@@ -231,7 +231,7 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     room = limit - pointers - (filename_len + 1)
     if room < 0:
         raise _oserror(errno.E2BIG)
-    page: list = [-1, b""]  # the last page of strings read: neighbouring strings share it
+    page: Dict[int, bytes] = {}  # the pages of strings read (at most PAGES_KEPT): neighbours share them
     for base, count in ((envp, envc), (argv, argc)):
         for address in _pointers_backwards(ctx, tid, base, count):
             room -= _arg_length(ctx, tid, address, page)
@@ -271,12 +271,15 @@ def _pointers_backwards(ctx, tid: int, array: int, count: int):
         end = start
 
 
-def _arg_length(ctx, tid: int, address: int, page: Optional[list] = None) -> int:
+PAGES_KEPT = 16  # pages of argument strings kept while one exec's are measured (64 KiB)
+
+
+def _arg_length(ctx, tid: int, address: int, page: Optional[Dict[int, bytes]] = None) -> int:
     """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit.
 
-    page: [start, bytes] of the last whole page read (updated): the strings of one
-    exec mostly lie next to each other, so one read of a page serves all of its
-    strings (read once per exec, as the kernel's own copy reads each once)."""
+    page: start -> bytes of the whole pages read so far (updated, at most
+    PAGES_KEPT): the strings of one exec mostly lie near each other, so one
+    read of a page serves all of its strings."""
     if address == 0:
         raise _oserror(errno.EFAULT)
     length = 0
@@ -289,14 +292,18 @@ def _arg_length(ctx, tid: int, address: int, page: Optional[list] = None) -> int
         data = b""
         if page is not None:
             want = min(want, unit - offset)
-            if page[0] != at - offset:
+            whole = page.get(at - offset)
+            if whole is None:
                 try:
                     whole = hot.readv(tid, at - offset, unit)
                 except OSError:
                     whole = b""
-                page[0], page[1] = (at - offset, whole) if len(whole) == unit else (-1, b"")
-            if page[0] == at - offset:
-                data = page[1][offset:offset + want]
+                if len(whole) == unit:
+                    if len(page) >= PAGES_KEPT:
+                        page.clear()
+                    page[at - offset] = whole
+            if len(whole) == unit:
+                data = whole[offset:offset + want]
         if not data:  # no page, or its start is not readable: from the string on, as the kernel reads
             try:
                 data = hot.readv(tid, at, want)

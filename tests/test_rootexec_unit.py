@@ -32,12 +32,27 @@ def _counted(size=1 << 20):
 def test_strings_on_one_page_are_measured_with_one_read_of_that_page():
     mem, reads = _counted()
     addresses = [mem.cstr(b"x" * n) for n in (0, 1, 10, 100, 300)]
-    page = [-1, b""]
+    page = {}
     assert [RX._arg_length(_ctx(mem), 0, a, page) for a in addresses] == [1, 2, 11, 101, 301]
     assert len(reads) == 1
     reads.clear()
     assert [RX._arg_length(_ctx(mem), 0, a) for a in addresses] == [1, 2, 11, 101, 301]
     assert len(reads) == 5  # without the cache: a read per string
+
+
+def test_strings_alternating_between_pages_read_each_page_once_and_the_pages_kept_are_bounded():
+    mem, reads = _counted()
+    here = mem.cstr(b"a" * 10)
+    mem.put(b"-" * RX.PAGE_SIZE)
+    there = mem.cstr(b"b" * 20)
+    page = {}
+    for _ in range(5):
+        assert RX._arg_length(_ctx(mem), 0, here, page) == 11
+        assert RX._arg_length(_ctx(mem), 0, there, page) == 21
+    assert len(reads) == 2
+    far = [mem.cstr(b"c" * 7) for _ in range(RX.PAGES_KEPT + 3) if mem.put(b"-" * RX.PAGE_SIZE)]
+    assert [RX._arg_length(_ctx(mem), 0, a, page) for a in far] == [8] * len(far)
+    assert len(page) <= RX.PAGES_KEPT
 
 
 @pytest.mark.parametrize("cached", [True, False])
@@ -46,7 +61,7 @@ def test_a_string_across_a_page_boundary_is_measured_across_it(cached):
     mem.put(b"a" * (RX.PAGE_SIZE - 40))
     address = mem.cstr(b"y" * 100)
     assert address % RX.PAGE_SIZE > RX.PAGE_SIZE - 100
-    assert RX._arg_length(_ctx(mem), 0, address, [-1, b""] if cached else None) == 101
+    assert RX._arg_length(_ctx(mem), 0, address, {} if cached else None) == 101
 
 
 @pytest.mark.parametrize("cached", [True, False])
@@ -55,10 +70,10 @@ def test_a_string_that_runs_into_unmapped_memory_is_efault(cached):
     mem, _ = _counted(size)
     address = mem.put(b"z" * size)  # no NUL before the end of the memory
     with pytest.raises(OSError) as info:
-        RX._arg_length(_ctx(mem), 0, address, [-1, b""] if cached else None)
+        RX._arg_length(_ctx(mem), 0, address, {} if cached else None)
     assert info.value.errno == errno.EFAULT
     with pytest.raises(OSError) as info:
-        RX._arg_length(_ctx(mem), 0, mem.base + size + 64, [-1, b""] if cached else None)
+        RX._arg_length(_ctx(mem), 0, mem.base + size + 64, {} if cached else None)
     assert info.value.errno == errno.EFAULT
 
 
@@ -67,9 +82,9 @@ def test_a_string_longer_than_max_arg_strlen_is_e2big_and_one_just_under_fits(ca
     mem, _ = _counted(2 * RX.MAX_ARG_STRLEN + 64)
     fits = mem.cstr(b"q" * (RX.MAX_ARG_STRLEN - 1))
     long = mem.cstr(b"q" * RX.MAX_ARG_STRLEN)
-    assert RX._arg_length(_ctx(mem), 0, fits, [-1, b""] if cached else None) == RX.MAX_ARG_STRLEN
+    assert RX._arg_length(_ctx(mem), 0, fits, {} if cached else None) == RX.MAX_ARG_STRLEN
     with pytest.raises(OSError) as info:
-        RX._arg_length(_ctx(mem), 0, long, [-1, b""] if cached else None)
+        RX._arg_length(_ctx(mem), 0, long, {} if cached else None)
     assert info.value.errno == errno.E2BIG
 
 
