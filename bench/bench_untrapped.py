@@ -6,14 +6,17 @@
 bench/untrapped_loop.c (compiled here with cc) times tight loops of getpid,
 read of /dev/zero, write to /dev/null, a futex wake, mmap+munmap, and two
 calls sandlock's filter decides on their arguments (fcntl F_GETFL, ioctl
-TCGETS), in nanoseconds per call, under three runners, interleaved:
+TCGETS), in nanoseconds per call, under four runners, interleaved:
   bare     no filter;
   floor    a seccomp filter that allows everything, loaded by the program
            itself (NO_NEW_PRIVS + prctl): what any filter costs, the kernel's
-           seccomp entry;
+           seccomp entry (the action cache never runs that filter);
+  run      a two-instruction filter that loads an argument, so the kernel
+           runs it on every call: the floor of a syscall decided on its
+           arguments (fcntl, ioctl here), which no cache can skip;
   sandlock the same program in sandlock.Sandbox() (default policy).
-Printed per syscall: medians, floor/bare (the seccomp entry) and
-sandlock/floor (the issue's target: at most 1.05), and the instructions the
+Printed per syscall: medians, floor/bare (the seccomp entry), sandlock/floor
+(the issue's target: at most 1.05) and sandlock/run, and the instructions the
 sandbox's filter runs for it (tests/bpfinterp.py), "cached" when it loads
 only the syscall number and the architecture: the kernel's seccomp action
 cache (Linux 5.11) then never runs the filter for that syscall.  The 1 GiB
@@ -73,7 +76,7 @@ def parse(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=5, help="rounds of the three runners (default 5)")
+    ap.add_argument("--runs", type=int, default=5, help="rounds of the four runners (default 5)")
     ap.add_argument("--calls", type=int, default=200000, help="calls per loop (default 200000)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-untrapped-")
@@ -89,6 +92,7 @@ def main():
         runners = {
             "bare": lambda: subprocess.run([exe, "none", str(args.calls)], capture_output=True, check=True).stdout,
             "floor": lambda: subprocess.run([exe, "allow", str(args.calls)], capture_output=True, check=True).stdout,
+            "run": lambda: subprocess.run([exe, "run", str(args.calls)], capture_output=True, check=True).stdout,
             "sandlock": lambda: box.run([exe, "none", str(args.calls)], check=True).stdout,
         }
         load = os.getloadavg()
@@ -101,14 +105,14 @@ def main():
                     times[name][call].append(ns)
         paths, length = filter_paths()
         print(f"# sandlock's filter (default policy): {length} instructions")
-        print(f"{'syscall':12} {'bare':>7} {'floor':>7} {'sandlock':>8}   {'floor/bare':>10} "
-              f"{'sandlock/floor':>14}   filter path")
+        print(f"{'syscall':12} {'bare':>7} {'floor':>7} {'run':>7} {'sandlock':>8}   {'floor/bare':>10} "
+              f"{'sandlock/floor':>14} {'sandlock/run':>12}   filter path")
         for call in CALLS:
-            bare, floor, box_ns = (statistics.median(times[n][call]) for n in ("bare", "floor", "sandlock"))
+            bare, floor, ran, box_ns = (statistics.median(times[n][call]) for n in ("bare", "floor", "run", "sandlock"))
             steps, cached = paths[call]
             where = "cached: never run" if cached else f"{steps} instructions"
-            print(f"{call:12} {bare:7.1f} {floor:7.1f} {box_ns:8.1f}   {floor / bare:9.2f}x "
-                  f"{box_ns / floor:13.2f}x   {where}")
+            print(f"{call:12} {bare:7.1f} {floor:7.1f} {ran:7.1f} {box_ns:8.1f}   {floor / bare:9.2f}x "
+                  f"{box_ns / floor:13.2f}x {box_ns / ran:11.2f}x   {where}")
         load = os.getloadavg()
         print(f"# load at the end {load[0]:.1f}")
     finally:

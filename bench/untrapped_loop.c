@@ -1,12 +1,15 @@
 /* Untrapped syscalls in a tight loop, for bench/bench_untrapped.py.
  *
  *   cc -O2 -o /tmp/untrapped_loop bench/untrapped_loop.c
- *   /tmp/untrapped_loop none|allow N
+ *   /tmp/untrapped_loop none|allow|run N
  *
  * "allow" first loads a seccomp filter that allows everything (NO_NEW_PRIVS,
  * then prctl(PR_SET_SECCOMP)): the cost of the kernel's seccomp entry alone,
- * the floor for a sandboxed process.  "none" loads nothing (bare, or whatever
- * filter the process runs under, e.g. sandlock's).  Prints one line per
+ * the floor for a sandboxed process (the kernel's action cache learns that
+ * it allows every number, so it never runs it).  "run" loads one that reads
+ * an argument first, so the kernel must run it for every call: the floor of
+ * a syscall decided on its arguments.  "none" loads nothing (bare, or
+ * whatever filter the process runs under, e.g. sandlock's).  Prints one line per
  * syscall, "name nanoseconds-per-call", the median of 7 loops of N calls:
  * getpid, read of 1 byte of /dev/zero, write of 1 byte to /dev/null, a
  * futex wake nobody waits for, an mmap+munmap pair (counted as one), and
@@ -18,6 +21,7 @@
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,15 +66,19 @@ int main(int argc, char **argv) {
         return 2;
     }
     long n = atol(argv[2]);
-    if (strcmp(argv[1], "allow") == 0) {
-        struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
-        struct sock_fprog prog = {1, allow};
+    int run = strcmp(argv[1], "run") == 0;
+    if (strcmp(argv[1], "allow") == 0 || run) {
+        struct sock_filter allow[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {run ? 2 : 1, run ? allow : allow + 1};
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) {
             perror("seccomp");
             return 1;
         }
     } else if (strcmp(argv[1], "none") != 0) {
-        fprintf(stderr, "mode: none or allow\n");
+        fprintf(stderr, "mode: none, allow or run\n");
         return 2;
     }
     zero = open("/dev/zero", O_RDONLY);
