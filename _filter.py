@@ -11,12 +11,18 @@ Program shape (assembled by _bpf):
 
     ld arch; jeq AUDIT_ARCH, or ret KILL_PROCESS  wrong arch (i386 int 0x80)
     ld nr;   jset X32_SYSCALL_BIT: ret EPERM       x86_64 only
+    jeq ioctl, jeq fcntl: ja their blocks         HOT: decided on arguments, frequent
     binary search over the number ranges          each leaf: ret or ja block
     blocks: argument tests, first match wins      ld args[i]; jeq/jset; ret
 
 The decisions that depend on the number only never load an argument, so the
 kernel's seccomp action cache (Linux 5.11) learns them and an allowed syscall
-such as getppid costs nothing (see bench/).  ioctl commands are compared on
+such as read, write, mmap, futex or getppid never runs the filter: it costs
+the kernel's seccomp entry alone (bench/bench_untrapped.py).  The syscalls
+decided on their arguments run it every time, so the frequent ones (HOT)
+are tested before the search, and a block's run of equality tests on one
+argument word loads it once and finds its value by a binary search
+(_search) instead of a test after a test.  ioctl commands are compared on
 their low 32 bits (the kernel truncates them).
 """
 
@@ -292,6 +298,11 @@ def build(arch: str, rules: Mapping[int, Rule]) -> bytes:
     ]
     if arch == "x86_64":
         prog += [B.jset(S.X32_SYSCALL_BIT, jt=None, jf=1), B.ret(_RET["eperm"])]
+    table = _syscalls.table(arch)
+    for name in HOT:  # straight to their blocks (the label _tree gives a one-number range)
+        number = table.get(name)
+        if number is not None and isinstance(rules.get(number), tuple):
+            prog += [B.jeq(number, jt=None, jf=1), B.ja(f"block_{number}")]
     blocks: List[Any] = []
     _tree(_ranges(rules), prog, blocks)
     prog.extend(blocks)
@@ -332,18 +343,68 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
     _tree(ranges[mid:], prog, blocks)
 
 
+# Decided on their arguments and called all the time (fcntl F_GETFL/F_SETFD, ioctl
+# TCGETS/FIONREAD): tested before the search over the numbers (see the module doc).
+HOT = ("ioctl", "fcntl")
+SEARCH_MIN = 4  # equality tests in a row, on one word, from which _block searches
+
+
 def _block(rule: Tuple[Sequence[Test], str], name: str) -> List[object]:
     tests, default = rule
     out: List[object] = []
-    for number, t in enumerate(tests):
+    number = 0
+    while number < len(tests):
+        t = tests[number]
+        run = _equality_run(tests, number)
+        if len(run) >= SEARCH_MIN:
+            after = f"{name}_after_{number}"
+            out.append(B.ld_abs(B.seccomp_data_arg(t.arg, high=t.high)))
+            _search(sorted((u.k, u.action) for u in run), out, after, f"{name}_s{number}")
+            out.append(B.label(after))
+            number += len(run)
+            continue
         miss = f"{name}_miss_{number}"
         part: Optional[Test] = t
         while part is not None:
             out.extend(_match(part, miss))
             part = part.also
         out += [B.ret(_RET[t.action]), B.label(miss)]
+        number += 1
     out.append(B.ret(_RET[default]))
     return out
+
+
+def _equality_run(tests: Sequence[Test], start: int) -> Sequence[Test]:
+    """The tests from `start` on that compare one argument word for equality, each with
+    a value of its own and nothing more (no mask, no `also`): at most one of them can
+    match, so their order does not matter and a search finds it."""
+    first = tests[start]
+    seen = set()
+    end = start
+    while end < len(tests):
+        t = tests[end]
+        if (t.op != "eq" or t.also is not None or t.mask or (t.arg, t.high) != (first.arg, first.high)
+                or t.k in seen):
+            break
+        seen.add(t.k)
+        end += 1
+    return tests[start:end]
+
+
+def _search(items: Sequence[Tuple[int, str]], out: List[object], miss: str, name: str) -> None:
+    """A binary search for A among sorted (value, action) pairs: ret the action of the value
+    A equals, else jump to `miss`."""
+    if len(items) <= 3:
+        for k, action in items:
+            out += [B.jeq(k, jt=None, jf=1), B.ret(_RET[action])]
+        out.append(B.ja(miss))
+        return
+    mid = len(items) // 2
+    right = f"{name}_ge{mid}"
+    out.append(B.jge(items[mid][0], jt=right, jf=None))
+    _search(items[:mid], out, miss, f"{name}l")
+    out.append(B.label(right))
+    _search(items[mid:], out, miss, f"{name}r")
 
 
 def _match(t: Test, miss: str) -> List[object]:

@@ -232,10 +232,10 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     room = limit - pointers - (filename_len + 1)
     if room < 0:
         raise _oserror(errno.E2BIG)
-    pages: Dict[int, bytes] = {}  # the strings sit side by side: a few pages serve them all
+    page: Dict[int, bytes] = {}  # the pages of strings read (at most PAGES_KEPT): neighbours share them
     for base, count in ((envp, envc), (argv, argc)):
         for address in _pointers_backwards(ctx, tid, base, count):
-            room -= _arg_length(ctx, tid, address, pages)
+            room -= _arg_length(ctx, tid, address, page)
             if room < 0:
                 raise _oserror(errno.E2BIG)
     if argc == 0 and room < 1:
@@ -272,34 +272,44 @@ def _pointers_backwards(ctx, tid: int, array: int, count: int):
         end = start
 
 
-PAGES_KEPT = 8  # pages of argument strings arguments_fit holds at once
+PAGES_KEPT = 16  # pages of argument strings kept while one exec's are measured (64 KiB)
 
 
-def _arg_length(ctx, tid: int, address: int, pages: Optional[Dict[int, bytes]] = None) -> int:
+def _arg_length(ctx, tid: int, address: int, page: Optional[Dict[int, bytes]] = None) -> int:
     """strnlen_user(address, MAX_ARG_STRLEN): its length with the NUL; EFAULT, or E2BIG past the limit.
 
-    pages: (aligned address -> bytes) read before, reused: memory is read by aligned
-    spans of a page (or of what one read takes, if less), each within one page, so
-    a span reads whole or not at all, as the bytes from `address` to its end would."""
+    page: start -> bytes of the whole pages read so far (updated, at most
+    PAGES_KEPT): the strings of one exec mostly lie near each other, so one
+    read of a page serves all of its strings."""
     if address == 0:
         raise _oserror(errno.EFAULT)
     length = 0
     hot = ctx.tracees.hot
-    unit = min(PAGE_SIZE, hot.READ_MAX)
+    unit = min(PAGE_SIZE, hot.READ_MAX)  # a power of two: an aligned unit never crosses a page
     while length < MAX_ARG_STRLEN:
-        here = address + length
-        span = here - here % unit
-        data = pages.get(span) if pages is not None else None
-        if data is None:
+        at = address + length
+        want = min(PAGE_SIZE - at % PAGE_SIZE, MAX_ARG_STRLEN - length)
+        offset = at % unit
+        data = b""
+        if page is not None:
+            want = min(want, unit - offset)
+            whole = page.get(at - offset)
+            if whole is None:
+                try:
+                    whole = hot.readv(tid, at - offset, unit)
+                except OSError:
+                    whole = b""
+                if len(whole) == unit:
+                    if len(page) >= PAGES_KEPT:
+                        page.clear()
+                    page[at - offset] = whole
+            if len(whole) == unit:
+                data = whole[offset:offset + want]
+        if not data:  # no page, or its start is not readable: from the string on, as the kernel reads
             try:
-                data = hot.readv(tid, span, unit)
+                data = hot.readv(tid, at, want)
             except OSError:
                 data = b""
-            if pages is not None and data:
-                if len(pages) >= PAGES_KEPT:
-                    pages.clear()
-                pages[span] = data
-        data = data[here - span:here - span + MAX_ARG_STRLEN - length]
         if not data:
             raise _oserror(errno.EFAULT)
         end = data.find(b"\0")
@@ -310,11 +320,11 @@ def _arg_length(ctx, tid: int, address: int, pages: Optional[Dict[int, bytes]] =
 
 
 def _stack_rlimit(tid: int) -> int:
-    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it):
-    prlimit(2), or /proc/TID/limits where prlimit is refused (a caller of another uid)."""
+    """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it): asked
+    with prlimit(2), else (a caller of other credentials) read from /proc/TID/limits."""
     try:
         limit = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
-        return 1 << 64 if limit == resource.RLIM_INFINITY else limit
+        return 1 << 64 if limit == resource.RLIM_INFINITY or limit < 0 else limit
     except (OSError, ValueError):
         pass
     try:

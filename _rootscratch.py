@@ -99,6 +99,7 @@ class Cwd:
         self._turn = 0
         self._lock = threading.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
+        self._stable_links: Dict[bytes, bytes] = {}  # stable name -> its target (b"": being made)
 
     def close(self) -> None:
         os.close(self.anchor_fd)
@@ -188,13 +189,26 @@ class Cwd:
         self._place(directory, basename, target, turn)
         return self.anchor + b"/" + directory + b"/" + basename
 
+    STABLE_MAX = 4096  # stable links kept per run (see link); past it, rotating names
+
     def link(self, target: bytes, basename: bytes = b"", room: int = 1) -> bytes:
         """A relative name (at most `room` bytes) in the anchor that is now a symlink to `target`.
 
         With room for it the name is C/basename (C one byte, a directory of
         the anchor): the kernel names a process after the last component of
         the path it executed (comm, /proc/PID/status).  Else it is one byte.
+
+        A target /proc/self/fd/N (what an exec is pointed at) gets a stable
+        name, made once per run and never changed: byte 0x80 + N % 128 (no
+        rotating name uses those bytes), then /basename; the next exec of
+        that program into the same fd number finds it made, with no write to
+        the anchor's filesystem (a symlink and a rename cost 1-2 ms on a busy
+        disk).  When that name holds another fd number, or STABLE_MAX are
+        made, a rotating name is used as before.
         """
+        stable = self._stable(target, basename, room)
+        if stable is not None:
+            return stable
         turn = self._next_turn()
         char = self.NAMES[turn % len(self.NAMES)]
         if basename and b"/" not in basename and len(basename) + 2 <= room:
@@ -213,6 +227,34 @@ class Cwd:
             if subdir is not None:
                 self._made.add(subdir)
             self._made.add((subdir, name))
+
+    def _stable(self, target: bytes, basename: bytes, room: int) -> Optional[bytes]:
+        """The stable name of `target` (see link), made now if it is not yet; None: none fits."""
+        prefix = b"/proc/self/fd/"
+        number = target[len(prefix):]
+        if (not target.startswith(prefix) or not number.isdigit() or not basename or b"/" in basename
+                or len(basename) + 2 > room):
+            return None
+        directory = bytes([0x80 + int(number) % 128])
+        key = directory + b"/" + basename
+        with self._lock:
+            made = self._stable_links.get(key)
+            mine = made is None and len(self._stable_links) < self.STABLE_MAX
+            if mine:
+                self._stable_links[key] = b""  # claimed: only this target ever goes there
+        if made == target:
+            return key
+        if not mine:
+            return None  # another fd number has it, it is being made, or too many: a rotating name
+        try:
+            self._place(directory, basename, target, self._next_turn())
+        except BaseException:
+            with self._lock:
+                del self._stable_links[key]
+            raise
+        with self._lock:
+            self._stable_links[key] = target
+        return key
 
     def _next_turn(self) -> int:
         with self._lock:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real package and build tools in the emulated root against a bare chroot and PRoot, in one run.
 
-    python3 bench/bench_tools.py [--runs N] [--only WORKLOAD,...] [--keep]
+    python3 bench/bench_tools.py [--runs N] [--only WORKLOAD,...] [--dir DIR] [--keep]
 
 Needs root (the chroot baseline, and a private copy of the root written to).
 Every workload runs as root in a private ``cp -a`` copy of the Debian root of
@@ -23,7 +23,12 @@ the others):
   proot    ``proot -r COPY -b /dev -b /proc`` (-0 for apt);
   sandlock this project's CLI: python3 -m sandlock --root COPY -w / -- CMD
            (run through runpy with the checkout on sys.path, bytecode caches
-           allowed, as users have them).
+           allowed, as users have them);
+  before   the same from another checkout (--before DIR, e.g. a `git archive`
+           of the commit before a change): before/after in one run.
+The copy goes to --dir (default /var/tmp; /dev/shm puts it on tmpfs, where the
+disk of a shared machine does not drown what the runners themselves cost: on
+this VM's ext4 the chroot's git run spread over 7-12 s).
 Each run's output is checked (a workload that printed the wrong thing makes
 its runner n/a), runs are interleaved (run i of every runner, then run i+1)
 after one untimed warm-up each; medians and ratios to chroot are printed with
@@ -71,7 +76,7 @@ WORKLOADS = {
     "tar": (TAR, "2000"),
     "apt": (APT, "hello from the package"),
 }
-RUNNERS = ["chroot", "proot", "sandlock"]
+RUNNERS = ["chroot", "proot", "sandlock", "before"]
 
 
 def stage_inputs(copy):
@@ -121,7 +126,7 @@ def tail(text, n=200):
 
 
 class Runner:
-    def __init__(self, name, copy):
+    def __init__(self, name, copy, checkout=ROOT):
         self.name, self.copy = name, copy
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         if name == "chroot":
@@ -134,10 +139,12 @@ class Runner:
                 raise Skip("proot not installed (apt-get install -y proot)")
             self.prefix = [exe, "-r", copy, "-b", "/dev", "-b", "/proc"]
         else:
+            if not os.path.isfile(os.path.join(checkout, "sandlock.py")):
+                raise Skip(f"no sandlock.py in {checkout}")
             boot = ("import runpy, sys; sys.path.insert(0, %r); "
-                    "runpy.run_module('sandlock', run_name='__main__', alter_sys=True)" % ROOT)
+                    "runpy.run_module('sandlock', run_name='__main__', alter_sys=True)" % checkout)
             self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-            subprocess.run([sys.executable, "-m", "compileall", "-q", ROOT], env=self.env, capture_output=True)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", checkout], env=self.env, capture_output=True)
             self.prefix = [sys.executable, "-c", boot, "--root", copy, "-w", "/"]
 
     def argv(self, workload, work):
@@ -146,9 +153,9 @@ class Runner:
         if workload == "apt":
             if self.name == "proot":
                 prefix[1:1] = ["-0"]
-            elif self.name == "sandlock":
+            elif self.name in ("sandlock", "before"):
                 prefix.append("--fake-root")
-        if self.name == "sandlock":
+        if self.name in ("sandlock", "before"):
             prefix.append("--")
         return prefix + GUEST_ENV + ["/bin/sh", "-c", script]
 
@@ -177,7 +184,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="timed runs per runner and workload (default 5)")
     ap.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
-    ap.add_argument("--runners", default=",".join(RUNNERS), help="runners, comma-separated")
+    ap.add_argument("--runners", default="chroot,proot,sandlock", help="runners, comma-separated (chroot, proot, "
+                    "sandlock, before)")
+    ap.add_argument("--before", default=None, metavar="DIR", help="another checkout of sandlock: runner 'before'")
+    ap.add_argument("--dir", default="/var/tmp", help="where the copy of the root goes (default /var/tmp; "
+                    "/dev/shm: tmpfs)")
     ap.add_argument("--keep", action="store_true", help="keep the copy of the root (its path is printed)")
     args = ap.parse_args()
     names = [w for w in args.only.split(",") if w]
@@ -189,7 +200,7 @@ def main():
     import rootfs
     print("# getting the Debian tools root (tests/rootfs.py; debootstrap + apt-get the first time)...", flush=True)
     base = str(rootfs.debian_tools_rootfs())
-    copy = tempfile.mkdtemp(prefix="bench-tools-", dir="/var/tmp")
+    copy = tempfile.mkdtemp(prefix="bench-tools-", dir=args.dir)
     os.chmod(copy, 0o755)
     try:
         subprocess.run(["cp", "-a", f"{base}/.", copy], check=True)
@@ -197,11 +208,13 @@ def main():
         os.makedirs(os.path.join(copy, "srv", "work"), exist_ok=True)
         load = os.getloadavg()
         print(f"# {os.uname().release}, {os.cpu_count()} CPUs, load {load[0]:.1f} {load[1]:.1f}; "
-              f"root {base}; runs {args.runs}", flush=True)
+              f"root {base} copied to {copy}; runs {args.runs}", flush=True)
         runners = {}
         for name in args.runners.split(","):
             try:
-                runners[name] = Runner(name, copy)
+                if name == "before" and not args.before:
+                    raise Skip("--before DIR not given")
+                runners[name] = Runner(name, copy, args.before if name == "before" else ROOT)
             except Skip as e:
                 runners[name] = f"n/a ({e})"
         for workload in names:

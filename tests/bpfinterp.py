@@ -16,7 +16,7 @@ encoding rather than echo it.
 from __future__ import annotations
 
 import struct
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 _INSN = struct.Struct("<HBBI")  # struct sock_filter
 _DATA = struct.Struct("<IIQ6Q")  # struct seccomp_data: nr (as u32 bits), arch, ip, args[6]
@@ -72,24 +72,44 @@ def _decode(code: bytes) -> List[Tuple[int, int, int, int]]:
 
 def run(code: bytes, nr: int, arch: int, args: Sequence[int] = (), ip: int = 0) -> int:
     """The u32 the filter `code` returns for this syscall."""
+    return trace(code, nr, arch, args, ip)[0]
+
+
+class Path(NamedTuple):
+    """What one run of a filter did: its return value, how many instructions it
+    executed, and the struct seccomp_data offsets it loaded (in order)."""
+    ret: int
+    steps: int
+    loads: Tuple[int, ...]
+
+
+def trace(code: bytes, nr: int, arch: int, args: Sequence[int] = (), ip: int = 0) -> Path:
+    """run(), also counting the instructions executed and the offsets loaded: a path that
+    loads only nr and arch is one the kernel's seccomp action cache (Linux 5.11) can
+    learn, so that syscall never runs the filter at all."""
     data = seccomp_data(nr, arch, args, ip)
     insns = _decode(code)
     a = x = 0
     mem: List[int] = [0] * _MEMWORDS
     pc = 0
+    steps = 0
+    loads: List[int] = []
     while True:
         if pc >= len(insns):
             raise BpfRunError(f"ran off the end of the program at {pc}")
         op, jt, jf, k = insns[pc]
         pc += 1
+        steps += 1
         if op == _RET_K:
-            return k
+            return Path(k, steps, tuple(loads))
         if op == _RET_A:
-            return a
+            return Path(a, steps, tuple(loads))
+        if op == _LD_W_ABS:
+            loads.append(k)
         if op & 0x07 == _CLASS_ALU and op & 0xF0 in _ALU:
             src = x if op & _SRC_X else k
             if op & 0xF0 in (0x30, 0x90) and src == 0:
-                return 0  # cBPF semantics: division by zero aborts the filter with 0
+                return Path(0, steps, tuple(loads))  # cBPF semantics: division by zero aborts the filter with 0
             a = _ALU[op & 0xF0](a, src) & _U32
         elif op == _JA:
             pc += k

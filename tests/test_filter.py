@@ -14,7 +14,7 @@ from sandlock import _policy
 from sandlock import _structs as S
 from sandlock import _syscalls
 from sandlock import _table
-from bpfinterp import action, run
+from bpfinterp import action, run, trace
 
 ARCHES = ("x86_64", "aarch64")
 
@@ -360,3 +360,67 @@ def test_short_sends_without_address_are_notified_only_when_dns_is_policed(arch)
     assert verdict(named, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == ("ERRNO", errno.EPERM)
     assert verdict(named, arch, "setsockopt", 3, 17, 103, 0x1000, 4) == OK  # UDP_SEGMENT
     assert verdict(literal, arch, "setsockopt", 3, 17, 1, 0x1000, 4) == OK
+
+
+def test_every_syscall_allowed_on_its_number_loads_nothing_but_the_number_and_arch(default):
+    """What the kernel's seccomp action cache (Linux 5.11) can learn: such a syscall (read,
+    write, mmap, futex, ...) never runs the filter, it costs the seccomp entry alone
+    (bench/bench_untrapped.py)."""
+    arch, code = default
+    table = _syscalls.table(arch)
+    pol = _policy.make_policy()
+    rules = _filter.rules_for(arch, _table.traps_for(pol, 7, arch), pol.extra_deny_syscalls,
+                              _table.extra_denials(7), _table.argument_rules(pol))
+    allowed = [name for name, number in table.items() if rules[number] == "allow"]
+    assert {"read", "write", "mmap", "munmap", "futex", "getpid", "close", "exit_group"} <= set(allowed)
+    for name in allowed:
+        path = trace(code, table[name], S.AUDIT_ARCH[arch], [0xFFFFFFFF] * 6)
+        assert set(path.loads) <= {S.SECCOMP_DATA_NR, S.SECCOMP_DATA_ARCH}, name
+
+
+def test_fcntl_and_ioctl_decide_their_frequent_commands_in_few_instructions(default):
+    """They are decided on their arguments, so they run the filter every time: tested before
+    the search over the numbers, their commands found by a search (35 and 38 instructions
+    before)."""
+    arch, code = default
+    table, audit = _syscalls.table(arch), S.AUDIT_ARCH[arch]
+    for name, command, most in (("fcntl", 3, 17), ("fcntl", 1, 17), ("ioctl", termios.TCGETS, 23),
+                                ("ioctl", termios.FIONREAD, 23)):  # F_GETFL, F_GETFD
+        path = trace(code, table[name], audit, [0, command])
+        assert action(path.ret) == ("ALLOW", 0) and path.steps <= most, (name, command, path.steps)
+
+
+def _linear(tests, default, word):
+    """First match wins, for "eq" tests on the low words of the first three arguments."""
+    for t in tests:
+        if word[t.arg] == t.k and (t.also is None or word[t.also.arg] == t.also.k):
+            return t.action
+    return default
+
+
+@pytest.mark.parametrize("tests", [
+    # a run the block searches, actions mixed, values unordered and at the ends of the range
+    [_filter.Test(1, "eq", k, a) for k, a in ((0x5412, "eperm"), (7, "notify"), (0, "eacces"), (0xFFFFFFFF, "eperm"),
+                                              (5, "notify"), (1 << 31, "notify"), (6, "eperm"), (100, "notify"),
+                                              (99, "eacces"))],
+    # too short a run: tested one after the other
+    [_filter.Test(1, "eq", k, "eperm") for k in (3, 1, 2)],
+    # the same value twice (the second with an `also`): no search, first match wins
+    [_filter.Test(1, "eq", 5, "eperm", also=_filter.Test(2, "eq", 1, "")), _filter.Test(1, "eq", 5, "eacces"),
+     _filter.Test(1, "eq", 6, "notify"), _filter.Test(1, "eq", 7, "notify"), _filter.Test(1, "eq", 8, "notify")],
+    # a search between tests it cannot include
+    [_filter.Test(1, "eq", 9, "eacces", also=_filter.Test(2, "eq", 2, ""))]
+    + [_filter.Test(1, "eq", k, "notify") for k in (9, 10, 11, 12, 13)] + [_filter.Test(2, "eq", 9, "eperm")],
+])
+def test_a_block_decides_every_value_as_its_tests_in_order_would(tests):
+    arch = "x86_64"
+    nr = _syscalls.table(arch)["fcntl"]  # one of HOT: reached both before and through the search
+    for number in (nr, nr + 1):
+        code = _filter.build(arch, {number: (tests, "allow"), 400: "allow"})
+        values = {0, 1, 2, 0xFFFFFFFF} | {t.k + d for t in tests for d in (-1, 0, 1) if 0 <= t.k + d <= 0xFFFFFFFF}
+        for value in values:
+            for third in (0, 1, 2, 9):
+                word = [0, value, third]
+                got = action(run(code, number, S.AUDIT_ARCH[arch], word))
+                want = _filter._RET[_linear(tests, "allow", word)]
+                assert got == action(want), (number, value, third)
