@@ -61,6 +61,7 @@ from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, 
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_ID_VALID, _U64 = S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack
 FIRST_READ = 256   # bytes of a string read first (read_string): 4 KiB cost 2-3 us more a read
 
 
@@ -447,6 +448,13 @@ def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
         raise os_error(errno.EFAULT)
     hot = tracees.hot
     step = hot.READ_MAX
+    if len(data) <= step:  # a struct stat, statx, a sockaddr: one write
+        try:
+            if hot.writev(tid, address, data) == len(data):
+                return
+        except OSError:
+            pass
+        raise os_error(errno.EFAULT)
     for start in range(0, len(data), step):
         chunk = data[start:start + step]
         try:
@@ -601,13 +609,16 @@ class Tracees:
         """Is the notification being handled still pending?  False once its caller is
         gone (ENOENT); any other error is raised, so the call is answered with it
         rather than left waiting."""
-        try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
-            return True
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
+        while True:  # listener_ioctl, written out: the path of every call
+            try:
+                fcntl.ioctl(self.listener, _ID_VALID, _U64(self.current))
+                return True
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return False
+                raise
 
     def confirm(self) -> None:
         """ESRCH unless the notification being handled is still pending (its caller alive)."""

@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _scratch
 
 _ZERO_NOTIF = bytes(S.NOTIF.size)
+_RESP, _SEND = S.NOTIF_RESP, S.SECCOMP_IOCTL_NOTIF_SEND
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -873,10 +874,13 @@ class Notifier:
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
-        if isinstance(reply, Fd):
+        kind = type(reply)
+        if kind is Value:  # the most frequent answer first (a stat, an access)
+            resp = _RESP.pack(call.id, reply.value, 0, 0)  # type: ignore[union-attr]
+        elif isinstance(reply, Fd):
             self._send_fd(call, reply)
             return
-        if reply is CONTINUE:
+        elif reply is CONTINUE:
             if self.debug:
                 sys.stderr.write(f"sandlock: continue {self.names.get(call.nr)}\n")
             resp = S.NOTIF_RESP.pack(call.id, 0, 0, S.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
@@ -887,11 +891,16 @@ class Notifier:
             if code in _REFUSALS or call.why:
                 self._deny(call, code)
             resp = S.NOTIF_RESP.pack(call.id, 0, -code, 0)
-        try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        while True:  # listener_ioctl, written out: the path of every answer
+            try:
+                fcntl.ioctl(self.listener, _SEND, resp)
+                return
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                return
 
     def _deny(self, call: Call, code: int) -> None:
         """Record a refusal for the report (README "Results and denials"); --debug prints it."""
