@@ -749,10 +749,11 @@ class Notifier:
         poller.register(listener, select.POLLIN)
         handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, threading.get_ident()
         assert tracees is not None
+        ioctl, unpack, handle, answer = fcntl.ioctl, S.NOTIF.unpack, self.handle, self.answer  # bound once
         while True:
             buf[:] = _ZERO_NOTIF
             try:
-                fcntl.ioctl(listener, recv, buf, True)
+                ioctl(listener, recv, buf, True)
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
@@ -765,13 +766,13 @@ class Notifier:
                 self._on_fail(f"cannot receive trapped calls: {exc.strerror}")
                 receivers.stop()
                 return
-            fields = S.NOTIF.unpack(buf)
+            fields = unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             act: Optional[Later] = None
             with handling:
                 if tracees.owner != me:
                     tracees.claim()  # this thread uses the HotCalls buffers now
-                reply = self.handle(call)
+                reply = handle(call)
                 if type(reply) is Later:
                     if receivers.hand_over(lambda: self._start_loop(call)):
                         act = reply  # type: ignore[assignment]
@@ -779,7 +780,7 @@ class Notifier:
                         reply.abandon()  # type: ignore[union-attr]
                         reply = Errno(reply.busy)  # type: ignore[union-attr]
                 if act is None and reply is not None:
-                    self.answer(call, reply)
+                    answer(call, reply)
             if act is None:
                 # after a call answered at once, one loop receiving is enough (read without
                 # the lock, decided under it)
@@ -787,14 +788,14 @@ class Notifier:
                     return
                 continue
             try:  # the operation that may block: another loop receives meanwhile
-                answer = act.work()
+                done = act.work()
             except OSError as exc:
-                answer = Errno(exc.errno or errno.EIO)
+                done = Errno(exc.errno or errno.EIO)
             except BaseException:  # fail closed, never leave the caller waiting
-                answer = Errno(errno.EPERM)
+                done = Errno(errno.EPERM)
             after = receivers.after_act()  # before the answer: the caller's next call may come at once
-            if answer is not None:  # None: the caller is gone, nobody to answer
-                self.answer_later(call, answer)
+            if done is not None:  # None: the caller is gone, nobody to answer
+                self.answer_later(call, done)
             if not receivers.go_on(after):
                 return
 
