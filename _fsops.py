@@ -130,6 +130,9 @@ def _fd_object(ctx: Context, call: Call, need: str) -> int:
 
 # --- metadata reads -----------------------------------------------------------------
 
+_DONE = Value(0)
+
+
 def do_stat(ctx: Context, call: Call) -> Reply:
     _check_flags(call, STAT_FLAGS)
     path = call.path
@@ -143,17 +146,14 @@ def do_stat(ctx: Context, call: Call) -> Reply:
                 return Value(0)
         finally:
             os.close(fd)
-    if path and path[0] == 47 and not (ctx.resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
+    resolver = ctx.resolver
+    if path and path[0] == 47 and not (resolver.rules.denied_inodes or call.flags & AT_EMPTY_PATH):
         # The hot path: an absolute path openat2 proves symlink-free is its own real path.
-        fd = ctx.resolver.open_plain(path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
-        if fd >= 0:
-            try:
-                st = ctx.hot.fstat(fd)
-            finally:
-                os.close(fd)
-            ctx.resolver.rules.check(path, "meta")
-            write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
-            return Value(0)
+        st = resolver.stat_plain(path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
+        if st is not None:
+            resolver.rules.check(path, "meta")
+            write_mem(ctx.tracees, call.tid, call.ptr, resolver.reported(st).raw)
+            return _DONE
     fd, st = _object(ctx, call, "meta")
     os.close(fd)
     write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
@@ -308,10 +308,16 @@ def do_openat2(ctx: Context, call: Call):
     return _open(ctx, call, flags, mode, resolve)
 
 
+class _Looked(Fd):
+    """An Fd reopened from a regular file looked up and decided first (_open_maybe_fifo):
+    the same inode, so _handing_over has nothing to look at again."""
+    __slots__ = ()
+
+
 def _open(ctx: Context, call: Call, flags: int, mode: int, resolve: int) -> Reply:
     reply = _open_object(ctx, call, flags, mode, resolve)
-    if isinstance(reply, Fd):
-        _handing_over(ctx, reply.fd)
+    if type(reply) is Fd:
+        _handing_over(ctx, reply.fd)  # type: ignore[union-attr]
     return reply
 
 
@@ -391,7 +397,8 @@ def _open_maybe_fifo(ctx: Context, call: Call, flags: int, resolve: int) -> Repl
             made = determinism.device_open(os.fstat(probe).st_rdev)
         if made is not None:
             return Fd(made, bool(flags & os.O_CLOEXEC))
-        return Fd(os.open(_proc_fd(probe), flags & ~os.O_NOFOLLOW | os.O_CLOEXEC), bool(flags & os.O_CLOEXEC))
+        fd = ctx.resolver.reopen(probe, flags & ~os.O_NOFOLLOW | os.O_CLOEXEC)
+        return (_Looked if kind == stat.S_IFREG else Fd)(fd, bool(flags & os.O_CLOEXEC))
     finally:
         os.close(probe)
 

@@ -43,6 +43,7 @@ import errno
 import fcntl
 import os
 import select
+import signal
 import threading
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -61,6 +62,8 @@ from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, 
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_ID_VALID, _U64 = S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack
+FIRST_READ = 256   # bytes of a string read first (read_string): 4 KiB cost 2-3 us more a read
 
 
 class Errno(NamedTuple):
@@ -259,6 +262,7 @@ class Workers:
             self._cond.notify_all()
 
     def _serve(self) -> None:
+        block_signals()  # it may answer with an fd (see block_signals)
         while True:
             with self._cond:
                 self._idle += 1
@@ -277,6 +281,19 @@ class Workers:
                 reply = Errno(errno.EPERM)
             if reply is not None:  # None: the caller is gone, nobody to answer
                 self._answer(call, reply)
+
+
+def block_signals() -> None:
+    """Block every signal in the calling thread (one of the notifier's: a receiving
+    loop or a worker), for good; the process's signals go to its other threads.
+
+    An fd is installed and announced in one step (SECCOMP_IOCTL_NOTIF_ADDFD with
+    SECCOMP_ADDFD_FLAG_SEND), and the kernel marks the call answered before the
+    caller has taken the fd: if a signal interrupts the supervisor's wait there
+    and the request is withdrawn, the call stays marked answered with no answer
+    (a retry gets EINPROGRESS, and the caller returns 0, Linux 6.18).  With no
+    signal deliverable to the thread the wait cannot be interrupted."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 class Receivers:
@@ -432,6 +449,13 @@ def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
         raise os_error(errno.EFAULT)
     hot = tracees.hot
     step = hot.READ_MAX
+    if len(data) <= step:  # a struct stat, statx, a sockaddr: one write
+        try:
+            if hot.writev(tid, address, data) == len(data):
+                return
+        except OSError:
+            pass
+        raise os_error(errno.EFAULT)
     for start in range(0, len(data), step):
         chunk = data[start:start + step]
         try:
@@ -442,13 +466,16 @@ def write_mem(tracees: "Tracees", tid: int, address: int, data: bytes) -> None:
 
 
 def read_string(tracees: "Tracees", tid: int, address: int, limit: int = PATH_MAX) -> bytes:
-    """A NUL-terminated string, read page by page; ENAMETOOLONG past `limit` bytes."""
+    """A NUL-terminated string, read page by page (its first FIRST_READ bytes alone
+    first); ENAMETOOLONG past `limit` bytes."""
     if address == 0:
         raise os_error(errno.EFAULT)
     hot = tracees.hot
     out = b""
+    first = FIRST_READ  # most paths are short: copying the rest of the page costs more than a second read
     while len(out) < limit:
-        chunk = PAGE - (address % PAGE)
+        chunk = min(PAGE - (address % PAGE), first)
+        first = PAGE
         try:
             data = hot.readv(tid, address, min(chunk, limit - len(out)))
         except OSError:
@@ -583,13 +610,16 @@ class Tracees:
         """Is the notification being handled still pending?  False once its caller is
         gone (ENOENT); any other error is raised, so the call is answered with it
         rather than left waiting."""
-        try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack(self.current))
-            return True
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
+        while True:  # listener_ioctl, written out: the path of every call
+            try:
+                fcntl.ioctl(self.listener, _ID_VALID, _U64(self.current))
+                return True
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return False
+                raise
 
     def confirm(self) -> None:
         """ESRCH unless the notification being handled is still pending (its caller alive)."""

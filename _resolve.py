@@ -28,6 +28,7 @@ import re
 import stat
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -311,6 +312,10 @@ class Resolver:
         self.tracees = tracees
         self.is_member = is_member
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # our own fd table, to reopen an O_PATH fd by its number (reopen; made on first use,
+        # closed by close() or, for a subclass whose close() does not come here, finalize)
+        self._own_fds = -1
+        self._own_fds_closer: Optional[weakref.finalize] = None
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
         self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
@@ -332,7 +337,18 @@ class Resolver:
 
     def close(self) -> None:
         os.close(self.root)
+        if self._own_fds_closer is not None:
+            self._own_fds_closer()
+            self._own_fds = -1
         self.devices.close()
+
+    def reopen(self, fd: int, flags: int) -> int:
+        """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
+        walk starts at our /proc/self/fd: ~1 us less than the whole path)."""
+        if self._own_fds < 0:
+            self._own_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._own_fds_closer = weakref.finalize(self, os.close, self._own_fds)
+        return os.open(b"%d" % fd, flags, dir_fd=self._own_fds)
 
     def self_link(self, call: Call) -> Optional[bytes]:
         """readlink's answer for the caller's own /proc/self without a lookup (None:
@@ -404,21 +420,19 @@ class Resolver:
         open_flags = os.O_PATH | os.O_CLOEXEC | extra | (os.O_NOFOLLOW if nofollow else 0)
         return self.open(call, dirfd, path, open_flags, 0, 0)
 
-    def open_plain(self, path: bytes, nofollow: bool) -> int:
-        """O_PATH fd of an absolute, clean, symlink-free path outside /proc, else -1.
-
-        A path that passes is its own real path, so the caller may decide on
-        it without asking the kernel for the object's name.
-        """
+    def stat_plain(self, path: bytes, nofollow: bool) -> Optional["_syscalls.Stat"]:
+        """The stat of an absolute, clean, symlink-free path outside /proc, else None
+        (look it up the general way): open_plain and fstat in one prepared call."""
         if not _clean(path) or path.startswith(b"/proc/"):
-            return -1
-        flags = _O_PATH_NOFOLLOW if nofollow else _O_PATH
-        try:
-            return self.hot.openat2(self.root, path, flags, 0, S.RESOLVE_NO_SYMLINKS)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return -1
-            raise
+            return None
+        while True:
+            try:
+                return self.hot.stat_plain(self.root, path, nofollow)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return None
+                if exc.errno != errno.EINTR:
+                    raise
 
     def open(self, call: Call, dirfd: int, path: bytes, flags: int, mode: int,
              resolve: int) -> Tuple[int, Optional[bytes]]:

@@ -289,8 +289,8 @@ class RootResolver(Resolver):
             return fd
         return self.tracees.getfd(call.tid, dirfd)
 
-    def open_plain(self, path: bytes, nofollow: bool) -> int:
-        return -1  # no host fast path: every path is virtual
+    def stat_plain(self, path: bytes, nofollow: bool) -> None:
+        return None  # no host fast path: every path is virtual
 
     def open(self, call: Call, dirfd: int, path: bytes, flags: int, mode: int,
              resolve: int) -> Tuple[int, Optional[bytes]]:

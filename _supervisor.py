@@ -61,8 +61,8 @@ from . import _table
 from ._structs import CLONE_FS
 from ._errors import SetupError, exec_error, os_error, shown
 from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
-                     Tracees, Value, Workers, current_umask, decode, forget_exited, listener_ioctl, proc_stat,
-                     proc_status, tgid_of, write_mem)
+                     Tracees, Value, Workers, block_signals, current_umask, decode, forget_exited, listener_ioctl,
+                     proc_stat, proc_status, tgid_of, write_mem)
 from ._policy import PTYS, Policy, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
@@ -79,6 +79,7 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _scratch
 
 _ZERO_NOTIF = bytes(S.NOTIF.size)
+_RESP, _SEND = S.NOTIF_RESP, S.SECCOMP_IOCTL_NOTIF_SEND
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -728,6 +729,7 @@ class Notifier:
         only.
         """
         try:
+            block_signals()  # it answers with fds (_notif.block_signals)
             self._loop(listener)
         except BaseException as exc:  # a bug: fail closed, nothing may wait unanswered
             self._on_fail(f"the notification loop failed: {exc!r}")
@@ -755,10 +757,11 @@ class Notifier:
         poller.register(listener, select.POLLIN)
         handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, threading.get_ident()
         assert tracees is not None
+        ioctl, unpack, handle, answer = fcntl.ioctl, S.NOTIF.unpack, self.handle, self.answer  # bound once
         while True:
             buf[:] = _ZERO_NOTIF
             try:
-                fcntl.ioctl(listener, recv, buf, True)
+                ioctl(listener, recv, buf, True)
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
@@ -771,13 +774,13 @@ class Notifier:
                 self._on_fail(f"cannot receive trapped calls: {exc.strerror}")
                 receivers.stop()
                 return
-            fields = S.NOTIF.unpack(buf)
+            fields = unpack(buf)
             call = Call(fields[0], fields[1], fields[3], fields[6:])
             act: Optional[Later] = None
             with handling:
                 if tracees.owner != me:
                     tracees.claim()  # this thread uses the HotCalls buffers now
-                reply = self.handle(call)
+                reply = handle(call)
                 if type(reply) is Later:
                     if receivers.hand_over(lambda: self._start_loop(call)):
                         act = reply  # type: ignore[assignment]
@@ -785,7 +788,7 @@ class Notifier:
                         reply.abandon()  # type: ignore[union-attr]
                         reply = Errno(reply.busy)  # type: ignore[union-attr]
                 if act is None and reply is not None:
-                    self.answer(call, reply)
+                    answer(call, reply)
             if act is None:
                 # after a call answered at once, one loop receiving is enough (read without
                 # the lock, decided under it)
@@ -793,14 +796,14 @@ class Notifier:
                     return
                 continue
             try:  # the operation that may block: another loop receives meanwhile
-                answer = act.work()
+                done = act.work()
             except OSError as exc:
-                answer = Errno(exc.errno or errno.EIO)
+                done = Errno(exc.errno or errno.EIO)
             except BaseException:  # fail closed, never leave the caller waiting
-                answer = Errno(errno.EPERM)
+                done = Errno(errno.EPERM)
             after = receivers.after_act()  # before the answer: the caller's next call may come at once
-            if answer is not None:  # None: the caller is gone, nobody to answer
-                self.answer_later(call, answer)
+            if done is not None:  # None: the caller is gone, nobody to answer
+                self.answer_later(call, done)
             if not receivers.go_on(after):
                 return
 
@@ -880,10 +883,13 @@ class Notifier:
 
     def send(self, call: Call, reply: Reply) -> None:
         """Answer one notification; a vanished caller (ENOENT) is not an error."""
-        if isinstance(reply, Fd):
+        kind = type(reply)
+        if kind is Value:  # the most frequent answer first (a stat, an access)
+            resp = _RESP.pack(call.id, reply.value, 0, 0)  # type: ignore[union-attr]
+        elif isinstance(reply, Fd):
             self._send_fd(call, reply)
             return
-        if reply is CONTINUE:
+        elif reply is CONTINUE:
             if self.debug:
                 sys.stderr.write(f"sandlock: continue {self.names.get(call.nr)}\n")
             resp = S.NOTIF_RESP.pack(call.id, 0, 0, S.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
@@ -894,11 +900,16 @@ class Notifier:
             if code in _REFUSALS or call.why:
                 self._deny(call, code)
             resp = S.NOTIF_RESP.pack(call.id, 0, -code, 0)
-        try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_SEND, resp)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        while True:  # listener_ioctl, written out: the path of every answer
+            try:
+                fcntl.ioctl(self.listener, _SEND, resp)
+                return
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                return
 
     def _deny(self, call: Call, code: int) -> None:
         """Record a refusal for the report (README "Results and denials"); --debug prints it."""
@@ -910,14 +921,14 @@ class Notifier:
                              f"{errno.errorcode.get(code, code)} ({denial.rule})\n")
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
-        # Two steps (ADDFD, then SEND the number).  SECCOMP_ADDFD_FLAG_SEND would be
-        # atomic and measured no slower (README "Known limits of the emulated root";
-        # the ~25 us gain once claimed for two steps did not reproduce).  If the
-        # caller is interrupted in between, the fd stays in it unannounced, as if
-        # the open had raced a signal.
+        # One atomic step: ADDFD with SECCOMP_ADDFD_FLAG_SEND installs the fd and answers
+        # with its number, so a caller interrupted in between never keeps an fd it was
+        # not told of; one ioctl instead of two (README "Known limits of the emulated
+        # root").  If the install fails (EMFILE in the caller) the call is still pending
+        # and is answered with that errno.
         try:
-            number = self.inject(call, reply.fd, reply.cloexec)
-            self.send(call, Value(number))
+            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, S.NOTIF_ADDFD.pack(
+                call.id, S.SECCOMP_ADDFD_FLAG_SEND, reply.fd, 0, os.O_CLOEXEC if reply.cloexec else 0))
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self.send(call, Errno(exc.errno or errno.EMFILE))

@@ -13,6 +13,10 @@ Prints medians of:
      the kernel's seccomp action cache should make them cost nothing;
   3. trapped syscalls: 20000 os.stat("/etc/passwd") (trapped under every
      policy, docs/design.md "What Landlock does not cover"), in microseconds per call, inside against outside;
+     with --loops only this item, as two loops (os.stat, and os.open+os.close of
+     /etc/passwd: an open done on behalf and its fd injected), each in us per call
+     and as a ratio to bare, side by side with the Rust sandlock's SDK and PRoot
+     (`proot CMD`, host root) where they can be had, all interleaved;
   4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`;
   5. real programs: python3 -c pass, and python3 importing json, email,
      http.client and sqlite3 (hundreds of trapped stats between pauses).
@@ -21,6 +25,7 @@ Not a test: timings never decide pass/fail.
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +47,10 @@ elif kind == "pread":
     f = os.pread
     t = time.perf_counter()
     for _ in range(n): f(fd, 1, 0)
+elif kind == "open":
+    f, c, r = os.open, os.close, os.O_RDONLY
+    t = time.perf_counter()
+    for _ in range(n): c(f("/etc/passwd", r))
 else:
     f = os.stat
     t = time.perf_counter()
@@ -118,6 +127,41 @@ def launch(runs, rust):
     return box
 
 
+SYSTEM_DIRS = [d for d in ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin",
+                           "/etc", "/opt", "/proc") if os.path.exists(d)]
+
+
+def loops(repeats, rust, n=20000):
+    """Item 3 alone: the stat and open loops, bare, sandlock, Rust SDK and PRoot interleaved."""
+    box = sandlock.Sandbox()
+    box.run(["/bin/true"])
+    runners = {"bare": lambda argv: subprocess.run(argv, capture_output=True, check=True).stdout,
+               "sandlock": lambda argv: box.run(argv).stdout}
+    if rust:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _rustpeer import RustPeer, Skip
+        try:
+            peer = RustPeer(kwargs={"fs_readable": SYSTEM_DIRS}, deadline=600)
+            runners["Rust SDK"] = lambda argv: peer.run(argv)["stdout"]
+        except Skip as e:
+            print(f"# Rust sandlock: not measured ({e})")
+    proot = shutil.which("proot")
+    if proot:
+        runners["PRoot"] = lambda argv: subprocess.run([proot] + argv, capture_output=True, check=True).stdout
+    else:
+        print("# PRoot: not measured (not installed)")
+    for kind in ("stat", "open"):
+        argv = [PYTHON, "-S", "-c", LOOP, kind, str(n)]
+        rows = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, run in runners.items():
+                rows[name].append(float(run(argv)))
+        bare = statistics.median(rows["bare"])
+        line = "  ".join(f"{name} {statistics.median(v):.2f} us ({statistics.median(v) / bare:.1f}x)"
+                         for name, v in rows.items() if name != "bare")
+        print(f"{kind:4s} x{n} per call (median of {repeats}): bare {bare:.2f} us  {line}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=40)
@@ -125,7 +169,11 @@ def main():
     ap.add_argument("--rust", action=argparse.BooleanOptionalAction, default=True,
                     help="the Rust SDK's launch side by side (a venv with its wheel, made on first use)")
     ap.add_argument("--launch-only", action="store_true", help="item 1 only")
+    ap.add_argument("--loops", action="store_true", help="item 3 only: stat and open loops, with the Rust SDK and PRoot")
     args = ap.parse_args()
+    if args.loops:
+        loops(args.repeats, args.rust)
+        return
     box = launch(args.runs, args.rust)
     if args.launch_only:
         return

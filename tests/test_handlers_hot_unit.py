@@ -1,0 +1,142 @@
+"""In-process unit tests of the fast paths of stat and open (issue 14, trapped calls), host mode,
+with the fake context of tests/fakectx.py: each fast path answers what it applies to, and
+everything else falls back to the general path with the same answer the command always got.
+
+- stat of an absolute, clean path: one prepared openat2(RESOLVE_NO_SYMLINKS) + fstat
+  (Resolver.stat_plain); a symlink on the way, a '.', '..' or '//' component, /proc or
+  --fs-deny inodes: the general lookup;
+- an O_RDONLY open of a regular file: reopened from the O_PATH probe it was decided on,
+  without a second look (_fsops._Looked); a device or a directory: _handing_over looks
+  again / the general open.
+
+The tree: in/ under a read rule (f "hello", link -> f, up -> ../out, d/), out/ under no
+rule (g "x").
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fakectx import AT_FDCWD, Errno, Value, module
+from fakectx import drive, fake  # noqa: F401  (fixture)
+
+_fsops = module("_fsops")
+_resolve = module("_resolve")
+ST_SIZE = 48  # offset of st_size in struct stat (x86_64 and aarch64 alike)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> SimpleNamespace:
+    t = SimpleNamespace(ins=tmp_path / "in", out=tmp_path / "out")
+    (t.ins / "d").mkdir(parents=True)
+    t.out.mkdir()
+    (t.ins / "f").write_bytes(b"hello")
+    os.symlink("f", t.ins / "link")
+    os.symlink("../out", t.ins / "up")
+    (t.out / "g").write_bytes(b"x")
+    return t
+
+
+def size_at(ctx, buf: int) -> int:  # type: ignore[no-untyped-def]
+    return int.from_bytes(ctx.mem.read(buf + ST_SIZE, 8), "little")
+
+
+def spy_stat_plain(ctx) -> list:  # type: ignore[no-untyped-def]
+    """Record, per stat, whether the prepared lookup answered it (True) or left it (False)."""
+    seen: list = []
+    real = ctx.resolver.stat_plain
+
+    def stat_plain(path: bytes, nofollow: bool):  # type: ignore[no-untyped-def]
+        st = real(path, nofollow)
+        seen.append(st is not None)
+        return st
+    ctx.resolver.stat_plain = stat_plain
+    return seen
+
+
+@pytest.mark.rows("stat", "lstat")
+def test_a_stat_of_a_clean_absolute_path_takes_the_prepared_lookup_and_any_other_the_general_one(fake, tree) -> None:
+    ctx = fake(readable=[tree.ins])
+    seen = spy_stat_plain(ctx)
+    buf = ctx.mem.buffer(256)
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "f"), buf) == Value(0)
+    assert size_at(ctx, buf) == 5 and seen == [True]
+    # lstat of a link: O_PATH|O_NOFOLLOW opens the link itself, still the fast path
+    assert drive(ctx, "lstat", ctx.mem.cstr(tree.ins / "link"), buf) == Value(0)
+    assert size_at(ctx, buf) == 1 and seen[-1] is True
+    # a symlink to follow: the prepared lookup says no (ELOOP), the general one follows it
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "link"), buf) == Value(0)
+    assert size_at(ctx, buf) == 5 and seen[-1] is False
+    # a directory symlink leading out of every rule: refused by the general path...
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "up" / "g"), buf) == Errno(errno.EACCES)
+    assert seen[-1] is False
+    # ...as the same object by its own name is (the fast path's refusal)
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.out / "g"), buf) == Errno(errno.EACCES)
+    assert seen[-1] is True
+    # '..' and '//' are not clean: the general path, same answer
+    before = len(seen)
+    assert drive(ctx, "stat", ctx.mem.cstr(f"{tree.ins}/d/../f"), buf) == Value(0)
+    assert size_at(ctx, buf) == 5
+    assert drive(ctx, "stat", ctx.mem.cstr(f"{tree.ins}//f"), buf) == Value(0)
+    assert seen[before:] == [False, False]  # left to the general path
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "none"), buf) == Errno(errno.ENOENT)
+
+
+@pytest.mark.rows("stat")
+def test_a_path_longer_than_the_first_read_is_read_whole(fake, tree) -> None:
+    deep = tree.ins / ("a" * 200) / ("b" * 200)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"0123456789")
+    ctx = fake(readable=[tree.ins])
+    buf = ctx.mem.buffer(256)
+    path = str(deep / "f")
+    assert len(path) > 256
+    assert drive(ctx, "stat", ctx.mem.cstr(path), buf) == Value(0)
+    assert size_at(ctx, buf) == 10
+
+
+@pytest.mark.rows("stat")
+def test_with_denied_inodes_every_stat_takes_the_general_path_and_a_hard_link_is_refused(fake, tree) -> None:
+    (tree.ins / "secret").write_bytes(b"s")
+    os.link(tree.ins / "secret", tree.ins / "hard")
+    ctx = fake(readable=[tree.ins], denied=[tree.ins / "secret"])
+    seen = spy_stat_plain(ctx)
+    buf = ctx.mem.buffer(256)
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "hard"), buf) == Errno(errno.EACCES)
+    assert drive(ctx, "stat", ctx.mem.cstr(tree.ins / "f"), buf) == Value(0)  # the control
+    assert size_at(ctx, buf) == 5
+    assert seen == []
+
+
+@pytest.mark.rows("openat")
+def test_a_read_open_of_a_regular_file_is_reopened_from_its_probe_and_a_device_is_looked_at_again(
+        fake, tree, monkeypatch) -> None:
+    ctx = fake(readable=[tree.ins, "/dev/null"])
+    ctx.resolver.devices = _resolve.Devices(["/dev/null"], "/dev/pts")
+    looked_again: list = []
+    real = _fsops._handing_over
+
+    def handing_over(c, fd: int) -> None:  # type: ignore[no-untyped-def]
+        looked_again.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(c, fd)
+    monkeypatch.setattr(_fsops, "_handing_over", handing_over)
+    got = drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.ins / "f"), os.O_RDONLY, 0)
+    assert isinstance(got, Value)
+    assert os.pread(ctx.fds[got.value], 16, 0) == b"hello"
+    assert looked_again == []
+    got = drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr("/dev/null"), os.O_RDONLY, 0)
+    assert isinstance(got, Value)
+    assert os.read(ctx.fds[got.value], 4) == b""
+    assert looked_again == ["/dev/null"]
+    # a directory: the general open, looked at again too
+    got = drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.ins / "d"), os.O_RDONLY | os.O_DIRECTORY, 0)
+    assert isinstance(got, Value)
+    assert looked_again[-1] == str(tree.ins / "d")
+    # what no rule covers is refused before anything is opened
+    assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.out / "g"), os.O_RDONLY, 0) == Errno(errno.EACCES)
+    assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.ins / "up" / "g"), os.O_RDONLY, 0) == Errno(errno.EACCES)
