@@ -70,6 +70,7 @@ MAX_MESSAGE = 1 << 20
 POOL_IDLE = 10.0       # seconds the idle supervising thread of the pool waits for another run before it ends
 POOL_KEPT = 2          # idle threads kept (a run's supervising and notification threads): others end with their run
 PID = struct.Struct("=i")
+KCMP_VM = 1
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
 # The interpreter's whole program: it loads the modules it is sent as the package
@@ -118,11 +119,46 @@ def snapshot() -> Tuple[object, ...]:
             tuple(resource.getrlimit(r) for r in _RLIMITS))
 
 
+def caller_state() -> Tuple[int, bytes]:
+    """(the signals this process ignores, as a mask; the calling thread's seccomp lines) from
+    /proc/thread-self/status: read in the caller's thread (raises OSError if it cannot be).
+    A direct launch forks the caller at each run: its command inherits both as they are then."""
+    fd = os.open("/proc/thread-self/status", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    ignored = -1
+    seccomp = []
+    for line in data.splitlines():
+        if line.startswith(b"SigIgn:"):
+            ignored = int(line.split()[1], 16)
+        elif line.startswith(b"Seccomp"):   # Seccomp: (the mode) and Seccomp_filters: (how many)
+            seccomp.append(line)
+    if ignored < 0:
+        raise OSError(errno.EIO, "no SigIgn in /proc/thread-self/status")
+    return ignored, b"\n".join(seccomp)
+
+
+def ignored_mask() -> int:
+    """The signals this process ignores, as SigIgn's mask (the server: its own dispositions,
+    all set from Python)."""
+    return sum(1 << (sig - 1) for sig in signal.valid_signals() if signal.getsignal(sig) == signal.SIG_IGN)
+
+
 class Handoff:
-    """What the caller's thread gives a run that starts on the server (its own state at the call)."""
+    """What the caller's thread gives a run that starts on the server (its own state at the call).
+
+    Raises OSError where the run must be launched directly: the calling thread is confined
+    more than the server (its Landlock domain or seccomp filters added since the server
+    started: a command from the server would escape them), or its state cannot be read."""
 
     def __init__(self, server: "Server") -> None:
         self.server = server
+        self.ignored, seccomp = caller_state()
+        if seccomp != server.seccomp:
+            raise OSError(errno.EPERM, "the calling thread's seccomp filters are not the fork server's")
+        server.check_reachable()
         from ._notif import current_umask  # the caller's side only: the server's code has no _notif
         self.umask = current_umask()
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -207,6 +243,11 @@ class Server:
         self.pidfd = -1
         self.starts = 0
         self.state = snapshot()
+        self.seccomp: Optional[bytes] = None   # the creating thread's: the home thread's and the server's
+        try:
+            self.seccomp = caller_state()[1]
+        except OSError:
+            pass   # unknown: every run is launched directly (Handoff)
         self.owner = os.getpid()   # a forked copy of the caller has neither the threads nor the server
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
         self._jobs: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # runs for the pool's idle threads
@@ -225,6 +266,21 @@ class Server:
         """The server is up (without waiting for a start under way) and the caller is as it was."""
         return (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner
                 and snapshot() == self.state)
+
+    def check_reachable(self) -> None:
+        """Raise OSError unless the calling thread may read the server as a debugger would
+        (kcmp: PTRACE_MODE_READ).  Landlock allows that only into its own domain or one
+        nested in it: a thread that restricted itself after the server started (its domain
+        is not the home thread's) fails here, and its run is launched directly, inside it."""
+        pid = self.pid
+        if pid <= 0:
+            raise OSError(errno.ESRCH, "no fork server")
+        try:
+            _syscalls.kcmp(os.getpid(), pid, KCMP_VM, 0, 0)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            os.readlink(f"/proc/{pid}/exe")   # no kcmp: the same check through procfs
 
     def spawn(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> Optional["Job"]:
         """Run target in a supervising thread of the home thread's (so confined as it): an
@@ -473,10 +529,11 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     calls = _launch.bind_calls()
     filter_ptr, keep = _syscalls.seccomp_filter_pointer(program)
     own_ignored = _launch.ignored_signals()
+    own_mask = ignored_mask()
     signal.signal(signal.SIGCHLD, _reap_all)
     sock.send(b"ready")
     me = os.getpid()
-    shared = (child, scope, filter_ptr, own_ignored, calls, me)
+    shared = (child, scope, filter_ptr, own_ignored, own_mask, calls, me)
     idle: Optional[Idle] = None    # the next run's stub and command, waiting
     last = -1                      # pidfd of the last run's stub, until it ends or PREFORK_AFTER
     poller = select.poll()
@@ -608,7 +665,7 @@ def _prefork(sock: socket.socket, shared: Tuple[Any, ...]) -> Optional[Idle]:
 
 
 def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: int, scope: int, filter_ptr: object,
-          own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
+          own_ignored: Tuple[int, ...], own_mask: int, calls: "_launch.ChildCalls", server: int) -> None:
     """The forked stub: confine itself as a directly launched one does (_launch.confine_stub),
     fork the command (_command), which waits for its request, then wait for its own pipes
     and reap (_launch.start_command's end).  A failure before the command is forked is
@@ -630,7 +687,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: in
         pid = os.fork()
         if pid == 0:
             ctl.close()
-            _command(cmd, base, own_ignored, calls)
+            _command(cmd, base, own_ignored, own_mask, calls)
     except BaseException as exc:  # noqa: BLE001 - reported below, once there is a pipe for it
         failed = (where[0], getattr(exc, "errno", 0) or errno.EIO, str(exc))
     cmd.close()
@@ -650,7 +707,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: in
     _launch._reap(base, pid, status_w)
 
 
-def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[int, ...],
+def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[int, ...], own_mask: int,
              calls: "_launch.ChildCalls") -> None:
     """The command forked ahead by its stub: wait for the request, take its fds as the
     caller's (cwd, stdio), then set up, confine and exec exactly as directly launched
@@ -662,10 +719,17 @@ def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[in
     if not data or len(fds) < 5:
         os._exit(0)
     cmd.close()
-    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity) = marshal.loads(data)
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity,
+     ignored) = marshal.loads(data)
     err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
     try:
         os.close(status_w)   # the stub's
+        # the caller's ignored signals at its run, not the server's at its start (an ignored
+        # disposition survives execve): where they differ, as the caller's
+        differ = ignored ^ own_mask
+        for sig in signal.valid_signals():
+            if differ >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(sig, signal.SIG_IGN if ignored >> (sig - 1) & 1 else signal.SIG_DFL)
         os.fchdir(cwd_fd)
         for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the caller's, or the run's pipes)
             if index >= 0:
@@ -695,7 +759,7 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
             fds.append(fd)
     request = (list(prep.candidates), list(prep.argv), prep.envp, prep.cwd, list(prep.rlimits), prep.filter_flags,
                prep.umask, list(prep.reset_signals), stdio, prep.personality,
-               list(prep.affinity) if prep.affinity is not None else None)
+               list(prep.affinity) if prep.affinity is not None else None, handoff.ignored)
     return request, fds
 
 
