@@ -113,31 +113,57 @@ def eligible(policy: Any, prepared: Any) -> bool:
             and not _determinism.enabled(policy) and (net is None or not net.any_network()))
 
 
-def snapshot() -> Tuple[object, ...]:
-    """What the command would inherit from the caller that a server keeps from its own start."""
-    return (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
-            tuple(resource.getrlimit(r) for r in _RLIMITS))
+NAMESPACES = ("mnt", "net", "user", "ipc", "pid_for_children", "cgroup", "uts", "time_for_children")
 
 
-def caller_state() -> Tuple[int, bytes]:
-    """(the signals this process ignores, as a mask; the calling thread's seccomp lines) from
-    /proc/thread-self/status: read in the caller's thread (raises OSError if it cannot be).
-    A direct launch forks the caller at each run: its command inherits both as they are then."""
-    fd = os.open("/proc/thread-self/status", os.O_RDONLY | os.O_CLOEXEC)
+def snapshot() -> Tuple[int, Tuple[object, ...]]:
+    """(the signals this process ignores, as /proc's SigIgn mask; what the command would
+    inherit from the caller that a server keeps from its own start), read in the caller's
+    thread (raises OSError if it cannot be).
+
+    A direct launch forks the caller at each run, so its command inherits all of it as it
+    is then: ids, rlimits, the calling thread's seccomp filters, root directory and
+    namespaces, CPUs and priority, its cgroups.  A caller that changed any since its
+    server started gets its runs launched directly (Server.usable): inside the seccomp
+    filters it added, in the namespaces, root or cgroup it moved to.  The ignored signals
+    are sent with the request instead (_command)."""
+    proc = os.open("/proc/thread-self", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, 1 << 16)
+        status = _read_at("status", proc)
+        namespaces = tuple(_readlink_or_none("ns/" + name, proc) for name in NAMESPACES)
+        cgroups = _read_at("cgroup", proc)
     finally:
-        os.close(fd)
+        os.close(proc)
     ignored = -1
     seccomp = []
-    for line in data.splitlines():
+    for line in status.splitlines():
         if line.startswith(b"SigIgn:"):
             ignored = int(line.split()[1], 16)
         elif line.startswith(b"Seccomp"):   # Seccomp: (the mode) and Seccomp_filters: (how many)
             seccomp.append(line)
     if ignored < 0:
         raise OSError(errno.EIO, "no SigIgn in /proc/thread-self/status")
-    return ignored, b"\n".join(seccomp)
+    root = os.stat("/")
+    return ignored, (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
+                     tuple(resource.getrlimit(r) for r in _RLIMITS), tuple(seccomp), (root.st_dev, root.st_ino),
+                     namespaces, cgroups, tuple(sorted(os.sched_getaffinity(0))),
+                     os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def _read_at(name: str, where: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=where)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
+def _readlink_or_none(name: str, where: int) -> Optional[str]:
+    """A namespace's link ("net:[4026531840]"); None where the kernel has no such namespace."""
+    try:
+        return os.readlink(name, dir_fd=where)
+    except FileNotFoundError:
+        return None
 
 
 def ignored_mask() -> int:
@@ -149,15 +175,13 @@ def ignored_mask() -> int:
 class Handoff:
     """What the caller's thread gives a run that starts on the server (its own state at the call).
 
-    Raises OSError where the run must be launched directly: the calling thread is confined
-    more than the server (its Landlock domain or seccomp filters added since the server
-    started: a command from the server would escape them), or its state cannot be read."""
+    ignored: the caller's ignored signals now (snapshot()).  Raises OSError where the run
+    must be launched directly: the calling thread is in a Landlock domain the server is not
+    in (Server.check_reachable)."""
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: "Server", ignored: int) -> None:
         self.server = server
-        self.ignored, seccomp = caller_state()
-        if seccomp != server.seccomp:
-            raise OSError(errno.EPERM, "the calling thread's seccomp filters are not the fork server's")
+        self.ignored = ignored
         server.check_reachable()
         from ._notif import current_umask  # the caller's side only: the server's code has no _notif
         self.umask = current_umask()
@@ -242,12 +266,12 @@ class Server:
         self.pid = -1
         self.pidfd = -1
         self.starts = 0
-        self.state = snapshot()
-        self.seccomp: Optional[bytes] = None   # the creating thread's: the home thread's and the server's
+        # the creating thread's (the home thread's, and the server's); unknown: equal to nothing
+        self.state: Tuple[object, ...] = (object(),)
         try:
-            self.seccomp = caller_state()[1]
+            self.state = snapshot()[1]
         except OSError:
-            pass   # unknown: every run is launched directly (Handoff)
+            pass
         self.owner = os.getpid()   # a forked copy of the caller has neither the threads nor the server
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
         self._jobs: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # runs for the pool's idle threads
@@ -262,10 +286,17 @@ class Server:
 
     # --- from any thread --------------------------------------------------------------------
 
-    def usable(self) -> bool:
-        """The server is up (without waiting for a start under way) and the caller is as it was."""
-        return (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner
-                and snapshot() == self.state)
+    def usable(self, state: Optional[Tuple[object, ...]] = None) -> bool:
+        """The server is up (without waiting for a start under way) and the calling thread is as
+        the server's creator was (state: snapshot()[1], read now if not given)."""
+        if not (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner):
+            return False
+        if state is None:
+            try:
+                state = snapshot()[1]
+            except OSError:
+                return False
+        return state == self.state
 
     def check_reachable(self) -> None:
         """Raise OSError unless the calling thread may read the server as a debugger would

@@ -210,3 +210,43 @@ def test_a_running_command_cannot_signal_trace_or_read_the_next_runs_command_wai
     assert waiting == {"kill": 1, "mem": 2, "status": 2, "pidfd_signal": 1, "ptrace": 1}, out
     assert kill == 1 and out["waiting_alive"]
     assert out["next"] == "next\n" and out["served"] == 2
+
+
+MOVED = WARM + r"""
+from sandlock import _syscalls
+work = sys.argv[1]
+with open(f"{work}/hidden", "w") as f:
+    f.write("seen")
+box = sandlock.Sandbox(fs_readable=[work])
+argv = ["sh", "-c", f"grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19 /proc/self/stat; "
+                    f"readlink /proc/self/ns/net /proc/self/ns/uts /proc/self/ns/mnt; cat {work}/hidden"]
+def seen(data):
+    return data.decode().split()
+served = warm(box)
+out["before"] = [seen(subprocess.run(argv, capture_output=True).stdout), seen(box.run(argv).stdout)]
+out["served"] = [len(served)]
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one CPU, a lower priority
+os.nice(3)
+if os.geteuid() == 0:   # its own network, host name and mounts: the file hidden under a tmpfs
+    _syscalls.unshare(0x40000000 | 0x04000000 | 0x00020000)   # CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWNS
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", work], check=True)
+out["bare"] = seen(subprocess.run(argv, capture_output=True).stdout)
+out["after"] = [seen(box.run(argv).stdout) for _ in range(2)]
+out["served"].append(len(served))
+"""
+
+
+def test_a_caller_that_moves_itself_after_its_fork_server_started_gets_runs_where_it_is_now(who, scratch) -> None:  # type: ignore[no-untyped-def]
+    work = who.make_dir(scratch / "work", 0o777)
+    out = run_script(who, MOVED, str(work))
+    bare_before, box_before = out["before"]
+    assert box_before == bare_before and bare_before[-1] == "seen"   # control: the same, from the server
+    bare = out["bare"]
+    assert bare[2] == str(int(bare_before[2]) + 3)   # the caller did move: its nice value
+    assert out["after"] == [bare, bare], out
+    if who.is_user:
+        assert bare[-1] == "seen"
+    else:
+        assert bare[-1] != "seen" and bare[4] != bare_before[4]   # its own network; the file hidden
+    assert out["served"] == [1, 1]   # the control from the server, the later runs launched directly
