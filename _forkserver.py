@@ -52,6 +52,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _launch
 from . import _syscalls
+from ._errors import os_error
 from ._structs import CLONE_FS
 
 # The server is forked from the home thread while other threads of the caller run:
@@ -142,7 +143,7 @@ def snapshot() -> Tuple[int, Tuple[object, ...]]:
         elif line.startswith(b"Seccomp"):   # Seccomp: (the mode) and Seccomp_filters: (how many)
             seccomp.append(line)
     if ignored < 0:
-        raise OSError(errno.EIO, "no SigIgn in /proc/thread-self/status")
+        raise os_error(errno.EIO, "no SigIgn in the calling thread's status")
     root = os.stat("/")
     return ignored, (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
                      tuple(resource.getrlimit(r) for r in _RLIMITS), tuple(seccomp), (root.st_dev, root.st_ino),
@@ -305,7 +306,7 @@ class Server:
         is not the home thread's) fails here, and its run is launched directly, inside it."""
         pid = self.pid
         if pid <= 0:
-            raise OSError(errno.ESRCH, "no fork server")
+            raise os_error(errno.ESRCH, "no fork server")
         try:
             _syscalls.kcmp(os.getpid(), pid, KCMP_VM, 0, 0)
         except OSError as exc:
