@@ -561,8 +561,10 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     calls = _launch.bind_calls()
     filter_ptr, keep = _syscalls.seccomp_filter_pointer(program)
     own_ignored = _launch.ignored_signals()
-    own_mask = ignored_mask()
     signal.signal(signal.SIGCHLD, _reap_all)
+    # what a command forked ahead ignores before it takes the caller's: the server's, but for
+    # SIGCHLD (the stub's own SIG_DFL) and the stub's DOOM_SIGNAL handler (_stub, _command)
+    own_mask = ignored_mask() & ~(1 << (signal.SIGCHLD - 1)) & ~(1 << (_launch.DOOM_SIGNAL - 1))
     sock.send(b"ready")
     me = os.getpid()
     shared = (child, scope, filter_ptr, own_ignored, own_mask, calls, me)
