@@ -307,10 +307,11 @@ class Server:
         pid = self.pid
         if pid <= 0:
             raise os_error(errno.ESRCH, "no fork server")
+        me = os.getpid()
         try:
-            _syscalls.kcmp(os.getpid(), pid, KCMP_VM, 0, 0)
+            _syscalls.kcmp(me, pid, KCMP_VM, 0, 0)
         except OSError as exc:
-            if exc.errno != errno.ENOSYS:
+            if exc.errno not in (errno.EPERM, errno.ENOSYS) or (exc.errno == errno.EPERM and not _kcmp_filtered(me)):
                 raise
             os.readlink(f"/proc/{pid}/exe")   # no kcmp: the same check through procfs
 
@@ -824,6 +825,16 @@ def _close_all_but(keep: Tuple[int, ...], calls: "_launch.ChildCalls") -> None:
             calls.close_range(low, fd - 1, 0)
         low = fd + 1
     calls.close_range(low, calls.all_fds, 0)
+
+
+def _kcmp_filtered(me: int) -> bool:
+    """kcmp(2) refused by a seccomp filter (a container's), not by the ptrace check: it is
+    refused on the caller's own process too, which that check lets through."""
+    try:
+        _syscalls.kcmp(me, me, KCMP_VM, 0, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return False
 
 
 def _ignore(exc: BaseException) -> None:

@@ -250,3 +250,37 @@ def test_a_caller_that_moves_itself_after_its_fork_server_started_gets_runs_wher
     else:
         assert bare[-1] != "seen" and bare[4] != bare_before[4]   # its own network; the file hidden
     assert out["served"] == [1, 1]   # the control from the server, the later runs launched directly
+
+
+KCMP_FILTERED = WARM + r"""
+import ctypes, struct
+from sandlock import _syscalls
+work = sys.argv[1]
+# as in a container whose seccomp profile refuses kcmp (EPERM), from the start
+code = [struct.pack("=HBBI", 0x20, 0, 0, 0), struct.pack("=HBBI", 0x15, 1, 0, _syscalls.nr("kcmp")),
+        struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000), struct.pack("=HBBI", 0x06, 0, 0, 0x00050000 | 1)]
+program = ctypes.create_string_buffer(b"".join(code))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(code), ctypes.addressof(program))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0
+box = sandlock.Sandbox(fs_writable=[work])
+def write(name):
+    return box.run(["sh", "-c", f"echo x > {work}/{name}"], capture_output=True).returncode
+served = warm(box)
+out["before"] = [write(f"before{i}") for i in range(2)]   # control: from the fork server, allowed
+out["served"] = [len(served)]
+sandlock.confine(fs_readable=["/"], fs_writable=[])
+out["after"] = [write(f"after{i}") for i in range(2)]
+out["served"].append(len(served))
+out["files"] = sorted(os.listdir(work))
+"""
+
+
+def test_where_kcmp_is_filtered_the_fork_server_still_serves_and_a_caller_confined_since_launches_directly(who, scratch) -> None:  # type: ignore[no-untyped-def]
+    work = who.make_dir(scratch / "work", 0o777)
+    out = run_script(who, KCMP_FILTERED, str(work))
+    assert out["before"] == [0, 0] and out["served"][0] == 2   # the server serves without kcmp
+    assert out["after"] == [2, 2], out
+    assert out["served"] == [2, 2] and out["files"] == ["before0", "before1"]
