@@ -762,8 +762,11 @@ def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[in
         # the caller's ignored signals at its run, not the server's at its start (an ignored
         # disposition survives execve): where they differ, as the caller's
         differ = ignored ^ own_mask
-        for sig in signal.valid_signals():
-            if differ >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP):
+        valid = signal.valid_signals() if differ else ()   # usually none differ
+        while differ:
+            sig = (differ & -differ).bit_length()
+            differ &= differ - 1
+            if sig in valid and sig not in (signal.SIGKILL, signal.SIGSTOP):
                 signal.signal(sig, signal.SIG_IGN if ignored >> (sig - 1) & 1 else signal.SIG_DFL)
         os.fchdir(cwd_fd)
         for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the caller's, or the run's pipes)
