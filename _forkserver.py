@@ -52,6 +52,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _launch
 from . import _syscalls
+from ._errors import os_error
 from ._structs import CLONE_FS
 
 # The server is forked from the home thread while other threads of the caller run:
@@ -70,6 +71,7 @@ MAX_MESSAGE = 1 << 20
 POOL_IDLE = 10.0       # seconds the idle supervising thread of the pool waits for another run before it ends
 POOL_KEPT = 2          # idle threads kept (a run's supervising and notification threads): others end with their run
 PID = struct.Struct("=i")
+KCMP_VM = 1
 _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
 # The interpreter's whole program: it loads the modules it is sent as the package
@@ -112,17 +114,76 @@ def eligible(policy: Any, prepared: Any) -> bool:
             and not _determinism.enabled(policy) and (net is None or not net.any_network()))
 
 
-def snapshot() -> Tuple[object, ...]:
-    """What the command would inherit from the caller that a server keeps from its own start."""
-    return (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
-            tuple(resource.getrlimit(r) for r in _RLIMITS))
+NAMESPACES = ("mnt", "net", "user", "ipc", "pid_for_children", "cgroup", "uts", "time_for_children")
+
+
+def snapshot() -> Tuple[int, Tuple[object, ...]]:
+    """(the signals this process ignores, as /proc's SigIgn mask; what the command would
+    inherit from the caller that a server keeps from its own start), read in the caller's
+    thread (raises OSError if it cannot be).
+
+    A direct launch forks the caller at each run, so its command inherits all of it as it
+    is then: ids, rlimits, the calling thread's seccomp filters, root directory and
+    namespaces, CPUs and priority, its cgroups.  A caller that changed any since its
+    server started gets its runs launched directly (Server.usable): inside the seccomp
+    filters it added, in the namespaces, root or cgroup it moved to.  The ignored signals
+    are sent with the request instead (_command)."""
+    proc = os.open("/proc/thread-self", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        status = _read_at("status", proc)
+        namespaces = tuple(_readlink_or_none("ns/" + name, proc) for name in NAMESPACES)
+        cgroups = _read_at("cgroup", proc)
+    finally:
+        os.close(proc)
+    ignored = -1
+    seccomp = []
+    for line in status.splitlines():
+        if line.startswith(b"SigIgn:"):
+            ignored = int(line.split()[1], 16)
+        elif line.startswith(b"Seccomp"):   # Seccomp: (the mode) and Seccomp_filters: (how many)
+            seccomp.append(line)
+    if ignored < 0:
+        raise os_error(errno.EIO, "no SigIgn in the calling thread's status")
+    root = os.stat("/")
+    return ignored, (os.getresuid(), os.getresgid(), tuple(sorted(os.getgroups())),
+                     tuple(resource.getrlimit(r) for r in _RLIMITS), tuple(seccomp), (root.st_dev, root.st_ino),
+                     namespaces, cgroups, tuple(sorted(os.sched_getaffinity(0))),
+                     os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def _read_at(name: str, where: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=where)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
+def _readlink_or_none(name: str, where: int) -> Optional[str]:
+    """A namespace's link ("net:[4026531840]"); None where the kernel has no such namespace."""
+    try:
+        return os.readlink(name, dir_fd=where)
+    except FileNotFoundError:
+        return None
+
+
+def ignored_mask() -> int:
+    """The signals this process ignores, as SigIgn's mask (the server: its own dispositions,
+    all set from Python)."""
+    return sum(1 << (sig - 1) for sig in signal.valid_signals() if signal.getsignal(sig) == signal.SIG_IGN)
 
 
 class Handoff:
-    """What the caller's thread gives a run that starts on the server (its own state at the call)."""
+    """What the caller's thread gives a run that starts on the server (its own state at the call).
 
-    def __init__(self, server: "Server") -> None:
+    ignored: the caller's ignored signals now (snapshot()).  Raises OSError where the run
+    must be launched directly: the calling thread is in a Landlock domain the server is not
+    in (Server.check_reachable)."""
+
+    def __init__(self, server: "Server", ignored: int) -> None:
         self.server = server
+        self.ignored = ignored
+        server.check_reachable()
         from ._notif import current_umask  # the caller's side only: the server's code has no _notif
         self.umask = current_umask()
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -206,7 +267,12 @@ class Server:
         self.pid = -1
         self.pidfd = -1
         self.starts = 0
-        self.state = snapshot()
+        # the creating thread's (the home thread's, and the server's); unknown: equal to nothing
+        self.state: Tuple[object, ...] = (object(),)
+        try:
+            self.state = snapshot()[1]
+        except OSError:
+            pass
         self.owner = os.getpid()   # a forked copy of the caller has neither the threads nor the server
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()   # the home thread's work
         self._jobs: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # runs for the pool's idle threads
@@ -221,10 +287,33 @@ class Server:
 
     # --- from any thread --------------------------------------------------------------------
 
-    def usable(self) -> bool:
-        """The server is up (without waiting for a start under way) and the caller is as it was."""
-        return (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner
-                and snapshot() == self.state)
+    def usable(self, state: Optional[Tuple[object, ...]] = None) -> bool:
+        """The server is up (without waiting for a start under way) and the calling thread is as
+        the server's creator was (state: snapshot()[1], read now if not given)."""
+        if not (self.ready.is_set() and self.sock is not None and os.getpid() == self.owner):
+            return False
+        if state is None:
+            try:
+                state = snapshot()[1]
+            except OSError:
+                return False
+        return state == self.state
+
+    def check_reachable(self) -> None:
+        """Raise OSError unless the calling thread may read the server as a debugger would
+        (kcmp: PTRACE_MODE_READ).  Landlock allows that only into its own domain or one
+        nested in it: a thread that restricted itself after the server started (its domain
+        is not the home thread's) fails here, and its run is launched directly, inside it."""
+        pid = self.pid
+        if pid <= 0:
+            raise os_error(errno.ESRCH, "no fork server")
+        me = os.getpid()
+        try:
+            _syscalls.kcmp(me, pid, KCMP_VM, 0, 0)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOSYS) or (exc.errno == errno.EPERM and not _kcmp_filtered(me)):
+                raise
+            os.readlink(f"/proc/{pid}/exe")   # no kcmp: the same check through procfs
 
     def spawn(self, target: Callable[[], None], failed: Callable[[BaseException], None]) -> Optional["Job"]:
         """Run target in a supervising thread of the home thread's (so confined as it): an
@@ -474,9 +563,12 @@ def serve(sock: socket.socket, rulesets: List[int], rest: Tuple[bytes, bool, boo
     filter_ptr, keep = _syscalls.seccomp_filter_pointer(program)
     own_ignored = _launch.ignored_signals()
     signal.signal(signal.SIGCHLD, _reap_all)
+    # what a command forked ahead ignores before it takes the caller's: the server's, but for
+    # SIGCHLD (the stub's own SIG_DFL) and the stub's DOOM_SIGNAL handler (_stub, _command)
+    own_mask = ignored_mask() & ~(1 << (signal.SIGCHLD - 1)) & ~(1 << (_launch.DOOM_SIGNAL - 1))
     sock.send(b"ready")
     me = os.getpid()
-    shared = (child, scope, filter_ptr, own_ignored, calls, me)
+    shared = (child, scope, filter_ptr, own_ignored, own_mask, calls, me)
     idle: Optional[Idle] = None    # the next run's stub and command, waiting
     last = -1                      # pidfd of the last run's stub, until it ends or PREFORK_AFTER
     poller = select.poll()
@@ -608,7 +700,7 @@ def _prefork(sock: socket.socket, shared: Tuple[Any, ...]) -> Optional[Idle]:
 
 
 def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: int, scope: int, filter_ptr: object,
-          own_ignored: Tuple[int, ...], calls: "_launch.ChildCalls", server: int) -> None:
+          own_ignored: Tuple[int, ...], own_mask: int, calls: "_launch.ChildCalls", server: int) -> None:
     """The forked stub: confine itself as a directly launched one does (_launch.confine_stub),
     fork the command (_command), which waits for its request, then wait for its own pipes
     and reap (_launch.start_command's end).  A failure before the command is forked is
@@ -630,7 +722,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: in
         pid = os.fork()
         if pid == 0:
             ctl.close()
-            _command(cmd, base, own_ignored, calls)
+            _command(cmd, base, own_ignored, own_mask, calls)
     except BaseException as exc:  # noqa: BLE001 - reported below, once there is a pipe for it
         failed = (where[0], getattr(exc, "errno", 0) or errno.EIO, str(exc))
     cmd.close()
@@ -650,7 +742,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: in
     _launch._reap(base, pid, status_w)
 
 
-def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[int, ...],
+def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[int, ...], own_mask: int,
              calls: "_launch.ChildCalls") -> None:
     """The command forked ahead by its stub: wait for the request, take its fds as the
     caller's (cwd, stdio), then set up, confine and exec exactly as directly launched
@@ -662,10 +754,20 @@ def _command(cmd: socket.socket, base: "_launch.Prepared", own_ignored: Tuple[in
     if not data or len(fds) < 5:
         os._exit(0)
     cmd.close()
-    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity) = marshal.loads(data)
+    (candidates, argv, envp, cwd, rlimits, flags, umask, reset, stdio, personality, affinity,
+     ignored) = marshal.loads(data)
     err_w, ready_w, go_r, status_w, cwd_fd = fds[:5]
     try:
         os.close(status_w)   # the stub's
+        # the caller's ignored signals at its run, not the server's at its start (an ignored
+        # disposition survives execve): where they differ, as the caller's
+        differ = ignored ^ own_mask
+        valid = signal.valid_signals() if differ else ()   # usually none differ
+        while differ:
+            sig = (differ & -differ).bit_length()
+            differ &= differ - 1
+            if sig in valid and sig not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(sig, signal.SIG_IGN if ignored >> (sig - 1) & 1 else signal.SIG_DFL)
         os.fchdir(cwd_fd)
         for target, index in enumerate(stdio):  # the command's 0, 1, 2 (the caller's, or the run's pipes)
             if index >= 0:
@@ -695,7 +797,7 @@ def request_for(prep: "_launch.Prepared", pipes: "_launch.Pipes", handoff: Hando
             fds.append(fd)
     request = (list(prep.candidates), list(prep.argv), prep.envp, prep.cwd, list(prep.rlimits), prep.filter_flags,
                prep.umask, list(prep.reset_signals), stdio, prep.personality,
-               list(prep.affinity) if prep.affinity is not None else None)
+               list(prep.affinity) if prep.affinity is not None else None, handoff.ignored)
     return request, fds
 
 
@@ -726,6 +828,16 @@ def _close_all_but(keep: Tuple[int, ...], calls: "_launch.ChildCalls") -> None:
             calls.close_range(low, fd - 1, 0)
         low = fd + 1
     calls.close_range(low, calls.all_fds, 0)
+
+
+def _kcmp_filtered(me: int) -> bool:
+    """kcmp(2) refused by a seccomp filter (a container's), not by the ptrace check: it is
+    refused on the caller's own process too, which that check lets through."""
+    try:
+        _syscalls.kcmp(me, me, KCMP_VM, 0, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return False
 
 
 def _ignore(exc: BaseException) -> None:

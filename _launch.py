@@ -228,9 +228,16 @@ def confine_stub(prep: Prepared, calls: ChildCalls, parent: int, where: List[str
 
 def start_command(prep: Prepared, pipes: Pipes, calls: ChildCalls, where: List[str]) -> None:
     """In the confined stub: fork the command, keep only the status pipe, reap."""
+    # The stub reaps its command: an ignored SIGCHLD (the caller's) would have the kernel reap
+    # it for nobody, and the run end as killed.  The command ignores it again, as subprocess's does.
+    chld_ignored = signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
+    if chld_ignored:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     where[0] = "fork"
     pid = os.fork()
     if pid == 0:
+        if chld_ignored:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         run_command(prep, pipes, calls)
     where[0] = "close_range"
     _check(calls.close_range(3, pipes.status_w - 1, 0) if pipes.status_w > 3 else 0)

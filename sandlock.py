@@ -454,12 +454,15 @@ def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
 def _handoff(server: "Any") -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
     umask and stdio, taken here in the caller's thread), or None: launched directly."""
-    if server is None or not server.usable():
+    if server is None:
         return None
     from . import _forkserver
     try:
-        return _forkserver.Handoff(server)
-    except OSError:
+        ignored, state = _forkserver.snapshot()
+        if not server.usable(state):
+            return None
+        return _forkserver.Handoff(server, ignored)
+    except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None
 
 
