@@ -20,6 +20,7 @@ loses everything, including through a hard link (same device and inode).
 
 from __future__ import annotations
 
+import atexit  # noqa: F401  (weakref.finalize imports it on first use: reopen, once confined)
 import collections
 import errno
 import fcntl
