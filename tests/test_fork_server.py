@@ -319,10 +319,16 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
             return open(f"/proc/{pid}/task/{pid}/children").read().split()
         except OSError:
             return []
-    assert wait_for(lambda: len(children(server)) == 1, 30), children(server)
-    stub = int(children(server)[0])
-    assert wait_for(lambda: len(children(stub)) == 1, 30), children(stub)
-    assert not children(int(children(stub)[0]))
+
+    def idle() -> list:  # [stub, its command] once the server's one child is the next stub
+        kids = children(server)  # (the last run's stub, still ending, has no command: the
+        if len(kids) != 1:       # next is forked only once it has ended: look again)
+            return []
+        grandkids = children(int(kids[0]))
+        return [int(kids[0]), int(grandkids[0])] if len(grandkids) == 1 else []
+    assert wait_for(lambda: idle() != [], 30), (children(server), [children(int(k)) for k in children(server)])
+    pair = idle()
+    assert pair and not children(pair[1]), pair
 
 
 def test_sandlock_fork_server_0_launches_every_run_directly(monkeypatch: pytest.MonkeyPatch) -> None:
