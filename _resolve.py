@@ -317,6 +317,7 @@ class Resolver:
         # closed by close() or, for a subclass whose close() does not come here, finalize)
         self._own_fds = -1
         self._own_fds_closer: Optional[weakref.finalize] = None
+        self._own_fds_lock = threading.Lock()  # two receiving threads' first reopen make one
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
         self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
@@ -338,18 +339,28 @@ class Resolver:
 
     def close(self) -> None:
         os.close(self.root)
-        if self._own_fds_closer is not None:
-            self._own_fds_closer()
-            self._own_fds = -1
+        with self._own_fds_lock:
+            if self._own_fds_closer is not None:
+                self._own_fds_closer()
+                self._own_fds_closer = None
+                self._own_fds = -1
         self.devices.close()
 
     def reopen(self, fd: int, flags: int) -> int:
         """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
         walk starts at our /proc/self/fd: ~1 us less than the whole path)."""
-        if self._own_fds < 0:
-            self._own_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._own_fds_closer = weakref.finalize(self, os.close, self._own_fds)
-        return os.open(b"%d" % fd, flags, dir_fd=self._own_fds)
+        own = self._own_fds
+        if own < 0:
+            with self._own_fds_lock:
+                own = self._own_fds
+                if own < 0:
+                    # one handle, and one closer that holds its very number (two threads
+                    # making theirs at once left two closers of one number: a double close
+                    # of whatever fd had that number by then)
+                    own = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    self._own_fds_closer = weakref.finalize(self, os.close, own)
+                    self._own_fds = own
+        return os.open(b"%d" % fd, flags, dir_fd=own)
 
     def self_link(self, call: Call) -> Optional[bytes]:
         """readlink's answer for the caller's own /proc/self without a lookup (None:

@@ -140,3 +140,60 @@ def test_a_read_open_of_a_regular_file_is_reopened_from_its_probe_and_a_device_i
     # what no rule covers is refused before anything is opened
     assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.out / "g"), os.O_RDONLY, 0) == Errno(errno.EACCES)
     assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.ins / "up" / "g"), os.O_RDONLY, 0) == Errno(errno.EACCES)
+
+
+def test_threads_reopening_at_once_share_one_handle_and_close_it_once(fake, tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Two receiving threads making the resolver's /proc/self/fd handle at once made two,
+    # and two closers of one number: the second closed (at garbage collection) whatever
+    # fd had that number by then (the ids kept per thread, in CI: EBADF at a run's end).
+    import gc
+    import threading
+    import time
+    import types
+    ctx = fake(readable=[tree.ins])
+    resolver = ctx.resolver
+    slow = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+
+    def slow_open(path, *a, **kw):  # type: ignore[no-untyped-def]
+        fd = os.open(path, *a, **kw)
+        if path == "/proc/self/fd":
+            time.sleep(0.05)  # every thread has made its own by now, if it may
+        return fd
+    slow.open = slow_open
+    monkeypatch.setattr(_resolve, "os", slow)
+    probe = os.open(tree.ins / "f", os.O_PATH | os.O_CLOEXEC)
+    got, barrier = [], threading.Barrier(4)
+
+    def reopen() -> None:
+        barrier.wait()
+        fd = resolver.reopen(probe, os.O_RDONLY | os.O_CLOEXEC)
+        got.append(os.read(fd, 5))
+        os.close(fd)
+    threads = [threading.Thread(target=reopen) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    monkeypatch.undo()
+    assert got == [b"hello"] * 4
+    handles = [n for n in os.listdir("/proc/self/fd") if _points_at_own_fds(n)]
+    assert len(handles) == 1, handles
+    resolver.close()
+    resolver.root = os.open("/", os.O_PATH | os.O_CLOEXEC)  # (ctx.close closes it again)
+    sentinel = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(8)]  # the freed numbers
+    try:
+        gc.collect()
+        for fd in sentinel:
+            os.fstat(fd)  # EBADF if a second closer closed it
+        assert [n for n in os.listdir("/proc/self/fd") if _points_at_own_fds(n)] == []
+    finally:
+        for fd in sentinel:
+            os.close(fd)
+        os.close(probe)
+
+
+def _points_at_own_fds(name: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{name}") == f"/proc/{os.getpid()}/fd"
+    except OSError:
+        return False
