@@ -415,7 +415,7 @@ class Who:
         else:
             argv = [sys.executable, "-c", code, *args]
         full_env = self._cli.environment(self.is_user, env)
-        return subprocess.run(argv, capture_output=True, timeout=timeout, cwd="/", env=full_env,
+        return subprocess.run(argv, capture_output=True, timeout=timeout, cwd="/", env=full_env, preexec_fn=default_signals,
                               input=input if input is not None else b"")
 
 

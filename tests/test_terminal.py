@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import SYSTEM_PYTHON
+from conftest import SYSTEM_PYTHON, default_signals
 
 
 class Shell:
@@ -32,6 +32,7 @@ class Shell:
         if self.pid == 0:
             try:
                 os.chdir("/")
+                default_signals()  # as from a terminal, whatever started pytest (conftest)
                 os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
