@@ -381,3 +381,83 @@ def test_a_process_that_execs_while_a_thread_waits_in_an_open_gets_no_fd_of_it(w
     listed = [int(n) for n in fds.strip("[").split(",")]
     # 0-2, the writer's fd and the listing's own: nothing installed for the exec'd-away thread
     assert sorted(listed) == sorted({0, 1, 2, int(mine), max(listed)}) and len(listed) == 5, show(r)
+
+
+OPEN_TAIL_RACE = r'''
+import ctypes, json, os, sys, threading
+w = sys.argv[1]
+pad = "p" * 250
+good = (w + "/" + pad + "/f").encode()
+bad = (w + "/" + pad + "/l/f").encode()
+buf = ctypes.create_string_buffer(max(len(good), len(bad)) + 1)
+buf.value = good
+stop = False
+def flip():
+    while not stop:
+        buf.value = bad
+        buf.value = good
+t = threading.Thread(target=flip)
+t.start()
+seen = {}
+libc = ctypes.CDLL(None, use_errno=True)
+for i in range(20000):
+    fd = libc.open(buf, os.O_RDONLY)
+    key = "errno:%d" % ctypes.get_errno() if fd < 0 else os.read(fd, 20).decode().strip()
+    if fd >= 0:
+        os.close(fd)
+    seen[key] = seen.get(key, 0) + 1
+stop = True
+t.join()
+print(json.dumps(seen))
+'''
+
+
+def test_a_read_open_of_a_long_path_whose_tail_flips_never_opens_the_denied_file(who, scratch: Path) -> None:
+    # The same flip as above on the reopen path: the open is decided and performed on one
+    # private copy of the whole path, the part past the first 256 bytes included.
+    w = who.make_dir(scratch / "w", 0o777)
+    pad = w / ("p" * 250)
+    who.make_dir(pad)
+    who.make_file(pad / "f", "PLAIN\n", 0o644)
+    who.make_dir(w / "sec")
+    who.make_file(w / "sec/f", "SECRET\n", 0o644)
+    os.symlink(str(w / "sec"), pad / "l")
+    r = who.run(["-r", str(w), "--fs-deny", str(w / "sec"), "--", SYSTEM_PYTHON, "-c", OPEN_TAIL_RACE, str(w)])
+    assert r.returncode == 0, show(r)
+    seen = json.loads(r.stdout)
+    assert "PLAIN" in seen and "errno:13" in seen, seen   # both whole paths were asked for
+    assert "SECRET" not in seen and set(seen) <= {"PLAIN", "errno:13", "errno:20"}, seen
+
+
+API_RUNS = r'''
+import json, sys, threading
+import sandlock
+d = sys.argv[1]
+probe = "import os, sys\nfor f in sys.argv[1:]:\n    try:\n        os.open(f, os.O_RDONLY); print('OPEN')\n" \
+        "    except OSError as e:\n        print(e.errno)\n"
+box = sandlock.Sandbox(fs_writable=[d])
+outs = []
+def go():
+    r = box.run([sys.executable, "-c", probe, d + "/m0000", d + "/m0200", d + "/mine"])
+    outs.append(r.stdout.decode().split())
+for _ in range(3):  # the second and third from the Sandbox's fork server
+    go()
+t = threading.Thread(target=go)
+t.start()
+t.join()
+print(json.dumps(outs))
+'''
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="root's capabilities are what the supervisor must not lend")
+def test_api_runs_as_root_from_the_fork_server_and_a_thread_reopen_nothing_the_mode_refuses(scratch: Path) -> None:
+    w = scratch / "w"
+    w.mkdir()
+    for name, mode in (("m0000", 0o000), ("m0200", 0o200), ("mine", 0o644)):
+        (w / name).write_text(name)
+        (w / name).chmod(mode)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    r = subprocess.run([SYSTEM_PYTHON, "-c", API_RUNS, str(w)], capture_output=True, text=True, timeout=120,
+                       env=env, cwd="/")
+    assert r.returncode == 0, show(r)
+    assert json.loads(r.stdout) == [["13", "13", "OPEN"]] * 4, show(r)  # control: mine opens
