@@ -226,9 +226,28 @@ def rec(name, fn):
         out[name] = "%o:%d" % (st.st_mode & 0o170000, st.st_size)
     except OSError as exc:
         out[name] = "errno:%d" % exc.errno
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+class St:
+    def __init__(self, mode, size):
+        self.st_mode, self.st_size = mode, size
+def raw(call, *args):
+    buf = ctypes.create_string_buffer(256)
+    if call(*args, buf) < 0:
+        raise OSError(ctypes.get_errno(), "")
+    return buf.raw
+def statx(spell, flags):  # struct statx: stx_mode u16 at 28, stx_size u64 at 40
+    b = raw(libc.statx, -100, spell.encode(), flags, 0x7ff)
+    return St(int.from_bytes(b[28:30], "little"), int.from_bytes(b[40:48], "little"))
+def fstatat(spell, flags):  # x86_64 struct stat: st_mode u32 at 24, st_size at 48
+    b = raw(lambda *a: libc.fstatat(-100, spell.encode(), a[-1], flags))
+    return St(int.from_bytes(b[24:28], "little"), int.from_bytes(b[48:56], "little"))
 for spell in sys.argv[2:]:
     rec("stat " + spell, lambda: os.stat(spell))
     rec("lstat " + spell, lambda: os.lstat(spell))
+    rec("statx " + spell, lambda: statx(spell, 0))
+    rec("statx-nofollow " + spell, lambda: statx(spell, 0x100))
+    rec("fstatat-noautomount " + spell, lambda: fstatat(spell, 0x800))
 fd = os.open(w + "/pub", os.O_RDONLY)
 rec("fstat pub", lambda: os.fstat(fd))
 rec("fstatat-empty pub", lambda: os.stat(fd))  # glibc: fstatat(fd, "", AT_EMPTY_PATH)
@@ -236,6 +255,7 @@ print(json.dumps(out))
 '''
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="struct stat's layout in the probe is x86_64's")
 @pytest.mark.parametrize("deny", [True, False], ids=["denied", "control"])
 def test_stat_through_symlinks_dotdot_and_hard_links_answers_as_the_general_path(who, scratch: Path,
                                                                                 deny: bool) -> None:
@@ -256,11 +276,14 @@ def test_stat_through_symlinks_dotdot_and_hard_links_answers_as_the_general_path
     assert got["stat " + f"{w}/pub"] == reg + "7" and got["stat " + f"{w}/lpub"] == reg + "7", got
     assert got["lstat " + f"{w}/lpub"].startswith(lnk), got
     assert got["stat " + f"{w}/sec/../pub"] == reg + "7", got
+    for how in ("statx ", "fstatat-noautomount "):
+        assert got[how + f"{w}/pub"] == got[how + f"{w}/lpub"] == got[how + f"{w}/sec/../pub"] == reg + "7", got
+    assert got["statx-nofollow " + f"{w}/lpub"].startswith(lnk), got
     assert got["stat /dev/null"] == got["stat " + f"{w}/ldev/null"] == "20000:0", got
     assert got["fstat pub"] == got["fstatat-empty pub"] == reg + "7", got
     hidden = [f"{w}/lsec/s", f"{w}/hl", f"{w}/sec/s", f"{w}/./hl"]
     for spell in hidden:
-        for how in ("stat ", "lstat "):
+        for how in ("stat ", "lstat ", "statx ", "statx-nofollow ", "fstatat-noautomount "):
             if deny:
                 assert got[how + spell].startswith("errno:"), (spell, got)
             else:
