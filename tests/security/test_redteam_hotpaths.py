@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_ROOT, SYSTEM_PYTHON
+from sandlock import _notif
 
 
 def show(r: subprocess.CompletedProcess) -> str:
@@ -484,3 +485,42 @@ def test_api_runs_as_root_from_the_fork_server_and_a_thread_reopen_nothing_the_m
                        env=env, cwd="/")
     assert r.returncode == 0, show(r)
     assert json.loads(r.stdout) == [["13", "13", "OPEN"]] * 4, show(r)  # control: mine opens
+
+
+DYING_OPENERS = r'''
+import os, subprocess, sys, threading, time
+child = r"""
+import os, sys, threading, time
+def loop():
+    while True:
+        try:
+            os.close(os.open(sys.argv[1], os.O_RDONLY | (os.O_CLOEXEC if threading.get_ident() % 2 else 0)))
+        except OSError:
+            pass
+for _ in range(6):
+    threading.Thread(target=loop, daemon=True).start()
+time.sleep(float(sys.argv[2]))
+os._exit(0)  # exit_group: the other threads die in the middle of their opens
+"""
+for i in range(int(sys.argv[2])):
+    subprocess.run([sys.executable, "-c", child, sys.argv[1], "0.%d" % (1 + i % 3)], check=True)
+print("done")
+'''
+
+
+def test_processes_whose_threads_die_mid_open_leave_sandlocks_fds_bounded(who, scratch: Path) -> None:
+    w = who.make_dir(scratch / "w", 0o777)
+    who.make_file(w / "f", "x\n", 0o644)
+    proc = who.popen(["-r", str(w), "--", SYSTEM_PYTHON, "-c", DYING_OPENERS, str(w / "f"), "25"])
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, len(os.listdir(f"/proc/{proc.pid}/fd")))
+        except OSError:
+            pass
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out == "done\n" and err == "", f"{out}\n{err}"
+    # ~30 of its own, and per thread whose ids it keeps (at most KNOWN_MAX) a pidfd and maybe a
+    # /proc fd: 150 dying threads must not add more
+    assert peak <= 2 * _notif.KNOWN_MAX + 32, f"sandlock held {peak} fds"
