@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_ROOT, SYSTEM_PYTHON
+from conftest import IS_ROOT, SYSTEM_PYTHON, find_processes, kill_marked, unique_marker, wait_for
 from sandlock import _notif
 
 
@@ -524,3 +524,44 @@ def test_processes_whose_threads_die_mid_open_leave_sandlocks_fds_bounded(who, s
     # ~30 of its own, and per thread whose ids it keeps (at most KNOWN_MAX) a pidfd and maybe a
     # /proc fd: 150 dying threads must not add more
     assert peak <= 2 * _notif.KNOWN_MAX + 32, f"sandlock held {peak} fds"
+
+
+DIES_WITH_SANDLOCK = r'''
+import os, signal, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import sandlock
+d, how = sys.argv[2], sys.argv[3]
+marker = open(d + "/marker").read()  # not in our own argv: only the sandbox's sleep carries it
+box = sandlock.Sandbox(fs_readable=[d])
+if how == "fallback":
+    for _ in range(4):  # runs 2-4 from the fork server: notification loops in its pooled threads
+        box.run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do cat %s/f >/dev/null; done" % d])
+    me = os.getpid()
+    for tid in os.listdir("/proc/%d/task" % me):
+        for kid in open("/proc/%d/task/%s/children" % (me, tid)).read().split():
+            os.kill(int(kid), signal.SIGKILL)  # our fork server: the next run launches directly
+    time.sleep(0.3)
+threading.Thread(target=box.run, args=(["sleep", marker],), daemon=True).start()
+time.sleep(1000)
+'''
+
+
+@pytest.mark.parametrize("how", ["fallback", "fresh"])
+def test_a_run_launched_directly_from_a_pooled_thread_still_dies_with_sandlock(who, scratch: Path, how: str) -> None:
+    # The notification loops block every signal (_notif.block_signals) and run in the fork
+    # server's pooled threads; a later run whose server is gone is launched directly from
+    # such a thread: its stub must not inherit that mask (PDEATHSIG is a blockable signal).
+    w = who.make_dir(scratch / "w", 0o777)
+    who.make_file(w / "f", "x\n", 0o644)
+    marker = unique_marker(900)
+    who.make_file(w / "marker", marker)
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = who.spawn_outside([SYSTEM_PYTHON, "-c", DIES_WITH_SANDLOCK, repo, str(w), how])
+    try:
+        assert wait_for(lambda: find_processes(marker), 60), "the command never started"
+        proc.kill()  # sandlock (the API's process) dies
+        proc.wait()
+        assert wait_for(lambda: not find_processes(marker), 10), "the sandbox outlived sandlock"
+    finally:
+        proc.kill()
+        kill_marked(marker)
