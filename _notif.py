@@ -45,7 +45,7 @@ import os
 import select
 import signal
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 try:
     from typing import Protocol
@@ -283,7 +283,7 @@ class Workers:
                 self._answer(call, reply)
 
 
-def block_signals() -> "set[signal.Signals]":
+def block_signals() -> "Set[Union[int, signal.Signals]]":
     """Block every signal in the calling thread (one of the notifier's: a receiving
     loop or a worker) while it answers; the process's signals go to its other threads.
 
