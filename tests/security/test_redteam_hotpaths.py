@@ -13,6 +13,11 @@ act on behalf, fail closed).
 - Resolver.stat_plain: symlinks (final, intermediate), `..`, /proc, /dev, a hard link to
   a denied file, AT_EMPTY_PATH, statx, and a path past the 256-byte first read whose tail
   another thread flips while it is read: every answer is one a whole private copy gives.
+- The interruptions: a signal storm at the command (SA_RESTART or not), a process that
+  execs while a thread waits in an open, threads killed mid-open by exit_group.
+- block_signals' side effect (found here, fixed): a run launched directly from a fork-
+  server pooled thread that had run a notification loop forked its stub with every
+  signal blocked, PDEATHSIG included, so the sandbox outlived a killed sandlock.
 """
 
 from __future__ import annotations
