@@ -210,8 +210,10 @@ def confine_stub(prep: Prepared, calls: ChildCalls, parent: int, where: List[str
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(prep.foreground_tty, os.getpgrp())
     # Signals forwarded to the group, and the terminal's stop signals, stay
-    # pending in the stub (one call); the command unblocks everything.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STUB_BLOCKED)
+    # pending in the stub (one call); the command unblocks everything.  Set, not
+    # added to: a stub forked by a thread that blocks every signal (a pooled thread
+    # that ran a notification loop, _notif.block_signals) must still take DOOM_SIGNAL.
+    signal.pthread_sigmask(signal.SIG_SETMASK, STUB_BLOCKED)
     signal.signal(DOOM_SIGNAL, lambda *_: _doom(prep))
     where[0] = "prctl(PR_SET_PDEATHSIG)"
     _check(calls.prctl(PR_SET_PDEATHSIG, DOOM_SIGNAL, 0, 0, 0))

@@ -45,7 +45,7 @@ import os
 import select
 import signal
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 try:
     from typing import Protocol
@@ -283,17 +283,21 @@ class Workers:
                 self._answer(call, reply)
 
 
-def block_signals() -> None:
+def block_signals() -> "Set[Union[int, signal.Signals]]":
     """Block every signal in the calling thread (one of the notifier's: a receiving
-    loop or a worker), for good; the process's signals go to its other threads.
+    loop or a worker) while it answers; the process's signals go to its other threads.
 
     An fd is installed and announced in one step (SECCOMP_IOCTL_NOTIF_ADDFD with
     SECCOMP_ADDFD_FLAG_SEND), and the kernel marks the call answered before the
     caller has taken the fd: if a signal interrupts the supervisor's wait there
     and the request is withdrawn, the call stays marked answered with no answer
     (a retry gets EINPROGRESS, and the caller returns 0, Linux 6.18).  With no
-    signal deliverable to the thread the wait cannot be interrupted."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    signal deliverable to the thread the wait cannot be interrupted.
+
+    Returns the mask it replaced: a thread that goes on to other work (a pooled thread
+    of the fork server, Notifier._receive) restores it, or what it starts or forks
+    next inherits every signal blocked (a stub's PDEATHSIG among them)."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 class Receivers:

@@ -728,14 +728,17 @@ class Notifier:
         has closed and reused.  Answers are sent by answer() and answer_later()
         only.
         """
+        mask = None
         try:
-            block_signals()  # it answers with fds (_notif.block_signals)
+            mask = block_signals()  # it answers with fds (_notif.block_signals)
             self._loop(listener)
         except BaseException as exc:  # a bug: fail closed, nothing may wait unanswered
             self._on_fail(f"the notification loop failed: {exc!r}")
             self.receivers.stop()
         finally:
             os.close(listener)
+            if mask is not None:  # a pooled thread goes back as it came (block_signals)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _start_loop(self, call: Call) -> bool:
         """Start another loop in the pool (False: it cannot: every worker busy)."""
