@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from conftest import Who
+from conftest import Who, default_signals
 
 
 def copy_root(base: Path, where: Path) -> Path:
@@ -46,4 +46,5 @@ def chroot_run(copy: Path, inner: Sequence[str], who: Who, *, timeout: float,
     script = 'mount --rbind /dev "$0/dev" && mount --bind /proc "$0/proc" && exec chroot "$0" "$@"'
     return subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", script,
                            str(copy), *argv], capture_output=True, text=True, errors=errors,
-                          timeout=timeout, cwd="/", stdin=subprocess.DEVNULL)
+                          timeout=timeout, cwd="/", stdin=subprocess.DEVNULL,
+                          preexec_fn=default_signals)  # as who.run starts sandlock (conftest)
