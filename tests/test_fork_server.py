@@ -291,10 +291,14 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
     box = sandlock.Sandbox()
     server = _warm(box)
     from sandlock import _notif
-    _notif.forget_exited()  # the ids kept for earlier runs' threads, gone: not this test's to count
 
     def fds() -> int:
-        _notif.forget_exited()  # (a run's end drops those of its threads that have exited by then)
+        # the ids kept per thread (at most 64 pidfds, some of earlier tests' live threads,
+        # evicted by these runs' own) are not this test's to count: forget them all first
+        with _notif._KNOWN_LOCK:
+            for known in _notif._KNOWN.values():
+                known.close()
+            _notif._KNOWN.clear()
         return len(os.listdir("/proc/self/fd"))
     fds_before = fds()
     results = {}
