@@ -332,18 +332,25 @@ print(json.dumps(seen))
 '''
 
 
+def _tail_race_tree(who, scratch: Path, secret: str) -> Path:  # type: ignore[no-untyped-def]
+    """w/<250 p>/f ("PLAIN"), w/sec/f (secret) and w/<250 p>/l -> w/sec: a path past the
+    first 256-byte read whose tail names either file."""
+    w = who.make_dir(scratch / "w", 0o777)
+    pad = w / ("p" * 250)
+    who.make_dir(pad)
+    who.make_file(pad / "f", "PLAIN\n", 0o644)
+    who.make_dir(w / "sec")
+    who.make_file(w / "sec/f", secret, 0o644)
+    os.symlink(str(w / "sec"), pad / "l")
+    return w
+
+
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="struct stat's st_size offset in the probe is x86_64's")
 def test_a_long_path_whose_tail_flips_while_it_is_read_is_decided_on_one_whole_copy(who, scratch: Path) -> None:
     # The path crosses the 256-byte first read; another thread flips its tail between
     # a plain file and a symlink to a denied file.  Each answer must be one of the two
     # whole paths' answers: the plain file's size, or the denied file's refusal.
-    w = who.make_dir(scratch / "w", 0o777)
-    pad = w / ("p" * 250)
-    who.make_dir(pad)
-    who.make_file(pad / "f", "PLAIN\n", 0o644)                     # 6 bytes
-    who.make_dir(w / "sec")
-    who.make_file(w / "sec/f", "SECRET!!!\n", 0o644)              # 10 bytes
-    os.symlink(str(w / "sec"), pad / "l")
+    w = _tail_race_tree(who, scratch, "SECRET!!!\n")  # PLAIN 6 bytes, the secret 10
     r = who.run(["-r", str(w), "--fs-deny", str(w / "sec"), "--", SYSTEM_PYTHON, "-c", TAIL_RACE, str(w)],
                 timeout=240)  # 4000 trapped stats against a thread busy flipping: slow on a loaded machine
     assert r.returncode == 0, show(r)
@@ -453,13 +460,7 @@ print(json.dumps(seen))
 def test_a_read_open_of_a_long_path_whose_tail_flips_never_opens_the_denied_file(who, scratch: Path) -> None:
     # The same flip as above on the reopen path: the open is decided and performed on one
     # private copy of the whole path, the part past the first 256 bytes included.
-    w = who.make_dir(scratch / "w", 0o777)
-    pad = w / ("p" * 250)
-    who.make_dir(pad)
-    who.make_file(pad / "f", "PLAIN\n", 0o644)
-    who.make_dir(w / "sec")
-    who.make_file(w / "sec/f", "SECRET\n", 0o644)
-    os.symlink(str(w / "sec"), pad / "l")
+    w = _tail_race_tree(who, scratch, "SECRET\n")
     r = who.run(["-r", str(w), "--fs-deny", str(w / "sec"), "--", SYSTEM_PYTHON, "-c", OPEN_TAIL_RACE, str(w)],
                 timeout=240)
     assert r.returncode == 0, show(r)
