@@ -287,12 +287,13 @@ def block_signals() -> "Set[Union[int, signal.Signals]]":
     """Block every signal in the calling thread (one of the notifier's: a receiving
     loop or a worker) while it answers; the process's signals go to its other threads.
 
-    An fd is installed and announced in one step (SECCOMP_IOCTL_NOTIF_ADDFD with
-    SECCOMP_ADDFD_FLAG_SEND), and the kernel marks the call answered before the
-    caller has taken the fd: if a signal interrupts the supervisor's wait there
-    and the request is withdrawn, the call stays marked answered with no answer
-    (a retry gets EINPROGRESS, and the caller returns 0, Linux 6.18).  With no
-    signal deliverable to the thread the wait cannot be interrupted.
+    Where the kernel has no killable waits (Linux < 6.0) an fd is installed and announced
+    in one step (SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND,
+    Notifier._send_fd), and the kernel marks the call answered before the caller has
+    taken the fd: if a signal interrupts the supervisor's wait there and the request is
+    withdrawn, the call stays marked answered with no answer (a retry gets EINPROGRESS,
+    and the caller returns 0).  With no signal deliverable to the thread the wait cannot
+    be interrupted by one (a stop still can: there is no cure for that but two steps).
 
     Returns the mask it replaced: a thread that goes on to other work (a pooled thread
     of the fork server, Notifier._receive) restores it, or what it starts or forks

@@ -650,6 +650,8 @@ class Notifier:
             self._format_exc = traceback.format_exc
         self._on_fail = on_fail
         self.listener = -1
+        # an fd is installed, then announced (_send_fd): the filter makes a caller wait killably
+        self._addfd_then_send = _syscalls.has_wait_killable_recv()
         self.ctx: Optional[RunContext] = None    # the handlers' context (take)
         self.tracees: Optional[Tracees] = None   # ctx.tracees
         self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
@@ -924,14 +926,28 @@ class Notifier:
                              f"{errno.errorcode.get(code, code)} ({denial.rule})\n")
 
     def _send_fd(self, call: Call, reply: Fd) -> None:
-        # One atomic step: ADDFD with SECCOMP_ADDFD_FLAG_SEND installs the fd and answers
-        # with its number, so a caller interrupted in between never keeps an fd it was
-        # not told of; one ioctl instead of two (README "Known limits of the emulated
-        # root").  If the install fails (EMFILE in the caller) the call is still pending
-        # and is answered with that errno.
+        # The fd is installed (ADDFD), then its number sent (SEND).  The caller cannot be
+        # interrupted in between: once its call is received it waits killably
+        # (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, Linux 6.0), so only a fatal signal ends
+        # the wait, and the fd goes with the process.  Both steps survive a stop of this
+        # process (job control, a debugger attaching): an ADDFD interrupted before the caller
+        # took the fd is withdrawn and made again, one interrupted after returns the number.
+        # One step (SECCOMP_ADDFD_FLAG_SEND) does not: the kernel marks the call answered
+        # when the request is queued, and a stop that interrupts the wait withdraws the
+        # request without undoing that, so the caller's open returned 0 (Linux 6.18,
+        # SECURITY.md "Trapped-call fast paths").  It is kept for kernels without killable
+        # waits, where a caller interrupted between two steps would keep an fd it was not
+        # told of.  If the install fails (EMFILE in the caller) the call is answered with
+        # that errno.
+        cloexec = os.O_CLOEXEC if reply.cloexec else 0
         try:
-            listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, S.NOTIF_ADDFD.pack(
-                call.id, S.SECCOMP_ADDFD_FLAG_SEND, reply.fd, 0, os.O_CLOEXEC if reply.cloexec else 0))
+            if self._addfd_then_send:
+                number = listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, bytearray(
+                    S.NOTIF_ADDFD.pack(call.id, 0, reply.fd, 0, cloexec)), True)
+                self.send(call, Value(number))
+            else:
+                listener_ioctl(self.listener, S.SECCOMP_IOCTL_NOTIF_ADDFD, S.NOTIF_ADDFD.pack(
+                    call.id, S.SECCOMP_ADDFD_FLAG_SEND, reply.fd, 0, cloexec))
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self.send(call, Errno(exc.errno or errno.EMFILE))

@@ -480,6 +480,29 @@ def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) 
     assert_nothing_left(marker)
 
 
+
+def test_stopping_and_continuing_sandlock_gives_no_open_a_wrong_fd(who, box) -> None:
+    """Job control (Ctrl-Z, fg) or a debugger attaching stops sandlock's whole process,
+    its notification threads included, whatever signals they block: an fd being handed
+    over at that moment must still reach the command as the number its open returns.
+    Installed and announced in one step (SECCOMP_ADDFD_FLAG_SEND), a stop withdrew the
+    request with the call already marked answered, and the open returned 0."""
+    options, python, _, _ = box
+    marker = unique_marker(400)
+    proc = who.popen([*options, "--", python, "-c", STORM_CHILD, marker])
+    # STOP then CONT, a pause after each pair: sandlock is never left stopped
+    sent, out, err = storm_until_exit(proc, marker, (signal.SIGSTOP, signal.SIGCONT), 2, 0.001, 60,
+                                      wait_ready=True)
+    where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
+    assert proc.returncode == 0, where
+    assert err == "", where
+    report = json.loads(out)
+    assert report["nbad"] == 0, where
+    assert report["rounds"] >= 200, where
+    assert sent > 500, where
+    assert_nothing_left(marker)
+
+
 SHORT_WORK = r"""
 import os, sys
 marker, wdir = sys.argv[1], os.environ["W"]

@@ -7,7 +7,7 @@ act on behalf, fail closed).
   access it grants is what the command would get itself (mode 0000 / 0200, O_NOATIME on
   a file not owned, O_TRUNC never counted as a read), and a name swapped between two
   inodes while the command opens it never gives the content of the denied one.
-- The fd installed and announced in one ADDFD|SEND: FD_CLOEXEC as asked by open,
+- The fd installed and announced (Notifier._send_fd): FD_CLOEXEC as asked by open,
   openat, openat2 and creat, read and write opens; a full fd table (EMFILE) on the
   reopen path leaves sandlock's own fd count bounded.
 - Resolver.stat_plain: symlinks (final, intermediate), `..`, /proc, /dev, a hard link to
