@@ -21,10 +21,11 @@ argument's low half is at its seccomp_data offset and its high half 4 above.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 # linux/seccomp.h
 from ._structs import (SECCOMP_DATA_ARCH, SECCOMP_DATA_IP, SECCOMP_DATA_NR, SECCOMP_DATA_SIZE,  # noqa: F401
                        SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,

@@ -45,10 +45,11 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 
 IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

@@ -32,10 +32,11 @@ import os
 import re
 import struct
 import time
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import os_error
 
 HEADER_SIZE = 256        # BINPRM_BUF_SIZE (include/linux/binfmts.h): what execve reads first

@@ -45,7 +45,7 @@ import os
 import select
 import signal
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 try:
     from typing import Protocol
@@ -54,6 +54,7 @@ except ImportError:  # pragma: no cover -- Python 3.7 has no Protocol; 3.9 is th
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
 from ._syscalls import closed_on_error

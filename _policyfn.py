@@ -26,10 +26,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _syscalls
 from ._errors import PolicyError, os_error
 from ._notif import PATH_MAX, Call, Context, parent_of, read_mem, read_string, tgid_of
