@@ -193,6 +193,8 @@ def procfs_mounts() -> Tuple[str, ...]:
 
 def _unescape(field: bytes) -> bytes:
     """A mount point as mountinfo escapes it (octal \\NNN for space, tab, newline, backslash)."""
+    if b"\\" not in field:
+        return field  # the usual case, without compiling the pattern (README "Start-up")
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
 
 
