@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
+    import queue
     from typing import Any, Callable, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -133,6 +133,10 @@ class Gate:
         self.max_processes = max_processes
         self.max_memory = max_memory
         self.narrowing = Narrowing(self)
+        # here, not at the top: only runs with a callback need it (README "Start-up").  A Session
+        # (and its Gate) is made before its thread confines itself, or, for a run of the fork
+        # server, after _forkserver.Server imported queue: nothing is imported once confined.
+        import queue
         self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue(1)
         self._idle = threading.Semaphore(1)
         self._thread: Optional[threading.Thread] = None
