@@ -63,7 +63,7 @@ warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-th
                         category=DeprecationWarning, module=r".*_forkserver$")
 
 ENV_SWITCH = "SANDLOCK_FORK_SERVER"
-MODULES = ("_errors", "_structs", "_systable", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
+MODULES = ("_errors", "_records", "_structs", "_systable", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
 SERVER_FD = 3
 START_TIMEOUT = 20.0   # seconds for the server to start (import ctypes, socket) and say ready
 REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request
