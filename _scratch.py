@@ -132,8 +132,9 @@ def reserved(name: str) -> bool:
 
 def containers(parent: str) -> List[str]:
     """The verified containers of this user in `parent`, sorted by name."""
+    mine = prefix()  # once: a temporary directory may hold hundreds of names (each a geteuid)
     try:
-        names = sorted(n for n in os.listdir(parent) if n.startswith(prefix()))
+        names = sorted(n for n in os.listdir(parent) if n.startswith(mine))
     except OSError:
         return []
     return [os.path.join(parent, n) for n in names if verify(parent, n) is not None]
