@@ -21,10 +21,13 @@ argument's low half is at its seccomp_data offset and its high half 4 above.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 # linux/seccomp.h
 from ._structs import (SECCOMP_DATA_ARCH, SECCOMP_DATA_IP, SECCOMP_DATA_NR, SECCOMP_DATA_SIZE,  # noqa: F401
                        SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,
@@ -47,8 +50,9 @@ BPF_MEMWORDS = 16
 _SOCK_FILTER = struct.Struct("<HBBI")  # struct sock_filter, little-endian (see module doc)
 _U32 = 0xFFFFFFFF
 
-Target = Union[int, str, None]
-Raw = Tuple[int, int, int, int]  # one resolved struct sock_filter: code, jt, jf, k
+if TYPE_CHECKING:
+    Target = Union[int, str, None]
+    Raw = Tuple[int, int, int, int]  # one resolved struct sock_filter: code, jt, jf, k
 
 
 class BpfError(ValueError):
@@ -75,7 +79,8 @@ class Label(NamedTuple):
     name: str
 
 
-Program = Sequence[Union[Insn, Label]]
+if TYPE_CHECKING:
+    Program = Sequence[Union[Insn, Label]]
 
 
 # --- helpers --------------------------------------------------------------------------------

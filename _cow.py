@@ -30,10 +30,13 @@ import os
 import stat
 import tempfile
 import threading
-from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import os_error, quote_path
 from . import _scratch
 from . import _structs as S

@@ -49,7 +49,9 @@ import stat
 import struct
 import threading
 import time
-from typing import Dict, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -355,7 +357,8 @@ DIR_BYTES = 16 << 20              # bytes of its names at most (ENOMEM beyond)
 DIRS_KEPT = 4                     # sorted listings kept between calls
 
 
-Entry = Tuple[bytes, int, int]    # name, inode, type
+if TYPE_CHECKING:
+    Entry = Tuple[bytes, int, int]    # name, inode, type
 
 
 def parse_dirents(raw: bytes) -> "list[Entry]":

@@ -45,12 +45,16 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 
-IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+if TYPE_CHECKING:
+    IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 DNS_PORT = 53
 TTL_FLOOR = 60          # seconds an address learned from an answer stays allowed at least

@@ -32,10 +32,13 @@ import os
 import re
 import struct
 import time
-from typing import Callable, List, NamedTuple, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import os_error
 
 HEADER_SIZE = 256        # BINPRM_BUF_SIZE (include/linux/binfmts.h): what execve reads first
@@ -65,7 +68,8 @@ F_SEAL_GROW = getattr(fcntl, "F_SEAL_GROW", 4)
 F_SEAL_WRITE = getattr(fcntl, "F_SEAL_WRITE", 8)
 SEALS = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL
 
-ReadAt = Callable[[int, int], bytes]
+if TYPE_CHECKING:
+    ReadAt = Callable[[int, int], bytes]
 
 
 def _error(code: int, why: str) -> OSError:

@@ -30,7 +30,9 @@ import re
 import stat
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -683,7 +685,8 @@ ID_NAMES = ("getuid geteuid getgid getegid getresuid getresgid getgroups setuid 
             "setresuid setresgid setgroups setfsuid setfsgid").split()
 
 
-RowSpec = Tuple[Callable[..., Any], Tuple[str, ...], Dict[str, Any]]
+if TYPE_CHECKING:
+    RowSpec = Tuple[Callable[..., Any], Tuple[str, ...], Dict[str, Any]]
 
 
 def rows() -> Dict[str, RowSpec]:

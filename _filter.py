@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import errno
 import termios
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _bpf as B
 from . import _structs as S
 from . import _syscalls
@@ -130,7 +133,10 @@ class Test(NamedTuple):
     also: Optional["Test"] = None
 
 
-Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default action)
+if TYPE_CHECKING:
+    Rule = Union[str, Tuple[Sequence[Test], str]]  # an action, or (tests, default action)
+else:
+    Rule = object  # only annotations name it (strings): typing stays unimported (README "Start-up")
 
 PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_SET_MM, PR_SET_PTRACER = 4, 28, 35, 0x59616D61
 CLONE_NEW_MASK = 0x7E020000  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
@@ -242,7 +248,10 @@ def classify(name: str) -> Rule:
     raise KeyError(f"syscall {name!r} is not classified")
 
 
-Trap = Optional[Sequence[Test]]  # None: always notify; else tests whose action is "notify"
+if TYPE_CHECKING:
+    Trap = Optional[Sequence[Test]]  # None: always notify; else tests whose action is "notify"
+else:
+    Trap = object  # only annotations name it (strings): typing stays unimported (README "Start-up")
 
 
 def rules_for(arch: str, traps: Mapping[str, Trap], extra_deny: Sequence[str] = (),

@@ -46,10 +46,11 @@ import signal
 import socket
 import struct
 import warnings
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _launch
 from . import _syscalls
 from ._errors import os_error
@@ -62,7 +63,7 @@ warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-th
                         category=DeprecationWarning, module=r".*_forkserver$")
 
 ENV_SWITCH = "SANDLOCK_FORK_SERVER"
-MODULES = ("_errors", "_structs", "_systable", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
+MODULES = ("_errors", "_records", "_structs", "_systable", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order
 SERVER_FD = 3
 START_TIMEOUT = 20.0   # seconds for the server to start (import ctypes, socket) and say ready
 REPLY_TIMEOUT = 10.0   # seconds for an answer to a launch request

@@ -29,10 +29,13 @@ import errno
 import os
 import re
 import stat
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _scratch
 from . import _structs as S
 from . import _syscalls
@@ -190,6 +193,8 @@ def procfs_mounts() -> Tuple[str, ...]:
 
 def _unescape(field: bytes) -> bytes:
     """A mount point as mountinfo escapes it (octal \\NNN for space, tab, newline, backslash)."""
+    if b"\\" not in field:
+        return field  # the usual case, without compiling the pattern (README "Start-up")
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
 
 

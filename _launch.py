@@ -36,10 +36,13 @@ import os
 import resource
 import signal
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
 from ._errors import os_error

@@ -46,7 +46,9 @@ import socket
 import stat
 import struct
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")

@@ -37,7 +37,9 @@ import socket
 import struct
 import threading
 from _socket import socket as _c_socket  # the C type under socket.socket
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")

@@ -24,17 +24,21 @@ Nothing here makes a syscall; the module is imported by the policy check.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import PolicyError
 
 if TYPE_CHECKING:
     import ipaddress
     IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
     Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-Ports = Optional[Tuple[Tuple[int, int], ...]]  # None: every port
+if TYPE_CHECKING:
+    Ports = Optional[Tuple[Tuple[int, int], ...]]  # None: every port
 
 PROTOS = ("tcp", "udp", "icmp")
 _SCHEMES = {"tcp": frozenset({"tcp"}), "udp": frozenset({"udp"}), "icmp": frozenset({"icmp"})}

@@ -45,15 +45,15 @@ import os
 import select
 import signal
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover -- Python 3.7 has no Protocol; 3.9 is the floor
-    Protocol = object  # type: ignore[assignment,misc]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, Union
+else:
+    Protocol = object  # Context is a plain class at run time: only annotations name it
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
 from ._syscalls import closed_on_error
@@ -151,7 +151,10 @@ class Denials:
 
 # What a handler returns (the only way a reply leaves it).  A worker's work()
 # returns one of the first four, or None when its caller is gone.
-Reply = Union[Errno, Value, Fd, _Continue, Later, Then, None]
+if TYPE_CHECKING:
+    Reply = Union[Errno, Value, Fd, _Continue, Later, Then, None]
+else:
+    Reply = object  # only annotations name it (strings): typing stays unimported (README "Start-up")
 
 
 class Context(Protocol):

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    import queue
+    from typing import Any, Callable, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _syscalls
 from ._errors import PolicyError, os_error
 from ._notif import PATH_MAX, Call, Context, parent_of, read_mem, read_string, tgid_of
@@ -130,6 +133,10 @@ class Gate:
         self.max_processes = max_processes
         self.max_memory = max_memory
         self.narrowing = Narrowing(self)
+        # here, not at the top: only runs with a callback need it (README "Start-up").  The Gate
+        # is made in the supervising thread before it confines itself (a run with a callback is
+        # never one of the fork server's: Sandbox._fork_server): nothing is imported once confined.
+        import queue
         self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue(1)
         self._idle = threading.Semaphore(1)
         self._thread: Optional[threading.Thread] = None

@@ -26,10 +26,11 @@ import argparse
 import os
 import re
 import stat
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import PolicyError
 
 # argparse destinations that are not a setting of a run and have no key.

@@ -30,7 +30,9 @@ import stat
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")

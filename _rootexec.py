@@ -26,11 +26,14 @@ import os
 import resource
 import stat
 import threading
-from typing import Dict, NamedTuple, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _elf
 from . import _policyfn
 from . import _syscalls

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from typing import Dict, Optional, Set, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"

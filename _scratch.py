@@ -37,7 +37,9 @@ import os
 import re
 import stat
 import sys
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -130,8 +132,9 @@ def reserved(name: str) -> bool:
 
 def containers(parent: str) -> List[str]:
     """The verified containers of this user in `parent`, sorted by name."""
+    mine = prefix()  # once: a temporary directory may hold hundreds of names (each a geteuid)
     try:
-        names = sorted(n for n in os.listdir(parent) if n.startswith(prefix()))
+        names = sorted(n for n in os.listdir(parent) if n.startswith(mine))
     except OSError:
         return []
     return [os.path.join(parent, n) for n in names if verify(parent, n) is not None]

@@ -41,10 +41,13 @@ import sys
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _determinism
 from . import _filter
 from . import _identity

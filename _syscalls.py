@@ -19,10 +19,13 @@ import errno
 import functools
 import os
 import struct
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from ._errors import os_error
 from ._structs import STAT_SIZE, STATX_SIZE  # noqa: F401  (_syscalls.STATX_SIZE for its users)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from typing import Dict, FrozenSet, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, Optional
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"

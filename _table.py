@@ -11,10 +11,13 @@ without a handler nor handled without being trapped.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _determinism as D
 from . import _fsops as F
 from . import _identity as I
@@ -337,7 +340,8 @@ class Handler(NamedTuple):
 
 # A step run before any handler (for every trapped call), step(ctx, call) with the call
 # not yet decoded: it may read and write the caller's memory, never answer.
-Step = Callable[..., None]
+if TYPE_CHECKING:
+    Step = Callable[..., None]
 
 
 def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool = False,

@@ -884,7 +884,8 @@ def cli(own_process: bool = True) -> None:
 
     Once main() has returned nothing of sandlock's is left to finalize: its
     threads are daemons and done, its directories removed, nothing waits in
-    atexit.  So the process ends with os._exit once its output is flushed,
+    atexit (weakref.finalize's function stays registered once a run used a
+    finalizer, with none left to call).  So the process ends with os._exit once its output is flushed,
     sparing the teardown of every module the supervisor loaded (about 8 ms of
     CPU: README "Start-up").  Anything else (a thread still running, an
     atexit callback, output that cannot be flushed, a program that called
@@ -902,9 +903,20 @@ def cli(own_process: bool = True) -> None:
     import atexit
     import threading
     waiting = getattr(atexit, "_ncallbacks", lambda: 1)()
+    if waiting == 1 and _finalize_idle():
+        waiting = 0  # weakref.finalize's exit function, with nothing left to call
     if waiting or any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
         sys.exit(code)
     os._exit(code)
+
+
+def _finalize_idle() -> bool:
+    """Has weakref.finalize registered its atexit function (it does on its first use: a
+    run's resolver makes one) with no finalizer left that it would call at exit?"""
+    finalize = getattr(sys.modules.get("weakref"), "finalize", None)
+    registry = getattr(finalize, "_registry", None)
+    return (getattr(finalize, "_registered_with_atexit", False) is True and isinstance(registry, dict)
+            and not any(f.atexit for f in list(registry)))
 
 
 def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":

@@ -49,14 +49,15 @@ def main() -> None:
     cli(args.runs)
 
 
-# The console script pip writes for `sandlock = "sandlock:main"` (pyproject.toml).
+# The console script pip writes for `sandlock = sandlock:cli` (pyproject.toml, the wheel's
+# entry_points.txt: tests/test_packaging.py).
 ENTRY_POINT = """# -*- coding: utf-8 -*-
 import re
 import sys
-from sandlock import main
+from sandlock import cli
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
+    sys.exit(cli())
 """
 
 

@@ -267,6 +267,11 @@ def test_procfs_mounts_names_proc():
     assert L.procfs_mounts()[0] == "/proc"
 
 
+def test_a_mount_point_of_mountinfo_is_unescaped_and_a_plain_one_kept_as_it_is():
+    assert L._unescape(rb"/mnt/a\040b\011c\012d\134e") == b"/mnt/a b\tc\nd\\e"
+    assert L._unescape(b"/proc") == b"/proc"
+
+
 WALL = r"""
 import errno, os, sys
 sys.path.insert(0, sys.argv[1])

@@ -1,0 +1,51 @@
+"""How the CLI's process ends (sandlock.cli, README "Start-up").
+
+Once main() has returned, the `sandlock` script and `python -m sandlock` end
+with os._exit, skipping the interpreter's teardown of every module the
+supervisor loaded, unless something is still to run: an atexit callback, a
+live weakref.finalize, a thread.  Each test runs cli() in a program whose
+module holds a witness that prints "teardown" when the interpreter tears the
+module down (what os._exit skips), so the output shows which way it ended.
+"""
+
+from __future__ import annotations
+
+WITNESS = (
+    "import atexit, os, sys\n"
+    "atexit._clear()\n"  # what the interpreter's own site registered (pyenv's does): only the run's matter here
+    "class Witness:\n"
+    "    def __del__(self):\n"
+    "        os.write(2, b'teardown\\n')\n"
+    "witness = Witness()\n"
+    "import sandlock\n"
+)
+
+
+def ending(who, before_cli: str = "") -> tuple:  # type: ignore[no-untyped-def]
+    r = who.python(WITNESS + before_cli + "sys.argv[1:] = ['--', '/bin/sh', '-c', 'exit 3']\nsandlock.cli()\n")
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def test_a_run_ends_the_process_without_teardown_though_its_resolver_used_a_weakref_finalizer(who) -> None:  # type: ignore[no-untyped-def]
+    # the run's resolver makes a weakref.finalize on its first reopen (/bin/sh opens its
+    # libraries): weakref's exit function stays registered with atexit, with nothing to call
+    assert ending(who) == (3, "", "")
+
+
+def test_a_callback_the_program_registered_with_atexit_still_runs_at_the_end(who) -> None:  # type: ignore[no-untyped-def]
+    code = "import atexit\natexit.register(lambda: os.write(1, b'callback\\n'))\n"
+    status, out, err = ending(who, code)
+    assert (status, out) == (3, "callback\n") and "teardown" in err, err
+
+
+def test_a_live_weakref_finalizer_of_the_program_still_runs_at_the_end(who) -> None:  # type: ignore[no-untyped-def]
+    code = "import weakref\nclass Kept: pass\nkept = Kept()\nweakref.finalize(kept, os.write, 1, b'finalized\\n')\n"
+    status, out, err = ending(who, code)
+    assert (status, out) == (3, "finalized\n") and "teardown" in err, err
+
+
+def test_a_thread_of_the_program_still_running_is_waited_for(who) -> None:  # type: ignore[no-untyped-def]
+    code = ("import threading, time\n"
+            "threading.Thread(target=lambda: (time.sleep(0.5), os.write(1, b'thread\\n'))).start()\n")
+    status, out, err = ending(who, code)
+    assert (status, out) == (3, "thread\n") and "teardown" in err, err
