@@ -348,6 +348,14 @@ def remove_at(parent: int, name: str) -> None:
     entry it may not remove, or a tree moved away during the walk).
     """
     try:
+        # an empty directory (a run's shm/ directory, most often) goes in one call; rmdir
+        # never follows a symlink (ENOTDIR) and refuses a non-empty directory (ENOTEMPTY):
+        # anything but success goes the general way below
+        os.rmdir(name, dir_fd=parent)
+        return
+    except OSError:
+        pass
+    try:
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return

@@ -31,3 +31,16 @@ def test_a_notifier_thread_blocks_every_valid_signal_on_every_call_and_gets_back
         before, now = _in_a_new_thread(block_then_read)
         assert now == every
         assert before == {int(sig) for sig in signal.pthread_sigmask(signal.SIG_BLOCK, ())}
+
+
+def test_an_empty_directory_is_removed_even_unreadable_and_a_link_to_one_loses_only_itself(tmp_path) -> None:
+    from sandlock import _scratch
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked").chmod(0)
+    (tmp_path / "target").mkdir()
+    os.symlink(tmp_path / "target", tmp_path / "link")
+    for name in ("empty", "locked", "link"):
+        _scratch.remove_tree(str(tmp_path / name))
+    assert sorted(os.listdir(tmp_path)) == ["target"]
+    assert os.listdir(tmp_path / "target") == []
