@@ -44,3 +44,20 @@ def test_an_empty_directory_is_removed_even_unreadable_and_a_link_to_one_loses_o
         _scratch.remove_tree(str(tmp_path / name))
     assert sorted(os.listdir(tmp_path)) == ["target"]
     assert os.listdir(tmp_path / "target") == []
+
+
+def test_proc_stat_and_status_read_with_os_read_give_what_the_files_say_and_fail_for_a_gone_process() -> None:
+    import subprocess
+    import pytest
+    with open(f"/proc/{os.getpid()}/status", "rb") as f:
+        lines = dict(line.split(b":", 1) for line in f.read().splitlines())
+    assert _notif.proc_status("self", (b"Tgid", b"Umask", b"Groups")) == {
+        key: lines[key].strip() for key in (b"Tgid", b"Umask", b"Groups")}
+    assert _notif.proc_stat(os.getpid())[1] == str(os.getppid()).encode()
+    assert _notif.parent_of(os.getpid()) == os.getppid()
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid names nothing now
+    with pytest.raises(OSError):
+        _notif.proc_status_field(child.pid, b"Tgid")
+    with pytest.raises(OSError):
+        _notif.proc_stat(child.pid)
