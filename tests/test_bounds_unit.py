@@ -254,6 +254,11 @@ def test_the_cwd_of_a_thread_is_remembered_while_it_runs_forgotten_once_it_exits
         assert cwd.of_thread(tid) == b"/usr" and reads == []  # a chdir is seen at once
         stop.set()
         t.join()
+        # join() returns once Python is done with the thread, a moment before the kernel's
+        # task ends (until then it is alive, and remembered): wait for the task itself
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+            time.sleep(0.005)
         with pytest.raises(OSError) as exc:  # exited: asked again, and gone
             cwd.of_thread(tid)
         assert exc.value.errno == errno.ESRCH and reads

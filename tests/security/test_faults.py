@@ -463,22 +463,27 @@ def storm_until_exit(proc: subprocess.Popen, marker: str, storm: Tuple[int, ...]
     return sent, out, err
 
 
-def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) -> None:
+def storm_the_child(who, box, storm: Tuple[int, ...], every: int, pause: float, timeout: float) -> Tuple[dict, str]:
+    """Run STORM_CHILD under sandlock while `storm` is sent to sandlock; its report, once the
+    run ended with exit 0, nothing on stderr, no wrong result and enough of both.  (report, where)"""
     options, python, _, _ = box
     marker = unique_marker(400)
     proc = who.popen([*options, "--", python, "-c", STORM_CHILD, marker])
-    sent, out, err = storm_until_exit(proc, marker, (signal.SIGWINCH, signal.SIGCONT, signal.SIGUSR1), 20, 0.001,
-                                      30, wait_ready=True)
+    sent, out, err = storm_until_exit(proc, marker, storm, every, pause, timeout, wait_ready=True)
     where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
     assert proc.returncode == 0, where
     assert err == "", where
     report = json.loads(out)
     assert report["nbad"] == 0, where
     assert report["rounds"] >= 200, where
-    assert report["got"]["USR1"] > 0 and report["got"]["WINCH"] > 0, f"signals were not forwarded: {where}"
     assert sent > 500, where
     assert_nothing_left(marker)
+    return report, where
 
+
+def test_signal_storms_to_sandlock_cause_no_error_and_no_wrong_result(who, box) -> None:
+    report, where = storm_the_child(who, box, (signal.SIGWINCH, signal.SIGCONT, signal.SIGUSR1), 20, 0.001, 30)
+    assert report["got"]["USR1"] > 0 and report["got"]["WINCH"] > 0, f"signals were not forwarded: {where}"
 
 
 def test_stopping_and_continuing_sandlock_gives_no_open_a_wrong_fd(who, box) -> None:
@@ -487,20 +492,8 @@ def test_stopping_and_continuing_sandlock_gives_no_open_a_wrong_fd(who, box) -> 
     over at that moment must still reach the command as the number its open returns.
     Installed and announced in one step (SECCOMP_ADDFD_FLAG_SEND), a stop withdrew the
     request with the call already marked answered, and the open returned 0."""
-    options, python, _, _ = box
-    marker = unique_marker(400)
-    proc = who.popen([*options, "--", python, "-c", STORM_CHILD, marker])
     # STOP then CONT, a pause after each pair: sandlock is never left stopped
-    sent, out, err = storm_until_exit(proc, marker, (signal.SIGSTOP, signal.SIGCONT), 2, 0.001, 60,
-                                      wait_ready=True)
-    where = f"exit {proc.returncode}, {sent} signals sent\n--- stdout\n{out}\n--- stderr\n{err}"
-    assert proc.returncode == 0, where
-    assert err == "", where
-    report = json.loads(out)
-    assert report["nbad"] == 0, where
-    assert report["rounds"] >= 200, where
-    assert sent > 500, where
-    assert_nothing_left(marker)
+    storm_the_child(who, box, (signal.SIGSTOP, signal.SIGCONT), 2, 0.001, 60)
 
 
 SHORT_WORK = r"""
