@@ -58,12 +58,12 @@ from . import _structs as S
 from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error
+from ._procfs import read_fd
 from ._structs import AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PIDFD_THREAD  # noqa: F401  (handlers take them from here)
 
 PATH_MAX = 4096
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _ID_VALID, _U64 = S.SECCOMP_IOCTL_NOTIF_ID_VALID, S.U64.pack
-PROC_READ = 8192   # bytes of a /proc file read at once (_read_proc): a stat or status is < 2 KiB
 FIRST_READ = 256   # bytes of a string read first (read_string): 4 KiB cost 2-3 us more a read
 
 
@@ -721,20 +721,13 @@ def proc_status(pid: Union[int, str], keys: Tuple[bytes, ...]) -> Dict[bytes, by
 
 
 def _read_proc(path: bytes) -> bytes:
-    """The whole of a /proc file, read to its end with os.read: a buffered file object
-    costs an fstat, an ioctl and an lseek more per open (~5-9 us)."""
+    """The whole of a /proc file, read with os.read (_procfs.read_fd): a buffered file
+    object costs an fstat, an ioctl and an lseek more per open (~5-9 us)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, PROC_READ)
-        if data:
-            chunks = [data]
-            while data:  # a file longer than one read (a status with many groups)
-                data = os.read(fd, PROC_READ)
-                chunks.append(data)
-            data = b"".join(chunks)
+        return read_fd(fd)
     finally:
         os.close(fd)
-    return data
 
 
 def proc_status_field(pid: int, key: bytes) -> bytes:
