@@ -239,7 +239,7 @@ class Determinism:
             if read_mem(ctx.tracees, tid, base + offset, len(code)) != code:  # a failed exec: patched already
                 # through /proc/PID/mem (ctx.memory), where process_vm_writev cannot: the
                 # vDSO's pages are read-only; the write makes the process's own copy of them
-                ctx.memory.write(tid, base + offset, code)
+                ctx.memory.write(ctx.is_member, tid, base + offset, code)
         ctx.tracees.confirm()  # the caller was still there: written to it, not to a reuse of its tid
 
 

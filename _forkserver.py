@@ -102,17 +102,32 @@ def enabled() -> bool:
 
 
 def eligible(policy: Any, prepared: Any) -> bool:
-    """Host mode without network rules or determinism only.  A run from the server is
-    supervised by a thread that is confined from its start (the home thread's); a root,
-    a workdir, a fake root, --random-seed/--time-start prepare things in the supervising
-    thread before it confines itself (the memory writer, the owners' record), and network
-    rules read the resolver's files and import _dns there (_supervisor.preload): for all
-    of these the run is launched directly.  What is left imports nothing after
+    """Host mode or a root, without a workdir, a fake root, network rules or determinism.
+    A run from the server is supervised by a thread that is confined from its start (the
+    home thread's); a workdir, a fake root, --random-seed/--time-start prepare things in
+    the supervising thread before it confines itself (the upper layer, the owners' record,
+    the vDSO), and network rules read the resolver's files and import _dns there
+    (_supervisor.preload): for all of these the run is launched directly.  A root's run
+    has its two such pieces made in the caller's thread instead: its imports (preload)
+    and the memory writer (Server.memory_writer); its home thread may read the
+    interpreter the server runs (home_ruleset).  What is left imports nothing after
     confinement (tests/test_fork_server.py)."""
     from . import _determinism
     net = prepared.net_rules
-    return (prepared.root is None and prepared.layers is None and not policy.fake_root
+    return (prepared.layers is None and not policy.fake_root
             and not _determinism.enabled(policy) and (net is None or not net.any_network()))
+
+
+def home_ruleset(prepared: Any) -> Tuple[int, bool]:
+    """(the home thread's ruleset, whether it is the server's own to close): the supervisor's,
+    and in a root the supervisor's with reading the interpreter (_landlock.interpreter_rules):
+    the root's supervisor ruleset alone would not let the home thread start `python3 -I -S`.
+    Raises SetupError (no server: every run launches directly)."""
+    if prepared.root is None or prepared.supervisor_ruleset < 0:
+        return prepared.supervisor_ruleset, False
+    from . import _landlock
+    plan = prepared.supervisor_plan
+    return _landlock.create_ruleset(plan._replace(rules=plan.rules + _landlock.interpreter_rules())), True
 
 
 NAMESPACES = ("mnt", "net", "user", "ipc", "pid_for_children", "cgroup", "uts", "time_for_children")
@@ -177,14 +192,17 @@ def ignored_mask() -> int:
 class Handoff:
     """What the caller's thread gives a run that starts on the server (its own state at the call).
 
-    ignored: the caller's ignored signals now (snapshot()).  Raises OSError where the run
+    ignored: the caller's ignored signals now (snapshot()); root: the run is in an emulated
+    root (its imports are made and its memory writer taken here).  Raises OSError where the run
     must be launched directly: the calling thread is in a Landlock domain the server is not
     in (Server.check_reachable)."""
 
-    def __init__(self, server: "Server", ignored: int) -> None:
+    def __init__(self, server: "Server", ignored: int, root: bool = False) -> None:
         self.server = server
         self.ignored = ignored
         server.check_reachable()
+        # a run in a root: its writer of read-only pages, started from this (the caller's) thread
+        self.memory = server.memory_writer() if root else None
         from ._notif import current_umask  # the caller's side only: the server's code has no _notif
         self.umask = current_umask()
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -257,10 +275,14 @@ class Gone(Exception):
 class Server:
     """The client side: one home thread and one server process for one Sandbox's rulesets."""
 
-    def __init__(self, supervisor_ruleset: int, child_ruleset: int, scope_ruleset: int, program: bytes) -> None:
+    def __init__(self, supervisor_ruleset: int, child_ruleset: int, scope_ruleset: int, program: bytes,
+                 own_ruleset: bool = False) -> None:
+        """own_ruleset: supervisor_ruleset is the server's (home_ruleset), closed once the home
+        thread is confined by it."""
         import queue
         import threading
         self.rulesets = (supervisor_ruleset, child_ruleset, scope_ruleset)
+        self._own_ruleset = own_ruleset
         self.program = program
         self.lock = threading.Lock()        # one request at a time on the socket
         self.ready = threading.Event()      # set once the first start is over (server or not)
@@ -282,9 +304,20 @@ class Server:
         self._closed = False
         self.failure: Optional[BaseException] = None   # what ended the home thread, if not close()
         self._sources = [(name, _source(name)) for name in MODULES]
+        self._memory: Any = None   # the runs' memory writer in a root (memory_writer)
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._home = threading.Thread(target=self._home_loop, name="sandlock-home", daemon=True)
-        self._home.start()
+        try:
+            self._home.start()
+        except BaseException:
+            os.close(self._null)
+            self._close_ruleset()
+            raise
+
+    def _close_ruleset(self) -> None:
+        if self._own_ruleset:
+            self._own_ruleset = False
+            _close_quietly(self.rulesets[0])
 
     # --- from any thread --------------------------------------------------------------------
 
@@ -299,6 +332,17 @@ class Server:
             except OSError:
                 return False
         return state == self.state
+
+    def memory_writer(self) -> Any:
+        """The memory writer of this server's runs in a root (_supervisor.MemoryWriter), started
+        at the first call, which must come from the caller's thread: the writer opens
+        /proc/PID/mem for writing, which the home thread's domain does not allow.  One thread
+        for every run of the Sandbox; it ends with close()."""
+        with self._pool_lock:
+            if self._memory is None:
+                from ._supervisor import MemoryWriter
+                self._memory = MemoryWriter()
+            return self._memory
 
     def check_reachable(self) -> None:
         """Raise OSError unless the calling thread may read the server as a debugger would
@@ -384,6 +428,8 @@ class Server:
             if self._closed:
                 return
             self._closed = True
+            if self._memory is not None:
+                self._memory.close()
             for _ in range(self._idle):
                 self._jobs.put(None)
             self._idle = 0
@@ -463,6 +509,8 @@ class Server:
             _close_quietly(self._null)
             self.ready.set()
             return
+        finally:
+            self._close_ruleset()   # only ever restricted to once, here
         jobs: List[Any] = [self._start]
         while True:
             job = jobs.pop() if jobs else self._queue.get()

@@ -247,6 +247,34 @@ def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool 
     return child, supervisor
 
 
+def interpreter_rules() -> Tuple[Rule, ...]:
+    """Reading (and running) what this interpreter is made of: every file it has mapped
+    executable (itself, the dynamic loader, its libraries and extension modules, as
+    /proc/self/maps names them) and its standard library's directory.
+
+    The fork server of a run in a root is `sys.executable -I -S`, started from the
+    domain its supervising threads share (_forkserver.home_ruleset), where the root's
+    supervisor ruleset alone hides the host's /usr.  Only reading: the interpreter's
+    code, which this process already runs; never the command's (its own layer grants
+    the root only)."""
+    import socket  # a module of the standard library's directory, never frozen
+    code = S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_EXECUTE
+    rules: List[Rule] = []
+    seen = set()
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            fields = line.split(None, 5)
+            if len(fields) < 6 or b"x" not in fields[1] or not fields[5].startswith(b"/"):
+                continue
+            path = os.fsdecode(fields[5].rstrip(b"\n"))
+            if path not in seen and os.path.isfile(path):  # not " (deleted)", not a device
+                seen.add(path)
+                rules.append(Rule(path, code))
+    library = os.path.dirname(socket.__file__)
+    rules.append(Rule(library, S.LANDLOCK_ACCESS_FS_READ_FILE | S.LANDLOCK_ACCESS_FS_READ_DIR))
+    return tuple(rules)
+
+
 def stub_plan(child: Plan) -> Plan:
     """The stub's layer: the signal and abstract-socket scopes, nothing else.
 

@@ -179,7 +179,7 @@ class Context(Protocol):
     netlink: Any       # _netlink.Netlink of the run, made (assigned) on its first netlink socket, or None
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
     net_dns: Any       # _dns.Dns of the run (DNS policing), None without network or with --net-deny
-    memory: Any        # _supervisor._MemoryWriter with an emulated root, else None
+    memory: Any        # _supervisor.MemoryWriter with an emulated root, else None
     policy_gate: Any   # _policyfn.Gate of Sandbox(policy_fn=), else None (README "Policy callback")
 
     @property
@@ -206,6 +206,10 @@ class Context(Protocol):
 
     def pending(self, call: "Call") -> bool:
         """Is `call` still waiting for its answer?  (For a Later's work that waits.)"""
+        ...
+
+    def is_member(self, pid: int) -> bool:
+        """Is process pid one of the sandbox's?"""
         ...
 
 

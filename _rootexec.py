@@ -680,7 +680,7 @@ class VforkHolder:
         memory = self._ctx.memory
         if memory is not None:
             try:
-                memory.write(tid, address, data)
+                memory.write(self._ctx.is_member, tid, address, data)
             except OSError:
                 pass
 

@@ -244,7 +244,7 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
     for the ones handlers use lazily (tests/test_confined_imports.py).
     """
     if policy.chroot is not None or policy.workdir is not None:
-        import queue  # noqa: F401  (_MemoryWriter, _rootexec.VforkHolder)
+        import queue  # noqa: F401  (MemoryWriter, _rootexec.VforkHolder)
         from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
         from . import _rootfs  # noqa: F401
         from . import _rootops  # noqa: F401  (namespace operations, bind in a root)
@@ -392,7 +392,10 @@ class RunContext:
         self.tracees = Tracees(self.hot)
         self.resolver: Optional[Resolver] = None  # once confined (open)
         self.upper: Optional[_cow.Upper] = None   # this run's upper layer, with a workdir
-        self.memory: Optional[_MemoryWriter] = None  # with a root: started before the thread confines itself
+        # with a root: started before the thread confines itself, or the fork server's
+        # (Server.memory_writer: in the caller's thread); closed with the run if own_memory
+        self.memory: Optional[MemoryWriter] = None
+        self.own_memory = False
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootexec.VforkHolder] = None  # made on the first exec from a vfork child
         self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
@@ -424,14 +427,14 @@ class RunContext:
 
     def force_write(self, tid: int, address: int, data: bytes) -> bool:
         """Write the tracee's memory, read-only pages too (a path in .rodata; see
-        _MemoryWriter); True if the page was read-only."""
+        MemoryWriter); True if the page was read-only."""
         try:
             write_mem(self.tracees, tid, address, data)
             return False
         except OSError as exc:
             if exc.errno != errno.EFAULT or self.memory is None:
                 raise
-            self.memory.write(tid, address, data)
+            self.memory.write(self.is_member, tid, address, data)
             return True
 
     @property
@@ -510,8 +513,8 @@ class RunContext:
                     pass
 
     def close(self) -> None:
-        for one in (self.netlink, self.resolver, self.tracees, self.memory, self._vfork, self.in_flight,
-                    self.determinism):
+        for one in (self.netlink, self.resolver, self.tracees, self.memory if self.own_memory else None,
+                    self._vfork, self.in_flight, self.determinism):
             if one is not None:
                 one.close()
         forget_exited()  # the ids kept for this run's threads (_notif.Known)
@@ -1464,9 +1467,11 @@ class Session:
                     upper.discard()
                     raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
                                      step="workdir") from None
-            if self.prepared.root is not None or _determinism.enabled(self.policy):
+            if self.handoff is not None and self.prepared.root is not None:
+                ctx.memory = self.handoff.memory   # the server's (started in the caller's thread)
+            elif self.prepared.root is not None or _determinism.enabled(self.policy):
                 # started before we confine ourselves (the vDSO: README "Deterministic runs")
-                ctx.memory = _MemoryWriter(ctx.is_member)
+                ctx.memory, ctx.own_memory = MemoryWriter(), True
             ctx.fake = self._fake_owners()  # read before the supervisor confines itself
             if self.handoff is None:
                 preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
@@ -1720,7 +1725,7 @@ class Session:
         return outcome._replace(changes=changes, workdir_note=note)
 
 
-class _MemoryWriter:
+class MemoryWriter:
     """Writes into a tracee's read-only pages through /proc/PID/mem.
 
     Only exec and chdir in an emulated root need it: their path string may
@@ -1728,15 +1733,16 @@ class _MemoryWriter:
     restored (see _rootexec).  process_vm_writev(2) honours page protections;
     /proc/PID/mem does not, but opening it for writing needs a Landlock
     write right on /proc that the supervisor thread must not have.  So this
-    one thread, started before the supervisor confines itself, opens
-    /proc/PID/mem of processes of the sandbox (checked) for writing, and
-    nothing else.
+    one thread, started before the supervisor confines itself (one per run,
+    or one for every run of a fork server: _forkserver.Server.memory_writer),
+    opens /proc/PID/mem of processes of the asking run's sandbox (checked)
+    for writing, and nothing else.
     """
 
-    def __init__(self, is_member) -> None:
+    def __init__(self) -> None:
         import queue
-        self._is_member = is_member
         self._requests: "queue.Queue" = queue.Queue()
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name="sandlock-memory", daemon=True)
         self._thread.start()
 
@@ -1745,9 +1751,9 @@ class _MemoryWriter:
             request = self._requests.get()
             if request is None:
                 return
-            tid, address, data, answer, done = request
+            is_member, tid, address, data, answer, done = request
             try:
-                if not self._is_member(tgid_of(tid)):
+                if not is_member(tgid_of(tid)):
                     raise os_error(errno.EPERM, "not a process of the sandbox")
                 fd = os.open(f"/proc/{tid}/mem", os.O_RDWR | os.O_CLOEXEC)
                 try:
@@ -1760,16 +1766,20 @@ class _MemoryWriter:
             finally:
                 done.set()
 
-    def write(self, tid: int, address: int, data: bytes) -> None:
+    def write(self, is_member: Callable[[int], bool], tid: int, address: int, data: bytes) -> None:
+        """Write data at address in thread tid, if is_member(its process) (the run's RunContext)."""
+        if self._closed:
+            raise os_error(errno.ESRCH, "memory writer closed")
         answer: List[OSError] = []
         done = threading.Event()
-        self._requests.put((tid, address, data, answer, done))
+        self._requests.put((is_member, tid, address, data, answer, done))
         if not done.wait(5.0):
             raise os_error(errno.ETIMEDOUT, "memory writer did not answer")
         if answer:
             raise answer[0]
 
     def close(self) -> None:
+        self._closed = True
         self._requests.put(None)
 
 

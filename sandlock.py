@@ -273,8 +273,12 @@ class Sandbox:
                 if (_forkserver.enabled() and _forkserver.eligible(self.policy, prepared)
                         and self._policy_fn is None):
                     import weakref
-                    self._server = _forkserver.Server(prepared.supervisor_ruleset, prepared.child_ruleset,
-                                                      prepared.scope_ruleset, prepared.program)
+                    try:
+                        home, owned = _forkserver.home_ruleset(prepared)
+                    except SetupError:
+                        return None   # every run launches directly
+                    self._server = _forkserver.Server(home, prepared.child_ruleset, prepared.scope_ruleset,
+                                                      prepared.program, own_ruleset=owned)
                     weakref.finalize(self, self._server.close)
             return self._server
 
@@ -319,7 +323,7 @@ class Sandbox:
         prepared = self._prepare()
         process = _process.Process(list(argv), _result, mode, on_end=self._forget)
         streams = _process.streams(stdin, stdout, stderr)
-        handoff = _handoff(self._fork_server(prepared))
+        handoff = _handoff(self._fork_server(prepared), policy, prepared)
 
         def session(**options: "Any") -> "Any":
             try:
@@ -451,7 +455,7 @@ def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _handoff(server: "Any") -> "Any":
+def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
     umask and stdio, taken here in the caller's thread), or None: launched directly."""
     if server is None:
@@ -461,7 +465,11 @@ def _handoff(server: "Any") -> "Any":
         ignored, state = _forkserver.snapshot()
         if not server.usable(state):
             return None
-        return _forkserver.Handoff(server, ignored)
+        root = prepared.root is not None
+        if root:  # its supervising thread is confined from its start: nothing may be left to import
+            from . import _supervisor
+            _supervisor.preload(policy, prepared.net_rules)
+        return _forkserver.Handoff(server, ignored, root)
     except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None
 

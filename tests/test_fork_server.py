@@ -1,6 +1,7 @@
 """The fork server (README "Fork server"): a Sandbox's later runs start from a small
 `python3 -I -S` process and keep every property of the direct launch."""
 
+import errno
 import json
 import os
 import signal
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import rootfs
 import sandlock
-from conftest import find_processes, unique_marker, wait_for
+from conftest import build_fixture, find_processes, unique_marker, wait_for
 
 # Shared by the scripts: a Sandbox whose fork server is up, and the tree of a pid.
 PRELUDE = r"""
@@ -362,12 +364,124 @@ def test_a_fork_server_that_cannot_start_leaves_every_run_launched_directly(monk
     assert box.run(["sh", "-c", "echo $0"]).stdout == b"sh\n"
 
 
-def test_a_root_or_workdir_sandbox_has_no_fork_server(tmp_path: Path) -> None:
+def test_a_workdir_sandbox_has_no_fork_server(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     box = sandlock.Sandbox(workdir=str(tmp_path / "w"), fs_writable=[str(tmp_path / "w")])
     for _ in range(3):
         assert box.run(["true"]).returncode == 0
     assert box._server is None
+
+
+@pytest.fixture(scope="module")
+def debian() -> Path:
+    return build_fixture(rootfs.debian_rootfs)
+
+
+ROOT_SAME_AS_THE_FIRST = PRELUDE + r"""
+marker, root = sys.argv[1], sys.argv[2]
+box = sandlock.Sandbox(chroot=root)
+# system(3) execs "/bin/sh" from libc's read-only pages: the supervisor rewrites that
+# string through the memory writer (README "Emulated root"), the fork server's in its runs
+SYSTEM = "import os, sys; status = os.system('echo sys; cd /etc && pwd'); sys.exit(status >> 8)"
+def runs():
+    sh = box.run(["/bin/sh", "-c", "echo out; echo err >&2; pwd; cd /usr && pwd; exit 3"], input=b"")
+    cat = box.run(["/bin/cat"], input=b"in")
+    system = box.run(["/usr/bin/python3", "-c", SYSTEM])
+    missing = None
+    try:
+        box.run(["/nonexistent-program"])
+    except sandlock.ExecError as exc:
+        missing = exc.errno
+    return [sh.stdout.decode(), sh.stderr.decode(), sh.returncode, cat.stdout.decode(),
+            system.stdout.decode(), system.returncode, missing]
+first = runs()  # launched directly (a Sandbox's first runs)
+server = warm(box)
+later = [runs() for _ in range(3)]
+thread, out = in_thread(lambda: box.run(["/bin/sleep", marker]))
+assert wait(lambda: marked(marker)), "the command never started"
+(command,) = marked(marker)
+stub = parent(command)
+tree = [argv_of(parent(stub))[1:3], parent(stub) == server, parent(server) == os.getpid()]
+os.kill(command, signal.SIGKILL)
+thread.join()
+writers = [t.name for t in threading.enumerate()].count("sandlock-memory")
+print(json.dumps({"first": first, "later": later, "tree": tree, "writers": writers,
+                  "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_runs_in_a_root_from_the_fork_server_give_what_the_first_direct_runs_give(who, debian: Path) -> None:
+    r = who.python(ROOT_SAME_AS_THE_FIRST, args=[unique_marker(), str(debian)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["first"] == ["out\n/\n/usr\n", "err\n", 3, "in", "sys\n/etc\n", 0, 2]
+    assert out["later"] == [out["first"]] * 3
+    # the command's stub was forked by the server, a python3 -I -S child of the caller
+    assert out["tree"] == [["-I", "-S"], True, True]
+    assert out["served"] is True
+    assert out["writers"] == 1   # the server's one memory writer, for all its runs
+
+
+ROOT_HOME_DOMAIN = PRELUDE + r"""
+import socket
+root, secret = sys.argv[1], sys.argv[2]
+box = sandlock.Sandbox(chroot=root)
+warm(box)
+def probe():
+    out = {}
+    for name, path in (("interpreter", os.path.realpath(sys.executable)), ("library", socket.__file__),
+                       ("secret", secret), ("listing", os.path.dirname(secret))):
+        try:
+            if name == "listing":
+                os.listdir(path)
+            else:
+                with open(path, "rb") as f:
+                    f.read(1)
+            out[name] = "read"
+        except OSError as exc:
+            out[name] = exc.errno
+    return out
+confined = {}
+box._server.spawn(lambda: confined.update(probe()), lambda exc: None).join(30)
+print(json.dumps({"confined": confined, "control": probe()}))
+"""
+
+
+def test_the_home_thread_of_a_root_s_fork_server_reads_the_interpreter_and_nothing_else_of_the_host(
+        who, debian: Path, scratch: Path) -> None:
+    """Its runs' supervising threads share its domain: the root's supervisor ruleset and
+    reading the interpreter the server runs (_landlock.interpreter_rules), no more."""
+    secret = who.make_file(who.make_dir(scratch / "host", 0o755) / "secret", b"s", 0o644)
+    r = who.python(ROOT_HOME_DOMAIN, args=[str(debian), str(secret)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["confined"] == {"interpreter": "read", "library": "read",
+                               "secret": errno.EACCES, "listing": errno.EACCES}
+    assert out["control"] == {"interpreter": "read", "library": "read", "secret": "read", "listing": "read"}
+
+
+def test_threads_at_once_on_a_root_s_fork_server_each_get_their_own_system_output(debian: Path) -> None:
+    box = sandlock.Sandbox(chroot=str(debian))
+    _warm(box)
+    results = {}
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = [box.run(["/usr/bin/python3", "-c", f"import os; os.system('echo {i}-{j}')"]).stdout
+                          for j in range(4)]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert results == {i: [f"{i}-{j}\n".encode() for j in range(4)] for i in range(4)}
+    assert [t.name for t in threading.enumerate()].count("sandlock-memory") <= 1
 
 
 def test_the_caller_changing_its_rlimits_gets_a_direct_launch_with_them() -> None:
