@@ -275,7 +275,7 @@ class Sandbox:
                     import weakref
                     try:
                         home, owned = _forkserver.home_ruleset(prepared)
-                    except SetupError:
+                    except (SetupError, OSError):  # a rule refused, /proc/self/maps unreadable
                         return None   # every run launches directly
                     self._server = _forkserver.Server(home, prepared.child_ruleset, prepared.scope_ruleset,
                                                       prepared.program, own_ruleset=owned)

@@ -1,6 +1,7 @@
 """Per-run costs of a launch, cut without changing what the run sees: the signal
 mask of the notifier's threads, the removal of a run's scratch directories and
-the reads of /proc done for the exec of the first program in a root.
+the reads of /proc done for the exec of the first program in a root, the one
+memory writer of a root's fork server.
 In-process (no sandbox)."""
 
 import os
@@ -61,3 +62,39 @@ def test_proc_stat_and_status_read_with_os_read_give_what_the_files_say_and_fail
         _notif.proc_status_field(child.pid, b"Tgid")
     with pytest.raises(OSError):
         _notif.proc_stat(child.pid)
+
+
+
+def test_one_memory_writer_serves_several_runs_each_only_into_its_own_processes_and_refuses_once_closed() -> None:
+    """A root's fork server has one writer of read-only pages for all its runs
+    (_supervisor.MemoryWriter): each request is checked against the asking run's own
+    membership test.  Here the 'runs' are two tests of this process, written through
+    /proc/self/mem into a read-only page of our own."""
+    import ctypes
+    import errno
+    import mmap
+    import time
+
+    import pytest
+
+    from sandlock import _supervisor
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    address = libc.mmap(None, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert address not in (None, ctypes.c_void_p(-1).value)
+    me, tid = os.getpid(), threading.get_native_id()
+    writer = _supervisor.MemoryWriter()
+    try:
+        writer.write(lambda pid: pid == me, tid, address, b"mine")
+        assert ctypes.string_at(address, 4) == b"mine"
+        with pytest.raises(PermissionError):   # another run's test: not one of its processes
+            writer.write(lambda pid: pid != me, tid, address, b"else")
+        assert ctypes.string_at(address, 4) == b"mine"
+    finally:
+        writer.close()
+    started = time.monotonic()
+    with pytest.raises(OSError) as closed:   # at once, not after the 5 s a request may wait
+        writer.write(lambda pid: True, tid, address, b"late")
+    assert closed.value.errno == errno.ESRCH and time.monotonic() - started < 1.0
+    assert ctypes.string_at(address, 4) == b"mine"
