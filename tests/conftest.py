@@ -174,6 +174,30 @@ def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:  # type
         time.sleep(interval)
 
 
+def at_once(count: int, work, timeout: float) -> dict:  # type: ignore[no-untyped-def]
+    """{i: work(i)} from `count` threads started together (a barrier); every thread is
+    joined within timeout seconds and none may raise (the first errors are reported)."""
+    import threading
+    results: dict = {}
+    errors: list = []
+    barrier = threading.Barrier(count)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "threads hung"
+    assert not errors, errors[:3]
+    return results
+
+
 def kill_marked(marker: str) -> None:
     """Clean up after a failed test: SIGKILL the processes carrying our marker, by pid."""
     for pid in find_processes(marker):

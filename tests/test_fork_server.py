@@ -14,7 +14,7 @@ import pytest
 
 import rootfs
 import sandlock
-from conftest import build_fixture, find_processes, unique_marker, wait_for
+from conftest import at_once, build_fixture, find_processes, unique_marker, wait_for
 
 # Shared by the scripts: a Sandbox whose fork server is up, and the tree of a pid.
 PRELUDE = r"""
@@ -64,6 +64,18 @@ def in_thread(fn):
     thread = threading.Thread(target=lambda: out.update(result=fn()))
     thread.start()
     return thread, out
+
+def tree(box, server, sleep, marker):
+    # [the args of the stub's parent, that parent is the server, the server is our child]
+    # for a run of `sleep marker`, killed once seen
+    thread, out = in_thread(lambda: box.run([sleep, marker]))
+    assert wait(lambda: marked(marker)), "the command never started"
+    (command,) = marked(marker)
+    stub = parent(command)
+    found = [argv_of(parent(stub))[1:3], parent(stub) == server, parent(server) == os.getpid()]
+    os.kill(command, signal.SIGKILL)
+    thread.join()
+    return found
 """
 
 SAME_AS_THE_FIRST = PRELUDE + r"""
@@ -88,14 +100,7 @@ def runs():
 first = runs()  # launched directly (a Sandbox's first runs)
 server = warm(box)
 later = runs()
-thread, out = in_thread(lambda: box.run(["sleep", marker]))
-assert wait(lambda: marked(marker)), "the command never started"
-(command,) = marked(marker)
-stub = parent(command)
-tree = [argv_of(parent(stub))[1:3], parent(stub) == server, parent(server) == os.getpid()]
-os.kill(command, signal.SIGKILL)
-thread.join()
-print(json.dumps({"first": first, "later": later, "tree": tree}))
+print(json.dumps({"first": first, "later": later, "tree": tree(box, server, "sleep", marker)}))
 """
 
 
@@ -303,24 +308,8 @@ def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() ->
             _notif._KNOWN.clear()
         return len(os.listdir("/proc/self/fd"))
     fds_before = fds()
-    results = {}
-    errors = []
-    barrier = threading.Barrier(8)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = [box.run(["/bin/echo", f"thread-{i}-run-{j}"]).stdout for j in range(15)]
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors[:3]
-    for i in range(8):
-        assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(15)]
+    results = at_once(8, lambda i: [box.run(["/bin/echo", f"thread-{i}-run-{j}"]).stdout for j in range(15)], 120)
+    assert results == {i: [f"thread-{i}-run-{j}\n".encode() for j in range(15)] for i in range(8)}
     assert box._server.pid == server
     # (a supervisor thread of the last runs may still be closing its copies: wait, with margin)
     assert wait_for(lambda: fds() == fds_before, 30), os.listdir("/proc/self/fd")
@@ -397,15 +386,9 @@ def runs():
 first = runs()  # launched directly (a Sandbox's first runs)
 server = warm(box)
 later = [runs() for _ in range(3)]
-thread, out = in_thread(lambda: box.run(["/bin/sleep", marker]))
-assert wait(lambda: marked(marker)), "the command never started"
-(command,) = marked(marker)
-stub = parent(command)
-tree = [argv_of(parent(stub))[1:3], parent(stub) == server, parent(server) == os.getpid()]
-os.kill(command, signal.SIGKILL)
-thread.join()
+seen = tree(box, server, "/bin/sleep", marker)
 writers = [t.name for t in threading.enumerate()].count("sandlock-memory")
-print(json.dumps({"first": first, "later": later, "tree": tree, "writers": writers,
+print(json.dumps({"first": first, "later": later, "tree": seen, "writers": writers,
                   "served": box._server.pid == server and box._server.usable()}))
 """
 
@@ -463,23 +446,8 @@ def test_the_home_thread_of_a_root_s_fork_server_reads_the_interpreter_and_nothi
 def test_threads_at_once_on_a_root_s_fork_server_each_get_their_own_system_output(debian: Path) -> None:
     box = sandlock.Sandbox(chroot=str(debian))
     _warm(box)
-    results = {}
-    errors = []
-    barrier = threading.Barrier(4)
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = [box.run(["/usr/bin/python3", "-c", f"import os; os.system('echo {i}-{j}')"]).stdout
-                          for j in range(4)]
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors[:3]
+    results = at_once(4, lambda i: [box.run(["/usr/bin/python3", "-c", f"import os; os.system('echo {i}-{j}')"]).stdout
+                                    for j in range(4)], 120)
     assert results == {i: [f"{i}-{j}\n".encode() for j in range(4)] for i in range(4)}
     assert [t.name for t in threading.enumerate()].count("sandlock-memory") <= 1
 

@@ -2,11 +2,11 @@
 
 import os
 import threading
-from typing import Dict, List
 
 import pytest
 
 import sandlock
+from conftest import at_once
 
 
 @pytest.mark.slow
@@ -14,27 +14,10 @@ def test_a_thousand_launches_from_eight_threads_all_succeed_with_their_own_outpu
     """The one stress test of launching (marked slow: `-m "not slow"` skips it, README "Tests")."""
     box = sandlock.Sandbox()
     runs = 125
-    results: Dict[int, List[bytes]] = {}
-    errors: List[BaseException] = []
-    barrier = threading.Barrier(8)
     fds_before = len(os.listdir("/proc/self/fd"))
 
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = [box.run(["/bin/echo", f"thread-{i}-run-{j}"]).stdout for j in range(runs)]
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(240)
-    assert not any(t.is_alive() for t in threads), "launches hung"
-    assert not errors, errors[:3]
-    for i in range(8):
-        assert results[i] == [f"thread-{i}-run-{j}\n".encode() for j in range(runs)]
+    results = at_once(8, lambda i: [box.run(["/bin/echo", f"thread-{i}-run-{j}"]).stdout for j in range(runs)], 240)
+    assert results == {i: [f"thread-{i}-run-{j}\n".encode() for j in range(runs)] for i in range(8)}
     # every pipe, pidfd and listener of those runs was closed again
     # + the Sandbox's cached rulesets (3) and its fork server's socket, pidfd and /dev/null (3)
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 6
