@@ -337,8 +337,11 @@ class Server:
         """The memory writer of this server's runs in a root (_supervisor.MemoryWriter), started
         at the first call, which must come from the caller's thread: the writer opens
         /proc/PID/mem for writing, which the home thread's domain does not allow.  One thread
-        for every run of the Sandbox; it ends with close()."""
+        for every run of the Sandbox; it ends with close().  Raises OSError once closed (the
+        run launches directly): a writer started then would have nobody to end it."""
         with self._pool_lock:
+            if self._closed:
+                raise os_error(errno.ESRCH, "the fork server is closed")
             if self._memory is None:
                 from ._supervisor import MemoryWriter
                 self._memory = MemoryWriter()

@@ -452,6 +452,21 @@ def test_threads_at_once_on_a_root_s_fork_server_each_get_their_own_system_outpu
     assert [t.name for t in threading.enumerate()].count("sandlock-memory") <= 1
 
 
+def test_a_root_s_fork_server_ends_its_memory_writer_when_closed_and_starts_none_after(debian: Path) -> None:
+    box = sandlock.Sandbox(chroot=str(debian))
+    _warm(box)
+    server = box._server
+    assert box.run(["/bin/true"]).returncode == 0   # from the server: its writer is started
+    writer = server._memory
+    assert writer is not None and writer._thread.is_alive()
+    server.close()
+    writer._thread.join(10)
+    assert not writer._thread.is_alive()
+    with pytest.raises(OSError):   # a hand-off now would start a writer nobody ends
+        server.memory_writer()
+    assert server._memory is writer
+
+
 def test_the_caller_changing_its_rlimits_gets_a_direct_launch_with_them() -> None:
     import resource
     box = sandlock.Sandbox()
