@@ -14,7 +14,7 @@ import os
 import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Dict, Optional, Set, Tuple
+    from typing import Dict, List, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -52,15 +52,42 @@ class Scratch:
         for link, target in DEV_LINKS.items():
             os.symlink(target, os.path.join(os.fsencode(self.dev), link))
         self._runs = itertools.count(1)
+        self._spare: List[Tuple[str, Dict[bytes, bytes]]] = []   # anchor directories of runs over (keep)
+        self._spare_lock = threading.Lock()
 
-    def new_run(self) -> Tuple[str, str]:
-        """(anchor directory, /dev/shm directory) for one run."""
+    SPARE_MAX = 4   # anchor directories kept for later runs (runs at once each need their own)
+
+    def new_run(self) -> Tuple[str, str, Dict[bytes, bytes]]:
+        """(anchor directory, /dev/shm directory, the stable links the anchor holds) for one
+        run.  The anchor directory is one an earlier run left (keep) if there is one, with
+        its links: only the supervisor writes there and Landlock grants the command nothing
+        in it, so no run sees what another left, and the next exec of a program into the
+        same fd number finds its link made (Cwd.link): no mkdir, symlink or removal on the
+        scratch's filesystem per run (about 1 ms on a VM's ext4).  /dev/shm is new."""
         n = next(self._runs)
-        anchors = os.path.join(self.cwd, f"{os.getpid()}-{n}")
         shm = os.path.join(self.shm, f"{os.getpid()}-{n}")
-        os.mkdir(anchors, 0o755)
         os.mkdir(shm, 0o1777)
-        return anchors, shm
+        with self._spare_lock:
+            kept = self._spare.pop() if self._spare else None
+        if kept is not None:
+            return kept[0], shm, kept[1]
+        anchors = os.path.join(self.cwd, f"{os.getpid()}-{n}")
+        try:
+            os.mkdir(anchors, 0o755)
+        except OSError:
+            os.rmdir(shm)
+            raise
+        return anchors, shm, {}
+
+    def keep(self, anchors: str, links: Dict[bytes, bytes]) -> bool:
+        """Keep the anchor directory of a run that is over (every process of its sandbox
+        gone) for a later run, with its stable links (Cwd.kept_links); False: SPARE_MAX are
+        kept already, the caller removes it."""
+        with self._spare_lock:
+            if len(self._spare) >= self.SPARE_MAX:
+                return False
+            self._spare.append((anchors, links))
+            return True
 
     def close(self) -> None:
         from . import _scratch
@@ -87,7 +114,9 @@ class Cwd:
     ENTRIES_MIN = 1024  # entries kept before the first sweep of processes gone (_sweep)
     MADE_MAX = 4096    # names _place remembers having made (_remember_made)
 
-    def __init__(self, top: str, initial: bytes, processes, is_member) -> None:
+    def __init__(self, top: str, initial: bytes, processes, is_member,
+                 stable_links: Optional[Dict[bytes, bytes]] = None) -> None:
+        """top: the anchor directory; stable_links: those an earlier run left in it (Scratch.new_run)."""
         self.top = os.fsencode(top)
         self.anchor = self.top  # everyone's real cwd
         self.anchor_fd = os.open(self.top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -101,7 +130,14 @@ class Cwd:
         self._turn = 0
         self._lock = threading.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
-        self._stable_links: Dict[bytes, bytes] = {}  # stable name -> its target (b"": being made)
+        self._stable_links: Dict[bytes, bytes] = dict(stable_links or {})  # stable name -> its target (b"": being made)
+        for key in self._stable_links:
+            self._made.update((key[:1], (key[:1], key[2:])))
+
+    def kept_links(self) -> Dict[bytes, bytes]:
+        """The stable links made in the anchor, for the run that gets it next (Scratch.keep)."""
+        with self._lock:
+            return {key: target for key, target in self._stable_links.items() if target}
 
     def close(self) -> None:
         os.close(self.anchor_fd)

@@ -399,17 +399,19 @@ class RunContext:
         self.fake: Optional[_fakeroot.Owners] = None  # with --fake-root: read before the thread confines itself
         self._vfork: Optional[_rootexec.VforkHolder] = None  # made on the first exec from a vfork child
         self.determinism: Optional[_determinism.Determinism] = None  # README "Deterministic runs"
-        self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch
+        self.run_dirs: Tuple[str, ...] = ()  # this run's directories in the scratch, removed after it
+        self.anchors: Optional[str] = None   # with a root: its anchor directory, kept for a later run
         self.cwd = None      # _rootscratch.Cwd with an emulated root
         self.shm: Optional[str] = None   # host directory of a root's private /dev/shm
         self.start_dir: Optional[bytes] = None  # with a root: the anchor of the command's first cwd
         if prepared.root is not None:
             from . import _rootscratch
-            anchors, shm = prepared.root.new_run()
-            self.run_dirs = (anchors, shm)
+            anchors, shm, links = prepared.root.new_run()
+            self.run_dirs = (shm,)
+            self.anchors = anchors
             self.shm = shm
             start = policy.cwd or ("/" if policy.chroot is not None else os.getcwd())
-            self.cwd = _rootscratch.Cwd(anchors, os.fsencode(start), self.processes, self.is_member)
+            self.cwd = _rootscratch.Cwd(anchors, os.fsencode(start), self.processes, self.is_member, links)
             self.start_dir = self.cwd.anchor
         # memory files passed in SCM_RIGHTS messages, counted by -m (_procops.InFlight)
         self.in_flight = InFlight((self.shm,) if self.shm else ()) if policy.max_memory else None
@@ -1449,6 +1451,9 @@ class Session:
         # that is not confined: under Landlock every step down a tree of depth d costs
         # O(d), so the command's deep trees would cost sandlock O(d^2) to remove.
         self._later: List[str] = []
+        # a root's anchor directory and its stable links, once the run is over: clean_up hands
+        # it to the scratch for a later run (_rootscratch.Scratch.keep)
+        self._anchors: Optional[Tuple[str, Dict[bytes, bytes]]] = None
         self._started = 0.0   # time.monotonic() at launch (Outcome.duration)
 
     def run(self) -> Outcome:
@@ -1526,6 +1531,8 @@ class Session:
             if ctx.upper is not None:  # the run failed before it ended: nothing to keep
                 self._later.append(ctx.upper.run)
             self._later.extend(ctx.run_dirs)
+            if ctx.anchors is not None and ctx.cwd is not None:
+                self._anchors = (ctx.anchors, ctx.cwd.kept_links())
             self.notifier.close()
             if self.watch is not None:
                 self.watch.retire()
@@ -1544,6 +1551,10 @@ class Session:
         """
         from . import _scratch
         later, self._later = self._later, []
+        anchors, self._anchors = self._anchors, None
+        root = self.prepared.root
+        if anchors is not None and (root is None or not root.keep(*anchors)):  # a later run's, if it can be
+            later.append(anchors[0])
         for path in later:
             _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
 

@@ -452,6 +452,20 @@ def test_threads_at_once_on_a_root_s_fork_server_each_get_their_own_system_outpu
     assert [t.name for t in threading.enumerate()].count("sandlock-memory") <= 1
 
 
+def test_a_root_s_runs_one_after_another_reuse_one_anchor_directory_and_each_gets_a_fresh_dev_shm(
+        debian: Path) -> None:
+    """The anchor directory (every process's real cwd, where the supervisor puts the links an
+    exec goes through) passes from run to run; what a run leaves in /dev/shm never does."""
+    box = sandlock.Sandbox(chroot=str(debian))
+    script = ("ls -A /dev/shm; echo made > /dev/shm/left-$1; cd /usr && pwd; "
+              "/usr/bin/python3 -c 'import os; os.system(\"echo sys\")'")
+    outs = [box.run(["/bin/sh", "-c", script, "sh", str(i)]) for i in range(5)]
+    assert [(r.returncode, r.stdout, r.stderr) for r in outs] == [(0, b"/usr\nsys\n", b"")] * 5
+    anchors = os.listdir(box._prepared.root.cwd)
+    assert len(anchors) == 1, anchors   # one directory, made by the first run
+    assert os.listdir(box._prepared.root.shm) == []   # each run's /dev/shm removed after it
+
+
 def test_a_root_s_fork_server_ends_its_memory_writer_when_closed_and_starts_none_after(debian: Path) -> None:
     box = sandlock.Sandbox(chroot=str(debian))
     _warm(box)

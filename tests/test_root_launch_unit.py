@@ -98,3 +98,38 @@ def test_one_memory_writer_serves_several_runs_each_only_into_its_own_processes_
         writer.write(lambda pid: True, tid, address, b"late")
     assert closed.value.errno == errno.ESRCH and time.monotonic() - started < 1.0
     assert ctypes.string_at(address, 4) == b"mine"
+
+
+def test_a_run_s_anchor_directory_goes_to_a_later_run_with_its_stable_links_and_at_most_four_are_kept() -> None:
+    """_rootscratch.Scratch.new_run/keep: a root's anchor directory (only the supervisor
+    writes there) is reused by the next run, with the links an exec finds made; /dev/shm is
+    new for every run; runs at once get directories of their own; SPARE_MAX bounds what is kept."""
+    from sandlock import _rootscratch
+    scratch = _rootscratch.Scratch()
+    try:
+        anchors, shm, links = scratch.new_run()
+        assert links == {} and os.listdir(anchors) == [] and os.path.isdir(shm)
+        cwd = _rootscratch.Cwd(anchors, b"/", lambda: [], lambda pid: False)
+        name = cwd.link(b"/proc/self/fd/3", b"true", room=16)
+        assert os.readlink(os.path.join(os.fsencode(anchors), name)) == b"/proc/self/fd/3"
+        kept = cwd.kept_links()
+        cwd.close()
+        assert kept == {name: b"/proc/self/fd/3"}
+        assert scratch.keep(anchors, kept)
+        again, shm2, links2 = scratch.new_run()
+        assert (again, links2) == (anchors, kept) and shm2 != shm
+        before = os.stat(os.path.join(again, os.fsdecode(name)), follow_symlinks=False)
+        cwd = _rootscratch.Cwd(again, b"/", lambda: [], lambda pid: False, links2)
+        assert cwd.link(b"/proc/self/fd/3", b"true", room=16) == name   # found made: not made again
+        after = os.stat(os.path.join(again, os.fsdecode(name)), follow_symlinks=False)
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+        other = cwd.link(b"/proc/self/fd/4", b"true", room=16)   # another fd number: a link of its own
+        assert other != name and os.readlink(os.path.join(os.fsencode(again), other)) == b"/proc/self/fd/4"
+        cwd.close()
+        # runs at once: each its own directory; only SPARE_MAX of those over are kept
+        runs = [scratch.new_run() for _ in range(_rootscratch.Scratch.SPARE_MAX + 2)]
+        assert len({run[0] for run in runs}) == len(runs)
+        kept_now = [scratch.keep(run[0], {}) for run in runs]
+        assert kept_now == [True] * _rootscratch.Scratch.SPARE_MAX + [False, False]
+    finally:
+        scratch.close()
