@@ -31,7 +31,9 @@ class Scratch:
     """The run's private host directory: anchors (cwd/), the guest's /dev (dev/) and /dev/shm (shm/).
 
     Made once per prepared policy, so the Landlock rules can name it; each
-    run gets its own subdirectories.  It is a directory `root-<pid>-<random>`
+    run gets its own /dev/shm directory and an anchor directory no other run
+    has at the same time (one a finished run left, or a new one: new_run).
+    It is a directory `root-<pid>-<random>`
     of the user's base (see _scratch.base), which every rule of the command is
     cut around: only dev/ and the run's own shm/ directory are granted to it;
     those of dead sandlock processes are removed first.
