@@ -102,28 +102,31 @@ def enabled() -> bool:
 
 
 def eligible(policy: Any, prepared: Any) -> bool:
-    """Host mode or a root, without a workdir, a fake root, network rules or determinism.
+    """Host mode, a root or a workdir, without a fake root, network rules or determinism.
     A run from the server is supervised by a thread that is confined from its start (the
-    home thread's); a workdir, a fake root, --random-seed/--time-start prepare things in
-    the supervising thread before it confines itself (the upper layer, the owners' record,
-    the vDSO), and network rules read the resolver's files and import _dns there
-    (_supervisor.preload): for all of these the run is launched directly.  A root's run
-    has its two such pieces made in the caller's thread instead: its imports (preload)
-    and the memory writer (Server.memory_writer); its home thread may read the
-    interpreter the server runs (home_ruleset).  What is left imports nothing after
-    confinement (tests/test_fork_server.py)."""
+    home thread's); a fake root and --random-seed/--time-start prepare things in the
+    supervising thread before it confines itself (the owners' record, the vDSO), and
+    network rules read the resolver's files and import _dns there (_supervisor.preload):
+    for these the run is launched directly.  A root's or a workdir's run has its such
+    pieces made in the caller's thread instead: its imports (preload), the memory writer
+    (Server.memory_writer) and a workdir's upper layer (Handoff.upper); a root's home
+    thread may read the interpreter the server runs (home_ruleset).  What is left imports
+    nothing after confinement (tests/test_fork_server.py)."""
     from . import _determinism
     net = prepared.net_rules
-    return (prepared.layers is None and not policy.fake_root
-            and not _determinism.enabled(policy) and (net is None or not net.any_network()))
+    return (not policy.fake_root and not _determinism.enabled(policy)
+            and (net is None or not net.any_network()))
 
 
-def home_ruleset(prepared: Any) -> Tuple[int, bool]:
+def home_ruleset(prepared: Any, chroot: bool) -> Tuple[int, bool]:
     """(the home thread's ruleset, whether it is the server's own to close): the supervisor's,
-    and in a root the supervisor's with reading the interpreter (_landlock.interpreter_rules):
-    the root's supervisor ruleset alone would not let the home thread start `python3 -I -S`.
-    Raises SetupError (no server: every run launches directly)."""
-    if prepared.root is None or prepared.supervisor_ruleset < 0:
+    and in a root (chroot) the supervisor's with reading the interpreter
+    (_landlock.interpreter_rules): the root's supervisor ruleset alone would not let the
+    home thread start `python3 -I -S`.  A workdir without a root keeps the host's view, as
+    host mode does: the supervisor's ruleset alone (_interpreters: /usr/bin/python3 when
+    the domain does not let it run ours).  Raises SetupError (no server: every run
+    launches directly)."""
+    if not chroot or prepared.supervisor_ruleset < 0:
         return prepared.supervisor_ruleset, False
     from . import _landlock
     plan = prepared.supervisor_plan
@@ -193,9 +196,11 @@ class Handoff:
     """What the caller's thread gives a run that starts on the server (its own state at the call).
 
     ignored: the caller's ignored signals now (snapshot()); root: the run is in an emulated
-    root (its imports are made and its memory writer taken here).  Raises OSError where the run
-    must be launched directly: the calling thread is in a Landlock domain the server is not
-    in (Server.check_reachable)."""
+    root or a workdir (its imports are made and its memory writer taken here).  Raises OSError
+    where the run must be launched directly: the calling thread is in a Landlock domain the
+    server is not in (Server.check_reachable).  `upper`: a workdir's upper layer, built in
+    the caller's thread (sandlock._handoff), taken by the run's Session (take_upper) or
+    discarded with the hand-off."""
 
     def __init__(self, server: "Server", ignored: int, root: bool = False) -> None:
         self.server = server
@@ -208,14 +213,24 @@ class Handoff:
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # the caller's 0, 1, 2 as the command inherits them (-1: closed)
         self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
+        self.upper: Any = None   # _cow.Upper, set by sandlock._handoff with a workdir
+
+    def take_upper(self) -> Any:
+        """The workdir's upper layer, now the run's (None without a workdir)."""
+        upper, self.upper = self.upper, None
+        return upper
 
     def close(self) -> None:
         """Idempotent; only ever called in the run's supervising thread (or, when no thread
-        could be started for it, the home thread): never two threads on one fd number."""
+        could be started for it, the home thread, or the caller's before it asked for one):
+        never two threads on one fd number.  An upper layer no run took is removed."""
         fds, self.cwd, self.stdio = (self.cwd,) + self.stdio, -1, (-1, -1, -1)
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
+        upper = self.take_upper()
+        if upper is not None:
+            upper.discard()
 
     @property
     def closed(self) -> bool:

@@ -262,6 +262,23 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
         import traceback  # noqa: F401  (handler failures, Notifier)
 
 
+def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
+    """A run's upper layer in the workdir's layers, built (SetupError if it cannot be);
+    from a thread not confined yet (the farm is made with the caller's own rights)."""
+    assert prepared.layers is not None
+    try:
+        upper = prepared.layers.new_run()
+        upper.limit = policy.max_disk
+        try:
+            upper.build()
+        except OSError:
+            upper.discard()
+            raise
+    except OSError as exc:
+        raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}", step="workdir") from None
+    return upper
+
+
 def prepare(policy: Policy, counted: bool = False) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it.
     counted: forks are counted even without max_processes (a policy_fn may lower it)."""
@@ -1463,15 +1480,9 @@ class Session:
         self._started = time.monotonic()
         try:
             launch, pipes, stdio_parent = self._launch_plan(fds)
-            if self.prepared.layers is not None:
-                upper = ctx.upper = self.prepared.layers.new_run()
-                upper.limit = self.policy.max_disk
-                try:
-                    upper.build()
-                except OSError as exc:
-                    upper.discard()
-                    raise SetupError(exc.errno or errno.EIO, f"cannot make the upper layer: {exc}",
-                                     step="workdir") from None
+            if self.prepared.layers is not None:  # from the server: built in the caller's thread
+                upper = self.handoff.take_upper() if self.handoff is not None else None
+                ctx.upper = upper if upper is not None else new_upper(self.prepared, self.policy)
             if self.handoff is not None and self.prepared.root is not None:
                 ctx.memory = self.handoff.memory   # the server's (started in the caller's thread)
             elif self.prepared.root is not None or _determinism.enabled(self.policy):

@@ -274,7 +274,7 @@ class Sandbox:
                         and self._policy_fn is None):
                     import weakref
                     try:
-                        home, owned = _forkserver.home_ruleset(prepared)
+                        home, owned = _forkserver.home_ruleset(prepared, self.policy.chroot is not None)
                     except (SetupError, OSError):  # a rule refused, /proc/self/maps unreadable
                         return None   # every run launches directly
                     self._server = _forkserver.Server(home, prepared.child_ruleset, prepared.scope_ruleset,
@@ -457,7 +457,9 @@ def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
 
 def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
-    umask and stdio, taken here in the caller's thread), or None: launched directly."""
+    umask and stdio, taken here in the caller's thread), or None: launched directly.
+    With a workdir, the run's upper layer is built here too, unconfined, as the direct
+    launch builds it before its supervising thread confines itself (raises SetupError)."""
     if server is None:
         return None
     from . import _forkserver
@@ -469,9 +471,17 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
         if root:  # its supervising thread is confined from its start: nothing may be left to import
             from . import _supervisor
             _supervisor.preload(policy, prepared.net_rules)
-        return _forkserver.Handoff(server, ignored, root)
+        handoff = _forkserver.Handoff(server, ignored, root)
     except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None
+    if prepared.layers is not None:
+        from . import _supervisor
+        try:
+            handoff.upper = _supervisor.new_upper(prepared, policy)
+        except BaseException:
+            handoff.close()
+            raise
+    return handoff
 
 
 def _status(outcome) -> tuple:

@@ -15,6 +15,7 @@ import pytest
 import rootfs
 import sandlock
 from conftest import at_once, build_fixture, find_processes, unique_marker, wait_for
+from cowcase import base  # noqa: F401  (fixture)
 
 # Shared by the scripts: a Sandbox whose fork server is up, and the tree of a pid.
 PRELUDE = r"""
@@ -353,12 +354,93 @@ def test_a_fork_server_that_cannot_start_leaves_every_run_launched_directly(monk
     assert box.run(["sh", "-c", "echo $0"]).stdout == b"sh\n"
 
 
-def test_a_workdir_sandbox_has_no_fork_server(tmp_path: Path) -> None:
-    (tmp_path / "w").mkdir()
-    box = sandlock.Sandbox(workdir=str(tmp_path / "w"), fs_writable=[str(tmp_path / "w")])
-    for _ in range(3):
-        assert box.run(["true"]).returncode == 0
-    assert box._server is None
+WORKDIR_SAME_AS_THE_FIRST = PRELUDE + r"""
+marker, work = sys.argv[1], sys.argv[2]
+# a copy-on-write workdir (README "Copy-on-write workdir"): each run's upper layer is built
+# in the caller's thread, the commit and the --max-disk walks are done by the confined
+# supervising thread (the fork server's from the third run)
+box = sandlock.Sandbox(workdir=work, fs_writable=[work], max_disk="4M")
+def state(i):
+    return {n.replace(f"-{i}", "-I"): open(os.path.join(work, n)).read()
+            for n in sorted(os.listdir(work)) if n.endswith(f"-{i}")}
+def runs(i):
+    for name, text in ((f"keep-{i}", "old\n"), (f"gone-{i}", "bye\n")):
+        with open(os.path.join(work, name), "w") as f:
+            f.write(text)
+    ok = box.run(["sh", "-c", f"echo new > made-{i}; echo more >> keep-{i}; rm gone-{i}; cat keep-{i}; pwd"],
+                 cwd=work)
+    failed = box.run(["sh", "-c", f"echo x > failed-{i}; rm keep-{i}; exit 3"], cwd=work)  # aborted
+    big = box.run(["sh", "-c", f"head -c 3000000 /dev/zero > a-{i}; head -c 3000000 /dev/zero > b-{i}; sleep 30"],
+                  cwd=work)
+    return [ok.returncode, ok.stdout.decode(), [str(c).replace(f"-{i}", "-I") for c in ok.changes],
+            failed.returncode, big.returncode, big.reason.split(" (")[0], state(i)]
+first = runs(0)  # launched directly (a Sandbox's first runs)
+server = warm(box)
+later = [runs(i) for i in (1, 2)]
+print(json.dumps({"first": first, "later": later, "tree": tree(box, server, "sleep", marker),
+                  "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_runs_in_a_workdir_from_the_fork_server_give_what_the_first_direct_runs_give(who, base: Path) -> None:
+    work = who.make_dir(base / "wd", 0o755)
+    r = who.python(WORKDIR_SAME_AS_THE_FIRST, args=[unique_marker(), str(work)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["first"] == [0, f"old\nmore\n{work}\n", ["D gone-I", "M keep-I", "A made-I"], 3,
+                            -signal.SIGKILL, "disk limit exceeded", {"keep-I": "old\nmore\n", "made-I": "new\n"}]
+    assert out["later"] == [out["first"]] * 2
+    # the command's stub was forked by the server, a python3 -I -S child of the caller
+    assert out["tree"] == [["-I", "-S"], True, True]
+    assert out["served"] is True
+    assert sorted(os.listdir(work)) == sorted(f"{n}-{i}" for n in ("keep", "made") for i in range(3))
+
+
+def test_a_workdir_s_upper_layer_no_run_took_goes_with_its_hand_off(tmp_path: Path) -> None:
+    """The upper layer a run from the server gets is built in the caller's thread
+    (sandlock._handoff); a hand-off that is closed before a run took it (the server closed
+    meanwhile, no thread for the run) removes it."""
+    work = tmp_path / "w"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "f").write_text("lower\n")
+    with sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)]) as box:  # its server ends with it
+        _warm(box)
+        prepared = box._prepare()
+        layers = sorted(os.listdir(prepared.layers.path))   # no run's layer: the runs are over
+        handoff = sandlock._handoff(box._server, box.policy, prepared)
+        run, farm = Path(handoff.upper.run), Path(handoff.upper.tree)
+        assert (farm / "src" / "f").read_text() == "lower\n"   # the farm: the lower tree, linked
+        assert (farm / "src" / "f").stat().st_ino == (work / "src" / "f").stat().st_ino
+        handoff.close()
+        assert not run.exists() and handoff.upper is None
+        assert sorted(os.listdir(prepared.layers.path)) == layers
+        assert box.run(["cat", "src/f"], cwd=str(work)).stdout == b"lower\n"   # the next run builds its own
+
+
+def test_a_workdir_s_upper_layer_that_cannot_be_built_fails_the_run_on_the_fork_server_and_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandlock import _cow
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "keep").write_text("old\n")
+
+    def full(self: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)]) as box:  # its server ends with it
+        _warm(box)
+        before = sorted(os.listdir(work)), (work / "keep").read_text()
+        layers = sorted(os.listdir(box._prepared.layers.path))
+        with monkeypatch.context() as patched:
+            patched.setattr(_cow.Upper, "build", full)
+            with pytest.raises(sandlock.SetupError, match="cannot make the upper layer") as raised:
+                box.run(["sh", "-c", "echo new > keep"], cwd=str(work))
+        assert raised.value.errno == errno.ENOSPC
+        assert (sorted(os.listdir(work)), (work / "keep").read_text()) == before
+        assert sorted(os.listdir(box._prepared.layers.path)) == layers
+        # control: the same run once the layer can be built, on the same server
+        assert box.run(["sh", "-c", "echo new > keep"], cwd=str(work)).returncode == 0
+        assert (work / "keep").read_text() == "new\n"
+        assert box._server.usable()
 
 
 @pytest.fixture(scope="module")
@@ -595,7 +677,7 @@ def test_a_stub_orphaned_before_it_confined_itself_only_leaves(who) -> None:
     assert r.stdout.decode() == "[137, [['kill', -1, <Signals.SIGKILL: 9>]]]\n", r.stderr.decode()[-3000:]
 
 
-CONFINED_IMPORTS = PRELUDE + r"""
+RECORDER = PRELUDE + r"""
 late = []
 
 
@@ -609,6 +691,9 @@ class Recorder:
 
 recording = False
 sys.meta_path.insert(0, Recorder())
+"""
+
+CONFINED_IMPORTS = RECORDER + r"""
 box = sandlock.Sandbox(fs_writable=["/tmp"], max_memory="256M", timeout=60)
 server = warm(box)
 recording = True  # from here every supervising thread is one of the fork server's, confined
@@ -644,6 +729,37 @@ def test_nothing_is_imported_in_the_confined_threads_of_the_fork_server(who) -> 
     # control: the recorder sees an import made in a pooled supervising thread
     r = who.python(CONFINED_IMPORTS, args=["control"])
     assert json.loads(r.stdout.decode().splitlines()[-1])["late"] == ["colorsys"], r.stderr.decode()[-3000:]
+
+
+WORKDIR_CONFINED_IMPORTS = RECORDER + r"""
+ends = []
+for index, options in enumerate(({}, {"on_exit": "keep"}, {"dry_run": True})):
+    work = os.path.join(sys.argv[1], str(index))
+    os.mkdir(work)
+    for name in ("keep", "gone"):
+        with open(os.path.join(work, name), "w") as f:
+            f.write("old\n")
+    box = sandlock.Sandbox(workdir=work, fs_writable=[work], max_disk="4M", **options)
+    server = warm(box)
+    recording = True  # from here every supervising thread is one of the fork server's, confined
+    for script in ("echo a > made; echo b >> keep; rm -f gone; ls -R > /dev/null", "echo x > failed; exit 3",
+                   "head -c 3000000 /dev/zero > a; head -c 3000000 /dev/zero > b; sleep 30"):
+        result = box.run(["sh", "-c", script], cwd=work, timeout=60)
+        ends.append([result.returncode, [str(c) for c in result.changes]])
+    recording = False
+    assert box._server.pid == server and box._server.usable()
+print(json.dumps({"late": late, "ends": ends}))
+"""
+
+
+def test_nothing_is_imported_in_the_confined_threads_of_a_workdir_s_fork_server(who, base: Path) -> None:
+    """Commit, abort, keep, a dry run and the --max-disk walks, from the server's threads."""
+    r = who.python(WORKDIR_CONFINED_IMPORTS, args=[str(who.make_dir(base / "wd", 0o755))])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout.decode().splitlines()[-1])
+    # each Sandbox: committed (kept, listed), aborted, killed past --max-disk
+    assert out["ends"] == [[0, ["D gone", "M keep", "A made"]], [3, ["A failed"]], [-signal.SIGKILL, ["A a", "A b"]]] * 3
+    assert out["late"] == []
 
 
 @pytest.mark.parametrize("policy", [{"net_allow": ["127.0.0.1:9"]}, {"random_seed": 7}, {"time_start": "2000-01-01"}],
