@@ -102,20 +102,18 @@ def enabled() -> bool:
 
 
 def eligible(policy: Any, prepared: Any) -> bool:
-    """Host mode, a root or a workdir, without a fake root, network rules or determinism.
-    A run from the server is supervised by a thread that is confined from its start (the
-    home thread's); a fake root and --random-seed/--time-start prepare things in the
-    supervising thread before it confines itself (the owners' record, the vDSO), and
-    network rules read the resolver's files and import _dns there (_supervisor.preload):
-    for these the run is launched directly.  A root's or a workdir's run has its such
-    pieces made in the caller's thread instead: its imports (preload), the memory writer
-    (Server.memory_writer) and a workdir's upper layer (Handoff.upper); a root's home
-    thread may read the interpreter the server runs (home_ruleset).  What is left imports
-    nothing after confinement (tests/test_fork_server.py)."""
+    """Any run but with a fake root or determinism.  A run from the server is supervised
+    by a thread that is confined from its start (the home thread's); a fake root and
+    --random-seed/--time-start prepare things in the supervising thread before it confines
+    itself (the owners' record, the vDSO): for these the run is launched directly.  A
+    root's, a workdir's and a network policy's runs have their such pieces made in the
+    caller's thread instead (sandlock._handoff): their imports (_supervisor.preload), the
+    memory writer (Server.memory_writer), a workdir's upper layer (Handoff.upper), the
+    resolvers and hosts DNS policing reads (Handoff.net_dns); a root's home thread may read
+    the interpreter the server runs (home_ruleset).  What is left imports nothing after
+    confinement (tests/test_fork_server.py)."""
     from . import _determinism
-    net = prepared.net_rules
-    return (not policy.fake_root and not _determinism.enabled(policy)
-            and (net is None or not net.any_network()))
+    return not policy.fake_root and not _determinism.enabled(policy)
 
 
 def home_ruleset(prepared: Any, chroot: bool) -> Tuple[int, bool]:
@@ -214,6 +212,7 @@ class Handoff:
         # the caller's 0, 1, 2 as the command inherits them (-1: closed)
         self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
         self.upper: Any = None   # _cow.Upper, set by sandlock._handoff with a workdir
+        self.net_dns: Any = None  # _dns.Dns, set by sandlock._handoff with network rules
 
     def take_upper(self) -> Any:
         """The workdir's upper layer, now the run's (None without a workdir)."""

@@ -279,6 +279,22 @@ def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
     return upper
 
 
+def run_dns(policy: Policy, net_rules: _netpolicy.NetRules) -> "_dns.Dns":
+    """A run's DNS policing (_dns): the resolvers and hosts of the command's view (the host's
+    /etc, or the root's, through a --fs-mount that covers it), read once, bounded, before
+    anything runs, from a thread not confined yet."""
+    from . import _dns  # network policies only; before the supervisor confines itself
+    def read(virt: str) -> Optional[bytes]:
+        if policy.chroot is None:
+            return _dns.read_host_file(virt)
+        from . import _rootpolicy
+        for v, host, _ in sorted(policy.fs_mount, key=lambda m: -len(m[0])):
+            if virt == v or virt.startswith(v + "/"):
+                return _rootpolicy.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
+        return _rootpolicy.read_guest_file(policy.chroot, virt, _dns.FILE_MAX)
+    return _dns.Dns(net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
+
+
 def prepare(policy: Policy, counted: bool = False) -> Prepared:
     """Plans and filter for `policy`; raises SetupError if the kernel cannot enforce it.
     counted: forks are counted even without max_processes (a policy_fn may lower it)."""
@@ -374,6 +390,9 @@ def prepare(policy: Policy, counted: bool = False) -> Prepared:
         undo.pop_all()  # made: close_prepared releases it all
     return prepared
 
+READ_HERE = object()  # RunContext's net_dns: read by the run's own thread
+
+
 class RunContext:
     """What the handlers of one run work with: the `_notif.Context` they are given.
 
@@ -386,7 +405,11 @@ class RunContext:
     """
 
     def __init__(self, policy: Policy, prepared: Prepared, names: Dict[int, str],
-                 inject: Callable[[Call, int, bool, int], int], pending: Callable[[Call], bool]) -> None:
+                 inject: Callable[[Call, int, bool, int], int], pending: Callable[[Call], bool],
+                 net_dns: Any = READ_HERE) -> None:
+        """net_dns: the run's DNS state (None: no DNS policing), read in the caller's thread
+        for a run from the fork server, whose thread is confined from its start; READ_HERE:
+        read now (run_dns), before this thread confines itself."""
         self.policy = policy
         self.prepared = prepared
         self.names = names
@@ -403,7 +426,10 @@ class RunContext:
         self.net_rules = prepared.net_rules or _netpolicy.NetRules.from_policy(policy)
         if self.net_rules.any_network():
             _netpolicy.warm()  # before this thread is confined (Landlock)
-        self.net_dns = self._dns() if self.net_rules.any_network() and not self.net_rules.deny_mode else None
+        if net_dns is READ_HERE:
+            net_dns = (run_dns(policy, self.net_rules) if self.net_rules.any_network()
+                       and not self.net_rules.deny_mode else None)
+        self.net_dns: Optional[_dns.Dns] = net_dns
         self.members: Optional[Members] = None  # once the stub is forked
         self.hot = _syscalls.HotCalls()   # used by the notification thread (Tracees.claim)
         self.tracees = Tracees(self.hot)
@@ -545,21 +571,6 @@ class RunContext:
         listings = self.prepared.proc_scratch.new_run()
         self.run_dirs = (listings,)
         return listings
-
-    def _dns(self) -> "_dns.Dns":
-        """DNS policing (_dns): the resolvers and hosts of the command's view (the host's
-        /etc, or the root's, through a --fs-mount that covers it), read once, bounded,
-        before anything runs."""
-        from . import _dns  # network policies only; before the supervisor confines itself
-        def read(virt: str) -> Optional[bytes]:
-            if self.policy.chroot is None:
-                return _dns.read_host_file(virt)
-            from . import _rootpolicy
-            for v, host, _ in sorted(self.policy.fs_mount, key=lambda m: -len(m[0])):
-                if virt == v or virt.startswith(v + "/"):
-                    return _rootpolicy.read_guest_file(host, virt[len(v):] or "/", _dns.FILE_MAX)
-            return _rootpolicy.read_guest_file(self.policy.chroot, virt, _dns.FILE_MAX)
-        return _dns.Dns(self.net_rules, read("/etc/resolv.conf"), read("/etc/hosts"))
 
     def _root_resolver(self) -> Resolver:
         readable, writable, denied = self.prepared.host_rules
@@ -1455,7 +1466,8 @@ class Session:
         names = _syscalls.names(prepared.arch)
         handlers, steps = _run_tables(prepared, policy.fake_root)
         self.notifier = Notifier(handlers, steps, names, self._fail, debug)
-        self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending)
+        self.ctx = RunContext(policy, prepared, names, self.notifier.inject, self.notifier.pending,
+                              handoff.net_dns if handoff is not None else READ_HERE)
         if policy_fn is not None:  # README "Policy callback"
             from . import _policyfn
             self.ctx.policy_gate = _policyfn.Gate(policy_fn[0], policy_fn[1], policy.max_processes, policy.max_memory)

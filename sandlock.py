@@ -458,8 +458,9 @@ def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
 def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
     umask and stdio, taken here in the caller's thread), or None: launched directly.
-    With a workdir, the run's upper layer is built here too, unconfined, as the direct
-    launch builds it before its supervising thread confines itself (raises SetupError)."""
+    What the direct launch does in the supervising thread before it confines itself is
+    done here, in the caller's thread: the imports of a root, a workdir or network rules,
+    a workdir's upper layer (raises SetupError), the files DNS policing reads."""
     if server is None:
         return None
     from . import _forkserver
@@ -468,19 +469,25 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
         if not server.usable(state):
             return None
         root = prepared.root is not None
-        if root:  # its supervising thread is confined from its start: nothing may be left to import
+        net = prepared.net_rules
+        networked = net is not None and net.any_network()
+        if root or networked:  # its supervising thread is confined from its start: nothing may be left to import
             from . import _supervisor
-            _supervisor.preload(policy, prepared.net_rules)
+            _supervisor.preload(policy, net)
         handoff = _forkserver.Handoff(server, ignored, root)
     except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None
-    if prepared.layers is not None:
-        from . import _supervisor
-        try:
+    if prepared.layers is None and not networked:
+        return handoff
+    from . import _supervisor
+    try:
+        if prepared.layers is not None:
             handoff.upper = _supervisor.new_upper(prepared, policy)
-        except BaseException:
-            handoff.close()
-            raise
+        if networked and not net.deny_mode:
+            handoff.net_dns = _supervisor.run_dns(policy, net)
+    except BaseException:
+        handoff.close()
+        raise
     return handoff
 
 

@@ -762,8 +762,109 @@ def test_nothing_is_imported_in_the_confined_threads_of_a_workdir_s_fork_server(
     assert out["late"] == []
 
 
-@pytest.mark.parametrize("policy", [{"net_allow": ["127.0.0.1:9"]}, {"random_seed": 7}, {"time_start": "2000-01-01"}],
-                         ids=["network", "random-seed", "time-start"])
+NETWORK_SAME_AS_THE_FIRST = PRELUDE + r"""
+import socket
+marker = sys.argv[1]
+listeners = []
+for _ in range(2):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listeners.append(listener)
+allowed, other = (one.getsockname()[1] for one in listeners)
+def serve(listener):
+    while True:
+        conn, _ = listener.accept()
+        conn.sendall(b"hello\n")
+        conn.close()
+for listener in listeners:
+    threading.Thread(target=serve, args=(listener,), daemon=True).start()
+CONNECT = '''import socket, sys
+out = []
+for host, port in (("localhost", int(sys.argv[1])), ("127.0.0.1", int(sys.argv[1])), ("127.0.0.1", int(sys.argv[2]))):
+    try:
+        out.append(socket.create_connection((host, port), timeout=10).recv(9).decode())
+    except OSError as exc:
+        out.append(exc.errno)
+print(out)'''
+# "localhost" is allowed through /etc/hosts, which DNS policing reads (_dns.Dns: in the
+# caller's thread for a run from the server); --net-deny has no DNS policing
+boxes = {"allow": sandlock.Sandbox(net_allow=[f"localhost:{allowed}"]),
+         "deny": sandlock.Sandbox(net_deny=["127.0.0.2"])}
+def runs(box):
+    return box.run(["python3", "-c", CONNECT, str(allowed), str(other)]).stdout.decode()
+out = {}
+for name, box in boxes.items():
+    first = runs(box)  # launched directly (a Sandbox's first runs)
+    server = warm(box)
+    out[name] = {"first": first, "later": [runs(box) for _ in range(3)],
+                 "served": box._server.pid == server and box._server.usable()}
+out["tree"] = tree(boxes["allow"], boxes["allow"]._server.pid, "sleep", marker)
+print(json.dumps(out))
+"""
+
+
+def test_runs_with_network_rules_from_the_fork_server_give_what_the_first_direct_runs_give(who) -> None:
+    r = who.python(NETWORK_SAME_AS_THE_FIRST, args=[unique_marker()])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["allow"]["first"] == f"['hello\\n', 'hello\\n', {errno.EACCES}]\n"
+    assert out["deny"]["first"] == "['hello\\n', 'hello\\n', 'hello\\n']\n"
+    for name in ("allow", "deny"):
+        assert out[name]["later"] == [out[name]["first"]] * 3
+        assert out[name]["served"] is True
+    # the command's stub was forked by the server, a python3 -I -S child of the caller
+    assert out["tree"] == [["-I", "-S"], True, True]
+
+
+NETWORK_CONFINED_IMPORTS = RECORDER + r"""
+import socket
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+port = listener.getsockname()[1]
+threading.Thread(target=lambda: [listener.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+with open("/etc/resolv.conf") as f:
+    resolvers = [line.split()[1] for line in f if line.startswith("nameserver")] or ["127.0.0.1"]
+# connect allowed (by the name /etc/hosts gives 127.0.0.1) and refused, a DNS query for an
+# allowed name sent to the resolver (parsed by the DNS policing), a datagram elsewhere refused
+CONNECT = '''import socket, struct, sys
+out = []
+for port in (int(sys.argv[1]), 9):
+    try:
+        socket.create_connection(("localhost", port), timeout=10).close()
+        out.append("connected")
+    except OSError as exc:
+        out.append(exc.errno)
+query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\\x09localhost\\x00" + struct.pack("!HH", 1, 1)
+udp = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)
+for where in ((sys.argv[2], 53), (sys.argv[2], 54)):
+    try:
+        udp.sendto(query, where)
+        out.append("sent")
+    except OSError as exc:
+        out.append(exc.errno)
+print(out)'''
+box = sandlock.Sandbox(net_allow=[f"localhost:{port}", "udp://localhost:9"], timeout=60)
+server = warm(box)
+recording = True  # from here every supervising thread is one of the fork server's, confined
+runs = [box.run(["python3", "-c", CONNECT, str(port), resolvers[0]]).stdout.decode() for _ in range(2)]
+recording = False
+print(json.dumps({"late": late, "runs": runs, "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_nothing_is_imported_in_the_confined_threads_of_a_network_policy_s_fork_server(who) -> None:
+    r = who.python(NETWORK_CONFINED_IMPORTS)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout.decode().splitlines()[-1])
+    assert out["served"] is True
+    assert out["runs"] == [f"['connected', {errno.EACCES}, 'sent', {errno.EACCES}]\n"] * 2
+    assert out["late"] == []
+
+
+@pytest.mark.parametrize("policy", [{"random_seed": 7}, {"time_start": "2000-01-01"}],
+                         ids=["random-seed", "time-start"])
 def test_a_sandbox_whose_supervisor_prepares_before_it_confines_itself_has_no_fork_server(policy) -> None:
     box = sandlock.Sandbox(**policy)
     for _ in range(3):
