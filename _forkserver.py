@@ -101,21 +101,6 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
-def eligible(policy: Any, prepared: Any) -> bool:
-    """Any run but with a fake root or determinism.  A run from the server is supervised
-    by a thread that is confined from its start (the home thread's); a fake root and
-    --random-seed/--time-start prepare things in the supervising thread before it confines
-    itself (the owners' record, the vDSO): for these the run is launched directly.  A
-    root's, a workdir's and a network policy's runs have their such pieces made in the
-    caller's thread instead (sandlock._handoff): their imports (_supervisor.preload), the
-    memory writer (Server.memory_writer), a workdir's upper layer (Handoff.upper), the
-    resolvers and hosts DNS policing reads (Handoff.net_dns); a root's home thread may read
-    the interpreter the server runs (home_ruleset).  What is left imports nothing after
-    confinement (tests/test_fork_server.py)."""
-    from . import _determinism
-    return not policy.fake_root and not _determinism.enabled(policy)
-
-
 def home_ruleset(prepared: Any, chroot: bool) -> Tuple[int, bool]:
     """(the home thread's ruleset, whether it is the server's own to close): the supervisor's,
     and in a root (chroot) the supervisor's with reading the interpreter
@@ -193,19 +178,20 @@ def ignored_mask() -> int:
 class Handoff:
     """What the caller's thread gives a run that starts on the server (its own state at the call).
 
-    ignored: the caller's ignored signals now (snapshot()); root: the run is in an emulated
-    root or a workdir (its imports are made and its memory writer taken here).  Raises OSError
-    where the run must be launched directly: the calling thread is in a Landlock domain the
-    server is not in (Server.check_reachable).  `upper`: a workdir's upper layer, built in
-    the caller's thread (sandlock._handoff), taken by the run's Session (take_upper) or
-    discarded with the hand-off."""
+    ignored: the caller's ignored signals now (snapshot()); writer: the run writes into
+    read-only pages of its commands (a root, a workdir, determinism: the server's memory
+    writer is taken here).  Raises OSError where the run must be launched directly: the
+    calling thread is in a Landlock domain the server is not in (Server.check_reachable).
+    Made in the caller's thread by sandlock._handoff, which then sets what the run's
+    Session takes: `upper` (a workdir's upper layer, take_upper), `net_dns`, `fake` (a fake
+    root's record, take_fake); what no run took goes with the hand-off (close)."""
 
-    def __init__(self, server: "Server", ignored: int, root: bool = False) -> None:
+    def __init__(self, server: "Server", ignored: int, writer: bool = False) -> None:
         self.server = server
         self.ignored = ignored
         server.check_reachable()
-        # a run in a root: its writer of read-only pages, started from this (the caller's) thread
-        self.memory = server.memory_writer() if root else None
+        # its writer of read-only pages, started from this (the caller's) thread
+        self.memory = server.memory_writer() if writer else None
         from ._notif import current_umask  # the caller's side only: the server's code has no _notif
         self.umask = current_umask()
         self.cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -213,23 +199,32 @@ class Handoff:
         self.stdio = tuple(_dup_or_closed(fd) for fd in range(3))
         self.upper: Any = None   # _cow.Upper, set by sandlock._handoff with a workdir
         self.net_dns: Any = None  # _dns.Dns, set by sandlock._handoff with network rules
+        self.fake: Any = None     # _fakeroot.Owners, set by sandlock._handoff with a fake root
 
     def take_upper(self) -> Any:
         """The workdir's upper layer, now the run's (None without a workdir)."""
         upper, self.upper = self.upper, None
         return upper
 
+    def take_fake(self) -> Any:
+        """The fake root's record of owners, now the run's (None without a fake root)."""
+        fake, self.fake = self.fake, None
+        return fake
+
     def close(self) -> None:
         """Idempotent; only ever called in the run's supervising thread (or, when no thread
         could be started for it, the home thread, or the caller's before it asked for one):
-        never two threads on one fd number.  An upper layer no run took is removed."""
+        never two threads on one fd number.  An upper layer no run took is removed, a
+        record of owners no run took closed unsaved."""
         fds, self.cwd, self.stdio = (self.cwd,) + self.stdio, -1, (-1, -1, -1)
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        upper = self.take_upper()
+        upper, fake = self.take_upper(), self.take_fake()
         if upper is not None:
             upper.discard()
+        if fake is not None:
+            fake.close()
 
     @property
     def closed(self) -> bool:

@@ -279,6 +279,24 @@ def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
     return upper
 
 
+def writes_pages(policy: Policy, prepared: Prepared) -> bool:
+    """Does a run write into read-only pages of its commands (MemoryWriter)?  In a root or
+    a workdir (an exec's path in .rodata), and for the vDSO of README "Deterministic runs"."""
+    return prepared.root is not None or _determinism.enabled(policy)
+
+
+def fake_owners(policy: Policy) -> Optional["_fakeroot.Owners"]:
+    """With --fake-root: the record of owners and modes next to the root (_fakeroot), read
+    before the run's thread confines itself; SetupError if it cannot be."""
+    if not policy.fake_root:
+        return None
+    from . import _fakeroot
+    try:
+        return _fakeroot.Owners.open(policy.chroot or "/")
+    except OSError as exc:
+        raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
+
+
 def run_dns(policy: Policy, net_rules: _netpolicy.NetRules) -> "_dns.Dns":
     """A run's DNS policing (_dns): the resolvers and hosts of the command's view (the host's
     /etc, or the root's, through a --fs-mount that covers it), read once, bounded, before
@@ -1495,17 +1513,18 @@ class Session:
             if self.prepared.layers is not None:  # from the server: built in the caller's thread
                 upper = self.handoff.take_upper() if self.handoff is not None else None
                 ctx.upper = upper if upper is not None else new_upper(self.prepared, self.policy)
-            if self.handoff is not None and self.prepared.root is not None:
-                ctx.memory = self.handoff.memory   # the server's (started in the caller's thread)
-            elif self.prepared.root is not None or _determinism.enabled(self.policy):
-                # started before we confine ourselves (the vDSO: README "Deterministic runs")
-                ctx.memory, ctx.own_memory = MemoryWriter(), True
-            ctx.fake = self._fake_owners()  # read before the supervisor confines itself
+            if self.handoff is not None:  # taken in the caller's thread (sandlock._handoff)
+                ctx.memory = self.handoff.memory   # the server's writer, where the run needs one
+                ctx.fake = self.handoff.take_fake()
+            else:  # before we confine ourselves
+                if writes_pages(self.policy, self.prepared):
+                    ctx.memory, ctx.own_memory = MemoryWriter(), True
+                ctx.fake = fake_owners(self.policy)
             if self.handoff is None:
                 preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
                 self._confine()
-            else:  # confined as the home thread that started this one (_forkserver.eligible: nothing
-                # to preload); its own cwd, the caller's
+            else:  # confined as the home thread that started this one (preloaded in the caller's
+                # thread: sandlock._handoff); its own cwd, the caller's
                 _syscalls.unshare(CLONE_FS)
                 os.fchdir(self.handoff.cwd)
             started = self._launch_on_server(launch, pipes) if self.handoff is not None else None
@@ -1580,16 +1599,6 @@ class Session:
             later.append(anchors[0])
         for path in later:
             _scratch.remove_tree(path)  # iterative: the command's trees may be of any depth
-
-    def _fake_owners(self) -> Optional["_fakeroot.Owners"]:
-        """With --fake-root: the record of owners and modes next to the root (_fakeroot)."""
-        if not self.policy.fake_root:
-            return None
-        from . import _fakeroot
-        try:
-            return _fakeroot.Owners.open(self.policy.chroot or "/")
-        except OSError as exc:
-            raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
     def _fail(self, reason: str) -> None:
         """The notifier cannot go on (Watch.fail)."""

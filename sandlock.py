@@ -269,9 +269,10 @@ class Sandbox:
             self._runs += 1
             if self._server is None and self._runs == 2:
                 from . import _forkserver
-                # a policy_fn's gate is made in the supervising thread before it confines itself
-                if (_forkserver.enabled() and _forkserver.eligible(self.policy, prepared)
-                        and self._policy_fn is None):
+                # Every policy: what a direct launch does in the supervising thread before it
+                # confines itself is done in the caller's thread (_handoff), but a policy_fn's
+                # gate, which is made in that thread and answers its queries there
+                if _forkserver.enabled() and self._policy_fn is None:
                     import weakref
                     try:
                         home, owned = _forkserver.home_ruleset(prepared, self.policy.chroot is not None)
@@ -459,8 +460,11 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
     umask and stdio, taken here in the caller's thread), or None: launched directly.
     What the direct launch does in the supervising thread before it confines itself is
-    done here, in the caller's thread: the imports of a root, a workdir or network rules,
-    a workdir's upper layer (raises SetupError), the files DNS policing reads."""
+    done here, in the caller's thread, for the run's thread is confined from its start
+    (the home thread's): the imports (_supervisor.preload), the writer of read-only pages
+    (Server.memory_writer: a root, a workdir, --random-seed/--time-start's vDSO), a
+    workdir's upper layer and a fake root's record of owners (both raise SetupError), the
+    resolvers and hosts DNS policing reads."""
     if server is None:
         return None
     from . import _forkserver
@@ -468,23 +472,21 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
         ignored, state = _forkserver.snapshot()
         if not server.usable(state):
             return None
-        root = prepared.root is not None
+        from . import _supervisor
         net = prepared.net_rules
         networked = net is not None and net.any_network()
-        if root or networked:  # its supervising thread is confined from its start: nothing may be left to import
-            from . import _supervisor
-            _supervisor.preload(policy, net)
-        handoff = _forkserver.Handoff(server, ignored, root)
+        # its supervising thread is confined from its start: nothing may be left to import
+        _supervisor.preload(policy, net)
+        handoff = _forkserver.Handoff(server, ignored, _supervisor.writes_pages(policy, prepared))
     except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None
-    if prepared.layers is None and not networked:
-        return handoff
-    from . import _supervisor
     try:
         if prepared.layers is not None:
             handoff.upper = _supervisor.new_upper(prepared, policy)
         if networked and not net.deny_mode:
             handoff.net_dns = _supervisor.run_dns(policy, net)
+        if policy.fake_root:
+            handoff.fake = _supervisor.fake_owners(policy)
     except BaseException:
         handoff.close()
         raise

@@ -15,7 +15,7 @@ import pytest
 import rootfs
 import sandlock
 from conftest import at_once, build_fixture, find_processes, unique_marker, wait_for
-from cowcase import base  # noqa: F401  (fixture)
+from cowcase import base, broot, busybox_shared  # noqa: F401  (fixtures)
 
 # Shared by the scripts: a Sandbox whose fork server is up, and the tree of a pid.
 PRELUDE = r"""
@@ -863,13 +863,53 @@ def test_nothing_is_imported_in_the_confined_threads_of_a_network_policy_s_fork_
     assert out["late"] == []
 
 
-@pytest.mark.parametrize("policy", [{"random_seed": 7}, {"time_start": "2000-01-01"}],
-                         ids=["random-seed", "time-start"])
-def test_a_sandbox_whose_supervisor_prepares_before_it_confines_itself_has_no_fork_server(policy) -> None:
-    box = sandlock.Sandbox(**policy)
-    for _ in range(3):
-        assert box.run(["echo", "x"]).stdout == b"x\n"
-    assert box._server is None
+DETERMINISM_SAME_AS_THE_FIRST = PRELUDE + r"""
+# getrandom and the clock's vDSO (written through the server's memory writer, in read-only pages)
+box = sandlock.Sandbox(random_seed=7, time_start="2000-01-01")
+CODE = "import os, time; print(os.urandom(6).hex(), int(time.time()) // 60)"
+first = box.run(["python3", "-c", CODE]).stdout.decode()  # launched directly (a Sandbox's first runs)
+server = warm(box)
+later = [box.run(["python3", "-c", CODE]).stdout.decode() for _ in range(3)]
+writers = [t.name for t in threading.enumerate()].count("sandlock-memory")
+print(json.dumps({"first": first, "later": later, "writers": writers,
+                  "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_deterministic_runs_from_the_fork_server_give_what_the_first_direct_run_gives(who) -> None:
+    r = who.python(DETERMINISM_SAME_AS_THE_FIRST)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    random_hex, minutes = out["first"].split()
+    assert len(random_hex) == 12 and int(minutes) == 946684800 // 60   # 2000-01-01, not the machine's clock
+    assert out["later"] == [out["first"]] * 3
+    assert out["served"] is True
+    assert out["writers"] == 1   # the server's one memory writer
+
+
+FAKE_ROOT_RUNS = PRELUDE + r"""
+root = sys.argv[1]
+# each run reads the record of owners in the caller's thread (a run from the server) and saves
+# it at its end: what a run chowned, the next runs see
+box = sandlock.Sandbox(chroot=root, fake_root=True, fs_writable=["/tmp"])
+def run(i):
+    script = f"touch /tmp/f{i}; chown {100 + i}:{200 + i} /tmp/f{i}; id -u; stat -c '%n %u:%g' /tmp/f*"
+    return box.run(["/bin/sh", "-c", script]).stdout.decode()
+outs = [run(0), run(1)]  # launched directly (a Sandbox's first runs)
+server = warm(box)
+outs += [run(i) for i in range(2, 5)]
+print(json.dumps({"outs": outs, "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_fake_root_runs_from_the_fork_server_read_and_save_the_record_of_owners_as_direct_runs_do(
+        who, broot: Path) -> None:
+    r = who.python(FAKE_ROOT_RUNS, args=[str(broot)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    lines = [f"/tmp/f{i} {100 + i}:{200 + i}\n" for i in range(5)]
+    assert out["outs"] == ["0\n" + "".join(lines[:n + 1]) for n in range(5)]
+    assert out["served"] is True
 
 
 def test_leaving_a_sandboxs_with_block_ends_its_fork_server_and_the_next_run_starts_over() -> None:
