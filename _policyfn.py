@@ -134,8 +134,9 @@ class Gate:
         self.max_memory = max_memory
         self.narrowing = Narrowing(self)
         # here, not at the top: only runs with a callback need it (README "Start-up").  The Gate
-        # is made in the supervising thread before it confines itself (a run with a callback is
-        # never one of the fork server's: Sandbox._fork_server): nothing is imported once confined.
+        # is made in the supervising thread, before it confines itself, or from the fork server,
+        # confined from its start, once the caller's thread imported it (_supervisor.preload):
+        # nothing is imported once confined.
         import queue
         self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue(1)
         self._idle = threading.Semaphore(1)

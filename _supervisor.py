@@ -233,7 +233,7 @@ def _fake_record_dir(policy: Policy) -> str:
         raise SetupError(exc.errno or errno.EIO, f"--fake-root: {exc.strerror}", step="fake-root") from None
 
 
-def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False) -> None:
+def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False, callback: bool = False) -> None:
     """Import now every module a run of `policy` may use once the supervisor is confined.
 
     Confined, the supervisor may no longer read Python's library (with a root,
@@ -260,6 +260,8 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False)
         import hashlib  # noqa: F401  (_determinism's streams)
     if debug:
         import traceback  # noqa: F401  (handler failures, Notifier)
+    if callback:
+        import queue  # noqa: F401  (_policyfn.Gate, made by the run's thread)
 
 
 def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
@@ -1521,7 +1523,8 @@ class Session:
                     ctx.memory, ctx.own_memory = MemoryWriter(), True
                 ctx.fake = fake_owners(self.policy)
             if self.handoff is None:
-                preload(self.policy, ctx.net_rules, self.notifier.debug)  # nothing is imported once confined
+                # nothing is imported once confined
+                preload(self.policy, ctx.net_rules, self.notifier.debug, callback=ctx.policy_gate is not None)
                 self._confine()
             else:  # confined as the home thread that started this one (preloaded in the caller's
                 # thread: sandlock._handoff); its own cwd, the caller's

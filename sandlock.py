@@ -269,10 +269,9 @@ class Sandbox:
             self._runs += 1
             if self._server is None and self._runs == 2:
                 from . import _forkserver
-                # Every policy: what a direct launch does in the supervising thread before it
-                # confines itself is done in the caller's thread (_handoff), but a policy_fn's
-                # gate, which is made in that thread and answers its queries there
-                if _forkserver.enabled() and self._policy_fn is None:
+                # every policy: what a direct launch does in the supervising thread before it
+                # confines itself is done in the caller's thread (_handoff)
+                if _forkserver.enabled():
                     import weakref
                     try:
                         home, owned = _forkserver.home_ruleset(prepared, self.policy.chroot is not None)
@@ -324,7 +323,7 @@ class Sandbox:
         prepared = self._prepare()
         process = _process.Process(list(argv), _result, mode, on_end=self._forget)
         streams = _process.streams(stdin, stdout, stderr)
-        handoff = _handoff(self._fork_server(prepared), policy, prepared)
+        handoff = _handoff(self._fork_server(prepared), policy, prepared, self._policy_fn is not None)
 
         def session(**options: "Any") -> "Any":
             try:
@@ -456,7 +455,7 @@ def _env_bytes(env: "Mapping[str, str]") -> "Dict[bytes, bytes]":
     return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
+def _handoff(server: "Any", policy: "Policy", prepared: "Any", callback: bool = False) -> "Any":
     """A run's hand-off to the Sandbox's fork server (_forkserver.Handoff: the caller's cwd,
     umask and stdio, taken here in the caller's thread), or None: launched directly.
     What the direct launch does in the supervising thread before it confines itself is
@@ -464,7 +463,8 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
     (the home thread's): the imports (_supervisor.preload), the writer of read-only pages
     (Server.memory_writer: a root, a workdir, --random-seed/--time-start's vDSO), a
     workdir's upper layer and a fake root's record of owners (both raise SetupError), the
-    resolvers and hosts DNS policing reads."""
+    resolvers and hosts DNS policing reads.  callback: the Sandbox has a policy_fn (its
+    _policyfn.Gate is made by the run's thread, confined, from modules imported here)."""
     if server is None:
         return None
     from . import _forkserver
@@ -476,7 +476,7 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any") -> "Any":
         net = prepared.net_rules
         networked = net is not None and net.any_network()
         # its supervising thread is confined from its start: nothing may be left to import
-        _supervisor.preload(policy, net)
+        _supervisor.preload(policy, net, callback=callback)
         handoff = _forkserver.Handoff(server, ignored, _supervisor.writes_pages(policy, prepared))
     except OSError:   # a state that cannot be read, or a caller the server cannot stand for
         return None

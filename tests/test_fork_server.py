@@ -863,6 +863,45 @@ def test_nothing_is_imported_in_the_confined_threads_of_a_network_policy_s_fork_
     assert out["late"] == []
 
 
+POLICY_FN_SAME_AS_THE_FIRST = PRELUDE + r"""
+d = sys.argv[1]
+asked = []
+def fn(event, ctx):  # asked from a thread the run's (confined) thread starts
+    if event.kind in ("open", "exec"):
+        asked.append([event.kind, os.path.basename(event.path)])
+    if event.kind == "open" and event.path.endswith("/trigger"):
+        ctx.deny_path(d + "/secret")   # for the rest of this run only
+    return event.kind != "open" or not event.path.endswith("/refused")
+box = sandlock.Sandbox(fs_writable=[d], policy_fn=fn)
+SCRIPT = ("echo a >> ok; (echo b >> refused) 2>/dev/null || echo refused; cat secret/data; : > trigger; "
+          "cat secret/data 2>/dev/null || echo denied; /bin/echo end")
+def runs():
+    del asked[:]
+    r = box.run(["/bin/sh", "-c", SCRIPT], cwd=d)
+    return [r.returncode, r.stdout.decode(), list(asked)]
+first = runs()  # launched directly (a Sandbox's first runs)
+server = warm(box)
+later = [runs() for _ in range(3)]
+print(json.dumps({"first": first, "later": later, "served": box._server.pid == server and box._server.usable()}))
+"""
+
+
+def test_runs_with_a_policy_callback_from_the_fork_server_give_what_the_first_direct_run_gives(
+        who, scratch: Path) -> None:
+    d = who.make_dir(scratch / "cb", 0o777)
+    for name, text in (("ok", ""), ("refused", ""), ("trigger", ""), ("secret/data", "hidden\n")):
+        who.make_file(d / name, text, 0o666)
+    r = who.python(POLICY_FN_SAME_AS_THE_FIRST, args=[str(d)])
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["first"][:2] == [0, "refused\nhidden\ndenied\nend\n"]
+    opens = [name for kind, name in out["first"][2] if kind == "open" and name != "null"]
+    assert opens == ["ok", "refused", "trigger"] and out["first"][2][-1] == ["exec", "echo"]
+    assert out["later"] == [out["first"]] * 3
+    assert out["served"] is True
+    assert (d / "ok").read_text() == "a\n" * 4 and (d / "refused").read_text() == ""
+
+
 DETERMINISM_SAME_AS_THE_FIRST = PRELUDE + r"""
 # getrandom and the clock's vDSO (written through the server's memory writer, in read-only pages)
 box = sandlock.Sandbox(random_seed=7, time_start="2000-01-01")
