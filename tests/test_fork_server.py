@@ -563,6 +563,37 @@ def test_a_root_s_fork_server_ends_its_memory_writer_when_closed_and_starts_none
     assert server._memory is writer
 
 
+def test_the_rehearsal_of_a_command_forked_ahead_acts_on_nothing() -> None:
+    """A command the server forked while no run waited goes through the last request
+    (_forkserver._rehearse) to take its copy-on-write faults early: it must change none of
+    what the command then sets up from its own request (dispositions, mask, umask, cwd,
+    fds, limits), nor fail on a sample it cannot decode."""
+    import marshal
+    import resource
+    from sandlock import _forkserver, _launch
+    request = (["/bin/true"], ["/bin/true", "x"], {b"HOME": b"/h"}, "/", [[resource.RLIMIT_NOFILE, 64]], 8, 0o27,
+               [int(signal.SIGPIPE), int(signal.SIGXFSZ)], [0, 5, 6], 0, [0], 1 << (signal.SIGHUP - 1))
+    base = _launch.Prepared(candidates=(), argv=(), envp={}, cwd=None, rlimits=(), child_ruleset=-1,
+                            scope_ruleset=-1, filter_ptr=None, filter_flags=0, stdio=(-1, -1, -1), own_group=True,
+                            foreground_tty=-1, umask=0o022, reset_signals=())
+
+    def state() -> tuple:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return (mask, signal.pthread_sigmask(signal.SIG_BLOCK, []),
+                [signal.getsignal(sig) for sig in sorted(signal.valid_signals())], os.getcwd(),
+                sorted(os.listdir("/proc/self/fd")), resource.getrlimit(resource.RLIMIT_NOFILE))
+    before = state()
+    _forkserver._rehearse(marshal.dumps(request), base, (signal.SIGPIPE,))
+    _forkserver._rehearse(b"not a request", base, ())
+    assert state() == before
+    # the plan it goes through is the command's own (_command)
+    plan = _forkserver._prepared(base, request, (signal.SIGUSR1,))
+    assert (plan.argv, plan.cwd, plan.umask, plan.rlimits, plan.affinity) == (
+        ("/bin/true", "x"), "/", 0o27, ([resource.RLIMIT_NOFILE, 64],), (0,))
+    assert plan.reset_signals == tuple(sorted({signal.SIGPIPE, signal.SIGXFSZ, signal.SIGUSR1}))
+
+
 def test_the_caller_changing_its_rlimits_gets_a_direct_launch_with_them() -> None:
     import resource
     box = sandlock.Sandbox()
