@@ -751,7 +751,7 @@ def _prefork(sock: socket.socket, shared: Tuple[Any, ...], sample: bytes = b"") 
     if pid == 0:
         stub_ours.close()
         cmd_ours.close()
-        _stub(sock, stub_theirs, cmd_theirs, *shared, sample)
+        _stub(sock, stub_theirs, cmd_theirs, shared, sample)
     stub_theirs.close()
     cmd_theirs.close()
     try:
@@ -763,13 +763,12 @@ def _prefork(sock: socket.socket, shared: Tuple[Any, ...], sample: bytes = b"") 
         return None
 
 
-def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, child: int, scope: int, filter_ptr: object,
-          own_ignored: Tuple[int, ...], own_mask: int, calls: "_launch.ChildCalls", server: int,
-          sample: bytes = b"") -> None:
+def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, shared: Tuple[Any, ...], sample: bytes) -> None:
     """The forked stub: confine itself as a directly launched one does (_launch.confine_stub),
     fork the command (_command), which waits for its request, then wait for its own pipes
     and reap (_launch.start_command's end).  A failure before the command is forked is
-    reported on the request's error pipe, as the direct launch reports it."""
+    reported on the request's error pipe, as the direct launch reports it.  shared: serve's."""
+    child, scope, filter_ptr, own_ignored, own_mask, calls, server = shared
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sock.close()
     # what the server held as it forked (a request's fds: a stub forked in place of a stale

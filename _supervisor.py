@@ -410,6 +410,7 @@ def prepare(policy: Policy, counted: bool = False) -> Prepared:
         undo.pop_all()  # made: close_prepared releases it all
     return prepared
 
+
 READ_HERE = object()  # RunContext's net_dns: read by the run's own thread
 
 
