@@ -321,9 +321,18 @@ class Sandbox:
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise PolicyTypeError(f"bufsize: expected an integer, got {bufsize!r}")
         prepared = self._prepare()
-        process = _process.Process(list(argv), _result, mode, on_end=self._forget)
-        streams = _process.streams(stdin, stdout, stderr)
+        # first: it may raise (a workdir's layer, a fake root's record) before anything is opened
         handoff = _handoff(self._fork_server(prepared), policy, prepared, self._policy_fn is not None)
+        streams = None
+        try:
+            streams = _process.streams(stdin, stdout, stderr)  # PolicyTypeError for a wrong one
+            process = _process.Process(list(argv), _result, mode, on_end=self._forget)
+        except BaseException:
+            if streams is not None:
+                streams.close()
+            if handoff is not None:
+                handoff.close()
+            raise
 
         def session(**options: "Any") -> "Any":
             try:

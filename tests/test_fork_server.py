@@ -430,11 +430,14 @@ def test_a_workdir_s_upper_layer_that_cannot_be_built_fails_the_run_on_the_fork_
         _warm(box)
         before = sorted(os.listdir(work)), (work / "keep").read_text()
         layers = sorted(os.listdir(box._prepared.layers.path))
+        fds = len(os.listdir("/proc/self/fd"))
         with monkeypatch.context() as patched:
             patched.setattr(_cow.Upper, "build", full)
-            with pytest.raises(sandlock.SetupError, match="cannot make the upper layer") as raised:
-                box.run(["sh", "-c", "echo new > keep"], cwd=str(work))
-        assert raised.value.errno == errno.ENOSPC
+            for _ in range(3):
+                with pytest.raises(sandlock.SetupError, match="cannot make the upper layer") as raised:
+                    box.run(["sh", "-c", "echo new > keep"], cwd=str(work), input=b"")
+                assert raised.value.errno == errno.ENOSPC
+        assert len(os.listdir("/proc/self/fd")) == fds   # nothing of the runs left open
         assert (sorted(os.listdir(work)), (work / "keep").read_text()) == before
         assert sorted(os.listdir(box._prepared.layers.path)) == layers
         # control: the same run once the layer can be built, on the same server
@@ -760,6 +763,23 @@ def test_nothing_is_imported_in_the_confined_threads_of_the_fork_server(who) -> 
     # control: the recorder sees an import made in a pooled supervising thread
     r = who.python(CONFINED_IMPORTS, args=["control"])
     assert json.loads(r.stdout.decode().splitlines()[-1])["late"] == ["colorsys"], r.stderr.decode()[-3000:]
+
+
+def test_a_wrong_stream_argument_leaves_nothing_open_and_no_upper_layer_from_the_fork_server(tmp_path: Path) -> None:
+    """popen() takes the hand-off first (a workdir's layer is built there), then its streams:
+    a wrong stream raises PolicyTypeError with the layer removed and no fd of it left."""
+    work = tmp_path / "w"
+    work.mkdir()
+    with sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)]) as box:  # its server ends with it
+        _warm(box)
+        layers = sorted(os.listdir(box._prepared.layers.path))
+        fds = sorted(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            with pytest.raises(sandlock.PolicyTypeError, match="stderr: expected PIPE"):
+                box.popen(["true"], stdout=sandlock.PIPE, stderr=object())
+        assert sorted(os.listdir("/proc/self/fd")) == fds
+        assert sorted(os.listdir(box._prepared.layers.path)) == layers
+        assert box.run(["true"]).returncode == 0   # control: the next run starts as ever
 
 
 WORKDIR_CONFINED_IMPORTS = RECORDER + r"""
