@@ -2,6 +2,7 @@
 `python3 -I -S` process and keep every property of the direct launch."""
 
 import errno
+import gc
 import json
 import os
 import signal
@@ -295,9 +296,27 @@ def _warm(box: sandlock.Sandbox) -> int:
     return box._server.pid
 
 
+def _settled() -> None:
+    """Before counting this process's fds: the Sandboxes earlier tests left to the garbage
+    collector are collected now, and the home threads of their servers (closed by then),
+    which close the servers' fds as they end, have ended; then the count holds still
+    (else it may drop mid-test)."""
+    from sandlock import _forkserver
+    gc.collect()
+    closing = [o for o in gc.get_objects() if isinstance(o, _forkserver.Server) and o._closed]
+    assert wait_for(lambda: not any(o._home.is_alive() for o in closing), 30)
+
+    def still() -> bool:
+        before = len(os.listdir("/proc/self/fd"))
+        time.sleep(0.2)
+        return len(os.listdir("/proc/self/fd")) == before
+    assert wait_for(still, 30)
+
+
 def test_eight_threads_at_once_on_one_fork_server_each_get_their_own_output() -> None:
     box = sandlock.Sandbox()
     server = _warm(box)
+    _settled()
     from sandlock import _notif
 
     def fds() -> int:
@@ -428,6 +447,7 @@ def test_a_workdir_s_upper_layer_that_cannot_be_built_fails_the_run_on_the_fork_
         raise OSError(errno.ENOSPC, "No space left on device")
     with sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)]) as box:  # its server ends with it
         _warm(box)
+        _settled()
         before = sorted(os.listdir(work)), (work / "keep").read_text()
         layers = sorted(os.listdir(box._prepared.layers.path))
         fds = len(os.listdir("/proc/self/fd"))
@@ -772,6 +792,7 @@ def test_a_wrong_stream_argument_leaves_nothing_open_and_no_upper_layer_from_the
     work.mkdir()
     with sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)]) as box:  # its server ends with it
         _warm(box)
+        _settled()
         layers = sorted(os.listdir(box._prepared.layers.path))
         fds = sorted(os.listdir("/proc/self/fd"))
         for _ in range(3):
