@@ -504,7 +504,7 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any", callback: bool = 
 
 def _status(outcome) -> tuple:
     """(exit_code, returncode, signal) of an outcome."""
-    import signal
+    import _signal as signal  # built in: no enum, nothing to read (README "Start-up")
     status = outcome.status
     if outcome.timed_out:
         return 124, 124, signal.SIGKILL
@@ -553,17 +553,29 @@ NOT_SEEN = ("Refusals the kernel makes by itself are not seen by the supervisor 
             "filter_denied and for argument rules (socket families, ioctls).")
 
 
+def _signal_name(sig: int) -> str:
+    """SIGTERM, SIGCHLD, ...: signal.Signals' name (of aliases the first in alphabetical order:
+    SIGABRT, not SIGIOT); a real-time signal between the two it names as SIGRTMIN+N, which
+    Signals does not know (ValueError).  From _signal, a built-in module: without enum
+    (README "Start-up"), and nothing to read once the CLI's thread is confined."""
+    import _signal
+    if _signal.SIGRTMIN < sig < _signal.SIGRTMAX:
+        return f"SIGRTMIN+{sig - _signal.SIGRTMIN}"
+    names = sorted(name for name, value in vars(_signal).items()
+                   if value == sig and name.startswith("SIG") and not name.startswith("SIG_") and type(value) is int)
+    return names[0] if names else f"SIG{sig}"
+
+
 def _report(args: "Sequence[object]", exit_code: int, returncode: int, sig: "Optional[int]", timed_out: bool,
             reason: str, duration: float, peak_memory: "Optional[int]", processes: "Optional[int]",
             changes: "Sequence[Any]", workdir_note: str, denials: "Sequence[Any]", dropped: "Mapping[str, int]",
             filter_denied: "Sequence[str]") -> "Dict[str, Any]":
     """The JSON object of --result-json and --status-fd (docs/result.schema.json)."""
-    import signal
     return {
         "schema": RESULT_SCHEMA,
         "argv": [os.fsdecode(a) if isinstance(a, (str, bytes, os.PathLike)) else str(a) for a in args],
         "exit_code": exit_code, "returncode": returncode, "signal": sig,
-        "signal_name": signal.Signals(sig).name if sig else None,
+        "signal_name": _signal_name(sig) if sig else None,
         "timed_out": timed_out, "reason": reason, "duration": round(duration, 6),
         "peak_memory": peak_memory, "processes_started": processes,
         "changes": [{"kind": c.kind, "path": c.path} for c in changes], "workdir_note": workdir_note,
@@ -911,7 +923,7 @@ def main(argv: "Optional[Sequence[str]]" = None) -> int:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
         return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
-        import signal
+        import _signal as signal  # built in (README "Start-up")
         return 128 + signal.SIGINT
 
 

@@ -65,6 +65,23 @@ def test_result_json_says_a_death_by_signal_and_a_timeout(who, scratch: Path) ->
     assert report["timed_out"] is True and report["exit_code"] == 124 and report["reason"]
 
 
+def test_a_death_by_a_real_time_signal_is_reported_by_its_name(who, scratch: Path) -> None:
+    """signal.Signals names SIGRTMIN and SIGRTMAX only: the signals between (RTMIN+6 is 40 on
+    glibc) made the report raise ValueError, a traceback and no file."""
+    out = scratch / "r.json"
+    for sig, name in ((40, "SIGRTMIN+6"), (34, "SIGRTMIN"), (64, "SIGRTMAX"), (6, "SIGABRT"), (29, "SIGIO")):
+        r = who.run(["--result-json", str(out), "--", "sh", "-c", f"kill -{sig} $$"])
+        assert r.returncode == 128 + sig and "Traceback" not in r.stderr, r.stderr
+        report = read_report(out)
+        assert (report["returncode"], report["signal"], report["signal_name"]) == (-sig, sig, name)
+    r = who.python("import sandlock, json\n"
+                   "r = sandlock.Sandbox().run(['sh', '-c', 'kill -40 $$'])\n"
+                   "print(json.dumps(r.as_dict()))", env={"PATH": SYSTEM_PATH})
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    report = valid(json.loads(r.stdout.decode().splitlines()[-1]))
+    assert (report["returncode"], report["signal_name"]) == (-40, "SIGRTMIN+6")
+
+
 def test_status_fd_writes_the_same_object_to_an_inherited_fd(who, scratch: Path) -> None:
     path = scratch / "status.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
