@@ -45,8 +45,9 @@ import select
 import signal
 import socket
 import struct
-import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -59,8 +60,7 @@ from ._structs import CLONE_FS
 # The server is forked from the home thread while other threads of the caller run:
 # what the child runs before execve touches no lock they could hold (as in _launch),
 # so Python 3.12's warning about fork() in a multi-threaded process is not for it.
-warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded",
-                        category=DeprecationWarning, module=r".*_forkserver$")
+_launch.ignore_fork_warning(r".*_forkserver$")
 
 ENV_SWITCH = "SANDLOCK_FORK_SERVER"
 MODULES = ("_errors", "_records", "_structs", "_systable", "_syscalls", "_launch", "_forkserver")  # the server's code, in import order

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -192,10 +191,23 @@ def procfs_mounts() -> Tuple[str, ...]:
 
 
 def _unescape(field: bytes) -> bytes:
-    """A mount point as mountinfo escapes it (octal \\NNN for space, tab, newline, backslash)."""
-    if b"\\" not in field:
-        return field  # the usual case, without compiling the pattern (README "Start-up")
-    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
+    """A mount point as mountinfo escapes it (octal \\NNN for space, tab, newline, backslash):
+    each backslash followed by three octal digits is that byte, any other is kept (what
+    re.sub(rb"\\\\([0-7]{3})", ...) gave; without re, README "Start-up")."""
+    out = bytearray()
+    start = 0
+    while True:
+        at = field.find(b"\\", start)
+        if at < 0:
+            return field if not start else bytes(out + field[start:])
+        digits = field[at + 1:at + 4]
+        if len(digits) == 3 and all(0x30 <= d <= 0x37 for d in digits):
+            out += field[start:at]
+            out.append(int(digits, 8) & 0xFF)
+            start = at + 4
+        else:
+            out += field[start:at + 1]
+            start = at + 1
 
 
 def plans(policy: Policy, abi: int, ttys: Tuple[str, ...] = (), keep_proc: bool = False,

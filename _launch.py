@@ -34,18 +34,36 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import signal
 import struct
+import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
 from ._errors import os_error
+
+
+
+def ignore_fork_warning(module: str) -> None:
+    """Ignore Python 3.12's warning about fork() in a multi-threaded process where the
+    module named by the pattern `module` forks (a child that runs only prepared os.*
+    calls on fds, then exec, touches no lock another thread could hold).  Before 3.12
+    fork() does not warn, and nothing is done: filterwarnings would import re to compile
+    the patterns, and re imports enum (README "Start-up")."""
+    if sys.version_info >= (3, 12):
+        import warnings
+        warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded",
+                                category=DeprecationWarning, module=module)
+
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38

@@ -42,7 +42,7 @@ import errno
 import fcntl
 import os
 import select
-import socket
+import _socket as socket  # socket's C module: the same calls, without enum (README "Start-up")
 import stat
 import struct
 import threading

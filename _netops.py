@@ -33,10 +33,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
+import _socket as socket  # socket's C module: the same calls, without enum (README "Start-up")
 import struct
 import threading
-from _socket import socket as _c_socket  # the C type under socket.socket
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -317,9 +316,9 @@ def _socket(ctx: Context, call: Call) -> socket.socket:
     type and protocol asked of the kernel: SO_DOMAIN, SO_TYPE, SO_PROTOCOL)."""
     dup = ctx.tracees.getfd(call.tid, call.fd)
     try:
-        # the C type under socket.socket: its family, type and proto are plain ints
-        # (socket.socket's properties convert them to enums, ~1 us each, per call)
-        return _c_socket(fileno=dup)  # type: ignore[return-value]
+        # the C type under the socket module's socket: its family, type and proto are
+        # plain ints (the Python class's properties convert them to enums, ~1 us each)
+        return socket.socket(fileno=dup)
     except OSError as exc:
         os.close(dup)
         raise os_error(exc.errno if exc.errno not in (None, errno.ENOTSOCK, errno.EBADF) else errno.ENOTSOCK,

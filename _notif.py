@@ -43,7 +43,6 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -53,6 +52,10 @@ else:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls

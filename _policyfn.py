@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
 import threading
 import time
@@ -32,6 +31,10 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _syscalls
 from ._errors import PolicyError, os_error

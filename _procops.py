@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 import stat
 import sys
 import threading
@@ -32,6 +31,10 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error

@@ -25,7 +25,6 @@ import collections
 import errno
 import fcntl
 import os
-import re
 import stat
 import sys
 import threading
@@ -49,8 +48,64 @@ if TYPE_CHECKING:
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
-_MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
-_PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
+_DIGITS = b"0123456789"
+_NS_NAME = b"abcdefghijklmnopqrstuvwxyz_"
+
+
+def _span(path: bytes, start: int, chars: bytes) -> int:
+    """The end of the run of `chars` in path from `start` (start itself when there is none)."""
+    end = start
+    while end < len(path) and path[end] in chars:
+        end += 1
+    return end
+
+
+def _magic(path: bytes) -> Optional[Tuple[int, int]]:
+    """(pid, end) when path starts with a magic link of /proc/PID, [task/TID/] fd/N, cwd,
+    exe, root or ns/NAME, followed by '/' (end after it) or nothing (a final newline may
+    follow, as re's $ allows): what the pattern ^/proc/(\\d+)/(?:task/\\d+/)?(?:fd/\\d+|cwd|
+    exe|root|ns/[a-z_]+)(?:/|$) matched, its group and end (without re, README "Start-up";
+    tests/test_resolve_unit.py holds the two equal)."""
+    if not path.startswith(b"/proc/"):
+        return None
+    at = _span(path, 6, _DIGITS)
+    if at == 6 or path[at:at + 1] != b"/":
+        return None
+    pid = int(path[6:at])
+    at += 1
+    if path.startswith(b"task/", at):
+        end = _span(path, at + 5, _DIGITS)
+        if end > at + 5 and path[end:end + 1] == b"/":
+            at = end + 1
+    if path.startswith(b"fd/", at):
+        end = _span(path, at + 3, _DIGITS)
+        if end == at + 3:
+            return None
+    elif path.startswith((b"cwd", b"exe"), at):
+        end = at + 3
+    elif path.startswith(b"root", at):
+        end = at + 4
+    elif path.startswith(b"ns/", at):
+        end = _span(path, at + 3, _NS_NAME)
+        if end == at + 3:
+            return None
+    else:
+        return None
+    if end == len(path) or path[end:] == b"\n":
+        return pid, end
+    return (pid, end + 1) if path[end:end + 1] == b"/" else None
+
+
+def _proc_pid(name: bytes) -> Optional[int]:
+    """PID when name is /proc/PID or a path under it, without a newline but a final one: what
+    ^/proc/(\\d+)(/.*)?$ matched (without re, README "Start-up"; tests/test_resolve_unit.py)."""
+    if not name.startswith(b"/proc/"):
+        return None
+    at = _span(name, 6, _DIGITS)
+    rest = name[at:-1] if name.endswith(b"\n") else name[at:]
+    if at == 6 or (rest and (rest[:1] != b"/" or b"\n" in rest)):
+        return None
+    return int(name[6:at])
 
 
 class Held(bytes):
@@ -500,9 +555,9 @@ class Resolver:
     def _open_from(self, base: int, path: bytes, flags: int, mode: int, resolve: int,
                    scoped: int) -> Tuple[int, Optional[bytes]]:
         magic = S.RESOLVE_NO_MAGICLINKS
-        match = _MAGIC.match(path) if path[:1] == b"/" and not scoped else None
+        match = _magic(path) if path[:1] == b"/" and not scoped else None
         if match:
-            if not self.is_member(int(match.group(1))):
+            if not self.is_member(match[0]):
                 raise os_error(errno.ENOENT)  # another process (_procfs)
             magic = 0  # a magic link of the sandbox's own process
         fd = self.hot.openat2(base, path, flags, mode, resolve | magic)
@@ -511,7 +566,7 @@ class Resolver:
         except BaseException:  # by hand, not closed_on_error: the path of every open (~0.2 us)
             os.close(fd)
             raise
-        if not magic and match and match.end() == len(path) and not flags & os.O_NOFOLLOW and name:
+        if not magic and match and match[1] == len(path) and not flags & os.O_NOFOLLOW and name:
             # What a process of the sandbox holds (its fd, cwd, exe): reading
             # its metadata is like fstat; anything else is decided on its
             # real path as usual (see check).
@@ -669,8 +724,8 @@ class Resolver:
             self.rules.check_inode(st.dev, st.ino)
 
     def _check_proc(self, name: bytes) -> None:
-        match = _PROC_PID.match(name)
-        if match and not self.is_member(int(match.group(1))):
+        pid = _proc_pid(name)
+        if pid is not None and not self.is_member(pid):
             raise os_error(errno.ENOENT)  # another process's /proc directory (_procfs)
 
 

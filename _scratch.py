@@ -34,7 +34,6 @@ import array
 import errno
 import itertools
 import os
-import re
 import stat
 import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
@@ -55,7 +54,13 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Where the bases go, in order: the first one usable (README "Where sandlock keeps its own files").
 BASE_PARENTS = ("/var/tmp", "/dev/shm")
-_BASE_NAME = re.compile(r"\.sandlock-[0-9]+(-.*)?\Z", re.S)
+
+
+def _base_name(name: str) -> bool:
+    """.sandlock-UID or .sandlock-UID-anything: a base's name (what the pattern
+    \\.sandlock-[0-9]+(-.*)?\\Z matched; without re, README "Start-up")."""
+    uid, _, _ = name[len(".sandlock-"):].partition("-")
+    return name.startswith(".sandlock-") and uid != "" and all("0" <= c <= "9" for c in uid)
 
 
 def prefix() -> str:
@@ -117,7 +122,7 @@ def hidden(parents: Tuple[str, ...] = BASE_PARENTS) -> Tuple[str, ...]:
             continue
         if not out and prefix()[:-1] not in names:
             names.append(prefix()[:-1])  # not made yet: cut all the same, so that one made later is not covered
-        out += [os.path.join(parent, n) for n in sorted(names) if _BASE_NAME.match(n)]
+        out += [os.path.join(parent, n) for n in sorted(names) if _base_name(n)]
     return tuple(out)
 def reserved(name: str) -> bool:
     """A name of the containers of any user, `.sandlock-<digits>-...`: a workdir's

@@ -35,18 +35,20 @@ import fcntl
 import os
 import select
 import selectors
-import signal
 import struct
 import sys
 import threading
 import time
-import warnings
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _determinism
 from . import _filter
@@ -95,8 +97,7 @@ DISK_WALK_SLICE = 0.005  # seconds of the walk of the layer per DISK_HOT_POLL
 # other runs) wait: what it runs touches no lock they could hold (os.* calls on
 # fds and data prepared before the fork, then exec), so Python 3.12's warning
 # about fork() in a multi-threaded process is not for this call.
-warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded", category=DeprecationWarning,
-                        module=r".*_supervisor$")  # sandlock._supervisor, or wherever it is vendored
+_launch.ignore_fork_warning(r".*_supervisor$")  # sandlock._supervisor, or wherever it is vendored
 
 
 class Outcome(NamedTuple):

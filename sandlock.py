@@ -24,6 +24,9 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+    import signal as _signal
+else:
+    import _signal  # signal's C module, built in: no file to read, no enum (README "Start-up")
 
 if sys.version_info < (3, 9):  # this file parses on 3.6+; the modules below need 3.9
     _TOO_OLD = "Python >= 3.9 is needed (this is Python %d.%d)" % sys.version_info[:2]
@@ -504,12 +507,11 @@ def _handoff(server: "Any", policy: "Policy", prepared: "Any", callback: bool = 
 
 def _status(outcome) -> tuple:
     """(exit_code, returncode, signal) of an outcome."""
-    import _signal as signal  # built in: no enum, nothing to read (README "Start-up")
     status = outcome.status
     if outcome.timed_out:
-        return 124, 124, signal.SIGKILL
+        return 124, 124, _signal.SIGKILL
     if status is None:
-        return 128 + signal.SIGKILL, -signal.SIGKILL, signal.SIGKILL
+        return 128 + _signal.SIGKILL, -_signal.SIGKILL, _signal.SIGKILL
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return 128 + sig, -sig, sig
@@ -556,9 +558,8 @@ NOT_SEEN = ("Refusals the kernel makes by itself are not seen by the supervisor 
 def _signal_name(sig: int) -> str:
     """SIGTERM, SIGCHLD, ...: signal.Signals' name (of aliases the first in alphabetical order:
     SIGABRT, not SIGIOT); a real-time signal between the two it names as SIGRTMIN+N, which
-    Signals does not know (ValueError).  From _signal, a built-in module: without enum
-    (README "Start-up"), and nothing to read once the CLI's thread is confined."""
-    import _signal
+    Signals does not know (ValueError).  From _signal: without enum (README "Start-up"),
+    and nothing to read once the CLI's thread is confined."""
     if _signal.SIGRTMIN < sig < _signal.SIGRTMAX:
         return f"SIGRTMIN+{sig - _signal.SIGRTMIN}"
     names = sorted(name for name, value in vars(_signal).items()
@@ -923,8 +924,7 @@ def main(argv: "Optional[Sequence[str]]" = None) -> int:
         name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else ""
         return _fail(f"{_errors.shown(name) + ': ' if name else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
-        import _signal as signal  # built in (README "Start-up")
-        return 128 + signal.SIGINT
+        return 128 + _signal.SIGINT
 
 
 def cli(own_process: bool = True) -> None:

@@ -145,6 +145,21 @@ def runs_sandlock(argv: List[str]) -> bool:
     return False
 
 
+def fuzz_seeds(fixed: Sequence[int]) -> Sequence[int]:
+    """SANDLOCK_FUZZ_SEED: unset, the fixed seeds (CI is deterministic); `random`, one fresh
+    seed; N[,M...], those (README "Tests")."""
+    wanted = os.environ.get("SANDLOCK_FUZZ_SEED", "").strip()
+    if not wanted:
+        return tuple(fixed)
+    if wanted == "random":
+        import random
+        return (random.SystemRandom().randrange(1 << 32),)
+    try:
+        return tuple(int(x) for x in wanted.split(","))
+    except ValueError:
+        raise pytest.UsageError(f"SANDLOCK_FUZZ_SEED={wanted!r}: 'random' or seeds N[,M...]") from None
+
+
 def find_processes(marker: str) -> List[int]:
     """Live, non-zombie processes having `marker` as one whole argument.
 

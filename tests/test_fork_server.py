@@ -728,7 +728,7 @@ def test_a_stub_orphaned_before_it_confined_itself_only_leaves(who) -> None:
     assert r.stdout.decode() == "[137, []]\n"
     # control: a stub that has confined itself kills the sandbox with kill(-1) (the scope holds it)
     r = who.python(ORPHANED_STUB, args=["control"])
-    assert r.stdout.decode() == "[137, [['kill', -1, <Signals.SIGKILL: 9>]]]\n", r.stderr.decode()[-3000:]
+    assert r.stdout.decode() == "[137, [['kill', -1, 9]]]\n", r.stderr.decode()[-3000:]
 
 
 RECORDER = PRELUDE + r"""

@@ -49,7 +49,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import stat
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from typing import Dict, Tuple
 
 import pytest
 
-from conftest import find_processes, kill_marked
+from conftest import find_processes, fuzz_seeds, kill_marked
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="the fuzzer uses x86_64 syscall numbers")
 
@@ -416,20 +415,7 @@ def _token_hits(token: str, *dirs: Path) -> list:
 SEEDS = (2231370973, 1257879498, 1629840322, 3290133763, 1702865596, 1410403012)
 
 
-def _seeds() -> Tuple[int, ...]:
-    """SANDLOCK_FUZZ_SEED: unset, the fixed SEEDS; `random`, one fresh seed; N[,M...], those."""
-    wanted = os.environ.get("SANDLOCK_FUZZ_SEED", "").strip()
-    if not wanted:
-        return SEEDS
-    if wanted == "random":
-        return (random.SystemRandom().randrange(1 << 32),)
-    try:
-        return tuple(int(x) for x in wanted.split(","))
-    except ValueError:
-        raise pytest.UsageError(f"SANDLOCK_FUZZ_SEED={wanted!r}: 'random' or seeds N[,M...]") from None
-
-
-@pytest.mark.parametrize("seed", _seeds())
+@pytest.mark.parametrize("seed", fuzz_seeds(SEEDS))
 def test_random_arguments_in_a_debian_root_get_an_errno_and_reach_nothing_outside(who, deb_root: Path, scratch: Path,
                                                                                   seed: int) -> None:
     print(f"fuzz seed {seed} ({who.name}); replay with SANDLOCK_FUZZ_SEED={seed}")

@@ -1,0 +1,93 @@
+"""The matchers written by hand where sandlock's start path used `re` (README "Start-up":
+`re` imports `enum`, a few milliseconds of every CLI start) give what the patterns gave.
+
+Each is compared with its former pattern on the inputs that decide it (fixed ones and
+strings drawn from a small alphabet of its own tokens: seeded, SANDLOCK_FUZZ_SEED as for
+the other fuzz tests): /proc's magic links (which may be opened with magic links
+allowed), the pid of a /proc path (a member's or ENOENT), hostname labels and
+IP-like targets of the network policy, the names of sandlock's bases, mountinfo's escapes.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from conftest import fuzz_seeds
+from sandlock import _landlock, _netpolicy, _resolve, _scratch
+
+MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
+PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
+LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+IP_LIKE = re.compile(r"[0-9.]+(/\d*)?")
+BASE_NAME = re.compile(r"\.sandlock-[0-9]+(-.*)?\Z", re.S)
+OCTAL = re.compile(rb"\\([0-7]{3})")
+
+PROC_TOKENS = [b"/proc/", b"/proc", b"/", b"1", b"42", b"0", b"task/", b"task", b"fd/", b"fd", b"cwd", b"exe",
+               b"root", b"ns/", b"net", b"mnt", b"_", b"\n", b"x", b"self", b"-", b"A", b"\xff", b"\xd9\xa3"]
+FIXED_PROC = [b"/proc/1/cwd", b"/proc/1/cwd/", b"/proc/1/cwd/x", b"/proc/1/cwd\n", b"/proc/1/cwd\n\n",
+              b"/proc/1/cwdx", b"/proc/12/task/13/fd/4", b"/proc/12/task/13/fd/4/", b"/proc/12/task/fd/4",
+              b"/proc/12/task/13/status", b"/proc/12/fd/", b"/proc/12/fd/3x", b"/proc/12/ns/net", b"/proc/12/ns/",
+              b"/proc/12/ns/NET", b"/proc/12/root/etc/passwd", b"/proc/self/cwd", b"/proc//cwd", b"/proc/12",
+              b"/proc/12\n", b"/proc/12/", b"/proc/12/a\nb", b"/proc/12/a\n", b"/proc/", b"/proc", b"",
+              b"/proc/\xd9\xa3/cwd", b"/proc/007/exe", b"/proc/1/exe\n/", b"/proc/1/task/2/task/3/cwd"]
+
+
+def _strings(rng: random.Random, tokens, count: int, longest: int):
+    for _ in range(count):
+        yield tokens[0][:0].join(rng.choice(tokens) for _ in range(rng.randrange(longest + 1)))
+
+
+def _magic_by_pattern(path: bytes):
+    found = MAGIC.match(path)
+    return (int(found.group(1)), found.end()) if found else None
+
+
+def _pid_by_pattern(name: bytes):
+    found = PROC_PID.match(name)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds((1, 2)))
+def test_the_proc_matchers_give_what_the_patterns_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    parts = [[b"/proc/"], [b"1", b"42", b"", b"x"], [b"/"], [b"", b"task/7/", b"task/", b"task/7"],
+             [b"fd/3", b"fd/", b"cwd", b"exe", b"root", b"ns/net", b"ns/", b"status"], [b"", b"/", b"\n", b"/x"]]
+    shaped = [b"".join(rng.choice(part) for part in parts) + b"".join(_strings(rng, PROC_TOKENS, 1, 2))
+              for _ in range(30000)]
+    paths = FIXED_PROC + shaped + [b"/proc/" + p for p in _strings(rng, PROC_TOKENS, 40000, 8)] + \
+        list(_strings(rng, PROC_TOKENS, 10000, 6))
+    matched = 0
+    for path in paths:
+        assert _resolve._magic(path) == _magic_by_pattern(path), path
+        assert _resolve._proc_pid(path) == _pid_by_pattern(path), path
+        matched += _magic_by_pattern(path) is not None
+    assert matched > 500  # the drawn paths reach the matching side too, not only the refusals
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds((1, 2)))
+def test_the_network_policy_s_matchers_give_what_the_patterns_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    tokens = ["a", "z", "0", "9", "_", "-", ".", "/", ":", "A", "\u0663", "x" * 30, "\n", " "]
+    fixed = ["", "-", "a", "a-", "-a", "a-b", "x" * 63, "x" * 64, "1.2.3.4", "1.2.3.4/24", "1.2.3.4/", "::1",
+             "10.0.0.0/\u0663", "example.com", "..", ".", "1.2.3.4\n"]
+    for text in fixed + list(_strings(rng, tokens, 60000, 6)):
+        assert _netpolicy._label(text) == bool(LABEL.match(text)), text
+        want = bool(IP_LIKE.fullmatch(text)) or ":" in text or "/" in text
+        assert _netpolicy._is_ip_like(text) == want, text
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds((1, 2)))
+def test_the_names_of_bases_and_mountinfo_s_escapes_give_what_the_patterns_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    tokens = [".sandlock-", ".sandlock", "-", "0", "9", "a", "\n", "\u0663", "."]
+    for name in [".sandlock-0", ".sandlock-", ".sandlock-0-", ".sandlock-0-x\ny", ".sandlock-\u0663"] + \
+            list(_strings(rng, tokens, 40000, 5)):
+        assert _scratch._base_name(name) == bool(BASE_NAME.match(name)), name
+    tokens_b = [b"\\", b"0", b"1", b"7", b"8", b"4", b"a", b"/", b" ", b"\\040"]
+    for field in [rb"/mnt/a\040b\011c\012d\134e", b"\\", b"\\\\134", b"\\0", b"\\777"] + \
+            list(_strings(rng, tokens_b, 40000, 8)):
+        want = OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
+        assert _landlock._unescape(field) == want, field
