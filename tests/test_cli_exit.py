@@ -49,3 +49,14 @@ def test_a_thread_of_the_program_still_running_is_waited_for(who) -> None:  # ty
             "threading.Thread(target=lambda: (time.sleep(0.5), os.write(1, b'thread\\n'))).start()\n")
     status, out, err = ending(who, code)
     assert (status, out) == (3, "thread\n") and "teardown" in err, err
+
+
+def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: ignore[no-untyped-def]
+    """README "Start-up": re and enum (which signal, socket and re import) cost some 5 ms
+    of a CLI start; the options a plain run takes need neither (before: both, every run)."""
+    r = who.python("import sys\n"
+                   "before = set(sys.modules)\n"
+                   "import sandlock\n"
+                   "code = sandlock.main(['-r', '/usr', '-w', '/tmp', '-t', '30', '--', '/bin/sh', '-c', 'exit 3'])\n"
+                   "print(code, sorted({'re', 'enum', 'typing', 'signal', 'socket'} & (set(sys.modules) - before)))\n")
+    assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
