@@ -287,20 +287,60 @@ def _check_scratch(raws: Sequence[Raw]) -> None:
             valid = every
 
 
+# The instructions assemble takes the short way for (README "Start-up": a filter is
+# assembled on every CLI start): no jump, and no rule on k but its range (_check_operand)
+_PLAIN = frozenset(code for code in _OPCODES if code & 0x07 != BPF_JMP) - {
+    BPF_LD | BPF_W | BPF_ABS, *_SCRATCH_CODES, BPF_ALU | BPF_DIV | BPF_K, BPF_ALU | BPF_LSH | BPF_K,
+    BPF_ALU | BPF_RSH | BPF_K}
+_COND = frozenset(code for code in _OPCODES if _is_cond_jump(code))
+_LD_ABS = BPF_LD | BPF_W | BPF_ABS
+_JA = BPF_JMP | BPF_JA
+
+
 def assemble(program: Program) -> bytes:
-    """Resolve labels and pack the program as struct sock_filter[]; BpfError if the kernel would refuse it."""
+    """Resolve labels and pack the program as struct sock_filter[]; BpfError if the kernel would refuse it.
+
+    An instruction that passes every check on the short way (the common ones: a plain
+    instruction, a load from seccomp_data, a jump to a label ahead) is resolved there; any
+    other goes through _resolve, then _check_operand, in that order over the program, so a
+    program with faults is refused for the one it always was."""
     insns, positions = _layout(program)
     if not insns:
         raise BpfError("empty program")
-    if len(insns) > BPF_MAXINSNS:
-        raise BpfError(f"{len(insns)} instructions, more than BPF_MAXINSNS={BPF_MAXINSNS}")
-    raws = [_resolve(index, insn, positions, len(insns)) for index, insn in enumerate(insns)]
-    for index, (code, _, _, k) in enumerate(raws):
-        _check_operand(index, code, k)
+    count = len(insns)
+    if count > BPF_MAXINSNS:
+        raise BpfError(f"{count} instructions, more than BPF_MAXINSNS={BPF_MAXINSNS}")
+    raws: List[Raw] = []
+    slow: List[int] = []   # the indexes _resolve took: _check_operand checks them next
+    for index, insn in enumerate(insns):
+        code, jt, jf, k = insn
+        if type(k) is int and 0 <= k <= _U32:
+            if code in _COND:
+                t = 0 if jt is None else positions.get(jt, -1) - index - 1 if type(jt) is str else \
+                    jt if type(jt) is int else -1
+                f = 0 if jf is None else positions.get(jf, -1) - index - 1 if type(jf) is str else \
+                    jf if type(jf) is int else -1
+                if 0 <= t <= 255 and 0 <= f <= 255 and index + 1 + max(t, f) < count:
+                    raws.append((code, t, f, k))
+                    continue
+            elif jt is None and jf is None and (code in _PLAIN or code == _LD_ABS and not k % 4
+                                                and k < SECCOMP_DATA_SIZE):
+                raws.append((code, 0, 0, k))
+                continue
+        elif code == _JA and type(k) is str and jt is None and jf is None:
+            offset = positions.get(k, -1) - index - 1
+            if 0 <= offset and index + 1 + offset < count:
+                raws.append((code, 0, 0, offset))
+                continue
+        raws.append(_resolve(index, insn, positions, count))
+        slow.append(index)
+    for index in slow:
+        _check_operand(index, raws[index][0], raws[index][3])
     if raws[-1][0] & 0x07 != BPF_RET:
         raise BpfError(f"instruction {len(raws) - 1}: the last instruction is not a ret")
-    _check_scratch(raws)
-    return b"".join(_SOCK_FILTER.pack(*raw) for raw in raws)
+    if any(raws[index][0] in _SCRATCH_CODES for index in slow):  # no scratch word read: nothing to check
+        _check_scratch(raws)
+    return struct.pack("<" + "HBBI" * count, *[field for raw in raws for field in raw])
 
 
 # --- disassembly ----------------------------------------------------------------------------

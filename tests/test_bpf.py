@@ -437,3 +437,60 @@ def test_the_interpreter_refuses_opcodes_seccomp_does_not_run() -> None:
 ])
 def test_action_decodes_return_values(value: int, decoded: tuple) -> None:
     assert action(value) == decoded
+
+
+def _reference_assembly(items: List[Item]) -> Union[bytes, str]:
+    """What assemble gave before its short way: every instruction through _resolve, then
+    _check_operand, the last ret, the scratch words; the bytes or the refusal's message."""
+    try:
+        insns, positions = B._layout(items)
+        if not insns:
+            raise B.BpfError("empty program")
+        if len(insns) > B.BPF_MAXINSNS:
+            raise B.BpfError(f"{len(insns)} instructions, more than BPF_MAXINSNS={B.BPF_MAXINSNS}")
+        raws = [B._resolve(index, insn, positions, len(insns)) for index, insn in enumerate(insns)]
+        for index, (code, _, _, k) in enumerate(raws):
+            B._check_operand(index, code, k)
+        if raws[-1][0] & 0x07 != B.BPF_RET:
+            raise B.BpfError(f"instruction {len(raws) - 1}: the last instruction is not a ret")
+        B._check_scratch(raws)
+        return b"".join(B._SOCK_FILTER.pack(*raw) for raw in raws)
+    except B.BpfError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_short_way_of_assemble_gives_what_every_instruction_through_the_checks_gives(seed: int) -> None:
+    """assemble resolves the common instructions inline (README "Start-up"): on random
+    programs, valid and not (labels missing, behind or far, k out of range or unaligned,
+    jt/jf where no jump is, scratch words, bools as offsets), the same bytes or message."""
+    import random
+    rng = random.Random(seed)
+    labels = [f"l{i}" for i in range(6)]
+    target = lambda: rng.choice([None, None, 0, 1, 3, 300, True, -1, "nowhere"] + labels)  # noqa: E731
+    k = lambda: rng.choice([0, 4, 5, 16, 24, 60, 64, 0xFFFFFFFF, 1 << 32, -1, 31, 32, 39])  # noqa: E731
+    makers = [lambda: B.ld_abs(k()), lambda: B.jeq(k(), target(), target()), lambda: B.jge(k(), target(), target()),
+              lambda: B.jset(k(), target(), target()), lambda: B.ja(rng.choice(labels + [1, 0, "nowhere", -2])),
+              lambda: B.ret(k()), lambda: B.alu(rng.choice([B.BPF_DIV, B.BPF_LSH, B.BPF_AND, B.BPF_ADD]), k()),
+              lambda: B.st(rng.choice([0, 3, 16])), lambda: B.ld_mem(rng.choice([0, 3, 16])), B.tax, B.ret_a,
+              lambda: B.Insn(B.BPF_RET | B.BPF_K, rng.choice([None, 0, 1]), None, 0),
+              lambda: B.Insn(B.BPF_JMP | B.BPF_JEQ | B.BPF_K, "l1", None, "l2"),
+              lambda: B.Insn(0x07 | 0x50, None, None, 0)]
+    outcomes = set()
+    for _ in range(3000):
+        items: List[Item] = []
+        for _ in range(rng.randrange(1, 14)):
+            if rng.random() < 0.25:
+                items.append(B.label(rng.choice(labels)))
+            else:
+                items.append(rng.choice(makers)())
+        if rng.random() < 0.7:
+            items.append(B.ret(B.SECCOMP_RET_ALLOW))
+        want = _reference_assembly(items)
+        try:
+            got: Union[bytes, str] = B.assemble(items)
+        except B.BpfError as exc:
+            got = str(exc)
+        assert got == want, items
+        outcomes.add(type(want))
+    assert outcomes == {bytes, str}  # both sides drawn
