@@ -79,7 +79,9 @@ class closed_after(closed_on_error):
 
 # --- raw calls -----------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+_UNWINDER: List[object] = []
+
+
 def load_unwinder() -> None:
     """Load libgcc_s now, while the supervisor may still read the system's libraries.
 
@@ -88,12 +90,14 @@ def load_unwinder() -> None:
     shutdown, e.g. a worker released at the end of the run); once the thread
     is confined by Landlock that dlopen fails and glibc aborts the process
     ("libgcc_s.so.1 must be installed for pthread_exit to work").  Loaded
-    once, the later dlopen finds it in memory.  Absent (a static build): nothing.
+    once and kept, the later dlopen finds it in memory.  Absent (a static
+    build, musl's own unwinding): nothing to preload.
     """
-    try:
-        ctypes.CDLL("libgcc_s.so.1")
-    except OSError:
-        pass
+    if not _UNWINDER:
+        try:
+            _UNWINDER.append(ctypes.CDLL("libgcc_s.so.1"))
+        except OSError:
+            _UNWINDER.append(None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -196,19 +200,8 @@ def landlock_restrict_self(ruleset_fd: int, flags: int = 0) -> None:
     libgcc_s.so.1 then, which a confined thread may not be able to read
     (`libgcc_s.so.1 must be installed for pthread_exit to work`, abort).
     """
-    _load_unwinder()
+    load_unwinder()
     _call("landlock_restrict_self", ruleset_fd, ctypes.c_uint32(flags))
-
-
-_UNWINDER: List[object] = []
-
-
-def _load_unwinder() -> None:
-    if not _UNWINDER:
-        try:
-            _UNWINDER.append(ctypes.CDLL("libgcc_s.so.1"))  # kept loaded: glibc's dlopen then finds it
-        except OSError:
-            _UNWINDER.append(None)  # none here (musl has its own unwinding): nothing to preload
 
 
 # files -------------------------------------------------------------------------
