@@ -63,7 +63,12 @@ def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[st
 # Environment kept by --clean-env (docs/design.md "Environment").
 CLEAN_ENV_KEEP = ("PATH", "HOME", "USER", "TERM", "LANG")
 
-_SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$"
+# A size's unit letters and the i of KiB, in any case (and what re's IGNORECASE took too:
+# the Kelvin sign for k, dotted and dotless i): README "Start-up", _size_parts
+_UNIT_LETTERS = {"k": "k", "K": "k", "\u212a": "k", "m": "m", "M": "m", "g": "g", "G": "g", "t": "t", "T": "t"}
+_I_LETTERS = frozenset("iI\u0130\u0131")
+_DIGITS = "0123456789"
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_" + _DIGITS)  # of a syscall's name
 INT_MAX = (1 << 31) - 1  # processes and open files: far past what a kernel allows
 SIZE_MAX = (1 << 63) - 1  # what setrlimit(2) takes
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -177,6 +182,35 @@ class Policy:
         return self.replace(timeout=_positive_number("timeout", timeout, self.labels))
 
 
+def _size_parts(value: str) -> Optional[Tuple[str, str]]:
+    """(number, unit letter or "") of a size such as ' 1.5 GiB': a decimal number, spaces,
+    a unit, an optional i and b, spaces around.  What the pattern
+    ^\\s*(\\d+(?:\\.\\d+)?)\\s*([kmgt]?)(i?b)?\\s*$ matched ignoring case, by hand: without re,
+    whose import (and enum's) costs every CLI start that sets a size (README "Start-up";
+    tests/test_start_matchers_unit.py holds the two equal)."""
+    text = value.strip()
+    end = 0
+    while end < len(text) and text[end].isdecimal():
+        end += 1
+    if end == 0:
+        return None
+    if text[end:end + 1] == "." and text[end + 1:end + 2].isdecimal():
+        end += 2
+        while end < len(text) and text[end].isdecimal():
+            end += 1
+    number, rest = text[:end], text[end:].lstrip()
+    unit = _UNIT_LETTERS.get(rest[:1], "")
+    if unit:
+        rest = rest[1:]
+    if rest[:1] in _I_LETTERS:
+        rest = rest[1:]
+        if rest not in ("b", "B"):
+            return None
+    elif rest not in ("", "b", "B"):
+        return None
+    return number, unit
+
+
 def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
     """Parse a size: an int of bytes, or a string like '512M', '1.5G', '64MiB'."""
     if isinstance(value, bool):
@@ -189,11 +223,10 @@ def parse_size(name: str, value: object, labels: Mapping[str, str] = {}) -> int:
         return value
     if not isinstance(value, str):
         raise _err(name, labels, f"expected a size like 512M, got {type(value).__name__}")
-    import re
-    match = re.match(_SIZE_RE, value, re.IGNORECASE)
-    if not match:
+    parts = _size_parts(value)
+    if parts is None:
         raise _err(name, labels, f"invalid size {value!r} (use a number with an optional K, M, G or T suffix)")
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    size = int(float(parts[0]) * _SIZE_UNITS[parts[1]])
     if size <= 0:
         raise _err(name, labels, f"must be positive, got {value!r}")
     if size > SIZE_MAX:
@@ -528,10 +561,9 @@ def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...
 def _names(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise _err(name, labels, f"expected a list of syscall names, got {value!r}")
-    if value:
-        import re  # where names are given: a policy without them runs without re (README "Start-up")
     for item in value:
-        if not isinstance(item, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", item):
+        # [a-z_][a-z0-9_]*, without re (README "Start-up")
+        if not isinstance(item, str) or not item or item[0] in _DIGITS or not set(item) <= _NAME_CHARS:
             raise _err(name, labels, f"invalid syscall name {item!r}")
     if value:
         from . import _syscalls

@@ -57,6 +57,7 @@ def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: 
     r = who.python("import sys\n"
                    "before = set(sys.modules)\n"
                    "import sandlock\n"
-                   "code = sandlock.main(['-r', '/usr', '-w', '/tmp', '-t', '30', '--', '/bin/sh', '-c', 'exit 3'])\n"
+                   "code = sandlock.main(['-r', '/usr', '-w', '/tmp', '-t', '30', '-m', '512M',\n"
+                   "                      '--deny-syscall', 'mount', '--', '/bin/sh', '-c', 'exit 3'])\n"
                    "print(code, sorted({'re', 'enum', 'typing', 'signal', 'socket'} & (set(sys.modules) - before)))\n")
     assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]

@@ -5,7 +5,8 @@ Each is compared with its former pattern on the inputs that decide it (fixed one
 strings drawn from a small alphabet of its own tokens: seeded, SANDLOCK_FUZZ_SEED as for
 the other fuzz tests): /proc's magic links (which may be opened with magic links
 allowed), the pid of a /proc path (a member's or ENOENT), hostname labels and
-IP-like targets of the network policy, the names of sandlock's bases, mountinfo's escapes.
+IP-like targets of the network policy, the names of sandlock's bases, mountinfo's escapes,
+sizes (-m 512M) and syscall names of a policy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import pytest
 
 from conftest import fuzz_seeds
-from sandlock import _landlock, _netpolicy, _resolve, _scratch
+from sandlock import _landlock, _netpolicy, _policy, _resolve, _scratch
 
 MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
 PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
@@ -24,6 +25,8 @@ LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 IP_LIKE = re.compile(r"[0-9.]+(/\d*)?")
 BASE_NAME = re.compile(r"\.sandlock-[0-9]+(-.*)?\Z", re.S)
 OCTAL = re.compile(rb"\\([0-7]{3})")
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 PROC_TOKENS = [b"/proc/", b"/proc", b"/", b"1", b"42", b"0", b"task/", b"task", b"fd/", b"fd", b"cwd", b"exe",
                b"root", b"ns/", b"net", b"mnt", b"_", b"\n", b"x", b"self", b"-", b"A", b"\xff", b"\xd9\xa3"]
@@ -91,3 +94,29 @@ def test_the_names_of_bases_and_mountinfo_s_escapes_give_what_the_patterns_gave(
             list(_strings(rng, tokens_b, 40000, 8)):
         want = OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
         assert _landlock._unescape(field) == want, field
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds((1, 2)))
+def test_sizes_and_syscall_names_of_a_policy_give_what_the_patterns_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    tokens = ["1", "0", "64", ".", "5", " ", "\t", "\n", "\u00a0", "\u0663", "k", "K", "m", "G", "t", "T", "x",
+              "i", "I", "\u0130", "\u0131", "\u212a", "b", "B", "-", "e"]
+    fixed = ["512M", "1.5G", "64MiB", " 64 kib ", "1.", ".5", "1.5.5", "1 k b", "1ib", "1ki", "1 b", "\u0663K",
+             "1\u212a", "2\u0131B", "1e3", "", " ", "1\n", "1 \n"]
+    for text in fixed + list(_strings(rng, tokens, 80000, 7)):
+        found = SIZE.match(text)
+        want = (found.group(1), found.group(2).lower()) if found else None
+        assert _policy._size_parts(text) == want, text
+        if found:  # what parse_size makes of it, or its refusal, as before
+            size = int(float(found.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[want[1]])
+            if 0 < size <= _policy.SIZE_MAX:
+                assert _policy.parse_size("max_memory", text) == size, text
+    names = ["a", "_", "9", "z", "_a9", "A", "-", "\u0663", "read", "x" * 3]
+    for text in ["", "9a", "a9", "_", "mount", "Mount", "a-b"] + list(_strings(rng, names, 20000, 4)):
+        want_ok = bool(SYSCALL_NAME.fullmatch(text))
+        try:
+            _policy.make_policy(extra_deny_syscalls=[text])
+            ok = True
+        except _policy.PolicyError as exc:
+            ok = "unknown syscall name" in str(exc)  # a name of the right shape the kernel lacks
+        assert ok == want_ok, text
