@@ -49,16 +49,12 @@ def main() -> None:
     cli(args.runs)
 
 
-# The console script pip writes for `sandlock = sandlock:cli` (pyproject.toml, the wheel's
-# entry_points.txt: tests/test_packaging.py).
-ENTRY_POINT = """# -*- coding: utf-8 -*-
-import re
-import sys
-from sandlock import cli
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(cli())
-"""
+def installed_script() -> str:
+    """The `sandlock` script the wheel ships for `sandlock = sandlock:cli` (pyproject.toml;
+    build_backend/sandlock_build.py's _SCRIPT, tests/test_packaging.py), as pip installs it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build_backend"))
+    import sandlock_build
+    return sandlock_build._SCRIPT.format(module="sandlock", function="cli").replace("#!python", "#!" + PYTHON, 1)
 
 
 def cli(runs: int) -> None:
@@ -70,7 +66,7 @@ def cli(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "sandlock")
         with open(script, "w") as f:
-            f.write(ENTRY_POINT)
+            f.write(installed_script())
         cases = (("import sandlock", [PYTHON, "-c", "import sandlock"], 8.0),
                  ("python -m sandlock -- /bin/true", [PYTHON, "-m", "sandlock", "--", "/bin/true"], 20.0),
                  ("installed sandlock -- /bin/true", [PYTHON, script, "--", "/bin/true"], 20.0))
