@@ -494,3 +494,24 @@ def test_the_short_way_of_assemble_gives_what_every_instruction_through_the_chec
         assert got == want, items
         outcomes.add(type(want))
     assert outcomes == {bytes, str}  # both sides drawn
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_sandlock_s_own_filters_assemble_as_every_instruction_through_the_checks(arch: str, monkeypatch) -> None:
+    """The programs _filter builds for several policies and ABIs: the short way's bytes are
+    the checked path's bytes."""
+    from sandlock import _filter, _netpolicy, _policy, _table
+    programs: List[List[Item]] = []
+    real = B.assemble
+    monkeypatch.setattr(B, "assemble", lambda items: programs.append(list(items)) or real(items))
+    for kwargs in ({}, {"net_allow": ["127.0.0.1:80"]}, {"random_seed": 3}, {"max_processes": 5},
+                   {"extra_deny_syscalls": ["mount", "uname"]}, {"net_allow_bind": ["8080"]}):
+        policy = _policy.make_policy(**kwargs)
+        for abi in (1, 4, 6, 7):
+            rules = _filter.rules_for(arch, _table.traps_for(policy, abi, arch), policy.extra_deny_syscalls,
+                                      _table.extra_denials(abi),
+                                      _table.argument_rules(policy, _netpolicy.NetRules.from_policy(policy)))
+            _filter.build(arch, rules)
+    assert len(programs) == 24
+    for items in programs:
+        assert real(items) == _reference_assembly(items)
