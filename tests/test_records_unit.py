@@ -14,7 +14,7 @@ import pytest
 from sandlock._records import NamedTuple
 
 
-class Ours(NamedTuple):
+BODY = '''
     """A record of ours."""
     code: int
     name: str
@@ -25,19 +25,10 @@ class Ours(NamedTuple):
         return self.code * 2
 
     LIMIT = 3
-
-
-class Theirs(typing.NamedTuple):
-    """A record of ours."""
-    code: int
-    name: str
-    more: object = None
-    last: int = 7
-
-    def double(self) -> int:
-        return self.code * 2
-
-    LIMIT = 3
+'''
+_made: dict = {"NamedTuple": NamedTuple, "typing": typing, "__name__": __name__}
+exec("class Ours(NamedTuple):" + BODY + "\nclass Theirs(typing.NamedTuple):" + BODY, _made)
+Ours, Theirs = _made["Ours"], _made["Theirs"]  # one class body, each NamedTuple's class of it
 
 
 class Wide(NamedTuple):  # past the precompiled __new__ (20 fields): one compiled when first needed
