@@ -52,7 +52,6 @@ from . import _syscalls
 from ._errors import os_error
 
 
-
 def ignore_fork_warning(module: str) -> None:
     """Ignore Python 3.12's warning about fork() in a multi-threaded process where the
     module named by the pattern `module` forks (a child that runs only prepared os.*

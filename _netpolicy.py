@@ -201,7 +201,7 @@ def _target(label: str, spec: str, rest: str) -> Tuple[str, Optional[str]]:
 
 def _is_ip_like(target: str) -> bool:
     """Digits and dots, or anything with ':' or '/' (what [0-9.]+(/\\d*)? with those gave:
-    without re, README "Start-up"; tests/test_netpolicy_unit.py)."""
+    without re, README "Start-up"; tests/test_start_matchers_unit.py)."""
     return ":" in target or "/" in target or (target != "" and all(c in "0123456789." for c in target))
 
 

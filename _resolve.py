@@ -65,7 +65,7 @@ def _magic(path: bytes) -> Optional[Tuple[int, int]]:
     exe, root or ns/NAME, followed by '/' (end after it) or nothing (a final newline may
     follow, as re's $ allows): what the pattern ^/proc/(\\d+)/(?:task/\\d+/)?(?:fd/\\d+|cwd|
     exe|root|ns/[a-z_]+)(?:/|$) matched, its group and end (without re, README "Start-up";
-    tests/test_resolve_unit.py holds the two equal)."""
+    tests/test_start_matchers_unit.py holds the two equal)."""
     if not path.startswith(b"/proc/"):
         return None
     at = _span(path, 6, _DIGITS)
@@ -98,7 +98,7 @@ def _magic(path: bytes) -> Optional[Tuple[int, int]]:
 
 def _proc_pid(name: bytes) -> Optional[int]:
     """PID when name is /proc/PID or a path under it, without a newline but a final one: what
-    ^/proc/(\\d+)(/.*)?$ matched (without re, README "Start-up"; tests/test_resolve_unit.py)."""
+    ^/proc/(\\d+)(/.*)?$ matched (without re, README "Start-up"; tests/test_start_matchers_unit.py)."""
     if not name.startswith(b"/proc/"):
         return None
     at = _span(name, 6, _DIGITS)
