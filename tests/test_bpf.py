@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 
 from sandlock import _bpf as B  # noqa: E402
 from bpfinterp import BpfRunError, action, run  # noqa: E402
+from conftest import fuzz_seeds  # noqa: E402
 
 X86_64 = 0xC000003E
 AARCH64 = 0xC00000B7
@@ -459,7 +460,7 @@ def _reference_assembly(items: List[Item]) -> Union[bytes, str]:
         return str(exc)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", fuzz_seeds(range(4)))  # fixed seeds; SANDLOCK_FUZZ_SEED draws others
 def test_the_short_way_of_assemble_gives_what_every_instruction_through_the_checks_gives(seed: int) -> None:
     """assemble resolves the common instructions inline (README "Start-up"): on random
     programs, valid and not (labels missing, behind or far, k out of range or unaligned,
