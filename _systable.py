@@ -172,10 +172,15 @@ def machine() -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
 def table(arch: Optional[str] = None) -> Dict[str, int]:
-    """Syscall name -> number for `arch` (default: this machine)."""
-    arch = arch or machine()
+    """Syscall name -> number for `arch` (default: this machine); one dict per
+    architecture, shared: read only."""
+    return _table(arch or machine())
+
+
+@functools.lru_cache(maxsize=None)
+def _table(arch: str) -> Dict[str, int]:
+    # keyed by the architecture's name: table() and table(machine()) parse once
     text = {"x86_64": _X86_64_TABLE, "aarch64": _AARCH64_TABLE}.get(arch)
     if text is None:
         raise os_error(errno.ENOSYS, f"unsupported architecture {arch!r}")
@@ -188,10 +193,14 @@ def any_arch_names() -> FrozenSet[str]:
     return frozenset(_parse_table(_X86_64_TABLE)) | frozenset(_parse_table(_AARCH64_TABLE))
 
 
-@functools.lru_cache(maxsize=None)
 def names(arch: Optional[str] = None) -> Dict[int, str]:
     """Syscall number -> name for `arch` (default: this machine); one dict, shared: read only."""
-    return {nr: name for name, nr in table(arch).items()}
+    return _names(arch or machine())
+
+
+@functools.lru_cache(maxsize=None)
+def _names(arch: str) -> Dict[int, str]:
+    return {nr: name for name, nr in _table(arch).items()}
 
 
 def nr(name: str) -> int:

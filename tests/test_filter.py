@@ -43,6 +43,15 @@ def test_every_syscall_of_both_tables_is_classified():
             _filter.classify(name)  # raises for an unclassified name
 
 
+def test_this_machine_s_table_is_one_dict_by_default_and_by_name():
+    """table() and table(machine()) (and names()) are one parse, shared: the start path
+    asks for both."""
+    arch = _syscalls.machine()
+    assert _syscalls.table() is _syscalls.table(arch)
+    assert _syscalls.names() is _syscalls.names(arch)
+    assert _syscalls.names(arch)[_syscalls.table(arch)["openat"]] == "openat"
+
+
 def test_no_syscall_is_in_two_classes():
     classes = [_filter.DENY, _filter.ENOSYS, _filter.ALLOW, set(_filter.ARGUMENT_RULES)]
     for i, a in enumerate(classes):
