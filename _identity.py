@@ -230,10 +230,14 @@ class Machine:
     machine booted at `start`: the btime of /proc/stat is that moment and the start times
     of /proc/PID/stat count from it (`shift`), so ps and psutil still add up.
 
-    sample() -> (CPU seconds used, runnable threads, threads, highest pid)."""
+    cpu_used() -> CPU seconds used; threads() -> (runnable threads, threads, highest pid):
+    two walks of the sandbox's /proc, each made only by what needs it (sysinfo and
+    /proc/loadavg the threads, /proc/uptime the CPU time)."""
 
-    def __init__(self, sample: Callable[[], Tuple[float, int, int, int]], cpus: int) -> None:
-        self.sample = sample
+    def __init__(self, cpu_used: Callable[[], float], threads: Callable[[], Tuple[int, int, int]],
+                 cpus: int) -> None:
+        self.cpu_used = cpu_used
+        self.threads = threads
         self.cpus = cpus
         self.start = boottime()
         self._when: Optional[float] = None  # the last read (None: the start)
@@ -248,7 +252,7 @@ class Machine:
     def uptime(self) -> Tuple[float, float]:
         """(seconds since the start, idle CPU-seconds of its CPUs)."""
         up = boottime() - self.start
-        return up, max(0.0, up * self.cpus - self.sample()[0])
+        return up, max(0.0, up * self.cpus - self.cpu_used())
 
     def loadavg(self, max_age: float = 0.0) -> Tuple[Tuple[float, float, float], int, int, int]:
         """((1, 5, 15-minute loads), runnable threads, threads, highest pid); the last
@@ -256,7 +260,7 @@ class Machine:
         with self._lock:
             if self._last is not None and self._when is not None and boottime() - self._when <= max_age:
                 return self._loads, self._last[0], self._last[1], self._last[2]
-        _, running, threads, last = self.sample()
+        running, threads, last = self.threads()
         with self._lock:
             now = boottime()
             gone = now - (self.start if self._when is None else self._when)

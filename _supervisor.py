@@ -521,11 +521,13 @@ class RunContext:
     def processes(self) -> List[int]:
         return self.members.processes() if self.members is not None else []
 
-    def _machine_sample(self) -> Tuple[float, int, int, int]:
-        """(CPU seconds, runnable threads, threads, highest pid) of the sandbox (_identity.Machine)."""
-        if self.members is None:
-            return 0.0, 0, 0, 0
-        return (cpu_seconds(self.members),) + thread_states(self.members)
+    def _cpu_used(self) -> float:
+        """CPU seconds the sandbox has used (_identity.Machine)."""
+        return cpu_seconds(self.members) if self.members is not None else 0.0
+
+    def _thread_states(self) -> Tuple[int, int, int]:
+        """(runnable threads, threads, highest pid) of the sandbox (_identity.Machine)."""
+        return thread_states(self.members) if self.members is not None else (0, 0, 0)
 
     def is_member(self, pid: int) -> bool:
         return self.members is not None and self.members.contains(pid)
@@ -553,7 +555,7 @@ class RunContext:
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:
             resolver.cpu_view = (base, policy.num_cpus)
-        resolver.machine = _identity.Machine(self._machine_sample, policy.num_cpus or len(base))
+        resolver.machine = _identity.Machine(self._cpu_used, self._thread_states, policy.num_cpus or len(base))
         if policy.hostname is not None:  # README "Host name"
             resolver.hostname = _identity.contents(policy.hostname)
             top = getattr(resolver, "root_fd", resolver.root)

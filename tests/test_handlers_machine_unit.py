@@ -11,6 +11,7 @@ import math
 import os
 import struct
 import sys
+from typing import List
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_view_numbers_map_onto_the_base_cpus_round_robin() -> None:
 @pytest.mark.rows("sysinfo")
 def test_sysinfo_under_max_memory_has_the_sandbox_s_uptime_loads_and_threads(fake) -> None:
     ctx = fake(max_memory=256 << 20)
-    machine = _identity.Machine(lambda: (0.0, 2, 7, 4242), 2)
+    machine = _identity.Machine(lambda: 0.0, lambda: (2, 7, 4242), 2)
     machine.start -= 30.0
     ctx.resolver.machine = machine
     buf = ctx.mem.buffer(112)
@@ -151,7 +152,7 @@ def test_sysinfo_under_max_memory_has_the_sandbox_s_uptime_loads_and_threads(fak
 def test_load_averages_decay_as_the_kernel_s_towards_the_runnable_count(monkeypatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(_identity, "boottime", lambda: clock[0])
-    machine = _identity.Machine(lambda: (1.5, 1, 3, 99), 2)
+    machine = _identity.Machine(lambda: 1.5, lambda: (1, 3, 99), 2)
     clock[0] += 60.0
     loads, running, threads, last = machine.loadavg()
     assert (running, threads, last) == (1, 3, 99)
@@ -162,7 +163,7 @@ def test_load_averages_decay_as_the_kernel_s_towards_the_runnable_count(monkeypa
 @pytest.mark.rows("sysinfo")
 def test_sysinfo_without_max_memory_has_the_sandbox_s_uptime_and_the_kernel_s_memory(fake) -> None:
     ctx = fake()
-    ctx.resolver.machine = _identity.Machine(lambda: (0.0, 0, 1, 4242), 2)
+    ctx.resolver.machine = _identity.Machine(lambda: 0.0, lambda: (0, 1, 4242), 2)
     buf = ctx.mem.buffer(112)
     assert drive(ctx, "sysinfo", buf) == Value(0)
     got = _sysinfo(ctx.mem.read(buf, 112))
@@ -175,10 +176,23 @@ def test_sysinfo_may_reuse_a_load_count_a_second_old_and_the_files_never(monkeyp
     clock = [1000.0]
     monkeypatch.setattr(_identity, "boottime", lambda: clock[0])
     samples = []
-    machine = _identity.Machine(lambda: samples.append(1) or (0.0, len(samples), 1, 1), 1)
+    machine = _identity.Machine(lambda: 0.0, lambda: samples.append(1) or (len(samples), 1, 1), 1)
     assert machine.loadavg()[1] == 1
     clock[0] += 0.5
     assert machine.loadavg(_identity.SYSINFO_MAX_AGE)[1] == 1 and len(samples) == 1
     assert machine.loadavg()[1] == 2  # /proc/loadavg counts again
     clock[0] += 1.5
     assert machine.loadavg(_identity.SYSINFO_MAX_AGE)[1] == 3
+
+
+def test_each_reading_walks_only_the_proc_it_needs(monkeypatch) -> None:
+    """sysinfo and /proc/loadavg count threads, /proc/uptime the CPU time: neither pays
+    for the other's walk of every process's /proc (one walk each per reading)."""
+    walks: List[str] = []
+    machine = _identity.Machine(lambda: walks.append("cpu") or 2.0,
+                                lambda: walks.append("threads") or (1, 2, 3), 2)
+    machine.loadavg()
+    assert walks == ["threads"]
+    walks.clear()
+    machine.uptime()
+    assert walks == ["cpu"]
