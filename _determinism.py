@@ -345,10 +345,6 @@ def exec_hook(op):  # type: ignore[no-untyped-def]
     return hooked
 
 
-def enabled(policy: object) -> bool:
-    return getattr(policy, "random_seed", None) is not None or getattr(policy, "time_start", None) is not None
-
-
 # --- directory listings in a stable order (--deterministic-dirs) -----------------------
 
 DIRENT = struct.Struct("=QqHB")   # struct linux_dirent64: d_ino, d_off, d_reclen, d_type, then d_name

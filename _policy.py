@@ -51,6 +51,12 @@ def terminals() -> Tuple[str, ...]:
     return tuple(out)
 
 
+def deterministic(policy: object) -> bool:
+    """A seed or a start time (README "Deterministic runs"): the run needs _determinism's
+    streams and clocks, and the vDSO of its commands patched."""
+    return getattr(policy, "random_seed", None) is not None or getattr(policy, "time_start", None) is not None
+
+
 def device_paths(policy: "Policy", ttys: Tuple[str, ...] = ()) -> Tuple[Tuple[str, bool], ...]:
     """(device, writable) pairs every sandbox gets, minus denied ones."""
     out = []

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 else:
     import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
-from . import _determinism
 from . import _filter
 from . import _identity
 from . import _landlock
@@ -68,13 +67,14 @@ from ._errors import SetupError, exec_error, os_error, shown
 from ._notif import (AT_FDCWD, CONTINUE, Call, Context, Denial, Denials, Errno, Fd, Later, Receivers, Reply, Then,
                      Tracees, Value, Workers, block_signals, current_umask, decode, forget_exited, listener_ioctl,
                      proc_stat, proc_status, tgid_of, write_mem)
-from ._policy import PTYS, Policy, device_paths, terminals
+from ._policy import PTYS, Policy, deterministic, device_paths, terminals
 from ._procops import (CPU_PERIOD, CpuThrottle, InFlight, MeasureError, Members, cpu_seconds, memory_devices,
                        memory_used, thread_states)
 from ._resolve import Devices, FsRules, Resolver
 
 if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _cow
+    from . import _determinism
     from . import _dns
     from . import _fakeroot
     from . import _forkserver
@@ -257,7 +257,9 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False,
     if net_rules.any_network():
         from . import _dns  # noqa: F401  (DNS policing, _netops._check_dns)
         _netpolicy.warm()  # ipaddress, for the matching of addresses
-    if _determinism.enabled(policy):
+    if deterministic(policy) or policy.deterministic_dirs:
+        from . import _determinism  # noqa: F401  (ctx.open: its streams, clocks, listings)
+    if deterministic(policy):
         import hashlib  # noqa: F401  (_determinism's streams)
     if debug:
         import traceback  # noqa: F401  (handler failures, Notifier)
@@ -285,7 +287,7 @@ def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
 def writes_pages(policy: Policy, prepared: Prepared) -> bool:
     """Does a run write into read-only pages of its commands (MemoryWriter)?  In a root or
     a workdir (an exec's path in .rodata), and for the vDSO of README "Deterministic runs"."""
-    return prepared.root is not None or _determinism.enabled(policy)
+    return prepared.root is not None or deterministic(policy)
 
 
 def fake_owners(policy: Policy) -> Optional["_fakeroot.Owners"]:
@@ -561,11 +563,12 @@ class RunContext:
             top = getattr(resolver, "root_fd", resolver.root)
             resolver.hostname_path = _identity.hostname_path(getattr(resolver, "root_host", b"/"))
             resolver.hostname_file = _identity.hostname_file(top)
-        if _determinism.enabled(policy):  # README "Deterministic runs"
-            resolver.determinism = self.determinism = _determinism.Determinism(
-                policy.random_seed, policy.time_start, prepared.arch)
+        if deterministic(policy):  # README "Deterministic runs" (imported by preload)
+            from ._determinism import Determinism
+            resolver.determinism = self.determinism = Determinism(policy.random_seed, policy.time_start, prepared.arch)
         if policy.deterministic_dirs:
-            resolver.listings = _determinism.Listings()
+            from ._determinism import Listings
+            resolver.listings = Listings()
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
-from . import _determinism as D
 from . import _fsops as F
 from . import _identity as I
 from . import _netlink as NL
@@ -28,7 +27,7 @@ from . import _procops as P
 from . import _syscalls
 from ._filter import SOCKET_NETLINK_ROUTE, Rule, Test, Trap
 from ._notif import AT_SYMLINK_NOFOLLOW, Call, Context, Reply, compile_layout
-from ._policy import Policy
+from ._policy import Policy, deterministic
 from ._structs import CLONE_THREAD as P_CLONE_THREAD
 
 NOFOLLOW = {"flags": AT_SYMLINK_NOFOLLOW}
@@ -144,17 +143,41 @@ ROWS: Dict[str, Row] = {
     # the machine (README "Host name")
     "uname": _row(I.do_uname, ("ptr",)),
     "sysinfo": _row(I.do_sysinfo, ("ptr",)),
-    # deterministic runs (README "Deterministic runs")
-    "getrandom": _row(D.do_getrandom, ("ptr", "size", "flags")),
-    "clock_gettime": _row(D.do_clock_gettime, ("which", "ptr")),
-    "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
-    "time": _row(D.do_time, ("ptr",)),
-    "adjtimex": _row(D.do_adjtimex, ("ptr",), which=0),
-    "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
-    "set_tid_address": _row(D.do_set_tid_address, ()),
-    "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
     "sched_getaffinity": _row(I.do_sched_getaffinity, ("pid", "size", "ptr")),  # README "CPU"
 }
+
+# Deterministic runs (README "Deterministic runs"): these rows are built on first use (by
+# handlers_for, before anything is forked): _determinism is not imported by runs without
+# --random-seed, --time-start or --deterministic-dirs (CLI start-up).
+DETERMINISM_NAMES = "getrandom clock_gettime gettimeofday time adjtimex clock_adjtime set_tid_address getdents64".split()
+_DETERMINISM_ROWS: Dict[str, Row] = {}
+
+
+def determinism_rows() -> Dict[str, Row]:
+    if not _DETERMINISM_ROWS:
+        from . import _determinism as D
+        _DETERMINISM_ROWS.update({
+            "getrandom": _row(D.do_getrandom, ("ptr", "size", "flags")),
+            "clock_gettime": _row(D.do_clock_gettime, ("which", "ptr")),
+            "gettimeofday": _row(D.do_gettimeofday, ("ptr", "ptr2")),
+            "time": _row(D.do_time, ("ptr",)),
+            "adjtimex": _row(D.do_adjtimex, ("ptr",), which=0),
+            "clock_adjtime": _row(D.do_adjtimex, ("which", "ptr")),
+            "set_tid_address": _row(D.do_set_tid_address, ()),
+            "getdents64": _row(D.do_getdents64, ("fd", "ptr", "size")),
+        })
+        assert sorted(_DETERMINISM_ROWS) == sorted(DETERMINISM_NAMES)
+    return _DETERMINISM_ROWS
+
+
+def row(name: str, root: bool = False) -> Row:
+    """The row of a trapped name (an emulated root's where it has its own)."""
+    if root and name in ROOT_NAMES:
+        return root_rows()[name]
+    if name in DETERMINISM_NAMES:
+        return determinism_rows()[name]
+    return ROWS[name]
+
 
 # With an emulated root, every path syscall is trapped; these rows are added
 # and these handlers replace the ones above (docs/design.md "Coverage").  Built on first
@@ -283,15 +306,16 @@ def traps_for(policy: Policy, abi: int, arch: Optional[str] = None, counted: boo
     if getattr(policy, "random_seed", None) is not None:  # README "Deterministic runs"
         traps["getrandom"] = None
     if getattr(policy, "time_start", None) is not None:
+        from ._determinism import REALTIME_CLOCKS
         # the wall clocks only (the low word, as the kernel reads a clockid_t)
-        traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in D.REALTIME_CLOCKS]
+        traps["clock_gettime"] = [Test(0, "eq", clock, "notify") for clock in REALTIME_CLOCKS]
         traps["gettimeofday"] = None
         traps["time"] = None
         traps["adjtimex"] = None  # its struct timex holds the time too
         traps["clock_adjtime"] = [Test(0, "eq", 0, "notify")]
     if getattr(policy, "deterministic_dirs", False):
         traps["getdents64"] = None
-    if D.enabled(policy):  # the first trapped call of every image fixes it (D.fix_image)
+    if deterministic(policy):  # the first trapped call of every image fixes it (_determinism.fix_image)
         traps["set_tid_address"] = None
     if getattr(policy, "fake_root", False):  # README "Fake root"
         from . import _fakeroot
@@ -355,11 +379,12 @@ def handlers_for(traps: Dict[str, Trap], arch: Optional[str] = None, root: bool 
         from . import _fakeroot
         fake_rows = {name: Row(op, layout, fixed) for name, (op, layout, fixed) in _fakeroot.rows().items()}
     for name in traps:
-        row = fake_rows.get(name) or (root_rows()[name] if root and name in ROOT_NAMES else ROWS[name])
-        op = row.op
+        found = fake_rows.get(name) or row(name, root)
+        op = found.op
         if name in ("execve", "execveat") and "set_tid_address" in traps:
-            op = D.exec_hook(op)  # its next image is fixed (README "Deterministic runs")
-        out[table[name]] = Handler(NL.hook(name, op), compile_layout(row.layout), row.fixed)
+            from ._determinism import exec_hook
+            op = exec_hook(op)  # its next image is fixed (README "Deterministic runs")
+        out[table[name]] = Handler(NL.hook(name, op), compile_layout(found.layout), found.fixed)
     return out
 
 
@@ -374,7 +399,8 @@ def steps_for(traps: Dict[str, Trap], root: bool = False) -> Tuple[Step, ...]:
     """
     before: Tuple[Step, ...] = ()
     if "set_tid_address" in traps:  # README "Deterministic runs"
-        before += (D.fix_image,)
+        from ._determinism import fix_image
+        before += (fix_image,)
     if any(name in traps for name in ("fork", "vfork", "clone")):
         before += (P.settle,)
     if root and any(name in traps for name in ("execve", "execveat")):

@@ -372,9 +372,7 @@ class FakeContext:
 
 def row_of(name: str, root: bool) -> "_table.Row":
     """The row the supervisor uses for `name` (an emulated root's replaces the host's)."""
-    if root and name in _table.ROOT_NAMES:
-        return _table.root_rows()[name]
-    return _table.ROWS[name]
+    return _table.row(name, root)
 
 
 def start(ctx: FakeContext, name: str, *args: int) -> Call:

@@ -61,3 +61,16 @@ def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: 
                    "                      '--deny-syscall', 'mount', '--', '/bin/sh', '-c', 'exit 3'])\n"
                    "print(code, sorted({'re', 'enum', 'typing', 'signal', 'socket'} & (set(sys.modules) - before)))\n")
     assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
+
+
+def test_only_a_deterministic_run_imports_the_determinism_handlers(who) -> None:  # type: ignore[no-untyped-def]
+    """README "Start-up": _determinism (and hashlib) are imported by a policy with a seed,
+    a start time or sorted listings only; such a run still works (its handlers preloaded)."""
+    for options, code, imported in (([], 3, "False False"),
+                                    (["--random-seed", "7", "--deterministic-dirs"], 4, "True True"),
+                                    (["--deterministic-dirs"], 4, "True False")):
+        r = who.python("import sys\n"
+                       "import sandlock\n"
+                       f"code = sandlock.main({options!r} + ['--', '/bin/sh', '-c', 'ls /usr >/dev/null && exit {code}'])\n"
+                       "print(code, 'sandlock._determinism' in sys.modules, 'hashlib' in sys.modules)\n")
+        assert r.stdout.decode() == f"{code} {imported}\n", (options, r.stderr.decode()[-3000:])
