@@ -29,7 +29,6 @@ their low 32 bits (the kernel truncates them).
 from __future__ import annotations
 
 import errno
-import termios
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -156,7 +155,7 @@ ARGUMENT_RULES: Dict[str, Rule] = {
     "clone": ([Test(0, "set", CLONE_NEW_MASK, "eperm")], "allow"),
     # Faking terminal input or console control; changing inode flags (chattr),
     # which works on a file opened read-only and which Landlock does not see.
-    "ioctl": ([Test(1, "eq", code, "eperm") for code in (termios.TIOCSTI, termios.TIOCLINUX) + FS_IOC_SETTERS],
+    "ioctl": ([Test(1, "eq", code, "eperm") for code in (S.TIOCSTI, S.TIOCLINUX) + FS_IOC_SETTERS],
               "allow"),
     "prctl": ([Test(0, "eq", PR_SET_DUMPABLE, "eperm"), Test(0, "eq", PR_SET_SECUREBITS, "eperm"),
                Test(0, "eq", PR_SET_PTRACER, "eperm"), Test(0, "eq", PR_SET_MM, "eperm")], "allow"),

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import struct
 import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional, Set, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -188,12 +187,15 @@ class ChildCalls(NamedTuple):
     close_range: Callable[..., int]
     personality: Callable[..., int]
     all_fds: object   # ~0 as a C unsigned int, for close_range
+    prlimit: Callable[..., int]   # prlimit64(2): the policy's limits (_set_rlimit)
+    rlimit: "Any"     # its struct rlimit64 (_syscalls.rlimit_buffer)
 
 
 def bind_calls() -> ChildCalls:
     return ChildCalls(_syscalls.bound("prctl"), _syscalls.bound("landlock_restrict_self"),
                       _syscalls.bound("seccomp"), _syscalls.bound("close_range"),
-                      _syscalls.bound("personality"), _syscalls.c_uint(0xFFFFFFFF))
+                      _syscalls.bound("personality"), _syscalls.c_uint(0xFFFFFFFF),
+                      _syscalls.bound("prlimit64"), _syscalls.rlimit_buffer())
 
 
 # --- after fork: the stub ---------------------------------------------------------------
@@ -333,8 +335,8 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
             _check(current if current < 0 else calls.personality(current | prep.personality))
         step = "setrlimit"
         for which, limit in prep.rlimits:
-            if which != resource.RLIMIT_NOFILE:
-                _set_rlimit(which, limit)
+            if which != S.RLIMIT_NOFILE:
+                _set_rlimit(calls, which, limit)
         if prep.affinity is not None:
             step = "sched_setaffinity"
             os.sched_setaffinity(0, prep.affinity)
@@ -355,8 +357,8 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
         _check(calls.close_range(keep + 1, calls.all_fds, 0))
         step = "setrlimit"
         for which, limit in prep.rlimits:
-            if which == resource.RLIMIT_NOFILE:  # last: setting up needs fds above a small limit
-                _set_rlimit(which, limit)
+            if which == S.RLIMIT_NOFILE:  # last: setting up needs fds above a small limit
+                _set_rlimit(calls, which, limit)
         step = "exec"
         _exec(prep, pipes.err_w)
     except BaseException as exc:
@@ -364,10 +366,15 @@ def run_command(prep: Prepared, pipes: Pipes, calls: ChildCalls) -> None:
     os._exit(125)
 
 
-def _set_rlimit(which: int, limit: int) -> None:
-    _, hard = resource.getrlimit(which)
-    new_hard = limit if hard == resource.RLIM_INFINITY or hard > limit else hard
-    resource.setrlimit(which, (min(limit, new_hard), new_hard))
+def _set_rlimit(calls: ChildCalls, which: int, limit: int) -> None:
+    """The limit `which` to `limit`: the soft one, and the hard one lowered to it (never
+    raised: one the caller holds lower stays, the soft one then at most it)."""
+    both = calls.rlimit
+    _check(calls.prlimit(0, which, None, both))
+    hard = both[1]
+    new_hard = limit if hard == S.RLIM64_INFINITY or hard > limit else hard
+    both[0], both[1] = min(limit, new_hard), new_hard
+    _check(calls.prlimit(0, which, both, None))
 
 
 def _exec(prep: Prepared, err_fd: int) -> None:

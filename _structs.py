@@ -228,11 +228,17 @@ PIDFD_NONBLOCK, PIDFD_THREAD = os.O_NONBLOCK, os.O_EXCL
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_MPTCP = 1, 6, 17, 58, 262
 SIOCOUTQ = 0x5411      # TIOCOUTQ (include/uapi/asm-generic/ioctls.h; x86_64 and aarch64 alike)
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C  # the same header; termios's, without loading its module at start-up
 SIOC_FIRST, SIOC_PER_SOCKET_END = 0x8900, 0x8910  # 0x8900-0x890f: the socket's own (FIOSETOWN, SIOCGSTAMP, ...)
 SIOCGIFNAME, SIOCGIFCONF, SIOCGARP, SIOCGRARP = 0x8910, 0x8912, 0x8954, 0x8961
 IFREQ = 40  # sizeof(struct ifreq) on 64-bit
 
 ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+
+# asm-generic/resource.h (x86_64 and aarch64 alike): the limits a policy sets, without
+# loading the resource module at start-up; prlimit64(2)'s RLIM64_INFINITY
+RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_CORE, RLIMIT_NOFILE = 1, 2, 4, 7
+RLIM64_INFINITY = (1 << 64) - 1
 AT_RANDOM, AT_SYSINFO_EHDR = 25, 33  # linux/auxvec.h: keys of the auxiliary vector
 
 # struct timex (linux/timex.h, 64-bit): modes at 0, status at 40, time (a timeval) at 72

@@ -1628,15 +1628,15 @@ class Session:
         stdio, parent_ends, child_ends = self._stdio(fds)
         rlimits = []
         if policy.max_open_files is not None:
-            rlimits.append((_launch.resource.RLIMIT_NOFILE, policy.max_open_files))
+            rlimits.append((S.RLIMIT_NOFILE, policy.max_open_files))
         if policy.max_memory is not None:
-            rlimits.append((_launch.resource.RLIMIT_DATA, policy.max_memory))
+            rlimits.append((S.RLIMIT_DATA, policy.max_memory))
         if policy.max_disk is not None and self.prepared.layers is not None:
             # no single file grows past the layer's limit, however fast it is written
             # between two measurements (README, --max-disk)
-            rlimits.append((_launch.resource.RLIMIT_FSIZE, policy.max_disk))
+            rlimits.append((S.RLIMIT_FSIZE, policy.max_disk))
         if policy.no_coredump:  # soft and hard 0: without CAP_SYS_RESOURCE it stays 0
-            rlimits.append((_launch.resource.RLIMIT_CORE, 0))
+            rlimits.append((S.RLIMIT_CORE, 0))
         own_group = not self.interactive or prep.abi < 6
         # the terminal is handed to the command's own group only from the foreground
         tty = 0 if self.interactive and own_group and _foreground(0) else -1

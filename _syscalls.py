@@ -146,6 +146,11 @@ def bound(name: str) -> Callable[..., int]:
     return call
 
 
+def rlimit_buffer() -> object:
+    """A struct rlimit64 ({soft, hard}, two u64) for prlimit64(2), indexable."""
+    return (ctypes.c_uint64 * 2)()
+
+
 def c_ulong(value: int) -> ctypes.c_ulong:
     return ctypes.c_ulong(value)
 
