@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from . import _policyfn, _syscalls
+from . import _syscalls
 from ._syscalls import closed_after, closed_on_error
 from ._errors import os_error
 from ._structs import AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW, STATX__RESERVED
@@ -492,7 +492,9 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
             raise os_error(errno.EEXIST)
         ctx.resolver.check(probe, name, "write")
         ctx.resolver.devices.check(probe, ctx.hot.fstat(probe).mode)
-        _policyfn.check_open(ctx, call, name or b"")  # Sandbox(policy_fn=), on the object looked up
+        if ctx.policy_gate is not None:  # Sandbox(policy_fn=), on the object looked up
+            from . import _policyfn  # imported by preload
+            _policyfn.check_open(ctx, call, name or b"")
         probe = ctx.resolver.writable(probe, name)
         if not flags & os.O_NONBLOCK and _waits_for_a_peer(ctx, probe, flags):
             return _fifo_later(ctx, call, os.dup(probe), flags)
@@ -519,7 +521,9 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     try:
         if name is not None:
             ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
-            _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
+            if ctx.policy_gate is not None:  # Sandbox(policy_fn=)
+                from . import _policyfn
+                _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
             ctx.resolver.need_space(name)
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
@@ -560,11 +564,13 @@ def do_exec_check(ctx: Context, call: Call) -> Reply:
         fd, name = ctx.resolver.lookup(call, call.dirfd, call.path or b"", bool(call.flags & AT_SYMLINK_NOFOLLOW))
     try:
         ctx.resolver.check(fd, name, "read")
-        argv = _policyfn.check_exec(ctx, call, name or b"", call.ptr)
-        if argv is not None:  # Sandbox(policy_fn=): the exec must run as it was decided
-            st = os.stat(_proc_fd(fd))
-            script = _script_name(fd, call) if stat.S_ISREG(st.st_mode) else None
-            return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino), script))
+        if ctx.policy_gate is not None:  # Sandbox(policy_fn=): the exec must run as it was decided
+            from . import _policyfn  # imported by preload (runs without a callback never load it)
+            argv = _policyfn.check_exec(ctx, call, name or b"", call.ptr)
+            if argv is not None:
+                st = os.stat(_proc_fd(fd))
+                script = _script_name(fd, call) if stat.S_ISREG(st.st_mode) else None
+                return Then(CONTINUE, _policyfn.watch_exec(call, argv, (st.st_dev, st.st_ino), script))
     finally:
         os.close(fd)
     # CONTINUE: Landlock's EXECUTE right is missing on every denied path, so

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from . import _netpolicy
-from . import _policyfn
 from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error
@@ -140,8 +139,9 @@ def _check_ip(ctx: Context, call: Call, sock: socket.socket, addresses: List[byt
         if not rules.allows_packed(proto, packed, port, ctx.net_names):
             raise os_error(errno.EACCES, "the network policy does not allow this destination",
                            _shown_destination(proto, packed, port))
-        # Sandbox(policy_fn=), on this copy, which is what the call sends to (README "Policy callback")
-        _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
+        if ctx.policy_gate is not None:  # Sandbox(policy_fn=), on this copy, which is what the call sends to
+            from . import _policyfn  # imported by preload (README "Policy callback")
+            _policyfn.check_destination(ctx, call, "connect" if connect else "sendto", proto, packed, port)
     return None
 
 
@@ -285,8 +285,9 @@ def _connect_tcp(ctx: Context, call: Call, sock: socket.socket, address: bytes) 
             if not rules.allows_packed("tcp", where[0], where[1], ctx.net_names):
                 raise os_error(errno.EACCES, "the network policy does not allow this destination",
                                 _shown_destination("tcp", where[0], where[1]))
-            # Sandbox(policy_fn=), on this copy, as _check_ip asks it (README "Policy callback")
-            _policyfn.check_destination(ctx, call, "connect", "tcp", where[0], where[1])
+            if ctx.policy_gate is not None:  # Sandbox(policy_fn=), on this copy, as _check_ip asks it
+                from . import _policyfn
+                _policyfn.check_destination(ctx, call, "connect", "tcp", where[0], where[1])
             if where[0] in _UNSPECIFIED:
                 address = _loopback_spelled(sock.family, address, True)  # type: ignore[assignment]
         blocking = not fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
@@ -717,7 +718,9 @@ def _bind_other(ctx: Context, call: Call, sock: socket.socket, address: bytes) -
         if port and not ctx.net_rules.allows_bind(protocol_of(sock), port):
             call.why, call.what = "no --net-allow-bind rule allows this port", f"{protocol_of(sock)} port {port}"
             return Errno(errno.EACCES)
-        _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)  # README "Policy callback"
+        if ctx.policy_gate is not None:  # README "Policy callback"
+            from . import _policyfn
+            _policyfn.check_bind(ctx, call, protocol_of(sock), address, port)
     if sock.family != AF_UNIX or len(address) < SUN_PATH_OFFSET:
         _syscalls.bind(sock.fileno(), address)
         return Value(0)

@@ -57,7 +57,6 @@ from . import _launch
 from . import _netlink
 from . import _netpolicy
 from . import _policy
-from . import _policyfn
 from . import _structs as S
 from . import _syscalls
 from ._syscalls import closed_on_error
@@ -78,6 +77,7 @@ if TYPE_CHECKING:  # only named in annotations: imported where they are used
     from . import _dns
     from . import _fakeroot
     from . import _forkserver
+    from . import _policyfn
     from . import _rootfs
     from . import _rootexec
     from . import _rootscratch
@@ -265,6 +265,7 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False,
         import traceback  # noqa: F401  (handler failures, Notifier)
     if callback:
         import queue  # noqa: F401  (_policyfn.Gate, made by the run's thread)
+        from . import _policyfn  # noqa: F401  (the handlers' checks; runs without a callback never load it)
 
 
 def new_upper(prepared: Prepared, policy: Policy) -> "_cow.Upper":
@@ -552,7 +553,8 @@ class RunContext:
         resolver.network_allowed = _netlink.network_allowed(policy)
         resolver.memory_limit = policy.max_memory  # /proc/meminfo (README "Memory")
         if self.policy_gate is not None:  # its deny_path narrowings, for this run's decisions
-            resolver.rules = _policyfn.NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
+            from ._policyfn import NarrowedRules  # imported by preload
+            resolver.rules = NarrowedRules(resolver.rules, self.policy_gate)  # type: ignore[assignment]
         # README "CPU", "Uptime and load"
         base = _identity.cpu_base(policy)
         if policy.num_cpus is not None:

@@ -291,6 +291,7 @@ class FakeContext:
         self.netlink = None
         self.net_rules = _netpolicy.NetRules.from_policy(self.policy)
         self.net_dns = None
+        self.policy_gate = None  # Sandbox(policy_fn=)'s _policyfn.Gate, set by a test
         self.argv_fixups: Dict[int, list] = {}
         self.execve_nr = self.names_to_numbers().get("execve", -1)
         self.listener = -1
