@@ -332,6 +332,9 @@ def assemble(program: Program) -> bytes:
             if 0 <= offset and index + 1 + offset < count:
                 raws.append((code, 0, 0, offset))
                 continue
+        if code == _JA and type(k) is int and jt is None and jf is None and 0 <= k and index + 1 + k < count:
+            raws.append((code, 0, 0, k))  # an offset given as a number (_filter._tree)
+            continue
         raws.append(_resolve(index, insn, positions, count))
         slow.append(index)
     for index in slow:

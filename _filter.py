@@ -321,34 +321,43 @@ def _ranges(rules: Mapping[int, Rule]) -> List[Tuple[int, int, Rule]]:
     """Contiguous [lo, hi] number ranges with one rule each; gaps are ENOSYS."""
     out: List[Tuple[int, int, Rule]] = []
     top = max(rules)
-    for number in range(top + 1):
-        rule = rules.get(number, "enosys")
-        if out and isinstance(rule, str) and out[-1][2] == rule:
-            out[-1] = (out[-1][0], number, rule)
-        else:
-            out.append((number, number, rule))
+    get = rules.get
+    lo, last = 0, get(0, "enosys")
+    for number in range(1, top + 1):
+        rule = get(number, "enosys")
+        if isinstance(rule, str) and rule == last:  # a rule decided on arguments is never merged
+            continue
+        out.append((lo, number - 1, last))
+        lo, last = number, rule
+    out.append((lo, top, last))
     out.append((top + 1, 0xFFFFFFFF, "enosys"))
     return out
 
 
 def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: List[object]) -> None:
-    if len(ranges) == 1:
-        lo, _, rule = ranges[0]
-        if isinstance(rule, str):
-            prog.append(B.ret(_RET[rule]))
-        else:
-            label = f"block_{lo}"
-            prog.append(B.ja(label))
-            blocks.append(B.label(label))
-            blocks.extend(_block(rule, label))
-        return
-    mid = len(ranges) // 2
-    right = f"ge_{ranges[mid][0]}"
-    # nr >= k falls through to the jump to the right half; else skip it.
-    prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(right)]
-    _tree(ranges[:mid], prog, blocks)
-    prog.append(B.label(right))
-    _tree(ranges[mid:], prog, blocks)
+    """A binary search over the ranges: a node is `jge k` (nr >= k falls through to the
+    jump over its left half; else skips it), `ja`, its left half, its right half; a leaf
+    is a ret, or a jump to its rule's block (in `blocks`, after the whole tree).  A half
+    of n ranges is 3n - 2 instructions (n leaves, n - 1 nodes of two), so the jump over
+    the left half is a number, not a label."""
+    rets = {rule: B.ret(action) for rule, action in _RET.items()}
+    stack = [(0, len(ranges))]
+    while stack:
+        start, end = stack.pop()
+        if end - start == 1:
+            lo, _, rule = ranges[start]
+            if isinstance(rule, str):
+                prog.append(rets[rule])
+            else:
+                label = f"block_{lo}"
+                prog.append(B.ja(label))
+                blocks.append(B.label(label))
+                blocks.extend(_block(rule, label))
+            continue
+        mid = start + (end - start) // 2
+        prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(3 * (mid - start) - 2)]
+        stack.append((mid, end))    # after the left half
+        stack.append((start, mid))
 
 
 # Decided on their arguments and called all the time (fcntl F_GETFL/F_SETFD, ioctl

@@ -471,7 +471,7 @@ def test_the_short_way_of_assemble_gives_what_every_instruction_through_the_chec
     target = lambda: rng.choice([None, None, 0, 1, 3, 300, True, -1, "nowhere"] + labels)  # noqa: E731
     k = lambda: rng.choice([0, 4, 5, 16, 24, 60, 64, 0xFFFFFFFF, 1 << 32, -1, 31, 32, 39])  # noqa: E731
     makers = [lambda: B.ld_abs(k()), lambda: B.jeq(k(), target(), target()), lambda: B.jge(k(), target(), target()),
-              lambda: B.jset(k(), target(), target()), lambda: B.ja(rng.choice(labels + [1, 0, "nowhere", -2])),
+              lambda: B.jset(k(), target(), target()), lambda: B.ja(rng.choice(labels + [1, 0, "nowhere", -2, 300, True])),
               lambda: B.ret(k()), lambda: B.alu(rng.choice([B.BPF_DIV, B.BPF_LSH, B.BPF_AND, B.BPF_ADD]), k()),
               lambda: B.st(rng.choice([0, 3, 16])), lambda: B.ld_mem(rng.choice([0, 3, 16])), B.tax, B.ret_a,
               lambda: B.Insn(B.BPF_RET | B.BPF_K, rng.choice([None, 0, 1]), None, 0),

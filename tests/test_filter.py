@@ -52,6 +52,54 @@ def test_this_machine_s_table_is_one_dict_by_default_and_by_name():
     assert _syscalls.names(arch)[_syscalls.table(arch)["openat"]] == "openat"
 
 
+def _labelled_tree(ranges, prog, blocks):  # type: ignore[no-untyped-def]
+    """_filter._tree as it was written first: recursive, every jump over a left half to a label."""
+    from sandlock import _bpf as B
+    if len(ranges) == 1:
+        lo, _, rule = ranges[0]
+        if isinstance(rule, str):
+            prog.append(B.ret(_filter._RET[rule]))
+        else:
+            prog.append(B.ja(f"block_{lo}"))
+            blocks.append(B.label(f"block_{lo}"))
+            blocks.extend(_filter._block(rule, f"block_{lo}"))
+        return
+    mid = len(ranges) // 2
+    right = f"ge_{ranges[mid][0]}"
+    prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(right)]
+    _labelled_tree(ranges[:mid], prog, blocks)
+    prog.append(B.label(right))
+    _labelled_tree(ranges[mid:], prog, blocks)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_search_tree_s_numbered_jumps_land_where_labels_would(arch, monkeypatch):
+    """_tree jumps over a left half of n ranges by 3n - 2 instructions, a number (README
+    "Start-up"): the programs are the bytes of the labelled tree for several policies and ABIs."""
+    built = []
+    for kwargs in ({}, {"net_allow": ["127.0.0.1:80"]}, {"random_seed": 3, "time_start": "2000-01-01"},
+                   {"max_processes": 5}, {"extra_deny_syscalls": ["mount", "uname", "getppid"]}, {"num_cpus": 2}):
+        policy = _policy.make_policy(**kwargs)
+        for abi in (1, 3, 5, 6, 7):
+            rules = _filter.rules_for(arch, _table.traps_for(policy, abi, arch), policy.extra_deny_syscalls,
+                                      _table.extra_denials(abi), _table.argument_rules(policy))
+            built.append((rules, _filter.build(arch, rules)))
+    monkeypatch.setattr(_filter, "_tree", _labelled_tree)
+    for rules, program in built:
+        assert _filter.build(arch, rules) == program
+    assert len({program for _, program in built}) > 5  # the policies made different programs
+
+
+def test_ranges_merge_equal_plain_rules_only():
+    """Contiguous numbers with one plain rule are one range; a rule decided on arguments is
+    never merged, gaps are ENOSYS, and the last range runs to the top of the numbers."""
+    tests = ([], "allow")
+    rules = {0: "allow", 1: "allow", 3: "enosys", 4: tests, 5: tests, 6: "eperm", 8: "eperm"}
+    assert _filter._ranges(rules) == [(0, 1, "allow"), (2, 3, "enosys"), (4, 4, tests), (5, 5, tests),
+                                      (6, 6, "eperm"), (7, 7, "enosys"), (8, 8, "eperm"),
+                                      (9, 0xFFFFFFFF, "enosys")]
+
+
 def test_no_syscall_is_in_two_classes():
     classes = [_filter.DENY, _filter.ENOSYS, _filter.ALLOW, set(_filter.ARGUMENT_RULES)]
     for i, a in enumerate(classes):
