@@ -29,7 +29,6 @@ with --debug): nothing fails open.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -339,7 +338,7 @@ def prepare(policy: Policy, counted: bool = False) -> Prepared:
     leftovers: Tuple[str, ...] = ()
     landlock_policy = policy
     emulated = policy.chroot is not None or policy.workdir is not None
-    with contextlib.ExitStack() as undo:  # an error releases what was made so far
+    with _Undo() as undo:  # an error releases what was made so far
         if emulated:
             from . import _rootfs  # noqa: F401  (imported now: the confined supervisor makes the resolver)
             from . import _rootscratch
@@ -413,6 +412,37 @@ def prepare(policy: Policy, counted: bool = False) -> Prepared:
                             tuple(sorted(_syscalls.names(arch)[nr] for nr, rule in rules.items() if rule == "eperm")))
         undo.pop_all()  # made: close_prepared releases it all
     return prepared
+
+
+class _Undo:
+    """What prepare has made so far, released in reverse order if it fails: the part of
+    contextlib.ExitStack prepare uses, without importing contextlib at start-up (README
+    "Start-up").  A release that fails does not stop the others; the last such error is
+    raised, chained to the one that failed prepare."""
+
+    def __init__(self) -> None:
+        self._calls: List[Tuple[Callable[..., object], Tuple[object, ...]]] = []
+
+    def callback(self, fn: Callable[..., object], *args: object) -> None:
+        self._calls.append((fn, args))
+
+    def pop_all(self) -> None:
+        """Made: nothing is released on the way out."""
+        self._calls = []
+
+    def __enter__(self) -> "_Undo":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        calls, self._calls = self._calls, []
+        error: Optional[BaseException] = None
+        for fn, args in reversed(calls):
+            try:
+                fn(*args)
+            except BaseException as exc:
+                error = exc
+        if error is not None:
+            raise error
 
 
 READ_HERE = object()  # RunContext's net_dns: read by the run's own thread
