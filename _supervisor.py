@@ -8,7 +8,7 @@ The phases, each with its owner:
     launch    Session.run(): the launch plan, the upper layer, the supervising
               thread confined (see _launch.confine_supervisor), the stub forked,
               the command's seccomp listener taken with pidfd_getfd(2)
-    run       Watch: a `selectors` loop in the supervising thread over the
+    run       Watch: an epoll loop (Poller) in the supervising thread over the
               stub's pidfd, the status and error pipes, captured output and
               input, forwarded signals, and the timers (--timeout, memory, disk);
               Notifier: the one owner of the listener, in its own thread, which
@@ -33,7 +33,6 @@ import errno
 import fcntl
 import os
 import select
-import selectors
 import struct
 import sys
 import threading
@@ -1069,8 +1068,76 @@ class Notifier:
             return False
 
 
+EVENT_READ, EVENT_WRITE = 1, 2  # selectors' values
+
+
+class PollKey(NamedTuple):
+    fd: int
+    events: int   # EVENT_READ, EVENT_WRITE
+    data: object
+
+
+class Poller:
+    """select.epoll with the part of selectors.EpollSelector's interface Watch uses
+    (register, unregister, get_map, get_key, select, close), and its behaviour: a timeout
+    rounded up to the millisecond, a hang-up or error reported as ready both ways, an
+    interrupted wait returning no event, an fd closed before its unregister forgotten
+    quietly.  Without importing selectors at start-up (README "Start-up")."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._keys: Dict[int, PollKey] = {}
+
+    def register(self, fd: int, events: int, data: object) -> PollKey:
+        if fd in self._keys:
+            raise KeyError(f"{fd} is already registered")
+        self._epoll.register(fd, (select.EPOLLIN if events & EVENT_READ else 0)
+                             | (select.EPOLLOUT if events & EVENT_WRITE else 0))
+        key = self._keys[fd] = PollKey(fd, events, data)
+        return key
+
+    def unregister(self, fd: int) -> PollKey:
+        key = self._keys.pop(fd)
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass  # closed already: epoll forgot it
+        return key
+
+    def get_map(self) -> Dict[int, PollKey]:
+        """The registered keys by fd (live: it follows register and unregister)."""
+        return self._keys
+
+    def get_key(self, fd: int) -> PollKey:
+        return self._keys[fd]
+
+    def select(self, timeout: Optional[float] = None) -> List[Tuple[PollKey, int]]:
+        if timeout is None:
+            wait = -1.0
+        elif timeout <= 0:
+            wait = 0.0
+        else:
+            wait = -(-timeout * 1e3 // 1) * 1e-3  # epoll waits whole milliseconds: at least `timeout`
+        try:
+            ready = self._epoll.poll(wait, max(len(self._keys), 1))
+        except InterruptedError:
+            return []
+        out = []
+        for fd, event in ready:
+            key = self._keys.get(fd)
+            if key is not None:
+                events = ((EVENT_WRITE if event & ~select.EPOLLIN else 0)
+                          | (EVENT_READ if event & ~select.EPOLLOUT else 0))
+                out.append((key, events & key.events))
+        return out
+
+    def close(self) -> None:
+        self._epoll.close()
+        self._keys.clear()
+
+
 class Watch:
-    """The run phase: one `selectors` loop in the supervising thread over
+    """The run phase: one epoll loop (Poller) in the supervising thread over
 
         the stub's pidfd      the sandbox is over (the stub outlives every process)
         the status pipe       the command's wait status, sent by the stub
@@ -1133,18 +1200,18 @@ class Watch:
             self._throttle = CpuThrottle(self.ctx.members, self.policy.cpu)
             self._next_cpu_tick = now + CPU_PERIOD
         self._fds = fds
-        sel = selectors.DefaultSelector()
+        sel = Poller()
         try:
-            sel.register(self.stub_pidfd, selectors.EVENT_READ, "stub")
-            sel.register(pipes.status_r, selectors.EVENT_READ, "status")
-            sel.register(pipes.err_r, selectors.EVENT_READ, "error")
+            sel.register(self.stub_pidfd, EVENT_READ, "stub")
+            sel.register(pipes.status_r, EVENT_READ, "status")
+            sel.register(pipes.err_r, EVENT_READ, "error")
             for name, fd in ends.items():
                 # O_NONBLOCK by fcntl: os.set_blocking is an ioctl (FIONBIO), and the
                 # tests inject EINTR into every ioctl of sandlock (tests/security/test_eintr.py)
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-                sel.register(fd, selectors.EVENT_WRITE if name == "stdin" else selectors.EVENT_READ, name)
+                sel.register(fd, EVENT_WRITE if name == "stdin" else EVENT_READ, name)
             if self._wakeup is not None:
-                sel.register(self._wakeup[0], selectors.EVENT_READ, "signal")
+                sel.register(self._wakeup[0], EVENT_READ, "signal")
             self._loop(sel)
         finally:
             sel.close()
@@ -1154,11 +1221,11 @@ class Watch:
         signals meanwhile, so a stuck setup can still be interrupted (the stub dies
         with its parent, and the command with it)."""
         wakeup_fd = self._wakeup[0] if self._wakeup is not None else -1
-        waiting = selectors.DefaultSelector()
+        waiting = Poller()
         try:
-            waiting.register(ready, selectors.EVENT_READ, "ready")
+            waiting.register(ready, EVENT_READ, "ready")
             if wakeup_fd >= 0:
-                waiting.register(wakeup_fd, selectors.EVENT_READ, "signal")
+                waiting.register(wakeup_fd, EVENT_READ, "signal")
             while not any(key.data == "ready" for key, _ in waiting.select()):
                 self._on_signal(waiting, waiting.get_key(wakeup_fd))
         finally:
@@ -1300,7 +1367,7 @@ class Watch:
 
     # --- the loop and its timers ---------------------------------------------------------------
 
-    def _loop(self, sel: selectors.BaseSelector) -> None:
+    def _loop(self, sel: Poller) -> None:
         handlers = {"stub": self._on_stub, "status": self._on_status,
                     "error": self._on_error, "stdout": self._on_output, "stderr": self._on_output,
                     "stdin": self._on_input, "signal": self._on_signal}
