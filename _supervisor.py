@@ -1074,7 +1074,7 @@ EVENT_READ, EVENT_WRITE = 1, 2  # selectors' values
 class PollKey(NamedTuple):
     fd: int
     events: int   # EVENT_READ, EVENT_WRITE
-    data: object
+    data: Any     # the caller's, as selectors' keys
 
 
 class Poller:
