@@ -20,7 +20,6 @@ loses everything, including through a hard link (same device and inode).
 
 from __future__ import annotations
 
-import atexit  # noqa: F401  (weakref.finalize imports it on first use: reopen, once confined)
 import collections
 import errno
 import fcntl
@@ -28,7 +27,6 @@ import os
 import stat
 import sys
 import threading
-import weakref
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
@@ -371,9 +369,8 @@ class Resolver:
         self.is_member = is_member
         self.root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # our own fd table, to reopen an O_PATH fd by its number (reopen; made on first use,
-        # closed by close() or, for a subclass whose close() does not come here, finalize)
+        # closed by close(), or by __del__ for a resolver let go without it)
         self._own_fds = -1
-        self._own_fds_closer: Optional[weakref.finalize] = None
         self._own_fds_lock = threading.Lock()  # two receiving threads' first reopen make one
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
@@ -397,11 +394,20 @@ class Resolver:
     def close(self) -> None:
         os.close(self.root)
         with self._own_fds_lock:
-            if self._own_fds_closer is not None:
-                self._own_fds_closer()
-                self._own_fds_closer = None
-                self._own_fds = -1
+            own, self._own_fds = self._own_fds, -1
+            if own >= 0:
+                os.close(own)
         self.devices.close()
+
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # (not weakref.finalize: the start path does not import weakref, README "Start-up")
+        own = getattr(self, "_own_fds", -1)  # -1: closed, never made, or __init__ failed first
+        if own >= 0:
+            self._own_fds = -1
+            try:
+                _close(own)
+            except OSError:
+                pass
 
     def reopen(self, fd: int, flags: int) -> int:
         """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
@@ -411,11 +417,9 @@ class Resolver:
             with self._own_fds_lock:
                 own = self._own_fds
                 if own < 0:
-                    # one handle, and one closer that holds its very number (two threads
-                    # making theirs at once left two closers of one number: a double close
-                    # of whatever fd had that number by then)
+                    # one handle (two threads making theirs at once would leave one of
+                    # them to a close of whatever fd had its number by then)
                     own = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                    self._own_fds_closer = weakref.finalize(self, os.close, own)
                     self._own_fds = own
         return os.open(b"%d" % fd, flags, dir_fd=own)
 

@@ -192,6 +192,41 @@ def test_threads_reopening_at_once_share_one_handle_and_close_it_once(fake, tree
         os.close(probe)
 
 
+def test_a_resolver_let_go_without_close_closes_its_handle_once(tree) -> None:  # type: ignore[no-untyped-def]
+    """Resolver.__del__ (not weakref.finalize, which the start path no longer imports): the
+    handle on our fd table goes with a resolver dropped unclosed, and a closed one's
+    number is never closed again."""
+    import gc
+    from sandlock import _notif, _resolve, _syscalls
+    rules = _resolve.FsRules([str(tree.ins)], [], [])
+
+    def made() -> "_resolve.Resolver":
+        resolver = _resolve.Resolver(rules, _notif.Tracees(_syscalls.HotCalls()), lambda pid: False,
+                                     _syscalls.HotCalls())
+        probe = os.open(tree.ins / "f", os.O_PATH | os.O_CLOEXEC)
+        os.close(resolver.reopen(probe, os.O_RDONLY | os.O_CLOEXEC))
+        os.close(probe)
+        assert len([n for n in os.listdir("/proc/self/fd") if _points_at_own_fds(n)]) == 1
+        return resolver
+    resolver = made()
+    root = resolver.root
+    del resolver
+    gc.collect()
+    assert [n for n in os.listdir("/proc/self/fd") if _points_at_own_fds(n)] == []
+    os.close(root)  # (its close() would have)
+    resolver = made()
+    resolver.close()
+    sentinel = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(8)]  # the freed numbers
+    try:
+        del resolver
+        gc.collect()
+        for fd in sentinel:
+            os.fstat(fd)  # EBADF if the handle's number were closed a second time
+    finally:
+        for fd in sentinel:
+            os.close(fd)
+
+
 def _points_at_own_fds(name: str) -> bool:
     try:
         return os.readlink(f"/proc/self/fd/{name}") == f"/proc/{os.getpid()}/fd"
