@@ -62,14 +62,15 @@ def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: 
     of a CLI start; the options a plain run takes need neither (before: both, every run),
     nor the termios and resource modules (a few constants, and the limits set by prlimit64),
     nor _policyfn (the API's policy callback), nor contextlib (runpy imports it for
-    `python -m`, the installed script does not), nor selectors (Watch's loop is epoll's)."""
+    `python -m`, the installed script does not), nor selectors (Watch's loop is epoll's),
+    nor weakref (a resolver closes its handle in __del__)."""
     r = who.python("import sys\n"
                    "before = set(sys.modules)\n"
                    "import sandlock\n"
                    "code = sandlock.main(['-r', '/usr', '-w', '/tmp', '-t', '30', '-m', '512M',\n"
                    "                      '--deny-syscall', 'mount', '--', '/bin/sh', '-c', 'exit 3'])\n"
                    "print(code, sorted({'re', 'enum', 'typing', 'signal', 'socket', 'termios', 'resource',\n"
-                   "                    'sandlock._policyfn', 'contextlib', 'selectors'}\n"
+                   "                    'sandlock._policyfn', 'contextlib', 'selectors', 'weakref'}\n"
                    "                   & (set(sys.modules) - before)))\n")
     assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
 
