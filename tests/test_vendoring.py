@@ -166,8 +166,9 @@ def test_a_script_directory_with_its_own_table_errors_structs_and_policy_runs_a_
         "PolicyError sandlock._errors",
         "the user's _table the user's _errors the user's _structs the user's _policy",
         "True True True True",
-        # (sandlock._dns is imported only for a policy with network rules: README "Start-up")
-        "['sandlock._bpf', 'sandlock._determinism', 'sandlock._errors']"], show(r)
+        # (sandlock._dns only for a policy with network rules, sandlock._determinism only for a
+        # deterministic one: README "Start-up")
+        "['sandlock._bpf', 'sandlock._errors', 'sandlock._filter']"], show(r)
 
 
 def test_python_m_sandlock_runs_in_a_directory_holding_the_users_own_errors_and_table(who, scratch: Path) -> None:
