@@ -190,7 +190,7 @@ def _table(arch: str) -> Dict[str, int]:
 @functools.lru_cache(maxsize=None)
 def any_arch_names() -> FrozenSet[str]:
     """Every syscall name of every architecture sandlock supports."""
-    return frozenset(_parse_table(_X86_64_TABLE)) | frozenset(_parse_table(_AARCH64_TABLE))
+    return frozenset(_table("x86_64")) | frozenset(_table("aarch64"))  # the tables table() parsed
 
 
 def names(arch: Optional[str] = None) -> Dict[int, str]:
