@@ -409,9 +409,8 @@ class Resolver:
             except OSError:
                 pass
 
-    def reopen(self, fd: int, flags: int) -> int:
-        """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
-        walk starts at our /proc/self/fd: ~1 us less than the whole path)."""
+    def _own_fd_table(self) -> int:
+        """Our /proc/self/fd, made on first use (reopen, fd_name)."""
         own = self._own_fds
         if own < 0:
             with self._own_fds_lock:
@@ -421,7 +420,21 @@ class Resolver:
                     # them to a close of whatever fd had its number by then)
                     own = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                     self._own_fds = own
-        return os.open(b"%d" % fd, flags, dir_fd=own)
+        return own
+
+    def reopen(self, fd: int, flags: int) -> int:
+        """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
+        walk starts at our /proc/self/fd: ~1 us less than the whole path)."""
+        return os.open(b"%d" % fd, flags, dir_fd=self._own_fd_table())
+
+    def fd_name(self, fd: int) -> bytes:
+        """d_path(fd), read from our /proc/self/fd (2.8 us here against 3.8 for the
+        whole path): the name of a directory fd of the command's, on every open of
+        a path relative to one and every lstat of an entry in a root (find, ls -l)."""
+        name = os.readlink(b"%d" % fd, dir_fd=self._own_fd_table())
+        if name.endswith(b" (deleted)"):
+            name = name[: -len(b" (deleted)")]
+        return name
 
     def self_link(self, call: Call) -> Optional[bytes]:
         """readlink's answer for the caller's own /proc/self without a lookup (None:
@@ -708,7 +721,7 @@ class Resolver:
         """A file opened for writing on behalf (see _rootfs.RootResolver.note_written)."""
 
     def _name_of(self, fd: int) -> Optional[bytes]:
-        name = d_path(fd)
+        name = self.fd_name(fd)
         return name if name[:1] == b"/" else None
 
     # -- decisions ---------------------------------------------------------------------

@@ -375,7 +375,7 @@ class RootResolver(Resolver):
         own fstatat is exact.  None: take the general way."""
         base = self.tracees.getfd(call.tid, dirfd)
         try:
-            top = d_path(base)
+            top = self.fd_name(base)
             if not self._fast_below(top) or (top == self.root_host and name in (b"dev", b"proc")):
                 return None  # (the emulated /dev and /proc, not the root's own directories)
             if not self._all_readable or b"/.sandlock-" in top or name.startswith(b".sandlock-"):
@@ -424,7 +424,7 @@ class RootResolver(Resolver):
         would open (None: take the general way)."""
         base = self.tracees.getfd(call.tid, dirfd)
         try:
-            top = d_path(base)
+            top = self.fd_name(base)
             if not self._fast_below(top):
                 return None
             if top == self.root_host and path.split(b"/", 1)[0] in (b"dev", b"proc"):

@@ -227,6 +227,30 @@ def test_a_resolver_let_go_without_close_closes_its_handle_once(tree) -> None:  
             os.close(fd)
 
 
+def test_the_name_of_an_fd_is_the_kernels_read_through_the_one_handle(fake, tree) -> None:  # type: ignore[no-untyped-def]
+    """Resolver.fd_name reads the link from the resolver's /proc/self/fd (one handle for
+    every call) and names what d_path names: a directory, a file with a space, an
+    unlinked file without " (deleted)", a pipe."""
+    ctx = fake(readable=[tree.ins])
+    resolver = ctx.resolver
+    (tree.ins / "a b").write_bytes(b"")
+    (tree.ins / "gone").write_bytes(b"")
+    fds = [os.open(tree.ins, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
+           os.open(tree.ins / "a b", os.O_RDONLY | os.O_CLOEXEC),
+           os.open(tree.ins / "gone", os.O_RDONLY | os.O_CLOEXEC)]
+    os.unlink(tree.ins / "gone")
+    fds.extend(os.pipe())
+    try:
+        names = [resolver.fd_name(fd) for fd in fds]
+        assert names == [_resolve.d_path(fd) for fd in fds]
+        assert names[:3] == [os.fsencode(tree.ins), os.fsencode(tree.ins / "a b"), os.fsencode(tree.ins / "gone")]
+        assert names[3].startswith(b"pipe:[")
+        assert len([n for n in os.listdir("/proc/self/fd") if _points_at_own_fds(n)]) == 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _points_at_own_fds(name: str) -> bool:
     try:
         return os.readlink(f"/proc/self/fd/{name}") == f"/proc/{os.getpid()}/fd"
