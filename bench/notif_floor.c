@@ -1,7 +1,7 @@
 /* The kernel's floor for a seccomp user notification, without Python: what the
  * README's figures for the notification thread and for fd injection rest on.
  *
- *   gcc -O2 -o /tmp/notif_floor bench/notif_floor.c && /tmp/notif_floor [N]
+ *   gcc -O2 -o /tmp/notif_floor bench/notif_floor.c && /tmp/notif_floor [N [DECIDE_US]]
  *
  * A child installs a filter that notifies getppid and openat, and loops N
  * times over one of them; the parent answers every notification.  Printed,
@@ -17,6 +17,11 @@
  *
  * each with both processes on CPU 0 ("same"), on CPUs 0 and 1 ("cross"), and
  * wherever the scheduler puts them ("free", as sandlock runs).
+ *
+ * DECIDE_US (default 0): the parent spins that long between receiving a call and
+ * answering it, as a supervisor deciding in Python does (sandlock's handlers
+ * take 10-40 us), to compare "free" with "same" at a realistic decision time
+ * (README "How it works": where a Python command's opens move between CPUs).
  * Linux >= 6.6 (SYNC_WAKE_UP); no privilege needed (NO_NEW_PRIVS).
  */
 #define _GNU_SOURCE
@@ -83,6 +88,14 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+static double decide_us;  /* the parent's time to decide, spun (DECIDE_US) */
+
+static void decide(void) {
+    if (decide_us <= 0) return;
+    double until = now() + decide_us / 1e6;
+    while (now() < until) {}
+}
+
 /* child: filter, hand the listener over, loop, report the time through the pipe */
 static void child(int sock, int out, int mode, int n, int cpu) {
     pin(cpu);
@@ -138,6 +151,7 @@ static double one(int mode, int n, int place) {
         }
         memset(&req, 0, sizeof req);
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req)) { if (errno == EINTR) { i--; continue; } perror("RECV"); exit(1); }
+        decide();
         memset(&resp, 0, sizeof resp);
         resp.id = req.id;
         if (mode <= RT_POLL) {
@@ -166,6 +180,7 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 20000;
+    decide_us = argc > 2 ? atof(argv[2]) : 0;
     static const char *places[] = {"same", "cross", "free"};
     for (int place = 0; place < 3; place++)
         for (int mode = 0; mode < MODES; mode++) {
