@@ -52,11 +52,16 @@
 enum { RT_SYNC, RT_POLL, OPEN_TWO, OPEN_ONE, MODES };
 static const char *names[MODES] = {"rt  sync/recv  ", "rt  poll+recv  ", "open addfd+send", "open addfd_send"};
 
+static cpu_set_t every_cpu;  /* the affinity the program started with */
+
+/* cpu < 0: wherever the scheduler likes ("free"), as at the start: the parent
+ * was pinned by the runs before, and its child would inherit that */
 static void pin(int cpu) {
-    if (cpu < 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
+    cpu_set_t set = every_cpu;
+    if (cpu >= 0) {
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+    }
     if (sched_setaffinity(0, sizeof set, &set)) { perror("sched_setaffinity"); exit(1); }
 }
 
@@ -181,6 +186,7 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 20000;
     decide_us = argc > 2 ? atof(argv[2]) : 0;
+    if (sched_getaffinity(0, sizeof every_cpu, &every_cpu)) { perror("sched_getaffinity"); exit(1); }
     static const char *places[] = {"same", "cross", "free"};
     for (int place = 0; place < 3; place++)
         for (int mode = 0; mode < MODES; mode++) {
