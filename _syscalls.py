@@ -21,7 +21,7 @@ import os
 import struct
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -475,6 +475,56 @@ def legacy_tiocsti() -> Optional[int]:
 
 
 # --- the supervisor's hot path --------------------------------------------------------
+
+class CpuHold:
+    """Keep a trapped thread on this thread's CPU while it takes an fd (SECCOMP_IOCTL_NOTIF_ADDFD).
+
+    SEND wakes the caller on the supervisor's CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP), but
+    ADDFD wakes it with a plain wake-up, and a caller woken more than a few microseconds
+    after it trapped (a decision in Python takes 10-40) is put on an idle CPU by the
+    scheduler: 0.9 migrations per open, each a wake-up across CPUs, both ways (README "How
+    it works").  take() makes the thread's affinity this CPU alone, read first; give_back()
+    sets what was read.  Nothing is held where the thread's affinity is one CPU already or
+    leaves this one out (it never runs where it may not); a refusal (EPERM: another owner)
+    turns it off.  Both are called by whichever notification thread sends the fd.
+    """
+
+    def __init__(self) -> None:
+        self._cpu: Callable[[], int] = lambda: -1  # a C library without sched_getcpu: nothing held
+        try:
+            self._cpu = _libc().sched_getcpu  # the vDSO (rseq): no syscall
+        except AttributeError:
+            pass
+        self.on = True
+
+    def take(self, tid: int) -> Optional[Set[int]]:
+        """Hold `tid` on this CPU; its affinity to give back, or None (nothing held)."""
+        if not self.on:
+            return None
+        try:
+            mask = os.sched_getaffinity(tid)
+            here = self._cpu()
+            if len(mask) < 2 or here not in mask:
+                return None
+            os.sched_setaffinity(tid, (here,))
+        except OSError as exc:  # ESRCH: it is gone (its call too)
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                self.on = False
+            return None
+        return mask
+
+    def give_back(self, tid: int, mask: Set[int]) -> None:
+        try:
+            os.sched_setaffinity(tid, mask)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                # its cpuset no longer holds any of those CPUs (changed meanwhile): every CPU,
+                # which the kernel narrows to the cpuset, as it would have narrowed the mask
+                try:
+                    os.sched_setaffinity(tid, range(1024))
+                except OSError:
+                    pass
+
 
 class HotCalls:
     """Prepared raw calls for one supervising thread: no allocation per call.

@@ -180,6 +180,28 @@ def test_cpu_cores_holds_for_python_threads_children_and_taskset(who) -> None:
     assert control.stdout.split()[1] == (f"{MINE[0]}-{MINE[-1]}" if len(MINE) > 1 else str(MINE[0])), show(control)
 
 
+OPENS_KEEP = ("import os\n"
+              "before = sorted(os.sched_getaffinity(0))\n"
+              "for _ in range(300):\n"
+              "    os.close(os.open('/etc/passwd', os.O_RDONLY))\n"
+              "print('full', before == sorted(os.sched_getaffinity(0)), len(before))\n"
+              "os.sched_setaffinity(0, {%d})\n"
+              "for _ in range(300):\n"
+              "    os.close(os.open('/etc/passwd', os.O_RDONLY))\n"
+              "print('one', sorted(os.sched_getaffinity(0)))\n"
+              "print('status', [l.split()[1] for l in open('/proc/self/status')"
+              " if l.startswith('Cpus_allowed_list')][0])\n")
+
+
+def test_opens_leave_the_command_its_own_affinity(who) -> None:
+    """Every fd opened on behalf is taken with the caller held on the supervisor's CPU
+    (_syscalls.CpuHold, README "How it works"): afterwards its affinity is its own again,
+    all of its CPUs or the one it chose."""
+    r = who.run(["--", "python3", "-c", OPENS_KEEP % MINE[-1]])
+    assert r.returncode == 0, show(r)
+    assert r.stdout.splitlines() == [f"full True {len(MINE)}", f"one [{MINE[-1]}]", f"status {MINE[-1]}"], show(r)
+
+
 # --- --cpu ---------------------------------------------------------------------------------------
 
 BUSY = ("import os, sys, time\n"
