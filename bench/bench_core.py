@@ -16,7 +16,8 @@ Prints medians of:
      with --loops only this item, as two loops (os.stat, and os.open+os.close of
      /etc/passwd: an open done on behalf and its fd injected), each in us per call
      and as a ratio to bare, side by side with the Rust sandlock's SDK and PRoot
-     (`proot CMD`, host root) where they can be had, all interleaved;
+     (`proot CMD`, host root) where they can be had, all interleaved, with the
+     caller's migrations between CPUs per call (/proc/self/sched);
   4. CLI start: `python -m sandlock -- /bin/true` against `python -c pass`;
   5. real programs: python3 -c pass, and python3 importing json, email,
      http.client and sqlite3 (hundreds of trapped stats between pauses).
@@ -39,6 +40,13 @@ LOOP = r"""
 import os, sys, time
 kind, n = sys.argv[1], int(sys.argv[2])
 fd = os.open("/etc/hostname", os.O_RDONLY)
+def moved():  # this thread's migrations between CPUs so far (-1: /proc/self/sched unreadable)
+    try:
+        with open("/proc/self/sched") as f:
+            return int([l for l in f if l.startswith("se.nr_migrations")][0].split()[-1])
+    except (OSError, IndexError, ValueError):
+        return -1
+m = moved()
 if kind == "getppid":
     f = os.getppid
     t = time.perf_counter()
@@ -55,7 +63,9 @@ else:
     f = os.stat
     t = time.perf_counter()
     for _ in range(n): f("/etc/passwd")
-print((time.perf_counter() - t) / n * 1e6)
+took = (time.perf_counter() - t) / n * 1e6
+after = moved()
+print(took, (after - m) / n if m >= 0 and after >= 0 else -1)
 """
 
 
@@ -76,7 +86,7 @@ def loop_us(kind, n, sandboxed, repeats):
             out = sandlock.Sandbox().run(argv).stdout
         else:
             out = subprocess.run(argv, capture_output=True, check=True).stdout
-        values.append(float(out))
+        values.append(float(out.split()[0]))
     return statistics.median(values)
 
 
@@ -153,13 +163,20 @@ def loops(repeats, rust, n=20000):
     for kind in ("stat", "open"):
         argv = [PYTHON, "-S", "-c", LOOP, kind, str(n)]
         rows = {name: [] for name in runners}
+        moves = {name: [] for name in runners}
         for _ in range(repeats):
             for name, run in runners.items():
-                rows[name].append(float(run(argv)))
+                took, moved = map(float, run(argv).split())
+                rows[name].append(took)
+                moves[name].append(moved)
         bare = statistics.median(rows["bare"])
         line = "  ".join(f"{name} {statistics.median(v):.2f} us ({statistics.median(v) / bare:.1f}x)"
                          for name, v in rows.items() if name != "bare")
         print(f"{kind:4s} x{n} per call (median of {repeats}): bare {bare:.2f} us  {line}", flush=True)
+        # a call that moves its caller between CPUs costs two wake-ups across them (README "How it works")
+        print("     CPU migrations per call: " + "  ".join(
+            f"{name} {statistics.median(v):.2f}" if min(v) >= 0 else f"{name} ?" for name, v in moves.items()),
+            flush=True)
 
 
 def main():
