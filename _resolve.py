@@ -220,9 +220,10 @@ def _ancestors(path: bytes) -> Iterable[bytes]:
         yield path
 
 
-def d_path(fd: int) -> bytes:
-    """The kernel's name for what fd refers to (readlink of /proc/self/fd/N)."""
-    name = os.readlink(f"/proc/self/fd/{fd}".encode())
+def d_path(fd: int, fds: int = -1) -> bytes:
+    """The kernel's name for what fd refers to (readlink of /proc/self/fd/N; fds: an fd of
+    our /proc/self/fd to read it from, Resolver.fd_name)."""
+    name = os.readlink(b"%d" % fd, dir_fd=fds) if fds >= 0 else os.readlink(f"/proc/self/fd/{fd}".encode())
     if name.endswith(b" (deleted)"):
         name = name[: -len(b" (deleted)")]
     return name
@@ -431,10 +432,7 @@ class Resolver:
         """d_path(fd), read from our /proc/self/fd (2.8 us here against 3.8 for the
         whole path): the name of a directory fd of the command's, on every open of
         a path relative to one and every lstat of an entry in a root (find, ls -l)."""
-        name = os.readlink(b"%d" % fd, dir_fd=self._own_fd_table())
-        if name.endswith(b" (deleted)"):
-            name = name[: -len(b" (deleted)")]
-        return name
+        return d_path(fd, self._own_fd_table())
 
     def self_link(self, call: Call) -> Optional[bytes]:
         """readlink's answer for the caller's own /proc/self without a lookup (None:
