@@ -761,8 +761,8 @@ def umask_of(tid: int) -> int:
     known = _known(tid)
     if known is not None:
         try:
-            with _KNOWN_LOCK:
-                data = known.status_data() if _KNOWN.get(tid) is known and known.alive() else b""
+            with _KNOWN_LOCK:  # (alive: _known just polled; an fd kept open reads no other task)
+                data = known.status_data() if _KNOWN.get(tid) is known else b""
         except OSError:
             data = b""  # gone: the usual way says so
         if data:
@@ -774,6 +774,16 @@ def tgid_of(tid: int) -> int:
     """The thread-group id (pid) of thread tid; ESRCH if it is gone."""
     known = _known(tid)
     return known.tgid if known is not None else int(proc_status_field(tid, b"Tgid"))
+
+
+def process_of(tid: int) -> Tuple[int, bytes]:
+    """(tgid_of(tid), start_of(that tgid)) from one kept entry (one poll of its pidfd):
+    the thread's process and when it started; start b"" if it is gone."""
+    known = _known(tid)
+    if known is not None:
+        return known.tgid, known.start
+    tgid = int(proc_status_field(tid, b"Tgid"))
+    return tgid, start_of(tgid)
 
 
 def start_of(pid: int) -> bytes:

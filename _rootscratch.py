@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
-from ._notif import proc_stat, start_of, tgid_of
+from ._notif import proc_stat, process_of, start_of
 
 # /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
@@ -149,11 +149,15 @@ class Cwd:
         return self._of(pid, 0)[1]
 
     def of_thread(self, tid: int) -> bytes:
-        """The virtual cwd of the process of thread `tid` (get(tgid_of(tid))), with no /proc
+        """The virtual cwd of the process of thread `tid` (get of its tgid), with no /proc
         read while the thread's ids are kept (_notif.Known: its tgid and its process's start
         time, trusted under a pidfd of that very task): a getcwd and every relative path
         ask it.  chdir and fchdir change only the entry (set), which is read on every call."""
-        return self._of(tgid_of(tid), 0)[1]
+        tgid, start = process_of(tid)
+        entry = self._entries.get(tgid)
+        if entry is not None and entry[0] and entry[0] == start:
+            return entry[1]
+        return self._of(tgid, 0)[1]
 
     def _of(self, pid: int, depth: int) -> Tuple[bytes, bytes]:
         """(start time of process pid, its virtual cwd); start is b"" if it is gone."""

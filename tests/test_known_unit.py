@@ -55,6 +55,8 @@ def test_a_threads_group_and_start_time_are_those_of_its_process_and_are_kept() 
         assert _notif.start_of(os.getpid()) == _stat_start(os.getpid())
         with _notif._KNOWN_LOCK:
             assert parked.tid in _notif._KNOWN  # kept: the next call reads no /proc
+        # both at once, from the one entry (a relative path in a root asks them together)
+        assert _notif.process_of(parked.tid) == (os.getpid(), _stat_start(os.getpid()))
     finally:
         parked.end()
 
@@ -64,12 +66,14 @@ def test_a_thread_that_exited_is_not_answered_from_what_was_kept_for_it() -> Non
     parked = Parked()
     tid = parked.tid
     assert _notif.tgid_of(tid) == os.getpid()
+    assert _notif.umask_of(tid) == _notif.current_umask()  # its /proc/TID/status kept open
     parked.end()
     if os.path.exists(f"/proc/{tid}"):
         pytest.skip("the tid was reused at once")
-    with pytest.raises(OSError) as caught:
-        _notif.tgid_of(tid)
-    assert caught.value.errno == errno.ESRCH
+    for ask in (_notif.tgid_of, _notif.process_of, _notif.umask_of):
+        with pytest.raises(OSError) as caught:
+            ask(tid)
+        assert caught.value.errno == errno.ESRCH, ask
     with _notif._KNOWN_LOCK:
         assert tid not in _notif._KNOWN
     assert _notif.start_of(tid) == b""
