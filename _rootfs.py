@@ -58,6 +58,8 @@ _ENOENT = errno.ENOENT
 def normalise(path: bytes) -> bytes:
     """Lexical normal form of an absolute path, to choose its route ('.', '//' folded,
     '..' too except after /proc/PID/cwd or /proc/PID/root, which are not lexical)."""
+    if _clean_absolute(path):
+        return path  # (most paths: no loop)
     parts: List[bytes] = []
     items = path.split(b"/")
     for index, part in enumerate(items):
@@ -86,8 +88,8 @@ def _clean_relative(path: bytes) -> bool:
 
 def _clean_absolute(path: bytes) -> bool:
     """An absolute path with no '.', '..' or empty component, no trailing '/' (its own normal form)."""
-    return (path[:1] == b"/" and b"//" not in path and not path.endswith(b"/")
-            and (b"/." not in path or all(c not in (b".", b"..") for c in path.split(b"/"))))
+    return (path[:1] == b"/" and b"//" not in path and b"/./" not in path and b"/../" not in path
+            and not path.endswith((b"/", b"/.", b"/..")))
 
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
