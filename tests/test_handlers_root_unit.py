@@ -250,3 +250,22 @@ def test_stat_in_a_root_sees_guest_paths_and_the_guest_tree(fake, root: Path) ->
     assert drive(ctx, "newfstatat", AT_FDCWD, ctx.mem.cstr("/nope"), buf, 0) == Errno(errno.ENOENT)
     # the host's name of that file means nothing in the root
     assert drive(ctx, "newfstatat", AT_FDCWD, ctx.mem.cstr(str(root / "etc/hostname")), buf, 0) == Errno(errno.ENOENT)
+
+
+@pytest.mark.parametrize("path, normal", [
+    (b"/a/.git/objects/ab", b"/a/.git/objects/ab"),   # a dotfile is a name: as it is
+    (b"/a/..b/c.", b"/a/..b/c."),
+    (b"/", b"/"),
+    (b"/a/./b/../c/", b"/a/c"),
+    (b"//a//b/.", b"/a/b"),
+    (b"/a/b/..", b"/a"),
+    (b"/..", b"/"),
+    (b"/proc/1/cwd/../x", b"/proc/1/cwd/../x"),       # '..' after a process's cwd is not lexical
+    (b"/proc/1/task/2/root/./../y", b"/proc/1/task/2/root/../y"),
+])
+def test_a_path_routed_in_a_root_is_in_its_lexical_normal_form(path: bytes, normal: bytes) -> None:
+    """_rootfs.normalise (a path already normal is returned as it is, without the loop)."""
+    rootfs = module("_rootfs")
+    assert rootfs.normalise(path) == normal
+    # taken as it is exactly when no component is '', '.' or '..' (no trailing '/')
+    assert rootfs._clean_absolute(path) == (path not in (b"/", b"/proc/1/cwd/../x") and path == normal)
