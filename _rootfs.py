@@ -92,6 +92,17 @@ def _clean_absolute(path: bytes) -> bool:
             and not path.endswith((b"/", b"/.", b"/..")))
 
 
+def _fold_dots(path: bytes) -> bytes:
+    """`path` without '.' components and repeated '/' inside it: 'a/./b' and 'a//b' name
+    what 'a/b' names whatever 'a' is (a symlink, no directory); a trailing '/' or '/.'
+    stays (it asks for a directory)."""
+    while b"//" in path:
+        path = path.replace(b"//", b"/")
+    while b"/./" in path:
+        path = path.replace(b"/./", b"/")
+    return path
+
+
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_PATH_NOFOLLOW = _O_PATH | os.O_NOFOLLOW
 
@@ -387,12 +398,19 @@ class RootResolver(Resolver):
             os.close(base)
 
     def stat_path(self, call: Call, path: bytes, nofollow: bool) -> Optional[_syscalls.Stat]:
-        """stat (lstat: nofollow) of an absolute virtual path, the short way: a clean path
-        (no '.', '..' or empty component) outside /proc, /dev and the mounts, and not a
+        """stat (lstat: nofollow) of an absolute virtual path, or one relative to the
+        caller's cwd (joined to it, as open does), the short way: a clean path
+        (no '..' component or trailing '/' or '/.', once '.' components and repeated
+        '/' are folded: _fold_dots) outside /proc, /dev and the mounts, and not a
         #! script's alias, is opened from the root with RESOLVE_IN_ROOT and no symlink
         on the way, checked and fstat'ed, exactly as the general way's first try
         (open -> _open_virtual) does, without its layers.  None: take the general way
         (a symlink on the way, or a path of another route)."""
+        if self.scripts and self.scripts.get(call.tid):
+            return None  # (an alias is looked up before the cwd is joined)
+        if path[:1] != b"/":
+            path = join(self.virtual_cwd(call.tid), path)
+        path = _fold_dots(path)  # (cp -a src/. dst asks for src/./f)
         if path == b"/":
             rest, name = b".", self.root_host
         elif (not _clean_absolute(path) or path.startswith((b"/proc/", b"/dev/"))
@@ -403,8 +421,6 @@ class RootResolver(Resolver):
         for m in self.mounts:
             if path == m.virt or path.startswith(m.virt + b"/"):
                 return None
-        if self.scripts and self.scripts.get(call.tid):
-            return None
         try:
             fd = self.hot.openat2(self.root_fd, rest, _O_PATH_NOFOLLOW if nofollow else _O_PATH, 0,
                                   IN_ROOT | S.RESOLVE_NO_SYMLINKS)

@@ -28,7 +28,7 @@ from ._syscalls import closed_after, closed_on_error
 from ._structs import AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from ._errors import os_error as _oserror
 from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat, link_fd
-from ._notif import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
+from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
 from ._resolve import d_path
 
 
@@ -212,7 +212,8 @@ def do_symlink(ctx: Context, call: Call) -> Reply:
 def do_fstatat(ctx: Context, call: Call) -> Reply:
     """newfstatat in a root: lstat of one entry of a directory fd (find, ls -l) is
     answered from the directory itself (RootResolver.stat_entry), a clean absolute
-    path from the root (RootResolver.stat_path); the rest as on the host (_fsops.do_stat)."""
+    path, or one relative to the cwd, from the root (RootResolver.stat_path); the rest
+    as on the host (_fsops.do_stat)."""
     path = call.path
     if (call.flags & AT_SYMLINK_NOFOLLOW and call.dirfd >= 0 and path and b"/" not in path
             and path != b"." and path != b".."):
@@ -221,8 +222,9 @@ def do_fstatat(ctx: Context, call: Call) -> Reply:
         if st is not None:
             write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)
             return Value(0)
-    elif path and path[0] == 47 and not call.flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT):
-        # an absolute path (python's imports): RootResolver.stat_path, or the general way
+    elif path and (path[0] == 47 or call.dirfd == AT_FDCWD) and not call.flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT):
+        # an absolute path (python's imports) or one relative to the cwd (make, gcc, git),
+        # which the general way joins to the cwd too: RootResolver.stat_path, or the general way
         st = ctx.resolver.stat_path(call, path, bool(call.flags & AT_SYMLINK_NOFOLLOW))
         if st is not None:
             write_mem(ctx.tracees, call.tid, call.ptr, ctx.resolver.reported(st).raw)

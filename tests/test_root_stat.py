@@ -1,5 +1,6 @@
-"""stat and lstat in the emulated root take a short way for a clean absolute path
-(RootResolver.stat_path) and the general way for every other spelling and route: each
+"""stat and lstat in the emulated root take a short way for a clean absolute path ('.'
+components and repeated '/' folded; relative paths joined to the cwd: RootResolver.stat_path)
+and the general way for every other spelling and route: each
 answer is what a real root gives, on both sides (a symlink on the way or at the end,
 '..', '.', '//', a trailing '/', /proc, /dev, a mounted directory, a denied file, a
 missing one).  Fixtures: tests/rootcase.py.
@@ -44,6 +45,10 @@ def test_stat_of_every_spelling_and_route_answers_as_a_real_root(who, deb: Path,
         "/etc/./debian_version": [f"REG {deb_version}"] * 2,
         "//etc//debian_version": [f"REG {deb_version}"] * 2,
         "/etc/debian_version/": ["ENOTDIR"] * 2,
+        "/etc/debian_version/.": ["ENOTDIR"] * 2,                           # '.' folded, not this one
+        "/etc/debian_version/./x": ["ENOTDIR"] * 2,
+        "/etc/.//./debian_version": [f"REG {deb_version}"] * 2,
+        "/bin/./dash": [f"REG {(deb / 'usr/bin/dash').stat().st_size}"] * 2,  # folded, a symlink on the way
         "/etc/debian_version/x": ["ENOTDIR"] * 2,
         "/etc/nosuch": ["ENOENT"] * 2,
         "/../../../../../..": ["DIR"] * 2,

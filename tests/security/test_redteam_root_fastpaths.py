@@ -5,8 +5,9 @@ command would, INSIDE a sandbox, as root and as the unprivileged user.
   root): names planted to look like its exclusions (/workx beside a /work mount, the
   root's own /dev), symlinks on the way into a mount, /proc and /dev and to a denied
   directory, denied files and a hard link to one, a directory without search
-  permission, names too long; each spelled the short way and the general way
-  ("/." in front), which must agree, with the values a real root gives.  Controls:
+  permission, names too long; each spelled the short way (as it is, with "/." in
+  front, relative to the cwd) and the general way ("/.." in front), which must agree,
+  with the values a real root gives.  Controls:
   the same run without --fs-deny reads what the denials hide.
 - the same short path with --workdir on the root (the upper layer's view),
   --fake-root (the recorded owner and mode), and --workdir without --root ('/' is
@@ -36,9 +37,10 @@ from conftest import IS_ROOT, wait_for
 from .conftest import SecProgs  # noqa: F401  (fixture types)
 
 PROBE = r'''
+cd /
 for p in "$@"; do
   for how in "" -L; do
-    for spell in "$p" "/.$p"; do
+    for spell in "$p" "/.$p" "/..$p" "${p#/}" "./${p#/}" "../${p#/}"; do
       out=$(stat $how -c '%F:%s' "$spell" 2>&1) || out="ERR ${out##*: }"
       printf '%s|%s|%s|%s\n' "$p" "$how" "$spell" "$out"
     done
@@ -75,18 +77,21 @@ PATHS = ["/workx/f", "/work/f", "/lw/f", "/lp/status", "/ld/null", "/ld", "/sec"
 
 
 def _answers(r: subprocess.CompletedProcess) -> Dict[str, List[str]]:
-    """path -> [stat, stat -L] as the short spelling answers; asserts the general one agrees."""
+    """path -> [stat, stat -L] as the short spelling answers; asserts that the others agree:
+    "/." in front (short too: '.' folded), "/.." in front (the general way), and the same
+    three relative to the cwd ("/"), joined to it."""
     rows: Dict[str, Dict[tuple, str]] = {}
     for line in r.stdout.splitlines():
         path, how, spell, out = line.split("|", 3)
         if out.startswith("directory:"):
             out = "directory"
-        rows.setdefault(path, {})[(how, spell == path)] = out
+        rows.setdefault(path, {})[(how, spell)] = out
     answers = {}
     for path, seen in rows.items():
         for how in ("", "-L"):
-            assert seen[(how, True)] == seen[(how, False)], (path, how, seen, show(r))
-        answers[path] = [seen[("", True)], seen[("-L", True)]]
+            spelled = {spell: out for (h, spell), out in seen.items() if h == how}
+            assert len(spelled) == 6 and len(set(spelled.values())) == 1, (path, how, seen, show(r))
+        answers[path] = [seen[("", path)], seen[("-L", path)]]
     return answers
 
 
@@ -127,6 +132,14 @@ def test_stat_of_planted_names_symlinks_and_denials_answers_as_the_general_way_a
         got.pop("/priv/f")                               # (root: only short == general, checked above)
     assert {_short(k): v for k, v in got.items()} == {_short(k): v for k, v in expect.items()}, show(r)
 
+    # relative to a cwd in the mount (reached through a symlink too) or above a denial:
+    # the short way does not apply or refuses as the general one
+    script = ("cd /work && stat -c %s f ./f; cd /lw && stat -c %s f; cd /sec && stat -c %s dir/s; "
+              "stat -c %s ./dir/s; cd /workx && stat -c %s f")
+    r = who.run([*args, "--fs-deny", "/sec/dir", "--", "/bin/sh", "-c", script])
+    assert r.stdout.split() == ["7", "7", "7", "10"], show(r)
+    assert r.stderr.count("Permission denied") == 2, show(r)
+
     # control: without the denials the same probe reads what they hide
     r = who.run([*args, "--", "/bin/sh", "/probe.sh", "/sec/dir/s", "/sec/file", "/hardlink", "/lsec/s"])
     assert r.returncode == 0, show(r)
@@ -141,14 +154,14 @@ def test_stat_with_a_workdir_on_the_root_sees_the_runs_own_changes(who, busybox_
     who.own(tmp)
     who.own(busybox_root)  # the workdir: its owner's to change
     script = ("echo longer-content > /tmp/mod; rm /tmp/del; echo x > /tmp/new; "
-              "for f in /tmp/mod /tmp/del /tmp/new; do stat -c %s $f 2>&1; stat -c %s /.$f 2>&1; "
+              "for f in /tmp/mod /tmp/del /tmp/new; do stat -c %s $f 2>&1; stat -c %s /..$f 2>&1; "
               "wc -c < $f 2>/dev/null; done")
     r = who.run(["--root", str(busybox_root), "--workdir", str(busybox_root), "-w", "/tmp", "--dry-run", "--",
                  "/bin/sh", "-c", script])
     assert r.returncode == 0, show(r)
     lines = [line.strip() for line in r.stdout.splitlines()]
     gone = "stat: can't stat '{}': No such file or directory"
-    assert lines == ["15", "15", "15", gone.format("/tmp/del"), gone.format("/./tmp/del"), "2", "2", "2"], show(r)
+    assert lines == ["15", "15", "15", gone.format("/tmp/del"), gone.format("/../tmp/del"), "2", "2", "2"], show(r)
     assert (tmp / "mod").read_text() == "data\n" and (tmp / "del").exists() and not (tmp / "new").exists()
 
 
@@ -156,10 +169,10 @@ def test_stat_with_fake_root_reports_the_recorded_owner_and_mode_by_every_spelli
     who.own(busybox_root / "tmp")
     script = ("echo a > /tmp/own && chown 4242:4343 /tmp/own && chmod 4711 /tmp/own && "
               "stat -c '%u %g %a' /tmp/own && stat -L -c '%u %g %a' /tmp/own && "
-              "stat -c '%u %g %a' /./tmp/own && cd /tmp && stat -c '%u %g %a' own")
+              "stat -c '%u %g %a' /../tmp/own && stat -c '%u %g %a' /./tmp/own && cd /tmp && stat -c '%u %g %a' own")
     r = who.run(["--root", str(busybox_root), "--fake-root", "-w", "/tmp", "--", "/bin/sh", "-c", script])
     assert r.returncode == 0, show(r)
-    assert r.stdout.splitlines() == ["4242 4343 4711"] * 4, show(r)
+    assert r.stdout.splitlines() == ["4242 4343 4711"] * 5, show(r)
     st = os.stat(busybox_root / "tmp/own")
     assert (st.st_uid, st.st_mode & 0o7777) == (who.uid, 0o711), st  # the host file: virtual only
 
@@ -296,7 +309,7 @@ HIDDEN_CODE = r'''
 import json, os, sys
 out = {}
 for p in sys.argv[1:]:
-    for q in (p, "/." + p):
+    for q in (p, "/.." + p):
         for follow in (True, False):
             try:
                 r = "mode %o" % os.stat(q, follow_symlinks=follow).st_mode
@@ -311,7 +324,7 @@ def test_with_a_workdir_and_no_root_the_short_stat_keeps_sandlocks_own_directori
         who, scratch: Path) -> None:
     """--workdir alone runs the emulated root with '/' as the root: stat_path reaches the
     whole host, so sandlock's own containers (of every user) and what lies in them must be
-    refused as the general way (the "/." spelling) refuses them."""
+    refused as the general way (the "/.." spelling) refuses them."""
     from sandlock import _scratch
     work = who.make_dir(scratch / "wd")
     who.make_file(work / "f", "x\n")
