@@ -488,11 +488,13 @@ class RootResolver(Resolver):
                     return self._walk(call, norm, flags, mode, resolve, depth)
                 return fd, self._checked_name(fd)
         rest = path.lstrip(b"/") or b"."
-        if norm == path and not depth:
-            # a clean path without symlinks is its own real path: no d_path needed
+        if not depth and (norm == path or _fold_dots(path) == norm):
+            # a clean path without symlinks is its own real path: no d_path needed ('.'
+            # components and repeated '/' name what the path without them names)
             try:
-                fd = self.hot.openat2(self.root_fd, rest, flags, mode, IN_ROOT | S.RESOLVE_NO_SYMLINKS)
-                return fd, self.root_prefix[:-1] + path if path != b"/" else self.root_host
+                fd = self.hot.openat2(self.root_fd, norm.lstrip(b"/") or b".", flags, mode,
+                                      IN_ROOT | S.RESOLVE_NO_SYMLINKS)
+                return fd, self.root_prefix[:-1] + norm if norm != b"/" else self.root_host
             except OSError as exc:
                 if exc.errno != errno.ELOOP or extra & S.RESOLVE_NO_SYMLINKS:
                     raise

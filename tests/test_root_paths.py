@@ -28,12 +28,13 @@ p = sys.argv[1]           # host path of the canary
 good = "/etc/debian_version"
 os.chdir("/usr/lib")
 paths = {
-    "absolute": p, "relative": "../../.." + p, "dotdot": "/../../../.." + p,
+    "absolute": p, "relative": "../../.." + p, "dotdot": "/../../../.." + p, "dot": "/.//." + p,
     "proc_root": "/proc/self/root" + p, "proc_cwd": "/proc/self/cwd/../../../.." + p,
     "proc_pid_root": "/proc/%d/root%s" % (os.getpid(), p),
     "proc_thread_root": "/proc/thread-self/root" + p,
     "proc_task_cwd": "/proc/self/task/%d/cwd/../../.." % os.getpid() + p,
     "good_dotdot": "/../../../.." + good, "good_relative": "../../../../.." + good,
+    "good_dot": "/.//./etc/./debian_version",
     "good_proc_root": "/proc/self/root" + good, "good_proc_cwd": "/proc/self/cwd/../.." + good,
     "good_proc_pid_root": "/proc/%d/root%s" % (os.getpid(), good),
     "good_proc_thread_root": "/proc/thread-self/root" + good,
@@ -76,12 +77,12 @@ def test_no_path_spelling_reaches_a_host_file_outside_the_root(who, deb: Path, c
     size = (deb / "etc/debian_version").stat().st_size
     lines = dict((" ".join(line.split()[:2]), " ".join(line.split()[2:])) for line in r.stdout.splitlines()
                  if len(line.split()) >= 3)
-    for name in ("absolute", "relative", "dotdot", "proc_root", "proc_cwd", "proc_pid_root", "proc_thread_root",
+    for name in ("absolute", "relative", "dotdot", "dot", "proc_root", "proc_cwd", "proc_pid_root", "proc_thread_root",
                  "proc_task_cwd", "dirfd_root", "dirfd_dotdot"):
         for op in ("open", "stat"):
             assert lines.get(f"{name} {op}") in ("ENOENT", "EACCES"), f"{name} {op}:\n{show(r)}"
         assert lines[f"{name} open"] == "ENOENT", f"{name}: the host file exists, but not in the root:\n{show(r)}"
-    for name in ("good_dotdot", "good_relative", "good_proc_root", "good_proc_cwd", "good_proc_pid_root",
+    for name in ("good_dotdot", "good_relative", "good_dot", "good_proc_root", "good_proc_cwd", "good_proc_pid_root",
                  "good_proc_thread_root", "good_proc_task_cwd", "good_dirfd_root", "good_dirfd_dotdot"):
         assert lines.get(f"{name} open") == f"READ {version}", f"{name}:\n{show(r)}"
         assert lines.get(f"{name} stat") == f"READ {size}", f"{name}:\n{show(r)}"
