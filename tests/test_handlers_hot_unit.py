@@ -256,3 +256,23 @@ def _points_at_own_fds(name: str) -> bool:
         return os.readlink(f"/proc/self/fd/{name}") == f"/proc/{os.getpid()}/fd"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("tops, covered, not_covered", [
+    ([b"/a/b", b"/c"], [b"/a/b", b"/a/b/x", b"/a/b/.git/objects/ab/cd", b"/c/d"], [b"/a", b"/a/bc", b"/a/bc/d", b"/",
+                                                                               b"/ab/b", b"/b/c"]),
+    ([b"/"], [b"/", b"/x", b"/x/y"], []),
+    ([], [], [b"/", b"/x"]),
+])
+def test_a_rule_covers_its_directory_and_everything_below_and_nothing_beside(tops, covered, not_covered) -> None:
+    """FsRules.check asks _resolve.Tops.covers (one startswith with a tuple); the walk up the
+    path's components it replaced gives the same answer for every path here."""
+    def walked(path: bytes) -> bool:
+        while path not in tops:
+            if path == b"/":
+                return False
+            path = path[:path.rindex(b"/")] or b"/"
+        return True
+    top_set = _resolve.Tops(tops)
+    for path in covered + not_covered:
+        assert top_set.covers(path) == walked(path) == (path in covered), path
