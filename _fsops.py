@@ -480,6 +480,11 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
     path = call.path or b""
     if flags & os.O_CREAT and path.endswith(b"/"):
         raise os_error(errno.EISDIR)
+    if (flags & os.O_CREAT and flags & os.O_EXCL and ctx.policy_gate is None
+            and path.rpartition(b"/")[2] not in (b"", b".", b"..")):
+        # a file that must not exist yet (tar's files, git's objects and locks): made at
+        # once in its directory, no lookup of it first (an existing name is EEXIST there)
+        return _create(ctx, call, path, flags, mode, resolve, exclusive=True)
     try:
         probe, name = ctx.resolver.open(call, call.dirfd, path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_DIRECTORY)),
                                         0, resolve)
@@ -511,7 +516,11 @@ def _open_for_writing(ctx: Context, call: Call, flags: int, mode: int, resolve: 
         os.close(probe)
 
 
-def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolve: int) -> int:
+def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolve: int,
+            exclusive: bool = False) -> int:
+    """Create the file `path` names in its directory, decided on that directory's real
+    path.  exclusive (O_EXCL, not looked up first): a refusal of the rules or of the
+    space left answers EEXIST where the name exists, as the kernel checks that first."""
     parent, _, base = path.rpartition(b"/")
     if not base or base in (b".", b".."):
         raise os_error(errno.EISDIR)
@@ -520,11 +529,16 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
     directory, name = ctx.resolver.open(call, call.dirfd, parent, os.O_PATH | os.O_DIRECTORY, 0, resolve)
     try:
         if name is not None:
-            ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
-            if ctx.policy_gate is not None:  # Sandbox(policy_fn=)
-                from . import _policyfn
-                _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
-            ctx.resolver.need_space(name)
+            try:
+                ctx.resolver.rules.check(name.rstrip(b"/") + b"/" + base, "write")
+                if ctx.policy_gate is not None:  # Sandbox(policy_fn=)
+                    from . import _policyfn
+                    _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
+                ctx.resolver.need_space(name)
+            except OSError:
+                if exclusive and _exists(directory, base):
+                    raise os_error(errno.EEXIST) from None
+                raise
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
             with closed_on_error(fd):
@@ -532,6 +546,15 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
         return fd
     finally:
         os.close(directory)
+
+
+def _exists(directory: int, name: bytes) -> bool:
+    """Is there an entry `name` (of any type, a symlink not followed) in `directory`?"""
+    try:
+        os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except OSError:  # (not there, or not to be known: the refusal stands)
+        return False
+    return True
 
 
 def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:

@@ -206,6 +206,34 @@ def test_opens_hand_over_an_fd_for_what_the_rules_allow_and_nothing_else(fake, t
     assert drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(tree.out / "g"), os.O_PATH, 0) == Errno(errno.EACCES)
 
 
+@pytest.mark.rows("openat")
+def test_an_exclusive_create_is_refused_with_eexist_first_as_the_kernel_refuses_it(fake, tree) -> None:
+    """O_CREAT|O_EXCL is made in its directory without a lookup of the name first: a name
+    that exists is EEXIST whether or not the rules would let it be written (the kernel
+    looks before it checks), one that does not is decided on the directory."""
+    ctx = host(fake, tree)
+    excl = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+    def create(path) -> object:  # type: ignore[no-untyped-def]
+        return drive(ctx, "openat", AT_FDCWD, ctx.mem.cstr(path), excl, 0o600)
+    os.symlink(tree.out / "made", tree.w / "dangling")   # to a name outside every rule
+    os.mkfifo(tree.w / "fifo")
+    for there in (tree.w / "f", tree.w / "link", tree.w / "dangling", tree.w / "fifo", tree.ins / "d",
+                  tree.ins / "f", tree.ins / "link", tree.out / "g", tree.out / "glink"):
+        assert create(there) == Errno(errno.EEXIST), there
+    assert not (tree.out / "made").exists() and (tree.w / "f").read_bytes() == b"hello"
+    for there in (tree.w / ".", tree.ins / "d" / "..", tree.out / "."):  # not a name: looked up, EEXIST
+        assert create(there) == Errno(errno.EEXIST), there
+    # controls: a new name is decided on its directory's rule, and made only where one allows it
+    assert create(tree.ins / "new") == Errno(errno.EACCES) and not (tree.ins / "new").exists()
+    assert create(tree.out / "new") == Errno(errno.EACCES) and not (tree.out / "new").exists()
+    assert create(tree.w / "nodir" / "new") == Errno(errno.ENOENT)
+    assert create(tree.w / "f" / "new") == Errno(errno.ENOTDIR)
+    got = create(tree.w / "new")
+    assert isinstance(got, Value) and stat.S_ISREG(os.stat(tree.w / "new").st_mode)
+    assert create(tree.w / "new") == Errno(errno.EEXIST)
+
+
 def swap_after_first_read(ctx, address: int, new: bytes) -> list:  # type: ignore[no-untyped-def]
     """Play a thread of the command that writes `new` at `address` right after the
     supervisor first reads it; the list gets an entry when that happened."""
