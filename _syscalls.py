@@ -21,7 +21,7 @@ import os
 import struct
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
@@ -107,19 +107,22 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def _wide(args: Sequence[object]) -> Tuple[object, ...]:
-    # syscall(3) is variadic: ctypes would pass a Python int as a 32-bit int
-    # and leave the upper half of the register undefined.
-    return tuple(ctypes.c_long(a) if isinstance(a, int) else a for a in args)
+_NUMBERS: Dict[str, Any] = {}  # name -> its syscall number as a C long, looked up once
 
 
 def _call(name: str, *args: object) -> int:
-    """syscall(2) by name; returns the result, raises OSError, retries EINTR."""
-    number = ctypes.c_long(nr(name))
+    """syscall(2) by name; returns the result, raises OSError, retries EINTR.  bytes
+    are passed as they are (the kernel copies them in).  The number is looked up once
+    per name (a utimensat on behalf, a tar's one per file: 7.3 -> 4.6 us here)."""
+    number = _NUMBERS.get(name)
+    if number is None:
+        number = _NUMBERS[name] = ctypes.c_long(nr(name))
     fn = _libc().syscall
-    args = _wide(args)
+    # syscall(3) is variadic: ctypes would pass a Python int as a 32-bit int
+    # and leave the upper half of the register undefined.
+    wide = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
     while True:
-        ret = fn(number, *args)
+        ret = fn(number, *wide)
         if ret != -1:
             return ret
         err = ctypes.get_errno()
@@ -229,20 +232,9 @@ def statx(dirfd: int, path: bytes, flags: int, mask: int) -> bytes:
     return buf.raw
 
 
-_UTIMENSAT: List[Any] = []  # (syscall, its number), prepared on the first call
-
-
 def utimensat(dirfd: int, path: bytes, times: Optional[bytes], flags: int) -> None:
-    """utimensat(2) with times as two raw struct timespec (None: now).  The bytes themselves
-    are passed (the kernel copies them in); prepared once, as connect: _call's lookups and
-    conversions were a third of a tar's utimensat on behalf."""
-    if not _UTIMENSAT:
-        _UTIMENSAT[:] = [_libc().syscall, ctypes.c_long(nr("utimensat"))]
-    fn, number = _UTIMENSAT
-    while fn(number, ctypes.c_long(dirfd), path, times, ctypes.c_long(flags)) == -1:
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise os_error(err)
+    """utimensat(2) with times as two raw struct timespec (None: now)."""
+    _call("utimensat", dirfd, path, times, flags)
 
 
 _CONNECT: List[Any] = []   # (syscall, its number), prepared on the first connect
