@@ -154,16 +154,14 @@ class Cwd:
         time, trusted under a pidfd of that very task): a getcwd and every relative path
         ask it.  chdir and fchdir change only the entry (set), which is read on every call."""
         tgid, start = process_of(tid)
-        entry = self._entries.get(tgid)
-        if entry is not None and entry[0] and entry[0] == start:
-            return entry[1]
-        return self._of(tgid, 0)[1]
+        return self._of(tgid, 0, start)[1]
 
-    def _of(self, pid: int, depth: int) -> Tuple[bytes, bytes]:
-        """(start time of process pid, its virtual cwd); start is b"" if it is gone."""
+    def _of(self, pid: int, depth: int, known_start: Optional[bytes] = None) -> Tuple[bytes, bytes]:
+        """(start time of process pid, its virtual cwd); start is b"" if it is gone.
+        known_start: pid's start time, where the caller has it already (of_thread)."""
         entry = self._entries.get(pid)
-        if entry is not None and entry[0] and entry[0] == start_of(pid):  # kept per thread (_notif.Known)
-            return entry
+        if entry is not None and entry[0] and entry[0] == (start_of(pid) if known_start is None else known_start):
+            return entry  # (the start kept per thread: _notif.Known)
         start, parent = _start_and_parent(pid)
         if start and depth < 64 and parent > 1 and (parent in self._entries or self._is_member(parent)):
             virt = self._of(parent, depth + 1)[1]
