@@ -536,8 +536,8 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
                     _policyfn.check_open(ctx, call, name.rstrip(b"/") + b"/" + base)
                 ctx.resolver.need_space(name)
             except OSError:
-                if exclusive and _exists(directory, base):
-                    raise os_error(errno.EEXIST) from None
+                if exclusive:
+                    _lookup_error(directory, base, "exists")
                 raise
         fd = os.open(base, flags | os.O_NOFOLLOW, mode, dir_fd=directory)
         if name is not None:
@@ -548,13 +548,21 @@ def _create(ctx: Context, call: Call, path: bytes, flags: int, mode: int, resolv
         os.close(directory)
 
 
-def _exists(directory: int, name: bytes) -> bool:
-    """Is there an entry `name` (of any type, a symlink not followed) in `directory`?"""
+def _lookup_error(fd: int, last: bytes, kind: str) -> None:
+    """Raise EEXIST ("exists") or ENOENT ("missing") when the name `last` in directory fd
+    says so, as the kernel's lookup would before any permission or space check (an
+    error of that stat: nothing raised, the refusal stands)."""
     try:
-        os.stat(name, dir_fd=directory, follow_symlinks=False)
-    except OSError:  # (not there, or not to be known: the refusal stands)
-        return False
-    return True
+        os.stat(last, dir_fd=fd, follow_symlinks=False)
+        there = True
+    except FileNotFoundError:
+        there = False
+    except OSError:
+        return
+    if kind == "exists" and there:
+        raise os_error(errno.EEXIST)
+    if kind == "missing" and not there:
+        raise os_error(errno.ENOENT)
 
 
 def _open_path_only(ctx: Context, call: Call, flags: int, resolve: int) -> Reply:

@@ -27,7 +27,7 @@ from . import _syscalls
 from ._syscalls import closed_after, closed_on_error
 from ._structs import AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from ._errors import os_error as _oserror
-from ._fsops import STAT_FLAGS, X_OK, _check_flags, _object, _proc_fd, _umask, do_stat, link_fd
+from ._fsops import STAT_FLAGS, X_OK, _check_flags, _lookup_error, _object, _proc_fd, _umask, do_stat, link_fd
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, Context, Errno, Reply, Value, tgid_of, write_mem
 from ._resolve import d_path
 
@@ -57,21 +57,6 @@ def _parent_for_write(ctx: Context, call: Call, dirfd: int, path: bytes, grows: 
                 _lookup_error(fd, last, kernel_first)
             raise exc
         return fd, last
-
-
-def _lookup_error(fd: int, last: bytes, kind: str) -> None:
-    """Raise EEXIST ("exists") or ENOENT ("missing") when the name says so."""
-    try:
-        os.stat(last, dir_fd=fd, follow_symlinks=False)
-        there = True
-    except FileNotFoundError:
-        there = False
-    except OSError:
-        return
-    if kind == "exists" and there:
-        raise _oserror(errno.EEXIST)
-    if kind == "missing" and not there:
-        raise _oserror(errno.ENOENT)
 
 
 def do_mkdir(ctx: Context, call: Call) -> Reply:
