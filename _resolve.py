@@ -418,8 +418,8 @@ class Resolver:
             except OSError:
                 pass
 
-    def _own_fd_table(self) -> int:
-        """Our /proc/self/fd, made on first use (reopen, fd_name)."""
+    def own_fd_table(self) -> int:
+        """Our /proc/self/fd, made on first use (reopen, fd_name; RunContext.open makes it)."""
         own = self._own_fds
         if own < 0:
             with self._own_fds_lock:
@@ -434,13 +434,13 @@ class Resolver:
     def reopen(self, fd: int, flags: int) -> int:
         """open(/proc/self/fd/FD, flags): the object of our O_PATH fd, opened for real (the
         walk starts at our /proc/self/fd: ~1 us less than the whole path)."""
-        return os.open(b"%d" % fd, flags, dir_fd=self._own_fd_table())
+        return os.open(b"%d" % fd, flags, dir_fd=self.own_fd_table())
 
     def fd_name(self, fd: int) -> bytes:
         """d_path(fd), read from our /proc/self/fd (2.8 us here against 3.8 for the
         whole path): the name of a directory fd of the command's, on every open of
         a path relative to one and every lstat of an entry in a root (find, ls -l)."""
-        return d_path(fd, self._own_fd_table())
+        return d_path(fd, self.own_fd_table())
 
     def self_link(self, call: Call) -> Optional[bytes]:
         """readlink's answer for the caller's own /proc/self without a lookup (None:

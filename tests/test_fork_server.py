@@ -1061,3 +1061,29 @@ def test_runs_from_the_fork_server_keep_the_command_s_cpus_and_personality() -> 
     server = _warm(box)
     assert box.run(["sh", "-c", code]).stdout == first == b"Cpus_allowed_list:\t0\n00040000\n"
     assert box._server.pid == server
+
+
+def _notification_threads() -> int:
+    return sum(t.name == "sandlock-notifications" for t in threading.enumerate())
+
+
+def test_a_direct_launch_whose_command_fails_before_its_listener_is_handed_leaves_no_notification_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The direct launch starts its notification thread once the stub is forked, before the
+    # command has a listener (Notifier.start_early): a command that dies in its set-up never
+    # hands one, and the thread must end with the run, not wait for ever.
+    from sandlock import _launch
+    monkeypatch.setenv("SANDLOCK_FORK_SERVER", "0")
+    box = sandlock.Sandbox()
+    before = _notification_threads()
+    assert box.run(["echo", "direct"]).stdout == b"direct\n"  # control: a run that gets as far as its command
+    assert wait_for(lambda: _notification_threads() == before, 10)
+
+    def fails(prep, pipes, calls):  # in the forked command, in place of its set-up
+        _launch._report(pipes.err_w, "probe", errno.EPERM, "refused in the set-up")
+        os._exit(125)
+    monkeypatch.setattr(_launch, "run_command", fails)
+    for _ in range(3):
+        with pytest.raises(sandlock.SetupError, match="probe: refused in the set-up"):
+            box.run(["/bin/true"])
+    assert wait_for(lambda: _notification_threads() == before, 10), [t.name for t in threading.enumerate()]

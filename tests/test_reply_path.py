@@ -174,3 +174,18 @@ def test_the_spare_ends_once_no_thread_receives_any_more():
     spare.join(5.0)
     assert woke == [False] and receivers.over.is_set() and receivers.after_act() == "end"
 
+
+
+def test_a_loop_started_before_its_listener_ends_when_the_run_stops_without_one():
+    # Notifier.start_early (the direct launch): the thread waits for the listener start()
+    # hands it; a launch that failed first hands it none, and stop() must end it at once
+    # (with the receivers over, so that stop does not wait out its timeout)
+    notifier, sent, failures = _notifier()
+    notifier.start_early()
+    thread = notifier._thread
+    assert isinstance(thread, threading.Thread) and thread.is_alive()
+    notifier.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert notifier.receivers.over.is_set()
+    assert (sent, failures) == ([], [])
