@@ -1696,7 +1696,8 @@ class Session:
             started = self._launch_on_server(launch, pipes) if self.handoff is not None else None
             if started is not None:
                 self.stub, self.stub_pidfd = started
-            else:
+            ctx.open()  # from the server: while the stub forks the command
+            if started is None:
                 if self.handoff is not None:  # the server could not: a fresh plan, launched directly
                     for fd in fds:
                         _close(fd)
@@ -1710,9 +1711,6 @@ class Session:
                 self.stub_pidfd = os.pidfd_open(self.stub)
                 if self.handoff is None:  # not the server's pool: a thread of its own, started now
                     self.notifier.start_early()
-            # the resolver: while the stub forks the command (or, from the server, the command
-            # takes its request); before any call is handled (the listener is handed out in _start)
-            ctx.open()
             if self.handoff is not None:
                 self.handoff.close()  # the stub has its copies
             ctx.members = Members(self.stub)
