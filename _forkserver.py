@@ -783,7 +783,9 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, shared: T
     try:
         _launch.confine_stub(base, calls, server, where)
         where[0] = "fork"
-        pid = os.fork()
+        pid = calls.fork()  # libc's: none of Python's at-fork work (_syscalls.bound_fork)
+        if pid < 0:
+            raise os_error(-pid)
         if pid == 0:
             ctl.close()
             _command(cmd, base, own_ignored, own_mask, calls, sample)

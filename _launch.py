@@ -189,13 +189,14 @@ class ChildCalls(NamedTuple):
     all_fds: object   # ~0 as a C unsigned int, for close_range
     prlimit: Callable[..., int]   # prlimit64(2): the policy's limits (_set_rlimit)
     rlimit: "Any"     # its struct rlimit64 (_syscalls.rlimit_buffer)
+    fork: Callable[[], int]   # the stub's fork of its command (_syscalls.bound_fork)
 
 
 def bind_calls() -> ChildCalls:
     return ChildCalls(_syscalls.bound("prctl"), _syscalls.bound("landlock_restrict_self"),
                       _syscalls.bound("seccomp"), _syscalls.bound("close_range"),
                       _syscalls.bound("personality"), _syscalls.c_uint(0xFFFFFFFF),
-                      _syscalls.bound("prlimit64"), _syscalls.rlimit_buffer())
+                      _syscalls.bound("prlimit64"), _syscalls.rlimit_buffer(), _syscalls.bound_fork())
 
 
 # --- after fork: the stub ---------------------------------------------------------------
@@ -258,7 +259,8 @@ def start_command(prep: Prepared, pipes: Pipes, calls: ChildCalls, where: List[s
     if chld_ignored:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     where[0] = "fork"
-    pid = os.fork()
+    pid = calls.fork()
+    _check(pid)
     if pid == 0:
         if chld_ignored:
             signal.signal(signal.SIGCHLD, signal.SIG_IGN)

@@ -149,6 +149,31 @@ def bound(name: str) -> Callable[..., int]:
     return call
 
 
+def bound_fork() -> Callable[[], int]:
+    """libc's fork(), prepared; returns the pid (0 in the child) or -errno.
+
+    For the stub, which forks its command (_launch.start_command, the fork
+    server's stub): a process of one thread, forked itself by os.fork, that
+    holds no lock but the GIL.  os.fork would run Python's at-fork work in
+    the command: threading's handler alone took ~100 copy-on-write faults,
+    ~0.3 ms here, and handlers a caller of the API registered would run in
+    the sandbox's process.  This is libc's fork, called with the GIL held
+    (a PyDLL function), as os.fork calls it: the kernel's fork and glibc's
+    own at-fork work, nothing of Python's, which a process of one thread
+    that execs or exits soon needs none of (README "Start-up").
+    """
+    fn = ctypes.PyDLL(None, use_errno=True).fork
+    fn.restype = ctypes.c_int
+    fn.argtypes = ()
+    get_errno = ctypes.get_errno
+
+    def call() -> int:
+        ret = fn()
+        return -get_errno() if ret == -1 else ret
+
+    return call
+
+
 def rlimit_buffer() -> object:
     """A struct rlimit64 ({soft, hard}, two u64) for prlimit64(2), indexable."""
     return (ctypes.c_uint64 * 2)()

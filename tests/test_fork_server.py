@@ -1063,8 +1063,8 @@ def test_runs_from_the_fork_server_keep_the_command_s_cpus_and_personality() -> 
     assert box._server.pid == server
 
 
-def _notification_threads() -> int:
-    return sum(t.name == "sandlock-notifications" for t in threading.enumerate())
+def _notification_threads() -> set:
+    return {t for t in threading.enumerate() if t.name == "sandlock-notifications"}
 
 
 def test_a_direct_launch_whose_command_fails_before_its_listener_is_handed_leaves_no_notification_thread(
@@ -1075,9 +1075,9 @@ def test_a_direct_launch_whose_command_fails_before_its_listener_is_handed_leave
     from sandlock import _launch
     monkeypatch.setenv("SANDLOCK_FORK_SERVER", "0")
     box = sandlock.Sandbox()
-    before = _notification_threads()
+    before = _notification_threads()  # earlier tests' (one may still be ending)
     assert box.run(["echo", "direct"]).stdout == b"direct\n"  # control: a run that gets as far as its command
-    assert wait_for(lambda: _notification_threads() == before, 10)
+    assert wait_for(lambda: not _notification_threads() - before, 10)
 
     def fails(prep, pipes, calls):  # in the forked command, in place of its set-up
         _launch._report(pipes.err_w, "probe", errno.EPERM, "refused in the set-up")
@@ -1086,4 +1086,32 @@ def test_a_direct_launch_whose_command_fails_before_its_listener_is_handed_leave
     for _ in range(3):
         with pytest.raises(sandlock.SetupError, match="probe: refused in the set-up"):
             box.run(["/bin/true"])
-    assert wait_for(lambda: _notification_threads() == before, 10), [t.name for t in threading.enumerate()]
+    assert wait_for(lambda: not _notification_threads() - before, 10), _notification_threads() - before
+
+
+AT_FORK = r"""
+import json, mmap, os, sys
+import sandlock
+from sandlock import _launch
+os.environ["SANDLOCK_FORK_SERVER"] = "0"   # every run launched directly, from this process
+seen = mmap.mmap(-1, 2)   # shared with every child: [in a stub, in a process a confined stub forked]
+def after_in_child():
+    seen[1 if _launch._confined else 0] += 1
+os.register_at_fork(after_in_child=after_in_child)
+box = sandlock.Sandbox()
+out = [box.run(["sh", "-c", "echo $0"]).stdout.decode() for _ in range(3)]
+pid = os.fork()   # control: the handler runs in a child of this process
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"out": out, "stub": seen[0], "command": seen[1]}))
+"""
+
+
+def test_the_callers_at_fork_handlers_never_run_in_the_command(who) -> None:
+    # A stub forks its command with libc's fork (_syscalls.bound_fork), not os.fork: none of
+    # Python's at-fork work, so none of the caller's handlers, runs in a sandbox's command.
+    # The stub itself is forked by os.fork from the caller (which may have threads) and runs them.
+    r = who.python(AT_FORK)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert json.loads(r.stdout) == {"out": ["sh\n"] * 3, "stub": 3 + 1, "command": 0}
