@@ -40,7 +40,6 @@ import os
 import stat
 import struct
 import sys
-import threading
 import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
 from ._errors import os_error
@@ -243,7 +243,7 @@ class Machine:
         self._when: Optional[float] = None  # the last read (None: the start)
         self._loads = (0.0, 0.0, 0.0)
         self._last: Optional[Tuple[int, int, int]] = None  # (runnable, threads, highest pid) of the last read
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
 
     def shift(self) -> float:
         """Seconds between the host's boot and the sandbox's start."""

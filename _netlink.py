@@ -45,13 +45,13 @@ import select
 import _socket as socket  # socket's C module: the same calls, without enum (README "Start-up")
 import stat
 import struct
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from ._errors import os_error
 from ._netpolicy import network_allowed
 from ._structs import IFREQ, SIOC_FIRST, SIOC_PER_SOCKET_END, SIOCGARP, SIOCGIFCONF, SIOCGIFNAME, SIOCGRARP  # noqa: F401
@@ -180,10 +180,10 @@ class Netlink:
         self.real = real  # some network allowed: the kernel answers GETs
         self.sockets: Dict[int, Emulated] = {}  # inode of the command's end -> socket
         self._by_fd: Dict[int, Emulated] = {}
-        self._lock = threading.Lock()
-        self._serving = threading.Lock()  # one answers at a time (the thread, or do_recv)
+        self._lock = _threads.Lock()
+        self._serving = _threads.Lock()  # one answers at a time (the thread, or do_recv)
         self._poll = select.epoll()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[_threads.Started] = None
         self._over = False
         self._ports = 0
         self._kernel: Optional[socket.socket] = None
@@ -212,8 +212,7 @@ class Netlink:
             self.sockets[one.inode] = one
             self._by_fd[ours.fileno()] = one
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="sandlock-netlink", daemon=True)
-                self._thread.start()
+                self._thread = _threads.start(self._serve, (), "sandlock-netlink")
             return theirs.detach()
 
     def find(self, fd: int) -> Optional[Emulated]:

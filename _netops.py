@@ -35,13 +35,13 @@ import fcntl
 import os
 import _socket as socket  # socket's C module: the same calls, without enum (README "Start-up")
 import struct
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from . import _netpolicy
 from . import _syscalls
 from ._syscalls import closed_on_error
@@ -777,7 +777,6 @@ def _in_callers_directory(cwd: int, umask: int, act: Callable[[], object]) -> Re
         except BaseException:  # fail closed
             result.append(Errno(errno.EPERM))
 
-    worker = threading.Thread(target=work, name="sandlock-bind", daemon=True)
-    worker.start()
+    worker = _threads.start(work, (), "sandlock-bind")
     worker.join()
     return result[0] if result else Errno(errno.EPERM)

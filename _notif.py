@@ -43,7 +43,6 @@ import errno
 import fcntl
 import os
 import select
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, FrozenSet, Optional, Protocol, Sequence, Set, Tuple, Union
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
     import signal
 else:
     import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _structs as S
 from . import _syscalls
@@ -139,7 +139,7 @@ class Denials:
         self.limit = limit
         self.items: List[Denial] = []
         self.more: Dict[str, int] = {}   # syscall -> refusals past the limit
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
 
     def add(self, denial: Denial) -> None:
         with self._lock:
@@ -177,7 +177,7 @@ class Context(Protocol):
     abstract_scoped: bool   # Landlock scopes abstract unix sockets (ABI >= 6)
     abstract_prefix: bytes  # the run's private namespace of abstract unix names (_netops)
     waits: Dict[int, Any]  # O_PATH fd of a FIFO a worker is opening -> ((dev, ino), access mode)
-    waits_lock: Any    # threading.Lock for waits (a worker closes its fd under it)
+    waits_lock: Any    # a lock for waits (a worker closes its fd under it)
     in_flight: Any     # _procops.InFlight under --max-memory, else None
     netlink: Any       # _netlink.Netlink of the run, made (assigned) on its first netlink socket, or None
     net_rules: Any     # _netpolicy.NetRules of the policy (README "Network")
@@ -237,10 +237,11 @@ class Workers:
     def __init__(self, answer: Callable[["Call", Reply], None], bound: int = WORKERS_MAX) -> None:
         self._answer = answer
         self._bound = bound
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = _threads.Condition()
         self._jobs: List[Tuple["Call", Callable[[], Reply]]] = []
         self._threads = 0
         self._idle = 0
+        self._starting = 0  # threads started that have not taken their first job yet
         self._closed = False
 
     def submit(self, call: "Call", work: Callable[[], Reply]) -> None:
@@ -251,18 +252,22 @@ class Workers:
             OSError(EAGAIN): all `bound` workers are busy, or the run is over.
         """
         with self._cond:
-            if self._closed or self._threads - self._idle + len(self._jobs) >= self._bound:
+            # operations under way (threads in a job) and waiting (queued, among them
+            # those a thread just started will take)
+            if self._closed or self._threads - self._idle - self._starting + len(self._jobs) >= self._bound:
                 raise os_error(errno.EAGAIN, "every worker of the supervisor is busy")
             self._jobs.append((call, work))
-            if self._idle >= len(self._jobs):
+            if self._idle + self._starting >= len(self._jobs):
                 self._cond.notify()
                 return
             self._threads += 1
+            self._starting += 1
         try:
-            threading.Thread(target=self._serve, name="sandlock-worker", daemon=True).start()
+            _threads.start(self._serve, (), "sandlock-worker")
         except BaseException:
             with self._cond:
                 self._threads -= 1
+                self._starting -= 1
                 self._jobs.remove((call, work))
             raise
 
@@ -274,8 +279,12 @@ class Workers:
 
     def _serve(self) -> None:
         block_signals()  # it may answer with an fd (see block_signals)
+        starting = True
         while True:
             with self._cond:
+                if starting:  # from now on counted as idle or busy
+                    starting = False
+                    self._starting -= 1
                 self._idle += 1
                 if not self._jobs and not self._closed:
                     self._cond.wait(WORKER_IDLE)
@@ -345,12 +354,12 @@ class Receivers:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
         self.receiving = 1          # threads receiving, not in an operation (read unlocked as a hint)
         self._parked = False        # a spare waits on _unpark
-        self._unpark = threading.Lock()
+        self._unpark = _threads.Lock()
         self._unpark.acquire()
-        self.over = threading.Event()
+        self.over = _threads.Event()
 
     def hand_over(self, start: Callable[[], bool]) -> bool:
         """The calling thread leaves receiving for an operation: another one receives
@@ -626,7 +635,7 @@ class Tracees:
     def __init__(self, hot: "_syscalls.HotCalls") -> None:
         self.hot = hot
         self._pidfds: Dict[int, int] = {}
-        self._owner = threading.get_ident()  # self.hot's buffers belong to this thread
+        self._owner = _threads.get_ident()  # self.hot's buffers belong to this thread
         self._thread_flag = PIDFD_THREAD if _syscalls.kernel_version() >= (6, 9) else 0
         self.listener = -1   # set by the supervisor once it holds the listener
         self.current = 0     # the id of the notification being handled
@@ -663,7 +672,7 @@ class Tracees:
 
     def claim(self) -> None:
         """The calling thread is the one that uses self.hot (see getfd)."""
-        self._owner = threading.get_ident()
+        self._owner = _threads.get_ident()
 
     @property
     def owner(self) -> int:
@@ -675,7 +684,7 @@ class Tracees:
         if fd < 0:
             raise os_error(errno.EBADF)
         pidfd = self._pidfds.get(tid)
-        if pidfd is not None and threading.get_ident() == self._owner:
+        if pidfd is not None and _threads.get_ident() == self._owner:
             try:
                 return self.hot.getfd(pidfd, fd)
             except OSError as exc:
@@ -863,7 +872,7 @@ class Known:
 
 
 _KNOWN: Dict[int, Known] = {}
-_KNOWN_LOCK = threading.Lock()
+_KNOWN_LOCK = _threads.Lock()
 _THREAD_PIDFD: List[int] = []  # [PIDFD_THREAD or 0], once known
 
 

@@ -400,8 +400,8 @@ def _one_path(name: str, value: object, labels: Mapping[str, str]) -> str:
 def _paths(name: str, value: object, labels: Mapping[str, str]) -> Tuple[str, ...]:
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         value = [value]
-    import collections.abc
-    if not isinstance(value, collections.abc.Iterable):
+    import _collections_abc  # collections.abc's classes, without importing collections (README "Start-up")
+    if not isinstance(value, _collections_abc.Iterable):
         raise _err(name, labels, f"expected a list of paths, got {value!r}")
     out = []
     for item in value:
@@ -544,8 +544,8 @@ def _choice(name: str, value: object, choices: Sequence[str], labels: Mapping[st
 
 
 def _env(value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
-    import collections.abc
-    if isinstance(value, collections.abc.Mapping):
+    import _collections_abc  # as in _paths
+    if isinstance(value, _collections_abc.Mapping):
         items = list(value.items())
     elif isinstance(value, (list, tuple)):
         items = []

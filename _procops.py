@@ -23,7 +23,6 @@ import fcntl
 import os
 import stat
 import sys
-import threading
 import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     import signal
 else:
     import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from . import _syscalls
 from ._syscalls import closed_on_error
 from ._errors import os_error
@@ -394,7 +394,7 @@ class InFlight:
         self._dirs = memory_dirs
         self._devs: Optional[Set[int]] = None
         self._files_max, self._sockets_max = files_max, sockets_max
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
         self._files: Dict[Tuple[int, int], Tuple[int, Set[int]]] = {}  # (dev, ino) -> (our fd, sockets)
         self._sockets: Dict[int, List[int]] = {}  # socket inode -> [our fd, sends under way]
         self._closed = False

@@ -20,19 +20,18 @@ loses everything, including through a hard link (same device and inode).
 
 from __future__ import annotations
 
-import collections
 import errno
 import fcntl
 import os
 import stat
 import sys
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from . import _procfs
 from . import _scratch
 from . import _structs as S
@@ -288,8 +287,8 @@ class Devices:
                     self._terminals.add(number)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 self.nodes.add((st.st_dev, st.st_ino))
-        self._ptys: "collections.OrderedDict[int, int]" = collections.OrderedDict()  # number -> O_PATH fd
-        self._lock = threading.Lock()
+        self._ptys: Dict[int, int] = {}  # number -> O_PATH fd, oldest first
+        self._lock = _threads.Lock()
 
     def close(self) -> None:
         with self._lock:
@@ -341,7 +340,7 @@ class Devices:
                     break
                 os.close(self._ptys.pop(gone))
             while len(self._ptys) > self.KEPT:
-                os.close(self._ptys.popitem(last=False)[1])
+                os.close(self._ptys.pop(next(iter(self._ptys))))  # the oldest
 
 
 _MACHINE_FILES = frozenset((b"uptime", b"loadavg", b"cpuinfo", b"stat"))
@@ -380,7 +379,7 @@ class Resolver:
         # our own fd table, to reopen an O_PATH fd by its number (reopen; made on first use,
         # closed by close(), or by __del__ for a resolver let go without it)
         self._own_fds = -1
-        self._own_fds_lock = threading.Lock()  # two receiving threads' first reopen make one
+        self._own_fds_lock = _threads.Lock()  # two receiving threads' first reopen make one
         self.proc_dev = os.stat("/proc").st_dev
         self.dev_links = _dev_links()
         self.devices = Devices((), "/dev/pts")  # the run's (see _supervisor): none until then
@@ -398,7 +397,7 @@ class Resolver:
         self.socket_names: Dict[bytes, bytes] = {}  # name a unix socket was bound as -> guest path
         self.upper: Any = None  # _cow.Upper with a workdir
         self._listings = 0
-        self._listings_lock = threading.Lock()
+        self._listings_lock = _threads.Lock()
 
     def close(self) -> None:
         os.close(self.root)

@@ -35,7 +35,6 @@ import os
 import select
 import struct
 import sys
-import threading
 import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     import signal
 else:
     import _signal as signal  # signal's C module: the same calls, without enum (README "Start-up")
+from . import _threads  # threading's parts, without its import (README "Start-up")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _filter
 from . import _identity
@@ -476,7 +476,7 @@ class RunContext:
         self.netlink = None  # _netlink.Netlink, made on the first netlink socket
         # FIFOs a worker is opening: our O_PATH fd -> ((st_dev, st_ino), O_RDONLY or O_WRONLY)
         self.waits: Dict[int, Tuple[Tuple[int, int], int]] = {}  # (_fsops._fifo_later)
-        self.waits_lock = threading.Lock()
+        self.waits_lock = _threads.Lock()
         self.net_rules = prepared.net_rules or _netpolicy.NetRules.from_policy(policy)
         if self.net_rules.any_network():
             _netpolicy.warm()  # before this thread is confined (Landlock)
@@ -719,7 +719,7 @@ class _Handed:
 
     def __init__(self) -> None:
         self._fd = -1
-        self._ready = threading.Lock()
+        self._ready = _threads.Lock()
         self._ready.acquire()
 
     def hand(self, fd: int) -> None:
@@ -768,12 +768,12 @@ class Notifier:
         self.ctx: Optional[RunContext] = None    # the handlers' context (take)
         self.tracees: Optional[Tracees] = None   # ctx.tracees
         self.workers = Workers(self.answer_later)  # the pool for blocking operations done on behalf
-        self._lock = threading.Lock()  # workers' answers vs the end of the run
+        self._lock = _threads.Lock()  # workers' answers vs the end of the run
         self._over = False             # the run is over: workers must not answer
         self._thread: Optional[object] = None   # the first loop's thread, or its pool job (start)
         self._waiting: Optional[_Handed] = None  # that thread, started early, waits for the listener
         self.receivers = Receivers()       # which loops receive (_receive)
-        self._handling = threading.Lock()  # one call handled at a time, whichever loop received it
+        self._handling = _threads.Lock()  # one call handled at a time, whichever loop received it
         self.denials = Denials()  # the run's denial report (send)
 
     def take(self, listener: int, ctx: RunContext) -> None:
@@ -795,10 +795,8 @@ class Notifier:
         is forked, so that the thread's start (~0.4 ms here) overlaps the stub's and the
         command's set-up instead of delaying the command's first call (README "Start-up")."""
         waiting = _Handed()
-        thread = threading.Thread(target=self._receive_handed, args=(waiting,), name="sandlock-notifications",
-                                  daemon=True)
-        thread.start()
-        self._thread, self._waiting = thread, waiting
+        self._thread = _threads.start(self._receive_handed, (waiting,), "sandlock-notifications")
+        self._waiting = waiting
 
     def _receive_handed(self, waiting: "_Handed") -> None:
         listener = waiting.take()
@@ -820,10 +818,7 @@ class Notifier:
             if pooled is not None:
                 self._thread = pooled(lambda: self._receive(listener))
                 return
-            thread = threading.Thread(target=self._receive, args=(listener,), name="sandlock-notifications",
-                                      daemon=True)
-            self._thread = thread
-            thread.start()
+            self._thread = _threads.start(self._receive, (listener,), "sandlock-notifications")
         except BaseException:
             self._thread = None
             os.close(listener)
@@ -900,7 +895,7 @@ class Notifier:
         recv = S.SECCOMP_IOCTL_NOTIF_RECV
         poller = select.poll()
         poller.register(listener, select.POLLIN)
-        handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, threading.get_ident()
+        handling, tracees, receivers, me = self._handling, self.tracees, self.receivers, _threads.get_ident()
         assert tracees is not None
         ioctl, unpack, handle, answer = fcntl.ioctl, S.NOTIF.unpack, self.handle, self.answer  # bound once
         while True:
@@ -1241,7 +1236,7 @@ class Watch:
         self._disk_walk: Optional[Iterator[None]] = None  # the walk under way (_cow.Upper.walk)
         # kill_all and signal_all may come from other threads (the API's Process): the
         # stub's pid and pidfd are used only while it is not reaped (retire)
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
         self._retired = False
         self.on_exec: Optional[Callable[[bytes], None]] = None  # the exec's result is known (Session)
 
@@ -1954,8 +1949,7 @@ class MemoryWriter:
         import queue
         self._requests: "queue.Queue" = queue.Queue()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="sandlock-memory", daemon=True)
-        self._thread.start()
+        self._thread = _threads.start(self._serve, (), "sandlock-memory")
 
     def _serve(self) -> None:
         while True:
@@ -1982,7 +1976,7 @@ class MemoryWriter:
         if self._closed:
             raise os_error(errno.ESRCH, "memory writer closed")
         answer: List[OSError] = []
-        done = threading.Event()
+        done = _threads.Event()
         self._requests.put((is_member, tid, address, data, answer, done))
         if not done.wait(5.0):
             raise os_error(errno.ETIMEDOUT, "memory writer did not answer")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
 import struct
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
@@ -29,7 +28,7 @@ from ._records import NamedTuple  # typing's, without its cost at import (README
 from . import _structs as S
 from ._errors import os_error
 from ._structs import STAT_SIZE, STATX_SIZE  # noqa: F401  (_syscalls.STATX_SIZE for its users)
-from ._systable import any_arch_names, machine, names, nr, table  # noqa: F401  (used here, and by callers as _syscalls.X)
+from ._systable import any_arch_names, cached, machine, names, nr, table  # noqa: F401  (used here, and by callers as _syscalls.X)
 
 # (st_dev, st_ino, st_mode) inside the raw struct stat of each architecture.
 _STAT_IDS = {"x86_64": struct.Struct("=QQ8xI"), "aarch64": struct.Struct("=QQI")}
@@ -100,7 +99,7 @@ def load_unwinder() -> None:
             _UNWINDER.append(None)
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
@@ -389,7 +388,7 @@ LANDLOCK_ABI_MAX = 7
 _ABI_OVERRIDE_ENV = "SANDLOCK_TEST_LANDLOCK_ABI"
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def kernel_landlock_abi() -> int:
     """The Landlock ABI version the kernel offers (0 when Landlock is off)."""
     try:
@@ -413,7 +412,7 @@ def landlock_abi() -> int:
     return abi
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def kernel_version() -> Tuple[int, ...]:
     release = os.uname().release
     parts = []
@@ -423,7 +422,7 @@ def kernel_version() -> Tuple[int, ...]:
     return tuple(parts)
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def has_user_notif() -> bool:
     """Whether seccomp knows SECCOMP_RET_USER_NOTIF (SECCOMP_GET_ACTION_AVAIL)."""
     action = ctypes.c_uint32(S.SECCOMP_RET_USER_NOTIF)
@@ -444,7 +443,7 @@ def _filter_flag_known(flag: int) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def has_wait_killable_recv() -> bool:
     """SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 6.0)."""
     return _filter_flag_known(S.SECCOMP_FILTER_FLAG_NEW_LISTENER | S.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
@@ -465,7 +464,7 @@ def has_sync_wake_up() -> bool:
     return kernel_version() >= (6, 6)
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def has_openat2() -> bool:
     try:
         os.close(openat2(-100, b"/", os.O_PATH | os.O_CLOEXEC, 0, S.RESOLVE_NO_MAGICLINKS))
@@ -474,7 +473,7 @@ def has_openat2() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def has_pidfd() -> bool:
     try:
         os.close(os.pidfd_open(os.getpid()))
@@ -483,7 +482,7 @@ def has_pidfd() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def has_close_range() -> bool:
     try:
         close_range(2**31 - 2, 2**31 - 2)

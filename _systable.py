@@ -13,11 +13,11 @@ wrappers that call them are _syscalls'.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Dict, FrozenSet, Optional
+    from typing import Any, Callable, Dict, FrozenSet, Optional, TypeVar
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -154,12 +154,29 @@ listxattrat:465 removexattrat:466 open_tree_attr:467 file_getattr:468 file_setat
 """
 
 
+def cached(fn: "F") -> "F":
+    """functools.lru_cache(maxsize=None) for a function of hashable positional arguments,
+    without importing functools (README "Start-up"): each result kept, an exception not."""
+    results: Dict[Any, Any] = {}
+
+    def call(*args: Any) -> Any:
+        try:
+            return results[args]
+        except KeyError:
+            result = results[args] = fn(*args)
+            return result
+
+    call.__name__, call.__qualname__, call.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
+
+
 def _parse_table(text: str) -> Dict[str, int]:
     pairs = (item.split(":") for item in text.split())
     return {name: int(nr) for name, nr in pairs}
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def machine() -> str:
     """The architecture name of this kernel (`uname -m`), if sandlock supports it.
 
@@ -178,7 +195,7 @@ def table(arch: Optional[str] = None) -> Dict[str, int]:
     return _table(arch or machine())
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def _table(arch: str) -> Dict[str, int]:
     # keyed by the architecture's name: table() and table(machine()) parse once
     text = {"x86_64": _X86_64_TABLE, "aarch64": _AARCH64_TABLE}.get(arch)
@@ -187,7 +204,7 @@ def _table(arch: str) -> Dict[str, int]:
     return _parse_table(text)
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def any_arch_names() -> FrozenSet[str]:
     """Every syscall name of every architecture sandlock supports."""
     return frozenset(_table("x86_64")) | frozenset(_table("aarch64"))  # the tables table() parsed
@@ -198,7 +215,7 @@ def names(arch: Optional[str] = None) -> Dict[int, str]:
     return _names(arch or machine())
 
 
-@functools.lru_cache(maxsize=None)
+@cached
 def _names(arch: str) -> Dict[int, str]:
     return {nr: name for name, nr in _table(arch).items()}
 

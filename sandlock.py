@@ -949,11 +949,12 @@ def cli(own_process: bool = True) -> None:
     except (OSError, ValueError):
         sys.exit(code)
     import atexit
-    import threading
     waiting = getattr(atexit, "_ncallbacks", lambda: 1)()
     if waiting == 1 and _finalize_idle():
         waiting = 0  # weakref.finalize's exit function, with nothing left to call
-    if waiting or any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+    threading = sys.modules.get("threading")  # none loaded: no thread of threading's to wait for
+    if waiting or (threading is not None and any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+                                                 for t in threading.enumerate())):
         sys.exit(code)
     os._exit(code)
 
@@ -994,7 +995,6 @@ def _joined_values(parser: "Any", argv: "List[str]") -> "List[str]":
 
 
 def _main(argv: "List[str]", debug: bool) -> int:
-    import threading
     if argv[:1] == ["profile"]:
         return _profile_command(argv[1:])
     parser = None
@@ -1029,16 +1029,16 @@ def _main(argv: "List[str]", debug: bool) -> int:
         return _check(ns.json)
     policy = _policy_from_args(ns)
     from . import _supervisor
+    from . import _threads  # not threading: its import is ~3 ms of the CLI's start (README "Start-up")
     prepared = _supervisor.prepare(policy)
     # The run confines this thread (Landlock); the scratch and upper-layer
     # directories are removed at the end by a thread that is not confined.
-    done = threading.Event()
+    done = _threads.Event()
 
     def clean() -> None:
         done.wait()
         _supervisor.close_prepared(prepared)
-    janitor = threading.Thread(target=clean, name="sandlock-cleanup")
-    janitor.start()
+    janitor = _threads.start(clean, (), "sandlock-cleanup")
     try:
         return _run_cli(ns, command, policy, prepared, debug or ns.debug)
     finally:

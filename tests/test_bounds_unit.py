@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from sandlock import _elf, _syscalls
+from sandlock import _elf, _syscalls, _threads
 from sandlock._notif import Errno, Value, Workers
 from sandlock._procops import InFlight
 
@@ -74,7 +74,7 @@ def test_the_worker_pool_refuses_past_its_bound_with_eagain_and_answers_every_jo
     with pytest.raises(OSError) as caught:
         pool.submit(99, lambda: Value(99))  # type: ignore[arg-type]
     assert caught.value.errno == errno.EAGAIN
-    assert sum(t.name == "sandlock-worker" for t in threading.enumerate()) == 3
+    assert sum(t.name == "sandlock-worker" for t in _threads.running()) == 3
     release.set()
     deadline = time.monotonic() + 10
     while len(answers) < 3 and time.monotonic() < deadline:
@@ -85,11 +85,11 @@ def test_the_worker_pool_refuses_past_its_bound_with_eagain_and_answers_every_jo
     while len(answers) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert answers[3] == (7, Errno(errno.EPIPE))
-    assert sum(t.name == "sandlock-worker" for t in threading.enumerate()) <= 3
+    assert sum(t.name == "sandlock-worker" for t in _threads.running()) <= 3
     pool.close()
-    while any(t.name == "sandlock-worker" for t in threading.enumerate()) and time.monotonic() < deadline:
+    while any(t.name == "sandlock-worker" for t in _threads.running()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not any(t.name == "sandlock-worker" for t in threading.enumerate())
+    assert not any(t.name == "sandlock-worker" for t in _threads.running())
 
 
 # --- memory files in sockets' queues (_procops.InFlight) ------------------------------------

@@ -63,14 +63,17 @@ def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: 
     nor the termios and resource modules (a few constants, and the limits set by prlimit64),
     nor _policyfn (the API's policy callback), nor contextlib (runpy imports it for
     `python -m`, the installed script does not), nor selectors (Watch's loop is epoll's),
-    nor weakref (a resolver closes its handle in __del__)."""
+    nor weakref (a resolver closes its handle in __del__), nor threading, functools,
+    collections or array (the supervisor's threads are _threads', on _thread; its caches
+    its own; the array module imports collections: ~3 ms together)."""
     r = who.python("import sys\n"
                    "before = set(sys.modules)\n"
                    "import sandlock\n"
                    "code = sandlock.main(['-r', '/usr', '-w', '/tmp', '-t', '30', '-m', '512M',\n"
                    "                      '--deny-syscall', 'mount', '--', '/bin/sh', '-c', 'exit 3'])\n"
                    "print(code, sorted({'re', 'enum', 'typing', 'signal', 'socket', 'termios', 'resource',\n"
-                   "                    'sandlock._policyfn', 'contextlib', 'selectors', 'weakref'}\n"
+                   "                    'sandlock._policyfn', 'contextlib', 'selectors', 'weakref',\n"
+                   "                    'threading', 'functools', 'collections', 'array', 'operator', 'reprlib'}\n"
                    "                   & (set(sys.modules) - before)))\n")
     assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
 

@@ -27,7 +27,7 @@ import rootfs
 HARNESS = r"""
 import os, sys, threading
 import sandlock
-from sandlock import _launch
+from sandlock import _launch, _threads
 late = []
 confined = []
 
@@ -35,7 +35,7 @@ confined = []
 class Recorder:
     # consulted for every module not yet in sys.modules, by every thread
     def find_spec(self, name, path=None, target=None):
-        if confined and threading.current_thread().name != "sandlock-cleanup":  # the one unconfined thread
+        if confined and _threads.current_name() != "sandlock-cleanup":  # the one unconfined thread
             late.append(name)
         return None
 

@@ -15,6 +15,7 @@ import pytest
 
 import rootfs
 import sandlock
+from sandlock import _threads
 from conftest import at_once, build_fixture, find_processes, unique_marker, wait_for
 from cowcase import base, broot, busybox_shared  # noqa: F401  (fixtures)
 
@@ -492,7 +493,8 @@ first = runs()  # launched directly (a Sandbox's first runs)
 server = warm(box)
 later = [runs() for _ in range(3)]
 seen = tree(box, server, "/bin/sleep", marker)
-writers = [t.name for t in threading.enumerate()].count("sandlock-memory")
+from sandlock import _threads
+writers = [t.name for t in _threads.running()].count("sandlock-memory")
 print(json.dumps({"first": first, "later": later, "tree": seen, "writers": writers,
                   "served": box._server.pid == server and box._server.usable()}))
 """
@@ -554,7 +556,7 @@ def test_threads_at_once_on_a_root_s_fork_server_each_get_their_own_system_outpu
     results = at_once(4, lambda i: [box.run(["/usr/bin/python3", "-c", f"import os; os.system('echo {i}-{j}')"]).stdout
                                     for j in range(4)], 120)
     assert results == {i: [f"{i}-{j}\n".encode() for j in range(4)] for i in range(4)}
-    assert [t.name for t in threading.enumerate()].count("sandlock-memory") <= 1
+    assert [t.name for t in _threads.running()].count("sandlock-memory") <= 1
 
 
 def test_a_root_s_runs_one_after_another_reuse_one_anchor_directory_and_each_gets_a_fresh_dev_shm(
@@ -1001,7 +1003,8 @@ CODE = "import os, time; print(os.urandom(6).hex(), int(time.time()) // 60)"
 first = box.run(["python3", "-c", CODE]).stdout.decode()  # launched directly (a Sandbox's first runs)
 server = warm(box)
 later = [box.run(["python3", "-c", CODE]).stdout.decode() for _ in range(3)]
-writers = [t.name for t in threading.enumerate()].count("sandlock-memory")
+from sandlock import _threads
+writers = [t.name for t in _threads.running()].count("sandlock-memory")
 print(json.dumps({"first": first, "later": later, "writers": writers,
                   "served": box._server.pid == server and box._server.usable()}))
 """
@@ -1064,7 +1067,7 @@ def test_runs_from_the_fork_server_keep_the_command_s_cpus_and_personality() -> 
 
 
 def _notification_threads() -> set:
-    return {t for t in threading.enumerate() if t.name == "sandlock-notifications"}
+    return {t for t in _threads.running() if t.name == "sandlock-notifications"}
 
 
 def test_a_direct_launch_whose_command_fails_before_its_listener_is_handed_leaves_no_notification_thread(

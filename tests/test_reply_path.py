@@ -183,9 +183,9 @@ def test_a_loop_started_before_its_listener_ends_when_the_run_stops_without_one(
     notifier, sent, failures = _notifier()
     notifier.start_early()
     thread = notifier._thread
-    assert isinstance(thread, threading.Thread) and thread.is_alive()
+    assert thread.is_alive()
     notifier.stop()
-    thread.join(10)
+    assert thread.join(10)
     assert not thread.is_alive()
     assert notifier.receivers.over.is_set()
     assert (sent, failures) == ([], [])

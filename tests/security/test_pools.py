@@ -343,7 +343,8 @@ def test_a_lock_still_waiting_when_the_run_ends_leaves_no_worker_behind(who, scr
             "r = box.run(['python3', '-c', 'import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), "
             "fcntl.LOCK_EX); print(1)', sys.argv[1]], timeout=1)\n"
             "threading.Event().wait(0.5)\n"
-            "print(r.returncode, [t.name for t in threading.enumerate() if t.name.startswith('sandlock')])\n")
+            "from sandlock import _threads\n"
+            "print(r.returncode, [t.name for t in threading.enumerate() + _threads.running() if t.name.startswith('sandlock')])\n")
     r = who.python(code, args=[str(target)], timeout=60)
     assert (r.returncode, r.stdout.decode()) == (0, "124 []\n"), r.stdout.decode() + r.stderr.decode()
 
