@@ -784,8 +784,7 @@ def _stub(sock: socket.socket, ctl: socket.socket, cmd: socket.socket, shared: T
         _launch.confine_stub(base, calls, server, where)
         where[0] = "fork"
         pid = calls.fork()  # libc's: none of Python's at-fork work (_syscalls.bound_fork)
-        if pid < 0:
-            raise os_error(-pid)
+        _launch._check(pid)
         if pid == 0:
             ctl.close()
             _command(cmd, base, own_ignored, own_mask, calls, sample)

@@ -603,7 +603,9 @@ class RunContext:
         # which devices: Devices decides on the object (PTYS only holds the sandbox's own)
         resolver.devices = Devices(prepared.devices, PTYS)
         resolver.fake = self.fake
-        resolver.own_fd_table()  # opened now, while the command starts, not on its first call
+        # opened now, not inside the first call the command waits on (from the server this
+        # runs while the command starts; in the direct launch, before the stub is forked)
+        resolver.own_fd_table()
         self.resolver = resolver
 
     def release_waits(self) -> None:

@@ -148,8 +148,9 @@ def bound(name: str) -> Callable[..., int]:
     return call
 
 
+@cached
 def bound_fork() -> Callable[[], int]:
-    """libc's fork(), prepared; returns the pid (0 in the child) or -errno.
+    """libc's fork(), prepared once per process; returns the pid (0 in the child) or -errno.
 
     For the stub, which forks its command (_launch.start_command, the fork
     server's stub): a process of one thread, forked itself by os.fork, that

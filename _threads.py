@@ -9,9 +9,10 @@ modules (sandlock, _forkserver, _process, _policyfn) keep threading, which
 a program with threads of its own has loaded anyway.
 
 What it has is what the supervisor uses: `start` a daemon thread (named,
-joinable: those still running are `running()`, for tests), `Lock`, `get_ident`, and an `Event` and a `Condition` with the
-behaviour of threading's (wait with a timeout, notify, notify_all), built
-on _thread's locks as threading builds its own.
+joinable; those still running are `running()`, for tests), `Lock`,
+`get_ident`, and an `Event` and a `Condition` with the behaviour of
+threading's (wait with a timeout, notify, notify_all), built on _thread's
+locks as threading builds its own.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 Lock = _thread.allocate_lock
 get_ident = _thread.get_ident
 
-_running: "Dict[Started, int]" = {}  # each thread `start` started, until its function has returned
-_names: "Dict[int, str]" = {}  # thread id -> name, while it runs (current_name)
+# each thread `start` started, until its function has returned -> its thread id (0 until it runs)
+_running: "Dict[Started, int]" = {}
 
 
 class Started:
@@ -62,12 +63,10 @@ def start(target: "Callable[..., object]", args: "Tuple[Any, ...]" = (), name: s
     started = Started(name)
 
     def run() -> None:
-        me = _thread.get_ident()
-        _names[me] = name
+        _running[started] = _thread.get_ident()
         try:
             target(*args)
         finally:
-            _names.pop(me, None)
             _running.pop(started, None)
             started._done.release()
 
@@ -87,7 +86,8 @@ def running() -> "List[Started]":
 
 def current_name() -> str:
     """The calling thread's name, if `start` started it ("" if not)."""
-    return _names.get(_thread.get_ident(), "")
+    me = _thread.get_ident()
+    return next((started.name for started, ident in list(_running.items()) if ident == me), "")
 
 
 class Condition:
