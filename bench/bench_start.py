@@ -17,9 +17,11 @@ loop, as a difference and a ratio (README "Start-up"): `import sandlock`
 installed `sandlock` script (the entry point pip writes) running /bin/true
 (target: at most 20 ms more).  --cli-only prints only those.
 
-    python3 bench/bench_start.py --split [--against DIR] [--runs N]
+    python3 bench/bench_start.py --split [--against DIR] [--runs N] [--cli-args ARGS]
 
-splits `python -m sandlock -- /bin/true` into its phases, timed inside fresh
+splits `python -m sandlock [ARGS] -- /bin/true` (ARGS e.g. "--root DIR" or
+"--workdir DIR": the modules those runs import are timed in prepare and the
+launch) into its phases, timed inside fresh
 processes (whole-process wall times on a shared VM vary by more than a
 millisecond; a phase's own clock much less): `import sandlock`, the
 supervisor's import, prepare (filter, rulesets, scratch), the rest of main
@@ -31,6 +33,7 @@ COMMIT`) both trees are run in turn, and the differences printed.
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -56,9 +59,11 @@ def main() -> None:
     ap.add_argument("--cli-only", action="store_true", help="only the start of sandlock itself")
     ap.add_argument("--split", action="store_true", help="the CLI's start in phases (see above)")
     ap.add_argument("--against", metavar="DIR", help="with --split: another checkout, run in turn")
+    ap.add_argument("--cli-args", default="", metavar="ARGS",
+                    help='with --split: options of the run, e.g. "--root DIR" (split as a shell would)')
     args = ap.parse_args()
     if args.split:
-        split(args.runs, args.against)
+        split(args.runs, args.against, shlex.split(args.cli_args))
         return
     if not args.cli_only:
         programs(args.runs)
@@ -120,7 +125,7 @@ def timed_prepare(*args, **kwargs):
     finally:
         spent.append(time.perf_counter() - t)
 _supervisor.prepare = timed_prepare
-code = sandlock.main(["--", "/bin/true"])
+code = sandlock.main(sys.argv[2:] + ["--", "/bin/true"])
 t3 = time.perf_counter()
 os.write(3, ("%f %f %f %f" % (t1 - t0, t2 - t1, spent[0], t3 - t2 - spent[0])).encode())
 os._exit(code)
@@ -128,7 +133,7 @@ os._exit(code)
 SPLIT = ("import sandlock", "import _supervisor", "prepare", "the launch and run")
 
 
-def split(runs: int, against: "str | None") -> None:
+def split(runs: int, against: "str | None", options: "list") -> None:
     """The CLI's start in phases, for this tree and (in turn) another."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = {"this tree": here}
@@ -159,11 +164,11 @@ def split(runs: int, against: "str | None") -> None:
     for _ in range(3):  # warm the caches
         one([PYTHON, "-c", "pass"], False)
         for tree in trees.values():
-            one([PYTHON, "-c", PHASES, tree], True)
+            one([PYTHON, "-c", PHASES, tree] + options, True)
     for _ in range(runs):
         bare.append(one([PYTHON, "-c", "pass"], False)[:2])
         for name, tree in trees.items():
-            wall, faults, data = one([PYTHON, "-c", PHASES, tree], True)
+            wall, faults, data = one([PYTHON, "-c", PHASES, tree] + options, True)
             rows[name].append([float(x) * 1000 for x in data.split()] + [wall, faults])
     base_wall = statistics.median(w for w, _ in bare)
     base_faults = statistics.median(f for _, f in bare)
