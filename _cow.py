@@ -24,12 +24,9 @@ with *at calls that do not follow it (docs/design.md "The supervisor is confined
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-import tempfile
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Dict, Iterator, List, Optional, Set, Tuple
@@ -39,6 +36,7 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from ._errors import os_error, quote_path
 from . import _scratch
+from . import _threads
 from . import _structs as S
 from . import _syscalls
 
@@ -100,7 +98,7 @@ class Layers:
         trapped in a host sandbox), so a guessable path would let its EEXIST tell which
         names this run wrote (SECURITY.md "Another run's layer")."""
         self._runs += 1
-        run = tempfile.mkdtemp(prefix=f"{self._runs}-", dir=self.path)
+        run = _scratch.mkdtemp(f"{self._runs}-", self.path)
         return Upper(self.workdir, run)
 
     def close(self) -> None:
@@ -143,27 +141,43 @@ def _release(box: str) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _times_kept(path: str) -> Iterator[None]:
+class _times_kept:
     """DIR's modification time as it was, after sandlock made or removed its container there
     (best effort: utimensat needs DIR's owner or CAP_FOWNER; a change another program made
-    to DIR in that instant gets the old time too)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        mtime = os.fstat(fd).st_mtime_ns
-        yield
-        now = os.fstat(fd)
-        if now.st_mtime_ns != mtime:
-            try:
-                os.utime(fd, ns=(now.st_atime_ns, mtime))
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
+    to DIR in that instant gets the old time too).  A `with` statement's context: a class,
+    not contextlib's decorator (contextlib is not imported at start-up: README "Start-up")."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd = -1
+        self._mtime = 0
+
+    def __enter__(self) -> None:
+        try:
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            self._mtime = os.fstat(self._fd).st_mtime_ns
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+
+    def __exit__(self, kind: "Optional[type]", *_: object) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        try:
+            if kind is None:  # the body raised: left as it is
+                now = os.fstat(fd)
+                if now.st_mtime_ns != self._mtime:
+                    try:
+                        os.utime(fd, ns=(now.st_atime_ns, self._mtime))
+                    except OSError:
+                        pass
+        finally:
+            os.close(fd)
 
 
 HOT_MAX = 256  # files of the layer opened for writing that --max-disk measures between walks
@@ -198,7 +212,7 @@ class Upper:
         self.walked = 0                              # bytes the last walk found
         self.extra = 0                               # copy-ups and growth of files that left `hot`, since
         self.hot: Dict[Tuple[int, int], List] = {}   # (dev, ino) -> [host path, blocks the walk counted]
-        self.hot_lock = threading.Lock()             # note_written runs in the notification thread
+        self.hot_lock = _threads.Lock()            # note_written runs in the notification thread
         self._state("building")
 
     def _state(self, value: str) -> None:
@@ -782,9 +796,8 @@ def _remove_entry(top: int, head: str, name: str) -> None:
 def _old_places(workdir: str, outside: Optional[str]) -> List[str]:
     """Where earlier releases made the layers of this workdir (beside it, or beside the
     root it is in; ~/.cache; the temporary directory): still looked at by leftovers."""
-    import tempfile
     return [os.path.dirname((outside or workdir).rstrip("/")) or "/",
-            os.path.join(os.path.expanduser("~"), ".cache"), tempfile.gettempdir()]
+            os.path.join(os.path.expanduser("~"), ".cache"), _scratch.gettempdir()]
 
 
 def leftovers(workdir: str, outside: Optional[str] = None) -> List[str]:

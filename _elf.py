@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import struct
 import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
@@ -260,7 +259,13 @@ class Shebang(NamedTuple):
 
 
 _SPACETAB = b" \t"
-_TERMINATOR = re.compile(rb"[ \t\0]")
+
+
+def _first_of(text: bytes, chars: bytes) -> int:
+    """The index of the first byte of `text` that is one of `chars`, or -1 (a
+    character class's search, without importing re: README "Start-up")."""
+    found = [i for i in (text.find(bytes((c,))) for c in chars) if i >= 0]
+    return min(found) if found else -1
 
 
 def _first_line(buf: bytes) -> bytes:
@@ -275,7 +280,7 @@ def _first_line(buf: bytes) -> bytes:
     end = buf.find(b"\n")
     if end < 0:
         text = buf[2:].lstrip(_SPACETAB)
-        if not text or not _TERMINATOR.search(text):
+        if not text or _first_of(text, b" \t\0") < 0:
             raise _error(errno.ENOEXEC, "#! interpreter name truncated")
         end = HEADER_SIZE - 1
     return buf[2:end].rstrip(_SPACETAB)
@@ -304,12 +309,12 @@ def parse_shebang(head: bytes) -> Optional[Shebang]:
     if not line:
         raise _error(errno.ENOEXEC, "no #! interpreter name")
     text = line.lstrip(_SPACETAB)
-    sep = _TERMINATOR.search(text)
-    if sep is None:
+    sep = _first_of(text, b" \t\0")
+    if sep < 0:
         interp, arg = text, None
     else:
-        interp = text[:sep.start()]
-        rest = text[sep.start():]
+        interp = text[:sep]
+        rest = text[sep:]
         arg = None if rest[0] == 0 else rest.lstrip(_SPACETAB).split(b"\0", 1)[0]
     if not interp:
         raise _error(errno.EACCES, "empty #! interpreter name")
@@ -329,9 +334,9 @@ def rewrite_shebang(script: bytes, new_interp: bytes, arg: Optional[bytes]) -> b
         OSError(ENAMETOOLONG): the new line, newline included, would not fit
             in the HEADER_SIZE bytes execve reads.
     """
-    if not new_interp or re.search(rb"[ \t\n\0]", new_interp):
+    if not new_interp or _first_of(new_interp, b" \t\n\0") >= 0:
         raise ValueError(f"#! interpreter must be a word without spaces, tabs, newlines or NULs: {new_interp!r}")
-    if arg and (re.search(rb"[\n\0]", arg) or arg.strip(_SPACETAB) != arg):
+    if arg and (_first_of(arg, b"\n\0") >= 0 or arg.strip(_SPACETAB) != arg):
         raise ValueError(f"#! argument must have no newline, NUL, or space or tab at either end: {arg!r}")
     line = b"#!" + new_interp + (b"" if arg is None else b" " + (arg or b"\0")) + b"\n"
     if len(line) > HEADER_SIZE:

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import stat
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Dict, Optional, Tuple
@@ -35,8 +33,9 @@ if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Inst
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
 from ._records import NamedTuple  # typing's, without its cost at import (README "Start-up")
 from . import _elf
-from . import _policyfn
+from . import _structs as S
 from . import _syscalls
+from . import _threads
 from ._errors import os_error as _oserror
 from ._fsops import X_OK, _proc_fd
 from ._notif import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, CONTINUE, Call, Context, Errno, Reply, Then, \
@@ -75,7 +74,7 @@ def do_execve(ctx: Context, call: Call) -> Reply:
             return Errno(errno.EACCES)
         virt = resolver.virtual_of_host(name or b"") or path
         # Sandbox(policy_fn=) (README "Policy callback")
-        decided = _policyfn.check_exec(ctx, call, name or virt, call.ptr)
+        decided = _check_exec(ctx, call, name or virt)
         fd = os.open(_proc_fd(probe), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(probe)
@@ -93,7 +92,7 @@ def do_execve(ctx: Context, call: Call) -> Reply:
         watch = None
         if decided is not None:  # the exec must run as decided: watched from here (_policyfn)
             st = os.fstat(target.fd)
-            watch = _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), b"" if script else None)
+            watch = _watch_exec(call, decided, (st.st_dev, st.st_ino), b"" if script else None)
         number = ctx.inject(call, target.fd)
     except OSError as exc:
         return _unwatched(watch, exc)
@@ -115,6 +114,21 @@ def do_execve(ctx: Context, call: Call) -> Reply:
                 then()   # ... before the vfork parent's bytes are put back
         return Then(CONTINUE, both)
     return Then(reply, watch)  # type: ignore[arg-type]
+
+
+def _check_exec(ctx: Context, call: Call, name: bytes) -> "Optional[list]":
+    """Sandbox(policy_fn=) (README "Policy callback"): the argv the callback allowed the
+    exec of `name`, None without a callback (_policyfn.check_exec)."""
+    if getattr(ctx, "policy_gate", None) is None:
+        return None
+    from . import _policyfn  # imported by preload (runs without a callback never load it)
+    return _policyfn.check_exec(ctx, call, name, call.ptr)
+
+
+def _watch_exec(call: Call, decided: list, ident: "Tuple[int, int]", script: Optional[bytes]):  # type: ignore[no-untyped-def]
+    """The exec `decided` by the callback, seized and watched (_policyfn.watch_exec)."""
+    from . import _policyfn  # imported by preload with the callback that decided it
+    return _policyfn.watch_exec(call, decided, ident, script)
 
 
 def _unwatched(watch, exc: OSError) -> Reply:
@@ -326,9 +340,11 @@ def _stack_rlimit(tid: int) -> int:
     """The caller's soft RLIMIT_STACK (the kernel sizes the arguments' room by it): asked
     with prlimit(2), else (a caller of other credentials) read from /proc/TID/limits."""
     try:
-        limit = resource.prlimit(tid, resource.RLIMIT_STACK)[0]
-        return 1 << 64 if limit == resource.RLIM_INFINITY or limit < 0 else limit
-    except (OSError, ValueError):
+        limits = _syscalls.rlimit_buffer()
+        _syscalls._call("prlimit64", tid, S.RLIMIT_STACK, None, limits)
+        limit: int = limits[0]  # type: ignore[index]
+        return 1 << 64 if limit == S.RLIM64_INFINITY else limit
+    except OSError:
         pass
     try:
         with open(b"/proc/%d/limits" % tid, "rb") as f:
@@ -398,8 +414,8 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
             return Errno(errno.EACCES)
         arguments_fit(ctx, call, len(b"/dev/fd/%d" % call.dirfd))  # before the fd is replaced
         # Sandbox(policy_fn=) (README "Policy callback"): asked, and the exec watched
-        decided = _policyfn.check_exec(ctx, call, ctx.resolver._name_of(fd) or b"/dev/fd/%d" % call.dirfd,
-                                       call.ptr) if _policyfn.gate_of(ctx) is not None else None
+        decided = _check_exec(ctx, call, ctx.resolver._name_of(fd) or b"/dev/fd/%d" % call.dirfd) \
+            if getattr(ctx, "policy_gate", None) is not None else None
         head = os.pread(fd, _elf.HEADER_SIZE, 0)
         if head[:4] == b"\x7fELF":
             elf = _elf.parse_elf(lambda off, size: os.pread(fd, size, off), _syscalls.machine())
@@ -407,7 +423,7 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
                 # CONTINUE: the kernel runs the fd the child holds, no path is read,
                 # and Landlock's EXECUTE right decides whether it may
                 if decided is not None:
-                    return Then(CONTINUE, _policyfn.watch_exec(call, decided, (st.st_dev, st.st_ino), None))
+                    return Then(CONTINUE, _watch_exec(call, decided, (st.st_dev, st.st_ino), None))
                 return CONTINUE
         virt = ctx.resolver.virtual_of_host(ctx.resolver._name_of(fd) or b"") or b"/dev/fd/%d" % call.dirfd
         target, script = _plan(ctx, call, fd, virt, 0)
@@ -417,7 +433,7 @@ def _fexecve(ctx: Context, call: Call) -> Reply:
         watch = None
         if decided is not None:
             mine = os.fstat(target.fd)
-            watch = _policyfn.watch_exec(call, decided, (mine.st_dev, mine.st_ino), b"" if script else None)
+            watch = _watch_exec(call, decided, (mine.st_dev, mine.st_ino), b"" if script else None)
         ctx.inject(call, target.fd, _child_cloexec(call.tid, call.dirfd), at=call.dirfd)
     except OSError as exc:
         return _unwatched(watch, exc)
@@ -525,7 +541,7 @@ def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]
 COPIES_MAX = 64
 COPIES_BYTES = 256 << 20
 _COPIES: Dict[Tuple[int, int, int, int, bytes], Tuple[int, int]] = {}  # key -> (memfd, bytes it holds)
-_COPIES_LOCK = threading.Lock()
+_COPIES_LOCK = _threads.Lock()
 
 
 def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
@@ -590,12 +606,10 @@ class VforkHolder:
     """
 
     def __init__(self, ctx) -> None:
-        import queue
         self._ctx = ctx
-        self._requests: "queue.Queue" = queue.Queue()
+        self._requests = _threads.Queue()
         self._held: Dict[int, Optional[list]] = {}    # tid -> patches to put back (None: not released yet)
-        self._thread = threading.Thread(target=self._serve, name="sandlock-vfork", daemon=True)
-        self._thread.start()
+        self._thread = _threads.start(self._serve, (), "sandlock-vfork")
 
     def close(self) -> None:
         self._requests.put(None)
@@ -606,7 +620,7 @@ class VforkHolder:
         if tid is None:
             return None
         answer: list = []
-        done = threading.Event()
+        done = _threads.Event()
         self._requests.put(("hold", tid, answer, done))
         done.wait(2.0)
         return tid if answer == [True] else None
@@ -615,11 +629,10 @@ class VforkHolder:
         self._requests.put(("release", tid, list(patches), None))
 
     def _serve(self) -> None:
-        import queue
         while True:
             try:
                 request = self._requests.get(timeout=0.0002 if self._waiting() else None)
-            except queue.Empty:
+            except _threads.Empty:
                 request = ()
             if request is None:
                 for tid in list(self._held):

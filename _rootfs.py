@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import struct
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
@@ -125,7 +124,15 @@ class Mount:
 
 # --- the resolver -----------------------------------------------------------------------------
 
-_PROC_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)$")  # RootResolver.shown_link
+def _proc_link(path: bytes) -> Optional[Tuple[int, bytes]]:
+    """(pid, b"cwd" or b"root") if path is /proc/PID/cwd or /proc/PID/task/TID/cwd (or
+    root), else None (RootResolver.shown_link; no re at start-up: README "Start-up")."""
+    parts = path.split(b"/")
+    if len(parts) == 6 and parts[3] == b"task" and parts[4].isdigit():
+        del parts[3:5]
+    if len(parts) == 4 and parts[:2] == [b"", b"proc"] and parts[2].isdigit() and parts[3] in (b"cwd", b"root"):
+        return int(parts[2]), parts[3]
+    return None
 
 
 class RootResolver(Resolver):
@@ -358,10 +365,10 @@ class RootResolver(Resolver):
         "/", an fd's file by its virtual name (link_target)."""
         if st.dev != self.proc_dev:
             return target
-        link = _PROC_LINK.match(d_path(fd))
-        if link and link.group(2) == b"cwd":
-            return self.virtual_cwd(int(link.group(1)))
-        if link and link.group(2) == b"root":
+        link = _proc_link(d_path(fd))
+        if link and link[1] == b"cwd":
+            return self.virtual_cwd(link[0])
+        if link and link[1] == b"root":
             return b"/"
         return self.link_target(target)
 

@@ -11,7 +11,7 @@ this module alone: the run-time resolver is _rootfs.
 
 from __future__ import annotations
 
-import collections.abc
+import _collections_abc  # collections.abc without importing collections (README "Start-up")
 import os
 import posixpath
 import stat
@@ -47,7 +47,7 @@ def _virtual(name: str, value: object, labels: Mapping[str, str]) -> str:
 
 def parse_mounts(name: str, value: object, labels: Mapping[str, str]) -> Tuple[Tuple[str, str, bool], ...]:
     """--fs-mount VIRT:HOST[:ro] (or a {virt: host} mapping) -> ((virt, host realpath, ro), ...)."""
-    if isinstance(value, collections.abc.Mapping):
+    if isinstance(value, _collections_abc.Mapping):
         entries = [f"{os.fsdecode(os.fspath(k))}:{os.fsdecode(os.fspath(v))}" for k, v in value.items()]
     elif isinstance(value, (str, bytes)):
         entries = [os.fsdecode(value)]
@@ -124,7 +124,7 @@ def guest_paths(root: str, mounts: Sequence[Tuple[str, str, bool]], name: str, v
     """-r/-w/--fs-deny inside a root: virtual paths that must exist there."""
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         value = [value]
-    if not isinstance(value, collections.abc.Iterable):
+    if not isinstance(value, _collections_abc.Iterable):
         raise _err(name, labels, f"expected a list of paths, got {value!r}")
     out: List[str] = []
     for item in value:

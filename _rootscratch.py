@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Set, Tuple
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
     raise ImportError(f"{__name__} is part of sandlock: import sandlock, not {__name__} (one copy of each module)")
+from . import _threads
 from ._notif import proc_stat, process_of, start_of
 
 # /dev inside the root: name -> host device (docs/design.md "/dev and /proc in a root")
@@ -55,7 +55,7 @@ class Scratch:
             os.symlink(target, os.path.join(os.fsencode(self.dev), link))
         self._runs = itertools.count(1)
         self._spare: List[Tuple[str, Dict[bytes, bytes]]] = []   # anchor directories of runs over (keep)
-        self._spare_lock = threading.Lock()
+        self._spare_lock = _threads.Lock()
 
     SPARE_MAX = 4   # anchor directories kept for later runs (runs at once each need their own)
 
@@ -127,10 +127,10 @@ class Cwd:
         self._is_member = is_member
         self._entries: Dict[int, Tuple[bytes, bytes]] = {}
         self._sweep_at = self.ENTRIES_MIN
-        self._sweeping = threading.Lock()
-        self._entries_lock = threading.Lock()  # an entry written vs the sweep's look-up and drop (_sweep)
+        self._sweeping = _threads.Lock()
+        self._entries_lock = _threads.Lock()  # an entry written vs the sweep's look-up and drop (_sweep)
         self._turn = 0
-        self._lock = threading.Lock()
+        self._lock = _threads.Lock()
         self._made: Set[object] = set()  # subdirs and (subdir, name) made in the anchor (_place)
         self._stable_links: Dict[bytes, bytes] = dict(stable_links or {})  # stable name -> its target (b"": being made)
         for key in self._stable_links:

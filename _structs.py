@@ -237,7 +237,7 @@ ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
 
 # asm-generic/resource.h (x86_64 and aarch64 alike): the limits a policy sets, without
 # loading the resource module at start-up; prlimit64(2)'s RLIM64_INFINITY
-RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_CORE, RLIMIT_NOFILE = 1, 2, 4, 7
+RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_NOFILE = 1, 2, 3, 4, 7
 RLIM64_INFINITY = (1 << 64) - 1
 AT_RANDOM, AT_SYSINFO_EHDR = 25, 33  # linux/auxvec.h: keys of the auxiliary vector
 

@@ -243,7 +243,6 @@ def preload(policy: Policy, net_rules: _netpolicy.NetRules, debug: bool = False,
     for the ones handlers use lazily (tests/test_confined_imports.py).
     """
     if policy.chroot is not None or policy.workdir is not None:
-        import queue  # noqa: F401  (MemoryWriter, _rootexec.VforkHolder)
         from . import _elf  # noqa: F401  (/proc/PID/maps in a root)
         from . import _rootfs  # noqa: F401
         from . import _rootops  # noqa: F401  (namespace operations, bind in a root)
@@ -1948,8 +1947,7 @@ class MemoryWriter:
     """
 
     def __init__(self) -> None:
-        import queue
-        self._requests: "queue.Queue" = queue.Queue()
+        self._requests = _threads.Queue()
         self._closed = False
         self._thread = _threads.start(self._serve, (), "sandlock-memory")
 

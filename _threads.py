@@ -12,12 +12,14 @@ What it has is what the supervisor uses: `start` a daemon thread (named,
 joinable; those still running are `running()`, for tests), `Lock`,
 `get_ident`, and an `Event` and a `Condition` with the behaviour of
 threading's (wait with a timeout, notify, notify_all), built on _thread's
-locks as threading builds its own.
+locks as threading builds its own; and a `Queue` with queue.SimpleQueue's
+put and get (the queue module imports threading).
 """
 
 from __future__ import annotations
 
 import _thread
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
@@ -154,3 +156,31 @@ class Event:
             if not self._flag:
                 self._cond.wait(timeout)
             return self._flag
+
+
+class Empty(Exception):
+    """Queue.get's timeout passed with nothing put (queue.Empty's part)."""
+
+
+class Queue:
+    """queue.SimpleQueue's put and get: first in, first out, unbounded, get with a timeout."""
+
+    def __init__(self) -> None:
+        self._items: "List[Any]" = []
+        self._put = Condition()
+
+    def put(self, item: "Any") -> None:
+        with self._put:
+            self._items.append(item)
+            self._put.notify()
+
+    def get(self, timeout: "Optional[float]" = None) -> "Any":
+        """The oldest item, waiting for one; Empty if timeout seconds pass first."""
+        with self._put:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._items:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Empty
+                self._put.wait(left)
+            return self._items.pop(0)

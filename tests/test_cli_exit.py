@@ -10,6 +10,10 @@ module down (what os._exit skips), so the output shows which way it ended.
 
 from __future__ import annotations
 
+import pytest
+
+from rootcase import busybox_shared  # noqa: F401  (fixture)
+
 WITNESS = (
     "import atexit, os, sys\n"
     "atexit._clear()\n"  # what the interpreter's own site registered (pyenv's does): only the run's matter here
@@ -75,6 +79,24 @@ def test_a_plain_run_s_start_imports_neither_re_nor_enum(who) -> None:  # type: 
                    "                    'sandlock._policyfn', 'contextlib', 'selectors', 'weakref',\n"
                    "                    'threading', 'functools', 'collections', 'array', 'operator', 'reprlib'}\n"
                    "                   & (set(sys.modules) - before)))\n")
+    assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["root", "workdir"])
+def test_a_root_s_or_a_workdir_s_start_imports_no_more_of_the_library_than_a_plain_run(  # type: ignore[no-untyped-def]
+        who, mode, busybox_shared, scratch) -> None:
+    """README "Start-up": the modules of an emulated root and of a workdir (_rootfs,
+    _rootexec, _cow, ...) import none of re, threading, queue, tempfile (with shutil, bz2,
+    lzma, random), resource or contextlib either (before: 10 and 15 ms of the CLI's
+    start), nor _policyfn without a callback, nor anything a plain run does not."""
+    options = ["--root", str(busybox_shared)] if mode == "root" else ["--workdir", str(who.make_dir(scratch / "wd", 0o755))]
+    r = who.python("import sys\n"
+                   "before = set(sys.modules)\n"
+                   "import sandlock\n"
+                   f"code = sandlock.main({options!r} + ['--', '/bin/sh', '-c', 'exit 3'])\n"
+                   "print(code, sorted({'re', 'enum', 'typing', 'threading', 'queue', '_queue', 'tempfile', 'shutil',\n"
+                   "                    'random', 'bz2', 'lzma', 'resource', 'contextlib', 'collections', 'functools',\n"
+                   "                    'weakref', 'selectors', 'sandlock._policyfn'} & (set(sys.modules) - before)))\n")
     assert r.stdout.decode() == "3 []\n", r.stderr.decode()[-3000:]
 
 

@@ -159,10 +159,49 @@ def test_the_stack_limit_is_asked_with_prlimit_and_read_from_proc_when_prlimit_i
     tid = threading.get_native_id()
     assert RX._stack_rlimit(tid) == _expected_stack()
 
-    def refused(pid, which):
-        raise PermissionError(errno.EPERM, "not ours")
-    monkeypatch.setattr(RX.resource, "prlimit", refused)
+    call = RX._syscalls._call
+
+    def refused(name, *args):
+        if name == "prlimit64":
+            raise PermissionError(errno.EPERM, "not ours")
+        return call(name, *args)
+    monkeypatch.setattr(RX._syscalls, "_call", refused)
     assert RX._stack_rlimit(tid) == _expected_stack()
+
+
+@pytest.mark.parametrize("asked", ["prlimit", "proc"])
+def test_an_unlimited_stack_reads_as_more_than_any_arguments_need(monkeypatch, asked):
+    """RLIM64_INFINITY from prlimit64 (the raw call: no resource module) and "unlimited"
+    from /proc/PID/limits both read as 1 << 64, and a finite limit as its value."""
+    import resource
+    if asked == "proc":
+        call = RX._syscalls._call
+
+        def refused(name, *args):
+            if name == "prlimit64":
+                raise PermissionError(errno.EPERM, "not ours")
+            return call(name, *args)
+        monkeypatch.setattr(RX._syscalls, "_call", refused)
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    for soft, expected in ((resource.RLIM_INFINITY, 1 << 64), (1 << 20, 1 << 20)):
+        if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
+            continue  # not ours to raise (an unprivileged user's hard limit): the other case runs
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+            os.write(ready_w, b"x")
+            os.read(go_r, 1)
+            os._exit(0)
+        try:
+            os.read(ready_r, 1)
+            assert RX._stack_rlimit(pid) == expected, (asked, soft)
+        finally:
+            os.write(go_w, b"x")
+            os.waitpid(pid, 0)
+            for fd in (ready_r, ready_w, go_r, go_w):
+                os.close(fd)
 
 
 def test_the_stack_limit_of_a_process_that_is_gone_is_efault():

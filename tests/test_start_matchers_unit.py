@@ -6,7 +6,8 @@ strings drawn from a small alphabet of its own tokens: seeded, SANDLOCK_FUZZ_SEE
 the other fuzz tests): /proc's magic links (which may be opened with magic links
 allowed), the pid of a /proc path (a member's or ENOENT), hostname labels and
 IP-like targets of the network policy, the names of sandlock's bases, mountinfo's escapes,
-sizes (-m 512M) and syscall names of a policy.
+sizes (-m 512M) and syscall names of a policy; and in an emulated root, the /proc/PID/cwd
+and root links it shows as virtual paths, and the character classes of a `#!` line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import pytest
 
 from conftest import fuzz_seeds
-from sandlock import _landlock, _netpolicy, _policy, _resolve, _scratch
+from sandlock import _elf, _landlock, _netpolicy, _policy, _resolve, _rootfs, _scratch
 
 MAGIC = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(?:fd/\d+|cwd|exe|root|ns/[a-z_]+)(?:/|$)")
 PROC_PID = re.compile(rb"^/proc/(\d+)(/.*)?$")
@@ -27,6 +28,10 @@ BASE_NAME = re.compile(r"\.sandlock-[0-9]+(-.*)?\Z", re.S)
 OCTAL = re.compile(rb"\\([0-7]{3})")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# the pattern had `$`, which also matched before a last newline: no name of /proc ends with
+# one, and the matcher takes the path exactly (\Z)
+ROOT_LINK = re.compile(rb"^/proc/(\d+)/(?:task/\d+/)?(cwd|root)\Z")
+SHEBANG_CLASSES = ((rb"[ \t\0]", b" \t\0"), (rb"[ \t\n\0]", b" \t\n\0"), (rb"[\n\0]", b"\n\0"))
 
 PROC_TOKENS = [b"/proc/", b"/proc", b"/", b"1", b"42", b"0", b"task/", b"task", b"fd/", b"fd", b"cwd", b"exe",
                b"root", b"ns/", b"net", b"mnt", b"_", b"\n", b"x", b"self", b"-", b"A", b"\xff", b"\xd9\xa3"]
@@ -120,3 +125,23 @@ def test_sizes_and_syscall_names_of_a_policy_give_what_the_patterns_gave(seed: i
         except _policy.PolicyError as exc:
             ok = "unknown syscall name" in str(exc)  # a name of the right shape the kernel lacks
         assert ok == want_ok, text
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds((1, 2)))
+def test_a_root_s_proc_links_and_a_shebang_s_classes_give_what_the_patterns_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    parts = [[b"/proc/"], [b"1", b"42", b"", b"x", b"\xd9\xa3"], [b"/"], [b"", b"task/7/", b"task/", b"task/7"],
+             [b"cwd", b"root", b"exe", b"fd/3", b"cwdx"], [b"", b"/", b"\n", b"/x"]]
+    shaped = [b"".join(rng.choice(part) for part in parts) for _ in range(20000)]
+    paths = FIXED_PROC + shaped + [b"/proc/" + p for p in _strings(rng, PROC_TOKENS, 20000, 8)]
+    matched = 0
+    for path in paths:
+        found = ROOT_LINK.match(path)
+        assert _rootfs._proc_link(path) == ((int(found.group(1)), found.group(2)) if found else None), path
+        matched += found is not None
+    assert matched > 200  # the drawn paths reach the matching side too (~2% of them)
+    heads = list(_strings(rng, [b"a", b"/bin/sh", b" ", b"\t", b"\0", b"\n", b"-x", b"\xff"], 20000, 6))
+    for head in heads + [b"", b" ", b"\0", b"abc"]:
+        for pattern, chars in SHEBANG_CLASSES:
+            found = re.search(pattern, head)
+            assert _elf._first_of(head, chars) == (found.start() if found else -1), (head, chars)

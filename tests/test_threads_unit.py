@@ -86,3 +86,29 @@ def test_a_condition_notifies_one_or_all_waiters_and_takes_its_lock_again() -> N
     assert sorted(i for i, _, _ in got) == [0, 1, 2] and all(n and held for _, n, held in got)
     with cond:
         assert cond.wait(0.02) is False and cond._waiters == []  # a timeout leaves no waiter behind
+
+
+def test_a_queue_hands_items_in_order_waits_for_one_and_times_out_empty() -> None:
+    """MemoryWriter's and the vfork holder's requests (queue.SimpleQueue's put and get)."""
+    q = _threads.Queue()
+    for item in (1, None, "three"):
+        q.put(item)
+    assert [q.get(), q.get(), q.get(timeout=0)] == [1, None, "three"]
+    t = time.monotonic()
+    try:
+        q.get(timeout=0.05)
+        raise AssertionError("an empty queue gave an item")
+    except _threads.Empty:
+        pass
+    assert time.monotonic() - t >= 0.04
+    got = []
+    takers = [_threads.start(lambda: got.append(q.get()), (), "sandlock-taker") for _ in range(3)]
+    time.sleep(0.05)
+    assert got == [] and all(t.is_alive() for t in takers)
+    for item in "abc":
+        q.put(item)
+    assert all(t.join(10) for t in takers)
+    assert sorted(got) == ["a", "b", "c"]  # each taker one item, none lost or given twice
+    late = _threads.start(lambda: got.append(q.get(timeout=10)), (), "sandlock-taker")
+    q.put("d")
+    assert late.join(10) and got[-1] == "d"
