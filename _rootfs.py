@@ -510,7 +510,7 @@ class RootResolver(Resolver):
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR) or extra & S.RESOLVE_NO_SYMLINKS:
                 raise
-            if b"/.." in path and depth == 0:
+            if b"/.." in path and depth == 0 and self._virtual_on_the_way(path):
                 return self._walk(call, path, flags, mode, resolve, depth)  # ".." out of /proc, /dev or a mount
             # A symlink on the way may lead into /proc, /dev or a mount, which
             # RESOLVE_IN_ROOT cannot see: walk it by hand (only when there is one).
@@ -522,6 +522,29 @@ class RootResolver(Resolver):
                     return self._walk(call, path, flags, mode, resolve, depth)
             raise
         return fd, self._checked_name(fd)
+
+    def _virtual_on_the_way(self, path: bytes) -> bool:
+        """Does the lexical walk of `path` (as _walk takes its '..': one level up, never
+        above "/") reach /proc, /dev or a mount, which the root's own tree does not hold?
+        If not, and no symlink is on the way either, the kernel's walk from the root
+        (RESOLVE_IN_ROOT) is _walk's, and its ENOENT or ENOTDIR is the answer (a
+        compiler's probes of `DIR/../../x` that do not exist: README "Emulated root")."""
+        here: List[bytes] = []
+        for part in path.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                if here:
+                    here.pop()
+                continue
+            here.append(part)
+            if here[0] in (b"proc", b"dev"):
+                return True
+            if self.mounts:
+                now = b"/" + b"/".join(here)
+                if any(now == m.virt or now.startswith(m.virt + b"/") for m in self.mounts):
+                    return True
+        return False
 
     def _walk(self, call: Call, path: bytes, flags: int, mode: int, resolve: int,
               depth: int) -> Tuple[int, Optional[bytes]]:
