@@ -26,7 +26,7 @@ import os
 import stat
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Dict, Optional, Tuple
+    from typing import Dict, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -250,9 +250,15 @@ def arguments_fit(ctx, call: Call, filename_len: int) -> None:
     if room < 0:
         raise _oserror(errno.E2BIG)
     page: Dict[int, bytes] = {}  # the pages of strings read (at most PAGES_KEPT): neighbours share them
+    unit = min(PAGE_SIZE, ctx.tracees.hot.READ_MAX)  # _arg_length's unit of reading
     for base, count in ((envp, envc), (argv, argc)):
         for address in _pointers_backwards(ctx, tid, base, count):
-            room -= _arg_length(ctx, tid, address, page)
+            # a string whose NUL lies in a unit read for its neighbours: measured here
+            # (what _arg_length finds in the same bytes, without its loop), else by it
+            offset = address % unit
+            whole = page.get(address - offset) if address else None
+            end = whole.find(b"\0", offset) if whole is not None else -1
+            room -= end - offset + 1 if end >= 0 else _arg_length(ctx, tid, address, page)
             if room < 0:
                 raise _oserror(errno.E2BIG)
     if argc == 0 and room < 1:
@@ -283,9 +289,8 @@ def _pointers_backwards(ctx, tid: int, array: int, count: int):
     end = count
     while end > 0:
         start = max(0, end - 512)
-        raw = read_mem(ctx.tracees, tid, array + start * 8, (end - start) * 8)
-        for i in range(end - start - 1, -1, -1):
-            yield int.from_bytes(raw[i * 8:i * 8 + 8], "little")
+        words = memoryview(read_mem(ctx.tracees, tid, array + start * 8, (end - start) * 8)).cast("Q")
+        yield from reversed(words.tolist())  # (native order: x86_64 and aarch64 are little-endian)
         end = start
 
 
@@ -712,19 +717,31 @@ class VforkHolder:
 def _vfork_thread(pid: int, numbers: Dict[str, int]) -> Optional[int]:
     """The thread of process pid that sits in a fork-like syscall (the vfork parent)."""
     wanted = {numbers[n] for n in _FORK_CALLS if n in numbers}
+    if _in_call(b"/proc/%d/task/%d/syscall" % (pid, pid), wanted):
+        return pid  # the main thread, listed first (a shell's, most often): no listing needed
     try:
         tids = os.listdir(b"/proc/%d/task" % pid)
     except OSError:
         return None
     for name in tids:
-        try:
-            with open(b"/proc/%d/task/%s/syscall" % (pid, name), "rb") as f:
-                first = f.read().split(b" ", 1)[0]
-        except OSError:
-            continue
-        if first.isdigit() and int(first) in wanted:
+        if name != b"%d" % pid and _in_call(b"/proc/%d/task/%s/syscall" % (pid, name), wanted):
             return int(name)
     return None
+
+
+def _in_call(syscall_file: bytes, wanted: Set[int]) -> bool:
+    """Does /proc/PID/task/TID/syscall say the thread sits in one of the `wanted` calls?"""
+    try:
+        fd = os.open(syscall_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        first = os.read(fd, 32).split(b" ", 1)[0]  # the number comes first
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return first.isdigit() and int(first) in wanted
 
 
 def fix_argv(ctx: Context, call: Call) -> None:

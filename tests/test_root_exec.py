@@ -214,3 +214,25 @@ def test_system_and_subprocess_work_again_and_again_in_one_process(who, deb: Pat
     version = guest_file(deb, "/etc/debian_version").strip()
     last = f"shown {[0] * 6} failed [] [] posix_spawn {[0] * 5} True out {version}"
     assert r.stdout.splitlines() == ["sys"] * 3 + ["x"] * 3 + [last], show(r)
+
+
+SPAWN_FROM_THREAD_CODE = r'''
+import os, threading
+path = b"/usr/bin/true"
+spawned = []
+def spawn():
+    for i in range(5):
+        spawned.append(os.waitpid(os.posix_spawn(path, [b"true"], {}), 0)[1])
+t = threading.Thread(target=spawn)
+t.start()
+t.join()
+print("spawned", spawned, path == b"/usr/bin/" + b"true")
+'''
+
+
+def test_posix_spawn_from_a_thread_other_than_the_main_one_holds_that_thread(who, deb: Path) -> None:
+    """The vfork parent's waiting thread is looked for in the main thread first, then in
+    the listing of its threads: here it is another thread, whose path bytes must be put
+    back as the main thread's are (_rootexec._vfork_thread)."""
+    r = in_root(who, deb, [PY, "-c", SPAWN_FROM_THREAD_CODE])
+    assert (r.returncode, r.stdout) == (0, f"spawned {[0] * 5} True\n"), show(r)

@@ -88,6 +88,31 @@ def test_a_string_longer_than_max_arg_strlen_is_e2big_and_one_just_under_fits(ca
     assert info.value.errno == errno.E2BIG
 
 
+def test_an_exec_s_arguments_leave_the_room_each_string_alone_would_leave(monkeypatch):
+    """arguments_fit measures a string whose NUL lies in a unit already read for its
+    neighbours from those bytes, without calling _arg_length: the room is the same to
+    the byte (E2BIG one byte past it); a string across a page boundary still goes
+    through _arg_length."""
+    mem, _ = _counted(4 << 20)
+    strings = [b"e%d=" % i + b"v" * (i * 37 % 300) for i in range(60)]
+    addresses = [mem.cstr(text) for text in strings]
+    blob = mem.put(bytes(3 * RX.PAGE_SIZE))
+    crossing = (blob + RX.PAGE_SIZE) // RX.PAGE_SIZE * RX.PAGE_SIZE + RX.PAGE_SIZE - 5
+    mem.data[crossing - mem.base:crossing - mem.base + 41] = b"x" * 40 + b"\0"
+    argv, envp = mem.pointers(*addresses[:10]), mem.pointers(*addresses[10:], crossing)
+    call = types.SimpleNamespace(tid=0, ptr=argv, ptr2=envp)
+    used = sum(len(text) + 1 for text in strings) + 41 + (len(strings) + 1) * 8
+    limit = max(min(RX.STK_LIM // 4 * 3, RX._stack_rlimit(0) // 4), RX.ARG_MAX)
+    measured = []
+    arg_length = RX._arg_length
+    monkeypatch.setattr(RX, "_arg_length", lambda *a: measured.append(a[2]) or arg_length(*a))
+    RX.arguments_fit(_ctx(mem), call, limit - used - 1)  # the name's NUL takes the last byte
+    with pytest.raises(OSError) as info:
+        RX.arguments_fit(_ctx(mem), call, limit - used)
+    assert info.value.errno == errno.E2BIG
+    assert crossing in measured and len(measured) < 2 * 10  # the first string of each unit, the crossing one
+
+
 # --- the anchor's links an exec is pointed at (_rootscratch.Cwd.link) ---------------------------
 
 def _cwd(tmp_path):
