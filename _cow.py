@@ -169,7 +169,7 @@ class _times_kept:
         if fd < 0:
             return
         try:
-            if kind is None:  # the body raised: left as it is
+            if kind is None:  # (after a body that raised, the time is left as it is)
                 now = os.fstat(fd)
                 if now.st_mtime_ns != self._mtime:
                     try:
@@ -212,7 +212,7 @@ class Upper:
         self.walked = 0                              # bytes the last walk found
         self.extra = 0                               # copy-ups and growth of files that left `hot`, since
         self.hot: Dict[Tuple[int, int], List] = {}   # (dev, ino) -> [host path, blocks the walk counted]
-        self.hot_lock = _threads.Lock()            # note_written runs in the notification thread
+        self.hot_lock = _threads.Lock()              # note_written runs in the notification thread
         self._state("building")
 
     def _state(self, value: str) -> None:
