@@ -539,7 +539,9 @@ def _open_executable(ctx: Context, call: Call, path: bytes) -> Tuple[int, bytes]
 
 
 # Copies of dynamic programs whose PT_INTERP names the root's loader, reused while the
-# file is unchanged: at most COPIES_MAX of them, holding at most COPIES_BYTES together.
+# file is unchanged (its device, inode, size and ctime: a write changes the ctime and no
+# call sets it back, where utimensat sets an mtime back): at most COPIES_MAX of them,
+# holding at most COPIES_BYTES together.
 # Process-wide on purpose: a copy serves every later run of every Sandbox of this
 # process (a run of python3 in a root would otherwise copy it again); bounded as said,
 # the oldest evicted first, and released when the process exits.
@@ -564,7 +566,7 @@ def _plan_elf(ctx: Context, call: Call, fd: int, virt: bytes) -> _Target:
         # (a workdir without --root: the guest's root is the host's)
         return _Target(os.dup(fd), d_path(fd))
     st = os.fstat(fd)
-    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, loader_host)
+    key = (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size, loader_host)
     with _COPIES_LOCK:
         cached = _COPIES.get(key)
         if cached is not None:

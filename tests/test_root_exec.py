@@ -236,3 +236,32 @@ def test_posix_spawn_from_a_thread_other_than_the_main_one_holds_that_thread(who
     back as the main thread's are (_rootexec._vfork_thread)."""
     r = in_root(who, deb, [PY, "-c", SPAWN_FROM_THREAD_CODE])
     assert (r.returncode, r.stdout) == (0, f"spawned {[0] * 5} True\n"), show(r)
+
+
+REWRITTEN_CODE = r'''
+import os, subprocess
+a, b = open("/work/a", "rb").read(), open("/work/b", "rb").read()
+with open("/work/prog", "wb") as f:
+    f.write(a)
+os.chmod("/work/prog", 0o755)
+st = os.stat("/work/prog")
+first = subprocess.run(["/work/prog"]).returncode
+with open("/work/prog", "r+b") as f:  # the same inode, the same size
+    f.write(b)
+os.utime("/work/prog", ns=(st.st_atime_ns, st.st_mtime_ns))  # and its mtime set back
+again = os.stat("/work/prog")
+print(first, subprocess.run(["/work/prog"]).returncode, (again.st_size, again.st_mtime_ns) == (st.st_size, st.st_mtime_ns))
+'''
+
+
+def test_a_dynamic_program_rewritten_with_its_size_and_mtime_set_back_runs_its_new_content(who, deb: Path,
+                                                                                        work: Path) -> None:
+    """The memfd copies of dynamic programs (PT_INTERP patched to the root's loader) are
+    cached per file: by its ctime, which the rewrite changes, not its mtime, which
+    utimensat sets back (before: the second run ran `true`'s cached copy, exit 0)."""
+    true, false = ((deb / "usr/bin" / name).read_bytes() for name in ("true", "false"))
+    size = max(len(true), len(false))
+    who.make_file(work / "a", true.ljust(size, b"\0"))
+    who.make_file(work / "b", false.ljust(size, b"\0"))
+    r = in_root(who, deb, [PY, "-c", REWRITTEN_CODE], "--fs-mount", f"/work:{work}")
+    assert (r.returncode, r.stdout) == (0, "0 1 True\n"), show(r)
