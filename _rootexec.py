@@ -26,7 +26,7 @@ import os
 import stat
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (README "Start-up")
 if TYPE_CHECKING:
-    from typing import Dict, Optional, Set, Tuple
+    from typing import Dict, List, Optional, Set, Tuple
 
 
 if __name__.rpartition(".")[0].rpartition(".")[2] != "sandlock":  # README "Installing and vendoring"
@@ -382,13 +382,26 @@ def _read_cstring(ctx, tid: int, address: int) -> bytes:
     return read_string(ctx.tracees, tid, address, 131072)
 
 
+def _syscall_fields(path: bytes) -> List[bytes]:
+    """The fields of /proc/PID[/task/TID]/syscall (the call's number, its arguments, the
+    stack pointer, the pc), or none where it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        return os.read(fd, 256).split()
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
 def _stack_pointer(tid: int):
     """The thread's user stack pointer while it waits in the syscall (/proc/TID/syscall)."""
     try:
-        with open(b"/proc/%d/syscall" % tid, "rb") as f:
-            fields = f.read().split()
-        return int(fields[-2], 16)
-    except (OSError, ValueError, IndexError):
+        return int(_syscall_fields(b"/proc/%d/syscall" % tid)[-2], 16)
+    except (ValueError, IndexError):
         return None
 
 
@@ -733,16 +746,7 @@ def _vfork_thread(pid: int, numbers: Dict[str, int]) -> Optional[int]:
 
 def _in_call(syscall_file: bytes, wanted: Set[int]) -> bool:
     """Does /proc/PID/task/TID/syscall say the thread sits in one of the `wanted` calls?"""
-    try:
-        fd = os.open(syscall_file, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        first = os.read(fd, 32).split(b" ", 1)[0]  # the number comes first
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    first = (_syscall_fields(syscall_file) or [b""])[0]  # the number comes first
     return first.isdigit() and int(first) in wanted
 
 
