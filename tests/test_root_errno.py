@@ -14,6 +14,7 @@ import pytest
 
 import rootfs
 from conftest import build_fixture
+from rootcase import bb, busybox_shared  # noqa: F401  (fixtures)
 
 SCRIPT = r"""
 import errno, os, sys
@@ -145,14 +146,12 @@ def test_a_path_with_dotdot_gets_the_kernels_answer_in_a_root_as_on_the_host(who
 
 
 def test_a_path_with_dotdot_through_dev_proc_a_mount_or_a_symlink_to_one_is_still_walked(  # type: ignore[no-untyped-def]
-        who, scratch: Path) -> None:
+        who, scratch: Path, bb: Path) -> None:
     """The other side of the test above: where the lexical walk passes /dev, /proc, a
     mount, or a symlink leads into one, on its way to a name outside them, the root's
     own tree does not hold the names (the busybox root has an empty /dev and /proc, no
     /work): the component walk finds them (and a name missing in the mount)."""
-    root = scratch / "bbroot"
-    import subprocess
-    subprocess.run(["cp", "-a", str(build_fixture(rootfs.busybox_rootfs)), str(root)], check=True)
+    root = bb
     os.symlink("/work", root / "lnk")
     w = who.make_dir(scratch / "w")
     who.make_dir(w / "sub")
