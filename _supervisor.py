@@ -1193,7 +1193,9 @@ class Watch:
     """The run phase: one epoll loop (Poller) in the supervising thread over
 
         the stub's pidfd      the sandbox is over (the stub outlives every process)
-        the status pipe       the command's wait status, sent by the stub
+        the status pipe       the command's wait status, sent by the stub (from the
+                              fork server, under the signal scope: the sandbox is over,
+                              see ends_at_status)
         the error pipe        a setup or exec failure of the command
         capture pipes         stdout/stderr of the API's captured mode, stdin input
         a signal wakeup fd    signals to forward (CLI)
@@ -1204,13 +1206,17 @@ class Watch:
 
     def __init__(self, policy: Policy, ctx: RunContext, stub: int, stub_pidfd: int, own_group: bool, *,
                  forward_signals: bool, restore_signals: bool, input: Optional[bytes],
-                 scoped: bool = False) -> None:
+                 scoped: bool = False, ends_at_status: bool = False) -> None:
         self.policy = policy
         self.ctx = ctx
         self.stub = stub
         self.stub_pidfd = stub_pidfd
         self.own_group = own_group
         self.scoped = scoped  # the stub kills with kill(-1) under the signal scope (_launch._doom)
+        # the status is sent once the rest of the sandbox is killed (_launch._reap, under the
+        # scope): the run is over there, the stub's own exit not waited for (a stub of the
+        # fork server, which reaps it; one of ours would be left a zombie)
+        self.ends_at_status = ends_at_status and scoped
         self.forward_signals = forward_signals
         # The CLI is about to exit when the run ends: a forwarded signal arriving
         # after that must not kill it with its default action (restore_signals=False
@@ -1519,9 +1525,14 @@ class Watch:
     def _on_stub(self, sel, key) -> None:
         sel.unregister(key.fd)
         self.reap_stub()
+        self._over(sel)
+
+    def _over(self, sel) -> None:
+        """The stub is gone, or said every other process of the sandbox is killed
+        (ends_at_status): take what is left in the pipes and end the loop."""
         self._stub_gone = True
         for other in list(sel.get_map().values()):
-            if other.data in ("stdin", "signal"):
+            if other.data in ("stub", "stdin", "signal"):
                 sel.unregister(other.fd)
         for k in list(sel.get_map().values()):
             if k.data == "status" and self.status is None:
@@ -1534,10 +1545,15 @@ class Watch:
                 sel.unregister(k.fd)
 
     def _on_status(self, sel, key) -> None:
-        data = _drain(key.fd)
+        # one write of 4 bytes, or none before the stub's end: its EOF (under
+        # ends_at_status, read at once: the stub is still there)
+        data = os.read(key.fd, 4) if self.ends_at_status else _drain(key.fd)
         sel.unregister(key.fd)
         if len(data) >= 4:
             self.status = struct.unpack("=i", data[:4])[0]
+            if self.ends_at_status and not self._stub_gone:
+                self.retire()
+                self._over(sel)
 
     def _on_error(self, sel, key) -> None:
         data = _drain(key.fd)
@@ -1715,7 +1731,8 @@ class Session:
                 os.close(fd)
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
-                               input=self.input, scoped=launch.scope_ruleset >= 0)
+                               input=self.input, scoped=launch.scope_ruleset >= 0,
+                               ends_at_status=self.handoff is not None)
             if self.on_exec is not None:
                 on_exec, session = self.on_exec, self
                 self.watch.on_exec = lambda data: on_exec(session, data)

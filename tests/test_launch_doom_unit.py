@@ -5,13 +5,15 @@ every process of the user -- of the machine, as root -- so a stub whose supervis
 dies before the stub confined itself only leaves (SECURITY.md "The stub's doom before it
 confined itself").
 Each case runs _doom in a forked child with os.kill and os.killpg replaced by a
-recorder: nothing is ever signalled.
+recorder: nothing is ever signalled.  So do the cases of the stub's end (_launch._reap):
+the order of its kill and of its report of the command's status.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 
 import pytest
 
@@ -61,3 +63,58 @@ def test_a_confined_stub_kills_every_process_the_signal_scope_lets_it_reach() ->
 
 def test_a_confined_stub_without_a_signal_scope_kills_its_own_group() -> None:
     assert doom_in_child(True, -1) == (137, [["killpg", 0, 9]])
+
+
+def reap_in_child(confined: bool, scope_ruleset: int) -> "tuple[int, list]":
+    """_reap in a forked child (the stub) whose own child (the command) exits 3: the
+    calls it makes, in order, the status it writes among them (os.kill, os.killpg and
+    the write on the status pipe recorded, nothing signalled)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            command = os.fork()
+            if command == 0:
+                os._exit(3)
+            status_r, status_w = os.pipe()
+            calls: list = []
+            os.kill = lambda *a: calls.append(["kill", *a])  # type: ignore[assignment]
+            os.killpg = lambda *a: calls.append(["killpg", *a])  # type: ignore[assignment]
+            real_write, real_exit = os.write, os._exit
+
+            def write(fd: int, data: bytes) -> int:
+                if fd == status_w:
+                    calls.append(["status", os.waitstatus_to_exitcode(struct.unpack("=i", data)[0])])
+                    return len(data)
+                return real_write(fd, data)
+
+            def leave(code: int) -> None:
+                real_write(w, json.dumps(calls).encode())
+                real_exit(code)
+            os.write, os._exit = write, leave  # type: ignore[assignment]
+            _launch._confined = confined
+            _launch._reap(_Prep(scope_ruleset), command, status_w)  # type: ignore[arg-type]
+        finally:
+            os._exit = real_exit  # type: ignore[assignment]
+            real_exit(99)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), json.loads(data or b"null")
+
+
+def test_a_scoped_stub_kills_the_rest_of_the_sandbox_before_it_reports_the_command_s_status() -> None:
+    # the status then says the sandbox is over: a run from the fork server ends there
+    # (_supervisor.Watch.ends_at_status), without waiting for the stub's own exit
+    assert reap_in_child(True, 5) == (137, [["kill", -1, 9], ["status", 3]])
+
+
+def test_a_stub_without_a_signal_scope_reports_first_then_kills_its_own_group_itself_included() -> None:
+    assert reap_in_child(True, -1) == (137, [["status", 3], ["killpg", 0, 9]])
+
+
+@pytest.mark.parametrize("scope_ruleset", [5, -1], ids=["scoped", "no-scope"])
+def test_a_stub_that_has_not_confined_itself_reports_and_kills_nothing(scope_ruleset: int) -> None:
+    assert reap_in_child(False, scope_ruleset) == (137, [["status", 3]])
