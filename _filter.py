@@ -335,12 +335,14 @@ def _ranges(rules: Mapping[int, Rule]) -> List[Tuple[int, int, Rule]]:
 
 
 def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: List[object]) -> None:
-    """A binary search over the ranges: a node is `jge k` (nr >= k falls through to the
-    jump over its left half; else skips it), `ja`, its left half, its right half; a leaf
-    is a ret, or a jump to its rule's block (in `blocks`, after the whole tree).  A half
-    of n ranges is 3n - 2 instructions (n leaves, n - 1 nodes of two), so the jump over
-    the left half is a number, not a label."""
+    """A binary search over the ranges: a node is `jge k`, which jumps over its left half
+    to its right half when nr >= k (one instruction; where the left half is longer than a
+    conditional jump reaches, 255, `jge` falls through to a `ja` over it, else skips that),
+    then its left half, then its right half; a leaf is a ret, or a jump to its rule's block
+    (in `blocks`, after the whole tree).  A half's length depends on its count of ranges
+    alone (_tree_length), so the jump over it is a number, not a label."""
     rets = {rule: B.ret(action) for rule, action in _RET.items()}
+    lengths: Dict[int, int] = {}
     stack = [(0, len(ranges))]
     while stack:
         start, end = stack.pop()
@@ -355,9 +357,23 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
                 blocks.extend(_block(rule, label))
             continue
         mid = start + (end - start) // 2
-        prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(3 * (mid - start) - 2)]
+        left = _tree_length(mid - start, lengths)
+        if left <= 255:
+            prog.append(B.jge(ranges[mid][0], jt=left, jf=None))
+        else:
+            prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(left)]
         stack.append((mid, end))    # after the left half
         stack.append((start, mid))
+
+
+def _tree_length(count: int, lengths: Dict[int, int]) -> int:
+    """Instructions of _tree's search over `count` ranges (lengths: those known)."""
+    if count == 1:
+        return 1
+    if count not in lengths:
+        left = _tree_length(count // 2, lengths)
+        lengths[count] = (1 if left <= 255 else 2) + left + _tree_length(count - count // 2, lengths)
+    return lengths[count]
 
 
 # Decided on their arguments and called all the time (fcntl F_GETFL/F_SETFD, ioctl

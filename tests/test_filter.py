@@ -53,7 +53,9 @@ def test_this_machine_s_table_is_one_dict_by_default_and_by_name():
 
 
 def _labelled_tree(ranges, prog, blocks):  # type: ignore[no-untyped-def]
-    """_filter._tree as it was written first: recursive, every jump over a left half to a label."""
+    """_filter._tree written recursively, every jump over a left half to a label: one
+    `jge` to it where the left half, as built, is at most 255 instructions long, else a
+    `jge` that falls through to a `ja` to it."""
     from sandlock import _bpf as B
     if len(ranges) == 1:
         lo, _, rule = ranges[0]
@@ -66,16 +68,22 @@ def _labelled_tree(ranges, prog, blocks):  # type: ignore[no-untyped-def]
         return
     mid = len(ranges) // 2
     right = f"ge_{ranges[mid][0]}"
-    prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(right)]
-    _labelled_tree(ranges[:mid], prog, blocks)
+    left: list = []
+    _labelled_tree(ranges[:mid], left, blocks)
+    if sum(isinstance(insn, B.Insn) for insn in left) <= 255:
+        prog.append(B.jge(ranges[mid][0], jt=right, jf=None))
+    else:
+        prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(right)]
+    prog.extend(left)
     prog.append(B.label(right))
     _labelled_tree(ranges[mid:], prog, blocks)
 
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_the_search_tree_s_numbered_jumps_land_where_labels_would(arch, monkeypatch):
-    """_tree jumps over a left half of n ranges by 3n - 2 instructions, a number (README
-    "Start-up"): the programs are the bytes of the labelled tree for several policies and ABIs."""
+    """_tree jumps over a left half by its length worked out from its count of ranges, a
+    number (README "Start-up"): the programs are the bytes of the labelled tree for several
+    policies and ABIs."""
     built = []
     for kwargs in ({}, {"net_allow": ["127.0.0.1:80"]}, {"random_seed": 3, "time_start": "2000-01-01"},
                    {"max_processes": 5}, {"extra_deny_syscalls": ["mount", "uname", "getppid"]}, {"num_cpus": 2}):
@@ -88,6 +96,20 @@ def test_the_search_tree_s_numbered_jumps_land_where_labels_would(arch, monkeypa
     for rules, program in built:
         assert _filter.build(arch, rules) == program
     assert len({program for _, program in built}) > 5  # the policies made different programs
+
+
+def test_a_left_half_longer_than_a_conditional_jump_reaches_is_jumped_over_by_ja(monkeypatch):
+    """Ranges enough that the first left halves pass 255 instructions (no policy has that
+    many yet): every number still gets its rule, and the bytes are the labelled tree's."""
+    rules = {nr: "notify" if nr % 3 == 0 else "allow" if nr % 3 == 1 else "eperm" for nr in range(1200)}
+    program = _filter.build("x86_64", rules)
+    arch = S.AUDIT_ARCH["x86_64"]
+    want = {"notify": ("USER_NOTIF", 0), "allow": ("ALLOW", 0), "eperm": ("ERRNO", errno.EPERM)}
+    got = [action(run(program, nr, arch)) for nr in range(1210)]
+    assert got == [want[rules[nr]] for nr in range(1200)] + [("ERRNO", errno.ENOSYS)] * 10
+    assert len(program) // 8 < 3 * 1200   # the nodes near the leaves are one instruction each
+    monkeypatch.setattr(_filter, "_tree", _labelled_tree)
+    assert _filter.build("x86_64", rules) == program
 
 
 def test_ranges_merge_equal_plain_rules_only():
