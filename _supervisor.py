@@ -1215,7 +1215,8 @@ class Watch:
         self.scoped = scoped  # the stub kills with kill(-1) under the signal scope (_launch._doom)
         # the status is sent once the rest of the sandbox is killed (_launch._reap, under the
         # scope): the run is over there, the stub's own exit not waited for (a stub of the
-        # fork server, which reaps it; one of ours would be left a zombie)
+        # fork server, which reaps it, or the CLI's, which exits; one of a Sandbox's direct
+        # launches would be left a zombie)
         self.ends_at_status = ends_at_status and scoped
         self.forward_signals = forward_signals
         # The CLI is about to exit when the run ends: a forwarded signal arriving
@@ -1639,6 +1640,7 @@ class Session:
     def __init__(self, policy: Policy, prepared: Prepared, argv: Sequence[bytes], env: Dict[bytes, bytes],
                  *, capture: bool = False, input: Optional[bytes] = None, interactive: bool = False,
                  forward_signals: bool = False, debug: bool = False, restore_signals: bool = True,
+                 leave_stub: bool = False,
                  stdio: Tuple[int, int, int] = (-1, -1, -1),
                  on_exec: Optional[Callable[["Session", bytes], None]] = None,
                  policy_fn: Optional[Tuple[Callable, float]] = None,
@@ -1653,6 +1655,9 @@ class Session:
         self.interactive = interactive
         self.forward_signals = forward_signals
         self.restore_signals = restore_signals  # see Watch
+        # the caller exits once the run is over (the CLI): a stub it forked need not be
+        # reaped, so the run may end at the stub's status as a fork server's does (Watch)
+        self.leave_stub = leave_stub
         self.stdio = stdio        # the caller's fds to become the command's 0, 1, 2 (-1: inherit)
         # called in this thread once the exec's result is known (b"" or the error's report):
         # the API's popen returns then (the session's watch, command_pid and command_pidfd are set)
@@ -1732,7 +1737,7 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0,
-                               ends_at_status=self.handoff is not None)
+                               ends_at_status=self.handoff is not None or self.leave_stub)
             if self.on_exec is not None:
                 on_exec, session = self.on_exec, self
                 self.watch.on_exec = lambda data: on_exec(session, data)

@@ -1151,7 +1151,7 @@ def _run_reported(ns: "Any", command: "List[str]", policy: Policy, prepared: "An
     env = _env_bytes(child_environment(policy, os.environ))
     interactive = _interactive()
     session = _supervisor.Session(policy, prepared, args, env, interactive=interactive,
-                                  forward_signals=True, debug=debug, restore_signals=False)
+                                  forward_signals=True, debug=debug, restore_signals=False, leave_stub=True)
     for leftover in prepared.leftovers:
         _say(f"an earlier run's upper layer is left at {leftover}: inspect it, then remove it")
     try:
