@@ -466,7 +466,7 @@ class RunContext:
         self.policy = policy
         self.prepared = prepared
         self.names = names
-        self._numbers = {name: nr for nr, name in names.items()}
+        self._numbers: Optional[Dict[str, int]] = None  # names_to_numbers, made on first use
         self._inject = inject    # Notifier.inject
         self._pending = pending  # Notifier.pending
         self.abstract_scoped = prepared.abi >= 6
@@ -543,6 +543,10 @@ class RunContext:
         return self._vfork
 
     def names_to_numbers(self) -> Dict[str, int]:
+        """names inverted, made when a handler first asks (a few rare ones do): not at every
+        run's start (~20 us)."""
+        if self._numbers is None:
+            self._numbers = {name: nr for nr, name in self.names.items()}
         return self._numbers
 
     def net_names(self, ip: object) -> Tuple[str, ...]:
