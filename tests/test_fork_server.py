@@ -290,6 +290,60 @@ def test_on_the_fork_server_orphans_stay_in_and_no_command_can_signal_its_stub_o
     assert not find_processes(marker)
 
 
+STUB_FDS = PRELUDE + r"""
+import subprocess
+PROBE = '''
+import ctypes, json, os, sys
+target = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
+out = {}
+try:
+    out["listed"] = len(os.listdir(f"/proc/{target}/fd"))
+except OSError as exc:
+    out["listed"] = -exc.errno
+out["opened"] = []
+for fd in range(64):
+    try:
+        os.close(os.open(f"/proc/{target}/fd/{fd}", os.O_WRONLY))
+        out["opened"].append(fd)
+    except OSError:
+        pass
+libc = ctypes.CDLL(None, use_errno=True)
+out["taken"] = []
+try:
+    pidfd = os.pidfd_open(target)
+    for fd in range(64):
+        if libc.syscall(438, pidfd, fd, 0) >= 0:   # pidfd_getfd
+            out["taken"].append(fd)
+except OSError as exc:
+    out["taken"] = -exc.errno
+print(json.dumps(out))
+'''
+# control: the probe reaches the pipe a process of this user holds, where nothing forbids it
+holder = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
+control = json.loads(subprocess.run([sys.executable, "-c", PROBE, str(holder.pid)], capture_output=True).stdout)
+holder.kill()
+holder.wait()
+box = sandlock.Sandbox()
+first = box.run(["python3", "-c", PROBE])   # a direct launch: the stub forked from here
+warm(box)
+served = box.run(["python3", "-c", PROBE])   # from the server
+print(json.dumps({"control": [1 in control["opened"], 1 in control["taken"]],
+                  "direct": json.loads(first.stdout), "served": json.loads(served.stdout)}))
+"""
+
+
+def test_no_command_reaches_its_stub_s_fds_so_none_can_write_the_status_that_ends_a_run(who) -> None:
+    # a run from the server ends at the stub's status (README "Fork server"): a command
+    # that could write it would end its run while the sandbox went on
+    r = who.python(STUB_FDS)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["control"] == [True, True]
+    for launch in ("direct", "served"):
+        assert out[launch]["listed"] < 0 and out[launch]["opened"] == [], (launch, out[launch])
+        assert out[launch]["taken"] == [] or out[launch]["taken"] < 0, (launch, out[launch])
+
+
 def _warm(box: sandlock.Sandbox) -> int:
     for _ in range(2):
         assert box.run(["/bin/true"]).returncode == 0
