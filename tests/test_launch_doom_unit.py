@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import posix
 import struct
+from typing import Callable
 
 import pytest
 
@@ -25,23 +27,25 @@ class _Prep:
         self.scope_ruleset = scope_ruleset
 
 
-def doom_in_child(confined: bool, scope_ruleset: int) -> "tuple[int, list]":
+def recorded_in_child(confined: bool, act: "Callable[[list], None]") -> "tuple[int, list]":
+    """act(calls) in a forked child whose os.kill and os.killpg append to calls instead of
+    signalling, and whose os._exit reports them: (its exit code, the calls)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: record, never signal
+        real_write, real_exit = os.write, os._exit
         try:
             os.close(r)
             calls: list = []
             os.kill = lambda *a: calls.append(["kill", *a])  # type: ignore[assignment]
             os.killpg = lambda *a: calls.append(["killpg", *a])  # type: ignore[assignment]
-            real_exit = os._exit
 
             def leave(code: int) -> None:
-                os.write(w, json.dumps(calls).encode())
+                real_write(w, json.dumps(calls).encode())
                 real_exit(code)
             os._exit = leave  # type: ignore[assignment]
             _launch._confined = confined
-            _launch._doom(_Prep(scope_ruleset))  # type: ignore[arg-type]
+            act(calls)
         finally:
             os._exit = real_exit  # type: ignore[assignment]
             real_exit(99)
@@ -50,6 +54,10 @@ def doom_in_child(confined: bool, scope_ruleset: int) -> "tuple[int, list]":
         data = f.read()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), json.loads(data or b"null")
+
+
+def doom_in_child(confined: bool, scope_ruleset: int) -> "tuple[int, list]":
+    return recorded_in_child(confined, lambda calls: _launch._doom(_Prep(scope_ruleset)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("scope_ruleset", [5, -1], ids=["scoped", "no-scope"])
@@ -67,42 +75,22 @@ def test_a_confined_stub_without_a_signal_scope_kills_its_own_group() -> None:
 
 def reap_in_child(confined: bool, scope_ruleset: int) -> "tuple[int, list]":
     """_reap in a forked child (the stub) whose own child (the command) exits 3: the
-    calls it makes, in order, the status it writes among them (os.kill, os.killpg and
-    the write on the status pipe recorded, nothing signalled)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            command = os.fork()
-            if command == 0:
-                os._exit(3)
-            status_r, status_w = os.pipe()
-            calls: list = []
-            os.kill = lambda *a: calls.append(["kill", *a])  # type: ignore[assignment]
-            os.killpg = lambda *a: calls.append(["killpg", *a])  # type: ignore[assignment]
-            real_write, real_exit = os.write, os._exit
+    calls it makes, in order, its write of the status on the status pipe among them."""
+    def act(calls: list) -> None:
+        command = os.fork()
+        if command == 0:
+            posix._exit(3)   # os._exit reports the calls: the stub's alone
+        _, status_w = os.pipe()
+        real_write = os.write
 
-            def write(fd: int, data: bytes) -> int:
-                if fd == status_w:
-                    calls.append(["status", os.waitstatus_to_exitcode(struct.unpack("=i", data)[0])])
-                    return len(data)
+        def write(fd: int, data: bytes) -> int:
+            if fd != status_w:
                 return real_write(fd, data)
-
-            def leave(code: int) -> None:
-                real_write(w, json.dumps(calls).encode())
-                real_exit(code)
-            os.write, os._exit = write, leave  # type: ignore[assignment]
-            _launch._confined = confined
-            _launch._reap(_Prep(scope_ruleset), command, status_w)  # type: ignore[arg-type]
-        finally:
-            os._exit = real_exit  # type: ignore[assignment]
-            real_exit(99)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), json.loads(data or b"null")
+            calls.append(["status", os.waitstatus_to_exitcode(struct.unpack("=i", data)[0])])
+            return len(data)
+        os.write = write  # type: ignore[assignment]
+        _launch._reap(_Prep(scope_ruleset), command, status_w)  # type: ignore[arg-type]
+    return recorded_in_child(confined, act)
 
 
 def test_a_scoped_stub_kills_the_rest_of_the_sandbox_before_it_reports_the_command_s_status() -> None:
