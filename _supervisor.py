@@ -1220,7 +1220,8 @@ class Watch:
         # the status is sent once the rest of the sandbox is killed (_launch._reap, under the
         # scope): the run is over there, the stub's own exit not waited for (a stub of the
         # fork server, which reaps it, or the CLI's, which exits; one of a Sandbox's direct
-        # launches would be left a zombie)
+        # launches would be left a zombie; not with a workdir, whose end reads the upper
+        # layer: it waits for the stub's exit as before)
         self.ends_at_status = ends_at_status and scoped
         self.forward_signals = forward_signals
         # The CLI is about to exit when the run ends: a forwarded signal arriving
@@ -1741,7 +1742,7 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0,
-                               ends_at_status=self.handoff is not None or self.leave_stub)
+                               ends_at_status=(self.handoff is not None or self.leave_stub) and ctx.upper is None)
             if self.on_exec is not None:
                 on_exec, session = self.on_exec, self
                 self.watch.on_exec = lambda data: on_exec(session, data)
