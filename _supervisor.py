@@ -1220,8 +1220,7 @@ class Watch:
         # the status is sent once the rest of the sandbox is killed (_launch._reap, under the
         # scope): the run is over there, the stub's own exit not waited for (a stub of the
         # fork server, which reaps it, or the CLI's, which exits; one of a Sandbox's direct
-        # launches would be left a zombie; not with a workdir, whose end reads the upper
-        # layer: it waits for the stub's exit as before)
+        # launches would be left a zombie)
         self.ends_at_status = ends_at_status and scoped
         self.forward_signals = forward_signals
         # The CLI is about to exit when the run ends: a forwarded signal arriving
@@ -1742,12 +1741,16 @@ class Session:
             self.watch = Watch(self.policy, ctx, self.stub, self.stub_pidfd, self.own_group,
                                forward_signals=self.forward_signals, restore_signals=self.restore_signals,
                                input=self.input, scoped=launch.scope_ruleset >= 0,
-                               ends_at_status=(self.handoff is not None or self.leave_stub) and ctx.upper is None)
+                               ends_at_status=self.handoff is not None or self.leave_stub)
             if self.on_exec is not None:
                 on_exec, session = self.on_exec, self
                 self.watch.on_exec = lambda data: on_exec(session, data)
             outcome = self._supervise(self.watch, pipes, stdio_parent[0], fds)
             if ctx.upper is not None:
+                # the layer is read once no handler of the sandbox is at work in it: the
+                # notification loop ends when the filter has no process left (a process
+                # killed at the run's end may have had a call on behalf under way)
+                self.notifier.stop()
                 outcome = self._end_workdir(outcome)
             return outcome
         finally:

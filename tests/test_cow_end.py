@@ -368,3 +368,30 @@ def test_max_disk_refuses_a_copy_up_that_would_not_fit(who, wd: Path) -> None:
     assert after.pop("s", None) is not None and after.pop(".", None) is not None, show(r)
     before.pop(".", None)
     assert after == before, "the refused append must not reach the workdir"
+
+
+def test_a_workdir_is_read_at_the_end_only_once_no_handler_of_the_sandbox_is_at_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed at the run's end may have had a call on behalf under way in the
+    upper layer: the layer is compared and committed once the notification loop has
+    ended (the filter has no process left), the direct launch and from the fork server.
+    Each run leaves a `sleep` behind, killed at its end: the filter keeps it until it is
+    reaped."""
+    import sandlock
+    from sandlock import _supervisor
+    seen: List[bool] = []
+    end = _supervisor.Session._end_workdir
+
+    def recording(self, outcome):  # type: ignore[no-untyped-def]
+        seen.append(self.notifier.receivers.over.is_set())
+        return end(self, outcome)
+    monkeypatch.setattr(_supervisor.Session, "_end_workdir", recording)
+    work = tmp_path / "work"
+    work.mkdir()
+    box = sandlock.Sandbox(workdir=str(work), fs_writable=[str(work)], cwd=str(work))
+    for i in range(2):
+        assert box.run(["sh", "-c", f"sleep 30 & echo {i} > run{i}.txt"]).returncode == 0
+    assert wait_for(lambda: box._server is not None and box._server.usable(), 30), "no fork server"
+    assert box.run(["sh", "-c", "sleep 30 & echo 2 > run2.txt"]).returncode == 0
+    assert seen == [True, True, True]
+    assert [(work / f"run{i}.txt").read_text() for i in range(3)] == ["0\n", "1\n", "2\n"]
