@@ -1407,7 +1407,10 @@ class Watch:
         r, w, previous, old_fd = self._wakeup
         self._wakeup = None
         for signum, handler in previous.items():
-            signal.signal(signum, handler if self.restore_signals else signal.SIG_IGN)
+            if self.restore_signals:
+                signal.signal(signum, handler)
+            else:
+                _ignore_now(signum)
             _launch.OWN_IGNORED.discard(signum)
         signal.set_wakeup_fd(old_fd if self.restore_signals else -1)
         os.close(r)
@@ -2085,6 +2088,24 @@ def _close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+# struct sigaction as the kernel takes it: SIG_IGN, no flags, no restorer, an empty mask (the
+# x86_64 layout; aarch64's has no restorer, and its mask is then the zero that follows)
+_SIG_IGN_ACTION = struct.pack("=4Q", 1, 0, 0, 0)
+
+
+def _ignore_now(signum: int) -> None:
+    """SIG_IGN for signum, the kernel's disposition first, then Python's.
+
+    signal.signal(signum, SIG_IGN) first runs the Python handlers of signals already
+    caught, then changes the disposition; one caught in between finds SIG_IGN as its
+    Python handler, and CPython prints "Signal N ignored due to race condition" on
+    stderr (seen under the CLI's signal storm tests).  Ignored by the kernel first, no
+    signal is caught after that, and signal.signal's own first step runs the Python
+    handler (_noop) of any caught before."""
+    _syscalls._call("rt_sigaction", signum, _SIG_IGN_ACTION, None, 8)
+    signal.signal(signum, signal.SIG_IGN)
 
 
 def _drain(fd: int) -> bytes:

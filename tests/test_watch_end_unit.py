@@ -14,7 +14,6 @@ import select
 import struct
 import threading
 import types
-from typing import Tuple
 
 import pytest
 
