@@ -342,7 +342,6 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
     (in `blocks`, after the whole tree).  A half's length depends on its count of ranges
     alone (_tree_length), so the jump over it is a number, not a label."""
     rets = {rule: B.ret(action) for rule, action in _RET.items()}
-    lengths: Dict[int, int] = {}
     stack = [(0, len(ranges))]
     while stack:
         start, end = stack.pop()
@@ -357,8 +356,8 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
                 blocks.extend(_block(rule, label))
             continue
         mid = start + (end - start) // 2
-        left = _tree_length(mid - start, lengths)
-        if left <= 255:
+        left = _tree_length(mid - start)
+        if left <= JUMP_REACH:
             prog.append(B.jge(ranges[mid][0], jt=left, jf=None))
         else:
             prog += [B.jge(ranges[mid][0], jt=None, jf=1), B.ja(left)]
@@ -366,14 +365,16 @@ def _tree(ranges: Sequence[Tuple[int, int, Rule]], prog: List[object], blocks: L
         stack.append((start, mid))
 
 
-def _tree_length(count: int, lengths: Dict[int, int]) -> int:
-    """Instructions of _tree's search over `count` ranges (lengths: those known)."""
+JUMP_REACH = 255   # instructions a conditional jump skips at most (its 8-bit jt/jf)
+
+
+@_syscalls.cached
+def _tree_length(count: int) -> int:
+    """Instructions of _tree's search over `count` ranges."""
     if count == 1:
         return 1
-    if count not in lengths:
-        left = _tree_length(count // 2, lengths)
-        lengths[count] = (1 if left <= 255 else 2) + left + _tree_length(count - count // 2, lengths)
-    return lengths[count]
+    left = _tree_length(count // 2)
+    return (1 if left <= JUMP_REACH else 2) + left + _tree_length(count - count // 2)
 
 
 # Decided on their arguments and called all the time (fcntl F_GETFL/F_SETFD, ioctl
